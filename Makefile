@@ -1,0 +1,103 @@
+# Bunker build. `make run` and `make test` are the two commands of the README;
+# both install what is missing first (scripts/install-deps.sh).
+
+CC      ?= gcc
+SAN     ?= 0
+BUILD   ?= $(if $(filter 1,$(SAN)),build/asan,build/release)
+
+PKGS      := libmicrohttpd jansson sqlite3 libsodium libseccomp
+TEST_PKGS := libcurl
+
+WARN    := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wformat=2 -Wvla -Wno-format-truncation
+HARDEN  := -fstack-protector-strong -fPIE -D_GNU_SOURCE
+LDHARD  := -pie -Wl,-z,relro,-z,now
+ifeq ($(SAN),1)
+OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LDSAN   := -fsanitize=address,undefined
+else
+OPT     := -O2 -g -D_FORTIFY_SOURCE=2
+LDSAN   :=
+endif
+
+CFLAGS_ALL := -std=gnu17 $(WARN) $(HARDEN) $(OPT) -Isrc -MMD -MP $(CFLAGS)
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) -lpthread
+TEST_LIBS  = $(shell pkg-config --libs $(TEST_PKGS))
+
+LIB_SRCS := $(sort $(wildcard src/util/*.c src/agent/*.c src/sandbox/*.c src/store/*.c \
+                              src/core/*.c src/http/*.c src/api/*.c))
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+INIT_SRCS := src/init/main.c src/agent/proto.c src/util/util.c src/util/err.c
+
+UNIT_SRCS := $(sort $(wildcard tests/unit/*.c))
+BB_SRCS   := $(sort $(wildcard tests/blackbox/*.c))
+TEST_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit_%) \
+             $(BB_SRCS:tests/blackbox/%.c=$(BUILD)/tests/bb_%)
+TEST_COMMON := $(BUILD)/obj/tests/harness.o $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/client.c))
+
+.PHONY: all tests run test deps clean format format-check bench
+all: $(BUILD)/bunkerd $(BUILD)/bunker $(BUILD)/bunker-init
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) -c $< -o $@
+
+$(BUILD)/libbunker.a: $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/bunkerd: $(BUILD)/obj/src/bunkerd/main.o $(BUILD)/libbunker.a
+	$(CC) $(LDHARD) $(LDSAN) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/bunker: $(BUILD)/obj/src/cli/main.o $(BUILD)/libbunker.a
+	$(CC) $(LDHARD) $(LDSAN) -o $@ $^ $(PKG_LIBS)
+
+# PID 1 of every sandbox: static, so it needs nothing from the image, and
+# never sanitized (the sanitizers' runtimes cannot link statically).
+$(BUILD)/bunker-init: $(INIT_SRCS) $(wildcard src/agent/*.h src/util/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu17 $(WARN) -D_GNU_SOURCE -O2 -g -D_FORTIFY_SOURCE=2 -fstack-protector-strong \
+		-Isrc -static -o $@ $(INIT_SRCS)
+
+tests: all $(TEST_BINS)
+
+$(BUILD)/tests/unit_%: $(BUILD)/obj/tests/unit/%.o $(TEST_COMMON) $(BUILD)/libbunker.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDHARD) $(LDSAN) -o $@ $^ $(PKG_LIBS) $(TEST_LIBS)
+
+$(BUILD)/tests/bb_%: $(BUILD)/obj/tests/blackbox/%.o $(TEST_COMMON) $(BUILD)/libbunker.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDHARD) $(LDSAN) -o $@ $^ $(PKG_LIBS) $(TEST_LIBS)
+
+deps:
+	@scripts/install-deps.sh
+
+run: deps
+	@$(MAKE) --no-print-directory SAN=0 all
+	@scripts/run.sh build/release
+
+test: deps
+	@$(MAKE) --no-print-directory SAN=1 tests
+	@$(MAKE) --no-print-directory SAN=0 all
+	@scripts/test.sh build/asan
+
+bench: deps
+	@$(MAKE) --no-print-directory SAN=0 all bench-bin
+	@bench/run.sh build/release
+
+bench-bin: $(BUILD)/bench/bench
+
+$(BUILD)/bench/bench: bench/bench.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) -o $@ $< $(PKG_LIBS) $(TEST_LIBS) -lm
+
+format:
+	clang-format -i $(shell git ls-files '*.c' '*.h')
+
+format-check:
+	clang-format --dry-run --Werror $(shell git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Installs what Bunker needs to build, test and run, and nothing twice: a
+# second run with everything in place takes well under a second.
+#   - Debian packages (compiler, libraries' -dev packages, test tools)
+#   - Bun, from the npm registry package @oven/bun-linux-x64 at a pinned
+#     version, unpacked to /opt/bunker/bun-<version> with /opt/bunker/bun
+#     pointing at it.
+set -euo pipefail
+
+BUN_VERSION=1.4.5
+BUN_ROOT=/opt/bunker
+
+PKGS=(build-essential pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
+      libsodium-dev libseccomp-dev libarchive-dev libzstd-dev libcurl4-openssl-dev
+      util-linux procps python3 sqlite3 wrk ca-certificates)
+
+missing=()
+for p in "${PKGS[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# npm fetches Bun; a machine may already have one from outside Debian.
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+if [ ${#missing[@]} -gt 0 ]; then
+	[ "$(id -u)" = 0 ] || { echo "install-deps: missing ${missing[*]}; run as root" >&2; exit 1; }
+	echo "install-deps: installing ${missing[*]}" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+bun_dir="$BUN_ROOT/bun-$BUN_VERSION"
+if [ ! -x "$bun_dir/bin/bun" ]; then
+	[ "$(id -u)" = 0 ] || { echo "install-deps: bun missing; run as root" >&2; exit 1; }
+	echo "install-deps: installing bun $BUN_VERSION from the npm registry" >&2
+	tmp=$(mktemp -d)
+	trap 'rm -rf "$tmp"' EXIT
+	(cd "$tmp" && npm pack --silent "@oven/bun-linux-x64@$BUN_VERSION" >/dev/null)
+	mkdir -p "$tmp/x"
+	tar -xzf "$tmp"/oven-bun-linux-x64-"$BUN_VERSION".tgz -C "$tmp/x"
+	chmod 0755 "$tmp/x/package/bin/bun"
+	"$tmp/x/package/bin/bun" --version >/dev/null
+	mkdir -p "$BUN_ROOT"
+	rm -rf "$bun_dir.tmp"
+	mkdir -p "$bun_dir.tmp/bin"
+	mv "$tmp/x/package/bin/bun" "$bun_dir.tmp/bin/bun"
+	mv "$bun_dir.tmp" "$bun_dir"
+fi
+ln -sfn "bun-$BUN_VERSION" "$BUN_ROOT/bun.tmp" && mv -T "$BUN_ROOT/bun.tmp" "$BUN_ROOT/bun"

@@ -1,0 +1,111 @@
+/* The wire protocol between bunkerd and bunker-init (PID 1 of a sandbox).
+ *
+ * A frame is a 12-byte header (payload length, message type, protocol
+ * version, request id, all in host byte order: both ends run on one
+ * machine) followed by the payload: a sequence of fields, each a 2-byte tag,
+ * a 4-byte length and that many bytes. Unknown tags are skipped, so a field
+ * can be added without a version bump; a changed meaning bumps
+ * AGENT_PROTO_VERSION, which init announces in its HELLO.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define AGENT_PROTO_VERSION 1
+/* Large enough for one file of the largest plan's size limit plus fields. */
+#define AGENT_MAX_PAYLOAD (64u * 1024 * 1024)
+
+enum agent_type {
+	AGENT_HELLO = 1,     /* init -> d: VERSION */
+	AGENT_EXEC,          /* d -> init: ARGV*, ENV*, CWD, STDIN, TIMEOUT_MS, UID, GID, WATCH */
+	AGENT_EXEC_STARTED,  /* init -> d: PID */
+	AGENT_OUTPUT,        /* init -> d: STREAM, DATA */
+	AGENT_EXEC_DONE,     /* init -> d: EXIT_CODE, SIGNAL, TIMED_OUT, UTIME_US, STIME_US,
+				MAXRSS_KB, WALL_US, PATH* (files written) */
+	AGENT_WRITE_FILE,    /* d -> init: PATH, DATA, MODE, UID, GID */
+	AGENT_RESULT,        /* init -> d: ERRNO, MESSAGE; the answer to any other request */
+	AGENT_KILL,          /* d -> init: PID (0: every user process) */
+};
+
+enum agent_tag {
+	AGENT_T_VERSION = 1,
+	AGENT_T_ARGV,
+	AGENT_T_ENV,
+	AGENT_T_CWD,
+	AGENT_T_STDIN,
+	AGENT_T_TIMEOUT_MS,
+	AGENT_T_UID,
+	AGENT_T_GID,
+	AGENT_T_WATCH,     /* directory whose changes during an exec are reported */
+	AGENT_T_PID,
+	AGENT_T_STREAM,    /* 1 stdout, 2 stderr */
+	AGENT_T_DATA,
+	AGENT_T_EXIT_CODE,
+	AGENT_T_SIGNAL,
+	AGENT_T_TIMED_OUT,
+	AGENT_T_UTIME_US,
+	AGENT_T_STIME_US,
+	AGENT_T_MAXRSS_KB,
+	AGENT_T_WALL_US,
+	AGENT_T_PATH,
+	AGENT_T_MODE,
+	AGENT_T_ERRNO,
+	AGENT_T_MESSAGE,
+	AGENT_T_STAGE,     /* where an exec failed before running: "chdir", "exec", ... */
+	AGENT_T_OUTPUT_MAX, /* bytes of each stream to forward; the rest is discarded */
+	AGENT_T_TRUNCATED,  /* bit 1: stdout was cut, bit 2: stderr */
+	AGENT_T_START_NS,   /* CLOCK_REALTIME when the exec started */
+};
+
+/* Every exec writes, the daemon's side included, inside this directory. */
+#define AGENT_WORKSPACE "/workspace"
+/* At most this many changed paths are reported per exec. */
+#define AGENT_MAX_WRITTEN 1000
+
+struct agent_hdr {
+	uint32_t len;
+	uint16_t type;
+	uint16_t version;
+	uint32_t req_id;
+};
+
+/* A message being built or one received. Owns payload. */
+struct agent_msg {
+	uint16_t type;
+	uint16_t version;
+	uint32_t req_id;
+	uint8_t *payload;
+	size_t len, cap;
+};
+
+struct agent_field {
+	uint16_t tag;
+	uint32_t len;
+	const uint8_t *data;
+};
+
+void agent_msg_init(struct agent_msg *m, uint16_t type, uint32_t req_id);
+void agent_msg_release(struct agent_msg *m);
+
+/* Appenders return 0, or -1 with errno ENOMEM or EMSGSIZE. */
+int agent_msg_put(struct agent_msg *m, uint16_t tag, const void *data, size_t len);
+int agent_msg_put_str(struct agent_msg *m, uint16_t tag, const char *s);
+int agent_msg_put_i64(struct agent_msg *m, uint16_t tag, int64_t v);
+
+/* Sends the whole frame, blocking. Not thread safe: callers serialise. */
+int agent_msg_send(int fd, const struct agent_msg *m);
+/* Receives one whole frame into m (which it initialises), blocking.
+ * Returns 1 with a frame, 0 at EOF before a header, -1 on error (errno;
+ * EPROTO for a frame that breaks the limits). */
+int agent_msg_recv(int fd, struct agent_msg *m);
+
+/* Iterates the fields: start with *off = 0; returns false at the end or at a
+ * malformed field. */
+bool agent_msg_next(const struct agent_msg *m, size_t *off, struct agent_field *f);
+/* The first field with tag, or false. */
+bool agent_msg_find(const struct agent_msg *m, uint16_t tag, struct agent_field *f);
+int64_t agent_field_i64(const struct agent_field *f);
+/* The first field with tag as an integer, or def when absent. */
+int64_t agent_msg_get_i64(const struct agent_msg *m, uint16_t tag, int64_t def);

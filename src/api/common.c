@@ -1,0 +1,234 @@
+/* Routing, authentication, JSON helpers and the request log. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api_int.h"
+#include "util/util.h"
+
+static int status_of(enum bk_err_kind kind)
+{
+	switch (kind) {
+	case BK_E_INVALID:
+		return 400;
+	case BK_E_UNAUTHORIZED:
+		return 401;
+	case BK_E_FORBIDDEN:
+		return 403;
+	case BK_E_NOT_FOUND:
+	case BK_E_FILE_NOT_FOUND:
+		return 404;
+	case BK_E_CONFLICT:
+		return 409;
+	case BK_E_TOO_LARGE:
+		return 413;
+	case BK_E_LIMIT:
+		return 429;
+	case BK_E_NO_SPACE:
+	case BK_E_NO_MEMORY:
+		return 507;
+	case BK_E_UNAVAILABLE:
+		return 503;
+	default:
+		return 500;
+	}
+}
+
+static const char *buntime_code_of(enum bk_err_kind kind)
+{
+	switch (kind) {
+	case BK_E_INVALID:
+		return "invalid_request";
+	case BK_E_UNAUTHORIZED:
+		return "unauthorized";
+	case BK_E_FORBIDDEN:
+		return "forbidden";
+	case BK_E_NOT_FOUND:
+		return "session_not_found";
+	case BK_E_FILE_NOT_FOUND:
+		return "file_not_found";
+	case BK_E_CONFLICT:
+		return "conflict";
+	case BK_E_TOO_LARGE:
+		return "payload_too_large";
+	case BK_E_LIMIT:
+		return "rate_limit_exceeded";
+	case BK_E_NO_SPACE:
+		return "disk_full";
+	case BK_E_NO_MEMORY:
+		return "memory_limit_exceeded";
+	case BK_E_UNAVAILABLE:
+		return "unavailable";
+	default:
+		return "internal_error";
+	}
+}
+
+void api_json(struct api_call *c, int status, json_t *obj)
+{
+	char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+	json_decref(obj);
+	if (text == NULL) {
+		static const char oom[] =
+			"{\"error\":{\"code\":\"internal_error\",\"message\":\"out of memory\"}}";
+		http_response_set(c->res, 500, "application/json", oom, sizeof(oom) - 1);
+		return;
+	}
+	http_response_take(c->res, status, "application/json", text, strlen(text));
+}
+
+void api_buntime_error(struct api_call *c, const struct bk_err *err)
+{
+	json_t *details = json_object();
+	if (err->field[0])
+		json_object_set_new(details, "field", json_string(err->field));
+	int status = status_of(err->kind);
+	if (status == 500)
+		fprintf(stderr, "bunkerd: internal error: %s\n", err->msg);
+	/* An internal error's message is the daemon's, not the caller's: it
+	 * may name host paths. */
+	const char *msg = status == 500 ? "internal error (see the server log)" : err->msg;
+	api_json(c, status,
+		 json_pack("{s:{s:s,s:s,s:o}}", "error", "code", buntime_code_of(err->kind),
+			   "message", msg, "details", details));
+}
+
+json_t *api_body_object(const struct http_request *req, bool empty_ok, struct bk_err *err)
+{
+	if (req->body_too_large) {
+		bk_err_kind(err, BK_E_TOO_LARGE, "request body is over the server's limit");
+		return NULL;
+	}
+	size_t i = 0;
+	while (i < req->body_len && strchr(" \t\r\n", req->body[i]))
+		i++;
+	if (i == req->body_len) {
+		if (empty_ok)
+			return json_object();
+		bk_err_field(err, "body", "a JSON object body is required");
+		return NULL;
+	}
+	json_error_t je;
+	/* Jansson refuses invalid UTF-8 and, without JSON_ALLOW_NUL, "\u0000". */
+	json_t *j = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
+	if (j == NULL) {
+		bk_err_field(err, "body", "malformed JSON at line %d column %d: %s", je.line,
+			     je.column, je.text);
+		return NULL;
+	}
+	if (!json_is_object(j)) {
+		json_decref(j);
+		bk_err_field(err, "body", "the body must be a JSON object");
+		return NULL;
+	}
+	return j;
+}
+
+/* Length of the valid UTF-8 sequence at p (at most n bytes), or 0. */
+static size_t utf8_seq_len(const unsigned char *p, size_t n)
+{
+	unsigned char c = p[0];
+	size_t len;
+	unsigned char lo = 0x80, hi = 0xBF;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xC2 && c <= 0xDF)
+		len = 2;
+	else if (c >= 0xE0 && c <= 0xEF) {
+		len = 3;
+		if (c == 0xE0)
+			lo = 0xA0; /* no overlong forms */
+		if (c == 0xED)
+			hi = 0x9F; /* no surrogates */
+	} else if (c >= 0xF0 && c <= 0xF4) {
+		len = 4;
+		if (c == 0xF0)
+			lo = 0x90;
+		if (c == 0xF4)
+			hi = 0x8F; /* nothing above U+10FFFF */
+	} else
+		return 0;
+	if (n < len || p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t k = 2; k < len; k++)
+		if ((p[k] & 0xC0) != 0x80)
+			return 0;
+	return len;
+}
+
+json_t *api_json_bytes(const char *data, size_t len)
+{
+	json_t *s = json_stringn(data, len);
+	if (s)
+		return s;
+	/* Not valid UTF-8: copy, replacing each bad byte with U+FFFD. */
+	struct buf b;
+	buf_init(&b, len * 3 + 1);
+	const unsigned char *p = (const unsigned char *)data;
+	size_t i = 0;
+	while (i < len) {
+		size_t n = utf8_seq_len(p + i, len - i);
+		if (n > 0) {
+			buf_append(&b, p + i, n);
+			i += n;
+		} else {
+			buf_append(&b, "\xef\xbf\xbd", 3);
+			i++;
+		}
+	}
+	s = json_stringn(b.data ? b.data : "", b.len);
+	buf_free(&b);
+	return s ? s : json_string("");
+}
+
+int api_auth(struct api_call *c, struct bk_err *err)
+{
+	const char *h = http_header(c->req, "Authorization");
+	const char *secret = NULL;
+	if (h && strncasecmp(h, "Bearer ", 7) == 0) {
+		secret = h + 7;
+		while (*secret == ' ')
+			secret++;
+	}
+	if (secret == NULL || *secret == '\0')
+		return bk_err_kind(err, BK_E_UNAUTHORIZED,
+				   "missing API key: send 'Authorization: Bearer <key>'");
+	if (core_auth(c->api->core, secret, &c->key, err) < 0)
+		return -1;
+	c->authed = true;
+	return 0;
+}
+
+static void log_request(const struct api_call *c)
+{
+	json_t *line = json_pack("{s:I,s:s,s:s,s:i,s:f,s:s}", "ts", (json_int_t)now_ms(), "method",
+				 c->req->method, "path", c->req->path, "status", c->res->status,
+				 "ms", (double)(mono_us() - c->req->start_us) / 1000.0, "client",
+				 c->req->client_ip);
+	if (line == NULL)
+		return;
+	if (c->authed)
+		json_object_set_new(line, "key", json_string(c->key.id));
+	if (c->session_id[0])
+		json_object_set_new(line, "session", json_string(c->session_id));
+	char *text = json_dumps(line, JSON_COMPACT | JSON_REAL_PRECISION(6));
+	json_decref(line);
+	if (text) {
+		fprintf(stderr, "%s\n", text);
+		free(text);
+	}
+}
+
+void api_handle(void *ctx, const struct http_request *req, struct http_response *res)
+{
+	struct api_call c = {.api = ctx, .req = req, .res = res};
+	if (strcmp(req->method, "GET") == 0 && strcmp(req->path, "/healthz") == 0) {
+		api_json(&c, 200,
+			 json_pack("{s:s,s:s,s:s}", "status", "ok", "version", c.api->version,
+				   "cgroup", core_cgroup_mode(c.api->core)));
+	} else {
+		api_buntime_route(&c, req->method, req->path);
+	}
+	log_request(&c);
+}

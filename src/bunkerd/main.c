@@ -1,0 +1,164 @@
+/* bunkerd: the daemon. Parses flags, opens core/, serves api/ over http/,
+ * and on SIGTERM or SIGINT stops serving and ends every sandbox (files are
+ * kept for the next start). */
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api/api.h"
+#include "core/core.h"
+#include "http/server.h"
+#include "sandbox/sandbox.h"
+#include "version.h"
+
+static void usage(FILE *f)
+{
+	fputs("usage: bunkerd [options]\n"
+	      "  --listen ADDR          address to listen on (127.0.0.1)\n"
+	      "  --port N               port (8080)\n"
+	      "  --data-dir DIR         store, sessions and images (/var/lib/bunker)\n"
+	      "  --preview-domain D     host suffix of preview URLs (localhost:<port>)\n"
+	      "  --preview-scheme S     scheme of preview URLs (http)\n"
+	      "  --max-body BYTES       largest request body (104857600)\n"
+	      "  --pids-max N           processes per session (512)\n"
+	      "  --init PATH            bunker-init binary (beside bunkerd)\n"
+	      "  --bun PATH             Bun binary for the image (/opt/bunker/bun/bin/bun)\n"
+	      "  --version              print the version and cgroup mode\n",
+	      f);
+}
+
+static long parse_num(const char *flag, const char *s, long min, long max)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+	if (*s == '\0' || *end != '\0' || v < min || v > max)
+		die("%s takes a number %ld..%ld, not '%s'", flag, min, max, s);
+	return v;
+}
+
+int main(int argc, char **argv)
+{
+	struct core_config cfg = {
+		.data_dir = "/var/lib/bunker",
+		.bun_path = "/opt/bunker/bun/bin/bun",
+		.preview_scheme = "http",
+	};
+	const char *listen_addr = "127.0.0.1";
+	const char *preview_domain = NULL;
+	int port = 8080;
+	size_t max_body = 100u << 20;
+	enum { O_LISTEN = 1, O_PORT, O_DATA, O_DOMAIN, O_SCHEME, O_BODY, O_PIDS, O_INIT, O_BUN,
+	       O_VERSION, O_HELP };
+	static const struct option opts[] = {
+		{"listen", required_argument, NULL, O_LISTEN},
+		{"port", required_argument, NULL, O_PORT},
+		{"data-dir", required_argument, NULL, O_DATA},
+		{"preview-domain", required_argument, NULL, O_DOMAIN},
+		{"preview-scheme", required_argument, NULL, O_SCHEME},
+		{"max-body", required_argument, NULL, O_BODY},
+		{"pids-max", required_argument, NULL, O_PIDS},
+		{"init", required_argument, NULL, O_INIT},
+		{"bun", required_argument, NULL, O_BUN},
+		{"version", no_argument, NULL, O_VERSION},
+		{"help", no_argument, NULL, O_HELP},
+		{0},
+	};
+	int o;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (o) {
+		case O_LISTEN:
+			listen_addr = optarg;
+			break;
+		case O_PORT:
+			port = (int)parse_num("--port", optarg, 1, 65535);
+			break;
+		case O_DATA:
+			snprintf(cfg.data_dir, sizeof(cfg.data_dir), "%s", optarg);
+			break;
+		case O_DOMAIN:
+			preview_domain = optarg;
+			break;
+		case O_SCHEME:
+			snprintf(cfg.preview_scheme, sizeof(cfg.preview_scheme), "%s", optarg);
+			break;
+		case O_BODY:
+			max_body = (size_t)parse_num("--max-body", optarg, 1024, 1L << 34);
+			break;
+		case O_PIDS:
+			cfg.pids_max = (int)parse_num("--pids-max", optarg, 16, 1 << 22);
+			break;
+		case O_INIT:
+			snprintf(cfg.init_path, sizeof(cfg.init_path), "%s", optarg);
+			break;
+		case O_BUN:
+			snprintf(cfg.bun_path, sizeof(cfg.bun_path), "%s", optarg);
+			break;
+		case O_VERSION: {
+			enum sbx_cgroup_mode mode;
+			struct bk_err err;
+			const char *cg = sbx_cgroup_detect(&mode, &err) == 0
+						 ? sbx_cgroup_mode_name(mode)
+						 : "none";
+			printf("bunkerd %s (cgroup %s)\n", BUNKER_VERSION, cg);
+			return 0;
+		}
+		case O_HELP:
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (preview_domain)
+		snprintf(cfg.preview_domain, sizeof(cfg.preview_domain), "%s", preview_domain);
+	else
+		snprintf(cfg.preview_domain, sizeof(cfg.preview_domain), "localhost:%d", port);
+	if (cfg.init_path[0] == '\0') {
+		char self[PATH_MAX];
+		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+		if (n < 0)
+			die("cannot find my own binary");
+		self[n] = '\0';
+		snprintf(cfg.init_path, sizeof(cfg.init_path), "%s/bunker-init", dirname(self));
+	}
+	if (geteuid() != 0)
+		die("bunkerd must run as root (it creates namespaces, cgroups and mounts)");
+
+	/* Signals are taken synchronously by this thread: block them before
+	 * any other thread exists so that every thread inherits the mask. */
+	sigset_t stop;
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &stop, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	struct bk_err err;
+	struct core *core;
+	if (core_open(&cfg, &core, &err) < 0)
+		die("%s", err.msg);
+	struct api api = {.core = core, .version = BUNKER_VERSION};
+	struct http_server *srv;
+	if (http_server_start(listen_addr, port, max_body, api_handle, &api, &srv, &err) < 0) {
+		core_close(core);
+		die("%s", err.msg);
+	}
+	fprintf(stderr, "bunkerd %s listening on %s:%d (data %s, cgroup %s)\n", BUNKER_VERSION,
+		listen_addr, port, cfg.data_dir, core_cgroup_mode(core));
+	int sig;
+	sigwait(&stop, &sig);
+	fprintf(stderr, "bunkerd: signal %d, stopping\n", sig);
+	http_server_stop(srv);
+	core_close(core);
+	return 0;
+}

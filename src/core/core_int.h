@@ -1,0 +1,56 @@
+/* What the core modules share; api/ never includes it. */
+#pragma once
+
+#include <pthread.h>
+
+#include "core/core.h"
+#include "sandbox/sandbox.h"
+#include "store/store.h"
+
+/* One session in memory. The registry mirrors the store: every session
+ * with a record is here from start-up on.
+ *
+ * Locking: core->lock guards the registry list, refs and deleted. rw is
+ * held shared by every operation that uses the sandbox and exclusively to
+ * start or stop it; mu guards the sbx pointer for sbx_terminate(), which a
+ * delete calls without waiting for rw. */
+struct session {
+	char id[32];
+	char key_id[32];
+	int slot;
+	struct core_limits limits;
+	int64_t created_ms, expires_ms;
+	int64_t last_active_ms; /* atomic */
+	int refs;
+	bool deleted;
+	pthread_rwlock_t rw;
+	pthread_mutex_t mu;
+	struct sbx *sbx;
+	struct session *next;
+};
+
+struct core {
+	struct core_config cfg;
+	struct store *store;
+	struct sbx_config sbx;
+	pthread_mutex_t lock;
+	pthread_cond_t ref_cond;   /* a session's refs dropped */
+	pthread_mutex_t create_lock; /* count-then-insert of the session cap */
+	struct session *sessions;
+	pthread_t reaper;
+	pthread_mutex_t reaper_lock;
+	pthread_cond_t reaper_cond;
+	bool stopping;
+};
+
+/* Finds a live session of key (NULL: any key) and takes a reference:
+ * BK_E_NOT_FOUND when missing, deleted, expired or another key's. */
+int session_acquire(struct core *core, const char *key_id, const char *id, struct session **out,
+		    struct bk_err *err);
+void session_release(struct core *core, struct session *s);
+/* With s->rw held shared: returns its running sandbox, starting one when it
+ * has none or its last one died. Drops and retakes rw meanwhile. */
+int session_sandbox(struct core *core, struct session *s, struct sbx **out, struct bk_err *err);
+/* Records activity now. */
+void session_touch(struct core *core, struct session *s);
+struct sbx_limits session_sbx_limits(const struct core *core, const struct session *s);

@@ -1,0 +1,297 @@
+/* Executions: code run by Bun or a command run by /bin/sh, as the session's
+ * user, with the request's files written first. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core_int.h"
+#include "util/cleanup.h"
+
+#define MAX_ENV 100
+#define BUN_PATH_IN_SANDBOX "/opt/bun/bin/bun"
+
+/* What every execution starts from; the request's env comes on top. */
+static const char *const base_env[] = {
+	"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/opt/bun/bin",
+	"HOME=/home/user",
+	"USER=user",
+	"LOGNAME=user",
+	"SHELL=/bin/bash",
+	"LANG=C.UTF-8",
+	"TMPDIR=/tmp",
+	"PORT=8080",
+	"BUN_RUNTIME_TRANSPILER_CACHE_PATH=0",
+};
+
+void core_exec_result_release(struct core_exec_result *r)
+{
+	free(r->stdout_text);
+	free(r->stderr_text);
+	for (size_t i = 0; i < r->n_files_written; i++)
+		free(r->files_written[i]);
+	free(r->files_written);
+	memset(r, 0, sizeof(*r));
+}
+
+int core_path_normalize(const char *path, const char *field, char *out, size_t len,
+			struct bk_err *err)
+{
+	static const char ws[] = SBX_WORKSPACE;
+	if (path == NULL || *path == '\0')
+		return bk_err_field(err, field, "%s must not be empty", field);
+	const char *p = path;
+	if (*p == '/') {
+		size_t n = strlen(ws);
+		if (strncmp(p, ws, n) != 0 || (p[n] != '/' && p[n] != '\0'))
+			return bk_err_field(err, field, "%s '%s' is outside %s", field, path, ws);
+		p += n;
+	}
+	/* Rebuild component by component: drop empty and "." parts, refuse "..". */
+	size_t o = 0;
+	while (*p) {
+		while (*p == '/')
+			p++;
+		if (*p == '\0')
+			break;
+		const char *end = strchrnul(p, '/');
+		size_t clen = (size_t)(end - p);
+		if (clen == 2 && p[0] == '.' && p[1] == '.')
+			return bk_err_field(err, field, "%s '%s' leaves the workspace", field, path);
+		if (!(clen == 1 && p[0] == '.')) {
+			if (o + clen + 2 > len)
+				return bk_err_field(err, field, "%s is too long", field);
+			if (o)
+				out[o++] = '/';
+			memcpy(out + o, p, clen);
+			o += clen;
+		}
+		p = end;
+	}
+	out[o] = '\0';
+	return 0;
+}
+
+static bool env_name_ok(const char *name)
+{
+	if (*name == '\0' || strchr(name, '=') != NULL)
+		return false;
+	return true;
+}
+
+/* argv, envp and cwd of an execution; strings point into req or into the
+ * returned allocations (freed by the caller). */
+struct exec_plan {
+	const char *argv[4];
+	const char **envp;
+	char cwd[4200];
+	char **owned;
+	size_t n_owned;
+};
+
+static void exec_plan_release(struct exec_plan *p)
+{
+	for (size_t i = 0; i < p->n_owned; i++)
+		free(p->owned[i]);
+	free(p->owned);
+	free(p->envp);
+}
+
+static int exec_plan_build(const struct core_exec_req *req, struct exec_plan *p,
+			   struct bk_err *err)
+{
+	memset(p, 0, sizeof(*p));
+	if ((req->code == NULL) == (req->command == NULL))
+		return bk_err_field(err, req->code ? "code" : "command",
+				    "exactly one of code and command is required");
+	if (req->n_env > MAX_ENV)
+		return bk_err_field(err, "env", "env holds at most %d variables", MAX_ENV);
+	if (req->command) {
+		p->argv[0] = "/bin/sh";
+		p->argv[1] = "-c";
+		p->argv[2] = req->command;
+	} else {
+		/* The code arrives on stdin: no size limit of argv, not visible
+		 * in the process list, and relative imports resolve from cwd. */
+		p->argv[0] = BUN_PATH_IN_SANDBOX;
+		p->argv[1] = "run";
+		p->argv[2] = "-";
+	}
+	char rel[4096] = "";
+	if (req->working_dir &&
+	    core_path_normalize(req->working_dir, "workingDir", rel, sizeof(rel), err) < 0)
+		return -1;
+	snprintf(p->cwd, sizeof(p->cwd), "%s%s%s", SBX_WORKSPACE, *rel ? "/" : "", rel);
+
+	size_t n = ARRAY_SIZE(base_env) + req->n_env;
+	p->envp = calloc(n + 1, sizeof(char *));
+	p->owned = calloc(req->n_env + 1, sizeof(char *));
+	if (p->envp == NULL || p->owned == NULL)
+		return bk_err_set(err, ENOMEM, "cannot prepare execution");
+	size_t k = 0;
+	for (size_t i = 0; i < ARRAY_SIZE(base_env); i++) {
+		/* A request variable of the same name replaces the base one. */
+		size_t nl = (size_t)(strchr(base_env[i], '=') - base_env[i]);
+		bool replaced = false;
+		for (size_t j = 0; j < req->n_env && !replaced; j++)
+			replaced = strlen(req->env[j].name) == nl &&
+				   strncmp(req->env[j].name, base_env[i], nl) == 0;
+		if (!replaced)
+			p->envp[k++] = base_env[i];
+	}
+	for (size_t j = 0; j < req->n_env; j++) {
+		if (!env_name_ok(req->env[j].name))
+			return bk_err_field(err, "env", "env name '%s' is not valid",
+					    req->env[j].name);
+		char *kv;
+		if (asprintf(&kv, "%s=%s", req->env[j].name, req->env[j].value) < 0)
+			return bk_err_set(err, ENOMEM, "cannot prepare execution");
+		p->owned[p->n_owned++] = kv;
+		p->envp[k++] = kv;
+	}
+	p->envp[k] = NULL;
+	return 0;
+}
+
+static bool list_has(char **list, size_t n, const char *s)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(list[i], s) == 0)
+			return true;
+	return false;
+}
+
+/* filesWritten: the request's own files, then what the execution changed. */
+static int written_merge(struct core_exec_result *out, char **files, size_t n_files,
+			 struct sbx_exec_result *res)
+{
+	out->files_written = calloc(n_files + res->n_written + 1, sizeof(char *));
+	if (out->files_written == NULL)
+		return -1;
+	for (size_t i = 0; i < n_files; i++) {
+		if (!list_has(out->files_written, out->n_files_written, files[i]))
+			out->files_written[out->n_files_written++] = steal_ptr(&files[i]);
+	}
+	for (size_t i = 0; i < res->n_written; i++) {
+		if (!list_has(out->files_written, out->n_files_written, res->written[i]))
+			out->files_written[out->n_files_written++] = steal_ptr(&res->written[i]);
+	}
+	return 0;
+}
+
+static void files_free(char **files, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(files[i]);
+	free(files);
+}
+
+int core_execute(struct core *core, const struct core_key *key, const char *id,
+		 const struct core_exec_req *req, struct core_exec_result *out,
+		 struct bk_err *err)
+{
+	memset(out, 0, sizeof(*out));
+	struct exec_plan plan;
+	if (exec_plan_build(req, &plan, err) < 0) {
+		exec_plan_release(&plan);
+		return -1;
+	}
+	char **files = calloc(req->n_files + 1, sizeof(char *));
+	if (files == NULL) {
+		exec_plan_release(&plan);
+		return bk_err_set(err, ENOMEM, "cannot prepare execution");
+	}
+	int rc = -1;
+	for (size_t i = 0; i < req->n_files; i++) {
+		char rel[4096];
+		if (core_path_normalize(req->files[i].path, "files.path", rel, sizeof(rel), err) < 0)
+			goto out_files;
+		if (*rel == '\0') {
+			bk_err_field(err, "files.path", "files.path '%s' names the workspace itself",
+				     req->files[i].path);
+			goto out_files;
+		}
+		if ((int64_t)req->files[i].len > key->limits.max_file_bytes) {
+			bk_err_kind(err, BK_E_TOO_LARGE, "file '%s' is over the plan's %lld bytes",
+				    req->files[i].path, (long long)key->limits.max_file_bytes);
+			goto out_files;
+		}
+		files[i] = strdup(rel);
+		if (files[i] == NULL) {
+			bk_err_set(err, ENOMEM, "cannot prepare execution");
+			goto out_files;
+		}
+	}
+
+	struct session *s;
+	if (session_acquire(core, key->id, id, &s, err) < 0)
+		goto out_files;
+	int64_t timeout_s = req->timeout_s ? req->timeout_s : s->limits.timeout_s;
+	if (timeout_s < 1 || timeout_s > key->limits.timeout_max_s) {
+		bk_err_field(err, "timeout", "timeout must be 1..%d seconds on plan '%s'",
+			     key->limits.timeout_max_s, key->plan);
+		goto out_session;
+	}
+	session_touch(core, s);
+	pthread_rwlock_rdlock(&s->rw);
+	struct sbx *sbx;
+	if (session_sandbox(core, s, &sbx, err) < 0)
+		goto out_unlock;
+	for (size_t i = 0; i < req->n_files; i++) {
+		if (sbx_write_file(sbx, files[i], req->files[i].content, req->files[i].len, err) < 0) {
+			if (err->kind == BK_E_INVALID)
+				snprintf(err->field, sizeof(err->field), "files.path");
+			goto out_unlock;
+		}
+	}
+	struct sbx_exec_req sreq = {
+		.argv = plan.argv,
+		.envp = plan.envp,
+		.cwd = plan.cwd,
+		.stdin_data = req->code,
+		.stdin_len = req->code ? strlen(req->code) : 0,
+		.timeout_ms = timeout_s * 1000,
+		.output_max = CORE_OUTPUT_MAX,
+		.report_written = true,
+		.on_output = req->on_output,
+		.ctx = req->ctx,
+	};
+	struct sbx_exec_result res;
+	if (sbx_exec(sbx, &sreq, &res, err) < 0) {
+		sbx_exec_result_release(&res);
+		if (err->kind == BK_E_INVALID)
+			snprintf(err->field, sizeof(err->field), "workingDir");
+		goto out_unlock;
+	}
+	out->stdout_len = res.out.len;
+	out->stderr_len = res.err.len;
+	out->stdout_text = buf_take(&res.out);
+	out->stderr_text = buf_take(&res.err);
+	out->stdout_truncated = res.out_truncated;
+	out->stderr_truncated = res.err_truncated;
+	out->timed_out = res.timed_out;
+	/* The convention of timeout(1). */
+	out->exit_code = res.timed_out ? 124 : res.exit_code;
+	out->oom_killed = res.oom_killed && !res.timed_out;
+	out->execution_time_ms = (res.wall_us + 500) / 1000;
+	out->cpu_time_ms = (res.cpu_us + 500) / 1000;
+	out->memory_used_bytes = res.maxrss_kb * 1024;
+	if (out->stdout_text == NULL || out->stderr_text == NULL ||
+	    written_merge(out, files, req->n_files, &res) < 0) {
+		sbx_exec_result_release(&res);
+		core_exec_result_release(out);
+		bk_err_set(err, ENOMEM, "cannot keep execution result");
+		goto out_unlock;
+	}
+	sbx_exec_result_release(&res);
+	session_touch(core, s);
+	rc = 0;
+out_unlock:
+	pthread_rwlock_unlock(&s->rw);
+out_session:
+	session_release(core, s);
+out_files:
+	files_free(files, req->n_files);
+	exec_plan_release(&plan);
+	return rc;
+}

@@ -1,0 +1,209 @@
+#include "http/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "util/util.h"
+
+struct http_server {
+	struct MHD_Daemon *mhd;
+	http_handler handler;
+	void *ctx;
+	size_t max_body;
+};
+
+/* Per-request state kept by MHD between the calls of one request. */
+struct req_state {
+	struct buf body;
+	bool too_large;
+	int64_t start_us;
+};
+
+const char *http_header(const struct http_request *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *http_query(const struct http_request *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+void http_response_take(struct http_response *res, int status, const char *content_type,
+			char *body, size_t len)
+{
+	free(res->body);
+	res->status = status;
+	res->content_type = content_type;
+	res->body = body;
+	res->len = len;
+}
+
+void http_response_set(struct http_response *res, int status, const char *content_type,
+		       const char *body, size_t len)
+{
+	char *copy = malloc(len + 1);
+	if (copy) {
+		memcpy(copy, body, len);
+		copy[len] = '\0';
+	}
+	http_response_take(res, copy ? status : 500, content_type, copy, copy ? len : 0);
+}
+
+void http_response_header(struct http_response *res, const char *name, const char *fmt, ...)
+{
+	if (res->n_headers == HTTP_MAX_HEADERS)
+		return;
+	snprintf(res->headers[res->n_headers].name, sizeof(res->headers[0].name), "%s", name);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(res->headers[res->n_headers].value, sizeof(res->headers[0].value), fmt, ap);
+	va_end(ap);
+	res->n_headers++;
+}
+
+/* The one place that creates, queues and destroys an MHD response. */
+static enum MHD_Result respond(struct MHD_Connection *conn, struct http_response *res)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(
+		res->len, res->body ? res->body : (char *)"", MHD_RESPMEM_MUST_FREE);
+	if (r == NULL) {
+		free(res->body);
+		return MHD_NO;
+	}
+	res->body = NULL;
+	if (res->content_type)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, res->content_type);
+	for (int i = 0; i < res->n_headers; i++)
+		MHD_add_response_header(r, res->headers[i].name, res->headers[i].value);
+	enum MHD_Result ret = MHD_queue_response(conn, (unsigned)res->status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static void client_ip(struct MHD_Connection *conn, char *out, size_t len)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	out[0] = '\0';
+	if (ci == NULL || ci->client_addr == NULL)
+		return;
+	const struct sockaddr *sa = ci->client_addr;
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)len);
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
+			  (socklen_t)len);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+				  const char *method, const char *version, const char *upload,
+				  size_t *upload_size, void **con_cls)
+{
+	struct http_server *srv = cls;
+	struct req_state *st = *con_cls;
+	if (st == NULL) {
+		st = calloc(1, sizeof(*st));
+		if (st == NULL)
+			return MHD_NO;
+		buf_init(&st->body, srv->max_body);
+		st->start_us = mono_us();
+		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							     MHD_HTTP_HEADER_CONTENT_LENGTH);
+		if (cl && strtoull(cl, NULL, 10) > srv->max_body)
+			st->too_large = true;
+		*con_cls = st;
+		return MHD_YES;
+	}
+	if (*upload_size > 0) {
+		/* Past the limit the rest is read and dropped, so that the answer
+		 * can still be sent on this connection. */
+		if (!st->too_large) {
+			if (buf_append(&st->body, upload, *upload_size) < 0)
+				return MHD_NO;
+			st->too_large = st->body.truncated;
+		}
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	struct http_request req = {
+		.method = method,
+		.path = url,
+		.body = st->body.data ? st->body.data : "",
+		.body_len = st->too_large ? 0 : st->body.len,
+		.body_too_large = st->too_large,
+		.start_us = st->start_us,
+		.conn = conn,
+	};
+	client_ip(conn, req.client_ip, sizeof(req.client_ip));
+	struct http_response res = {.status = 500};
+	srv->handler(srv->ctx, &req, &res);
+	return respond(conn, &res);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct req_state *st = *con_cls;
+	if (st) {
+		buf_free(&st->body);
+		free(st);
+		*con_cls = NULL;
+	}
+}
+
+int http_server_start(const char *addr, int port, size_t max_body, http_handler handler,
+		      void *ctx, struct http_server **out, struct bk_err *err)
+{
+	struct http_server *srv = calloc(1, sizeof(*srv));
+	if (srv == NULL)
+		return bk_err_set(err, ENOMEM, "cannot start HTTP server");
+	srv->handler = handler;
+	srv->ctx = ctx;
+	srv->max_body = max_body;
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof(ss));
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+			 MHD_USE_POLL | MHD_USE_ERROR_LOG;
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+	if (inet_pton(AF_INET, addr, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+	} else if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		flags |= MHD_USE_IPv6;
+	} else {
+		free(srv);
+		return bk_err_field(err, "listen", "'%s' is not an IP address", addr);
+	}
+	srv->mhd = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, srv,
+				    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+				    MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+				    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)3600,
+				    MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096,
+				    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+	if (srv->mhd == NULL) {
+		free(srv);
+		return bk_err_kind(err, BK_E_INTERNAL, "cannot listen on %s:%d (in use?)", addr,
+				   port);
+	}
+	*out = srv;
+	return 0;
+}
+
+void http_server_stop(struct http_server *srv)
+{
+	if (srv == NULL)
+		return;
+	MHD_stop_daemon(srv->mhd);
+	free(srv);
+}

@@ -1,0 +1,206 @@
+/* Executions and file operations inside a running sandbox, through its
+ * agent connection to bunker-init. */
+#include <errno.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "sandbox/sandbox_int.h"
+
+void sbx_exec_result_release(struct sbx_exec_result *r)
+{
+	buf_free(&r->out);
+	buf_free(&r->err);
+	for (size_t i = 0; i < r->n_written; i++)
+		free(r->written[i]);
+	free(r->written);
+	r->written = NULL;
+	r->n_written = 0;
+}
+
+static int exec_request(const struct sbx_exec_req *req, struct agent_msg *m)
+{
+	agent_msg_init(m, AGENT_EXEC, 0);
+	int r = 0;
+	for (size_t i = 0; req->argv[i]; i++)
+		r |= agent_msg_put_str(m, AGENT_T_ARGV, req->argv[i]);
+	for (size_t i = 0; req->envp && req->envp[i]; i++)
+		r |= agent_msg_put_str(m, AGENT_T_ENV, req->envp[i]);
+	r |= agent_msg_put_str(m, AGENT_T_CWD, req->cwd ? req->cwd : AGENT_WORKSPACE);
+	if (req->stdin_data)
+		r |= agent_msg_put(m, AGENT_T_STDIN, req->stdin_data, req->stdin_len);
+	r |= agent_msg_put_i64(m, AGENT_T_TIMEOUT_MS, req->timeout_ms);
+	r |= agent_msg_put_i64(m, AGENT_T_UID, SBX_USER_UID);
+	r |= agent_msg_put_i64(m, AGENT_T_GID, SBX_USER_GID);
+	r |= agent_msg_put_i64(m, AGENT_T_OUTPUT_MAX, (int64_t)req->output_max);
+	if (req->report_written)
+		r |= agent_msg_put_str(m, AGENT_T_WATCH, AGENT_WORKSPACE);
+	return r;
+}
+
+static int exec_done(const struct agent_msg *m, struct sbx_exec_result *res)
+{
+	res->exit_code = (int)agent_msg_get_i64(m, AGENT_T_EXIT_CODE, -1);
+	res->signal = (int)agent_msg_get_i64(m, AGENT_T_SIGNAL, 0);
+	res->timed_out = agent_msg_get_i64(m, AGENT_T_TIMED_OUT, 0) != 0;
+	res->cpu_us = agent_msg_get_i64(m, AGENT_T_UTIME_US, 0) +
+		      agent_msg_get_i64(m, AGENT_T_STIME_US, 0);
+	res->maxrss_kb = agent_msg_get_i64(m, AGENT_T_MAXRSS_KB, 0);
+	res->wall_us = agent_msg_get_i64(m, AGENT_T_WALL_US, 0);
+	int64_t trunc = agent_msg_get_i64(m, AGENT_T_TRUNCATED, 0);
+	res->out_truncated = res->out.truncated || (trunc & 1);
+	res->err_truncated = res->err.truncated || (trunc & 2);
+	size_t off = 0, n = 0;
+	struct agent_field f;
+	while (agent_msg_next(m, &off, &f))
+		n += f.tag == AGENT_T_PATH;
+	res->written = calloc(n + 1, sizeof(char *));
+	if (res->written == NULL)
+		return -1;
+	off = 0;
+	while (agent_msg_next(m, &off, &f)) {
+		if (f.tag != AGENT_T_PATH)
+			continue;
+		char *p = strndup((const char *)f.data, f.len);
+		if (p == NULL)
+			return -1;
+		res->written[res->n_written++] = p;
+	}
+	return 0;
+}
+
+int sbx_exec(struct sbx *sbx, const struct sbx_exec_req *req, struct sbx_exec_result *res,
+	     struct bk_err *err)
+{
+	memset(res, 0, sizeof(*res));
+	buf_init(&res->out, req->output_max);
+	buf_init(&res->err, req->output_max);
+	res->exit_code = -1;
+	struct agent_msg m;
+	if (exec_request(req, &m) < 0) {
+		agent_msg_release(&m);
+		return bk_err_set(err, errno, "cannot build execution request");
+	}
+	int64_t oom_before = sbx_cgroup_oom_kills(sbx->cfg, sbx->id);
+	struct agent_call *call;
+	int r = agent_call_begin(sbx->conn, &m, &call, err);
+	agent_msg_release(&m);
+	if (r < 0)
+		return -1;
+	int rc = -1;
+	for (;;) {
+		struct agent_msg a;
+		r = agent_call_next(call, &a, -1);
+		if (r <= 0) {
+			bk_err_kind(err, BK_E_INTERNAL, "the sandbox ended during the execution");
+			break;
+		}
+		if (a.type == AGENT_EXEC_STARTED) {
+			res->pid = (pid_t)agent_msg_get_i64(&a, AGENT_T_PID, 0);
+		} else if (a.type == AGENT_OUTPUT) {
+			struct agent_field d;
+			int stream = (int)agent_msg_get_i64(&a, AGENT_T_STREAM, 1);
+			if (agent_msg_find(&a, AGENT_T_DATA, &d)) {
+				struct buf *b = stream == 2 ? &res->err : &res->out;
+				if (buf_append(b, d.data, d.len) < 0) {
+					agent_msg_release(&a);
+					bk_err_set(err, ENOMEM, "cannot keep execution output");
+					break;
+				}
+				if (req->on_output)
+					req->on_output(req->ctx, stream, (const char *)d.data,
+						       d.len);
+			}
+		} else if (a.type == AGENT_EXEC_DONE) {
+			rc = exec_done(&a, res);
+			if (rc < 0)
+				bk_err_set(err, ENOMEM, "cannot keep execution result");
+			agent_msg_release(&a);
+			break;
+		} else if (a.type == AGENT_RESULT) {
+			int e = (int)agent_msg_get_i64(&a, AGENT_T_ERRNO, EPROTO);
+			struct agent_field st;
+			char stage[32] = "";
+			if (agent_msg_find(&a, AGENT_T_STAGE, &st))
+				snprintf(stage, sizeof(stage), "%.*s", (int)st.len, st.data);
+			if (strcmp(stage, "chdir") == 0 && (e == ENOENT || e == ENOTDIR))
+				bk_err_kind(err, BK_E_INVALID, "working directory '%s' does not exist",
+					    req->cwd);
+			else if (strcmp(stage, "chdir") == 0 && e == EACCES)
+				bk_err_kind(err, BK_E_INVALID,
+					    "working directory '%s' is not accessible", req->cwd);
+			else if (e == EAGAIN)
+				bk_err_kind(err, BK_E_LIMIT, "too many executions running at once");
+			else {
+				errno = e;
+				bk_err_set(err, e, "cannot start execution (%s)", stage);
+			}
+			agent_msg_release(&a);
+			break;
+		}
+		agent_msg_release(&a);
+	}
+	agent_call_end(call);
+	if (rc == 0)
+		res->oom_killed = sbx_cgroup_oom_kills(sbx->cfg, sbx->id) > oom_before;
+	return rc;
+}
+
+int sbx_write_file(struct sbx *sbx, const char *path, const void *data, size_t len,
+		   struct bk_err *err)
+{
+	struct agent_msg m;
+	agent_msg_init(&m, AGENT_WRITE_FILE, 0);
+	if (agent_msg_put_str(&m, AGENT_T_PATH, path) < 0 ||
+	    agent_msg_put(&m, AGENT_T_DATA, data, len) < 0 ||
+	    agent_msg_put_i64(&m, AGENT_T_MODE, 0644) < 0 ||
+	    agent_msg_put_i64(&m, AGENT_T_UID, SBX_USER_UID) < 0 ||
+	    agent_msg_put_i64(&m, AGENT_T_GID, SBX_USER_GID) < 0) {
+		int e = errno;
+		agent_msg_release(&m);
+		return e == EMSGSIZE ? bk_err_kind(err, BK_E_TOO_LARGE, "file '%s' is too large", path)
+				     : bk_err_set(err, e, "cannot build write request");
+	}
+	int e = agent_call_result(sbx->conn, &m, NULL, 0, err);
+	agent_msg_release(&m);
+	switch (e) {
+	case -1:
+		return -1;
+	case 0:
+		return 0;
+	case EXDEV:
+	case ELOOP:
+		return bk_err_kind(err, BK_E_INVALID, "path '%s' leaves the workspace", path);
+	case ENOSPC:
+	case EDQUOT:
+		return bk_err_kind(err, BK_E_NO_SPACE, "disk full writing '%s'", path);
+	case EISDIR:
+		return bk_err_kind(err, BK_E_INVALID, "path '%s' is a directory", path);
+	case ENOTDIR:
+	case EEXIST:
+		return bk_err_kind(err, BK_E_INVALID, "a parent of '%s' is not a directory", path);
+	case EACCES:
+	case EPERM:
+		return bk_err_kind(err, BK_E_INVALID, "permission denied writing '%s'", path);
+	case ENAMETOOLONG:
+		return bk_err_kind(err, BK_E_INVALID, "path '%s' is too long", path);
+	default:
+		return bk_err_set(err, e, "cannot write '%s'", path);
+	}
+}
+
+int sbx_kill(struct sbx *sbx, pid_t pid, struct bk_err *err)
+{
+	struct agent_msg m;
+	agent_msg_init(&m, AGENT_KILL, 0);
+	agent_msg_put_i64(&m, AGENT_T_PID, pid);
+	int e = agent_call_result(sbx->conn, &m, NULL, 0, err);
+	agent_msg_release(&m);
+	if (e == ESRCH)
+		return bk_err_kind(err, BK_E_NOT_FOUND, "no process %d in the session", (int)pid);
+	if (e == EPERM)
+		return bk_err_kind(err, BK_E_FORBIDDEN, "process %d cannot be killed", (int)pid);
+	if (e > 0)
+		return bk_err_set(err, e, "cannot kill process %d", (int)pid);
+	return e;
+}

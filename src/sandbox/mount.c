@@ -1,0 +1,221 @@
+/* The session's file systems, host side and child side.
+ *
+ * Host side (the daemon, real root): the session's disk is a tmpfs of
+ * exactly the disk limit's size under <run>/<id>/disk, so the limit is
+ * enforced by the file system itself (ENOSPC) and the session's files never
+ * touch the slow root file system; its root is an overlay at <run>/<id>/root
+ * with the image below and <disk>/upper above, and the host's /usr bound
+ * read-only on top (the image holds /bin, /lib... as links into it).
+ *
+ * Child side (inside the new namespaces, before bunker-init runs): /proc,
+ * a minimal /dev, /sys read-only, then pivot_root into the overlay.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "sandbox/sandbox_int.h"
+#include "util/cleanup.h"
+
+void sbx_paths_init(struct sbx_paths *p, const struct sbx_config *cfg, const char *id)
+{
+	snprintf(p->dir, sizeof(p->dir), "%s/%s", cfg->run_dir, id);
+	snprintf(p->disk, sizeof(p->disk), "%s/disk", p->dir);
+	snprintf(p->upper, sizeof(p->upper), "%s/disk/upper", p->dir);
+	snprintf(p->work, sizeof(p->work), "%s/disk/work", p->dir);
+	snprintf(p->root, sizeof(p->root), "%s/root", p->dir);
+}
+
+bool sbx_is_mountpoint(const char *path)
+{
+	struct statx stx;
+	/* Bind mounts keep st_dev: only the mount-root attribute tells. */
+	if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, 0, &stx) < 0)
+		return false;
+	return (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
+	       (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+}
+
+static int mkdir_owned(const char *path, mode_t mode, uid_t uid, gid_t gid, struct bk_err *err)
+{
+	if (mkdir(path, mode) < 0 && errno != EEXIST)
+		return bk_err_set(err, errno, "cannot create '%s'", path);
+	if (chown(path, uid, gid) < 0 || chmod(path, mode) < 0)
+		return bk_err_set(err, errno, "cannot set owner of '%s'", path);
+	return 0;
+}
+
+int sbx_disk_prepare(const struct sbx_paths *p, int slot, int disk_mb, struct bk_err *err)
+{
+	if (mkdir_p(p->disk, 0700, err) < 0 || mkdir_p(p->root, 0755, err) < 0)
+		return -1;
+	if (sbx_is_mountpoint(p->disk))
+		return 0; /* kept from an earlier sandbox or daemon run */
+	char opts[128];
+	uid_t root = SBX_ID_BASE + (uid_t)slot * SBX_ID_RANGE;
+	snprintf(opts, sizeof(opts), "size=%dm,mode=0700,nr_inodes=%d", disk_mb,
+		 disk_mb * 256 > 4096 ? disk_mb * 256 : 4096);
+	if (mount("bunker-disk", p->disk, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
+		return bk_err_set(err, errno, "cannot mount session disk on '%s'", p->disk);
+	char path[700];
+	uid_t user = root + SBX_USER_UID;
+	gid_t group = root + SBX_USER_GID;
+	if (mkdir_owned(p->upper, 0755, root, root, err) < 0 ||
+	    mkdir_owned(p->work, 0700, 0, 0, err) < 0)
+		return -1;
+	snprintf(path, sizeof(path), "%s" AGENT_WORKSPACE, p->upper);
+	if (mkdir_owned(path, 0755, user, group, err) < 0)
+		return -1;
+	snprintf(path, sizeof(path), "%s/tmp", p->upper);
+	if (mkdir_owned(path, 01777, root, root, err) < 0)
+		return -1;
+	snprintf(path, sizeof(path), "%s/home", p->upper);
+	if (mkdir_owned(path, 0755, root, root, err) < 0)
+		return -1;
+	snprintf(path, sizeof(path), "%s/home/user", p->upper);
+	return mkdir_owned(path, 0755, user, group, err);
+}
+
+int sbx_rootfs_mount(const struct sbx_config *cfg, const struct sbx_paths *p, struct bk_err *err)
+{
+	if (sbx_is_mountpoint(p->root))
+		sbx_rootfs_umount(p);
+	char opts[2048];
+	/* userxattr is not wanted: the mount is made by real root. index=off
+	 * and metacopy=off keep the upper layer a plain tree that a snapshot
+	 * can archive on its own. */
+	snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s,workdir=%s", cfg->image_dir,
+		 p->upper, p->work);
+	if (mount("bunker-root", p->root, "overlay", MS_NOSUID | MS_NODEV, opts) < 0)
+		return bk_err_set(err, errno, "cannot mount overlay on '%s'", p->root);
+	char usr[700];
+	snprintf(usr, sizeof(usr), "%s/usr", p->root);
+	if (mount("/usr", usr, NULL, MS_BIND, NULL) < 0) {
+		sbx_rootfs_umount(p);
+		return bk_err_set(err, errno, "cannot bind '/usr' on '%s'", usr);
+	}
+	if (mount(NULL, usr, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV,
+		  NULL) < 0) {
+		sbx_rootfs_umount(p);
+		return bk_err_set(err, errno, "cannot make '%s' read-only", usr);
+	}
+	return 0;
+}
+
+void sbx_rootfs_umount(const struct sbx_paths *p)
+{
+	char usr[700];
+	snprintf(usr, sizeof(usr), "%s/usr", p->root);
+	umount2(usr, MNT_DETACH);
+	umount2(p->root, MNT_DETACH);
+}
+
+int sbx_disk_destroy(const struct sbx_paths *p, struct bk_err *err)
+{
+	sbx_rootfs_umount(p);
+	if (sbx_is_mountpoint(p->disk) && umount2(p->disk, MNT_DETACH) < 0)
+		return bk_err_set(err, errno, "cannot unmount '%s'", p->disk);
+	return rm_rf(p->dir, err);
+}
+
+/* ---- child side: async-signal-safe only (the daemon is multi-threaded) ---- */
+
+/* Paths are relative to the new root, which is the working directory: the
+ * child, no longer host root by id, could not walk the host path to it. */
+static int bind_dev(const char *name)
+{
+	char target[64], source[64];
+	strcpy(source, "/dev/");
+	strcat(source, name);
+	strcpy(target, "dev/");
+	strcat(target, name);
+	int fd = open(target, O_CREAT | O_WRONLY | O_CLOEXEC, 0666);
+	if (fd < 0)
+		return -1;
+	close(fd);
+	return mount(source, target, NULL, MS_BIND, NULL);
+}
+
+int sbx_rootfs_setup_child(const char **stage)
+{
+	const unsigned long nosx = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+
+	*stage = "mount /proc";
+	if (mount("proc", "proc", "proc", nosx, NULL) < 0)
+		return -1;
+
+	/* sysfs is allowed in a user namespace that owns the network
+	 * namespace; where it is refused, /sys stays an empty directory. */
+	mount("sysfs", "sys", "sysfs", nosx | MS_RDONLY, NULL);
+
+	*stage = "mount /dev";
+	if (mount("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=65536k") < 0)
+		return -1;
+	static const char *const nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
+	*stage = "bind device nodes";
+	for (size_t i = 0; i < ARRAY_SIZE(nodes); i++)
+		if (bind_dev(nodes[i]) < 0)
+			return -1;
+	*stage = "mount /dev/pts";
+	if (mkdir("dev/pts", 0755) < 0 ||
+	    mount("devpts", "dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+		  "newinstance,ptmxmode=0666,mode=0620") < 0)
+		return -1;
+	*stage = "mount /dev/shm";
+	if (mkdir("dev/shm", 01777) < 0 ||
+	    mount("shm", "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=65536k") < 0)
+		return -1;
+	*stage = "create /dev links";
+	static const char *const links[][2] = {
+		{"/proc/self/fd", "dev/fd"},         {"/proc/self/fd/0", "dev/stdin"},
+		{"/proc/self/fd/1", "dev/stdout"},   {"/proc/self/fd/2", "dev/stderr"},
+		{"pts/ptmx", "dev/ptmx"},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(links); i++)
+		if (symlink(links[i][0], links[i][1]) < 0)
+			return -1;
+	*stage = "remount /dev read-only";
+	if (mount(NULL, "dev", NULL, MS_REMOUNT | MS_NOSUID | MS_NOEXEC | MS_RDONLY,
+		  "mode=0755,size=65536k") < 0)
+		return -1;
+
+	*stage = "pivot_root";
+	if (syscall(SYS_pivot_root, ".", ".") < 0)
+		return -1;
+	/* The old root is now stacked under the new one: detach it so that
+	 * nothing of the host stays reachable. */
+	if (umount2(".", MNT_DETACH) < 0)
+		return -1;
+	if (chdir("/") < 0)
+		return -1;
+	return 0;
+}
+
+/* nftw() has no context argument: a thread-local counter serves. */
+static __thread int64_t files_counted;
+
+static int count_visit(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)path, (void)ftw;
+	if (type == FTW_F && S_ISREG(st->st_mode))
+		files_counted++;
+	return files_counted >= 1000000 ? 1 : 0;
+}
+
+int64_t sbx_files_count(const struct sbx_config *cfg, const char *id)
+{
+	struct sbx_paths p;
+	char ws[700];
+	sbx_paths_init(&p, cfg, id);
+	snprintf(ws, sizeof(ws), "%s" AGENT_WORKSPACE, p.upper);
+	files_counted = 0;
+	/* FTW_PHYS: never follow a link the session planted. */
+	nftw(ws, count_visit, 16, FTW_PHYS | FTW_MOUNT);
+	return files_counted;
+}

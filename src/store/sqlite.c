@@ -1,0 +1,730 @@
+/* The embedded store: store.h on one SQLite database in WAL mode.
+ *
+ * One connection serves the whole daemon. SQLite's own mutex (FULLMUTEX)
+ * keeps the connection's structures sound, but a transaction and the last
+ * error message belong to the connection, not to a thread: a statement run
+ * by one thread while another is between BEGIN and COMMIT would join that
+ * transaction, and sqlite3_errmsg() could describe another thread's failure.
+ * So every public function holds st->lock from its first statement until it
+ * has read the error message or finalised its last statement.
+ *
+ * Other processes on the same file (the CLI, a second daemon by mistake) are
+ * serialised by SQLite's file locks: writes that must see a consistent
+ * picture (the uid_slot choice) run under BEGIN IMMEDIATE, and busy_timeout
+ * makes a writer wait instead of failing at once.
+ */
+#include "store/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "util/cleanup.h"
+#include "util/util.h"
+
+#define STORE_BUSY_TIMEOUT_MS 5000
+
+struct store {
+	sqlite3 *db;
+	pthread_mutex_t lock;
+};
+
+static inline void cleanup_stmtp(sqlite3_stmt **stmt)
+{
+	/* sqlite3_finalize(NULL) is a no-op; it returns the statement's last
+	 * error, which the caller has already read. */
+	int saved = errno;
+	sqlite3_finalize(*stmt);
+	errno = saved;
+}
+
+static inline void cleanup_jsonp(json_t **j)
+{
+	json_decref(*j);
+}
+
+static inline void cleanup_unlockp(pthread_mutex_t **m)
+{
+	if (*m != NULL)
+		pthread_mutex_unlock(*m);
+}
+
+#define _cleanup_stmt_ __attribute__((cleanup(cleanup_stmtp)))
+#define _cleanup_json_ __attribute__((cleanup(cleanup_jsonp)))
+#define _cleanup_unlock_ __attribute__((cleanup(cleanup_unlockp)))
+
+/* Locks st for the caller's scope: `_cleanup_unlock_ pthread_mutex_t *lock = store_lock(st);` */
+static pthread_mutex_t *store_lock(struct store *st)
+{
+	pthread_mutex_lock(&st->lock);
+	return &st->lock;
+}
+
+/* Schema migrations, in order: migrations[i] takes user_version i to i + 1.
+ * Never edit one that has shipped; append a new one and raise
+ * STORE_SCHEMA_VERSION. */
+static const char *const store_migrations[] = {
+	/* 0 -> 1 */
+	"CREATE TABLE keys ("
+	"  id TEXT PRIMARY KEY,"
+	"  hash BLOB NOT NULL UNIQUE,"
+	"  plan TEXT NOT NULL,"
+	"  created_ms INTEGER NOT NULL,"
+	"  revoked_ms INTEGER NOT NULL DEFAULT 0"
+	");"
+	"CREATE TABLE sessions ("
+	"  id TEXT PRIMARY KEY,"
+	"  key_id TEXT NOT NULL REFERENCES keys(id),"
+	"  created_ms INTEGER NOT NULL,"
+	"  expires_ms INTEGER NOT NULL,"
+	"  last_active_ms INTEGER NOT NULL,"
+	"  state INTEGER NOT NULL,"
+	"  metadata TEXT NOT NULL,"
+	"  memory_mb INTEGER NOT NULL,"
+	"  cpu REAL NOT NULL,"
+	"  timeout_s INTEGER NOT NULL,"
+	"  disk_mb INTEGER NOT NULL,"
+	/* The slot search below assumes no negative slot exists. */
+	"  uid_slot INTEGER NOT NULL UNIQUE CHECK (uid_slot >= 0)"
+	");"
+	"CREATE INDEX sessions_key_created ON sessions (key_id, created_ms);",
+};
+
+_Static_assert(ARRAY_SIZE(store_migrations) == STORE_SCHEMA_VERSION,
+	       "one migration per schema version");
+
+#define STORE_SESSION_COLS                                                                         \
+	"id, key_id, created_ms, expires_ms, last_active_ms, state, metadata, memory_mb, cpu, "    \
+	"timeout_s, disk_mb, uid_slot"
+
+/* Fills err with "<formatted>: <sqlite3_errmsg>"; a busy database is
+ * BK_E_UNAVAILABLE (worth a retry), anything else BK_E_INTERNAL. Call with
+ * st->lock held, right after the failing call. Returns -1. */
+static int store_fail(struct store *st, struct bk_err *err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int store_fail(struct store *st, struct bk_err *err, const char *fmt, ...)
+{
+	char what[384];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	int code = sqlite3_errcode(st->db) & 0xff;
+	enum bk_err_kind kind =
+		code == SQLITE_BUSY || code == SQLITE_LOCKED ? BK_E_UNAVAILABLE : BK_E_INTERNAL;
+	return bk_err_kind(err, kind, "%s: %s", what, sqlite3_errmsg(st->db));
+}
+
+static int store_exec(struct store *st, const char *sql, const char *what, struct bk_err *err)
+{
+	if (sqlite3_exec(st->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+		return store_fail(st, err, "cannot %s", what);
+	return 0;
+}
+
+/* Ends the transaction the caller began: COMMIT when rc >= 0, ROLLBACK
+ * otherwise (keeping the error that caused it). Returns rc, or -1 when the
+ * commit fails. */
+static int store_tx_end(struct store *st, int rc, struct bk_err *err)
+{
+	if (rc >= 0) {
+		if (store_exec(st, "COMMIT", "commit a transaction", err) == 0)
+			return rc;
+		rc = -1;
+	}
+	/* A failed statement may already have rolled the transaction back. */
+	if (!sqlite3_get_autocommit(st->db))
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
+/* Reads PRAGMA user_version into *out. */
+static int store_schema_version(struct store *st, int *out, struct bk_err *err)
+{
+	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
+	if (sqlite3_prepare_v2(st->db, "PRAGMA user_version", -1, &stmt, NULL) != SQLITE_OK ||
+	    sqlite3_step(stmt) != SQLITE_ROW)
+		return store_fail(st, err, "cannot read the schema version");
+	*out = sqlite3_column_int(stmt, 0);
+	return 0;
+}
+
+static int store_schema_check(int version, struct bk_err *err)
+{
+	if (version > STORE_SCHEMA_VERSION)
+		return bk_err_kind(err, BK_E_INTERNAL,
+				   "schema version %d is newer than the %d this bunkerd knows; "
+				   "upgrade bunkerd",
+				   version, STORE_SCHEMA_VERSION);
+	if (version < 0)
+		return bk_err_kind(err, BK_E_INTERNAL, "schema version %d is not valid", version);
+	return 0;
+}
+
+static int store_migrate_tx(struct store *st, struct bk_err *err)
+{
+	/* Read again inside the transaction: another process may have
+	 * migrated since the check in store_open(). */
+	int version;
+	if (store_schema_version(st, &version, err) < 0 || store_schema_check(version, err) < 0)
+		return -1;
+	for (int v = version; v < STORE_SCHEMA_VERSION; v++) {
+		if (sqlite3_exec(st->db, store_migrations[v], NULL, NULL, NULL) != SQLITE_OK)
+			return store_fail(st, err, "cannot migrate the schema from %d to %d", v,
+					  v + 1);
+	}
+	if (version == STORE_SCHEMA_VERSION)
+		return 0;
+	/* PRAGMA takes no bound parameters; the value is our own constant. */
+	char sql[64];
+	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
+	return store_exec(st, sql, "set the schema version", err);
+}
+
+static int store_migrate(struct store *st, struct bk_err *err)
+{
+	if (store_exec(st, "BEGIN IMMEDIATE", "begin the schema migration", err) < 0)
+		return -1;
+	return store_tx_end(st, store_migrate_tx(st, err), err);
+}
+
+/* journal_mode answers with the mode now in force, which is not WAL when the
+ * file system cannot give WAL its shared memory. */
+static int store_wal_enable(struct store *st, struct bk_err *err)
+{
+	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
+	if (sqlite3_prepare_v2(st->db, "PRAGMA journal_mode = WAL", -1, &stmt, NULL) != SQLITE_OK ||
+	    sqlite3_step(stmt) != SQLITE_ROW)
+		return store_fail(st, err, "cannot set the journal mode to wal");
+	const char *mode = (const char *)sqlite3_column_text(stmt, 0);
+	if (mode == NULL || strcasecmp(mode, "wal") != 0)
+		return bk_err_kind(err, BK_E_INTERNAL,
+				   "cannot set the journal mode to wal: got '%s'",
+				   mode ? mode : "(null)");
+	return 0;
+}
+
+/* The connection settings, then the schema. The journal mode persists in
+ * the file; the rest are per connection and set on every open. */
+static int store_configure(struct store *st, struct bk_err *err)
+{
+	if (sqlite3_busy_timeout(st->db, STORE_BUSY_TIMEOUT_MS) != SQLITE_OK)
+		return store_fail(st, err, "cannot set the busy timeout");
+	sqlite3_extended_result_codes(st->db, 1);
+
+	/* Refuse a newer schema before changing anything in the file. */
+	int version;
+	if (store_schema_version(st, &version, err) < 0 || store_schema_check(version, err) < 0)
+		return -1;
+	if (store_wal_enable(st, err) < 0 ||
+	    store_exec(st, "PRAGMA synchronous = NORMAL", "set synchronous mode", err) < 0 ||
+	    store_exec(st, "PRAGMA foreign_keys = ON", "enable foreign keys", err) < 0)
+		return -1;
+	return store_migrate(st, err);
+}
+
+/* SQLite creates its file 0644 (less the umask); keys' hashes and session
+ * metadata are nobody else's business, so create it 0600 ourselves first.
+ * The -wal and -shm files take the database file's mode. */
+static int store_file_create(const char *path, struct bk_err *err)
+{
+	_cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return bk_err_set(err, errno, "cannot create or open '%s'", path);
+	return 0;
+}
+
+/* Closes the connection and frees st; st may be NULL. */
+void store_close(struct store *st)
+{
+	if (st == NULL)
+		return;
+	/* Every statement is finalised by its function, so close cannot be
+	 * refused for statements still open. */
+	sqlite3_close(st->db);
+	pthread_mutex_destroy(&st->lock);
+	free(st);
+}
+
+static inline void cleanup_storep(struct store **st)
+{
+	store_close(*st);
+}
+
+int store_open(const char *path, struct store **out, struct bk_err *err)
+{
+	*out = NULL;
+	if (sodium_init() < 0)
+		return bk_err_kind(err, BK_E_INTERNAL, "cannot initialise libsodium");
+	if (store_file_create(path, err) < 0)
+		return -1;
+
+	__attribute__((cleanup(cleanup_storep))) struct store *st = calloc(1, sizeof(*st));
+	if (st == NULL)
+		return bk_err_set(err, errno, "cannot open store '%s'", path);
+	pthread_mutex_init(&st->lock, NULL);
+
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
+	int rc = sqlite3_open_v2(path, &st->db, flags, NULL);
+	if (rc != SQLITE_OK) {
+		if (st->db == NULL)
+			return bk_err_kind(err, BK_E_INTERNAL, "cannot open store '%s': %s", path,
+					   sqlite3_errstr(rc));
+		return store_fail(st, err, "cannot open store '%s'", path);
+	}
+	if (store_configure(st, err) < 0) {
+		bk_err_prefix(err, "cannot open store '%s'", path);
+		return -1;
+	}
+	*out = steal_ptr(&st);
+	return 0;
+}
+
+/* Copies a text column into a fixed buffer; -1 when it is NULL or too long. */
+static int store_col_copy(sqlite3_stmt *stmt, int col, char *buf, size_t size)
+{
+	const unsigned char *v = sqlite3_column_text(stmt, col);
+	int len = sqlite3_column_bytes(stmt, col);
+	if (v == NULL || len < 0 || (size_t)len >= size)
+		return -1;
+	memcpy(buf, v, (size_t)len);
+	buf[len] = '\0';
+	return 0;
+}
+
+/* A fixed-size string field of a struct must hold its NUL. */
+static bool store_str_ok(const char *s, size_t size)
+{
+	return strnlen(s, size) < size;
+}
+
+/* Inserts key; an id or hash already stored is BK_E_CONFLICT. */
+int store_key_insert(struct store *st, const struct store_key *key, struct bk_err *err)
+{
+	if (!store_str_ok(key->id, sizeof(key->id)) || !store_str_ok(key->plan, sizeof(key->plan)))
+		return bk_err_kind(err, BK_E_INTERNAL,
+				   "cannot insert key: unterminated id or plan");
+
+	_cleanup_unlock_ pthread_mutex_t *lock = store_lock(st);
+	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
+	if (sqlite3_prepare_v2(st->db,
+			       "INSERT INTO keys (id, hash, plan, created_ms, revoked_ms) "
+			       "VALUES (?, ?, ?, ?, ?)",
+			       -1, &stmt, NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 1, key->id, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_blob(stmt, 2, key->hash, sizeof(key->hash), SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 3, key->plan, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 4, key->created_ms) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 5, key->revoked_ms) != SQLITE_OK)
+		return store_fail(st, err, "cannot insert key '%s'", key->id);
+	int rc = sqlite3_step(stmt);
+	if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE)
+		return bk_err_kind(err, BK_E_CONFLICT, "cannot insert key '%s': %s", key->id,
+				   sqlite3_errmsg(st->db));
+	if (rc != SQLITE_DONE)
+		return store_fail(st, err, "cannot insert key '%s'", key->id);
+	return 0;
+}
+
+int store_key_find_by_hash(struct store *st, const uint8_t hash[32], struct store_key *out,
+			   struct bk_err *err)
+{
+	/* The index lookup is not constant-time, and need not be: the hash is
+	 * of a random 256-bit secret, so learning how much of a guessed hash
+	 * matches a stored one tells an attacker nothing about any secret. The
+	 * constant-time compare below keeps the check itself free of a
+	 * data-dependent early exit all the same. */
+	_cleanup_unlock_ pthread_mutex_t *lock = store_lock(st);
+	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
+	if (sqlite3_prepare_v2(st->db,
+			       "SELECT id, hash, plan, created_ms, revoked_ms FROM keys "
+			       "WHERE hash = ?",
+			       -1, &stmt, NULL) != SQLITE_OK ||
+	    sqlite3_bind_blob(stmt, 1, hash, 32, SQLITE_STATIC) != SQLITE_OK)
+		return store_fail(st, err, "cannot look up key");
+	int rc = sqlite3_step(stmt);
+	if (rc == SQLITE_DONE)
+		return 0;
+	if (rc != SQLITE_ROW)
+		return store_fail(st, err, "cannot look up key");
+
+	const void *stored = sqlite3_column_blob(stmt, 1);
+	if (stored == NULL || sqlite3_column_bytes(stmt, 1) != 32 ||
+	    sodium_memcmp(stored, hash, 32) != 0)
+		return 0;
+	memset(out, 0, sizeof(*out));
+	if (store_col_copy(stmt, 0, out->id, sizeof(out->id)) < 0 ||
+	    store_col_copy(stmt, 2, out->plan, sizeof(out->plan)) < 0)
+		return bk_err_kind(err, BK_E_INTERNAL,
+				   "cannot read key: stored id or plan is invalid");
+	memcpy(out->hash, stored, 32);
+	out->created_ms = sqlite3_column_int64(stmt, 3);
+	out->revoked_ms = sqlite3_column_int64(stmt, 4);
+	return 1;
+}
+
+void store_session_release(struct store_session *s)
+{
+	if (s == NULL)
+		return;
+	free(s->metadata);
+	s->metadata = NULL;
+}
+
+static bool store_state_ok(int state)
+{
+	return state >= STORE_SESSION_ACTIVE && state <= STORE_SESSION_DEEP_SLEEP;
+}
+
+/* Fills *out from a row of STORE_SESSION_COLS. On failure *out holds nothing
+ * to release. */
+static int store_session_from_row(sqlite3_stmt *stmt, struct store_session *out,
+				  struct bk_err *err)
+{
+	memset(out, 0, sizeof(*out));
+	if (store_col_copy(stmt, 0, out->id, sizeof(out->id)) < 0 ||
+	    store_col_copy(stmt, 1, out->key_id, sizeof(out->key_id)) < 0)
+		return bk_err_kind(err, BK_E_INTERNAL,
+				   "cannot read session: stored id or key id is invalid");
+	int state = sqlite3_column_int(stmt, 5);
+	if (!store_state_ok(state))
+		return bk_err_kind(err, BK_E_INTERNAL, "cannot read session '%s': unknown state %d",
+				   out->id, state);
+	int64_t slot = sqlite3_column_int64(stmt, 11);
+	if (slot < 0 || slot > INT_MAX)
+		return bk_err_kind(err, BK_E_INTERNAL,
+				   "cannot read session '%s': uid slot %lld out of range", out->id,
+				   (long long)slot);
+	const char *metadata = (const char *)sqlite3_column_text(stmt, 6);
+	if (metadata == NULL)
+		return bk_err_set(err, ENOMEM, "cannot read metadata of session '%s'", out->id);
+	out->metadata = strdup(metadata);
+	if (out->metadata == NULL)
+		return bk_err_set(err, errno, "cannot read metadata of session '%s'", out->id);
+	out->created_ms = sqlite3_column_int64(stmt, 2);
+	out->expires_ms = sqlite3_column_int64(stmt, 3);
+	out->last_active_ms = sqlite3_column_int64(stmt, 4);
+	out->state = (enum store_session_state)state;
+	out->memory_mb = sqlite3_column_int(stmt, 7);
+	out->cpu = sqlite3_column_double(stmt, 8);
+	out->timeout_s = sqlite3_column_int(stmt, 9);
+	out->disk_mb = sqlite3_column_int(stmt, 10);
+	out->uid_slot = (int)slot;
+	return 0;
+}
+
+/* The lowest slot no session holds. Starting from the slots that are held,
+ * the first one whose successor is free is found by walking the uid_slot
+ * index in order, so the search stops at the first gap. */
+static const char store_slot_sql[] =
+	"SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM sessions WHERE uid_slot = 0) THEN 0 "
+	"ELSE (SELECT a.uid_slot + 1 FROM sessions a WHERE NOT EXISTS "
+	"  (SELECT 1 FROM sessions b WHERE b.uid_slot = a.uid_slot + 1) "
+	"  ORDER BY a.uid_slot LIMIT 1) END";
+
+static int store_session_insert_tx(struct store *st, const struct store_session *s,
+				   const char *metadata, int *slot, struct bk_err *err)
+{
+	_cleanup_stmt_ sqlite3_stmt *find = NULL;
+	if (sqlite3_prepare_v2(st->db, store_slot_sql, -1, &find, NULL) != SQLITE_OK ||
+	    sqlite3_step(find) != SQLITE_ROW)
+		return store_fail(st, err, "cannot choose a uid slot for session '%s'", s->id);
+	int64_t free_slot = sqlite3_column_int64(find, 0);
+	if (free_slot < 0 || free_slot > INT_MAX)
+		return bk_err_kind(err, BK_E_INTERNAL, "cannot choose a uid slot for session '%s'",
+				   s->id);
+
+	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
+	if (sqlite3_prepare_v2(st->db,
+			       "INSERT INTO sessions (" STORE_SESSION_COLS ") "
+			       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+			       -1, &stmt, NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 1, s->id, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 2, s->key_id, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 3, s->created_ms) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 4, s->expires_ms) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 5, s->last_active_ms) != SQLITE_OK ||
+	    sqlite3_bind_int(stmt, 6, (int)s->state) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 7, metadata, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int(stmt, 8, s->memory_mb) != SQLITE_OK ||
+	    sqlite3_bind_double(stmt, 9, s->cpu) != SQLITE_OK ||
+	    sqlite3_bind_int(stmt, 10, s->timeout_s) != SQLITE_OK ||
+	    sqlite3_bind_int(stmt, 11, s->disk_mb) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 12, free_slot) != SQLITE_OK)
+		return store_fail(st, err, "cannot insert session '%s'", s->id);
+	int rc = sqlite3_step(stmt);
+	if (rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+		return bk_err_kind(err, BK_E_CONFLICT, "cannot insert session '%s': %s", s->id,
+				   sqlite3_errmsg(st->db));
+	if (rc != SQLITE_DONE)
+		return store_fail(st, err, "cannot insert session '%s' for key '%s'", s->id,
+				  s->key_id);
+	*slot = (int)free_slot;
+	return 0;
+}
+
+int store_session_insert(struct store *st, struct store_session *s, struct bk_err *err)
+{
+	if (!store_str_ok(s->id, sizeof(s->id)) || !store_str_ok(s->key_id, sizeof(s->key_id)))
+		return bk_err_kind(err, BK_E_INTERNAL,
+				   "cannot insert session: unterminated id or key id");
+	if (!store_state_ok((int)s->state))
+		return bk_err_kind(err, BK_E_INTERNAL,
+				   "cannot insert session '%s': unknown state %d", s->id,
+				   (int)s->state);
+	/* Listing parses every stored metadata, so nothing but an object gets in. */
+	const char *metadata = s->metadata ? s->metadata : "{}";
+	json_error_t jerr;
+	_cleanup_json_ json_t *parsed = json_loads(metadata, 0, &jerr);
+	if (parsed == NULL || !json_is_object(parsed))
+		return bk_err_field(err, "metadata",
+				    "metadata of session '%s' is not a json object", s->id);
+
+	_cleanup_unlock_ pthread_mutex_t *lock = store_lock(st);
+	if (store_exec(st, "BEGIN IMMEDIATE", "begin a transaction", err) < 0) {
+		bk_err_prefix(err, "cannot insert session '%s'", s->id);
+		return -1;
+	}
+	int slot = -1;
+	int rc = store_session_insert_tx(st, s, metadata, &slot, err);
+	if (store_tx_end(st, rc, err) < 0)
+		return -1;
+	s->uid_slot = slot;
+	return 0;
+}
+
+int store_session_get(struct store *st, const char *id, const char *key_id,
+		      struct store_session *out, struct bk_err *err)
+{
+	_cleanup_unlock_ pthread_mutex_t *lock = store_lock(st);
+	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
+	if (sqlite3_prepare_v2(st->db,
+			       "SELECT " STORE_SESSION_COLS " FROM sessions "
+			       "WHERE id = ?1 AND (?2 IS NULL OR key_id = ?2)",
+			       -1, &stmt, NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 2, key_id, -1, SQLITE_STATIC) != SQLITE_OK)
+		return store_fail(st, err, "cannot read session '%s'", id);
+	int rc = sqlite3_step(stmt);
+	if (rc == SQLITE_DONE)
+		return 0;
+	if (rc != SQLITE_ROW)
+		return store_fail(st, err, "cannot read session '%s'", id);
+	if (store_session_from_row(stmt, out, err) < 0)
+		return -1;
+	return 1;
+}
+
+/* Returns 1 when the session was deleted, 0 when there was none, -1 on error. */
+int store_session_delete(struct store *st, const char *id, struct bk_err *err)
+{
+	_cleanup_unlock_ pthread_mutex_t *lock = store_lock(st);
+	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
+	if (sqlite3_prepare_v2(st->db, "DELETE FROM sessions WHERE id = ?", -1, &stmt, NULL) !=
+		    SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_step(stmt) != SQLITE_DONE)
+		return store_fail(st, err, "cannot delete session '%s'", id);
+	return sqlite3_changes(st->db) > 0 ? 1 : 0;
+}
+
+/* Records activity at last_active_ms; an older time than the one stored
+ * (two requests finishing out of order) leaves it as it is. Returns 1 when
+ * the session exists, 0 when not, -1 on error. */
+int store_session_touch(struct store *st, const char *id, int64_t last_active_ms,
+			struct bk_err *err)
+{
+	_cleanup_unlock_ pthread_mutex_t *lock = store_lock(st);
+	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
+	if (sqlite3_prepare_v2(st->db,
+			       "UPDATE sessions SET last_active_ms = MAX(last_active_ms, ?) "
+			       "WHERE id = ?",
+			       -1, &stmt, NULL) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 1, last_active_ms) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 2, id, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_step(stmt) != SQLITE_DONE)
+		return store_fail(st, err, "cannot touch session '%s'", id);
+	return sqlite3_changes(st->db) > 0 ? 1 : 0;
+}
+
+int store_session_count(struct store *st, const char *key_id, int64_t now_ms, int64_t *out,
+			struct bk_err *err)
+{
+	_cleanup_unlock_ pthread_mutex_t *lock = store_lock(st);
+	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
+	if (sqlite3_prepare_v2(st->db,
+			       "SELECT COUNT(*) FROM sessions WHERE key_id = ? AND expires_ms > ?",
+			       -1, &stmt, NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 2, now_ms) != SQLITE_OK ||
+	    sqlite3_step(stmt) != SQLITE_ROW)
+		return store_fail(st, err, "cannot count sessions of key '%s'", key_id);
+	*out = sqlite3_column_int64(stmt, 0);
+	return 0;
+}
+
+/* True when doc contains filter: every member of an object filter is in doc
+ * (an object doc) and contains-or-equals the filter's value; anything else
+ * (arrays included) must be equal. */
+static bool store_json_contains(json_t *doc, json_t *filter)
+{
+	if (!json_is_object(filter) || !json_is_object(doc))
+		return json_equal(doc, filter);
+	const char *name;
+	json_t *want;
+	json_object_foreach(filter, name, want) {
+		json_t *have = json_object_get(doc, name);
+		if (have == NULL || !store_json_contains(have, want))
+			return false;
+	}
+	return true;
+}
+
+/* A growing array of sessions that releases what it holds unless stolen. */
+struct store_page {
+	struct store_session *items;
+	size_t n, cap;
+};
+
+static void cleanup_pagep(struct store_page *p)
+{
+	for (size_t i = 0; i < p->n; i++)
+		store_session_release(&p->items[i]);
+	free(p->items);
+}
+
+/* Reads the current row into a new last element of p. */
+static int store_page_add_row(struct store_page *p, sqlite3_stmt *stmt, struct bk_err *err)
+{
+	if (p->n == p->cap) {
+		size_t cap = p->cap ? p->cap * 2 : 16;
+		struct store_session *items = reallocarray(p->items, cap, sizeof(*items));
+		if (items == NULL)
+			return bk_err_set(err, errno, "cannot list sessions");
+		p->items = items;
+		p->cap = cap;
+	}
+	if (store_session_from_row(stmt, &p->items[p->n], err) < 0)
+		return -1;
+	p->n++;
+	return 0;
+}
+
+/* 1 when the current row's metadata contains filter, 0 when not. */
+static int store_row_matches(sqlite3_stmt *stmt, json_t *filter, struct bk_err *err)
+{
+	const char *text = (const char *)sqlite3_column_text(stmt, 6);
+	int len = sqlite3_column_bytes(stmt, 6);
+	json_error_t jerr;
+	_cleanup_json_ json_t *metadata =
+		text ? json_loadb(text, (size_t)len, 0, &jerr) : NULL;
+	if (metadata == NULL) {
+		const char *id = (const char *)sqlite3_column_text(stmt, 0);
+		return bk_err_kind(err, BK_E_INTERNAL, "cannot parse metadata of session '%s'",
+				   id ? id : "?");
+	}
+	return store_json_contains(metadata, filter) ? 1 : 0;
+}
+
+static int store_filter_parse(const char *text, json_t **out, struct bk_err *err)
+{
+	json_error_t jerr;
+	json_t *filter = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+	if (filter == NULL)
+		return bk_err_field(err, "metadata",
+				    "metadata filter is not valid json: %s at line %d, column %d",
+				    jerr.text, jerr.line, jerr.column);
+	if (!json_is_object(filter)) {
+		json_decref(filter);
+		return bk_err_field(err, "metadata", "metadata filter must be a json object");
+	}
+	*out = filter;
+	return 0;
+}
+
+int store_session_list(struct store *st, const char *key_id, const char *metadata_filter,
+		       int limit, int offset, struct store_session **out, size_t *n,
+		       int64_t *total, struct bk_err *err)
+{
+	*out = NULL;
+	*n = 0;
+	*total = 0;
+	if (limit < 0)
+		return bk_err_field(err, "limit", "limit %d is negative", limit);
+	if (offset < 0)
+		return bk_err_field(err, "offset", "offset %d is negative", offset);
+	_cleanup_json_ json_t *filter = NULL;
+	if (metadata_filter != NULL && store_filter_parse(metadata_filter, &filter, err) < 0)
+		return -1;
+
+	/* Containment is tested here rather than in SQL so that every store
+	 * gives it the same meaning; a key's sessions are few (its plan caps
+	 * the live ones), so reading them all is cheap. */
+	_cleanup_unlock_ pthread_mutex_t *lock = store_lock(st);
+	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
+	if (sqlite3_prepare_v2(st->db,
+			       "SELECT " STORE_SESSION_COLS " FROM sessions WHERE key_id = ? "
+			       "ORDER BY created_ms DESC, id DESC",
+			       -1, &stmt, NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC) != SQLITE_OK)
+		return store_fail(st, err, "cannot list sessions of key '%s'", key_id);
+	__attribute__((cleanup(cleanup_pagep))) struct store_page page = {0};
+	int64_t matched = 0;
+	int64_t end = (int64_t)offset + limit;
+	int rc;
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		if (filter != NULL) {
+			int m = store_row_matches(stmt, filter, err);
+			if (m < 0)
+				return -1;
+			if (m == 0)
+				continue;
+		}
+		if (matched >= offset && matched < end && store_page_add_row(&page, stmt, err) < 0)
+			return -1;
+		matched++;
+	}
+	if (rc != SQLITE_DONE)
+		return store_fail(st, err, "cannot list sessions of key '%s'", key_id);
+	*n = page.n;
+	*total = matched;
+	*out = steal_ptr(&page.items);
+	page.n = 0;
+	return 0;
+}
+
+int store_session_list_all(struct store *st, struct store_session **out, size_t *n,
+			   struct bk_err *err)
+{
+	*out = NULL;
+	*n = 0;
+	_cleanup_unlock_ pthread_mutex_t *lock = store_lock(st);
+	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
+	if (sqlite3_prepare_v2(st->db,
+			       "SELECT " STORE_SESSION_COLS " FROM sessions "
+			       "ORDER BY created_ms, id",
+			       -1, &stmt, NULL) != SQLITE_OK)
+		return store_fail(st, err, "cannot list all sessions");
+	__attribute__((cleanup(cleanup_pagep))) struct store_page page = {0};
+	int rc;
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+		if (store_page_add_row(&page, stmt, err) < 0)
+			return -1;
+	if (rc != SQLITE_DONE)
+		return store_fail(st, err, "cannot list all sessions");
+	*n = page.n;
+	*out = steal_ptr(&page.items);
+	page.n = 0;
+	return 0;
+}

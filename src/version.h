@@ -1,0 +1,2 @@
+#pragma once
+#define BUNKER_VERSION "0.1.0"

@@ -1,0 +1,60 @@
+/* api/: byte strings into JSON, request paths. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../harness.h"
+#include "api/api_int.h"
+
+static char *dump(json_t *j)
+{
+	char *s = json_dumps(j, JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
+	json_decref(j);
+	return s;
+}
+
+TEST(json_bytes_keeps_valid_utf8)
+{
+	char *s = dump(api_json_bytes("h\xc3\xa9llo \xe2\x82\xac", 10));
+	CHECK_STR_EQ(s, "\"h\\u00E9llo \\u20AC\"");
+	free(s);
+}
+
+TEST(json_bytes_replaces_invalid_sequences)
+{
+	/* a lone continuation byte, an overlong '/', a surrogate, a cut sequence */
+	const char in[] = "a\x80" "b\xc0\xaf" "c\xed\xa0\x80" "d\xe2\x82";
+	char *s = dump(api_json_bytes(in, sizeof(in) - 1));
+	CHECK(s != NULL);
+	CHECK(strstr(s, "\\uFFFD") != NULL);
+	CHECK(s[1] == 'a');
+	CHECK(strchr(s, 'b') && strchr(s, 'c') && strchr(s, 'd'));
+	free(s);
+}
+
+TEST(json_bytes_keeps_nul)
+{
+	char *s = dump(api_json_bytes("a\0b", 3));
+	CHECK_STR_EQ(s, "\"a\\u0000b\"");
+	free(s);
+}
+
+TEST(path_normalize)
+{
+	char out[256];
+	struct bk_err err;
+	CHECK(core_path_normalize("a/b.txt", "path", out, sizeof(out), &err) == 0);
+	CHECK_STR_EQ(out, "a/b.txt");
+	CHECK(core_path_normalize("/workspace/x//./y/", "path", out, sizeof(out), &err) == 0);
+	CHECK_STR_EQ(out, "x/y");
+	CHECK(core_path_normalize("/workspace", "path", out, sizeof(out), &err) == 0);
+	CHECK_STR_EQ(out, "");
+	CHECK(core_path_normalize("../etc/passwd", "path", out, sizeof(out), &err) < 0);
+	CHECK_INT_EQ(err.kind, BK_E_INVALID);
+	CHECK_STR_EQ(err.field, "path");
+	CHECK(core_path_normalize("a/../../b", "path", out, sizeof(out), &err) < 0);
+	CHECK(core_path_normalize("/etc/passwd", "path", out, sizeof(out), &err) < 0);
+	CHECK(core_path_normalize("/workspacex/a", "path", out, sizeof(out), &err) < 0);
+	CHECK(core_path_normalize("", "path", out, sizeof(out), &err) < 0);
+	char tiny[4];
+	CHECK(core_path_normalize("abcdef", "path", tiny, sizeof(tiny), &err) < 0);
+}

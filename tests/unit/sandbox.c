@@ -1,0 +1,241 @@
+/* sandbox/: real sandboxes, driven directly (no daemon). Needs root. */
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include "../harness.h"
+#include "sandbox/sandbox.h"
+
+#define BUN "/opt/bunker/bun/bin/bun"
+
+static char data_dir[256];
+static struct sbx_config cfg;
+
+static void init_path(char *out, size_t len)
+{
+	const char *b = getenv("BUNKER_BUILD");
+	if (b) {
+		snprintf(out, len, "%s/bunker-init", b);
+		return;
+	}
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	self[n > 0 ? n : 0] = '\0';
+	snprintf(out, len, "%s/../bunker-init", dirname(self));
+}
+
+/* Each test (its own process) gets its own data directory. */
+static void setup(void)
+{
+	if (geteuid() != 0)
+		SKIP("sandboxes need root");
+	if (access(BUN, X_OK) < 0)
+		SKIP("no bun at %s (scripts/install-deps.sh installs it)", BUN);
+	snprintf(data_dir, sizeof(data_dir), "/tmp/bunker-sbx-XXXXXX");
+	CHECK(mkdtemp(data_dir) != NULL);
+	char init[PATH_MAX];
+	init_path(init, sizeof(init));
+	struct bk_err err;
+	CHECK_MSG(sbx_config_init(&cfg, data_dir, init, BUN, &err) == 0, "%s", err.msg);
+	snprintf(cfg.cgroup_parent, sizeof(cfg.cgroup_parent), "bunker-unit-%d", (int)getpid());
+}
+
+static void teardown(void)
+{
+	char run[300];
+	snprintf(run, sizeof(run), "%s/run", data_dir);
+	umount2(run, MNT_DETACH);
+	struct bk_err err;
+	rm_rf(data_dir, &err);
+}
+
+static struct sbx *start(const char *id, int slot, int disk_mb)
+{
+	struct sbx_limits lim = {.memory_mb = 256, .cpu = 1, .disk_mb = disk_mb, .pids = 128};
+	struct sbx *s;
+	struct bk_err err;
+	CHECK_MSG(sbx_start(&cfg, id, slot, &lim, &s, &err) == 0, "%s", err.msg);
+	return s;
+}
+
+static const char *const env[] = {"PATH=/usr/bin:/bin:/opt/bun/bin", "HOME=/home/user", NULL};
+
+/* Runs sh -c cmd; returns the result (caller releases). */
+static struct sbx_exec_result run(struct sbx *s, const char *cmd, int64_t timeout_ms)
+{
+	const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+	struct sbx_exec_req req = {.argv = argv, .envp = env, .cwd = "/workspace",
+				   .timeout_ms = timeout_ms, .output_max = 1 << 20,
+				   .report_written = true};
+	struct sbx_exec_result res;
+	struct bk_err err;
+	CHECK_MSG(sbx_exec(s, &req, &res, &err) == 0, "%s", err.msg);
+	return res;
+}
+
+static void expect_out(struct sbx *s, const char *cmd, const char *want)
+{
+	struct sbx_exec_result r = run(s, cmd, 10000);
+	CHECK_MSG(strcmp(r.out.data ? r.out.data : "", want) == 0, "'%s' printed '%s' (stderr '%s')",
+		  cmd, r.out.data ? r.out.data : "", r.err.data ? r.err.data : "");
+	sbx_exec_result_release(&r);
+}
+
+TEST(sandbox_runs_as_session_user_in_own_namespaces)
+{
+	setup();
+	struct sbx *s = start("ses_unitaaaaaaaaaaaaaaaa", 7, 64);
+	expect_out(s, "id -u; id -g; hostname; pwd", "1000\n1000\nbunker\n/workspace\n");
+	expect_out(s, "cat /proc/1/comm", "bunker-init\n");
+	expect_out(s, "ls /sys/class/net", "lo\n");
+	expect_out(s, "test -e /work || test -e /var/lib/bunker || echo hidden", "hidden\n");
+	expect_out(s, "ls /root 2>/dev/null || echo denied", "denied\n");
+	expect_out(s, "touch /usr/x 2>/dev/null || echo ro", "ro\n");
+	/* The host sees the session's ids in the session's own range. */
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)sbx_init_pid(s));
+	FILE *f = fopen(path, "r");
+	CHECK(f != NULL);
+	unsigned uid = 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Uid: %u", &uid) == 1)
+			break;
+	fclose(f);
+	CHECK_INT_EQ(uid, SBX_ID_BASE + 7 * SBX_ID_RANGE);
+	sbx_stop(s);
+	struct bk_err err;
+	CHECK(sbx_purge(&cfg, "ses_unitaaaaaaaaaaaaaaaa", &err) == 0);
+	teardown();
+}
+
+TEST(sandbox_exit_codes_signals_and_output)
+{
+	setup();
+	struct sbx *s = start("ses_unitbbbbbbbbbbbbbbbb", 1, 64);
+	struct sbx_exec_result r = run(s, "echo out; echo err >&2; exit 3", 10000);
+	CHECK_INT_EQ(r.exit_code, 3);
+	CHECK_STR_EQ(r.out.data, "out\n");
+	CHECK_STR_EQ(r.err.data, "err\n");
+	sbx_exec_result_release(&r);
+	r = run(s, "kill -9 $$", 10000);
+	CHECK_INT_EQ(r.signal, 9);
+	CHECK_INT_EQ(r.exit_code, 137);
+	sbx_exec_result_release(&r);
+	/* Output past the cap is cut and said to be cut. */
+	r = run(s, "head -c 3000000 /dev/zero", 10000);
+	CHECK_INT_EQ(r.out.len, 1 << 20);
+	CHECK(r.out_truncated);
+	sbx_exec_result_release(&r);
+	sbx_stop(s);
+	sbx_purge(&cfg, "ses_unitbbbbbbbbbbbbbbbb", NULL);
+	teardown();
+}
+
+TEST(sandbox_timeout_kills_group_but_not_detached)
+{
+	setup();
+	struct sbx *s = start("ses_unitcccccccccccccccc", 2, 64);
+	struct sbx_exec_result r =
+		run(s, "setsid sleep 300 >/dev/null 2>&1 & sleep 200 & sleep 100", 500);
+	CHECK(r.timed_out);
+	sbx_exec_result_release(&r);
+	expect_out(s, "pgrep -x sleep -a | sed 's/^[0-9]* //' | sort", "sleep 300\n");
+	/* A background process outlives its execution and keeps writing
+	 * without dying of SIGPIPE. */
+	r = run(s, "(sleep 0.2; while :; do echo tick; sleep 0.05; done) & echo started", 10000);
+	CHECK_STR_EQ(r.out.data, "started\n");
+	sbx_exec_result_release(&r);
+	usleep(300000);
+	expect_out(s, "pgrep -f 'while' >/dev/null && echo alive", "alive\n");
+	struct bk_err err;
+	CHECK(sbx_kill(s, 0, &err) == 0);
+	usleep(100000);
+	expect_out(s, "pgrep sleep || echo none", "none\n");
+	sbx_stop(s);
+	sbx_purge(&cfg, "ses_unitcccccccccccccccc", NULL);
+	teardown();
+}
+
+TEST(sandbox_write_file_is_confined_and_limited)
+{
+	setup();
+	struct sbx *s = start("ses_unitdddddddddddddddd", 3, 16);
+	struct bk_err err;
+	CHECK_MSG(sbx_write_file(s, "a/b/c.txt", "hello", 5, &err) == 0, "%s", err.msg);
+	expect_out(s, "cat a/b/c.txt; echo; stat -c %U a/b/c.txt", "hello\nuser\n");
+	struct sbx_exec_result r = run(s, "ln -s /etc esc && ln -s / root && echo ok", 10000);
+	CHECK_STR_EQ(r.out.data, "ok\n");
+	sbx_exec_result_release(&r);
+	CHECK(sbx_write_file(s, "esc/passwd", "x", 1, &err) < 0);
+	CHECK_INT_EQ(err.kind, BK_E_INVALID);
+	CHECK(sbx_write_file(s, "root/tmp/x/y", "x", 1, &err) < 0);
+	CHECK_INT_EQ(err.kind, BK_E_INVALID);
+	/* The disk limit is the file system's size. */
+	char *big = calloc(1, 20 << 20);
+	CHECK(sbx_write_file(s, "big", big, 20 << 20, &err) < 0);
+	CHECK_INT_EQ(err.kind, BK_E_NO_SPACE);
+	free(big);
+	r = run(s, "head -c 30000000 /dev/zero > fill 2>/dev/null; echo $?", 10000);
+	CHECK(strcmp(r.out.data, "0\n") != 0);
+	sbx_exec_result_release(&r);
+	sbx_stop(s);
+	sbx_purge(&cfg, "ses_unitdddddddddddddddd", NULL);
+	teardown();
+}
+
+TEST(sandbox_disk_outlives_sandbox_and_purge_leaves_nothing)
+{
+	setup();
+	const char *id = "ses_uniteeeeeeeeeeeeeeee";
+	struct sbx *s = start(id, 4, 64);
+	expect_out(s, "echo kept > f; setsid sleep 1000 >/dev/null 2>&1 & echo ok", "ok\n");
+	pid_t init = sbx_init_pid(s);
+	sbx_stop(s);
+	CHECK(kill(init, 0) < 0 && errno == ESRCH);
+	CHECK(!sbx_cgroup_exists(&cfg, id));
+	s = start(id, 4, 64);
+	expect_out(s, "cat f; pgrep sleep || echo no-sleep", "kept\nno-sleep\n");
+	sbx_stop(s);
+	struct bk_err err;
+	CHECK_MSG(sbx_purge(&cfg, id, &err) == 0, "%s", err.msg);
+	char dir[400];
+	snprintf(dir, sizeof(dir), "%s/%s", cfg.run_dir, id);
+	CHECK(access(dir, F_OK) < 0);
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	char line[1024];
+	while (fgets(line, sizeof(line), f))
+		CHECK_MSG(strstr(line, id) == NULL, "mount left: %s", line);
+	fclose(f);
+	teardown();
+}
+
+TEST(sandbox_runs_bun_code_from_stdin)
+{
+	setup();
+	struct sbx *s = start("ses_unitffffffffffffffff", 5, 64);
+	const char *argv[] = {"/opt/bun/bin/bun", "run", "-", NULL};
+	const char *code = "const n: number = await Promise.resolve(41); console.log(n + 1)";
+	struct sbx_exec_req req = {.argv = argv, .envp = env, .cwd = "/workspace",
+				   .stdin_data = code, .stdin_len = strlen(code),
+				   .timeout_ms = 20000, .output_max = 1 << 20};
+	struct sbx_exec_result r;
+	struct bk_err err;
+	CHECK_MSG(sbx_exec(s, &req, &r, &err) == 0, "%s", err.msg);
+	CHECK_MSG(r.exit_code == 0, "bun failed: %s", r.err.data ? r.err.data : "");
+	CHECK_STR_EQ(r.out.data, "42\n");
+	sbx_exec_result_release(&r);
+	/* A missing working directory is the caller's error. */
+	req.cwd = "/workspace/nope";
+	CHECK(sbx_exec(s, &req, &r, &err) < 0);
+	CHECK_INT_EQ(err.kind, BK_E_INVALID);
+	sbx_exec_result_release(&r);
+	sbx_stop(s);
+	sbx_purge(&cfg, "ses_unitffffffffffffffff", NULL);
+	teardown();
+}

@@ -1,0 +1,102 @@
+/* util/: buffers, random ids, time formatting, file helpers, errors. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../harness.h"
+#include "util/util.h"
+
+TEST(buf_caps_and_marks_truncation)
+{
+	struct buf b;
+	buf_init(&b, 10);
+	CHECK(buf_append(&b, "hello", 5) == 0);
+	CHECK(!b.truncated);
+	CHECK(buf_append(&b, "world!!", 7) == 0);
+	CHECK(b.truncated);
+	CHECK_INT_EQ(b.len, 10);
+	CHECK_STR_EQ(b.data, "helloworld");
+	char *s = buf_take(&b);
+	CHECK_STR_EQ(s, "helloworld");
+	free(s);
+	s = buf_take(&b);
+	CHECK_STR_EQ(s, "");
+	free(s);
+}
+
+TEST(random_alnum_alphabet_and_uniqueness)
+{
+	char a[21], b[21];
+	struct bk_err err;
+	CHECK(random_alnum(a, 20, &err) == 0);
+	CHECK(random_alnum(b, 20, &err) == 0);
+	CHECK_INT_EQ(strlen(a), 20);
+	CHECK(strspn(a, "abcdefghijklmnopqrstuvwxyz0123456789") == 20);
+	CHECK(strcmp(a, b) != 0);
+}
+
+TEST(iso8601_utc_with_z)
+{
+	char buf[40];
+	iso8601_ms(0, buf, sizeof(buf));
+	CHECK_STR_EQ(buf, "1970-01-01T00:00:00.000Z");
+	iso8601_ms(1705660200123LL, buf, sizeof(buf));
+	CHECK_STR_EQ(buf, "2024-01-19T10:30:00.123Z");
+}
+
+TEST(err_prefix_and_kinds)
+{
+	struct bk_err err;
+	CHECK_INT_EQ(bk_err_set(&err, ENOENT, "cannot open '%s'", "x"), -1);
+	CHECK_INT_EQ(err.kind, BK_E_INTERNAL);
+	CHECK_STR_EQ(err.msg, "cannot open 'x': No such file or directory");
+	bk_err_prefix(&err, "session %s", "s1");
+	CHECK_STR_EQ(err.msg, "session s1: cannot open 'x': No such file or directory");
+	CHECK_INT_EQ(bk_err_field(&err, "ttl", "ttl must be %d", 5), -1);
+	CHECK_INT_EQ(err.kind, BK_E_INVALID);
+	CHECK_STR_EQ(err.field, "ttl");
+	CHECK_INT_EQ(bk_err_set(NULL, 0, "ignored"), -1);
+}
+
+TEST(mkdir_p_and_rm_rf_never_follow_links)
+{
+	char dir[] = "/tmp/bunker-util-XXXXXX";
+	CHECK(mkdtemp(dir) != NULL);
+	char outside[] = "/tmp/bunker-util-out-XXXXXX";
+	CHECK(mkdtemp(outside) != NULL);
+	char p[512], q[512];
+	struct bk_err err;
+	snprintf(p, sizeof(p), "%s/a/b/c", dir);
+	CHECK(mkdir_p(p, 0755, &err) == 0);
+	CHECK(mkdir_p(p, 0755, &err) == 0);
+	snprintf(q, sizeof(q), "%s/keep", outside);
+	FILE *f = fopen(q, "w");
+	CHECK(f != NULL);
+	fclose(f);
+	snprintf(p, sizeof(p), "%s/a/link", dir);
+	CHECK(symlink(outside, p) == 0);
+	CHECK(rm_rf(dir, &err) == 0);
+	CHECK(access(dir, F_OK) < 0);
+	CHECK(access(q, F_OK) == 0); /* the link's target is untouched */
+	CHECK(rm_rf(outside, &err) == 0);
+	CHECK(rm_rf("/tmp/bunker-util-does-not-exist", &err) == 0);
+}
+
+TEST(read_write_file_small)
+{
+	char path[] = "/tmp/bunker-util-file-XXXXXX";
+	int fd = mkstemp(path);
+	CHECK(fd >= 0);
+	close(fd);
+	struct bk_err err;
+	CHECK(write_file_str(path, "12345", &err) == 0);
+	char buf[4];
+	CHECK_INT_EQ(read_file_small(path, buf, sizeof(buf), &err), 3);
+	CHECK_STR_EQ(buf, "123");
+	unlink(path);
+	CHECK_INT_EQ(read_file_small(path, buf, sizeof(buf), &err), -1);
+	CHECK(strstr(err.msg, "No such file") != NULL);
+}
