@@ -1,4 +1,5 @@
 /* sandbox/: real sandboxes, driven directly (no daemon). Needs root. */
+#include <dirent.h>
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
@@ -14,7 +15,8 @@
 
 #define BUN "/opt/bunker/bun/bin/bun"
 
-static char data_dir[256];
+static char base_dir[256];
+static char data_dir[300];
 static struct sbx_config cfg;
 
 static void init_path(char *out, size_t len)
@@ -30,6 +32,59 @@ static void init_path(char *out, size_t len)
 	snprintf(out, len, "%s/../bunker-init", dirname(self));
 }
 
+static const char *const controllers[] = {"memory/", "cpu/",     "cpuacct/",
+					  "pids/",   "freezer/", ""};
+
+/* In the parent, before every test: one base directory and one parent
+ * cgroup name for the whole run, so that teardown can remove whatever a
+ * failed test left behind. */
+int harness_setup(void)
+{
+	snprintf(base_dir, sizeof(base_dir), "/tmp/bunker-sbx-XXXXXX");
+	return mkdtemp(base_dir) ? 0 : 1;
+}
+
+void harness_teardown(void)
+{
+	char parent[64];
+	snprintf(parent, sizeof(parent), "bunker-unit-%d", (int)getpid());
+	for (size_t i = 0; i < sizeof(controllers) / sizeof(controllers[0]); i++) {
+		char cg[300];
+		snprintf(cg, sizeof(cg), "/sys/fs/cgroup/%s%s", controllers[i], parent);
+		DIR *d = opendir(cg);
+		struct dirent *de;
+		while (d && (de = readdir(d)) != NULL) {
+			if (strncmp(de->d_name, "ses_", 4) != 0)
+				continue;
+			struct sbx_config c = {.cgroup_mode = cfg.cgroup_mode};
+			sbx_cgroup_detect(&c.cgroup_mode, NULL);
+			snprintf(c.cgroup_parent, sizeof(c.cgroup_parent), "%s", parent);
+			sbx_cgroup_destroy(&c, de->d_name, NULL);
+		}
+		if (d)
+			closedir(d);
+		rmdir(cg);
+	}
+	/* Unmount deepest first, then remove the files. */
+	for (int pass = 0; pass < 1000; pass++) {
+		FILE *f = fopen("/proc/self/mountinfo", "r");
+		char line[2048], found[1024] = "";
+		while (f && fgets(line, sizeof(line), f)) {
+			char mnt[1024];
+			if (sscanf(line, "%*s %*s %*s %*s %1023s", mnt) == 1 &&
+			    strncmp(mnt, base_dir, strlen(base_dir)) == 0 &&
+			    strlen(mnt) > strlen(found))
+				snprintf(found, sizeof(found), "%s", mnt);
+		}
+		if (f)
+			fclose(f);
+		if (found[0] == '\0')
+			break;
+		umount2(found, MNT_DETACH);
+	}
+	rm_rf(base_dir, NULL);
+}
+
 /* Each test (its own process) gets its own data directory. */
 static void setup(void)
 {
@@ -37,22 +92,21 @@ static void setup(void)
 		SKIP("sandboxes need root");
 	if (access(BUN, X_OK) < 0)
 		SKIP("no bun at %s (scripts/install-deps.sh installs it)", BUN);
-	snprintf(data_dir, sizeof(data_dir), "/tmp/bunker-sbx-XXXXXX");
-	CHECK(mkdtemp(data_dir) != NULL);
+	snprintf(data_dir, sizeof(data_dir), "%s/t%d", base_dir, (int)getpid());
 	char init[PATH_MAX];
 	init_path(init, sizeof(init));
 	struct bk_err err;
 	CHECK_MSG(sbx_config_init(&cfg, data_dir, init, BUN, &err) == 0, "%s", err.msg);
-	snprintf(cfg.cgroup_parent, sizeof(cfg.cgroup_parent), "bunker-unit-%d", (int)getpid());
+	snprintf(cfg.cgroup_parent, sizeof(cfg.cgroup_parent), "bunker-unit-%d", (int)getppid());
 }
 
+/* What a passing test must leave: nothing but its directory. */
 static void teardown(void)
 {
-	char run[300];
+	char run[400];
 	snprintf(run, sizeof(run), "%s/run", data_dir);
 	umount2(run, MNT_DETACH);
-	struct bk_err err;
-	rm_rf(data_dir, &err);
+	CHECK(rm_rf(data_dir, NULL) == 0);
 }
 
 static struct sbx *start(const char *id, int slot, int disk_mb)
