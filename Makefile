@@ -27,7 +27,7 @@ TEST_LIBS  = $(shell pkg-config --libs $(TEST_PKGS))
 LIB_SRCS := $(sort $(wildcard src/util/*.c src/agent/*.c src/sandbox/*.c src/store/*.c \
                               src/core/*.c src/http/*.c src/api/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
-INIT_SRCS := src/init/main.c src/agent/proto.c src/util/util.c src/util/err.c
+INIT_SRCS := src/init/main.c src/init/harden.c src/agent/proto.c src/util/util.c src/util/err.c
 
 UNIT_SRCS := $(sort $(wildcard tests/unit/*.c))
 BB_SRCS   := $(sort $(wildcard tests/blackbox/*.c))
@@ -54,10 +54,10 @@ $(BUILD)/bunker: $(BUILD)/obj/src/cli/main.o $(BUILD)/libbunker.a
 
 # PID 1 of every sandbox: static, so it needs nothing from the image, and
 # never sanitized (the sanitizers' runtimes cannot link statically).
-$(BUILD)/bunker-init: $(INIT_SRCS) $(wildcard src/agent/*.h src/util/*.h)
+$(BUILD)/bunker-init: $(INIT_SRCS) $(wildcard src/agent/*.h src/util/*.h src/init/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu17 $(WARN) -D_GNU_SOURCE -O2 -g -D_FORTIFY_SOURCE=2 -fstack-protector-strong \
-		-Isrc -static -o $@ $(INIT_SRCS)
+		-Isrc -static -o $@ $(INIT_SRCS) -lseccomp
 
 tests: all $(TEST_BINS)
 

@@ -27,6 +27,7 @@ enum agent_type {
 	AGENT_WRITE_FILE,    /* d -> init: PATH, DATA, MODE, UID, GID */
 	AGENT_RESULT,        /* init -> d: ERRNO, MESSAGE; the answer to any other request */
 	AGENT_KILL,          /* d -> init: PID (0: every user process) */
+	AGENT_PS,            /* d -> init; answered by a RESULT with one PROC per process */
 };
 
 enum agent_tag {
@@ -57,6 +58,7 @@ enum agent_tag {
 	AGENT_T_OUTPUT_MAX, /* bytes of each stream to forward; the rest is discarded */
 	AGENT_T_TRUNCATED,  /* bit 1: stdout was cut, bit 2: stderr */
 	AGENT_T_START_NS,   /* CLOCK_REALTIME when the exec started */
+	AGENT_T_PROC,       /* "<pid>\t<start, ms since the epoch>\t<command line>" */
 };
 
 /* Every exec writes, the daemon's side included, inside this directory. */

@@ -401,6 +401,62 @@ static void handle_execute(struct api_call *c)
 	api_json(c, 200, o);
 }
 
+/* ---- GET /execution/processes, POST /execution/kill ---- */
+
+static void handle_processes(struct api_call *c)
+{
+	struct bk_err err;
+	const char *id = http_query(c->req, "sessionId");
+	if (id == NULL || *id == '\0') {
+		bk_err_field(&err, "sessionId", "sessionId is required");
+		return api_buntime_error(c, &err);
+	}
+	snprintf(c->session_id, sizeof(c->session_id), "%s", id);
+	struct core_proc *procs;
+	size_t n;
+	if (core_process_list(c->api->core, &c->key, id, &procs, &n, &err) < 0)
+		return api_buntime_error(c, &err);
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n; i++) {
+		char started[40];
+		iso(procs[i].started_ms, started, sizeof(started));
+		json_array_append_new(arr, json_pack("{s:i,s:o,s:s}", "pid", procs[i].pid,
+						     "command",
+						     api_json_bytes(procs[i].command,
+								    strlen(procs[i].command)),
+						     "startedAt", started));
+	}
+	free(procs);
+	api_json(c, 200, json_pack("{s:o}", "processes", arr));
+}
+
+static void handle_kill(struct api_call *c)
+{
+	struct bk_err err;
+	_cleanup_json_ json_t *body = api_body_object(c->req, false, &err);
+	if (body == NULL)
+		return api_buntime_error(c, &err);
+	const char *id = NULL;
+	int64_t pid = 0;
+	if (field_string(body, "sessionId", "sessionId", &id, &err) <= 0) {
+		if (err.field[0] == '\0' || id == NULL)
+			bk_err_field(&err, "sessionId", "sessionId is required");
+		return api_buntime_error(c, &err);
+	}
+	snprintf(c->session_id, sizeof(c->session_id), "%s", id);
+	if (field_positive_int(body, "pid", "pid", &pid, &err) < 0)
+		return api_buntime_error(c, &err);
+	int *pids;
+	size_t n;
+	if (core_process_kill(c->api->core, &c->key, id, (int)pid, &pids, &n, &err) < 0)
+		return api_buntime_error(c, &err);
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(arr, json_integer(pids[i]));
+	free(pids);
+	api_json(c, 200, json_pack("{s:b,s:o}", "killed", n > 0, "pids", arr));
+}
+
 /* ---- routing ---- */
 
 static void not_found(struct api_call *c, const char *method, const char *path)
@@ -416,7 +472,7 @@ void api_buntime_route(struct api_call *c, const char *method, const char *path)
 	static const char sessions[] = "/sessions/";
 	bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0,
 	     del = strcmp(method, "DELETE") == 0;
-	enum { R_NONE, R_CREATE, R_LIST, R_GET, R_DELETE, R_EXECUTE } route = R_NONE;
+	enum { R_NONE, R_CREATE, R_LIST, R_GET, R_DELETE, R_EXECUTE, R_PS, R_KILL } route = R_NONE;
 	const char *id = NULL;
 	if (post && strcmp(path, "/sessions/create") == 0)
 		route = R_CREATE;
@@ -428,6 +484,10 @@ void api_buntime_route(struct api_call *c, const char *method, const char *path)
 		route = get ? R_GET : R_DELETE;
 	} else if (post && strcmp(path, "/execute") == 0)
 		route = R_EXECUTE;
+	else if (get && strcmp(path, "/execution/processes") == 0)
+		route = R_PS;
+	else if (post && strcmp(path, "/execution/kill") == 0)
+		route = R_KILL;
 	if (route == R_NONE)
 		return not_found(c, method, path);
 
@@ -447,6 +507,10 @@ void api_buntime_route(struct api_call *c, const char *method, const char *path)
 		return handle_delete(c, id);
 	case R_EXECUTE:
 		return handle_execute(c);
+	case R_PS:
+		return handle_processes(c);
+	case R_KILL:
+		return handle_kill(c);
 	default:
 		return not_found(c, method, path);
 	}

@@ -18,6 +18,7 @@ static int status_of(enum bk_err_kind kind)
 		return 403;
 	case BK_E_NOT_FOUND:
 	case BK_E_FILE_NOT_FOUND:
+	case BK_E_PROCESS_NOT_FOUND:
 		return 404;
 	case BK_E_CONFLICT:
 		return 409;
@@ -48,6 +49,8 @@ static const char *buntime_code_of(enum bk_err_kind kind)
 		return "session_not_found";
 	case BK_E_FILE_NOT_FOUND:
 		return "file_not_found";
+	case BK_E_PROCESS_NOT_FOUND:
+		return "process_not_found";
 	case BK_E_CONFLICT:
 		return "conflict";
 	case BK_E_TOO_LARGE:

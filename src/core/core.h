@@ -174,3 +174,20 @@ int core_execute(struct core *core, const struct core_key *key, const char *id,
  * no component may be "..". out receives at least len bytes. */
 int core_path_normalize(const char *path, const char *field, char *out, size_t len,
 			struct bk_err *err);
+
+/* ---- processes (core/exec.c) ---- */
+
+struct core_proc {
+	int pid;
+	int64_t started_ms;
+	char command[256];
+};
+
+/* The session's processes (PID 1 left out). A session whose sandbox is not
+ * running has none; listing does not start it. *out is malloc'd. */
+int core_process_list(struct core *core, const struct core_key *key, const char *id,
+		      struct core_proc **out, size_t *n, struct bk_err *err);
+/* Kills pid (0: every process) and reports which pids were ended in *pids
+ * (malloc'd). A pid not in the session is BK_E_PROCESS_NOT_FOUND. */
+int core_process_kill(struct core *core, const struct core_key *key, const char *id, int pid,
+		      int **pids, size_t *n, struct bk_err *err);

@@ -295,3 +295,75 @@ out_files:
 	exec_plan_release(&plan);
 	return rc;
 }
+
+/* With s->rw held shared: the sandbox's processes, or none when it is not
+ * running. */
+static int session_ps(struct session *s, struct sbx_proc **procs, size_t *n, struct bk_err *err)
+{
+	*procs = NULL;
+	*n = 0;
+	if (s->sbx == NULL || !sbx_alive(s->sbx))
+		return 0;
+	return sbx_ps(s->sbx, procs, n, err);
+}
+
+int core_process_list(struct core *core, const struct core_key *key, const char *id,
+		      struct core_proc **out, size_t *n, struct bk_err *err)
+{
+	struct session *s;
+	if (session_acquire(core, key->id, id, &s, err) < 0)
+		return -1;
+	session_touch(core, s);
+	pthread_rwlock_rdlock(&s->rw);
+	struct sbx_proc *procs;
+	int rc = session_ps(s, &procs, n, err);
+	pthread_rwlock_unlock(&s->rw);
+	session_release(core, s);
+	if (rc < 0)
+		return -1;
+	*out = calloc(*n + 1, sizeof(**out));
+	if (*out == NULL) {
+		free(procs);
+		return bk_err_set(err, ENOMEM, "cannot list processes");
+	}
+	for (size_t i = 0; i < *n; i++) {
+		(*out)[i].pid = procs[i].pid;
+		(*out)[i].started_ms = procs[i].started_ms;
+		snprintf((*out)[i].command, sizeof((*out)[i].command), "%s", procs[i].command);
+	}
+	free(procs);
+	return 0;
+}
+
+int core_process_kill(struct core *core, const struct core_key *key, const char *id, int pid,
+		      int **pids, size_t *n, struct bk_err *err)
+{
+	struct session *s;
+	if (session_acquire(core, key->id, id, &s, err) < 0)
+		return -1;
+	session_touch(core, s);
+	pthread_rwlock_rdlock(&s->rw);
+	struct sbx_proc *procs;
+	size_t np;
+	int rc = session_ps(s, &procs, &np, err);
+	*n = 0;
+	*pids = rc == 0 ? calloc(np + 1, sizeof(int)) : NULL;
+	if (rc == 0 && *pids == NULL)
+		rc = bk_err_set(err, ENOMEM, "cannot kill processes");
+	for (size_t i = 0; rc == 0 && i < np; i++)
+		if (pid == 0 || procs[i].pid == pid)
+			(*pids)[(*n)++] = procs[i].pid;
+	if (rc == 0 && pid != 0 && *n == 0)
+		rc = bk_err_kind(err, BK_E_PROCESS_NOT_FOUND, "no process %d in session '%s'", pid,
+				 id);
+	if (rc == 0 && *n > 0)
+		rc = sbx_kill(s->sbx, pid, err);
+	pthread_rwlock_unlock(&s->rw);
+	session_release(core, s);
+	free(procs);
+	if (rc < 0) {
+		free(*pids);
+		*pids = NULL;
+	}
+	return rc;
+}

@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "agent/proto.h"
+#include "init/harden.h"
 #include "util/cleanup.h"
 #include "util/util.h"
 
@@ -187,7 +188,7 @@ static void exec_finish(struct exec *e, int status, const struct rusage *ru)
 
 struct child_fail {
 	int errnum;
-	char stage[16];
+	char stage[32];
 };
 
 /* Runs in the forked child: never returns. Only async-signal-safe calls. */
@@ -203,16 +204,20 @@ static _Noreturn void exec_child(int errfd, int in_fd, int out_w, int err_w, con
 		strcpy(f.stage, "dup2");
 		goto fail;
 	}
-	if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0) {
-		strcpy(f.stage, "setuid");
+	/* The OOM killer's choice among the session's processes: PID 1 is
+	 * shielded by the host, its executions start from neutral. */
+	int oom = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+	if (oom >= 0) {
+		write_full(oom, "0", 1);
+		close(oom);
+	}
+	const char *stage;
+	if (harden_become_user(uid, gid, &stage) < 0) {
+		snprintf(f.stage, sizeof(f.stage), "%s", stage);
 		goto fail;
 	}
 	if (chdir(cwd) < 0) {
 		strcpy(f.stage, "chdir");
-		goto fail;
-	}
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
-		strcpy(f.stage, "no_new_privs");
 		goto fail;
 	}
 	/* Everything above 2 but the error pipe goes; the error pipe is CLOEXEC. */
@@ -220,6 +225,11 @@ static _Noreturn void exec_child(int errfd, int in_fd, int out_w, int err_w, con
 		syscall(SYS_close_range, 3, errfd - 1, 0);
 	}
 	syscall(SYS_close_range, errfd + 1, ~0U, 0);
+	/* Last: from here on the filter also binds this code. */
+	if (harden_seccomp_load() < 0) {
+		strcpy(f.stage, "seccomp");
+		goto fail;
+	}
 	execve(argv[0], argv, envp);
 	strcpy(f.stage, "exec");
 fail:
@@ -451,6 +461,62 @@ static void handle_kill(const struct agent_msg *req)
 	send_result(req->req_id, r < 0 && !(pid == 0 && errno == ESRCH) ? errno : 0, "kill", NULL);
 }
 
+/* One PROC field per process but PID 1, read from /proc. */
+static void handle_ps(const struct agent_msg *req)
+{
+	struct agent_msg m;
+	agent_msg_init(&m, AGENT_RESULT, req->req_id);
+	agent_msg_put_i64(&m, AGENT_T_ERRNO, 0);
+	char text[8192];
+	/* starttime counts clock ticks of CLOCK_BOOTTIME: map it onto the
+	 * wall clock through the two clocks' present values. */
+	struct timespec rt, bt;
+	clock_gettime(CLOCK_REALTIME, &rt);
+	clock_gettime(CLOCK_BOOTTIME, &bt);
+	int64_t boot_ms = ((int64_t)rt.tv_sec - bt.tv_sec) * 1000 + (rt.tv_nsec - bt.tv_nsec) / 1000000;
+	long hz = sysconf(_SC_CLK_TCK);
+	_cleanup_closedir_ DIR *d = opendir("/proc");
+	struct dirent *de;
+	while (d && (de = readdir(d)) != NULL) {
+		char *end;
+		long pid = strtol(de->d_name, &end, 10);
+		if (*end != '\0' || pid <= 1)
+			continue;
+		char path[64], cmd[1024];
+		snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+		if (read_file_small(path, text, sizeof(text), NULL) <= 0)
+			continue;
+		/* Field 22, counted after the ")" that ends the command name. */
+		const char *p = strrchr(text, ')');
+		int field = 2;
+		while (p && *p && field < 22) {
+			if (*p++ == ' ')
+				field++;
+		}
+		int64_t start_ms = p ? boot_ms + strtoll(p, NULL, 10) * 1000 / hz : 0;
+		snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
+		ssize_t n = read_file_small(path, cmd, sizeof(cmd), NULL);
+		if (n <= 0) {
+			/* A kernel-less name for processes without a command line. */
+			snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
+			n = read_file_small(path, cmd, sizeof(cmd), NULL);
+			if (n > 0 && cmd[n - 1] == '\n')
+				cmd[--n] = '\0';
+		}
+		for (ssize_t i = 0; i < n; i++)
+			if (cmd[i] == '\0')
+				cmd[i] = ' ';
+		while (n > 0 && cmd[n - 1] == ' ')
+			cmd[--n] = '\0';
+		char entry[1200];
+		snprintf(entry, sizeof(entry), "%ld\t%lld\t%s", pid, (long long)start_ms,
+			 n > 0 ? cmd : "");
+		agent_msg_put_str(&m, AGENT_T_PROC, entry);
+	}
+	agent_send_or_die(&m);
+	agent_msg_release(&m);
+}
+
 static void reap(void)
 {
 	for (;;) {
@@ -509,6 +575,8 @@ int main(void)
 	if (sfd < 0)
 		return 1;
 	fcntl(AGENT_FD, F_SETFD, FD_CLOEXEC);
+	if (harden_init() < 0)
+		return 1;
 
 	struct agent_msg hello;
 	agent_msg_init(&hello, AGENT_HELLO, 0);
@@ -584,6 +652,9 @@ int main(void)
 				break;
 			case AGENT_KILL:
 				handle_kill(&req);
+				break;
+			case AGENT_PS:
+				handle_ps(&req);
 				break;
 			default:
 				send_result(req.req_id, ENOSYS, "dispatch", "unknown request");

@@ -197,10 +197,55 @@ int sbx_kill(struct sbx *sbx, pid_t pid, struct bk_err *err)
 	int e = agent_call_result(sbx->conn, &m, NULL, 0, err);
 	agent_msg_release(&m);
 	if (e == ESRCH)
-		return bk_err_kind(err, BK_E_NOT_FOUND, "no process %d in the session", (int)pid);
+		return bk_err_kind(err, BK_E_PROCESS_NOT_FOUND, "no process %d in the session",
+				   (int)pid);
 	if (e == EPERM)
 		return bk_err_kind(err, BK_E_FORBIDDEN, "process %d cannot be killed", (int)pid);
 	if (e > 0)
 		return bk_err_set(err, e, "cannot kill process %d", (int)pid);
 	return e;
+}
+
+int sbx_ps(struct sbx *sbx, struct sbx_proc **out, size_t *n, struct bk_err *err)
+{
+	struct agent_msg m;
+	agent_msg_init(&m, AGENT_PS, 0);
+	struct agent_call *call;
+	int r = agent_call_begin(sbx->conn, &m, &call, err);
+	agent_msg_release(&m);
+	if (r < 0)
+		return -1;
+	struct agent_msg a;
+	r = agent_call_next(call, &a, -1);
+	agent_call_end(call);
+	if (r <= 0)
+		return bk_err_kind(err, BK_E_INTERNAL, "the sandbox's init went away");
+	size_t off = 0, count = 0;
+	struct agent_field f;
+	while (agent_msg_next(&a, &off, &f))
+		count += f.tag == AGENT_T_PROC;
+	struct sbx_proc *procs = calloc(count + 1, sizeof(*procs));
+	if (procs == NULL) {
+		agent_msg_release(&a);
+		return bk_err_set(err, ENOMEM, "cannot list processes");
+	}
+	off = 0;
+	*n = 0;
+	while (agent_msg_next(&a, &off, &f)) {
+		if (f.tag != AGENT_T_PROC)
+			continue;
+		char line[1400];
+		snprintf(line, sizeof(line), "%.*s", (int)f.len, f.data);
+		char *tab1 = strchr(line, '\t');
+		char *tab2 = tab1 ? strchr(tab1 + 1, '\t') : NULL;
+		if (tab2 == NULL)
+			continue;
+		struct sbx_proc *p = &procs[(*n)++];
+		p->pid = (pid_t)strtol(line, NULL, 10);
+		p->started_ms = strtoll(tab1 + 1, NULL, 10);
+		snprintf(p->command, sizeof(p->command), "%s", tab2 + 1);
+	}
+	agent_msg_release(&a);
+	*out = procs;
+	return 0;
 }

@@ -185,6 +185,32 @@ int sbx_rootfs_setup_child(const char **stage)
 		  "mode=0755,size=65536k") < 0)
 		return -1;
 
+	/* Mask what /proc and /sys show of the host, as Docker does: files
+	 * that read kernel memory or state, or act on the machine, read as
+	 * /dev/null; directories of host hardware are empty; kernel tunables
+	 * are read-only. */
+	*stage = "mask /proc";
+	static const char *const masked_files[] = {"proc/kcore", "proc/keys", "proc/timer_list",
+						   "proc/sched_debug", "proc/sysrq-trigger",
+						   "proc/latency_stats"};
+	for (size_t i = 0; i < ARRAY_SIZE(masked_files); i++)
+		if (access(masked_files[i], F_OK) == 0 &&
+		    mount("dev/null", masked_files[i], NULL, MS_BIND, NULL) < 0)
+			return -1;
+	static const char *const masked_dirs[] = {"proc/acpi", "proc/scsi", "sys/firmware"};
+	for (size_t i = 0; i < ARRAY_SIZE(masked_dirs); i++)
+		if (access(masked_dirs[i], F_OK) == 0 &&
+		    mount("tmpfs", masked_dirs[i], "tmpfs", MS_RDONLY | nosx, "size=0") < 0)
+			return -1;
+	static const char *const readonly[] = {"proc/sys", "proc/irq", "proc/bus", "proc/fs"};
+	for (size_t i = 0; i < ARRAY_SIZE(readonly); i++) {
+		if (access(readonly[i], F_OK) < 0)
+			continue;
+		if (mount(readonly[i], readonly[i], NULL, MS_BIND | MS_REC, NULL) < 0 ||
+		    mount(NULL, readonly[i], NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | nosx, NULL) < 0)
+			return -1;
+	}
+
 	*stage = "pivot_root";
 	if (syscall(SYS_pivot_root, ".", ".") < 0)
 		return -1;

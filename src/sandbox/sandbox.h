@@ -126,6 +126,15 @@ int sbx_exec(struct sbx *sbx, const struct sbx_exec_req *req, struct sbx_exec_re
 int sbx_write_file(struct sbx *sbx, const char *path, const void *data, size_t len,
 		   struct bk_err *err);
 
+struct sbx_proc {
+	pid_t pid;          /* as the session sees it */
+	int64_t started_ms; /* since the epoch */
+	char command[256];
+};
+
+/* The sandbox's processes but PID 1; *out is malloc'd (caller frees). */
+int sbx_ps(struct sbx *sbx, struct sbx_proc **out, size_t *n, struct bk_err *err);
+
 /* SIGKILLs pid inside the sandbox, or every process but PID 1 when pid is 0. */
 int sbx_kill(struct sbx *sbx, pid_t pid, struct bk_err *err);
 

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <linux/sched.h>
 #include <sched.h>
 #include <signal.h>
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -41,7 +43,7 @@ static _Noreturn void child_fail(int errfd, const char *stage)
 
 /* The child: in its new namespaces, still the daemon's image until exec. */
 static _Noreturn void spawn_child(int go_fd, int err_fd, int sock_fd, int init_fd,
-				  const char *root, const char *hostname)
+				  const char *root, const char *hostname, int cap_last)
 {
 	const char *stage = "move fds";
 	/* Lift every fd we keep above 3 so that dup2 onto 0..3 cannot hit one. */
@@ -105,7 +107,19 @@ static _Noreturn void spawn_child(int go_fd, int err_fd, int sock_fd, int init_f
 		child_fail(err_fd, stage);
 	syscall(SYS_close_range, 4, ~0U, CLOSE_RANGE_CLOEXEC);
 
-	/* 8. bunker-init, from the host's binary (static: it needs nothing of
+	/* 8. PID 1 keeps only what it uses: changing ids (executions, file
+	 *    operations), emptying its children's bounding sets, killing
+	 *    their processes, and reading any workspace file. */
+	stage = "capability bounding set";
+	for (int cap = 0; cap <= cap_last; cap++) {
+		if (cap == CAP_SETUID || cap == CAP_SETGID || cap == CAP_SETPCAP || cap == CAP_KILL ||
+		    cap == CAP_DAC_OVERRIDE || cap == CAP_DAC_READ_SEARCH || cap == CAP_FOWNER)
+			continue;
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+			child_fail(err_fd, stage);
+	}
+
+	/* 9. bunker-init, from the host's binary (static: it needs nothing of
 	 *    the image). */
 	stage = "exec bunker-init";
 	char *argv[] = {(char *)"bunker-init", NULL};
@@ -161,6 +175,10 @@ int sbx_start(const struct sbx_config *cfg, const char *id, int slot,
 		sbx_rootfs_umount(&s->paths);
 		return bk_err_set(err, e, "cannot open '%s'", cfg->init_path);
 	}
+	char capbuf[16];
+	int cap_last = 40;
+	if (read_file_small("/proc/sys/kernel/cap_last_cap", capbuf, sizeof(capbuf), NULL) > 0)
+		cap_last = atoi(capbuf);
 	int sv[2] = {-1, -1}, go[2] = {-1, -1}, ep[2] = {-1, -1};
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
 	    pipe2(go, O_CLOEXEC) < 0 || pipe2(ep, O_CLOEXEC) < 0) {
@@ -178,7 +196,7 @@ int sbx_start(const struct sbx_config *cfg, const char *id, int slot,
 	}
 	pid_t pid = clone_sandbox(&s->pidfd);
 	if (pid == 0)
-		spawn_child(go[0], ep[1], sv[1], init_fd, s->paths.root, cfg->hostname);
+		spawn_child(go[0], ep[1], sv[1], init_fd, s->paths.root, cfg->hostname, cap_last);
 	int clone_errno = errno;
 	close(go[0]);
 	close(ep[1]);
@@ -192,6 +210,12 @@ int sbx_start(const struct sbx_config *cfg, const char *id, int slot,
 	}
 	s->pid = pid;
 
+	char oom[64];
+	snprintf(oom, sizeof(oom), "/proc/%d/oom_score_adj", (int)pid);
+	/* PID 1 should never be the memory cgroup's victim, its executions
+	 * should. Best effort: it takes CAP_SYS_RESOURCE, which some hosts
+	 * (this project's CI among them) withhold even from root. */
+	write_file_str(oom, "-1000", NULL);
 	if (sbx_userns_setup_parent(pid, slot, err) < 0 ||
 	    sbx_cgroup_setup_parent(cfg, id, limits, pid, err) < 0) {
 		close(sv[0]);

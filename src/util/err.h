@@ -15,6 +15,7 @@ enum bk_err_kind {
 	BK_E_FORBIDDEN,    /* 403 */
 	BK_E_NOT_FOUND,    /* session (or other object) missing: 404 */
 	BK_E_FILE_NOT_FOUND,
+	BK_E_PROCESS_NOT_FOUND,
 	BK_E_CONFLICT,     /* 409 */
 	BK_E_TOO_LARGE,    /* 413 */
 	BK_E_LIMIT,        /* a plan's limit was reached: 429 */
