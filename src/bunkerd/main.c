@@ -26,6 +26,7 @@ static void usage(FILE *f)
 	      "  --preview-scheme S     scheme of preview URLs (http)\n"
 	      "  --max-body BYTES       largest request body (104857600)\n"
 	      "  --pids-max N           processes per session (512)\n"
+	      "  --warm-pool N          sandboxes kept started ahead of need (2; 0: none)\n"
 	      "  --init PATH            bunker-init binary (beside bunkerd)\n"
 	      "  --bun PATH             Bun binary for the image (/opt/bunker/bun/bin/bun)\n"
 	      "  --version              print the version and cgroup mode\n",
@@ -47,12 +48,13 @@ int main(int argc, char **argv)
 		.data_dir = "/var/lib/bunker",
 		.bun_path = "/opt/bunker/bun/bin/bun",
 		.preview_scheme = "http",
+		.warm_pool = 2,
 	};
 	const char *listen_addr = "127.0.0.1";
 	const char *preview_domain = NULL;
 	int port = 8080;
 	size_t max_body = 100u << 20;
-	enum { O_LISTEN = 1, O_PORT, O_DATA, O_DOMAIN, O_SCHEME, O_BODY, O_PIDS, O_INIT, O_BUN,
+	enum { O_LISTEN = 1, O_PORT, O_DATA, O_DOMAIN, O_SCHEME, O_BODY, O_PIDS, O_POOL, O_INIT, O_BUN,
 	       O_VERSION, O_HELP };
 	static const struct option opts[] = {
 		{"listen", required_argument, NULL, O_LISTEN},
@@ -62,6 +64,7 @@ int main(int argc, char **argv)
 		{"preview-scheme", required_argument, NULL, O_SCHEME},
 		{"max-body", required_argument, NULL, O_BODY},
 		{"pids-max", required_argument, NULL, O_PIDS},
+		{"warm-pool", required_argument, NULL, O_POOL},
 		{"init", required_argument, NULL, O_INIT},
 		{"bun", required_argument, NULL, O_BUN},
 		{"version", no_argument, NULL, O_VERSION},
@@ -91,6 +94,9 @@ int main(int argc, char **argv)
 			break;
 		case O_PIDS:
 			cfg.pids_max = (int)parse_num("--pids-max", optarg, 16, 1 << 22);
+			break;
+		case O_POOL:
+			cfg.warm_pool = (int)parse_num("--warm-pool", optarg, 0, 64);
 			break;
 		case O_INIT:
 			snprintf(cfg.init_path, sizeof(cfg.init_path), "%s", optarg);

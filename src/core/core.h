@@ -22,6 +22,7 @@ struct core_config {
 	char preview_scheme[8];   /* "http" */
 	char preview_domain[256]; /* "localhost:8080" */
 	int pids_max;             /* per session */
+	int warm_pool;            /* sandboxes kept started ahead of need */
 };
 
 /* Opens the store, prepares the sandbox backend and recovers the sessions of

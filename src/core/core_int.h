@@ -29,6 +29,12 @@ struct session {
 	struct session *next;
 };
 
+/* A sandbox started ahead of need, waiting for a session. */
+struct pool_entry {
+	struct sbx *sbx;
+	struct pool_entry *next;
+};
+
 struct core {
 	struct core_config cfg;
 	struct store *store;
@@ -41,7 +47,25 @@ struct core {
 	pthread_mutex_t reaper_lock;
 	pthread_cond_t reaper_cond;
 	bool stopping;
+	/* The warm pool (core/pool.c): guarded by pool_lock. */
+	pthread_mutex_t pool_lock;
+	pthread_cond_t pool_cond;
+	struct pool_entry *pool;
+	int pool_count;
+	int pool_starting_slot; /* the slot of the entry being started, or -1 */
+	unsigned pool_seq;
+	pthread_t pool_thread;
+	bool pool_running;
+	bool pool_quit;
 };
+
+/* With create_lock held: the lowest id range no session and no pool entry
+ * uses, or -1 when all are taken. */
+int slot_take(struct core *core);
+/* With create_lock held: a started sandbox from the pool, or NULL. */
+struct sbx *pool_take(struct core *core);
+int pool_start(struct core *core, struct bk_err *err);
+void pool_stop(struct core *core);
 
 /* Finds a live session of key (NULL: any key) and takes a reference:
  * BK_E_NOT_FOUND when missing, deleted, expired or another key's. */

@@ -310,8 +310,9 @@ int core_session_create(struct core *core, const struct core_key *key,
 		return -1;
 	snprintf(row.id, sizeof(row.id), "ses_%s", rnd);
 
-	/* Count and insert under one lock, so that concurrent creates cannot
-	 * pass the cap together. */
+	/* Count, choose an id range and insert under one lock, so that
+	 * concurrent creates can neither pass the cap together nor share a
+	 * range. */
 	pthread_mutex_lock(&core->create_lock);
 	int64_t count;
 	if (store_session_count(core->store, key->id, row.created_ms, &count, err) < 0) {
@@ -324,24 +325,50 @@ int core_session_create(struct core *core, const struct core_key *key,
 				   "concurrent session limit of %d reached on plan '%s'",
 				   key->limits.max_sessions, key->plan);
 	}
-	if (store_session_insert(core->store, &row, err) < 0) {
-		pthread_mutex_unlock(&core->create_lock);
-		return -1;
+	struct sbx *warm = pool_take(core);
+	row.uid_slot = warm ? sbx_slot(warm) : slot_take(core);
+	struct session *s = NULL;
+	if (row.uid_slot < 0) {
+		bk_err_kind(err, BK_E_UNAVAILABLE, "no free id range for a session");
+	} else if (store_session_insert(core->store, &row, err) == 0) {
+		s = session_new(&row);
+		if (s == NULL) {
+			store_session_delete(core->store, row.id, NULL);
+			bk_err_set(err, ENOMEM, "cannot create session");
+		}
 	}
-	pthread_mutex_unlock(&core->create_lock);
-	struct session *s = row.uid_slot < SBX_MAX_SLOTS ? session_new(&row) : NULL;
 	if (s == NULL) {
-		store_session_delete(core->store, row.id, NULL);
-		return row.uid_slot < SBX_MAX_SLOTS
-			       ? bk_err_set(err, ENOMEM, "cannot create session")
-			       : bk_err_kind(err, BK_E_UNAVAILABLE, "no free id range for a session");
+		pthread_mutex_unlock(&core->create_lock);
+		if (warm) {
+			char wid[32];
+			snprintf(wid, sizeof(wid), "%s", sbx_id(warm));
+			sbx_stop(warm);
+			sbx_purge(&core->sbx, wid, NULL);
+		}
+		return -1;
 	}
 	s->refs++; /* ours, besides the registry's */
 	pthread_mutex_lock(&core->lock);
 	s->next = core->sessions;
 	core->sessions = s;
 	pthread_mutex_unlock(&core->lock);
+	pthread_mutex_unlock(&core->create_lock);
 
+	if (warm) {
+		struct sbx_limits lim = session_sbx_limits(core, s);
+		char wid[32];
+		snprintf(wid, sizeof(wid), "%s", sbx_id(warm));
+		struct bk_err aerr;
+		if (sbx_adopt(warm, s->id, &lim, &aerr) == 0) {
+			s->sbx = warm;
+		} else {
+			/* A fresh start below does the job; only the time is lost. */
+			fprintf(stderr, "bunkerd: warm pool: %s\n", aerr.msg);
+			sbx_stop(warm);
+			sbx_purge(&core->sbx, wid, NULL);
+			sbx_purge(&core->sbx, s->id, NULL);
+		}
+	}
 	pthread_rwlock_rdlock(&s->rw);
 	struct sbx *sbx;
 	int rc = session_sandbox(core, s, &sbx, err);
@@ -485,8 +512,9 @@ static void *reaper_main(void *arg)
 
 /* ---- open / close ---- */
 
-/* Session directories under run/ with no record: left by a crash between a
- * delete's record removal and its file removal. */
+/* Directories under run/ with no session record: warm-pool sandboxes of an
+ * earlier run, and what a crash between a delete's record removal and its
+ * file removal left. */
 static void purge_orphans(struct core *core)
 {
 	_cleanup_closedir_ DIR *d = opendir(core->sbx.run_dir);
@@ -494,7 +522,7 @@ static void purge_orphans(struct core *core)
 		return;
 	struct dirent *de;
 	while ((de = readdir(d)) != NULL) {
-		if (strncmp(de->d_name, "ses_", 4) != 0)
+		if (strncmp(de->d_name, "ses_", 4) != 0 && strncmp(de->d_name, "pool_", 5) != 0)
 			continue;
 		pthread_mutex_lock(&core->lock);
 		bool known = registry_find(core, de->d_name) != NULL;
@@ -544,7 +572,10 @@ int core_open(const struct core_config *cfg, struct core **out, struct bk_err *e
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&core->reaper_cond, &ca);
+	pthread_cond_init(&core->pool_cond, &ca);
 	pthread_condattr_destroy(&ca);
+	pthread_mutex_init(&core->pool_lock, NULL);
+	core->pool_starting_slot = -1;
 
 	char db[600];
 	snprintf(db, sizeof(db), "%s/bunker.db", cfg->data_dir);
@@ -558,6 +589,10 @@ int core_open(const struct core_config *cfg, struct core **out, struct bk_err *e
 	if (e != 0) {
 		core_close(core);
 		return bk_err_set(err, e, "cannot start the reaper");
+	}
+	if (pool_start(core, err) < 0) {
+		core_close(core);
+		return -1;
 	}
 	*out = core;
 	return 0;
@@ -590,6 +625,8 @@ void core_close(struct core *core)
 		pthread_mutex_unlock(&core->reaper_lock);
 		pthread_join(core->reaper, NULL);
 	}
+	if (core->pool_running)
+		pool_stop(core);
 	struct session *s = core->sessions;
 	while (s) {
 		struct session *next = s->next;

@@ -78,6 +78,23 @@ static int cg_mkdir(const char *path, struct bk_err *err)
 	return 0;
 }
 
+static int limits_v2(const struct sbx_config *cfg, const char *id, const struct sbx_limits *lim,
+		     struct bk_err *err)
+{
+	char p[512], v[64];
+	snprintf(v, sizeof(v), "%lld", (long long)lim->memory_mb << 20);
+	if (cg_write(cfg, NULL, id, "memory.max", v, err) < 0)
+		return -1;
+	cg_path(cfg, NULL, id, "memory.swap.max", p, sizeof(p));
+	if (access(p, F_OK) == 0 && write_file_str(p, "0", err) < 0)
+		return -1;
+	snprintf(v, sizeof(v), "%lld 100000", (long long)(lim->cpu * 100000 + 0.5));
+	if (cg_write(cfg, NULL, id, "cpu.max", v, err) < 0)
+		return -1;
+	snprintf(v, sizeof(v), "%d", lim->pids);
+	return cg_write(cfg, NULL, id, "pids.max", v, err);
+}
+
 static int setup_v2(const struct sbx_config *cfg, const char *id, const struct sbx_limits *lim,
 		    pid_t pid, struct bk_err *err)
 {
@@ -92,22 +109,36 @@ static int setup_v2(const struct sbx_config *cfg, const char *id, const struct s
 	if (cg_write(cfg, NULL, NULL, "cgroup.subtree_control", "+memory +cpu +pids", err) < 0)
 		return -1;
 	cg_path(cfg, NULL, id, NULL, p, sizeof(p));
-	if (cg_mkdir(p, err) < 0)
-		return -1;
-	snprintf(v, sizeof(v), "%lld", (long long)lim->memory_mb << 20);
-	if (cg_write(cfg, NULL, id, "memory.max", v, err) < 0)
-		return -1;
-	cg_path(cfg, NULL, id, "memory.swap.max", p, sizeof(p));
-	if (access(p, F_OK) == 0 && write_file_str(p, "0", err) < 0)
-		return -1;
-	snprintf(v, sizeof(v), "%lld 100000", (long long)(lim->cpu * 100000 + 0.5));
-	if (cg_write(cfg, NULL, id, "cpu.max", v, err) < 0)
-		return -1;
-	snprintf(v, sizeof(v), "%d", lim->pids);
-	if (cg_write(cfg, NULL, id, "pids.max", v, err) < 0)
+	if (cg_mkdir(p, err) < 0 || limits_v2(cfg, id, lim, err) < 0)
 		return -1;
 	snprintf(v, sizeof(v), "%d", (int)pid);
 	return cg_write(cfg, NULL, id, "cgroup.procs", v, err);
+}
+
+static int limits_v1(const struct sbx_config *cfg, const char *id, const struct sbx_limits *lim,
+		     struct bk_err *err)
+{
+	char p[512], v[64];
+	snprintf(v, sizeof(v), "%lld", (long long)lim->memory_mb << 20);
+	/* memory+swap must stay at or above memory: raise whichever order
+	 * keeps that true. */
+	cg_path(cfg, "memory", id, "memory.memsw.limit_in_bytes", p, sizeof(p));
+	bool memsw = access(p, F_OK) == 0;
+	if (memsw)
+		write_file_str(p, v, NULL);
+	if (cg_write(cfg, "memory", id, "memory.limit_in_bytes", v, err) < 0)
+		return -1;
+	/* With swap accounting, memory+swap gets the same ceiling: no swapping
+	 * past the limit. */
+	if (memsw && write_file_str(p, v, err) < 0)
+		return -1;
+	if (cg_write(cfg, "cpu", id, "cpu.cfs_period_us", "100000", err) < 0)
+		return -1;
+	snprintf(v, sizeof(v), "%lld", (long long)(lim->cpu * 100000 + 0.5));
+	if (cg_write(cfg, "cpu", id, "cpu.cfs_quota_us", v, err) < 0)
+		return -1;
+	snprintf(v, sizeof(v), "%d", lim->pids);
+	return cg_write(cfg, "pids", id, "pids.max", v, err);
 }
 
 static int setup_v1(const struct sbx_config *cfg, const char *id, const struct sbx_limits *lim,
@@ -122,26 +153,47 @@ static int setup_v1(const struct sbx_config *cfg, const char *id, const struct s
 		if (cg_mkdir(p, err) < 0)
 			return -1;
 	}
-	snprintf(v, sizeof(v), "%lld", (long long)lim->memory_mb << 20);
-	if (cg_write(cfg, "memory", id, "memory.limit_in_bytes", v, err) < 0)
-		return -1;
-	/* With swap accounting, memory+swap gets the same ceiling: no swapping
-	 * past the limit. */
-	cg_path(cfg, "memory", id, "memory.memsw.limit_in_bytes", p, sizeof(p));
-	if (access(p, F_OK) == 0 && write_file_str(p, v, err) < 0)
-		return -1;
-	if (cg_write(cfg, "cpu", id, "cpu.cfs_period_us", "100000", err) < 0)
-		return -1;
-	snprintf(v, sizeof(v), "%lld", (long long)(lim->cpu * 100000 + 0.5));
-	if (cg_write(cfg, "cpu", id, "cpu.cfs_quota_us", v, err) < 0)
-		return -1;
-	snprintf(v, sizeof(v), "%d", lim->pids);
-	if (cg_write(cfg, "pids", id, "pids.max", v, err) < 0)
+	if (limits_v1(cfg, id, lim, err) < 0)
 		return -1;
 	snprintf(v, sizeof(v), "%d", (int)pid);
 	for (size_t i = 0; i < ARRAY_SIZE(v1_controllers); i++)
 		if (cg_write(cfg, v1_controllers[i], id, "cgroup.procs", v, err) < 0)
 			return -1;
+	return 0;
+}
+
+int sbx_cgroup_set_limits(const struct sbx_config *cfg, const char *id,
+			  const struct sbx_limits *limits, struct bk_err *err)
+{
+	return cfg->cgroup_mode == SBX_CGROUP_V2 ? limits_v2(cfg, id, limits, err)
+						 : limits_v1(cfg, id, limits, err);
+}
+
+int sbx_cgroup_rename(const struct sbx_config *cfg, const char *from, const char *to,
+		      struct bk_err *err)
+{
+	char a[512], b[512];
+	if (cfg->cgroup_mode == SBX_CGROUP_V2) {
+		cg_path(cfg, NULL, from, NULL, a, sizeof(a));
+		cg_path(cfg, NULL, to, NULL, b, sizeof(b));
+		if (rename(a, b) < 0)
+			return bk_err_set(err, errno, "cannot rename cgroup '%s'", a);
+		return 0;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(v1_controllers); i++) {
+		cg_path(cfg, v1_controllers[i], from, NULL, a, sizeof(a));
+		cg_path(cfg, v1_controllers[i], to, NULL, b, sizeof(b));
+		if (rename(a, b) < 0) {
+			int e = errno;
+			/* Put back what was renamed, so that one name holds it all. */
+			for (size_t k = 0; k < i; k++) {
+				cg_path(cfg, v1_controllers[k], to, NULL, b, sizeof(b));
+				cg_path(cfg, v1_controllers[k], from, NULL, a, sizeof(a));
+				rename(b, a);
+			}
+			return bk_err_set(err, e, "cannot rename cgroup '%s'", a);
+		}
+	}
 	return 0;
 }
 

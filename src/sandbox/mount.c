@@ -51,6 +51,22 @@ static int mkdir_owned(const char *path, mode_t mode, uid_t uid, gid_t gid, stru
 	return 0;
 }
 
+/* A disk of disk_mb megabytes with one inode per 4 KiB of it. */
+static void disk_opts(int disk_mb, char *out, size_t len)
+{
+	snprintf(out, len, "size=%dm,mode=0700,nr_inodes=%d", disk_mb,
+		 disk_mb * 256 > 4096 ? disk_mb * 256 : 4096);
+}
+
+int sbx_disk_resize(const struct sbx_paths *p, int disk_mb, struct bk_err *err)
+{
+	char opts[128];
+	disk_opts(disk_mb, opts, sizeof(opts));
+	if (mount(NULL, p->disk, NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV, opts) < 0)
+		return bk_err_set(err, errno, "cannot resize session disk '%s'", p->disk);
+	return 0;
+}
+
 int sbx_disk_prepare(const struct sbx_paths *p, int slot, int disk_mb, struct bk_err *err)
 {
 	if (mkdir_p(p->disk, 0700, err) < 0 || mkdir_p(p->root, 0755, err) < 0)
@@ -59,8 +75,7 @@ int sbx_disk_prepare(const struct sbx_paths *p, int slot, int disk_mb, struct bk
 		return 0; /* kept from an earlier sandbox or daemon run */
 	char opts[128];
 	uid_t root = SBX_ID_BASE + (uid_t)slot * SBX_ID_RANGE;
-	snprintf(opts, sizeof(opts), "size=%dm,mode=0700,nr_inodes=%d", disk_mb,
-		 disk_mb * 256 > 4096 ? disk_mb * 256 : 4096);
+	disk_opts(disk_mb, opts, sizeof(opts));
 	if (mount("bunker-disk", p->disk, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
 		return bk_err_set(err, errno, "cannot mount session disk on '%s'", p->disk);
 	char path[700];

@@ -71,6 +71,15 @@ int sbx_start(const struct sbx_config *cfg, const char *id, int slot,
  * waiting on it, without freeing anything: safe while other threads are in
  * sbx_exec() on the same sandbox. */
 void sbx_terminate(struct sbx *sbx);
+/* Hands a running sandbox (one started ahead of need under a placeholder
+ * id) to session id: its directory and cgroups take the new name and the
+ * new limits apply, the disk's size included. On failure the sandbox keeps
+ * its old name and should be stopped. */
+int sbx_adopt(struct sbx *sbx, const char *id, const struct sbx_limits *limits,
+	      struct bk_err *err);
+/* The session id a sandbox currently belongs to. */
+const char *sbx_id(const struct sbx *sbx);
+int sbx_slot(const struct sbx *sbx);
 /* Ends every process of the sandbox, releases its cgroups and root mounts,
  * keeps its disk, and frees sbx. */
 void sbx_stop(struct sbx *sbx);
@@ -148,6 +157,12 @@ int64_t sbx_process_count(const struct sbx_config *cfg, const char *id);
 int sbx_cgroup_detect(enum sbx_cgroup_mode *mode, struct bk_err *err);
 int sbx_cgroup_setup_parent(const struct sbx_config *cfg, const char *id,
 			    const struct sbx_limits *limits, pid_t pid, struct bk_err *err);
+/* Writes the memory, CPU and pids limits of a session's cgroups. */
+int sbx_cgroup_set_limits(const struct sbx_config *cfg, const char *id,
+			  const struct sbx_limits *limits, struct bk_err *err);
+/* Renames a session's cgroups (every v1 controller's, or v2's). */
+int sbx_cgroup_rename(const struct sbx_config *cfg, const char *from, const char *to,
+		      struct bk_err *err);
 /* Kills what is left in the session's cgroups and removes them. */
 int sbx_cgroup_destroy(const struct sbx_config *cfg, const char *id, struct bk_err *err);
 /* Number of OOM kills the session's memory cgroup has seen. */

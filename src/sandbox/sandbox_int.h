@@ -27,6 +27,8 @@ void sbx_paths_init(struct sbx_paths *p, const struct sbx_config *cfg, const cha
 bool sbx_is_mountpoint(const char *path);
 int sbx_disk_prepare(const struct sbx_paths *p, int slot, int disk_mb, struct bk_err *err);
 int sbx_disk_destroy(const struct sbx_paths *p, struct bk_err *err);
+/* Sets the disk's size; files already there stay. */
+int sbx_disk_resize(const struct sbx_paths *p, int disk_mb, struct bk_err *err);
 int sbx_rootfs_mount(const struct sbx_config *cfg, const struct sbx_paths *p, struct bk_err *err);
 void sbx_rootfs_umount(const struct sbx_paths *p);
 /* In the child, whose working directory is the new root: /proc, /dev, /sys

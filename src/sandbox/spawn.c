@@ -317,3 +317,35 @@ int sbx_config_init(struct sbx_config *cfg, const char *data_dir, const char *in
 		return bk_err_set(err, errno, "cannot make '%s' private", cfg->run_dir);
 	return sbx_image_ensure(data_dir, bun_path, cfg->image_dir, sizeof(cfg->image_dir), err);
 }
+
+const char *sbx_id(const struct sbx *s)
+{
+	return s->id;
+}
+
+int sbx_slot(const struct sbx *s)
+{
+	return s->slot;
+}
+
+int sbx_adopt(struct sbx *s, const char *id, const struct sbx_limits *limits,
+	      struct bk_err *err)
+{
+	struct sbx_paths p;
+	sbx_paths_init(&p, s->cfg, id);
+	if (sbx_cgroup_rename(s->cfg, s->id, id, err) < 0)
+		return -1;
+	if (rename(s->paths.dir, p.dir) < 0) {
+		int e = errno;
+		sbx_cgroup_rename(s->cfg, id, s->id, NULL);
+		return bk_err_set(err, e, "cannot rename '%s'", s->paths.dir);
+	}
+	snprintf(s->id, sizeof(s->id), "%s", id);
+	s->paths = p;
+	if (sbx_cgroup_set_limits(s->cfg, id, limits, err) < 0 ||
+	    sbx_disk_resize(&s->paths, limits->disk_mb, err) < 0) {
+		bk_err_prefix(err, "session %s", id);
+		return -1;
+	}
+	return 0;
+}

@@ -436,11 +436,15 @@ static const char store_slot_sql[] =
 static int store_session_insert_tx(struct store *st, const struct store_session *s,
 				   const char *metadata, int *slot, struct bk_err *err)
 {
-	_cleanup_stmt_ sqlite3_stmt *find = NULL;
-	if (sqlite3_prepare_v2(st->db, store_slot_sql, -1, &find, NULL) != SQLITE_OK ||
-	    sqlite3_step(find) != SQLITE_ROW)
-		return store_fail(st, err, "cannot choose a uid slot for session '%s'", s->id);
-	int64_t free_slot = sqlite3_column_int64(find, 0);
+	int64_t free_slot = s->uid_slot;
+	if (free_slot < 0) {
+		_cleanup_stmt_ sqlite3_stmt *find = NULL;
+		if (sqlite3_prepare_v2(st->db, store_slot_sql, -1, &find, NULL) != SQLITE_OK ||
+		    sqlite3_step(find) != SQLITE_ROW)
+			return store_fail(st, err, "cannot choose a uid slot for session '%s'",
+					  s->id);
+		free_slot = sqlite3_column_int64(find, 0);
+	}
 	if (free_slot < 0 || free_slot > INT_MAX)
 		return bk_err_kind(err, BK_E_INTERNAL, "cannot choose a uid slot for session '%s'",
 				   s->id);
@@ -464,7 +468,7 @@ static int store_session_insert_tx(struct store *st, const struct store_session 
 	    sqlite3_bind_int64(stmt, 12, free_slot) != SQLITE_OK)
 		return store_fail(st, err, "cannot insert session '%s'", s->id);
 	int rc = sqlite3_step(stmt);
-	if (rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+	if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE)
 		return bk_err_kind(err, BK_E_CONFLICT, "cannot insert session '%s': %s", s->id,
 				   sqlite3_errmsg(st->db));
 	if (rc != SQLITE_DONE)

@@ -58,8 +58,9 @@ struct store_session {
 
 void store_session_release(struct store_session *s);
 
-/* Inserts s, choosing the lowest free uid_slot (written back into s).
- * Fails with BK_E_CONFLICT when the id exists. */
+/* Inserts s. With s->uid_slot < 0 the lowest free slot is chosen and
+ * written back into s; otherwise that slot is used. Fails with
+ * BK_E_CONFLICT when the id or the slot is taken. */
 int store_session_insert(struct store *st, struct store_session *s, struct bk_err *err);
 /* Returns 1 and fills *out (release it) when the session exists and belongs
  * to key_id (NULL: any key), 0 when not, -1 on error. */

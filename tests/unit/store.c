@@ -401,6 +401,29 @@ TEST(session_duplicate_id_conflicts)
 	fixture_close(&f);
 }
 
+TEST(session_insert_with_given_slot)
+{
+	struct fixture f;
+	fixture_open(&f);
+	key_add(f.st, "key_aaaaaaaaaaaaaaaa", 1);
+	struct store_session s =
+		session_make("ses_aaaaaaaaaaaaaaaaaaaa", "key_aaaaaaaaaaaaaaaa", 1, "{}");
+	s.uid_slot = 42;
+	struct bk_err err = {0};
+	CHECK_MSG(store_session_insert(f.st, &s, &err) == 0, "%s", err.msg);
+	CHECK_INT_EQ(s.uid_slot, 42);
+	/* A slot that is taken is a conflict, and consumes nothing. */
+	struct store_session t =
+		session_make("ses_bbbbbbbbbbbbbbbbbbbb", "key_aaaaaaaaaaaaaaaa", 2, "{}");
+	t.uid_slot = 42;
+	CHECK_INT_EQ(store_session_insert(f.st, &t, &err), -1);
+	CHECK_INT_EQ(err.kind, BK_E_CONFLICT);
+	/* Chosen slots fill from the lowest free. */
+	CHECK_INT_EQ(session_add(f.st, "ses_cccccccccccccccccccc", "key_aaaaaaaaaaaaaaaa", 3, "{}"),
+		     0);
+	fixture_close(&f);
+}
+
 static void list_ids(struct store *st, const char *key_id, const char *filter, int limit,
 		     int offset, const char *want, int64_t want_total)
 {

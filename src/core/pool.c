@@ -1,0 +1,167 @@
+/* The warm pool: sandboxes started ahead of need, so that creating a
+ * session does not wait for one.
+ *
+ * Starting a sandbox costs a few milliseconds of namespaces and mounts,
+ * and on cgroup v1 placing its first process into the memory cgroup waits
+ * for an RCU grace period (15-20 ms on this project's machines): the very
+ * cost a create would otherwise pay. A pool sandbox runs under a
+ * placeholder id with default limits and an id range of its own; a create
+ * takes one, renames it to the session (directory and cgroups) and writes
+ * the session's limits, then a background thread starts a replacement.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core_int.h"
+
+int slot_take(struct core *core)
+{
+	static const int words = SBX_MAX_SLOTS / 64;
+	uint64_t used[SBX_MAX_SLOTS / 64];
+	memset(used, 0, sizeof(used));
+#define MARK(slot)                                                                                 \
+	do {                                                                                       \
+		int _s = (slot);                                                                   \
+		if (_s >= 0 && _s < SBX_MAX_SLOTS)                                                 \
+			used[_s / 64] |= 1ull << (_s % 64);                                         \
+	} while (0)
+	pthread_mutex_lock(&core->lock);
+	for (struct session *s = core->sessions; s; s = s->next)
+		MARK(s->slot);
+	pthread_mutex_unlock(&core->lock);
+	pthread_mutex_lock(&core->pool_lock);
+	for (struct pool_entry *e = core->pool; e; e = e->next)
+		MARK(sbx_slot(e->sbx));
+	MARK(core->pool_starting_slot);
+	pthread_mutex_unlock(&core->pool_lock);
+#undef MARK
+	for (int w = 0; w < words; w++)
+		if (~used[w])
+			return w * 64 + __builtin_ctzll(~used[w]);
+	return -1;
+}
+
+struct sbx *pool_take(struct core *core)
+{
+	struct sbx *found = NULL;
+	pthread_mutex_lock(&core->pool_lock);
+	while (core->pool && found == NULL) {
+		struct pool_entry *e = core->pool;
+		core->pool = e->next;
+		core->pool_count--;
+		if (sbx_alive(e->sbx)) {
+			found = e->sbx;
+		} else {
+			/* Died while waiting: clear it out. */
+			char id[32];
+			snprintf(id, sizeof(id), "%s", sbx_id(e->sbx));
+			sbx_stop(e->sbx);
+			sbx_purge(&core->sbx, id, NULL);
+		}
+		free(e);
+	}
+	pthread_cond_broadcast(&core->pool_cond);
+	pthread_mutex_unlock(&core->pool_lock);
+	return found;
+}
+
+/* The limits a pool sandbox waits with: the defaults of a session. */
+static struct sbx_limits pool_limits(const struct core *core)
+{
+	return (struct sbx_limits){.memory_mb = 1024, .cpu = 0.25, .disk_mb = 1024,
+				   .pids = core->cfg.pids_max};
+}
+
+static void *pool_main(void *arg)
+{
+	struct core *core = arg;
+	int failures = 0;
+	pthread_mutex_lock(&core->pool_lock);
+	while (!core->pool_quit) {
+		if (core->pool_count >= core->cfg.warm_pool) {
+			pthread_cond_wait(&core->pool_cond, &core->pool_lock);
+			continue;
+		}
+		char id[32];
+		snprintf(id, sizeof(id), "pool_%u", core->pool_seq++);
+		pthread_mutex_unlock(&core->pool_lock);
+
+		pthread_mutex_lock(&core->create_lock);
+		int slot = slot_take(core);
+		pthread_mutex_lock(&core->pool_lock);
+		core->pool_starting_slot = slot;
+		pthread_mutex_unlock(&core->pool_lock);
+		pthread_mutex_unlock(&core->create_lock);
+
+		struct sbx *sbx = NULL;
+		struct bk_err err;
+		struct sbx_limits lim = pool_limits(core);
+		int rc = slot < 0 ? -1 : sbx_start(&core->sbx, id, slot, &lim, &sbx, &err);
+		pthread_mutex_lock(&core->pool_lock);
+		core->pool_starting_slot = -1;
+		if (rc == 0) {
+			struct pool_entry *e = calloc(1, sizeof(*e));
+			if (e) {
+				e->sbx = sbx;
+				e->next = core->pool;
+				core->pool = e;
+				core->pool_count++;
+				failures = 0;
+				continue;
+			}
+			pthread_mutex_unlock(&core->pool_lock);
+			sbx_stop(sbx);
+			sbx_purge(&core->sbx, id, NULL);
+			pthread_mutex_lock(&core->pool_lock);
+		} else {
+			if (slot >= 0) {
+				fprintf(stderr, "bunkerd: warm pool: %s\n", err.msg);
+				sbx_purge(&core->sbx, id, NULL);
+			}
+		}
+		/* Back off on failure rather than spin: creates still work
+		 * without the pool, just slower. */
+		if (++failures > 0) {
+			struct timespec ts;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			ts.tv_sec += failures < 5 ? 1 : 30;
+			pthread_cond_timedwait(&core->pool_cond, &core->pool_lock, &ts);
+		}
+	}
+	pthread_mutex_unlock(&core->pool_lock);
+	return NULL;
+}
+
+int pool_start(struct core *core, struct bk_err *err)
+{
+	core->pool_starting_slot = -1;
+	if (core->cfg.warm_pool <= 0)
+		return 0;
+	int e = pthread_create(&core->pool_thread, NULL, pool_main, core);
+	if (e != 0)
+		return bk_err_set(err, e, "cannot start the warm pool");
+	core->pool_running = true;
+	return 0;
+}
+
+void pool_stop(struct core *core)
+{
+	pthread_mutex_lock(&core->pool_lock);
+	core->pool_quit = true;
+	pthread_cond_broadcast(&core->pool_cond);
+	pthread_mutex_unlock(&core->pool_lock);
+	if (core->pool_running)
+		pthread_join(core->pool_thread, NULL);
+	core->pool_running = false;
+	while (core->pool) {
+		struct pool_entry *e = core->pool;
+		core->pool = e->next;
+		char id[32];
+		snprintf(id, sizeof(id), "%s", sbx_id(e->sbx));
+		sbx_stop(e->sbx);
+		sbx_purge(&core->sbx, id, NULL);
+		free(e);
+	}
+	core->pool_count = 0;
+}
