@@ -5,7 +5,7 @@ CC      ?= gcc
 SAN     ?= 0
 BUILD   ?= $(if $(filter 1,$(SAN)),build/asan,build/release)
 
-PKGS      := libmicrohttpd jansson sqlite3 libsodium libseccomp
+PKGS      := libmicrohttpd jansson sqlite3 libsodium libseccomp libarchive
 TEST_PKGS := libcurl
 
 WARN    := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wformat=2 -Wvla -Wno-format-truncation
@@ -25,9 +25,9 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) -lpthread
 TEST_LIBS  = $(shell pkg-config --libs $(TEST_PKGS))
 
 LIB_SRCS := $(sort $(wildcard src/util/*.c src/agent/*.c src/sandbox/*.c src/store/*.c \
-                              src/core/*.c src/http/*.c src/api/*.c))
+                              src/core/*.c src/http/*.c src/api/*.c src/snapshot/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
-INIT_SRCS := src/init/main.c src/init/harden.c src/agent/proto.c src/util/util.c src/util/err.c
+INIT_SRCS := src/init/main.c src/init/harden.c src/init/files.c src/agent/proto.c src/util/util.c src/util/err.c
 
 UNIT_SRCS := $(sort $(wildcard tests/unit/*.c))
 BB_SRCS   := $(sort $(wildcard tests/blackbox/*.c))
@@ -90,6 +90,7 @@ bench-bin: $(BUILD)/bench/bench
 $(BUILD)/bench/bench: bench/bench.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) -o $@ $< $(PKG_LIBS) $(TEST_LIBS) -lm
+$(BUILD)/bench/lifecycle: bench/lifecycle.c ; mkdir -p $(dir $@) && $(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) -o $@ $< $(PKG_LIBS) $(TEST_LIBS) -lm
 
 format:
 	clang-format -i $(shell git ls-files '*.c' '*.h')

@@ -15,7 +15,7 @@
 
 #define AGENT_PROTO_VERSION 1
 /* Large enough for one file of the largest plan's size limit plus fields. */
-#define AGENT_MAX_PAYLOAD (64u * 1024 * 1024)
+#define AGENT_MAX_PAYLOAD (160u * 1024 * 1024)
 
 enum agent_type {
 	AGENT_HELLO = 1,     /* init -> d: VERSION */
@@ -28,6 +28,10 @@ enum agent_type {
 	AGENT_RESULT,        /* init -> d: ERRNO, MESSAGE; the answer to any other request */
 	AGENT_KILL,          /* d -> init: PID (0: every user process) */
 	AGENT_PS,            /* d -> init; answered by a RESULT with one PROC per process */
+	AGENT_READ_FILE,     /* d -> init: PATH, MAX, UID, GID; RESULT with DATA */
+	AGENT_LIST,          /* d -> init: PATH, RECURSIVE, UID, GID; RESULT with ENTRY* */
+	AGENT_DELETE,        /* d -> init: PATH, RECURSIVE, UID, GID; RESULT */
+	AGENT_STAT,          /* d -> init: PATH, UID, GID; RESULT with MODE */
 };
 
 enum agent_tag {
@@ -59,7 +63,14 @@ enum agent_tag {
 	AGENT_T_TRUNCATED,  /* bit 1: stdout was cut, bit 2: stderr */
 	AGENT_T_START_NS,   /* CLOCK_REALTIME when the exec started */
 	AGENT_T_PROC,       /* "<pid>\t<start, ms since the epoch>\t<command line>" */
+	AGENT_T_MAX,        /* largest file to read, bytes */
+	AGENT_T_RECURSIVE,
+	AGENT_T_ENTRY,      /* "<d|f>\t<size>\t<mtime, ms since the epoch>\t<path>" */
+	AGENT_T_GROUP,      /* with KILL: the pid's whole process group */
 };
+
+/* At most this many entries are listed per request. */
+#define AGENT_MAX_ENTRIES 100000
 
 /* Every exec writes, the daemon's side included, inside this directory. */
 #define AGENT_WORKSPACE "/workspace"

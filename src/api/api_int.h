@@ -12,6 +12,10 @@ static inline void cleanup_jsonp(json_t **j)
 /* Only on new references. */
 #define _cleanup_json_ __attribute__((cleanup(cleanup_jsonp)))
 
+struct api_route;
+
+#define API_PARAMS_MAX 4
+
 /* What a handler knows of its request once routed and authenticated. */
 struct api_call {
 	struct api *api;
@@ -20,10 +24,19 @@ struct api_call {
 	struct core_key key;
 	bool authed;
 	char session_id[64]; /* for the log line */
+	const struct api_route *route; /* NULL when no route matched */
+	/* The path segments matched by the route's {name} placeholders, in
+	 * order (NULL past the last); they live in param_buf. */
+	const char *param[API_PARAMS_MAX];
+	char param_buf[512];
+	bool replayed; /* the answer is a stored one (api/idem.c) */
 };
 
 /* Answers with obj (the reference is stolen) as JSON. */
 void api_json(struct api_call *c, int status, json_t *obj);
+/* {code, message, details} of err, as inside the buntime envelope (new
+ * reference). */
+json_t *api_buntime_error_body(const struct bk_err *err);
 /* The buntime error envelope for err. */
 void api_buntime_error(struct api_call *c, const struct bk_err *err);
 /* Parses the request body as a JSON object: an empty body is {} when
@@ -35,4 +48,82 @@ json_t *api_json_bytes(const char *data, size_t len);
 /* Authenticates the Bearer key into c->key. */
 int api_auth(struct api_call *c, struct bk_err *err);
 
-void api_buntime_route(struct api_call *c, const char *method, const char *path);
+/* ---- routes (api/router.c) ---- */
+
+enum api_route_flag {
+	API_ROUTE_PUBLIC = 1u << 0,     /* no API key, no rate limit */
+	API_ROUTE_IDEMPOTENT = 1u << 1, /* honours Idempotency-Key (api/idem.c) */
+	/* What a 2xx answer counts in util/metrics.h: */
+	API_ROUTE_CREATES_SESSION = 1u << 2,
+	API_ROUTE_EXECUTES = 1u << 3,
+};
+
+/* One endpoint. pattern is a path whose "{name}" segments each match one
+ * non-empty segment (OpenAPI's path template syntax, so that the document
+ * of api/openapi.c names the same strings). */
+struct api_route {
+	const char *method;
+	const char *pattern;
+	void (*handler)(struct api_call *c);
+	unsigned flags; /* enum api_route_flag */
+};
+
+/* The routes of one dialect and how it renders an error. */
+struct api_route_table {
+	const char *name;
+	const struct api_route *routes;
+	size_t n;
+	void (*error)(struct api_call *c, const struct bk_err *err);
+};
+
+extern const struct api_route_table api_ops_routes;     /* api/ops.c */
+extern const struct api_route_table api_buntime_routes; /* api/buntime.c */
+/* Every table, in the order they are matched; NULL-terminated. */
+extern const struct api_route_table *const api_route_tables[];
+
+/* Matches path against pattern, filling c->param (c may be NULL). */
+bool api_route_match(const char *pattern, const char *path, struct api_call *c);
+/* Routes, authenticates, rate-limits and runs c's request. */
+void api_dispatch(struct api_call *c);
+
+/* ---- rate limits (api/ratelimit.c) ---- */
+
+/* A key's budget after a request was counted (or refused). */
+struct api_ratelimit_state {
+	int limit;
+	int remaining;
+	int64_t reset_s;     /* unix seconds at which the window starts afresh */
+	int retry_after_s;   /* > 0 when refused */
+};
+
+int api_ratelimit_new(struct api_ratelimit **out, struct bk_err *err);
+void api_ratelimit_free(struct api_ratelimit *rl);
+/* Counts one request of key_id against limit requests per minute at
+ * now_ms: true when it is within the budget. Each key has a fixed window of
+ * 60 s that opens with its first request; a refused request is not
+ * counted. Thread safe. */
+bool api_ratelimit_take(struct api_ratelimit *rl, const char *key_id, int limit, int64_t now_ms,
+			struct api_ratelimit_state *out);
+/* api_ratelimit_take() for c's key, adding the X-RateLimit-* headers to the
+ * answer; over the limit, BK_E_LIMIT and Retry-After. */
+int api_ratelimit_check(struct api_call *c, struct bk_err *err);
+
+/* ---- idempotency (api/idem.c) ---- */
+
+int api_idem_new(struct api_idem **out, struct bk_err *err);
+void api_idem_free(struct api_idem *idem);
+/* Runs c's route under the request's Idempotency-Key, if it has one: a
+ * stored answer to the same request is replayed, another request under the
+ * same key is refused (422), one still running is 409, and a 2xx answer is
+ * stored. Without the header, just runs the route. */
+void api_idem_run(struct api_call *c, const struct api_route_table *table);
+/* The BLAKE2b-256 that decides whether two requests are "the same":
+ * method, path and body (a JSON body in a canonical form, so that member
+ * order and blanks do not matter). */
+void api_idem_request_hash(const char *method, const char *path, const char *body, size_t len,
+			   uint8_t out[32]);
+
+/* ---- operations (api/ops.c, api/openapi.c) ---- */
+
+/* The OpenAPI 3.1 document of every route, NUL-terminated JSON text. */
+extern const char api_openapi_json[];

@@ -2,6 +2,9 @@
  * {"error":{"code","message","details"}}. A thin translation onto core/:
  * types and shapes are checked here, rules of plans and sessions there. */
 #include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +12,7 @@
 #include <sodium.h>
 
 #include "api/api_int.h"
+#include "util/cleanup.h"
 #include "util/util.h"
 
 #define METADATA_MAX 16384
@@ -234,6 +238,7 @@ static void handle_delete(struct api_call *c, const char *id)
 
 struct exec_input {
 	struct core_exec_req req;
+	bool stream;
 	struct core_file *files;
 	struct core_env *env;
 	unsigned char **decoded;
@@ -342,8 +347,7 @@ static int exec_parse(json_t *body, struct exec_input *in, const char **id, stru
 	json_t *stream = field_get(body, "stream");
 	if (stream && !json_is_boolean(stream))
 		return bk_err_field(err, "stream", "stream must be a boolean");
-	if (json_is_true(stream))
-		return bk_err_field(err, "stream", "streamed executions are not available yet");
+	in->stream = json_is_true(stream);
 	json_t *files = field_get(body, "files");
 	if (files && exec_files(files, in, err) < 0)
 		return -1;
@@ -368,6 +372,226 @@ static json_t *exec_result_json(const struct core_exec_result *r)
 			 r->stdout_truncated, "stderrTruncated", r->stderr_truncated);
 }
 
+/* ---- POST /execute with stream:true: Server-Sent Events ---- */
+
+#define SSE_PING_S 15
+
+/* Shared by the execution's worker thread and the connection's thread,
+ * each holding a reference. */
+struct sse {
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	int refs;
+	struct buf queue;    /* events not yet sent */
+	size_t sent;         /* bytes of queue already handed to the server */
+	bool done;           /* the final event is queued */
+	int client_fd;       /* polled for the client hanging up */
+	bool cancelled;      /* the client went away */
+	char carry[2][4];    /* an incomplete UTF-8 sequence per stream */
+	size_t carry_len[2];
+	/* The request, kept alive for the worker. */
+	struct api *api;
+	struct core_key key;
+	char id[64];
+	json_t *body;
+	struct exec_input in;
+};
+
+static void sse_unref(struct sse *x)
+{
+	pthread_mutex_lock(&x->mu);
+	bool last = --x->refs == 0;
+	pthread_mutex_unlock(&x->mu);
+	if (!last)
+		return;
+	exec_input_release(&x->in);
+	json_decref(x->body);
+	buf_free(&x->queue);
+	pthread_mutex_destroy(&x->mu);
+	pthread_cond_destroy(&x->cond);
+	free(x);
+}
+
+/* With x->mu held: queues one event. */
+static void sse_event(struct sse *x, const char *event, json_t *data)
+{
+	char *text = json_dumps(data, JSON_COMPACT);
+	json_decref(data);
+	if (text == NULL)
+		return;
+	buf_append(&x->queue, "event: ", 7);
+	buf_append(&x->queue, event, strlen(event));
+	buf_append(&x->queue, "\ndata: ", 7);
+	buf_append(&x->queue, text, strlen(text));
+	buf_append(&x->queue, "\n\n", 2);
+	free(text);
+	pthread_cond_broadcast(&x->cond);
+}
+
+/* How many bytes at the end of p[0..n) start a UTF-8 sequence that the
+ * next chunk completes. */
+static size_t utf8_tail(const unsigned char *p, size_t n)
+{
+	for (size_t back = 1; back <= 3 && back <= n; back++) {
+		unsigned char c = p[n - back];
+		if ((c & 0xC0) == 0x80)
+			continue;
+		size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+		return need > back ? back : 0;
+	}
+	return 0;
+}
+
+static void sse_on_output(void *ctx, int stream, const char *data, size_t len)
+{
+	struct sse *x = ctx;
+	int s = stream == 2 ? 1 : 0;
+	struct buf b;
+	buf_init(&b, len + 4);
+	buf_append(&b, x->carry[s], x->carry_len[s]);
+	buf_append(&b, data, len);
+	size_t tail = utf8_tail((const unsigned char *)b.data, b.len);
+	memcpy(x->carry[s], b.data + b.len - tail, tail);
+	x->carry_len[s] = tail;
+	json_t *chunk = api_json_bytes(b.data, b.len - tail);
+	buf_free(&b);
+	pthread_mutex_lock(&x->mu);
+	sse_event(x, s ? "stderr" : "stdout", json_pack("{s:o}", "data", chunk));
+	pthread_mutex_unlock(&x->mu);
+}
+
+static bool sse_cancelled(void *ctx)
+{
+	struct sse *x = ctx;
+	pthread_mutex_lock(&x->mu);
+	bool c = x->cancelled;
+	pthread_mutex_unlock(&x->mu);
+	return c;
+}
+
+static void *sse_worker(void *arg)
+{
+	struct sse *x = arg;
+	struct core_exec_result res;
+	struct bk_err err;
+	x->in.req.on_output = sse_on_output;
+	x->in.req.cancelled = sse_cancelled;
+	x->in.req.ctx = x;
+	int r = core_execute(x->api->core, &x->key, x->id, &x->in.req, &res, &err);
+	pthread_mutex_lock(&x->mu);
+	if (r < 0) {
+		sse_event(x, "error", api_buntime_error_body(&err));
+	} else if (res.oom_killed) {
+		json_t *e = json_pack("{s:s,s:s,s:o}", "code", "memory_limit_exceeded", "message",
+				      "the execution went over the session's memory limit and "
+				      "was killed",
+				      "details", exec_result_json(&res));
+		sse_event(x, "error", e);
+	} else {
+		sse_event(x, "exit", exec_result_json(&res));
+	}
+	x->done = true;
+	pthread_cond_broadcast(&x->cond);
+	pthread_mutex_unlock(&x->mu);
+	if (r == 0)
+		core_exec_result_release(&res);
+	sse_unref(x);
+	return NULL;
+}
+
+static ssize_t sse_read(void *ctx, char *out, size_t max)
+{
+	struct sse *x = ctx;
+	pthread_mutex_lock(&x->mu);
+	int64_t ping_at = mono_us() + SSE_PING_S * 1000000LL;
+	while (x->sent == x->queue.len && !x->done) {
+		/* Wake four times a second: the server writes nothing while we
+		 * wait, so only a look at the socket tells that the client left. */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 250 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&x->cond, &x->mu, &ts);
+		if (x->sent != x->queue.len || x->done)
+			break;
+		struct pollfd p = {.fd = x->client_fd, .events = POLLRDHUP};
+		if (x->client_fd >= 0 && poll(&p, 1, 0) > 0 &&
+		    (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+			pthread_mutex_unlock(&x->mu);
+			return -1;
+		}
+		if (mono_us() >= ping_at) {
+			pthread_mutex_unlock(&x->mu);
+			static const char ping[] = ": ping\n\n";
+			memcpy(out, ping, sizeof(ping) - 1);
+			return (ssize_t)sizeof(ping) - 1;
+		}
+	}
+	size_t n = x->queue.len - x->sent;
+	if (n > max)
+		n = max;
+	memcpy(out, x->queue.data + x->sent, n);
+	x->sent += n;
+	if (x->sent == x->queue.len) {
+		/* Everything handed over: start the buffer afresh. */
+		x->queue.len = 0;
+		x->sent = 0;
+	}
+	pthread_mutex_unlock(&x->mu);
+	return (ssize_t)n;
+}
+
+static void sse_free(void *ctx)
+{
+	struct sse *x = ctx;
+	pthread_mutex_lock(&x->mu);
+	x->cancelled = !x->done;
+	pthread_mutex_unlock(&x->mu);
+	sse_unref(x);
+}
+
+/* Starts the execution on a worker thread and answers with its events.
+ * Takes in; body is the request's JSON, which in points into. */
+static void execute_stream(struct api_call *c, const char *id, json_t *body,
+			   struct exec_input *in)
+{
+	struct bk_err err;
+	struct sse *x = calloc(1, sizeof(*x));
+	if (x == NULL) {
+		exec_input_release(in);
+		bk_err_set(&err, ENOMEM, "cannot start a stream");
+		return api_buntime_error(c, &err);
+	}
+	pthread_mutex_init(&x->mu, NULL);
+	pthread_cond_init(&x->cond, NULL);
+	buf_init(&x->queue, SIZE_MAX / 2);
+	x->refs = 2;
+	x->client_fd = c->req->client_fd;
+	x->api = c->api;
+	x->key = c->key;
+	snprintf(x->id, sizeof(x->id), "%s", id);
+	x->body = json_incref(body);
+	x->in = *in;
+	pthread_t t;
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	int e = pthread_create(&t, &attr, sse_worker, x);
+	pthread_attr_destroy(&attr);
+	if (e != 0) {
+		x->refs = 1;
+		sse_unref(x);
+		bk_err_set(&err, e, "cannot start a stream");
+		return api_buntime_error(c, &err);
+	}
+	http_response_stream(c->res, 200, "text/event-stream", sse_read, sse_free, x);
+	http_response_header(c->res, "Cache-Control", "no-cache");
+	http_response_header(c->res, "X-Accel-Buffering", "no");
+}
+
 static void handle_execute(struct api_call *c)
 {
 	struct bk_err err;
@@ -381,6 +605,18 @@ static void handle_execute(struct api_call *c)
 		return api_buntime_error(c, &err);
 	}
 	snprintf(c->session_id, sizeof(c->session_id), "%s", id);
+	if (in.stream) {
+		/* Bad input and an unknown session are plain answers before any
+		 * stream starts. */
+		struct core_session_info info;
+		if (core_exec_check(&c->key, &in.req, &err) < 0 ||
+		    core_session_get(c->api->core, &c->key, id, &info, &err) < 0) {
+			exec_input_release(&in);
+			return api_buntime_error(c, &err);
+		}
+		core_session_info_release(&info);
+		return execute_stream(c, id, body, &in);
+	}
 	struct core_exec_result res;
 	int r = core_execute(c->api->core, &c->key, id, &in.req, &res, &err);
 	exec_input_release(&in);
@@ -457,61 +693,219 @@ static void handle_kill(struct api_call *c)
 	api_json(c, 200, json_pack("{s:b,s:o}", "killed", n > 0, "pids", arr));
 }
 
+/* ---- the files endpoints ---- */
+
+/* sessionId from the query (GET) as a required string. */
+static const char *query_session(struct api_call *c, struct bk_err *err)
+{
+	const char *id = http_query(c->req, "sessionId");
+	if (id == NULL || *id == '\0') {
+		bk_err_field(err, "sessionId", "sessionId is required");
+		return NULL;
+	}
+	snprintf(c->session_id, sizeof(c->session_id), "%s", id);
+	return id;
+}
+
+/* sessionId from a JSON body as a required string. */
+static const char *body_session(struct api_call *c, json_t *body, struct bk_err *err)
+{
+	const char *id = NULL;
+	int r = field_string(body, "sessionId", "sessionId", &id, err);
+	if (r <= 0) {
+		if (r == 0)
+			bk_err_field(err, "sessionId", "sessionId is required");
+		return NULL;
+	}
+	snprintf(c->session_id, sizeof(c->session_id), "%s", id);
+	return id;
+}
+
+static bool query_bool(struct api_call *c, const char *name, bool *out, struct bk_err *err)
+{
+	const char *v = http_query(c->req, name);
+	*out = false;
+	if (v == NULL)
+		return true;
+	if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0)
+		*out = true;
+	else if (strcmp(v, "false") != 0 && strcmp(v, "0") != 0) {
+		bk_err_field(err, name, "%s must be true or false", name);
+		return false;
+	}
+	return true;
+}
+
+static void handle_files_write(struct api_call *c)
+{
+	struct bk_err err;
+	_cleanup_json_ json_t *body = api_body_object(c->req, false, &err);
+	if (body == NULL)
+		return api_buntime_error(c, &err);
+	const char *id = body_session(c, body, &err);
+	const char *path = NULL, *content = NULL, *enc = NULL;
+	if (id == NULL || field_string(body, "path", "path", &path, &err) < 0 ||
+	    field_string(body, "content", "content", &content, &err) < 0 ||
+	    field_string(body, "encoding", "encoding", &enc, &err) < 0)
+		return api_buntime_error(c, &err);
+	if (path == NULL || content == NULL) {
+		bk_err_field(&err, path ? "content" : "path", "%s is required",
+			     path ? "content" : "path");
+		return api_buntime_error(c, &err);
+	}
+	size_t len = json_string_length(json_object_get(body, "content"));
+	const void *data = content;
+	_cleanup_free_ unsigned char *bin = NULL;
+	if (enc && strcmp(enc, "base64") == 0) {
+		bin = malloc(len + 1);
+		if (bin == NULL) {
+			bk_err_set(&err, ENOMEM, "cannot decode content");
+			return api_buntime_error(c, &err);
+		}
+		if (sodium_base642bin(bin, len + 1, content, len, " \r\n", &len, NULL,
+				      sodium_base64_VARIANT_ORIGINAL) != 0) {
+			bk_err_field(&err, "content", "content is not valid base64");
+			return api_buntime_error(c, &err);
+		}
+		data = bin;
+	} else if (enc && strcmp(enc, "utf8") != 0 && strcmp(enc, "utf-8") != 0) {
+		bk_err_field(&err, "encoding", "encoding must be \"utf8\" or \"base64\"");
+		return api_buntime_error(c, &err);
+	}
+	if (core_file_write(c->api->core, &c->key, id, path, data, len, &err) < 0)
+		return api_buntime_error(c, &err);
+	api_json(c, 200, json_pack("{s:s,s:I}", "path", path, "size", (json_int_t)len));
+}
+
+static void handle_files_read(struct api_call *c)
+{
+	struct bk_err err;
+	const char *id = query_session(c, &err);
+	const char *path = http_query(c->req, "path");
+	if (id == NULL)
+		return api_buntime_error(c, &err);
+	if (path == NULL || *path == '\0') {
+		bk_err_field(&err, "path", "path is required");
+		return api_buntime_error(c, &err);
+	}
+	_cleanup_free_ char *data = NULL;
+	size_t len;
+	if (core_file_read(c->api->core, &c->key, id, path, &data, &len, &err) < 0)
+		return api_buntime_error(c, &err);
+	json_t *text = json_stringn(data, len);
+	const char *encoding = "utf8";
+	if (text == NULL) {
+		/* Not UTF-8: base64, and said so. */
+		size_t blen = sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL);
+		_cleanup_free_ char *b64 = malloc(blen);
+		if (b64 == NULL) {
+			bk_err_set(&err, ENOMEM, "cannot encode '%s'", path);
+			return api_buntime_error(c, &err);
+		}
+		sodium_bin2base64(b64, blen, (const unsigned char *)data, len,
+				  sodium_base64_VARIANT_ORIGINAL);
+		text = json_string(b64);
+		encoding = "base64";
+	}
+	api_json(c, 200,
+		 json_pack("{s:s,s:o,s:I,s:s}", "path", path, "content", text, "size",
+			   (json_int_t)len, "encoding", encoding));
+}
+
+static void handle_files_list(struct api_call *c)
+{
+	struct bk_err err;
+	const char *id = query_session(c, &err);
+	if (id == NULL)
+		return api_buntime_error(c, &err);
+	int limit, offset;
+	bool recursive;
+	if (query_int(c, "limit", 100, 1000, &limit, &err) < 0 ||
+	    query_int(c, "offset", 0, INT32_MAX, &offset, &err) < 0 ||
+	    !query_bool(c, "recursive", &recursive, &err))
+		return api_buntime_error(c, &err);
+	if (limit == 0) {
+		bk_err_field(&err, "limit", "limit must be a whole number 1..1000");
+		return api_buntime_error(c, &err);
+	}
+	struct core_entry *es;
+	size_t n;
+	int64_t total;
+	if (core_file_list(c->api->core, &c->key, id, http_query(c->req, "path"), recursive, limit,
+			   offset, &es, &n, &total, &err) < 0)
+		return api_buntime_error(c, &err);
+	json_t *files = json_array();
+	for (size_t i = 0; i < n; i++) {
+		char mod[40];
+		iso(es[i].mtime_ms, mod, sizeof(mod));
+		json_array_append_new(files,
+				      json_pack("{s:o,s:I,s:s,s:s}", "path",
+						api_json_bytes(es[i].path, strlen(es[i].path)),
+						"size", (json_int_t)es[i].size, "modified", mod,
+						"type", es[i].is_dir ? "directory" : "file"));
+	}
+	core_entries_free(es, n);
+	api_json(c, 200, json_pack("{s:o,s:I}", "files", files, "total", (json_int_t)total));
+}
+
+static void handle_files_delete(struct api_call *c)
+{
+	struct bk_err err;
+	_cleanup_json_ json_t *body = api_body_object(c->req, false, &err);
+	if (body == NULL)
+		return api_buntime_error(c, &err);
+	const char *id = body_session(c, body, &err);
+	const char *path = NULL;
+	if (id == NULL || field_string(body, "path", "path", &path, &err) < 0)
+		return api_buntime_error(c, &err);
+	if (path == NULL) {
+		bk_err_field(&err, "path", "path is required");
+		return api_buntime_error(c, &err);
+	}
+	json_t *rec = field_get(body, "recursive");
+	if (rec && !json_is_boolean(rec)) {
+		bk_err_field(&err, "recursive", "recursive must be a boolean");
+		return api_buntime_error(c, &err);
+	}
+	if (core_file_delete(c->api->core, &c->key, id, path, json_is_true(rec), &err) < 0)
+		return api_buntime_error(c, &err);
+	api_json(c, 200, json_pack("{s:b,s:s}", "deleted", 1, "path", path));
+}
+
 /* ---- routing ---- */
 
-static void not_found(struct api_call *c, const char *method, const char *path)
+/* The {id} of /sessions/{id}. */
+static void route_get(struct api_call *c)
 {
-	api_json(c, 404,
-		 json_pack("{s:{s:s,s:s,s:{}}}", "error", "code", "not_found", "message",
-			   "no such route", "details"));
-	(void)method, (void)path;
+	handle_get(c, c->param[0]);
 }
 
-void api_buntime_route(struct api_call *c, const char *method, const char *path)
+static void route_delete(struct api_call *c)
 {
-	static const char sessions[] = "/sessions/";
-	bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0,
-	     del = strcmp(method, "DELETE") == 0;
-	enum { R_NONE, R_CREATE, R_LIST, R_GET, R_DELETE, R_EXECUTE, R_PS, R_KILL } route = R_NONE;
-	const char *id = NULL;
-	if (post && strcmp(path, "/sessions/create") == 0)
-		route = R_CREATE;
-	else if (get && strcmp(path, "/sessions") == 0)
-		route = R_LIST;
-	else if ((get || del) && strncmp(path, sessions, sizeof(sessions) - 1) == 0 &&
-		 path[sizeof(sessions) - 1] != '\0' && !strchr(path + sizeof(sessions) - 1, '/')) {
-		id = path + sizeof(sessions) - 1;
-		route = get ? R_GET : R_DELETE;
-	} else if (post && strcmp(path, "/execute") == 0)
-		route = R_EXECUTE;
-	else if (get && strcmp(path, "/execution/processes") == 0)
-		route = R_PS;
-	else if (post && strcmp(path, "/execution/kill") == 0)
-		route = R_KILL;
-	if (route == R_NONE)
-		return not_found(c, method, path);
-
-	struct bk_err err;
-	if (api_auth(c, &err) < 0)
-		return api_buntime_error(c, &err);
-	if (id)
-		snprintf(c->session_id, sizeof(c->session_id), "%s", id);
-	switch (route) {
-	case R_CREATE:
-		return handle_create(c);
-	case R_LIST:
-		return handle_list(c);
-	case R_GET:
-		return handle_get(c, id);
-	case R_DELETE:
-		return handle_delete(c, id);
-	case R_EXECUTE:
-		return handle_execute(c);
-	case R_PS:
-		return handle_processes(c);
-	case R_KILL:
-		return handle_kill(c);
-	default:
-		return not_found(c, method, path);
-	}
+	handle_delete(c, c->param[0]);
 }
+
+/* Every route of the dialect: the router (api/router.c) matches them in
+ * this order, and tests/unit/openapi.c checks that api/openapi.c documents
+ * each one and nothing else. */
+static const struct api_route buntime_routes[] = {
+	{"POST", "/sessions/create", handle_create,
+	 API_ROUTE_IDEMPOTENT | API_ROUTE_CREATES_SESSION},
+	{"GET", "/sessions", handle_list, 0},
+	{"GET", "/sessions/{id}", route_get, 0},
+	{"DELETE", "/sessions/{id}", route_delete, 0},
+	{"POST", "/execute", handle_execute, API_ROUTE_IDEMPOTENT | API_ROUTE_EXECUTES},
+	{"GET", "/execution/processes", handle_processes, 0},
+	{"POST", "/execution/kill", handle_kill, 0},
+	{"POST", "/files/write", handle_files_write, API_ROUTE_IDEMPOTENT},
+	{"GET", "/files/read", handle_files_read, 0},
+	{"GET", "/files/list", handle_files_list, 0},
+	{"POST", "/files/delete", handle_files_delete, 0},
+};
+
+const struct api_route_table api_buntime_routes = {
+	.name = "buntime",
+	.routes = buntime_routes,
+	.n = ARRAY_SIZE(buntime_routes),
+	.error = api_buntime_error,
+};

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "api/api_int.h"
+#include "util/metrics.h"
 #include "util/util.h"
 
 static int status_of(enum bk_err_kind kind)
@@ -24,6 +25,8 @@ static int status_of(enum bk_err_kind kind)
 		return 409;
 	case BK_E_TOO_LARGE:
 		return 413;
+	case BK_E_IDEMPOTENCY_REUSED:
+		return 422;
 	case BK_E_LIMIT:
 		return 429;
 	case BK_E_NO_SPACE:
@@ -55,6 +58,8 @@ static const char *buntime_code_of(enum bk_err_kind kind)
 		return "conflict";
 	case BK_E_TOO_LARGE:
 		return "payload_too_large";
+	case BK_E_IDEMPOTENCY_REUSED:
+		return "idempotency_key_reused";
 	case BK_E_LIMIT:
 		return "rate_limit_exceeded";
 	case BK_E_NO_SPACE:
@@ -79,6 +84,17 @@ void api_json(struct api_call *c, int status, json_t *obj)
 		return;
 	}
 	http_response_take(c->res, status, "application/json", text, strlen(text));
+}
+
+json_t *api_buntime_error_body(const struct bk_err *err)
+{
+	json_t *details = json_object();
+	if (err->field[0])
+		json_object_set_new(details, "field", json_string(err->field));
+	const char *msg =
+		status_of(err->kind) == 500 ? "internal error (see the server log)" : err->msg;
+	return json_pack("{s:s,s:s,s:o}", "code", buntime_code_of(err->kind), "message", msg,
+			 "details", details);
 }
 
 void api_buntime_error(struct api_call *c, const struct bk_err *err)
@@ -203,18 +219,18 @@ int api_auth(struct api_call *c, struct bk_err *err)
 	return 0;
 }
 
-static void log_request(const struct api_call *c)
+/* One JSON line per request on stderr: time, method, path, route pattern,
+ * status, duration, client, key id and session id (null when none). */
+static void log_request(const struct api_call *c, double ms)
 {
-	json_t *line = json_pack("{s:I,s:s,s:s,s:i,s:f,s:s}", "ts", (json_int_t)now_ms(), "method",
-				 c->req->method, "path", c->req->path, "status", c->res->status,
-				 "ms", (double)(mono_us() - c->req->start_us) / 1000.0, "client",
-				 c->req->client_ip);
+	json_t *line = json_pack("{s:I,s:s,s:s,s:s?,s:i,s:f,s:s,s:s?,s:s?}", "ts",
+				 (json_int_t)now_ms(), "method", c->req->method, "path",
+				 c->req->path, "route", c->route ? c->route->pattern : NULL,
+				 "status", c->res->status, "ms", ms, "client", c->req->client_ip,
+				 "key", c->authed ? c->key.id : NULL, "session",
+				 c->session_id[0] ? c->session_id : NULL);
 	if (line == NULL)
 		return;
-	if (c->authed)
-		json_object_set_new(line, "key", json_string(c->key.id));
-	if (c->session_id[0])
-		json_object_set_new(line, "session", json_string(c->session_id));
 	char *text = json_dumps(line, JSON_COMPACT | JSON_REAL_PRECISION(6));
 	json_decref(line);
 	if (text) {
@@ -223,15 +239,23 @@ static void log_request(const struct api_call *c)
 	}
 }
 
+/* Method names as metric labels: constants, so that the series stay few. */
+static const char *method_label(const char *m)
+{
+	static const char *const known[] = {"GET", "POST", "DELETE", "PUT", "PATCH", "HEAD",
+					    "OPTIONS"};
+	for (size_t i = 0; i < ARRAY_SIZE(known); i++)
+		if (strcmp(m, known[i]) == 0)
+			return known[i];
+	return "other";
+}
+
 void api_handle(void *ctx, const struct http_request *req, struct http_response *res)
 {
 	struct api_call c = {.api = ctx, .req = req, .res = res};
-	if (strcmp(req->method, "GET") == 0 && strcmp(req->path, "/healthz") == 0) {
-		api_json(&c, 200,
-			 json_pack("{s:s,s:s,s:s}", "status", "ok", "version", c.api->version,
-				   "cgroup", core_cgroup_mode(c.api->core)));
-	} else {
-		api_buntime_route(&c, req->method, req->path);
-	}
-	log_request(&c);
+	api_dispatch(&c);
+	double ms = (double)(mono_us() - req->start_us) / 1000.0;
+	metrics_request(method_label(req->method), c.route ? c.route->pattern : "unmatched",
+			res->status, ms / 1000.0);
+	log_request(&c, ms);
 }

@@ -27,6 +27,11 @@ static void usage(FILE *f)
 	      "  --max-body BYTES       largest request body (104857600)\n"
 	      "  --pids-max N           processes per session (512)\n"
 	      "  --warm-pool N          sandboxes kept started ahead of need (2; 0: none)\n"
+	      "  --idle-after S         seconds without a request before a session is\n"
+	      "                         frozen (300)\n"
+	      "  --deep-sleep-after S   seconds without a request before its files are\n"
+	      "                         saved and its processes ended (1800)\n"
+	      "  --min-ttl S            shortest ttl a create may ask for (300)\n"
 	      "  --init PATH            bunker-init binary (beside bunkerd)\n"
 	      "  --bun PATH             Bun binary for the image (/opt/bunker/bun/bin/bun)\n"
 	      "  --version              print the version and cgroup mode\n",
@@ -54,7 +59,7 @@ int main(int argc, char **argv)
 	const char *preview_domain = NULL;
 	int port = 8080;
 	size_t max_body = 100u << 20;
-	enum { O_LISTEN = 1, O_PORT, O_DATA, O_DOMAIN, O_SCHEME, O_BODY, O_PIDS, O_POOL, O_INIT, O_BUN,
+	enum { O_LISTEN = 1, O_PORT, O_DATA, O_DOMAIN, O_SCHEME, O_BODY, O_PIDS, O_POOL, O_IDLE, O_DEEP, O_MINTTL, O_INIT, O_BUN,
 	       O_VERSION, O_HELP };
 	static const struct option opts[] = {
 		{"listen", required_argument, NULL, O_LISTEN},
@@ -65,6 +70,9 @@ int main(int argc, char **argv)
 		{"max-body", required_argument, NULL, O_BODY},
 		{"pids-max", required_argument, NULL, O_PIDS},
 		{"warm-pool", required_argument, NULL, O_POOL},
+		{"idle-after", required_argument, NULL, O_IDLE},
+		{"deep-sleep-after", required_argument, NULL, O_DEEP},
+		{"min-ttl", required_argument, NULL, O_MINTTL},
 		{"init", required_argument, NULL, O_INIT},
 		{"bun", required_argument, NULL, O_BUN},
 		{"version", no_argument, NULL, O_VERSION},
@@ -97,6 +105,16 @@ int main(int argc, char **argv)
 			break;
 		case O_POOL:
 			cfg.warm_pool = (int)parse_num("--warm-pool", optarg, 0, 64);
+			break;
+		case O_IDLE:
+			cfg.idle_after_s = (int)parse_num("--idle-after", optarg, 1, 1 << 30);
+			break;
+		case O_DEEP:
+			cfg.deep_sleep_after_s =
+				(int)parse_num("--deep-sleep-after", optarg, 1, 1 << 30);
+			break;
+		case O_MINTTL:
+			cfg.min_ttl_s = (int)parse_num("--min-ttl", optarg, 1, 1 << 30);
 			break;
 		case O_INIT:
 			snprintf(cfg.init_path, sizeof(cfg.init_path), "%s", optarg);
@@ -153,9 +171,14 @@ int main(int argc, char **argv)
 	struct core *core;
 	if (core_open(&cfg, &core, &err) < 0)
 		die("%s", err.msg);
-	struct api api = {.core = core, .version = BUNKER_VERSION};
+	struct api api;
+	if (api_open(&api, core, BUNKER_VERSION, &err) < 0) {
+		core_close(core);
+		die("%s", err.msg);
+	}
 	struct http_server *srv;
 	if (http_server_start(listen_addr, port, max_body, api_handle, &api, &srv, &err) < 0) {
+		api_close(&api);
 		core_close(core);
 		die("%s", err.msg);
 	}
@@ -165,6 +188,7 @@ int main(int argc, char **argv)
 	sigwait(&stop, &sig);
 	fprintf(stderr, "bunkerd: signal %d, stopping\n", sig);
 	http_server_stop(srv);
+	api_close(&api);
 	core_close(core);
 	return 0;
 }

@@ -23,6 +23,9 @@ struct core_config {
 	char preview_domain[256]; /* "localhost:8080" */
 	int pids_max;             /* per session */
 	int warm_pool;            /* sandboxes kept started ahead of need */
+	int idle_after_s;         /* inactivity before a session is frozen (300) */
+	int deep_sleep_after_s;   /* inactivity before it is saved and ended (1800) */
+	int min_ttl_s;            /* the shortest ttl a create may ask for (300) */
 };
 
 /* Opens the store, prepares the sandbox backend and recovers the sessions of
@@ -35,6 +38,9 @@ int core_open_store(const char *data_dir, struct core **out, struct bk_err *err)
 void core_close(struct core *core);
 /* "v1" or "v2". */
 const char *core_cgroup_mode(const struct core *core);
+/* The cgroup that holds every session's of this daemon ("bunker", or
+ * "bunker-<hash>" for a data directory other than the default). */
+const char *core_cgroup_parent(const struct core *core);
 
 /* ---- plans and keys (core/plan.c) ---- */
 
@@ -54,17 +60,101 @@ struct plan_limits {
 /* The defaults of a plan by name, or NULL for an unknown name. */
 const struct plan_limits *plan_lookup(const char *name);
 
+/* The numbers of a plan that a key may override. */
+enum plan_field {
+	PLAN_MAX_SESSIONS = 0,
+	PLAN_MAX_TTL,         /* seconds */
+	PLAN_MEMORY_MAX,      /* MB */
+	PLAN_CPU_MAX,         /* cores */
+	PLAN_DISK_MAX,        /* MB */
+	PLAN_TIMEOUT_DEFAULT, /* seconds */
+	PLAN_TIMEOUT_MAX,     /* seconds */
+	PLAN_RPM,             /* requests per minute */
+	PLAN_MAX_FILE_SIZE,   /* bytes */
+	PLAN_FIELD_COUNT,
+};
+
+/* A key's own numbers: field f replaces the plan's when bit (1u << f) of
+ * set is on; values holds it at that field's place. */
+struct plan_overrides {
+	unsigned set;
+	struct plan_limits values;
+};
+
+/* The name of field f: "max_sessions", "max_ttl", "memory_max", "cpu_max",
+ * "disk_max", "timeout_default", "timeout_max", "rpm", "max_file_size" (the
+ * JSON member; the CLI flag is the same with '-' for '_'). */
+const char *plan_field_name(enum plan_field f);
+/* Sets the field called name ('-' and '_' alike) of ov from the decimal text
+ * value. BK_E_INVALID naming the field when the name is unknown or the value
+ * is not a number in the field's range. */
+int plan_overrides_set(struct plan_overrides *ov, const char *name, const char *value,
+		       struct bk_err *err);
+/* Copies the fields set in ov over limits. */
+void plan_overrides_apply(const struct plan_overrides *ov, struct plan_limits *limits);
+/* The set fields of ov as a compact JSON object ("{}" when none) into buf. */
+int plan_overrides_format(const struct plan_overrides *ov, char *buf, size_t len,
+			  struct bk_err *err);
+/* The inverse of plan_overrides_format(); "" reads as "{}". */
+int plan_overrides_parse(const char *json, struct plan_overrides *ov, struct bk_err *err);
+
 struct core_key {
 	char id[32];
 	char plan[16];
-	struct plan_limits limits;
+	struct plan_limits limits; /* the plan's defaults with the key's overrides */
 };
 
-/* Creates a key on plan; secret receives the key to show once (>= 64 bytes). */
-int core_key_create(struct core *core, const char *plan, char *secret, size_t len,
-		    struct core_key *out, struct bk_err *err);
+/* Creates a key on plan with the numbers of ov (NULL: none) in place of the
+ * plan's; secret receives the key to show once (>= 64 bytes). BK_E_INVALID
+ * when the plan is unknown or the numbers contradict each other (a default
+ * timeout above the maximum). */
+int core_key_create(struct core *core, const char *plan, const struct plan_overrides *ov,
+		    char *secret, size_t len, struct core_key *out, struct bk_err *err);
 /* Finds the key of a secret: BK_E_UNAUTHORIZED when unknown or revoked. */
 int core_auth(struct core *core, const char *secret, struct core_key *out, struct bk_err *err);
+
+/* What an administrator may see of a key: never its secret or hash. */
+struct core_key_info {
+	char id[32];
+	char plan[16];
+	int64_t created_ms;
+	int64_t revoked_ms; /* 0 while valid */
+	struct plan_overrides overrides;
+};
+
+/* Every key, oldest first; *out is malloc'd (caller frees). */
+int core_key_list(struct core *core, struct core_key_info **out, size_t *n, struct bk_err *err);
+/* Revokes key id from the next request on (core_auth() reads the store
+ * every time). BK_E_NOT_FOUND when there is no such key; revoking twice is
+ * not an error. */
+int core_key_revoke(struct core *core, const char *id, struct bk_err *err);
+
+/* ---- idempotency (core/idem.c) ---- */
+
+/* A stored answer to a creating request, replayed byte for byte. */
+struct core_idem_reply {
+	int status;
+	char content_type[64];
+	char *body; /* owned */
+	size_t len;
+};
+
+void core_idem_reply_release(struct core_idem_reply *r);
+
+#define CORE_IDEM_TTL_MS (24 * 3600 * 1000LL)
+
+/* Looks up the answer key stored under idem_key within CORE_IDEM_TTL_MS:
+ * returns 1 and fills *out (release it) when it was stored for the same
+ * request_hash, 0 when there is none, and -1 with BK_E_IDEMPOTENCY_REUSED
+ * when it was stored for another request. */
+int core_idem_find(struct core *core, const struct core_key *key, const char *idem_key,
+		   const uint8_t request_hash[32], struct core_idem_reply *out,
+		   struct bk_err *err);
+/* Stores reply under (key, idem_key) and, now and then, purges the answers
+ * that have expired. */
+int core_idem_save(struct core *core, const struct core_key *key, const char *idem_key,
+		   const uint8_t request_hash[32], const struct core_idem_reply *reply,
+		   struct bk_err *err);
 
 /* ---- sessions (core/session.c) ---- */
 
@@ -144,6 +234,8 @@ struct core_exec_req {
 	const char *working_dir; /* NULL: /workspace */
 	/* Streaming: called from the request's thread as output arrives. */
 	void (*on_output)(void *ctx, int stream, const char *data, size_t len);
+	/* Polled while the execution runs: true kills it (the client left). */
+	bool (*cancelled)(void *ctx);
 	void *ctx;
 };
 
@@ -170,6 +262,11 @@ int core_execute(struct core *core, const struct core_key *key, const char *id,
 		 const struct core_exec_req *req, struct core_exec_result *out,
 		 struct bk_err *err);
 
+/* What core_execute() checks before it needs the session: for answering
+ * bad input before a stream starts. */
+int core_exec_check(const struct core_key *key, const struct core_exec_req *req,
+		    struct bk_err *err);
+
 /* Turns a request path into one relative to /workspace, or fails with
  * BK_E_INVALID naming field: absolute paths must lie inside /workspace, and
  * no component may be "..". out receives at least len bytes. */
@@ -192,3 +289,36 @@ int core_process_list(struct core *core, const struct core_key *key, const char 
  * (malloc'd). A pid not in the session is BK_E_PROCESS_NOT_FOUND. */
 int core_process_kill(struct core *core, const struct core_key *key, const char *id, int pid,
 		      int **pids, size_t *n, struct bk_err *err);
+
+/* ---- files (core/files.c) ---- */
+
+/* Paths are relative to /workspace, or absolute inside it; anything that
+ * leaves it is BK_E_INVALID (field "path"). Sizes are capped by the key's
+ * plan (BK_E_TOO_LARGE). A missing file is BK_E_FILE_NOT_FOUND. */
+int core_file_write(struct core *core, const struct core_key *key, const char *id,
+		    const char *path, const void *data, size_t len, struct bk_err *err);
+/* *data is malloc'd and NUL-terminated (binary content may hold NULs). */
+int core_file_read(struct core *core, const struct core_key *key, const char *id,
+		   const char *path, char **data, size_t *len, struct bk_err *err);
+
+struct core_entry {
+	char *path;      /* workspace-relative; owned */
+	int64_t size;
+	int64_t mtime_ms;
+	bool is_dir;
+};
+
+/* A page of a directory's entries sorted by path ("" or NULL: the
+ * workspace); *total counts them all. Free *out with core_entries_free(). */
+int core_file_list(struct core *core, const struct core_key *key, const char *id,
+		   const char *path, bool recursive, int limit, int offset,
+		   struct core_entry **out, size_t *n, int64_t *total, struct bk_err *err);
+void core_entries_free(struct core_entry *es, size_t n);
+/* A non-empty directory needs recursive (BK_E_CONFLICT otherwise). */
+int core_file_delete(struct core *core, const struct core_key *key, const char *id,
+		     const char *path, bool recursive, struct bk_err *err);
+
+/* ---- statistics (core/stats.c) ---- */
+
+/* How many sessions the daemon holds now, of every key, sleeping or not. */
+int64_t core_session_total(struct core *core);

@@ -21,6 +21,7 @@ struct session {
 	struct core_limits limits;
 	int64_t created_ms, expires_ms;
 	int64_t last_active_ms; /* atomic */
+	enum core_state state;  /* changed with rw held exclusively */
 	int refs;
 	bool deleted;
 	pthread_rwlock_t rw;
@@ -75,6 +76,31 @@ void session_release(struct core *core, struct session *s);
 /* With s->rw held shared: returns its running sandbox, starting one when it
  * has none or its last one died. Drops and retakes rw meanwhile. */
 int session_sandbox(struct core *core, struct session *s, struct sbx **out, struct bk_err *err);
+/* Acquires key's session id, records activity, takes s->rw shared and
+ * makes sure its sandbox runs (waking or starting it). Pair with
+ * session_leave(). */
+int session_enter(struct core *core, const char *key_id, const char *id, struct session **s,
+		  struct sbx **sbx, struct bk_err *err);
+void session_leave(struct core *core, struct session *s);
 /* Records activity now. */
 void session_touch(struct core *core, struct session *s);
 struct sbx_limits session_sbx_limits(const struct core *core, const struct session *s);
+
+/* ---- lifecycle (core/lifecycle.c) ---- */
+
+/* With s->rw held exclusively: makes the session active with a running
+ * sandbox: thaws an idle one, restores a deep-sleeping one from its
+ * snapshot, starts one where none runs. */
+int lifecycle_wake_locked(struct core *core, struct session *s, struct bk_err *err);
+/* With s->rw held exclusively: ends the sandbox and saves the files to a
+ * snapshot, releasing disk and memory. On failure the files stay where
+ * they were and the session is active again. */
+int lifecycle_deep_sleep_locked(struct core *core, struct session *s, struct bk_err *err);
+/* Moves sessions that have been inactive long enough to idle or deep
+ * sleep; from the reaper. */
+void lifecycle_tick(struct core *core);
+/* At start-up, before serving: settles a session left by an earlier run
+ * into a consistent state (see lifecycle.c). */
+void lifecycle_recover(struct core *core, struct session *s);
+/* The snapshot file of session id. */
+void lifecycle_snapshot_path(const struct core *core, const char *id, char *out, size_t len);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/core_int.h"
 #include "util/cleanup.h"
@@ -85,6 +86,7 @@ struct exec_plan {
 	const char *argv[4];
 	const char **envp;
 	char cwd[4200];
+	char wd_rel[4096]; /* cwd relative to the workspace; "" for itself */
 	char **owned;
 	size_t n_owned;
 };
@@ -106,6 +108,12 @@ static int exec_plan_build(const struct core_exec_req *req, struct exec_plan *p,
 				    "exactly one of code and command is required");
 	if (req->n_env > MAX_ENV)
 		return bk_err_field(err, "env", "env holds at most %d variables", MAX_ENV);
+	/* The kernel's limit on one argument or variable (MAX_ARG_STRLEN). */
+	if (req->command && strlen(req->command) >= 131072)
+		return bk_err_field(err, "command",
+				    "command is %zu bytes, over 131071: write a script with files "
+				    "and run it",
+				    strlen(req->command));
 	if (req->command) {
 		p->argv[0] = "/bin/sh";
 		p->argv[1] = "-c";
@@ -117,9 +125,9 @@ static int exec_plan_build(const struct core_exec_req *req, struct exec_plan *p,
 		p->argv[1] = "run";
 		p->argv[2] = "-";
 	}
-	char rel[4096] = "";
+	char *rel = p->wd_rel;
 	if (req->working_dir &&
-	    core_path_normalize(req->working_dir, "workingDir", rel, sizeof(rel), err) < 0)
+	    core_path_normalize(req->working_dir, "workingDir", rel, sizeof(p->wd_rel), err) < 0)
 		return -1;
 	snprintf(p->cwd, sizeof(p->cwd), "%s%s%s", SBX_WORKSPACE, *rel ? "/" : "", rel);
 
@@ -179,11 +187,82 @@ static int written_merge(struct core_exec_result *out, char **files, size_t n_fi
 	return 0;
 }
 
+
 static void files_free(char **files, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; files && i < n; i++)
 		free(files[i]);
 	free(files);
+}
+
+/* Everything that can be checked without the session: builds plan and the
+ * normalized file paths (files: n_files entries, the caller frees both). */
+static int exec_prepare(const struct core_key *key, const struct core_exec_req *req,
+			struct exec_plan *plan, char ***files_out, struct bk_err *err)
+{
+	*files_out = NULL;
+	if (exec_plan_build(req, plan, err) < 0)
+		return -1;
+	char **files = calloc(req->n_files + 1, sizeof(char *));
+	if (files == NULL)
+		return bk_err_set(err, ENOMEM, "cannot prepare execution");
+	*files_out = files;
+	for (size_t i = 0; i < req->n_files; i++) {
+		char rel[4096];
+		if (core_path_normalize(req->files[i].path, "files.path", rel, sizeof(rel), err) < 0)
+			return -1;
+		if (*rel == '\0')
+			return bk_err_field(err, "files.path",
+					    "files.path '%s' names the workspace itself",
+					    req->files[i].path);
+		if ((int64_t)req->files[i].len > key->limits.max_file_bytes)
+			return bk_err_kind(err, BK_E_TOO_LARGE,
+					   "file '%s' is over the plan's %lld bytes",
+					   req->files[i].path, (long long)key->limits.max_file_bytes);
+		files[i] = strdup(rel);
+		if (files[i] == NULL)
+			return bk_err_set(err, ENOMEM, "cannot prepare execution");
+	}
+	if (req->timeout_s && (req->timeout_s < 1 || req->timeout_s > key->limits.timeout_max_s))
+		return bk_err_field(err, "timeout", "timeout must be 1..%d seconds on plan '%s'",
+				    key->limits.timeout_max_s, key->plan);
+	return 0;
+}
+
+int core_exec_check(const struct core_key *key, const struct core_exec_req *req,
+		    struct bk_err *err)
+{
+	struct exec_plan plan;
+	char **files;
+	int rc = exec_prepare(key, req, &plan, &files, err);
+	files_free(files, req->n_files);
+	exec_plan_release(&plan);
+	return rc;
+}
+
+/* A workingDir that no request file creates must exist before any file is
+ * written: a refused request leaves nothing behind. */
+static int working_dir_check(struct sbx *sbx, const struct exec_plan *plan, char **files,
+			     size_t n_files, struct bk_err *err)
+{
+	const char *wd = plan->wd_rel;
+	size_t n = strlen(wd);
+	if (n == 0)
+		return 0;
+	for (size_t i = 0; i < n_files; i++)
+		if (strncmp(files[i], wd, n) == 0 && files[i][n] == '/')
+			return 0;
+	mode_t mode;
+	if (sbx_stat(sbx, wd, &mode, err) < 0) {
+		if (err->kind == BK_E_FILE_NOT_FOUND || err->kind == BK_E_INVALID)
+			return bk_err_field(err, "workingDir", "working directory '%s' does not exist",
+					    plan->cwd);
+		return -1;
+	}
+	if (!S_ISDIR(mode))
+		return bk_err_field(err, "workingDir", "working directory '%s' is not a directory",
+				    plan->cwd);
+	return 0;
 }
 
 int core_execute(struct core *core, const struct core_key *key, const char *id,
@@ -192,50 +271,16 @@ int core_execute(struct core *core, const struct core_key *key, const char *id,
 {
 	memset(out, 0, sizeof(*out));
 	struct exec_plan plan;
-	if (exec_plan_build(req, &plan, err) < 0) {
-		exec_plan_release(&plan);
-		return -1;
-	}
-	char **files = calloc(req->n_files + 1, sizeof(char *));
-	if (files == NULL) {
-		exec_plan_release(&plan);
-		return bk_err_set(err, ENOMEM, "cannot prepare execution");
-	}
+	char **files;
 	int rc = -1;
-	for (size_t i = 0; i < req->n_files; i++) {
-		char rel[4096];
-		if (core_path_normalize(req->files[i].path, "files.path", rel, sizeof(rel), err) < 0)
-			goto out_files;
-		if (*rel == '\0') {
-			bk_err_field(err, "files.path", "files.path '%s' names the workspace itself",
-				     req->files[i].path);
-			goto out_files;
-		}
-		if ((int64_t)req->files[i].len > key->limits.max_file_bytes) {
-			bk_err_kind(err, BK_E_TOO_LARGE, "file '%s' is over the plan's %lld bytes",
-				    req->files[i].path, (long long)key->limits.max_file_bytes);
-			goto out_files;
-		}
-		files[i] = strdup(rel);
-		if (files[i] == NULL) {
-			bk_err_set(err, ENOMEM, "cannot prepare execution");
-			goto out_files;
-		}
-	}
-
+	if (exec_prepare(key, req, &plan, &files, err) < 0)
+		goto out_files;
 	struct session *s;
-	if (session_acquire(core, key->id, id, &s, err) < 0)
+	struct sbx *sbx;
+	if (session_enter(core, key->id, id, &s, &sbx, err) < 0)
 		goto out_files;
 	int64_t timeout_s = req->timeout_s ? req->timeout_s : s->limits.timeout_s;
-	if (timeout_s < 1 || timeout_s > key->limits.timeout_max_s) {
-		bk_err_field(err, "timeout", "timeout must be 1..%d seconds on plan '%s'",
-			     key->limits.timeout_max_s, key->plan);
-		goto out_session;
-	}
-	session_touch(core, s);
-	pthread_rwlock_rdlock(&s->rw);
-	struct sbx *sbx;
-	if (session_sandbox(core, s, &sbx, err) < 0)
+	if (working_dir_check(sbx, &plan, files, req->n_files, err) < 0)
 		goto out_unlock;
 	for (size_t i = 0; i < req->n_files; i++) {
 		if (sbx_write_file(sbx, files[i], req->files[i].content, req->files[i].len, err) < 0) {
@@ -254,6 +299,7 @@ int core_execute(struct core *core, const struct core_key *key, const char *id,
 		.output_max = CORE_OUTPUT_MAX,
 		.report_written = true,
 		.on_output = req->on_output,
+		.cancelled = req->cancelled,
 		.ctx = req->ctx,
 	};
 	struct sbx_exec_result res;
@@ -261,6 +307,10 @@ int core_execute(struct core *core, const struct core_key *key, const char *id,
 		sbx_exec_result_release(&res);
 		if (err->kind == BK_E_INVALID)
 			snprintf(err->field, sizeof(err->field), "workingDir");
+		/* Deleted (or expired) while it ran: the session is what is gone. */
+		if (__atomic_load_n(&s->deleted, __ATOMIC_ACQUIRE))
+			bk_err_kind(err, BK_E_NOT_FOUND, "session '%s' was deleted during the "
+							 "execution", id);
 		goto out_unlock;
 	}
 	out->stdout_len = res.out.len;
@@ -287,9 +337,7 @@ int core_execute(struct core *core, const struct core_key *key, const char *id,
 	session_touch(core, s);
 	rc = 0;
 out_unlock:
-	pthread_rwlock_unlock(&s->rw);
-out_session:
-	session_release(core, s);
+	session_leave(core, s);
 out_files:
 	files_free(files, req->n_files);
 	exec_plan_release(&plan);

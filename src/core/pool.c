@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "core/core_int.h"
+#include "util/metrics.h"
 
 int slot_take(struct core *core)
 {
@@ -97,7 +98,10 @@ static void *pool_main(void *arg)
 		struct sbx *sbx = NULL;
 		struct bk_err err;
 		struct sbx_limits lim = pool_limits(core);
+		int64_t t0 = mono_us();
 		int rc = slot < 0 ? -1 : sbx_start(&core->sbx, id, slot, &lim, &sbx, &err);
+		if (rc == 0)
+			metrics_observe(METRICS_SANDBOX_START_SECONDS, (double)(mono_us() - t0) / 1e6);
 		pthread_mutex_lock(&core->pool_lock);
 		core->pool_starting_slot = -1;
 		if (rc == 0) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/core_int.h"
 #include "util/cleanup.h"
@@ -29,6 +30,11 @@ const char *core_state_name(enum core_state s)
 	default:
 		return "active";
 	}
+}
+
+const char *core_cgroup_parent(const struct core *core)
+{
+	return core->sbx.cgroup_parent;
 }
 
 const char *core_cgroup_mode(const struct core *core)
@@ -56,6 +62,7 @@ static struct session *session_new(const struct store_session *row)
 	s->created_ms = row->created_ms;
 	s->expires_ms = row->expires_ms;
 	s->last_active_ms = row->last_active_ms;
+	s->state = (enum core_state)row->state;
 	s->refs = 1; /* the registry's */
 	pthread_rwlock_init(&s->rw, NULL);
 	pthread_mutex_init(&s->mu, NULL);
@@ -116,10 +123,18 @@ void session_release(struct core *core, struct session *s)
 
 struct sbx_limits session_sbx_limits(const struct core *core, const struct session *s)
 {
+	/* The disk is memory (a tmpfs whose pages the session's memory cgroup
+	 * pays for): were it allowed to fill the whole memory limit, the
+	 * kernel's OOM killer, not ENOSPC, would answer the write that fills
+	 * it, and nothing could start in the session to delete a file. So
+	 * files get at most three quarters of the memory limit. */
+	int disk = s->limits.disk_mb;
+	if (disk > s->limits.memory_mb / 4 * 3)
+		disk = s->limits.memory_mb / 4 * 3;
 	return (struct sbx_limits){
 		.memory_mb = s->limits.memory_mb,
 		.cpu = s->limits.cpu,
-		.disk_mb = s->limits.disk_mb,
+		.disk_mb = disk,
 		.pids = core->cfg.pids_max,
 	};
 }
@@ -129,35 +144,43 @@ int session_sandbox(struct core *core, struct session *s, struct sbx **out, stru
 	for (;;) {
 		if (__atomic_load_n(&s->deleted, __ATOMIC_ACQUIRE))
 			return bk_err_kind(err, BK_E_NOT_FOUND, "session '%s' not found", s->id);
-		if (s->sbx && sbx_alive(s->sbx)) {
+		if (s->state == CORE_STATE_ACTIVE && s->sbx && sbx_alive(s->sbx)) {
 			*out = s->sbx;
 			return 0;
 		}
-		/* Start (or restart) it exclusively, then come back shared. */
+		/* Wake (or start) it exclusively, then come back shared: of two
+		 * requests waking it at once, the second finds it awake. */
 		pthread_rwlock_unlock(&s->rw);
 		pthread_rwlock_wrlock(&s->rw);
 		int rc = 0;
 		if (!__atomic_load_n(&s->deleted, __ATOMIC_ACQUIRE) &&
-		    !(s->sbx && sbx_alive(s->sbx))) {
-			pthread_mutex_lock(&s->mu);
-			struct sbx *old = s->sbx;
-			s->sbx = NULL;
-			pthread_mutex_unlock(&s->mu);
-			sbx_stop(old);
-			struct sbx_limits lim = session_sbx_limits(core, s);
-			struct sbx *fresh;
-			rc = sbx_start(&core->sbx, s->id, s->slot, &lim, &fresh, err);
-			if (rc == 0) {
-				pthread_mutex_lock(&s->mu);
-				s->sbx = fresh;
-				pthread_mutex_unlock(&s->mu);
-			}
-		}
+		    !(s->state == CORE_STATE_ACTIVE && s->sbx && sbx_alive(s->sbx)))
+			rc = lifecycle_wake_locked(core, s, err);
 		pthread_rwlock_unlock(&s->rw);
 		pthread_rwlock_rdlock(&s->rw);
 		if (rc < 0)
 			return -1;
 	}
+}
+
+int session_enter(struct core *core, const char *key_id, const char *id, struct session **s,
+		  struct sbx **sbx, struct bk_err *err)
+{
+	if (session_acquire(core, key_id, id, s, err) < 0)
+		return -1;
+	session_touch(core, *s);
+	pthread_rwlock_rdlock(&(*s)->rw);
+	if (session_sandbox(core, *s, sbx, err) < 0) {
+		session_leave(core, *s);
+		return -1;
+	}
+	return 0;
+}
+
+void session_leave(struct core *core, struct session *s)
+{
+	pthread_rwlock_unlock(&s->rw);
+	session_release(core, s);
 }
 
 void session_touch(struct core *core, struct session *s)
@@ -187,6 +210,9 @@ static int session_destroy(struct core *core, struct session *s, struct bk_err *
 	pthread_mutex_unlock(&s->mu);
 	sbx_stop(sbx);
 	pthread_rwlock_unlock(&s->rw);
+	char snap[700];
+	lifecycle_snapshot_path(core, s->id, snap, sizeof(snap));
+	unlink(snap);
 	struct bk_err perr;
 	if (sbx_purge(&core->sbx, s->id, &perr) < 0) {
 		fprintf(stderr, "bunkerd: session %s: %s\n", s->id, perr.msg);
@@ -286,9 +312,9 @@ int core_session_create(struct core *core, const struct core_key *key,
 	int64_t ttl = spec->ttl_s ? spec->ttl_s
 				  : (DEFAULT_TTL_S < key->limits.max_ttl_s ? DEFAULT_TTL_S
 									   : key->limits.max_ttl_s);
-	if (ttl < MIN_TTL_S || ttl > key->limits.max_ttl_s)
-		return bk_err_field(err, "ttl", "ttl must be %d..%d seconds on plan '%s'", MIN_TTL_S,
-				    key->limits.max_ttl_s, key->plan);
+	if (ttl < core->cfg.min_ttl_s || ttl > key->limits.max_ttl_s)
+		return bk_err_field(err, "ttl", "ttl must be %d..%d seconds on plan '%s'",
+				    core->cfg.min_ttl_s, key->limits.max_ttl_s, key->plan);
 	struct core_limits limits;
 	if (limits_check(key, spec, &limits, err) < 0)
 		return -1;
@@ -495,6 +521,7 @@ static void *reaper_main(void *arg)
 	while (!core->stopping) {
 		pthread_mutex_unlock(&core->reaper_lock);
 		reap_expired(core);
+		lifecycle_tick(core);
 		pthread_mutex_lock(&core->reaper_lock);
 		struct timespec ts;
 		clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -546,6 +573,7 @@ static int core_recover(struct core *core, struct bk_err *err)
 		sbx_cleanup_stale(&core->sbx, rows[i].id);
 		struct session *s = session_new(&rows[i]);
 		if (s) {
+			lifecycle_recover(core, s);
 			s->next = core->sessions;
 			core->sessions = s;
 		}
@@ -577,9 +605,17 @@ int core_open(const struct core_config *cfg, struct core **out, struct bk_err *e
 	pthread_mutex_init(&core->pool_lock, NULL);
 	core->pool_starting_slot = -1;
 
-	char db[600];
+	if (core->cfg.idle_after_s <= 0)
+		core->cfg.idle_after_s = 300;
+	if (core->cfg.min_ttl_s <= 0)
+		core->cfg.min_ttl_s = MIN_TTL_S;
+	if (core->cfg.deep_sleep_after_s <= 0)
+		core->cfg.deep_sleep_after_s = 1800;
+	char db[600], snaps[600];
 	snprintf(db, sizeof(db), "%s/bunker.db", cfg->data_dir);
-	if (mkdir_p(cfg->data_dir, 0711, err) < 0 || store_open(db, &core->store, err) < 0 ||
+	snprintf(snaps, sizeof(snaps), "%s/snapshots", cfg->data_dir);
+	if (mkdir_p(cfg->data_dir, 0711, err) < 0 || mkdir_p(snaps, 0700, err) < 0 ||
+	    store_open(db, &core->store, err) < 0 ||
 	    sbx_config_init(&core->sbx, cfg->data_dir, cfg->init_path, cfg->bun_path, err) < 0 ||
 	    core_recover(core, err) < 0) {
 		core_close(core);
@@ -630,10 +666,23 @@ void core_close(struct core *core)
 	struct session *s = core->sessions;
 	while (s) {
 		struct session *next = s->next;
+		/* A clean stop puts every session to deep sleep: its files are
+		 * on storage and come back with the next start, even after the
+		 * host itself restarts. */
+		if (core->sbx.run_dir[0] && s->state != CORE_STATE_DEEP_SLEEP &&
+		    sbx_disk_exists(&core->sbx, s->id)) {
+			struct bk_err err;
+			pthread_rwlock_wrlock(&s->rw);
+			if (lifecycle_deep_sleep_locked(core, s, &err) < 0)
+				fprintf(stderr, "bunkerd: %s\n", err.msg);
+			pthread_rwlock_unlock(&s->rw);
+		}
 		sbx_stop(s->sbx);
 		session_free(s);
 		s = next;
 	}
+	if (core->sbx.run_dir[0])
+		sbx_cgroup_parent_remove(&core->sbx);
 	if (core->store)
 		store_close(core->store);
 	free(core);

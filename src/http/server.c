@@ -57,6 +57,43 @@ void http_response_set(struct http_response *res, int status, const char *conten
 	http_response_take(res, copy ? status : 500, content_type, copy, copy ? len : 0);
 }
 
+void http_response_stream(struct http_response *res, int status, const char *content_type,
+			  ssize_t (*read)(void *ctx, char *buf, size_t max),
+			  void (*free_ctx)(void *ctx), void *ctx)
+{
+	free(res->body);
+	res->body = NULL;
+	res->len = 0;
+	res->status = status;
+	res->content_type = content_type;
+	res->stream_read = read;
+	res->stream_free = free_ctx;
+	res->stream_ctx = ctx;
+}
+
+struct stream_glue {
+	ssize_t (*read)(void *ctx, char *buf, size_t max);
+	void (*free_ctx)(void *ctx);
+	void *ctx;
+};
+
+static ssize_t stream_cb(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct stream_glue *g = cls;
+	ssize_t n = g->read(g->ctx, buf, max);
+	if (n == 0)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	return n < 0 ? MHD_CONTENT_READER_END_WITH_ERROR : n;
+}
+
+static void stream_free_cb(void *cls)
+{
+	struct stream_glue *g = cls;
+	if (g->free_ctx)
+		g->free_ctx(g->ctx);
+	free(g);
+}
+
 void http_response_header(struct http_response *res, const char *name, const char *fmt, ...)
 {
 	if (res->n_headers == HTTP_MAX_HEADERS)
@@ -72,13 +109,30 @@ void http_response_header(struct http_response *res, const char *name, const cha
 /* The one place that creates, queues and destroys an MHD response. */
 static enum MHD_Result respond(struct MHD_Connection *conn, struct http_response *res)
 {
-	struct MHD_Response *r = MHD_create_response_from_buffer(
-		res->len, res->body ? res->body : (char *)"", MHD_RESPMEM_MUST_FREE);
-	if (r == NULL) {
-		free(res->body);
-		return MHD_NO;
+	struct MHD_Response *r;
+	if (res->stream_read) {
+		struct stream_glue *g = malloc(sizeof(*g));
+		if (g == NULL) {
+			if (res->stream_free)
+				res->stream_free(res->stream_ctx);
+			return MHD_NO;
+		}
+		*g = (struct stream_glue){res->stream_read, res->stream_free, res->stream_ctx};
+		r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_cb, g,
+						      stream_free_cb);
+		if (r == NULL) {
+			stream_free_cb(g);
+			return MHD_NO;
+		}
+	} else {
+		r = MHD_create_response_from_buffer(res->len, res->body ? res->body : (char *)"",
+						    MHD_RESPMEM_MUST_FREE);
+		if (r == NULL) {
+			free(res->body);
+			return MHD_NO;
+		}
+		res->body = NULL;
 	}
-	res->body = NULL;
 	if (res->content_type)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, res->content_type);
 	for (int i = 0; i < res->n_headers; i++)
@@ -101,6 +155,19 @@ static void client_ip(struct MHD_Connection *conn, char *out, size_t len)
 	else if (sa->sa_family == AF_INET6)
 		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
 			  (socklen_t)len);
+}
+
+/* Finds a query argument whose decoded value holds a NUL: lookups by name
+ * would see it cut short there ("a%00b" read as "a"). */
+static enum MHD_Result find_nul_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+				    size_t key_size, const char *value, size_t value_size)
+{
+	const char **found = cls;
+	if ((value && strlen(value) != value_size) || strlen(key) != key_size) {
+		*found = key;
+		return MHD_NO;
+	}
+	return MHD_YES;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -143,6 +210,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		.conn = conn,
 	};
 	client_ip(conn, req.client_ip, sizeof(req.client_ip));
+	const union MHD_ConnectionInfo *fdi =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	req.client_fd = fdi ? fdi->connect_fd : -1;
+	MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, find_nul_arg, &req.nul_arg);
 	struct http_response res = {.status = 500};
 	srv->handler(srv->ctx, &req, &res);
 	return respond(conn, &res);

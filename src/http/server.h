@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "util/err.h"
 
@@ -19,6 +20,8 @@ struct http_request {
 	size_t body_len;
 	bool body_too_large;  /* the body went past the limit and was dropped */
 	char client_ip[64];
+	int client_fd;        /* the connection's socket: to notice a client leaving */
+	const char *nul_arg;  /* a query argument whose value holds a NUL byte, or NULL */
 	int64_t start_us;
 	void *conn;           /* the MHD connection, for http_header/http_query */
 };
@@ -35,6 +38,14 @@ struct http_response {
 		char value[160];
 	} headers[HTTP_MAX_HEADERS];
 	int n_headers;
+	/* A streamed body instead of body/len: stream_read fills at most max
+	 * bytes of buf, blocking until it has some, and returns how many, 0 at
+	 * the end, or -1 to abort the connection. stream_free runs once when the
+	 * response is done or the client has gone, from the connection's
+	 * thread. */
+	ssize_t (*stream_read)(void *ctx, char *buf, size_t max);
+	void (*stream_free)(void *ctx);
+	void *stream_ctx;
 };
 
 /* The value of a request header or query argument, borrowed for the
@@ -45,6 +56,10 @@ const char *http_query(const struct http_request *req, const char *name);
 /* Sets a response; body is copied. */
 void http_response_set(struct http_response *res, int status, const char *content_type,
 		       const char *body, size_t len);
+/* Answers with a stream (see struct http_response); takes ctx. */
+void http_response_stream(struct http_response *res, int status, const char *content_type,
+			  ssize_t (*read)(void *ctx, char *buf, size_t max),
+			  void (*free_ctx)(void *ctx), void *ctx);
 /* Takes ownership of body (malloc'd). */
 void http_response_take(struct http_response *res, int status, const char *content_type,
 			char *body, size_t len);

@@ -36,10 +36,10 @@
 
 #include "agent/proto.h"
 #include "init/harden.h"
+#include "init/init.h"
 #include "util/cleanup.h"
 #include "util/util.h"
 
-#define AGENT_FD 3
 #define MAX_EXECS 64
 #define MAX_DRAIN 128
 #define CHUNK 65536
@@ -62,14 +62,14 @@ static struct exec execs[MAX_EXECS];
 static int drain_fds[MAX_DRAIN];
 static int n_drain;
 
-static void agent_send_or_die(const struct agent_msg *m)
+void init_send(const struct agent_msg *m)
 {
 	/* The daemon is gone or broken: nothing in here can go on without it. */
 	if (agent_msg_send(AGENT_FD, m) < 0)
 		_exit(1);
 }
 
-static void send_result(uint32_t req_id, int errnum, const char *stage, const char *message)
+void init_result(uint32_t req_id, int errnum, const char *stage, const char *message)
 {
 	struct agent_msg m;
 	agent_msg_init(&m, AGENT_RESULT, req_id);
@@ -78,7 +78,7 @@ static void send_result(uint32_t req_id, int errnum, const char *stage, const ch
 		agent_msg_put_str(&m, AGENT_T_STAGE, stage);
 	if (message)
 		agent_msg_put_str(&m, AGENT_T_MESSAGE, message);
-	agent_send_or_die(&m);
+	init_send(&m);
 	agent_msg_release(&m);
 }
 
@@ -117,11 +117,16 @@ static bool exec_pump(struct exec *e, int stream, int max_reads)
 			agent_msg_init(&m, AGENT_OUTPUT, e->req_id);
 			agent_msg_put_i64(&m, AGENT_T_STREAM, stream + 1);
 			agent_msg_put(&m, AGENT_T_DATA, buf, fwd);
-			agent_send_or_die(&m);
+			init_send(&m);
 			agent_msg_release(&m);
 		}
 	}
 	return true;
+}
+
+static int64_t ts_ns(struct timespec t)
+{
+	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
 /* nftw() has no context argument; init is single-threaded. */
@@ -135,9 +140,8 @@ static int walk_visit(const char *path, const struct stat *st, int type, struct 
 	(void)ftw;
 	if (type != FTW_F && type != FTW_SL)
 		return 0;
-	int64_t ct = (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
-	int64_t mt = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
-	if (ct < walk_since_ns && mt < walk_since_ns)
+	/* ctime only: a program can set mtime to anything, not ctime. */
+	if (ts_ns(st->st_ctim) < walk_since_ns)
 		return 0;
 	if (strlen(path) <= walk_prefix_len)
 		return 0;
@@ -176,7 +180,7 @@ static void exec_finish(struct exec *e, int status, const struct rusage *ru)
 		/* No FTW_MOUNT: overlayfs reports the upper layer's device for files. */
 		nftw(e->watch, walk_visit, 16, FTW_PHYS);
 	}
-	agent_send_or_die(&m);
+	init_send(&m);
 	agent_msg_release(&m);
 	/* Processes the exec left running may still hold the pipes: keep reading
 	 * (and dropping) so that they never die of SIGPIPE. */
@@ -184,6 +188,54 @@ static void exec_finish(struct exec *e, int status, const struct rusage *ru)
 		drain_add(e->out[s]);
 	free(e->watch);
 	memset(e, 0, sizeof(*e));
+}
+
+/* The time from which file changes count as an execution's.
+ *
+ * File timestamps come from the kernel's coarse clock (one tick, 4 ms
+ * here), so a file changed just before an execution can carry the same
+ * time as its start, and a fine-grained start can be later than a change
+ * made just after it. Kernels with multigrain timestamps (6.13 on) settle
+ * it: changing a file whose ctime was read within the same tick gives it a
+ * fine-grained ctime, and every timestamp handed out afterwards, coarse or
+ * not, is at least that one. So: change a private memfd twice, reading it
+ * between, and start from its new ctime. Where the kernel has no multigrain timestamps (its ctime does
+ * not move past the coarse clock), the coarse clock is the start, and a
+ * file changed in the same tick just before an execution may be listed. */
+static int clock_fd = -1;
+static bool clock_fine;
+
+static int64_t change_clock_now(void)
+{
+	struct timespec coarse;
+	clock_gettime(CLOCK_REALTIME_COARSE, &coarse);
+	if (clock_fd < 0)
+		return ts_ns(coarse);
+	/* The first change sets the coarse time; once that is read, the
+	 * second cannot move past it on the coarse clock and takes a
+	 * fine-grained time, which raises the floor for every later change. */
+	struct stat st;
+	static char flip;
+	flip ^= 1;
+	if (pwrite(clock_fd, &flip, 1, 0) != 1 || fstat(clock_fd, &st) < 0 ||
+	    pwrite(clock_fd, &flip, 1, 0) != 1 || fstat(clock_fd, &st) < 0)
+		return ts_ns(coarse);
+	int64_t c = ts_ns(st.st_ctim);
+	return clock_fine && c > ts_ns(coarse) ? c : ts_ns(coarse);
+}
+
+static void change_clock_init(void)
+{
+	clock_fd = memfd_create("bunker-clock", MFD_CLOEXEC);
+	if (clock_fd < 0)
+		return;
+	/* Fine-grained when a change lands past the coarse clock. */
+	for (int i = 0; i < 3 && !clock_fine; i++) {
+		struct timespec coarse;
+		clock_gettime(CLOCK_REALTIME_COARSE, &coarse);
+		clock_fine = true;
+		clock_fine = change_clock_now() > ts_ns(coarse);
+	}
 }
 
 struct child_fail {
@@ -258,7 +310,7 @@ static void handle_exec(const struct agent_msg *req)
 	_cleanup_free_ char *strs = malloc(req->len + 256);
 	char *sp = strs;
 	if (strs == NULL) {
-		send_result(req->req_id, ENOMEM, "setup", "out of memory");
+		init_result(req->req_id, ENOMEM, "setup", "out of memory");
 		return;
 	}
 	while (agent_msg_next(req, &off, &f)) {
@@ -286,12 +338,12 @@ static void handle_exec(const struct agent_msg *req)
 	argv[argc] = NULL;
 	envp[envc] = NULL;
 	if (argc == 0) {
-		send_result(req->req_id, EINVAL, "setup", "no argv");
+		init_result(req->req_id, EINVAL, "setup", "no argv");
 		return;
 	}
 	struct exec *e = exec_slot();
 	if (e == NULL) {
-		send_result(req->req_id, EAGAIN, "setup", "too many executions at once");
+		init_result(req->req_id, EAGAIN, "setup", "too many executions at once");
 		return;
 	}
 	uid_t uid = (uid_t)agent_msg_get_i64(req, AGENT_T_UID, 1000);
@@ -303,7 +355,7 @@ static void handle_exec(const struct agent_msg *req)
 		in_fd = memfd_create("stdin", MFD_CLOEXEC);
 		if (in_fd < 0 || write_full(in_fd, fin.data, fin.len) < 0 ||
 		    lseek(in_fd, 0, SEEK_SET) < 0) {
-			send_result(req->req_id, errno, "stdin", "cannot prepare stdin");
+			init_result(req->req_id, errno, "stdin", "cannot prepare stdin");
 			return;
 		}
 	} else {
@@ -311,22 +363,20 @@ static void handle_exec(const struct agent_msg *req)
 	}
 	int po[2], pe[2], pf[2];
 	if (pipe2(po, O_CLOEXEC) < 0) {
-		send_result(req->req_id, errno, "pipe", "cannot create pipe");
+		init_result(req->req_id, errno, "pipe", "cannot create pipe");
 		return;
 	}
 	if (pipe2(pe, O_CLOEXEC) < 0) {
-		send_result(req->req_id, errno, "pipe", "cannot create pipe");
+		init_result(req->req_id, errno, "pipe", "cannot create pipe");
 		close(po[0]), close(po[1]);
 		return;
 	}
 	if (pipe2(pf, O_CLOEXEC) < 0) {
-		send_result(req->req_id, errno, "pipe", "cannot create pipe");
+		init_result(req->req_id, errno, "pipe", "cannot create pipe");
 		close(po[0]), close(po[1]), close(pe[0]), close(pe[1]);
 		return;
 	}
-	struct timespec coarse;
-	clock_gettime(CLOCK_REALTIME_COARSE, &coarse);
-	int64_t start_ns = (int64_t)coarse.tv_sec * 1000000000 + coarse.tv_nsec;
+	int64_t start_ns = change_clock_now();
 	int64_t start_us = mono_us();
 	pid_t pid = fork();
 	if (pid == 0) {
@@ -337,7 +387,7 @@ static void handle_exec(const struct agent_msg *req)
 	close(po[1]), close(pe[1]), close(pf[1]);
 	if (pid < 0) {
 		close(po[0]), close(pe[0]), close(pf[0]);
-		send_result(req->req_id, fork_errno, "fork", "cannot fork");
+		init_result(req->req_id, fork_errno, "fork", "cannot fork");
 		return;
 	}
 	struct child_fail cf;
@@ -349,7 +399,7 @@ static void handle_exec(const struct agent_msg *req)
 		char msg[128];
 		snprintf(msg, sizeof(msg), "cannot start: %s failed: %s", cf.stage,
 			 strerror(cf.errnum));
-		send_result(req->req_id, cf.errnum, cf.stage, msg);
+		init_result(req->req_id, cf.errnum, cf.stage, msg);
 		return;
 	}
 	fcntl(po[0], F_SETFL, O_NONBLOCK);
@@ -369,83 +419,8 @@ static void handle_exec(const struct agent_msg *req)
 	struct agent_msg m;
 	agent_msg_init(&m, AGENT_EXEC_STARTED, req->req_id);
 	agent_msg_put_i64(&m, AGENT_T_PID, pid);
-	agent_send_or_die(&m);
+	init_send(&m);
 	agent_msg_release(&m);
-}
-
-/* Opens (for O_PATH lookups) or creates beneath /workspace as the session's
- * user: the kernel refuses any resolution that leaves it (RESOLVE_BENEATH),
- * so no symlink, `..` or race can take a write outside. */
-static int ws_openat(int ws, const char *path, int flags, mode_t mode)
-{
-	struct open_how how = {
-		.flags = (uint64_t)flags | O_CLOEXEC,
-		.mode = (flags & O_CREAT) ? mode : 0,
-		.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
-	};
-	return (int)syscall(SYS_openat2, ws, path, &how, sizeof(how));
-}
-
-static int write_file_beneath(const char *rel, const uint8_t *data, size_t len, mode_t mode)
-{
-	_cleanup_close_ int ws = open(AGENT_WORKSPACE, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (ws < 0)
-		return -errno;
-	/* Parents first: each is opened beneath the workspace before the next
-	 * component is created inside it. */
-	char prefix[4096];
-	size_t n = strlen(rel);
-	if (n >= sizeof(prefix))
-		return -ENAMETOOLONG;
-	for (size_t i = 0; i < n; i++) {
-		if (rel[i] != '/')
-			continue;
-		memcpy(prefix, rel, i);
-		prefix[i] = '\0';
-		const char *slash = strrchr(prefix, '/');
-		const char *name = slash ? slash + 1 : prefix;
-		_cleanup_close_ int parent = -1;
-		if (slash) {
-			char up[4096];
-			memcpy(up, prefix, (size_t)(slash - prefix));
-			up[slash - prefix] = '\0';
-			parent = ws_openat(ws, up, O_PATH | O_DIRECTORY, 0);
-			if (parent < 0)
-				return -errno;
-		}
-		if (mkdirat(parent >= 0 ? parent : ws, name, 0755) < 0 && errno != EEXIST)
-			return -errno;
-	}
-	_cleanup_close_ int fd = ws_openat(ws, rel, O_WRONLY | O_CREAT | O_TRUNC, mode);
-	if (fd < 0)
-		return -errno;
-	if (write_full(fd, data, len) < 0)
-		return -errno;
-	return 0;
-}
-
-static void handle_write_file(const struct agent_msg *req)
-{
-	struct agent_field fp, fd;
-	if (!agent_msg_find(req, AGENT_T_PATH, &fp) || !agent_msg_find(req, AGENT_T_DATA, &fd) ||
-	    fp.len == 0 || fp.len >= 4096) {
-		send_result(req->req_id, EINVAL, "write", "path and data are required");
-		return;
-	}
-	char path[4096];
-	memcpy(path, fp.data, fp.len);
-	path[fp.len] = '\0';
-	uid_t uid = (uid_t)agent_msg_get_i64(req, AGENT_T_UID, 1000);
-	gid_t gid = (gid_t)agent_msg_get_i64(req, AGENT_T_GID, 1000);
-	mode_t mode = (mode_t)agent_msg_get_i64(req, AGENT_T_MODE, 0644);
-	/* With a non-zero fsuid the kernel drops the file-system capabilities,
-	 * so the write is checked exactly as the user's own would be. */
-	setfsgid(gid);
-	setfsuid(uid);
-	int r = write_file_beneath(path, fd.data, fd.len, mode);
-	setfsuid(0);
-	setfsgid(0);
-	send_result(req->req_id, r < 0 ? -r : 0, "write", r < 0 ? strerror(-r) : NULL);
 }
 
 static void handle_kill(const struct agent_msg *req)
@@ -453,12 +428,13 @@ static void handle_kill(const struct agent_msg *req)
 	pid_t pid = (pid_t)agent_msg_get_i64(req, AGENT_T_PID, 0);
 	int r;
 	if (pid == 1) {
-		send_result(req->req_id, EPERM, "kill", "pid 1 is the sandbox's init");
+		init_result(req->req_id, EPERM, "kill", "pid 1 is the sandbox's init");
 		return;
 	}
 	/* kill(-1) from PID 1 reaches every other process of the namespace. */
-	r = kill(pid == 0 ? -1 : pid, SIGKILL);
-	send_result(req->req_id, r < 0 && !(pid == 0 && errno == ESRCH) ? errno : 0, "kill", NULL);
+	bool group = agent_msg_get_i64(req, AGENT_T_GROUP, 0) != 0;
+	r = kill(pid == 0 ? -1 : group ? -pid : pid, SIGKILL);
+	init_result(req->req_id, r < 0 && !(pid == 0 && errno == ESRCH) ? errno : 0, "kill", NULL);
 }
 
 /* One PROC field per process but PID 1, read from /proc. */
@@ -513,7 +489,7 @@ static void handle_ps(const struct agent_msg *req)
 			 n > 0 ? cmd : "");
 		agent_msg_put_str(&m, AGENT_T_PROC, entry);
 	}
-	agent_send_or_die(&m);
+	init_send(&m);
 	agent_msg_release(&m);
 }
 
@@ -577,11 +553,12 @@ int main(void)
 	fcntl(AGENT_FD, F_SETFD, FD_CLOEXEC);
 	if (harden_init() < 0)
 		return 1;
+	change_clock_init();
 
 	struct agent_msg hello;
 	agent_msg_init(&hello, AGENT_HELLO, 0);
 	agent_msg_put_i64(&hello, AGENT_T_VERSION, AGENT_PROTO_VERSION);
-	agent_send_or_die(&hello);
+	init_send(&hello);
 	agent_msg_release(&hello);
 
 	for (;;) {
@@ -648,7 +625,19 @@ int main(void)
 				handle_exec(&req);
 				break;
 			case AGENT_WRITE_FILE:
-				handle_write_file(&req);
+				files_write(&req);
+				break;
+			case AGENT_READ_FILE:
+				files_read(&req);
+				break;
+			case AGENT_LIST:
+				files_list(&req);
+				break;
+			case AGENT_DELETE:
+				files_delete(&req);
+				break;
+			case AGENT_STAT:
+				files_stat(&req);
 				break;
 			case AGENT_KILL:
 				handle_kill(&req);
@@ -657,7 +646,7 @@ int main(void)
 				handle_ps(&req);
 				break;
 			default:
-				send_result(req.req_id, ENOSYS, "dispatch", "unknown request");
+				init_result(req.req_id, ENOSYS, "dispatch", "unknown request");
 			}
 			agent_msg_release(&req);
 		}

@@ -162,6 +162,44 @@ static int setup_v1(const struct sbx_config *cfg, const char *id, const struct s
 	return 0;
 }
 
+int sbx_cgroup_parent_setup(const struct sbx_config *cfg, int64_t memory_bytes,
+			    struct bk_err *err)
+{
+	char p[512], v[64];
+	snprintf(v, sizeof(v), "%lld", (long long)memory_bytes);
+	if (cfg->cgroup_mode == SBX_CGROUP_V2) {
+		if (write_file_str(CGROUP_ROOT "/cgroup.subtree_control", "+memory +cpu +pids",
+				   err) < 0)
+			return -1;
+		cg_path(cfg, NULL, NULL, NULL, p, sizeof(p));
+		if (cg_mkdir(p, err) < 0 ||
+		    cg_write(cfg, NULL, NULL, "cgroup.subtree_control", "+memory +cpu +pids",
+			     err) < 0)
+			return -1;
+		return cg_write(cfg, NULL, NULL, "memory.max", v, err);
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(v1_controllers); i++) {
+		cg_path(cfg, v1_controllers[i], NULL, NULL, p, sizeof(p));
+		if (cg_mkdir(p, err) < 0)
+			return -1;
+	}
+	return cg_write(cfg, "memory", NULL, "memory.limit_in_bytes", v, err);
+}
+
+void sbx_cgroup_parent_remove(const struct sbx_config *cfg)
+{
+	char p[512];
+	if (cfg->cgroup_mode == SBX_CGROUP_V2) {
+		cg_path(cfg, NULL, NULL, NULL, p, sizeof(p));
+		rmdir(p);
+		return;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(v1_controllers); i++) {
+		cg_path(cfg, v1_controllers[i], NULL, NULL, p, sizeof(p));
+		rmdir(p);
+	}
+}
+
 int sbx_cgroup_set_limits(const struct sbx_config *cfg, const char *id,
 			  const struct sbx_limits *limits, struct bk_err *err)
 {
@@ -307,4 +345,33 @@ int64_t sbx_process_count(const struct sbx_config *cfg, const char *id)
 	while (fscanf(f, "%d", &pid) == 1)
 		n++;
 	return n > 0 ? n - 1 : 0;
+}
+
+int sbx_cgroup_freeze(const struct sbx_config *cfg, const char *id, bool frozen,
+		      struct bk_err *err)
+{
+	char p[512], state[256];
+	const char *want;
+	if (cfg->cgroup_mode == SBX_CGROUP_V2) {
+		if (cg_write(cfg, NULL, id, "cgroup.freeze", frozen ? "1" : "0", err) < 0)
+			return -1;
+		cg_path(cfg, NULL, id, "cgroup.events", p, sizeof(p));
+		want = frozen ? "frozen 1" : "frozen 0";
+	} else {
+		if (cg_write(cfg, "freezer", id, "freezer.state", frozen ? "FROZEN" : "THAWED",
+			     err) < 0)
+			return -1;
+		cg_path(cfg, "freezer", id, "freezer.state", p, sizeof(p));
+		want = frozen ? "FROZEN" : "THAWED";
+	}
+	/* Freezing completes asynchronously: wait for the kernel to say so. */
+	for (int i = 0; i < 2000; i++) {
+		if (read_file_small(p, state, sizeof(state), err) < 0)
+			return -1;
+		if (strstr(state, want))
+			return 0;
+		struct timespec ts = {0, 500 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	return bk_err_kind(err, BK_E_INTERNAL, "cgroup of session %s did not reach '%s'", id, want);
 }

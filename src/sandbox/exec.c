@@ -69,6 +69,17 @@ static int exec_done(const struct agent_msg *m, struct sbx_exec_result *res)
 	return 0;
 }
 
+/* SIGKILLs the process group an execution leads. */
+static void kill_group(struct sbx *sbx, pid_t pid)
+{
+	struct agent_msg m;
+	agent_msg_init(&m, AGENT_KILL, 0);
+	agent_msg_put_i64(&m, AGENT_T_PID, pid);
+	agent_msg_put_i64(&m, AGENT_T_GROUP, 1);
+	agent_call_result(sbx->conn, &m, NULL, 0, NULL);
+	agent_msg_release(&m);
+}
+
 int sbx_exec(struct sbx *sbx, const struct sbx_exec_req *req, struct sbx_exec_result *res,
 	     struct bk_err *err)
 {
@@ -88,11 +99,28 @@ int sbx_exec(struct sbx *sbx, const struct sbx_exec_req *req, struct sbx_exec_re
 	if (r < 0)
 		return -1;
 	int rc = -1;
+	bool killed = false;
 	for (;;) {
 		struct agent_msg a;
-		r = agent_call_next(call, &a, -1);
+		r = agent_call_next(call, &a, req->cancelled ? 200 : -1);
+		if (r < 0 && req->cancelled) {
+			if (!killed && res->pid > 0 && req->cancelled(req->ctx)) {
+				kill_group(sbx, res->pid);
+				killed = true;
+			}
+			continue;
+		}
 		if (r <= 0) {
-			bk_err_kind(err, BK_E_INTERNAL, "the sandbox ended during the execution");
+			/* The memory cgroup's OOM killer can take PID 1 too (where
+			 * the host refuses to shield it): that is the limit, not a
+			 * failure of the service. */
+			if (sbx_cgroup_oom_kills(sbx->cfg, sbx->id) > oom_before)
+				bk_err_kind(err, BK_E_NO_MEMORY,
+					    "the session went over its memory limit (its files "
+					    "count toward it) and its processes were ended");
+			else
+				bk_err_kind(err, BK_E_INTERNAL,
+					    "the sandbox ended during the execution");
 			break;
 		}
 		if (a.type == AGENT_EXEC_STARTED) {
@@ -129,6 +157,13 @@ int sbx_exec(struct sbx *sbx, const struct sbx_exec_req *req, struct sbx_exec_re
 			else if (strcmp(stage, "chdir") == 0 && e == EACCES)
 				bk_err_kind(err, BK_E_INVALID,
 					    "working directory '%s' is not accessible", req->cwd);
+			else if (strcmp(stage, "exec") == 0 && e == E2BIG)
+				bk_err_kind(err, BK_E_INVALID,
+					    "command and env are too large for the kernel to run");
+			else if (e == EAGAIN && strcmp(stage, "fork") == 0)
+				bk_err_kind(err, BK_E_LIMIT,
+					    "the session has reached its process limit: end some "
+					    "of its processes (POST /execution/kill)");
 			else if (e == EAGAIN)
 				bk_err_kind(err, BK_E_LIMIT, "too many executions running at once");
 			else {
@@ -146,31 +181,17 @@ int sbx_exec(struct sbx *sbx, const struct sbx_exec_req *req, struct sbx_exec_re
 	return rc;
 }
 
-int sbx_write_file(struct sbx *sbx, const char *path, const void *data, size_t len,
-		   struct bk_err *err)
+/* The error of a file operation that init answered with errno e. */
+static int file_errno(int e, const char *path, struct bk_err *err)
 {
-	struct agent_msg m;
-	agent_msg_init(&m, AGENT_WRITE_FILE, 0);
-	if (agent_msg_put_str(&m, AGENT_T_PATH, path) < 0 ||
-	    agent_msg_put(&m, AGENT_T_DATA, data, len) < 0 ||
-	    agent_msg_put_i64(&m, AGENT_T_MODE, 0644) < 0 ||
-	    agent_msg_put_i64(&m, AGENT_T_UID, SBX_USER_UID) < 0 ||
-	    agent_msg_put_i64(&m, AGENT_T_GID, SBX_USER_GID) < 0) {
-		int e = errno;
-		agent_msg_release(&m);
-		return e == EMSGSIZE ? bk_err_kind(err, BK_E_TOO_LARGE, "file '%s' is too large", path)
-				     : bk_err_set(err, e, "cannot build write request");
-	}
-	int e = agent_call_result(sbx->conn, &m, NULL, 0, err);
-	agent_msg_release(&m);
 	switch (e) {
-	case -1:
-		return -1;
 	case 0:
 		return 0;
 	case EXDEV:
 	case ELOOP:
 		return bk_err_kind(err, BK_E_INVALID, "path '%s' leaves the workspace", path);
+	case ENOENT:
+		return bk_err_kind(err, BK_E_FILE_NOT_FOUND, "no file '%s' in the workspace", path);
 	case ENOSPC:
 	case EDQUOT:
 		return bk_err_kind(err, BK_E_NO_SPACE, "disk full writing '%s'", path);
@@ -178,15 +199,161 @@ int sbx_write_file(struct sbx *sbx, const char *path, const void *data, size_t l
 		return bk_err_kind(err, BK_E_INVALID, "path '%s' is a directory", path);
 	case ENOTDIR:
 	case EEXIST:
-		return bk_err_kind(err, BK_E_INVALID, "a parent of '%s' is not a directory", path);
+		return bk_err_kind(err, BK_E_INVALID, "a part of '%s' is not a directory", path);
+	case ENOTEMPTY:
+		return bk_err_kind(err, BK_E_CONFLICT,
+				   "directory '%s' is not empty (set recursive to delete it)", path);
 	case EACCES:
 	case EPERM:
-		return bk_err_kind(err, BK_E_INVALID, "permission denied writing '%s'", path);
+		return bk_err_kind(err, BK_E_INVALID, "permission denied on '%s'", path);
 	case ENAMETOOLONG:
 		return bk_err_kind(err, BK_E_INVALID, "path '%s' is too long", path);
+	case EFBIG:
+		return bk_err_kind(err, BK_E_TOO_LARGE, "file '%s' is larger than allowed", path);
+	case EINVAL:
+		return bk_err_kind(err, BK_E_INVALID, "'%s' is not a regular file or directory",
+				   path);
 	default:
-		return bk_err_set(err, e, "cannot write '%s'", path);
+		return bk_err_set(err, e, "cannot access '%s'", path);
 	}
+}
+
+/* A file request: PATH, the user's ids, then what put() adds. */
+static void file_request(struct agent_msg *m, uint16_t type, const char *path)
+{
+	agent_msg_init(m, type, 0);
+	agent_msg_put_str(m, AGENT_T_PATH, path);
+	agent_msg_put_i64(m, AGENT_T_UID, SBX_USER_UID);
+	agent_msg_put_i64(m, AGENT_T_GID, SBX_USER_GID);
+}
+
+/* Sends m and waits for its RESULT (kept in *ans when ans is not NULL). */
+static int file_call(struct sbx *sbx, struct agent_msg *m, const char *path,
+		     struct agent_msg *ans, struct bk_err *err)
+{
+	struct agent_call *call;
+	int r = agent_call_begin(sbx->conn, m, &call, err);
+	agent_msg_release(m);
+	if (r < 0)
+		return -1;
+	struct agent_msg a;
+	r = agent_call_next(call, &a, -1);
+	agent_call_end(call);
+	if (r <= 0)
+		return bk_err_kind(err, BK_E_INTERNAL, "the sandbox's init went away");
+	int e = (int)agent_msg_get_i64(&a, AGENT_T_ERRNO, EPROTO);
+	if (e != 0 || ans == NULL)
+		agent_msg_release(&a);
+	else
+		*ans = a;
+	return file_errno(e, path, err);
+}
+
+int sbx_write_file(struct sbx *sbx, const char *path, const void *data, size_t len,
+		   struct bk_err *err)
+{
+	struct agent_msg m;
+	file_request(&m, AGENT_WRITE_FILE, path);
+	if (agent_msg_put(&m, AGENT_T_DATA, data, len) < 0 ||
+	    agent_msg_put_i64(&m, AGENT_T_MODE, 0644) < 0) {
+		int e = errno;
+		agent_msg_release(&m);
+		return e == EMSGSIZE ? bk_err_kind(err, BK_E_TOO_LARGE, "file '%s' is too large", path)
+				     : bk_err_set(err, e, "cannot build write request");
+	}
+	return file_call(sbx, &m, path, NULL, err);
+}
+
+int sbx_read_file(struct sbx *sbx, const char *path, size_t max, char **data, size_t *len,
+		  struct bk_err *err)
+{
+	struct agent_msg m, a;
+	file_request(&m, AGENT_READ_FILE, path);
+	agent_msg_put_i64(&m, AGENT_T_MAX, (int64_t)max);
+	if (file_call(sbx, &m, path, &a, err) < 0)
+		return -1;
+	struct agent_field f = {0};
+	agent_msg_find(&a, AGENT_T_DATA, &f);
+	*data = malloc(f.len + 1);
+	if (*data == NULL) {
+		agent_msg_release(&a);
+		return bk_err_set(err, ENOMEM, "cannot read '%s'", path);
+	}
+	if (f.len)
+		memcpy(*data, f.data, f.len);
+	(*data)[f.len] = '\0';
+	*len = f.len;
+	agent_msg_release(&a);
+	return 0;
+}
+
+int sbx_list(struct sbx *sbx, const char *path, bool recursive, struct sbx_entry **out,
+	     size_t *n, struct bk_err *err)
+{
+	struct agent_msg m, a;
+	file_request(&m, AGENT_LIST, path);
+	agent_msg_put_i64(&m, AGENT_T_RECURSIVE, recursive);
+	if (file_call(sbx, &m, *path ? path : ".", &a, err) < 0)
+		return -1;
+	size_t off = 0, count = 0;
+	struct agent_field f;
+	while (agent_msg_next(&a, &off, &f))
+		count += f.tag == AGENT_T_ENTRY;
+	struct sbx_entry *es = calloc(count + 1, sizeof(*es));
+	if (es == NULL) {
+		agent_msg_release(&a);
+		return bk_err_set(err, ENOMEM, "cannot list '%s'", path);
+	}
+	off = 0;
+	*n = 0;
+	while (agent_msg_next(&a, &off, &f)) {
+		if (f.tag != AGENT_T_ENTRY)
+			continue;
+		char line[4200];
+		snprintf(line, sizeof(line), "%.*s", (int)f.len, f.data);
+		char *t1 = strchr(line, '\t');
+		char *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
+		char *t3 = t2 ? strchr(t2 + 1, '\t') : NULL;
+		if (t3 == NULL)
+			continue;
+		struct sbx_entry *e = &es[*n];
+		e->path = strdup(t3 + 1);
+		if (e->path == NULL)
+			break;
+		e->is_dir = line[0] == 'd';
+		e->size = strtoll(t1 + 1, NULL, 10);
+		e->mtime_ms = strtoll(t2 + 1, NULL, 10);
+		(*n)++;
+	}
+	agent_msg_release(&a);
+	*out = es;
+	return 0;
+}
+
+int sbx_stat(struct sbx *sbx, const char *path, mode_t *mode, struct bk_err *err)
+{
+	struct agent_msg m, a;
+	file_request(&m, AGENT_STAT, path);
+	if (file_call(sbx, &m, *path ? path : ".", &a, err) < 0)
+		return -1;
+	*mode = (mode_t)agent_msg_get_i64(&a, AGENT_T_MODE, 0);
+	agent_msg_release(&a);
+	return 0;
+}
+
+void sbx_entries_free(struct sbx_entry *es, size_t n)
+{
+	for (size_t i = 0; es && i < n; i++)
+		free(es[i].path);
+	free(es);
+}
+
+int sbx_delete(struct sbx *sbx, const char *path, bool recursive, struct bk_err *err)
+{
+	struct agent_msg m;
+	file_request(&m, AGENT_DELETE, path);
+	agent_msg_put_i64(&m, AGENT_T_RECURSIVE, recursive);
+	return file_call(sbx, &m, path, NULL, err);
 }
 
 int sbx_kill(struct sbx *sbx, pid_t pid, struct bk_err *err)

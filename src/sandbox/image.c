@@ -23,7 +23,7 @@
 #include "sandbox/sandbox_int.h"
 #include "util/cleanup.h"
 
-#define IMAGE_FORMAT 1
+#define IMAGE_FORMAT 2
 
 static int copy_file(const char *src, const char *dst, mode_t mode, struct bk_err *err)
 {
@@ -138,10 +138,15 @@ static int image_build(const char *dir, const char *bun_real, struct bk_err *err
 
 	char etc[PATH_MAX];
 	snprintf(etc, sizeof(etc), "%s/etc", dir);
+	/* Of /etc/ssl only the public part: never a host's private keys. */
+	snprintf(p, sizeof(p), "%s/ssl", etc);
+	if (mkdir(p, 0755) < 0 && errno != EEXIST)
+		return bk_err_set(err, errno, "cannot create '%s'", p);
 	static const char *const from_host[] = {
 		"alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime",
-		"bash.bashrc", "profile", "inputrc", "python3", "python3.11", "ssl",
-		"ca-certificates", "mime.types", "os-release", "debian_version", "timezone",
+		"bash.bashrc", "profile", "inputrc", "python3", "python3.11", "ssl/certs",
+		"ssl/openssl.cnf", "ca-certificates", "mime.types", "os-release", "debian_version",
+		"timezone",
 		"environment", "login.defs", "shells"};
 	for (size_t i = 0; i < ARRAY_SIZE(from_host); i++) {
 		char s[PATH_MAX], t[PATH_MAX];

@@ -67,34 +67,96 @@ int sbx_disk_resize(const struct sbx_paths *p, int disk_mb, struct bk_err *err)
 	return 0;
 }
 
-int sbx_disk_prepare(const struct sbx_paths *p, int slot, int disk_mb, struct bk_err *err)
+static int disk_mount(const struct sbx_paths *p, int disk_mb, struct bk_err *err)
 {
 	if (mkdir_p(p->disk, 0700, err) < 0 || mkdir_p(p->root, 0755, err) < 0)
 		return -1;
-	if (sbx_is_mountpoint(p->disk))
-		return 0; /* kept from an earlier sandbox or daemon run */
 	char opts[128];
-	uid_t root = SBX_ID_BASE + (uid_t)slot * SBX_ID_RANGE;
 	disk_opts(disk_mb, opts, sizeof(opts));
 	if (mount("bunker-disk", p->disk, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
 		return bk_err_set(err, errno, "cannot mount session disk on '%s'", p->disk);
-	char path[700];
-	uid_t user = root + SBX_USER_UID;
-	gid_t group = root + SBX_USER_GID;
-	if (mkdir_owned(p->upper, 0755, root, root, err) < 0 ||
-	    mkdir_owned(p->work, 0700, 0, 0, err) < 0)
+	return 0;
+}
+
+int sbx_disk_create_empty(const struct sbx_config *cfg, const char *id, int disk_mb,
+			  struct bk_err *err)
+{
+	struct sbx_paths p;
+	sbx_paths_init(&p, cfg, id);
+	if (sbx_is_mountpoint(p.disk))
+		return bk_err_kind(err, BK_E_INTERNAL, "session %s already has a disk", id);
+	if (disk_mount(&p, disk_mb, err) < 0)
 		return -1;
-	snprintf(path, sizeof(path), "%s" AGENT_WORKSPACE, p->upper);
-	if (mkdir_owned(path, 0755, user, group, err) < 0)
+	if (mkdir(p.upper, 0755) < 0 || mkdir(p.work, 0700) < 0) {
+		int e = errno;
+		umount2(p.disk, MNT_DETACH);
+		return bk_err_set(err, e, "cannot prepare disk of session %s", id);
+	}
+	return 0;
+}
+
+bool sbx_disk_exists(const struct sbx_config *cfg, const char *id)
+{
+	struct sbx_paths p;
+	sbx_paths_init(&p, cfg, id);
+	return sbx_is_mountpoint(p.disk);
+}
+
+void sbx_disk_layer(const struct sbx_config *cfg, const char *id, char *out, size_t len)
+{
+	struct sbx_paths p;
+	sbx_paths_init(&p, cfg, id);
+	snprintf(out, len, "%s", p.upper);
+}
+
+int sbx_disk_release(const struct sbx_config *cfg, const char *id, struct bk_err *err)
+{
+	struct sbx_paths p;
+	sbx_paths_init(&p, cfg, id);
+	return sbx_disk_destroy(&p, err);
+}
+
+/* Creates what a session's layer needs and lacks: its root, /workspace,
+ * /tmp and the user's home, owned by the session's ids. What exists (a
+ * restored or kept layer) is left as it is. */
+static int layer_ensure(const struct sbx_paths *p, int slot, struct bk_err *err)
+{
+	static const struct {
+		const char *path;
+		mode_t mode;
+		bool user;
+	} dirs[] = {
+		{"", 0755, false},
+		{SBX_WORKSPACE, 0755, true},
+		{"/tmp", 01777, false},
+		{"/home", 0755, false},
+		{"/home/user", 0755, true},
+	};
+	uid_t root = SBX_ID_BASE + (uid_t)slot * SBX_ID_RANGE;
+	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
+		char path[700];
+		snprintf(path, sizeof(path), "%s%s", p->upper, dirs[i].path);
+		if (access(path, F_OK) == 0)
+			continue;
+		uid_t uid = dirs[i].user ? root + SBX_USER_UID : root;
+		gid_t gid = dirs[i].user ? root + SBX_USER_GID : root;
+		if (mkdir_owned(path, dirs[i].mode, uid, gid, err) < 0)
+			return -1;
+	}
+	if (mkdir(p->work, 0700) < 0 && errno != EEXIST)
+		return bk_err_set(err, errno, "cannot create '%s'", p->work);
+	return 0;
+}
+
+int sbx_disk_prepare(const struct sbx_paths *p, int slot, int disk_mb, struct bk_err *err)
+{
+	if (mkdir_p(p->root, 0755, err) < 0)
 		return -1;
-	snprintf(path, sizeof(path), "%s/tmp", p->upper);
-	if (mkdir_owned(path, 01777, root, root, err) < 0)
+	/* A disk kept from an earlier sandbox or daemon run, or restored from
+	 * a snapshot, is used as it is. */
+	if (!sbx_is_mountpoint(p->disk) && disk_mount(p, disk_mb, err) < 0)
 		return -1;
-	snprintf(path, sizeof(path), "%s/home", p->upper);
-	if (mkdir_owned(path, 0755, root, root, err) < 0)
-		return -1;
-	snprintf(path, sizeof(path), "%s/home/user", p->upper);
-	return mkdir_owned(path, 0755, user, group, err);
+	return layer_ensure(p, slot, err);
 }
 
 int sbx_rootfs_mount(const struct sbx_config *cfg, const struct sbx_paths *p, struct bk_err *err)

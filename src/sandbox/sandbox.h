@@ -77,12 +77,25 @@ void sbx_terminate(struct sbx *sbx);
  * its old name and should be stopped. */
 int sbx_adopt(struct sbx *sbx, const char *id, const struct sbx_limits *limits,
 	      struct bk_err *err);
+/* Freezes every process of the sandbox (memory kept, no CPU), or thaws it. */
+int sbx_freeze(struct sbx *sbx, bool frozen, struct bk_err *err);
 /* The session id a sandbox currently belongs to. */
 const char *sbx_id(const struct sbx *sbx);
 int sbx_slot(const struct sbx *sbx);
 /* Ends every process of the sandbox, releases its cgroups and root mounts,
  * keeps its disk, and frees sbx. */
 void sbx_stop(struct sbx *sbx);
+/* A session's disk: a file system of its own under the run directory that
+ * holds the sandbox's writable layer. */
+bool sbx_disk_exists(const struct sbx_config *cfg, const char *id);
+/* The directory of the disk that a snapshot saves and restores. */
+void sbx_disk_layer(const struct sbx_config *cfg, const char *id, char *out, size_t len);
+/* Mounts an empty disk for a session whose layer a snapshot will fill. */
+int sbx_disk_create_empty(const struct sbx_config *cfg, const char *id, int disk_mb,
+			  struct bk_err *err);
+/* Unmounts a (stopped) session's disk and removes its directories: the
+ * files are gone unless saved. */
+int sbx_disk_release(const struct sbx_config *cfg, const char *id, struct bk_err *err);
 /* Removes a session's disk and every directory of it; the sandbox must be
  * stopped. */
 int sbx_purge(const struct sbx_config *cfg, const char *id, struct bk_err *err);
@@ -104,6 +117,9 @@ struct sbx_exec_req {
 	bool report_written;     /* list the workspace files the exec changed */
 	/* Called (from the calling thread) as output arrives; may be NULL. */
 	void (*on_output)(void *ctx, int stream, const char *data, size_t len);
+	/* Polled a few times a second when set: true kills the execution's
+	 * process group. */
+	bool (*cancelled)(void *ctx);
 	void *ctx;
 };
 
@@ -144,6 +160,34 @@ struct sbx_proc {
 /* The sandbox's processes but PID 1; *out is malloc'd (caller frees). */
 int sbx_ps(struct sbx *sbx, struct sbx_proc **out, size_t *n, struct bk_err *err);
 
+/* Reads a workspace file of at most max bytes (BK_E_TOO_LARGE beyond) as
+ * the session's user; *data is malloc'd and NUL-terminated. */
+int sbx_read_file(struct sbx *sbx, const char *path, size_t max, char **data, size_t *len,
+		  struct bk_err *err);
+
+struct sbx_entry {
+	char *path;        /* workspace-relative; owned */
+	int64_t size;
+	int64_t mtime_ms;
+	bool is_dir;
+};
+
+/* Lists a workspace directory ("" is the workspace), recursively or not;
+ * symlinks are listed, never followed. Free *out with sbx_entries_free(). */
+int sbx_list(struct sbx *sbx, const char *path, bool recursive, struct sbx_entry **out,
+	     size_t *n, struct bk_err *err);
+void sbx_entries_free(struct sbx_entry *es, size_t n);
+/* The mode of a workspace path as the session's user sees it. */
+int sbx_stat(struct sbx *sbx, const char *path, mode_t *mode, struct bk_err *err);
+/* Deletes a workspace file or directory; a non-empty directory needs
+ * recursive (BK_E_CONFLICT otherwise). */
+int sbx_delete(struct sbx *sbx, const char *path, bool recursive, struct bk_err *err);
+
+/* A TCP connection to 127.0.0.1:port inside the sandbox's network
+ * namespace, made from the calling thread. BK_E_UNAVAILABLE when nothing
+ * listens there. Returns the connected fd (blocking, CLOEXEC). */
+int sbx_dial(struct sbx *sbx, int port, int timeout_ms, struct bk_err *err);
+
 /* SIGKILLs pid inside the sandbox, or every process but PID 1 when pid is 0. */
 int sbx_kill(struct sbx *sbx, pid_t pid, struct bk_err *err);
 
@@ -157,9 +201,20 @@ int64_t sbx_process_count(const struct sbx_config *cfg, const char *id);
 int sbx_cgroup_detect(enum sbx_cgroup_mode *mode, struct bk_err *err);
 int sbx_cgroup_setup_parent(const struct sbx_config *cfg, const char *id,
 			    const struct sbx_limits *limits, pid_t pid, struct bk_err *err);
+/* Creates the cgroup that holds every session's and caps the memory of all
+ * sessions together at memory_bytes, so that however the per-session
+ * limits add up the host keeps the rest. */
+int sbx_cgroup_parent_setup(const struct sbx_config *cfg, int64_t memory_bytes,
+			    struct bk_err *err);
+/* Removes that cgroup when no session holds one in it any more. */
+void sbx_cgroup_parent_remove(const struct sbx_config *cfg);
 /* Writes the memory, CPU and pids limits of a session's cgroups. */
 int sbx_cgroup_set_limits(const struct sbx_config *cfg, const char *id,
 			  const struct sbx_limits *limits, struct bk_err *err);
+/* Freezes (or thaws) every process of a session and waits until the
+ * kernel has. */
+int sbx_cgroup_freeze(const struct sbx_config *cfg, const char *id, bool frozen,
+		      struct bk_err *err);
 /* Renames a session's cgroups (every v1 controller's, or v2's). */
 int sbx_cgroup_rename(const struct sbx_config *cfg, const char *from, const char *to,
 		      struct bk_err *err);

@@ -4,7 +4,8 @@
  * of what the child does before bunker-init runs, after nsjail's
  * containProc(). The daemon is multi-threaded, so the child, a clone of one
  * thread, uses nothing but system calls until it execs: every path it needs
- * is computed before the clone.
+ * is computed before the clone, and calls that glibc implements across
+ * threads (the set*id family) are made raw.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -78,7 +79,10 @@ static _Noreturn void spawn_child(int go_fd, int err_fd, int sock_fd, int init_f
 
 	/* 3. Become the namespace's root (the host sees the session's range). */
 	stage = "setuid";
-	if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+	/* Raw system calls: glibc's setresgid() would try to bring the
+	 * daemon's other threads along, which do not exist in this child, and
+	 * wait for them for ever. */
+	if (syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setresuid, 0, 0, 0) < 0)
 		child_fail(err_fd, stage);
 
 	/* 4. A cgroup namespace rooted at the session's own cgroup. */
@@ -256,6 +260,8 @@ void sbx_stop(struct sbx *s)
 {
 	if (s == NULL)
 		return;
+	/* A frozen process dies only once thawed. */
+	sbx_cgroup_freeze(s->cfg, s->id, false, NULL);
 	sbx_kill_and_reap(s);
 	agent_conn_close(s->conn);
 	struct bk_err err;
@@ -298,11 +304,26 @@ int sbx_config_init(struct sbx_config *cfg, const char *data_dir, const char *in
 {
 	memset(cfg, 0, sizeof(*cfg));
 	snprintf(cfg->hostname, sizeof(cfg->hostname), "bunker");
-	snprintf(cfg->cgroup_parent, sizeof(cfg->cgroup_parent), "bunker");
+	/* One daemon, one parent cgroup: "bunker" for the default data
+	 * directory, "bunker-<hash of the directory>" for any other, so that
+	 * two daemons on one host (tests, a second instance) never meet in
+	 * each other's cgroups. */
+	if (strcmp(data_dir, "/var/lib/bunker") == 0) {
+		snprintf(cfg->cgroup_parent, sizeof(cfg->cgroup_parent), "bunker");
+	} else {
+		uint32_t h = 2166136261u; /* FNV-1a */
+		for (const char *c = data_dir; *c; c++)
+			h = (h ^ (uint8_t)*c) * 16777619u;
+		snprintf(cfg->cgroup_parent, sizeof(cfg->cgroup_parent), "bunker-%08x", h);
+	}
 	snprintf(cfg->init_path, sizeof(cfg->init_path), "%s", init_path);
 	if (access(init_path, X_OK) < 0)
 		return bk_err_set(err, errno, "cannot run '%s'", init_path);
 	if (sbx_cgroup_detect(&cfg->cgroup_mode, err) < 0)
+		return -1;
+	/* Sessions together get at most 80% of the host's memory. */
+	int64_t total = (int64_t)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE);
+	if (sbx_cgroup_parent_setup(cfg, total / 5 * 4, err) < 0)
 		return -1;
 	snprintf(cfg->run_dir, sizeof(cfg->run_dir), "%s/run", data_dir);
 	if (mkdir_p(cfg->run_dir, 0700, err) < 0)
@@ -348,4 +369,9 @@ int sbx_adopt(struct sbx *s, const char *id, const struct sbx_limits *limits,
 		return -1;
 	}
 	return 0;
+}
+
+int sbx_freeze(struct sbx *s, bool frozen, struct bk_err *err)
+{
+	return sbx_cgroup_freeze(s->cfg, s->id, frozen, err);
 }

@@ -22,6 +22,7 @@ enum bk_err_kind {
 	BK_E_NO_SPACE,     /* 507 disk_full */
 	BK_E_NO_MEMORY,    /* 507 memory_limit_exceeded */
 	BK_E_UNAVAILABLE,  /* 503 */
+	BK_E_IDEMPOTENCY_REUSED, /* an Idempotency-Key sent again with another request: 422 */
 };
 
 struct bk_err {

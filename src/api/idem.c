@@ -1,0 +1,199 @@
+/* Idempotency-Key on creating requests (a route opts in with
+ * API_ROUTE_IDEMPOTENT).
+ *
+ * Same key, same request within 24 h: the first 2xx answer again, byte for
+ * byte, with Idempotent-Replayed: true, and the handler does not run. Same
+ * key, another request: 422 idempotency_key_reused. Same key while the
+ * first is still running: 409 conflict. Keys are scoped per API key. Only
+ * 2xx answers are kept (core/idem.c stores them, so they survive a
+ * restart); any other first answer leaves the key unused, to be tried
+ * again. Which requests are running is kept here, in memory: a request
+ * does not outlive the daemon.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api_int.h"
+#include "util/metrics.h"
+
+#define IDEM_KEY_MAX 255
+
+struct idem_flight {
+	char key_id[32];
+	char idem_key[IDEM_KEY_MAX + 1];
+	struct idem_flight *next;
+};
+
+struct api_idem {
+	pthread_mutex_t lock;
+	struct idem_flight *flying;
+};
+
+int api_idem_new(struct api_idem **out, struct bk_err *err)
+{
+	struct api_idem *idem = calloc(1, sizeof(*idem));
+	if (idem == NULL)
+		return bk_err_set(err, errno, "cannot set up idempotency");
+	pthread_mutex_init(&idem->lock, NULL);
+	*out = idem;
+	return 0;
+}
+
+void api_idem_free(struct api_idem *idem)
+{
+	if (idem == NULL)
+		return;
+	while (idem->flying) {
+		struct idem_flight *f = idem->flying;
+		idem->flying = f->next;
+		free(f);
+	}
+	pthread_mutex_destroy(&idem->lock);
+	free(idem);
+}
+
+/* Marks (key_id, idem_key) in flight: -1 with BK_E_CONFLICT when it already
+ * is. */
+static int flight_begin(struct api_idem *idem, const char *key_id, const char *idem_key,
+			struct bk_err *err)
+{
+	struct idem_flight *f = calloc(1, sizeof(*f));
+	if (f == NULL)
+		return bk_err_set(err, errno, "cannot track Idempotency-Key");
+	snprintf(f->key_id, sizeof(f->key_id), "%s", key_id);
+	snprintf(f->idem_key, sizeof(f->idem_key), "%s", idem_key);
+	pthread_mutex_lock(&idem->lock);
+	for (struct idem_flight *g = idem->flying; g; g = g->next) {
+		if (strcmp(g->key_id, key_id) == 0 && strcmp(g->idem_key, idem_key) == 0) {
+			pthread_mutex_unlock(&idem->lock);
+			free(f);
+			return bk_err_kind(err, BK_E_CONFLICT,
+					   "a request with Idempotency-Key '%s' is still in flight",
+					   idem_key);
+		}
+	}
+	f->next = idem->flying;
+	idem->flying = f;
+	pthread_mutex_unlock(&idem->lock);
+	return 0;
+}
+
+static void flight_end(struct api_idem *idem, const char *key_id, const char *idem_key)
+{
+	pthread_mutex_lock(&idem->lock);
+	for (struct idem_flight **pp = &idem->flying; *pp; pp = &(*pp)->next) {
+		struct idem_flight *f = *pp;
+		if (strcmp(f->key_id, key_id) == 0 && strcmp(f->idem_key, idem_key) == 0) {
+			*pp = f->next;
+			free(f);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&idem->lock);
+}
+
+void api_idem_request_hash(const char *method, const char *path, const char *body, size_t len,
+			   uint8_t out[32])
+{
+	crypto_generichash_state st;
+	crypto_generichash_init(&st, NULL, 0, 32);
+	/* Each part with its NUL, so that the boundaries cannot shift. */
+	crypto_generichash_update(&st, (const unsigned char *)method, strlen(method) + 1);
+	crypto_generichash_update(&st, (const unsigned char *)path, strlen(path) + 1);
+	json_error_t je;
+	json_t *j = len ? json_loadb(body, len, JSON_REJECT_DUPLICATES, &je) : NULL;
+	char *canon = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : NULL;
+	json_decref(j);
+	if (canon) {
+		crypto_generichash_update(&st, (const unsigned char *)"j", 1);
+		crypto_generichash_update(&st, (const unsigned char *)canon, strlen(canon));
+		free(canon);
+	} else {
+		/* Not JSON (or empty): the bytes as they came. */
+		crypto_generichash_update(&st, (const unsigned char *)"b", 1);
+		crypto_generichash_update(&st, (const unsigned char *)body, len);
+	}
+	crypto_generichash_final(&st, out, 32);
+}
+
+/* Printable ASCII, 1..IDEM_KEY_MAX bytes. */
+static int idem_key_check(const char *k, struct bk_err *err)
+{
+	size_t n = strlen(k);
+	if (n == 0 || n > IDEM_KEY_MAX)
+		return bk_err_field(err, "Idempotency-Key",
+				    "Idempotency-Key must be 1..%d characters", IDEM_KEY_MAX);
+	for (const unsigned char *p = (const unsigned char *)k; *p; p++)
+		if (*p < 0x20 || *p > 0x7e)
+			return bk_err_field(err, "Idempotency-Key",
+					    "Idempotency-Key must be printable ASCII");
+	return 0;
+}
+
+/* Answers with the stored reply (taking its body). */
+static void replay(struct api_call *c, struct core_idem_reply *r)
+{
+	/* The content type must outlive this call: the server reads it after
+	 * the handler returns, so it is matched to a constant. */
+	const char *ctype = strcmp(r->content_type, "application/json") == 0
+				    ? "application/json"
+				    : "application/octet-stream";
+	http_response_take(c->res, r->status, ctype, r->body, r->len);
+	r->body = NULL;
+	http_response_header(c->res, "Idempotent-Replayed", "true");
+	c->replayed = true;
+	metrics_inc(METRICS_IDEM_REPLAYS);
+}
+
+/* Stores c's answer when it is one to keep: a 2xx with a whole body. */
+static void store_answer(struct api_call *c, const char *idem_key, const uint8_t hash[32])
+{
+	const struct http_response *res = c->res;
+	if (res->status / 100 != 2 || res->stream_read != NULL || res->content_type == NULL)
+		return;
+	struct core_idem_reply r = {.status = res->status, .body = res->body, .len = res->len};
+	snprintf(r.content_type, sizeof(r.content_type), "%s", res->content_type);
+	struct bk_err err;
+	if (core_idem_save(c->api->core, &c->key, idem_key, hash, &r, &err) < 0)
+		/* The answer still goes out; a retry will run again. */
+		fprintf(stderr, "bunkerd: cannot keep the answer to Idempotency-Key of key %s: %s\n",
+			c->key.id, err.msg);
+}
+
+void api_idem_run(struct api_call *c, const struct api_route_table *table)
+{
+	const char *idem_key = http_header(c->req, "Idempotency-Key");
+	if (idem_key == NULL)
+		return c->route->handler(c);
+	struct bk_err err;
+	if (idem_key_check(idem_key, &err) < 0)
+		return table->error(c, &err);
+	uint8_t hash[32];
+	api_idem_request_hash(c->req->method, c->req->path, c->req->body, c->req->body_len, hash);
+
+	/* Looked up before and after marking it in flight: the first look
+	 * serves concurrent replays of a finished request, the second closes
+	 * the gap in which the first request could finish in between. */
+	struct core_idem_reply stored;
+	int r = core_idem_find(c->api->core, &c->key, idem_key, hash, &stored, &err);
+	if (r < 0)
+		return table->error(c, &err);
+	if (r > 0)
+		return replay(c, &stored);
+	if (flight_begin(c->api->idem, c->key.id, idem_key, &err) < 0)
+		return table->error(c, &err);
+	r = core_idem_find(c->api->core, &c->key, idem_key, hash, &stored, &err);
+	if (r < 0)
+		table->error(c, &err);
+	else if (r > 0)
+		replay(c, &stored);
+	else {
+		c->route->handler(c);
+		store_answer(c, idem_key, hash);
+	}
+	flight_end(c->api->idem, c->key.id, idem_key);
+}

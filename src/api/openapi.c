@@ -1,0 +1,644 @@
+/* GET /openapi.json: the OpenAPI 3.1 document of every route the server
+ * answers. Kept as JSON text (a GNU C raw string) so that it reads and
+ * diffs as the document it is; tests/unit/openapi.c parses it and checks
+ * that its paths and methods are exactly those of the route tables. */
+#include "api/api_int.h"
+
+const char api_openapi_json[] = R"openapi({
+  "openapi": "3.1.0",
+  "info": {
+    "title": "Bunker",
+    "version": "1",
+    "summary": "Self-hosted sandbox sessions over HTTP (buntime dialect).",
+    "description": "Every endpoint but the operations ones needs `Authorization: Bearer <key>`. Every answer to an authenticated request carries X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset; a 429 also carries Retry-After. Creating POSTs (/sessions/create, /execute, /files/write) honour Idempotency-Key: the same key with the same request within 24 hours replays the first 2xx answer byte for byte with `Idempotent-Replayed: true`; the same key with another request is 422 idempotency_key_reused; the same key while the first request runs is 409 conflict. Keys are scoped per API key."
+  },
+  "servers": [{"url": "/"}],
+  "security": [{"bearerAuth": []}],
+  "tags": [
+    {"name": "sessions"},
+    {"name": "executions"},
+    {"name": "files"},
+    {"name": "operations"}
+  ],
+  "paths": {
+    "/sessions/create": {
+      "post": {
+        "tags": ["sessions"],
+        "operationId": "createSession",
+        "summary": "Create a session",
+        "parameters": [{"$ref": "#/components/parameters/IdempotencyKey"}],
+        "requestBody": {
+          "required": false,
+          "description": "No body is the same as {}.",
+          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateSessionRequest"}}}
+        },
+        "responses": {
+          "200": {
+            "description": "The new session.",
+            "headers": {
+              "X-RateLimit-Limit": {"$ref": "#/components/headers/X-RateLimit-Limit"},
+              "X-RateLimit-Remaining": {"$ref": "#/components/headers/X-RateLimit-Remaining"},
+              "X-RateLimit-Reset": {"$ref": "#/components/headers/X-RateLimit-Reset"},
+              "Idempotent-Replayed": {"$ref": "#/components/headers/Idempotent-Replayed"}
+            },
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SessionCreated"}}}
+          },
+          "400": {"$ref": "#/components/responses/InvalidRequest"},
+          "401": {"$ref": "#/components/responses/Unauthorized"},
+          "403": {"$ref": "#/components/responses/Forbidden"},
+          "409": {"$ref": "#/components/responses/Conflict"},
+          "413": {"$ref": "#/components/responses/PayloadTooLarge"},
+          "422": {"$ref": "#/components/responses/IdempotencyKeyReused"},
+          "429": {"$ref": "#/components/responses/RateLimited"},
+          "500": {"$ref": "#/components/responses/InternalError"},
+          "503": {"$ref": "#/components/responses/Unavailable"}
+        }
+      }
+    },
+    "/sessions": {
+      "get": {
+        "tags": ["sessions"],
+        "operationId": "listSessions",
+        "summary": "List the key's sessions, newest first",
+        "parameters": [
+          {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}},
+          {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}},
+          {"name": "metadata", "in": "query", "description": "A JSON object: only sessions whose metadata contains it (JSON containment).", "schema": {"type": "string"}}
+        ],
+        "responses": {
+          "200": {
+            "description": "A page of sessions and the number of all that match.",
+            "headers": {
+              "X-RateLimit-Limit": {"$ref": "#/components/headers/X-RateLimit-Limit"},
+              "X-RateLimit-Remaining": {"$ref": "#/components/headers/X-RateLimit-Remaining"},
+              "X-RateLimit-Reset": {"$ref": "#/components/headers/X-RateLimit-Reset"}
+            },
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SessionList"}}}
+          },
+          "400": {"$ref": "#/components/responses/InvalidRequest"},
+          "401": {"$ref": "#/components/responses/Unauthorized"},
+          "429": {"$ref": "#/components/responses/RateLimited"},
+          "500": {"$ref": "#/components/responses/InternalError"}
+        }
+      }
+    },
+    "/sessions/{id}": {
+      "parameters": [{"$ref": "#/components/parameters/SessionIdPath"}],
+      "get": {
+        "tags": ["sessions"],
+        "operationId": "getSession",
+        "summary": "Read a session (does not wake it)",
+        "responses": {
+          "200": {
+            "description": "The session.",
+            "headers": {
+              "X-RateLimit-Limit": {"$ref": "#/components/headers/X-RateLimit-Limit"},
+              "X-RateLimit-Remaining": {"$ref": "#/components/headers/X-RateLimit-Remaining"},
+              "X-RateLimit-Reset": {"$ref": "#/components/headers/X-RateLimit-Reset"}
+            },
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SessionInfo"}}}
+          },
+          "401": {"$ref": "#/components/responses/Unauthorized"},
+          "404": {"$ref": "#/components/responses/SessionNotFound"},
+          "429": {"$ref": "#/components/responses/RateLimited"},
+          "500": {"$ref": "#/components/responses/InternalError"}
+        }
+      },
+      "delete": {
+        "tags": ["sessions"],
+        "operationId": "deleteSession",
+        "summary": "Delete a session: processes killed, files and snapshot destroyed",
+        "responses": {
+          "200": {
+            "description": "Deleted; the id answers 404 from now on.",
+            "headers": {
+              "X-RateLimit-Limit": {"$ref": "#/components/headers/X-RateLimit-Limit"},
+              "X-RateLimit-Remaining": {"$ref": "#/components/headers/X-RateLimit-Remaining"},
+              "X-RateLimit-Reset": {"$ref": "#/components/headers/X-RateLimit-Reset"}
+            },
+            "content": {"application/json": {"schema": {
+              "type": "object",
+              "required": ["deleted", "sessionId"],
+              "properties": {"deleted": {"const": true}, "sessionId": {"$ref": "#/components/schemas/SessionId"}}
+            }}}
+          },
+          "401": {"$ref": "#/components/responses/Unauthorized"},
+          "404": {"$ref": "#/components/responses/SessionNotFound"},
+          "429": {"$ref": "#/components/responses/RateLimited"},
+          "500": {"$ref": "#/components/responses/InternalError"}
+        }
+      }
+    },
+    "/execute": {
+      "post": {
+        "tags": ["executions"],
+        "operationId": "execute",
+        "summary": "Run code (Bun) or a shell command in a session",
+        "description": "Exactly one of code and command. With stream:true the answer is text/event-stream: `stdout`/`stderr` events with {data}, then one `exit` event with the result object, or an `error` event with {code, message}; `: ping` comments every 15 s. A body with session_id instead of sessionId is the InstaVM dialect's; one with both is 400.",
+        "parameters": [{"$ref": "#/components/parameters/IdempotencyKey"}],
+        "requestBody": {
+          "required": true,
+          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExecuteRequest"}}}
+        },
+        "responses": {
+          "200": {
+            "description": "The execution ended (its own failure, a timeout included, is a result).",
+            "headers": {
+              "X-RateLimit-Limit": {"$ref": "#/components/headers/X-RateLimit-Limit"},
+              "X-RateLimit-Remaining": {"$ref": "#/components/headers/X-RateLimit-Remaining"},
+              "X-RateLimit-Reset": {"$ref": "#/components/headers/X-RateLimit-Reset"},
+              "Idempotent-Replayed": {"$ref": "#/components/headers/Idempotent-Replayed"}
+            },
+            "content": {
+              "application/json": {"schema": {"$ref": "#/components/schemas/ExecuteResult"}},
+              "text/event-stream": {"schema": {"type": "string", "description": "Server-Sent Events (stream:true)."}}
+            }
+          },
+          "400": {"$ref": "#/components/responses/InvalidRequest"},
+          "401": {"$ref": "#/components/responses/Unauthorized"},
+          "404": {"$ref": "#/components/responses/SessionNotFound"},
+          "409": {"$ref": "#/components/responses/Conflict"},
+          "413": {"$ref": "#/components/responses/PayloadTooLarge"},
+          "422": {"$ref": "#/components/responses/IdempotencyKeyReused"},
+          "429": {"$ref": "#/components/responses/RateLimited"},
+          "500": {"$ref": "#/components/responses/InternalError"},
+          "503": {"$ref": "#/components/responses/Unavailable"},
+          "507": {
+            "description": "memory_limit_exceeded (the partial result is in error.details) or disk_full.",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+          }
+        }
+      }
+    },
+    "/execution/processes": {
+      "get": {
+        "tags": ["executions"],
+        "operationId": "listProcesses",
+        "summary": "The session's processes (PID 1 left out)",
+        "parameters": [{"$ref": "#/components/parameters/SessionIdQuery"}],
+        "responses": {
+          "200": {
+            "description": "Processes, with pids as seen inside the session.",
+            "headers": {
+              "X-RateLimit-Limit": {"$ref": "#/components/headers/X-RateLimit-Limit"},
+              "X-RateLimit-Remaining": {"$ref": "#/components/headers/X-RateLimit-Remaining"},
+              "X-RateLimit-Reset": {"$ref": "#/components/headers/X-RateLimit-Reset"}
+            },
+            "content": {"application/json": {"schema": {
+              "type": "object",
+              "required": ["processes"],
+              "properties": {"processes": {"type": "array", "items": {"$ref": "#/components/schemas/Process"}}}
+            }}}
+          },
+          "400": {"$ref": "#/components/responses/InvalidRequest"},
+          "401": {"$ref": "#/components/responses/Unauthorized"},
+          "404": {"$ref": "#/components/responses/SessionNotFound"},
+          "429": {"$ref": "#/components/responses/RateLimited"},
+          "500": {"$ref": "#/components/responses/InternalError"}
+        }
+      }
+    },
+    "/execution/kill": {
+      "post": {
+        "tags": ["executions"],
+        "operationId": "killProcesses",
+        "summary": "Kill one process, or every user process of the session",
+        "requestBody": {
+          "required": true,
+          "content": {"application/json": {"schema": {
+            "type": "object",
+            "required": ["sessionId"],
+            "properties": {
+              "sessionId": {"$ref": "#/components/schemas/SessionId"},
+              "pid": {"type": "integer", "minimum": 1, "description": "Without it, every user process."}
+            }
+          }}}
+        },
+        "responses": {
+          "200": {
+            "description": "What was killed.",
+            "headers": {
+              "X-RateLimit-Limit": {"$ref": "#/components/headers/X-RateLimit-Limit"},
+              "X-RateLimit-Remaining": {"$ref": "#/components/headers/X-RateLimit-Remaining"},
+              "X-RateLimit-Reset": {"$ref": "#/components/headers/X-RateLimit-Reset"}
+            },
+            "content": {"application/json": {"schema": {
+              "type": "object",
+              "required": ["killed", "pids"],
+              "properties": {"killed": {"type": "boolean"}, "pids": {"type": "array", "items": {"type": "integer"}}}
+            }}}
+          },
+          "400": {"$ref": "#/components/responses/InvalidRequest"},
+          "401": {"$ref": "#/components/responses/Unauthorized"},
+          "404": {"description": "session_not_found or process_not_found.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+          "429": {"$ref": "#/components/responses/RateLimited"},
+          "500": {"$ref": "#/components/responses/InternalError"}
+        }
+      }
+    },
+    "/files/write": {
+      "post": {
+        "tags": ["files"],
+        "operationId": "writeFile",
+        "summary": "Write a file (parent directories are created)",
+        "parameters": [{"$ref": "#/components/parameters/IdempotencyKey"}],
+        "requestBody": {
+          "required": true,
+          "content": {"application/json": {"schema": {
+            "type": "object",
+            "required": ["sessionId", "path", "content"],
+            "properties": {
+              "sessionId": {"$ref": "#/components/schemas/SessionId"},
+              "path": {"$ref": "#/components/schemas/WorkspacePath"},
+              "content": {"type": "string"},
+              "encoding": {"$ref": "#/components/schemas/Encoding"}
+            }
+          }}}
+        },
+        "responses": {
+          "200": {
+            "description": "Written.",
+            "headers": {
+              "X-RateLimit-Limit": {"$ref": "#/components/headers/X-RateLimit-Limit"},
+              "X-RateLimit-Remaining": {"$ref": "#/components/headers/X-RateLimit-Remaining"},
+              "X-RateLimit-Reset": {"$ref": "#/components/headers/X-RateLimit-Reset"},
+              "Idempotent-Replayed": {"$ref": "#/components/headers/Idempotent-Replayed"}
+            },
+            "content": {"application/json": {"schema": {
+              "type": "object",
+              "required": ["path", "size"],
+              "properties": {"path": {"type": "string"}, "size": {"type": "integer", "minimum": 0}}
+            }}}
+          },
+          "400": {"$ref": "#/components/responses/InvalidRequest"},
+          "401": {"$ref": "#/components/responses/Unauthorized"},
+          "404": {"$ref": "#/components/responses/SessionNotFound"},
+          "409": {"$ref": "#/components/responses/Conflict"},
+          "413": {"$ref": "#/components/responses/PayloadTooLarge"},
+          "422": {"$ref": "#/components/responses/IdempotencyKeyReused"},
+          "429": {"$ref": "#/components/responses/RateLimited"},
+          "500": {"$ref": "#/components/responses/InternalError"},
+          "507": {"$ref": "#/components/responses/DiskFull"}
+        }
+      }
+    },
+    "/files/read": {
+      "get": {
+        "tags": ["files"],
+        "operationId": "readFile",
+        "summary": "Read a file (base64 when its bytes are not UTF-8)",
+        "parameters": [
+          {"$ref": "#/components/parameters/SessionIdQuery"},
+          {"name": "path", "in": "query", "required": true, "schema": {"$ref": "#/components/schemas/WorkspacePath"}}
+        ],
+        "responses": {
+          "200": {
+            "description": "The file.",
+            "headers": {
+              "X-RateLimit-Limit": {"$ref": "#/components/headers/X-RateLimit-Limit"},
+              "X-RateLimit-Remaining": {"$ref": "#/components/headers/X-RateLimit-Remaining"},
+              "X-RateLimit-Reset": {"$ref": "#/components/headers/X-RateLimit-Reset"}
+            },
+            "content": {"application/json": {"schema": {
+              "type": "object",
+              "required": ["path", "content", "size", "encoding"],
+              "properties": {
+                "path": {"type": "string"},
+                "content": {"type": "string"},
+                "size": {"type": "integer", "minimum": 0},
+                "encoding": {"$ref": "#/components/schemas/Encoding"}
+              }
+            }}}
+          },
+          "400": {"$ref": "#/components/responses/InvalidRequest"},
+          "401": {"$ref": "#/components/responses/Unauthorized"},
+          "404": {"$ref": "#/components/responses/FileNotFound"},
+          "413": {"$ref": "#/components/responses/PayloadTooLarge"},
+          "429": {"$ref": "#/components/responses/RateLimited"},
+          "500": {"$ref": "#/components/responses/InternalError"}
+        }
+      }
+    },
+    "/files/list": {
+      "get": {
+        "tags": ["files"],
+        "operationId": "listFiles",
+        "summary": "List a directory of the workspace",
+        "parameters": [
+          {"$ref": "#/components/parameters/SessionIdQuery"},
+          {"name": "path", "in": "query", "schema": {"$ref": "#/components/schemas/WorkspacePath"}, "description": "Default: /workspace itself."},
+          {"name": "recursive", "in": "query", "schema": {"type": "boolean", "default": false}},
+          {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+          {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}}
+        ],
+        "responses": {
+          "200": {
+            "description": "A page of entries and the number of all.",
+            "headers": {
+              "X-RateLimit-Limit": {"$ref": "#/components/headers/X-RateLimit-Limit"},
+              "X-RateLimit-Remaining": {"$ref": "#/components/headers/X-RateLimit-Remaining"},
+              "X-RateLimit-Reset": {"$ref": "#/components/headers/X-RateLimit-Reset"}
+            },
+            "content": {"application/json": {"schema": {
+              "type": "object",
+              "required": ["files", "total"],
+              "properties": {
+                "files": {"type": "array", "items": {"$ref": "#/components/schemas/FileEntry"}},
+                "total": {"type": "integer", "minimum": 0}
+              }
+            }}}
+          },
+          "400": {"$ref": "#/components/responses/InvalidRequest"},
+          "401": {"$ref": "#/components/responses/Unauthorized"},
+          "404": {"$ref": "#/components/responses/FileNotFound"},
+          "429": {"$ref": "#/components/responses/RateLimited"},
+          "500": {"$ref": "#/components/responses/InternalError"}
+        }
+      }
+    },
+    "/files/delete": {
+      "post": {
+        "tags": ["files"],
+        "operationId": "deleteFile",
+        "summary": "Delete a file or directory",
+        "requestBody": {
+          "required": true,
+          "content": {"application/json": {"schema": {
+            "type": "object",
+            "required": ["sessionId", "path"],
+            "properties": {
+              "sessionId": {"$ref": "#/components/schemas/SessionId"},
+              "path": {"$ref": "#/components/schemas/WorkspacePath"},
+              "recursive": {"type": "boolean", "default": false, "description": "Needed for a non-empty directory (else 409)."}
+            }
+          }}}
+        },
+        "responses": {
+          "200": {
+            "description": "Deleted.",
+            "headers": {
+              "X-RateLimit-Limit": {"$ref": "#/components/headers/X-RateLimit-Limit"},
+              "X-RateLimit-Remaining": {"$ref": "#/components/headers/X-RateLimit-Remaining"},
+              "X-RateLimit-Reset": {"$ref": "#/components/headers/X-RateLimit-Reset"}
+            },
+            "content": {"application/json": {"schema": {
+              "type": "object",
+              "required": ["deleted", "path"],
+              "properties": {"deleted": {"const": true}, "path": {"type": "string"}}
+            }}}
+          },
+          "400": {"$ref": "#/components/responses/InvalidRequest"},
+          "401": {"$ref": "#/components/responses/Unauthorized"},
+          "404": {"$ref": "#/components/responses/FileNotFound"},
+          "409": {"$ref": "#/components/responses/Conflict"},
+          "429": {"$ref": "#/components/responses/RateLimited"},
+          "500": {"$ref": "#/components/responses/InternalError"}
+        }
+      }
+    },
+    "/healthz": {
+      "get": {
+        "tags": ["operations"],
+        "operationId": "health",
+        "summary": "Liveness, version and cgroup mode",
+        "security": [],
+        "responses": {
+          "200": {
+            "description": "Serving.",
+            "content": {"application/json": {"schema": {
+              "type": "object",
+              "required": ["status", "version", "cgroup"],
+              "properties": {
+                "status": {"const": "ok"},
+                "version": {"type": "string"},
+                "cgroup": {"enum": ["v1", "v2"]}
+              }
+            }}}
+          }
+        }
+      }
+    },
+    "/metrics": {
+      "get": {
+        "tags": ["operations"],
+        "operationId": "metrics",
+        "summary": "Prometheus metrics",
+        "description": "Families: bunker_sessions (gauge), bunker_sessions_created_total, bunker_rate_limited_total, bunker_idempotent_replays_total, bunker_http_requests_total{method,route,status}, bunker_http_request_duration_seconds{method,route} (histogram), bunker_execution_duration_seconds (histogram), bunker_sandbox_start_duration_seconds (histogram).",
+        "security": [],
+        "responses": {
+          "200": {
+            "description": "Prometheus text format 0.0.4.",
+            "content": {"text/plain": {"schema": {"type": "string"}}}
+          }
+        }
+      }
+    },
+    "/openapi.json": {
+      "get": {
+        "tags": ["operations"],
+        "operationId": "openapi",
+        "summary": "This document",
+        "security": [],
+        "responses": {
+          "200": {
+            "description": "OpenAPI 3.1.",
+            "content": {"application/json": {"schema": {"type": "object"}}}
+          }
+        }
+      }
+    }
+  },
+  "components": {
+    "securitySchemes": {
+      "bearerAuth": {"type": "http", "scheme": "bearer", "description": "An API key made by `bunker keys create`."}
+    },
+    "headers": {
+      "X-RateLimit-Limit": {"description": "Requests per minute of the key's plan.", "schema": {"type": "integer"}},
+      "X-RateLimit-Remaining": {"description": "Requests left in the current window.", "schema": {"type": "integer"}},
+      "X-RateLimit-Reset": {"description": "When the window starts afresh, unix seconds.", "schema": {"type": "integer"}},
+      "Retry-After": {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"}},
+      "Idempotent-Replayed": {"description": "Present (true) when the answer is the stored answer to an earlier request with the same Idempotency-Key.", "schema": {"const": "true"}}
+    },
+    "parameters": {
+      "IdempotencyKey": {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": false,
+        "description": "1..255 printable ASCII characters, scoped to the API key, remembered 24 hours.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255}
+      },
+      "SessionIdPath": {"name": "id", "in": "path", "required": true, "schema": {"$ref": "#/components/schemas/SessionId"}},
+      "SessionIdQuery": {"name": "sessionId", "in": "query", "required": true, "schema": {"$ref": "#/components/schemas/SessionId"}}
+    },
+    "responses": {
+      "InvalidRequest": {"description": "invalid_request: error.details.field names the field at fault.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+      "Unauthorized": {"description": "unauthorized: missing, unknown or revoked key (no X-RateLimit headers).", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+      "Forbidden": {"description": "forbidden: the plan does not allow it (resourceLimits on the free plan).", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+      "SessionNotFound": {"description": "session_not_found: missing, expired, deleted or another key's.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+      "FileNotFound": {"description": "session_not_found or file_not_found.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+      "Conflict": {"description": "conflict: the Idempotency-Key's first request is still running, or the operation contradicts the state (a non-empty directory without recursive).", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+      "PayloadTooLarge": {"description": "payload_too_large: the body is over the server's limit, or a file over the plan's.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+      "IdempotencyKeyReused": {"description": "idempotency_key_reused: the Idempotency-Key was used with another request in the last 24 hours.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+      "RateLimited": {
+        "description": "rate_limit_exceeded: the key's requests per minute, or its concurrent-session cap.",
+        "headers": {
+          "Retry-After": {"$ref": "#/components/headers/Retry-After"},
+          "X-RateLimit-Limit": {"$ref": "#/components/headers/X-RateLimit-Limit"},
+          "X-RateLimit-Remaining": {"$ref": "#/components/headers/X-RateLimit-Remaining"},
+          "X-RateLimit-Reset": {"$ref": "#/components/headers/X-RateLimit-Reset"}
+        },
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+      },
+      "DiskFull": {"description": "disk_full: the session's disk limit.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+      "InternalError": {"description": "internal_error: the service failed (details in its log).", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+      "Unavailable": {"description": "unavailable: try again later.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    },
+    "schemas": {
+      "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+          "error": {
+            "type": "object",
+            "required": ["code", "message", "details"],
+            "properties": {
+              "code": {"enum": ["invalid_request", "unauthorized", "forbidden", "session_not_found", "file_not_found", "process_not_found", "not_found", "conflict", "execution_timeout", "payload_too_large", "idempotency_key_reused", "rate_limit_exceeded", "memory_limit_exceeded", "disk_full", "internal_error", "unavailable"]},
+              "message": {"type": "string"},
+              "details": {"type": "object", "properties": {"field": {"type": "string"}}}
+            }
+          }
+        }
+      },
+      "SessionId": {"type": "string", "pattern": "^ses_[a-z0-9]{20}$"},
+      "Timestamp": {"type": "string", "format": "date-time", "description": "ISO 8601 UTC with Z."},
+      "WorkspacePath": {"type": "string", "description": "Relative to /workspace; an absolute path must lie inside it. Leaving it (.., symlinks) is 400."},
+      "Encoding": {"enum": ["utf8", "base64"], "default": "utf8"},
+      "Metadata": {"type": "object", "description": "At most 16384 bytes of compact JSON."},
+      "ResourceLimits": {
+        "type": "object",
+        "required": ["memory", "cpu", "timeout", "disk"],
+        "properties": {
+          "memory": {"type": "integer", "description": "MB (default 1024)."},
+          "cpu": {"type": "number", "description": "Cores, fractions allowed (default 0.25)."},
+          "timeout": {"type": "integer", "description": "Default execution timeout, seconds (default 30)."},
+          "disk": {"type": "integer", "description": "MB (default 1024)."}
+        }
+      },
+      "ResourceLimitsRequest": {
+        "type": "object",
+        "description": "Paid and enterprise plans only (403 on free); each value up to the plan's ceiling.",
+        "properties": {
+          "memory": {"type": "integer", "minimum": 64},
+          "cpu": {"type": "number", "exclusiveMinimum": 0},
+          "timeout": {"type": "integer", "minimum": 1},
+          "disk": {"type": "integer", "minimum": 16}
+        }
+      },
+      "CreateSessionRequest": {
+        "type": "object",
+        "properties": {
+          "ttl": {"type": "integer", "minimum": 300, "default": 86400, "description": "Seconds, up to the plan's maximum (above it: 400)."},
+          "metadata": {"$ref": "#/components/schemas/Metadata"},
+          "resourceLimits": {"$ref": "#/components/schemas/ResourceLimitsRequest"}
+        }
+      },
+      "SessionCreated": {
+        "type": "object",
+        "required": ["sessionId", "expiresAt", "previewUrl", "createdAt", "resourceLimits"],
+        "properties": {
+          "sessionId": {"$ref": "#/components/schemas/SessionId"},
+          "createdAt": {"$ref": "#/components/schemas/Timestamp"},
+          "expiresAt": {"$ref": "#/components/schemas/Timestamp"},
+          "previewUrl": {"type": "string", "format": "uri"},
+          "resourceLimits": {"$ref": "#/components/schemas/ResourceLimits"}
+        }
+      },
+      "SessionInfo": {
+        "type": "object",
+        "required": ["sessionId", "createdAt", "expiresAt", "lastActive", "state", "filesCount", "activeProcesses", "metadata", "previewUrl", "resourceLimits"],
+        "properties": {
+          "sessionId": {"$ref": "#/components/schemas/SessionId"},
+          "createdAt": {"$ref": "#/components/schemas/Timestamp"},
+          "expiresAt": {"$ref": "#/components/schemas/Timestamp"},
+          "lastActive": {"$ref": "#/components/schemas/Timestamp"},
+          "state": {"enum": ["active", "idle", "deep-sleep"]},
+          "filesCount": {"type": "integer", "minimum": 0},
+          "activeProcesses": {"type": "integer", "minimum": 0},
+          "metadata": {"$ref": "#/components/schemas/Metadata"},
+          "previewUrl": {"type": "string", "format": "uri"},
+          "resourceLimits": {"$ref": "#/components/schemas/ResourceLimits"}
+        }
+      },
+      "SessionList": {
+        "type": "object",
+        "required": ["sessions", "total"],
+        "properties": {
+          "sessions": {"type": "array", "items": {"$ref": "#/components/schemas/SessionInfo"}},
+          "total": {"type": "integer", "minimum": 0}
+        }
+      },
+      "ExecuteRequest": {
+        "type": "object",
+        "required": ["sessionId"],
+        "oneOf": [{"required": ["code"]}, {"required": ["command"]}],
+        "properties": {
+          "sessionId": {"$ref": "#/components/schemas/SessionId"},
+          "code": {"type": "string", "description": "JavaScript or TypeScript run by Bun."},
+          "command": {"type": "string", "description": "Run by /bin/sh -c."},
+          "files": {
+            "type": "array",
+            "description": "Written before the execution.",
+            "items": {
+              "type": "object",
+              "required": ["path", "content"],
+              "properties": {
+                "path": {"$ref": "#/components/schemas/WorkspacePath"},
+                "content": {"type": "string"},
+                "encoding": {"$ref": "#/components/schemas/Encoding"}
+              }
+            }
+          },
+          "env": {"type": "object", "maxProperties": 100, "additionalProperties": {"type": "string"}},
+          "timeout": {"type": "integer", "minimum": 1, "description": "Seconds, up to the plan's maximum (above it: 400)."},
+          "workingDir": {"type": "string", "default": "/workspace"},
+          "stream": {"type": "boolean", "default": false}
+        }
+      },
+      "ExecuteResult": {
+        "type": "object",
+        "required": ["stdout", "stderr", "exitCode", "executionTime", "memoryUsed", "cpuTime", "timedOut", "filesWritten", "stdoutTruncated", "stderrTruncated"],
+        "properties": {
+          "stdout": {"type": "string"},
+          "stderr": {"type": "string"},
+          "exitCode": {"type": "integer", "description": "124 when the timeout fired."},
+          "executionTime": {"type": "integer", "description": "Milliseconds."},
+          "memoryUsed": {"type": "integer", "description": "Peak bytes."},
+          "cpuTime": {"type": "integer", "description": "Milliseconds."},
+          "timedOut": {"type": "boolean"},
+          "filesWritten": {"type": "array", "items": {"type": "string"}, "description": "Workspace paths created or changed."},
+          "stdoutTruncated": {"type": "boolean", "description": "Output past 10 MiB was cut."},
+          "stderrTruncated": {"type": "boolean"}
+        }
+      },
+      "Process": {
+        "type": "object",
+        "required": ["pid", "command", "startedAt"],
+        "properties": {
+          "pid": {"type": "integer"},
+          "command": {"type": "string"},
+          "startedAt": {"$ref": "#/components/schemas/Timestamp"}
+        }
+      },
+      "FileEntry": {
+        "type": "object",
+        "required": ["path", "size", "modified", "type"],
+        "properties": {
+          "path": {"type": "string"},
+          "size": {"type": "integer", "minimum": 0},
+          "modified": {"$ref": "#/components/schemas/Timestamp"},
+          "type": {"enum": ["file", "directory"]}
+        }
+      }
+    }
+  }
+})openapi";

@@ -1,0 +1,77 @@
+/* The operations endpoints, which need no key: GET /healthz, GET /metrics
+ * (Prometheus text) and GET /openapi.json. Also the set-up of struct api. */
+#include <errno.h>
+#include <string.h>
+
+#include "api/api_int.h"
+#include "util/metrics.h"
+#include "util/util.h"
+
+#define METRICS_TEXT_MAX (4u << 20)
+
+int api_open(struct api *api, struct core *core, const char *version, struct bk_err *err)
+{
+	memset(api, 0, sizeof(*api));
+	api->core = core;
+	api->version = version;
+	if (api_ratelimit_new(&api->ratelimit, err) < 0 || api_idem_new(&api->idem, err) < 0) {
+		api_close(api);
+		return -1;
+	}
+	return 0;
+}
+
+void api_close(struct api *api)
+{
+	api_ratelimit_free(api->ratelimit);
+	api_idem_free(api->idem);
+	api->ratelimit = NULL;
+	api->idem = NULL;
+}
+
+static void handle_healthz(struct api_call *c)
+{
+	api_json(c, 200,
+		 json_pack("{s:s,s:s,s:s,s:s}", "status", "ok", "version", c->api->version, "cgroup",
+			   core_cgroup_mode(c->api->core), "cgroupParent",
+			   core_cgroup_parent(c->api->core)));
+}
+
+static void handle_metrics(struct api_call *c)
+{
+	struct buf b;
+	buf_init(&b, METRICS_TEXT_MAX);
+	int rc = metrics_format_gauge(&b, "bunker_sessions",
+				      "Sessions the daemon holds now, sleeping ones included.",
+				      (double)core_session_total(c->api->core));
+	if (rc == 0)
+		rc = metrics_format(&b);
+	if (rc < 0) {
+		buf_free(&b);
+		struct bk_err err;
+		bk_err_set(&err, ENOMEM, "cannot format metrics");
+		return api_buntime_error(c, &err);
+	}
+	size_t len = b.len;
+	http_response_take(c->res, 200, "text/plain; version=0.0.4; charset=utf-8", buf_take(&b),
+			   len);
+}
+
+static void handle_openapi(struct api_call *c)
+{
+	http_response_set(c->res, 200, "application/json", api_openapi_json,
+			  strlen(api_openapi_json));
+}
+
+static const struct api_route ops_routes[] = {
+	{"GET", "/healthz", handle_healthz, API_ROUTE_PUBLIC},
+	{"GET", "/metrics", handle_metrics, API_ROUTE_PUBLIC},
+	{"GET", "/openapi.json", handle_openapi, API_ROUTE_PUBLIC},
+};
+
+const struct api_route_table api_ops_routes = {
+	.name = "operations",
+	.routes = ops_routes,
+	.n = ARRAY_SIZE(ops_routes),
+	.error = api_buntime_error,
+};

@@ -1,0 +1,120 @@
+/* Routing: the route tables of every dialect, matched in order; then
+ * authentication, the key's rate limit, idempotency and the handler, in
+ * that order, for every route but the public ones. */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api/api_int.h"
+#include "util/metrics.h"
+#include "util/util.h"
+
+/* A 429 that does not come from the rate limiter (the concurrent-session
+ * cap, too many executions at once) cannot know when room will free up: a
+ * slot frees when a session is deleted or expires. It suggests a minute. */
+#define LIMIT_RETRY_AFTER_S 60
+
+const struct api_route_table *const api_route_tables[] = {
+	&api_ops_routes,
+	&api_buntime_routes,
+	NULL,
+};
+
+bool api_route_match(const char *pattern, const char *path, struct api_call *c)
+{
+	size_t used = 0;
+	int n = 0;
+	if (c)
+		memset(c->param, 0, sizeof(c->param));
+	const char *p = pattern, *s = path;
+	while (*p) {
+		if (*p != '{') {
+			if (*p++ != *s++)
+				return false;
+			continue;
+		}
+		const char *close = strchr(p, '}');
+		size_t len = strcspn(s, "/");
+		if (close == NULL || len == 0)
+			return false;
+		if (c) {
+			if (n == API_PARAMS_MAX || used + len + 1 > sizeof(c->param_buf))
+				return false;
+			memcpy(c->param_buf + used, s, len);
+			c->param_buf[used + len] = '\0';
+			c->param[n++] = c->param_buf + used;
+			used += len + 1;
+		}
+		p = close + 1;
+		s += len;
+	}
+	return *s == '\0';
+}
+
+static const struct api_route *route_find(struct api_call *c,
+					  const struct api_route_table **table)
+{
+	for (size_t t = 0; api_route_tables[t]; t++) {
+		const struct api_route_table *tab = api_route_tables[t];
+		for (size_t i = 0; i < tab->n; i++) {
+			const struct api_route *r = &tab->routes[i];
+			if (strcmp(r->method, c->req->method) == 0 &&
+			    api_route_match(r->pattern, c->req->path, c)) {
+				*table = tab;
+				return r;
+			}
+		}
+	}
+	return NULL;
+}
+
+static void not_found(struct api_call *c)
+{
+	api_json(c, 404,
+		 json_pack("{s:{s:s,s:s,s:{}}}", "error", "code", "not_found", "message",
+			   "no such route", "details"));
+}
+
+static bool has_header(const struct http_response *res, const char *name)
+{
+	for (int i = 0; i < res->n_headers; i++)
+		if (strcasecmp(res->headers[i].name, name) == 0)
+			return true;
+	return false;
+}
+
+void api_dispatch(struct api_call *c)
+{
+	const struct api_route_table *table = NULL;
+	const struct api_route *route = route_find(c, &table);
+	if (route == NULL)
+		return not_found(c);
+	c->route = route;
+	if (c->req->nul_arg) {
+		struct bk_err err;
+		bk_err_field(&err, c->req->nul_arg, "query argument '%s' holds a NUL byte",
+			     c->req->nul_arg);
+		return table->error(c, &err);
+	}
+	if (!(route->flags & API_ROUTE_PUBLIC)) {
+		struct bk_err err;
+		if (api_auth(c, &err) < 0 || api_ratelimit_check(c, &err) < 0)
+			return table->error(c, &err);
+		if (c->param[0] &&
+		    (strstr(route->pattern, "{id}") || strstr(route->pattern, "{session_id}")))
+			snprintf(c->session_id, sizeof(c->session_id), "%s", c->param[0]);
+	}
+	int64_t t0 = mono_us();
+	if (route->flags & API_ROUTE_IDEMPOTENT)
+		api_idem_run(c, table);
+	else
+		route->handler(c);
+	bool fresh_2xx = c->res->status / 100 == 2 && !c->replayed;
+	if (fresh_2xx && (route->flags & API_ROUTE_CREATES_SESSION))
+		metrics_inc(METRICS_SESSIONS_CREATED);
+	/* A stream answers at once; its execution is not timed here. */
+	if (fresh_2xx && (route->flags & API_ROUTE_EXECUTES) && c->res->stream_read == NULL)
+		metrics_observe(METRICS_EXEC_SECONDS, (double)(mono_us() - t0) / 1e6);
+	if (c->res->status == 429 && !has_header(c->res, "Retry-After"))
+		http_response_header(c->res, "Retry-After", "%d", LIMIT_RETRY_AFTER_S);
+}

@@ -1,0 +1,82 @@
+/* Idempotency: the stored answers to creating requests that carried an
+ * Idempotency-Key, kept CORE_IDEM_TTL_MS in the store so that a replay
+ * survives a restart. Which requests are "the same" (request_hash) and which
+ * are in flight is api/'s business (api/idem.c); this file keeps the
+ * answers and purges the expired ones. */
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core_int.h"
+
+/* Expired answers are purged at most this often, by the request that
+ * stores an answer. */
+#define IDEM_PURGE_EVERY_MS (60 * 1000LL)
+
+void core_idem_reply_release(struct core_idem_reply *r)
+{
+	if (r == NULL)
+		return;
+	free(r->body);
+	r->body = NULL;
+	r->len = 0;
+}
+
+int core_idem_find(struct core *core, const struct core_key *key, const char *idem_key,
+		   const uint8_t request_hash[32], struct core_idem_reply *out,
+		   struct bk_err *err)
+{
+	memset(out, 0, sizeof(*out));
+	struct store_idem rec;
+	int r = store_idem_get(core->store, key->id, idem_key, now_ms() - CORE_IDEM_TTL_MS, &rec,
+			       err);
+	if (r <= 0)
+		return r;
+	if (sodium_memcmp(rec.request_hash, request_hash, 32) != 0) {
+		store_idem_release(&rec);
+		return bk_err_kind(err, BK_E_IDEMPOTENCY_REUSED,
+				   "Idempotency-Key '%s' was used with another request in the "
+				   "last 24 hours",
+				   idem_key);
+	}
+	out->status = rec.status;
+	snprintf(out->content_type, sizeof(out->content_type), "%s", rec.content_type);
+	out->body = rec.body;
+	out->len = rec.body_len;
+	return 1;
+}
+
+int core_idem_save(struct core *core, const struct core_key *key, const char *idem_key,
+		   const uint8_t request_hash[32], const struct core_idem_reply *reply,
+		   struct bk_err *err)
+{
+	struct store_idem rec = {
+		.status = reply->status,
+		.body = reply->body,
+		.body_len = reply->len,
+		.created_ms = now_ms(),
+	};
+	if (strlen(idem_key) >= sizeof(rec.idem_key) ||
+	    strlen(reply->content_type) >= sizeof(rec.content_type))
+		return bk_err_kind(err, BK_E_INTERNAL, "cannot store idempotency key: too long");
+	snprintf(rec.key_id, sizeof(rec.key_id), "%s", key->id);
+	snprintf(rec.idem_key, sizeof(rec.idem_key), "%s", idem_key);
+	snprintf(rec.content_type, sizeof(rec.content_type), "%s", reply->content_type);
+	memcpy(rec.request_hash, request_hash, 32);
+	if (store_idem_put(core->store, &rec, err) < 0)
+		return -1;
+
+	/* Lazily: one store per minute at most pays for the purge. */
+	static int64_t last_purge_ms;
+	int64_t last = __atomic_load_n(&last_purge_ms, __ATOMIC_RELAXED);
+	if (rec.created_ms - last >= IDEM_PURGE_EVERY_MS &&
+	    __atomic_compare_exchange_n(&last_purge_ms, &last, rec.created_ms, false,
+					__ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+		struct bk_err perr;
+		if (store_idem_purge(core->store, rec.created_ms - CORE_IDEM_TTL_MS, NULL, &perr) < 0)
+			fprintf(stderr, "bunkerd: %s\n", perr.msg);
+	}
+	return 0;
+}
