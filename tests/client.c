@@ -438,6 +438,22 @@ static int kill_leftovers(const char *dir)
 				 (int)strcspn(ses + 1, "/\n"), ses + 1);
 			n_sessions++;
 		}
+		/* A frozen process dies only once thawed: thaw its cgroup (the
+		 * v1 freezer, or v2's cgroup.freeze) before the SIGKILL. */
+		const char *fz = text ? strstr(text, ":freezer:") : NULL;
+		const char *v2 = text ? strstr(text, "0::") : NULL;
+		char knob[512] = "";
+		if (fz != NULL)
+			snprintf(knob, sizeof(knob), "/sys/fs/cgroup/freezer%.*s/freezer.state",
+				 (int)strcspn(fz + 9, "\n"), fz + 9);
+		else if (v2 != NULL)
+			snprintf(knob, sizeof(knob), "/sys/fs/cgroup%.*s/cgroup.freeze",
+				 (int)strcspn(v2 + 3, "\n"), v2 + 3);
+		FILE *kf = knob[0] ? fopen(knob, "we") : NULL;
+		if (kf != NULL) {
+			fputs(fz != NULL ? "THAWED" : "0", kf);
+			fclose(kf);
+		}
 		free(text);
 		fprintf(stderr, "client: process %ld (%s) left after bunkerd stopped; killing it\n",
 			pid, comm);
@@ -1112,4 +1128,32 @@ char *client_must_run_at(const char *file, int line, const char *key, const char
 	char *copy = strdup(out);
 	client_resp_free(&r);
 	return copy;
+}
+
+const char *client_must_str(const json_t *obj, const char *name, const char *context)
+{
+	const char *s = client_json_str(obj, name);
+	CHECK_MSG(s != NULL, "'%s' is not a string in %.2000s", name, context);
+	return s;
+}
+
+long long client_must_int(const json_t *obj, const char *name, const char *context)
+{
+	json_t *v = json_object_get(obj, name);
+	CHECK_MSG(json_is_integer(v), "'%s' is not an integer in %.2000s", name, context);
+	return json_integer_value(v);
+}
+
+double client_must_num(const json_t *obj, const char *name, const char *context)
+{
+	json_t *v = json_object_get(obj, name);
+	CHECK_MSG(json_is_number(v), "'%s' is not a number in %.2000s", name, context);
+	return json_number_value(v);
+}
+
+bool client_must_bool(const json_t *obj, const char *name, const char *context)
+{
+	json_t *v = json_object_get(obj, name);
+	CHECK_MSG(json_is_boolean(v), "'%s' is not a boolean in %.2000s", name, context);
+	return json_is_true(v);
 }

@@ -131,6 +131,29 @@ void client_resp_free(struct client_resp *resp);
 const char *client_resp_header(const struct client_resp *resp, const char *name, char *buf,
 			       size_t len);
 
+/* Typed members of a JSON object: fail the test, quoting context (the
+ * answer's body, say), when name is missing or of another type. */
+const char *client_must_str(const json_t *obj, const char *name, const char *context);
+long long client_must_int(const json_t *obj, const char *name, const char *context);
+double client_must_num(const json_t *obj, const char *name, const char *context);
+bool client_must_bool(const json_t *obj, const char *name, const char *context);
+
+/* Defines the harness hooks of a black-box test binary: one bunkerd for all
+ * its tests, started with extra_args (a NULL-terminated list, or NULL). */
+#define CLIENT_FIXTURE(extra_args)                                                                 \
+	int harness_setup(void)                                                                    \
+	{                                                                                          \
+		return client_fixture_start_args(extra_args);                                      \
+	}                                                                                          \
+	void harness_teardown(void)                                                                \
+	{                                                                                          \
+		client_fixture_stop();                                                             \
+	}                                                                                          \
+	int harness_final_check(void)                                                              \
+	{                                                                                          \
+		return client_fixture_check();                                                     \
+	}
+
 /* Members of resp->json (borrowed), NULL when missing or of another type. */
 const char *client_json_str(const json_t *obj, const char *name);
 

@@ -263,9 +263,12 @@ int agent_call_result(struct agent_conn *c, struct agent_msg *req, char *message
 	if (agent_call_begin(c, req, &k, err) < 0)
 		return -1;
 	struct agent_msg ans;
-	int r = agent_call_next(k, &ans, -1);
+	int r = agent_call_next(k, &ans, AGENT_CALL_TIMEOUT_MS);
 	agent_call_end(k);
-	if (r <= 0)
+	if (r < 0)
+		return bk_err_kind(err, BK_E_UNAVAILABLE, "the sandbox's init did not answer in %d s",
+				   AGENT_CALL_TIMEOUT_MS / 1000);
+	if (r == 0)
 		return bk_err_kind(err, BK_E_INTERNAL, "the sandbox's init went away");
 	if (ans.type != AGENT_RESULT) {
 		agent_msg_release(&ans);

@@ -35,6 +35,11 @@ int agent_call_begin(struct agent_conn *c, struct agent_msg *req, struct agent_c
 int agent_call_next(struct agent_call *call, struct agent_msg *out, int timeout_ms);
 void agent_call_end(struct agent_call *call);
 
+/* How long a request other than an execution may wait for its answer:
+ * init answers at once unless something is badly wrong (a frozen
+ * sandbox); a caller must never hang on it for ever. */
+#define AGENT_CALL_TIMEOUT_MS 60000
+
 /* A request answered by one AGENT_RESULT: returns its errno (0 success), or
  * -1 with err set when the connection failed. message, when not NULL,
  * receives the answer's message (len bytes at most). */

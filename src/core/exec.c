@@ -344,8 +344,7 @@ out_files:
 	return rc;
 }
 
-/* With s->rw held shared: the sandbox's processes, or none when it is not
- * running. */
+/* With s->rw held shared (session_enter): the sandbox's processes. */
 static int session_ps(struct session *s, struct sbx_proc **procs, size_t *n, struct bk_err *err)
 {
 	*procs = NULL;
@@ -359,14 +358,12 @@ int core_process_list(struct core *core, const struct core_key *key, const char 
 		      struct core_proc **out, size_t *n, struct bk_err *err)
 {
 	struct session *s;
-	if (session_acquire(core, key->id, id, &s, err) < 0)
+	struct sbx *sbx;
+	if (session_enter(core, key->id, id, &s, &sbx, err) < 0)
 		return -1;
-	session_touch(core, s);
-	pthread_rwlock_rdlock(&s->rw);
 	struct sbx_proc *procs;
 	int rc = session_ps(s, &procs, n, err);
-	pthread_rwlock_unlock(&s->rw);
-	session_release(core, s);
+	session_leave(core, s);
 	if (rc < 0)
 		return -1;
 	*out = calloc(*n + 1, sizeof(**out));
@@ -387,10 +384,9 @@ int core_process_kill(struct core *core, const struct core_key *key, const char 
 		      int **pids, size_t *n, struct bk_err *err)
 {
 	struct session *s;
-	if (session_acquire(core, key->id, id, &s, err) < 0)
+	struct sbx *sbx;
+	if (session_enter(core, key->id, id, &s, &sbx, err) < 0)
 		return -1;
-	session_touch(core, s);
-	pthread_rwlock_rdlock(&s->rw);
 	struct sbx_proc *procs;
 	size_t np;
 	int rc = session_ps(s, &procs, &np, err);
@@ -405,9 +401,8 @@ int core_process_kill(struct core *core, const struct core_key *key, const char 
 		rc = bk_err_kind(err, BK_E_PROCESS_NOT_FOUND, "no process %d in session '%s'", pid,
 				 id);
 	if (rc == 0 && *n > 0)
-		rc = sbx_kill(s->sbx, pid, err);
-	pthread_rwlock_unlock(&s->rw);
-	session_release(core, s);
+		rc = sbx_kill(sbx, pid, err);
+	session_leave(core, s);
 	free(procs);
 	if (rc < 0) {
 		free(*pids);

@@ -28,6 +28,7 @@
 
 #include "core/core_int.h"
 #include "snapshot/snapshot.h"
+#include "util/metrics.h"
 
 void lifecycle_snapshot_path(const struct core *core, const char *id, char *out, size_t len)
 {
@@ -56,8 +57,10 @@ static int sandbox_start(struct core *core, struct session *s, struct bk_err *er
 {
 	struct sbx_limits lim = session_sbx_limits(core, s);
 	struct sbx *fresh;
+	int64_t t0 = mono_us();
 	if (sbx_start(&core->sbx, s->id, s->slot, &lim, &fresh, err) < 0)
 		return -1;
+	metrics_observe(METRICS_SANDBOX_START_SECONDS, (double)(mono_us() - t0) / 1e6);
 	pthread_mutex_lock(&s->mu);
 	s->sbx = fresh;
 	pthread_mutex_unlock(&s->mu);
@@ -86,9 +89,12 @@ static int restore_disk(struct core *core, struct session *s, struct bk_err *err
 int lifecycle_wake_locked(struct core *core, struct session *s, struct bk_err *err)
 {
 	if (s->state == CORE_STATE_IDLE && s->sbx && sbx_alive(s->sbx)) {
-		if (set_state(core, s, CORE_STATE_ACTIVE, err) < 0)
+		int64_t t0 = mono_us();
+		if (set_state(core, s, CORE_STATE_ACTIVE, err) < 0 ||
+		    sbx_freeze(s->sbx, false, err) < 0)
 			return -1;
-		return sbx_freeze(s->sbx, false, err);
+		metrics_observe(METRICS_WAKE_IDLE_SECONDS, (double)(mono_us() - t0) / 1e6);
+		return 0;
 	}
 	if (s->sbx && !sbx_alive(s->sbx))
 		sandbox_drop(s);
@@ -102,6 +108,7 @@ int lifecycle_wake_locked(struct core *core, struct session *s, struct bk_err *e
 		char snap[700];
 		lifecycle_snapshot_path(core, s->id, snap, sizeof(snap));
 		unlink(snap);
+		metrics_observe(METRICS_WAKE_DEEP_SECONDS, (double)(mono_us() - t0) / 1e6);
 		fprintf(stderr, "bunkerd: session %s woke from deep sleep in %.1f ms\n", s->id,
 			(double)(mono_us() - t0) / 1000.0);
 		return 0;

@@ -455,8 +455,10 @@ int core_session_list(struct core *core, const struct core_key *key,
 {
 	struct store_session *rows = NULL;
 	size_t nrows = 0;
-	if (store_session_list(core->store, key->id, metadata_filter, limit, offset, &rows, &nrows,
-			       total, err) < 0)
+	/* Expired sessions are gone for every endpoint, even in the moment
+	 * before the reaper removes them. */
+	if (store_session_list(core->store, key->id, metadata_filter, now_ms(), limit, offset,
+			       &rows, &nrows, total, err) < 0)
 		return -1;
 	struct core_session_info *infos = calloc(nrows + 1, sizeof(*infos));
 	if (infos == NULL) {

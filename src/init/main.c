@@ -149,8 +149,26 @@ static int walk_visit(const char *path, const struct stat *st, int type, struct 
 	return ++walk_count >= AGENT_MAX_WRITTEN ? 1 : 0;
 }
 
+/* After a timeout: waits (a second at most) until every process of the
+ * execution's group is gone and reaped, so that the answer that says the
+ * tree was killed is true when it arrives. */
+static void group_wait_gone(pid_t pgid)
+{
+	for (int i = 0; i < 200; i++) {
+		while (waitpid(-pgid, NULL, WNOHANG) > 0)
+			;
+		if (kill(-pgid, 0) < 0 && errno == ESRCH)
+			return;
+		kill(-pgid, SIGKILL);
+		struct timespec ts = {0, 5 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+}
+
 static void exec_finish(struct exec *e, int status, const struct rusage *ru)
 {
+	if (e->timed_out)
+		group_wait_gone(e->pid);
 	for (int s = 0; s < 2; s++) {
 		if (e->out[s] >= 0)
 			exec_pump(e, s, 1024);

@@ -237,9 +237,12 @@ static int file_call(struct sbx *sbx, struct agent_msg *m, const char *path,
 	if (r < 0)
 		return -1;
 	struct agent_msg a;
-	r = agent_call_next(call, &a, -1);
+	r = agent_call_next(call, &a, AGENT_CALL_TIMEOUT_MS);
 	agent_call_end(call);
-	if (r <= 0)
+	if (r < 0)
+		return bk_err_kind(err, BK_E_UNAVAILABLE, "the sandbox's init did not answer in %d s",
+				   AGENT_CALL_TIMEOUT_MS / 1000);
+	if (r == 0)
 		return bk_err_kind(err, BK_E_INTERNAL, "the sandbox's init went away");
 	int e = (int)agent_msg_get_i64(&a, AGENT_T_ERRNO, EPROTO);
 	if (e != 0 || ans == NULL)
@@ -383,9 +386,12 @@ int sbx_ps(struct sbx *sbx, struct sbx_proc **out, size_t *n, struct bk_err *err
 	if (r < 0)
 		return -1;
 	struct agent_msg a;
-	r = agent_call_next(call, &a, -1);
+	r = agent_call_next(call, &a, AGENT_CALL_TIMEOUT_MS);
 	agent_call_end(call);
-	if (r <= 0)
+	if (r < 0)
+		return bk_err_kind(err, BK_E_UNAVAILABLE, "the sandbox's init did not answer in %d s",
+				   AGENT_CALL_TIMEOUT_MS / 1000);
+	if (r == 0)
 		return bk_err_kind(err, BK_E_INTERNAL, "the sandbox's init went away");
 	size_t off = 0, count = 0;
 	struct agent_field f;

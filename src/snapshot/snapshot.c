@@ -27,23 +27,40 @@ static int fsync_path(const char *path, int flags)
 	return fd < 0 || fsync(fd) < 0 ? -1 : 0;
 }
 
-/* Copies one entry's content from the disk reader into the writer. */
+/* Writes len zero bytes: the part of a sparse file's stream that its map
+ * says is a hole, which the tar writer counts and drops. */
+static int write_zeros(struct archive *out, int64_t len)
+{
+	static const char zeros[65536];
+	while (len > 0) {
+		size_t n = len < (int64_t)sizeof(zeros) ? (size_t)len : sizeof(zeros);
+		if (archive_write_data(out, zeros, n) < 0)
+			return -1;
+		len -= (int64_t)n;
+	}
+	return 0;
+}
+
+/* Copies one entry's content from the disk reader into the writer. The
+ * reader skips holes and puts the sparse map on the entry; the tar writer
+ * wants the whole logical stream, holes included, and drops what the map
+ * marks as hole. So each gap before a block is fed as zeros. */
 static int copy_data(struct archive *disk, struct archive *out, int64_t *bytes)
 {
 	const void *buf;
 	size_t len;
-	int64_t off;
+	int64_t off, pos = 0;
 	for (;;) {
 		int r = archive_read_data_block(disk, &buf, &len, &off);
 		if (r == ARCHIVE_EOF)
 			return 0;
 		if (r < ARCHIVE_WARN)
 			return -1;
-		/* Sparse files: the reader skips the holes and has put their map
-		 * on the entry; the tar writer takes the data blocks in order. */
-		(void)off;
+		if (off > pos && write_zeros(out, off - pos) < 0)
+			return -1;
 		if (archive_write_data(out, buf, len) < 0)
 			return -1;
+		pos = off + (int64_t)len;
 		*bytes += (int64_t)len;
 	}
 }

@@ -747,7 +747,7 @@ static int store_filter_parse(const char *text, json_t **out, struct bk_err *err
 }
 
 int store_session_list(struct store *st, const char *key_id, const char *metadata_filter,
-		       int limit, int offset, struct store_session **out, size_t *n,
+		       int64_t now_ms, int limit, int offset, struct store_session **out, size_t *n,
 		       int64_t *total, struct bk_err *err)
 {
 	*out = NULL;
@@ -768,9 +768,10 @@ int store_session_list(struct store *st, const char *key_id, const char *metadat
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
 	if (sqlite3_prepare_v2(st->db,
 			       "SELECT " STORE_SESSION_COLS " FROM sessions WHERE key_id = ? "
-			       "ORDER BY created_ms DESC, id DESC",
+			       "AND expires_ms > ? ORDER BY created_ms DESC, id DESC",
 			       -1, &stmt, NULL) != SQLITE_OK ||
-	    sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC) != SQLITE_OK)
+	    sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 2, now_ms) != SQLITE_OK)
 		return store_fail(st, err, "cannot list sessions of key '%s'", key_id);
 	__attribute__((cleanup(cleanup_pagep))) struct store_page page = {0};
 	int64_t matched = 0;

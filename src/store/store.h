@@ -110,13 +110,13 @@ int store_session_set_state(struct store *st, const char *id, enum store_session
 int store_session_count(struct store *st, const char *key_id, int64_t now_ms, int64_t *out,
 			struct bk_err *err);
 
-/* A page of a key's sessions, newest first. metadata_filter, when not NULL,
+/* A page of a key's sessions not expired at now_ms, newest first. metadata_filter, when not NULL,
  * is a JSON object that each listed session's metadata must contain (JSON
  * containment: every key of the filter present with an equal value, objects
  * compared recursively). *total counts every match, not only the page. The
  * caller releases each element and frees the array. */
 int store_session_list(struct store *st, const char *key_id, const char *metadata_filter,
-		       int limit, int offset, struct store_session **out, size_t *n,
+		       int64_t now_ms, int limit, int offset, struct store_session **out, size_t *n,
 		       int64_t *total, struct bk_err *err);
 /* Every session of every key, for start-up recovery; same ownership. */
 int store_session_list_all(struct store *st, struct store_session **out, size_t *n,

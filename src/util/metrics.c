@@ -45,6 +45,15 @@ static struct hist hists[METRICS_HIST_COUNT] = {
 					   {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 					    0.5, 1, 2.5},
 					   11},
+	[METRICS_WAKE_IDLE_SECONDS] = {"bunker_wake_idle_duration_seconds",
+				       "Time to thaw an idle session.",
+				       {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+					0.05, 0.1},
+				       10},
+	[METRICS_WAKE_DEEP_SECONDS] = {"bunker_wake_deep_sleep_duration_seconds",
+				       "Time to restore a deep-sleeping session and start it.",
+				       {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
+				       11},
 };
 
 static const double request_bounds[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,

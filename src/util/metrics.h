@@ -23,6 +23,8 @@ enum metrics_counter {
 enum metrics_hist {
 	METRICS_EXEC_SECONDS = 0,      /* bunker_execution_duration_seconds */
 	METRICS_SANDBOX_START_SECONDS, /* bunker_sandbox_start_duration_seconds */
+	METRICS_WAKE_IDLE_SECONDS,     /* bunker_wake_idle_duration_seconds */
+	METRICS_WAKE_DEEP_SECONDS,     /* bunker_wake_deep_sleep_duration_seconds */
 	METRICS_HIST_COUNT,
 };
 

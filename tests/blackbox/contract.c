@@ -20,20 +20,7 @@
 
 extern char **environ;
 
-int harness_setup(void)
-{
-	return client_fixture_start();
-}
-
-void harness_teardown(void)
-{
-	client_fixture_stop();
-}
-
-int harness_final_check(void)
-{
-	return client_fixture_check();
-}
+CLIENT_FIXTURE(NULL)
 
 /* ---- the CLI ---- */
 

@@ -24,20 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int harness_setup(void)
-{
-	return client_fixture_start();
-}
-
-void harness_teardown(void)
-{
-	client_fixture_stop();
-}
-
-int harness_final_check(void)
-{
-	return client_fixture_check();
-}
+CLIENT_FIXTURE(NULL)
 
 /* ---- helpers ---- */
 
@@ -84,34 +71,6 @@ static void run_python(const char *id, const char *name, const char *script, int
 	char cmd[256];
 	snprintf(cmd, sizeof(cmd), "python3 %s", name);
 	exec_ok(id, cmd, extra, r);
-}
-
-static const char *res_str(const json_t *obj, const char *name, const char *body)
-{
-	const char *s = client_json_str(obj, name);
-	CHECK_MSG(s != NULL, "'%s' is not a string in %.2000s", name, body);
-	return s;
-}
-
-static long long res_int(const json_t *obj, const char *name, const char *body)
-{
-	json_t *v = json_object_get(obj, name);
-	CHECK_MSG(json_is_integer(v), "'%s' is not an integer in %.2000s", name, body);
-	return json_integer_value(v);
-}
-
-static double res_num(const json_t *obj, const char *name, const char *body)
-{
-	json_t *v = json_object_get(obj, name);
-	CHECK_MSG(json_is_number(v), "'%s' is not a number in %.2000s", name, body);
-	return json_number_value(v);
-}
-
-static bool res_bool(const json_t *obj, const char *name, const char *body)
-{
-	json_t *v = json_object_get(obj, name);
-	CHECK_MSG(json_is_boolean(v), "'%s' is not a boolean in %.2000s", name, body);
-	return json_is_true(v);
 }
 
 static void check_healthy(void)
@@ -220,7 +179,7 @@ TEST(priv_no_caps_no_new_privs_seccomp)
 	struct client_resp r;
 	/* A command, and a process it starts: both are bound the same way. */
 	exec_ok(id, "cat /proc/self/status; echo ====; sh -c 'cat /proc/self/status'", NULL, &r);
-	const char *out = res_str(r.json, "stdout", r.body);
+	const char *out = client_must_str(r.json, "stdout", r.body);
 	const char *sep = strstr(out, "====\n");
 	CHECK_MSG(sep != NULL, "stdout: %s", out);
 	char *first = strndup(out, (size_t)(sep - out));
@@ -236,7 +195,7 @@ TEST(priv_no_caps_no_new_privs_seccomp)
 	CHECK(client_call_json(&bk.d, "POST", "/execute", bk.paid_key, body, &r) == 0);
 	json_decref(body);
 	CHECK_STATUS(&r, 200);
-	check_unprivileged(res_str(r.json, "stdout", r.body), "code");
+	check_unprivileged(client_must_str(r.json, "stdout", r.body), "code");
 	client_resp_free(&r);
 	session_end(id);
 }
@@ -354,8 +313,8 @@ TEST(priv_denied_syscalls)
 	char *id = session_new(NULL);
 	struct client_resp r;
 	run_python(id, "denied.py", denied_syscalls_py, 30, &r);
-	const char *out = res_str(r.json, "stdout", r.body);
-	CHECK_MSG(res_int(r.json, "exitCode", r.body) == 0, "the probe failed: %.3000s", r.body);
+	const char *out = client_must_str(r.json, "stdout", r.body);
+	CHECK_MSG(client_must_int(r.json, "exitCode", r.body) == 0, "the probe failed: %.3000s", r.body);
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
 		char key[64];
 		snprintf(key, sizeof(key), "%s ", want[i].name);
@@ -387,7 +346,7 @@ TEST(priv_denied_syscalls)
 		"date -s '2001-01-01' 2>&1 >/dev/null && echo 'date -s: ok'; "
 		"echo done",
 		NULL, &r);
-	out = res_str(r.json, "stdout", r.body);
+	out = client_must_str(r.json, "stdout", r.body);
 	CHECK_MSG(strstr(out, ": ok") == NULL, "an attack succeeded:\n%s", out);
 	CHECK_MSG(strstr(out, "done\n") != NULL, "stdout: %s", out);
 	client_resp_free(&r);
@@ -427,10 +386,10 @@ TEST(priv_other_abis_refused)
 		json_pack("{s:[{s:s,s:s}],s:i}", "files", "path", "abi.c", "content", other_abi_c,
 			  "timeout", 60),
 		&r);
-	const char *out = res_str(r.json, "stdout", r.body);
+	const char *out = client_must_str(r.json, "stdout", r.body);
 	if (strcmp(out, "no-gcc\n") == 0)
 		SKIP("no C compiler in the session's image to build the probe");
-	CHECK_MSG(res_int(r.json, "exitCode", r.body) == 0, "the probe failed: %.3000s", r.body);
+	CHECK_MSG(client_must_int(r.json, "exitCode", r.body) == 0, "the probe failed: %.3000s", r.body);
 	/* Killed by SIGSYS (128 + 31): the filter's action for a foreign
 	 * architecture, before any system call of it runs. */
 	CHECK_MSG(strcmp(out, "i386 rc=159\nx32 rc=159\n") == 0,
@@ -519,8 +478,8 @@ TEST(priv_init_unreachable)
 	char *id = session_new(NULL);
 	struct client_resp r;
 	run_python(id, "init.py", init_reach_py, 30, &r);
-	const char *out = res_str(r.json, "stdout", r.body);
-	CHECK_MSG(res_int(r.json, "exitCode", r.body) == 0, "the probe failed: %.3000s", r.body);
+	const char *out = client_must_str(r.json, "stdout", r.body);
+	CHECK_MSG(client_must_int(r.json, "exitCode", r.body) == 0, "the probe failed: %.3000s", r.body);
 	/* No descriptor beyond stdio is inherited: not the agent socket. */
 	CHECK_MSG(strncmp(out, "fds []\n", 7) == 0, "the execution inherits descriptors:\n%s", out);
 	CHECK_MSG(strstr(out, " ok\n") == NULL, "a user process reaches PID 1:\n%s", out);
@@ -570,7 +529,7 @@ TEST(vis_host_hidden)
 	unlink(tmp_marker);
 	if (have_vartmp)
 		unlink(vartmp_marker);
-	const char *out = res_str(r.json, "stdout", r.body);
+	const char *out = client_must_str(r.json, "stdout", r.body);
 	/* /root: unreadable or empty; /home: the session user's only; nothing of
 	 * the host's paths exists; no shadow file; the host's markers are not
 	 * found anywhere; /etc/passwd is the image's own. */
@@ -649,7 +608,7 @@ TEST(vis_other_session_ipc)
 	    a, cmd,
 	    json_pack("{s:[{s:s,s:s}]}", "files", "path", "abstract.py", "content", abstract_py),
 	    &r);
-	CHECK_MSG(strcmp(res_str(r.json, "stdout", r.body), "3\nconnected\n") == 0,
+	CHECK_MSG(strcmp(client_must_str(r.json, "stdout", r.body), "3\nconnected\n") == 0,
 		  "A's own IPC objects: %s", r.body);
 	client_resp_free(&r);
 
@@ -662,7 +621,7 @@ TEST(vis_other_session_ipc)
 	    b, cmd,
 	    json_pack("{s:[{s:s,s:s}]}", "files", "path", "abstract.py", "content", abstract_py),
 	    &r);
-	CHECK_MSG(strcmp(res_str(r.json, "stdout", r.body), "0\n0\nrefused 111\n") == 0,
+	CHECK_MSG(strcmp(client_must_str(r.json, "stdout", r.body), "0\n0\nrefused 111\n") == 0,
 		  "B reaches A's IPC: %s", r.body);
 	client_resp_free(&r);
 	session_end(a);
@@ -818,7 +777,7 @@ TEST(vis_proc_masked)
 	    "ls -A /proc/acpi 2>/dev/null; ls -A /sys/firmware 2>/dev/null; "
 	    "cat /proc/sys/kernel/hostname; echo end",
 	    NULL, &r);
-	const char *out = res_str(r.json, "stdout", r.body);
+	const char *out = client_must_str(r.json, "stdout", r.body);
 	CHECK_MSG(strstr(out, "kcore") == NULL || strstr(out, "kcore 0\n") != NULL,
 		  "/proc/kcore reads kernel memory:\n%s", out);
 	CHECK_MSG(strstr(out, "written") == NULL, "a kernel setting was changed:\n%s", out);
@@ -850,7 +809,7 @@ TEST(vis_sys_read_only)
 		"  echo sys-ro; "
 		"echo end",
 		NULL, &r);
-	const char *out = res_str(r.json, "stdout", r.body);
+	const char *out = client_must_str(r.json, "stdout", r.body);
 	if (strstr(out, "sys-ro") == NULL && strcmp(out, "end\n") == 0)
 		SKIP("sysfs is not mounted in the session (the kernel refused it)");
 	CHECK_MSG(strcmp(out, "sys-ro\nend\n") == 0, "/sys is writable or shows cgroups:\n%s", out);
@@ -887,7 +846,7 @@ TEST(vis_dev_safe_nodes)
 		"touch /dev/new 2>/dev/null && echo 'touch /dev: ok'; "
 		"echo end",
 		NULL, &r);
-	const char *o = res_str(r.json, "stdout", r.body);
+	const char *o = client_must_str(r.json, "stdout", r.body);
 	CHECK_MSG(strcmp(o, "end\n") == 0, "/dev gives a way to the host:\n%s", o);
 	client_resp_free(&r);
 	session_end(id);
@@ -952,8 +911,8 @@ TEST_TIMEOUT(net_loopback_only, 90)
 	snprintf(cmd, sizeof(cmd), "python3 net.py %s", args);
 	struct client_resp r;
 	exec_ok(id, cmd, extra, &r);
-	const char *o = res_str(r.json, "stdout", r.body);
-	CHECK_MSG(res_int(r.json, "exitCode", r.body) == 0, "the probe failed: %.3000s", r.body);
+	const char *o = client_must_str(r.json, "stdout", r.body);
+	CHECK_MSG(client_must_int(r.json, "exitCode", r.body) == 0, "the probe failed: %.3000s", r.body);
 	CHECK_MSG(strncmp(o, "self connected\n", 15) == 0, "the session's own loopback: %s", o);
 	const char *rest = o + 15;
 	CHECK_MSG(strstr(rest, "connected") == NULL, "a connection left the session:\n%s", o);
@@ -975,13 +934,13 @@ TEST_TIMEOUT(res_memory_limit, 120)
 	CHECK_ERROR(&r, 507, "memory_limit_exceeded");
 	json_t *details = json_object_get(json_object_get(r.json, "error"), "details");
 	CHECK_MSG(json_is_object(details), "no error.details: %s", r.body);
-	res_str(details, "stdout", r.body);
-	res_str(details, "stderr", r.body);
-	long long code = res_int(details, "exitCode", r.body);
+	client_must_str(details, "stdout", r.body);
+	client_must_str(details, "stderr", r.body);
+	long long code = client_must_int(details, "exitCode", r.body);
 	CHECK_MSG(code != 0, "the execution exited 0 over the limit: %s", r.body);
-	CHECK_MSG(strstr(res_str(details, "stdout", r.body), "419430400") == NULL,
+	CHECK_MSG(strstr(client_must_str(details, "stdout", r.body), "419430400") == NULL,
 		  "400 MB were allocated under a 128 MB limit: %s", r.body);
-	CHECK_MSG(res_num(details, "memoryUsed", r.body) > 0, "memoryUsed: %s", r.body);
+	CHECK_MSG(client_must_num(details, "memoryUsed", r.body) > 0, "memoryUsed: %s", r.body);
 	client_resp_free(&r);
 
 	/* The session, another session and the host go on. */
@@ -1003,17 +962,17 @@ TEST_TIMEOUT(res_disk_limit, 120)
 	char *other = session_new(NULL);
 	struct client_resp r;
 	exec_ok(id, "head -c 100000000 /dev/zero > big", NULL, &r);
-	CHECK_MSG(res_int(r.json, "exitCode", r.body) != 0, "100 MB fit in 32 MB: %s", r.body);
-	CHECK_MSG(strstr(res_str(r.json, "stderr", r.body), "No space left on device") != NULL,
+	CHECK_MSG(client_must_int(r.json, "exitCode", r.body) != 0, "100 MB fit in 32 MB: %s", r.body);
+	CHECK_MSG(strstr(client_must_str(r.json, "stderr", r.body), "No space left on device") != NULL,
 		  "stderr: %s", r.body);
 	client_resp_free(&r);
 	/* /tmp is on the same disk; /dev/shm has a small fixed size of its own. */
 	exec_ok(id, "head -c 100000000 /dev/zero > /tmp/big2", NULL, &r);
-	CHECK_MSG(res_int(r.json, "exitCode", r.body) != 0, "/tmp is unlimited: %s", r.body);
+	CHECK_MSG(client_must_int(r.json, "exitCode", r.body) != 0, "/tmp is unlimited: %s", r.body);
 	client_resp_free(&r);
 	exec_ok(id, "head -c 200000000 /dev/zero > /dev/shm/big3", NULL, &r);
-	CHECK_MSG(res_int(r.json, "exitCode", r.body) != 0, "/dev/shm took 200 MB: %s", r.body);
-	CHECK_MSG(strstr(res_str(r.json, "stderr", r.body), "No space left on device") != NULL,
+	CHECK_MSG(client_must_int(r.json, "exitCode", r.body) != 0, "/dev/shm took 200 MB: %s", r.body);
+	CHECK_MSG(strstr(client_must_str(r.json, "stderr", r.body), "No space left on device") != NULL,
 		  "stderr: %s", r.body);
 	client_resp_free(&r);
 	/* Running out of inodes stops too, as the 32 MB disk's own error. */
@@ -1021,7 +980,7 @@ TEST_TIMEOUT(res_disk_limit, 120)
 		"mkdir -p many && cd many && i=0; while [ $i -lt 20000 ]; do "
 		"printf '' 2>/dev/null > f$i || break; i=$((i+1)); done; echo $i",
 		NULL, &r);
-	long files = atol(res_str(r.json, "stdout", r.body));
+	long files = atol(client_must_str(r.json, "stdout", r.body));
 	CHECK_MSG(files > 100 && files < 20000, "created %ld files on a 32 MB disk: %.2000s", files,
 		  r.body);
 	client_resp_free(&r);
@@ -1075,7 +1034,7 @@ TEST_TIMEOUT(res_files_count_toward_memory, 120)
 	struct client_resp r;
 	exec_any(id, "head -c 300000000 /dev/zero > big", json_pack("{s:i}", "timeout", 60), &r);
 	if (r.status == 200)
-		CHECK_MSG(res_int(r.json, "exitCode", r.body) != 0,
+		CHECK_MSG(client_must_int(r.json, "exitCode", r.body) != 0,
 			  "300 MB of files under a 128 MB memory limit: %s", r.body);
 	else
 		CHECK_MSG(r.status == 507, "HTTP %ld: %.1000s", r.status, r.body);
@@ -1085,7 +1044,7 @@ TEST_TIMEOUT(res_files_count_toward_memory, 120)
 
 	/* The very next execution can clean up. */
 	exec_any(id, "rm -f big && echo removed", NULL, &r);
-	CHECK_MSG(r.status == 200 && strcmp(res_str(r.json, "stdout", r.body), "removed\n") == 0,
+	CHECK_MSG(r.status == 200 && strcmp(client_must_str(r.json, "stdout", r.body), "removed\n") == 0,
 		  "the session cannot delete the file that filled it: HTTP %ld %.1000s", r.status,
 		  r.body);
 	client_resp_free(&r);
@@ -1104,7 +1063,7 @@ TEST_TIMEOUT(res_files_count_toward_memory, 120)
 	exec_any(id, "du -sm /workspace | cut -f1", NULL, &r);
 	CHECK_MSG(r.status == 200, "the session is locked out by its files: HTTP %ld %.1000s",
 		  r.status, r.body);
-	long mb = atol(res_str(r.json, "stdout", r.body));
+	long mb = atol(client_must_str(r.json, "stdout", r.body));
 	CHECK_MSG(mb <= 128, "the session holds %ld MB of files under a 128 MB memory limit", mb);
 	client_resp_free(&r);
 	check_healthy();
@@ -1120,9 +1079,9 @@ static double busy_ratio(const char *id)
 	exec_ok(id,
 		"python3 -c \"import time\nt=time.monotonic()\nwhile time.monotonic()-t<2: pass\"",
 		json_pack("{s:i}", "timeout", 20), &r);
-	CHECK_INT_EQ(res_int(r.json, "exitCode", r.body), 0);
-	double cpu = res_num(r.json, "cpuTime", r.body);
-	double wall = res_num(r.json, "executionTime", r.body);
+	CHECK_INT_EQ(client_must_int(r.json, "exitCode", r.body), 0);
+	double cpu = client_must_num(r.json, "cpuTime", r.body);
+	double wall = client_must_num(r.json, "executionTime", r.body);
 	CHECK_MSG(wall >= 1900, "executionTime %g ms for a 2 s loop", wall);
 	fprintf(stderr, "    cpuTime %g ms, executionTime %g ms\n", cpu, wall);
 	client_resp_free(&r);
@@ -1169,7 +1128,7 @@ TEST_TIMEOUT(res_pids_limit, 120)
 	char *other = session_new(NULL);
 	struct client_resp r;
 	run_python(id, "forks.py", fork_count_py, 60, &r);
-	const char *out = res_str(r.json, "stdout", r.body);
+	const char *out = client_must_str(r.json, "stdout", r.body);
 	long n = 0;
 	char err[32] = "";
 	CHECK_MSG(sscanf(out, "%ld %31s", &n, err) == 2, "stdout: %s", r.body);
@@ -1183,9 +1142,9 @@ TEST_TIMEOUT(res_pids_limit, 120)
 	 * execution's timeout ends all of it. */
 	exec_ok(id, "bash -c ':(){ :|:& };:'; sleep 60", json_pack("{s:i}", "timeout", 5), &r);
 	CHECK_MSG(r.seconds < 15, "a 5 s timeout answered after %.1f s", r.seconds);
-	CHECK(res_bool(r.json, "timedOut", r.body));
-	CHECK_INT_EQ(res_int(r.json, "exitCode", r.body), 124);
-	CHECK_MSG(strstr(res_str(r.json, "stderr", r.body), "Resource temporarily unavailable"),
+	CHECK(client_must_bool(r.json, "timedOut", r.body));
+	CHECK_INT_EQ(client_must_int(r.json, "exitCode", r.body), 124);
+	CHECK_MSG(strstr(client_must_str(r.json, "stderr", r.body), "Resource temporarily unavailable"),
 		  "the bomb never met the limit: %.2000s", r.body);
 	client_resp_free(&r);
 	check_healthy();
@@ -1239,10 +1198,10 @@ static int procs_matching(const char *id, const char *needle, long *pids, int ma
 	size_t i;
 	json_t *p;
 	json_array_foreach (arr, i, p) {
-		long pid = (long)res_int(p, "pid", r.body);
-		const char *cmd = res_str(p, "command", r.body);
+		long pid = (long)client_must_int(p, "pid", r.body);
+		const char *cmd = client_must_str(p, "command", r.body);
 		double t;
-		CHECK_MSG(client_parse_time(res_str(p, "startedAt", r.body), &t),
+		CHECK_MSG(client_parse_time(client_must_str(p, "startedAt", r.body), &t),
 			  "startedAt is not a timestamp: %s", r.body);
 		CHECK_MSG(pid > 1, "the list shows pid %ld: %s", pid, r.body);
 		if (strstr(cmd, needle) && n < max)
@@ -1268,8 +1227,8 @@ TEST_TIMEOUT(time_timeout_and_kill, 90)
 	exec_ok(id, "setsid sleep 300 >/dev/null 2>&1 </dev/null & sleep 100 & sleep 100",
 		json_pack("{s:i}", "timeout", 1), &r);
 	CHECK_MSG(r.seconds < 4, "a 1 s timeout answered after %.1f s", r.seconds);
-	CHECK(res_bool(r.json, "timedOut", r.body));
-	CHECK_INT_EQ(res_int(r.json, "exitCode", r.body), 124);
+	CHECK(client_must_bool(r.json, "timedOut", r.body));
+	CHECK_INT_EQ(client_must_int(r.json, "exitCode", r.body), 124);
 	client_resp_free(&r);
 	/* The tree is gone; the detached process is not. */
 	char *out = client_must_run(bk.paid_key, id, "pgrep -a -x sleep");
@@ -1311,7 +1270,7 @@ TEST_TIMEOUT(time_timeout_and_kill, 90)
 	/* Kill by pid. */
 	kill_call(id, pids[0], &r);
 	CHECK_STATUS(&r, 200);
-	CHECK(res_bool(r.json, "killed", r.body));
+	CHECK(client_must_bool(r.json, "killed", r.body));
 	json_t *killed = json_object_get(r.json, "pids");
 	CHECK_MSG(json_is_array(killed) && json_array_size(killed) == 1 &&
 		      json_integer_value(json_array_get(killed, 0)) == pids[0],
@@ -1331,7 +1290,7 @@ TEST_TIMEOUT(time_timeout_and_kill, 90)
 	CHECK_INT_EQ(n, 3);
 	kill_call(id, 0, &r);
 	CHECK_STATUS(&r, 200);
-	CHECK(res_bool(r.json, "killed", r.body));
+	CHECK(client_must_bool(r.json, "killed", r.body));
 	killed = json_object_get(r.json, "pids");
 	CHECK_MSG(json_is_array(killed) && json_array_size(killed) >= 3, "pids: %s", r.body);
 	size_t k;

@@ -13,20 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int harness_setup(void)
-{
-	return client_fixture_start();
-}
-
-void harness_teardown(void)
-{
-	client_fixture_stop();
-}
-
-int harness_final_check(void)
-{
-	return client_fixture_check();
-}
+CLIENT_FIXTURE(NULL)
 
 /* ---- helpers ---- */
 
@@ -60,30 +47,22 @@ static void exec_take(json_t *body, struct client_resp *r)
 
 static const char *res_str(const struct client_resp *r, const char *name)
 {
-	const char *s = client_json_str(r->json, name);
-	CHECK_MSG(s != NULL, "'%s' is not a string in %.2000s", name, r->body);
-	return s;
+	return client_must_str(r->json, name, r->body);
 }
 
 static long long res_int(const struct client_resp *r, const char *name)
 {
-	json_t *v = json_object_get(r->json, name);
-	CHECK_MSG(json_is_integer(v), "'%s' is not an integer in %.2000s", name, r->body);
-	return json_integer_value(v);
+	return client_must_int(r->json, name, r->body);
 }
 
 static double res_num(const struct client_resp *r, const char *name)
 {
-	json_t *v = json_object_get(r->json, name);
-	CHECK_MSG(json_is_number(v), "'%s' is not a number in %.2000s", name, r->body);
-	return json_number_value(v);
+	return client_must_num(r->json, name, r->body);
 }
 
 static bool res_bool(const struct client_resp *r, const char *name)
 {
-	json_t *v = json_object_get(r->json, name);
-	CHECK_MSG(json_is_boolean(v), "'%s' is not a boolean in %.2000s", name, r->body);
-	return json_is_true(v);
+	return client_must_bool(r->json, name, r->body);
 }
 
 /* A truncation flag: absent means false. */

@@ -18,20 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-int harness_setup(void)
-{
-	return client_fixture_start();
-}
-
-void harness_teardown(void)
-{
-	client_fixture_stop();
-}
-
-int harness_final_check(void)
-{
-	return client_fixture_check();
-}
+CLIENT_FIXTURE(NULL)
 
 #define NO_SESSION "ses_aaaaaaaaaaaaaaaaaaaa"
 #define RAW_MAX ((size_t)64 << 20)

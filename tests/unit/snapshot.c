@@ -60,6 +60,7 @@ TEST(snapshot_roundtrip_keeps_everything)
 	snprintf(p, sizeof(p), "%s/workspace/sparse", src);
 	int fd = open(p, O_WRONLY | O_CREAT, 0644);
 	CHECK(fd >= 0);
+	CHECK(pwrite(fd, "mid", 3, 32 << 20) == 3);
 	CHECK(pwrite(fd, "z", 1, 64 << 20) == 1);
 	close(fd);
 	/* overlayfs's own: a whiteout and an opaque directory. */
@@ -102,6 +103,15 @@ TEST(snapshot_roundtrip_keeps_everything)
 	snprintf(p, sizeof(p), "%s/workspace/sparse", dst);
 	CHECK(stat(p, &a) == 0);
 	CHECK_INT_EQ(a.st_size, (64 << 20) + 1);
+	/* The data between the holes is where it was. */
+	fd = open(p, O_RDONLY);
+	CHECK(fd >= 0);
+	char probe[4] = "";
+	CHECK(pread(fd, probe, 3, 32 << 20) == 3);
+	CHECK(memcmp(probe, "mid", 3) == 0);
+	CHECK(pread(fd, probe, 1, 64 << 20) == 1 && probe[0] == 'z');
+	CHECK(pread(fd, probe, 3, 16 << 20) == 3 && probe[0] == 0 && probe[2] == 0);
+	close(fd);
 	CHECK_MSG(a.st_blocks * 512 < (1 << 20), "sparse file came back with %lld bytes",
 		  (long long)a.st_blocks * 512);
 	snprintf(p, sizeof(p), "%s/gone", dst);

@@ -431,7 +431,7 @@ static void list_ids(struct store *st, const char *key_id, const char *filter, i
 	size_t n = 99;
 	int64_t total = -1;
 	struct bk_err err = {0};
-	int rc = store_session_list(st, key_id, filter, limit, offset, &v, &n, &total, &err);
+	int rc = store_session_list(st, key_id, filter, 0, limit, offset, &v, &n, &total, &err);
 	CHECK_MSG(rc == 0, "list %s: %s", filter ? filter : "(null)", err.msg);
 	char got[512] = "";
 	for (size_t i = 0; i < n; i++) {
@@ -477,9 +477,9 @@ TEST(list_orders_pages_and_counts)
 	size_t n = 0;
 	int64_t total = 0;
 	struct bk_err err = {0};
-	CHECK_INT_EQ(store_session_list(f.st, k, NULL, -1, 0, &v, &n, &total, &err), -1);
+	CHECK_INT_EQ(store_session_list(f.st, k, NULL, 0, -1, 0, &v, &n, &total, &err), -1);
 	CHECK_STR_EQ(err.field, "limit");
-	CHECK_INT_EQ(store_session_list(f.st, k, NULL, 1, -1, &v, &n, &total, &err), -1);
+	CHECK_INT_EQ(store_session_list(f.st, k, NULL, 0, 1, -1, &v, &n, &total, &err), -1);
 	CHECK_STR_EQ(err.field, "offset");
 
 	/* list_all sees every key's sessions. */
@@ -548,7 +548,7 @@ TEST(list_rejects_invalid_filter)
 		size_t n = 7;
 		int64_t total = 7;
 		struct bk_err err = {0};
-		int rc = store_session_list(f.st, "key_aaaaaaaaaaaaaaaa", bad[i], 10, 0, &v, &n,
+		int rc = store_session_list(f.st, "key_aaaaaaaaaaaaaaaa", bad[i], 0, 10, 0, &v, &n,
 					    &total, &err);
 		CHECK_MSG(rc == -1, "filter '%s' accepted", bad[i]);
 		CHECK_INT_EQ(err.kind, BK_E_INVALID);
@@ -589,6 +589,18 @@ TEST(count_respects_expiry)
 	CHECK_INT_EQ(count, 0);
 	CHECK_INT_EQ(store_session_count(f.st, "key_nonenonenonenone", now, &count, &err), 0);
 	CHECK_INT_EQ(count, 0);
+	/* A list leaves out what has expired, in the page and in the total. */
+	struct store_session *v = NULL;
+	size_t n = 0;
+	int64_t total = -1;
+	CHECK_INT_EQ(store_session_list(f.st, k, NULL, now, 10, 0, &v, &n, &total, &err), 0);
+	CHECK_INT_EQ(n, 2);
+	CHECK_INT_EQ(total, 2);
+	for (size_t i = 0; i < n; i++) {
+		CHECK(v[i].expires_ms > now);
+		store_session_release(&v[i]);
+	}
+	free(v);
 	fixture_close(&f);
 }
 
