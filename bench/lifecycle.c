@@ -22,402 +22,31 @@
  *   - BENCH_SESSIONS sessions with a small workspace each, all left to fall
  *     into deep sleep: snapshot bytes on disk, processes of the daemon,
  *     its RSS.
- * Self-contained (the Makefile builds this file alone); the HTTP and daemon
- * helpers follow bench/bench.c.
+ * The daemon, HTTP and statistics helpers are bench/common.c's.
  */
-#include <curl/curl.h>
 #include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <glob.h>
 #include <jansson.h>
-#include <libgen.h>
-#include <limits.h>
-#include <math.h>
-#include <netinet/in.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "common.h"
 
 #define IDLE_AFTER_S 1
 #define DEEP_AFTER_S 2
 #define TARGET_IDLE_WAKE_MS 2.0
 #define TARGET_DEEP_WAKE_100MB_MS 500.0
 
-static char build[PATH_MAX], data_dir[64], log_dir[64], log_path[128], base_url[64];
-static pid_t daemon_pid;
-static CURL *curl;
-static int rate_limited; /* 429s waited out (not timed) */
-
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static void sleep_ms(double ms)
-{
-	struct timespec ts = {(time_t)(ms / 1000), (long)fmod(ms, 1000.0) * 1000000L};
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-static void die(const char *what) __attribute__((noreturn));
-
-static void stop_daemon(void);
-
-static void die(const char *what)
-{
-	fprintf(stderr, "bench: %s\n", what);
-	stop_daemon();
-	if (log_path[0] != '\0')
-		fprintf(stderr, "bench: bunkerd log kept: %s\n", log_path);
-	exit(1);
-}
-
-static int env_int(const char *name, int def, int min, int max)
-{
-	const char *v = getenv(name);
-	if (v == NULL || *v == '\0')
-		return def;
-	int n = atoi(v);
-	if (n < min || n > max) {
-		fprintf(stderr, "bench: %s must be %d..%d\n", name, min, max);
-		exit(1);
-	}
-	return n;
-}
-
-/* ---- HTTP ---- */
-
-struct buf {
-	char *p;
-	size_t len;
-};
-
-static size_t on_data(char *d, size_t size, size_t n, void *arg)
-{
-	struct buf *b = arg;
-	char *p = realloc(b->p, b->len + size * n + 1);
-	if (p == NULL)
-		return 0;
-	memcpy(p + b->len, d, size * n);
-	b->p = p;
-	b->len += size * n;
-	p[b->len] = '\0';
-	return size * n;
-}
-
-/* One request; returns the status (0 on a transport error), the body parsed
- * into *json when asked (new reference), and its duration in *ms. Waits out
- * a 429 and repeats, outside the timing. */
-static long http(const char *method, const char *path, const char *key, const char *body,
-		 json_t **json, double *ms)
-{
-	for (;;) {
-		char url[512], auth[512];
-		snprintf(url, sizeof(url), "%s%s", base_url, path);
-		struct curl_slist *h = NULL;
-		if (key != NULL) {
-			snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
-			h = curl_slist_append(h, auth);
-		}
-		h = curl_slist_append(h, "Content-Type: application/json");
-		h = curl_slist_append(h, "Expect:");
-		struct buf b = {0};
-		curl_easy_reset(curl);
-		curl_easy_setopt(curl, CURLOPT_URL, url);
-		curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-		curl_easy_setopt(curl, CURLOPT_TIMEOUT, 600L);
-		curl_easy_setopt(curl, CURLOPT_HTTPHEADER, h);
-		curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_data);
-		curl_easy_setopt(curl, CURLOPT_WRITEDATA, &b);
-		curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
-		if (body != NULL)
-			curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
-		double t0 = now_ms();
-		CURLcode rc = curl_easy_perform(curl);
-		double t = now_ms() - t0;
-		long status = 0;
-		if (rc == CURLE_OK)
-			curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-		curl_slist_free_all(h);
-		if (status == 429) {
-			rate_limited++;
-			free(b.p);
-			sleep(1);
-			continue;
-		}
-		if (ms != NULL)
-			*ms = t;
-		if (json != NULL)
-			*json = b.p ? json_loads(b.p, 0, NULL) : NULL;
-		if (status != 200)
-			fprintf(stderr, "bench: %s %s: HTTP %ld %.300s\n", method, path, status,
-				b.p ? b.p : curl_easy_strerror(rc));
-		free(b.p);
-		return status;
-	}
-}
-
-/* ---- the daemon ---- */
-
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	socklen_t sl = sizeof(sa);
-	int port = -1;
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&sa, &sl) == 0)
-		port = ntohs(sa.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
-}
-
-/* Forks argv with stderr (and stdout unless out_fd >= 0) into the log. */
-static pid_t spawn_logged(char *const argv[], int out_fd)
-{
-	int log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-	if (log_fd < 0)
-		die("cannot open the log");
-	pid_t parent = getpid();
-	pid_t pid = fork();
-	if (pid == 0) {
-		int null_fd = open("/dev/null", O_RDONLY);
-		dup2(null_fd, 0);
-		dup2(out_fd >= 0 ? out_fd : log_fd, 1);
-		dup2(log_fd, 2);
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		if (getppid() != parent)
-			_exit(127);
-		setpgid(0, 0);
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	close(log_fd);
-	return pid;
-}
-
-static void start_daemon(void)
-{
-	snprintf(data_dir, sizeof(data_dir), "/tmp/bk-bench-data-XXXXXX");
-	snprintf(log_dir, sizeof(log_dir), "/tmp/bk-bench-log-XXXXXX");
-	if (mkdtemp(data_dir) == NULL || mkdtemp(log_dir) == NULL)
-		die("mkdtemp failed");
-	snprintf(log_path, sizeof(log_path), "%s/bunkerd.log", log_dir);
-	char bunkerd[PATH_MAX + 16], port_s[16];
-	snprintf(bunkerd, sizeof(bunkerd), "%s/bunkerd", build);
-	if (access(bunkerd, X_OK) != 0) {
-		fprintf(stderr, "bench: no bunkerd at '%s'\n", bunkerd);
-		exit(1);
-	}
-	int port = free_port();
-	if (port <= 0)
-		die("no free port");
-	snprintf(port_s, sizeof(port_s), "%d", port);
-	snprintf(base_url, sizeof(base_url), "http://127.0.0.1:%d", port);
-	char *argv[] = {bunkerd, "--listen",	       "127.0.0.1", "--port",
-			port_s,	 "--data-dir",	       data_dir,    "--idle-after",
-			"1",	 "--deep-sleep-after", "2",	    NULL};
-	daemon_pid = spawn_logged(argv, -1);
-	double deadline = now_ms() + 30000;
-	while (now_ms() < deadline) {
-		int st;
-		if (waitpid(daemon_pid, &st, WNOHANG) == daemon_pid) {
-			daemon_pid = 0;
-			die("bunkerd exited at start-up");
-		}
-		char url[128];
-		snprintf(url, sizeof(url), "%s/healthz", base_url);
-		curl_easy_reset(curl);
-		curl_easy_setopt(curl, CURLOPT_URL, url);
-		curl_easy_setopt(curl, CURLOPT_TIMEOUT, 2L);
-		curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-		curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_data);
-		struct buf b = {0};
-		curl_easy_setopt(curl, CURLOPT_WRITEDATA, &b);
-		long status = 0;
-		if (curl_easy_perform(curl) == CURLE_OK)
-			curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-		free(b.p);
-		if (status == 200)
-			return;
-		usleep(50000);
-	}
-	die("bunkerd not healthy after 30 s");
-}
-
-static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	remove(path);
-	return 0;
-}
-
-/* Mount points under data_dir; with detach, detaches each (MNT_DETACH of a
- * parent takes its children along). */
-static int data_dir_mounts(bool detach)
-{
-	FILE *mi = fopen("/proc/self/mountinfo", "re");
-	if (mi == NULL)
-		return -1;
-	char line[4096], mnt[4096];
-	size_t dl = strlen(data_dir);
-	int n = 0;
-	while (fgets(line, sizeof(line), mi) != NULL) {
-		if (sscanf(line, "%*s %*s %*s %*s %4095s", mnt) == 1 &&
-		    strncmp(mnt, data_dir, dl) == 0 && (mnt[dl] == '/' || mnt[dl] == '\0')) {
-			n++;
-			if (detach)
-				umount2(mnt, MNT_DETACH);
-		}
-	}
-	fclose(mi);
-	return n;
-}
-
-/* Detaches what the daemon left mounted under its data directory, then
- * removes it (see bench/bench.c). */
-static void remove_data_dir(void)
-{
-	data_dir_mounts(true);
-	if (data_dir_mounts(false) != 0) {
-		fprintf(stderr, "bench: not removing '%s': mounts remain under it\n", data_dir);
-		return;
-	}
-	nftw(data_dir, rm_cb, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
-}
-
-static void stop_daemon(void)
-{
-	if (daemon_pid > 0) {
-		kill(daemon_pid, SIGTERM);
-		/* A clean stop puts every session to deep sleep first. */
-		double deadline = now_ms() + 120000;
-		int st;
-		pid_t r;
-		while ((r = waitpid(daemon_pid, &st, WNOHANG)) == 0 && now_ms() < deadline)
-			usleep(20000);
-		if (r == 0) {
-			fprintf(stderr, "bench: bunkerd ignored SIGTERM for 120 s; SIGKILL\n");
-			kill(daemon_pid, SIGKILL);
-			waitpid(daemon_pid, &st, 0);
-		}
-		daemon_pid = 0;
-	}
-	if (data_dir[0] != '\0')
-		remove_data_dir();
-}
-
-static void key_create(const char *plan, char *out, size_t len)
-{
-	char cli[PATH_MAX + 16], plan_s[32];
-	snprintf(cli, sizeof(cli), "%s/bunker", build);
-	snprintf(plan_s, sizeof(plan_s), "%s", plan);
-	int p[2];
-	if (pipe2(p, O_CLOEXEC) < 0)
-		die("pipe failed");
-	char *argv[] = {cli, "--data-dir", data_dir, "keys", "create", "--plan", plan_s, NULL};
-	pid_t pid = spawn_logged(argv, p[1]);
-	close(p[1]);
-	char buf[512];
-	size_t n = 0;
-	ssize_t r;
-	while (n < sizeof(buf) - 1 && (r = read(p[0], buf + n, sizeof(buf) - 1 - n)) > 0)
-		n += (size_t)r;
-	close(p[0]);
-	buf[n] = '\0';
-	int st;
-	waitpid(pid, &st, 0);
-	buf[strcspn(buf, "\r\n")] = '\0';
-	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || strncmp(buf, "bk_", 3) != 0 ||
-	    strlen(buf) >= len)
-		die("'bunker keys create' failed");
-	snprintf(out, len, "%s", buf);
-}
-
-/* ---- statistics ---- */
-
-struct stats {
-	const char *name;
-	int n;
-	double p50, p99, mean;
-	bool ok;
-};
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static struct stats summarise(const char *name, double *v, int n)
-{
-	struct stats s = {.name = name, .n = n, .ok = n > 0};
-	if (n == 0)
-		return s;
-	qsort(v, (size_t)n, sizeof(double), cmp_double);
-	s.p50 = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-	int r99 = (int)ceil(0.99 * n) - 1; /* nearest rank */
-	s.p99 = v[r99 < 0 ? 0 : r99];
-	double sum = 0;
-	for (int i = 0; i < n; i++)
-		sum += v[i];
-	s.mean = sum / n;
-	return s;
-}
-
-static void print_header(void)
-{
-	printf("%-46s %5s %10s %10s %10s\n", "operation", "n", "p50 ms", "p99 ms", "mean ms");
-}
-
-static void print_row(const struct stats *s, const char *note)
-{
-	if (s->ok)
-		printf("%-46s %5d %10.2f %10.2f %10.2f%s%s\n", s->name, s->n, s->p50, s->p99,
-		       s->mean, note ? "  " : "", note ? note : "");
-	else
-		printf("%-46s %5s %10s %10s %10s\n", s->name, "-", "n/a", "n/a", "n/a");
-}
+/* The tables' layout: wider names than bench/bench.c's. */
+static const struct stats_table table = {.name_width = 46, .n_width = 5};
 
 /* ---- sessions ---- */
-
-static char *create_session(const char *key, const char *body)
-{
-	json_t *j = NULL;
-	if (http("POST", "/sessions/create", key, body, &j, NULL) != 200)
-		die("create failed");
-	const char *id = json_string_value(json_object_get(j, "sessionId"));
-	if (id == NULL)
-		die("create answered no sessionId");
-	char *copy = strdup(id);
-	json_decref(j);
-	return copy;
-}
-
-static void delete_session(const char *key, const char *id)
-{
-	char path[128];
-	snprintf(path, sizeof(path), "/sessions/%s", id);
-	if (http("DELETE", path, key, NULL, NULL, NULL) != 200)
-		die("delete failed");
-}
 
 /* POST /execute of command with a timeout; dies unless exit 0. Returns the
  * request's duration. */
@@ -717,7 +346,7 @@ static bool log_wake(const char *id, double *ms)
 
 static void bench_idle(const char *key, int n)
 {
-	char *id = create_session(key, "{\"resourceLimits\":{\"cpu\":1}}");
+	char *id = create_session(key, "{\"resourceLimits\":{\"cpu\":1}}", NULL);
 	execute(key, id, "setsid sleep 100000 >/dev/null 2>&1 &");
 	int active_n = n * 5;
 	double *active = calloc((size_t)active_n, sizeof(double));
@@ -731,12 +360,12 @@ static void bench_idle(const char *key, int n)
 		wait_state(key, id, "idle", IDLE_AFTER_S * 1000 - 100, 10000);
 		idle[i] = execute(key, id, "true");
 	}
-	delete_session(key, id);
+	delete_session(key, id, NULL);
 	free(id);
 	struct stats a = summarise("execute \"true\", active session", active, active_n);
 	struct stats b = summarise("execute \"true\", idle (frozen) session", idle, n);
-	print_row(&a, NULL);
-	print_row(&b, NULL);
+	stats_print_row(&table, &a, NULL);
+	stats_print_row(&table, &b, NULL);
 	char note[128];
 	double d50 = b.p50 - a.p50;
 	snprintf(note, sizeof(note), "wake from idle p50 %.2f ms (target <= %.0f ms: %s)", d50,
@@ -797,7 +426,7 @@ static void bench_deep_sleep(const char *key, const struct workload *w, double *
 {
 	char body[256];
 	snprintf(body, sizeof(body), "{\"resourceLimits\":%s}", w->limits);
-	char *id = create_session(key, body);
+	char *id = create_session(key, body, NULL);
 	double t0 = now_ms();
 	populate(key, id, w);
 	double fill_ms = now_ms() - t0;
@@ -836,7 +465,7 @@ static void bench_deep_sleep(const char *key, const struct workload *w, double *
 		    !log_wake(id, &wake_log[i]))
 			die("no 'woke from deep sleep' line in the log");
 	}
-	delete_session(key, id);
+	delete_session(key, id, NULL);
 	free(id);
 
 	char name[3][96];
@@ -857,9 +486,9 @@ static void bench_deep_sleep(const char *key, const struct workload *w, double *
 	       "snapshot file %.1f MB\n",
 	       asleep_procs, asleep_mem < 0 ? "gone" : "STILL THERE", asleep_mounts,
 	       (double)asleep_disk / 1e6, (double)snap_bytes / 1e6);
-	print_row(&s_save, NULL);
-	print_row(&s_wake, NULL);
-	print_row(&s_wlog, NULL);
+	stats_print_row(&table, &s_save, NULL);
+	stats_print_row(&table, &s_wake, NULL);
+	stats_print_row(&table, &s_wlog, NULL);
 	if (wake_p50 != NULL)
 		*wake_p50 = s_wake.p50;
 	free(save);
@@ -874,7 +503,7 @@ static void bench_many(const char *key, int n)
 	int64_t rss0 = daemon_rss();
 	double t0 = now_ms();
 	for (int i = 0; i < n; i++) {
-		ids[i] = create_session(key, NULL);
+		ids[i] = create_session(key, NULL, NULL);
 		char body[512];
 		snprintf(body, sizeof(body),
 			 "{\"sessionId\":\"%s\",\"path\":\"app/main.js\",\"content\":"
@@ -955,40 +584,23 @@ static void bench_many(const char *key, int n)
 
 int main(int argc, char **argv)
 {
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (argc > 1) {
-		if (realpath(argv[1], build) == NULL) {
-			fprintf(stderr, "bench: '%s': %s\n", argv[1], strerror(errno));
-			return 1;
-		}
-	} else {
-		char exe[PATH_MAX];
-		ssize_t l = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-		if (l < 0)
-			return 1;
-		exe[l] = '\0';
-		snprintf(build, sizeof(build), "%s", dirname(dirname(exe)));
-	}
+	bench_init(argc, argv);
 	int idle_n = env_int("BENCH_IDLE_N", 30, 1, 10000);
 	int reps_small = env_int("BENCH_REPS_SMALL", 10, 1, 1000);
 	int reps_large = env_int("BENCH_REPS_LARGE", 5, 1, 1000);
 	int sessions = env_int("BENCH_SESSIONS", 1000, 0, 1000);
 	bool skip_1g = env_int("BENCH_SKIP_1G", 0, 0, 1) == 1;
-	if (geteuid() != 0) {
-		fprintf(stderr, "bench: bunkerd must run as root\n");
-		return 1;
-	}
-	signal(SIGPIPE, SIG_IGN);
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-	curl = curl_easy_init();
-	start_daemon();
+	const char *const daemon_args[] = {"--idle-after", "1", "--deep-sleep-after", "2", NULL};
+	/* Filling a 1 GB workspace takes minutes; a clean stop puts every
+	 * session to deep sleep first. */
+	start_daemon(daemon_args, 600, 120);
 	printf("bunkerd %s, --idle-after %d --deep-sleep-after %d, cgroup %s, %ld cpus\n", build,
 	       IDLE_AFTER_S, DEEP_AFTER_S, cgroup_v2() ? "v2" : "v1",
 	       sysconf(_SC_NPROCESSORS_ONLN));
 
 	char key[256];
 	printf("\n== wake from idle ==\n");
-	print_header();
+	stats_print_header(&table);
 	key_create("paid", key, sizeof(key));
 	bench_idle(key, idle_n);
 
@@ -1004,7 +616,7 @@ int main(int argc, char **argv)
 		if (skip_1g && loads[i].total >= (1 << 30))
 			continue;
 		printf("\n== deep sleep, %s workspace ==\n", loads[i].name);
-		print_header();
+		stats_print_header(&table);
 		key_create("paid", key, sizeof(key));
 		bench_deep_sleep(key, &loads[i], i == 1 ? &wake_100mb : NULL);
 	}
@@ -1021,9 +633,6 @@ int main(int argc, char **argv)
 	if (rate_limited > 0)
 		printf("(%d answers were 429 and were retried outside the timing)\n", rate_limited);
 
-	stop_daemon();
-	curl_easy_cleanup(curl);
-	curl_global_cleanup();
-	nftw(log_dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+	bench_cleanup();
 	return 0;
 }
