@@ -102,5 +102,7 @@ void lifecycle_tick(struct core *core);
 /* At start-up, before serving: settles a session left by an earlier run
  * into a consistent state (see lifecycle.c). */
 void lifecycle_recover(struct core *core, struct session *s);
+/* How many workspace files a deep-sleeping session's snapshot holds. */
+int64_t lifecycle_snapshot_files(const struct core *core, const char *id);
 /* The snapshot file of session id. */
 void lifecycle_snapshot_path(const struct core *core, const char *id, char *out, size_t len);

@@ -24,6 +24,8 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "core/core_int.h"
@@ -33,6 +35,21 @@
 void lifecycle_snapshot_path(const struct core *core, const char *id, char *out, size_t len)
 {
 	snprintf(out, len, "%s/snapshots/%s.tar.zst", core->cfg.data_dir, id);
+}
+
+/* The workspace's file count rides on the snapshot as an extended
+ * attribute: GET /sessions/{id} reports it without opening the archive. */
+#define FILES_XATTR "user.bunker.files"
+
+int64_t lifecycle_snapshot_files(const struct core *core, const char *id)
+{
+	char snap[700], text[32];
+	lifecycle_snapshot_path(core, id, snap, sizeof(snap));
+	ssize_t n = getxattr(snap, FILES_XATTR, text, sizeof(text) - 1);
+	if (n <= 0)
+		return 0;
+	text[n] = '\0';
+	return strtoll(text, NULL, 10);
 }
 
 static int set_state(struct core *core, struct session *s, enum core_state state,
@@ -136,6 +153,7 @@ int lifecycle_deep_sleep_locked(struct core *core, struct session *s, struct bk_
 	 * wakes with a fresh one. */
 	if (!sbx_disk_exists(&core->sbx, s->id))
 		return 0;
+	int64_t files = sbx_files_count(&core->sbx, s->id);
 	if (snapshot_save(layer, snap, &st, err) < 0 ||
 	    sbx_disk_release(&core->sbx, s->id, err) < 0) {
 		if (!sbx_disk_exists(&core->sbx, s->id) && access(snap, F_OK) == 0)
@@ -147,6 +165,9 @@ int lifecycle_deep_sleep_locked(struct core *core, struct session *s, struct bk_
 		bk_err_prefix(err, "cannot put session %s to deep sleep", s->id);
 		return -1;
 	}
+	char text[32];
+	snprintf(text, sizeof(text), "%lld", (long long)files);
+	setxattr(snap, FILES_XATTR, text, strlen(text), 0);
 	fprintf(stderr,
 		"bunkerd: session %s in deep sleep: %lld files, %lld bytes -> %lld in %.1f ms\n",
 		s->id, (long long)st.files, (long long)st.bytes_in, (long long)st.bytes_out,

@@ -301,7 +301,11 @@ static void info_fill(struct core *core, const struct store_session *row, bool r
 	/* "ses_" + 20 characters becomes the host name "ses-<20>". */
 	snprintf(out->preview_url, sizeof(out->preview_url), "%s://ses-%s.%s",
 		 core->cfg.preview_scheme, row->id + 4, core->cfg.preview_domain);
-	out->files_count = sbx_files_count(&core->sbx, row->id);
+	/* A deep-sleeping session's files are in its snapshot, which notes
+	 * how many there were. */
+	out->files_count = out->state == CORE_STATE_DEEP_SLEEP
+				   ? lifecycle_snapshot_files(core, row->id)
+				   : sbx_files_count(&core->sbx, row->id);
 	out->active_processes = running ? sbx_process_count(&core->sbx, row->id) : 0;
 }
 

@@ -739,6 +739,14 @@ TEST_TIMEOUT(deep_sleep_round_trip, 90)
 		      strstr(before, "tool ran\n") != NULL,
 		  "the tree was not built as meant:\n%s", before);
 
+	struct client_resp fr;
+	char fpath[128];
+	snprintf(fpath, sizeof(fpath), "/sessions/%s", id);
+	call(&bk.d, "GET", fpath, key, NULL, &fr);
+	CHECK_STATUS(&fr, 200);
+	long long files_awake = client_must_int(fr.json, "filesCount", fr.body);
+	CHECK(files_awake > 5);
+	client_resp_free(&fr);
 	deep_sleep_wait(key, id);
 	char snap[PATH_MAX], run_dir[PATH_MAX], cgs[1024];
 	snapshot_path(&bk.d, id, snap, sizeof(snap));
@@ -758,6 +766,10 @@ TEST_TIMEOUT(deep_sleep_round_trip, 90)
 	CHECK_STATUS(&r, 200);
 	json_t *first = json_array_get(json_object_get(r.json, "sessions"), 0);
 	CHECK_STR_EQ(client_json_str(first, "state"), "deep-sleep");
+	/* Asleep, it still counts the files its snapshot holds. */
+	CHECK_MSG(client_must_int(first, "filesCount", r.body) == files_awake,
+		  "filesCount asleep %lld, awake %lld",
+		  client_must_int(first, "filesCount", r.body), files_awake);
 	client_resp_free(&r);
 	sleep_s(0.3);
 	info(key, id, state, sizeof(state), NULL);
