@@ -85,11 +85,11 @@ bench: deps
 	@$(MAKE) --no-print-directory SAN=0 all bench-bin
 	@bench/run.sh build/release
 
-# Both benchmarks; `make bench` runs only the first (bench/lifecycle.sh runs
-# the second, which takes minutes).
-bench-bin: $(BUILD)/bench/bench $(BUILD)/bench/lifecycle
+# Every benchmark; `make bench` runs only the first (bench/lifecycle.sh runs
+# the second, which takes minutes; bench/preview.sh the third).
+bench-bin: $(BUILD)/bench/bench $(BUILD)/bench/lifecycle $(BUILD)/bench/preview
 
-$(BUILD)/bench/bench $(BUILD)/bench/lifecycle: $(BUILD)/bench/%: bench/%.c bench/common.c bench/common.h
+$(BUILD)/bench/bench $(BUILD)/bench/lifecycle $(BUILD)/bench/preview: $(BUILD)/bench/%: bench/%.c bench/common.c bench/common.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) -o $@ $< bench/common.c $(PKG_LIBS) $(TEST_LIBS) -lm
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Bunker needs to build, test and run, and nothing twice: a
 # second run with everything in place takes well under a second.
-#   - Debian packages (compiler, libraries' -dev packages, test tools)
+#   - Debian packages (compiler, libraries' -dev packages, test tools,
+#     Chromium for the preview test that drives a real browser)
 #   - Bun, from the npm registry package @oven/bun-linux-x64 at a pinned
 #     version, unpacked to /opt/bunker/bun-<version> with /opt/bunker/bun
 #     pointing at it.
@@ -12,7 +13,7 @@ BUN_ROOT=/opt/bunker
 
 PKGS=(build-essential pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
       libsodium-dev libseccomp-dev libarchive-dev libzstd-dev libcurl4-openssl-dev
-      util-linux procps python3 sqlite3 wrk ca-certificates)
+      util-linux procps python3 sqlite3 wrk ca-certificates chromium)
 
 missing=()
 for p in "${PKGS[@]}"; do

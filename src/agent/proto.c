@@ -133,9 +133,13 @@ bool agent_msg_next(const struct agent_msg *m, size_t *off, struct agent_field *
 bool agent_msg_find(const struct agent_msg *m, uint16_t tag, struct agent_field *f)
 {
 	size_t off = 0;
-	while (agent_msg_next(m, &off, f))
-		if (f->tag == tag)
+	struct agent_field cur;
+	while (agent_msg_next(m, &off, &cur)) {
+		if (cur.tag == tag) {
+			*f = cur;
 			return true;
+		}
+	}
 	return false;
 }
 

@@ -117,7 +117,7 @@ int agent_msg_recv(int fd, struct agent_msg *m);
 /* Iterates the fields: start with *off = 0; returns false at the end or at a
  * malformed field. */
 bool agent_msg_next(const struct agent_msg *m, size_t *off, struct agent_field *f);
-/* The first field with tag, or false. */
+/* The first field with tag into *f, or false (and *f untouched). */
 bool agent_msg_find(const struct agent_msg *m, uint16_t tag, struct agent_field *f);
 int64_t agent_field_i64(const struct agent_field *f);
 /* The first field with tag as an integer, or def when absent. */

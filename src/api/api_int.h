@@ -43,6 +43,11 @@ void api_buntime_error(struct api_call *c, const struct bk_err *err);
  * empty_ok. Returns a new reference, or NULL with err set (BK_E_INVALID,
  * BK_E_TOO_LARGE). */
 json_t *api_body_object(const struct http_request *req, bool empty_ok, struct bk_err *err);
+/* Waits until no streamed execution's worker thread runs (at shutdown,
+ * once the server has closed every connection, which cancels them). */
+void api_buntime_drain(void);
+/* Whether s is valid UTF-8 (no overlong forms, no surrogates). */
+bool api_utf8_valid(const char *s);
 /* A JSON string of arbitrary bytes: invalid UTF-8 becomes U+FFFD. */
 json_t *api_json_bytes(const char *data, size_t len);
 /* Authenticates the Bearer key into c->key. */

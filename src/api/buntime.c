@@ -376,6 +376,14 @@ static json_t *exec_result_json(const struct core_exec_result *r)
 
 #define SSE_PING_S 15
 
+/* True once the client of the connection fd has hung up. */
+static bool fd_hung_up(int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+	return fd >= 0 && poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+
 /* Shared by the execution's worker thread and the connection's thread,
  * each holding a reference. */
 struct sse {
@@ -469,6 +477,20 @@ static bool sse_cancelled(void *ctx)
 	return c;
 }
 
+/* Streams' worker threads are detached; shutdown waits for them
+ * (api_buntime_drain) before core/ is closed under their feet. */
+static pthread_mutex_t sse_workers_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sse_workers_done = PTHREAD_COND_INITIALIZER;
+static int sse_workers;
+
+void api_buntime_drain(void)
+{
+	pthread_mutex_lock(&sse_workers_lock);
+	while (sse_workers > 0)
+		pthread_cond_wait(&sse_workers_done, &sse_workers_lock);
+	pthread_mutex_unlock(&sse_workers_lock);
+}
+
 static void *sse_worker(void *arg)
 {
 	struct sse *x = arg;
@@ -496,6 +518,10 @@ static void *sse_worker(void *arg)
 	if (r == 0)
 		core_exec_result_release(&res);
 	sse_unref(x);
+	pthread_mutex_lock(&sse_workers_lock);
+	if (--sse_workers == 0)
+		pthread_cond_broadcast(&sse_workers_done);
+	pthread_mutex_unlock(&sse_workers_lock);
 	return NULL;
 }
 
@@ -517,9 +543,7 @@ static ssize_t sse_read(void *ctx, char *out, size_t max)
 		pthread_cond_timedwait(&x->cond, &x->mu, &ts);
 		if (x->sent != x->queue.len || x->done)
 			break;
-		struct pollfd p = {.fd = x->client_fd, .events = POLLRDHUP};
-		if (x->client_fd >= 0 && poll(&p, 1, 0) > 0 &&
-		    (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+		if (fd_hung_up(x->client_fd)) {
 			pthread_mutex_unlock(&x->mu);
 			return -1;
 		}
@@ -579,9 +603,15 @@ static void execute_stream(struct api_call *c, const char *id, json_t *body,
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_mutex_lock(&sse_workers_lock);
+	sse_workers++;
+	pthread_mutex_unlock(&sse_workers_lock);
 	int e = pthread_create(&t, &attr, sse_worker, x);
 	pthread_attr_destroy(&attr);
 	if (e != 0) {
+		pthread_mutex_lock(&sse_workers_lock);
+		sse_workers--;
+		pthread_mutex_unlock(&sse_workers_lock);
 		x->refs = 1;
 		sse_unref(x);
 		bk_err_set(&err, e, "cannot start a stream");
@@ -590,6 +620,11 @@ static void execute_stream(struct api_call *c, const char *id, json_t *body,
 	http_response_stream(c->res, 200, "text/event-stream", sse_read, sse_free, x);
 	http_response_header(c->res, "Cache-Control", "no-cache");
 	http_response_header(c->res, "X-Accel-Buffering", "no");
+}
+
+static bool client_left(void *ctx)
+{
+	return fd_hung_up(*(const int *)ctx);
 }
 
 static void handle_execute(struct api_call *c)
@@ -617,6 +652,10 @@ static void handle_execute(struct api_call *c)
 		core_session_info_release(&info);
 		return execute_stream(c, id, body, &in);
 	}
+	/* A caller that hangs up does not leave its execution running. */
+	int client_fd = c->req->client_fd;
+	in.req.cancelled = client_left;
+	in.req.ctx = &client_fd;
 	struct core_exec_result res;
 	int r = core_execute(c->api->core, &c->key, id, &in.req, &res, &err);
 	exec_input_release(&in);

@@ -90,27 +90,23 @@ json_t *api_buntime_error_body(const struct bk_err *err)
 {
 	json_t *details = json_object();
 	if (err->field[0])
-		json_object_set_new(details, "field", json_string(err->field));
+		json_object_set_new(details, "field",
+				    api_json_bytes(err->field, strlen(err->field)));
+	/* An internal error's message is the daemon's, not the caller's: it
+	 * may name host paths. A caller's message may quote the caller's own
+	 * bytes, so it goes in as lossy text. */
 	const char *msg =
 		status_of(err->kind) == 500 ? "internal error (see the server log)" : err->msg;
-	return json_pack("{s:s,s:s,s:o}", "code", buntime_code_of(err->kind), "message", msg,
-			 "details", details);
+	return json_pack("{s:s,s:o,s:o}", "code", buntime_code_of(err->kind), "message",
+			 api_json_bytes(msg, strlen(msg)), "details", details);
 }
 
 void api_buntime_error(struct api_call *c, const struct bk_err *err)
 {
-	json_t *details = json_object();
-	if (err->field[0])
-		json_object_set_new(details, "field", json_string(err->field));
 	int status = status_of(err->kind);
 	if (status == 500)
 		fprintf(stderr, "bunkerd: internal error: %s\n", err->msg);
-	/* An internal error's message is the daemon's, not the caller's: it
-	 * may name host paths. */
-	const char *msg = status == 500 ? "internal error (see the server log)" : err->msg;
-	api_json(c, status,
-		 json_pack("{s:{s:s,s:s,s:o}}", "error", "code", buntime_code_of(err->kind),
-			   "message", msg, "details", details));
+	api_json(c, status, json_pack("{s:o}", "error", api_buntime_error_body(err)));
 }
 
 json_t *api_body_object(const struct http_request *req, bool empty_ok, struct bk_err *err)
@@ -176,6 +172,19 @@ static size_t utf8_seq_len(const unsigned char *p, size_t n)
 	return len;
 }
 
+bool api_utf8_valid(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t len = strlen(s);
+	for (size_t i = 0; i < len;) {
+		size_t n = utf8_seq_len(p + i, len - i);
+		if (n == 0)
+			return false;
+		i += n;
+	}
+	return true;
+}
+
 json_t *api_json_bytes(const char *data, size_t len)
 {
 	json_t *s = json_stringn(data, len);
@@ -223,12 +232,17 @@ int api_auth(struct api_call *c, struct bk_err *err)
  * status, duration, client, key id and session id (null when none). */
 static void log_request(const struct api_call *c, double ms)
 {
-	json_t *line = json_pack("{s:I,s:s,s:s,s:s?,s:i,s:f,s:s,s:s?,s:s?}", "ts",
-				 (json_int_t)now_ms(), "method", c->req->method, "path",
-				 c->req->path, "route", c->route ? c->route->pattern : NULL,
-				 "status", c->res->status, "ms", ms, "client", c->req->client_ip,
-				 "key", c->authed ? c->key.id : NULL, "session",
-				 c->session_id[0] ? c->session_id : NULL);
+	/* Whatever the caller sent (method, path, session id) goes in as lossy
+	 * text: a line is never lost to bytes that are not UTF-8. */
+	json_t *line = json_pack("{s:I,s:o,s:o,s:s?,s:i,s:f,s:s,s:s?,s:o?}", "ts",
+				 (json_int_t)now_ms(), "method",
+				 api_json_bytes(c->req->method, strlen(c->req->method)), "path",
+				 api_json_bytes(c->req->path, strlen(c->req->path)), "route",
+				 c->route ? c->route->pattern : NULL, "status", c->res->status, "ms",
+				 ms, "client", c->req->client_ip, "key",
+				 c->authed ? c->key.id : NULL, "session",
+				 c->session_id[0] ? api_json_bytes(c->session_id, strlen(c->session_id))
+						  : NULL);
 	if (line == NULL)
 		return;
 	char *text = json_dumps(line, JSON_COMPACT | JSON_REAL_PRECISION(6));

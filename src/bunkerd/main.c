@@ -177,7 +177,9 @@ int main(int argc, char **argv)
 		die("%s", err.msg);
 	}
 	struct http_server *srv;
-	if (http_server_start(listen_addr, port, max_body, api_handle, &api, &srv, &err) < 0) {
+	struct http_host_hooks hosts = api_preview_hooks(&api);
+	if (http_server_start(listen_addr, port, max_body, api_handle, &api, &hosts, &srv, &err) <
+	    0) {
 		api_close(&api);
 		core_close(core);
 		die("%s", err.msg);

@@ -318,6 +318,41 @@ void core_entries_free(struct core_entry *es, size_t n);
 int core_file_delete(struct core *core, const struct core_key *key, const char *id,
 		     const char *path, bool recursive, struct bk_err *err);
 
+/* ---- previews (core/preview.c) ---- */
+
+/* An open preview connection: it holds its session awake (see
+ * core_preview_dial()). */
+struct core_preview;
+
+/* Whether host (a request's Host header, NUL-terminated) names a session's
+ * preview: "ses-<20 characters of [a-z0-9]>.<preview domain>", compared
+ * without regard to case. When the preview domain has a port, host must
+ * have the same; when it has none, host may have any. On a match, id
+ * (>= 32 bytes) receives the session id ("ses_<20 characters>", lower
+ * case). Only the form is checked, not that the session exists. */
+bool core_preview_host(const struct core *core, const char *host, char *id, size_t len);
+/* The scheme of preview URLs ("http" or "https"). */
+const char *core_preview_scheme(const struct core *core);
+
+/* Connects to 127.0.0.1:port inside session id (any key's: a preview URL is
+ * its own capability), waking the session first if it sleeps, and holds
+ * the session active until core_preview_release(): the reaper neither
+ * freezes nor saves it meanwhile, and a DELETE or expiry shuts the
+ * connection down. *fd receives the connected socket (blocking, CLOEXEC),
+ * which belongs to *out. BK_E_NOT_FOUND for a missing, deleted or expired
+ * session; BK_E_UNAVAILABLE when nothing listens on port. */
+int core_preview_dial(struct core *core, const char *id, int port, int *fd,
+		      struct core_preview **out, struct bk_err *err);
+/* Records activity on p's session (one request relayed). The store is
+ * written at most once a second per session. Thread safe. */
+void core_preview_touch(struct core_preview *p);
+/* Whether p's session was deleted or expired under it: its socket is shut
+ * down then, and whatever it holds is of no use any more. */
+bool core_preview_cancelled(const struct core_preview *p);
+/* Closes p's socket and lets its session sleep again when it is due. Call
+ * it from the thread that dialed (it drops a read lock that thread took). */
+void core_preview_release(struct core_preview *p);
+
 /* ---- statistics (core/stats.c) ---- */
 
 /* How many sessions the daemon holds now, of every key, sleeping or not. */

@@ -7,13 +7,16 @@
 #include "sandbox/sandbox.h"
 #include "store/store.h"
 
+struct core_preview;
+
 /* One session in memory. The registry mirrors the store: every session
  * with a record is here from start-up on.
  *
  * Locking: core->lock guards the registry list, refs and deleted. rw is
  * held shared by every operation that uses the sandbox and exclusively to
  * start or stop it; mu guards the sbx pointer for sbx_terminate(), which a
- * delete calls without waiting for rw. */
+ * delete calls without waiting for rw, and the list of open preview
+ * connections, which a delete shuts down the same way. */
 struct session {
 	char id[32];
 	char key_id[32];
@@ -21,12 +24,14 @@ struct session {
 	struct core_limits limits;
 	int64_t created_ms, expires_ms;
 	int64_t last_active_ms; /* atomic */
+	int64_t stored_active_ms; /* atomic: the last_active_ms last written to the store */
 	enum core_state state;  /* changed with rw held exclusively */
 	int refs;
 	bool deleted;
 	pthread_rwlock_t rw;
 	pthread_mutex_t mu;
 	struct sbx *sbx;
+	struct core_preview *previews; /* open preview connections, under mu */
 	struct session *next;
 };
 
@@ -84,6 +89,9 @@ int session_enter(struct core *core, const char *key_id, const char *id, struct 
 void session_leave(struct core *core, struct session *s);
 /* Records activity now. */
 void session_touch(struct core *core, struct session *s);
+/* With s->mu held: shuts down every open preview connection of s, so that
+ * their relays end and leave s->rw (core/preview.c). */
+void preview_shutdown_locked(struct session *s);
 struct sbx_limits session_sbx_limits(const struct core *core, const struct session *s);
 
 /* ---- lifecycle (core/lifecycle.c) ---- */

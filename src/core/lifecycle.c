@@ -93,7 +93,8 @@ static int restore_disk(struct core *core, struct session *s, struct bk_err *err
 		return -1;
 	if (access(snap, F_OK) < 0)
 		return 0; /* slept with nothing to save: a fresh disk comes */
-	if (sbx_disk_create_empty(&core->sbx, s->id, s->limits.disk_mb, err) < 0)
+	struct sbx_limits lim = session_sbx_limits(core, s);
+	if (sbx_disk_create_empty(&core->sbx, s->id, lim.disk_mb, err) < 0)
 		return -1;
 	sbx_disk_layer(&core->sbx, s->id, layer, sizeof(layer));
 	if (snapshot_restore(snap, layer, err) < 0) {
@@ -106,9 +107,10 @@ static int restore_disk(struct core *core, struct session *s, struct bk_err *err
 int lifecycle_wake_locked(struct core *core, struct session *s, struct bk_err *err)
 {
 	if (s->state == CORE_STATE_IDLE && s->sbx && sbx_alive(s->sbx)) {
+		/* Thawed first: a session recorded active must be running. */
 		int64_t t0 = mono_us();
-		if (set_state(core, s, CORE_STATE_ACTIVE, err) < 0 ||
-		    sbx_freeze(s->sbx, false, err) < 0)
+		if (sbx_freeze(s->sbx, false, err) < 0 ||
+		    set_state(core, s, CORE_STATE_ACTIVE, err) < 0)
 			return -1;
 		metrics_observe(METRICS_WAKE_IDLE_SECONDS, (double)(mono_us() - t0) / 1e6);
 		return 0;
@@ -183,7 +185,11 @@ static void go_idle_locked(struct core *core, struct session *s)
 	    (s->sbx && sbx_freeze(s->sbx, true, &err) < 0)) {
 		fprintf(stderr, "bunkerd: session %s: cannot go idle: %s\n", s->id, err.msg);
 		struct bk_err e2;
+		if (s->sbx)
+			sbx_freeze(s->sbx, false, &e2);
 		set_state(core, s, CORE_STATE_ACTIVE, &e2);
+		/* Counted as activity: the next try waits a whole period. */
+		__atomic_store_n(&s->last_active_ms, now_ms(), __ATOMIC_RELAXED);
 	}
 }
 
@@ -199,8 +205,8 @@ void lifecycle_tick(struct core *core)
 		for (struct session *s = core->sessions; s && !due; s = s->next) {
 			int64_t quiet = now - __atomic_load_n(&s->last_active_ms, __ATOMIC_RELAXED);
 			enum core_state st = __atomic_load_n(&s->state, __ATOMIC_RELAXED);
-			if ((st != CORE_STATE_DEEP_SLEEP && quiet >= deep_ms) ||
-			    (st == CORE_STATE_ACTIVE && quiet >= idle_ms))
+			if (!s->deleted && ((st != CORE_STATE_DEEP_SLEEP && quiet >= deep_ms) ||
+					    (st == CORE_STATE_ACTIVE && quiet >= idle_ms)))
 				due = s;
 		}
 		if (due)
@@ -208,10 +214,15 @@ void lifecycle_tick(struct core *core)
 		pthread_mutex_unlock(&core->lock);
 		if (due == NULL)
 			return;
-		/* Busy (an execution, a file operation, a wake) means active:
-		 * try again next tick. */
+		/* Busy (an execution, a file operation, a wake, an open preview
+		 * connection) means active: that counts as activity now, so the
+		 * next due session is looked at and this one waits a whole
+		 * period again (a preview connection may stay open for hours). */
 		bool moved = false;
-		if (pthread_rwlock_trywrlock(&due->rw) == 0) {
+		if (pthread_rwlock_trywrlock(&due->rw) != 0) {
+			session_touch(core, due);
+			moved = true;
+		} else {
 			int64_t quiet = now - __atomic_load_n(&due->last_active_ms, __ATOMIC_RELAXED);
 			if (!due->deleted) {
 				struct bk_err err;

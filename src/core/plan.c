@@ -69,8 +69,10 @@ static const struct plan_field_desc {
 			      86400},
 	[PLAN_RPM] = {"rpm", offsetof(struct plan_limits, requests_per_minute), PF_INT, 1,
 		      100000000},
+	/* A file travels in one agent frame (AGENT_MAX_PAYLOAD, 160 MiB):
+	 * 128 MiB leaves room for the frame's other fields. */
 	[PLAN_MAX_FILE_SIZE] = {"max_file_size", offsetof(struct plan_limits, max_file_bytes),
-				PF_INT64, 1, 1099511627776.0},
+				PF_INT64, 1, 134217728},
 };
 
 const char *plan_field_name(enum plan_field f)

@@ -62,6 +62,7 @@ static struct session *session_new(const struct store_session *row)
 	s->created_ms = row->created_ms;
 	s->expires_ms = row->expires_ms;
 	s->last_active_ms = row->last_active_ms;
+	s->stored_active_ms = row->last_active_ms;
 	s->state = (enum core_state)row->state;
 	s->refs = 1; /* the registry's */
 	pthread_rwlock_init(&s->rw, NULL);
@@ -187,6 +188,7 @@ void session_touch(struct core *core, struct session *s)
 {
 	int64_t now = now_ms();
 	__atomic_store_n(&s->last_active_ms, now, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->stored_active_ms, now, __ATOMIC_RELAXED);
 	struct bk_err err;
 	if (store_session_touch(core->store, s->id, now, &err) < 0)
 		fprintf(stderr, "bunkerd: session %s: %s\n", s->id, err.msg);
@@ -198,10 +200,13 @@ void session_touch(struct core *core, struct session *s)
 static int session_destroy(struct core *core, struct session *s, struct bk_err *err)
 {
 	int rc = store_session_delete(core->store, s->id, err) < 0 ? -1 : 0;
-	/* Wake every execution in flight: they end with the sandbox. */
+	/* Wake every execution in flight: they end with the sandbox. Preview
+	 * connections hold rw shared for as long as they are open: shut them
+	 * down, or the lock below would wait for their clients. */
 	pthread_mutex_lock(&s->mu);
 	if (s->sbx)
 		sbx_terminate(s->sbx);
+	preview_shutdown_locked(s);
 	pthread_mutex_unlock(&s->mu);
 	pthread_rwlock_wrlock(&s->rw);
 	pthread_mutex_lock(&s->mu);
@@ -224,15 +229,25 @@ static int session_destroy(struct core *core, struct session *s, struct bk_err *
 	return rc;
 }
 
-/* Unlinks and marks a registry entry deleted; the caller holds a ref. */
-static void session_mark_deleted(struct core *core, struct session *s)
+/* Marks a registry entry deleted (no request can reach it from now on);
+ * the caller holds a ref. Returns false when it already was. */
+static bool session_mark_deleted(struct core *core, struct session *s)
 {
 	pthread_mutex_lock(&core->lock);
-	if (!s->deleted) {
-		__atomic_store_n(&s->deleted, true, __ATOMIC_RELEASE);
-		registry_unlink(core, s);
-		s->refs--; /* the registry's reference */
-	}
+	bool first = !s->deleted;
+	__atomic_store_n(&s->deleted, true, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&core->lock);
+	return first;
+}
+
+/* Takes a destroyed session out of the registry. Only now, so that its id
+ * range stays taken (slot_take() reads the registry) until nothing of it
+ * is left on the host. */
+static void session_unlink(struct core *core, struct session *s)
+{
+	pthread_mutex_lock(&core->lock);
+	registry_unlink(core, s);
+	s->refs--; /* the registry's reference */
 	pthread_mutex_unlock(&core->lock);
 }
 
@@ -405,8 +420,10 @@ int core_session_create(struct core *core, const struct core_key *key,
 	pthread_rwlock_unlock(&s->rw);
 	if (rc < 0) {
 		struct bk_err derr;
-		session_mark_deleted(core, s);
-		session_destroy(core, s, &derr);
+		if (session_mark_deleted(core, s)) {
+			session_destroy(core, s, &derr);
+			session_unlink(core, s);
+		}
 		session_release(core, s);
 		bk_err_prefix(err, "cannot create session");
 		return -1;
@@ -488,8 +505,14 @@ int core_session_delete(struct core *core, const struct core_key *key, const cha
 	struct session *s;
 	if (session_acquire(core, key->id, id, &s, err) < 0)
 		return -1;
-	session_mark_deleted(core, s);
-	int rc = session_destroy(core, s, err);
+	int rc;
+	if (session_mark_deleted(core, s)) {
+		rc = session_destroy(core, s, err);
+		session_unlink(core, s);
+	} else {
+		/* Expired (or deleted) by another thread meanwhile. */
+		rc = bk_err_kind(err, BK_E_NOT_FOUND, "session '%s' not found", id);
+	}
 	session_release(core, s);
 	return rc;
 }
@@ -503,7 +526,7 @@ static void reap_expired(struct core *core)
 		struct session *victim = NULL;
 		pthread_mutex_lock(&core->lock);
 		for (struct session *s = core->sessions; s; s = s->next) {
-			if (s->expires_ms <= now) {
+			if (s->expires_ms <= now && !s->deleted) {
 				victim = s;
 				s->refs++;
 				break;
@@ -512,10 +535,13 @@ static void reap_expired(struct core *core)
 		pthread_mutex_unlock(&core->lock);
 		if (victim == NULL)
 			return;
-		session_mark_deleted(core, victim);
-		struct bk_err err;
-		if (session_destroy(core, victim, &err) < 0)
-			fprintf(stderr, "bunkerd: expiring session %s: %s\n", victim->id, err.msg);
+		if (session_mark_deleted(core, victim)) {
+			struct bk_err err;
+			if (session_destroy(core, victim, &err) < 0)
+				fprintf(stderr, "bunkerd: expiring session %s: %s\n", victim->id,
+					err.msg);
+			session_unlink(core, victim);
+		}
 		session_release(core, victim);
 	}
 }
@@ -687,8 +713,10 @@ void core_close(struct core *core)
 		session_free(s);
 		s = next;
 	}
-	if (core->sbx.run_dir[0])
+	if (core->sbx.run_dir[0]) {
 		sbx_cgroup_parent_remove(&core->sbx);
+		sbx_run_dir_release(&core->sbx);
+	}
 	if (core->store)
 		store_close(core->store);
 	free(core);

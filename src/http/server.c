@@ -1,3 +1,5 @@
+/* libmicrohttpd's side of the server: the handler's requests and answers.
+ * Connections come from http/accept.c through MHD_add_connection(). */
 #include "http/server.h"
 
 #include <arpa/inet.h>
@@ -10,14 +12,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "http/http_int.h"
 #include "util/util.h"
-
-struct http_server {
-	struct MHD_Daemon *mhd;
-	http_handler handler;
-	void *ctx;
-	size_t max_body;
-};
 
 /* Per-request state kept by MHD between the calls of one request. */
 struct req_state {
@@ -177,6 +173,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	struct http_server *srv = cls;
 	struct req_state *st = *con_cls;
 	if (st == NULL) {
+		/* A later request of a kept-alive connection that names a relayed
+		 * host: this connection cannot become a relay now. Closing it
+		 * unanswered makes clients send the request again on a new
+		 * connection (as after any keep-alive race), which the front
+		 * door routes by its Host. */
+		const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
+		if (host && srv->has_hosts && srv->hosts.route(srv->hosts.ctx, host) != HTTP_ROUTE_API)
+			return MHD_NO;
 		st = calloc(1, sizeof(*st));
 		if (st == NULL)
 			return MHD_NO;
@@ -230,8 +234,21 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	}
 }
 
+void http_mhd_adopt(struct http_server *srv, struct http_conn *conn)
+{
+	int fd = conn->fd;
+	/* MHD owns the socket from here on, and may close it at any time. */
+	http_conn_unlist(conn);
+	if (MHD_add_connection(srv->mhd, fd, (const struct sockaddr *)&conn->addr, conn->addrlen) !=
+	    MHD_YES)
+		fprintf(stderr, "bunkerd: cannot serve a connection from %s: %s\n", conn->ip,
+			strerror(errno));
+	free(conn);
+}
+
 int http_server_start(const char *addr, int port, size_t max_body, http_handler handler,
-		      void *ctx, struct http_server **out, struct bk_err *err)
+		      void *ctx, const struct http_host_hooks *hosts, struct http_server **out,
+		      struct bk_err *err)
 {
 	struct http_server *srv = calloc(1, sizeof(*srv));
 	if (srv == NULL)
@@ -239,33 +256,32 @@ int http_server_start(const char *addr, int port, size_t max_body, http_handler 
 	srv->handler = handler;
 	srv->ctx = ctx;
 	srv->max_body = max_body;
-	struct sockaddr_storage ss;
-	memset(&ss, 0, sizeof(ss));
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-			 MHD_USE_POLL | MHD_USE_ERROR_LOG;
-	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-	if (inet_pton(AF_INET, addr, &s4->sin_addr) == 1) {
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons((uint16_t)port);
-	} else if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) {
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons((uint16_t)port);
-		flags |= MHD_USE_IPv6;
-	} else {
-		free(srv);
-		return bk_err_field(err, "listen", "'%s' is not an IP address", addr);
+	srv->listen_fd = -1;
+	if (hosts) {
+		srv->hosts = *hosts;
+		srv->has_hosts = true;
 	}
-	srv->mhd = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, srv,
-				    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+	pthread_mutex_init(&srv->lock, NULL);
+	pthread_cond_init(&srv->drained, NULL);
+	/* No socket of its own: the front door (http/accept.c) accepts, looks
+	 * at the Host, and hands over what is the handler's. */
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+			 MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
+	srv->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv,
 				    MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
 				    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)3600,
-				    MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096,
-				    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+				    MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096, MHD_OPTION_END);
 	if (srv->mhd == NULL) {
-		free(srv);
-		return bk_err_kind(err, BK_E_INTERNAL, "cannot listen on %s:%d (in use?)", addr,
-				   port);
+		http_server_stop(srv);
+		return bk_err_kind(err, BK_E_INTERNAL, "cannot start libmicrohttpd");
+	}
+	if (hosts && http_relay_start(srv, err) < 0) {
+		http_server_stop(srv);
+		return -1;
+	}
+	if (http_accept_start(srv, addr, port, err) < 0) {
+		http_server_stop(srv);
+		return -1;
 	}
 	*out = srv;
 	return 0;
@@ -275,6 +291,36 @@ void http_server_stop(struct http_server *srv)
 {
 	if (srv == NULL)
 		return;
-	MHD_stop_daemon(srv->mhd);
+	/* The front door first: once its threads are gone, nothing hands MHD
+	 * a connection any more. */
+	http_accept_stop(srv);
+	http_relay_stop(srv);
+	if (srv->mhd)
+		MHD_stop_daemon(srv->mhd);
+	pthread_cond_destroy(&srv->drained);
+	pthread_mutex_destroy(&srv->lock);
 	free(srv);
+}
+
+struct arg_check {
+	bool (*ok)(const char *s);
+	const char *bad;
+};
+
+static enum MHD_Result check_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+				 const char *value)
+{
+	struct arg_check *a = cls;
+	if (!a->ok(key) || (value && !a->ok(value))) {
+		a->bad = key;
+		return MHD_NO;
+	}
+	return MHD_YES;
+}
+
+const char *http_query_find_invalid(const struct http_request *req, bool (*ok)(const char *s))
+{
+	struct arg_check a = {.ok = ok};
+	MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, check_arg, &a);
+	return a.bad;
 }

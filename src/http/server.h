@@ -1,5 +1,12 @@
-/* The HTTP server: libmicrohttpd with a thread per connection, whole
- * request bodies up to a limit, and one handler for every request.
+/* The HTTP server: its own accept loop in front of libmicrohttpd, a thread
+ * per connection, whole request bodies up to a limit, one handler for
+ * every request, and a relay for the connections that host hooks send
+ * elsewhere (previews).
+ *
+ * Each new connection's first request head is looked at (not read) for
+ * its Host: hosts.route() sends it to libmicrohttpd, which serves it with
+ * the handler, or to the relay (http/proxy.c), which asks hosts.open() for
+ * an upstream and relays every request of the connection to it.
  *
  * The handler fills a struct http_response; the server creates, queues and
  * destroys the MHD response, so no handler touches MHD for that.
@@ -52,6 +59,8 @@ struct http_response {
  * request's lifetime, or NULL. */
 const char *http_header(const struct http_request *req, const char *name);
 const char *http_query(const struct http_request *req, const char *name);
+/* The first query argument whose name or value ok() refuses, or NULL. */
+const char *http_query_find_invalid(const struct http_request *req, bool (*ok)(const char *s));
 
 /* Sets a response; body is copied. */
 void http_response_set(struct http_response *res, int status, const char *content_type,
@@ -69,10 +78,53 @@ void http_response_header(struct http_response *res, const char *name, const cha
 typedef void (*http_handler)(void *ctx, const struct http_request *req,
 			     struct http_response *res);
 
+/* ---- connections relayed elsewhere (previews) ---- */
+
+/* Who serves a connection, decided from the Host of its first request. */
+enum http_route {
+	HTTP_ROUTE_API = 0, /* this server, through the handler */
+	HTTP_ROUTE_RELAY,   /* an upstream that hosts.open() connects */
+};
+
+/* The upstream of a relayed connection, from hosts.open(). */
+struct http_upstream {
+	int fd;                        /* connected stream socket; release() closes it */
+	const char *proto;             /* X-Forwarded-Proto; borrowed until release() */
+	/* Once per request head relayed; may be NULL. Called from a relay
+	 * worker, which serves other connections too: it must be quick. */
+	void (*on_request)(void *ctx);
+	/* Whether fd was taken away (shut down under the relay): the relay
+	 * then ends at once, without delivering what it holds. May be NULL;
+	 * called from a relay worker, often: an atomic load, no more. */
+	bool (*cancelled)(void *ctx);
+	/* Once, when the connection ends, from the thread that called open(). */
+	void (*release)(void *ctx);
+	void *ctx;
+};
+
+struct http_host_hooks {
+	/* Where requests for host (a Host header's value) go: cheap and free
+	 * of side effects, as it is asked again for every request that
+	 * libmicrohttpd serves. */
+	enum http_route (*route)(void *ctx, const char *host);
+	/* For a HTTP_ROUTE_RELAY host: fills up and returns 0, or fills res
+	 * with the answer to give instead (an error page; body and headers
+	 * only, no stream) and returns -1. May block (it may wake what it
+	 * connects to); runs on the connection's own thread. */
+	int (*open)(void *ctx, const char *host, struct http_upstream *up,
+		    struct http_response *res);
+	void *ctx;
+};
+
 struct http_server;
 
 /* Listens on addr:port (IPv4 dotted or "::1"-style IPv6); bodies above
- * max_body bytes are answered by the handler with body_too_large set. */
+ * max_body bytes are answered by the handler with body_too_large set.
+ * hosts (copied; NULL: every connection is the handler's) picks the
+ * connections that are relayed instead. */
 int http_server_start(const char *addr, int port, size_t max_body, http_handler handler,
-		      void *ctx, struct http_server **out, struct bk_err *err);
+		      void *ctx, const struct http_host_hooks *hosts, struct http_server **out,
+		      struct bk_err *err);
+/* Stops accepting, ends every connection (relayed ones included, whose
+ * release() has run when this returns) and frees srv. */
 void http_server_stop(struct http_server *srv);

@@ -62,14 +62,27 @@ static int ws_openat(int ws, const char *path, int flags, mode_t mode)
 	int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (root < 0)
 		return -1;
+	/* Found first as a bare location (O_PATH opens nothing: no FIFO can
+	 * block, no device answers), checked, and only then opened for real. */
+	how.flags = O_PATH | O_CLOEXEC | ((uint64_t)flags & (O_DIRECTORY | O_NOFOLLOW));
 	how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-	fd = (int)syscall(SYS_openat2, root, full, &how, sizeof(how));
+	int loc = (int)syscall(SYS_openat2, root, full, &how, sizeof(how));
 	close(root);
-	if (fd >= 0 && !fd_in_workspace(fd)) {
-		close(fd);
+	if (loc < 0)
+		return -1;
+	if (!fd_in_workspace(loc)) {
+		close(loc);
 		errno = EXDEV;
 		return -1;
 	}
+	if ((flags & O_PATH) == O_PATH)
+		return loc;
+	char self[64];
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", loc);
+	fd = open(self, (flags & ~(O_CREAT | O_EXCL)) | O_CLOEXEC);
+	int e = errno;
+	close(loc);
+	errno = e;
 	return fd;
 }
 
@@ -219,12 +232,17 @@ void files_read(const struct agent_msg *req)
 	int64_t max = agent_msg_get_i64(req, AGENT_T_MAX, 10 << 20);
 	user_begin(req);
 	_cleanup_close_ int ws = ws_open();
-	_cleanup_close_ int fd = ws < 0 ? -1 : ws_openat(ws, path, O_RDONLY, 0);
+	/* O_NONBLOCK: opening a FIFO must not stop init's loop for good (a
+	 * regular file reads the same either way). */
+	_cleanup_close_ int fd =
+		ws < 0 ? -1 : ws_openat(ws, path, O_RDONLY | O_NONBLOCK | O_NOCTTY, 0);
 	int e = fd < 0 ? errno : 0;
 	user_end();
 	struct stat st;
 	if (e == 0 && fstat(fd, &st) < 0)
 		e = errno;
+	if (e == ENXIO) /* a socket, or a FIFO nobody writes */
+		e = EINVAL;
 	if (e == 0 && S_ISDIR(st.st_mode))
 		e = EISDIR;
 	if (e == 0 && !S_ISREG(st.st_mode))
@@ -249,7 +267,12 @@ void files_read(const struct agent_msg *req)
 		struct agent_msg m;
 		agent_msg_init(&m, AGENT_RESULT, req->req_id);
 		agent_msg_put_i64(&m, AGENT_T_ERRNO, 0);
-		agent_msg_put(&m, AGENT_T_DATA, data, got);
+		if (agent_msg_put(&m, AGENT_T_DATA, data, got) < 0) {
+			/* Larger than a frame may carry. */
+			agent_msg_release(&m);
+			init_result(req->req_id, EFBIG, "read", strerror(EFBIG));
+			return;
+		}
 		init_send(&m);
 		agent_msg_release(&m);
 		return;

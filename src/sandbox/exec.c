@@ -76,7 +76,15 @@ static void kill_group(struct sbx *sbx, pid_t pid)
 	agent_msg_init(&m, AGENT_KILL, 0);
 	agent_msg_put_i64(&m, AGENT_T_PID, pid);
 	agent_msg_put_i64(&m, AGENT_T_GROUP, 1);
-	agent_call_result(sbx->conn, &m, NULL, 0, NULL);
+	struct agent_call *call;
+	if (agent_call_begin(sbx->conn, &m, &call, NULL) == 0) {
+		/* A short wait: an init that does not answer this is the case the
+		 * caller's deadline handles next. */
+		struct agent_msg a;
+		if (agent_call_next(call, &a, 2000) > 0)
+			agent_msg_release(&a);
+		agent_call_end(call);
+	}
 	agent_msg_release(&m);
 }
 
@@ -100,13 +108,27 @@ int sbx_exec(struct sbx *sbx, const struct sbx_exec_req *req, struct sbx_exec_re
 		return -1;
 	int rc = -1;
 	bool killed = false;
+	/* init enforces the timeout; this deadline is for an init that cannot
+	 * (stuck, or the sandbox frozen): past it the execution's group is
+	 * killed, and a little later the whole sandbox, rather than leaving
+	 * the caller, and the session's lock, waiting for ever. */
+	int64_t grace_us = (req->timeout_ms > 0 ? req->timeout_ms : 3600000) * 1000 + 10000000;
+	int64_t deadline = mono_us() + grace_us;
 	for (;;) {
 		struct agent_msg a;
-		r = agent_call_next(call, &a, req->cancelled ? 200 : -1);
-		if (r < 0 && req->cancelled) {
-			if (!killed && res->pid > 0 && req->cancelled(req->ctx)) {
+		r = agent_call_next(call, &a, req->cancelled ? 200 : 1000);
+		if (r < 0) {
+			int64_t now = mono_us();
+			bool gone = req->cancelled && req->cancelled(req->ctx);
+			if (!killed && res->pid > 0 && (gone || now > deadline)) {
 				kill_group(sbx, res->pid);
 				killed = true;
+			}
+			if (now > deadline + 5000000) {
+				sbx_terminate(sbx);
+				bk_err_kind(err, BK_E_UNAVAILABLE,
+					    "the sandbox stopped answering; it was restarted");
+				break;
 			}
 			continue;
 		}
@@ -276,7 +298,10 @@ int sbx_read_file(struct sbx *sbx, const char *path, size_t max, char **data, si
 	if (file_call(sbx, &m, path, &a, err) < 0)
 		return -1;
 	struct agent_field f = {0};
-	agent_msg_find(&a, AGENT_T_DATA, &f);
+	if (!agent_msg_find(&a, AGENT_T_DATA, &f)) {
+		agent_msg_release(&a);
+		return bk_err_kind(err, BK_E_INTERNAL, "init answered no data for '%s'", path);
+	}
 	*data = malloc(f.len + 1);
 	if (*data == NULL) {
 		agent_msg_release(&a);

@@ -153,9 +153,15 @@ int sbx_disk_prepare(const struct sbx_paths *p, int slot, int disk_mb, struct bk
 	if (mkdir_p(p->root, 0755, err) < 0)
 		return -1;
 	/* A disk kept from an earlier sandbox or daemon run, or restored from
-	 * a snapshot, is used as it is. */
-	if (!sbx_is_mountpoint(p->disk) && disk_mount(p, disk_mb, err) < 0)
+	 * a snapshot, is used as it is, at the size the session has now. */
+	if (sbx_is_mountpoint(p->disk)) {
+		/* Holding more than the size (from before a limit changed),
+		 * the disk stays as large as it is rather than lock the
+		 * session out of its files. */
+		sbx_disk_resize(p, disk_mb, NULL);
+	} else if (disk_mount(p, disk_mb, err) < 0) {
 		return -1;
+	}
 	return layer_ensure(p, slot, err);
 }
 

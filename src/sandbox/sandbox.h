@@ -52,6 +52,9 @@ struct sbx_config {
 int sbx_config_init(struct sbx_config *cfg, const char *data_dir, const char *init_path,
 		    const char *bun_path, struct bk_err *err);
 const char *sbx_cgroup_mode_name(enum sbx_cgroup_mode mode);
+/* At shutdown: unmounts the run directory's own bind mount, unless a
+ * session still keeps its disk (files) there. */
+void sbx_run_dir_release(const struct sbx_config *cfg);
 
 struct sbx_limits {
 	int memory_mb;

@@ -7,6 +7,7 @@
  * is computed before the clone, and calls that glibc implements across
  * threads (the set*id family) are made raw.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
@@ -374,4 +375,21 @@ int sbx_adopt(struct sbx *s, const char *id, const struct sbx_limits *limits,
 int sbx_freeze(struct sbx *s, bool frozen, struct bk_err *err)
 {
 	return sbx_cgroup_freeze(s->cfg, s->id, frozen, err);
+}
+
+void sbx_run_dir_release(const struct sbx_config *cfg)
+{
+	/* Only when no session keeps a disk under it: unmounting it would take
+	 * their files along. */
+	_cleanup_closedir_ DIR *d = opendir(cfg->run_dir);
+	struct dirent *de;
+	while (d && (de = readdir(d)) != NULL) {
+		char p[1024];
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof(p), "%s/%s/disk", cfg->run_dir, de->d_name);
+		if (sbx_is_mountpoint(p))
+			return;
+	}
+	umount2(cfg->run_dir, MNT_DETACH);
 }

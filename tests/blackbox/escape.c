@@ -1286,7 +1286,12 @@ TEST_TIMEOUT(time_timeout_and_kill, 90)
 			      "for i in 1 2 3; do setsid sleep 30$i >/dev/null 2>&1 </dev/null & "
 			      "done; echo ok");
 	free(out);
+	/* "ok" can come before the background shells have exec'd sleep. */
 	int n = procs_matching(id, "sleep 30", pids, 8);
+	for (int i = 0; i < 100 && n < 3; i++) {
+		usleep(20 * 1000);
+		n = procs_matching(id, "sleep 30", pids, 8);
+	}
 	CHECK_INT_EQ(n, 3);
 	kill_call(id, 0, &r);
 	CHECK_STATUS(&r, 200);

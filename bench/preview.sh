@@ -1,0 +1,26 @@
+#!/bin/sh
+# Runs the preview proxy benchmark (wrk against a session's Bun app,
+# directly inside the session and through bunkerd's preview proxy) against
+# the daemon of BUILD_DIR, as root: bench/preview.sh build/release. Builds
+# nothing: `make SAN=0 all build/release/bench/preview` builds the daemon
+# and it. BENCH_SECONDS, BENCH_ROUNDS and BENCH_CONNECTIONS tune it (see
+# bench/preview.c). Takes about a minute.
+set -eu
+
+if [ $# -ne 1 ]; then
+	echo "usage: $0 BUILD_DIR" >&2
+	exit 2
+fi
+build=$(realpath "$1")
+for f in bunkerd bunker bunker-init bench/preview; do
+	if [ ! -x "$build/$f" ]; then
+		echo "$0: $build/$f is missing; run 'make SAN=0 all $1/bench/preview'" >&2
+		exit 1
+	fi
+done
+if [ "$(id -u)" -ne 0 ]; then
+	echo "$0: bunkerd needs root (namespaces, cgroups, mounts)" >&2
+	exit 1
+fi
+command -v wrk >/dev/null 2>&1 || { echo "$0: wrk is missing (scripts/install-deps.sh)" >&2; exit 1; }
+exec "$build/bench/preview" "$build"

@@ -1,0 +1,157 @@
+/* Previews: a session's web app reached through its preview host name.
+ *
+ * core/ decides which host names a session ("ses-<20>.<preview domain>"
+ * is the inverse of the previewUrl that core_session_create() hands out),
+ * wakes the session and dials into it (sandbox/net.c), and keeps the
+ * session awake while the connection is open: each connection holds the
+ * session's rw lock shared, the way an execution does, so the reaper's
+ * trywrlock fails and the session counts as busy. A delete shuts the
+ * connections down (preview_shutdown_locked()) before it takes rw
+ * exclusively. The bytes themselves are relayed by http/, which knows
+ * nothing of sessions.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/core_int.h"
+
+/* How long a connect inside the session may take: on loopback it is
+ * answered at once, unless the server's accept queue is full. */
+#define PREVIEW_DIAL_TIMEOUT_MS 10000
+/* The store's lastActive is written at most this often per session by
+ * preview traffic (each request updates the in-memory time). */
+#define PREVIEW_STORE_EVERY_MS 1000
+
+struct core_preview {
+	struct core *core;
+	struct session *s;
+	int fd;
+	bool cancelled;		   /* atomic: shut down by a delete */
+	struct core_preview *next; /* in s->previews, under s->mu */
+};
+
+const char *core_preview_scheme(const struct core *core)
+{
+	return core->cfg.preview_scheme;
+}
+
+bool core_preview_host(const struct core *core, const char *host, char *id, size_t len)
+{
+	if (len < 32 || strncasecmp(host, "ses-", 4) != 0)
+		return false;
+	char rnd[21];
+	for (int i = 0; i < 20; i++) {
+		unsigned char ch = (unsigned char)host[4 + i];
+		if (!isascii(ch) || !isalnum(ch))
+			return false;
+		rnd[i] = (char)tolower(ch);
+	}
+	rnd[20] = '\0';
+	if (host[24] != '.')
+		return false;
+	const char *rest = host + 25;
+	const char *domain = core->cfg.preview_domain;
+	size_t dl = strlen(domain);
+	if (dl == 0 || strncasecmp(rest, domain, dl) != 0)
+		return false;
+	const char *tail = rest + dl;
+	if (*tail != '\0') {
+		/* A domain without a port takes any port ("example.com:443"
+		 * behind a proxy that keeps it); one with a port takes only
+		 * its own. */
+		if (strchr(domain, ':') != NULL || *tail != ':' || tail[1] == '\0' ||
+		    strspn(tail + 1, "0123456789") != strlen(tail + 1))
+			return false;
+	}
+	snprintf(id, len, "ses_%s", rnd);
+	return true;
+}
+
+int core_preview_dial(struct core *core, const char *id, int port, int *fd,
+		      struct core_preview **out, struct bk_err *err)
+{
+	struct core_preview *p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return bk_err_set(err, ENOMEM, "cannot open a preview connection");
+	struct session *s;
+	struct sbx *sbx;
+	if (session_enter(core, NULL, id, &s, &sbx, err) < 0) {
+		free(p);
+		return -1;
+	}
+	int c = sbx_dial(sbx, port, PREVIEW_DIAL_TIMEOUT_MS, err);
+	if (c < 0) {
+		session_leave(core, s);
+		free(p);
+		return -1;
+	}
+	*p = (struct core_preview){.core = core, .s = s, .fd = c};
+	pthread_mutex_lock(&s->mu);
+	p->next = s->previews;
+	s->previews = p;
+	pthread_mutex_unlock(&s->mu);
+	/* A delete that began after session_enter() and shut down the list
+	 * before this connection was on it: it must not outlive the session. */
+	if (__atomic_load_n(&s->deleted, __ATOMIC_ACQUIRE)) {
+		core_preview_release(p);
+		return bk_err_kind(err, BK_E_NOT_FOUND, "session '%s' not found", id);
+	}
+	*fd = c;
+	*out = p;
+	return 0;
+}
+
+void core_preview_touch(struct core_preview *p)
+{
+	struct session *s = p->s;
+	int64_t now = now_ms();
+	__atomic_store_n(&s->last_active_ms, now, __ATOMIC_RELAXED);
+	/* A store write per request would put SQLite's lock on every relayed
+	 * request: the store learns of it once a second at most, and the one
+	 * thread that wins the exchange writes it. */
+	int64_t stored = __atomic_load_n(&s->stored_active_ms, __ATOMIC_RELAXED);
+	if (now - stored < PREVIEW_STORE_EVERY_MS ||
+	    !__atomic_compare_exchange_n(&s->stored_active_ms, &stored, now, false,
+					 __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		return;
+	session_touch(p->core, s);
+}
+
+void core_preview_release(struct core_preview *p)
+{
+	if (p == NULL)
+		return;
+	struct session *s = p->s;
+	pthread_mutex_lock(&s->mu);
+	for (struct core_preview **pp = &s->previews; *pp; pp = &(*pp)->next) {
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+	/* Off the list first: a delete shuts down only fds that are still
+	 * ours, never a number the kernel has handed out again. */
+	close(p->fd);
+	session_leave(p->core, s);
+	free(p);
+}
+
+bool core_preview_cancelled(const struct core_preview *p)
+{
+	return __atomic_load_n(&p->cancelled, __ATOMIC_ACQUIRE);
+}
+
+void preview_shutdown_locked(struct session *s)
+{
+	for (struct core_preview *p = s->previews; p; p = p->next) {
+		__atomic_store_n(&p->cancelled, true, __ATOMIC_RELEASE);
+		shutdown(p->fd, SHUT_RDWR);
+	}
+}
