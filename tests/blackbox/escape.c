@@ -634,7 +634,10 @@ TEST(vis_other_session_processes)
 	char *out = client_must_run(bk.paid_key, a,
 				    "setsid sleep 777 >/dev/null 2>&1 </dev/null & echo started");
 	free(out);
-	out = client_must_run(bk.paid_key, a, "pgrep -x sleep >/dev/null && echo seen");
+	/* "started" can come before the background shell has exec'd sleep. */
+	out = client_must_run(bk.paid_key, a,
+			      "for i in $(seq 100); do pgrep -x sleep >/dev/null && break; "
+			      "sleep 0.02; done; pgrep -x sleep >/dev/null && echo seen");
 	CHECK_STR_EQ(out, "seen\n"); /* the probe below can see a sleep */
 	free(out);
 
@@ -1265,6 +1268,9 @@ TEST_TIMEOUT(time_timeout_and_kill, 90)
 	out = client_must_run(bk.paid_key, id,
 			      "setsid sleep 301 >/dev/null 2>&1 </dev/null & echo ok");
 	free(out);
+	/* "ok" can come before the background shell has exec'd sleep. */
+	for (int i = 0; i < 100 && procs_matching(id, "sleep 301", pids, 8) < 1; i++)
+		usleep(20 * 1000);
 	CHECK_INT_EQ(procs_matching(id, "sleep 301", pids, 8), 1);
 
 	/* Kill by pid. */

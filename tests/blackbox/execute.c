@@ -420,7 +420,10 @@ TEST(exec_background_survives)
 	char *out = client_must_run(bk.paid_key, id, cmd);
 	CHECK_STR_EQ(out, "alive\n");
 	free(out);
+	/* The answer can come before the background shells have exec'd sleep. */
 	out = client_must_run(bk.paid_key, id,
+			      "for i in $(seq 100); do [ $(pgrep -x sleep | wc -l) -ge 3 ] && break; "
+			      "sleep 0.02; done; "
 			      "for p in $(pgrep -x sleep); do tr '\\0' ' ' < /proc/$p/cmdline; "
 			      "echo; done | sort");
 	CHECK_STR_EQ(out, "sleep 300 \nsleep 301 \nsleep 302 \n");

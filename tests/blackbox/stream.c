@@ -1187,7 +1187,13 @@ static void peek_on_first(struct stream *s, const struct sse_event *ev)
 	if (p->done || strcmp(ev->type, "stdout") != 0)
 		return;
 	long pids[16];
-	p->sleeps = procs_matching(bk.paid_key, p->id, "=sleep 2", pids, 16);
+	/* "go" arrives as the shell is about to start sleep: give it a moment. */
+	for (int i = 0; i < 50; i++) {
+		p->sleeps = procs_matching(bk.paid_key, p->id, "=sleep 2", pids, 16);
+		if (p->sleeps > 0)
+			break;
+		usleep(20000);
+	}
 	p->active = active_processes(p->id);
 	p->done = true;
 }
@@ -1213,6 +1219,9 @@ TEST(processes_during_execution)
 				    "setsid sleep 305 >/dev/null 2>&1 </dev/null & echo ok");
 	free(out);
 	long pids[16];
+	/* "ok" can come before the background shell has exec'd sleep. */
+	for (int i = 0; i < 100 && procs_matching(bk.paid_key, id, "sleep 305", pids, 16) < 1; i++)
+		usleep(20000);
 	CHECK_INT_EQ(procs_matching(bk.paid_key, id, "sleep 305", pids, 16), 1);
 	CHECK_INT_EQ(active_processes(id), 1);
 	char *other = new_session();
