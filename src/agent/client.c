@@ -256,34 +256,28 @@ void agent_call_end(struct agent_call *k)
 		conn_free(c);
 }
 
-int agent_call_result(struct agent_conn *c, struct agent_msg *req, char *message, size_t len,
+int agent_call_answer(struct agent_conn *c, struct agent_msg *req, struct agent_msg *ans,
 		      struct bk_err *err)
 {
 	struct agent_call *k;
 	if (agent_call_begin(c, req, &k, err) < 0)
 		return -1;
-	struct agent_msg ans;
-	int r = agent_call_next(k, &ans, AGENT_CALL_TIMEOUT_MS);
+	struct agent_msg a;
+	int r = agent_call_next(k, &a, AGENT_CALL_TIMEOUT_MS);
 	agent_call_end(k);
 	if (r < 0)
 		return bk_err_kind(err, BK_E_UNAVAILABLE, "the sandbox's init did not answer in %d s",
 				   AGENT_CALL_TIMEOUT_MS / 1000);
 	if (r == 0)
 		return bk_err_kind(err, BK_E_INTERNAL, "the sandbox's init went away");
-	if (ans.type != AGENT_RESULT) {
-		agent_msg_release(&ans);
-		return bk_err_kind(err, BK_E_INTERNAL, "unexpected answer %d from init", ans.type);
+	if (a.type != AGENT_RESULT) {
+		agent_msg_release(&a);
+		return bk_err_kind(err, BK_E_INTERNAL, "unexpected answer %d from init", a.type);
 	}
-	int e = (int)agent_msg_get_i64(&ans, AGENT_T_ERRNO, EPROTO);
-	struct agent_field f;
-	if (message && len > 0) {
-		message[0] = '\0';
-		if (agent_msg_find(&ans, AGENT_T_MESSAGE, &f)) {
-			size_t n = f.len < len - 1 ? f.len : len - 1;
-			memcpy(message, f.data, n);
-			message[n] = '\0';
-		}
-	}
-	agent_msg_release(&ans);
+	int e = (int)agent_msg_get_i64(&a, AGENT_T_ERRNO, EPROTO);
+	if (e == 0 && ans != NULL)
+		*ans = a;
+	else
+		agent_msg_release(&a);
 	return e;
 }

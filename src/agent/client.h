@@ -40,8 +40,9 @@ void agent_call_end(struct agent_call *call);
  * sandbox); a caller must never hang on it for ever. */
 #define AGENT_CALL_TIMEOUT_MS 60000
 
-/* A request answered by one AGENT_RESULT: returns its errno (0 success), or
- * -1 with err set when the connection failed. message, when not NULL,
- * receives the answer's message (len bytes at most). */
-int agent_call_result(struct agent_conn *c, struct agent_msg *req, char *message, size_t len,
+/* Sends req and waits (AGENT_CALL_TIMEOUT_MS at most) for its one
+ * AGENT_RESULT. Returns the answer's errno (0: success, in which case the
+ * answer is kept in *ans when ans is not NULL; release it), or -1 with err
+ * set when the connection failed or init did not answer. */
+int agent_call_answer(struct agent_conn *c, struct agent_msg *req, struct agent_msg *ans,
 		      struct bk_err *err);

@@ -253,25 +253,9 @@ static void file_request(struct agent_msg *m, uint16_t type, const char *path)
 static int file_call(struct sbx *sbx, struct agent_msg *m, const char *path,
 		     struct agent_msg *ans, struct bk_err *err)
 {
-	struct agent_call *call;
-	int r = agent_call_begin(sbx->conn, m, &call, err);
+	int e = agent_call_answer(sbx->conn, m, ans, err);
 	agent_msg_release(m);
-	if (r < 0)
-		return -1;
-	struct agent_msg a;
-	r = agent_call_next(call, &a, AGENT_CALL_TIMEOUT_MS);
-	agent_call_end(call);
-	if (r < 0)
-		return bk_err_kind(err, BK_E_UNAVAILABLE, "the sandbox's init did not answer in %d s",
-				   AGENT_CALL_TIMEOUT_MS / 1000);
-	if (r == 0)
-		return bk_err_kind(err, BK_E_INTERNAL, "the sandbox's init went away");
-	int e = (int)agent_msg_get_i64(&a, AGENT_T_ERRNO, EPROTO);
-	if (e != 0 || ans == NULL)
-		agent_msg_release(&a);
-	else
-		*ans = a;
-	return file_errno(e, path, err);
+	return e < 0 ? -1 : file_errno(e, path, err);
 }
 
 int sbx_write_file(struct sbx *sbx, const char *path, const void *data, size_t len,
@@ -389,7 +373,7 @@ int sbx_kill(struct sbx *sbx, pid_t pid, struct bk_err *err)
 	struct agent_msg m;
 	agent_msg_init(&m, AGENT_KILL, 0);
 	agent_msg_put_i64(&m, AGENT_T_PID, pid);
-	int e = agent_call_result(sbx->conn, &m, NULL, 0, err);
+	int e = agent_call_answer(sbx->conn, &m, NULL, err);
 	agent_msg_release(&m);
 	if (e == ESRCH)
 		return bk_err_kind(err, BK_E_PROCESS_NOT_FOUND, "no process %d in the session",
@@ -403,21 +387,14 @@ int sbx_kill(struct sbx *sbx, pid_t pid, struct bk_err *err)
 
 int sbx_ps(struct sbx *sbx, struct sbx_proc **out, size_t *n, struct bk_err *err)
 {
-	struct agent_msg m;
+	struct agent_msg m, a;
 	agent_msg_init(&m, AGENT_PS, 0);
-	struct agent_call *call;
-	int r = agent_call_begin(sbx->conn, &m, &call, err);
+	int e = agent_call_answer(sbx->conn, &m, &a, err);
 	agent_msg_release(&m);
-	if (r < 0)
+	if (e < 0)
 		return -1;
-	struct agent_msg a;
-	r = agent_call_next(call, &a, AGENT_CALL_TIMEOUT_MS);
-	agent_call_end(call);
-	if (r < 0)
-		return bk_err_kind(err, BK_E_UNAVAILABLE, "the sandbox's init did not answer in %d s",
-				   AGENT_CALL_TIMEOUT_MS / 1000);
-	if (r == 0)
-		return bk_err_kind(err, BK_E_INTERNAL, "the sandbox's init went away");
+	if (e > 0)
+		return bk_err_set(err, e, "cannot list processes");
 	size_t off = 0, count = 0;
 	struct agent_field f;
 	while (agent_msg_next(&a, &off, &f))
