@@ -247,8 +247,8 @@ static pid_t spawn_logged(const struct client_daemon *d, char *const argv[], int
 	}
 	if (pid == 0) {
 		int null_fd = open("/dev/null", O_RDONLY);
-		if (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(out_fd >= 0 ? out_fd : log_fd, 1) < 0 ||
-		    dup2(log_fd, 2) < 0)
+		if (null_fd < 0 || dup2(null_fd, 0) < 0 ||
+		    dup2(out_fd >= 0 ? out_fd : log_fd, 1) < 0 || dup2(log_fd, 2) < 0)
 			_exit(127);
 		/* A crashed or killed test binary must not leave a daemon
 		 * behind. */
@@ -297,8 +297,8 @@ int client_daemon_start(struct client_daemon *d, const char *const *extra_args)
 		snprintf(d->base_url, sizeof(d->base_url), "http://127.0.0.1:%d", d->port);
 		char port_s[16];
 		snprintf(port_s, sizeof(port_s), "%d", d->port);
-		const char *argv[64] = {bunkerd,   "--listen",   "127.0.0.1", "--port",
-					port_s,    "--data-dir", d->data_dir};
+		const char *argv[64] = {bunkerd, "--listen",   "127.0.0.1", "--port",
+					port_s,	 "--data-dir", d->data_dir};
 		int argc = 7;
 		for (int i = 0; extra_args != NULL && extra_args[i] != NULL && argc < 63; i++)
 			argv[argc++] = extra_args[i];
@@ -318,17 +318,20 @@ int client_daemon_start(struct client_daemon *d, const char *const *extra_args)
 			if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
 				exited = true;
 				d->pid = 0;
-				fprintf(stderr, "client: bunkerd exited at start-up (status 0x%x)\n",
+				fprintf(stderr,
+					"client: bunkerd exited at start-up (status 0x%x)\n",
 					status);
 				break;
 			}
 			struct client_resp r;
-			struct client_req req = {.method = "GET", .path = "/healthz", .timeout_s = 2};
+			struct client_req req = {
+			    .method = "GET", .path = "/healthz", .timeout_s = 2};
 			if (client_request(d, &req, &r) == 0 && r.status == 200) {
 				const char *st = r.json ? client_json_str(r.json, "status") : NULL;
 				bool ok = st != NULL && strcmp(st, "ok") == 0;
 				if (!ok)
-					fprintf(stderr, "client: /healthz answered 200 '%s'\n", r.body);
+					fprintf(stderr, "client: /healthz answered 200 '%s'\n",
+						r.body);
 				client_resp_free(&r);
 				if (ok)
 					return 0;
@@ -470,8 +473,8 @@ static int kill_leftovers(const char *dir)
 			char pattern[160] = "/sys/fs/cgroup";
 			for (int k = 1; k < depth; k++)
 				strcat(pattern, "/*");
-			snprintf(pattern + strlen(pattern), sizeof(pattern) - strlen(pattern), "/%s",
-				 sessions[i]);
+			snprintf(pattern + strlen(pattern), sizeof(pattern) - strlen(pattern),
+				 "/%s", sessions[i]);
 			glob_t g;
 			if (glob(pattern, GLOB_NOSORT | GLOB_ONLYDIR, NULL, &g) == 0)
 				for (size_t k = 0; k < g.gl_pathc; k++)
@@ -511,8 +514,8 @@ static void describe_threads(pid_t pid)
 		}
 		/* The syscall's number is the first word. */
 		syscall_s[strcspn(syscall_s, " ")] = '\0';
-		fprintf(stderr, "client:   thread %s (%s): wchan %s, syscall %s\n", de->d_name, comm,
-			wchan, syscall_s);
+		fprintf(stderr, "client:   thread %s (%s): wchan %s, syscall %s\n", de->d_name,
+			comm, wchan, syscall_s);
 	}
 	if (dp != NULL)
 		closedir(dp);
@@ -528,7 +531,8 @@ int client_daemon_stop(struct client_daemon *d)
 		while ((r = waitpid(d->pid, &status, WNOHANG)) == 0 && client_now() < deadline)
 			sleep_ms(20);
 		if (r == 0) {
-			fprintf(stderr, "client: bunkerd did not stop in %d s of SIGTERM; SIGKILL\n",
+			fprintf(stderr,
+				"client: bunkerd did not stop in %d s of SIGTERM; SIGKILL\n",
 				STOP_WAIT_S);
 			describe_threads(d->pid);
 			kill(d->pid, SIGKILL);
@@ -566,8 +570,7 @@ int client_daemon_halt(struct client_daemon *d, int sig)
 
 int client_daemon_check(const struct client_daemon *d)
 {
-	static const char *const marks[] = {"AddressSanitizer", "runtime error:",
-					    "LeakSanitizer"};
+	static const char *const marks[] = {"AddressSanitizer", "runtime error:", "LeakSanitizer"};
 	int problems = 0;
 	FILE *f = fopen(d->log_path, "re");
 	if (f != NULL) {
@@ -580,7 +583,8 @@ int client_daemon_check(const struct client_daemon *d)
 				if (strstr(line, marks[i]) == NULL)
 					continue;
 				if (problems < 20)
-					fprintf(stderr, "    %s:%ld: %s", d->log_path, lineno, line);
+					fprintf(stderr, "    %s:%ld: %s", d->log_path, lineno,
+						line);
 				problems++;
 				break;
 			}
@@ -614,8 +618,8 @@ int client_key_create(const struct client_daemon *d, const char *plan, char *out
 		return -1;
 	char plan_s[32];
 	snprintf(plan_s, sizeof(plan_s), "%s", plan);
-	char *argv[] = {cli, "--data-dir", (char *)d->data_dir, "keys", "create", "--plan", plan_s,
-			NULL};
+	char *argv[] = {cli,	"--data-dir", (char *)d->data_dir, "keys", "create", "--plan",
+			plan_s, NULL};
 	pid_t pid = spawn_logged(d, argv, pfd[1]);
 	close(pfd[1]);
 	if (pid < 0) {
@@ -994,19 +998,23 @@ bool client_parse_time(const char *s, double *out)
 		return false;
 	if (mo < 1 || mo > 12 || da < 1 || da > 31 || h > 23 || mi > 59 || se > 60)
 		return false;
-	struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = da,
-			.tm_hour = h, .tm_min = mi, .tm_sec = se};
+	struct tm tm = {.tm_year = y - 1900,
+			.tm_mon = mo - 1,
+			.tm_mday = da,
+			.tm_hour = h,
+			.tm_min = mi,
+			.tm_sec = se};
 	*out = (double)timegm(&tm) + frac;
 	return true;
 }
 
 /* ---- assertions ---- */
 
-static void fail_resp(const char *file, int line, const struct client_resp *resp,
-		      const char *fmt, ...) __attribute__((format(printf, 4, 5), noreturn));
+static void fail_resp(const char *file, int line, const struct client_resp *resp, const char *fmt,
+		      ...) __attribute__((format(printf, 4, 5), noreturn));
 
-static void fail_resp(const char *file, int line, const struct client_resp *resp,
-		      const char *fmt, ...)
+static void fail_resp(const char *file, int line, const struct client_resp *resp, const char *fmt,
+		      ...)
 {
 	char what[512];
 	va_list ap;
@@ -1051,8 +1059,8 @@ void client_check_error(const char *file, int line, const struct client_resp *re
 		fail_resp(file, line, resp, "want error.details to be an object");
 }
 
-void client_check_error_field(const char *file, int line, const struct client_resp *resp,
-			      long want, const char *code, const char *field)
+void client_check_error_field(const char *file, int line, const struct client_resp *resp, long want,
+			      const char *code, const char *field)
 {
 	client_check_error(file, line, resp, want, code);
 	json_t *e = json_object_get(resp->json, "error");

@@ -24,14 +24,14 @@
 #define CLIENT_KEY_MAX 256
 
 struct client_daemon {
-	pid_t pid;                 /* 0 when not running */
+	pid_t pid; /* 0 when not running */
 	int port;
-	char build[PATH_MAX];      /* holds bunkerd, bunker, bunker-init */
-	char data_dir[PATH_MAX];   /* fresh mkdtemp() dir, removed by stop */
-	char log_dir[PATH_MAX];    /* kept when the binary fails */
-	char log_path[PATH_MAX];   /* the daemon's (and the CLI's) stderr */
-	char base_url[64];         /* "http://127.0.0.1:<port>" */
-	int left_processes;        /* found (and killed) after it stopped */
+	char build[PATH_MAX];	 /* holds bunkerd, bunker, bunker-init */
+	char data_dir[PATH_MAX]; /* fresh mkdtemp() dir, removed by stop */
+	char log_dir[PATH_MAX];	 /* kept when the binary fails */
+	char log_path[PATH_MAX]; /* the daemon's (and the CLI's) stderr */
+	char base_url[64];	 /* "http://127.0.0.1:<port>" */
+	int left_processes;	 /* found (and killed) after it stopped */
 };
 
 /* The shared fixture of a test binary: one daemon and a key of each plan
@@ -90,24 +90,24 @@ void client_fixture_stop(void);
 int client_fixture_check(void);
 
 struct client_req {
-	const char *method;          /* "GET", "POST", "DELETE", ... */
-	const char *path;            /* "/sessions/create?x=y" */
-	const char *key;             /* Bearer key, or NULL for none */
-	const char *body;            /* NULL: no body at all */
-	size_t body_len;             /* 0: strlen(body) */
-	bool raw_len;                /* body_len is exact even when 0 */
-	const char *const *headers;  /* NULL-terminated "Name: value" list */
-	long timeout_s;              /* 0: 120 s */
+	const char *method;	    /* "GET", "POST", "DELETE", ... */
+	const char *path;	    /* "/sessions/create?x=y" */
+	const char *key;	    /* Bearer key, or NULL for none */
+	const char *body;	    /* NULL: no body at all */
+	size_t body_len;	    /* 0: strlen(body) */
+	bool raw_len;		    /* body_len is exact even when 0 */
+	const char *const *headers; /* NULL-terminated "Name: value" list */
+	long timeout_s;		    /* 0: 120 s */
 };
 
 struct client_resp {
-	long status;      /* 0 when the request failed at transport level */
-	char *body;       /* NUL-terminated, malloc'd (never NULL after a request) */
+	long status; /* 0 when the request failed at transport level */
+	char *body;  /* NUL-terminated, malloc'd (never NULL after a request) */
 	size_t body_len;
-	char *headers;    /* raw header lines of the final response */
-	json_t *json;     /* the parsed body (new reference) or NULL */
-	double seconds;   /* wall time of the request */
-	char error[256];  /* curl's error when status is 0 */
+	char *headers;	 /* raw header lines of the final response */
+	json_t *json;	 /* the parsed body (new reference) or NULL */
+	double seconds;	 /* wall time of the request */
+	char error[256]; /* curl's error when status is 0 */
 };
 
 /* Performs one request (a test SKIPs here when bk.skip_reason is set and d
@@ -171,8 +171,8 @@ char *client_urlencode(const char *s);
 void client_check_status(const char *file, int line, const struct client_resp *resp, long want);
 void client_check_error(const char *file, int line, const struct client_resp *resp, long want,
 			const char *code);
-void client_check_error_field(const char *file, int line, const struct client_resp *resp,
-			      long want, const char *code, const char *field);
+void client_check_error_field(const char *file, int line, const struct client_resp *resp, long want,
+			      const char *code, const char *field);
 
 /* The client_must_*() helpers report failures at the caller's line. */
 

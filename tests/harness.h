@@ -16,7 +16,7 @@ typedef void (*harness_fn)(void);
 
 void harness_register(const char *name, harness_fn fn, int timeout_s);
 _Noreturn void harness_fail(const char *file, int line, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 _Noreturn void harness_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Optional: a binary may define these to set up shared state (a running
@@ -29,7 +29,7 @@ int harness_final_check(void) __attribute__((weak));
 
 #define TEST_TIMEOUT(name, secs)                                                                   \
 	static void name(void);                                                                    \
-	__attribute__((constructor)) static void harness_reg_##name(void)                         \
+	__attribute__((constructor)) static void harness_reg_##name(void)                          \
 	{                                                                                          \
 		harness_register(#name, name, secs);                                               \
 	}                                                                                          \
@@ -53,14 +53,15 @@ int harness_final_check(void) __attribute__((weak));
 	do {                                                                                       \
 		long long _a = (long long)(a), _b = (long long)(b);                                \
 		if (_a != _b)                                                                      \
-			harness_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, _a, _b); \
+			harness_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, _a,     \
+				     _b);                                                          \
 	} while (0)
 
 #define CHECK_STR_EQ(a, b)                                                                         \
 	do {                                                                                       \
 		const char *_a = (a), *_b = (b);                                                   \
 		if (_a == NULL || _b == NULL || strcmp(_a, _b) != 0)                               \
-			harness_fail(__FILE__, __LINE__, "%s == %s: \"%s\" != \"%s\"", #a, #b,      \
+			harness_fail(__FILE__, __LINE__, "%s == %s: \"%s\" != \"%s\"", #a, #b,     \
 				     _a ? _a : "(null)", _b ? _b : "(null)");                      \
 	} while (0)
 

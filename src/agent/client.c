@@ -93,7 +93,8 @@ int agent_conn_open_take(int fd, int timeout_ms, struct agent_conn **out, struct
 	while (r < 0 && errno == EINTR);
 	if (r <= 0) {
 		close(fd);
-		return bk_err_set(err, r == 0 ? ETIMEDOUT : errno, "no hello from the sandbox's init");
+		return bk_err_set(err, r == 0 ? ETIMEDOUT : errno,
+				  "no hello from the sandbox's init");
 	}
 	struct agent_msg hello;
 	r = agent_msg_recv(fd, &hello);
@@ -266,7 +267,8 @@ int agent_call_answer(struct agent_conn *c, struct agent_msg *req, struct agent_
 	int r = agent_call_next(k, &a, AGENT_CALL_TIMEOUT_MS);
 	agent_call_end(k);
 	if (r < 0)
-		return bk_err_kind(err, BK_E_UNAVAILABLE, "the sandbox's init did not answer in %d s",
+		return bk_err_kind(err, BK_E_UNAVAILABLE,
+				   "the sandbox's init did not answer in %d s",
 				   AGENT_CALL_TIMEOUT_MS / 1000);
 	if (r == 0)
 		return bk_err_kind(err, BK_E_INTERNAL, "the sandbox's init went away");

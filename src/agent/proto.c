@@ -61,7 +61,7 @@ int agent_msg_put_i64(struct agent_msg *m, uint16_t tag, int64_t v)
 int agent_msg_send(int fd, const struct agent_msg *m)
 {
 	struct agent_hdr h = {
-		.len = (uint32_t)m->len, .type = m->type, .version = m->version, .req_id = m->req_id};
+	    .len = (uint32_t)m->len, .type = m->type, .version = m->version, .req_id = m->req_id};
 	struct iovec iov[2] = {{&h, sizeof(h)}, {m->payload, m->len}};
 	size_t total = sizeof(h) + m->len;
 	size_t done = 0;

@@ -18,20 +18,20 @@
 #define AGENT_MAX_PAYLOAD (160u * 1024 * 1024)
 
 enum agent_type {
-	AGENT_HELLO = 1,     /* init -> d: VERSION */
-	AGENT_EXEC,          /* d -> init: ARGV*, ENV*, CWD, STDIN, TIMEOUT_MS, UID, GID, WATCH */
-	AGENT_EXEC_STARTED,  /* init -> d: PID */
-	AGENT_OUTPUT,        /* init -> d: STREAM, DATA */
-	AGENT_EXEC_DONE,     /* init -> d: EXIT_CODE, SIGNAL, TIMED_OUT, UTIME_US, STIME_US,
-				MAXRSS_KB, WALL_US, PATH* (files written) */
-	AGENT_WRITE_FILE,    /* d -> init: PATH, DATA, MODE, UID, GID */
-	AGENT_RESULT,        /* init -> d: ERRNO, MESSAGE; the answer to any other request */
-	AGENT_KILL,          /* d -> init: PID (0: every user process) */
-	AGENT_PS,            /* d -> init; answered by a RESULT with one PROC per process */
-	AGENT_READ_FILE,     /* d -> init: PATH, MAX, UID, GID; RESULT with DATA */
-	AGENT_LIST,          /* d -> init: PATH, RECURSIVE, UID, GID; RESULT with ENTRY* */
-	AGENT_DELETE,        /* d -> init: PATH, RECURSIVE, UID, GID; RESULT */
-	AGENT_STAT,          /* d -> init: PATH, UID, GID; RESULT with MODE */
+	AGENT_HELLO = 1,    /* init -> d: VERSION */
+	AGENT_EXEC,	    /* d -> init: ARGV*, ENV*, CWD, STDIN, TIMEOUT_MS, UID, GID, WATCH */
+	AGENT_EXEC_STARTED, /* init -> d: PID */
+	AGENT_OUTPUT,	    /* init -> d: STREAM, DATA */
+	AGENT_EXEC_DONE,    /* init -> d: EXIT_CODE, SIGNAL, TIMED_OUT, UTIME_US, STIME_US,
+			       MAXRSS_KB, WALL_US, PATH* (files written) */
+	AGENT_WRITE_FILE,   /* d -> init: PATH, DATA, MODE, UID, GID */
+	AGENT_RESULT,	    /* init -> d: ERRNO, MESSAGE; the answer to any other request */
+	AGENT_KILL,	    /* d -> init: PID (0: every user process) */
+	AGENT_PS,	    /* d -> init; answered by a RESULT with one PROC per process */
+	AGENT_READ_FILE,    /* d -> init: PATH, MAX, UID, GID; RESULT with DATA */
+	AGENT_LIST,	    /* d -> init: PATH, RECURSIVE, UID, GID; RESULT with ENTRY* */
+	AGENT_DELETE,	    /* d -> init: PATH, RECURSIVE, UID, GID; RESULT */
+	AGENT_STAT,	    /* d -> init: PATH, UID, GID; RESULT with MODE */
 };
 
 enum agent_tag {
@@ -43,9 +43,9 @@ enum agent_tag {
 	AGENT_T_TIMEOUT_MS,
 	AGENT_T_UID,
 	AGENT_T_GID,
-	AGENT_T_WATCH,     /* directory whose changes during an exec are reported */
+	AGENT_T_WATCH, /* directory whose changes during an exec are reported */
 	AGENT_T_PID,
-	AGENT_T_STREAM,    /* 1 stdout, 2 stderr */
+	AGENT_T_STREAM, /* 1 stdout, 2 stderr */
 	AGENT_T_DATA,
 	AGENT_T_EXIT_CODE,
 	AGENT_T_SIGNAL,
@@ -58,15 +58,15 @@ enum agent_tag {
 	AGENT_T_MODE,
 	AGENT_T_ERRNO,
 	AGENT_T_MESSAGE,
-	AGENT_T_STAGE,     /* where an exec failed before running: "chdir", "exec", ... */
+	AGENT_T_STAGE,	    /* where an exec failed before running: "chdir", "exec", ... */
 	AGENT_T_OUTPUT_MAX, /* bytes of each stream to forward; the rest is discarded */
 	AGENT_T_TRUNCATED,  /* bit 1: stdout was cut, bit 2: stderr */
 	AGENT_T_START_NS,   /* CLOCK_REALTIME when the exec started */
-	AGENT_T_PROC,       /* "<pid>\t<start, ms since the epoch>\t<command line>" */
-	AGENT_T_MAX,        /* largest file to read, bytes */
+	AGENT_T_PROC,	    /* "<pid>\t<start, ms since the epoch>\t<command line>" */
+	AGENT_T_MAX,	    /* largest file to read, bytes */
 	AGENT_T_RECURSIVE,
-	AGENT_T_ENTRY,      /* "<d|f>\t<size>\t<mtime, ms since the epoch>\t<path>" */
-	AGENT_T_GROUP,      /* with KILL: the pid's whole process group */
+	AGENT_T_ENTRY, /* "<d|f>\t<size>\t<mtime, ms since the epoch>\t<path>" */
+	AGENT_T_GROUP, /* with KILL: the pid's whole process group */
 };
 
 /* At most this many entries are listed per request. */

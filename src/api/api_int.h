@@ -23,7 +23,7 @@ struct api_call {
 	struct http_response *res;
 	struct core_key key;
 	bool authed;
-	char session_id[64]; /* for the log line */
+	char session_id[64];	       /* for the log line */
 	const struct api_route *route; /* NULL when no route matched */
 	/* The path segments matched by the route's {name} placeholders, in
 	 * order (NULL past the last); they live in param_buf. */
@@ -56,7 +56,7 @@ int api_auth(struct api_call *c, struct bk_err *err);
 /* ---- routes (api/router.c) ---- */
 
 enum api_route_flag {
-	API_ROUTE_PUBLIC = 1u << 0,     /* no API key, no rate limit */
+	API_ROUTE_PUBLIC = 1u << 0,	/* no API key, no rate limit */
 	API_ROUTE_IDEMPOTENT = 1u << 1, /* honours Idempotency-Key (api/idem.c) */
 	/* What a 2xx answer counts in util/metrics.h: */
 	API_ROUTE_CREATES_SESSION = 1u << 2,
@@ -81,7 +81,7 @@ struct api_route_table {
 	void (*error)(struct api_call *c, const struct bk_err *err);
 };
 
-extern const struct api_route_table api_ops_routes;     /* api/ops.c */
+extern const struct api_route_table api_ops_routes;	/* api/ops.c */
 extern const struct api_route_table api_buntime_routes; /* api/buntime.c */
 /* Every table, in the order they are matched; NULL-terminated. */
 extern const struct api_route_table *const api_route_tables[];
@@ -97,8 +97,8 @@ void api_dispatch(struct api_call *c);
 struct api_ratelimit_state {
 	int limit;
 	int remaining;
-	int64_t reset_s;     /* unix seconds at which the window starts afresh */
-	int retry_after_s;   /* > 0 when refused */
+	int64_t reset_s;   /* unix seconds at which the window starts afresh */
+	int retry_after_s; /* > 0 when refused */
 };
 
 int api_ratelimit_new(struct api_ratelimit **out, struct bk_err *err);

@@ -295,7 +295,8 @@ static int exec_files(json_t *files, struct exec_input *in, struct bk_err *err)
 			in->files[i].len = blen;
 		} else {
 			return bk_err_field(err, "files.encoding",
-					    "files[%zu].encoding must be \"utf8\" or \"base64\"", i);
+					    "files[%zu].encoding must be \"utf8\" or \"base64\"",
+					    i);
 		}
 		in->req.n_files = i + 1;
 	}
@@ -313,8 +314,7 @@ static int exec_env(json_t *env, struct exec_input *in, struct bk_err *err)
 		return bk_err_set(err, ENOMEM, "cannot read env");
 	const char *k;
 	json_t *v;
-	json_object_foreach(env, k, v)
-	{
+	json_object_foreach (env, k, v) {
 		if (!json_is_string(v))
 			return bk_err_field(err, "env", "env.%s must be a string", k);
 		in->env[i].name = k;
@@ -361,8 +361,8 @@ static json_t *exec_result_json(const struct core_exec_result *r)
 {
 	json_t *written = json_array();
 	for (size_t i = 0; i < r->n_files_written; i++)
-		json_array_append_new(written, api_json_bytes(r->files_written[i],
-							      strlen(r->files_written[i])));
+		json_array_append_new(
+		    written, api_json_bytes(r->files_written[i], strlen(r->files_written[i])));
 	return json_pack("{s:o,s:o,s:i,s:I,s:I,s:I,s:b,s:o,s:b,s:b}", "stdout",
 			 api_json_bytes(r->stdout_text, r->stdout_len), "stderr",
 			 api_json_bytes(r->stderr_text, r->stderr_len), "exitCode", r->exit_code,
@@ -383,19 +383,18 @@ static bool fd_hung_up(int fd)
 	return fd >= 0 && poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
-
 /* Shared by the execution's worker thread and the connection's thread,
  * each holding a reference. */
 struct sse {
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
 	int refs;
-	struct buf queue;    /* events not yet sent */
-	size_t sent;         /* bytes of queue already handed to the server */
-	bool done;           /* the final event is queued */
-	int client_fd;       /* polled for the client hanging up */
-	bool cancelled;      /* the client went away */
-	char carry[2][4];    /* an incomplete UTF-8 sequence per stream */
+	struct buf queue; /* events not yet sent */
+	size_t sent;	  /* bytes of queue already handed to the server */
+	bool done;	  /* the final event is queued */
+	int client_fd;	  /* polled for the client hanging up */
+	bool cancelled;	  /* the client went away */
+	char carry[2][4]; /* an incomplete UTF-8 sequence per stream */
 	size_t carry_len[2];
 	/* The request, kept alive for the worker. */
 	struct api *api;
@@ -579,8 +578,7 @@ static void sse_free(void *ctx)
 
 /* Starts the execution on a worker thread and answers with its events.
  * Takes in; body is the request's JSON, which in points into. */
-static void execute_stream(struct api_call *c, const char *id, json_t *body,
-			   struct exec_input *in)
+static void execute_stream(struct api_call *c, const char *id, json_t *body, struct exec_input *in)
 {
 	struct bk_err err;
 	struct sse *x = calloc(1, sizeof(*x));
@@ -667,8 +665,9 @@ static void handle_execute(struct api_call *c)
 		core_exec_result_release(&res);
 		api_json(c, 507,
 			 json_pack("{s:{s:s,s:s,s:o}}", "error", "code", "memory_limit_exceeded",
-				   "message", "the execution went over the session's memory limit "
-					      "and was killed",
+				   "message",
+				   "the execution went over the session's memory limit "
+				   "and was killed",
 				   "details", o));
 		return;
 	}
@@ -695,11 +694,10 @@ static void handle_processes(struct api_call *c)
 	for (size_t i = 0; i < n; i++) {
 		char started[40];
 		iso(procs[i].started_ms, started, sizeof(started));
-		json_array_append_new(arr, json_pack("{s:i,s:o,s:s}", "pid", procs[i].pid,
-						     "command",
-						     api_json_bytes(procs[i].command,
-								    strlen(procs[i].command)),
-						     "startedAt", started));
+		json_array_append_new(
+		    arr, json_pack("{s:i,s:o,s:s}", "pid", procs[i].pid, "command",
+				   api_json_bytes(procs[i].command, strlen(procs[i].command)),
+				   "startedAt", started));
 	}
 	free(procs);
 	api_json(c, 200, json_pack("{s:o}", "processes", arr));
@@ -928,23 +926,22 @@ static void route_delete(struct api_call *c)
  * this order, and tests/unit/openapi.c checks that api/openapi.c documents
  * each one and nothing else. */
 static const struct api_route buntime_routes[] = {
-	{"POST", "/sessions/create", handle_create,
-	 API_ROUTE_IDEMPOTENT | API_ROUTE_CREATES_SESSION},
-	{"GET", "/sessions", handle_list, 0},
-	{"GET", "/sessions/{id}", route_get, 0},
-	{"DELETE", "/sessions/{id}", route_delete, 0},
-	{"POST", "/execute", handle_execute, API_ROUTE_IDEMPOTENT | API_ROUTE_EXECUTES},
-	{"GET", "/execution/processes", handle_processes, 0},
-	{"POST", "/execution/kill", handle_kill, 0},
-	{"POST", "/files/write", handle_files_write, API_ROUTE_IDEMPOTENT},
-	{"GET", "/files/read", handle_files_read, 0},
-	{"GET", "/files/list", handle_files_list, 0},
-	{"POST", "/files/delete", handle_files_delete, 0},
+    {"POST", "/sessions/create", handle_create, API_ROUTE_IDEMPOTENT | API_ROUTE_CREATES_SESSION},
+    {"GET", "/sessions", handle_list, 0},
+    {"GET", "/sessions/{id}", route_get, 0},
+    {"DELETE", "/sessions/{id}", route_delete, 0},
+    {"POST", "/execute", handle_execute, API_ROUTE_IDEMPOTENT | API_ROUTE_EXECUTES},
+    {"GET", "/execution/processes", handle_processes, 0},
+    {"POST", "/execution/kill", handle_kill, 0},
+    {"POST", "/files/write", handle_files_write, API_ROUTE_IDEMPOTENT},
+    {"GET", "/files/read", handle_files_read, 0},
+    {"GET", "/files/list", handle_files_list, 0},
+    {"POST", "/files/delete", handle_files_delete, 0},
 };
 
 const struct api_route_table api_buntime_routes = {
-	.name = "buntime",
-	.routes = buntime_routes,
-	.n = ARRAY_SIZE(buntime_routes),
-	.error = api_buntime_error,
+    .name = "buntime",
+    .routes = buntime_routes,
+    .n = ARRAY_SIZE(buntime_routes),
+    .error = api_buntime_error,
 };

@@ -79,7 +79,7 @@ void api_json(struct api_call *c, int status, json_t *obj)
 	json_decref(obj);
 	if (text == NULL) {
 		static const char oom[] =
-			"{\"error\":{\"code\":\"internal_error\",\"message\":\"out of memory\"}}";
+		    "{\"error\":{\"code\":\"internal_error\",\"message\":\"out of memory\"}}";
 		http_response_set(c->res, 500, "application/json", oom, sizeof(oom) - 1);
 		return;
 	}
@@ -96,7 +96,7 @@ json_t *api_buntime_error_body(const struct bk_err *err)
 	 * may name host paths. A caller's message may quote the caller's own
 	 * bytes, so it goes in as lossy text. */
 	const char *msg =
-		status_of(err->kind) == 500 ? "internal error (see the server log)" : err->msg;
+	    status_of(err->kind) == 500 ? "internal error (see the server log)" : err->msg;
 	return json_pack("{s:s,s:o,s:o}", "code", buntime_code_of(err->kind), "message",
 			 api_json_bytes(msg, strlen(msg)), "details", details);
 }
@@ -234,15 +234,13 @@ static void log_request(const struct api_call *c, double ms)
 {
 	/* Whatever the caller sent (method, path, session id) goes in as lossy
 	 * text: a line is never lost to bytes that are not UTF-8. */
-	json_t *line = json_pack("{s:I,s:o,s:o,s:s?,s:i,s:f,s:s,s:s?,s:o?}", "ts",
-				 (json_int_t)now_ms(), "method",
-				 api_json_bytes(c->req->method, strlen(c->req->method)), "path",
-				 api_json_bytes(c->req->path, strlen(c->req->path)), "route",
-				 c->route ? c->route->pattern : NULL, "status", c->res->status, "ms",
-				 ms, "client", c->req->client_ip, "key",
-				 c->authed ? c->key.id : NULL, "session",
-				 c->session_id[0] ? api_json_bytes(c->session_id, strlen(c->session_id))
-						  : NULL);
+	json_t *line = json_pack(
+	    "{s:I,s:o,s:o,s:s?,s:i,s:f,s:s,s:s?,s:o?}", "ts", (json_int_t)now_ms(), "method",
+	    api_json_bytes(c->req->method, strlen(c->req->method)), "path",
+	    api_json_bytes(c->req->path, strlen(c->req->path)), "route",
+	    c->route ? c->route->pattern : NULL, "status", c->res->status, "ms", ms, "client",
+	    c->req->client_ip, "key", c->authed ? c->key.id : NULL, "session",
+	    c->session_id[0] ? api_json_bytes(c->session_id, strlen(c->session_id)) : NULL);
 	if (line == NULL)
 		return;
 	char *text = json_dumps(line, JSON_COMPACT | JSON_REAL_PRECISION(6));
@@ -256,8 +254,8 @@ static void log_request(const struct api_call *c, double ms)
 /* Method names as metric labels: constants, so that the series stay few. */
 static const char *method_label(const char *m)
 {
-	static const char *const known[] = {"GET", "POST", "DELETE", "PUT", "PATCH", "HEAD",
-					    "OPTIONS"};
+	static const char *const known[] = {"GET",   "POST", "DELETE", "PUT",
+					    "PATCH", "HEAD", "OPTIONS"};
 	for (size_t i = 0; i < ARRAY_SIZE(known); i++)
 		if (strcmp(m, known[i]) == 0)
 			return known[i];

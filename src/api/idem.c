@@ -140,8 +140,8 @@ static void replay(struct api_call *c, struct core_idem_reply *r)
 	/* The content type must outlive this call: the server reads it after
 	 * the handler returns, so it is matched to a constant. */
 	const char *ctype = strcmp(r->content_type, "application/json") == 0
-				    ? "application/json"
-				    : "application/octet-stream";
+				? "application/json"
+				: "application/octet-stream";
 	http_response_take(c->res, r->status, ctype, r->body, r->len);
 	r->body = NULL;
 	http_response_header(c->res, "Idempotent-Replayed", "true");
@@ -160,7 +160,8 @@ static void store_answer(struct api_call *c, const char *idem_key, const uint8_t
 	struct bk_err err;
 	if (core_idem_save(c->api->core, &c->key, idem_key, hash, &r, &err) < 0)
 		/* The answer still goes out; a retry will run again. */
-		fprintf(stderr, "bunkerd: cannot keep the answer to Idempotency-Key of key %s: %s\n",
+		fprintf(stderr,
+			"bunkerd: cannot keep the answer to Idempotency-Key of key %s: %s\n",
 			c->key.id, err.msg);
 }
 

@@ -33,8 +33,8 @@ void api_close(struct api *api)
 static void handle_healthz(struct api_call *c)
 {
 	api_json(c, 200,
-		 json_pack("{s:s,s:s,s:s,s:s}", "status", "ok", "version", c->api->version, "cgroup",
-			   core_cgroup_mode(c->api->core), "cgroupParent",
+		 json_pack("{s:s,s:s,s:s,s:s}", "status", "ok", "version", c->api->version,
+			   "cgroup", core_cgroup_mode(c->api->core), "cgroupParent",
 			   core_cgroup_parent(c->api->core)));
 }
 
@@ -65,14 +65,14 @@ static void handle_openapi(struct api_call *c)
 }
 
 static const struct api_route ops_routes[] = {
-	{"GET", "/healthz", handle_healthz, API_ROUTE_PUBLIC},
-	{"GET", "/metrics", handle_metrics, API_ROUTE_PUBLIC},
-	{"GET", "/openapi.json", handle_openapi, API_ROUTE_PUBLIC},
+    {"GET", "/healthz", handle_healthz, API_ROUTE_PUBLIC},
+    {"GET", "/metrics", handle_metrics, API_ROUTE_PUBLIC},
+    {"GET", "/openapi.json", handle_openapi, API_ROUTE_PUBLIC},
 };
 
 const struct api_route_table api_ops_routes = {
-	.name = "operations",
-	.routes = ops_routes,
-	.n = ARRAY_SIZE(ops_routes),
-	.error = api_buntime_error,
+    .name = "operations",
+    .routes = ops_routes,
+    .n = ARRAY_SIZE(ops_routes),
+    .error = api_buntime_error,
 };

@@ -107,7 +107,8 @@ bool api_ratelimit_take(struct api_ratelimit *rl, const char *key_id, int limit,
 	if (e == NULL) {
 		pthread_mutex_unlock(&rl->lock);
 		/* Out of memory: refusing every request would be worse. */
-		*out = (struct api_ratelimit_state){limit, limit, (now_ms + WINDOW_MS + 999) / 1000, 0};
+		*out = (struct api_ratelimit_state){limit, limit, (now_ms + WINDOW_MS + 999) / 1000,
+						    0};
 		return true;
 	}
 	if (now_ms - e->window_start_ms >= WINDOW_MS || now_ms < e->window_start_ms) {

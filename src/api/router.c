@@ -15,9 +15,9 @@
 #define LIMIT_RETRY_AFTER_S 60
 
 const struct api_route_table *const api_route_tables[] = {
-	&api_ops_routes,
-	&api_buntime_routes,
-	NULL,
+    &api_ops_routes,
+    &api_buntime_routes,
+    NULL,
 };
 
 bool api_route_match(const char *pattern, const char *path, struct api_call *c)
@@ -51,8 +51,7 @@ bool api_route_match(const char *pattern, const char *path, struct api_call *c)
 	return *s == '\0';
 }
 
-static const struct api_route *route_find(struct api_call *c,
-					  const struct api_route_table **table)
+static const struct api_route *route_find(struct api_call *c, const struct api_route_table **table)
 {
 	for (size_t t = 0; api_route_tables[t]; t++) {
 		const struct api_route_table *tab = api_route_tables[t];

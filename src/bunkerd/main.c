@@ -50,34 +50,49 @@ static long parse_num(const char *flag, const char *s, long min, long max)
 int main(int argc, char **argv)
 {
 	struct core_config cfg = {
-		.data_dir = "/var/lib/bunker",
-		.bun_path = "/opt/bunker/bun/bin/bun",
-		.preview_scheme = "http",
-		.warm_pool = 2,
+	    .data_dir = "/var/lib/bunker",
+	    .bun_path = "/opt/bunker/bun/bin/bun",
+	    .preview_scheme = "http",
+	    .warm_pool = 2,
 	};
 	const char *listen_addr = "127.0.0.1";
 	const char *preview_domain = NULL;
 	int port = 8080;
 	size_t max_body = 100u << 20;
-	enum { O_LISTEN = 1, O_PORT, O_DATA, O_DOMAIN, O_SCHEME, O_BODY, O_PIDS, O_POOL, O_IDLE, O_DEEP, O_MINTTL, O_INIT, O_BUN,
-	       O_VERSION, O_HELP };
+	enum {
+		O_LISTEN = 1,
+		O_PORT,
+		O_DATA,
+		O_DOMAIN,
+		O_SCHEME,
+		O_BODY,
+		O_PIDS,
+		O_POOL,
+		O_IDLE,
+		O_DEEP,
+		O_MINTTL,
+		O_INIT,
+		O_BUN,
+		O_VERSION,
+		O_HELP
+	};
 	static const struct option opts[] = {
-		{"listen", required_argument, NULL, O_LISTEN},
-		{"port", required_argument, NULL, O_PORT},
-		{"data-dir", required_argument, NULL, O_DATA},
-		{"preview-domain", required_argument, NULL, O_DOMAIN},
-		{"preview-scheme", required_argument, NULL, O_SCHEME},
-		{"max-body", required_argument, NULL, O_BODY},
-		{"pids-max", required_argument, NULL, O_PIDS},
-		{"warm-pool", required_argument, NULL, O_POOL},
-		{"idle-after", required_argument, NULL, O_IDLE},
-		{"deep-sleep-after", required_argument, NULL, O_DEEP},
-		{"min-ttl", required_argument, NULL, O_MINTTL},
-		{"init", required_argument, NULL, O_INIT},
-		{"bun", required_argument, NULL, O_BUN},
-		{"version", no_argument, NULL, O_VERSION},
-		{"help", no_argument, NULL, O_HELP},
-		{0},
+	    {"listen", required_argument, NULL, O_LISTEN},
+	    {"port", required_argument, NULL, O_PORT},
+	    {"data-dir", required_argument, NULL, O_DATA},
+	    {"preview-domain", required_argument, NULL, O_DOMAIN},
+	    {"preview-scheme", required_argument, NULL, O_SCHEME},
+	    {"max-body", required_argument, NULL, O_BODY},
+	    {"pids-max", required_argument, NULL, O_PIDS},
+	    {"warm-pool", required_argument, NULL, O_POOL},
+	    {"idle-after", required_argument, NULL, O_IDLE},
+	    {"deep-sleep-after", required_argument, NULL, O_DEEP},
+	    {"min-ttl", required_argument, NULL, O_MINTTL},
+	    {"init", required_argument, NULL, O_INIT},
+	    {"bun", required_argument, NULL, O_BUN},
+	    {"version", no_argument, NULL, O_VERSION},
+	    {"help", no_argument, NULL, O_HELP},
+	    {0},
 	};
 	int o;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -111,7 +126,7 @@ int main(int argc, char **argv)
 			break;
 		case O_DEEP:
 			cfg.deep_sleep_after_s =
-				(int)parse_num("--deep-sleep-after", optarg, 1, 1 << 30);
+			    (int)parse_num("--deep-sleep-after", optarg, 1, 1 << 30);
 			break;
 		case O_MINTTL:
 			cfg.min_ttl_s = (int)parse_num("--min-ttl", optarg, 1, 1 << 30);
@@ -126,8 +141,8 @@ int main(int argc, char **argv)
 			enum sbx_cgroup_mode mode;
 			struct bk_err err;
 			const char *cg = sbx_cgroup_detect(&mode, &err) == 0
-						 ? sbx_cgroup_mode_name(mode)
-						 : "none";
+					     ? sbx_cgroup_mode_name(mode)
+					     : "none";
 			printf("bunkerd %s (cgroup %s)\n", BUNKER_VERSION, cg);
 			return 0;
 		}

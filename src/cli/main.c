@@ -103,12 +103,11 @@ static int keys_list(struct core *core, int argc, char **argv)
 			continue;
 		}
 		json_t *ov = json_loads(overrides, 0, NULL);
-		json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:o,s:o}", "id", keys[i].id,
-						     "plan", keys[i].plan, "created", created,
-						     "revoked",
-						     keys[i].revoked_ms ? json_string(revoked)
-									: json_null(),
-						     "overrides", ov ? ov : json_object()));
+		json_array_append_new(
+		    arr, json_pack("{s:s,s:s,s:s,s:o,s:o}", "id", keys[i].id, "plan", keys[i].plan,
+				   "created", created, "revoked",
+				   keys[i].revoked_ms ? json_string(revoked) : json_null(),
+				   "overrides", ov ? ov : json_object()));
 	}
 	if (as_json) {
 		_cleanup_free_ char *text = json_dumps(arr, JSON_INDENT(2));
@@ -153,8 +152,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const char *verb = argv[i + 1];
-	int (*run)(struct core *, int, char **) = strcmp(verb, "create") == 0   ? keys_create
-						  : strcmp(verb, "list") == 0   ? keys_list
+	int (*run)(struct core *, int, char **) = strcmp(verb, "create") == 0	? keys_create
+						  : strcmp(verb, "list") == 0	? keys_list
 						  : strcmp(verb, "revoke") == 0 ? keys_revoke
 										: NULL;
 	if (run == NULL) {

@@ -19,13 +19,13 @@ struct core_config {
 	char data_dir[512];
 	char init_path[512];
 	char bun_path[512];
-	char preview_scheme[8];   /* "http" */
+	char preview_scheme[8];	  /* "http" */
 	char preview_domain[256]; /* "localhost:8080" */
-	int pids_max;             /* per session */
-	int warm_pool;            /* sandboxes kept started ahead of need */
-	int idle_after_s;         /* inactivity before a session is frozen (300) */
-	int deep_sleep_after_s;   /* inactivity before it is saved and ended (1800) */
-	int min_ttl_s;            /* the shortest ttl a create may ask for (300) */
+	int pids_max;		  /* per session */
+	int warm_pool;		  /* sandboxes kept started ahead of need */
+	int idle_after_s;	  /* inactivity before a session is frozen (300) */
+	int deep_sleep_after_s;	  /* inactivity before it is saved and ended (1800) */
+	int min_ttl_s;		  /* the shortest ttl a create may ask for (300) */
 };
 
 /* Opens the store, prepares the sandbox backend and recovers the sessions of
@@ -47,7 +47,7 @@ const char *core_cgroup_parent(const struct core *core);
 struct plan_limits {
 	int max_sessions;
 	int max_ttl_s;
-	bool overrides;       /* may a create set resourceLimits */
+	bool overrides; /* may a create set resourceLimits */
 	int memory_max_mb;
 	double cpu_max;
 	int disk_max_mb;
@@ -63,13 +63,13 @@ const struct plan_limits *plan_lookup(const char *name);
 /* The numbers of a plan that a key may override. */
 enum plan_field {
 	PLAN_MAX_SESSIONS = 0,
-	PLAN_MAX_TTL,         /* seconds */
+	PLAN_MAX_TTL,	      /* seconds */
 	PLAN_MEMORY_MAX,      /* MB */
-	PLAN_CPU_MAX,         /* cores */
-	PLAN_DISK_MAX,        /* MB */
+	PLAN_CPU_MAX,	      /* cores */
+	PLAN_DISK_MAX,	      /* MB */
 	PLAN_TIMEOUT_DEFAULT, /* seconds */
 	PLAN_TIMEOUT_MAX,     /* seconds */
-	PLAN_RPM,             /* requests per minute */
+	PLAN_RPM,	      /* requests per minute */
 	PLAN_MAX_FILE_SIZE,   /* bytes */
 	PLAN_FIELD_COUNT,
 };
@@ -148,8 +148,7 @@ void core_idem_reply_release(struct core_idem_reply *r);
  * request_hash, 0 when there is none, and -1 with BK_E_IDEMPOTENCY_REUSED
  * when it was stored for another request. */
 int core_idem_find(struct core *core, const struct core_key *key, const char *idem_key,
-		   const uint8_t request_hash[32], struct core_idem_reply *out,
-		   struct bk_err *err);
+		   const uint8_t request_hash[32], struct core_idem_reply *out, struct bk_err *err);
 /* Stores reply under (key, idem_key) and, now and then, purges the answers
  * that have expired. */
 int core_idem_save(struct core *core, const struct core_key *key, const char *idem_key,
@@ -173,9 +172,9 @@ struct core_limits {
 };
 
 struct core_session_spec {
-	int64_t ttl_s;         /* 0: the default */
-	const char *metadata;  /* compact JSON object text; NULL: {} */
-	bool has_limits;       /* resourceLimits was given */
+	int64_t ttl_s;	      /* 0: the default */
+	const char *metadata; /* compact JSON object text; NULL: {} */
+	bool has_limits;      /* resourceLimits was given */
 	/* Each field of limits, 0 where it was not given. */
 	struct core_limits limits;
 };
@@ -184,7 +183,7 @@ struct core_session_info {
 	char id[32];
 	int64_t created_ms, expires_ms, last_active_ms;
 	enum core_state state;
-	char *metadata;        /* owned */
+	char *metadata; /* owned */
 	struct core_limits limits;
 	char preview_url[320];
 	int64_t files_count;
@@ -202,10 +201,9 @@ int core_session_get(struct core *core, const struct core_key *key, const char *
 		     struct core_session_info *out, struct bk_err *err);
 /* A page of the key's sessions (metadata_filter: JSON containment, may be
  * NULL); the caller releases each element and frees *out. */
-int core_session_list(struct core *core, const struct core_key *key,
-		      const char *metadata_filter, int limit, int offset,
-		      struct core_session_info **out, size_t *n, int64_t *total,
-		      struct bk_err *err);
+int core_session_list(struct core *core, const struct core_key *key, const char *metadata_filter,
+		      int limit, int offset, struct core_session_info **out, size_t *n,
+		      int64_t *total, struct bk_err *err);
 /* Ends every process, removes files, mounts, cgroups and the record. */
 int core_session_delete(struct core *core, const struct core_key *key, const char *id,
 			struct bk_err *err);
@@ -213,7 +211,7 @@ int core_session_delete(struct core *core, const struct core_key *key, const cha
 /* ---- executions (core/exec.c) ---- */
 
 struct core_file {
-	const char *path;      /* as the caller gave it */
+	const char *path; /* as the caller gave it */
 	const char *content;
 	size_t len;
 };
@@ -224,13 +222,13 @@ struct core_env {
 };
 
 struct core_exec_req {
-	const char *code;      /* JavaScript/TypeScript run by Bun, or NULL */
-	const char *command;   /* /bin/sh -c, or NULL */
+	const char *code;    /* JavaScript/TypeScript run by Bun, or NULL */
+	const char *command; /* /bin/sh -c, or NULL */
 	const struct core_file *files;
 	size_t n_files;
 	const struct core_env *env;
 	size_t n_env;
-	int64_t timeout_s;     /* 0: the session's default */
+	int64_t timeout_s;	 /* 0: the session's default */
 	const char *working_dir; /* NULL: /workspace */
 	/* Streaming: called from the request's thread as output arrives. */
 	void (*on_output)(void *ctx, int stream, const char *data, size_t len);
@@ -247,7 +245,7 @@ struct core_exec_result {
 	bool timed_out;
 	bool oom_killed;
 	int64_t execution_time_ms, cpu_time_ms, memory_used_bytes;
-	char **files_written;  /* owned, workspace-relative */
+	char **files_written; /* owned, workspace-relative */
 	size_t n_files_written;
 };
 
@@ -259,8 +257,7 @@ void core_exec_result_release(struct core_exec_result *r);
  * program failing is a result; an error means the request was wrong
  * (BK_E_INVALID with the field) or the sandbox failed. */
 int core_execute(struct core *core, const struct core_key *key, const char *id,
-		 const struct core_exec_req *req, struct core_exec_result *out,
-		 struct bk_err *err);
+		 const struct core_exec_req *req, struct core_exec_result *out, struct bk_err *err);
 
 /* What core_execute() checks before it needs the session: for answering
  * bad input before a stream starts. */
@@ -295,14 +292,14 @@ int core_process_kill(struct core *core, const struct core_key *key, const char 
 /* Paths are relative to /workspace, or absolute inside it; anything that
  * leaves it is BK_E_INVALID (field "path"). Sizes are capped by the key's
  * plan (BK_E_TOO_LARGE). A missing file is BK_E_FILE_NOT_FOUND. */
-int core_file_write(struct core *core, const struct core_key *key, const char *id,
-		    const char *path, const void *data, size_t len, struct bk_err *err);
+int core_file_write(struct core *core, const struct core_key *key, const char *id, const char *path,
+		    const void *data, size_t len, struct bk_err *err);
 /* *data is malloc'd and NUL-terminated (binary content may hold NULs). */
-int core_file_read(struct core *core, const struct core_key *key, const char *id,
-		   const char *path, char **data, size_t *len, struct bk_err *err);
+int core_file_read(struct core *core, const struct core_key *key, const char *id, const char *path,
+		   char **data, size_t *len, struct bk_err *err);
 
 struct core_entry {
-	char *path;      /* workspace-relative; owned */
+	char *path; /* workspace-relative; owned */
 	int64_t size;
 	int64_t mtime_ms;
 	bool is_dir;
@@ -310,9 +307,9 @@ struct core_entry {
 
 /* A page of a directory's entries sorted by path ("" or NULL: the
  * workspace); *total counts them all. Free *out with core_entries_free(). */
-int core_file_list(struct core *core, const struct core_key *key, const char *id,
-		   const char *path, bool recursive, int limit, int offset,
-		   struct core_entry **out, size_t *n, int64_t *total, struct bk_err *err);
+int core_file_list(struct core *core, const struct core_key *key, const char *id, const char *path,
+		   bool recursive, int limit, int offset, struct core_entry **out, size_t *n,
+		   int64_t *total, struct bk_err *err);
 void core_entries_free(struct core_entry *es, size_t n);
 /* A non-empty directory needs recursive (BK_E_CONFLICT otherwise). */
 int core_file_delete(struct core *core, const struct core_key *key, const char *id,

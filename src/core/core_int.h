@@ -23,9 +23,9 @@ struct session {
 	int slot;
 	struct core_limits limits;
 	int64_t created_ms, expires_ms;
-	int64_t last_active_ms; /* atomic */
+	int64_t last_active_ms;	  /* atomic */
 	int64_t stored_active_ms; /* atomic: the last_active_ms last written to the store */
-	enum core_state state;  /* changed with rw held exclusively */
+	enum core_state state;	  /* changed with rw held exclusively */
 	int refs;
 	bool deleted;
 	pthread_rwlock_t rw;
@@ -46,7 +46,7 @@ struct core {
 	struct store *store;
 	struct sbx_config sbx;
 	pthread_mutex_t lock;
-	pthread_cond_t ref_cond;   /* a session's refs dropped */
+	pthread_cond_t ref_cond;     /* a session's refs dropped */
 	pthread_mutex_t create_lock; /* count-then-insert of the session cap */
 	struct session *sessions;
 	pthread_t reaper;

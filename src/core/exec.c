@@ -14,15 +14,15 @@
 
 /* What every execution starts from; the request's env comes on top. */
 static const char *const base_env[] = {
-	"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/opt/bun/bin",
-	"HOME=/home/user",
-	"USER=user",
-	"LOGNAME=user",
-	"SHELL=/bin/bash",
-	"LANG=C.UTF-8",
-	"TMPDIR=/tmp",
-	"PORT=8080",
-	"BUN_RUNTIME_TRANSPILER_CACHE_PATH=0",
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/opt/bun/bin",
+    "HOME=/home/user",
+    "USER=user",
+    "LOGNAME=user",
+    "SHELL=/bin/bash",
+    "LANG=C.UTF-8",
+    "TMPDIR=/tmp",
+    "PORT=8080",
+    "BUN_RUNTIME_TRANSPILER_CACHE_PATH=0",
 };
 
 void core_exec_result_release(struct core_exec_result *r)
@@ -58,7 +58,8 @@ int core_path_normalize(const char *path, const char *field, char *out, size_t l
 		const char *end = strchrnul(p, '/');
 		size_t clen = (size_t)(end - p);
 		if (clen == 2 && p[0] == '.' && p[1] == '.')
-			return bk_err_field(err, field, "%s '%s' leaves the workspace", field, path);
+			return bk_err_field(err, field, "%s '%s' leaves the workspace", field,
+					    path);
 		if (!(clen == 1 && p[0] == '.')) {
 			if (o + clen + 2 > len)
 				return bk_err_field(err, field, "%s is too long", field);
@@ -99,8 +100,7 @@ static void exec_plan_release(struct exec_plan *p)
 	free(p->envp);
 }
 
-static int exec_plan_build(const struct core_exec_req *req, struct exec_plan *p,
-			   struct bk_err *err)
+static int exec_plan_build(const struct core_exec_req *req, struct exec_plan *p, struct bk_err *err)
 {
 	memset(p, 0, sizeof(*p));
 	if ((req->code == NULL) == (req->command == NULL))
@@ -187,7 +187,6 @@ static int written_merge(struct core_exec_result *out, char **files, size_t n_fi
 	return 0;
 }
 
-
 static void files_free(char **files, size_t n)
 {
 	for (size_t i = 0; files && i < n; i++)
@@ -209,16 +208,17 @@ static int exec_prepare(const struct core_key *key, const struct core_exec_req *
 	*files_out = files;
 	for (size_t i = 0; i < req->n_files; i++) {
 		char rel[4096];
-		if (core_path_normalize(req->files[i].path, "files.path", rel, sizeof(rel), err) < 0)
+		if (core_path_normalize(req->files[i].path, "files.path", rel, sizeof(rel), err) <
+		    0)
 			return -1;
 		if (*rel == '\0')
 			return bk_err_field(err, "files.path",
 					    "files.path '%s' names the workspace itself",
 					    req->files[i].path);
 		if ((int64_t)req->files[i].len > key->limits.max_file_bytes)
-			return bk_err_kind(err, BK_E_TOO_LARGE,
-					   "file '%s' is over the plan's %lld bytes",
-					   req->files[i].path, (long long)key->limits.max_file_bytes);
+			return bk_err_kind(
+			    err, BK_E_TOO_LARGE, "file '%s' is over the plan's %lld bytes",
+			    req->files[i].path, (long long)key->limits.max_file_bytes);
 		files[i] = strdup(rel);
 		if (files[i] == NULL)
 			return bk_err_set(err, ENOMEM, "cannot prepare execution");
@@ -229,8 +229,7 @@ static int exec_prepare(const struct core_key *key, const struct core_exec_req *
 	return 0;
 }
 
-int core_exec_check(const struct core_key *key, const struct core_exec_req *req,
-		    struct bk_err *err)
+int core_exec_check(const struct core_key *key, const struct core_exec_req *req, struct bk_err *err)
 {
 	struct exec_plan plan;
 	char **files;
@@ -255,8 +254,8 @@ static int working_dir_check(struct sbx *sbx, const struct exec_plan *plan, char
 	mode_t mode;
 	if (sbx_stat(sbx, wd, &mode, err) < 0) {
 		if (err->kind == BK_E_FILE_NOT_FOUND || err->kind == BK_E_INVALID)
-			return bk_err_field(err, "workingDir", "working directory '%s' does not exist",
-					    plan->cwd);
+			return bk_err_field(err, "workingDir",
+					    "working directory '%s' does not exist", plan->cwd);
 		return -1;
 	}
 	if (!S_ISDIR(mode))
@@ -266,8 +265,7 @@ static int working_dir_check(struct sbx *sbx, const struct exec_plan *plan, char
 }
 
 int core_execute(struct core *core, const struct core_key *key, const char *id,
-		 const struct core_exec_req *req, struct core_exec_result *out,
-		 struct bk_err *err)
+		 const struct core_exec_req *req, struct core_exec_result *out, struct bk_err *err)
 {
 	memset(out, 0, sizeof(*out));
 	struct exec_plan plan;
@@ -283,24 +281,25 @@ int core_execute(struct core *core, const struct core_key *key, const char *id,
 	if (working_dir_check(sbx, &plan, files, req->n_files, err) < 0)
 		goto out_unlock;
 	for (size_t i = 0; i < req->n_files; i++) {
-		if (sbx_write_file(sbx, files[i], req->files[i].content, req->files[i].len, err) < 0) {
+		if (sbx_write_file(sbx, files[i], req->files[i].content, req->files[i].len, err) <
+		    0) {
 			if (err->kind == BK_E_INVALID)
 				snprintf(err->field, sizeof(err->field), "files.path");
 			goto out_unlock;
 		}
 	}
 	struct sbx_exec_req sreq = {
-		.argv = plan.argv,
-		.envp = plan.envp,
-		.cwd = plan.cwd,
-		.stdin_data = req->code,
-		.stdin_len = req->code ? strlen(req->code) : 0,
-		.timeout_ms = timeout_s * 1000,
-		.output_max = CORE_OUTPUT_MAX,
-		.report_written = true,
-		.on_output = req->on_output,
-		.cancelled = req->cancelled,
-		.ctx = req->ctx,
+	    .argv = plan.argv,
+	    .envp = plan.envp,
+	    .cwd = plan.cwd,
+	    .stdin_data = req->code,
+	    .stdin_len = req->code ? strlen(req->code) : 0,
+	    .timeout_ms = timeout_s * 1000,
+	    .output_max = CORE_OUTPUT_MAX,
+	    .report_written = true,
+	    .on_output = req->on_output,
+	    .cancelled = req->cancelled,
+	    .ctx = req->ctx,
 	};
 	struct sbx_exec_result res;
 	if (sbx_exec(sbx, &sreq, &res, err) < 0) {
@@ -309,8 +308,10 @@ int core_execute(struct core *core, const struct core_key *key, const char *id,
 			snprintf(err->field, sizeof(err->field), "workingDir");
 		/* Deleted (or expired) while it ran: the session is what is gone. */
 		if (__atomic_load_n(&s->deleted, __ATOMIC_ACQUIRE))
-			bk_err_kind(err, BK_E_NOT_FOUND, "session '%s' was deleted during the "
-							 "execution", id);
+			bk_err_kind(err, BK_E_NOT_FOUND,
+				    "session '%s' was deleted during the "
+				    "execution",
+				    id);
 		goto out_unlock;
 	}
 	out->stdout_len = res.out.len;

@@ -30,8 +30,8 @@ static int path_fail(struct bk_err *err)
 	return -1;
 }
 
-int core_file_write(struct core *core, const struct core_key *key, const char *id,
-		    const char *path, const void *data, size_t len, struct bk_err *err)
+int core_file_write(struct core *core, const struct core_key *key, const char *id, const char *path,
+		    const void *data, size_t len, struct bk_err *err)
 {
 	char rel[4096];
 	if (path_of(path, false, rel, sizeof(rel), err) < 0)
@@ -48,8 +48,8 @@ int core_file_write(struct core *core, const struct core_key *key, const char *i
 	return rc < 0 ? path_fail(err) : 0;
 }
 
-int core_file_read(struct core *core, const struct core_key *key, const char *id,
-		   const char *path, char **data, size_t *len, struct bk_err *err)
+int core_file_read(struct core *core, const struct core_key *key, const char *id, const char *path,
+		   char **data, size_t *len, struct bk_err *err)
 {
 	char rel[4096];
 	if (path_of(path, false, rel, sizeof(rel), err) < 0)
@@ -68,9 +68,9 @@ static int entry_cmp(const void *a, const void *b)
 	return strcmp(((const struct sbx_entry *)a)->path, ((const struct sbx_entry *)b)->path);
 }
 
-int core_file_list(struct core *core, const struct core_key *key, const char *id,
-		   const char *path, bool recursive, int limit, int offset,
-		   struct core_entry **out, size_t *n, int64_t *total, struct bk_err *err)
+int core_file_list(struct core *core, const struct core_key *key, const char *id, const char *path,
+		   bool recursive, int limit, int offset, struct core_entry **out, size_t *n,
+		   int64_t *total, struct bk_err *err)
 {
 	char rel[4096];
 	if (path_of(path, true, rel, sizeof(rel), err) < 0)
@@ -97,8 +97,8 @@ int core_file_list(struct core *core, const struct core_key *key, const char *id
 	}
 	for (size_t i = 0; i < take; i++) {
 		struct sbx_entry *e = &es[first + i];
-		(*out)[i] = (struct core_entry){.path = e->path, .size = e->size,
-						.mtime_ms = e->mtime_ms, .is_dir = e->is_dir};
+		(*out)[i] = (struct core_entry){
+		    .path = e->path, .size = e->size, .mtime_ms = e->mtime_ms, .is_dir = e->is_dir};
 		e->path = NULL;
 	}
 	*n = take;

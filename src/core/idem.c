@@ -25,13 +25,12 @@ void core_idem_reply_release(struct core_idem_reply *r)
 }
 
 int core_idem_find(struct core *core, const struct core_key *key, const char *idem_key,
-		   const uint8_t request_hash[32], struct core_idem_reply *out,
-		   struct bk_err *err)
+		   const uint8_t request_hash[32], struct core_idem_reply *out, struct bk_err *err)
 {
 	memset(out, 0, sizeof(*out));
 	struct store_idem rec;
-	int r = store_idem_get(core->store, key->id, idem_key, now_ms() - CORE_IDEM_TTL_MS, &rec,
-			       err);
+	int r =
+	    store_idem_get(core->store, key->id, idem_key, now_ms() - CORE_IDEM_TTL_MS, &rec, err);
 	if (r <= 0)
 		return r;
 	if (sodium_memcmp(rec.request_hash, request_hash, 32) != 0) {
@@ -53,10 +52,10 @@ int core_idem_save(struct core *core, const struct core_key *key, const char *id
 		   struct bk_err *err)
 {
 	struct store_idem rec = {
-		.status = reply->status,
-		.body = reply->body,
-		.body_len = reply->len,
-		.created_ms = now_ms(),
+	    .status = reply->status,
+	    .body = reply->body,
+	    .body_len = reply->len,
+	    .created_ms = now_ms(),
 	};
 	if (strlen(idem_key) >= sizeof(rec.idem_key) ||
 	    strlen(reply->content_type) >= sizeof(rec.content_type))
@@ -75,7 +74,8 @@ int core_idem_save(struct core *core, const struct core_key *key, const char *id
 	    __atomic_compare_exchange_n(&last_purge_ms, &last, rec.created_ms, false,
 					__ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
 		struct bk_err perr;
-		if (store_idem_purge(core->store, rec.created_ms - CORE_IDEM_TTL_MS, NULL, &perr) < 0)
+		if (store_idem_purge(core->store, rec.created_ms - CORE_IDEM_TTL_MS, NULL, &perr) <
+		    0)
 			fprintf(stderr, "bunkerd: %s\n", perr.msg);
 	}
 	return 0;

@@ -223,7 +223,8 @@ void lifecycle_tick(struct core *core)
 			session_touch(core, due);
 			moved = true;
 		} else {
-			int64_t quiet = now - __atomic_load_n(&due->last_active_ms, __ATOMIC_RELAXED);
+			int64_t quiet =
+			    now - __atomic_load_n(&due->last_active_ms, __ATOMIC_RELAXED);
 			if (!due->deleted) {
 				struct bk_err err;
 				if (due->state != CORE_STATE_DEEP_SLEEP && quiet >= deep_ms) {

@@ -21,19 +21,40 @@ static const struct {
 	const char *name;
 	struct plan_limits limits;
 } plans[] = {
-	{"free",
-	 {.max_sessions = 10, .max_ttl_s = 86400, .overrides = false, .memory_max_mb = 1024,
-	  .cpu_max = 0.25, .disk_max_mb = 1024, .timeout_default_s = 30, .timeout_max_s = 30,
-	  .requests_per_minute = 100, .max_file_bytes = 10 << 20}},
-	{"paid",
-	 {.max_sessions = 100, .max_ttl_s = 604800, .overrides = true, .memory_max_mb = 4096,
-	  .cpu_max = 1, .disk_max_mb = 5120, .timeout_default_s = 30, .timeout_max_s = 300,
-	  .requests_per_minute = 1000, .max_file_bytes = 50 << 20}},
-	/* Enterprise numbers are set per key; these are where a key starts. */
-	{"enterprise",
-	 {.max_sessions = 1000, .max_ttl_s = 2592000, .overrides = true, .memory_max_mb = 16384,
-	  .cpu_max = 2, .disk_max_mb = 20480, .timeout_default_s = 30, .timeout_max_s = 3600,
-	  .requests_per_minute = 10000, .max_file_bytes = 100 << 20}},
+    {"free",
+     {.max_sessions = 10,
+      .max_ttl_s = 86400,
+      .overrides = false,
+      .memory_max_mb = 1024,
+      .cpu_max = 0.25,
+      .disk_max_mb = 1024,
+      .timeout_default_s = 30,
+      .timeout_max_s = 30,
+      .requests_per_minute = 100,
+      .max_file_bytes = 10 << 20}},
+    {"paid",
+     {.max_sessions = 100,
+      .max_ttl_s = 604800,
+      .overrides = true,
+      .memory_max_mb = 4096,
+      .cpu_max = 1,
+      .disk_max_mb = 5120,
+      .timeout_default_s = 30,
+      .timeout_max_s = 300,
+      .requests_per_minute = 1000,
+      .max_file_bytes = 50 << 20}},
+    /* Enterprise numbers are set per key; these are where a key starts. */
+    {"enterprise",
+     {.max_sessions = 1000,
+      .max_ttl_s = 2592000,
+      .overrides = true,
+      .memory_max_mb = 16384,
+      .cpu_max = 2,
+      .disk_max_mb = 20480,
+      .timeout_default_s = 30,
+      .timeout_max_s = 3600,
+      .requests_per_minute = 10000,
+      .max_file_bytes = 100 << 20}},
 };
 
 const struct plan_limits *plan_lookup(const char *name)
@@ -52,27 +73,24 @@ static const struct plan_field_desc {
 	enum { PF_INT, PF_INT64, PF_DOUBLE } type;
 	double min, max;
 } plan_fields[PLAN_FIELD_COUNT] = {
-	[PLAN_MAX_SESSIONS] = {"max_sessions", offsetof(struct plan_limits, max_sessions), PF_INT,
-			       0, 1000000},
-	/* The daemon's shortest ttl (--min-ttl, 300 s by default) still
-	 * applies: a maximum below it leaves the key no valid ttl. */
-	[PLAN_MAX_TTL] = {"max_ttl", offsetof(struct plan_limits, max_ttl_s), PF_INT, 1,
-			  315360000},
-	[PLAN_MEMORY_MAX] = {"memory_max", offsetof(struct plan_limits, memory_max_mb), PF_INT, 64,
-			     1048576},
-	[PLAN_CPU_MAX] = {"cpu_max", offsetof(struct plan_limits, cpu_max), PF_DOUBLE, 0.01, 1024},
-	[PLAN_DISK_MAX] = {"disk_max", offsetof(struct plan_limits, disk_max_mb), PF_INT, 16,
-			   16777216},
-	[PLAN_TIMEOUT_DEFAULT] = {"timeout_default", offsetof(struct plan_limits, timeout_default_s),
-				  PF_INT, 1, 86400},
-	[PLAN_TIMEOUT_MAX] = {"timeout_max", offsetof(struct plan_limits, timeout_max_s), PF_INT, 1,
-			      86400},
-	[PLAN_RPM] = {"rpm", offsetof(struct plan_limits, requests_per_minute), PF_INT, 1,
-		      100000000},
-	/* A file travels in one agent frame (AGENT_MAX_PAYLOAD, 160 MiB):
-	 * 128 MiB leaves room for the frame's other fields. */
-	[PLAN_MAX_FILE_SIZE] = {"max_file_size", offsetof(struct plan_limits, max_file_bytes),
-				PF_INT64, 1, 134217728},
+    [PLAN_MAX_SESSIONS] = {"max_sessions", offsetof(struct plan_limits, max_sessions), PF_INT, 0,
+			   1000000},
+    /* The daemon's shortest ttl (--min-ttl, 300 s by default) still
+     * applies: a maximum below it leaves the key no valid ttl. */
+    [PLAN_MAX_TTL] = {"max_ttl", offsetof(struct plan_limits, max_ttl_s), PF_INT, 1, 315360000},
+    [PLAN_MEMORY_MAX] = {"memory_max", offsetof(struct plan_limits, memory_max_mb), PF_INT, 64,
+			 1048576},
+    [PLAN_CPU_MAX] = {"cpu_max", offsetof(struct plan_limits, cpu_max), PF_DOUBLE, 0.01, 1024},
+    [PLAN_DISK_MAX] = {"disk_max", offsetof(struct plan_limits, disk_max_mb), PF_INT, 16, 16777216},
+    [PLAN_TIMEOUT_DEFAULT] = {"timeout_default", offsetof(struct plan_limits, timeout_default_s),
+			      PF_INT, 1, 86400},
+    [PLAN_TIMEOUT_MAX] = {"timeout_max", offsetof(struct plan_limits, timeout_max_s), PF_INT, 1,
+			  86400},
+    [PLAN_RPM] = {"rpm", offsetof(struct plan_limits, requests_per_minute), PF_INT, 1, 100000000},
+    /* A file travels in one agent frame (AGENT_MAX_PAYLOAD, 160 MiB):
+     * 128 MiB leaves room for the frame's other fields. */
+    [PLAN_MAX_FILE_SIZE] = {"max_file_size", offsetof(struct plan_limits, max_file_bytes), PF_INT64,
+			    1, 134217728},
 };
 
 const char *plan_field_name(enum plan_field f)
@@ -171,7 +189,8 @@ int plan_overrides_format(const struct plan_overrides *ov, char *buf, size_t len
 				    plan_fields[f].type == PF_DOUBLE ? json_real(v)
 								     : json_integer((json_int_t)v));
 	}
-	_cleanup_free_ char *text = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
+	_cleanup_free_ char *text =
+	    o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
 	if (text == NULL || strlen(text) >= len)
 		return bk_err_kind(err, BK_E_INTERNAL, "cannot format key overrides");
 	memcpy(buf, text, strlen(text) + 1);
@@ -190,8 +209,7 @@ int plan_overrides_parse(const char *json, struct plan_overrides *ov, struct bk_
 				   json);
 	const char *name;
 	json_t *v;
-	json_object_foreach(o, name, v)
-	{
+	json_object_foreach (o, name, v) {
 		int f = plan_field_find(name);
 		if (f < 0 || !json_is_number(v) ||
 		    plan_overrides_put(ov, f, json_number_value(v), json_is_integer(v), err) < 0)
@@ -202,8 +220,8 @@ int plan_overrides_parse(const char *json, struct plan_overrides *ov, struct bk_
 }
 
 /* The limits of a key: its plan's, with its own numbers over them. */
-static int key_limits(const char *plan, const struct plan_overrides *ov,
-		      struct plan_limits *out, struct bk_err *err)
+static int key_limits(const char *plan, const struct plan_overrides *ov, struct plan_limits *out,
+		      struct bk_err *err)
 {
 	const struct plan_limits *limits = plan_lookup(plan);
 	if (limits == NULL)

@@ -25,7 +25,7 @@ int slot_take(struct core *core)
 	do {                                                                                       \
 		int _s = (slot);                                                                   \
 		if (_s >= 0 && _s < SBX_MAX_SLOTS)                                                 \
-			used[_s / 64] |= 1ull << (_s % 64);                                         \
+			used[_s / 64] |= 1ull << (_s % 64);                                        \
 	} while (0)
 	pthread_mutex_lock(&core->lock);
 	for (struct session *s = core->sessions; s; s = s->next)
@@ -70,8 +70,8 @@ struct sbx *pool_take(struct core *core)
 /* The limits a pool sandbox waits with: the defaults of a session. */
 static struct sbx_limits pool_limits(const struct core *core)
 {
-	return (struct sbx_limits){.memory_mb = 1024, .cpu = 0.25, .disk_mb = 1024,
-				   .pids = core->cfg.pids_max};
+	return (struct sbx_limits){
+	    .memory_mb = 1024, .cpu = 0.25, .disk_mb = 1024, .pids = core->cfg.pids_max};
 }
 
 static void *pool_main(void *arg)
@@ -101,7 +101,8 @@ static void *pool_main(void *arg)
 		int64_t t0 = mono_us();
 		int rc = slot < 0 ? -1 : sbx_start(&core->sbx, id, slot, &lim, &sbx, &err);
 		if (rc == 0)
-			metrics_observe(METRICS_SANDBOX_START_SECONDS, (double)(mono_us() - t0) / 1e6);
+			metrics_observe(METRICS_SANDBOX_START_SECONDS,
+					(double)(mono_us() - t0) / 1e6);
 		pthread_mutex_lock(&core->pool_lock);
 		core->pool_starting_slot = -1;
 		if (rc == 0) {

@@ -133,10 +133,10 @@ struct sbx_limits session_sbx_limits(const struct core *core, const struct sessi
 	if (disk > s->limits.memory_mb / 4 * 3)
 		disk = s->limits.memory_mb / 4 * 3;
 	return (struct sbx_limits){
-		.memory_mb = s->limits.memory_mb,
-		.cpu = s->limits.cpu,
-		.disk_mb = disk,
-		.pids = core->cfg.pids_max,
+	    .memory_mb = s->limits.memory_mb,
+	    .cpu = s->limits.cpu,
+	    .disk_mb = disk,
+	    .pids = core->cfg.pids_max,
 	};
 }
 
@@ -258,11 +258,11 @@ static int limits_check(const struct core_key *key, const struct core_session_sp
 {
 	const struct plan_limits *p = &key->limits;
 	*out = (struct core_limits){
-		.memory_mb = DEFAULT_MEMORY_MB < p->memory_max_mb ? DEFAULT_MEMORY_MB
-								    : p->memory_max_mb,
-		.cpu = DEFAULT_CPU < p->cpu_max ? DEFAULT_CPU : p->cpu_max,
-		.timeout_s = p->timeout_default_s,
-		.disk_mb = DEFAULT_DISK_MB < p->disk_max_mb ? DEFAULT_DISK_MB : p->disk_max_mb,
+	    .memory_mb =
+		DEFAULT_MEMORY_MB < p->memory_max_mb ? DEFAULT_MEMORY_MB : p->memory_max_mb,
+	    .cpu = DEFAULT_CPU < p->cpu_max ? DEFAULT_CPU : p->cpu_max,
+	    .timeout_s = p->timeout_default_s,
+	    .disk_mb = DEFAULT_DISK_MB < p->disk_max_mb ? DEFAULT_DISK_MB : p->disk_max_mb,
 	};
 	if (!spec->has_limits)
 		return 0;
@@ -281,9 +281,10 @@ static int limits_check(const struct core_key *key, const struct core_session_sp
 	}
 	if (l->cpu > 0) {
 		if (l->cpu < MIN_CPU || l->cpu > p->cpu_max)
-			return bk_err_field(err, "resourceLimits.cpu",
-					    "resourceLimits.cpu must be %.2f..%g cores on plan '%s'",
-					    MIN_CPU, p->cpu_max, key->plan);
+			return bk_err_field(
+			    err, "resourceLimits.cpu",
+			    "resourceLimits.cpu must be %.2f..%g cores on plan '%s'", MIN_CPU,
+			    p->cpu_max, key->plan);
 		out->cpu = l->cpu;
 	}
 	if (l->timeout_s) {
@@ -319,8 +320,8 @@ static void info_fill(struct core *core, const struct store_session *row, bool r
 	/* A deep-sleeping session's files are in its snapshot, which notes
 	 * how many there were. */
 	out->files_count = out->state == CORE_STATE_DEEP_SLEEP
-				   ? lifecycle_snapshot_files(core, row->id)
-				   : sbx_files_count(&core->sbx, row->id);
+			       ? lifecycle_snapshot_files(core, row->id)
+			       : sbx_files_count(&core->sbx, row->id);
 	out->active_processes = running ? sbx_process_count(&core->sbx, row->id) : 0;
 }
 
@@ -339,13 +340,13 @@ int core_session_create(struct core *core, const struct core_key *key,
 		return -1;
 
 	struct store_session row = {
-		.created_ms = now_ms(),
-		.state = STORE_SESSION_ACTIVE,
-		.metadata = (char *)(spec->metadata ? spec->metadata : "{}"),
-		.memory_mb = limits.memory_mb,
-		.cpu = limits.cpu,
-		.timeout_s = limits.timeout_s,
-		.disk_mb = limits.disk_mb,
+	    .created_ms = now_ms(),
+	    .state = STORE_SESSION_ACTIVE,
+	    .metadata = (char *)(spec->metadata ? spec->metadata : "{}"),
+	    .memory_mb = limits.memory_mb,
+	    .cpu = limits.cpu,
+	    .timeout_s = limits.timeout_s,
+	    .disk_mb = limits.disk_mb,
 	};
 	row.expires_ms = row.created_ms + ttl * 1000;
 	row.last_active_ms = row.created_ms;
@@ -469,10 +470,9 @@ int core_session_get(struct core *core, const struct core_key *key, const char *
 	return 0;
 }
 
-int core_session_list(struct core *core, const struct core_key *key,
-		      const char *metadata_filter, int limit, int offset,
-		      struct core_session_info **out, size_t *n, int64_t *total,
-		      struct bk_err *err)
+int core_session_list(struct core *core, const struct core_key *key, const char *metadata_filter,
+		      int limit, int offset, struct core_session_info **out, size_t *n,
+		      int64_t *total, struct bk_err *err)
 {
 	struct store_session *rows = NULL;
 	size_t nrows = 0;

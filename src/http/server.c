@@ -32,8 +32,8 @@ const char *http_query(const struct http_request *req, const char *name)
 	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
-void http_response_take(struct http_response *res, int status, const char *content_type,
-			char *body, size_t len)
+void http_response_take(struct http_response *res, int status, const char *content_type, char *body,
+			size_t len)
 {
 	free(res->body);
 	res->status = status;
@@ -141,13 +141,14 @@ static enum MHD_Result respond(struct MHD_Connection *conn, struct http_response
 static void client_ip(struct MHD_Connection *conn, char *out, size_t len)
 {
 	const union MHD_ConnectionInfo *ci =
-		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 	out[0] = '\0';
 	if (ci == NULL || ci->client_addr == NULL)
 		return;
 	const struct sockaddr *sa = ci->client_addr;
 	if (sa->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)len);
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out,
+			  (socklen_t)len);
 	else if (sa->sa_family == AF_INET6)
 		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
 			  (socklen_t)len);
@@ -179,7 +180,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		 * connection (as after any keep-alive race), which the front
 		 * door routes by its Host. */
 		const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
-		if (host && srv->has_hosts && srv->hosts.route(srv->hosts.ctx, host) != HTTP_ROUTE_API)
+		if (host && srv->has_hosts &&
+		    srv->hosts.route(srv->hosts.ctx, host) != HTTP_ROUTE_API)
 			return MHD_NO;
 		st = calloc(1, sizeof(*st));
 		if (st == NULL)
@@ -205,17 +207,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return MHD_YES;
 	}
 	struct http_request req = {
-		.method = method,
-		.path = url,
-		.body = st->body.data ? st->body.data : "",
-		.body_len = st->too_large ? 0 : st->body.len,
-		.body_too_large = st->too_large,
-		.start_us = st->start_us,
-		.conn = conn,
+	    .method = method,
+	    .path = url,
+	    .body = st->body.data ? st->body.data : "",
+	    .body_len = st->too_large ? 0 : st->body.len,
+	    .body_too_large = st->too_large,
+	    .start_us = st->start_us,
+	    .conn = conn,
 	};
 	client_ip(conn, req.client_ip, sizeof(req.client_ip));
 	const union MHD_ConnectionInfo *fdi =
-		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 	req.client_fd = fdi ? fdi->connect_fd : -1;
 	MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, find_nul_arg, &req.nul_arg);
 	struct http_response res = {.status = 500};
@@ -246,8 +248,8 @@ void http_mhd_adopt(struct http_server *srv, struct http_conn *conn)
 	free(conn);
 }
 
-int http_server_start(const char *addr, int port, size_t max_body, http_handler handler,
-		      void *ctx, const struct http_host_hooks *hosts, struct http_server **out,
+int http_server_start(const char *addr, int port, size_t max_body, http_handler handler, void *ctx,
+		      const struct http_host_hooks *hosts, struct http_server **out,
 		      struct bk_err *err)
 {
 	struct http_server *srv = calloc(1, sizeof(*srv));
@@ -267,10 +269,10 @@ int http_server_start(const char *addr, int port, size_t max_body, http_handler 
 	 * at the Host, and hands over what is the handler's. */
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
 			 MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
-	srv->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv,
-				    MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-				    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)3600,
-				    MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096, MHD_OPTION_END);
+	srv->mhd =
+	    MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_NOTIFY_COMPLETED,
+			     on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)3600,
+			     MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096, MHD_OPTION_END);
 	if (srv->mhd == NULL) {
 		http_server_stop(srv);
 		return bk_err_kind(err, BK_E_INTERNAL, "cannot start libmicrohttpd");

@@ -23,21 +23,21 @@
 struct http_request {
 	const char *method;
 	const char *path;
-	const char *body;     /* NUL-terminated; body_len excludes the NUL */
+	const char *body; /* NUL-terminated; body_len excludes the NUL */
 	size_t body_len;
-	bool body_too_large;  /* the body went past the limit and was dropped */
+	bool body_too_large; /* the body went past the limit and was dropped */
 	char client_ip[64];
-	int client_fd;        /* the connection's socket: to notice a client leaving */
-	const char *nul_arg;  /* a query argument whose value holds a NUL byte, or NULL */
+	int client_fd;	     /* the connection's socket: to notice a client leaving */
+	const char *nul_arg; /* a query argument whose value holds a NUL byte, or NULL */
 	int64_t start_us;
-	void *conn;           /* the MHD connection, for http_header/http_query */
+	void *conn; /* the MHD connection, for http_header/http_query */
 };
 
 #define HTTP_MAX_HEADERS 16
 
 struct http_response {
 	int status;
-	char *body;           /* owned */
+	char *body; /* owned */
 	size_t len;
 	const char *content_type;
 	struct {
@@ -70,13 +70,12 @@ void http_response_stream(struct http_response *res, int status, const char *con
 			  ssize_t (*read)(void *ctx, char *buf, size_t max),
 			  void (*free_ctx)(void *ctx), void *ctx);
 /* Takes ownership of body (malloc'd). */
-void http_response_take(struct http_response *res, int status, const char *content_type,
-			char *body, size_t len);
+void http_response_take(struct http_response *res, int status, const char *content_type, char *body,
+			size_t len);
 void http_response_header(struct http_response *res, const char *name, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
-typedef void (*http_handler)(void *ctx, const struct http_request *req,
-			     struct http_response *res);
+typedef void (*http_handler)(void *ctx, const struct http_request *req, struct http_response *res);
 
 /* ---- connections relayed elsewhere (previews) ---- */
 
@@ -88,8 +87,8 @@ enum http_route {
 
 /* The upstream of a relayed connection, from hosts.open(). */
 struct http_upstream {
-	int fd;                        /* connected stream socket; release() closes it */
-	const char *proto;             /* X-Forwarded-Proto; borrowed until release() */
+	int fd;		   /* connected stream socket; release() closes it */
+	const char *proto; /* X-Forwarded-Proto; borrowed until release() */
 	/* Once per request head relayed; may be NULL. Called from a relay
 	 * worker, which serves other connections too: it must be quick. */
 	void (*on_request)(void *ctx);
@@ -122,8 +121,8 @@ struct http_server;
  * max_body bytes are answered by the handler with body_too_large set.
  * hosts (copied; NULL: every connection is the handler's) picks the
  * connections that are relayed instead. */
-int http_server_start(const char *addr, int port, size_t max_body, http_handler handler,
-		      void *ctx, const struct http_host_hooks *hosts, struct http_server **out,
+int http_server_start(const char *addr, int port, size_t max_body, http_handler handler, void *ctx,
+		      const struct http_host_hooks *hosts, struct http_server **out,
 		      struct bk_err *err);
 /* Stops accepting, ends every connection (relayed ones included, whose
  * release() has run when this returns) and frees srv. */

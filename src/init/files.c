@@ -46,9 +46,9 @@ static bool fd_in_workspace(int fd)
 static int ws_openat(int ws, const char *path, int flags, mode_t mode)
 {
 	struct open_how how = {
-		.flags = (uint64_t)flags | O_CLOEXEC,
-		.mode = (flags & O_CREAT) ? mode : 0,
-		.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+	    .flags = (uint64_t)flags | O_CLOEXEC,
+	    .mode = (flags & O_CREAT) ? mode : 0,
+	    .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
 	};
 	int fd = (int)syscall(SYS_openat2, ws, path, &how, sizeof(how));
 	if (fd >= 0 || errno != EXDEV || (flags & O_CREAT))
@@ -190,7 +190,7 @@ static int write_beneath(const char *rel, const uint8_t *data, size_t len, mode_
 		return -EIO;
 	snprintf(tmp, sizeof(tmp), ".bunker-write-%s", rnd);
 	_cleanup_close_ int fd =
-		openat(parent, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+	    openat(parent, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
 	if (fd < 0)
 		return -errno;
 	if (write_full(fd, data, len) < 0 || fsync(fd) < 0) {
@@ -235,7 +235,7 @@ void files_read(const struct agent_msg *req)
 	/* O_NONBLOCK: opening a FIFO must not stop init's loop for good (a
 	 * regular file reads the same either way). */
 	_cleanup_close_ int fd =
-		ws < 0 ? -1 : ws_openat(ws, path, O_RDONLY | O_NONBLOCK | O_NOCTTY, 0);
+	    ws < 0 ? -1 : ws_openat(ws, path, O_RDONLY | O_NONBLOCK | O_NOCTTY, 0);
 	int e = fd < 0 ? errno : 0;
 	user_end();
 	struct stat st;
@@ -322,9 +322,8 @@ static void list_dir(struct lister *l, int dfd, const char *prefix, int depth)
 			continue;
 		list_put(l, rel, &st);
 		if (l->recursive && S_ISDIR(st.st_mode) && depth < 64) {
-			_cleanup_close_ int sub = openat(dirfd(d), de->d_name,
-							 O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-								 O_CLOEXEC);
+			_cleanup_close_ int sub = openat(
+			    dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (sub >= 0)
 				list_dir(l, sub, rel, depth + 1);
 		}
@@ -340,10 +339,9 @@ void files_list(const struct agent_msg *req)
 	}
 	user_begin(req);
 	_cleanup_close_ int ws = ws_open();
-	_cleanup_close_ int dfd =
-		ws < 0 ? -1
-		       : path[0] ? ws_openat(ws, path, O_RDONLY | O_DIRECTORY, 0)
-				 : openat(ws, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	_cleanup_close_ int dfd = ws < 0    ? -1
+				  : path[0] ? ws_openat(ws, path, O_RDONLY | O_DIRECTORY, 0)
+					    : openat(ws, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	int e = dfd < 0 ? errno : 0;
 	if (e) {
 		user_end();
@@ -382,8 +380,8 @@ static int remove_contents(int dfd, int depth)
 			continue;
 		if (errno != EISDIR && errno != EPERM)
 			return -errno;
-		_cleanup_close_ int sub = openat(dirfd(d), de->d_name,
-						 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		_cleanup_close_ int sub =
+		    openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (sub < 0)
 			return -errno;
 		int r = remove_contents(sub, depth + 1);
@@ -418,7 +416,7 @@ static int delete_beneath(const char *rel, bool recursive)
 	if (!recursive)
 		return -ENOTEMPTY;
 	_cleanup_close_ int dfd =
-		openat(parent, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	    openat(parent, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (dfd < 0)
 		return -errno;
 	int r = remove_contents(dfd, 0);
@@ -449,8 +447,9 @@ void files_stat(const struct agent_msg *req)
 	}
 	user_begin(req);
 	_cleanup_close_ int ws = ws_open();
-	_cleanup_close_ int fd = ws < 0 ? -1 : path[0] ? ws_openat(ws, path, O_PATH, 0)
-						      : fcntl(ws, F_DUPFD_CLOEXEC, 0);
+	_cleanup_close_ int fd = ws < 0	   ? -1
+				 : path[0] ? ws_openat(ws, path, O_PATH, 0)
+					   : fcntl(ws, F_DUPFD_CLOEXEC, 0);
 	int e = fd < 0 ? errno : 0;
 	user_end();
 	struct stat st;

@@ -48,12 +48,12 @@ struct exec {
 	bool used;
 	uint32_t req_id;
 	pid_t pid;
-	int out[2];          /* read ends of stdout, stderr; -1 once closed */
-	size_t sent[2];      /* bytes forwarded per stream */
+	int out[2];	/* read ends of stdout, stderr; -1 once closed */
+	size_t sent[2]; /* bytes forwarded per stream */
 	size_t output_max;
 	int64_t deadline_us; /* monotonic; 0: none */
 	int64_t start_us;
-	int64_t start_ns;    /* realtime, coarse: compared with file ctimes */
+	int64_t start_ns; /* realtime, coarse: compared with file ctimes */
 	bool timed_out;
 	char *watch;
 };
@@ -217,9 +217,9 @@ static void exec_finish(struct exec *e, int status, const struct rusage *ru)
  * it: changing a file whose ctime was read within the same tick gives it a
  * fine-grained ctime, and every timestamp handed out afterwards, coarse or
  * not, is at least that one. So: change a private memfd twice, reading it
- * between, and start from its new ctime. Where the kernel has no multigrain timestamps (its ctime does
- * not move past the coarse clock), the coarse clock is the start, and a
- * file changed in the same tick just before an execution may be listed. */
+ * between, and start from its new ctime. Where the kernel has no multigrain timestamps (its ctime
+ * does not move past the coarse clock), the coarse clock is the start, and a file changed in the
+ * same tick just before an execution may be listed. */
 static int clock_fd = -1;
 static bool clock_fine;
 
@@ -423,14 +423,14 @@ static void handle_exec(const struct agent_msg *req)
 	fcntl(po[0], F_SETFL, O_NONBLOCK);
 	fcntl(pe[0], F_SETFL, O_NONBLOCK);
 	*e = (struct exec){
-		.used = true,
-		.req_id = req->req_id,
-		.pid = pid,
-		.out = {po[0], pe[0]},
-		.output_max = (size_t)agent_msg_get_i64(req, AGENT_T_OUTPUT_MAX, 10 << 20),
-		.deadline_us = timeout_ms > 0 ? start_us + timeout_ms * 1000 : 0,
-		.start_us = start_us,
-		.start_ns = start_ns,
+	    .used = true,
+	    .req_id = req->req_id,
+	    .pid = pid,
+	    .out = {po[0], pe[0]},
+	    .output_max = (size_t)agent_msg_get_i64(req, AGENT_T_OUTPUT_MAX, 10 << 20),
+	    .deadline_us = timeout_ms > 0 ? start_us + timeout_ms * 1000 : 0,
+	    .start_us = start_us,
+	    .start_ns = start_ns,
 	};
 	if (have_watch)
 		e->watch = strndup((const char *)fwatch.data, fwatch.len);
@@ -467,7 +467,8 @@ static void handle_ps(const struct agent_msg *req)
 	struct timespec rt, bt;
 	clock_gettime(CLOCK_REALTIME, &rt);
 	clock_gettime(CLOCK_BOOTTIME, &bt);
-	int64_t boot_ms = ((int64_t)rt.tv_sec - bt.tv_sec) * 1000 + (rt.tv_nsec - bt.tv_nsec) / 1000000;
+	int64_t boot_ms =
+	    ((int64_t)rt.tv_sec - bt.tv_sec) * 1000 + (rt.tv_nsec - bt.tv_nsec) / 1000000;
 	long hz = sysconf(_SC_CLK_TCK);
 	_cleanup_closedir_ DIR *d = opendir("/proc");
 	struct dirent *de;

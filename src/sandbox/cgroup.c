@@ -162,8 +162,7 @@ static int setup_v1(const struct sbx_config *cfg, const char *id, const struct s
 	return 0;
 }
 
-int sbx_cgroup_parent_setup(const struct sbx_config *cfg, int64_t memory_bytes,
-			    struct bk_err *err)
+int sbx_cgroup_parent_setup(const struct sbx_config *cfg, int64_t memory_bytes, struct bk_err *err)
 {
 	char p[512], v[64];
 	snprintf(v, sizeof(v), "%lld", (long long)memory_bytes);
@@ -172,9 +171,8 @@ int sbx_cgroup_parent_setup(const struct sbx_config *cfg, int64_t memory_bytes,
 				   err) < 0)
 			return -1;
 		cg_path(cfg, NULL, NULL, NULL, p, sizeof(p));
-		if (cg_mkdir(p, err) < 0 ||
-		    cg_write(cfg, NULL, NULL, "cgroup.subtree_control", "+memory +cpu +pids",
-			     err) < 0)
+		if (cg_mkdir(p, err) < 0 || cg_write(cfg, NULL, NULL, "cgroup.subtree_control",
+						     "+memory +cpu +pids", err) < 0)
 			return -1;
 		return cg_write(cfg, NULL, NULL, "memory.max", v, err);
 	}
@@ -347,8 +345,7 @@ int64_t sbx_process_count(const struct sbx_config *cfg, const char *id)
 	return n > 0 ? n - 1 : 0;
 }
 
-int sbx_cgroup_freeze(const struct sbx_config *cfg, const char *id, bool frozen,
-		      struct bk_err *err)
+int sbx_cgroup_freeze(const struct sbx_config *cfg, const char *id, bool frozen, struct bk_err *err)
 {
 	char p[512], state[256];
 	const char *want;

@@ -43,8 +43,8 @@ static int exec_done(const struct agent_msg *m, struct sbx_exec_result *res)
 	res->exit_code = (int)agent_msg_get_i64(m, AGENT_T_EXIT_CODE, -1);
 	res->signal = (int)agent_msg_get_i64(m, AGENT_T_SIGNAL, 0);
 	res->timed_out = agent_msg_get_i64(m, AGENT_T_TIMED_OUT, 0) != 0;
-	res->cpu_us = agent_msg_get_i64(m, AGENT_T_UTIME_US, 0) +
-		      agent_msg_get_i64(m, AGENT_T_STIME_US, 0);
+	res->cpu_us =
+	    agent_msg_get_i64(m, AGENT_T_UTIME_US, 0) + agent_msg_get_i64(m, AGENT_T_STIME_US, 0);
 	res->maxrss_kb = agent_msg_get_i64(m, AGENT_T_MAXRSS_KB, 0);
 	res->wall_us = agent_msg_get_i64(m, AGENT_T_WALL_US, 0);
 	int64_t trunc = agent_msg_get_i64(m, AGENT_T_TRUNCATED, 0);
@@ -174,8 +174,8 @@ int sbx_exec(struct sbx *sbx, const struct sbx_exec_req *req, struct sbx_exec_re
 			if (agent_msg_find(&a, AGENT_T_STAGE, &st))
 				snprintf(stage, sizeof(stage), "%.*s", (int)st.len, st.data);
 			if (strcmp(stage, "chdir") == 0 && (e == ENOENT || e == ENOTDIR))
-				bk_err_kind(err, BK_E_INVALID, "working directory '%s' does not exist",
-					    req->cwd);
+				bk_err_kind(err, BK_E_INVALID,
+					    "working directory '%s' does not exist", req->cwd);
 			else if (strcmp(stage, "chdir") == 0 && e == EACCES)
 				bk_err_kind(err, BK_E_INVALID,
 					    "working directory '%s' is not accessible", req->cwd);
@@ -224,7 +224,8 @@ static int file_errno(int e, const char *path, struct bk_err *err)
 		return bk_err_kind(err, BK_E_INVALID, "a part of '%s' is not a directory", path);
 	case ENOTEMPTY:
 		return bk_err_kind(err, BK_E_CONFLICT,
-				   "directory '%s' is not empty (set recursive to delete it)", path);
+				   "directory '%s' is not empty (set recursive to delete it)",
+				   path);
 	case EACCES:
 	case EPERM:
 		return bk_err_kind(err, BK_E_INVALID, "permission denied on '%s'", path);
@@ -250,8 +251,8 @@ static void file_request(struct agent_msg *m, uint16_t type, const char *path)
 }
 
 /* Sends m and waits for its RESULT (kept in *ans when ans is not NULL). */
-static int file_call(struct sbx *sbx, struct agent_msg *m, const char *path,
-		     struct agent_msg *ans, struct bk_err *err)
+static int file_call(struct sbx *sbx, struct agent_msg *m, const char *path, struct agent_msg *ans,
+		     struct bk_err *err)
 {
 	int e = agent_call_answer(sbx->conn, m, ans, err);
 	agent_msg_release(m);
@@ -267,8 +268,9 @@ int sbx_write_file(struct sbx *sbx, const char *path, const void *data, size_t l
 	    agent_msg_put_i64(&m, AGENT_T_MODE, 0644) < 0) {
 		int e = errno;
 		agent_msg_release(&m);
-		return e == EMSGSIZE ? bk_err_kind(err, BK_E_TOO_LARGE, "file '%s' is too large", path)
-				     : bk_err_set(err, e, "cannot build write request");
+		return e == EMSGSIZE
+			   ? bk_err_kind(err, BK_E_TOO_LARGE, "file '%s' is too large", path)
+			   : bk_err_set(err, e, "cannot build write request");
 	}
 	return file_call(sbx, &m, path, NULL, err);
 }
@@ -299,8 +301,8 @@ int sbx_read_file(struct sbx *sbx, const char *path, size_t max, char **data, si
 	return 0;
 }
 
-int sbx_list(struct sbx *sbx, const char *path, bool recursive, struct sbx_entry **out,
-	     size_t *n, struct bk_err *err)
+int sbx_list(struct sbx *sbx, const char *path, bool recursive, struct sbx_entry **out, size_t *n,
+	     struct bk_err *err)
 {
 	struct agent_msg m, a;
 	file_request(&m, AGENT_LIST, path);

@@ -98,8 +98,8 @@ static int put_file(const char *dir, const char *name, const char *text, struct 
 
 static int image_build(const char *dir, const char *bun_real, struct bk_err *err)
 {
-	static const char *const dirs[] = {"usr", "proc", "sys", "dev", "etc", "home", "run",
-					   "mnt", "var", "opt", "opt/bun", "opt/bun/bin"};
+	static const char *const dirs[] = {"usr", "proc", "sys", "dev", "etc",	   "home",
+					   "run", "mnt",  "var", "opt", "opt/bun", "opt/bun/bin"};
 	char p[PATH_MAX];
 	if (mkdir_p(dir, 0755, err) < 0)
 		return -1;
@@ -126,9 +126,11 @@ static int image_build(const char *dir, const char *bun_real, struct bk_err *err
 		if (n < 0) {
 			if (errno == ENOENT)
 				continue;
-			return bk_err_kind(err, BK_E_INTERNAL,
-					   "host '%s' is not a link into /usr: a merged-/usr host is "
-					   "required", host);
+			return bk_err_kind(
+			    err, BK_E_INTERNAL,
+			    "host '%s' is not a link into /usr: a merged-/usr host is "
+			    "required",
+			    host);
 		}
 		target[n] = '\0';
 		snprintf(p, sizeof(p), "%s/%s", dir, usr_links[i]);
@@ -143,11 +145,10 @@ static int image_build(const char *dir, const char *bun_real, struct bk_err *err
 	if (mkdir(p, 0755) < 0 && errno != EEXIST)
 		return bk_err_set(err, errno, "cannot create '%s'", p);
 	static const char *const from_host[] = {
-		"alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime",
-		"bash.bashrc", "profile", "inputrc", "python3", "python3.11", "ssl/certs",
-		"ssl/openssl.cnf", "ca-certificates", "mime.types", "os-release", "debian_version",
-		"timezone",
-		"environment", "login.defs", "shells"};
+	    "alternatives",   "ld.so.cache",	 "ld.so.conf",	    "ld.so.conf.d", "localtime",
+	    "bash.bashrc",    "profile",	 "inputrc",	    "python3",	    "python3.11",
+	    "ssl/certs",      "ssl/openssl.cnf", "ca-certificates", "mime.types",   "os-release",
+	    "debian_version", "timezone",	 "environment",	    "login.defs",   "shells"};
 	for (size_t i = 0; i < ARRAY_SIZE(from_host); i++) {
 		char s[PATH_MAX], t[PATH_MAX];
 		snprintf(s, sizeof(s), "/etc/%s", from_host[i]);
@@ -165,8 +166,8 @@ static int image_build(const char *dir, const char *bun_real, struct bk_err *err
 		     err) < 0 ||
 	    put_file(etc, "hostname", "bunker\n", err) < 0 ||
 	    put_file(etc, "resolv.conf", "# no outbound network\n", err) < 0 ||
-	    put_file(etc, "nsswitch.conf", "passwd: files\ngroup: files\nhosts: files dns\n",
-		     err) < 0)
+	    put_file(etc, "nsswitch.conf", "passwd: files\ngroup: files\nhosts: files dns\n", err) <
+		0)
 		return -1;
 
 	snprintf(p, sizeof(p), "%s/opt/bun/bin/bun", dir);
@@ -184,8 +185,8 @@ int sbx_image_ensure(const char *data_dir, const char *bun_path, char *image_dir
 	char bun_real[PATH_MAX];
 	struct stat st;
 	if (realpath(bun_path, bun_real) == NULL || stat(bun_real, &st) < 0)
-		return bk_err_set(err, errno, "cannot find bun at '%s' (run scripts/install-deps.sh)",
-				  bun_path);
+		return bk_err_set(
+		    err, errno, "cannot find bun at '%s' (run scripts/install-deps.sh)", bun_path);
 	char images[PATH_MAX];
 	snprintf(images, sizeof(images), "%s/images", data_dir);
 	if (mkdir_p(images, 0755, err) < 0)

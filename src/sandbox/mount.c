@@ -126,11 +126,8 @@ static int layer_ensure(const struct sbx_paths *p, int slot, struct bk_err *err)
 		mode_t mode;
 		bool user;
 	} dirs[] = {
-		{"", 0755, false},
-		{SBX_WORKSPACE, 0755, true},
-		{"/tmp", 01777, false},
-		{"/home", 0755, false},
-		{"/home/user", 0755, true},
+	    {"", 0755, false},	    {SBX_WORKSPACE, 0755, true}, {"/tmp", 01777, false},
+	    {"/home", 0755, false}, {"/home/user", 0755, true},
 	};
 	uid_t root = SBX_ID_BASE + (uid_t)slot * SBX_ID_RANGE;
 	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
@@ -173,8 +170,8 @@ int sbx_rootfs_mount(const struct sbx_config *cfg, const struct sbx_paths *p, st
 	/* userxattr is not wanted: the mount is made by real root. index=off
 	 * and metacopy=off keep the upper layer a plain tree that a snapshot
 	 * can archive on its own. */
-	snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s,workdir=%s", cfg->image_dir,
-		 p->upper, p->work);
+	snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s,workdir=%s", cfg->image_dir, p->upper,
+		 p->work);
 	if (mount("bunker-root", p->root, "overlay", MS_NOSUID | MS_NODEV, opts) < 0)
 		return bk_err_set(err, errno, "cannot mount overlay on '%s'", p->root);
 	char usr[700];
@@ -183,8 +180,8 @@ int sbx_rootfs_mount(const struct sbx_config *cfg, const struct sbx_paths *p, st
 		sbx_rootfs_umount(p);
 		return bk_err_set(err, errno, "cannot bind '/usr' on '%s'", usr);
 	}
-	if (mount(NULL, usr, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV,
-		  NULL) < 0) {
+	if (mount(NULL, usr, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) <
+	    0) {
 		sbx_rootfs_umount(p);
 		return bk_err_set(err, errno, "cannot make '%s' read-only", usr);
 	}
@@ -256,9 +253,9 @@ int sbx_rootfs_setup_child(const char **stage)
 		return -1;
 	*stage = "create /dev links";
 	static const char *const links[][2] = {
-		{"/proc/self/fd", "dev/fd"},         {"/proc/self/fd/0", "dev/stdin"},
-		{"/proc/self/fd/1", "dev/stdout"},   {"/proc/self/fd/2", "dev/stderr"},
-		{"pts/ptmx", "dev/ptmx"},
+	    {"/proc/self/fd", "dev/fd"},       {"/proc/self/fd/0", "dev/stdin"},
+	    {"/proc/self/fd/1", "dev/stdout"}, {"/proc/self/fd/2", "dev/stderr"},
+	    {"pts/ptmx", "dev/ptmx"},
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(links); i++)
 		if (symlink(links[i][0], links[i][1]) < 0)
@@ -273,9 +270,9 @@ int sbx_rootfs_setup_child(const char **stage)
 	 * /dev/null; directories of host hardware are empty; kernel tunables
 	 * are read-only. */
 	*stage = "mask /proc";
-	static const char *const masked_files[] = {"proc/kcore", "proc/keys", "proc/timer_list",
-						   "proc/sched_debug", "proc/sysrq-trigger",
-						   "proc/latency_stats"};
+	static const char *const masked_files[] = {"proc/kcore",	 "proc/keys",
+						   "proc/timer_list",	 "proc/sched_debug",
+						   "proc/sysrq-trigger", "proc/latency_stats"};
 	for (size_t i = 0; i < ARRAY_SIZE(masked_files); i++)
 		if (access(masked_files[i], F_OK) == 0 &&
 		    mount("dev/null", masked_files[i], NULL, MS_BIND, NULL) < 0)
@@ -290,7 +287,8 @@ int sbx_rootfs_setup_child(const char **stage)
 		if (access(readonly[i], F_OK) < 0)
 			continue;
 		if (mount(readonly[i], readonly[i], NULL, MS_BIND | MS_REC, NULL) < 0 ||
-		    mount(NULL, readonly[i], NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | nosx, NULL) < 0)
+		    mount(NULL, readonly[i], NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | nosx, NULL) <
+			0)
 			return -1;
 	}
 

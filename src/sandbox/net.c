@@ -70,11 +70,11 @@ int sbx_dial(struct sbx *sbx, int port, int timeout_ms, struct bk_err *err)
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS) {
 		e = errno;
 		close(fd);
-		return e == ECONNREFUSED ? bk_err_kind(err, BK_E_UNAVAILABLE,
-						     "nothing listens on port %d in session %s", port,
-						     sbx->id)
-					 : bk_err_set(err, e, "cannot connect to port %d in session %s",
-						      port, sbx->id);
+		return e == ECONNREFUSED
+			   ? bk_err_kind(err, BK_E_UNAVAILABLE,
+					 "nothing listens on port %d in session %s", port, sbx->id)
+			   : bk_err_set(err, e, "cannot connect to port %d in session %s", port,
+					sbx->id);
 	}
 	struct pollfd p = {.fd = fd, .events = POLLOUT};
 	int r = poll(&p, 1, timeout_ms);
@@ -83,10 +83,11 @@ int sbx_dial(struct sbx *sbx, int port, int timeout_ms, struct bk_err *err)
 	if (r <= 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0 || soerr != 0) {
 		close(fd);
 		if (soerr == ECONNREFUSED)
-			return bk_err_kind(err, BK_E_UNAVAILABLE, "nothing listens on port %d in session %s",
-					   port, sbx->id);
-		return bk_err_set(err, r == 0 ? ETIMEDOUT : soerr, "cannot connect to port %d in session %s",
-				  port, sbx->id);
+			return bk_err_kind(err, BK_E_UNAVAILABLE,
+					   "nothing listens on port %d in session %s", port,
+					   sbx->id);
+		return bk_err_set(err, r == 0 ? ETIMEDOUT : soerr,
+				  "cannot connect to port %d in session %s", port, sbx->id);
 	}
 	/* Blocking from here: the proxy relays with poll() of its own. */
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);

@@ -58,7 +58,7 @@ void sbx_run_dir_release(const struct sbx_config *cfg);
 
 struct sbx_limits {
 	int memory_mb;
-	double cpu;     /* cores; 0.25 is a quarter of one */
+	double cpu; /* cores; 0.25 is a quarter of one */
 	int disk_mb;
 	int pids;
 };
@@ -78,8 +78,7 @@ void sbx_terminate(struct sbx *sbx);
  * id) to session id: its directory and cgroups take the new name and the
  * new limits apply, the disk's size included. On failure the sandbox keeps
  * its old name and should be stopped. */
-int sbx_adopt(struct sbx *sbx, const char *id, const struct sbx_limits *limits,
-	      struct bk_err *err);
+int sbx_adopt(struct sbx *sbx, const char *id, const struct sbx_limits *limits, struct bk_err *err);
 /* Freezes every process of the sandbox (memory kept, no CPU), or thaws it. */
 int sbx_freeze(struct sbx *sbx, bool frozen, struct bk_err *err);
 /* The session id a sandbox currently belongs to. */
@@ -113,11 +112,11 @@ struct sbx_exec_req {
 	const char *const *argv; /* argv[0] is a path inside the sandbox */
 	const char *const *envp;
 	const char *cwd;
-	const void *stdin_data;  /* NULL: /dev/null */
+	const void *stdin_data; /* NULL: /dev/null */
 	size_t stdin_len;
-	int64_t timeout_ms;      /* 0: none */
-	size_t output_max;       /* per stream; beyond it output is cut */
-	bool report_written;     /* list the workspace files the exec changed */
+	int64_t timeout_ms;  /* 0: none */
+	size_t output_max;   /* per stream; beyond it output is cut */
+	bool report_written; /* list the workspace files the exec changed */
 	/* Called (from the calling thread) as output arrives; may be NULL. */
 	void (*on_output)(void *ctx, int stream, const char *data, size_t len);
 	/* Polled a few times a second when set: true kills the execution's
@@ -128,13 +127,13 @@ struct sbx_exec_req {
 
 struct sbx_exec_result {
 	int exit_code;
-	int signal;          /* the signal that ended it, 0 if it exited */
+	int signal; /* the signal that ended it, 0 if it exited */
 	bool timed_out;
 	bool oom_killed;     /* the memory cgroup killed a process meanwhile */
 	struct buf out, err; /* stdout and stderr as forwarded */
 	bool out_truncated, err_truncated;
 	int64_t wall_us, cpu_us, maxrss_kb;
-	char **written;      /* workspace-relative paths; NULL-terminated, owned */
+	char **written; /* workspace-relative paths; NULL-terminated, owned */
 	size_t n_written;
 	pid_t pid;
 };
@@ -155,7 +154,7 @@ int sbx_write_file(struct sbx *sbx, const char *path, const void *data, size_t l
 		   struct bk_err *err);
 
 struct sbx_proc {
-	pid_t pid;          /* as the session sees it */
+	pid_t pid;	    /* as the session sees it */
 	int64_t started_ms; /* since the epoch */
 	char command[256];
 };
@@ -169,7 +168,7 @@ int sbx_read_file(struct sbx *sbx, const char *path, size_t max, char **data, si
 		  struct bk_err *err);
 
 struct sbx_entry {
-	char *path;        /* workspace-relative; owned */
+	char *path; /* workspace-relative; owned */
 	int64_t size;
 	int64_t mtime_ms;
 	bool is_dir;
@@ -177,8 +176,8 @@ struct sbx_entry {
 
 /* Lists a workspace directory ("" is the workspace), recursively or not;
  * symlinks are listed, never followed. Free *out with sbx_entries_free(). */
-int sbx_list(struct sbx *sbx, const char *path, bool recursive, struct sbx_entry **out,
-	     size_t *n, struct bk_err *err);
+int sbx_list(struct sbx *sbx, const char *path, bool recursive, struct sbx_entry **out, size_t *n,
+	     struct bk_err *err);
 void sbx_entries_free(struct sbx_entry *es, size_t n);
 /* The mode of a workspace path as the session's user sees it. */
 int sbx_stat(struct sbx *sbx, const char *path, mode_t *mode, struct bk_err *err);
@@ -207,8 +206,7 @@ int sbx_cgroup_setup_parent(const struct sbx_config *cfg, const char *id,
 /* Creates the cgroup that holds every session's and caps the memory of all
  * sessions together at memory_bytes, so that however the per-session
  * limits add up the host keeps the rest. */
-int sbx_cgroup_parent_setup(const struct sbx_config *cfg, int64_t memory_bytes,
-			    struct bk_err *err);
+int sbx_cgroup_parent_setup(const struct sbx_config *cfg, int64_t memory_bytes, struct bk_err *err);
 /* Removes that cgroup when no session holds one in it any more. */
 void sbx_cgroup_parent_remove(const struct sbx_config *cfg);
 /* Writes the memory, CPU and pids limits of a session's cgroups. */

@@ -6,11 +6,11 @@
 #include "sandbox/sandbox.h"
 
 struct sbx_paths {
-	char dir[512];   /* <run>/<id> */
-	char disk[560];  /* tmpfs: the session's writable layer */
+	char dir[512];	/* <run>/<id> */
+	char disk[560]; /* tmpfs: the session's writable layer */
 	char upper[580];
 	char work[580];
-	char root[560];  /* the overlay, pivoted into */
+	char root[560]; /* the overlay, pivoted into */
 };
 
 struct sbx {
@@ -18,7 +18,7 @@ struct sbx {
 	char id[32];
 	int slot;
 	struct sbx_paths paths;
-	pid_t pid;   /* bunker-init, as the host sees it */
+	pid_t pid; /* bunker-init, as the host sees it */
 	int pidfd;
 	struct agent_conn *conn;
 };

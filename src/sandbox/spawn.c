@@ -44,8 +44,8 @@ static _Noreturn void child_fail(int errfd, const char *stage)
 }
 
 /* The child: in its new namespaces, still the daemon's image until exec. */
-static _Noreturn void spawn_child(int go_fd, int err_fd, int sock_fd, int init_fd,
-				  const char *root, const char *hostname, int cap_last)
+static _Noreturn void spawn_child(int go_fd, int err_fd, int sock_fd, int init_fd, const char *root,
+				  const char *hostname, int cap_last)
 {
 	const char *stage = "move fds";
 	/* Lift every fd we keep above 3 so that dup2 onto 0..3 cannot hit one. */
@@ -117,8 +117,9 @@ static _Noreturn void spawn_child(int go_fd, int err_fd, int sock_fd, int init_f
 	 *    their processes, and reading any workspace file. */
 	stage = "capability bounding set";
 	for (int cap = 0; cap <= cap_last; cap++) {
-		if (cap == CAP_SETUID || cap == CAP_SETGID || cap == CAP_SETPCAP || cap == CAP_KILL ||
-		    cap == CAP_DAC_OVERRIDE || cap == CAP_DAC_READ_SEARCH || cap == CAP_FOWNER)
+		if (cap == CAP_SETUID || cap == CAP_SETGID || cap == CAP_SETPCAP ||
+		    cap == CAP_KILL || cap == CAP_DAC_OVERRIDE || cap == CAP_DAC_READ_SEARCH ||
+		    cap == CAP_FOWNER)
 			continue;
 		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
 			child_fail(err_fd, stage);
@@ -136,10 +137,10 @@ static _Noreturn void spawn_child(int go_fd, int err_fd, int sock_fd, int init_f
 static pid_t clone_sandbox(int *pidfd)
 {
 	struct clone_args args = {
-		.flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS |
-			 CLONE_NEWIPC | CLONE_PIDFD,
-		.pidfd = (uint64_t)(uintptr_t)pidfd,
-		.exit_signal = SIGCHLD,
+	    .flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS |
+		     CLONE_NEWIPC | CLONE_PIDFD,
+	    .pidfd = (uint64_t)(uintptr_t)pidfd,
+	    .exit_signal = SIGCHLD,
 	};
 	return (pid_t)syscall(SYS_clone3, &args, sizeof(args));
 }
@@ -350,8 +351,7 @@ int sbx_slot(const struct sbx *s)
 	return s->slot;
 }
 
-int sbx_adopt(struct sbx *s, const char *id, const struct sbx_limits *limits,
-	      struct bk_err *err)
+int sbx_adopt(struct sbx *s, const char *id, const struct sbx_limits *limits, struct bk_err *err)
 {
 	struct sbx_paths p;
 	sbx_paths_init(&p, s->cfg, id);

@@ -92,7 +92,7 @@ static int save_into(struct archive *out, const char *src_dir, struct snapshot_s
 {
 	_cleanup_archive_ struct archive *disk = archive_read_disk_new();
 	__attribute__((cleanup(cleanup_resolverp))) struct archive_entry_linkresolver *links =
-		archive_entry_linkresolver_new();
+	    archive_entry_linkresolver_new();
 	if (disk == NULL || links == NULL)
 		return bk_err_set(err, ENOMEM, "cannot read '%s'", src_dir);
 	/* Hard links stay links: the second name of an inode is written as a
@@ -214,10 +214,10 @@ int snapshot_restore(const char *path, const char *dst_dir, struct bk_err *err)
 	 * below (libarchive has no base directory), after checking that each
 	 * is relative. */
 	archive_write_disk_set_options(
-		out, ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME |
-			     ARCHIVE_EXTRACT_XATTR | ARCHIVE_EXTRACT_SPARSE |
-			     ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_SYMLINKS |
-			     ARCHIVE_EXTRACT_UNLINK);
+	    out, ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME |
+		     ARCHIVE_EXTRACT_XATTR | ARCHIVE_EXTRACT_SPARSE |
+		     ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_SYMLINKS |
+		     ARCHIVE_EXTRACT_UNLINK);
 	archive_write_disk_set_standard_lookup(out);
 	for (;;) {
 		struct archive_entry *e;
@@ -225,13 +225,14 @@ int snapshot_restore(const char *path, const char *dst_dir, struct bk_err *err)
 		if (r == ARCHIVE_EOF)
 			break;
 		if (r < ARCHIVE_WARN)
-			return bk_err_kind(err, BK_E_INTERNAL, "cannot read snapshot '%s': %s", path,
-					   archive_error_string(in));
+			return bk_err_kind(err, BK_E_INTERNAL, "cannot read snapshot '%s': %s",
+					   path, archive_error_string(in));
 		const char *name = archive_entry_pathname(e);
 		const char *link = archive_entry_hardlink(e);
 		if (!name_is_relative(name) || (link && !name_is_relative(link)))
-			return bk_err_kind(err, BK_E_INTERNAL, "snapshot '%s' names '%s' outside it",
-					   path, name ? name : "");
+			return bk_err_kind(err, BK_E_INTERNAL,
+					   "snapshot '%s' names '%s' outside it", path,
+					   name ? name : "");
 		char target[4200];
 		snprintf(target, sizeof(target), "%s/%s", dst_dir, name);
 		archive_entry_copy_pathname(e, target);
@@ -252,8 +253,8 @@ int snapshot_restore(const char *path, const char *dst_dir, struct bk_err *err)
 						   target, archive_error_string(out));
 		}
 		if (r < ARCHIVE_WARN)
-			return bk_err_kind(err, BK_E_INTERNAL, "cannot read snapshot '%s': %s", path,
-					   archive_error_string(in));
+			return bk_err_kind(err, BK_E_INTERNAL, "cannot read snapshot '%s': %s",
+					   path, archive_error_string(in));
 		if (archive_write_finish_entry(out) < ARCHIVE_WARN)
 			return bk_err_kind(err, BK_E_INTERNAL, "cannot restore '%s': %s", target,
 					   archive_error_string(out));

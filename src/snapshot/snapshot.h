@@ -13,9 +13,9 @@
 #include "util/err.h"
 
 struct snapshot_stats {
-	int64_t files;        /* entries archived */
-	int64_t bytes_in;     /* bytes of file content read */
-	int64_t bytes_out;    /* size of the snapshot file */
+	int64_t files;	   /* entries archived */
+	int64_t bytes_in;  /* bytes of file content read */
+	int64_t bytes_out; /* size of the snapshot file */
 };
 
 /* Archives the tree src_dir into path, atomically: the file appears whole

@@ -74,43 +74,43 @@ static pthread_mutex_t *store_lock(struct store *st)
  * Never edit one that has shipped; append a new one and raise
  * STORE_SCHEMA_VERSION. */
 static const char *const store_migrations[] = {
-	/* 0 -> 1 */
-	"CREATE TABLE keys ("
-	"  id TEXT PRIMARY KEY,"
-	"  hash BLOB NOT NULL UNIQUE,"
-	"  plan TEXT NOT NULL,"
-	"  created_ms INTEGER NOT NULL,"
-	"  revoked_ms INTEGER NOT NULL DEFAULT 0"
-	");"
-	"CREATE TABLE sessions ("
-	"  id TEXT PRIMARY KEY,"
-	"  key_id TEXT NOT NULL REFERENCES keys(id),"
-	"  created_ms INTEGER NOT NULL,"
-	"  expires_ms INTEGER NOT NULL,"
-	"  last_active_ms INTEGER NOT NULL,"
-	"  state INTEGER NOT NULL,"
-	"  metadata TEXT NOT NULL,"
-	"  memory_mb INTEGER NOT NULL,"
-	"  cpu REAL NOT NULL,"
-	"  timeout_s INTEGER NOT NULL,"
-	"  disk_mb INTEGER NOT NULL,"
-	/* The slot search below assumes no negative slot exists. */
-	"  uid_slot INTEGER NOT NULL UNIQUE CHECK (uid_slot >= 0)"
-	");"
-	"CREATE INDEX sessions_key_created ON sessions (key_id, created_ms);",
-	/* 1 -> 2: per-key overrides of the plan's numbers; idempotent replies. */
-	"ALTER TABLE keys ADD COLUMN overrides TEXT NOT NULL DEFAULT '{}';"
-	"CREATE TABLE idempotency ("
-	"  key_id TEXT NOT NULL REFERENCES keys(id),"
-	"  idem_key TEXT NOT NULL,"
-	"  request_hash BLOB NOT NULL,"
-	"  status INTEGER NOT NULL,"
-	"  content_type TEXT NOT NULL,"
-	"  body BLOB NOT NULL,"
-	"  created_ms INTEGER NOT NULL,"
-	"  PRIMARY KEY (key_id, idem_key)"
-	");"
-	"CREATE INDEX idempotency_created ON idempotency (created_ms);",
+    /* 0 -> 1 */
+    "CREATE TABLE keys ("
+    "  id TEXT PRIMARY KEY,"
+    "  hash BLOB NOT NULL UNIQUE,"
+    "  plan TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL,"
+    "  revoked_ms INTEGER NOT NULL DEFAULT 0"
+    ");"
+    "CREATE TABLE sessions ("
+    "  id TEXT PRIMARY KEY,"
+    "  key_id TEXT NOT NULL REFERENCES keys(id),"
+    "  created_ms INTEGER NOT NULL,"
+    "  expires_ms INTEGER NOT NULL,"
+    "  last_active_ms INTEGER NOT NULL,"
+    "  state INTEGER NOT NULL,"
+    "  metadata TEXT NOT NULL,"
+    "  memory_mb INTEGER NOT NULL,"
+    "  cpu REAL NOT NULL,"
+    "  timeout_s INTEGER NOT NULL,"
+    "  disk_mb INTEGER NOT NULL,"
+    /* The slot search below assumes no negative slot exists. */
+    "  uid_slot INTEGER NOT NULL UNIQUE CHECK (uid_slot >= 0)"
+    ");"
+    "CREATE INDEX sessions_key_created ON sessions (key_id, created_ms);",
+    /* 1 -> 2: per-key overrides of the plan's numbers; idempotent replies. */
+    "ALTER TABLE keys ADD COLUMN overrides TEXT NOT NULL DEFAULT '{}';"
+    "CREATE TABLE idempotency ("
+    "  key_id TEXT NOT NULL REFERENCES keys(id),"
+    "  idem_key TEXT NOT NULL,"
+    "  request_hash BLOB NOT NULL,"
+    "  status INTEGER NOT NULL,"
+    "  content_type TEXT NOT NULL,"
+    "  body BLOB NOT NULL,"
+    "  created_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (key_id, idem_key)"
+    ");"
+    "CREATE INDEX idempotency_created ON idempotency (created_ms);",
 };
 
 _Static_assert(ARRAY_SIZE(store_migrations) == STORE_SCHEMA_VERSION,
@@ -124,7 +124,7 @@ _Static_assert(ARRAY_SIZE(store_migrations) == STORE_SCHEMA_VERSION,
  * BK_E_UNAVAILABLE (worth a retry), anything else BK_E_INTERNAL. Call with
  * st->lock held, right after the failing call. Returns -1. */
 static int store_fail(struct store *st, struct bk_err *err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static int store_fail(struct store *st, struct bk_err *err, const char *fmt, ...)
 {
@@ -135,7 +135,7 @@ static int store_fail(struct store *st, struct bk_err *err, const char *fmt, ...
 	va_end(ap);
 	int code = sqlite3_errcode(st->db) & 0xff;
 	enum bk_err_kind kind =
-		code == SQLITE_BUSY || code == SQLITE_LOCKED ? BK_E_UNAVAILABLE : BK_E_INTERNAL;
+	    code == SQLITE_BUSY || code == SQLITE_LOCKED ? BK_E_UNAVAILABLE : BK_E_INTERNAL;
 	return bk_err_kind(err, kind, "%s: %s", what, sqlite3_errmsg(st->db));
 }
 
@@ -333,8 +333,9 @@ static int store_key_from_row(sqlite3_stmt *stmt, struct store_key *out, struct 
 	    store_col_copy(stmt, 2, out->plan, sizeof(out->plan)) < 0 ||
 	    store_col_copy(stmt, 5, out->overrides, sizeof(out->overrides)) < 0 || hash == NULL ||
 	    sqlite3_column_bytes(stmt, 1) != 32)
-		return bk_err_kind(err, BK_E_INTERNAL,
-				   "cannot read key: stored id, hash, plan or overrides is invalid");
+		return bk_err_kind(
+		    err, BK_E_INTERNAL,
+		    "cannot read key: stored id, hash, plan or overrides is invalid");
 	memcpy(out->hash, hash, 32);
 	out->created_ms = sqlite3_column_int64(stmt, 3);
 	out->revoked_ms = sqlite3_column_int64(stmt, 4);
@@ -344,7 +345,8 @@ static int store_key_from_row(sqlite3_stmt *stmt, struct store_key *out, struct 
 /* Inserts key; an id or hash already stored is BK_E_CONFLICT. */
 int store_key_insert(struct store *st, const struct store_key *key, struct bk_err *err)
 {
-	if (!store_str_ok(key->id, sizeof(key->id)) || !store_str_ok(key->plan, sizeof(key->plan)) ||
+	if (!store_str_ok(key->id, sizeof(key->id)) ||
+	    !store_str_ok(key->plan, sizeof(key->plan)) ||
 	    !store_str_ok(key->overrides, sizeof(key->overrides)))
 		return bk_err_kind(err, BK_E_INTERNAL,
 				   "cannot insert key: unterminated id, plan or overrides");
@@ -352,10 +354,11 @@ int store_key_insert(struct store *st, const struct store_key *key, struct bk_er
 
 	_cleanup_unlock_ pthread_mutex_t *lock = store_lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
-	if (sqlite3_prepare_v2(st->db,
-			       "INSERT INTO keys (id, hash, plan, created_ms, revoked_ms, overrides) "
-			       "VALUES (?, ?, ?, ?, ?, ?)",
-			       -1, &stmt, NULL) != SQLITE_OK ||
+	if (sqlite3_prepare_v2(
+		st->db,
+		"INSERT INTO keys (id, hash, plan, created_ms, revoked_ms, overrides) "
+		"VALUES (?, ?, ?, ?, ?, ?)",
+		-1, &stmt, NULL) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, 1, key->id, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_blob(stmt, 2, key->hash, sizeof(key->hash), SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, 3, key->plan, -1, SQLITE_STATIC) != SQLITE_OK ||
@@ -382,9 +385,8 @@ int store_key_find_by_hash(struct store *st, const uint8_t hash[32], struct stor
 	 * data-dependent early exit all the same. */
 	_cleanup_unlock_ pthread_mutex_t *lock = store_lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
-	if (sqlite3_prepare_v2(st->db,
-			       "SELECT " STORE_KEY_COLS " FROM keys WHERE hash = ?",
-			       -1, &stmt, NULL) != SQLITE_OK ||
+	if (sqlite3_prepare_v2(st->db, "SELECT " STORE_KEY_COLS " FROM keys WHERE hash = ?", -1,
+			       &stmt, NULL) != SQLITE_OK ||
 	    sqlite3_bind_blob(stmt, 1, hash, 32, SQLITE_STATIC) != SQLITE_OK)
 		return store_fail(st, err, "cannot look up key");
 	int rc = sqlite3_step(stmt);
@@ -464,8 +466,7 @@ static bool store_state_ok(int state)
 
 /* Fills *out from a row of STORE_SESSION_COLS. On failure *out holds nothing
  * to release. */
-static int store_session_from_row(sqlite3_stmt *stmt, struct store_session *out,
-				  struct bk_err *err)
+static int store_session_from_row(sqlite3_stmt *stmt, struct store_session *out, struct bk_err *err)
 {
 	memset(out, 0, sizeof(*out));
 	if (store_col_copy(stmt, 0, out->id, sizeof(out->id)) < 0 ||
@@ -503,10 +504,10 @@ static int store_session_from_row(sqlite3_stmt *stmt, struct store_session *out,
  * the first one whose successor is free is found by walking the uid_slot
  * index in order, so the search stops at the first gap. */
 static const char store_slot_sql[] =
-	"SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM sessions WHERE uid_slot = 0) THEN 0 "
-	"ELSE (SELECT a.uid_slot + 1 FROM sessions a WHERE NOT EXISTS "
-	"  (SELECT 1 FROM sessions b WHERE b.uid_slot = a.uid_slot + 1) "
-	"  ORDER BY a.uid_slot LIMIT 1) END";
+    "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM sessions WHERE uid_slot = 0) THEN 0 "
+    "ELSE (SELECT a.uid_slot + 1 FROM sessions a WHERE NOT EXISTS "
+    "  (SELECT 1 FROM sessions b WHERE b.uid_slot = a.uid_slot + 1) "
+    "  ORDER BY a.uid_slot LIMIT 1) END";
 
 static int store_session_insert_tx(struct store *st, const struct store_session *s,
 				   const char *metadata, int *slot, struct bk_err *err)
@@ -611,7 +612,7 @@ int store_session_delete(struct store *st, const char *id, struct bk_err *err)
 	_cleanup_unlock_ pthread_mutex_t *lock = store_lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
 	if (sqlite3_prepare_v2(st->db, "DELETE FROM sessions WHERE id = ?", -1, &stmt, NULL) !=
-		    SQLITE_OK ||
+		SQLITE_OK ||
 	    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_step(stmt) != SQLITE_DONE)
 		return store_fail(st, err, "cannot delete session '%s'", id);
@@ -660,8 +661,7 @@ int store_session_count(struct store *st, const char *key_id, int64_t now_ms, in
 			       "SELECT COUNT(*) FROM sessions WHERE key_id = ? AND expires_ms > ?",
 			       -1, &stmt, NULL) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC) != SQLITE_OK ||
-	    sqlite3_bind_int64(stmt, 2, now_ms) != SQLITE_OK ||
-	    sqlite3_step(stmt) != SQLITE_ROW)
+	    sqlite3_bind_int64(stmt, 2, now_ms) != SQLITE_OK || sqlite3_step(stmt) != SQLITE_ROW)
 		return store_fail(st, err, "cannot count sessions of key '%s'", key_id);
 	*out = sqlite3_column_int64(stmt, 0);
 	return 0;
@@ -676,7 +676,7 @@ static bool store_json_contains(json_t *doc, json_t *filter)
 		return json_equal(doc, filter);
 	const char *name;
 	json_t *want;
-	json_object_foreach(filter, name, want) {
+	json_object_foreach (filter, name, want) {
 		json_t *have = json_object_get(doc, name);
 		if (have == NULL || !store_json_contains(have, want))
 			return false;
@@ -720,8 +720,7 @@ static int store_row_matches(sqlite3_stmt *stmt, json_t *filter, struct bk_err *
 	const char *text = (const char *)sqlite3_column_text(stmt, 6);
 	int len = sqlite3_column_bytes(stmt, 6);
 	json_error_t jerr;
-	_cleanup_json_ json_t *metadata =
-		text ? json_loadb(text, (size_t)len, 0, &jerr) : NULL;
+	_cleanup_json_ json_t *metadata = text ? json_loadb(text, (size_t)len, 0, &jerr) : NULL;
 	if (metadata == NULL) {
 		const char *id = (const char *)sqlite3_column_text(stmt, 0);
 		return bk_err_kind(err, BK_E_INTERNAL, "cannot parse metadata of session '%s'",
@@ -883,21 +882,23 @@ int store_idem_put(struct store *st, const struct store_idem *r, struct bk_err *
 	if (!store_str_ok(r->key_id, sizeof(r->key_id)) ||
 	    !store_str_ok(r->idem_key, sizeof(r->idem_key)) ||
 	    !store_str_ok(r->content_type, sizeof(r->content_type)) || r->body_len > INT_MAX)
-		return bk_err_kind(err, BK_E_INTERNAL,
-				   "cannot store idempotency key: unterminated field or body too long");
+		return bk_err_kind(
+		    err, BK_E_INTERNAL,
+		    "cannot store idempotency key: unterminated field or body too long");
 	_cleanup_unlock_ pthread_mutex_t *lock = store_lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
-	if (sqlite3_prepare_v2(st->db,
-			       "INSERT OR REPLACE INTO idempotency (key_id, idem_key, request_hash, "
-			       "status, content_type, body, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-			       -1, &stmt, NULL) != SQLITE_OK ||
+	if (sqlite3_prepare_v2(
+		st->db,
+		"INSERT OR REPLACE INTO idempotency (key_id, idem_key, request_hash, "
+		"status, content_type, body, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+		-1, &stmt, NULL) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, 1, r->key_id, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, 2, r->idem_key, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_blob(stmt, 3, r->request_hash, 32, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_int(stmt, 4, r->status) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, 5, r->content_type, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_blob(stmt, 6, r->body ? r->body : "", (int)r->body_len, SQLITE_STATIC) !=
-		    SQLITE_OK ||
+		SQLITE_OK ||
 	    sqlite3_bind_int64(stmt, 7, r->created_ms) != SQLITE_OK ||
 	    sqlite3_step(stmt) != SQLITE_DONE)
 		return store_fail(st, err, "cannot store idempotency key of key '%s'", r->key_id);

@@ -25,9 +25,9 @@ void store_close(struct store *st);
 
 /* An API key. Only the hash of the secret is stored. */
 struct store_key {
-	char id[32];        /* "key_" + 16 [a-z0-9]: safe to log */
-	uint8_t hash[32];   /* BLAKE2b-256 of the secret */
-	char plan[16];      /* "free" | "paid" | "enterprise" */
+	char id[32];	  /* "key_" + 16 [a-z0-9]: safe to log */
+	uint8_t hash[32]; /* BLAKE2b-256 of the secret */
+	char plan[16];	  /* "free" | "paid" | "enterprise" */
 	int64_t created_ms;
 	int64_t revoked_ms; /* 0 while valid */
 	/* The numbers that replace the plan's defaults for this key, as a
@@ -50,11 +50,11 @@ int store_key_revoke(struct store *st, const char *id, int64_t revoked_ms, struc
 /* A stored answer to a request that carried an Idempotency-Key. */
 struct store_idem {
 	char key_id[32];
-	char idem_key[256];      /* as the caller sent it */
+	char idem_key[256];	  /* as the caller sent it */
 	uint8_t request_hash[32]; /* BLAKE2b-256 of what makes two requests "the same" */
 	int status;
 	char content_type[64];
-	char *body;              /* owned; NUL-terminated, body_len excludes the NUL */
+	char *body; /* owned; NUL-terminated, body_len excludes the NUL */
 	size_t body_len;
 	int64_t created_ms;
 };
@@ -78,16 +78,16 @@ enum store_session_state {
 };
 
 struct store_session {
-	char id[32];        /* "ses_" + 20 [a-z0-9] */
+	char id[32]; /* "ses_" + 20 [a-z0-9] */
 	char key_id[32];
 	int64_t created_ms, expires_ms, last_active_ms;
 	enum store_session_state state;
-	char *metadata;     /* compact JSON object text; owned */
+	char *metadata; /* compact JSON object text; owned */
 	int memory_mb;
 	double cpu;
 	int timeout_s;
 	int disk_mb;
-	int uid_slot;       /* which host id range the session's ids map to */
+	int uid_slot; /* which host id range the session's ids map to */
 };
 
 void store_session_release(struct store_session *s);

@@ -10,44 +10,43 @@
 
 enum bk_err_kind {
 	BK_E_INTERNAL = 0, /* the service itself failed: 500 */
-	BK_E_INVALID,      /* the caller's input is wrong: 400 */
+	BK_E_INVALID,	   /* the caller's input is wrong: 400 */
 	BK_E_UNAUTHORIZED, /* 401 */
-	BK_E_FORBIDDEN,    /* 403 */
-	BK_E_NOT_FOUND,    /* session (or other object) missing: 404 */
+	BK_E_FORBIDDEN,	   /* 403 */
+	BK_E_NOT_FOUND,	   /* session (or other object) missing: 404 */
 	BK_E_FILE_NOT_FOUND,
 	BK_E_PROCESS_NOT_FOUND,
-	BK_E_CONFLICT,     /* 409 */
-	BK_E_TOO_LARGE,    /* 413 */
-	BK_E_LIMIT,        /* a plan's limit was reached: 429 */
-	BK_E_NO_SPACE,     /* 507 disk_full */
-	BK_E_NO_MEMORY,    /* 507 memory_limit_exceeded */
-	BK_E_UNAVAILABLE,  /* 503 */
+	BK_E_CONFLICT,		 /* 409 */
+	BK_E_TOO_LARGE,		 /* 413 */
+	BK_E_LIMIT,		 /* a plan's limit was reached: 429 */
+	BK_E_NO_SPACE,		 /* 507 disk_full */
+	BK_E_NO_MEMORY,		 /* 507 memory_limit_exceeded */
+	BK_E_UNAVAILABLE,	 /* 503 */
 	BK_E_IDEMPOTENCY_REUSED, /* an Idempotency-Key sent again with another request: 422 */
 };
 
 struct bk_err {
 	enum bk_err_kind kind;
-	int errnum;      /* errno at the failure, 0 when none */
-	char field[64];  /* the request field at fault, for BK_E_INVALID */
+	int errnum;	/* errno at the failure, 0 when none */
+	char field[64]; /* the request field at fault, for BK_E_INVALID */
 	char msg[512];
 };
 
 /* Fills err with kind BK_E_INTERNAL, the formatted message and, when errnum
  * is not 0, ": strerror(errnum)" appended. err may be NULL. Returns -1. */
 int bk_err_set(struct bk_err *err, int errnum, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Like bk_err_set() with an explicit kind and no errno. Returns -1. */
 int bk_err_kind(struct bk_err *err, enum bk_err_kind kind, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* A BK_E_INVALID error naming the request field at fault. Returns -1. */
 int bk_err_field(struct bk_err *err, const char *field, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Prepends "<formatted>: " to the message, keeping kind and errno. */
-void bk_err_prefix(struct bk_err *err, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+void bk_err_prefix(struct bk_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 void bk_err_clear(struct bk_err *err);
 

@@ -27,37 +27,37 @@ static struct {
 	const char *help;
 	uint64_t value;
 } counters[METRICS_COUNTER_COUNT] = {
-	[METRICS_SESSIONS_CREATED] = {"bunker_sessions_created_total",
-				      "Sessions created since the daemon started."},
-	[METRICS_RATE_LIMITED] = {"bunker_rate_limited_total",
-				  "Requests refused by a key's per-minute rate limit."},
-	[METRICS_IDEM_REPLAYS] = {"bunker_idempotent_replays_total",
-				  "Answers replayed for a repeated Idempotency-Key."},
+    [METRICS_SESSIONS_CREATED] = {"bunker_sessions_created_total",
+				  "Sessions created since the daemon started."},
+    [METRICS_RATE_LIMITED] = {"bunker_rate_limited_total",
+			      "Requests refused by a key's per-minute rate limit."},
+    [METRICS_IDEM_REPLAYS] = {"bunker_idempotent_replays_total",
+			      "Answers replayed for a repeated Idempotency-Key."},
 };
 
 static struct hist hists[METRICS_HIST_COUNT] = {
-	[METRICS_EXEC_SECONDS] = {"bunker_execution_duration_seconds",
-				  "Time to answer a successful execution request.",
-				  {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300},
-				  13},
-	[METRICS_SANDBOX_START_SECONDS] = {"bunker_sandbox_start_duration_seconds",
-					   "Time to start a sandbox (warm pool included).",
-					   {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-					    0.5, 1, 2.5},
-					   11},
-	[METRICS_WAKE_IDLE_SECONDS] = {"bunker_wake_idle_duration_seconds",
-				       "Time to thaw an idle session.",
-				       {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-					0.05, 0.1},
-				       10},
-	[METRICS_WAKE_DEEP_SECONDS] = {"bunker_wake_deep_sleep_duration_seconds",
-				       "Time to restore a deep-sleeping session and start it.",
-				       {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
+    [METRICS_EXEC_SECONDS] = {"bunker_execution_duration_seconds",
+			      "Time to answer a successful execution request.",
+			      {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300},
+			      13},
+    [METRICS_SANDBOX_START_SECONDS] = {"bunker_sandbox_start_duration_seconds",
+				       "Time to start a sandbox (warm pool included).",
+				       {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+					2.5},
 				       11},
+    [METRICS_WAKE_IDLE_SECONDS] = {"bunker_wake_idle_duration_seconds",
+				   "Time to thaw an idle session.",
+				   {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+				    0.05, 0.1},
+				   10},
+    [METRICS_WAKE_DEEP_SECONDS] = {"bunker_wake_deep_sleep_duration_seconds",
+				   "Time to restore a deep-sleeping session and start it.",
+				   {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
+				   11},
 };
 
 static const double request_bounds[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-					0.5,   1,     2.5,  5,     10,   30,  60};
+					0.5,   1,     2.5,  5,	   10,	 30,  60};
 #define REQUEST_BOUNDS ARRAY_SIZE(request_bounds)
 
 struct request_series {
@@ -125,7 +125,8 @@ void metrics_request(const char *method, const char *route, int status, double s
 	while (j < n_durations && !(durations[j].route == route && durations[j].method == method))
 		j++;
 	if (j == n_durations && n_durations < DURATION_SERIES_MAX)
-		durations[n_durations++] = (struct duration_series){.method = method, .route = route};
+		durations[n_durations++] =
+		    (struct duration_series){.method = method, .route = route};
 	if (j < n_durations) {
 		struct duration_series *d = &durations[j];
 		d->counts[bucket_of(request_bounds, REQUEST_BOUNDS, seconds)]++;
@@ -211,8 +212,9 @@ int metrics_format(struct buf *b)
 	int rc = 0;
 	for (int c = 0; c < METRICS_COUNTER_COUNT; c++) {
 		rc |= header(b, counters[c].name, counters[c].help, "counter");
-		rc |= out(b, "%s %llu\n", counters[c].name,
-			  (unsigned long long)__atomic_load_n(&counters[c].value, __ATOMIC_RELAXED));
+		rc |=
+		    out(b, "%s %llu\n", counters[c].name,
+			(unsigned long long)__atomic_load_n(&counters[c].value, __ATOMIC_RELAXED));
 	}
 	for (int h = 0; h < METRICS_HIST_COUNT; h++) {
 		struct hist *x = &hists[h];
@@ -231,8 +233,10 @@ int metrics_format(struct buf *b)
 		char m[32], r[256];
 		label(m, sizeof(m), requests[i].method);
 		label(r, sizeof(r), requests[i].route);
-		rc |= out(b, "bunker_http_requests_total{method=\"%s\",route=\"%s\",status=\"%d\"} %llu\n",
-			  m, r, requests[i].status, (unsigned long long)requests[i].count);
+		rc |= out(
+		    b,
+		    "bunker_http_requests_total{method=\"%s\",route=\"%s\",status=\"%d\"} %llu\n",
+		    m, r, requests[i].status, (unsigned long long)requests[i].count);
 	}
 	rc |= header(b, "bunker_http_requests_unrecorded_total",
 		     "HTTP requests not recorded by route because the series table was full.",

@@ -169,7 +169,8 @@ static int rm_rf_at(int parent, const char *name, dev_t dev, struct bk_err *err)
 		return errno == ENOENT ? 0 : bk_err_set(err, errno, "cannot stat '%s'", name);
 	if (S_ISDIR(st.st_mode)) {
 		if (st.st_dev != dev)
-			return bk_err_kind(err, BK_E_INTERNAL, "'%s' is a mount point, not removing", name);
+			return bk_err_kind(err, BK_E_INTERNAL,
+					   "'%s' is a mount point, not removing", name);
 		int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0)
 			return bk_err_set(err, errno, "cannot open '%s'", name);

@@ -134,8 +134,12 @@ static void call_idem(const struct client_daemon *d, const char *path, const cha
 	char h[512];
 	snprintf(h, sizeof(h), "Idempotency-Key: %s", idem);
 	const char *headers[] = {h, NULL};
-	struct client_req req = {.method = "POST", .path = path, .key = key, .body = body,
-				 .headers = headers, .timeout_s = 60};
+	struct client_req req = {.method = "POST",
+				 .path = path,
+				 .key = key,
+				 .body = body,
+				 .headers = headers,
+				 .timeout_s = 60};
 	client_request(d, &req, r);
 }
 
@@ -160,7 +164,7 @@ static bool has_header(const struct client_resp *r, const char *name)
 static void check_no_ratelimit_headers(const struct client_resp *r)
 {
 	CHECK_MSG(!has_header(r, "X-RateLimit-Limit") && !has_header(r, "X-RateLimit-Remaining") &&
-			  !has_header(r, "X-RateLimit-Reset"),
+		      !has_header(r, "X-RateLimit-Reset"),
 		  "unexpected X-RateLimit-* headers (status %ld):\n%s", r->status, r->headers);
 }
 
@@ -184,8 +188,8 @@ static void delete_all(const char *key)
 	CHECK_STATUS(&r, 200);
 	size_t i;
 	json_t *s;
-	json_array_foreach(json_object_get(r.json, "sessions"), i, s)
-	client_must_delete(key, client_json_str(s, "sessionId"));
+	json_array_foreach (json_object_get(r.json, "sessions"), i, s)
+		client_must_delete(key, client_json_str(s, "sessionId"));
 	client_resp_free(&r);
 }
 
@@ -250,15 +254,16 @@ TEST(override_resource_ceilings)
 {
 	struct key k;
 	key_make("paid",
-		 (const char *const[]){"--memory-max", "2048", "--cpu-max", "0.5", "--disk-max", "2048",
-				       "--timeout-default", "7", "--timeout-max", "20", NULL},
+		 (const char *const[]){"--memory-max", "2048", "--cpu-max", "0.5", "--disk-max",
+				       "2048", "--timeout-default", "7", "--timeout-max", "20",
+				       NULL},
 		 &k);
 	struct client_resp r;
 	static const char *const refused[][2] = {
-		{"{\"resourceLimits\":{\"memory\":2049}}", "resourceLimits.memory"},
-		{"{\"resourceLimits\":{\"cpu\":0.75}}", "resourceLimits.cpu"},
-		{"{\"resourceLimits\":{\"disk\":4096}}", "resourceLimits.disk"},
-		{"{\"resourceLimits\":{\"timeout\":21}}", "resourceLimits.timeout"},
+	    {"{\"resourceLimits\":{\"memory\":2049}}", "resourceLimits.memory"},
+	    {"{\"resourceLimits\":{\"cpu\":0.75}}", "resourceLimits.cpu"},
+	    {"{\"resourceLimits\":{\"disk\":4096}}", "resourceLimits.disk"},
+	    {"{\"resourceLimits\":{\"timeout\":21}}", "resourceLimits.timeout"},
 	};
 	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
 		call("POST", "/sessions/create", k.secret, refused[i][0], &r);
@@ -317,11 +322,11 @@ TEST(cli_refuses_bad_overrides)
 {
 	need_daemon();
 	static const char *const bad[][6] = {
-		{"keys", "create", "--plan", "paid", "--max-sessions", "-3"},
-		{"keys", "create", "--plan", "paid", "--rpm", "lots"},
-		{"keys", "create", "--plan", "paid", "--colour", "5"},
-		{"keys", "create", "--plan", "gold", "--rpm", "5"},
-		{"keys", "create", "--plan", "free", "--timeout-default", "60"},
+	    {"keys", "create", "--plan", "paid", "--max-sessions", "-3"},
+	    {"keys", "create", "--plan", "paid", "--rpm", "lots"},
+	    {"keys", "create", "--plan", "paid", "--colour", "5"},
+	    {"keys", "create", "--plan", "gold", "--rpm", "5"},
+	    {"keys", "create", "--plan", "free", "--timeout-default", "60"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		const char *args[8];
@@ -363,8 +368,7 @@ TEST(keys_list_shows_everything_but_the_secret)
 	bool found = false;
 	size_t i;
 	json_t *e;
-	json_array_foreach(arr, i, e)
-	{
+	json_array_foreach (arr, i, e) {
 		if (strcmp(client_json_str(e, "id"), k.id) != 0)
 			continue;
 		found = true;
@@ -412,8 +416,7 @@ TEST(revoked_key_is_refused_at_once)
 	size_t i;
 	json_t *e;
 	bool found = false;
-	json_array_foreach(arr, i, e)
-	{
+	json_array_foreach (arr, i, e) {
 		if (strcmp(client_json_str(e, "id"), k.id) == 0) {
 			double t;
 			CHECK(client_parse_time(client_json_str(e, "revoked"), &t));
@@ -504,7 +507,7 @@ TEST(ratelimit_refuses_past_the_limit)
 		CHECK_INT_EQ(header_num(&r, "X-RateLimit-Remaining"), 0);
 		long long reset = header_num(&r, "X-RateLimit-Reset");
 		CHECK_MSG(reset >= (long long)unix_now() + after - 2 &&
-				  reset <= (long long)unix_now() + after + 2,
+			      reset <= (long long)unix_now() + after + 2,
 			  "reset %lld, retry after %lld", reset, after);
 		client_resp_free(&r);
 	}
@@ -705,7 +708,8 @@ TEST_TIMEOUT(idempotent_execute_in_flight_is_409, 90)
 	CHECK_STATUS(&r, 200);
 	CHECK(has_header(&r, "Idempotent-Replayed"));
 	const char *out = client_json_str(r.json, "stdout");
-	CHECK(out != NULL && strncmp(out, "done ", 5) == 0 && strchr(out, '\n') == strrchr(out, '\n'));
+	CHECK(out != NULL && strncmp(out, "done ", 5) == 0 &&
+	      strchr(out, '\n') == strrchr(out, '\n'));
 	client_resp_free(&r);
 	char *runs = client_must_run(k.secret, id, "wc -l < runs");
 	CHECK_STR_EQ(runs, "1\n");
@@ -740,7 +744,7 @@ TEST_TIMEOUT(idempotency_survives_a_restart, 120)
 	CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "bunkerd exited 0x%x", status);
 	d1.pid = 0;
 	CHECK(client_daemon_start(&d2, (const char *const[]){"--warm-pool", "0", "--data-dir",
-							      d1.data_dir, NULL}) == 0);
+							     d1.data_dir, NULL}) == 0);
 	call_idem(&d2, "/sessions/create", k.secret, "across-restart", "{\"ttl\":900}", &b);
 	CHECK_STATUS(&b, 200);
 	char buf[32];
@@ -785,23 +789,37 @@ TEST(openapi_document)
 	CHECK(v != NULL && strncmp(v, "3.1.", 4) == 0);
 	json_t *paths = json_object_get(r.json, "paths");
 	static const char *const want[][2] = {
-		{"/sessions/create", "post"}, {"/sessions", "get"},
-		{"/sessions/{id}", "get"},    {"/sessions/{id}", "delete"},
-		{"/execute", "post"},         {"/execution/kill", "post"},
-		{"/execution/processes", "get"}, {"/files/write", "post"},
-		{"/files/read", "get"},       {"/files/list", "get"},
-		{"/files/delete", "post"},    {"/healthz", "get"},
-		{"/metrics", "get"},          {"/openapi.json", "get"},
+	    {"/sessions/create", "post"},
+	    {"/sessions", "get"},
+	    {"/sessions/{id}", "get"},
+	    {"/sessions/{id}", "delete"},
+	    {"/execute", "post"},
+	    {"/execution/kill", "post"},
+	    {"/execution/processes", "get"},
+	    {"/files/write", "post"},
+	    {"/files/read", "get"},
+	    {"/files/list", "get"},
+	    {"/files/delete", "post"},
+	    {"/healthz", "get"},
+	    {"/metrics", "get"},
+	    {"/openapi.json", "get"},
 	};
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
 		CHECK_MSG(json_object_get(json_object_get(paths, want[i][0]), want[i][1]),
 			  "%s %s is not documented", want[i][1], want[i][0]);
 	/* The error codes of the contract are all named. */
 	char *text = r.body;
-	static const char *const codes[] = {"invalid_request", "unauthorized", "forbidden",
-					    "session_not_found", "conflict", "payload_too_large",
-					    "idempotency_key_reused", "rate_limit_exceeded",
-					    "memory_limit_exceeded", "disk_full", "internal_error"};
+	static const char *const codes[] = {"invalid_request",
+					    "unauthorized",
+					    "forbidden",
+					    "session_not_found",
+					    "conflict",
+					    "payload_too_large",
+					    "idempotency_key_reused",
+					    "rate_limit_exceeded",
+					    "memory_limit_exceeded",
+					    "disk_full",
+					    "internal_error"};
 	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
 		CHECK_MSG(strstr(text, codes[i]), "error code %s not documented", codes[i]);
 	check_no_ratelimit_headers(&r);
@@ -844,18 +862,20 @@ TEST(metrics_families)
 	CHECK(strncmp(ct, "text/plain", 10) == 0);
 	check_no_ratelimit_headers(&r);
 	static const char *const families[] = {
-		"# TYPE bunker_sessions gauge",
-		"# TYPE bunker_sessions_created_total counter",
-		"# TYPE bunker_http_requests_total counter",
-		"# TYPE bunker_http_request_duration_seconds histogram",
-		"# TYPE bunker_execution_duration_seconds histogram",
-		"# TYPE bunker_sandbox_start_duration_seconds histogram",
-		"# TYPE bunker_rate_limited_total counter",
-		"# TYPE bunker_idempotent_replays_total counter",
-		"bunker_http_requests_total{method=\"POST\",route=\"/sessions/create\",status=\"200\"} ",
-		"bunker_http_request_duration_seconds_bucket{method=\"POST\",route=\"/execute\",le=\"+Inf\"} ",
-		"bunker_execution_duration_seconds_bucket{le=\"+Inf\"} ",
-		"bunker_sandbox_start_duration_seconds_count ",
+	    "# TYPE bunker_sessions gauge",
+	    "# TYPE bunker_sessions_created_total counter",
+	    "# TYPE bunker_http_requests_total counter",
+	    "# TYPE bunker_http_request_duration_seconds histogram",
+	    "# TYPE bunker_execution_duration_seconds histogram",
+	    "# TYPE bunker_sandbox_start_duration_seconds histogram",
+	    "# TYPE bunker_rate_limited_total counter",
+	    "# TYPE bunker_idempotent_replays_total counter",
+	    "bunker_http_requests_total{method=\"POST\",route=\"/sessions/"
+	    "create\",status=\"200\"} ",
+	    "bunker_http_request_duration_seconds_bucket{method=\"POST\",route=\"/"
+	    "execute\",le=\"+Inf\"} ",
+	    "bunker_execution_duration_seconds_bucket{le=\"+Inf\"} ",
+	    "bunker_sandbox_start_duration_seconds_count ",
 	};
 	for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++)
 		CHECK_MSG(strstr(r.body, families[i]), "no '%s' in:\n%s", families[i], r.body);
@@ -900,7 +920,8 @@ TEST(log_lines_name_key_session_route_status_duration)
 	bool found = false;
 	while (!found && getline(&line, &cap, f) >= 0) {
 		json_t *j = json_loads(line, 0, NULL);
-		if (j && client_json_str(j, "path") && strcmp(client_json_str(j, "path"), path) == 0 &&
+		if (j && client_json_str(j, "path") &&
+		    strcmp(client_json_str(j, "path"), path) == 0 &&
 		    strcmp(client_json_str(j, "method"), "GET") == 0) {
 			CHECK_STR_EQ(client_json_str(j, "key"), k.id);
 			CHECK_STR_EQ(client_json_str(j, "session"), id);

@@ -314,7 +314,8 @@ TEST(priv_denied_syscalls)
 	struct client_resp r;
 	run_python(id, "denied.py", denied_syscalls_py, 30, &r);
 	const char *out = client_must_str(r.json, "stdout", r.body);
-	CHECK_MSG(client_must_int(r.json, "exitCode", r.body) == 0, "the probe failed: %.3000s", r.body);
+	CHECK_MSG(client_must_int(r.json, "exitCode", r.body) == 0, "the probe failed: %.3000s",
+		  r.body);
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
 		char key[64];
 		snprintf(key, sizeof(key), "%s ", want[i].name);
@@ -389,7 +390,8 @@ TEST(priv_other_abis_refused)
 	const char *out = client_must_str(r.json, "stdout", r.body);
 	if (strcmp(out, "no-gcc\n") == 0)
 		SKIP("no C compiler in the session's image to build the probe");
-	CHECK_MSG(client_must_int(r.json, "exitCode", r.body) == 0, "the probe failed: %.3000s", r.body);
+	CHECK_MSG(client_must_int(r.json, "exitCode", r.body) == 0, "the probe failed: %.3000s",
+		  r.body);
 	/* Killed by SIGSYS (128 + 31): the filter's action for a foreign
 	 * architecture, before any system call of it runs. */
 	CHECK_MSG(strcmp(out, "i386 rc=159\nx32 rc=159\n") == 0,
@@ -479,7 +481,8 @@ TEST(priv_init_unreachable)
 	struct client_resp r;
 	run_python(id, "init.py", init_reach_py, 30, &r);
 	const char *out = client_must_str(r.json, "stdout", r.body);
-	CHECK_MSG(client_must_int(r.json, "exitCode", r.body) == 0, "the probe failed: %.3000s", r.body);
+	CHECK_MSG(client_must_int(r.json, "exitCode", r.body) == 0, "the probe failed: %.3000s",
+		  r.body);
 	/* No descriptor beyond stdio is inherited: not the agent socket. */
 	CHECK_MSG(strncmp(out, "fds []\n", 7) == 0, "the execution inherits descriptors:\n%s", out);
 	CHECK_MSG(strstr(out, " ok\n") == NULL, "a user process reaches PID 1:\n%s", out);
@@ -915,7 +918,8 @@ TEST_TIMEOUT(net_loopback_only, 90)
 	struct client_resp r;
 	exec_ok(id, cmd, extra, &r);
 	const char *o = client_must_str(r.json, "stdout", r.body);
-	CHECK_MSG(client_must_int(r.json, "exitCode", r.body) == 0, "the probe failed: %.3000s", r.body);
+	CHECK_MSG(client_must_int(r.json, "exitCode", r.body) == 0, "the probe failed: %.3000s",
+		  r.body);
 	CHECK_MSG(strncmp(o, "self connected\n", 15) == 0, "the session's own loopback: %s", o);
 	const char *rest = o + 15;
 	CHECK_MSG(strstr(rest, "connected") == NULL, "a connection left the session:\n%s", o);
@@ -965,17 +969,22 @@ TEST_TIMEOUT(res_disk_limit, 120)
 	char *other = session_new(NULL);
 	struct client_resp r;
 	exec_ok(id, "head -c 100000000 /dev/zero > big", NULL, &r);
-	CHECK_MSG(client_must_int(r.json, "exitCode", r.body) != 0, "100 MB fit in 32 MB: %s", r.body);
-	CHECK_MSG(strstr(client_must_str(r.json, "stderr", r.body), "No space left on device") != NULL,
+	CHECK_MSG(client_must_int(r.json, "exitCode", r.body) != 0, "100 MB fit in 32 MB: %s",
+		  r.body);
+	CHECK_MSG(strstr(client_must_str(r.json, "stderr", r.body), "No space left on device") !=
+		      NULL,
 		  "stderr: %s", r.body);
 	client_resp_free(&r);
 	/* /tmp is on the same disk; /dev/shm has a small fixed size of its own. */
 	exec_ok(id, "head -c 100000000 /dev/zero > /tmp/big2", NULL, &r);
-	CHECK_MSG(client_must_int(r.json, "exitCode", r.body) != 0, "/tmp is unlimited: %s", r.body);
+	CHECK_MSG(client_must_int(r.json, "exitCode", r.body) != 0, "/tmp is unlimited: %s",
+		  r.body);
 	client_resp_free(&r);
 	exec_ok(id, "head -c 200000000 /dev/zero > /dev/shm/big3", NULL, &r);
-	CHECK_MSG(client_must_int(r.json, "exitCode", r.body) != 0, "/dev/shm took 200 MB: %s", r.body);
-	CHECK_MSG(strstr(client_must_str(r.json, "stderr", r.body), "No space left on device") != NULL,
+	CHECK_MSG(client_must_int(r.json, "exitCode", r.body) != 0, "/dev/shm took 200 MB: %s",
+		  r.body);
+	CHECK_MSG(strstr(client_must_str(r.json, "stderr", r.body), "No space left on device") !=
+		      NULL,
 		  "stderr: %s", r.body);
 	client_resp_free(&r);
 	/* Running out of inodes stops too, as the 32 MB disk's own error. */
@@ -1047,7 +1056,8 @@ TEST_TIMEOUT(res_files_count_toward_memory, 120)
 
 	/* The very next execution can clean up. */
 	exec_any(id, "rm -f big && echo removed", NULL, &r);
-	CHECK_MSG(r.status == 200 && strcmp(client_must_str(r.json, "stdout", r.body), "removed\n") == 0,
+	CHECK_MSG(r.status == 200 &&
+		      strcmp(client_must_str(r.json, "stdout", r.body), "removed\n") == 0,
 		  "the session cannot delete the file that filled it: HTTP %ld %.1000s", r.status,
 		  r.body);
 	client_resp_free(&r);
@@ -1147,8 +1157,9 @@ TEST_TIMEOUT(res_pids_limit, 120)
 	CHECK_MSG(r.seconds < 15, "a 5 s timeout answered after %.1f s", r.seconds);
 	CHECK(client_must_bool(r.json, "timedOut", r.body));
 	CHECK_INT_EQ(client_must_int(r.json, "exitCode", r.body), 124);
-	CHECK_MSG(strstr(client_must_str(r.json, "stderr", r.body), "Resource temporarily unavailable"),
-		  "the bomb never met the limit: %.2000s", r.body);
+	CHECK_MSG(
+	    strstr(client_must_str(r.json, "stderr", r.body), "Resource temporarily unavailable"),
+	    "the bomb never met the limit: %.2000s", r.body);
 	client_resp_free(&r);
 	check_healthy();
 	check_alive(other);

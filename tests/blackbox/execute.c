@@ -84,7 +84,7 @@ static bool written_has(const struct client_resp *r, const char *rel)
 	snprintf(abs, sizeof(abs), "/workspace/%s", rel);
 	size_t i;
 	json_t *v;
-	json_array_foreach(arr, i, v) {
+	json_array_foreach (arr, i, v) {
 		const char *s = json_string_value(v);
 		CHECK_MSG(s != NULL, "filesWritten holds a non-string: %.2000s", r->body);
 		if (strcmp(s, rel) == 0 || strcmp(s, abs) == 0)
@@ -236,15 +236,15 @@ TEST(exec_working_dir)
 TEST(exec_working_dir_invalid)
 {
 	char *id = new_session();
-	exec_rejected(json_pack("{s:s,s:s,s:s}", "sessionId", id, "command", "pwd", "workingDir",
-				"nope"),
-		      "workingDir");
+	exec_rejected(
+	    json_pack("{s:s,s:s,s:s}", "sessionId", id, "command", "pwd", "workingDir", "nope"),
+	    "workingDir");
 	exec_rejected(json_pack("{s:s,s:s,s:s}", "sessionId", id, "command", "pwd", "workingDir",
 				"/workspace/nope/deeper"),
 		      "workingDir");
-	exec_rejected(json_pack("{s:s,s:s,s:i}", "sessionId", id, "command", "pwd", "workingDir",
-				5),
-		      "workingDir");
+	exec_rejected(
+	    json_pack("{s:s,s:s,s:i}", "sessionId", id, "command", "pwd", "workingDir", 5),
+	    "workingDir");
 	client_must_delete(bk.paid_key, id);
 	free(id);
 }
@@ -253,9 +253,9 @@ TEST(exec_files_written)
 {
 	char *id = new_session();
 	struct client_resp r;
-	json_t *extra = json_pack("{s:[{s:s,s:s},{s:s,s:s}]}", "files", "path", "a/b.txt",
-				  "content", "x", "path", "/workspace/abs.txt", "content",
-				  "line1\nline2\n");
+	json_t *extra =
+	    json_pack("{s:[{s:s,s:s},{s:s,s:s}]}", "files", "path", "a/b.txt", "content", "x",
+		      "path", "/workspace/abs.txt", "content", "line1\nline2\n");
 	client_must_exec(bk.paid_key, id, "cat a/b.txt; echo; cat abs.txt; echo y > c.txt", extra,
 			 &r);
 	json_decref(extra);
@@ -279,7 +279,7 @@ TEST(exec_files_written)
 TEST(exec_files_escape_rejected)
 {
 	char *id = new_session();
-	static const char *const bad[] = {"../x.txt",          "a/../../x.txt", "..",
+	static const char *const bad[] = {"../x.txt",		"a/../../x.txt",       "..",
 					  "/etc/bk-escape.txt", "/workspace/../x.txt", ""};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		exec_rejected(json_pack("{s:s,s:s,s:[{s:s,s:s}]}", "sessionId", id, "command",
@@ -326,7 +326,8 @@ TEST(exec_files_escape_rejected)
 TEST(exec_files_persist)
 {
 	char *id = new_session();
-	char *out = client_must_run(bk.paid_key, id, "echo data > f.txt && mkdir -p d && echo z > d/g");
+	char *out =
+	    client_must_run(bk.paid_key, id, "echo data > f.txt && mkdir -p d && echo z > d/g");
 	free(out);
 	out = client_must_run(bk.paid_key, id, "cat f.txt d/g");
 	CHECK_STR_EQ(out, "data\nz\n");
@@ -384,16 +385,17 @@ TEST(exec_timeout_spares_setsid)
 	char *id = new_session();
 	struct client_resp r;
 	json_t *extra = json_pack("{s:i}", "timeout", 1);
-	client_must_exec(bk.paid_key, id,
-			 "setsid sleep 100 > /dev/null 2>&1 & sleep 99 & sleep 10", extra, &r);
+	client_must_exec(bk.paid_key, id, "setsid sleep 100 > /dev/null 2>&1 & sleep 99 & sleep 10",
+			 extra, &r);
 	json_decref(extra);
 	CHECK(res_bool(&r, "timedOut"));
 	CHECK_INT_EQ(res_int(&r, "exitCode"), 124);
 	client_resp_free(&r);
 
-	char *out = client_must_run(bk.paid_key, id,
-				    "for p in $(pgrep -x sleep); do tr '\\0' ' ' < /proc/$p/cmdline; "
-				    "echo; done");
+	char *out =
+	    client_must_run(bk.paid_key, id,
+			    "for p in $(pgrep -x sleep); do tr '\\0' ' ' < /proc/$p/cmdline; "
+			    "echo; done");
 	CHECK_STR_EQ(out, "sleep 100 \n");
 	free(out);
 	client_must_delete(bk.paid_key, id);
@@ -421,11 +423,12 @@ TEST(exec_background_survives)
 	CHECK_STR_EQ(out, "alive\n");
 	free(out);
 	/* The answer can come before the background shells have exec'd sleep. */
-	out = client_must_run(bk.paid_key, id,
-			      "for i in $(seq 100); do [ $(pgrep -x sleep | wc -l) -ge 3 ] && break; "
-			      "sleep 0.02; done; "
-			      "for p in $(pgrep -x sleep); do tr '\\0' ' ' < /proc/$p/cmdline; "
-			      "echo; done | sort");
+	out =
+	    client_must_run(bk.paid_key, id,
+			    "for i in $(seq 100); do [ $(pgrep -x sleep | wc -l) -ge 3 ] && break; "
+			    "sleep 0.02; done; "
+			    "for p in $(pgrep -x sleep); do tr '\\0' ' ' < /proc/$p/cmdline; "
+			    "echo; done | sort");
 	CHECK_STR_EQ(out, "sleep 300 \nsleep 301 \nsleep 302 \n");
 	free(out);
 	client_must_delete(bk.paid_key, id);
@@ -463,7 +466,8 @@ TEST(exec_timeout_above_plan)
 	char key[CLIENT_KEY_MAX];
 	client_must_key("free", key, sizeof(key));
 	char *id = client_must_create(key, NULL);
-	json_t *body = json_pack("{s:s,s:s,s:i}", "sessionId", id, "command", "true", "timeout", 31);
+	json_t *body =
+	    json_pack("{s:s,s:s,s:i}", "sessionId", id, "command", "true", "timeout", 31);
 	char *text = json_dumps(body, JSON_COMPACT);
 	json_decref(body);
 	struct client_resp r;
@@ -483,9 +487,9 @@ TEST(exec_timeout_above_plan)
 
 	/* Paid: 300 is the maximum. */
 	char *pid = new_session();
-	exec_rejected(json_pack("{s:s,s:s,s:i}", "sessionId", pid, "command", "true", "timeout",
-				301),
-		      "timeout");
+	exec_rejected(
+	    json_pack("{s:s,s:s,s:i}", "sessionId", pid, "command", "true", "timeout", 301),
+	    "timeout");
 	client_must_delete(key, id);
 	client_must_delete(bk.paid_key, pid);
 	free(id);
@@ -754,8 +758,8 @@ TEST(exec_code_xor_command)
 TEST(exec_unknown_session)
 {
 	struct client_resp r;
-	exec_take(json_pack("{s:s,s:s}", "sessionId", "ses_aaaaaaaaaaaaaaaaaaaa", "command", "true"),
-		  &r);
+	exec_take(
+	    json_pack("{s:s,s:s}", "sessionId", "ses_aaaaaaaaaaaaaaaaaaaa", "command", "true"), &r);
 	CHECK_ERROR(&r, 404, "session_not_found");
 	client_resp_free(&r);
 	exec_take(json_pack("{s:s,s:s}", "sessionId", "ses_aaaaaaaaaaaaaaaaaaaa", "code", "1"), &r);
@@ -798,17 +802,19 @@ TEST(exec_bad_types)
 	exec_rejected(json_pack("{s:i,s:s}", "sessionId", 5, "command", "true"), "sessionId");
 	exec_rejected(json_pack("{s:s,s:i}", "sessionId", id, "command", 5), "command");
 	exec_rejected(json_pack("{s:s,s:[s]}", "sessionId", id, "code", "1"), "code");
-	exec_rejected(json_pack("{s:s,s:s,s:s}", "sessionId", id, "command", "true", "timeout", "5"),
-		      "timeout");
-	exec_rejected(json_pack("{s:s,s:s,s:f}", "sessionId", id, "command", "true", "timeout", 1.5),
-		      "timeout");
+	exec_rejected(
+	    json_pack("{s:s,s:s,s:s}", "sessionId", id, "command", "true", "timeout", "5"),
+	    "timeout");
+	exec_rejected(
+	    json_pack("{s:s,s:s,s:f}", "sessionId", id, "command", "true", "timeout", 1.5),
+	    "timeout");
 	exec_rejected(json_pack("{s:s,s:s,s:i}", "sessionId", id, "command", "true", "timeout", -1),
 		      "timeout");
 	exec_rejected(json_pack("{s:s,s:s,s:s}", "sessionId", id, "command", "true", "env", "A=1"),
 		      "env");
-	exec_rejected(json_pack("{s:s,s:s,s:{s:i}}", "sessionId", id, "command", "true", "env", "A",
-				1),
-		      "env");
+	exec_rejected(
+	    json_pack("{s:s,s:s,s:{s:i}}", "sessionId", id, "command", "true", "env", "A", 1),
+	    "env");
 	exec_rejected(json_pack("{s:s,s:s,s:s}", "sessionId", id, "command", "true", "files", "x"),
 		      "files");
 	exec_rejected(json_pack("{s:s,s:s,s:[{s:s}]}", "sessionId", id, "command", "true", "files",
@@ -817,9 +823,9 @@ TEST(exec_bad_types)
 	exec_rejected(json_pack("{s:s,s:s,s:[{s:i,s:s}]}", "sessionId", id, "command", "true",
 				"files", "path", 5, "content", "x"),
 		      "path");
-	exec_rejected(json_pack("{s:s,s:s,s:s}", "sessionId", id, "command", "true", "stream",
-				"yes"),
-		      "stream");
+	exec_rejected(
+	    json_pack("{s:s,s:s,s:s}", "sessionId", id, "command", "true", "stream", "yes"),
+	    "stream");
 	/* Both dialects' id: 400 (in whichever dialect's shape). */
 	exec_take(json_pack("{s:s,s:s,s:s}", "sessionId", id, "session_id", id, "command", "true"),
 		  &r);
@@ -852,8 +858,8 @@ TEST(exec_invalid_utf8_and_nul)
 	static const char *const bad[] = {"echo \xff", "echo \xc3", "echo \xed\xa0\x80",
 					  "echo \xc0\xaf"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		int n = snprintf(body, sizeof(body), "{\"sessionId\":\"%s\",\"command\":\"%s\"}", id,
-				 bad[i]);
+		int n = snprintf(body, sizeof(body), "{\"sessionId\":\"%s\",\"command\":\"%s\"}",
+				 id, bad[i]);
 		exec_raw(bk.paid_key, body, (size_t)n, &r);
 		CHECK_ERROR(&r, 400, "invalid_request");
 		client_resp_free(&r);
@@ -883,7 +889,6 @@ TEST(exec_invalid_utf8_and_nul)
 	free(id);
 }
 
-
 TEST_TIMEOUT(exec_big_bodies, 120)
 {
 	char *id = new_session();
@@ -908,9 +913,10 @@ TEST_TIMEOUT(exec_big_bodies, 120)
 	char *cmd = malloc(len);
 	snprintf(cmd, len, "echo ok # %s", filler);
 	exec_take(json_pack("{s:s,s:s}", "sessionId", id, "command", cmd), &r);
-	CHECK_MSG(r.status == 200 || r.status == 400 || r.status == 413,
-		  "a 2 MB command: want 200 (the program fails) or a clean 400/413, got HTTP %ld %.300s",
-		  r.status, r.body);
+	CHECK_MSG(
+	    r.status == 200 || r.status == 400 || r.status == 413,
+	    "a 2 MB command: want 200 (the program fails) or a clean 400/413, got HTTP %ld %.300s",
+	    r.status, r.body);
 	if (r.status == 200) {
 		if (res_int(&r, "exitCode") == 0)
 			CHECK_STR_EQ(res_str(&r, "stdout"), "ok\n");

@@ -40,7 +40,8 @@ static void get_session(const char *key, const char *id, struct client_resp *r)
 static void list_sessions(const char *key, const char *query, struct client_resp *r)
 {
 	char path[1024];
-	snprintf(path, sizeof(path), "/sessions%s%s", query && *query ? "?" : "", query ? query : "");
+	snprintf(path, sizeof(path), "/sessions%s%s", query && *query ? "?" : "",
+		 query ? query : "");
 	client_call(&bk.d, "GET", path, key, NULL, r);
 }
 
@@ -66,8 +67,8 @@ static double member_time(const struct client_resp *r, const json_t *obj, const 
 {
 	const char *s = client_json_str(obj, name);
 	double t;
-	CHECK_MSG(client_parse_time(s, &t), "'%s' is not an ISO 8601 UTC time ending in Z: %s", name,
-		  r->body);
+	CHECK_MSG(client_parse_time(s, &t), "'%s' is not an ISO 8601 UTC time ending in Z: %s",
+		  name, r->body);
 	return t;
 }
 
@@ -336,17 +337,17 @@ TEST(create_malformed_json)
 	char key[CLIENT_KEY_MAX];
 	client_must_key("paid", key, sizeof(key));
 	static const char *const bodies[] = {
-		"{",
-		"{\"ttl\":}",
-		"{\"ttl\":3600,}",
-		"nul",
-		"{\"ttl\":3600} trailing",
-		"{'ttl':3600}",
-		"[]",
-		"\"ttl\"",
-		"42",
-		"{\"metadata\":{\"a\":\"\xff\xfe\"}}", /* invalid UTF-8 */
-		"{\"metadata\":{\"a\":\"\xc0\xaf\"}}", /* overlong encoding */
+	    "{",
+	    "{\"ttl\":}",
+	    "{\"ttl\":3600,}",
+	    "nul",
+	    "{\"ttl\":3600} trailing",
+	    "{'ttl':3600}",
+	    "[]",
+	    "\"ttl\"",
+	    "42",
+	    "{\"metadata\":{\"a\":\"\xff\xfe\"}}", /* invalid UTF-8 */
+	    "{\"metadata\":{\"a\":\"\xc0\xaf\"}}", /* overlong encoding */
 	};
 	for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
 		struct client_resp r;
@@ -390,7 +391,8 @@ TEST(create_limits_paid)
 
 	/* All four, fractions of a core included, and each ceiling itself. */
 	create(bk.paid_key,
-	       "{\"resourceLimits\":{\"memory\":4096,\"cpu\":0.5,\"timeout\":300,\"disk\":5120}}", &r);
+	       "{\"resourceLimits\":{\"memory\":4096,\"cpu\":0.5,\"timeout\":300,\"disk\":5120}}",
+	       &r);
 	CHECK_STATUS(&r, 200);
 	check_limits(&r, json_object_get(r.json, "resourceLimits"), 4096, 0.5, 300, 5120);
 	id = strdup(client_json_str(r.json, "sessionId"));
@@ -459,10 +461,8 @@ TEST(create_unauthorized)
 	char basic[CLIENT_KEY_MAX + 32];
 	snprintf(basic, sizeof(basic), "Authorization: Basic %s", bk.paid_key);
 	const char *headers[] = {basic, NULL};
-	struct client_req req = {.method = "POST",
-				 .path = "/sessions/create",
-				 .body = "{}",
-				 .headers = headers};
+	struct client_req req = {
+	    .method = "POST", .path = "/sessions/create", .body = "{}", .headers = headers};
 	client_request(&bk.d, &req, &r);
 	CHECK_ERROR(&r, 401, "unauthorized");
 	client_resp_free(&r);
@@ -516,8 +516,9 @@ TEST(ratelimit_headers)
 
 TEST(get_fields)
 {
-	const char *body = "{\"ttl\":7200,\"metadata\":{\"userId\":\"u1\",\"n\":[1,2.5,{\"a\":null}],"
-			   "\"s\":\"h\\u00e9llo \\\"q\\\"\",\"t\":true}}";
+	const char *body =
+	    "{\"ttl\":7200,\"metadata\":{\"userId\":\"u1\",\"n\":[1,2.5,{\"a\":null}],"
+	    "\"s\":\"h\\u00e9llo \\\"q\\\"\",\"t\":true}}";
 	time_t before = time(NULL);
 	struct client_resp c;
 	create(bk.paid_key, body, &c);
@@ -536,8 +537,7 @@ TEST(get_fields)
 	CHECK(fabs(member_time(&r, r.json, "expiresAt") - member_time(&c, c.json, "expiresAt")) <
 	      1e-3);
 	double last = member_time(&r, r.json, "lastActive");
-	CHECK_MSG(last >= created - 1 && last <= (double)time(NULL) + 1, "lastActive %.0f",
-		  last);
+	CHECK_MSG(last >= created - 1 && last <= (double)time(NULL) + 1, "lastActive %.0f", last);
 	CHECK_MSG(created >= (double)before - 1, "createdAt %.0f before %ld", created,
 		  (long)before);
 
@@ -632,7 +632,7 @@ static long list_page(const char *key, const char *query, char ids[][32], int *n
 	CHECK_MSG(json_is_integer(t), "no integer total: %s", r.body);
 	size_t i;
 	json_t *s;
-	json_array_foreach(arr, i, s) {
+	json_array_foreach (arr, i, s) {
 		const char *id = client_json_str(s, "sessionId");
 		CHECK_MSG(id != NULL, "a listed session without sessionId: %s", r.body);
 		CHECK_MSG(json_is_object(json_object_get(s, "metadata")),
@@ -712,7 +712,7 @@ TEST(list_metadata_filter)
 	client_must_key("paid", key, sizeof(key));
 	char *a = client_must_create(key, "{\"metadata\":{\"userId\":\"u1\",\"n\":1}}");
 	char *b = client_must_create(
-		key, "{\"metadata\":{\"userId\":\"u1\",\"org\":{\"id\":\"o1\",\"tier\":\"x\"}}}");
+	    key, "{\"metadata\":{\"userId\":\"u1\",\"org\":{\"id\":\"o1\",\"tier\":\"x\"}}}");
 	char *c = client_must_create(key, "{\"metadata\":{\"userId\":\"u2\"}}");
 	char *d = client_must_create(key, NULL);
 
@@ -783,12 +783,13 @@ TEST(list_metadata_filter)
 
 TEST(list_bad_parameters)
 {
-	static const char *const queries[] = {
-		"limit=101",     "limit=1000",       "limit=-1",         "limit=abc",
-		"limit=1.5",     "offset=-1",        "offset=x",         "metadata=%7Bbad",
-		"metadata=%5B1%5D", /* [1]: not an object */
+	static const char *const queries[] =
+	    {
+		"limit=101",	     "limit=1000",	"limit=-1",
+		"limit=abc",	     "limit=1.5",	"offset=-1",
+		"offset=x",	     "metadata=%7Bbad", "metadata=%5B1%5D", /* [1]: not an object */
 		"metadata=%22u1%22",
-	};
+	    };
 	for (size_t i = 0; i < sizeof(queries) / sizeof(queries[0]); i++) {
 		struct client_resp r;
 		list_sessions(bk.paid_key, queries[i], &r);

@@ -22,7 +22,10 @@ TEST(json_bytes_keeps_valid_utf8)
 TEST(json_bytes_replaces_invalid_sequences)
 {
 	/* a lone continuation byte, an overlong '/', a surrogate, a cut sequence */
-	const char in[] = "a\x80" "b\xc0\xaf" "c\xed\xa0\x80" "d\xe2\x82";
+	const char in[] = "a\x80"
+			  "b\xc0\xaf"
+			  "c\xed\xa0\x80"
+			  "d\xe2\x82";
 	char *s = dump(api_json_bytes(in, sizeof(in) - 1));
 	CHECK(s != NULL);
 	CHECK(strstr(s, "\\uFFFD") != NULL);

@@ -37,7 +37,8 @@ static void fixture_open(struct fixture *f)
 	struct bk_err err;
 	CHECK_MSG(core_open_store(f->dir, &f->core, &err) == 0, "%s", err.msg);
 	char secret[128];
-	CHECK_MSG(core_key_create(f->core, "free", NULL, secret, sizeof(secret), &f->key, &err) == 0,
+	CHECK_MSG(core_key_create(f->core, "free", NULL, secret, sizeof(secret), &f->key, &err) ==
+		      0,
 		  "%s", err.msg);
 }
 
@@ -80,7 +81,8 @@ TEST(save_then_find)
 	CHECK_INT_EQ(core_idem_find(f.core, &f.key, "k1", h, &r, &err), 0);
 
 	static const char body[] = "{\"sessionId\":\"ses_x\"}\0tail";
-	struct core_idem_reply saved = {.status = 200, .body = (char *)body, .len = sizeof(body) - 1};
+	struct core_idem_reply saved = {
+	    .status = 200, .body = (char *)body, .len = sizeof(body) - 1};
 	snprintf(saved.content_type, sizeof(saved.content_type), "application/json");
 	CHECK_MSG(core_idem_save(f.core, &f.key, "k1", h, &saved, &err) == 0, "%s", err.msg);
 
@@ -135,8 +137,8 @@ TEST(expired_answers)
 	snprintf(k.id, sizeof(k.id), "key_a");
 	snprintf(k.plan, sizeof(k.plan), "free");
 	CHECK(store_key_insert(st, &k, &err) == 0);
-	struct store_idem rec = {.status = 200, .body = (char *)"{}", .body_len = 2,
-				 .created_ms = 1000};
+	struct store_idem rec = {
+	    .status = 200, .body = (char *)"{}", .body_len = 2, .created_ms = 1000};
 	snprintf(rec.key_id, sizeof(rec.key_id), "key_a");
 	snprintf(rec.idem_key, sizeof(rec.idem_key), "old");
 	snprintf(rec.content_type, sizeof(rec.content_type), "application/json");

@@ -27,8 +27,8 @@ static void lower(const char *in, char *out, size_t len)
 	out[i] = '\0';
 }
 
-static const char *const http_methods[] = {"get", "put", "post", "delete", "options",
-					   "head", "patch", "trace"};
+static const char *const http_methods[] = {"get",     "put",  "post",  "delete",
+					   "options", "head", "patch", "trace"};
 
 static bool is_method(const char *k)
 {
@@ -63,8 +63,8 @@ TEST(every_route_is_documented)
 			char m[16];
 			lower(r->method, m, sizeof(m));
 			json_t *item = json_object_get(paths, r->pattern);
-			CHECK_MSG(item != NULL, "route %s %s (%s) is not in openapi.json", r->method,
-				  r->pattern, tab->name);
+			CHECK_MSG(item != NULL, "route %s %s (%s) is not in openapi.json",
+				  r->method, r->pattern, tab->name);
 			json_t *op = json_object_get(item, m);
 			CHECK_MSG(json_is_object(op), "route %s %s (%s) has no '%s' operation",
 				  r->method, r->pattern, tab->name, m);
@@ -73,9 +73,10 @@ TEST(every_route_is_documented)
 			/* A public route says so; the others inherit bearerAuth. */
 			json_t *sec = json_object_get(op, "security");
 			bool open = json_is_array(sec) && json_array_size(sec) == 0;
-			CHECK_MSG(open == ((r->flags & API_ROUTE_PUBLIC) != 0),
-				  "%s %s: security in openapi.json does not match the route's flags",
-				  r->method, r->pattern);
+			CHECK_MSG(
+			    open == ((r->flags & API_ROUTE_PUBLIC) != 0),
+			    "%s %s: security in openapi.json does not match the route's flags",
+			    r->method, r->pattern);
 			/* An idempotent route documents the header. */
 			if (r->flags & API_ROUTE_IDEMPOTENT) {
 				char *text = json_dumps(json_object_get(op, "parameters"), 0);
@@ -111,16 +112,14 @@ TEST(every_documented_operation_is_routed)
 	const char *path;
 	json_t *item;
 	size_t ops = 0;
-	json_object_foreach(json_object_get(doc, "paths"), path, item)
-	{
+	json_object_foreach (json_object_get(doc, "paths"), path, item) {
 		const char *k;
 		json_t *v;
-		json_object_foreach(item, k, v)
-		{
+		json_object_foreach (item, k, v) {
 			if (!is_method(k))
 				continue;
-			CHECK_MSG(routed(k, path), "openapi.json documents %s %s, which no route serves",
-				  k, path);
+			CHECK_MSG(routed(k, path),
+				  "openapi.json documents %s %s, which no route serves", k, path);
 			ops++;
 		}
 	}
@@ -147,8 +146,7 @@ static void refs_check(json_t *doc, json_t *node, int *n)
 	if (json_is_object(node)) {
 		const char *k;
 		json_t *v;
-		json_object_foreach(node, k, v)
-		{
+		json_object_foreach (node, k, v) {
 			if (strcmp(k, "$ref") == 0) {
 				CHECK_MSG(json_is_string(v), "$ref is not a string");
 				CHECK_MSG(ref_resolve(doc, json_string_value(v)) != NULL,
@@ -161,8 +159,8 @@ static void refs_check(json_t *doc, json_t *node, int *n)
 	} else if (json_is_array(node)) {
 		size_t i;
 		json_t *v;
-		json_array_foreach(node, i, v)
-		refs_check(doc, v, n);
+		json_array_foreach (node, i, v)
+			refs_check(doc, v, n);
 	}
 }
 
@@ -180,8 +178,7 @@ static bool param_declared(json_t *doc, json_t *params, const char *name)
 {
 	size_t i;
 	json_t *p;
-	json_array_foreach(params, i, p)
-	{
+	json_array_foreach (params, i, p) {
 		json_t *ref = json_object_get(p, "$ref");
 		if (ref)
 			p = ref_resolve(doc, json_string_value(ref));
@@ -198,8 +195,7 @@ TEST(path_parameters_declared)
 	json_t *doc = doc_load();
 	const char *path;
 	json_t *item;
-	json_object_foreach(json_object_get(doc, "paths"), path, item)
-	{
+	json_object_foreach (json_object_get(doc, "paths"), path, item) {
 		for (const char *p = strchr(path, '{'); p; p = strchr(p + 1, '{')) {
 			char name[64];
 			size_t len = strcspn(p + 1, "}");
@@ -208,14 +204,15 @@ TEST(path_parameters_declared)
 			name[len] = '\0';
 			const char *k;
 			json_t *op;
-			json_object_foreach(item, k, op)
-			{
+			json_object_foreach (item, k, op) {
 				if (!is_method(k))
 					continue;
-				CHECK_MSG(param_declared(doc, json_object_get(item, "parameters"), name) ||
-						  param_declared(doc, json_object_get(op, "parameters"),
-								 name),
-					  "%s %s does not declare path parameter '%s'", k, path, name);
+				CHECK_MSG(param_declared(doc, json_object_get(item, "parameters"),
+							 name) ||
+					      param_declared(doc, json_object_get(op, "parameters"),
+							     name),
+					  "%s %s does not declare path parameter '%s'", k, path,
+					  name);
 			}
 		}
 	}
@@ -261,7 +258,7 @@ TEST(routes_are_unique)
 					if (a == b)
 						continue;
 					CHECK_MSG(strcmp(a->method, b->method) != 0 ||
-							  strcmp(a->pattern, b->pattern) != 0,
+						      strcmp(a->pattern, b->pattern) != 0,
 						  "%s %s is routed twice", a->method, a->pattern);
 				}
 		}

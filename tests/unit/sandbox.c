@@ -32,8 +32,7 @@ static void init_path(char *out, size_t len)
 	snprintf(out, len, "%s/../bunker-init", dirname(self));
 }
 
-static const char *const controllers[] = {"memory/", "cpu/",     "cpuacct/",
-					  "pids/",   "freezer/", ""};
+static const char *const controllers[] = {"memory/", "cpu/", "cpuacct/", "pids/", "freezer/", ""};
 
 /* In the parent, before every test: one base directory and one parent
  * cgroup name for the whole run, so that teardown can remove whatever a
@@ -124,8 +123,11 @@ static const char *const env[] = {"PATH=/usr/bin:/bin:/opt/bun/bin", "HOME=/home
 static struct sbx_exec_result run(struct sbx *s, const char *cmd, int64_t timeout_ms)
 {
 	const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
-	struct sbx_exec_req req = {.argv = argv, .envp = env, .cwd = "/workspace",
-				   .timeout_ms = timeout_ms, .output_max = 1 << 20,
+	struct sbx_exec_req req = {.argv = argv,
+				   .envp = env,
+				   .cwd = "/workspace",
+				   .timeout_ms = timeout_ms,
+				   .output_max = 1 << 20,
 				   .report_written = true};
 	struct sbx_exec_result res;
 	struct bk_err err;
@@ -136,8 +138,9 @@ static struct sbx_exec_result run(struct sbx *s, const char *cmd, int64_t timeou
 static void expect_out(struct sbx *s, const char *cmd, const char *want)
 {
 	struct sbx_exec_result r = run(s, cmd, 10000);
-	CHECK_MSG(strcmp(r.out.data ? r.out.data : "", want) == 0, "'%s' printed '%s' (stderr '%s')",
-		  cmd, r.out.data ? r.out.data : "", r.err.data ? r.err.data : "");
+	CHECK_MSG(strcmp(r.out.data ? r.out.data : "", want) == 0,
+		  "'%s' printed '%s' (stderr '%s')", cmd, r.out.data ? r.out.data : "",
+		  r.err.data ? r.err.data : "");
 	sbx_exec_result_release(&r);
 }
 
@@ -196,7 +199,7 @@ TEST(sandbox_timeout_kills_group_but_not_detached)
 	setup();
 	struct sbx *s = start("ses_unitcccccccccccccccc", 2, 64);
 	struct sbx_exec_result r =
-		run(s, "setsid sleep 300 >/dev/null 2>&1 & sleep 200 & sleep 100", 500);
+	    run(s, "setsid sleep 300 >/dev/null 2>&1 & sleep 200 & sleep 100", 500);
 	CHECK(r.timed_out);
 	sbx_exec_result_release(&r);
 	expect_out(s, "pgrep -x sleep -a | sed 's/^[0-9]* //' | sort", "sleep 300\n");
@@ -275,9 +278,13 @@ TEST(sandbox_runs_bun_code_from_stdin)
 	struct sbx *s = start("ses_unitffffffffffffffff", 5, 64);
 	const char *argv[] = {"/opt/bun/bin/bun", "run", "-", NULL};
 	const char *code = "const n: number = await Promise.resolve(41); console.log(n + 1)";
-	struct sbx_exec_req req = {.argv = argv, .envp = env, .cwd = "/workspace",
-				   .stdin_data = code, .stdin_len = strlen(code),
-				   .timeout_ms = 20000, .output_max = 1 << 20};
+	struct sbx_exec_req req = {.argv = argv,
+				   .envp = env,
+				   .cwd = "/workspace",
+				   .stdin_data = code,
+				   .stdin_len = strlen(code),
+				   .timeout_ms = 20000,
+				   .output_max = 1 << 20};
 	struct sbx_exec_result r;
 	struct bk_err err;
 	CHECK_MSG(sbx_exec(s, &req, &r, &err) == 0, "%s", err.msg);

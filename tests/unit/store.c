@@ -75,16 +75,16 @@ static struct store_session session_make(const char *id, const char *key_id, int
 					 const char *metadata)
 {
 	struct store_session s = {
-		.created_ms = created_ms,
-		.expires_ms = created_ms + 86400000,
-		.last_active_ms = created_ms,
-		.state = STORE_SESSION_ACTIVE,
-		.metadata = (char *)metadata,
-		.memory_mb = 1024,
-		.cpu = 0.25,
-		.timeout_s = 30,
-		.disk_mb = 1024,
-		.uid_slot = -1,
+	    .created_ms = created_ms,
+	    .expires_ms = created_ms + 86400000,
+	    .last_active_ms = created_ms,
+	    .state = STORE_SESSION_ACTIVE,
+	    .metadata = (char *)metadata,
+	    .memory_mb = 1024,
+	    .cpu = 0.25,
+	    .timeout_s = 30,
+	    .disk_mb = 1024,
+	    .uid_slot = -1,
 	};
 	snprintf(s.id, sizeof(s.id), "%s", id);
 	snprintf(s.key_id, sizeof(s.key_id), "%s", key_id);
@@ -298,7 +298,7 @@ TEST(session_insert_get_delete_touch)
 
 	/* NULL metadata is stored as an empty object. */
 	struct store_session empty =
-		session_make("ses_bbbbbbbbbbbbbbbbbbbb", "key_aaaaaaaaaaaaaaaa", 1, NULL);
+	    session_make("ses_bbbbbbbbbbbbbbbbbbbb", "key_aaaaaaaaaaaaaaaa", 1, NULL);
 	CHECK_INT_EQ(store_session_insert(f.st, &empty, &err), 0);
 	CHECK_INT_EQ(store_session_get(f.st, empty.id, NULL, &s, &err), 1);
 	CHECK_STR_EQ(s.metadata, "{}");
@@ -313,7 +313,7 @@ TEST(session_insert_rejects_bad_input)
 	key_add(f.st, "key_aaaaaaaaaaaaaaaa", 1);
 	struct bk_err err = {0};
 	struct store_session s =
-		session_make("ses_aaaaaaaaaaaaaaaaaaaa", "key_aaaaaaaaaaaaaaaa", 1, "[1,2]");
+	    session_make("ses_aaaaaaaaaaaaaaaaaaaa", "key_aaaaaaaaaaaaaaaa", 1, "[1,2]");
 	CHECK_INT_EQ(store_session_insert(f.st, &s, &err), -1);
 	CHECK_INT_EQ(err.kind, BK_E_INVALID);
 	CHECK_STR_EQ(err.field, "metadata");
@@ -341,12 +341,12 @@ TEST(session_get_with_other_key_returns_0)
 	session_add(f.st, "ses_aaaaaaaaaaaaaaaaaaaa", "key_aaaaaaaaaaaaaaaa", 1, "{}");
 	struct store_session s;
 	struct bk_err err = {0};
-	CHECK_INT_EQ(store_session_get(f.st, "ses_aaaaaaaaaaaaaaaaaaaa", "key_bbbbbbbbbbbbbbbb", &s,
-				       &err),
-		     0);
-	CHECK_INT_EQ(store_session_get(f.st, "ses_aaaaaaaaaaaaaaaaaaaa", "key_aaaaaaaaaaaaaaaa", &s,
-				       &err),
-		     1);
+	CHECK_INT_EQ(
+	    store_session_get(f.st, "ses_aaaaaaaaaaaaaaaaaaaa", "key_bbbbbbbbbbbbbbbb", &s, &err),
+	    0);
+	CHECK_INT_EQ(
+	    store_session_get(f.st, "ses_aaaaaaaaaaaaaaaaaaaa", "key_aaaaaaaaaaaaaaaa", &s, &err),
+	    1);
 	store_session_release(&s);
 	CHECK_INT_EQ(store_session_get(f.st, "ses_aaaaaaaaaaaaaaaaaaaa", NULL, &s, &err), 1);
 	store_session_release(&s);
@@ -383,7 +383,7 @@ TEST(session_duplicate_id_conflicts)
 	key_add(f.st, "key_aaaaaaaaaaaaaaaa", 1);
 	session_add(f.st, "ses_aaaaaaaaaaaaaaaaaaaa", "key_aaaaaaaaaaaaaaaa", 1, "{\"v\":1}");
 	struct store_session s =
-		session_make("ses_aaaaaaaaaaaaaaaaaaaa", "key_aaaaaaaaaaaaaaaa", 2, "{\"v\":2}");
+	    session_make("ses_aaaaaaaaaaaaaaaaaaaa", "key_aaaaaaaaaaaaaaaa", 2, "{\"v\":2}");
 	struct bk_err err = {0};
 	CHECK_INT_EQ(store_session_insert(f.st, &s, &err), -1);
 	CHECK_INT_EQ(err.kind, BK_E_CONFLICT);
@@ -407,14 +407,14 @@ TEST(session_insert_with_given_slot)
 	fixture_open(&f);
 	key_add(f.st, "key_aaaaaaaaaaaaaaaa", 1);
 	struct store_session s =
-		session_make("ses_aaaaaaaaaaaaaaaaaaaa", "key_aaaaaaaaaaaaaaaa", 1, "{}");
+	    session_make("ses_aaaaaaaaaaaaaaaaaaaa", "key_aaaaaaaaaaaaaaaa", 1, "{}");
 	s.uid_slot = 42;
 	struct bk_err err = {0};
 	CHECK_MSG(store_session_insert(f.st, &s, &err) == 0, "%s", err.msg);
 	CHECK_INT_EQ(s.uid_slot, 42);
 	/* A slot that is taken is a conflict, and consumes nothing. */
 	struct store_session t =
-		session_make("ses_bbbbbbbbbbbbbbbbbbbb", "key_aaaaaaaaaaaaaaaa", 2, "{}");
+	    session_make("ses_bbbbbbbbbbbbbbbbbbbb", "key_aaaaaaaaaaaaaaaa", 2, "{}");
 	t.uid_slot = 42;
 	CHECK_INT_EQ(store_session_insert(f.st, &t, &err), -1);
 	CHECK_INT_EQ(err.kind, BK_E_CONFLICT);
@@ -541,8 +541,8 @@ TEST(list_rejects_invalid_filter)
 	fixture_open(&f);
 	key_add(f.st, "key_aaaaaaaaaaaaaaaa", 1);
 	session_add(f.st, "ses_0000000000000000000a", "key_aaaaaaaaaaaaaaaa", 1, "{}");
-	const char *bad[] = {"", "{", "{\"a\":}", "[1]", "5", "\"x\"", "null", "{\"a\":1} x",
-			     "{\"a\":1,\"a\":2}"};
+	const char *bad[] = {"",     "{",	    "{\"a\":}",		"[1]", "5", "\"x\"",
+			     "null", "{\"a\":1} x", "{\"a\":1,\"a\":2}"};
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		struct store_session *v = (struct store_session *)&f;
 		size_t n = 7;
