@@ -22,6 +22,7 @@ void api_close(struct api *api);
 
 /* The http_handler of bunkerd: ctx is a struct api. */
 void api_handle(void *ctx, const struct http_request *req, struct http_response *res);
-/* The host hooks of bunkerd (api/preview.c): preview hosts are relayed to
- * their session's port 8080, every other host is api_handle()'s. */
+/* The host hooks of bunkerd (api/preview.c): preview hosts and the path
+ * proxy are relayed to a port of their session, every other request is
+ * api_handle()'s. */
 struct http_host_hooks api_preview_hooks(struct api *api);

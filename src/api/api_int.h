@@ -46,12 +46,19 @@ json_t *api_body_object(const struct http_request *req, bool empty_ok, struct bk
 /* Waits until no streamed execution's worker thread runs (at shutdown,
  * once the server has closed every connection, which cancels them). */
 void api_buntime_drain(void);
+/* The query argument name as a whole number min..max (def when absent);
+ * otherwise an error naming field. min >= 0. */
+int api_query_int(struct api_call *c, const char *name, const char *field, int def, int min,
+		  int max, int *out, struct bk_err *err);
 /* Whether s is valid UTF-8 (no overlong forms, no surrogates). */
 bool api_utf8_valid(const char *s);
 /* A JSON string of arbitrary bytes: invalid UTF-8 becomes U+FFFD. */
 json_t *api_json_bytes(const char *data, size_t len);
-/* Authenticates the Bearer key into c->key. */
-int api_auth(struct api_call *c, struct bk_err *err);
+/* Authenticates the Bearer key, or (when key_header is not NULL and there
+ * is no Bearer) the key in that header, into c->key. */
+int api_auth(struct api_call *c, const char *key_header, struct bk_err *err);
+/* The HTTP status of an error of kind. */
+int api_status_of(enum bk_err_kind kind);
 
 /* ---- routes (api/router.c) ---- */
 
@@ -79,10 +86,14 @@ struct api_route_table {
 	const struct api_route *routes;
 	size_t n;
 	void (*error)(struct api_call *c, const struct bk_err *err);
+	/* A header that may carry the API key instead of Authorization
+	 * (InstaVM's X-API-Key), or NULL. */
+	const char *key_header;
 };
 
 extern const struct api_route_table api_ops_routes;	/* api/ops.c */
 extern const struct api_route_table api_buntime_routes; /* api/buntime.c */
+extern const struct api_route_table api_instavm_routes; /* api/instavm.c */
 /* Every table, in the order they are matched; NULL-terminated. */
 extern const struct api_route_table *const api_route_tables[];
 

@@ -183,29 +183,12 @@ static void handle_get(struct api_call *c, const char *id)
 	api_json(c, 200, o);
 }
 
-/* A query argument as a whole non-negative number. */
-static int query_int(struct api_call *c, const char *name, int def, int max, int *out,
-		     struct bk_err *err)
-{
-	const char *s = http_query(c->req, name);
-	*out = def;
-	if (s == NULL)
-		return 0;
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (*s == '\0' || *end != '\0' || errno || v < 0 || v > max)
-		return bk_err_field(err, name, "%s must be a whole number 0..%d", name, max);
-	*out = (int)v;
-	return 0;
-}
-
 static void handle_list(struct api_call *c)
 {
 	struct bk_err err;
 	int limit, offset;
-	if (query_int(c, "limit", LIST_DEFAULT, LIST_MAX, &limit, &err) < 0 ||
-	    query_int(c, "offset", 0, INT32_MAX, &offset, &err) < 0)
+	if (api_query_int(c, "limit", "limit", LIST_DEFAULT, 0, LIST_MAX, &limit, &err) < 0 ||
+	    api_query_int(c, "offset", "offset", 0, 0, INT32_MAX, &offset, &err) < 0)
 		return api_buntime_error(c, &err);
 	if (limit == 0) {
 		bk_err_field(&err, "limit", "limit must be a whole number 1..%d", LIST_MAX);
@@ -857,8 +840,8 @@ static void handle_files_list(struct api_call *c)
 		return api_buntime_error(c, &err);
 	int limit, offset;
 	bool recursive;
-	if (query_int(c, "limit", 100, 1000, &limit, &err) < 0 ||
-	    query_int(c, "offset", 0, INT32_MAX, &offset, &err) < 0 ||
+	if (api_query_int(c, "limit", "limit", 100, 0, 1000, &limit, &err) < 0 ||
+	    api_query_int(c, "offset", "offset", 0, 0, INT32_MAX, &offset, &err) < 0 ||
 	    !query_bool(c, "recursive", &recursive, &err))
 		return api_buntime_error(c, &err);
 	if (limit == 0) {

@@ -8,7 +8,7 @@
 #include "util/metrics.h"
 #include "util/util.h"
 
-static int status_of(enum bk_err_kind kind)
+int api_status_of(enum bk_err_kind kind)
 {
 	switch (kind) {
 	case BK_E_INVALID:
@@ -96,17 +96,32 @@ json_t *api_buntime_error_body(const struct bk_err *err)
 	 * may name host paths. A caller's message may quote the caller's own
 	 * bytes, so it goes in as lossy text. */
 	const char *msg =
-	    status_of(err->kind) == 500 ? "internal error (see the server log)" : err->msg;
+	    api_status_of(err->kind) == 500 ? "internal error (see the server log)" : err->msg;
 	return json_pack("{s:s,s:o,s:o}", "code", buntime_code_of(err->kind), "message",
 			 api_json_bytes(msg, strlen(msg)), "details", details);
 }
 
 void api_buntime_error(struct api_call *c, const struct bk_err *err)
 {
-	int status = status_of(err->kind);
+	int status = api_status_of(err->kind);
 	if (status == 500)
 		fprintf(stderr, "bunkerd: internal error: %s\n", err->msg);
 	api_json(c, status, json_pack("{s:o}", "error", api_buntime_error_body(err)));
+}
+
+int api_query_int(struct api_call *c, const char *name, const char *field, int def, int min,
+		  int max, int *out, struct bk_err *err)
+{
+	const char *s = http_query(c->req, name);
+	*out = def;
+	if (s == NULL)
+		return 0;
+	size_t n = strspn(s, "0123456789");
+	long v = n > 0 && n <= 10 && s[n] == '\0' ? strtol(s, NULL, 10) : -1;
+	if (v < min || v > max)
+		return bk_err_field(err, field, "%s must be a whole number %d..%d", name, min, max);
+	*out = (int)v;
+	return 0;
 }
 
 json_t *api_body_object(const struct http_request *req, bool empty_ok, struct bk_err *err)
@@ -210,7 +225,7 @@ json_t *api_json_bytes(const char *data, size_t len)
 	return s ? s : json_string("");
 }
 
-int api_auth(struct api_call *c, struct bk_err *err)
+int api_auth(struct api_call *c, const char *key_header, struct bk_err *err)
 {
 	const char *h = http_header(c->req, "Authorization");
 	const char *secret = NULL;
@@ -218,10 +233,17 @@ int api_auth(struct api_call *c, struct bk_err *err)
 		secret = h + 7;
 		while (*secret == ' ')
 			secret++;
+	} else if (key_header) {
+		secret = http_header(c->req, key_header);
 	}
 	if (secret == NULL || *secret == '\0')
-		return bk_err_kind(err, BK_E_UNAUTHORIZED,
-				   "missing API key: send 'Authorization: Bearer <key>'");
+		return key_header
+			   ? bk_err_kind(err, BK_E_UNAUTHORIZED,
+					 "missing API key: send 'Authorization: Bearer <key>' "
+					 "or '%s: <key>'",
+					 key_header)
+			   : bk_err_kind(err, BK_E_UNAUTHORIZED,
+					 "missing API key: send 'Authorization: Bearer <key>'");
 	if (core_auth(c->api->core, secret, &c->key, err) < 0)
 		return -1;
 	c->authed = true;

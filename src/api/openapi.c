@@ -9,7 +9,7 @@ const char api_openapi_json[] = R"openapi({
   "info": {
     "title": "Bunker",
     "version": "1",
-    "summary": "Self-hosted sandbox sessions over HTTP (buntime dialect).",
+    "summary": "Self-hosted sandbox sessions over HTTP (the buntime dialect, and InstaVM's app-url).",
     "description": "Every endpoint but the operations ones needs `Authorization: Bearer <key>`. Every answer to an authenticated request carries X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset; a 429 also carries Retry-After. Creating POSTs (/sessions/create, /execute, /files/write) honour Idempotency-Key: the same key with the same request within 24 hours replays the first 2xx answer byte for byte with `Idempotent-Replayed: true`; the same key with another request is 422 idempotency_key_reused; the same key while the first request runs is 409 conflict. Keys are scoped per API key."
   },
   "servers": [{"url": "/"}],
@@ -18,6 +18,7 @@ const char api_openapi_json[] = R"openapi({
     {"name": "sessions"},
     {"name": "executions"},
     {"name": "files"},
+    {"name": "instavm", "description": "The InstaVM dialect: snake_case JSON, FastAPI-style errors ({\"detail\": ...}), the key in `X-API-Key` or `Authorization: Bearer`."},
     {"name": "operations"}
   ],
   "paths": {
@@ -433,6 +434,35 @@ const char api_openapi_json[] = R"openapi({
         }
       }
     },
+    "/v1/sessions/app-url/{session_id}": {
+      "get": {
+        "tags": ["instavm"],
+        "operationId": "appUrl",
+        "summary": "The URLs of a port of a session's web app (does not wake it)",
+        "description": "`url` is the path proxy on this host: `/v1/app/{session_id}/{port}/...` is relayed to that port inside the session with the prefix cut from the path (and sent as X-Forwarded-Prefix). `direct_url` is the session's own host for that port, `vm-<20>-<port>.<preview domain>`. Both relay HTTP/1.1 (streamed both ways) and WebSocket, need no key (the URL is the capability) and wake a sleeping session.",
+        "security": [{"bearerAuth": []}, {"apiKeyHeader": []}],
+        "parameters": [
+          {"name": "session_id", "in": "path", "required": true, "schema": {"$ref": "#/components/schemas/SessionId"}},
+          {"name": "port", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 65535, "default": 8080}}
+        ],
+        "responses": {
+          "200": {
+            "description": "The URLs.",
+            "headers": {
+              "X-RateLimit-Limit": {"$ref": "#/components/headers/X-RateLimit-Limit"},
+              "X-RateLimit-Remaining": {"$ref": "#/components/headers/X-RateLimit-Remaining"},
+              "X-RateLimit-Reset": {"$ref": "#/components/headers/X-RateLimit-Reset"}
+            },
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AppUrl"}}}
+          },
+          "401": {"$ref": "#/components/responses/DetailError"},
+          "404": {"$ref": "#/components/responses/DetailError"},
+          "422": {"$ref": "#/components/responses/ValidationError"},
+          "429": {"$ref": "#/components/responses/DetailError"},
+          "500": {"$ref": "#/components/responses/DetailError"}
+        }
+      }
+    },
     "/openapi.json": {
       "get": {
         "tags": ["operations"],
@@ -450,7 +480,8 @@ const char api_openapi_json[] = R"openapi({
   },
   "components": {
     "securitySchemes": {
-      "bearerAuth": {"type": "http", "scheme": "bearer", "description": "An API key made by `bunker keys create`."}
+      "bearerAuth": {"type": "http", "scheme": "bearer", "description": "An API key made by `bunker keys create`."},
+      "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "The same key, as the InstaVM dialect also takes it."}
     },
     "headers": {
       "X-RateLimit-Limit": {"description": "Requests per minute of the key's plan.", "schema": {"type": "integer"}},
@@ -471,6 +502,15 @@ const char api_openapi_json[] = R"openapi({
       "SessionIdQuery": {"name": "sessionId", "in": "query", "required": true, "schema": {"$ref": "#/components/schemas/SessionId"}}
     },
     "responses": {
+      "DetailError": {"description": "An error of the InstaVM dialect: detail says what is wrong.", "content": {"application/json": {"schema": {"type": "object", "required": ["detail"], "properties": {"detail": {"type": "string"}}}}}},
+      "ValidationError": {
+        "description": "A field of the InstaVM dialect that is not valid: loc names it.",
+        "content": {"application/json": {"schema": {"type": "object", "required": ["detail"], "properties": {"detail": {"type": "array", "items": {
+          "type": "object",
+          "required": ["loc", "msg", "type"],
+          "properties": {"loc": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}}, "msg": {"type": "string"}, "type": {"type": "string"}}
+        }}}}}}
+      },
       "InvalidRequest": {"description": "invalid_request: error.details.field names the field at fault.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
       "Unauthorized": {"description": "unauthorized: missing, unknown or revoked key (no X-RateLimit headers).", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
       "Forbidden": {"description": "forbidden: the plan does not allow it (resourceLimits on the free plan).", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
@@ -494,6 +534,20 @@ const char api_openapi_json[] = R"openapi({
       "Unavailable": {"description": "unavailable: try again later.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     },
     "schemas": {
+      "AppUrl": {
+        "type": "object",
+        "required": ["url", "direct_url", "vm_ip", "port", "vm_id", "session_id", "status", "expires_in_seconds"],
+        "properties": {
+          "url": {"type": "string", "format": "uri", "description": "The path proxy: <scheme>://<this host>/v1/app/{session_id}/{port}/"},
+          "direct_url": {"type": "string", "format": "uri", "description": "<scheme>://vm-<20>-<port>.<preview domain>/"},
+          "vm_ip": {"type": "null", "description": "Always null: a session has no address outside itself; use url or direct_url."},
+          "port": {"type": "integer"},
+          "vm_id": {"type": "string", "description": "vm-<the 20 characters of the session id>"},
+          "session_id": {"$ref": "#/components/schemas/SessionId"},
+          "status": {"enum": ["active", "idle", "deep-sleep"]},
+          "expires_in_seconds": {"type": "integer", "minimum": 0}
+        }
+      },
       "Error": {
         "type": "object",
         "required": ["error"],

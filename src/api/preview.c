@@ -1,9 +1,13 @@
-/* Preview URLs of the buntime dialect (API.md "Preview"): a request whose
- * Host is "ses-<20 characters>.<preview domain>" is relayed by http/ to
- * port 8080 inside that session. This file holds the host hooks that http/
- * calls: which hosts are previews, and for one, the upstream connection
- * (core_preview_dial(), which wakes the session and holds it active while
- * the connection is open) or the page to answer with instead.
+/* Previews (API.md "Preview", "app-url"): a request is relayed by http/ to
+ * a port inside a session when its Host is
+ *   "ses-<20 characters>.<preview domain>"  (buntime: port 8080),
+ *   "vm-<20 characters>-<port>.<preview domain>"  (InstaVM's direct_url),
+ * or, on any host, its path is
+ *   "/v1/app/<session id>/<port>/..."  (InstaVM's url; the prefix is cut).
+ * This file holds the host hooks that http/ calls: which requests are
+ * previews, and for one, the upstream connection (core_preview_dial(),
+ * which wakes the session and holds it active while the connection is
+ * open) or the page to answer with instead.
  *
  * No API key and no rate limit: the URL is the capability. An unknown,
  * deleted or expired session is 404; nothing listening on the port is 502;
@@ -14,32 +18,82 @@
 #include <string.h>
 
 #include "api/api_int.h"
+#include "util/util.h"
 
-/* The port of a session's web app in the buntime dialect: every execution
- * has PORT=8080 in its environment. */
-#define PREVIEW_PORT 8080
+/* The path proxy of the InstaVM dialect: "/v1/app/{session_id}/{port}". */
+#define APP_PATH "/v1/app/"
 
-static enum http_route preview_route(void *ctx, const char *host)
+/* A relayed connection's: the session held open, and the path prefix the
+ * relay cuts off (empty for a preview host). */
+struct preview_conn {
+	struct core_preview *hold;
+	char prefix[64];
+};
+
+/* Whether target is for the path proxy: "/v1/app/<session id>/<port>",
+ * then '/', '?' or the end. On a match, id, *port and prefix (the part
+ * that is cut off; >= 64 bytes) are filled. */
+static bool app_path(const char *target, char *id, size_t idlen, int *port, char *prefix,
+		     size_t prefixlen)
+{
+	if (strncmp(target, APP_PATH, strlen(APP_PATH)) != 0)
+		return false;
+	const char *s = target + strlen(APP_PATH);
+	size_t n = strcspn(s, "/");
+	if (!core_session_id_form(s, n) || s[n] != '/' || idlen <= n)
+		return false;
+	const char *p = s + n + 1;
+	int v;
+	if (!port_parse(&p, &v) || (*p != '\0' && *p != '/' && *p != '?'))
+		return false;
+	size_t cut = (size_t)(p - target);
+	if (cut >= prefixlen)
+		return false;
+	memcpy(id, s, n);
+	id[n] = '\0';
+	*port = v;
+	memcpy(prefix, target, cut);
+	prefix[cut] = '\0';
+	return true;
+}
+
+/* Which session and port a request is for: its preview host, else its
+ * path proxy target. */
+static bool preview_target(struct api *api, const char *host, const char *target, char *id,
+			   size_t idlen, int *port, char *prefix, size_t prefixlen)
+{
+	prefix[0] = '\0';
+	return core_preview_host(api->core, host, id, idlen, port) ||
+	       app_path(target, id, idlen, port, prefix, prefixlen);
+}
+
+static enum http_route preview_route(void *ctx, const char *host, const char *target)
 {
 	struct api *api = ctx;
-	char id[32];
-	return core_preview_host(api->core, host, id, sizeof(id)) ? HTTP_ROUTE_RELAY
-								  : HTTP_ROUTE_API;
+	char id[32], prefix[64];
+	int port;
+	return preview_target(api, host, target, id, sizeof(id), &port, prefix, sizeof(prefix))
+		   ? HTTP_ROUTE_RELAY
+		   : HTTP_ROUTE_API;
 }
 
 static void preview_on_request(void *ctx)
 {
-	core_preview_touch(ctx);
+	struct preview_conn *pc = ctx;
+	core_preview_touch(pc->hold);
 }
 
 static bool preview_cancelled(void *ctx)
 {
-	return core_preview_cancelled(ctx);
+	struct preview_conn *pc = ctx;
+	return core_preview_cancelled(pc->hold);
 }
 
 static void preview_release(void *ctx)
 {
-	core_preview_release(ctx);
+	struct preview_conn *pc = ctx;
+	core_preview_release(pc->hold);
+	free(pc);
 }
 
 static void page(struct http_response *res, int status, const char *title, const char *html)
@@ -67,46 +121,53 @@ static void page_not_found(struct http_response *res, const char *id)
 	page(res, 404, "Not Found", html);
 }
 
-static void page_nothing_listens(struct http_response *res, const char *id)
+static void page_nothing_listens(struct http_response *res, const char *id, int port)
 {
 	char html[2048];
 	snprintf(html, sizeof(html),
 		 "<h1>Nothing is listening on port %d</h1>\n"
 		 "<p>Session <code>%s</code> is running, but no server in it accepts "
-		 "connections on port %d (<code>$PORT</code>), so its preview has nothing to "
-		 "show yet.</p>\n"
+		 "connections on port %d, so its preview has nothing to show yet.</p>\n"
 		 "<p>Start one in a background execution, for example with "
-		 "<code>server.ts</code>:</p>\n"
-		 "<pre>Bun.serve({port: process.env.PORT, fetch: () =&gt; new "
+		 "<code>server.ts</code> (<code>$PORT</code> is %d in every session):</p>\n"
+		 "<pre>Bun.serve({port: %d, fetch: () =&gt; new "
 		 "Response(\"hi\")});</pre>\n"
 		 "<p>run as <code>POST /execute</code> with</p>\n"
 		 "<pre>{\"sessionId\": \"%s\", \"command\": \"nohup bun run server.ts &gt; "
 		 "server.log 2&gt;&amp;1 &amp;\"}</pre>\n"
 		 "<p>Then reload this page. Servers do not survive a session's deep sleep: a "
 		 "session woken from it must start its server again.</p>\n",
-		 PREVIEW_PORT, id, PREVIEW_PORT, id);
+		 port, id, port, CORE_PREVIEW_PORT, port, id);
 	page(res, 502, "Bad Gateway", html);
 }
 
-static int preview_open(void *ctx, const char *host, struct http_upstream *up,
+static int preview_open(void *ctx, const char *host, const char *target, struct http_upstream *up,
 			struct http_response *res)
 {
 	struct api *api = ctx;
+	struct preview_conn *pc = calloc(1, sizeof(*pc));
+	if (pc == NULL) {
+		page(res, 503, "Service Unavailable", "<h1>Out of memory</h1>\n");
+		return -1;
+	}
 	char id[32];
-	if (!core_preview_host(api->core, host, id, sizeof(id))) {
+	int port;
+	if (!preview_target(api, host, target, id, sizeof(id), &port, pc->prefix,
+			    sizeof(pc->prefix))) {
+		free(pc);
 		page(res, 404, "Not Found", "<h1>No such session</h1>\n");
 		return -1;
 	}
 	int fd;
-	struct core_preview *hold;
 	struct bk_err err;
-	if (core_preview_dial(api->core, id, PREVIEW_PORT, &fd, &hold, &err) < 0) {
+	if (core_preview_dial(api->core, id, port, &fd, &pc->hold, &err) < 0) {
+		free(pc);
 		switch (err.kind) {
 		case BK_E_NOT_FOUND:
 			page_not_found(res, id);
 			break;
 		case BK_E_UNAVAILABLE:
-			page_nothing_listens(res, id);
+			page_nothing_listens(res, id, port);
 			break;
 		default:
 			fprintf(stderr, "bunkerd: preview of %s: %s\n", id, err.msg);
@@ -121,10 +182,11 @@ static int preview_open(void *ctx, const char *host, struct http_upstream *up,
 	*up = (struct http_upstream){
 	    .fd = fd,
 	    .proto = core_preview_scheme(api->core),
+	    .prefix = pc->prefix[0] ? pc->prefix : NULL,
 	    .on_request = preview_on_request,
 	    .cancelled = preview_cancelled,
 	    .release = preview_release,
-	    .ctx = hold,
+	    .ctx = pc,
 	};
 	return 0;
 }

@@ -17,6 +17,7 @@
 const struct api_route_table *const api_route_tables[] = {
     &api_ops_routes,
     &api_buntime_routes,
+    &api_instavm_routes,
     NULL,
 };
 
@@ -110,7 +111,7 @@ void api_dispatch(struct api_call *c)
 	}
 	if (!(route->flags & API_ROUTE_PUBLIC)) {
 		struct bk_err err;
-		if (api_auth(c, &err) < 0 || api_ratelimit_check(c, &err) < 0)
+		if (api_auth(c, table->key_header, &err) < 0 || api_ratelimit_check(c, &err) < 0)
 			return table->error(c, &err);
 		if (c->param[0] &&
 		    (strstr(route->pattern, "{id}") || strstr(route->pattern, "{session_id}")))

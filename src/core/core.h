@@ -321,15 +321,34 @@ int core_file_delete(struct core *core, const struct core_key *key, const char *
  * core_preview_dial()). */
 struct core_preview;
 
-/* Whether host (a request's Host header, NUL-terminated) names a session's
- * preview: "ses-<20 characters of [a-z0-9]>.<preview domain>", compared
- * without regard to case. When the preview domain has a port, host must
- * have the same; when it has none, host may have any. On a match, id
- * (>= 32 bytes) receives the session id ("ses_<20 characters>", lower
- * case). Only the form is checked, not that the session exists. */
-bool core_preview_host(const struct core *core, const char *host, char *id, size_t len);
-/* The scheme of preview URLs ("http" or "https"). */
+/* The port of a session's web app in the buntime dialect: every execution
+ * has PORT=8080 in its environment (core/exec.c). */
+#define CORE_PREVIEW_PORT 8080
+
+/* Whether host (a request's Host header, NUL-terminated) names a port of a
+ * session's preview, compared without regard to case:
+ *   "ses-<20>.<preview domain>"        port CORE_PREVIEW_PORT (buntime),
+ *   "vm-<20>-<port>.<preview domain>"  that port (InstaVM's direct_url),
+ * where <20> is the 20 characters of [a-z0-9] of the session's id and
+ * <port> is 1..65535 without leading zeros. When the preview domain has a
+ * port, host must have the same; when it has none, host may have any. On a
+ * match, id (>= 32 bytes) receives the session id ("ses_<20 characters>",
+ * lower case) and *port the port. Only the form is checked, not that the
+ * session exists. */
+bool core_preview_host(const struct core *core, const char *host, char *id, size_t len, int *port);
+/* Whether s[0..n) has the form of a session id ("ses_" and 20 of [a-z0-9]). */
+bool core_session_id_form(const char *s, size_t n);
+/* The name of a session's sandbox in the InstaVM dialect ("vm-<20>"): it
+ * is fixed for the session's life, as a session of the buntime dialect has
+ * one sandbox from creation to deletion. len >= 32. */
+void core_vm_id(const char *id, char *out, size_t len);
+/* The URL of port of session id's preview host ("<scheme>://vm-<20>-<port>.
+ * <preview domain>/"). */
+void core_preview_port_url(const struct core *core, const char *id, int port, char *out,
+			   size_t len);
+/* The scheme of preview URLs ("http" or "https"), and their domain. */
 const char *core_preview_scheme(const struct core *core);
+const char *core_preview_domain(const struct core *core);
 
 /* Connects to 127.0.0.1:port inside session id (any key's: a preview URL is
  * its own capability), waking the session first if it sleeps, and holds

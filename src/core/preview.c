@@ -1,7 +1,8 @@
 /* Previews: a session's web app reached through its preview host name.
  *
  * core/ decides which host names a session ("ses-<20>.<preview domain>"
- * is the inverse of the previewUrl that core_session_create() hands out),
+ * is the inverse of the previewUrl that core_session_create() hands out,
+ * "vm-<20>-<port>.<preview domain>" of core_preview_port_url()),
  * wakes the session and dials into it (sandbox/net.c), and keeps the
  * session awake while the connection is open: each connection holds the
  * session's rw lock shared, the way an execution does, so the reaper's
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include "core/core_int.h"
+#include "util/util.h"
 
 /* How long a connect inside the session may take: on loopback it is
  * answered at once, unless the server's accept queue is full. */
@@ -41,36 +43,85 @@ const char *core_preview_scheme(const struct core *core)
 	return core->cfg.preview_scheme;
 }
 
-bool core_preview_host(const struct core *core, const char *host, char *id, size_t len)
+/* The 20 id characters at s (any case), lowered into out; false when any
+ * of them is not [A-Za-z0-9]. */
+static bool id_chars(const char *s, char out[21])
 {
-	if (len < 32 || strncasecmp(host, "ses-", 4) != 0)
-		return false;
-	char rnd[21];
 	for (int i = 0; i < 20; i++) {
-		unsigned char ch = (unsigned char)host[4 + i];
+		unsigned char ch = (unsigned char)s[i];
 		if (!isascii(ch) || !isalnum(ch))
 			return false;
-		rnd[i] = (char)tolower(ch);
+		out[i] = (char)tolower(ch);
 	}
-	rnd[20] = '\0';
-	if (host[24] != '.')
-		return false;
-	const char *rest = host + 25;
+	out[20] = '\0';
+	return true;
+}
+
+/* Whether rest is the preview domain: a domain without a port takes any
+ * port ("example.com:443" behind a proxy that keeps it); one with a port
+ * takes only its own. */
+static bool is_preview_domain(const struct core *core, const char *rest)
+{
 	const char *domain = core->cfg.preview_domain;
 	size_t dl = strlen(domain);
 	if (dl == 0 || strncasecmp(rest, domain, dl) != 0)
 		return false;
 	const char *tail = rest + dl;
-	if (*tail != '\0') {
-		/* A domain without a port takes any port ("example.com:443"
-		 * behind a proxy that keeps it); one with a port takes only
-		 * its own. */
-		if (strchr(domain, ':') != NULL || *tail != ':' || tail[1] == '\0' ||
-		    strspn(tail + 1, "0123456789") != strlen(tail + 1))
+	if (*tail == '\0')
+		return true;
+	return strchr(domain, ':') == NULL && *tail == ':' && tail[1] != '\0' &&
+	       strspn(tail + 1, "0123456789") == strlen(tail + 1);
+}
+
+const char *core_preview_domain(const struct core *core)
+{
+	return core->cfg.preview_domain;
+}
+
+bool core_preview_host(const struct core *core, const char *host, char *id, size_t len, int *port)
+{
+	char rnd[21];
+	const char *rest;
+	int p = CORE_PREVIEW_PORT;
+	if (len < 32)
+		return false;
+	if (strncasecmp(host, "ses-", 4) == 0 && id_chars(host + 4, rnd) && host[24] == '.') {
+		rest = host + 25;
+	} else if (strncasecmp(host, "vm-", 3) == 0 && id_chars(host + 3, rnd) && host[23] == '-') {
+		rest = host + 24;
+		if (!port_parse(&rest, &p) || *rest++ != '.')
 			return false;
+	} else {
+		return false;
 	}
+	if (!is_preview_domain(core, rest))
+		return false;
 	snprintf(id, len, "ses_%s", rnd);
+	*port = p;
 	return true;
+}
+
+bool core_session_id_form(const char *s, size_t n)
+{
+	if (n != 24 || memcmp(s, "ses_", 4) != 0)
+		return false;
+	for (size_t i = 4; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9')))
+			return false;
+	return true;
+}
+
+void core_vm_id(const char *id, char *out, size_t len)
+{
+	snprintf(out, len, "vm-%s", strncmp(id, "ses_", 4) == 0 ? id + 4 : id);
+}
+
+void core_preview_port_url(const struct core *core, const char *id, int port, char *out, size_t len)
+{
+	char vm[32];
+	core_vm_id(id, vm, sizeof(vm));
+	snprintf(out, len, "%s://%s-%d.%s/", core->cfg.preview_scheme, vm, port,
+		 core->cfg.preview_domain);
 }
 
 int core_preview_dial(struct core *core, const char *id, int port, int *fd,

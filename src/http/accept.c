@@ -1,6 +1,6 @@
-/* The front door: accepts connections, looks at the Host of each one's
- * first request without reading it (MSG_PEEK), and hands the connection to
- * libmicrohttpd (the API) or to the relay (previews).
+/* The front door: accepts connections, looks at the Host and target of
+ * each one's first request without reading it (MSG_PEEK), and hands the
+ * connection to libmicrohttpd (the API) or to the relay (previews).
  *
  * Why in front of MHD and not inside it: a preview is a raw HTTP/1.1 byte
  * stream (chunked bodies of any size, answers streamed as they come,
@@ -77,20 +77,27 @@ static void thread_done(struct http_server *srv)
 
 /* ---- looking at the request head ---- */
 
-/* The Host of the request head in buf[0..len): 1 with host (and method)
- * filled, 0 when the head is complete without a usable one (or is no
- * HTTP/1.x head), -1 when more bytes are needed to tell. */
+/* The Host of the request head in buf[0..len): 1 with host, method and
+ * target (the request-target, cut short to fit) filled, 0 when the head is
+ * complete without a usable one (or is no HTTP/1.x head), -1 when more
+ * bytes are needed to tell. */
 static int head_host(const char *buf, size_t len, char *host, size_t hostlen, char *method,
-		     size_t methodlen)
+		     size_t methodlen, char *target, size_t targetlen)
 {
 	const char *end = buf + len;
 	const char *nl = memchr(buf, '\n', len);
 	if (nl == NULL)
 		return -1;
 	size_t ml = strcspn(buf, " \r\n");
-	if (ml < (size_t)(nl - buf))
+	if (ml < (size_t)(nl - buf)) {
 		snprintf(method, methodlen, "%.*s", (int)(ml < methodlen ? ml : methodlen - 1),
 			 buf);
+		const char *t = buf + ml + 1;
+		size_t tl = strcspn(t, " \r\n");
+		if (t + tl > nl)
+			tl = (size_t)(nl - t);
+		snprintf(target, targetlen, "%.*s", (int)(tl < targetlen ? tl : targetlen - 1), t);
+	}
 	for (const char *line = nl + 1; line < end;) {
 		const char *eol = memchr(line, '\n', (size_t)(end - line));
 		if (eol == NULL)
@@ -148,8 +155,9 @@ static int peek_host(struct http_conn *conn)
 			break;
 		}
 		if (n > 0) {
-			int r = head_host(buf, (size_t)n, conn->host, sizeof(conn->host),
-					  conn->method, sizeof(conn->method));
+			int r =
+			    head_host(buf, (size_t)n, conn->host, sizeof(conn->host), conn->method,
+				      sizeof(conn->method), conn->target, sizeof(conn->target));
 			if (r >= 0 || n == PEEK_MAX || n == have) {
 				/* Found, complete without a Host, too long, or no
 				 * progress after a wake-up (the client has finished
@@ -193,7 +201,7 @@ static void *conn_main(void *arg)
 		close(conn->fd);
 		free(conn);
 	} else if (found && srv->has_hosts &&
-		   srv->hosts.route(srv->hosts.ctx, conn->host) == HTTP_ROUTE_RELAY) {
+		   srv->hosts.route(srv->hosts.ctx, conn->host, conn->target) == HTTP_ROUTE_RELAY) {
 		http_proxy_serve(conn);
 	} else {
 		http_mhd_adopt(srv, conn);

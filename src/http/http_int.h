@@ -17,10 +17,11 @@ struct http_conn {
 	int fd;
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
-	char ip[64];	 /* the client's address, as text */
-	char host[320];	 /* the Host of its first request */
-	char method[16]; /* the method of its first request */
-	bool listed;	 /* on srv->conns (under srv->lock) */
+	char ip[64];	   /* the client's address, as text */
+	char host[320];	   /* the Host of its first request ("" when none) */
+	char target[1024]; /* its request-target, cut short if longer */
+	char method[16];   /* the method of its first request */
+	bool listed;	   /* on srv->conns (under srv->lock) */
 	struct http_conn *prev, *next;
 };
 

@@ -13,11 +13,14 @@
  * session) and releases it at the end; in between, the bytes are moved by
  * the workers below.
  *
- * The connection ends when either side closes (after what the other sent
- * was delivered), after PROXY_IDLE_MS without a byte either way (an
- * upgraded connection has no such limit: TCP keepalive finds dead peers),
- * or when the upstream is taken away under it (the session was deleted)
- * or the client socket shut down (the server stops). */
+ * The connection ends when the client is done (it half-closed, or a
+ * request of its was refused) and every answer it asked for has been
+ * delivered (answers are not changed, but their framing is read: see
+ * struct proxy_answers), when the upstream closes (after what it sent was
+ * delivered), after PROXY_IDLE_MS without a byte either way (an upgraded
+ * connection has no such limit: TCP keepalive finds dead peers), or when
+ * the upstream is taken away under it (the session was deleted) or the
+ * client socket shut down (the server stops). */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -46,9 +49,6 @@
 /* A connection with no byte either way for this long is closed (nginx's
  * proxy_read_timeout is 60 s; a preview may compute longer). */
 #define PROXY_IDLE_MS (300 * 1000)
-/* After a refused request: how long the upstream may take to finish the
- * answers already asked for before the refusal is sent. */
-#define DRAIN_MS 1000
 /* A final answer of ours is followed by reading (and dropping) what the
  * client still sends, so that closing does not reset the connection
  * under the answer. */
@@ -187,6 +187,7 @@ static int head_rewrite(struct proxy_parser *p, const char *head, size_t len, st
 	const char *line;
 	size_t n;
 	next_line(head, len, &pos, &line, &n);
+	const char *line0 = line;
 	/* method SP request-target SP HTTP-version */
 	const char *sp1 = memchr(line, ' ', n);
 	const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(line + n - sp1 - 1)) : NULL;
@@ -199,10 +200,25 @@ static int head_rewrite(struct proxy_parser *p, const char *head, size_t len, st
 	    !eq_ci(sp2 + 1, (size_t)(line + n - sp2 - 1), "HTTP/1.0"))
 		return 400;
 	bool connect = (size_t)(sp1 - line) == 7 && memcmp(line, "CONNECT", 7) == 0;
-	out_add(o, line, n);
+	const char *target = sp1 + 1;
+	size_t target_len = (size_t)(sp2 - target);
+	size_t cut = 0;
+	bool target_ok = true;
+	if (p->prefix) {
+		cut = strlen(p->prefix);
+		target_ok = target_len >= cut && memcmp(target, p->prefix, cut) == 0 &&
+			    (target_len == cut || target[cut] == '/' || target[cut] == '?');
+	}
+	out_add(o, line, (size_t)(target - line));
+	if (target_ok && (target_len == cut || target[cut] == '?'))
+		out_str(o, "/");
+	out_add(o, target + cut, target_len - cut);
+	out_add(o, sp2, (size_t)(line + n - sp2));
 	out_str(o, "\r\n");
 
 	int hosts = 0;
+	const char *host = NULL;
+	size_t host_len = 0;
 	bool host_ok = false, te = false, chunked = false, cl = false;
 	bool upgrade = false, conn_upgrade = false;
 	uint64_t length = 0;
@@ -228,6 +244,8 @@ static int head_rewrite(struct proxy_parser *p, const char *head, size_t len, st
 			return 400;
 		if (eq_ci(line, nl, "host")) {
 			hosts++;
+			host = v;
+			host_len = vl;
 			host_ok = eq_ci(v, vl, p->host);
 		} else if (eq_ci(line, nl, "content-length")) {
 			uint64_t x;
@@ -254,7 +272,8 @@ static int head_rewrite(struct proxy_parser *p, const char *head, size_t len, st
 			}
 			continue;
 		}
-		if (eq_ci(line, nl, "x-forwarded-proto") || eq_ci(line, nl, "x-forwarded-host"))
+		if (eq_ci(line, nl, "x-forwarded-proto") || eq_ci(line, nl, "x-forwarded-host") ||
+		    eq_ci(line, nl, "x-forwarded-prefix"))
 			continue;
 		out_add(o, line, nl);
 		out_str(o, ": ");
@@ -263,8 +282,16 @@ static int head_rewrite(struct proxy_parser *p, const char *head, size_t len, st
 	}
 	if (hosts > 1)
 		return 400;
-	if (hosts == 0 || !host_ok)
+	if (hosts == 0 || !host_ok || !target_ok) {
+		p->location[0] = '\0';
+		int w = host_ok ? snprintf(p->location, sizeof(p->location), "%.*s",
+					   (int)target_len, target)
+				: snprintf(p->location, sizeof(p->location), "%s://%.*s%.*s",
+					   p->proto, (int)host_len, host, (int)target_len, target);
+		if (host == NULL || w < 0 || (size_t)w >= sizeof(p->location))
+			p->location[0] = '\0';
 		return PROXY_OTHER_HOST;
+	}
 	if (te && (cl || !chunked))
 		return 400;
 	out_str(o, "X-Forwarded-For: ");
@@ -277,9 +304,19 @@ static int head_rewrite(struct proxy_parser *p, const char *head, size_t len, st
 	out_str(o, p->proto);
 	out_str(o, "\r\nX-Forwarded-Host: ");
 	out_str(o, p->host);
+	if (p->prefix) {
+		out_str(o, "\r\nX-Forwarded-Prefix: ");
+		out_str(o, p->prefix);
+	}
 	out_str(o, "\r\n\r\n");
 	if (o->over)
 		return 431;
+	if (p->answers) {
+		bool is_head = (size_t)(sp1 - line0) == 4 && memcmp(line0, "HEAD", 4) == 0;
+		proxy_answers_expect(p->answers, connect   ? PROXY_REQ_CONNECT
+						 : is_head ? PROXY_REQ_HEAD
+							   : PROXY_REQ_OTHER);
+	}
 	p->upgrade_after = (upgrade && conn_upgrade) || connect;
 	if (te) {
 		p->st = PROXY_CHUNK_SIZE;
@@ -359,6 +396,8 @@ int proxy_parse(struct proxy_parser *p, char *in, size_t *in_len, char *out, siz
 			if (memchr(in, '\0', hl))
 				return stop(p, 400);
 			if (room < PROXY_OUT_MIN && room < 2 * hl + 1024)
+				return PROXY_OK;
+			if (p->answers && p->answers->n == PROXY_PENDING_MAX)
 				return PROXY_OK;
 			struct out o = {.b = out + *out_len, .cap = room};
 			int rc = head_rewrite(p, in, hl, &o);
@@ -452,6 +491,180 @@ int proxy_parse(struct proxy_parser *p, char *in, size_t *in_len, char *out, siz
 	}
 }
 
+/* ---- the answers ---- */
+
+bool proxy_answers_expect(struct proxy_answers *a, enum proxy_request_kind kind)
+{
+	if (a->n == PROXY_PENDING_MAX)
+		return false;
+	a->kind[(a->first + a->n) % PROXY_PENDING_MAX] = (uint8_t)kind;
+	a->n++;
+	return true;
+}
+
+/* The oldest awaited answer is complete. */
+static void answer_done(struct proxy_answers *a)
+{
+	a->first = (a->first + 1) % PROXY_PENDING_MAX;
+	a->n--;
+	a->st = PROXY_A_HEAD;
+}
+
+/* A head's line (kept part in a->line, a->line_len long uncut). */
+static void answer_head_line(struct proxy_answers *a)
+{
+	size_t n = a->line_len < sizeof(a->line) ? a->line_len : sizeof(a->line);
+	const char *l = a->line;
+	bool cut = a->line_len > sizeof(a->line);
+	if (!a->in_head) {
+		/* "HTTP/1.x SP 3DIGIT ..."; blank lines before it are skipped. */
+		if (n == 0)
+			return;
+		if (a->n == 0 || n < 12 || strncmp(l, "HTTP/1.", 7) != 0 || l[8] != ' ' ||
+		    !isdigit((unsigned char)l[9]) || !isdigit((unsigned char)l[10]) ||
+		    !isdigit((unsigned char)l[11])) {
+			a->st = PROXY_A_LOST;
+			return;
+		}
+		a->in_head = true;
+		a->status = (l[9] - '0') * 100 + (l[10] - '0') * 10 + (l[11] - '0');
+		a->te = a->chunked = a->cl = false;
+		a->length = 0;
+		return;
+	}
+	if (n > 0) {
+		const char *colon = memchr(l, ':', n);
+		if (colon == NULL)
+			return;
+		size_t nl = (size_t)(colon - l);
+		const char *v = colon + 1, *ve = l + n;
+		while (v < ve && (*v == ' ' || *v == '\t'))
+			v++;
+		while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+			ve--;
+		bool framing = eq_ci(l, nl, "transfer-encoding") || eq_ci(l, nl, "content-length");
+		if (framing && cut) {
+			a->st = PROXY_A_LOST;
+		} else if (eq_ci(l, nl, "transfer-encoding")) {
+			a->te = true;
+			a->chunked = list_has(v, (size_t)(ve - v), "chunked", true);
+		} else if (eq_ci(l, nl, "content-length")) {
+			uint64_t x;
+			if (parse_content_length(v, (size_t)(ve - v), &x) < 0 ||
+			    (a->cl && x != a->length)) {
+				a->st = PROXY_A_LOST;
+				return;
+			}
+			a->cl = true;
+			a->length = x;
+		}
+		return;
+	}
+	/* The end of the head. */
+	a->in_head = false;
+	enum proxy_request_kind kind = a->kind[a->first];
+	if (a->status == 101 || (kind == PROXY_REQ_CONNECT && a->status / 100 == 2)) {
+		a->st = PROXY_A_TUNNEL;
+	} else if (a->status / 100 == 1) {
+		/* An interim answer (100 Continue): the final one follows. */
+	} else if (kind == PROXY_REQ_HEAD || a->status == 204 || a->status == 304) {
+		answer_done(a);
+	} else if (a->te) {
+		a->st = a->chunked ? PROXY_A_CHUNK_SIZE : PROXY_A_UNTIL_CLOSE;
+	} else if (a->cl) {
+		a->left = a->length;
+		if (a->left == 0)
+			answer_done(a);
+		else
+			a->st = PROXY_A_BODY;
+	} else {
+		a->st = PROXY_A_UNTIL_CLOSE;
+	}
+}
+
+/* A whole line of a chunked body (chunk size, chunk end or trailer). */
+static void answer_chunk_line(struct proxy_answers *a)
+{
+	size_t n = a->line_len < sizeof(a->line) ? a->line_len : sizeof(a->line);
+	if (a->st == PROXY_A_CHUNK_SIZE) {
+		uint64_t size;
+		if (a->line_len > sizeof(a->line) || parse_chunk_size(a->line, n, &size) < 0) {
+			a->st = PROXY_A_LOST;
+			return;
+		}
+		a->left = size;
+		a->st = size ? PROXY_A_CHUNK_DATA : PROXY_A_TRAILER;
+	} else if (a->st == PROXY_A_CHUNK_END) {
+		a->st = a->line_len == 0 ? PROXY_A_CHUNK_SIZE : PROXY_A_LOST;
+	} else if (a->line_len == 0) {
+		answer_done(a); /* the empty line after the trailers */
+	}
+}
+
+void proxy_answers_scan(struct proxy_answers *a, const char *b, size_t n)
+{
+	const char *end = b + n;
+	while (b < end) {
+		switch (a->st) {
+		case PROXY_A_BODY:
+		case PROXY_A_CHUNK_DATA: {
+			size_t k =
+			    (size_t)(end - b) < a->left ? (size_t)(end - b) : (size_t)a->left;
+			b += k;
+			a->left -= k;
+			if (a->left == 0) {
+				if (a->st == PROXY_A_BODY)
+					answer_done(a);
+				else
+					a->st = PROXY_A_CHUNK_END;
+			}
+			break;
+		}
+		case PROXY_A_HEAD:
+		case PROXY_A_CHUNK_SIZE:
+		case PROXY_A_CHUNK_END:
+		case PROXY_A_TRAILER: {
+			const char *nl = memchr(b, '\n', (size_t)(end - b));
+			const char *stop = nl ? nl : end;
+			for (const char *c = b; c < stop; c++) {
+				if (a->line_len < sizeof(a->line))
+					a->line[a->line_len] = *c;
+				a->line_len++;
+				a->last_cr = *c == '\r';
+			}
+			b = nl ? nl + 1 : end;
+			if (nl == NULL)
+				break;
+			/* A line without its CR counts as one (as for requests). */
+			if (a->line_len > 0 && a->last_cr)
+				a->line_len--;
+			if (a->st == PROXY_A_HEAD)
+				answer_head_line(a);
+			else
+				answer_chunk_line(a);
+			a->line_len = 0;
+			a->last_cr = false;
+			break;
+		}
+		case PROXY_A_UNTIL_CLOSE:
+		case PROXY_A_TUNNEL:
+		case PROXY_A_LOST:
+			return;
+		}
+	}
+}
+
+void proxy_answers_eof(struct proxy_answers *a)
+{
+	if (a->st == PROXY_A_UNTIL_CLOSE)
+		answer_done(a);
+}
+
+bool proxy_answers_settled(const struct proxy_answers *a)
+{
+	return a->st == PROXY_A_HEAD && a->n == 0 && !a->in_head && a->line_len == 0;
+}
+
 /* ---- the relay ---- */
 
 /* One relayed connection. Its thread (http_proxy_serve()) opens the
@@ -470,11 +683,10 @@ struct relay {
 	size_t down_off, down_len;
 	bool c_eof, u_eof, u_shut;
 	bool u_hup; /* the upstream hung up while down still held bytes */
-	int refuse; /* a status to answer with once the upstream is done, or 0 */
-	bool drop;  /* end without an answer of ours (a request for another host) */
+	int refuse; /* a status to answer with once the answers before are out, or 0 */
 	int64_t last_io_us;
-	int64_t drain_until_us; /* while refusing: the upstream's time to finish */
-	int64_t deadline_us;	/* when the worker must look again unasked, or 0 */
+	struct proxy_answers answers; /* where the upstream's answers end */
+	int64_t deadline_us;	      /* when the worker must look again unasked, or 0 */
 
 	/* The worker's, while it runs the relay. */
 	struct relay_worker *w;
@@ -495,6 +707,8 @@ static const char *reason(int status)
 	switch (status) {
 	case 400:
 		return "Bad Request";
+	case 307:
+		return "Temporary Redirect";
 	case 404:
 		return "Not Found";
 	case 431:
@@ -534,19 +748,23 @@ static int send_all(int fd, const char *buf, size_t len)
 	return 0;
 }
 
-/* Sends res as the connection's last answer, then lingers: reads what the
- * client still sends (within bounds) so that the close does not reset the
- * connection before the answer is read. */
-static void answer_and_close(int fd, const char *method, const struct http_response *res)
+/* Sends res as the connection's last answer (with a Location when location
+ * is not NULL), then lingers: reads what the client still sends (within
+ * bounds) so that the close does not reset the connection before the
+ * answer is read. */
+static void answer_and_close(int fd, const char *method, const struct http_response *res,
+			     const char *location)
 {
-	char head[2048];
+	char head[2048 + PROXY_LOCATION_MAX];
 	int n =
 	    snprintf(head, sizeof(head),
 		     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
 		     "Cache-Control: no-store\r\nConnection: close\r\n",
 		     res->status, reason(res->status),
 		     res->content_type ? res->content_type : "text/plain; charset=utf-8", res->len);
-	for (int i = 0; i < res->n_headers && n < (int)sizeof(head) - 256; i++)
+	if (location)
+		n += snprintf(head + n, sizeof(head) - (size_t)n, "Location: %s\r\n", location);
+	for (int i = 0; i < res->n_headers && n < (int)sizeof(head) - 2048; i++)
 		n += snprintf(head + n, sizeof(head) - (size_t)n, "%s: %s\r\n",
 			      res->headers[i].name, res->headers[i].value);
 	n += snprintf(head + n, sizeof(head) - (size_t)n, "\r\n");
@@ -639,13 +857,13 @@ static void relay_parse(struct relay *r)
 	int rc = proxy_parse(&r->parser, r->in, &r->in_len, r->out, &r->out_len, OUT_CAP, &heads);
 	for (int i = 0; i < heads && r->up.on_request; i++)
 		r->up.on_request(r->up.ctx);
-	if (rc == PROXY_OTHER_HOST) {
-		r->drop = true;
-	} else if (rc != PROXY_OK) {
+	/* A request for elsewhere is sent there again on a connection of its
+	 * own (see http_proxy_serve()), or, with nowhere to send it, ends the
+	 * connection unanswered. */
+	if (rc == PROXY_OTHER_HOST && r->parser.location[0])
+		r->refuse = 307;
+	else if (rc != PROXY_OK && rc != PROXY_OTHER_HOST)
 		r->refuse = rc;
-	}
-	if (rc != PROXY_OK)
-		r->drain_until_us = mono_us() + (int64_t)DRAIN_MS * 1000;
 }
 
 /* Outcome of relay_step(). */
@@ -680,10 +898,14 @@ static enum step relay_step(struct relay *r, const uint32_t rev[2], uint32_t wan
 		if (r->down_len == r->down_off) {
 			r->down_off = r->down_len = 0;
 			enum io rd = io_recv(r->u, r->down, DOWN_CAP, &r->down_len);
-			if (rd == IO_ERROR || rd == IO_EOF)
+			if (rd == IO_ERROR || rd == IO_EOF) {
 				r->u_eof = true;
-			if (rd == IO_DONE)
+				proxy_answers_eof(&r->answers);
+			}
+			if (rd == IO_DONE) {
 				r->last_io_us = mono_us();
+				proxy_answers_scan(&r->answers, r->down, r->down_len);
+			}
 		} else {
 			/* Its hang-up would be reported again and again while
 			 * the client takes its time: left out of the set and
@@ -719,23 +941,34 @@ static enum step relay_step(struct relay *r, const uint32_t rev[2], uint32_t wan
 			r->last_io_us = mono_us();
 	}
 	/* Nothing more will go up: the client is done, or a request was
-	 * refused. The upstream learns it once what it was sent is out. */
-	if ((r->c_eof || stopped) && !r->u_shut && r->out_len == r->out_off) {
+	 * refused. The connection ends between two answers, once every
+	 * answer asked for has been delivered, and never inside one: an app
+	 * may still be writing one (apps such as Bun close at once when told
+	 * the client is done, so the upstream is not told). */
+	bool up_done = (r->c_eof || stopped) && r->out_len == r->out_off;
+	bool settled = proxy_answers_settled(&r->answers);
+	if (up_done && settled && r->down_len == r->down_off)
+		return r->refuse ? STEP_REFUSE : STEP_END;
+	/* Where answers cannot be told apart (a tunnel, an upstream that is
+	 * not HTTP as expected), or a request was left half sent, the
+	 * upstream learns the end by a half-close and ends the connection
+	 * when it has finished. An answer that runs until the upstream closes
+	 * is simply waited for. */
+	enum proxy_answer_state ast = r->answers.st;
+	bool half_sent = r->c_eof && r->parser.st != PROXY_HEAD && r->parser.st != PROXY_STOP &&
+			 r->parser.st != PROXY_RAW;
+	if (up_done && !r->u_shut && (ast == PROXY_A_TUNNEL || ast == PROXY_A_LOST || half_sent)) {
 		shutdown(r->u, SHUT_WR);
 		r->u_shut = true;
 	}
 	if (r->u_eof && r->down_len == r->down_off)
-		return r->refuse ? STEP_REFUSE : STEP_END;
+		return r->refuse && settled ? STEP_REFUSE : STEP_END;
 	if (r->down_len == r->down_off)
 		r->u_hup = false;
 
 	int64_t now = mono_us();
 	r->deadline_us = 0;
-	if (stopped) {
-		if (now >= r->drain_until_us)
-			return r->refuse ? STEP_REFUSE : STEP_END;
-		r->deadline_us = r->drain_until_us;
-	} else if (r->parser.st != PROXY_RAW) {
+	if (r->parser.st != PROXY_RAW) {
 		int64_t idle_end = r->last_io_us + (int64_t)PROXY_IDLE_MS * 1000;
 		if (now >= idle_end)
 			return STEP_END;
@@ -1027,9 +1260,9 @@ void http_proxy_serve(struct http_conn *conn)
 	struct http_server *srv = conn->srv;
 	struct http_response res = {.status = 502};
 	struct http_upstream up = {.fd = -1};
-	if (srv->hosts.open(srv->hosts.ctx, conn->host, &up, &res) < 0) {
+	if (srv->hosts.open(srv->hosts.ctx, conn->host, conn->target, &up, &res) < 0) {
 		set_nonblock(conn->fd);
-		answer_and_close(conn->fd, conn->method, &res);
+		answer_and_close(conn->fd, conn->method, &res, NULL);
 		free(res.body);
 		conn_end(conn);
 		return;
@@ -1049,6 +1282,8 @@ void http_proxy_serve(struct http_conn *conn)
 	    .host = conn->host,
 	    .client_ip = conn->ip,
 	    .proto = up.proto ? up.proto : "http",
+	    .prefix = up.prefix,
+	    .answers = &r->answers,
 	};
 	r->last_io_us = mono_us();
 	pthread_mutex_init(&r->done_lock, NULL);
@@ -1061,12 +1296,16 @@ void http_proxy_serve(struct http_conn *conn)
 	bool refused = relay_hand_over(srv->relays, r);
 	r->up.release(r->up.ctx);
 	if (refused) {
+		/* A 307 sends a request that is not this connection's (another
+		 * session, or the API) to the same place again: clients follow
+		 * it with the same method and body, on a new connection, which
+		 * the front door routes. */
 		struct http_response err = {.status = r->refuse};
 		char body[64];
 		int bl = snprintf(body, sizeof(body), "%d %s\n", r->refuse, reason(r->refuse));
 		err.body = body;
 		err.len = (size_t)bl;
-		answer_and_close(r->c, "GET", &err);
+		answer_and_close(r->c, "GET", &err, r->refuse == 307 ? r->parser.location : NULL);
 	}
 	pthread_cond_destroy(&r->done_cond);
 	pthread_mutex_destroy(&r->done_lock);

@@ -8,8 +8,9 @@
  * chunked (chunk sizes and trailers parsed), else Content-Length, else no
  * body. A request that upgrades the connection (Upgrade with Connection:
  * upgrade, or CONNECT) ends the parsing: every byte after its body is
- * copied as is. Answers are not parsed at all: HTTP/1.1 answers come in
- * the order of the requests, so the upstream's bytes go back as they are.
+ * copied as is. Answers go back as they are (HTTP/1.1 answers come in the
+ * order of the requests); only their framing is read (struct
+ * proxy_answers), to know where each ends.
  *
  * Anything two parsers could read two ways (request smuggling) is refused
  * rather than passed on: both Content-Length and Transfer-Encoding, a
@@ -45,14 +46,91 @@ enum proxy_state {
 
 /* What proxy_parse() ended with, besides an HTTP status (400, 431) to
  * refuse a request with. */
-#define PROXY_OK 0	   /* took what it could; wants more input or room */
-#define PROXY_OTHER_HOST 1 /* a request for another host: nothing of it taken */
+#define PROXY_OK 0 /* took what it could; wants more input or room */
+/* A request for another host, or (with a prefix) for a target outside it:
+ * nothing of it is taken; the parser's location says where it belongs. */
+#define PROXY_OTHER_HOST 1
+/* The longest location kept for such a request. */
+#define PROXY_LOCATION_MAX 2048
+
+/* ---- the upstream's answers ----
+ *
+ * Answers are passed on untouched, but the relay must know where each
+ * ends: to end a connection, or to refuse a request, between two answers
+ * and never inside one (an app may take its time with one answer while the
+ * client has already sent the next request, or half-closed its side). So
+ * it reads their framing as they go by (RFC 9112 6.3): no body for HEAD,
+ * 1xx, 204 and 304; a tunnel after 101 or a 2xx to CONNECT; chunked; a
+ * Content-Length; or until the app closes. */
+
+/* Requests sent up whose answers are not complete, at most. */
+#define PROXY_PENDING_MAX 64
+/* The part of an answer's header line that is kept: enough for the names
+ * and values of the framing headers. */
+#define PROXY_ANSWER_LINE 256
+
+enum proxy_answer_state {
+	PROXY_A_HEAD = 0,    /* between answers, or in a head */
+	PROXY_A_BODY,	     /* left bytes of a Content-Length body */
+	PROXY_A_CHUNK_SIZE,  /* a chunk-size line */
+	PROXY_A_CHUNK_DATA,  /* left bytes of a chunk */
+	PROXY_A_CHUNK_END,   /* the line end after a chunk's data */
+	PROXY_A_TRAILER,     /* trailer lines, up to an empty one */
+	PROXY_A_UNTIL_CLOSE, /* a body that ends when the app closes */
+	PROXY_A_TUNNEL,	     /* upgraded: bytes are not answers any more */
+	PROXY_A_LOST,	     /* not HTTP as expected: framing unknown from here */
+};
+
+/* What a request is to its answer's framing. */
+enum proxy_request_kind {
+	PROXY_REQ_OTHER = 0,
+	PROXY_REQ_HEAD,	   /* its answer has no body */
+	PROXY_REQ_CONNECT, /* a 2xx answer opens a tunnel */
+};
+
+struct proxy_answers {
+	enum proxy_answer_state st;
+	uint64_t left;
+	char line[PROXY_ANSWER_LINE]; /* the line being read, cut short */
+	size_t line_len;	      /* its length, uncut */
+	bool last_cr;		      /* its last byte so far is a CR */
+	bool in_head;		      /* a head's status line has been read */
+	int status;
+	bool te, chunked, cl;
+	uint64_t length;
+	/* The kinds of the requests whose answers are awaited, oldest first
+	 * from first, in a ring. */
+	uint8_t kind[PROXY_PENDING_MAX];
+	unsigned first, n;
+};
+
+/* Notes a request sent up. False when PROXY_PENDING_MAX answers are
+ * awaited already (the request must wait). */
+bool proxy_answers_expect(struct proxy_answers *a, enum proxy_request_kind kind);
+/* Reads the framing of n more bytes of answers. */
+void proxy_answers_scan(struct proxy_answers *a, const char *b, size_t n);
+/* The app has closed its side: a body that ran until then is complete. */
+void proxy_answers_eof(struct proxy_answers *a);
+/* Whether every answer asked for is complete and nothing of another has
+ * come (false once the framing is not known, PROXY_A_TUNNEL or _LOST). */
+bool proxy_answers_settled(const struct proxy_answers *a);
 
 struct proxy_parser {
 	/* Set by the caller, borrowed. */
 	const char *host;      /* the connection's Host: every request must name it */
 	const char *client_ip; /* appended to X-Forwarded-For */
 	const char *proto;     /* X-Forwarded-Proto */
+	/* A path prefix every request-target must start with, followed by
+	 * '/', '?' or its end; it is cut off (what is left starts with '/')
+	 * and sent as X-Forwarded-Prefix. NULL: targets go up as they are. */
+	const char *prefix;
+	/* Where each request relayed is noted; NULL: nowhere. A request head
+	 * waits while PROXY_PENDING_MAX answers are awaited. */
+	struct proxy_answers *answers;
+	/* After PROXY_OTHER_HOST: the refused request's target, made absolute
+	 * with its Host when that is not the connection's; "" when it has no
+	 * Host or the location would be too long. */
+	char location[PROXY_LOCATION_MAX];
 	/* State. */
 	enum proxy_state st;
 	bool upgrade_after; /* the current request switches to PROXY_RAW after its body */
@@ -62,10 +140,9 @@ struct proxy_parser {
 /* Moves what it can of in[0..*in_len) to out[*out_len..out_cap): request
  * heads rewritten (X-Forwarded-For gets the client's address appended,
  * X-Forwarded-Proto and X-Forwarded-Host are replaced, line ends become
- * CRLF), everything else copied. The bytes taken are removed from the
- * front of in. *heads is incremented for each head written. A head is
- * only written whole, when out has PROXY_OUT_MIN bytes free or enough for
- * it. Returns PROXY_OK, PROXY_OTHER_HOST, or a status to refuse the
- * request with; after either of the last two the state is PROXY_STOP. */
+ * CRLF, the prefix is cut from targets), everything else copied. The bytes taken are removed from
+ * the front of in. *heads is incremented for each head written. A head is only written whole, when
+ * out has PROXY_OUT_MIN bytes free or enough for it. Returns PROXY_OK, PROXY_OTHER_HOST, or a
+ * status to refuse the request with; after either of the last two the state is PROXY_STOP. */
 int proxy_parse(struct proxy_parser *p, char *in, size_t *in_len, char *out, size_t *out_len,
 		size_t out_cap, int *heads);

@@ -17,10 +17,30 @@
 
 /* Per-request state kept by MHD between the calls of one request. */
 struct req_state {
+	char *uri;    /* the request-target as sent */
+	bool started; /* on_request() has seen the request's head */
 	struct buf body;
 	bool too_large;
 	int64_t start_us;
 };
+
+/* MHD's first look at a request: its raw request-target (the url that
+ * on_request() gets has lost its query), kept in the request's state. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	struct http_server *srv = cls;
+	struct req_state *st = calloc(1, sizeof(*st));
+	if (st == NULL)
+		return NULL;
+	st->uri = strdup(uri);
+	if (st->uri == NULL) {
+		free(st);
+		return NULL;
+	}
+	buf_init(&st->body, srv->max_body);
+	st->start_us = mono_us();
+	return st;
+}
 
 const char *http_header(const struct http_request *req, const char *name)
 {
@@ -138,6 +158,23 @@ static enum MHD_Result respond(struct MHD_Connection *conn, struct http_response
 	return ret;
 }
 
+/* A 307 to target itself, on a connection that then closes. The Location
+ * is as long as the target: it does not fit http_response's headers. */
+static enum MHD_Result redirect_and_close(struct MHD_Connection *conn, const char *target)
+{
+	static const char body[] = "this request is served on a connection of its own\n";
+	struct MHD_Response *r =
+	    MHD_create_response_from_buffer(sizeof(body) - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
+	if (r == NULL)
+		return MHD_NO;
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
+	MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION, target);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+	enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_TEMPORARY_REDIRECT, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
 static void client_ip(struct MHD_Connection *conn, char *out, size_t len)
 {
 	const union MHD_ConnectionInfo *ci =
@@ -173,26 +210,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
 	struct http_server *srv = cls;
 	struct req_state *st = *con_cls;
-	if (st == NULL) {
-		/* A later request of a kept-alive connection that names a relayed
-		 * host: this connection cannot become a relay now. Closing it
-		 * unanswered makes clients send the request again on a new
-		 * connection (as after any keep-alive race), which the front
-		 * door routes by its Host. */
+	if (st == NULL)
+		return MHD_NO; /* on_uri() ran out of memory */
+	if (!st->started) {
+		st->started = true;
+		/* A later request of a kept-alive connection that is for the
+		 * relay (a preview host, a path-proxied app): this connection
+		 * cannot become a relay now. A 307 to the same target, with the
+		 * connection closed, sends the client there again on a new
+		 * connection, which the front door routes (clients follow a 307
+		 * with the same method and body). A request without a Host is
+		 * the API's, as the front door would route it too. */
 		const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
 		if (host && srv->has_hosts &&
-		    srv->hosts.route(srv->hosts.ctx, host) != HTTP_ROUTE_API)
-			return MHD_NO;
-		st = calloc(1, sizeof(*st));
-		if (st == NULL)
-			return MHD_NO;
-		buf_init(&st->body, srv->max_body);
-		st->start_us = mono_us();
+		    srv->hosts.route(srv->hosts.ctx, host, st->uri) != HTTP_ROUTE_API)
+			return redirect_and_close(conn, st->uri);
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 							     MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (cl && strtoull(cl, NULL, 10) > srv->max_body)
 			st->too_large = true;
-		*con_cls = st;
 		return MHD_YES;
 	}
 	if (*upload_size > 0) {
@@ -231,6 +267,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	struct req_state *st = *con_cls;
 	if (st) {
 		buf_free(&st->body);
+		free(st->uri);
 		free(st);
 		*con_cls = NULL;
 	}
@@ -269,10 +306,10 @@ int http_server_start(const char *addr, int port, size_t max_body, http_handler 
 	 * at the Host, and hands over what is the handler's. */
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
 			 MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
-	srv->mhd =
-	    MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_NOTIFY_COMPLETED,
-			     on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)3600,
-			     MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096, MHD_OPTION_END);
+	srv->mhd = MHD_start_daemon(
+	    flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
+	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT,
+	    (unsigned)3600, MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096, MHD_OPTION_END);
 	if (srv->mhd == NULL) {
 		http_server_stop(srv);
 		return bk_err_kind(err, BK_E_INTERNAL, "cannot start libmicrohttpd");

@@ -79,7 +79,8 @@ typedef void (*http_handler)(void *ctx, const struct http_request *req, struct h
 
 /* ---- connections relayed elsewhere (previews) ---- */
 
-/* Who serves a connection, decided from the Host of its first request. */
+/* Who serves a connection, decided from the Host and the request target of
+ * its first request. */
 enum http_route {
 	HTTP_ROUTE_API = 0, /* this server, through the handler */
 	HTTP_ROUTE_RELAY,   /* an upstream that hosts.open() connects */
@@ -89,6 +90,10 @@ enum http_route {
 struct http_upstream {
 	int fd;		   /* connected stream socket; release() closes it */
 	const char *proto; /* X-Forwarded-Proto; borrowed until release() */
+	/* A path prefix that every request's target must start with (then
+	 * '/', '?' or its end), cut off before the request goes up and sent
+	 * as X-Forwarded-Prefix; NULL: none. Borrowed until release(). */
+	const char *prefix;
 	/* Once per request head relayed; may be NULL. Called from a relay
 	 * worker, which serves other connections too: it must be quick. */
 	void (*on_request)(void *ctx);
@@ -102,15 +107,15 @@ struct http_upstream {
 };
 
 struct http_host_hooks {
-	/* Where requests for host (a Host header's value) go: cheap and free
-	 * of side effects, as it is asked again for every request that
-	 * libmicrohttpd serves. */
-	enum http_route (*route)(void *ctx, const char *host);
-	/* For a HTTP_ROUTE_RELAY host: fills up and returns 0, or fills res
+	/* Where a request for host (a Host header's value) and target
+	 * (its request-target as sent) goes: cheap and free of side effects,
+	 * as it is asked again for every request that libmicrohttpd serves. */
+	enum http_route (*route)(void *ctx, const char *host, const char *target);
+	/* For a HTTP_ROUTE_RELAY request: fills up and returns 0, or fills res
 	 * with the answer to give instead (an error page; body and headers
 	 * only, no stream) and returns -1. May block (it may wake what it
 	 * connects to); runs on the connection's own thread. */
-	int (*open)(void *ctx, const char *host, struct http_upstream *up,
+	int (*open)(void *ctx, const char *host, const char *target, struct http_upstream *up,
 		    struct http_response *res);
 	void *ctx;
 };

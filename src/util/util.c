@@ -58,6 +58,22 @@ int random_bytes(void *out, size_t len, struct bk_err *err)
 	return 0;
 }
 
+bool port_parse(const char **s, int *port)
+{
+	const char *p = *s;
+	size_t n = strspn(p, "0123456789");
+	if (n == 0 || n > 5 || p[0] == '0')
+		return false;
+	int v = 0;
+	for (size_t i = 0; i < n; i++)
+		v = v * 10 + (p[i] - '0');
+	if (v > 65535)
+		return false;
+	*port = v;
+	*s = p + n;
+	return true;
+}
+
 int random_alnum(char *buf, size_t len, struct bk_err *err)
 {
 	static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";

@@ -22,6 +22,9 @@ void iso8601_ms(int64_t ms, char *buf, size_t len);
 /* Fills buf with len random characters of [a-z0-9] and a NUL (buf holds
  * len + 1 bytes). Returns 0, or -1 with err set. */
 int random_alnum(char *buf, size_t len, struct bk_err *err);
+/* A TCP port at *s: 1..65535 in decimal without leading zeros, so that
+ * each port has one spelling; on success *s moves past it. */
+bool port_parse(const char **s, int *port);
 /* Fills out with len random bytes. */
 int random_bytes(void *out, size_t len, struct bk_err *err);
 

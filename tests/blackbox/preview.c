@@ -1,6 +1,9 @@
 /* Black-box tests of preview URLs (API.md "Preview", docs/API-DECISIONS.md
  * "Previews"): a request whose Host is a session's preview host is relayed
- * to port 8080 inside that session.
+ * to port 8080 inside that session; in the InstaVM dialect, a request whose
+ * Host is "vm-<20>-<port>.<domain>", or whose path starts with
+ * "/v1/app/<session id>/<port>" on any host, is relayed to that port, and
+ * GET /v1/sessions/app-url/{id} names both.
  *
  * Each test starts a small Bun app in a session of its own (a background
  * execution of server.ts below) and reaches it through the daemon's port
@@ -13,7 +16,12 @@
  * responsive API, waking a frozen and a deep-sleeping session (a daemon of
  * the test's own with short thresholds), and a real browser (Chromium,
  * headless, driven over the DevTools protocol on a pipe) rendering the
- * app's page, which talks to the app over a WebSocket.
+ * app's page, which talks to the app over a WebSocket, through the preview
+ * host and through the path proxy. The InstaVM tests run a second copy of
+ * the app on another port and check app-url's answers and errors, the
+ * prefix the path proxy cuts, the port hosts, and the 307 that sends a
+ * kept-alive connection's request for another target to a connection of
+ * its own.
  *
  * Requests go over raw sockets or curl handles of the tests' own, never the
  * client's shared handle: a connection serves the API or one preview, and
@@ -48,17 +56,25 @@ CLIENT_FIXTURE(NULL)
 #define BIG_BODY_BYTES (50u * 1000u * 1000u)
 #define SLOW_CONNECTIONS 100
 #define BROWSER_TEXT "hello from the browser"
+/* The port of the app's second copy in the InstaVM tests: not $PORT, so
+ * that reaching it shows the port was chosen by the URL. */
+#define APP_PORT 3000
 
-/* The session's app: GET /echo answers with what it was sent, /sse sends
- * three events a second apart (each carrying the time it was sent), /upload
- * reads the body as it comes and answers its length and sha256, /slow
- * answers after 10 s, /ws echoes WebSocket messages, / is a page whose
- * script echoes a message through /ws into the DOM. */
+/* The session's app, on $PORT: GET /echo answers with what it was sent
+ * (and the port it serves), /sse sends three events a second apart (each
+ * carrying the time it was sent), /upload reads the body as it comes and
+ * answers its length and sha256, /slow answers after 10 s, /ws echoes
+ * WebSocket messages, / is a page whose script echoes a message through
+ * /ws into the DOM, and anything else is "hi". The page and "hi" name the
+ * request-target the app got in X-Target, which shows what the path proxy
+ * cut. The page opens its WebSocket relative to its own URL, as an app
+ * must to work behind the path proxy's prefix. */
 static const char server_ts[] =
     "const page = `<!doctype html><html><head><title>preview</title></head><body>\n"
     "<h1>Bunker preview</h1><p id=\"out\">waiting</p><script>\n"
-    "const ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + "
-    "location.host + '/ws');\n"
+    "const u = new URL('ws', location.href);\n"
+    "u.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';\n"
+    "const ws = new WebSocket(u.href);\n"
     "ws.onopen = () => ws.send('" BROWSER_TEXT "');\n"
     "ws.onmessage = (e) => { document.getElementById('out').textContent = 'echo: ' + e.data; };\n"
     "ws.onerror = () => { document.getElementById('out').textContent = 'websocket error'; };\n"
@@ -68,12 +84,13 @@ static const char server_ts[] =
     "  idleTimeout: 120,\n"
     "  async fetch(req, server) {\n"
     "    const url = new URL(req.url);\n"
+    "    const target = url.pathname + url.search;\n"
     "    if (url.pathname === '/ws') {\n"
     "      if (server.upgrade(req)) return;\n"
     "      return new Response('upgrade failed', { status: 400 });\n"
     "    }\n"
     "    if (url.pathname === '/echo')\n"
-    "      return Response.json({ method: req.method, path: url.pathname + url.search,\n"
+    "      return Response.json({ method: req.method, path: target, port: server.port,\n"
     "        headers: Object.fromEntries(req.headers), body: await req.text() });\n"
     "    if (url.pathname === '/sse') {\n"
     "      const stream = new ReadableStream({ type: 'direct', async pull(c) {\n"
@@ -97,8 +114,8 @@ static const char server_ts[] =
     "    if (url.pathname === '/slow') { await Bun.sleep(10000); return new Response('slow "
     "done'); }\n"
     "    if (url.pathname === '/') return new Response(page, { headers: { 'content-type': "
-    "'text/html; charset=utf-8' } });\n"
-    "    return new Response('hi');\n"
+    "'text/html; charset=utf-8', 'x-target': target } });\n"
+    "    return new Response('hi', { headers: { 'x-target': target } });\n"
     "  },\n"
     "  websocket: { message(ws, msg) { ws.send(msg); } },\n"
     "});\n";
@@ -308,6 +325,11 @@ static int raw_read(struct conn *c, struct raw_resp *r, bool head_only, int time
 				CHECK_MSG(left > 0 && conn_fill(c, left) > 0,
 					  "chunked answer cut short");
 			}
+			/* Anything else here (another answer's head, say) means
+			 * the answer was cut short and something else followed. */
+			CHECK_MSG(strchr("0123456789abcdefABCDEF", c->buf[0]) != NULL,
+				  "not a chunk size after %zu bytes of a chunked answer: '%.*s'",
+				  len, (int)le, c->buf);
 			size_t size = strtoul(c->buf, NULL, 16);
 			conn_take(c, (size_t)le + 2);
 			while (c->len < size + 2) {
@@ -395,18 +417,88 @@ static bool conn_closed_within(struct conn *c, int timeout_ms)
 	}
 }
 
+/* ---- answers of the daemon's own ---- */
+
+/* The daemon's own address as a Host: the API's, and the path proxy's. */
+static void api_host(const struct client_daemon *d, char *out, size_t len)
+{
+	snprintf(out, len, "127.0.0.1:%d", d->port);
+}
+
+/* GET /healthz with Host host is answered by the API: host is not a
+ * preview's. */
+static void check_api_host(const struct client_daemon *d, const char *host)
+{
+	struct raw_resp r;
+	raw_request(d, host, "GET", "/healthz", "", &r);
+	CHECK_MSG(r.status == 200 && strstr(r.body, "\"ok\""), "%s: %d %s", host, r.status, r.body);
+	raw_resp_free(&r);
+}
+
+/* target on the API's host is answered by the API with 404 not_found:
+ * it is no path proxy's. */
+static void check_api_not_found(const struct client_daemon *d, const char *target)
+{
+	char api[64];
+	api_host(d, api, sizeof(api));
+	struct raw_resp r;
+	raw_request(d, api, "GET", target, "", &r);
+	json_t *j = json_loads(r.body, 0, NULL);
+	CHECK_MSG(r.status == 404 && j != NULL, "%s: %d %s", target, r.status, r.body);
+	CHECK_STR_EQ(json_string_value(json_object_get(json_object_get(j, "error"), "code")),
+		     "not_found");
+	json_decref(j);
+	raw_resp_free(&r);
+}
+
+/* A page of the preview's own (404, 502): its status, HTML (a browser is
+ * what opens a preview), no rate limit's headers (no key was used), and a
+ * body that says needle. */
+static void check_page(const struct raw_resp *r, int status, const char *needle)
+{
+	CHECK_MSG(r->status == status, "want the %d page: %d %s", status, r->status, r->body);
+	char v[128];
+	CHECK(raw_header(r, "Content-Type", v, sizeof(v)) != NULL);
+	CHECK_MSG(strncmp(v, "text/html", 9) == 0, "Content-Type %s", v);
+	CHECK_MSG(raw_header(r, "X-RateLimit-Limit", v, sizeof(v)) == NULL,
+		  "a preview answer carries X-RateLimit-Limit");
+	CHECK_MSG(strstr(r->body, needle) != NULL, "the %d page does not say '%s': %s", status,
+		  needle, r->body);
+}
+
+/* Reads the answer that sends a request to a connection of its own: a 307
+ * to location, after which the connection closes. */
+static void expect_redirect(struct conn *c, const char *location)
+{
+	struct raw_resp r;
+	CHECK_MSG(raw_read(c, &r, false, 10000) == 0, "no answer where a 307 to %s was due",
+		  location);
+	CHECK_MSG(r.status == 307, "want a 307 to %s: %s%s", location, r.head, r.body);
+	char v[2048];
+	CHECK_MSG(raw_header(&r, "Location", v, sizeof(v)) != NULL, "no Location: %s", r.head);
+	CHECK_STR_EQ(v, location);
+	CHECK_MSG(raw_header(&r, "Connection", v, sizeof(v)) != NULL && strcasecmp(v, "close") == 0,
+		  "a 307 without Connection: close: %s", r.head);
+	raw_resp_free(&r);
+	CHECK_MSG(conn_closed_within(c, 5000), "the connection stayed open after the 307 to %s",
+		  location);
+}
+
 /* ---- the app ---- */
 
-/* Starts the app in session id (a background execution) and waits until
- * its preview answers GET /health. */
-static void app_start(const struct client_daemon *d, const char *key, const char *id,
+/* Starts the app on port inside session id (a background execution) and
+ * waits until GET /health through host (a preview host of that port)
+ * reaches it. */
+static void app_start(const struct client_daemon *d, const char *key, const char *id, int port,
 		      const char *host)
 {
 	json_t *extra =
 	    json_pack("{s:[{s:s,s:s}]}", "files", "path", "server.ts", "content", server_ts);
+	char command[128];
+	snprintf(command, sizeof(command), "PORT=%d nohup bun run server.ts > /dev/null 2>&1 &",
+		 port);
 	struct client_resp r;
-	json_t *body = json_pack("{s:s,s:s}", "sessionId", id, "command",
-				 "nohup bun run server.ts > /dev/null 2>&1 &");
+	json_t *body = json_pack("{s:s,s:s}", "sessionId", id, "command", command);
 	json_object_update(body, extra);
 	json_decref(extra);
 	client_call_json(d, "POST", "/execute", key, body, &r);
@@ -427,13 +519,68 @@ static void app_start(const struct client_daemon *d, const char *key, const char
 	}
 }
 
-/* A session with the app running: its id (caller frees) and preview host. */
+/* A session with the app running on port 8080: its id (caller frees) and
+ * preview host. */
 static char *session_with_app(const char *key, char *host, size_t len)
 {
 	char *id = client_must_create(key, NULL);
 	preview_host(&bk.d, key, id, host, len);
-	app_start(&bk.d, key, id, host);
+	app_start(&bk.d, key, id, 8080, host);
 	return id;
+}
+
+/* The two ways in to a port of a session that app-url names: the path
+ * proxy's prefix on the API's host ("/v1/app/<id>/<port>": its url without
+ * the scheme, the host and the final '/') and the session's host for the
+ * port ("vm-<20>-<port>.localhost:<daemon port>": its direct_url without
+ * the scheme and the '/'). */
+struct way_in {
+	char prefix[128];
+	char host[128];
+};
+
+/* GET /v1/sessions/app-url/{id}<query> with headers (a NULL-terminated
+ * list, or NULL for none). */
+static void app_url_call(const struct client_daemon *d, const char *id, const char *query,
+			 const char *const *headers, struct client_resp *r)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "/v1/sessions/app-url/%s%s", id, query);
+	struct client_req req = {.method = "GET", .path = path, .headers = headers};
+	CHECK(client_request(d, &req, r) == 0);
+}
+
+/* GET /v1/sessions/app-url/{id}, with ?port= unless port is 0 (which
+ * leaves it to the default, 8080), the key in X-API-Key, and every member
+ * of the answer checked: status is the session's state. */
+static void app_url(const struct client_daemon *d, const char *key, const char *id, int port,
+		    const char *status, struct way_in *out)
+{
+	char query[32] = "", header[CLIENT_KEY_MAX + 16];
+	if (port)
+		snprintf(query, sizeof(query), "?port=%d", port);
+	snprintf(header, sizeof(header), "X-API-Key: %s", key);
+	const char *const headers[] = {header, NULL};
+	struct client_resp r;
+	app_url_call(d, id, query, headers, &r);
+	CHECK_STATUS(&r, 200);
+	int p = port ? port : 8080;
+	snprintf(out->prefix, sizeof(out->prefix), "/v1/app/%s/%d", id, p);
+	snprintf(out->host, sizeof(out->host), "vm-%s-%d.localhost:%d", id + 4, p, d->port);
+	char want[256];
+	snprintf(want, sizeof(want), "http://127.0.0.1:%d%s/", d->port, out->prefix);
+	CHECK_STR_EQ(client_must_str(r.json, "url", r.body), want);
+	snprintf(want, sizeof(want), "http://%s/", out->host);
+	CHECK_STR_EQ(client_must_str(r.json, "direct_url", r.body), want);
+	CHECK_MSG(json_is_null(json_object_get(r.json, "vm_ip")), "vm_ip: %s", r.body);
+	CHECK_INT_EQ(client_must_int(r.json, "port", r.body), p);
+	snprintf(want, sizeof(want), "vm-%s", id + 4);
+	CHECK_STR_EQ(client_must_str(r.json, "vm_id", r.body), want);
+	CHECK_STR_EQ(client_must_str(r.json, "session_id", r.body), id);
+	CHECK_STR_EQ(client_must_str(r.json, "status", r.body), status);
+	CHECK_MSG(client_must_int(r.json, "expires_in_seconds", r.body) > 0, "%s", r.body);
+	CHECK_MSG(json_object_size(r.json) == 8, "app-url has members beyond its 8: %s", r.body);
+	client_resp_free(&r);
 }
 
 /* ---- plain requests ---- */
@@ -536,24 +683,26 @@ TEST(preview_keep_alive_and_pipelining)
 			CHECK_MSG(strstr(r.body, "\"body\":\"abc\"") != NULL, "%s", r.body);
 		raw_resp_free(&r);
 	}
-	/* A request for another host on this connection is not relayed: the
-	 * connection closes unanswered, and a client sends it again on a new
-	 * one. */
-	conn_sendf(&c, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n", bk.d.port);
-	CHECK_MSG(conn_closed_within(&c, 5000),
-		  "a request for another host was answered on a preview connection");
+	/* A request for another host on this connection is not relayed: a
+	 * 307 sends it to the same URL (absolute, as the host differs), which
+	 * a client opens on a new connection. */
+	char api[64], location[128];
+	api_host(&bk.d, api, sizeof(api));
+	conn_sendf(&c, "GET /healthz HTTP/1.1\r\nHost: %s\r\n\r\n", api);
+	snprintf(location, sizeof(location), "http://%s/healthz", api);
+	expect_redirect(&c, location);
 	conn_close(&c);
 
 	/* And the other way round: an API connection does not serve a
-	 * preview host. */
+	 * preview host, and the 307 to the same target (relative: the
+	 * request's own host) sends the client to a connection of its own. */
 	conn_open(&bk.d, &c);
-	conn_sendf(&c, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n", bk.d.port);
+	conn_sendf(&c, "GET /healthz HTTP/1.1\r\nHost: %s\r\n\r\n", api);
 	CHECK(raw_read(&c, &r, false, 30000) == 0);
 	CHECK_INT_EQ(r.status, 200);
 	raw_resp_free(&r);
 	conn_sendf(&c, "GET /echo HTTP/1.1\r\nHost: %s\r\n\r\n", host);
-	CHECK_MSG(conn_closed_within(&c, 5000),
-		  "a preview request was answered on an API connection");
+	expect_redirect(&c, "/echo");
 	conn_close(&c);
 	client_must_delete(key, id);
 	free(id);
@@ -974,14 +1123,9 @@ TEST(preview_502_when_nothing_listens)
 	preview_host(&bk.d, key, id, host, sizeof(host));
 	struct raw_resp r;
 	raw_request(&bk.d, host, "GET", "/", "", &r);
-	CHECK_MSG(r.status == 502, "status %d: %s", r.status, r.body);
-	char v[128];
-	CHECK(raw_header(&r, "Content-Type", v, sizeof(v)) != NULL);
-	CHECK_MSG(strncmp(v, "text/html", 9) == 0, "Content-Type %s", v);
-	CHECK_MSG(raw_header(&r, "X-RateLimit-Limit", v, sizeof(v)) == NULL,
-		  "a preview answer carries X-RateLimit-Limit");
-	CHECK_MSG(strstr(r.body, "8080") && strstr(r.body, "Bun.serve") &&
-		      strstr(r.body, "process.env.PORT") && strstr(r.body, id),
+	check_page(&r, 502, "Nothing is listening on port 8080");
+	CHECK_MSG(strstr(r.body, "Bun.serve({port: 8080") && strstr(r.body, "$PORT") &&
+		      strstr(r.body, id),
 		  "the 502 page does not say how to start a server: %s", r.body);
 	raw_resp_free(&r);
 	/* HEAD gets the head alone. */
@@ -989,7 +1133,7 @@ TEST(preview_502_when_nothing_listens)
 	CHECK_INT_EQ(r.status, 502);
 	raw_resp_free(&r);
 	/* Once a server listens, the same URL serves it. */
-	app_start(&bk.d, key, id, host);
+	app_start(&bk.d, key, id, 8080, host);
 	raw_request(&bk.d, host, "GET", "/", "", &r);
 	CHECK_INT_EQ(r.status, 200);
 	CHECK(strstr(r.body, "Bunker preview") != NULL);
@@ -1005,11 +1149,7 @@ TEST(preview_404_for_unknown_and_deleted_sessions)
 	snprintf(host, sizeof(host), "ses-%s.localhost:%d", NO_SESSION_ID + 4, bk.d.port);
 	struct raw_resp r;
 	raw_request(&bk.d, host, "GET", "/", "", &r);
-	CHECK_MSG(r.status == 404, "unknown session: %d %s", r.status, r.body);
-	char v[128];
-	CHECK(raw_header(&r, "Content-Type", v, sizeof(v)) != NULL);
-	CHECK_MSG(strncmp(v, "text/html", 9) == 0, "Content-Type %s", v);
-	CHECK(strstr(r.body, "No such session") != NULL);
+	check_page(&r, 404, "No such session");
 	raw_resp_free(&r);
 
 	char key[CLIENT_KEY_MAX];
@@ -1018,24 +1158,18 @@ TEST(preview_404_for_unknown_and_deleted_sessions)
 	preview_host(&bk.d, key, id, host, sizeof(host));
 	client_must_delete(key, id);
 	raw_request(&bk.d, host, "GET", "/", "", &r);
-	CHECK_MSG(r.status == 404, "deleted session: %d %s", r.status, r.body);
+	check_page(&r, 404, id);
 	raw_resp_free(&r);
 
 	/* Hosts that are not a preview's are the API's: another port, a
 	 * malformed id, the bare domain. */
 	char h[128];
 	snprintf(h, sizeof(h), "ses-%s.localhost:1", id + 4);
-	raw_request(&bk.d, h, "GET", "/healthz", "", &r);
-	CHECK_MSG(r.status == 200 && strstr(r.body, "\"ok\""), "%s: %d", h, r.status);
-	raw_resp_free(&r);
+	check_api_host(&bk.d, h);
 	snprintf(h, sizeof(h), "ses-%.19s.localhost:%d", id + 4, bk.d.port);
-	raw_request(&bk.d, h, "GET", "/healthz", "", &r);
-	CHECK_MSG(r.status == 200 && strstr(r.body, "\"ok\""), "%s: %d", h, r.status);
-	raw_resp_free(&r);
+	check_api_host(&bk.d, h);
 	snprintf(h, sizeof(h), "localhost:%d", bk.d.port);
-	raw_request(&bk.d, h, "GET", "/healthz", "", &r);
-	CHECK_MSG(r.status == 200 && strstr(r.body, "\"ok\""), "%s: %d", h, r.status);
-	raw_resp_free(&r);
+	check_api_host(&bk.d, h);
 	free(id);
 }
 
@@ -1061,6 +1195,585 @@ TEST(preview_delete_ends_open_connections)
 	CHECK_MSG(conn_closed_within(&ka, 5000), "a kept-alive connection outlived its session");
 	conn_close(&ws);
 	conn_close(&ka);
+	free(id);
+}
+
+/* ---- the InstaVM dialect: app-url, the path proxy, port hosts ---- */
+
+/* A FastAPI error that is not a validation's: status, and a body of
+ * {"detail": "<message>"} alone. Returns the message (borrowed from
+ * r->json). */
+static const char *detail_of(const struct client_resp *r, long status)
+{
+	CHECK_STATUS(r, status);
+	char ct[128];
+	CHECK_MSG(client_resp_header(r, "Content-Type", ct, sizeof(ct)) != NULL &&
+		      strncasecmp(ct, "application/json", 16) == 0,
+		  "not JSON: %s", r->headers);
+	const char *detail = json_string_value(json_object_get(r->json, "detail"));
+	CHECK_MSG(detail != NULL && *detail != '\0' && json_object_size(r->json) == 1,
+		  "want {\"detail\": \"...\"}: %s", r->body);
+	return detail;
+}
+
+TEST(app_url_names_the_path_proxy_and_the_port_host)
+{
+	skip_without_daemon();
+	char key[CLIENT_KEY_MAX], auth[CLIENT_KEY_MAX + 32];
+	client_must_key("free", key, sizeof(key));
+	char *id = client_must_create(key, "{\"ttl\":600}");
+	/* The key in X-API-Key; the port given, at both ends of its range,
+	 * and left to its default (8080, the buntime dialect's $PORT). */
+	struct way_in w;
+	app_url(&bk.d, key, id, APP_PORT, "active", &w);
+	app_url(&bk.d, key, id, 1, "active", &w);
+	app_url(&bk.d, key, id, 65535, "active", &w);
+	app_url(&bk.d, key, id, 0, "active", &w);
+
+	/* The key as a Bearer: the same answer, with the rate limit's
+	 * headers as every authenticated answer has them, and the time left
+	 * of the session's ttl. */
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
+	const char *const bearer[] = {auth, NULL};
+	struct client_resp r;
+	app_url_call(&bk.d, id, "?port=3000", bearer, &r);
+	CHECK_STATUS(&r, 200);
+	char want[256], v[64];
+	snprintf(want, sizeof(want), "http://127.0.0.1:%d/v1/app/%s/3000/", bk.d.port, id);
+	CHECK_STR_EQ(client_must_str(r.json, "url", r.body), want);
+	long long left = client_must_int(r.json, "expires_in_seconds", r.body);
+	CHECK_MSG(left > 590 && left <= 600, "expires_in_seconds %lld of a ttl of 600", left);
+	CHECK_MSG(client_resp_header(&r, "X-RateLimit-Limit", v, sizeof(v)) != NULL,
+		  "no X-RateLimit-Limit: %s", r.headers);
+	client_resp_free(&r);
+
+	/* url is on the host the client reached the API by (a proxy in front
+	 * keeps it); direct_url is always on the preview domain. */
+	const char *const named[] = {auth, "Host: bunker.example:8443", NULL};
+	app_url_call(&bk.d, id, "?port=3000", named, &r);
+	CHECK_STATUS(&r, 200);
+	snprintf(want, sizeof(want), "http://bunker.example:8443/v1/app/%s/3000/", id);
+	CHECK_STR_EQ(client_must_str(r.json, "url", r.body), want);
+	snprintf(want, sizeof(want), "http://vm-%s-3000.localhost:%d/", id + 4, bk.d.port);
+	CHECK_STR_EQ(client_must_str(r.json, "direct_url", r.body), want);
+	client_resp_free(&r);
+	/* A Host that cannot go into a URL as it is (it would move the path
+	 * elsewhere) gives way to the preview domain. */
+	const char *const odd[] = {auth, "Host: evil.example/x?", NULL};
+	app_url_call(&bk.d, id, "?port=3000", odd, &r);
+	CHECK_STATUS(&r, 200);
+	snprintf(want, sizeof(want), "http://localhost:%d/v1/app/%s/3000/", bk.d.port, id);
+	CHECK_STR_EQ(client_must_str(r.json, "url", r.body), want);
+	client_resp_free(&r);
+	client_must_delete(key, id);
+	free(id);
+}
+
+TEST(app_url_errors_in_the_fastapi_shape)
+{
+	skip_without_daemon();
+	char key[CLIENT_KEY_MAX], other[CLIENT_KEY_MAX], header[CLIENT_KEY_MAX + 16],
+	    theirs[CLIENT_KEY_MAX + 16];
+	client_must_key("free", key, sizeof(key));
+	client_must_key("free", other, sizeof(other));
+	char *id = client_must_create(key, NULL);
+	snprintf(header, sizeof(header), "X-API-Key: %s", key);
+	snprintf(theirs, sizeof(theirs), "X-API-Key: %s", other);
+	const char *const ours[] = {header, NULL};
+	const char *const not_ours[] = {theirs, NULL};
+	const char *const unknown[] = {"X-API-Key: bk_nosuchkey", NULL};
+
+	/* No key: 401, saying both ways to send one. A key that does not
+	 * exist: 401 too. */
+	struct client_resp r;
+	app_url_call(&bk.d, id, "", NULL, &r);
+	const char *detail = detail_of(&r, 401);
+	CHECK_MSG(strstr(detail, "Authorization: Bearer") && strstr(detail, "X-API-Key"),
+		  "the 401 does not say how to send a key: %s", detail);
+	client_resp_free(&r);
+	app_url_call(&bk.d, id, "", unknown, &r);
+	detail_of(&r, 401);
+	client_resp_free(&r);
+
+	/* A session that does not exist, and one of another key: 404 both,
+	 * so that an id tells a stranger nothing. */
+	app_url_call(&bk.d, NO_SESSION_ID, "", ours, &r);
+	detail_of(&r, 404);
+	client_resp_free(&r);
+	app_url_call(&bk.d, id, "", not_ours, &r);
+	detail_of(&r, 404);
+	client_resp_free(&r);
+
+	/* A port that is no port: 422, with FastAPI's list of faults naming
+	 * the query argument. */
+	const char *bad[] = {"0", "65536", "abc", "-1", "", "3000abc", "99999999999"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char query[64];
+		snprintf(query, sizeof(query), "?port=%s", bad[i]);
+		app_url_call(&bk.d, id, query, ours, &r);
+		CHECK_MSG(r.status == 422, "port=%s: %ld %s", bad[i], r.status, r.body);
+		json_t *list = json_object_get(r.json, "detail");
+		json_t *e = json_array_get(list, 0);
+		json_t *loc = json_object_get(e, "loc");
+		CHECK_MSG(json_object_size(r.json) == 1 && json_array_size(list) == 1 &&
+			      json_object_size(e) == 3 && json_array_size(loc) == 2,
+			  "port=%s: not FastAPI's shape: %s", bad[i], r.body);
+		CHECK_STR_EQ(json_string_value(json_array_get(loc, 0)), "query");
+		CHECK_STR_EQ(json_string_value(json_array_get(loc, 1)), "port");
+		CHECK_STR_EQ(json_string_value(json_object_get(e, "type")), "value_error");
+		const char *msg = json_string_value(json_object_get(e, "msg"));
+		CHECK_MSG(msg && strstr(msg, "port") && strstr(msg, "65535"), "port=%s: msg %s",
+			  bad[i], r.body);
+		client_resp_free(&r);
+	}
+	client_must_delete(key, id);
+	free(id);
+}
+
+/* A session of a new free key with the app on APP_PORT: its id (to
+ * free), the API's host and the ways in that app-url names. */
+static char *app_session(char *key, size_t keylen, char *api, size_t apilen, struct way_in *w)
+{
+	skip_without_daemon();
+	client_must_key("free", key, keylen);
+	api_host(&bk.d, api, apilen);
+	char *id = client_must_create(key, NULL);
+	app_url(&bk.d, key, id, APP_PORT, "active", w);
+	app_start(&bk.d, key, id, APP_PORT, w->host);
+	return id;
+}
+
+TEST(preview_path_proxy_cuts_the_prefix)
+{
+	char key[CLIENT_KEY_MAX], api[64];
+	struct way_in w;
+	char *id = app_session(key, sizeof(key), api, sizeof(api), &w);
+
+	/* What follows the prefix is the app's target, always starting with
+	 * '/': the prefix alone is the app's root. */
+	static const struct {
+		const char *after, *want;
+	} cut[] = {
+	    {"", "/"},		{"/", "/"},	{"?q=1", "/?q=1"}, {"/a/b?x", "/a/b?x"},
+	    {"/a/b/", "/a/b/"}, {"//x", "//x"},
+	};
+	struct raw_resp r;
+	char target[256], v[256];
+	for (size_t i = 0; i < sizeof(cut) / sizeof(cut[0]); i++) {
+		snprintf(target, sizeof(target), "%s%s", w.prefix, cut[i].after);
+		raw_request(&bk.d, api, "GET", target, "", &r);
+		CHECK_MSG(r.status == 200, "%s: %d %s", target, r.status, r.body);
+		CHECK_MSG(raw_header(&r, "X-Target", v, sizeof(v)) != NULL, "%s: %s", target,
+			  r.head);
+		CHECK_MSG(strcmp(v, cut[i].want) == 0, "%s reached the app as '%s', not '%s'",
+			  target, v, cut[i].want);
+		raw_resp_free(&r);
+	}
+
+	/* No key, and the forwarded headers as for a preview host, with the
+	 * prefix in X-Forwarded-Prefix: a client's own is dropped, or it
+	 * could make the app build its links elsewhere. */
+	struct conn c;
+	conn_open(&bk.d, &c);
+	conn_sendf(&c,
+		   "POST %s/echo?x=1 HTTP/1.1\r\nHost: %s\r\nX-Forwarded-For: 203.0.113.7\r\n"
+		   "X-Forwarded-Host: evil.example\r\nX-Forwarded-Prefix: /evil\r\n"
+		   "Content-Length: 5\r\nConnection: close\r\n\r\nhello",
+		   w.prefix, api);
+	CHECK(raw_read(&c, &r, false, 30000) == 0);
+	conn_close(&c);
+	CHECK_MSG(r.status == 200, "status %d: %s", r.status, r.body);
+	CHECK_MSG(raw_header(&r, "X-RateLimit-Limit", v, sizeof(v)) == NULL,
+		  "a preview answer carries X-RateLimit-Limit");
+	json_t *j = json_loads(r.body, 0, NULL);
+	CHECK_MSG(j != NULL, "not JSON: %s", r.body);
+	CHECK_STR_EQ(json_string_value(json_object_get(j, "method")), "POST");
+	CHECK_STR_EQ(json_string_value(json_object_get(j, "path")), "/echo?x=1");
+	CHECK_INT_EQ(json_integer_value(json_object_get(j, "port")), APP_PORT);
+	CHECK_STR_EQ(json_string_value(json_object_get(j, "body")), "hello");
+	json_t *h = json_object_get(j, "headers");
+	CHECK_STR_EQ(json_string_value(json_object_get(h, "host")), api);
+	CHECK_STR_EQ(json_string_value(json_object_get(h, "x-forwarded-for")),
+		     "203.0.113.7, 127.0.0.1");
+	CHECK_STR_EQ(json_string_value(json_object_get(h, "x-forwarded-host")), api);
+	CHECK_STR_EQ(json_string_value(json_object_get(h, "x-forwarded-proto")), "http");
+	CHECK_STR_EQ(json_string_value(json_object_get(h, "x-forwarded-prefix")), w.prefix);
+	json_decref(j);
+	raw_resp_free(&r);
+
+	/* Kept alive and pipelined, every request under the prefix goes up
+	 * cut; the answers come in order. */
+	conn_open(&bk.d, &c);
+	conn_sendf(&c,
+		   "GET %s/echo?p=1 HTTP/1.1\r\nHost: %s\r\n\r\n"
+		   "GET %s?p=2 HTTP/1.1\r\nHost: %s\r\n\r\n"
+		   "HEAD %s/ HTTP/1.1\r\nHost: %s\r\n\r\n",
+		   w.prefix, api, w.prefix, api, w.prefix, api);
+	CHECK(raw_read(&c, &r, false, 30000) == 0);
+	CHECK_MSG(r.status == 200 && strstr(r.body, "\"path\":\"/echo?p=1\""), "answer 1: %s",
+		  r.body);
+	raw_resp_free(&r);
+	CHECK(raw_read(&c, &r, false, 30000) == 0);
+	CHECK_MSG(r.status == 200 && raw_header(&r, "X-Target", v, sizeof(v)) &&
+		      strcmp(v, "/?p=2") == 0,
+		  "answer 2: %s", r.head);
+	raw_resp_free(&r);
+	CHECK(raw_read(&c, &r, true, 30000) == 0);
+	CHECK_INT_EQ(r.status, 200);
+	raw_resp_free(&r);
+	conn_close(&c);
+
+	/* A WebSocket through the prefix. */
+	snprintf(target, sizeof(target), "%s/ws", w.prefix);
+	ws_open(&bk.d, api, target, &c);
+	const char *hello = "hello through the path proxy";
+	ws_send(&c, 1, hello, strlen(hello));
+	char *got;
+	size_t len;
+	CHECK_INT_EQ(ws_recv(&c, &got, &len, 10000), 1);
+	CHECK_STR_EQ(got, hello);
+	free(got);
+	conn_close(&c);
+	client_must_delete(key, id);
+	free(id);
+}
+
+TEST(preview_port_hosts_reach_their_port)
+{
+	skip_without_daemon();
+	char key[CLIENT_KEY_MAX], host[128];
+	client_must_key("free", key, sizeof(key));
+	char *id = session_with_app(key, host, sizeof(host));
+	struct way_in w;
+	app_url(&bk.d, key, id, APP_PORT, "active", &w);
+	app_start(&bk.d, key, id, APP_PORT, w.host);
+
+	/* Each host reaches its own port; the path goes up as it is, even
+	 * one that looks like the path proxy's, and there is no prefix to
+	 * forward (a client's own is dropped). */
+	char vm8080[128];
+	snprintf(vm8080, sizeof(vm8080), "vm-%s-8080.localhost:%d", id + 4, bk.d.port);
+	const struct {
+		const char *host;
+		int port;
+	} to[] = {{w.host, APP_PORT}, {host, 8080}, {vm8080, 8080}};
+	struct raw_resp r;
+	char path[160], v[256];
+	for (size_t i = 0; i < sizeof(to) / sizeof(to[0]); i++) {
+		raw_request(&bk.d, to[i].host, "GET", "/echo?y=1", "X-Forwarded-Prefix: /evil\r\n",
+			    &r);
+		json_t *j = json_loads(r.body, 0, NULL);
+		CHECK_MSG(r.status == 200 && j != NULL, "%s: %d %s", to[i].host, r.status, r.body);
+		CHECK_STR_EQ(json_string_value(json_object_get(j, "path")), "/echo?y=1");
+		CHECK_MSG(json_integer_value(json_object_get(j, "port")) == to[i].port,
+			  "%s reached the app on port %lld, not %d", to[i].host,
+			  json_integer_value(json_object_get(j, "port")), to[i].port);
+		json_t *h = json_object_get(j, "headers");
+		CHECK_MSG(json_object_get(h, "x-forwarded-prefix") == NULL,
+			  "%s: an X-Forwarded-Prefix went up: %s", to[i].host, r.body);
+		CHECK_STR_EQ(json_string_value(json_object_get(h, "x-forwarded-host")), to[i].host);
+		json_decref(j);
+		raw_resp_free(&r);
+	}
+	snprintf(path, sizeof(path), "%s/a", w.prefix);
+	raw_request(&bk.d, w.host, "GET", path, "", &r);
+	CHECK_MSG(r.status == 200 && raw_header(&r, "X-Target", v, sizeof(v)) &&
+		      strcmp(v, path) == 0,
+		  "%s on a port host: %d %s", path, r.status, r.head);
+	raw_resp_free(&r);
+
+	/* The host matches without regard to case. */
+	char upper[128];
+	snprintf(upper, sizeof(upper), "%s", w.host);
+	for (char *p = upper; *p && *p != '.'; p++)
+		*p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+	raw_request(&bk.d, upper, "GET", "/echo", "", &r);
+	CHECK_MSG(r.status == 200 && strstr(r.body, "\"port\":3000"), "%s: %d %s", upper, r.status,
+		  r.body);
+	raw_resp_free(&r);
+	/* WebSocket too. */
+	struct conn c;
+	ws_open(&bk.d, w.host, "/ws", &c);
+	ws_send(&c, 1, "port host", 9);
+	char *got;
+	size_t len;
+	CHECK_INT_EQ(ws_recv(&c, &got, &len, 10000), 1);
+	CHECK_STR_EQ(got, "port host");
+	free(got);
+	conn_close(&c);
+
+	/* Hosts of that form that name no port are the API's: port 0, a
+	 * leading zero, past 65535, no port, an id one short, another
+	 * domain port. */
+	char short_id[20];
+	snprintf(short_id, sizeof(short_id), "%s", id + 4);
+	const char *forms[][2] = {
+	    {id + 4, "-0"}, {id + 4, "-03000"},	 {id + 4, "-65536"},
+	    {id + 4, ""},   {short_id, "-3000"},
+	};
+	char h[160];
+	for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+		snprintf(h, sizeof(h), "vm-%s%s.localhost:%d", forms[i][0], forms[i][1], bk.d.port);
+		check_api_host(&bk.d, h);
+	}
+	snprintf(h, sizeof(h), "vm-%s-3000.localhost:1", id + 4);
+	check_api_host(&bk.d, h);
+	client_must_delete(key, id);
+	free(id);
+}
+
+TEST(preview_path_proxy_404_502_and_forms_of_the_api)
+{
+	skip_without_daemon();
+	char key[CLIENT_KEY_MAX], api[64], target[256];
+	client_must_key("free", key, sizeof(key));
+	api_host(&bk.d, api, sizeof(api));
+	struct raw_resp r;
+	/* A session that does not exist: the preview's 404 page. */
+	raw_request(&bk.d, api, "GET", "/v1/app/" NO_SESSION_ID "/3000/", "", &r);
+	check_page(&r, 404, "No such session");
+	raw_resp_free(&r);
+
+	/* Nothing on the port: the 502 page, naming that port. */
+	char *id = client_must_create(key, NULL);
+	snprintf(target, sizeof(target), "/v1/app/%s/3001/", id);
+	raw_request(&bk.d, api, "GET", target, "", &r);
+	check_page(&r, 502, "Nothing is listening on port 3001");
+	CHECK_MSG(strstr(r.body, "Bun.serve({port: 3001") && strstr(r.body, id),
+		  "the 502 page does not say how to start a server on 3001: %s", r.body);
+	raw_resp_free(&r);
+	raw_request(&bk.d, api, "HEAD", target, "", &r);
+	CHECK_INT_EQ(r.status, 502);
+	raw_resp_free(&r);
+
+	/* Targets that only look like the path proxy's are the API's, which
+	 * has no such route: port 0, a leading zero, past 65535, more than 5
+	 * digits, not all digits, no port, an id of the wrong form. */
+	char upper[32], short_id[24];
+	snprintf(upper, sizeof(upper), "%s", id);
+	for (char *p = upper + 4; *p; p++)
+		*p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+	snprintf(short_id, sizeof(short_id), "%s", id);
+	const char *forms[][3] = {
+	    {"/v1/app/", id, "/0/"},
+	    {"/v1/app/", id, "/03000/"},
+	    {"/v1/app/", id, "/65536"},
+	    {"/v1/app/", id, "/123456/"},
+	    {"/v1/app/", id, "/3000x"},
+	    {"/v1/app/", id, "/"},
+	    {"/v1/app/", id, ""},
+	    {"/v1/app/", upper, "/3000/"},
+	    {"/v1/app/", short_id, "/3000/"},
+	    {"/v1/app/x", id, "/3000/"},
+	    {"/v1/app/", "", "/3000/"},
+	    {"/v1/apps/", id, "/3000/"},
+	};
+	for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+		snprintf(target, sizeof(target), "%s%s%s", forms[i][0], forms[i][1], forms[i][2]);
+		check_api_not_found(&bk.d, target);
+	}
+
+	/* A deleted session: the 404 page again. */
+	client_must_delete(key, id);
+	snprintf(target, sizeof(target), "/v1/app/%s/3001/", id);
+	raw_request(&bk.d, api, "GET", target, "", &r);
+	check_page(&r, 404, id);
+	raw_resp_free(&r);
+	free(id);
+}
+
+/* GETs url on handle c (a POST of body when body is not NULL), following
+ * redirects: the status; the answer into out (4096 bytes), and how many
+ * redirects were followed into *followed. */
+static long curl_fetch(CURL *c, const char *url, const char *body, char *out, long *followed)
+{
+	out[0] = '\0';
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+	curl_easy_setopt(c, CURLOPT_MAXREDIRS, 3L);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+	if (body)
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	else
+		curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+	CURLcode rc = curl_easy_perform(c);
+	CHECK_MSG(rc == CURLE_OK, "%s: %s", url, curl_easy_strerror(rc));
+	long status = 0;
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_getinfo(c, CURLINFO_REDIRECT_COUNT, followed);
+	return status;
+}
+
+TEST(preview_mixed_keep_alive_connections_redirect)
+{
+	char key[CLIENT_KEY_MAX], api[64];
+	struct way_in w;
+	char *id = app_session(key, sizeof(key), api, sizeof(api), &w);
+	struct conn c;
+	struct raw_resp r;
+	char location[512];
+
+	/* A connection that began with the API cannot become a relay: a
+	 * later request for the path proxy, or for a port host, is sent to
+	 * the same target with a 307, which a client opens on a connection
+	 * of its own. The same holds when the request has a body that the
+	 * API never reads. */
+	for (int i = 0; i < 3; i++) {
+		conn_open(&bk.d, &c);
+		conn_sendf(&c, "GET /healthz HTTP/1.1\r\nHost: %s\r\n\r\n", api);
+		CHECK(raw_read(&c, &r, false, 30000) == 0);
+		CHECK_INT_EQ(r.status, 200);
+		raw_resp_free(&r);
+		if (i == 0) {
+			conn_sendf(&c, "GET %s/echo?a=1 HTTP/1.1\r\nHost: %s\r\n\r\n", w.prefix,
+				   api);
+			snprintf(location, sizeof(location), "%s/echo?a=1", w.prefix);
+		} else if (i == 1) {
+			conn_sendf(&c,
+				   "POST %s/echo HTTP/1.1\r\nHost: %s\r\nContent-Length: 5\r\n\r\n"
+				   "hello",
+				   w.prefix, api);
+			snprintf(location, sizeof(location), "%s/echo", w.prefix);
+		} else {
+			conn_sendf(&c, "GET /echo?b=2 HTTP/1.1\r\nHost: %s\r\n\r\n", w.host);
+			snprintf(location, sizeof(location), "/echo?b=2");
+		}
+		expect_redirect(&c, location);
+		conn_close(&c);
+	}
+
+	/* A path proxy connection relays only its own prefix: a later
+	 * request for the API, for another port of the session or for
+	 * another session is sent back with a 307 once the earlier answers
+	 * are out (in order, pipelined too); for another host, the Location
+	 * is absolute. */
+	char other[5][256], want[5][256];
+	snprintf(want[0], sizeof(want[0]), "/healthz");
+	snprintf(want[1], sizeof(want[1]), "/v1/app/%s/8080/echo", id);
+	/* A port that the prefix's is the start of. */
+	snprintf(want[2], sizeof(want[2]), "%s1/echo", w.prefix);
+	snprintf(want[3], sizeof(want[3]), "/v1/app/" NO_SESSION_ID "/3000/");
+	for (int i = 0; i < 4; i++)
+		snprintf(other[i], sizeof(other[i]), "GET %s HTTP/1.1\r\nHost: %s", want[i], api);
+	snprintf(other[4], sizeof(other[4]), "GET /echo HTTP/1.1\r\nHost: %s", w.host);
+	snprintf(want[4], sizeof(want[4]), "http://%s/echo", w.host);
+	for (int i = 0; i < 5; i++) {
+		conn_open(&bk.d, &c);
+		conn_sendf(&c,
+			   "GET %s/echo?n=1 HTTP/1.1\r\nHost: %s\r\n\r\n"
+			   "GET %s/echo?n=2 HTTP/1.1\r\nHost: %s\r\n\r\n%s\r\n\r\n",
+			   w.prefix, api, w.prefix, api, other[i]);
+		for (int n = 1; n <= 2; n++) {
+			CHECK_MSG(raw_read(&c, &r, false, 30000) == 0, "no answer %d before '%s'",
+				  n, other[i]);
+			char path[32];
+			snprintf(path, sizeof(path), "\"path\":\"/echo?n=%d\"", n);
+			CHECK_MSG(r.status == 200 && strstr(r.body, path), "answer %d: %d %s", n,
+				  r.status, r.body);
+			raw_resp_free(&r);
+		}
+		expect_redirect(&c, want[i]);
+		conn_close(&c);
+	}
+
+	/* A client that follows redirects on one handle gets its answers:
+	 * the API, then a POST through the path proxy (the 307 keeps method
+	 * and body), then the API again from the relayed connection. */
+	CURL *h = curl_easy_init();
+	CHECK(h != NULL);
+	char url[512], answer[4096];
+	long followed;
+	snprintf(url, sizeof(url), "http://%s/healthz", api);
+	CHECK_INT_EQ(curl_fetch(h, url, NULL, answer, &followed), 200);
+	snprintf(url, sizeof(url), "http://%s%s/echo", api, w.prefix);
+	CHECK_INT_EQ(curl_fetch(h, url, "followed", answer, &followed), 200);
+	CHECK_MSG(followed == 1, "%ld redirects to %s", followed, url);
+	CHECK_MSG(strstr(answer, "\"method\":\"POST\"") && strstr(answer, "\"body\":\"followed\""),
+		  "the POST after the 307: %s", answer);
+	snprintf(url, sizeof(url), "http://%s/healthz", api);
+	CHECK_INT_EQ(curl_fetch(h, url, NULL, answer, &followed), 200);
+	CHECK_MSG(followed == 1 && strstr(answer, "\"ok\""), "%ld redirects, %s", followed, answer);
+	curl_easy_cleanup(h);
+	client_must_delete(key, id);
+	free(id);
+}
+
+/* The relay ends a connection, or redirects a request that belongs
+ * elsewhere, only between two answers: an answer still being written is
+ * never cut. */
+TEST(preview_answers_are_never_cut)
+{
+	char key[CLIENT_KEY_MAX], api[64];
+	struct way_in w;
+	char *id = app_session(key, sizeof(key), api, sizeof(api), &w);
+	/* A request for the API pipelined behind an event stream that takes
+	 * 2 s: the stream is delivered whole, then the 307. (A 307 sooner
+	 * would cut the stream, and a client would take it for the answer
+	 * to the stream's request.) */
+	struct conn c;
+	conn_open(&bk.d, &c);
+	conn_sendf(
+	    &c, "GET %s/sse HTTP/1.1\r\nHost: %s\r\n\r\nGET /healthz HTTP/1.1\r\nHost: %s\r\n\r\n",
+	    w.prefix, api, api);
+	struct raw_resp r;
+	CHECK(raw_read(&c, &r, false, 30000) == 0);
+	CHECK_MSG(r.status == 200 && strstr(r.body, "id: 1\n") && strstr(r.body, "id: 3\n"),
+		  "the event stream was cut short before the 307: %d %s", r.status, r.body);
+	raw_resp_free(&r);
+	expect_redirect(&c, "/healthz");
+	conn_close(&c);
+	/* A client that sends its request and then half-closes its side
+	 * still gets the whole answer: the relay does not pass the
+	 * half-close on to the app (Bun would drop the answer), but ends the
+	 * connection once the answer is delivered. */
+	conn_open(&bk.d, &c);
+	conn_sendf(&c, "GET %s/sse HTTP/1.1\r\nHost: %s\r\n\r\n", w.prefix, api);
+	CHECK(shutdown(c.fd, SHUT_WR) == 0);
+	CHECK(raw_read(&c, &r, false, 30000) == 0);
+	CHECK_MSG(r.status == 200 && strstr(r.body, "id: 3\n"),
+		  "the answer was cut short by the half-close: %d %s", r.status, r.body);
+	raw_resp_free(&r);
+	CHECK(conn_closed_within(&c, 5000));
+	conn_close(&c);
+	client_must_delete(key, id);
+	free(id);
+}
+
+/* A request without a Host cannot be told apart from the API's by the
+ * front door, so it is the API's, wherever its path points: a 404, not a
+ * redirect to itself that would loop. */
+TEST(preview_path_without_host_is_the_apis)
+{
+	skip_without_daemon();
+	char key[CLIENT_KEY_MAX];
+	client_must_key("free", key, sizeof(key));
+	char *id = client_must_create(key, NULL);
+	struct conn c;
+	conn_open(&bk.d, &c);
+	conn_sendf(&c, "GET /v1/app/%s/%d/x HTTP/1.0\r\n\r\n", id, APP_PORT);
+	struct raw_resp r;
+	CHECK(raw_read(&c, &r, false, 10000) == 0);
+	CHECK_INT_EQ(r.status, 404);
+	CHECK(strstr(r.body, "not_found") != NULL);
+	raw_resp_free(&r);
+	conn_close(&c);
+	/* The same on a kept-alive API connection. */
+	conn_open(&bk.d, &c);
+	conn_sendf(&c,
+		   "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+		   "GET /v1/app/%s/%d/x HTTP/1.0\r\n\r\n",
+		   id, APP_PORT);
+	CHECK(raw_read(&c, &r, false, 10000) == 0);
+	CHECK_INT_EQ(r.status, 200);
+	raw_resp_free(&r);
+	CHECK(raw_read(&c, &r, false, 10000) == 0);
+	CHECK_INT_EQ(r.status, 404);
+	raw_resp_free(&r);
+	conn_close(&c);
+	client_must_delete(key, id);
 	free(id);
 }
 
@@ -1164,17 +1877,25 @@ TEST_TIMEOUT(preview_wakes_sleeping_sessions, 120)
 	CHECK_STATUS(&r, 200);
 	char *id = strdup(client_must_str(r.json, "sessionId", r.body));
 	client_resp_free(&r);
-	char host[128];
+	char host[128], api[64];
 	preview_host(&d, key, id, host, sizeof(host));
-	app_start(&d, key, id, host);
+	api_host(&d, api, sizeof(api));
+	app_start(&d, key, id, 8080, host);
 
-	/* Frozen: a preview request thaws it, and its server answers. */
+	/* Frozen: app-url names the state and leaves it so (the first request
+	 * through the URLs it gives is what wakes a session); a preview
+	 * request thaws it, and its server answers. */
 	CHECK_MSG(wait_state(&d, key, id, "idle", 10), "the session did not go idle");
+	struct way_in w;
+	app_url(&d, key, id, 0, "idle", &w);
+	char *st = state_of(&d, key, id);
+	CHECK_MSG(strcmp(st, "idle") == 0, "app-url left an idle session '%s'", st);
+	free(st);
 	struct raw_resp rr;
 	raw_request(&d, host, "GET", "/echo", "", &rr);
 	CHECK_MSG(rr.status == 200, "preview of an idle session: %d %s", rr.status, rr.body);
 	raw_resp_free(&rr);
-	char *st = state_of(&d, key, id);
+	st = state_of(&d, key, id);
 	CHECK_STR_EQ(st, "active");
 	free(st);
 
@@ -1195,27 +1916,44 @@ TEST_TIMEOUT(preview_wakes_sleeping_sessions, 120)
 	free(got);
 	conn_close(&ws);
 
-	/* Deep sleep ends its processes: a preview request wakes it (its
-	 * files come back) and, with no server running yet, gets the 502
-	 * page; starting the app again serves it. */
+	/* Deep sleep ends its processes, and app-url does not wake it. A
+	 * request through the path proxy does (its files come back) and,
+	 * with no server running yet, gets the 502 page; starting the app
+	 * again serves it. */
 	CHECK_MSG(wait_state(&d, key, id, "deep-sleep", 15), "the session did not deep-sleep");
-	raw_request(&d, host, "GET", "/", "", &rr);
-	CHECK_MSG(rr.status == 502, "preview of a deep-sleeping session: %d", rr.status);
-	CHECK(strstr(rr.body, "deep sleep") != NULL);
+	app_url(&d, key, id, 0, "deep-sleep", &w);
+	st = state_of(&d, key, id);
+	CHECK_MSG(strcmp(st, "deep-sleep") == 0, "app-url left a deep-sleeping session '%s'", st);
+	free(st);
+	char target[160];
+	snprintf(target, sizeof(target), "%s/", w.prefix);
+	raw_request(&d, api, "GET", target, "", &rr);
+	check_page(&rr, 502, "deep sleep");
 	raw_resp_free(&rr);
 	st = state_of(&d, key, id);
 	CHECK_MSG(strcmp(st, "active") == 0 || strcmp(st, "idle") == 0,
-		  "a preview request left the session '%s'", st);
+		  "a request through the path proxy left the session '%s'", st);
 	free(st);
 	char path[128];
 	snprintf(path, sizeof(path), "/files/read?sessionId=%s&path=server.ts", id);
 	client_call(&d, "GET", path, key, NULL, &r);
 	CHECK_STATUS(&r, 200);
 	client_resp_free(&r);
-	app_start(&d, key, id, host);
-	raw_request(&d, host, "GET", "/", "", &rr);
-	CHECK_INT_EQ(rr.status, 200);
+	app_start(&d, key, id, 8080, host);
+	raw_request(&d, api, "GET", target, "", &rr);
+	CHECK_MSG(rr.status == 200 && strstr(rr.body, "Bunker preview"), "%d %s", rr.status,
+		  rr.body);
 	raw_resp_free(&rr);
+
+	/* The preview host wakes it from deep sleep the same way. */
+	CHECK_MSG(wait_state(&d, key, id, "deep-sleep", 15), "the session did not deep-sleep");
+	raw_request(&d, host, "GET", "/", "", &rr);
+	check_page(&rr, 502, "deep sleep");
+	raw_resp_free(&rr);
+	st = state_of(&d, key, id);
+	CHECK_MSG(strcmp(st, "active") == 0 || strcmp(st, "idle") == 0,
+		  "a preview request left the session '%s'", st);
+	free(st);
 	free(id);
 	int status = client_daemon_stop(&d);
 	CHECK_MSG(status == 0, "our daemon stopped with status 0x%x", status);
@@ -1376,6 +2114,60 @@ static void mkdir_p(const char *path)
 	mkdir(tmp, 0755);
 }
 
+/* Opens url in the browser's page and waits up to 30 s for the page's
+ * WebSocket echo in its DOM; the text it shows in the end goes to text,
+ * and a screenshot of it to shot. */
+static void browser_show(struct cdp *b, const char *url, const char *shot, char *text, size_t len)
+{
+	char error[512];
+	json_t *res = cdp_call(b, b->session, "Page.navigate", json_pack("{s:s}", "url", url),
+			       30000, error, sizeof(error));
+	CHECK_MSG(res != NULL, "navigate: %s", error);
+	const char *nav_err = json_string_value(json_object_get(res, "errorText"));
+	CHECK_MSG(nav_err == NULL, "navigating to %s: %s", url, nav_err);
+	json_decref(res);
+
+	text[0] = '\0';
+	double deadline = client_now() + 30;
+	while (client_now() < deadline) {
+		res = cdp_call(b, b->session, "Runtime.evaluate",
+			       json_pack("{s:s,s:b}", "expression",
+					 "(document.getElementById('out') || {}).textContent || ''",
+					 "returnByValue", 1),
+			       10000, error, sizeof(error));
+		CHECK_MSG(res != NULL, "evaluate: %s", error);
+		const char *v =
+		    json_string_value(json_object_get(json_object_get(res, "result"), "value"));
+		snprintf(text, len, "%s", v ? v : "");
+		json_decref(res);
+		if (strcmp(text, "echo: " BROWSER_TEXT) == 0)
+			break;
+		sleep_ms(100);
+	}
+	res = cdp_call(b, b->session, "Page.captureScreenshot", json_pack("{s:s}", "format", "png"),
+		       30000, error, sizeof(error));
+	if (res != NULL) {
+		const char *data = json_string_value(json_object_get(res, "data"));
+		size_t dl = data ? strlen(data) : 0;
+		unsigned char *png = malloc(dl + 1);
+		size_t pl = 0;
+		if (png && data &&
+		    sodium_base642bin(png, dl, data, dl, NULL, &pl, NULL,
+				      sodium_base64_VARIANT_ORIGINAL) == 0) {
+			FILE *f = fopen(shot, "we");
+			if (f) {
+				fwrite(png, 1, pl, f);
+				fclose(f);
+				fprintf(stderr, "    screenshot: %s (%zu bytes)\n", shot, pl);
+			}
+		}
+		free(png);
+		json_decref(res);
+	} else {
+		fprintf(stderr, "    no screenshot: %s\n", error);
+	}
+}
+
 TEST_TIMEOUT(preview_in_a_real_browser, 120)
 {
 	skip_without_daemon();
@@ -1457,54 +2249,18 @@ TEST_TIMEOUT(preview_in_a_real_browser, 120)
 
 	/* The preview URL as the API gave it: Chromium resolves *.localhost
 	 * to the loopback itself. */
-	res = cdp_call(&b, b.session, "Page.navigate", json_pack("{s:s}", "url", url), 30000, error,
-		       sizeof(error));
-	CHECK_MSG(res != NULL, "navigate: %s", error);
-	const char *nav_err = json_string_value(json_object_get(res, "errorText"));
-	CHECK_MSG(nav_err == NULL, "navigating to %s: %s", url, nav_err);
-	json_decref(res);
-
-	char text[256] = "";
-	double deadline = client_now() + 30;
-	while (client_now() < deadline) {
-		res = cdp_call(&b, b.session, "Runtime.evaluate",
-			       json_pack("{s:s,s:b}", "expression",
-					 "(document.getElementById('out') || {}).textContent || ''",
-					 "returnByValue", 1),
-			       10000, error, sizeof(error));
-		CHECK_MSG(res != NULL, "evaluate: %s", error);
-		const char *v =
-		    json_string_value(json_object_get(json_object_get(res, "result"), "value"));
-		snprintf(text, sizeof(text), "%s", v ? v : "");
-		json_decref(res);
-		if (strcmp(text, "echo: " BROWSER_TEXT) == 0)
-			break;
-		sleep_ms(100);
-	}
-	char shot[PATH_MAX + 64];
+	char text[256], shot[PATH_MAX + 64];
 	snprintf(shot, sizeof(shot), "%s/browser.png", outdir);
-	res = cdp_call(&b, b.session, "Page.captureScreenshot", json_pack("{s:s}", "format", "png"),
-		       30000, error, sizeof(error));
-	if (res != NULL) {
-		const char *data = json_string_value(json_object_get(res, "data"));
-		size_t dl = data ? strlen(data) : 0;
-		unsigned char *png = malloc(dl + 1);
-		size_t pl = 0;
-		if (png && data &&
-		    sodium_base642bin(png, dl, data, dl, NULL, &pl, NULL,
-				      sodium_base64_VARIANT_ORIGINAL) == 0) {
-			FILE *f = fopen(shot, "we");
-			if (f) {
-				fwrite(png, 1, pl, f);
-				fclose(f);
-				fprintf(stderr, "    screenshot: %s (%zu bytes)\n", shot, pl);
-			}
-		}
-		free(png);
-		json_decref(res);
-	} else {
-		fprintf(stderr, "    no screenshot: %s\n", error);
-	}
+	browser_show(&b, url, shot, text, sizeof(text));
+	/* Then the path proxy's url as app-url gives it, on the API's own
+	 * host: the page's WebSocket, opened relative to the page, goes
+	 * through the same prefix. */
+	struct way_in w;
+	app_url(&bk.d, key, id, 0, "active", &w);
+	char app[256], app_text[256];
+	snprintf(app, sizeof(app), "http://127.0.0.1:%d%s/", bk.d.port, w.prefix);
+	snprintf(shot, sizeof(shot), "%s/browser-app-url.png", outdir);
+	browser_show(&b, app, shot, app_text, sizeof(app_text));
 	int bid;
 	cdp_send(&b, NULL, "Browser.close", NULL, &bid);
 	cdp_stop(&b);
@@ -1514,6 +2270,8 @@ TEST_TIMEOUT(preview_in_a_real_browser, 120)
 		fprintf(stderr, "    cannot remove %s\n", profile);
 	CHECK_MSG(strcmp(text, "echo: " BROWSER_TEXT) == 0,
 		  "the page shows '%s', not the WebSocket's echo", text);
+	CHECK_MSG(strcmp(app_text, "echo: " BROWSER_TEXT) == 0,
+		  "the page at %s shows '%s', not the WebSocket's echo", app, app_text);
 	client_must_delete(key, id);
 	free(id);
 }

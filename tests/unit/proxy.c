@@ -16,15 +16,18 @@ struct run {
 	int heads;
 	int rc;
 	enum proxy_state st;
-	size_t left_in; /* input bytes not taken */
+	size_t left_in;			   /* input bytes not taken */
+	char location[PROXY_LOCATION_MAX]; /* after PROXY_OTHER_HOST */
 };
 
 /* Feeds in (len bytes) in pieces of step bytes (0: whole) to a fresh
- * parser; out has out_cap bytes and is drained completely after each
- * call, as the relay's upstream writes would. */
-static struct run feed(const char *in, size_t len, size_t step, size_t out_cap)
+ * parser with prefix (may be NULL); out has out_cap bytes and is drained
+ * completely after each call, as the relay's upstream writes would. */
+static struct run feed_prefixed(const char *in, size_t len, size_t step, size_t out_cap,
+				const char *prefix)
 {
-	struct proxy_parser p = {.host = HOST, .client_ip = "192.0.2.1", .proto = "http"};
+	struct proxy_parser p = {
+	    .host = HOST, .client_ip = "192.0.2.1", .proto = "http", .prefix = prefix};
 	struct run r = {.out = calloc(1, len * 2 + 4096)};
 	CHECK(r.out != NULL);
 	char *buf = malloc(PROXY_HEAD_MAX);
@@ -49,24 +52,36 @@ static struct run feed(const char *in, size_t len, size_t step, size_t out_cap)
 	}
 	r.out[r.out_len] = '\0';
 	r.st = p.st;
+	memcpy(r.location, p.location, sizeof(r.location));
 	r.left_in = buf_len + (len - pos);
 	free(buf);
 	free(out);
 	return r;
 }
 
-/* Both ways of feeding agree; the whole-feed run is returned. */
-static struct run feed_both(const char *in)
+static struct run feed(const char *in, size_t len, size_t step, size_t out_cap)
 {
-	struct run whole = feed(in, strlen(in), 0, PROXY_OUT_MIN);
-	struct run bytes = feed(in, strlen(in), 1, PROXY_OUT_MIN);
+	return feed_prefixed(in, len, step, out_cap, NULL);
+}
+
+/* Both ways of feeding agree; the whole-feed run is returned. */
+static struct run feed_both_prefixed(const char *in, const char *prefix)
+{
+	struct run whole = feed_prefixed(in, strlen(in), 0, PROXY_OUT_MIN, prefix);
+	struct run bytes = feed_prefixed(in, strlen(in), 1, PROXY_OUT_MIN, prefix);
 	CHECK_INT_EQ(whole.rc, bytes.rc);
 	CHECK_INT_EQ(whole.heads, bytes.heads);
 	CHECK_INT_EQ(whole.st, bytes.st);
 	CHECK_INT_EQ(whole.out_len, bytes.out_len);
 	CHECK(memcmp(whole.out, bytes.out, whole.out_len) == 0);
+	CHECK_STR_EQ(whole.location, bytes.location);
 	free(bytes.out);
 	return whole;
+}
+
+static struct run feed_both(const char *in)
+{
+	return feed_both_prefixed(in, NULL);
 }
 
 TEST(head_gets_x_forwarded_headers)
@@ -216,7 +231,71 @@ TEST(other_host_is_not_relayed)
 	free(r.out);
 	r = feed_both("GET /a HTTP/1.0\r\n\r\n");
 	CHECK_INT_EQ(r.rc, PROXY_OTHER_HOST);
+	CHECK_STR_EQ(r.location, "");
 	free(r.out);
+	/* Another host is sent to itself, absolute. */
+	r = feed_both("GET /b?c HTTP/1.1\r\nHost: localhost:8080\r\n\r\n");
+	CHECK_INT_EQ(r.rc, PROXY_OTHER_HOST);
+	CHECK_STR_EQ(r.location, "http://localhost:8080/b?c");
+	free(r.out);
+}
+
+#define PREFIX "/v1/app/ses_abcdefghij0123456789/3000"
+
+TEST(prefix_is_cut_from_targets_and_forwarded)
+{
+	static const struct {
+		const char *target, *up;
+	} cases[] = {
+	    {PREFIX, "/"},
+	    {PREFIX "/", "/"},
+	    {PREFIX "?q=1", "/?q=1"},
+	    {PREFIX "/a/b?x=/v1", "/a/b?x=/v1"},
+	    {PREFIX "//a", "//a"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char in[512], want[1024];
+		snprintf(in, sizeof(in),
+			 "GET %s HTTP/1.1\r\nHost: " HOST "\r\nX-Forwarded-Prefix: /evil\r\n\r\n",
+			 cases[i].target);
+		snprintf(want, sizeof(want),
+			 "GET %s HTTP/1.1\r\nHost: " HOST "\r\nX-Forwarded-For: 192.0.2.1\r\n"
+			 "X-Forwarded-Proto: http\r\nX-Forwarded-Host: " HOST "\r\n"
+			 "X-Forwarded-Prefix: " PREFIX "\r\n\r\n",
+			 cases[i].up);
+		struct run r = feed_both_prefixed(in, PREFIX);
+		CHECK_INT_EQ(r.rc, PROXY_OK);
+		CHECK_INT_EQ(r.heads, 1);
+		CHECK_STR_EQ(r.out, want);
+		free(r.out);
+	}
+}
+
+TEST(target_outside_the_prefix_is_sent_elsewhere)
+{
+	/* The first request goes up; the second, for the API on the same
+	 * host, is refused with its own target as the location; nothing of
+	 * it goes up. A prefix followed by more characters is another
+	 * target (port 30001 is not port 3000). */
+	static const char *const others[] = {
+	    "/v1/sessions/app-url/ses_abcdefghij0123456789?port=3000",
+	    PREFIX "1/",
+	    "/v1/app/ses_abcdefghij0123456789/300",
+	    "http://" HOST PREFIX "/",
+	};
+	for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+		char in[512];
+		snprintf(in, sizeof(in),
+			 "GET " PREFIX "/a HTTP/1.1\r\nHost: " HOST "\r\n\r\n"
+			 "POST %s HTTP/1.1\r\nHost: " HOST "\r\nContent-Length: 3\r\n\r\nabc",
+			 others[i]);
+		struct run r = feed_both_prefixed(in, PREFIX);
+		CHECK_INT_EQ(r.rc, PROXY_OTHER_HOST);
+		CHECK_INT_EQ(r.heads, 1);
+		CHECK_STR_EQ(r.location, others[i]);
+		CHECK(strstr(r.out, "POST") == NULL);
+		free(r.out);
+	}
 }
 
 TEST(head_too_large_is_431)
@@ -255,4 +334,128 @@ TEST(bodies_stream_through_a_small_output)
 	CHECK(strstr(r.out, "GET /after HTTP/1.1\r\n") != NULL);
 	free(r.out);
 	free(req);
+}
+
+/* ---- the answers ---- */
+
+/* Scans text as answers to requests of kinds (one letter each: G for any,
+ * H for HEAD, C for CONNECT), whole and one byte at a time; both ways must
+ * end in the same state, which is returned. */
+static struct proxy_answers scan_both(const char *kinds, const char *text, size_t len)
+{
+	struct proxy_answers whole = {0}, bytes = {0};
+	for (const char *k = kinds; *k; k++) {
+		enum proxy_request_kind kind = *k == 'H'   ? PROXY_REQ_HEAD
+					       : *k == 'C' ? PROXY_REQ_CONNECT
+							   : PROXY_REQ_OTHER;
+		CHECK(proxy_answers_expect(&whole, kind));
+		CHECK(proxy_answers_expect(&bytes, kind));
+	}
+	proxy_answers_scan(&whole, text, len);
+	for (size_t i = 0; i < len; i++)
+		proxy_answers_scan(&bytes, text + i, 1);
+	CHECK_INT_EQ(whole.st, bytes.st);
+	CHECK_INT_EQ(whole.n, bytes.n);
+	CHECK_INT_EQ(proxy_answers_settled(&whole), proxy_answers_settled(&bytes));
+	return whole;
+}
+
+#define SCAN(kinds, text) scan_both(kinds, text, strlen(text))
+
+TEST(answers_end_where_their_framing_says)
+{
+	/* A Content-Length body, a chunked one with extensions and trailers,
+	 * then one without a body: all three complete. */
+	const char *three = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+			    "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n"
+			    "5;x=y\r\nhello\r\n0\r\nX-Sum: 1\r\n\r\n"
+			    "HTTP/1.1 204 No Content\r\n\r\n";
+	struct proxy_answers a = SCAN("GGG", three);
+	CHECK(proxy_answers_settled(&a));
+	CHECK_INT_EQ(a.n, 0);
+	/* Each prefix of it that ends inside an answer is not settled. */
+	for (size_t cut = 1; cut < strlen(three); cut++) {
+		a = scan_both("GGG", three, cut);
+		CHECK(!proxy_answers_settled(&a));
+	}
+	/* Bare LF line ends, and a 5000-byte header line that is not about
+	 * framing. */
+	char big[6000];
+	snprintf(big, sizeof(big), "HTTP/1.1 200 OK\nSet-Cookie: %04999d\nContent-Length: 2\n\nok",
+		 0);
+	a = SCAN("G", big);
+	CHECK(proxy_answers_settled(&a));
+}
+
+TEST(answers_without_bodies_and_interim_ones)
+{
+	/* HEAD's answer names a length it does not send; 304 has none. */
+	struct proxy_answers a =
+	    SCAN("HG", "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"
+		       "HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n");
+	CHECK(proxy_answers_settled(&a));
+	/* 100 Continue is followed by the final answer to the same request. */
+	a = SCAN("G", "HTTP/1.1 100 Continue\r\n\r\n");
+	CHECK(!proxy_answers_settled(&a));
+	CHECK_INT_EQ(a.n, 1);
+	a = SCAN("G", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+	CHECK(proxy_answers_settled(&a));
+}
+
+TEST(answers_until_close_tunnels_and_surprises)
+{
+	/* No length: the body ends when the app closes. */
+	struct proxy_answers a = SCAN("G", "HTTP/1.0 200 OK\r\n\r\nsome body");
+	CHECK_INT_EQ(a.st, PROXY_A_UNTIL_CLOSE);
+	CHECK(!proxy_answers_settled(&a));
+	proxy_answers_eof(&a);
+	CHECK(proxy_answers_settled(&a));
+	/* A Transfer-Encoding that does not end in chunked, too. */
+	a = SCAN("G", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n");
+	CHECK_INT_EQ(a.st, PROXY_A_UNTIL_CLOSE);
+	/* 101, and a 2xx to CONNECT, open a tunnel; a 4xx to CONNECT does not. */
+	a = SCAN("G", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x02hi");
+	CHECK_INT_EQ(a.st, PROXY_A_TUNNEL);
+	CHECK(!proxy_answers_settled(&a));
+	a = SCAN("C", "HTTP/1.1 200 Connection established\r\n\r\n");
+	CHECK_INT_EQ(a.st, PROXY_A_TUNNEL);
+	a = SCAN("C", "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n");
+	CHECK(proxy_answers_settled(&a));
+	/* An answer nobody asked for, something that is not HTTP, two
+	 * lengths that disagree: the framing is lost. */
+	a = SCAN("G", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\n\r\n");
+	CHECK_INT_EQ(a.st, PROXY_A_LOST);
+	a = SCAN("G", "SSH-2.0-OpenSSH\r\n");
+	CHECK_INT_EQ(a.st, PROXY_A_LOST);
+	a = SCAN("G", "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n");
+	CHECK_INT_EQ(a.st, PROXY_A_LOST);
+	CHECK(!proxy_answers_settled(&a));
+}
+
+TEST(requests_wait_while_too_many_answers_are_awaited)
+{
+	struct proxy_answers a = {0};
+	struct proxy_parser p = {
+	    .host = HOST, .client_ip = "192.0.2.1", .proto = "http", .answers = &a};
+	char in[PROXY_HEAD_MAX];
+	size_t in_len = 0;
+	const char req[] = "GET / HTTP/1.1\r\nHost: " HOST "\r\n\r\n";
+	while (in_len + sizeof(req) < sizeof(in) && in_len < 70 * (sizeof(req) - 1)) {
+		memcpy(in + in_len, req, sizeof(req) - 1);
+		in_len += sizeof(req) - 1;
+	}
+	char *out = malloc(1 << 20);
+	CHECK(out != NULL);
+	size_t out_len = 0;
+	int heads = 0;
+	CHECK_INT_EQ(proxy_parse(&p, in, &in_len, out, &out_len, 1 << 20, &heads), PROXY_OK);
+	CHECK_INT_EQ(heads, PROXY_PENDING_MAX);
+	CHECK_INT_EQ(a.n, PROXY_PENDING_MAX);
+	CHECK(in_len > 0);
+	/* One answer comes: one more request goes. */
+	const char ans[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+	proxy_answers_scan(&a, ans, sizeof(ans) - 1);
+	CHECK_INT_EQ(proxy_parse(&p, in, &in_len, out, &out_len, 1 << 20, &heads), PROXY_OK);
+	CHECK_INT_EQ(heads, PROXY_PENDING_MAX + 1);
+	free(out);
 }

@@ -38,6 +38,33 @@ TEST(random_alnum_alphabet_and_uniqueness)
 	CHECK(strcmp(a, b) != 0);
 }
 
+TEST(port_parse_has_one_spelling_per_port)
+{
+	static const struct {
+		const char *in;
+		int port; /* 0: refused */
+		const char *rest;
+	} cases[] = {
+	    {"1", 1, ""},	    {"8080.localhost", 8080, ".localhost"},
+	    {"65535/", 65535, "/"}, {"65536", 0, NULL},
+	    {"0", 0, NULL},	    {"08080", 0, NULL},
+	    {"", 0, NULL},	    {"-1", 0, NULL},
+	    {"123456", 0, NULL},    {"+80", 0, NULL},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		const char *s = cases[i].in;
+		int port = -1;
+		bool ok = port_parse(&s, &port);
+		CHECK_MSG(ok == (cases[i].port != 0), "'%s'", cases[i].in);
+		if (ok) {
+			CHECK_INT_EQ(port, cases[i].port);
+			CHECK_STR_EQ(s, cases[i].rest);
+		} else {
+			CHECK(s == cases[i].in);
+		}
+	}
+}
+
 TEST(iso8601_utc_with_z)
 {
 	char buf[40];
