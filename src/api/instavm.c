@@ -77,9 +77,9 @@ static void handle_app_url(struct api_call *c)
 	core_preview_port_url(api->core, info.id, port, direct, sizeof(direct));
 	core_vm_id(info.id, vm, sizeof(vm));
 	int64_t left_ms = info.expires_ms - now_ms();
-	json_t *o = json_pack("{s:s,s:s,s:n,s:i,s:s,s:s,s:s,s:I}", "url", url, "direct_url",
-			      direct, "vm_ip", "port", port, "vm_id", vm, "session_id", info.id,
-			      "status", core_state_name(info.state), "expires_in_seconds",
+	json_t *o = json_pack("{s:s,s:s,s:n,s:i,s:s,s:s,s:s,s:I}", "url", url, "direct_url", direct,
+			      "vm_ip", "port", port, "vm_id", vm, "session_id", info.id, "status",
+			      core_state_name(info.state), "expires_in_seconds",
 			      (json_int_t)(left_ms > 0 ? left_ms / 1000 : 0));
 	core_session_info_release(&info);
 	api_json(c, 200, o);
@@ -90,13 +90,13 @@ static void handle_app_url(struct api_call *c)
 /* Matched by api/router.c after the buntime routes; tests/unit/openapi.c
  * checks that api/openapi.c documents each one. */
 static const struct api_route instavm_routes[] = {
-	{"GET", "/v1/sessions/app-url/{session_id}", handle_app_url, 0},
+    {"GET", "/v1/sessions/app-url/{session_id}", handle_app_url, 0},
 };
 
 const struct api_route_table api_instavm_routes = {
-	.name = "instavm",
-	.routes = instavm_routes,
-	.n = ARRAY_SIZE(instavm_routes),
-	.error = instavm_error,
-	.key_header = "X-API-Key",
+    .name = "instavm",
+    .routes = instavm_routes,
+    .n = ARRAY_SIZE(instavm_routes),
+    .error = instavm_error,
+    .key_header = "X-API-Key",
 };
