@@ -183,6 +183,7 @@ static int preview_open(void *ctx, const char *host, const char *target, struct 
 	    .fd = fd,
 	    .proto = core_preview_scheme(api->core),
 	    .prefix = pc->prefix[0] ? pc->prefix : NULL,
+	    .key_prefix = CORE_KEY_PREFIX,
 	    .on_request = preview_on_request,
 	    .cancelled = preview_cancelled,
 	    .release = preview_release,

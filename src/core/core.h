@@ -98,6 +98,9 @@ int plan_overrides_format(const struct plan_overrides *ov, char *buf, size_t len
 /* The inverse of plan_overrides_format(); "" reads as "{}". */
 int plan_overrides_parse(const char *json, struct plan_overrides *ov, struct bk_err *err);
 
+/* How every API key begins: "bk_" and 40 characters of [a-z0-9]. */
+#define CORE_KEY_PREFIX "bk_"
+
 struct core_key {
 	char id[32];
 	char plan[16];

@@ -260,7 +260,7 @@ int core_key_create(struct core *core, const char *plan, const struct plan_overr
 	struct plan_overrides none = {0};
 	if (plan_overrides_format(ov ? ov : &none, k.overrides, sizeof(k.overrides), err) < 0)
 		return -1;
-	snprintf(secret, len, "bk_%s", rnd);
+	snprintf(secret, len, CORE_KEY_PREFIX "%s", rnd);
 	key_hash(secret, k.hash);
 	if (store_key_insert(core->store, &k, err) < 0)
 		return -1;

@@ -55,6 +55,10 @@
 #define LINGER_MS 2000
 #define LINGER_BYTES (1u << 20)
 #define SEND_TIMEOUT_MS 10000
+/* After a request cut short (refused inside its body): how long the app
+ * may take to finish what it is writing once told that nothing more
+ * comes. */
+#define DRAIN_MS 1000
 
 /* ---- the request stream ---- */
 
@@ -179,6 +183,39 @@ static int parse_content_length(const char *v, size_t n, uint64_t *out)
 	return 0;
 }
 
+/* Whether the header name: value carries one of the server's own API keys
+ * (a client that sends its key with every request, as SDKs do, must not
+ * hand it to the app). */
+static bool is_server_key(const struct proxy_parser *p, const char *name, size_t nl, const char *v,
+			  size_t vl)
+{
+	if (p->key_prefix == NULL)
+		return false;
+	size_t kl = strlen(p->key_prefix);
+	if (eq_ci(name, nl, "authorization") && vl > 7 && strncasecmp(v, "bearer ", 7) == 0) {
+		v += 7;
+		vl -= 7;
+		while (vl > 0 && *v == ' ') {
+			v++;
+			vl--;
+		}
+	} else if (!eq_ci(name, nl, "x-api-key")) {
+		return false;
+	}
+	return vl >= kl && memcmp(v, p->key_prefix, kl) == 0;
+}
+
+/* Where the stream goes after a request's body: the next head, or, after
+ * a request to upgrade the connection, a wait for its answer (a tunnel on
+ * 101 or a 2xx to CONNECT, the next head otherwise). Without answers to
+ * look at, an upgrade request is taken at its word. */
+static enum proxy_state after_request(const struct proxy_parser *p)
+{
+	if (!p->upgrade_after)
+		return PROXY_HEAD;
+	return p->answers ? PROXY_UPGRADE_WAIT : PROXY_RAW;
+}
+
 /* Writes the head at the front of in (len bytes) to o, rewritten, and sets
  * the framing of its body. Returns PROXY_OK, PROXY_OTHER_HOST or a status. */
 static int head_rewrite(struct proxy_parser *p, const char *head, size_t len, struct out *o)
@@ -210,7 +247,7 @@ static int head_rewrite(struct proxy_parser *p, const char *head, size_t len, st
 			    (target_len == cut || target[cut] == '/' || target[cut] == '?');
 	}
 	out_add(o, line, (size_t)(target - line));
-	if (target_ok && (target_len == cut || target[cut] == '?'))
+	if (p->prefix && target_ok && (target_len == cut || target[cut] == '?'))
 		out_str(o, "/");
 	out_add(o, target + cut, target_len - cut);
 	out_add(o, sp2, (size_t)(line + n - sp2));
@@ -273,7 +310,7 @@ static int head_rewrite(struct proxy_parser *p, const char *head, size_t len, st
 			continue;
 		}
 		if (eq_ci(line, nl, "x-forwarded-proto") || eq_ci(line, nl, "x-forwarded-host") ||
-		    eq_ci(line, nl, "x-forwarded-prefix"))
+		    eq_ci(line, nl, "x-forwarded-prefix") || is_server_key(p, line, nl, v, vl))
 			continue;
 		out_add(o, line, nl);
 		out_str(o, ": ");
@@ -283,6 +320,10 @@ static int head_rewrite(struct proxy_parser *p, const char *head, size_t len, st
 	if (hosts > 1)
 		return 400;
 	if (hosts == 0 || !host_ok || !target_ok) {
+		/* Only a path can be sent elsewhere: "*", an authority
+		 * (CONNECT) or an absolute URL belong to no other place. */
+		if (target[0] != '/')
+			return 400;
 		p->location[0] = '\0';
 		int w = host_ok ? snprintf(p->location, sizeof(p->location), "%.*s",
 					   (int)target_len, target)
@@ -324,7 +365,7 @@ static int head_rewrite(struct proxy_parser *p, const char *head, size_t len, st
 		p->st = PROXY_BODY;
 		p->left = length;
 	} else {
-		p->st = p->upgrade_after ? PROXY_RAW : PROXY_HEAD;
+		p->st = after_request(p);
 	}
 	return PROXY_OK;
 }
@@ -370,8 +411,11 @@ static int parse_chunk_size(const char *s, size_t n, uint64_t *out)
 	return 0;
 }
 
+/* Refuses what is left of the stream; a request whose head went up but
+ * not all of its body is cut short. */
 static int stop(struct proxy_parser *p, int rc)
 {
+	p->cut_short = p->st != PROXY_HEAD && p->st != PROXY_UPGRADE_WAIT;
 	p->st = PROXY_STOP;
 	return rc;
 }
@@ -397,7 +441,7 @@ int proxy_parse(struct proxy_parser *p, char *in, size_t *in_len, char *out, siz
 				return stop(p, 400);
 			if (room < PROXY_OUT_MIN && room < 2 * hl + 1024)
 				return PROXY_OK;
-			if (p->answers && p->answers->n == PROXY_PENDING_MAX)
+			if (p->answers && proxy_answers_full(p->answers))
 				return PROXY_OK;
 			struct out o = {.b = out + *out_len, .cap = room};
 			int rc = head_rewrite(p, in, hl, &o);
@@ -426,7 +470,7 @@ int proxy_parse(struct proxy_parser *p, char *in, size_t *in_len, char *out, siz
 				if (p->st == PROXY_CHUNK_DATA)
 					p->st = PROXY_CHUNK_END;
 				else
-					p->st = p->upgrade_after ? PROXY_RAW : PROXY_HEAD;
+					p->st = after_request(p);
 			}
 			continue;
 		}
@@ -449,7 +493,7 @@ int proxy_parse(struct proxy_parser *p, char *in, size_t *in_len, char *out, siz
 				p->left = size;
 				p->st = size ? PROXY_CHUNK_DATA : PROXY_TRAILER;
 			} else if (n == 0) {
-				p->st = p->upgrade_after ? PROXY_RAW : PROXY_HEAD;
+				p->st = after_request(p);
 			} else {
 				const char *colon = memchr(in, ':', n);
 				if (in[0] == ' ' || in[0] == '\t' || colon == NULL ||
@@ -485,6 +529,17 @@ int proxy_parse(struct proxy_parser *p, char *in, size_t *in_len, char *out, siz
 			p->st = PROXY_CHUNK_SIZE;
 			continue;
 		}
+		case PROXY_UPGRADE_WAIT: {
+			const struct proxy_answers *a = p->answers;
+			if (a->st == PROXY_A_TUNNEL || a->st == PROXY_A_LOST ||
+			    a->st == PROXY_A_UNTIL_CLOSE)
+				p->st = PROXY_RAW; /* upgraded, or nothing more to tell */
+			else if (proxy_answers_settled(a))
+				p->st = PROXY_HEAD; /* refused: HTTP goes on */
+			else
+				return PROXY_OK;
+			continue;
+		}
 		case PROXY_STOP:
 			return PROXY_OK;
 		}
@@ -493,8 +548,17 @@ int proxy_parse(struct proxy_parser *p, char *in, size_t *in_len, char *out, siz
 
 /* ---- the answers ---- */
 
+bool proxy_answers_full(const struct proxy_answers *a)
+{
+	return a->n == PROXY_PENDING_MAX && a->st != PROXY_A_TUNNEL && a->st != PROXY_A_LOST;
+}
+
 bool proxy_answers_expect(struct proxy_answers *a, enum proxy_request_kind kind)
 {
+	/* Past a tunnel, or with the framing lost, there is nothing to
+	 * count. */
+	if (a->st == PROXY_A_TUNNEL || a->st == PROXY_A_LOST)
+		return true;
 	if (a->n == PROXY_PENDING_MAX)
 		return false;
 	a->kind[(a->first + a->n) % PROXY_PENDING_MAX] = (uint8_t)kind;
@@ -656,13 +720,20 @@ void proxy_answers_scan(struct proxy_answers *a, const char *b, size_t n)
 
 void proxy_answers_eof(struct proxy_answers *a)
 {
-	if (a->st == PROXY_A_UNTIL_CLOSE)
+	if (a->st == PROXY_A_UNTIL_CLOSE) {
 		answer_done(a);
+		a->by_close = true;
+	}
+}
+
+bool proxy_answers_between(const struct proxy_answers *a)
+{
+	return a->st == PROXY_A_HEAD && !a->in_head && a->line_len == 0;
 }
 
 bool proxy_answers_settled(const struct proxy_answers *a)
 {
-	return a->st == PROXY_A_HEAD && a->n == 0 && !a->in_head && a->line_len == 0;
+	return proxy_answers_between(a) && a->n == 0;
 }
 
 /* ---- the relay ---- */
@@ -686,6 +757,7 @@ struct relay {
 	int refuse; /* a status to answer with once the answers before are out, or 0 */
 	int64_t last_io_us;
 	struct proxy_answers answers; /* where the upstream's answers end */
+	int64_t drain_until_us;	      /* after a request cut short: the app's time to finish */
 	int64_t deadline_us;	      /* when the worker must look again unasked, or 0 */
 
 	/* The worker's, while it runs the relay. */
@@ -948,24 +1020,35 @@ static enum step relay_step(struct relay *r, const uint32_t rev[2], uint32_t wan
 	 * may still be writing one (apps such as Bun close at once when told
 	 * the client is done, so the upstream is not told). */
 	bool up_done = (r->c_eof || stopped) && r->out_len == r->out_off;
-	bool settled = proxy_answers_settled(&r->answers);
-	if (up_done && settled && r->down_len == r->down_off)
+	bool down_done = r->down_len == r->down_off;
+	/* A request left half sent (refused inside its body, or its client
+	 * gone inside it) will never be whole: its answer is not waited for,
+	 * and the app learns the end by a half-close, as it does where
+	 * answers cannot be told apart (a tunnel, an app that is not HTTP as
+	 * expected). An answer that runs until the app closes is simply
+	 * waited for. */
+	enum proxy_state pst = r->parser.st;
+	bool cut_short = stopped ? r->parser.cut_short
+				 : r->c_eof && pst != PROXY_HEAD && pst != PROXY_RAW &&
+				       pst != PROXY_UPGRADE_WAIT;
+	if (up_done && !cut_short && proxy_answers_settled(&r->answers) && down_done)
 		return r->refuse ? STEP_REFUSE : STEP_END;
-	/* Where answers cannot be told apart (a tunnel, an upstream that is
-	 * not HTTP as expected), or a request was left half sent, the
-	 * upstream learns the end by a half-close and ends the connection
-	 * when it has finished. An answer that runs until the upstream closes
-	 * is simply waited for. */
 	enum proxy_answer_state ast = r->answers.st;
-	bool half_sent = r->c_eof && r->parser.st != PROXY_HEAD && r->parser.st != PROXY_STOP &&
-			 r->parser.st != PROXY_RAW;
-	if (up_done && !r->u_shut && (ast == PROXY_A_TUNNEL || ast == PROXY_A_LOST || half_sent)) {
+	if (up_done && !r->u_shut && (ast == PROXY_A_TUNNEL || ast == PROXY_A_LOST || cut_short)) {
 		shutdown(r->u, SHUT_WR);
 		r->u_shut = true;
+		if (cut_short)
+			r->drain_until_us = now + (int64_t)DRAIN_MS * 1000;
 	}
-	if (r->u_eof && r->down_len == r->down_off)
-		return r->refuse && settled ? STEP_REFUSE : STEP_END;
-	if (r->down_len == r->down_off)
+	/* A refusal of ours goes out between answers, when only the request
+	 * cut short (if any) is unanswered, and never after an answer that
+	 * ended by the app's closing: the client would read it as part of
+	 * that answer's body. */
+	bool may_refuse = proxy_answers_between(&r->answers) &&
+			  r->answers.n == (cut_short ? 1u : 0u) && !r->answers.by_close;
+	if ((r->u_eof || (r->drain_until_us && now >= r->drain_until_us)) && down_done)
+		return r->refuse && may_refuse ? STEP_REFUSE : STEP_END;
+	if (down_done)
 		r->u_hup = false;
 
 	r->deadline_us = 0;
@@ -975,6 +1058,8 @@ static enum step relay_step(struct relay *r, const uint32_t rev[2], uint32_t wan
 			return STEP_END;
 		r->deadline_us = idle_end;
 	}
+	if (r->drain_until_us && (r->deadline_us == 0 || r->drain_until_us < r->deadline_us))
+		r->deadline_us = r->drain_until_us;
 	want[0] = want[1] = 0;
 	if (!r->c_eof && !stopped && r->in_len < IN_CAP)
 		want[0] |= EPOLLIN;
@@ -1295,6 +1380,7 @@ void http_proxy_serve(struct http_conn *conn)
 	    .proto = up.proto ? up.proto : "http",
 	    .prefix = up.prefix,
 	    .answers = &r->answers,
+	    .key_prefix = up.key_prefix,
 	};
 	r->last_io_us = mono_us();
 	pthread_mutex_init(&r->done_lock, NULL);

@@ -34,14 +34,15 @@
 #define PROXY_LINE_MAX 4096
 
 enum proxy_state {
-	PROXY_HEAD = 0,	  /* expecting a request head */
-	PROXY_BODY,	  /* left bytes of a Content-Length body */
-	PROXY_CHUNK_SIZE, /* a chunk-size line */
-	PROXY_CHUNK_DATA, /* left bytes of a chunk */
-	PROXY_CHUNK_END,  /* the CRLF after a chunk's data */
-	PROXY_TRAILER,	  /* trailer lines, up to an empty one */
-	PROXY_RAW,	  /* upgraded: bytes are copied as they are */
-	PROXY_STOP,	  /* refused or ended: nothing more is taken */
+	PROXY_HEAD = 0,	    /* expecting a request head */
+	PROXY_BODY,	    /* left bytes of a Content-Length body */
+	PROXY_CHUNK_SIZE,   /* a chunk-size line */
+	PROXY_CHUNK_DATA,   /* left bytes of a chunk */
+	PROXY_CHUNK_END,    /* the CRLF after a chunk's data */
+	PROXY_TRAILER,	    /* trailer lines, up to an empty one */
+	PROXY_UPGRADE_WAIT, /* after a request to upgrade: waits for its answer */
+	PROXY_RAW,	    /* upgraded: bytes are copied as they are */
+	PROXY_STOP,	    /* refused or ended: nothing more is taken */
 };
 
 /* What proxy_parse() ended with, besides an HTTP status (400, 431) to
@@ -102,17 +103,22 @@ struct proxy_answers {
 	 * from first, in a ring. */
 	uint8_t kind[PROXY_PENDING_MAX];
 	unsigned first, n;
+	bool by_close; /* the last answer ended when the app closed */
 };
 
-/* Notes a request sent up. False when PROXY_PENDING_MAX answers are
- * awaited already (the request must wait). */
+/* Whether PROXY_PENDING_MAX answers are awaited: the next request waits. */
+bool proxy_answers_full(const struct proxy_answers *a);
+/* Notes a request sent up. False when full (nothing is noted). */
 bool proxy_answers_expect(struct proxy_answers *a, enum proxy_request_kind kind);
 /* Reads the framing of n more bytes of answers. */
 void proxy_answers_scan(struct proxy_answers *a, const char *b, size_t n);
 /* The app has closed its side: a body that ran until then is complete. */
 void proxy_answers_eof(struct proxy_answers *a);
-/* Whether every answer asked for is complete and nothing of another has
- * come (false once the framing is not known, PROXY_A_TUNNEL or _LOST). */
+/* Whether the answers are between two answers: none has begun that has
+ * not ended (false once the framing is not known, PROXY_A_TUNNEL or
+ * _LOST). */
+bool proxy_answers_between(const struct proxy_answers *a);
+/* Between answers, and none is awaited. */
 bool proxy_answers_settled(const struct proxy_answers *a);
 
 struct proxy_parser {
@@ -125,8 +131,13 @@ struct proxy_parser {
 	 * and sent as X-Forwarded-Prefix. NULL: targets go up as they are. */
 	const char *prefix;
 	/* Where each request relayed is noted; NULL: nowhere. A request head
-	 * waits while PROXY_PENDING_MAX answers are awaited. */
+	 * waits while PROXY_PENDING_MAX answers are awaited, and the request
+	 * after one that asks to upgrade waits for its answer. */
 	struct proxy_answers *answers;
+	/* The start of the server's own API keys: Authorization (Bearer) and
+	 * X-API-Key headers whose value starts with it are not passed on.
+	 * NULL: none is dropped. */
+	const char *key_prefix;
 	/* After PROXY_OTHER_HOST: the refused request's target, made absolute
 	 * with its Host when that is not the connection's; "" when it has no
 	 * Host or the location would be too long. */
@@ -135,6 +146,7 @@ struct proxy_parser {
 	enum proxy_state st;
 	bool upgrade_after; /* the current request switches to PROXY_RAW after its body */
 	uint64_t left;	    /* bytes of the body or the chunk still to copy */
+	bool cut_short;	    /* stopped inside a request: its head went up, not all its body */
 };
 
 /* Moves what it can of in[0..*in_len) to out[*out_len..out_cap): request

@@ -17,12 +17,26 @@
 
 /* Per-request state kept by MHD between the calls of one request. */
 struct req_state {
-	char *uri;    /* the request-target as sent */
-	bool started; /* on_request() has seen the request's head */
+	char *uri;	/* the request-target as sent */
+	bool first;	/* the connection's first request */
+	bool started;	/* on_request() has seen the request's head */
+	bool elsewhere; /* for the relay: answered with a 307 once its body is read */
 	struct buf body;
 	bool too_large;
 	int64_t start_us;
 };
+
+/* A connection's count of requests, as its MHD socket context. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+			  enum MHD_ConnectionNotificationCode toe)
+{
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		*socket_context = calloc(1, sizeof(unsigned));
+	} else {
+		free(*socket_context);
+		*socket_context = NULL;
+	}
+}
 
 /* MHD's first look at a request: its raw request-target (the url that
  * on_request() gets has lost its query), kept in the request's state. */
@@ -32,6 +46,10 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 	struct req_state *st = calloc(1, sizeof(*st));
 	if (st == NULL)
 		return NULL;
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	unsigned *count = ci ? ci->socket_context : NULL;
+	st->first = count == NULL || ++*count == 1;
 	st->uri = strdup(uri);
 	if (st->uri == NULL) {
 		free(st);
@@ -158,19 +176,21 @@ static enum MHD_Result respond(struct MHD_Connection *conn, struct http_response
 	return ret;
 }
 
-/* A 307 to target itself, on a connection that then closes. The Location
- * is as long as the target: it does not fit http_response's headers. */
-static enum MHD_Result redirect_and_close(struct MHD_Connection *conn, const char *target)
+/* A short text answer (static) on a connection that then closes, with a
+ * Location when location is not NULL: as long as the target it names, it
+ * does not fit http_response's headers. */
+static enum MHD_Result answer_and_close(struct MHD_Connection *conn, unsigned status,
+					const char *text, const char *location)
 {
-	static const char body[] = "this request is served on a connection of its own\n";
 	struct MHD_Response *r =
-	    MHD_create_response_from_buffer(sizeof(body) - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
+	    MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_PERSISTENT);
 	if (r == NULL)
 		return MHD_NO;
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
-	MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION, target);
+	if (location)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION, location);
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
-	enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_TEMPORARY_REDIRECT, r);
+	enum MHD_Result ret = MHD_queue_response(conn, status, r);
 	MHD_destroy_response(r);
 	return ret;
 }
@@ -214,22 +234,41 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return MHD_NO; /* on_uri() ran out of memory */
 	if (!st->started) {
 		st->started = true;
-		/* A later request of a kept-alive connection that is for the
-		 * relay (a preview host, a path-proxied app): this connection
-		 * cannot become a relay now. A 307 to the same target, with the
-		 * connection closed, sends the client there again on a new
-		 * connection, which the front door routes (clients follow a 307
-		 * with the same method and body). A request without a Host is
-		 * the API's, as the front door would route it too. */
+		/* A request for the relay (a preview host, a path-proxied app)
+		 * that reached MHD. As a later request of a kept-alive
+		 * connection, it gets a 307 to the same target once its body
+		 * is read, and the connection closes: clients send it again,
+		 * same method and body, on a new connection, which the front
+		 * door routes. As the first, the front door could not read its
+		 * Host (past 16 KiB of head, or too slow): a 307 would only
+		 * loop. A request without a Host is the API's, as the front
+		 * door would route it too. */
 		const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
 		if (host && srv->has_hosts &&
-		    srv->hosts.route(srv->hosts.ctx, host, st->uri) != HTTP_ROUTE_API)
-			return redirect_and_close(conn, st->uri);
+		    srv->hosts.route(srv->hosts.ctx, host, st->uri) != HTTP_ROUTE_API) {
+			if (st->first)
+				return answer_and_close(conn, MHD_HTTP_BAD_REQUEST,
+							"this request is for a preview, but its "
+							"Host header did not come within the first "
+							"16 KiB of its head and 10 s\n",
+							NULL);
+			st->elsewhere = true;
+			return MHD_YES;
+		}
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 							     MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (cl && strtoull(cl, NULL, 10) > srv->max_body)
 			st->too_large = true;
 		return MHD_YES;
+	}
+	if (st->elsewhere) {
+		if (*upload_size > 0) {
+			*upload_size = 0; /* read and dropped: the client sends it again */
+			return MHD_YES;
+		}
+		return answer_and_close(conn, MHD_HTTP_TEMPORARY_REDIRECT,
+					"this request is served on a connection of its own\n",
+					st->uri);
 	}
 	if (*upload_size > 0) {
 		/* Past the limit the rest is read and dropped, so that the answer
@@ -308,8 +347,9 @@ int http_server_start(const char *addr, int port, size_t max_body, http_handler 
 			 MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
 	srv->mhd = MHD_start_daemon(
 	    flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
-	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT,
-	    (unsigned)3600, MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096, MHD_OPTION_END);
+	    MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_NOTIFY_COMPLETED,
+	    on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)3600,
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096, MHD_OPTION_END);
 	if (srv->mhd == NULL) {
 		http_server_stop(srv);
 		return bk_err_kind(err, BK_E_INTERNAL, "cannot start libmicrohttpd");

@@ -94,6 +94,10 @@ struct http_upstream {
 	 * '/', '?' or its end), cut off before the request goes up and sent
 	 * as X-Forwarded-Prefix; NULL: none. Borrowed until release(). */
 	const char *prefix;
+	/* The start of the server's own API keys, which are dropped from
+	 * Authorization and X-API-Key before a request goes up; NULL: none.
+	 * Borrowed until release(). */
+	const char *key_prefix;
 	/* Once per request head relayed; may be NULL. Called from a relay
 	 * worker, which serves other connections too: it must be quick. */
 	void (*on_request)(void *ctx);

@@ -1742,6 +1742,61 @@ TEST(preview_answers_are_never_cut)
 	free(id);
 }
 
+/* What the relay does with requests that are not plain ones: the
+ * server's own keys are not passed on to the app, an upgrade the app
+ * declines leaves the connection relaying HTTP (prefix cut, headers set),
+ * and a request refused inside its body is answered 400 at once, not
+ * after the app gives up waiting for the rest. */
+TEST(preview_keys_upgrades_declined_and_broken_bodies)
+{
+	char key[CLIENT_KEY_MAX], api[64];
+	struct way_in w;
+	char *id = app_session(key, sizeof(key), api, sizeof(api), &w);
+	struct conn c;
+	conn_open(&bk.d, &c);
+	conn_sendf(&c,
+		   "GET %s/echo HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
+		   "X-API-Key: %s\r\nX-Api-Key: the-apps-own\r\n\r\n",
+		   w.prefix, api, key, key);
+	struct raw_resp r;
+	CHECK(raw_read(&c, &r, false, 10000) == 0);
+	CHECK_INT_EQ(r.status, 200);
+	CHECK_MSG(strstr(r.body, key) == NULL, "the key reached the app: %s", r.body);
+	CHECK_MSG(strstr(r.body, "\"x-api-key\":\"the-apps-own\""), "%s", r.body);
+	raw_resp_free(&r);
+	/* curl --http2 on http:// asks for h2c; Bun answers HTTP/1.1. */
+	conn_sendf(&c,
+		   "GET %s/echo HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+		   "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+		   "GET %s/echo?second HTTP/1.1\r\nHost: %s\r\n\r\n",
+		   w.prefix, api, w.prefix, api);
+	CHECK(raw_read(&c, &r, false, 10000) == 0);
+	CHECK_INT_EQ(r.status, 200);
+	raw_resp_free(&r);
+	CHECK(raw_read(&c, &r, false, 10000) == 0);
+	CHECK_INT_EQ(r.status, 200);
+	CHECK_MSG(strstr(r.body, "\"path\":\"/echo?second\"") &&
+		      strstr(r.body, "\"x-forwarded-prefix\""),
+		  "the request after a declined upgrade went up raw: %s", r.body);
+	raw_resp_free(&r);
+	conn_close(&c);
+	/* A malformed chunk after the head went up: 400 within the relay's
+	 * 1 s drain, though the app still waits for the body. */
+	conn_open(&bk.d, &c);
+	int64_t t0 = wall_ms();
+	conn_sendf(&c,
+		   "POST %s/upload HTTP/1.1\r\nHost: %s\r\nTransfer-Encoding: chunked\r\n\r\n"
+		   "5\r\nhello\r\nZZ\r\n",
+		   w.prefix, api);
+	CHECK(raw_read(&c, &r, false, 10000) == 0);
+	CHECK_INT_EQ(r.status, 400);
+	CHECK_MSG(wall_ms() - t0 < 5000, "the 400 took %lld ms", (long long)(wall_ms() - t0));
+	raw_resp_free(&r);
+	conn_close(&c);
+	client_must_delete(key, id);
+	free(id);
+}
+
 /* A request without a Host cannot be told apart from the API's by the
  * front door, so it is the API's, wherever its path points: a 404, not a
  * redirect to itself that would loop. */
@@ -1773,6 +1828,23 @@ TEST(preview_path_without_host_is_the_apis)
 	CHECK_INT_EQ(r.status, 404);
 	raw_resp_free(&r);
 	conn_close(&c);
+	/* A Host that comes past the first 16 KiB of the head: the front
+	 * door cannot route it, and the API says so (a 307 would loop). */
+	char *head = malloc(21000);
+	CHECK(head != NULL);
+	int n = snprintf(head, 21000,
+			 "GET /v1/app/%s/%d/x HTTP/1.1\r\nX-Filler: %020000d\r\n"
+			 "Host: localhost\r\n\r\n",
+			 id, APP_PORT, 0);
+	CHECK(n > 0 && n < 21000);
+	conn_open(&bk.d, &c);
+	conn_send(&c, head, (size_t)n);
+	CHECK(raw_read(&c, &r, false, 20000) == 0);
+	CHECK_INT_EQ(r.status, 400);
+	CHECK(strstr(r.body, "16 KiB") != NULL);
+	raw_resp_free(&r);
+	conn_close(&c);
+	free(head);
 	client_must_delete(key, id);
 	free(id);
 }

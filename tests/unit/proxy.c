@@ -281,7 +281,6 @@ TEST(target_outside_the_prefix_is_sent_elsewhere)
 	    "/v1/sessions/app-url/ses_abcdefghij0123456789?port=3000",
 	    PREFIX "1/",
 	    "/v1/app/ses_abcdefghij0123456789/300",
-	    "http://" HOST PREFIX "/",
 	};
 	for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
 		char in[512];
@@ -296,6 +295,112 @@ TEST(target_outside_the_prefix_is_sent_elsewhere)
 		CHECK(strstr(r.out, "POST") == NULL);
 		free(r.out);
 	}
+}
+
+TEST(targets_that_are_no_path_are_refused_not_sent_elsewhere)
+{
+	/* "*", an authority and an absolute URL name no place on this
+	 * server to send them to: outside the prefix they are a 400. */
+	static const char *const targets[] = {"*", "example.com:443", "http://" HOST PREFIX "/"};
+	for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
+		char in[512];
+		snprintf(in, sizeof(in), "OPTIONS %s HTTP/1.1\r\nHost: " HOST "\r\n\r\n",
+			 targets[i]);
+		struct run r = feed_both_prefixed(in, PREFIX);
+		CHECK_INT_EQ(r.rc, 400);
+		CHECK_INT_EQ(r.heads, 0);
+		free(r.out);
+	}
+}
+
+TEST(the_servers_own_keys_are_not_passed_on)
+{
+	struct proxy_parser p = {
+	    .host = HOST, .client_ip = "192.0.2.1", .proto = "http", .key_prefix = "bk_"};
+	char in[] = "GET / HTTP/1.1\r\nHost: " HOST "\r\nAuthorization: Bearer  bk_secret\r\n"
+		    "X-API-Key: bk_secret\r\nx-api-key: app-key\r\n"
+		    "Authorization: Basic dTpw\r\n\r\n";
+	size_t in_len = strlen(in), out_len = 0;
+	char *out = calloc(1, PROXY_OUT_MIN + 1);
+	CHECK(out != NULL);
+	int heads = 0;
+	CHECK_INT_EQ(proxy_parse(&p, in, &in_len, out, &out_len, PROXY_OUT_MIN, &heads), PROXY_OK);
+	CHECK_INT_EQ(heads, 1);
+	CHECK(strstr(out, "bk_secret") == NULL);
+	CHECK(strstr(out, "x-api-key: app-key\r\n") != NULL);
+	CHECK(strstr(out, "Authorization: Basic dTpw\r\n") != NULL);
+	free(out);
+}
+
+TEST(the_request_after_an_upgrade_waits_for_its_answer)
+{
+	/* The app declines the upgrade (h2c, as curl --http2 asks on
+	 * http://): the next request is parsed, rewritten and counted like
+	 * any other. It accepts the next: a tunnel, copied as it is. */
+	struct proxy_answers a = {0};
+	struct proxy_parser p = {
+	    .host = HOST, .client_ip = "192.0.2.1", .proto = "http", .answers = &a};
+	char in[1024];
+	snprintf(in, sizeof(in),
+		 "GET /a HTTP/1.1\r\nHost: " HOST "\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+		 "GET /b HTTP/1.1\r\nHost: " HOST "\r\n\r\n");
+	size_t in_len = strlen(in), out_len = 0;
+	char *out = calloc(1, PROXY_OUT_MIN * 2);
+	CHECK(out != NULL);
+	int heads = 0;
+	CHECK_INT_EQ(proxy_parse(&p, in, &in_len, out, &out_len, PROXY_OUT_MIN * 2, &heads),
+		     PROXY_OK);
+	CHECK_INT_EQ(heads, 1);
+	CHECK_INT_EQ(p.st, PROXY_UPGRADE_WAIT);
+	const char no[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+	proxy_answers_scan(&a, no, sizeof(no) - 1);
+	CHECK_INT_EQ(proxy_parse(&p, in, &in_len, out, &out_len, PROXY_OUT_MIN * 2, &heads),
+		     PROXY_OK);
+	CHECK_INT_EQ(heads, 2);
+	CHECK_INT_EQ(p.st, PROXY_HEAD);
+	CHECK(strstr(out, "GET /b HTTP/1.1\r\nHost: " HOST "\r\nX-Forwarded-For: ") != NULL);
+	snprintf(in, sizeof(in),
+		 "GET /ws HTTP/1.1\r\nHost: " HOST "\r\nConnection: upgrade\r\nUpgrade: "
+		 "websocket\r\n\r\nGET /raw HTTP/1.1\r\n\r\n");
+	in_len = strlen(in);
+	out_len = 0;
+	CHECK_INT_EQ(proxy_parse(&p, in, &in_len, out, &out_len, PROXY_OUT_MIN * 2, &heads),
+		     PROXY_OK);
+	CHECK_INT_EQ(p.st, PROXY_UPGRADE_WAIT);
+	const char yes[] = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n";
+	proxy_answers_scan(&a, yes, sizeof(yes) - 1);
+	CHECK_INT_EQ(proxy_parse(&p, in, &in_len, out, &out_len, PROXY_OUT_MIN * 2, &heads),
+		     PROXY_OK);
+	CHECK_INT_EQ(p.st, PROXY_RAW);
+	CHECK_INT_EQ(in_len, 0);
+	CHECK(strstr(out, "\r\n\r\nGET /raw HTTP/1.1\r\n\r\n") != NULL);
+	free(out);
+}
+
+TEST(refusals_cut_short_inside_a_body_are_marked)
+{
+	struct run r = feed_both("POST /u HTTP/1.1\r\nHost: " HOST
+				 "\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\n");
+	CHECK_INT_EQ(r.rc, 400);
+	CHECK_INT_EQ(r.heads, 1);
+	free(r.out);
+	struct proxy_parser p = {.host = HOST, .client_ip = "192.0.2.1", .proto = "http"};
+	char in[] =
+	    "POST /u HTTP/1.1\r\nHost: " HOST "\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n";
+	size_t in_len = strlen(in), out_len = 0;
+	char *out = malloc(PROXY_OUT_MIN);
+	CHECK(out != NULL);
+	int heads = 0;
+	CHECK_INT_EQ(proxy_parse(&p, in, &in_len, out, &out_len, PROXY_OUT_MIN, &heads), 400);
+	CHECK(p.cut_short);
+	/* A malformed head is refused before anything of it goes up. */
+	struct proxy_parser q = {.host = HOST, .client_ip = "192.0.2.1", .proto = "http"};
+	char bad[] = "GET / HTTP/1.1\r\nHost: " HOST "\r\nBad Header: x\r\n\r\n";
+	in_len = strlen(bad);
+	out_len = 0;
+	CHECK_INT_EQ(proxy_parse(&q, bad, &in_len, out, &out_len, PROXY_OUT_MIN, &heads), 400);
+	CHECK(!q.cut_short);
+	free(out);
 }
 
 TEST(head_too_large_is_431)
@@ -430,6 +535,16 @@ TEST(answers_until_close_tunnels_and_surprises)
 	a = SCAN("G", "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n");
 	CHECK_INT_EQ(a.st, PROXY_A_LOST);
 	CHECK(!proxy_answers_settled(&a));
+	/* With nothing left to count, requests are never held back. */
+	for (int i = 0; i < 2 * PROXY_PENDING_MAX; i++)
+		CHECK(proxy_answers_expect(&a, PROXY_REQ_OTHER));
+	CHECK(!proxy_answers_full(&a));
+	/* An answer that ended at the app's close says so: nothing of ours
+	 * may follow it on the connection. */
+	a = SCAN("G", "HTTP/1.0 200 OK\r\n\r\nbody");
+	CHECK(!a.by_close);
+	proxy_answers_eof(&a);
+	CHECK(a.by_close);
 }
 
 TEST(requests_wait_while_too_many_answers_are_awaited)
