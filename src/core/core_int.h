@@ -89,6 +89,10 @@ int session_enter(struct core *core, const char *key_id, const char *id, struct 
 void session_leave(struct core *core, struct session *s);
 /* Records activity now. */
 void session_touch(struct core *core, struct session *s);
+/* Writes to the store the activity of sessions whose in-memory
+ * last_active_ms is ahead of the stored one by a second or more (the
+ * reaper's, every round). */
+void session_store_activity(struct core *core);
 /* With s->mu held: shuts down every open preview connection of s, so that
  * their relays end and leave s->rw (core/preview.c). */
 void preview_shutdown_locked(struct session *s);

@@ -26,9 +26,6 @@
 /* How long a connect inside the session may take: on loopback it is
  * answered at once, unless the server's accept queue is full. */
 #define PREVIEW_DIAL_TIMEOUT_MS 10000
-/* The store's lastActive is written at most this often per session by
- * preview traffic (each request updates the in-memory time). */
-#define PREVIEW_STORE_EVERY_MS 1000
 
 struct core_preview {
 	struct core *core;
@@ -160,18 +157,10 @@ int core_preview_dial(struct core *core, const char *id, int port, int *fd,
 
 void core_preview_touch(struct core_preview *p)
 {
-	struct session *s = p->s;
-	int64_t now = now_ms();
-	__atomic_store_n(&s->last_active_ms, now, __ATOMIC_RELAXED);
-	/* A store write per request would put SQLite's lock on every relayed
-	 * request: the store learns of it once a second at most, and the one
-	 * thread that wins the exchange writes it. */
-	int64_t stored = __atomic_load_n(&s->stored_active_ms, __ATOMIC_RELAXED);
-	if (now - stored < PREVIEW_STORE_EVERY_MS ||
-	    !__atomic_compare_exchange_n(&s->stored_active_ms, &stored, now, false,
-					 __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-		return;
-	session_touch(p->core, s);
+	/* Memory only: this runs on a relay worker, which must never wait
+	 * for SQLite's lock. The reaper writes it to the store
+	 * (session_store_activity()). */
+	__atomic_store_n(&p->s->last_active_ms, now_ms(), __ATOMIC_RELAXED);
 }
 
 void core_preview_release(struct core_preview *p)

@@ -546,6 +546,39 @@ static void reap_expired(struct core *core)
 	}
 }
 
+/* Activity recorded in memory only (preview traffic) reaches the store
+ * from here, at most once a second per session. */
+#define STORE_ACTIVITY_EVERY_MS 1000
+
+void session_store_activity(struct core *core)
+{
+	for (;;) {
+		struct session *due = NULL;
+		int64_t active = 0;
+		pthread_mutex_lock(&core->lock);
+		for (struct session *s = core->sessions; s && !due; s = s->next) {
+			active = __atomic_load_n(&s->last_active_ms, __ATOMIC_RELAXED);
+			if (!s->deleted &&
+			    active - __atomic_load_n(&s->stored_active_ms, __ATOMIC_RELAXED) >=
+				STORE_ACTIVITY_EVERY_MS)
+				due = s;
+		}
+		if (due) {
+			due->refs++;
+			/* Noted before the write, so that this session is not
+			 * found again in this round. */
+			__atomic_store_n(&due->stored_active_ms, active, __ATOMIC_RELAXED);
+		}
+		pthread_mutex_unlock(&core->lock);
+		if (due == NULL)
+			return;
+		struct bk_err err;
+		if (store_session_touch(core->store, due->id, active, &err) < 0)
+			fprintf(stderr, "bunkerd: session %s: %s\n", due->id, err.msg);
+		session_release(core, due);
+	}
+}
+
 static void *reaper_main(void *arg)
 {
 	struct core *core = arg;
@@ -553,6 +586,7 @@ static void *reaper_main(void *arg)
 	while (!core->stopping) {
 		pthread_mutex_unlock(&core->reaper_lock);
 		reap_expired(core);
+		session_store_activity(core);
 		lifecycle_tick(core);
 		pthread_mutex_lock(&core->reaper_lock);
 		struct timespec ts;

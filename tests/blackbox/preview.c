@@ -1849,6 +1849,39 @@ TEST(preview_path_without_host_is_the_apis)
 	free(id);
 }
 
+/* Preview traffic is activity: the relay records it in memory only (it
+ * must never wait for the store), and the reaper writes it to the store
+ * within about a second, where GET /sessions/{id} reads lastActive. */
+TEST(preview_traffic_reaches_last_active)
+{
+	skip_without_daemon();
+	char key[CLIENT_KEY_MAX], host[128], path[128];
+	client_must_key("free", key, sizeof(key));
+	char *id = session_with_app(key, host, sizeof(host));
+	snprintf(path, sizeof(path), "/sessions/%s", id);
+	struct client_resp g;
+	client_call(&bk.d, "GET", path, key, NULL, &g);
+	CHECK_STATUS(&g, 200);
+	double la0 = 0, la = 0;
+	CHECK(client_parse_time(client_must_str(g.json, "lastActive", g.body), &la0));
+	client_resp_free(&g);
+	sleep_ms(1500);
+	struct raw_resp r;
+	raw_request(&bk.d, host, "GET", "/", "", &r);
+	CHECK_INT_EQ(r.status, 200);
+	raw_resp_free(&r);
+	for (int i = 0; i < 40 && la < la0 + 1.0; i++) {
+		sleep_ms(100);
+		client_call(&bk.d, "GET", path, key, NULL, &g);
+		CHECK_STATUS(&g, 200);
+		CHECK(client_parse_time(client_must_str(g.json, "lastActive", g.body), &la));
+		client_resp_free(&g);
+	}
+	CHECK_MSG(la >= la0 + 1.0, "lastActive %.3f did not move past %.3f", la, la0);
+	client_must_delete(key, id);
+	free(id);
+}
+
 /* ---- many slow connections ---- */
 
 TEST(preview_slow_connections_leave_the_api_responsive)
