@@ -89,9 +89,9 @@ bench: deps
 # the second, which takes minutes; bench/preview.sh the third).
 bench-bin: $(BUILD)/bench/bench $(BUILD)/bench/lifecycle $(BUILD)/bench/preview
 
-$(BUILD)/bench/bench $(BUILD)/bench/lifecycle $(BUILD)/bench/preview: $(BUILD)/bench/%: bench/%.c bench/common.c bench/common.h
+$(BUILD)/bench/bench $(BUILD)/bench/lifecycle $(BUILD)/bench/preview: $(BUILD)/bench/%: bench/%.c bench/common.c bench/common.h $(BUILD)/libbunker.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) -o $@ $< bench/common.c $(PKG_LIBS) $(TEST_LIBS) -lm
+	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) -o $@ $< bench/common.c $(BUILD)/libbunker.a $(PKG_LIBS) $(TEST_LIBS) -lm
 
 format:
 	clang-format -i $(shell git ls-files '*.c' '*.h')

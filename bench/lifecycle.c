@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "util/file.h"
 
 #define IDLE_AFTER_S 1
 #define DEEP_AFTER_S 2
@@ -114,34 +115,6 @@ static bool cgroup_v2(void)
 	return access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0;
 }
 
-static char *slurp(const char *path, size_t *len_out)
-{
-	FILE *f = fopen(path, "re");
-	if (f == NULL)
-		return NULL;
-	size_t cap = 8192, len = 0, n;
-	char *buf = malloc(cap);
-	while (buf != NULL && (n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-		len += n;
-		if (cap - len < 4096) {
-			char *p = realloc(buf, cap * 2);
-			if (p == NULL) {
-				free(buf);
-				buf = NULL;
-				break;
-			}
-			buf = p;
-			cap *= 2;
-		}
-	}
-	fclose(f);
-	if (buf != NULL)
-		buf[len] = '\0';
-	if (len_out != NULL)
-		*len_out = len;
-	return buf;
-}
-
 /* Processes whose cgroups name the session. */
 static int session_procs(const char *id)
 {
@@ -155,7 +128,7 @@ static int session_procs(const char *id)
 			continue;
 		char path[64];
 		snprintf(path, sizeof(path), "/proc/%s/cgroup", de->d_name);
-		char *text = slurp(path, NULL);
+		char *text = read_file_all(path, NULL);
 		n += text != NULL && strstr(text, id) != NULL;
 		free(text);
 	}
@@ -177,7 +150,7 @@ static int64_t session_memory(const char *id)
 	glob_t g;
 	int64_t v = -1;
 	if (glob(pattern, GLOB_NOSORT, NULL, &g) == 0 && g.gl_pathc > 0) {
-		char *text = slurp(g.gl_pathv[0], NULL);
+		char *text = read_file_all(g.gl_pathv[0], NULL);
 		v = text ? strtoll(text, NULL, 10) : -1;
 		free(text);
 	}
@@ -222,7 +195,7 @@ static int64_t daemon_rss(void)
 {
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)daemon_pid);
-	char *text = slurp(path, NULL);
+	char *text = read_file_all(path, NULL);
 	const char *p = text ? strstr(text, "VmRSS:") : NULL;
 	int64_t kb = p ? strtoll(p + 6, NULL, 10) : -1;
 	free(text);
@@ -233,7 +206,7 @@ static pid_t proc_ppid(long pid)
 {
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-	char *text = slurp(path, NULL);
+	char *text = read_file_all(path, NULL);
 	const char *p = text ? strrchr(text, ')') : NULL;
 	int ppid = -1;
 	if (p == NULL || sscanf(p + 1, " %*c %d", &ppid) != 1)
@@ -266,7 +239,7 @@ static void daemon_processes(int *below, int *strays)
 		char path[64];
 		size_t len;
 		snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
-		char *text = slurp(path, &len);
+		char *text = read_file_all(path, &len);
 		if (text != NULL && memmem(text, len, data_dir, strlen(data_dir)) != NULL)
 			(*strays)++;
 		free(text);

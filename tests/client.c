@@ -25,6 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/file.h"
+
 #define HEALTHZ_WAIT_S 30
 #define STOP_WAIT_S 10
 #define BODY_MAX ((size_t)512 << 20)
@@ -353,34 +355,6 @@ int client_daemon_start(struct client_daemon *d, const char *const *extra_args)
 	return -1;
 }
 
-/* Reads a whole small file (/proc) into a new buffer (caller frees). */
-static char *read_all(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "re");
-	if (f == NULL)
-		return NULL;
-	char *buf = NULL;
-	size_t n = 0, cap = 0;
-	for (;;) {
-		if (n + 4096 + 1 > cap) {
-			cap = cap ? cap * 2 : 8192;
-			char *p = realloc(buf, cap);
-			if (p == NULL)
-				break;
-			buf = p;
-		}
-		size_t r = fread(buf + n, 1, cap - n - 1, f);
-		if (r == 0)
-			break;
-		n += r;
-	}
-	fclose(f);
-	if (buf != NULL)
-		buf[n] = '\0';
-	*len = n;
-	return buf;
-}
-
 static int rmdir_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	if (flag == FTW_DP)
@@ -413,7 +387,7 @@ static int kill_leftovers(const char *dir)
 		char path[64];
 		size_t len = 0;
 		snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
-		char *text = read_all(path, &len);
+		char *text = read_file_all(path, &len);
 		bool hit = text != NULL && memmem(text, len, dir, strlen(dir)) != NULL;
 		free(text);
 		snprintf(path, sizeof(path), "/proc/%ld/ns/mnt", pid);
@@ -421,7 +395,7 @@ static int kill_leftovers(const char *dir)
 		bool own_ns = nl <= 0 || (ns[nl] = '\0', strcmp(ns, self_ns) == 0);
 		if (!hit && !own_ns) {
 			snprintf(path, sizeof(path), "/proc/%ld/mountinfo", pid);
-			text = read_all(path, &len);
+			text = read_file_all(path, &len);
 			hit = text != NULL && strstr(text, dir) != NULL;
 			free(text);
 		}
@@ -429,12 +403,12 @@ static int kill_leftovers(const char *dir)
 			continue;
 		char comm[64] = "?";
 		snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
-		text = read_all(path, &len);
+		text = read_file_all(path, &len);
 		if (text != NULL)
 			snprintf(comm, sizeof(comm), "%.*s", (int)strcspn(text, "\n"), text);
 		free(text);
 		snprintf(path, sizeof(path), "/proc/%ld/cgroup", pid);
-		text = read_all(path, &len);
+		text = read_file_all(path, &len);
 		const char *ses = text ? strstr(text, "/ses_") : NULL;
 		if (ses != NULL && n_sessions < 64) {
 			snprintf(sessions[n_sessions], sizeof(sessions[0]), "%.*s",

@@ -17,6 +17,7 @@
  * limit, and deletes its sessions when it passes.
  */
 #include "../client.h"
+#include "util/file.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -54,36 +55,6 @@ static bool path_exists(const char *path)
 {
 	struct stat st;
 	return lstat(path, &st) == 0;
-}
-
-/* Reads a whole small file into a new string (caller frees), or NULL. */
-static char *slurp(const char *path, size_t *len_out)
-{
-	FILE *f = fopen(path, "re");
-	if (f == NULL)
-		return NULL;
-	size_t cap = 8192, len = 0;
-	char *buf = malloc(cap);
-	size_t n;
-	while (buf != NULL && (n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-		len += n;
-		if (cap - len < 4096) {
-			char *p = realloc(buf, cap * 2);
-			if (p == NULL) {
-				free(buf);
-				buf = NULL;
-				break;
-			}
-			buf = p;
-			cap *= 2;
-		}
-	}
-	fclose(f);
-	if (buf != NULL)
-		buf[len] = '\0';
-	if (len_out != NULL)
-		*len_out = len;
-	return buf;
 }
 
 static void snapshot_path(const struct client_daemon *d, const char *id, char *out, size_t len)
@@ -146,7 +117,7 @@ static int freezer_state(const char *id)
 	if (!session_cgroup(v2 ? NULL : "freezer", id, dir, sizeof(dir)))
 		return -1;
 	snprintf(path, sizeof(path), "%s/%s", dir, v2 ? "cgroup.events" : "freezer.state");
-	char *text = slurp(path, NULL);
+	char *text = read_file_all(path, NULL);
 	if (text == NULL)
 		return -1;
 	int r = v2 ? strstr(text, "frozen 1") != NULL : strncmp(text, "FROZEN", 6) == 0;
@@ -189,7 +160,7 @@ static pid_t proc_ppid(pid_t pid)
 {
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	char *text = slurp(path, NULL);
+	char *text = read_file_all(path, NULL);
 	if (text == NULL)
 		return -1;
 	/* "pid (comm) S ppid ...": comm may hold anything but the last ')'. */
@@ -215,7 +186,7 @@ static void proc_comm(pid_t pid, char *out, size_t len)
 {
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
-	char *text = slurp(path, NULL);
+	char *text = read_file_all(path, NULL);
 	snprintf(out, len, "%.*s", text ? (int)strcspn(text, "\n") : 1, text ? text : "?");
 	free(text);
 }
@@ -236,7 +207,7 @@ static int session_procs(const char *id, pid_t *pids, int max)
 			continue;
 		char path[64];
 		snprintf(path, sizeof(path), "/proc/%ld/cgroup", pid);
-		char *text = slurp(path, NULL);
+		char *text = read_file_all(path, NULL);
 		if (text != NULL && strstr(text, id) != NULL) {
 			if (n < max)
 				pids[n] = (pid_t)pid;
@@ -1191,18 +1162,18 @@ static int check_no_strays(const struct client_daemon *d, const char *id, int *u
 		char path[64];
 		size_t len;
 		snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
-		char *text = slurp(path, &len);
+		char *text = read_file_all(path, &len);
 		bool ours = text != NULL && memmem(text, len, d->data_dir, strlen(d->data_dir));
 		free(text);
 		snprintf(path, sizeof(path), "/proc/%ld/cgroup", pid);
-		text = slurp(path, NULL);
+		text = read_file_all(path, NULL);
 		ours = ours || (text != NULL && strstr(text, id) != NULL);
 		free(text);
 		snprintf(path, sizeof(path), "/proc/%ld/ns/mnt", pid);
 		ssize_t n = readlink(path, ns, sizeof(ns) - 1);
 		if (!ours && n > 0 && (ns[n] = '\0', strcmp(ns, self_ns) != 0)) {
 			snprintf(path, sizeof(path), "/proc/%ld/mountinfo", pid);
-			text = slurp(path, NULL);
+			text = read_file_all(path, NULL);
 			ours = text != NULL && strstr(text, d->data_dir) != NULL;
 			free(text);
 		}
@@ -1264,7 +1235,7 @@ TEST_TIMEOUT(crash_mid_write_loses_no_acknowledged_file, 150)
 	 * in the middle; but never before a few were. */
 	double t0 = client_now();
 	for (;;) {
-		char *text = slurp(acked_path, NULL);
+		char *text = read_file_all(acked_path, NULL);
 		int lines = 0;
 		for (const char *p = text; p && *p; p++)
 			lines += *p == '\n';
@@ -1278,7 +1249,7 @@ TEST_TIMEOUT(crash_mid_write_loses_no_acknowledged_file, 150)
 	CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "bunkerd ended 0x%x", status);
 	CHECK(waitpid(writer, &status, 0) == writer);
 
-	char *acked = slurp(acked_path, NULL);
+	char *acked = read_file_all(acked_path, NULL);
 	unlink(acked_path);
 	CHECK(acked != NULL);
 	int n_acked = 0;

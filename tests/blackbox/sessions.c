@@ -706,6 +706,18 @@ TEST(list_pagination)
 	CHECK_INT_EQ(list_total(key, NULL), 0);
 }
 
+/* The ids of the key's sessions whose metadata contains filter (JSON),
+ * into ids[0..*n), at most 8; returns the total. */
+static long list_matching(const char *key, const char *filter, char ids[][32], int *n)
+{
+	char *enc = client_urlencode(filter);
+	char query[256];
+	snprintf(query, sizeof(query), "metadata=%s", enc);
+	free(enc);
+	*n = 0;
+	return list_page(key, query, ids, n, 8);
+}
+
 TEST(list_metadata_filter)
 {
 	char key[CLIENT_KEY_MAX];
@@ -725,43 +737,22 @@ TEST(list_metadata_filter)
 	CHECK_STATUS(&r, 200);
 	client_resp_free(&r);
 
-	n = 0;
-	char *enc = client_urlencode("{\"userId\":\"u1\"}");
-	char query[256];
-	snprintf(query, sizeof(query), "metadata=%s", enc);
-	free(enc);
-	CHECK_INT_EQ(list_page(key, query, ids, &n, 8), 2);
+	CHECK_INT_EQ(list_matching(key, "{\"userId\":\"u1\"}", ids, &n), 2);
 	CHECK_INT_EQ(n, 2);
 	CHECK(contains_id(ids, n, a) && contains_id(ids, n, b));
 
 	/* Nested containment. */
-	n = 0;
-	enc = client_urlencode("{\"org\":{\"id\":\"o1\"}}");
-	snprintf(query, sizeof(query), "metadata=%s", enc);
-	free(enc);
-	CHECK_INT_EQ(list_page(key, query, ids, &n, 8), 1);
+	CHECK_INT_EQ(list_matching(key, "{\"org\":{\"id\":\"o1\"}}", ids, &n), 1);
 	CHECK_STR_EQ(ids[0], b);
 
 	/* Both members must match. */
-	n = 0;
-	enc = client_urlencode("{\"userId\":\"u1\",\"n\":1}");
-	snprintf(query, sizeof(query), "metadata=%s", enc);
-	free(enc);
-	CHECK_INT_EQ(list_page(key, query, ids, &n, 8), 1);
+	CHECK_INT_EQ(list_matching(key, "{\"userId\":\"u1\",\"n\":1}", ids, &n), 1);
 	CHECK_STR_EQ(ids[0], a);
 
 	/* A value of another type does not match ("1" is not 1). */
-	n = 0;
-	enc = client_urlencode("{\"n\":\"1\"}");
-	snprintf(query, sizeof(query), "metadata=%s", enc);
-	free(enc);
-	CHECK_INT_EQ(list_page(key, query, ids, &n, 8), 0);
+	CHECK_INT_EQ(list_matching(key, "{\"n\":\"1\"}", ids, &n), 0);
 
-	n = 0;
-	enc = client_urlencode("{\"userId\":\"nobody\"}");
-	snprintf(query, sizeof(query), "metadata=%s", enc);
-	free(enc);
-	CHECK_INT_EQ(list_page(key, query, ids, &n, 8), 0);
+	CHECK_INT_EQ(list_matching(key, "{\"userId\":\"nobody\"}", ids, &n), 0);
 	CHECK_INT_EQ(n, 0);
 
 	/* The empty filter matches all; it pages like any list. */
