@@ -9,7 +9,7 @@ PKGS      := libmicrohttpd jansson sqlite3 libsodium libseccomp libarchive
 TEST_PKGS := libcurl
 
 WARN    := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wformat=2 -Wvla -Wno-format-truncation
-HARDEN  := -fstack-protector-strong -fPIE -D_GNU_SOURCE
+HARDEN  := -fstack-protector-strong -fPIE -D_GNU_SOURCE -ftrivial-auto-var-init=zero
 LDHARD  := -pie -Wl,-z,relro,-z,now
 ifeq ($(SAN),1)
 OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -57,7 +57,7 @@ $(BUILD)/bunker: $(BUILD)/obj/src/cli/main.o $(BUILD)/libbunker.a
 $(BUILD)/bunker-init: $(INIT_SRCS) $(wildcard src/agent/*.h src/util/*.h src/init/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu17 $(WARN) -D_GNU_SOURCE -O2 -g -D_FORTIFY_SOURCE=2 -fstack-protector-strong \
-		-Isrc -static -o $@ $(INIT_SRCS) -lseccomp
+		-ftrivial-auto-var-init=zero -Isrc -static -o $@ $(INIT_SRCS) -lseccomp
 
 tests: all $(TEST_BINS)
 

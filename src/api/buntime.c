@@ -151,7 +151,7 @@ static int create_spec(json_t *body, struct core_session_spec *spec, char **meta
 
 static void handle_create(struct api_call *c)
 {
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	_cleanup_json_ json_t *body = api_body_object(c->req, true, &err);
 	if (body == NULL)
 		return api_buntime_error(c, &err);
@@ -174,7 +174,7 @@ static void handle_create(struct api_call *c)
 
 static void handle_get(struct api_call *c, const char *id)
 {
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	struct core_session_info info;
 	if (core_session_get(c->api->core, &c->key, id, &info, &err) < 0)
 		return api_buntime_error(c, &err);
@@ -185,7 +185,7 @@ static void handle_get(struct api_call *c, const char *id)
 
 static void handle_list(struct api_call *c)
 {
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	int limit, offset;
 	if (api_query_int(c, "limit", "limit", LIST_DEFAULT, 0, LIST_MAX, &limit, &err) < 0 ||
 	    api_query_int(c, "offset", "offset", 0, 0, INT32_MAX, &offset, &err) < 0)
@@ -211,7 +211,7 @@ static void handle_list(struct api_call *c)
 
 static void handle_delete(struct api_call *c, const char *id)
 {
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	if (core_session_delete(c->api->core, &c->key, id, &err) < 0)
 		return api_buntime_error(c, &err);
 	api_json(c, 200, json_pack("{s:b,s:s}", "deleted", 1, "sessionId", id));
@@ -477,7 +477,7 @@ static void *sse_worker(void *arg)
 {
 	struct sse *x = arg;
 	struct core_exec_result res;
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	x->in.req.on_output = sse_on_output;
 	x->in.req.cancelled = sse_cancelled;
 	x->in.req.ctx = x;
@@ -563,7 +563,7 @@ static void sse_free(void *ctx)
  * Takes in; body is the request's JSON, which in points into. */
 static void execute_stream(struct api_call *c, const char *id, json_t *body, struct exec_input *in)
 {
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	struct sse *x = calloc(1, sizeof(*x));
 	if (x == NULL) {
 		exec_input_release(in);
@@ -610,7 +610,7 @@ static bool client_left(void *ctx)
 
 static void handle_execute(struct api_call *c)
 {
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	_cleanup_json_ json_t *body = api_body_object(c->req, false, &err);
 	if (body == NULL)
 		return api_buntime_error(c, &err);
@@ -662,7 +662,7 @@ static void handle_execute(struct api_call *c)
 
 static void handle_processes(struct api_call *c)
 {
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	const char *id = http_query(c->req, "sessionId");
 	if (id == NULL || *id == '\0') {
 		bk_err_field(&err, "sessionId", "sessionId is required");
@@ -688,7 +688,7 @@ static void handle_processes(struct api_call *c)
 
 static void handle_kill(struct api_call *c)
 {
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	_cleanup_json_ json_t *body = api_body_object(c->req, false, &err);
 	if (body == NULL)
 		return api_buntime_error(c, &err);
@@ -758,7 +758,7 @@ static bool query_bool(struct api_call *c, const char *name, bool *out, struct b
 
 static void handle_files_write(struct api_call *c)
 {
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	_cleanup_json_ json_t *body = api_body_object(c->req, false, &err);
 	if (body == NULL)
 		return api_buntime_error(c, &err);
@@ -799,7 +799,7 @@ static void handle_files_write(struct api_call *c)
 
 static void handle_files_read(struct api_call *c)
 {
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	const char *id = query_session(c, &err);
 	const char *path = http_query(c->req, "path");
 	if (id == NULL)
@@ -834,7 +834,7 @@ static void handle_files_read(struct api_call *c)
 
 static void handle_files_list(struct api_call *c)
 {
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	const char *id = query_session(c, &err);
 	if (id == NULL)
 		return api_buntime_error(c, &err);
@@ -870,7 +870,7 @@ static void handle_files_list(struct api_call *c)
 
 static void handle_files_delete(struct api_call *c)
 {
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	_cleanup_json_ json_t *body = api_body_object(c->req, false, &err);
 	if (body == NULL)
 		return api_buntime_error(c, &err);

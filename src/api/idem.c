@@ -157,7 +157,7 @@ static void store_answer(struct api_call *c, const char *idem_key, const uint8_t
 		return;
 	struct core_idem_reply r = {.status = res->status, .body = res->body, .len = res->len};
 	snprintf(r.content_type, sizeof(r.content_type), "%s", res->content_type);
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	if (core_idem_save(c->api->core, &c->key, idem_key, hash, &r, &err) < 0)
 		/* The answer still goes out; a retry will run again. */
 		fprintf(stderr,
@@ -170,7 +170,7 @@ void api_idem_run(struct api_call *c, const struct api_route_table *table)
 	const char *idem_key = http_header(c->req, "Idempotency-Key");
 	if (idem_key == NULL)
 		return c->route->handler(c);
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	if (idem_key_check(idem_key, &err) < 0)
 		return table->error(c, &err);
 	uint8_t hash[32];

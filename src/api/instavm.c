@@ -59,7 +59,7 @@ static void handle_app_url(struct api_call *c)
 {
 	struct api *api = c->api;
 	const char *id = c->param[0];
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	int port;
 	if (api_query_int(c, "port", "query.port", CORE_PREVIEW_PORT, 1, 65535, &port, &err) < 0)
 		return instavm_error(c, &err);

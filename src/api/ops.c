@@ -49,7 +49,7 @@ static void handle_metrics(struct api_call *c)
 		rc = metrics_format(&b);
 	if (rc < 0) {
 		buf_free(&b);
-		struct bk_err err;
+		struct bk_err err = BK_ERR_INIT;
 		bk_err_set(&err, ENOMEM, "cannot format metrics");
 		return api_buntime_error(c, &err);
 	}

@@ -159,7 +159,7 @@ static int preview_open(void *ctx, const char *host, const char *target, struct 
 		return -1;
 	}
 	int fd;
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	if (core_preview_dial(api->core, id, port, &fd, &pc->hold, &err) < 0) {
 		free(pc);
 		switch (err.kind) {

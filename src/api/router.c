@@ -91,7 +91,7 @@ void api_dispatch(struct api_call *c)
 		return not_found(c);
 	c->route = route;
 	if (c->req->nul_arg) {
-		struct bk_err err;
+		struct bk_err err = BK_ERR_INIT;
 		bk_err_field(&err, c->req->nul_arg, "query argument '%s' holds a NUL byte",
 			     c->req->nul_arg);
 		return table->error(c, &err);
@@ -99,18 +99,18 @@ void api_dispatch(struct api_call *c)
 	/* Everything of the request that may be echoed, logged or looked up
 	 * is text: refuse what is not UTF-8 before any of that. */
 	if (!api_utf8_valid(c->req->path)) {
-		struct bk_err err;
+		struct bk_err err = BK_ERR_INIT;
 		bk_err_field(&err, "path", "the request path is not valid UTF-8");
 		return table->error(c, &err);
 	}
 	const char *bad = http_query_find_invalid(c->req, api_utf8_valid);
 	if (bad) {
-		struct bk_err err;
+		struct bk_err err = BK_ERR_INIT;
 		bk_err_field(&err, "query", "a query argument is not valid UTF-8");
 		return table->error(c, &err);
 	}
 	if (!(route->flags & API_ROUTE_PUBLIC)) {
-		struct bk_err err;
+		struct bk_err err = BK_ERR_INIT;
 		if (api_auth(c, table->key_header, &err) < 0 || api_ratelimit_check(c, &err) < 0)
 			return table->error(c, &err);
 		if (c->param[0] &&

@@ -139,7 +139,7 @@ int main(int argc, char **argv)
 			break;
 		case O_VERSION: {
 			enum sbx_cgroup_mode mode;
-			struct bk_err err;
+			struct bk_err err = BK_ERR_INIT;
 			const char *cg = sbx_cgroup_detect(&mode, &err) == 0
 					     ? sbx_cgroup_mode_name(mode)
 					     : "none";
@@ -182,7 +182,7 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &stop, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	struct core *core;
 	if (core_open(&cfg, &core, &err) < 0)
 		die("%s", err.msg);

@@ -40,7 +40,7 @@ static int keys_create(struct core *core, int argc, char **argv)
 {
 	const char *plan = "free";
 	struct plan_overrides ov = {0};
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	for (int i = 0; i < argc; i++) {
 		if (strncmp(argv[i], "--", 2) != 0 || i + 1 >= argc) {
 			usage(stderr);
@@ -80,7 +80,7 @@ static int keys_list(struct core *core, int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	_cleanup_free_ struct core_key_info *keys = NULL;
 	size_t n;
 	if (core_key_list(core, &keys, &n, &err) < 0) {
@@ -126,7 +126,7 @@ static int keys_revoke(struct core *core, int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	if (core_key_revoke(core, argv[0], &err) < 0) {
 		fprintf(stderr, "bunker: %s\n", err.msg);
 		return 1;
@@ -160,7 +160,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	struct core *core;
 	if (core_open_store(data_dir, &core, &err) < 0) {
 		fprintf(stderr, "bunker: %s\n", err.msg);

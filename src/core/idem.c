@@ -73,7 +73,7 @@ int core_idem_save(struct core *core, const struct core_key *key, const char *id
 	if (rec.created_ms - last >= IDEM_PURGE_EVERY_MS &&
 	    __atomic_compare_exchange_n(&last_purge_ms, &last, rec.created_ms, false,
 					__ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-		struct bk_err perr;
+		struct bk_err perr = BK_ERR_INIT;
 		if (store_idem_purge(core->store, rec.created_ms - CORE_IDEM_TTL_MS, NULL, &perr) <
 		    0)
 			fprintf(stderr, "bunkerd: %s\n", perr.msg);

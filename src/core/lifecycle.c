@@ -160,7 +160,7 @@ int lifecycle_deep_sleep_locked(struct core *core, struct session *s, struct bk_
 	    sbx_disk_release(&core->sbx, s->id, err) < 0) {
 		if (!sbx_disk_exists(&core->sbx, s->id) && access(snap, F_OK) == 0)
 			return 0; /* saved; only the release failed: the snapshot holds */
-		struct bk_err e2;
+		struct bk_err e2 = BK_ERR_INIT;
 		set_state(core, s, CORE_STATE_ACTIVE, &e2);
 		/* Counted as activity: the next try waits a whole period. */
 		__atomic_store_n(&s->last_active_ms, now_ms(), __ATOMIC_RELAXED);
@@ -180,11 +180,11 @@ int lifecycle_deep_sleep_locked(struct core *core, struct session *s, struct bk_
 /* With s->rw held exclusively. */
 static void go_idle_locked(struct core *core, struct session *s)
 {
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	if (set_state(core, s, CORE_STATE_IDLE, &err) < 0 ||
 	    (s->sbx && sbx_freeze(s->sbx, true, &err) < 0)) {
 		fprintf(stderr, "bunkerd: session %s: cannot go idle: %s\n", s->id, err.msg);
-		struct bk_err e2;
+		struct bk_err e2 = BK_ERR_INIT;
 		if (s->sbx)
 			sbx_freeze(s->sbx, false, &e2);
 		set_state(core, s, CORE_STATE_ACTIVE, &e2);
@@ -226,7 +226,7 @@ void lifecycle_tick(struct core *core)
 			int64_t quiet =
 			    now - __atomic_load_n(&due->last_active_ms, __ATOMIC_RELAXED);
 			if (!due->deleted) {
-				struct bk_err err;
+				struct bk_err err = BK_ERR_INIT;
 				if (due->state != CORE_STATE_DEEP_SLEEP && quiet >= deep_ms) {
 					if (lifecycle_deep_sleep_locked(core, due, &err) < 0)
 						fprintf(stderr, "bunkerd: %s\n", err.msg);
@@ -250,7 +250,7 @@ void lifecycle_recover(struct core *core, struct session *s)
 	lifecycle_snapshot_path(core, s->id, snap, sizeof(snap));
 	bool disk = sbx_disk_exists(&core->sbx, s->id);
 	bool saved = access(snap, F_OK) == 0;
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	enum core_state want;
 	if (s->state == CORE_STATE_DEEP_SLEEP) {
 		/* Saved: the snapshot is the truth. Not yet: the disk is. */

@@ -96,7 +96,7 @@ static void *pool_main(void *arg)
 		pthread_mutex_unlock(&core->create_lock);
 
 		struct sbx *sbx = NULL;
-		struct bk_err err;
+		struct bk_err err = BK_ERR_INIT;
 		struct sbx_limits lim = pool_limits(core);
 		int64_t t0 = mono_us();
 		int rc = slot < 0 ? -1 : sbx_start(&core->sbx, id, slot, &lim, &sbx, &err);

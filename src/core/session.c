@@ -189,7 +189,7 @@ void session_touch(struct core *core, struct session *s)
 	int64_t now = now_ms();
 	__atomic_store_n(&s->last_active_ms, now, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->stored_active_ms, now, __ATOMIC_RELAXED);
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	if (store_session_touch(core->store, s->id, now, &err) < 0)
 		fprintf(stderr, "bunkerd: session %s: %s\n", s->id, err.msg);
 }
@@ -218,7 +218,7 @@ static int session_destroy(struct core *core, struct session *s, struct bk_err *
 	char snap[700];
 	lifecycle_snapshot_path(core, s->id, snap, sizeof(snap));
 	unlink(snap);
-	struct bk_err perr;
+	struct bk_err perr = BK_ERR_INIT;
 	if (sbx_purge(&core->sbx, s->id, &perr) < 0) {
 		fprintf(stderr, "bunkerd: session %s: %s\n", s->id, perr.msg);
 		if (rc == 0) {
@@ -404,7 +404,7 @@ int core_session_create(struct core *core, const struct core_key *key,
 		struct sbx_limits lim = session_sbx_limits(core, s);
 		char wid[32];
 		snprintf(wid, sizeof(wid), "%s", sbx_id(warm));
-		struct bk_err aerr;
+		struct bk_err aerr = BK_ERR_INIT;
 		if (sbx_adopt(warm, s->id, &lim, &aerr) == 0) {
 			s->sbx = warm;
 		} else {
@@ -420,7 +420,7 @@ int core_session_create(struct core *core, const struct core_key *key,
 	int rc = session_sandbox(core, s, &sbx, err);
 	pthread_rwlock_unlock(&s->rw);
 	if (rc < 0) {
-		struct bk_err derr;
+		struct bk_err derr = BK_ERR_INIT;
 		if (session_mark_deleted(core, s)) {
 			session_destroy(core, s, &derr);
 			session_unlink(core, s);
@@ -536,7 +536,7 @@ static void reap_expired(struct core *core)
 		if (victim == NULL)
 			return;
 		if (session_mark_deleted(core, victim)) {
-			struct bk_err err;
+			struct bk_err err = BK_ERR_INIT;
 			if (session_destroy(core, victim, &err) < 0)
 				fprintf(stderr, "bunkerd: expiring session %s: %s\n", victim->id,
 					err.msg);
@@ -572,7 +572,7 @@ void session_store_activity(struct core *core)
 		pthread_mutex_unlock(&core->lock);
 		if (due == NULL)
 			return;
-		struct bk_err err;
+		struct bk_err err = BK_ERR_INIT;
 		if (store_session_touch(core->store, due->id, active, &err) < 0)
 			fprintf(stderr, "bunkerd: session %s: %s\n", due->id, err.msg);
 		session_release(core, due);
@@ -621,7 +621,7 @@ static void purge_orphans(struct core *core)
 		bool known = registry_find(core, de->d_name) != NULL;
 		pthread_mutex_unlock(&core->lock);
 		if (!known) {
-			struct bk_err err;
+			struct bk_err err = BK_ERR_INIT;
 			if (sbx_purge(&core->sbx, de->d_name, &err) < 0)
 				fprintf(stderr, "bunkerd: orphan %s: %s\n", de->d_name, err.msg);
 		}
@@ -737,7 +737,7 @@ void core_close(struct core *core)
 		 * host itself restarts. */
 		if (core->sbx.run_dir[0] && s->state != CORE_STATE_DEEP_SLEEP &&
 		    sbx_disk_exists(&core->sbx, s->id)) {
-			struct bk_err err;
+			struct bk_err err = BK_ERR_INIT;
 			pthread_rwlock_wrlock(&s->rw);
 			if (lifecycle_deep_sleep_locked(core, s, &err) < 0)
 				fprintf(stderr, "bunkerd: %s\n", err.msg);

@@ -266,7 +266,7 @@ void sbx_stop(struct sbx *s)
 	sbx_cgroup_freeze(s->cfg, s->id, false, NULL);
 	sbx_kill_and_reap(s);
 	agent_conn_close(s->conn);
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	if (sbx_cgroup_destroy(s->cfg, s->id, &err) < 0)
 		fprintf(stderr, "bunkerd: session %s: %s\n", s->id, err.msg);
 	sbx_rootfs_umount(&s->paths);

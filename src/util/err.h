@@ -9,7 +9,8 @@
 #include <stdbool.h>
 
 enum bk_err_kind {
-	BK_E_INTERNAL = 0, /* the service itself failed: 500 */
+	BK_E_NONE = 0,	   /* no error: what BK_ERR_INIT and bk_err_clear() leave */
+	BK_E_INTERNAL,	   /* the service itself failed: 500 */
 	BK_E_INVALID,	   /* the caller's input is wrong: 400 */
 	BK_E_UNAUTHORIZED, /* 401 */
 	BK_E_FORBIDDEN,	   /* 403 */
@@ -31,6 +32,21 @@ struct bk_err {
 	char field[64]; /* the request field at fault, for BK_E_INVALID */
 	char msg[512];
 };
+
+/* The "no error" state every error value starts in: declare
+ * `struct bk_err err = BK_ERR_INIT;` and never read a field that no callee
+ * set. A value that is still BK_E_NONE after a failure is a bug of the
+ * failing callee, and api/ answers it as an internal error. */
+#define BK_ERR_INIT                                                                                \
+	{                                                                                          \
+		.kind = BK_E_NONE, .errnum = 0, .field = "", .msg = ""                             \
+	}
+
+/* Whether err holds an error (any kind but BK_E_NONE). */
+static inline bool bk_err_is_set(const struct bk_err *err)
+{
+	return err->kind != BK_E_NONE;
+}
 
 /* Fills err with kind BK_E_INTERNAL, the formatted message and, when errnum
  * is not 0, ": strerror(errnum)" appended. err may be NULL. Returns -1. */

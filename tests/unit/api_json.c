@@ -44,7 +44,7 @@ TEST(json_bytes_keeps_nul)
 TEST(path_normalize)
 {
 	char out[256];
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	CHECK(core_path_normalize("a/b.txt", "path", out, sizeof(out), &err) == 0);
 	CHECK_STR_EQ(out, "a/b.txt");
 	CHECK(core_path_normalize("/workspace/x//./y/", "path", out, sizeof(out), &err) == 0);

@@ -19,7 +19,7 @@ int harness_setup(void)
 
 void harness_teardown(void)
 {
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	if (rm_rf(base_dir, &err) < 0)
 		fprintf(stderr, "%s\n", err.msg);
 }
@@ -34,7 +34,7 @@ static void fixture_open(struct fixture *f)
 {
 	snprintf(f->dir, sizeof(f->dir), "%s/t-XXXXXX", base_dir);
 	CHECK(mkdtemp(f->dir) != NULL);
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	CHECK_MSG(core_open_store(f->dir, &f->core, &err) == 0, "%s", err.msg);
 	char secret[128];
 	CHECK_MSG(core_key_create(f->core, "free", NULL, secret, sizeof(secret), &f->key, &err) ==
@@ -77,7 +77,7 @@ TEST(save_then_find)
 	hash_of("{\"ttl\":600}", h);
 	hash_of("{\"ttl\":700}", other);
 	struct core_idem_reply r;
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	CHECK_INT_EQ(core_idem_find(f.core, &f.key, "k1", h, &r, &err), 0);
 
 	static const char body[] = "{\"sessionId\":\"ses_x\"}\0tail";
@@ -113,7 +113,7 @@ TEST(empty_body_round_trips)
 	hash_of("{}", h);
 	struct core_idem_reply saved = {.status = 204, .body = NULL, .len = 0}, r;
 	snprintf(saved.content_type, sizeof(saved.content_type), "application/json");
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	CHECK_MSG(core_idem_save(f.core, &f.key, "empty", h, &saved, &err) == 0, "%s", err.msg);
 	CHECK_INT_EQ(core_idem_find(f.core, &f.key, "empty", h, &r, &err), 1);
 	CHECK_INT_EQ(r.status, 204);
@@ -131,7 +131,7 @@ TEST(expired_answers)
 	CHECK(mkdtemp(dir) != NULL);
 	snprintf(path, sizeof(path), "%s/bunker.db", dir);
 	struct store *st;
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	CHECK_MSG(store_open(path, &st, &err) == 0, "%s", err.msg);
 	struct store_key k = {.created_ms = 1};
 	snprintf(k.id, sizeof(k.id), "key_a");

@@ -22,7 +22,7 @@ int harness_setup(void)
 
 void harness_teardown(void)
 {
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	if (rm_rf(base_dir, &err) < 0)
 		fprintf(stderr, "%s\n", err.msg);
 }
@@ -39,7 +39,7 @@ static void dir_new(char *out, size_t len)
 TEST(overrides_set_and_apply)
 {
 	struct plan_overrides ov = {0};
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	CHECK(plan_overrides_set(&ov, "max-sessions", "500", &err) == 0);
 	CHECK(plan_overrides_set(&ov, "max_ttl", "3600", &err) == 0);
 	CHECK(plan_overrides_set(&ov, "cpu-max", "0.5", &err) == 0);
@@ -60,7 +60,7 @@ TEST(overrides_set_and_apply)
 TEST(overrides_refuse_bad_values)
 {
 	struct plan_overrides ov = {0};
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	CHECK(plan_overrides_set(&ov, "max-sessions", "-1", &err) < 0);
 	CHECK_INT_EQ(err.kind, BK_E_INVALID);
 	CHECK_STR_EQ(err.field, "max_sessions");
@@ -80,7 +80,7 @@ TEST(overrides_refuse_bad_values)
 TEST(overrides_json_round_trip)
 {
 	struct plan_overrides ov = {0}, back;
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	char text[512];
 	CHECK(plan_overrides_format(&ov, text, sizeof(text), &err) == 0);
 	CHECK_STR_EQ(text, "{}");
@@ -109,7 +109,7 @@ TEST(overrides_json_round_trip)
 static struct core *core_at(const char *dir)
 {
 	struct core *core = NULL;
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	CHECK_MSG(core_open_store(dir, &core, &err) == 0, "core_open_store: %s", err.msg);
 	return core;
 }
@@ -120,7 +120,7 @@ TEST(key_overrides_reach_auth)
 	dir_new(dir, sizeof(dir));
 	struct core *core = core_at(dir);
 	struct plan_overrides ov = {0};
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	CHECK(plan_overrides_set(&ov, "max-sessions", "2", &err) == 0);
 	CHECK(plan_overrides_set(&ov, "timeout-max", "120", &err) == 0);
 	char secret[128];
@@ -148,7 +148,7 @@ TEST(key_create_refuses_contradictions)
 	dir_new(dir, sizeof(dir));
 	struct core *core = core_at(dir);
 	struct plan_overrides ov = {0};
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	char secret[128];
 	/* free's maximum timeout is 30 s: a default of 60 contradicts it. */
 	CHECK(plan_overrides_set(&ov, "timeout-default", "60", &err) == 0);
@@ -178,7 +178,7 @@ TEST(key_list_and_revoke)
 	char dir[128];
 	dir_new(dir, sizeof(dir));
 	struct core *core = core_at(dir);
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	char s1[128], s2[128];
 	struct core_key k1, k2, found;
 	struct plan_overrides ov = {0};
@@ -266,7 +266,7 @@ TEST(migration_from_version_1_keeps_keys)
 
 	struct core *core = core_at(dir);
 	struct core_key k;
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	CHECK_MSG(core_auth(core, "bk_old", &k, &err) == 0, "%s", err.msg);
 	CHECK_STR_EQ(k.id, "key_old0000000000000");
 	CHECK(memcmp(&k.limits, plan_lookup("paid"), sizeof(k.limits)) == 0);

@@ -10,7 +10,7 @@
 static struct api_ratelimit *rl_new(void)
 {
 	struct api_ratelimit *rl = NULL;
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	CHECK_MSG(api_ratelimit_new(&rl, &err) == 0, "%s", err.msg);
 	return rl;
 }

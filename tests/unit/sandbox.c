@@ -94,7 +94,7 @@ static void setup(void)
 	snprintf(data_dir, sizeof(data_dir), "%s/t%d", base_dir, (int)getpid());
 	char init[PATH_MAX];
 	init_path(init, sizeof(init));
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	CHECK_MSG(sbx_config_init(&cfg, data_dir, init, BUN, &err) == 0, "%s", err.msg);
 	snprintf(cfg.cgroup_parent, sizeof(cfg.cgroup_parent), "bunker-unit-%d", (int)getppid());
 }
@@ -112,7 +112,7 @@ static struct sbx *start(const char *id, int slot, int disk_mb)
 {
 	struct sbx_limits lim = {.memory_mb = 256, .cpu = 1, .disk_mb = disk_mb, .pids = 128};
 	struct sbx *s;
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	CHECK_MSG(sbx_start(&cfg, id, slot, &lim, &s, &err) == 0, "%s", err.msg);
 	return s;
 }
@@ -130,7 +130,7 @@ static struct sbx_exec_result run(struct sbx *s, const char *cmd, int64_t timeou
 				   .output_max = 1 << 20,
 				   .report_written = true};
 	struct sbx_exec_result res;
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	CHECK_MSG(sbx_exec(s, &req, &res, &err) == 0, "%s", err.msg);
 	return res;
 }
@@ -166,7 +166,7 @@ TEST(sandbox_runs_as_session_user_in_own_namespaces)
 	fclose(f);
 	CHECK_INT_EQ(uid, SBX_ID_BASE + 7 * SBX_ID_RANGE);
 	sbx_stop(s);
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	CHECK(sbx_purge(&cfg, "ses_unitaaaaaaaaaaaaaaaa", &err) == 0);
 	teardown();
 }
@@ -210,7 +210,7 @@ TEST(sandbox_timeout_kills_group_but_not_detached)
 	sbx_exec_result_release(&r);
 	usleep(300000);
 	expect_out(s, "pgrep -f 'while' >/dev/null && echo alive", "alive\n");
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	CHECK(sbx_kill(s, 0, &err) == 0);
 	usleep(100000);
 	expect_out(s, "pgrep sleep || echo none", "none\n");
@@ -223,7 +223,7 @@ TEST(sandbox_write_file_is_confined_and_limited)
 {
 	setup();
 	struct sbx *s = start("ses_unitdddddddddddddddd", 3, 16);
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	CHECK_MSG(sbx_write_file(s, "a/b/c.txt", "hello", 5, &err) == 0, "%s", err.msg);
 	expect_out(s, "cat a/b/c.txt; echo; stat -c %U a/b/c.txt", "hello\nuser\n");
 	struct sbx_exec_result r = run(s, "ln -s /etc esc && ln -s / root && echo ok", 10000);
@@ -259,7 +259,7 @@ TEST(sandbox_disk_outlives_sandbox_and_purge_leaves_nothing)
 	s = start(id, 4, 64);
 	expect_out(s, "cat f; pgrep sleep || echo no-sleep", "kept\nno-sleep\n");
 	sbx_stop(s);
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	CHECK_MSG(sbx_purge(&cfg, id, &err) == 0, "%s", err.msg);
 	char dir[400];
 	snprintf(dir, sizeof(dir), "%s/%s", cfg.run_dir, id);
@@ -286,7 +286,7 @@ TEST(sandbox_runs_bun_code_from_stdin)
 				   .timeout_ms = 20000,
 				   .output_max = 1 << 20};
 	struct sbx_exec_result r;
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	CHECK_MSG(sbx_exec(s, &req, &r, &err) == 0, "%s", err.msg);
 	CHECK_MSG(r.exit_code == 0, "bun failed: %s", r.err.data ? r.err.data : "");
 	CHECK_STR_EQ(r.out.data, "42\n");

@@ -71,7 +71,7 @@ TEST(snapshot_roundtrip_keeps_everything)
 	CHECK(setxattr(p, "trusted.overlay.opaque", "y", 1, 0) == 0);
 
 	struct snapshot_stats st;
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	CHECK_MSG(snapshot_save(src, snap, &st, &err) == 0, "%s", err.msg);
 	CHECK(st.files >= 8);
 	CHECK_MSG(st.bytes_out < (1 << 20), "snapshot of a sparse file is %lld bytes",
@@ -126,7 +126,7 @@ TEST(snapshot_save_is_atomic_and_restore_refuses_garbage)
 	snprintf(snap, sizeof(snap), "%s/missing%d.tar.zst", base, (int)getpid());
 	snprintf(dst, sizeof(dst), "%s/d%d", base, (int)getpid());
 	CHECK(mkdir(dst, 0755) == 0);
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	/* A source that does not exist leaves no file, not half of one. */
 	CHECK(snapshot_save("/nonexistent/bunker", snap, NULL, &err) < 0);
 	CHECK(access(snap, F_OK) < 0);

@@ -24,7 +24,7 @@ int harness_setup(void)
 
 void harness_teardown(void)
 {
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	if (rm_rf(base_dir, &err) < 0)
 		fprintf(stderr, "%s\n", err.msg);
 }

@@ -30,7 +30,7 @@ TEST(buf_caps_and_marks_truncation)
 TEST(random_alnum_alphabet_and_uniqueness)
 {
 	char a[21], b[21];
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	CHECK(random_alnum(a, 20, &err) == 0);
 	CHECK(random_alnum(b, 20, &err) == 0);
 	CHECK_INT_EQ(strlen(a), 20);
@@ -76,7 +76,7 @@ TEST(iso8601_utc_with_z)
 
 TEST(err_prefix_and_kinds)
 {
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	CHECK_INT_EQ(bk_err_set(&err, ENOENT, "cannot open '%s'", "x"), -1);
 	CHECK_INT_EQ(err.kind, BK_E_INTERNAL);
 	CHECK_STR_EQ(err.msg, "cannot open 'x': No such file or directory");
@@ -95,7 +95,7 @@ TEST(mkdir_p_and_rm_rf_never_follow_links)
 	char outside[] = "/tmp/bunker-util-out-XXXXXX";
 	CHECK(mkdtemp(outside) != NULL);
 	char p[512], q[512];
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	snprintf(p, sizeof(p), "%s/a/b/c", dir);
 	CHECK(mkdir_p(p, 0755, &err) == 0);
 	CHECK(mkdir_p(p, 0755, &err) == 0);
@@ -118,7 +118,7 @@ TEST(read_write_file_small)
 	int fd = mkstemp(path);
 	CHECK(fd >= 0);
 	close(fd);
-	struct bk_err err;
+	struct bk_err err = BK_ERR_INIT;
 	CHECK(write_file_str(path, "12345", &err) == 0);
 	char buf[4];
 	CHECK_INT_EQ(read_file_small(path, buf, sizeof(buf), &err), 3);
