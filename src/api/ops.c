@@ -32,10 +32,11 @@ void api_close(struct api *api)
 
 static void handle_healthz(struct api_call *c)
 {
+	char sandbox[256];
+	core_sandbox_describe(c->api->core, sandbox, sizeof(sandbox));
 	api_json(c, 200,
-		 json_pack("{s:s,s:s,s:s,s:s}", "status", "ok", "version", c->api->version,
-			   "cgroup", core_cgroup_mode(c->api->core), "cgroupParent",
-			   core_cgroup_parent(c->api->core)));
+		 json_pack("{s:s,s:s,s:s}", "status", "ok", "version", c->api->version, "sandbox",
+			   sandbox));
 }
 
 static void handle_metrics(struct api_call *c)

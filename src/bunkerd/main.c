@@ -14,6 +14,8 @@
 #include "core/core.h"
 #include "http/server.h"
 #include "sandbox/sandbox.h"
+#include "store/store.h"
+#include "util/util.h"
 #include "version.h"
 
 static void usage(FILE *f)
@@ -50,10 +52,12 @@ static long parse_num(const char *flag, const char *s, long min, long max)
 int main(int argc, char **argv)
 {
 	struct core_config cfg = {
-	    .data_dir = "/var/lib/bunker",
-	    .bun_path = "/opt/bunker/bun/bin/bun",
 	    .preview_scheme = "http",
 	    .warm_pool = 2,
+	};
+	struct sbx_backend_config sbx_cfg = {
+	    .data_dir = "/var/lib/bunker",
+	    .bun_path = "/opt/bunker/bun/bin/bun",
 	};
 	const char *listen_addr = "127.0.0.1";
 	const char *preview_domain = NULL;
@@ -104,7 +108,7 @@ int main(int argc, char **argv)
 			port = (int)parse_num("--port", optarg, 1, 65535);
 			break;
 		case O_DATA:
-			snprintf(cfg.data_dir, sizeof(cfg.data_dir), "%s", optarg);
+			snprintf(sbx_cfg.data_dir, sizeof(sbx_cfg.data_dir), "%s", optarg);
 			break;
 		case O_DOMAIN:
 			preview_domain = optarg;
@@ -132,18 +136,15 @@ int main(int argc, char **argv)
 			cfg.min_ttl_s = (int)parse_num("--min-ttl", optarg, 1, 1 << 30);
 			break;
 		case O_INIT:
-			snprintf(cfg.init_path, sizeof(cfg.init_path), "%s", optarg);
+			snprintf(sbx_cfg.init_path, sizeof(sbx_cfg.init_path), "%s", optarg);
 			break;
 		case O_BUN:
-			snprintf(cfg.bun_path, sizeof(cfg.bun_path), "%s", optarg);
+			snprintf(sbx_cfg.bun_path, sizeof(sbx_cfg.bun_path), "%s", optarg);
 			break;
 		case O_VERSION: {
-			enum sbx_cgroup_mode mode;
-			struct bk_err err = BK_ERR_INIT;
-			const char *cg = sbx_cgroup_detect(&mode, &err) == 0
-					     ? sbx_cgroup_mode_name(mode)
-					     : "none";
-			printf("bunkerd %s (cgroup %s)\n", BUNKER_VERSION, cg);
+			char sandbox[256];
+			sbx_backend_probe(sandbox, sizeof(sandbox));
+			printf("bunkerd %s (sandbox: %s)\n", BUNKER_VERSION, sandbox);
 			return 0;
 		}
 		case O_HELP:
@@ -162,13 +163,14 @@ int main(int argc, char **argv)
 		snprintf(cfg.preview_domain, sizeof(cfg.preview_domain), "%s", preview_domain);
 	else
 		snprintf(cfg.preview_domain, sizeof(cfg.preview_domain), "localhost:%d", port);
-	if (cfg.init_path[0] == '\0') {
+	if (sbx_cfg.init_path[0] == '\0') {
 		char self[PATH_MAX];
 		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 		if (n < 0)
 			die("cannot find my own binary");
 		self[n] = '\0';
-		snprintf(cfg.init_path, sizeof(cfg.init_path), "%s/bunker-init", dirname(self));
+		snprintf(sbx_cfg.init_path, sizeof(sbx_cfg.init_path), "%s/bunker-init",
+			 dirname(self));
 	}
 	if (geteuid() != 0)
 		die("bunkerd must run as root (it creates namespaces, cgroups and mounts)");
@@ -183,8 +185,18 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	struct bk_err err = BK_ERR_INIT;
+	char db[600];
+	snprintf(db, sizeof(db), "%s/bunker.db", sbx_cfg.data_dir);
+	struct store *store;
+	struct sbx_backend *backend;
+	if (mkdir_p(sbx_cfg.data_dir, 0711, &err) < 0 || store_open(db, &store, &err) < 0)
+		die("%s", err.msg);
+	if (sbx_backend_open(&sbx_cfg, &backend, &err) < 0) {
+		store->ops->close(store);
+		die("%s", err.msg);
+	}
 	struct core *core;
-	if (core_open(&cfg, &core, &err) < 0)
+	if (core_open(&cfg, store, backend, &core, &err) < 0)
 		die("%s", err.msg);
 	struct api api;
 	if (api_open(&api, core, BUNKER_VERSION, &err) < 0) {
@@ -199,8 +211,10 @@ int main(int argc, char **argv)
 		core_close(core);
 		die("%s", err.msg);
 	}
-	fprintf(stderr, "bunkerd %s listening on %s:%d (data %s, cgroup %s)\n", BUNKER_VERSION,
-		listen_addr, port, cfg.data_dir, core_cgroup_mode(core));
+	char sandbox[256];
+	core_sandbox_describe(core, sandbox, sizeof(sandbox));
+	fprintf(stderr, "bunkerd %s listening on %s:%d (data %s, sandbox: %s)\n", BUNKER_VERSION,
+		listen_addr, port, sbx_cfg.data_dir, sandbox);
 	int sig;
 	sigwait(&stop, &sig);
 	fprintf(stderr, "bunkerd: signal %d, stopping\n", sig);

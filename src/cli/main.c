@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "store/store.h"
 #include "util/cleanup.h"
 #include "util/util.h"
 
@@ -161,8 +162,12 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	struct bk_err err = BK_ERR_INIT;
+	char db[600];
+	snprintf(db, sizeof(db), "%s/bunker.db", data_dir);
+	struct store *store;
 	struct core *core;
-	if (core_open_store(data_dir, &core, &err) < 0) {
+	if (mkdir_p(data_dir, 0711, &err) < 0 || store_open(db, &store, &err) < 0 ||
+	    core_open_store(store, &core, &err) < 0) {
 		fprintf(stderr, "bunker: %s\n", err.msg);
 		return 1;
 	}

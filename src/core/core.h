@@ -14,11 +14,10 @@
 #include "util/util.h"
 
 struct core;
+struct store;
+struct sbx_backend;
 
 struct core_config {
-	char data_dir[512];
-	char init_path[512];
-	char bun_path[512];
 	char preview_scheme[8];	  /* "http" */
 	char preview_domain[256]; /* "localhost:8080" */
 	int pids_max;		  /* per session */
@@ -28,19 +27,21 @@ struct core_config {
 	int min_ttl_s;		  /* the shortest ttl a create may ask for (300) */
 };
 
-/* Opens the store, prepares the sandbox backend and recovers the sessions of
- * an earlier run (their processes are gone; their files are kept). */
-int core_open(const struct core_config *cfg, struct core **out, struct bk_err *err);
-/* Opens the store alone, for the command-line tool: only the key functions
- * may be called on the result. */
-int core_open_store(const char *data_dir, struct core **out, struct bk_err *err);
-/* Stops every sandbox (files are kept) and closes the store. */
+/* Serves sessions from store and backend (both taken, and closed by
+ * core_close(), or here on failure): recovers the sessions of an earlier
+ * run (their processes are gone; their files are kept), has the backend
+ * remove what belongs to no session, and starts the reaper and the warm
+ * pool. */
+int core_open(const struct core_config *cfg, struct store *store, struct sbx_backend *backend,
+	      struct core **out, struct bk_err *err);
+/* A core on store alone (taken), for the command-line tool: only the key
+ * functions may be called on the result. */
+int core_open_store(struct store *store, struct core **out, struct bk_err *err);
+/* Puts every session to deep sleep (files are kept), stops the sandboxes
+ * and closes the store and the backend. */
 void core_close(struct core *core);
-/* "v1" or "v2". */
-const char *core_cgroup_mode(const struct core *core);
-/* The cgroup that holds every session's of this daemon ("bunker", or
- * "bunker-<hash>" for a data directory other than the default). */
-const char *core_cgroup_parent(const struct core *core);
+/* What isolates sessions ("namespaces, cgroup v1"), into out. */
+void core_sandbox_describe(struct core *core, char *out, size_t len);
 
 /* ---- plans and keys (core/plan.c) ---- */
 
@@ -173,6 +174,9 @@ struct core_limits {
 	int timeout_s;
 	int disk_mb;
 };
+
+/* The longest metadata, in bytes of compact JSON. */
+#define CORE_METADATA_MAX 16384
 
 struct core_session_spec {
 	int64_t ttl_s;	      /* 0: the default */

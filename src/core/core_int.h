@@ -1,4 +1,25 @@
-/* What the core modules share; api/ never includes it. */
+/* What the core modules share; api/ never includes it.
+ *
+ * core/ reaches the store and the sandbox backend only through their
+ * operation tables (core->store->ops, core->sbx->ops).
+ *
+ * Locks, and the one order in which they nest (an arrow: the left one may
+ * be held while the right one is taken, never the other way):
+ *
+ *   core->create_lock -> core->load_lock -> core->lock -> s->mu
+ *   s->rw             -> core->lock, s->mu
+ *   core->pool_lock      (a leaf: nothing is taken while it is held)
+ *   core->reaper_lock    (a leaf)
+ *
+ *   create_lock  count-then-insert of a key's session cap
+ *   load_lock    a registry miss read from the store, against a delete's
+ *                record removal (core/registry.c)
+ *   core->lock   the registry: its list, each entry's refs and deleted
+ *   s->rw        shared by every operation that uses s's sandbox, held
+ *                exclusively to start, stop, wake or put it to sleep
+ *   s->mu        s->sbx for terminate() (which a delete calls without
+ *                waiting for rw) and s->previews
+ */
 #pragma once
 
 #include <pthread.h>
@@ -9,25 +30,21 @@
 
 struct core_preview;
 
-/* One session in memory. The registry mirrors the store: every session
- * with a record is here from start-up on.
- *
- * Locking: core->lock guards the registry list, refs and deleted. rw is
- * held shared by every operation that uses the sandbox and exclusively to
- * start or stop it; mu guards the sbx pointer for sbx_terminate(), which a
- * delete calls without waiting for rw, and the list of open preview
- * connections, which a delete shuts down the same way. */
+/* One session in memory: the registry is a cache, over the store, of the
+ * sessions this node runs. Every session whose sandbox runs or whose files
+ * are on a disk is in it; a deep-sleeping one is loaded when a request
+ * needs it and evicted again once nothing holds it. */
 struct session {
 	char id[32];
 	char key_id[32];
-	int slot;
 	struct core_limits limits;
 	int64_t created_ms, expires_ms;
 	int64_t last_active_ms;	  /* atomic */
 	int64_t stored_active_ms; /* atomic: the last_active_ms last written to the store */
 	enum core_state state;	  /* changed with rw held exclusively */
-	int refs;
-	bool deleted;
+	int refs;		  /* core->lock; the registry's is one of them */
+	bool deleted;		  /* core->lock to set; atomic to read */
+	bool linked;		  /* on the registry's list (core->lock) */
 	pthread_rwlock_t rw;
 	pthread_mutex_t mu;
 	struct sbx *sbx;
@@ -43,13 +60,15 @@ struct pool_entry {
 
 struct core {
 	struct core_config cfg;
-	struct store *store;
-	struct sbx_config sbx;
+	struct store *store;	 /* owned */
+	struct sbx_backend *sbx; /* owned */
+	pthread_mutex_t create_lock;
+	pthread_mutex_t load_lock;
 	pthread_mutex_t lock;
-	pthread_cond_t ref_cond;     /* a session's refs dropped */
-	pthread_mutex_t create_lock; /* count-then-insert of the session cap */
+	pthread_cond_t ref_cond; /* a session's refs dropped */
 	struct session *sessions;
 	pthread_t reaper;
+	bool reaper_running;
 	pthread_mutex_t reaper_lock;
 	pthread_cond_t reaper_cond;
 	bool stopping;
@@ -58,63 +77,106 @@ struct core {
 	pthread_cond_t pool_cond;
 	struct pool_entry *pool;
 	int pool_count;
-	int pool_starting_slot; /* the slot of the entry being started, or -1 */
 	unsigned pool_seq;
 	pthread_t pool_thread;
 	bool pool_running;
 	bool pool_quit;
 };
 
-/* With create_lock held: the lowest id range no session and no pool entry
- * uses, or -1 when all are taken. */
-int slot_take(struct core *core);
-/* With create_lock held: a started sandbox from the pool, or NULL. */
-struct sbx *pool_take(struct core *core);
-int pool_start(struct core *core, struct bk_err *err);
-void pool_stop(struct core *core);
+/* ---- the registry (core/registry.c) ---- */
 
-/* Finds a live session of key (NULL: any key) and takes a reference:
+/* A registry entry for row (refs 1: the registry's), not yet linked. */
+struct session *core__session_new(const struct store_session *row);
+/* Links s into the registry (which takes its reference). */
+void core__registry_link(struct core *core, struct session *s);
+/* Finds a live session of key (NULL: any key), loading it from the store
+ * when the registry does not hold it, and takes a reference:
  * BK_E_NOT_FOUND when missing, deleted, expired or another key's. */
-int session_acquire(struct core *core, const char *key_id, const char *id, struct session **out,
-		    struct bk_err *err);
-void session_release(struct core *core, struct session *s);
+int core__session_acquire(struct core *core, const char *key_id, const char *id,
+			  struct session **out, struct bk_err *err);
+void core__session_release(struct core *core, struct session *s);
+/* Marks s deleted (no request can reach it from now on); the caller holds
+ * a ref. Returns false when it already was. */
+bool core__session_mark_deleted(struct core *core, struct session *s);
+/* The first live session of the registry for which pick() (called with
+ * core->lock held) is true, with a reference taken; NULL when none. */
+struct session *core__registry_pick(struct core *core, bool (*pick)(struct session *s, void *ctx),
+				    void *ctx);
+/* Takes s out of the registry and drops the registry's reference. */
+void core__registry_unlink(struct core *core, struct session *s);
+/* Evicts s when nothing but the registry holds it and it is in deep
+ * sleep (its in-memory activity written to the store first). */
+void core__registry_evict(struct core *core, struct session *s);
+/* Deletes a session's record under load_lock, so that no registry miss
+ * can read it back meanwhile. */
+int core__record_delete(struct core *core, const char *id, struct bk_err *err);
+
+/* ---- using a session's sandbox (core/registry.c) ---- */
+
 /* With s->rw held shared: returns its running sandbox, starting one when it
  * has none or its last one died. Drops and retakes rw meanwhile. */
-int session_sandbox(struct core *core, struct session *s, struct sbx **out, struct bk_err *err);
+int core__session_sandbox(struct core *core, struct session *s, struct sbx **out,
+			  struct bk_err *err);
 /* Acquires key's session id, records activity, takes s->rw shared and
  * makes sure its sandbox runs (waking or starting it). Pair with
- * session_leave(). */
-int session_enter(struct core *core, const char *key_id, const char *id, struct session **s,
-		  struct sbx **sbx, struct bk_err *err);
-void session_leave(struct core *core, struct session *s);
-/* Records activity now. */
-void session_touch(struct core *core, struct session *s);
-/* Writes to the store the activity of sessions whose in-memory
- * last_active_ms is ahead of the stored one by a second or more (the
- * reaper's, every round). */
-void session_store_activity(struct core *core);
+ * core__session_leave(). */
+int core__session_enter(struct core *core, const char *key_id, const char *id, struct session **s,
+			struct sbx **sbx, struct bk_err *err);
+void core__session_leave(struct core *core, struct session *s);
+/* Records activity now, in memory and in the store. */
+void core__session_touch(struct core *core, struct session *s);
+/* The limits s's sandbox runs with. */
+struct sbx_limits core__session_sbx_limits(const struct core *core, const struct session *s);
+/* Removes s for good: the record first (a crash after it leaves only files
+ * that start-up removes), then the sandbox, then its files. s must be
+ * marked deleted by the caller, who unlinks it after. */
+int core__session_destroy(struct core *core, struct session *s, struct bk_err *err);
 /* With s->mu held: shuts down every open preview connection of s, so that
  * their relays end and leave s->rw (core/preview.c). */
-void preview_shutdown_locked(struct session *s);
-struct sbx_limits session_sbx_limits(const struct core *core, const struct session *s);
+void core__preview_shutdown_locked(struct session *s);
+
+/* ---- the warm pool (core/pool.c) ---- */
+
+/* A started sandbox from the pool, or NULL. */
+struct sbx *core__pool_take(struct core *core);
+int core__pool_start(struct core *core, struct bk_err *err);
+void core__pool_stop(struct core *core);
 
 /* ---- lifecycle (core/lifecycle.c) ---- */
 
 /* With s->rw held exclusively: makes the session active with a running
  * sandbox: thaws an idle one, restores a deep-sleeping one from its
  * snapshot, starts one where none runs. */
-int lifecycle_wake_locked(struct core *core, struct session *s, struct bk_err *err);
-/* With s->rw held exclusively: ends the sandbox and saves the files to a
- * snapshot, releasing disk and memory. On failure the files stay where
- * they were and the session is active again. */
-int lifecycle_deep_sleep_locked(struct core *core, struct session *s, struct bk_err *err);
+int core__lifecycle_wake_locked(struct core *core, struct session *s, struct bk_err *err);
+/* With s->rw held exclusively: ends the sandbox and saves the files,
+ * releasing disk and memory. On failure the files stay where they were and
+ * the session is active again. */
+int core__lifecycle_deep_sleep_locked(struct core *core, struct session *s, struct bk_err *err);
 /* Moves sessions that have been inactive long enough to idle or deep
  * sleep; from the reaper. */
-void lifecycle_tick(struct core *core);
+void core__lifecycle_tick(struct core *core);
 /* At start-up, before serving: settles a session left by an earlier run
  * into a consistent state (see lifecycle.c). */
-void lifecycle_recover(struct core *core, struct session *s);
-/* How many workspace files a deep-sleeping session's snapshot holds. */
-int64_t lifecycle_snapshot_files(const struct core *core, const char *id);
-/* The snapshot file of session id. */
-void lifecycle_snapshot_path(const struct core *core, const char *id, char *out, size_t len);
+void core__lifecycle_recover(struct core *core, struct session *s);
+
+/* ---- the reaper (core/reaper.c) ---- */
+
+int core__reaper_start(struct core *core, struct bk_err *err);
+void core__reaper_stop(struct core *core);
+/* Writes to the store the activity of sessions whose in-memory
+ * last_active_ms is ahead of the stored one by a second or more. */
+void core__session_store_activity(struct core *core);
+
+/* ---- metadata (core/metadata.c) ---- */
+
+/* Whether text is a JSON object of at most CORE_METADATA_MAX bytes of
+ * compact JSON: BK_E_INVALID naming field otherwise. */
+int core__metadata_check(const char *text, const char *field, struct bk_err *err);
+/* A containment filter for the store's session_list: match() is true for
+ * metadata that holds every member of filter (objects compared
+ * recursively, anything else by equality). */
+struct core_metadata_filter;
+int core__metadata_filter_new(const char *filter_json, struct core_metadata_filter **out,
+			      struct bk_err *err);
+void core__metadata_filter_free(struct core_metadata_filter *f);
+bool core__metadata_match(void *filter, const char *metadata);

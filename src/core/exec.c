@@ -1,5 +1,7 @@
 /* Executions: code run by Bun or a command run by /bin/sh, as the session's
- * user, with the request's files written first. */
+ * user, with the request's files written first. How a program runs (its
+ * interpreter's path, the image's environment) is the backend's; what is
+ * checked and answered is here. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,20 +12,6 @@
 #include "util/cleanup.h"
 
 #define MAX_ENV 100
-#define BUN_PATH_IN_SANDBOX "/opt/bun/bin/bun"
-
-/* What every execution starts from; the request's env comes on top. */
-static const char *const base_env[] = {
-    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/opt/bun/bin",
-    "HOME=/home/user",
-    "USER=user",
-    "LOGNAME=user",
-    "SHELL=/bin/bash",
-    "LANG=C.UTF-8",
-    "TMPDIR=/tmp",
-    "PORT=8080",
-    "BUN_RUNTIME_TRANSPILER_CACHE_PATH=0",
-};
 
 void core_exec_result_release(struct core_exec_result *r)
 {
@@ -81,11 +69,10 @@ static bool env_name_ok(const char *name)
 	return true;
 }
 
-/* argv, envp and cwd of an execution; strings point into req or into the
- * returned allocations (freed by the caller). */
+/* What an execution needs of its request, checked: the environment on top
+ * of the image's (PORT and the request's own), the working directory. */
 struct exec_plan {
-	const char *argv[4];
-	const char **envp;
+	const char **envp; /* NULL-terminated; entries in owned */
 	char cwd[4200];
 	char wd_rel[4096]; /* cwd relative to the workspace; "" for itself */
 	char **owned;
@@ -108,45 +95,32 @@ static int exec_plan_build(const struct core_exec_req *req, struct exec_plan *p,
 				    "exactly one of code and command is required");
 	if (req->n_env > MAX_ENV)
 		return bk_err_field(err, "env", "env holds at most %d variables", MAX_ENV);
-	/* The kernel's limit on one argument or variable (MAX_ARG_STRLEN). */
-	if (req->command && strlen(req->command) >= 131072)
+	if (req->command && strlen(req->command) > SBX_SHELL_COMMAND_MAX)
 		return bk_err_field(err, "command",
-				    "command is %zu bytes, over 131071: write a script with files "
+				    "command is %zu bytes, over %d: write a script with files "
 				    "and run it",
-				    strlen(req->command));
-	if (req->command) {
-		p->argv[0] = "/bin/sh";
-		p->argv[1] = "-c";
-		p->argv[2] = req->command;
-	} else {
-		/* The code arrives on stdin: no size limit of argv, not visible
-		 * in the process list, and relative imports resolve from cwd. */
-		p->argv[0] = BUN_PATH_IN_SANDBOX;
-		p->argv[1] = "run";
-		p->argv[2] = "-";
-	}
+				    strlen(req->command), SBX_SHELL_COMMAND_MAX);
 	char *rel = p->wd_rel;
 	if (req->working_dir &&
 	    core_path_normalize(req->working_dir, "workingDir", rel, sizeof(p->wd_rel), err) < 0)
 		return -1;
 	snprintf(p->cwd, sizeof(p->cwd), "%s%s%s", SBX_WORKSPACE, *rel ? "/" : "", rel);
 
-	size_t n = ARRAY_SIZE(base_env) + req->n_env;
-	p->envp = calloc(n + 1, sizeof(char *));
-	p->owned = calloc(req->n_env + 1, sizeof(char *));
+	/* Every execution has PORT, the port of the session's preview; the
+	 * request's env comes after it and may replace it. */
+	p->envp = calloc(req->n_env + 2, sizeof(char *));
+	p->owned = calloc(req->n_env + 2, sizeof(char *));
 	if (p->envp == NULL || p->owned == NULL)
 		return bk_err_set(err, ENOMEM, "cannot prepare execution");
+	if (asprintf(&p->owned[0], "PORT=%d", CORE_PREVIEW_PORT) < 0)
+		return bk_err_set(err, ENOMEM, "cannot prepare execution");
+	p->n_owned = 1;
 	size_t k = 0;
-	for (size_t i = 0; i < ARRAY_SIZE(base_env); i++) {
-		/* A request variable of the same name replaces the base one. */
-		size_t nl = (size_t)(strchr(base_env[i], '=') - base_env[i]);
-		bool replaced = false;
-		for (size_t j = 0; j < req->n_env && !replaced; j++)
-			replaced = strlen(req->env[j].name) == nl &&
-				   strncmp(req->env[j].name, base_env[i], nl) == 0;
-		if (!replaced)
-			p->envp[k++] = base_env[i];
-	}
+	bool port_given = false;
+	for (size_t j = 0; j < req->n_env; j++)
+		port_given = port_given || strcmp(req->env[j].name, "PORT") == 0;
+	if (!port_given)
+		p->envp[k++] = p->owned[0];
 	for (size_t j = 0; j < req->n_env; j++) {
 		if (!env_name_ok(req->env[j].name))
 			return bk_err_field(err, "env", "env name '%s' is not valid",
@@ -252,7 +226,7 @@ static int working_dir_check(struct sbx *sbx, const struct exec_plan *plan, char
 		if (strncmp(files[i], wd, n) == 0 && files[i][n] == '/')
 			return 0;
 	mode_t mode;
-	if (sbx_stat(sbx, wd, &mode, err) < 0) {
+	if (sbx->backend->ops->stat(sbx, wd, &mode, err) < 0) {
 		if (err->kind == BK_E_FILE_NOT_FOUND || err->kind == BK_E_INVALID)
 			return bk_err_field(err, "workingDir",
 					    "working directory '%s' does not exist", plan->cwd);
@@ -275,13 +249,14 @@ int core_execute(struct core *core, const struct core_key *key, const char *id,
 		goto out_files;
 	struct session *s;
 	struct sbx *sbx;
-	if (session_enter(core, key->id, id, &s, &sbx, err) < 0)
+	if (core__session_enter(core, key->id, id, &s, &sbx, err) < 0)
 		goto out_files;
+	const struct sbx_ops *ops = core->sbx->ops;
 	int64_t timeout_s = req->timeout_s ? req->timeout_s : s->limits.timeout_s;
 	if (working_dir_check(sbx, &plan, files, req->n_files, err) < 0)
 		goto out_unlock;
 	for (size_t i = 0; i < req->n_files; i++) {
-		if (sbx_write_file(sbx, files[i], req->files[i].content, req->files[i].len, err) <
+		if (ops->write_file(sbx, files[i], req->files[i].content, req->files[i].len, err) <
 		    0) {
 			if (err->kind == BK_E_INVALID)
 				snprintf(err->field, sizeof(err->field), "files.path");
@@ -289,11 +264,10 @@ int core_execute(struct core *core, const struct core_key *key, const char *id,
 		}
 	}
 	struct sbx_exec_req sreq = {
-	    .argv = plan.argv,
+	    .program = req->code ? SBX_PROGRAM_BUN : SBX_PROGRAM_SHELL,
+	    .text = req->code ? req->code : req->command,
 	    .envp = plan.envp,
 	    .cwd = plan.cwd,
-	    .stdin_data = req->code,
-	    .stdin_len = req->code ? strlen(req->code) : 0,
 	    .timeout_ms = timeout_s * 1000,
 	    .output_max = CORE_OUTPUT_MAX,
 	    .report_written = true,
@@ -302,10 +276,14 @@ int core_execute(struct core *core, const struct core_key *key, const char *id,
 	    .ctx = req->ctx,
 	};
 	struct sbx_exec_result res;
-	if (sbx_exec(sbx, &sreq, &res, err) < 0) {
+	if (ops->exec(sbx, &sreq, &res, err) < 0) {
 		sbx_exec_result_release(&res);
-		if (err->kind == BK_E_INVALID)
+		/* The sandbox names what it could not run in its own terms. */
+		if (strcmp(err->field, "cwd") == 0)
 			snprintf(err->field, sizeof(err->field), "workingDir");
+		else if (strcmp(err->field, "argv") == 0)
+			snprintf(err->field, sizeof(err->field), "%s",
+				 req->n_env > 0 ? "env" : "command");
 		/* Deleted (or expired) while it ran: the session is what is gone. */
 		if (__atomic_load_n(&s->deleted, __ATOMIC_ACQUIRE))
 			bk_err_kind(err, BK_E_NOT_FOUND,
@@ -335,10 +313,10 @@ int core_execute(struct core *core, const struct core_key *key, const char *id,
 		goto out_unlock;
 	}
 	sbx_exec_result_release(&res);
-	session_touch(core, s);
+	core__session_touch(core, s);
 	rc = 0;
 out_unlock:
-	session_leave(core, s);
+	core__session_leave(core, s);
 out_files:
 	files_free(files, req->n_files);
 	exec_plan_release(&plan);
@@ -350,9 +328,9 @@ static int session_ps(struct session *s, struct sbx_proc **procs, size_t *n, str
 {
 	*procs = NULL;
 	*n = 0;
-	if (s->sbx == NULL || !sbx_alive(s->sbx))
+	if (s->sbx == NULL || !s->sbx->backend->ops->alive(s->sbx))
 		return 0;
-	return sbx_ps(s->sbx, procs, n, err);
+	return s->sbx->backend->ops->ps(s->sbx, procs, n, err);
 }
 
 int core_process_list(struct core *core, const struct core_key *key, const char *id,
@@ -360,11 +338,11 @@ int core_process_list(struct core *core, const struct core_key *key, const char 
 {
 	struct session *s;
 	struct sbx *sbx;
-	if (session_enter(core, key->id, id, &s, &sbx, err) < 0)
+	if (core__session_enter(core, key->id, id, &s, &sbx, err) < 0)
 		return -1;
 	struct sbx_proc *procs;
 	int rc = session_ps(s, &procs, n, err);
-	session_leave(core, s);
+	core__session_leave(core, s);
 	if (rc < 0)
 		return -1;
 	*out = calloc(*n + 1, sizeof(**out));
@@ -386,7 +364,7 @@ int core_process_kill(struct core *core, const struct core_key *key, const char 
 {
 	struct session *s;
 	struct sbx *sbx;
-	if (session_enter(core, key->id, id, &s, &sbx, err) < 0)
+	if (core__session_enter(core, key->id, id, &s, &sbx, err) < 0)
 		return -1;
 	struct sbx_proc *procs;
 	size_t np;
@@ -402,8 +380,8 @@ int core_process_kill(struct core *core, const struct core_key *key, const char 
 		rc = bk_err_kind(err, BK_E_PROCESS_NOT_FOUND, "no process %d in session '%s'", pid,
 				 id);
 	if (rc == 0 && *n > 0)
-		rc = sbx_kill(sbx, pid, err);
-	session_leave(core, s);
+		rc = sbx->backend->ops->kill(sbx, pid, err);
+	core__session_leave(core, s);
 	free(procs);
 	if (rc < 0) {
 		free(*pids);

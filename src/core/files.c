@@ -41,10 +41,10 @@ int core_file_write(struct core *core, const struct core_key *key, const char *i
 				   len, (long long)key->limits.max_file_bytes);
 	struct session *s;
 	struct sbx *sbx;
-	if (session_enter(core, key->id, id, &s, &sbx, err) < 0)
+	if (core__session_enter(core, key->id, id, &s, &sbx, err) < 0)
 		return -1;
-	int rc = sbx_write_file(sbx, rel, data, len, err);
-	session_leave(core, s);
+	int rc = core->sbx->ops->write_file(sbx, rel, data, len, err);
+	core__session_leave(core, s);
 	return rc < 0 ? path_fail(err) : 0;
 }
 
@@ -56,10 +56,11 @@ int core_file_read(struct core *core, const struct core_key *key, const char *id
 		return -1;
 	struct session *s;
 	struct sbx *sbx;
-	if (session_enter(core, key->id, id, &s, &sbx, err) < 0)
+	if (core__session_enter(core, key->id, id, &s, &sbx, err) < 0)
 		return -1;
-	int rc = sbx_read_file(sbx, rel, (size_t)key->limits.max_file_bytes, data, len, err);
-	session_leave(core, s);
+	int rc =
+	    core->sbx->ops->read_file(sbx, rel, (size_t)key->limits.max_file_bytes, data, len, err);
+	core__session_leave(core, s);
 	return rc < 0 ? path_fail(err) : 0;
 }
 
@@ -77,12 +78,12 @@ int core_file_list(struct core *core, const struct core_key *key, const char *id
 		return -1;
 	struct session *s;
 	struct sbx *sbx;
-	if (session_enter(core, key->id, id, &s, &sbx, err) < 0)
+	if (core__session_enter(core, key->id, id, &s, &sbx, err) < 0)
 		return -1;
 	struct sbx_entry *es = NULL;
 	size_t count = 0;
-	int rc = sbx_list(sbx, rel, recursive, &es, &count, err);
-	session_leave(core, s);
+	int rc = core->sbx->ops->list(sbx, rel, recursive, &es, &count, err);
+	core__session_leave(core, s);
 	if (rc < 0)
 		return path_fail(err);
 	/* Pages are stable across calls: entries sorted by path. */
@@ -121,9 +122,9 @@ int core_file_delete(struct core *core, const struct core_key *key, const char *
 		return -1;
 	struct session *s;
 	struct sbx *sbx;
-	if (session_enter(core, key->id, id, &s, &sbx, err) < 0)
+	if (core__session_enter(core, key->id, id, &s, &sbx, err) < 0)
 		return -1;
-	int rc = sbx_delete(sbx, rel, recursive, err);
-	session_leave(core, s);
+	int rc = core->sbx->ops->remove(sbx, rel, recursive, err);
+	core__session_leave(core, s);
 	return rc < 0 ? path_fail(err) : 0;
 }

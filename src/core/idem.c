@@ -29,8 +29,8 @@ int core_idem_find(struct core *core, const struct core_key *key, const char *id
 {
 	memset(out, 0, sizeof(*out));
 	struct store_idem rec;
-	int r =
-	    store_idem_get(core->store, key->id, idem_key, now_ms() - CORE_IDEM_TTL_MS, &rec, err);
+	int r = core->store->ops->idem_get(core->store, key->id, idem_key,
+					   now_ms() - CORE_IDEM_TTL_MS, &rec, err);
 	if (r <= 0)
 		return r;
 	if (sodium_memcmp(rec.request_hash, request_hash, 32) != 0) {
@@ -64,7 +64,7 @@ int core_idem_save(struct core *core, const struct core_key *key, const char *id
 	snprintf(rec.idem_key, sizeof(rec.idem_key), "%s", idem_key);
 	snprintf(rec.content_type, sizeof(rec.content_type), "%s", reply->content_type);
 	memcpy(rec.request_hash, request_hash, 32);
-	if (store_idem_put(core->store, &rec, err) < 0)
+	if (core->store->ops->idem_put(core->store, &rec, err) < 0)
 		return -1;
 
 	/* Lazily: one store per minute at most pays for the purge. */
@@ -74,8 +74,8 @@ int core_idem_save(struct core *core, const struct core_key *key, const char *id
 	    __atomic_compare_exchange_n(&last_purge_ms, &last, rec.created_ms, false,
 					__ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
 		struct bk_err perr = BK_ERR_INIT;
-		if (store_idem_purge(core->store, rec.created_ms - CORE_IDEM_TTL_MS, NULL, &perr) <
-		    0)
+		if (core->store->ops->idem_purge(core->store, rec.created_ms - CORE_IDEM_TTL_MS,
+						 NULL, &perr) < 0)
 			fprintf(stderr, "bunkerd: %s\n", perr.msg);
 	}
 	return 0;

@@ -262,7 +262,7 @@ int core_key_create(struct core *core, const char *plan, const struct plan_overr
 		return -1;
 	snprintf(secret, len, CORE_KEY_PREFIX "%s", rnd);
 	key_hash(secret, k.hash);
-	if (store_key_insert(core->store, &k, err) < 0)
+	if (core->store->ops->key_insert(core->store, &k, err) < 0)
 		return -1;
 	if (out) {
 		snprintf(out->id, sizeof(out->id), "%s", k.id);
@@ -279,7 +279,7 @@ int core_auth(struct core *core, const char *secret, struct core_key *out, struc
 	uint8_t hash[32];
 	key_hash(secret, hash);
 	struct store_key k;
-	int r = store_key_find_by_hash(core->store, hash, &k, err);
+	int r = core->store->ops->key_find_by_hash(core->store, hash, &k, err);
 	if (r < 0)
 		return -1;
 	if (r == 0 || k.revoked_ms != 0)
@@ -304,7 +304,7 @@ int core_key_list(struct core *core, struct core_key_info **out, size_t *n, stru
 	*n = 0;
 	_cleanup_free_ struct store_key *keys = NULL;
 	size_t count;
-	if (store_key_list(core->store, &keys, &count, err) < 0)
+	if (core->store->ops->key_list(core->store, &keys, &count, err) < 0)
 		return -1;
 	_cleanup_free_ struct core_key_info *infos = calloc(count + 1, sizeof(*infos));
 	if (infos == NULL)
@@ -327,7 +327,7 @@ int core_key_list(struct core *core, struct core_key_info **out, size_t *n, stru
 
 int core_key_revoke(struct core *core, const char *id, struct bk_err *err)
 {
-	int r = store_key_revoke(core->store, id, now_ms(), err);
+	int r = core->store->ops->key_revoke(core->store, id, now_ms(), err);
 	if (r < 0)
 		return -1;
 	if (r == 0)

@@ -5,9 +5,9 @@
  * and on cgroup v1 placing its first process into the memory cgroup waits
  * for an RCU grace period (15-20 ms on this project's machines): the very
  * cost a create would otherwise pay. A pool sandbox runs under a
- * placeholder id with default limits and an id range of its own; a create
- * takes one, renames it to the session (directory and cgroups) and writes
- * the session's limits, then a background thread starts a replacement.
+ * placeholder id with default limits; a create takes one and has the
+ * backend hand it to the session (adopt()), then a background thread
+ * starts a replacement.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,49 +16,23 @@
 #include "core/core_int.h"
 #include "util/metrics.h"
 
-int slot_take(struct core *core)
+struct sbx *core__pool_take(struct core *core)
 {
-	static const int words = SBX_MAX_SLOTS / 64;
-	uint64_t used[SBX_MAX_SLOTS / 64];
-	memset(used, 0, sizeof(used));
-#define MARK(slot)                                                                                 \
-	do {                                                                                       \
-		int _s = (slot);                                                                   \
-		if (_s >= 0 && _s < SBX_MAX_SLOTS)                                                 \
-			used[_s / 64] |= 1ull << (_s % 64);                                        \
-	} while (0)
-	pthread_mutex_lock(&core->lock);
-	for (struct session *s = core->sessions; s; s = s->next)
-		MARK(s->slot);
-	pthread_mutex_unlock(&core->lock);
-	pthread_mutex_lock(&core->pool_lock);
-	for (struct pool_entry *e = core->pool; e; e = e->next)
-		MARK(sbx_slot(e->sbx));
-	MARK(core->pool_starting_slot);
-	pthread_mutex_unlock(&core->pool_lock);
-#undef MARK
-	for (int w = 0; w < words; w++)
-		if (~used[w])
-			return w * 64 + __builtin_ctzll(~used[w]);
-	return -1;
-}
-
-struct sbx *pool_take(struct core *core)
-{
+	const struct sbx_ops *ops = core->sbx->ops;
 	struct sbx *found = NULL;
 	pthread_mutex_lock(&core->pool_lock);
 	while (core->pool && found == NULL) {
 		struct pool_entry *e = core->pool;
 		core->pool = e->next;
 		core->pool_count--;
-		if (sbx_alive(e->sbx)) {
+		if (ops->alive(e->sbx)) {
 			found = e->sbx;
 		} else {
 			/* Died while waiting: clear it out. */
 			char id[32];
-			snprintf(id, sizeof(id), "%s", sbx_id(e->sbx));
-			sbx_stop(e->sbx);
-			sbx_purge(&core->sbx, id, NULL);
+			snprintf(id, sizeof(id), "%s", e->sbx->id);
+			ops->stop(e->sbx);
+			ops->purge(core->sbx, id, NULL);
 		}
 		free(e);
 	}
@@ -77,6 +51,7 @@ static struct sbx_limits pool_limits(const struct core *core)
 static void *pool_main(void *arg)
 {
 	struct core *core = arg;
+	const struct sbx_ops *ops = core->sbx->ops;
 	int failures = 0;
 	pthread_mutex_lock(&core->pool_lock);
 	while (!core->pool_quit) {
@@ -88,23 +63,15 @@ static void *pool_main(void *arg)
 		snprintf(id, sizeof(id), "pool_%u", core->pool_seq++);
 		pthread_mutex_unlock(&core->pool_lock);
 
-		pthread_mutex_lock(&core->create_lock);
-		int slot = slot_take(core);
-		pthread_mutex_lock(&core->pool_lock);
-		core->pool_starting_slot = slot;
-		pthread_mutex_unlock(&core->pool_lock);
-		pthread_mutex_unlock(&core->create_lock);
-
 		struct sbx *sbx = NULL;
 		struct bk_err err = BK_ERR_INIT;
 		struct sbx_limits lim = pool_limits(core);
 		int64_t t0 = mono_us();
-		int rc = slot < 0 ? -1 : sbx_start(&core->sbx, id, slot, &lim, &sbx, &err);
+		int rc = ops->start(core->sbx, id, &lim, &sbx, &err);
 		if (rc == 0)
 			metrics_observe(METRICS_SANDBOX_START_SECONDS,
 					(double)(mono_us() - t0) / 1e6);
 		pthread_mutex_lock(&core->pool_lock);
-		core->pool_starting_slot = -1;
 		if (rc == 0) {
 			struct pool_entry *e = calloc(1, sizeof(*e));
 			if (e) {
@@ -116,14 +83,14 @@ static void *pool_main(void *arg)
 				continue;
 			}
 			pthread_mutex_unlock(&core->pool_lock);
-			sbx_stop(sbx);
-			sbx_purge(&core->sbx, id, NULL);
+			ops->stop(sbx);
+			ops->purge(core->sbx, id, NULL);
 			pthread_mutex_lock(&core->pool_lock);
 		} else {
-			if (slot >= 0) {
-				fprintf(stderr, "bunkerd: warm pool: %s\n", err.msg);
-				sbx_purge(&core->sbx, id, NULL);
-			}
+			fprintf(stderr, "bunkerd: warm pool: %s\n", err.msg);
+			pthread_mutex_unlock(&core->pool_lock);
+			ops->purge(core->sbx, id, NULL);
+			pthread_mutex_lock(&core->pool_lock);
 		}
 		/* Back off on failure rather than spin: creates still work
 		 * without the pool, just slower. */
@@ -138,9 +105,8 @@ static void *pool_main(void *arg)
 	return NULL;
 }
 
-int pool_start(struct core *core, struct bk_err *err)
+int core__pool_start(struct core *core, struct bk_err *err)
 {
-	core->pool_starting_slot = -1;
 	if (core->cfg.warm_pool <= 0)
 		return 0;
 	int e = pthread_create(&core->pool_thread, NULL, pool_main, core);
@@ -150,7 +116,7 @@ int pool_start(struct core *core, struct bk_err *err)
 	return 0;
 }
 
-void pool_stop(struct core *core)
+void core__pool_stop(struct core *core)
 {
 	pthread_mutex_lock(&core->pool_lock);
 	core->pool_quit = true;
@@ -163,9 +129,9 @@ void pool_stop(struct core *core)
 		struct pool_entry *e = core->pool;
 		core->pool = e->next;
 		char id[32];
-		snprintf(id, sizeof(id), "%s", sbx_id(e->sbx));
-		sbx_stop(e->sbx);
-		sbx_purge(&core->sbx, id, NULL);
+		snprintf(id, sizeof(id), "%s", e->sbx->id);
+		core->sbx->ops->stop(e->sbx);
+		core->sbx->ops->purge(core->sbx, id, NULL);
 		free(e);
 	}
 	core->pool_count = 0;

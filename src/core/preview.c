@@ -7,7 +7,7 @@
  * session awake while the connection is open: each connection holds the
  * session's rw lock shared, the way an execution does, so the reaper's
  * trywrlock fails and the session counts as busy. A delete shuts the
- * connections down (preview_shutdown_locked()) before it takes rw
+ * connections down (core__preview_shutdown_locked()) before it takes rw
  * exclusively. The bytes themselves are relayed by http/, which knows
  * nothing of sessions.
  */
@@ -129,13 +129,13 @@ int core_preview_dial(struct core *core, const char *id, int port, int *fd,
 		return bk_err_set(err, ENOMEM, "cannot open a preview connection");
 	struct session *s;
 	struct sbx *sbx;
-	if (session_enter(core, NULL, id, &s, &sbx, err) < 0) {
+	if (core__session_enter(core, NULL, id, &s, &sbx, err) < 0) {
 		free(p);
 		return -1;
 	}
-	int c = sbx_dial(sbx, port, PREVIEW_DIAL_TIMEOUT_MS, err);
+	int c = core->sbx->ops->dial(sbx, port, PREVIEW_DIAL_TIMEOUT_MS, err);
 	if (c < 0) {
-		session_leave(core, s);
+		core__session_leave(core, s);
 		free(p);
 		return -1;
 	}
@@ -144,7 +144,7 @@ int core_preview_dial(struct core *core, const char *id, int port, int *fd,
 	p->next = s->previews;
 	s->previews = p;
 	pthread_mutex_unlock(&s->mu);
-	/* A delete that began after session_enter() and shut down the list
+	/* A delete that began after core__session_enter() and shut down the list
 	 * before this connection was on it: it must not outlive the session. */
 	if (__atomic_load_n(&s->deleted, __ATOMIC_ACQUIRE)) {
 		core_preview_release(p);
@@ -159,7 +159,7 @@ void core_preview_touch(struct core_preview *p)
 {
 	/* Memory only: this runs on a relay worker, which must never wait
 	 * for SQLite's lock. The reaper writes it to the store
-	 * (session_store_activity()). */
+	 * (core__session_store_activity()). */
 	__atomic_store_n(&p->s->last_active_ms, now_ms(), __ATOMIC_RELAXED);
 }
 
@@ -179,7 +179,7 @@ void core_preview_release(struct core_preview *p)
 	/* Off the list first: a delete shuts down only fds that are still
 	 * ours, never a number the kernel has handed out again. */
 	close(p->fd);
-	session_leave(p->core, s);
+	core__session_leave(p->core, s);
 	free(p);
 }
 
@@ -188,7 +188,7 @@ bool core_preview_cancelled(const struct core_preview *p)
 	return __atomic_load_n(&p->cancelled, __ATOMIC_ACQUIRE);
 }
 
-void preview_shutdown_locked(struct session *s)
+void core__preview_shutdown_locked(struct session *s)
 {
 	for (struct core_preview *p = s->previews; p; p = p->next) {
 		__atomic_store_n(&p->cancelled, true, __ATOMIC_RELEASE);

@@ -20,10 +20,25 @@
 #include <sys/sendfile.h>
 #include <unistd.h>
 
-#include "sandbox/sandbox_int.h"
+#include "sandbox/ns_int.h"
 #include "util/cleanup.h"
 
 #define IMAGE_FORMAT 2
+
+const char ns__image_bun[] = "/opt/bun/bin/bun";
+
+/* What every execution starts from; a request's env comes on top. */
+const char *const ns__image_env[] = {
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/opt/bun/bin",
+    "HOME=/home/user",
+    "USER=user",
+    "LOGNAME=user",
+    "SHELL=/bin/bash",
+    "LANG=C.UTF-8",
+    "TMPDIR=/tmp",
+    "BUN_RUNTIME_TRANSPILER_CACHE_PATH=0",
+    NULL,
+};
 
 static int copy_file(const char *src, const char *dst, mode_t mode, struct bk_err *err)
 {
@@ -170,7 +185,7 @@ static int image_build(const char *dir, const char *bun_real, struct bk_err *err
 		0)
 		return -1;
 
-	snprintf(p, sizeof(p), "%s/opt/bun/bin/bun", dir);
+	snprintf(p, sizeof(p), "%s%s", dir, ns__image_bun);
 	if (link(bun_real, p) < 0 && copy_file(bun_real, p, 0755, err) < 0)
 		return -1;
 	snprintf(p, sizeof(p), "%s/opt/bun/bin/bunx", dir);
@@ -179,7 +194,7 @@ static int image_build(const char *dir, const char *bun_real, struct bk_err *err
 	return 0;
 }
 
-int sbx_image_ensure(const char *data_dir, const char *bun_path, char *image_dir, size_t len,
+int ns__image_ensure(const char *data_dir, const char *bun_path, char *image_dir, size_t len,
 		     struct bk_err *err)
 {
 	char bun_real[PATH_MAX];

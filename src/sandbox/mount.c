@@ -1,11 +1,9 @@
-/* The session's file systems, host side and child side.
+/* The session's root file system, host side and child side.
  *
- * Host side (the daemon, real root): the session's disk is a tmpfs of
- * exactly the disk limit's size under <run>/<id>/disk, so the limit is
- * enforced by the file system itself (ENOSPC) and the session's files never
- * touch the slow root file system; its root is an overlay at <run>/<id>/root
- * with the image below and <disk>/upper above, and the host's /usr bound
- * read-only on top (the image holds /bin, /lib... as links into it).
+ * Host side (the daemon, real root): its root is an overlay at
+ * <run>/<id>/root with the image below and the disk's upper directory
+ * above (sandbox/disk.c), and the host's /usr bound read-only on top (the
+ * image holds /bin, /lib... as links into it).
  *
  * Child side (inside the new namespaces, before bunker-init runs): /proc,
  * a minimal /dev, /sys read-only, then pivot_root into the overlay.
@@ -20,19 +18,19 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "sandbox/sandbox_int.h"
+#include "sandbox/ns_int.h"
 #include "util/cleanup.h"
 
-void sbx_paths_init(struct sbx_paths *p, const struct sbx_config *cfg, const char *id)
+void ns__paths_init(struct ns_paths *p, const struct ns_backend *b, const char *id)
 {
-	snprintf(p->dir, sizeof(p->dir), "%s/%s", cfg->run_dir, id);
+	snprintf(p->dir, sizeof(p->dir), "%s/%s", b->run_dir, id);
 	snprintf(p->disk, sizeof(p->disk), "%s/disk", p->dir);
 	snprintf(p->upper, sizeof(p->upper), "%s/disk/upper", p->dir);
 	snprintf(p->work, sizeof(p->work), "%s/disk/work", p->dir);
 	snprintf(p->root, sizeof(p->root), "%s/root", p->dir);
 }
 
-bool sbx_is_mountpoint(const char *path)
+bool ns__is_mountpoint(const char *path)
 {
 	struct statx stx;
 	/* Bind mounts keep st_dev: only the mount-root attribute tells. */
@@ -42,166 +40,38 @@ bool sbx_is_mountpoint(const char *path)
 	       (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
 }
 
-static int mkdir_owned(const char *path, mode_t mode, uid_t uid, gid_t gid, struct bk_err *err)
+int ns__rootfs_mount(const struct ns_backend *b, const struct ns_paths *p, struct bk_err *err)
 {
-	if (mkdir(path, mode) < 0 && errno != EEXIST)
-		return bk_err_set(err, errno, "cannot create '%s'", path);
-	if (chown(path, uid, gid) < 0 || chmod(path, mode) < 0)
-		return bk_err_set(err, errno, "cannot set owner of '%s'", path);
-	return 0;
-}
-
-/* A disk of disk_mb megabytes with one inode per 4 KiB of it. */
-static void disk_opts(int disk_mb, char *out, size_t len)
-{
-	snprintf(out, len, "size=%dm,mode=0700,nr_inodes=%d", disk_mb,
-		 disk_mb * 256 > 4096 ? disk_mb * 256 : 4096);
-}
-
-int sbx_disk_resize(const struct sbx_paths *p, int disk_mb, struct bk_err *err)
-{
-	char opts[128];
-	disk_opts(disk_mb, opts, sizeof(opts));
-	if (mount(NULL, p->disk, NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV, opts) < 0)
-		return bk_err_set(err, errno, "cannot resize session disk '%s'", p->disk);
-	return 0;
-}
-
-static int disk_mount(const struct sbx_paths *p, int disk_mb, struct bk_err *err)
-{
-	if (mkdir_p(p->disk, 0700, err) < 0 || mkdir_p(p->root, 0755, err) < 0)
-		return -1;
-	char opts[128];
-	disk_opts(disk_mb, opts, sizeof(opts));
-	if (mount("bunker-disk", p->disk, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
-		return bk_err_set(err, errno, "cannot mount session disk on '%s'", p->disk);
-	return 0;
-}
-
-int sbx_disk_create_empty(const struct sbx_config *cfg, const char *id, int disk_mb,
-			  struct bk_err *err)
-{
-	struct sbx_paths p;
-	sbx_paths_init(&p, cfg, id);
-	if (sbx_is_mountpoint(p.disk))
-		return bk_err_kind(err, BK_E_INTERNAL, "session %s already has a disk", id);
-	if (disk_mount(&p, disk_mb, err) < 0)
-		return -1;
-	if (mkdir(p.upper, 0755) < 0 || mkdir(p.work, 0700) < 0) {
-		int e = errno;
-		umount2(p.disk, MNT_DETACH);
-		return bk_err_set(err, e, "cannot prepare disk of session %s", id);
-	}
-	return 0;
-}
-
-bool sbx_disk_exists(const struct sbx_config *cfg, const char *id)
-{
-	struct sbx_paths p;
-	sbx_paths_init(&p, cfg, id);
-	return sbx_is_mountpoint(p.disk);
-}
-
-void sbx_disk_layer(const struct sbx_config *cfg, const char *id, char *out, size_t len)
-{
-	struct sbx_paths p;
-	sbx_paths_init(&p, cfg, id);
-	snprintf(out, len, "%s", p.upper);
-}
-
-int sbx_disk_release(const struct sbx_config *cfg, const char *id, struct bk_err *err)
-{
-	struct sbx_paths p;
-	sbx_paths_init(&p, cfg, id);
-	return sbx_disk_destroy(&p, err);
-}
-
-/* Creates what a session's layer needs and lacks: its root, /workspace,
- * /tmp and the user's home, owned by the session's ids. What exists (a
- * restored or kept layer) is left as it is. */
-static int layer_ensure(const struct sbx_paths *p, int slot, struct bk_err *err)
-{
-	static const struct {
-		const char *path;
-		mode_t mode;
-		bool user;
-	} dirs[] = {
-	    {"", 0755, false},	    {SBX_WORKSPACE, 0755, true}, {"/tmp", 01777, false},
-	    {"/home", 0755, false}, {"/home/user", 0755, true},
-	};
-	uid_t root = SBX_ID_BASE + (uid_t)slot * SBX_ID_RANGE;
-	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
-		char path[700];
-		snprintf(path, sizeof(path), "%s%s", p->upper, dirs[i].path);
-		if (access(path, F_OK) == 0)
-			continue;
-		uid_t uid = dirs[i].user ? root + SBX_USER_UID : root;
-		gid_t gid = dirs[i].user ? root + SBX_USER_GID : root;
-		if (mkdir_owned(path, dirs[i].mode, uid, gid, err) < 0)
-			return -1;
-	}
-	if (mkdir(p->work, 0700) < 0 && errno != EEXIST)
-		return bk_err_set(err, errno, "cannot create '%s'", p->work);
-	return 0;
-}
-
-int sbx_disk_prepare(const struct sbx_paths *p, int slot, int disk_mb, struct bk_err *err)
-{
-	if (mkdir_p(p->root, 0755, err) < 0)
-		return -1;
-	/* A disk kept from an earlier sandbox or daemon run, or restored from
-	 * a snapshot, is used as it is, at the size the session has now. */
-	if (sbx_is_mountpoint(p->disk)) {
-		/* Holding more than the size (from before a limit changed),
-		 * the disk stays as large as it is rather than lock the
-		 * session out of its files. */
-		sbx_disk_resize(p, disk_mb, NULL);
-	} else if (disk_mount(p, disk_mb, err) < 0) {
-		return -1;
-	}
-	return layer_ensure(p, slot, err);
-}
-
-int sbx_rootfs_mount(const struct sbx_config *cfg, const struct sbx_paths *p, struct bk_err *err)
-{
-	if (sbx_is_mountpoint(p->root))
-		sbx_rootfs_umount(p);
+	if (ns__is_mountpoint(p->root))
+		ns__rootfs_umount(p);
 	char opts[2048];
 	/* userxattr is not wanted: the mount is made by real root. index=off
 	 * and metacopy=off keep the upper layer a plain tree that a snapshot
 	 * can archive on its own. */
-	snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s,workdir=%s", cfg->image_dir, p->upper,
+	snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s,workdir=%s", b->image_dir, p->upper,
 		 p->work);
 	if (mount("bunker-root", p->root, "overlay", MS_NOSUID | MS_NODEV, opts) < 0)
 		return bk_err_set(err, errno, "cannot mount overlay on '%s'", p->root);
 	char usr[700];
 	snprintf(usr, sizeof(usr), "%s/usr", p->root);
 	if (mount("/usr", usr, NULL, MS_BIND, NULL) < 0) {
-		sbx_rootfs_umount(p);
+		ns__rootfs_umount(p);
 		return bk_err_set(err, errno, "cannot bind '/usr' on '%s'", usr);
 	}
 	if (mount(NULL, usr, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) <
 	    0) {
-		sbx_rootfs_umount(p);
+		ns__rootfs_umount(p);
 		return bk_err_set(err, errno, "cannot make '%s' read-only", usr);
 	}
 	return 0;
 }
 
-void sbx_rootfs_umount(const struct sbx_paths *p)
+void ns__rootfs_umount(const struct ns_paths *p)
 {
 	char usr[700];
 	snprintf(usr, sizeof(usr), "%s/usr", p->root);
 	umount2(usr, MNT_DETACH);
 	umount2(p->root, MNT_DETACH);
-}
-
-int sbx_disk_destroy(const struct sbx_paths *p, struct bk_err *err)
-{
-	sbx_rootfs_umount(p);
-	if (sbx_is_mountpoint(p->disk) && umount2(p->disk, MNT_DETACH) < 0)
-		return bk_err_set(err, errno, "cannot unmount '%s'", p->disk);
-	return rm_rf(p->dir, err);
 }
 
 /* ---- child side: async-signal-safe only (the daemon is multi-threaded) ---- */
@@ -222,7 +92,7 @@ static int bind_dev(const char *name)
 	return mount(source, target, NULL, MS_BIND, NULL);
 }
 
-int sbx_rootfs_setup_child(const char **stage)
+int ns__rootfs_setup_child(const char **stage)
 {
 	const unsigned long nosx = MS_NOSUID | MS_NODEV | MS_NOEXEC;
 
@@ -302,27 +172,4 @@ int sbx_rootfs_setup_child(const char **stage)
 	if (chdir("/") < 0)
 		return -1;
 	return 0;
-}
-
-/* nftw() has no context argument: a thread-local counter serves. */
-static __thread int64_t files_counted;
-
-static int count_visit(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)path, (void)ftw;
-	if (type == FTW_F && S_ISREG(st->st_mode))
-		files_counted++;
-	return files_counted >= 1000000 ? 1 : 0;
-}
-
-int64_t sbx_files_count(const struct sbx_config *cfg, const char *id)
-{
-	struct sbx_paths p;
-	char ws[700];
-	sbx_paths_init(&p, cfg, id);
-	snprintf(ws, sizeof(ws), "%s" AGENT_WORKSPACE, p.upper);
-	files_counted = 0;
-	/* FTW_PHYS: never follow a link the session planted. */
-	nftw(ws, count_visit, 16, FTW_PHYS | FTW_MOUNT);
-	return files_counted;
 }

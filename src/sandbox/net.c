@@ -15,9 +15,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "sandbox/sandbox_int.h"
+#include "sandbox/ns_int.h"
 
-int sbx_net_setup_child(void)
+int ns__net_setup_child(void)
 {
 	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -34,13 +34,15 @@ int sbx_net_setup_child(void)
 	return r;
 }
 
-int sbx_dial(struct sbx *sbx, int port, int timeout_ms, struct bk_err *err)
+int ns__dial(struct sbx *base, int port, int timeout_ms, struct bk_err *err)
 {
+	struct ns_sbx *sbx = ns_sbx_of(base);
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)sbx->pid);
 	int ns = open(path, O_RDONLY | O_CLOEXEC);
 	if (ns < 0)
-		return bk_err_set(err, errno, "cannot open the network of session %s", sbx->id);
+		return bk_err_set(err, errno, "cannot open the network of session %s",
+				  sbx->base.id);
 	int home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
 	if (home < 0) {
 		close(ns);
@@ -64,7 +66,7 @@ int sbx_dial(struct sbx *sbx, int port, int timeout_ms, struct bk_err *err)
 	close(ns);
 	close(home);
 	if (fd < 0)
-		return bk_err_set(err, e, "cannot reach into session %s", sbx->id);
+		return bk_err_set(err, e, "cannot reach into session %s", sbx->base.id);
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS) {
@@ -72,9 +74,10 @@ int sbx_dial(struct sbx *sbx, int port, int timeout_ms, struct bk_err *err)
 		close(fd);
 		return e == ECONNREFUSED
 			   ? bk_err_kind(err, BK_E_UNAVAILABLE,
-					 "nothing listens on port %d in session %s", port, sbx->id)
+					 "nothing listens on port %d in session %s", port,
+					 sbx->base.id)
 			   : bk_err_set(err, e, "cannot connect to port %d in session %s", port,
-					sbx->id);
+					sbx->base.id);
 	}
 	struct pollfd p = {.fd = fd, .events = POLLOUT};
 	int r = poll(&p, 1, timeout_ms);
@@ -85,9 +88,9 @@ int sbx_dial(struct sbx *sbx, int port, int timeout_ms, struct bk_err *err)
 		if (soerr == ECONNREFUSED)
 			return bk_err_kind(err, BK_E_UNAVAILABLE,
 					   "nothing listens on port %d in session %s", port,
-					   sbx->id);
+					   sbx->base.id);
 		return bk_err_set(err, r == 0 ? ETIMEDOUT : soerr,
-				  "cannot connect to port %d in session %s", port, sbx->id);
+				  "cannot connect to port %d in session %s", port, sbx->base.id);
 	}
 	/* Blocking from here: the proxy relays with poll() of its own. */
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);

@@ -1,14 +1,29 @@
-/* The isolation backend: one sandbox per session.
+/* The isolation backend: the seam between core/ and whatever runs a
+ * session's processes.
  *
- * A sandbox is bunker-init running as PID 1 in new user, mount, PID,
- * network, UTS, IPC and cgroup namespaces, inside cgroups that carry the
- * session's limits, with its root on an overlay whose lower layer is the
- * read-only image and whose upper layer lives on the session's own disk.
+ * A backend is a table of operations (struct sbx_ops, after crun's struct
+ * libcrun_cgroup_manager) over its own state (struct sbx_backend), chosen
+ * once at start-up by sbx_backend_open(). core/ calls a backend only
+ * through its table; everything a backend needs to do its work (host id
+ * ranges, cgroup names, mount points, where a session's files go while it
+ * sleeps) lives below it. Today there is one backend, "namespaces"
+ * (sandbox/ns.c): bunker-init as PID 1 in new user, mount, PID, network,
+ * UTS, IPC and cgroup namespaces, its root an overlay of the read-only
+ * image and the session's own disk. A microVM backend would be one more
+ * table.
  *
- * The disk outlives the sandbox: sbx_stop() ends every process and releases
- * mounts and cgroups but keeps the files, so that a new sandbox started on
- * the same session id finds them again; sbx_purge() removes the disk.
- * core/ calls only what this header declares.
+ * Two things of a session belong to a backend:
+ *   - its sandbox (struct sbx): processes, started, frozen and stopped;
+ *   - its files: on a disk while it may run ("the disk"), or saved to
+ *     storage while it sleeps ("the snapshot"). The disk outlives the
+ *     sandbox: stop() ends every process but keeps the files, so a new
+ *     sandbox started for the same id finds them again.
+ *
+ * Every operation is safe to call from several threads for different
+ * sessions; for one session, core/ serialises what changes it (start,
+ * stop, adopt, freeze, the files_* operations) and may run the operations
+ * that reach inside (exec, the file operations, dial, kill, ps) at the
+ * same time as each other.
  */
 #pragma once
 
@@ -26,35 +41,23 @@
 #define SBX_USER_GID 1000
 /* The working directory of every session; all request paths live in it. */
 #define SBX_WORKSPACE "/workspace"
-/* Each session maps ids 0..SBX_ID_RANGE-1 to a host range of its own,
- * starting at SBX_ID_BASE + slot * SBX_ID_RANGE: never a host user's. */
-#define SBX_ID_BASE 1000000000u
-#define SBX_ID_RANGE 65536u
-#define SBX_MAX_SLOTS 16384
+/* The longest shell command a sandbox can run as one argument (the
+ * kernel's MAX_ARG_STRLEN); longer ones belong in a file. */
+#define SBX_SHELL_COMMAND_MAX 131071
 
-enum sbx_cgroup_mode {
-	SBX_CGROUP_V1 = 1,
-	SBX_CGROUP_V2 = 2,
+struct sbx_backend_config {
+	char data_dir[512];	/* the backend keeps its state below it */
+	char snapshot_dir[512]; /* sessions' files at rest; "": <data_dir>/snapshots */
+	char init_path[512];	/* the bunker-init binary */
+	char bun_path[512];	/* the Bun binary that the image carries */
+	/* The cgroup that holds every session's; "": derived from data_dir
+	 * ("bunker" for /var/lib/bunker, "bunker-<hash>" for any other). */
+	char cgroup_parent[64];
+	/* Host id ranges of this backend: sessions map their ids to one of
+	 * slot_count ranges from slot_first on (0 and 0: all of them). Two
+	 * daemons on one host need ranges that do not overlap. */
+	int slot_first, slot_count;
 };
-
-struct sbx_config {
-	char run_dir[512];   /* per-session disks and root mounts */
-	char image_dir[512]; /* the lower layer (a built image) */
-	char init_path[512]; /* the bunker-init binary */
-	char hostname[64];
-	enum sbx_cgroup_mode cgroup_mode;
-	char cgroup_parent[64]; /* name of the cgroup that holds every session's */
-};
-
-/* Detects the cgroup mode, creates run_dir and builds (when missing) the
- * default image under data_dir from the host's system directories and the
- * Bun binary at bun_path. */
-int sbx_config_init(struct sbx_config *cfg, const char *data_dir, const char *init_path,
-		    const char *bun_path, struct bk_err *err);
-const char *sbx_cgroup_mode_name(enum sbx_cgroup_mode mode);
-/* At shutdown: unmounts the run directory's own bind mount, unless a
- * session still keeps its disk (files) there. */
-void sbx_run_dir_release(const struct sbx_config *cfg);
 
 struct sbx_limits {
 	int memory_mb;
@@ -63,57 +66,36 @@ struct sbx_limits {
 	int pids;
 };
 
-struct sbx;
+/* The base of every backend's state and of every sandbox: a backend's own
+ * structs begin with these. */
+struct sbx_backend {
+	const struct sbx_ops *ops;
+};
 
-/* Starts a sandbox for session id on id range slot, creating its disk when
- * it has none and keeping it when it has (a restarted daemon). *out is new;
- * end it with sbx_stop(). */
-int sbx_start(const struct sbx_config *cfg, const char *id, int slot,
-	      const struct sbx_limits *limits, struct sbx **out, struct bk_err *err);
-/* Kills PID 1 (and so every process of the sandbox) and wakes every call
- * waiting on it, without freeing anything: safe while other threads are in
- * sbx_exec() on the same sandbox. */
-void sbx_terminate(struct sbx *sbx);
-/* Hands a running sandbox (one started ahead of need under a placeholder
- * id) to session id: its directory and cgroups take the new name and the
- * new limits apply, the disk's size included. On failure the sandbox keeps
- * its old name and should be stopped. */
-int sbx_adopt(struct sbx *sbx, const char *id, const struct sbx_limits *limits, struct bk_err *err);
-/* Freezes every process of the sandbox (memory kept, no CPU), or thaws it. */
-int sbx_freeze(struct sbx *sbx, bool frozen, struct bk_err *err);
-/* The session id a sandbox currently belongs to. */
-const char *sbx_id(const struct sbx *sbx);
-int sbx_slot(const struct sbx *sbx);
-/* Ends every process of the sandbox, releases its cgroups and root mounts,
- * keeps its disk, and frees sbx. */
-void sbx_stop(struct sbx *sbx);
-/* A session's disk: a file system of its own under the run directory that
- * holds the sandbox's writable layer. */
-bool sbx_disk_exists(const struct sbx_config *cfg, const char *id);
-/* The directory of the disk that a snapshot saves and restores. */
-void sbx_disk_layer(const struct sbx_config *cfg, const char *id, char *out, size_t len);
-/* Mounts an empty disk for a session whose layer a snapshot will fill. */
-int sbx_disk_create_empty(const struct sbx_config *cfg, const char *id, int disk_mb,
-			  struct bk_err *err);
-/* Unmounts a (stopped) session's disk and removes its directories: the
- * files are gone unless saved. */
-int sbx_disk_release(const struct sbx_config *cfg, const char *id, struct bk_err *err);
-/* Removes a session's disk and every directory of it; the sandbox must be
- * stopped. */
-int sbx_purge(const struct sbx_config *cfg, const char *id, struct bk_err *err);
-/* At daemon start: ends processes and root mounts left by a previous run
- * for session id (its disk stays). */
-void sbx_cleanup_stale(const struct sbx_config *cfg, const char *id);
-/* False once PID 1 has gone (killed, or the agent connection broke). */
-bool sbx_alive(const struct sbx *sbx);
-pid_t sbx_init_pid(const struct sbx *sbx);
+struct agent_conn;
+
+struct sbx {
+	struct sbx_backend *backend;
+	char id[32]; /* the session it belongs to now (adopt() changes it) */
+	/* The channel to the sandbox's bunker-init, for backends whose
+	 * sandboxes run one (sandbox/agent_ops.h); NULL otherwise. */
+	struct agent_conn *agent;
+};
+
+/* What runs in an execution. */
+enum sbx_program {
+	SBX_PROGRAM_SHELL, /* text is a command for /bin/sh -c */
+	SBX_PROGRAM_BUN,   /* text is JavaScript or TypeScript, run by Bun from stdin */
+};
 
 struct sbx_exec_req {
-	const char *const *argv; /* argv[0] is a path inside the sandbox */
+	enum sbx_program program;
+	const char *text; /* NUL-terminated */
+	/* "NAME=value" entries on top of the image's base environment (PATH,
+	 * HOME, LANG...), replacing those of the same name; NULL-terminated,
+	 * may be NULL. */
 	const char *const *envp;
-	const char *cwd;
-	const void *stdin_data; /* NULL: /dev/null */
-	size_t stdin_len;
+	const char *cwd;     /* absolute, inside the sandbox; NULL: the workspace */
 	int64_t timeout_ms;  /* 0: none */
 	size_t output_max;   /* per stream; beyond it output is cut */
 	bool report_written; /* list the workspace files the exec changed */
@@ -140,32 +122,11 @@ struct sbx_exec_result {
 
 void sbx_exec_result_release(struct sbx_exec_result *r);
 
-/* Runs one execution as the session's user and waits for its main process
- * to end. A user program's failure is a result, not an error; an error is
- * the sandbox failing (kind BK_E_INTERNAL), or a request it cannot start
- * (BK_E_INVALID: no such working directory). */
-int sbx_exec(struct sbx *sbx, const struct sbx_exec_req *req, struct sbx_exec_result *res,
-	     struct bk_err *err);
-
-/* Writes data to path (relative to /workspace) as the session's user,
- * creating parents; the kernel refuses any path that resolves outside the
- * workspace (BK_E_INVALID), a full disk is BK_E_NO_SPACE. */
-int sbx_write_file(struct sbx *sbx, const char *path, const void *data, size_t len,
-		   struct bk_err *err);
-
 struct sbx_proc {
 	pid_t pid;	    /* as the session sees it */
 	int64_t started_ms; /* since the epoch */
 	char command[256];
 };
-
-/* The sandbox's processes but PID 1; *out is malloc'd (caller frees). */
-int sbx_ps(struct sbx *sbx, struct sbx_proc **out, size_t *n, struct bk_err *err);
-
-/* Reads a workspace file of at most max bytes (BK_E_TOO_LARGE beyond) as
- * the session's user; *data is malloc'd and NUL-terminated. */
-int sbx_read_file(struct sbx *sbx, const char *path, size_t max, char **data, size_t *len,
-		  struct bk_err *err);
 
 struct sbx_entry {
 	char *path; /* workspace-relative; owned */
@@ -174,54 +135,137 @@ struct sbx_entry {
 	bool is_dir;
 };
 
-/* Lists a workspace directory ("" is the workspace), recursively or not;
- * symlinks are listed, never followed. Free *out with sbx_entries_free(). */
-int sbx_list(struct sbx *sbx, const char *path, bool recursive, struct sbx_entry **out, size_t *n,
-	     struct bk_err *err);
 void sbx_entries_free(struct sbx_entry *es, size_t n);
-/* The mode of a workspace path as the session's user sees it. */
-int sbx_stat(struct sbx *sbx, const char *path, mode_t *mode, struct bk_err *err);
-/* Deletes a workspace file or directory; a non-empty directory needs
- * recursive (BK_E_CONFLICT otherwise). */
-int sbx_delete(struct sbx *sbx, const char *path, bool recursive, struct bk_err *err);
 
-/* A TCP connection to 127.0.0.1:port inside the sandbox's network
- * namespace, made from the calling thread. BK_E_UNAVAILABLE when nothing
- * listens there. Returns the connected fd (blocking, CLOEXEC). */
-int sbx_dial(struct sbx *sbx, int port, int timeout_ms, struct bk_err *err);
+/* A session's figures, read without waking it. */
+struct sbx_stats {
+	int64_t files;	      /* regular files in its workspace, awake or asleep */
+	int64_t processes;    /* its processes but PID 1 (0 when none runs) */
+	int64_t memory_bytes; /* what its processes and files use now (0 when none runs) */
+};
 
-/* SIGKILLs pid inside the sandbox, or every process but PID 1 when pid is 0. */
-int sbx_kill(struct sbx *sbx, pid_t pid, struct bk_err *err);
+/* Where a session's files are. */
+struct sbx_files_state {
+	bool disk;     /* on a disk of the host, ready for a sandbox */
+	bool snapshot; /* saved to storage */
+};
 
-/* Regular files in the session's workspace, counted on the host without
- * waking the sandbox (its disk is mounted whenever the session exists). */
-int64_t sbx_files_count(const struct sbx_config *cfg, const char *id);
-/* Processes of the session, PID 1 left out. */
-int64_t sbx_process_count(const struct sbx_config *cfg, const char *id);
+struct sbx_save_stats {
+	int64_t files;	   /* entries saved */
+	int64_t bytes_in;  /* bytes of file content read */
+	int64_t bytes_out; /* size of the snapshot */
+};
 
-/* Host-side cgroup operations (sandbox/cgroup.c). */
-int sbx_cgroup_detect(enum sbx_cgroup_mode *mode, struct bk_err *err);
-int sbx_cgroup_setup_parent(const struct sbx_config *cfg, const char *id,
-			    const struct sbx_limits *limits, pid_t pid, struct bk_err *err);
-/* Creates the cgroup that holds every session's and caps the memory of all
- * sessions together at memory_bytes, so that however the per-session
- * limits add up the host keeps the rest. */
-int sbx_cgroup_parent_setup(const struct sbx_config *cfg, int64_t memory_bytes, struct bk_err *err);
-/* Removes that cgroup when no session holds one in it any more. */
-void sbx_cgroup_parent_remove(const struct sbx_config *cfg);
-/* Writes the memory, CPU and pids limits of a session's cgroups. */
-int sbx_cgroup_set_limits(const struct sbx_config *cfg, const char *id,
-			  const struct sbx_limits *limits, struct bk_err *err);
-/* Freezes (or thaws) every process of a session and waits until the
- * kernel has. */
-int sbx_cgroup_freeze(const struct sbx_config *cfg, const char *id, bool frozen,
-		      struct bk_err *err);
-/* Renames a session's cgroups (every v1 controller's, or v2's). */
-int sbx_cgroup_rename(const struct sbx_config *cfg, const char *from, const char *to,
-		      struct bk_err *err);
-/* Kills what is left in the session's cgroups and removes them. */
-int sbx_cgroup_destroy(const struct sbx_config *cfg, const char *id, struct bk_err *err);
-/* Number of OOM kills the session's memory cgroup has seen. */
-int64_t sbx_cgroup_oom_kills(const struct sbx_config *cfg, const char *id);
-/* True when the session has any cgroup left on the host. */
-bool sbx_cgroup_exists(const struct sbx_config *cfg, const char *id);
+struct sbx_ops {
+	const char *name;
+
+	/* ---- the backend ---- */
+
+	/* Ends what the backend runs (sandboxes must be stopped first) and
+	 * frees it; files stay. */
+	void (*close)(struct sbx_backend *b);
+	/* A line that says what isolates sessions here ("namespaces, cgroup
+	 * v1"), for logs and /healthz. */
+	void (*describe)(struct sbx_backend *b, char *out, size_t len);
+	/* At start-up, once core/ knows its sessions: removes whatever the
+	 * backend holds on the host for an id that known() does not claim
+	 * (sandboxes of an earlier run, files of a session whose record is
+	 * gone) and ends every leftover process of a known one (its files
+	 * stay). */
+	void (*reconcile)(struct sbx_backend *b, bool (*known)(void *ctx, const char *id),
+			  void *ctx);
+
+	/* ---- a sandbox's life ---- */
+
+	/* Starts a sandbox for session id, creating its disk when it has none
+	 * and keeping it when it has. *out is new; end it with stop(). */
+	int (*start)(struct sbx_backend *b, const char *id, const struct sbx_limits *limits,
+		     struct sbx **out, struct bk_err *err);
+	/* Hands a running sandbox (started ahead of need under a placeholder
+	 * id) to session id with new limits, the disk's size included. On
+	 * failure the sandbox keeps its old id and should be stopped. */
+	int (*adopt)(struct sbx *s, const char *id, const struct sbx_limits *limits,
+		     struct bk_err *err);
+	/* Kills every process of s and wakes every call waiting on it, freeing
+	 * nothing: safe while other threads are inside s. */
+	void (*terminate)(struct sbx *s);
+	/* Ends every process of s, keeps its files, and frees s. */
+	void (*stop)(struct sbx *s);
+	/* Freezes every process of s (memory kept, no CPU), or thaws it. */
+	int (*freeze)(struct sbx *s, bool frozen, struct bk_err *err);
+	/* False once s's PID 1 has gone (killed, or its channel broke). */
+	bool (*alive)(struct sbx *s);
+
+	/* ---- reaching in (several at once on one sandbox) ---- */
+
+	/* Runs one execution as the session's user and waits for its main
+	 * process to end. The user's program failing is a result, not an
+	 * error; an error is the sandbox failing (BK_E_INTERNAL), a request
+	 * it cannot start (BK_E_INVALID: no such working directory), or a
+	 * limit (BK_E_LIMIT, BK_E_NO_MEMORY). */
+	int (*exec)(struct sbx *s, const struct sbx_exec_req *req, struct sbx_exec_result *res,
+		    struct bk_err *err);
+	/* Writes data to path (relative to the workspace) as the session's
+	 * user, creating parents; a path that resolves outside the workspace
+	 * is BK_E_INVALID, a full disk BK_E_NO_SPACE. */
+	int (*write_file)(struct sbx *s, const char *path, const void *data, size_t len,
+			  struct bk_err *err);
+	/* Reads a workspace file of at most max bytes (BK_E_TOO_LARGE beyond);
+	 * *data is malloc'd and NUL-terminated. */
+	int (*read_file)(struct sbx *s, const char *path, size_t max, char **data, size_t *len,
+			 struct bk_err *err);
+	/* Lists a workspace directory ("" is the workspace), recursively or
+	 * not; symlinks are listed, never followed. Free *out with
+	 * sbx_entries_free(). */
+	int (*list)(struct sbx *s, const char *path, bool recursive, struct sbx_entry **out,
+		    size_t *n, struct bk_err *err);
+	/* The mode of a workspace path as the session's user sees it. */
+	int (*stat)(struct sbx *s, const char *path, mode_t *mode, struct bk_err *err);
+	/* Deletes a workspace file or directory; a non-empty directory needs
+	 * recursive (BK_E_CONFLICT otherwise). */
+	int (*remove)(struct sbx *s, const char *path, bool recursive, struct bk_err *err);
+	/* SIGKILLs pid inside the sandbox, or every process but PID 1 when pid
+	 * is 0 (BK_E_PROCESS_NOT_FOUND: no such process). */
+	int (*kill)(struct sbx *s, pid_t pid, struct bk_err *err);
+	/* The sandbox's processes but PID 1; *out is malloc'd (caller frees). */
+	int (*ps)(struct sbx *s, struct sbx_proc **out, size_t *n, struct bk_err *err);
+	/* A TCP connection to 127.0.0.1:port inside the sandbox, made from the
+	 * calling thread: the connected fd (blocking, CLOEXEC), or -1 with
+	 * BK_E_UNAVAILABLE when nothing listens there. */
+	int (*dial)(struct sbx *s, int port, int timeout_ms, struct bk_err *err);
+
+	/* ---- figures ---- */
+
+	/* Session id's figures, whether a sandbox runs or not. */
+	void (*stats)(struct sbx_backend *b, const char *id, struct sbx_stats *out);
+
+	/* ---- a session's files at rest (no sandbox may run for id) ---- */
+
+	struct sbx_files_state (*files_state)(struct sbx_backend *b, const char *id);
+	/* Saves the disk to a snapshot (which appears whole or not at all)
+	 * and releases the disk. On failure the disk is as it was. */
+	int (*files_save)(struct sbx_backend *b, const char *id, struct sbx_save_stats *stats,
+			  struct bk_err *err);
+	/* Fills a new disk of disk_mb from the snapshot (a disk already there
+	 * is dropped first); without a snapshot, does nothing. On failure no
+	 * disk is left. */
+	int (*files_restore)(struct sbx_backend *b, const char *id, int disk_mb,
+			     struct bk_err *err);
+	/* Releases the disk (the files on it are gone unless saved). */
+	int (*drop_disk)(struct sbx_backend *b, const char *id, struct bk_err *err);
+	/* Removes the snapshot. */
+	void (*drop_snapshot)(struct sbx_backend *b, const char *id);
+	/* Regular workspace files the snapshot holds. */
+	int64_t (*snapshot_files)(struct sbx_backend *b, const char *id);
+	/* Removes everything of id: disk, snapshot, leftovers on the host. */
+	int (*purge)(struct sbx_backend *b, const char *id, struct bk_err *err);
+};
+
+/* Opens the backend for this host ("namespaces"): detects the cgroup
+ * version, prepares its directories and builds the default image when it
+ * is missing. *out is new; close it with (*out)->ops->close(). */
+int sbx_backend_open(const struct sbx_backend_config *cfg, struct sbx_backend **out,
+		     struct bk_err *err);
+/* What sbx_backend_open() would find here, without setting anything up
+ * ("namespaces, cgroup v2"), or why it cannot run. */
+void sbx_backend_probe(char *out, size_t len);

@@ -3,12 +3,12 @@
  * is owned by a host user or by another session. */
 #include <stdio.h>
 
-#include "sandbox/sandbox_int.h"
+#include "sandbox/ns_int.h"
 
-int sbx_userns_setup_parent(pid_t pid, int slot, struct bk_err *err)
+int ns__userns_setup_parent(pid_t pid, int slot, struct bk_err *err)
 {
 	char path[64], map[64];
-	unsigned base = SBX_ID_BASE + (unsigned)slot * SBX_ID_RANGE;
+	unsigned base = sbx__slot_base(slot);
 	snprintf(map, sizeof(map), "0 %u %u\n", base, SBX_ID_RANGE);
 	snprintf(path, sizeof(path), "/proc/%d/uid_map", (int)pid);
 	if (write_file_str(path, map, err) < 0)

@@ -87,8 +87,22 @@ static int save_entry(struct archive *disk, struct archive *out, struct archive_
 	return 0;
 }
 
-static int save_into(struct archive *out, const char *src_dir, struct snapshot_stats *stats,
-		     struct bk_err *err)
+/* A host id as the snapshot records it. */
+static int64_t id_to_session(int64_t id, unsigned base)
+{
+	return id >= base && id - base < SNAPSHOT_IDS ? id - base : SNAPSHOT_NOBODY;
+}
+
+/* A recorded id as the host sees it, from base on. */
+static int64_t id_to_host(int64_t id, unsigned base)
+{
+	if (id >= SNAPSHOT_LEGACY_ID_BASE)
+		id = (id - SNAPSHOT_LEGACY_ID_BASE) % SNAPSHOT_IDS;
+	return id < SNAPSHOT_IDS ? base + id : base + SNAPSHOT_NOBODY;
+}
+
+static int save_into(struct archive *out, const char *src_dir, unsigned id_base,
+		     struct snapshot_stats *stats, struct bk_err *err)
 {
 	_cleanup_archive_ struct archive *disk = archive_read_disk_new();
 	__attribute__((cleanup(cleanup_resolverp))) struct archive_entry_linkresolver *links =
@@ -100,7 +114,8 @@ static int save_into(struct archive *out, const char *src_dir, struct snapshot_s
 	archive_entry_linkresolver_set_strategy(links, archive_format(out));
 	archive_read_disk_set_symlink_physical(disk);
 	archive_read_disk_set_behavior(disk, ARCHIVE_READDISK_NO_TRAVERSE_MOUNTS);
-	archive_read_disk_set_standard_lookup(disk);
+	/* Numeric owners only: a name would be the host's, and a restore that
+	 * looked names up could hand a file to a host user of that name. */
 	if (archive_read_disk_open(disk, src_dir) != ARCHIVE_OK)
 		return bk_err_kind(err, BK_E_INTERNAL, "cannot read '%s': %s", src_dir,
 				   archive_error_string(disk));
@@ -123,6 +138,10 @@ static int save_into(struct archive *out, const char *src_dir, struct snapshot_s
 		char rel[4200];
 		snprintf(rel, sizeof(rel), ".%s", full + (strlen(full) >= prefix ? prefix : 0));
 		archive_entry_copy_pathname(e, rel);
+		archive_entry_set_uid(e, id_to_session(archive_entry_uid(e), id_base));
+		archive_entry_set_gid(e, id_to_session(archive_entry_gid(e), id_base));
+		archive_entry_copy_uname(e, NULL);
+		archive_entry_copy_gname(e, NULL);
 		struct archive_entry *spare = NULL;
 		archive_entry_linkify(links, &e, &spare);
 		int rc = e ? save_entry(disk, out, e, stats, err) : 0;
@@ -136,8 +155,8 @@ static int save_into(struct archive *out, const char *src_dir, struct snapshot_s
 	return 0;
 }
 
-int snapshot_save(const char *src_dir, const char *path, struct snapshot_stats *stats,
-		  struct bk_err *err)
+int snapshot_save(const char *src_dir, const char *path, unsigned id_base,
+		  struct snapshot_stats *stats, struct bk_err *err)
 {
 	struct snapshot_stats local = {0};
 	if (stats == NULL)
@@ -157,7 +176,7 @@ int snapshot_save(const char *src_dir, const char *path, struct snapshot_stats *
 	    archive_write_open_filename(out, tmp) != ARCHIVE_OK)
 		return bk_err_kind(err, BK_E_INTERNAL, "cannot write '%s': %s", tmp,
 				   archive_error_string(out));
-	int rc = save_into(out, src_dir, stats, err);
+	int rc = save_into(out, src_dir, id_base, stats, err);
 	if (archive_write_close(out) != ARCHIVE_OK && rc == 0)
 		rc = bk_err_kind(err, BK_E_INTERNAL, "cannot write '%s': %s", tmp,
 				 archive_error_string(out));
@@ -198,7 +217,7 @@ static bool name_is_relative(const char *name)
 	return true;
 }
 
-int snapshot_restore(const char *path, const char *dst_dir, struct bk_err *err)
+int snapshot_restore(const char *path, const char *dst_dir, unsigned id_base, struct bk_err *err)
 {
 	_cleanup_archive_ struct archive *in = archive_read_new();
 	_cleanup_archive_ struct archive *out = archive_write_disk_new();
@@ -218,7 +237,6 @@ int snapshot_restore(const char *path, const char *dst_dir, struct bk_err *err)
 		     ARCHIVE_EXTRACT_XATTR | ARCHIVE_EXTRACT_SPARSE |
 		     ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_SYMLINKS |
 		     ARCHIVE_EXTRACT_UNLINK);
-	archive_write_disk_set_standard_lookup(out);
 	for (;;) {
 		struct archive_entry *e;
 		int r = archive_read_next_header(in, &e);
@@ -236,6 +254,10 @@ int snapshot_restore(const char *path, const char *dst_dir, struct bk_err *err)
 		char target[4200];
 		snprintf(target, sizeof(target), "%s/%s", dst_dir, name);
 		archive_entry_copy_pathname(e, target);
+		archive_entry_set_uid(e, id_to_host(archive_entry_uid(e), id_base));
+		archive_entry_set_gid(e, id_to_host(archive_entry_gid(e), id_base));
+		archive_entry_copy_uname(e, NULL);
+		archive_entry_copy_gname(e, NULL);
 		if (link) {
 			char lt[4200];
 			snprintf(lt, sizeof(lt), "%s/%s", dst_dir, link);

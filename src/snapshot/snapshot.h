@@ -1,10 +1,13 @@
 /* Saving a session's writable layer to storage and bringing it back.
  *
- * A snapshot is a zstd-compressed pax tar of the overlay's upper directory,
- * kept as <dir>/<session id>.tar.zst. Everything overlayfs and programs rely
- * on is kept: owners, modes, times, symlinks, hard links, empty
- * directories, sparse files, extended attributes (overlay's own whiteouts
- * and opaque markers among them).
+ * A snapshot is a zstd-compressed pax tar of the overlay's upper directory.
+ * Everything overlayfs and programs rely on is kept: owners, modes, times,
+ * symlinks, hard links, empty directories, sparse files, extended
+ * attributes (overlay's own whiteouts and opaque markers among them).
+ *
+ * Owners are recorded as the session sees them (0..SNAPSHOT_IDS-1), not as
+ * the host does: the host range a session's ids map to is its slot's while
+ * it is awake, and a snapshot may wake on another slot or another host.
  */
 #pragma once
 
@@ -18,10 +21,20 @@ struct snapshot_stats {
 	int64_t bytes_out; /* size of the snapshot file */
 };
 
-/* Archives the tree src_dir into path, atomically: the file appears whole
- * (written to a temporary name, synced, renamed) or not at all. */
-int snapshot_save(const char *src_dir, const char *path, struct snapshot_stats *stats,
-		  struct bk_err *err);
-/* Extracts the snapshot at path into dst_dir (an existing, empty directory)
- * as root, refusing any entry that would land outside it. */
-int snapshot_restore(const char *path, const char *dst_dir, struct bk_err *err);
+/* The ids a snapshot records: a session's own. */
+#define SNAPSHOT_IDS 65536u
+/* What a host id outside the session's range is recorded as. */
+#define SNAPSHOT_NOBODY 65534u
+/* The host ranges that snapshots made before owners were relative
+ * recorded; restore maps them onto the session's range. */
+#define SNAPSHOT_LEGACY_ID_BASE 1000000000u
+
+/* Archives the tree src_dir, whose owners are host ids id_base..id_base+
+ * SNAPSHOT_IDS-1, into path, atomically: the file appears whole (written to
+ * a temporary name, synced, renamed) or not at all. */
+int snapshot_save(const char *src_dir, const char *path, unsigned id_base,
+		  struct snapshot_stats *stats, struct bk_err *err);
+/* Extracts the snapshot at path into dst_dir (an existing directory) as
+ * root, owners mapped onto host ids from id_base on, refusing any entry
+ * that would land outside it. */
+int snapshot_restore(const char *path, const char *dst_dir, unsigned id_base, struct bk_err *err);

@@ -1,4 +1,4 @@
-/* The embedded store: store.h on one SQLite database in WAL mode.
+/* The embedded store: struct store_ops on one SQLite database in WAL mode.
  *
  * One connection serves the whole daemon. SQLite's own mutex (FULLMUTEX)
  * keeps the connection's structures sound, but a transaction and the last
@@ -17,7 +17,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sodium.h>
@@ -34,10 +33,15 @@
 
 #define STORE_BUSY_TIMEOUT_MS 5000
 
-struct store {
+struct sqlite_store {
+	struct store base;
 	sqlite3 *db;
 	pthread_mutex_t lock;
 };
+
+/* Every operation below takes the interface's struct store, which is the
+ * first member of ours. */
+#define SQ(st) ((struct sqlite_store *)(st))
 
 static inline void cleanup_stmtp(sqlite3_stmt **stmt)
 {
@@ -48,11 +52,6 @@ static inline void cleanup_stmtp(sqlite3_stmt **stmt)
 	errno = saved;
 }
 
-static inline void cleanup_jsonp(json_t **j)
-{
-	json_decref(*j);
-}
-
 static inline void cleanup_unlockp(pthread_mutex_t **m)
 {
 	if (*m != NULL)
@@ -60,14 +59,13 @@ static inline void cleanup_unlockp(pthread_mutex_t **m)
 }
 
 #define _cleanup_stmt_ __attribute__((cleanup(cleanup_stmtp)))
-#define _cleanup_json_ __attribute__((cleanup(cleanup_jsonp)))
 #define _cleanup_unlock_ __attribute__((cleanup(cleanup_unlockp)))
 
 /* Locks st for the caller's scope: `_cleanup_unlock_ pthread_mutex_t *lock = store_lock(st);` */
 static pthread_mutex_t *store_lock(struct store *st)
 {
-	pthread_mutex_lock(&st->lock);
-	return &st->lock;
+	pthread_mutex_lock(&SQ(st)->lock);
+	return &SQ(st)->lock;
 }
 
 /* Schema migrations, in order: migrations[i] takes user_version i to i + 1.
@@ -111,6 +109,28 @@ static const char *const store_migrations[] = {
     "  PRIMARY KEY (key_id, idem_key)"
     ");"
     "CREATE INDEX idempotency_created ON idempotency (created_ms);",
+    /* 2 -> 3: host id ranges belong to the sandbox backend now, not to
+     * the record; expiry of sleeping sessions is found by an index. A
+     * column with a UNIQUE constraint cannot be dropped in place. */
+    "CREATE TABLE sessions_new ("
+    "  id TEXT PRIMARY KEY,"
+    "  key_id TEXT NOT NULL REFERENCES keys(id),"
+    "  created_ms INTEGER NOT NULL,"
+    "  expires_ms INTEGER NOT NULL,"
+    "  last_active_ms INTEGER NOT NULL,"
+    "  state INTEGER NOT NULL,"
+    "  metadata TEXT NOT NULL,"
+    "  memory_mb INTEGER NOT NULL,"
+    "  cpu REAL NOT NULL,"
+    "  timeout_s INTEGER NOT NULL,"
+    "  disk_mb INTEGER NOT NULL"
+    ");"
+    "INSERT INTO sessions_new SELECT id, key_id, created_ms, expires_ms, last_active_ms, "
+    "  state, metadata, memory_mb, cpu, timeout_s, disk_mb FROM sessions;"
+    "DROP TABLE sessions;"
+    "ALTER TABLE sessions_new RENAME TO sessions;"
+    "CREATE INDEX sessions_key_created ON sessions (key_id, created_ms);"
+    "CREATE INDEX sessions_expires ON sessions (expires_ms);",
 };
 
 _Static_assert(ARRAY_SIZE(store_migrations) == STORE_SCHEMA_VERSION,
@@ -118,7 +138,7 @@ _Static_assert(ARRAY_SIZE(store_migrations) == STORE_SCHEMA_VERSION,
 
 #define STORE_SESSION_COLS                                                                         \
 	"id, key_id, created_ms, expires_ms, last_active_ms, state, metadata, memory_mb, cpu, "    \
-	"timeout_s, disk_mb, uid_slot"
+	"timeout_s, disk_mb"
 
 /* Fills err with "<formatted>: <sqlite3_errmsg>"; a busy database is
  * BK_E_UNAVAILABLE (worth a retry), anything else BK_E_INTERNAL. Call with
@@ -133,15 +153,15 @@ static int store_fail(struct store *st, struct bk_err *err, const char *fmt, ...
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
-	int code = sqlite3_errcode(st->db) & 0xff;
+	int code = sqlite3_errcode(SQ(st)->db) & 0xff;
 	enum bk_err_kind kind =
 	    code == SQLITE_BUSY || code == SQLITE_LOCKED ? BK_E_UNAVAILABLE : BK_E_INTERNAL;
-	return bk_err_kind(err, kind, "%s: %s", what, sqlite3_errmsg(st->db));
+	return bk_err_kind(err, kind, "%s: %s", what, sqlite3_errmsg(SQ(st)->db));
 }
 
 static int store_exec(struct store *st, const char *sql, const char *what, struct bk_err *err)
 {
-	if (sqlite3_exec(st->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+	if (sqlite3_exec(SQ(st)->db, sql, NULL, NULL, NULL) != SQLITE_OK)
 		return store_fail(st, err, "cannot %s", what);
 	return 0;
 }
@@ -157,8 +177,8 @@ static int store_tx_end(struct store *st, int rc, struct bk_err *err)
 		rc = -1;
 	}
 	/* A failed statement may already have rolled the transaction back. */
-	if (!sqlite3_get_autocommit(st->db))
-		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+	if (!sqlite3_get_autocommit(SQ(st)->db))
+		sqlite3_exec(SQ(st)->db, "ROLLBACK", NULL, NULL, NULL);
 	return rc;
 }
 
@@ -166,7 +186,7 @@ static int store_tx_end(struct store *st, int rc, struct bk_err *err)
 static int store_schema_version(struct store *st, int *out, struct bk_err *err)
 {
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
-	if (sqlite3_prepare_v2(st->db, "PRAGMA user_version", -1, &stmt, NULL) != SQLITE_OK ||
+	if (sqlite3_prepare_v2(SQ(st)->db, "PRAGMA user_version", -1, &stmt, NULL) != SQLITE_OK ||
 	    sqlite3_step(stmt) != SQLITE_ROW)
 		return store_fail(st, err, "cannot read the schema version");
 	*out = sqlite3_column_int(stmt, 0);
@@ -193,7 +213,7 @@ static int store_migrate_tx(struct store *st, struct bk_err *err)
 	if (store_schema_version(st, &version, err) < 0 || store_schema_check(version, err) < 0)
 		return -1;
 	for (int v = version; v < STORE_SCHEMA_VERSION; v++) {
-		if (sqlite3_exec(st->db, store_migrations[v], NULL, NULL, NULL) != SQLITE_OK)
+		if (sqlite3_exec(SQ(st)->db, store_migrations[v], NULL, NULL, NULL) != SQLITE_OK)
 			return store_fail(st, err, "cannot migrate the schema from %d to %d", v,
 					  v + 1);
 	}
@@ -217,7 +237,8 @@ static int store_migrate(struct store *st, struct bk_err *err)
 static int store_wal_enable(struct store *st, struct bk_err *err)
 {
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
-	if (sqlite3_prepare_v2(st->db, "PRAGMA journal_mode = WAL", -1, &stmt, NULL) != SQLITE_OK ||
+	if (sqlite3_prepare_v2(SQ(st)->db, "PRAGMA journal_mode = WAL", -1, &stmt, NULL) !=
+		SQLITE_OK ||
 	    sqlite3_step(stmt) != SQLITE_ROW)
 		return store_fail(st, err, "cannot set the journal mode to wal");
 	const char *mode = (const char *)sqlite3_column_text(stmt, 0);
@@ -232,9 +253,9 @@ static int store_wal_enable(struct store *st, struct bk_err *err)
  * the file; the rest are per connection and set on every open. */
 static int store_configure(struct store *st, struct bk_err *err)
 {
-	if (sqlite3_busy_timeout(st->db, STORE_BUSY_TIMEOUT_MS) != SQLITE_OK)
+	if (sqlite3_busy_timeout(SQ(st)->db, STORE_BUSY_TIMEOUT_MS) != SQLITE_OK)
 		return store_fail(st, err, "cannot set the busy timeout");
-	sqlite3_extended_result_codes(st->db, 1);
+	sqlite3_extended_result_codes(SQ(st)->db, 1);
 
 	/* Refuse a newer schema before changing anything in the file. */
 	int version;
@@ -259,23 +280,25 @@ static int store_file_create(const char *path, struct bk_err *err)
 }
 
 /* Closes the connection and frees st; st may be NULL. */
-void store_close(struct store *st)
+static void sq_close(struct store *st)
 {
 	if (st == NULL)
 		return;
 	/* Every statement is finalised by its function, so close cannot be
 	 * refused for statements still open. */
-	sqlite3_close(st->db);
-	pthread_mutex_destroy(&st->lock);
-	free(st);
+	sqlite3_close(SQ(st)->db);
+	pthread_mutex_destroy(&SQ(st)->lock);
+	free(SQ(st));
 }
 
 static inline void cleanup_storep(struct store **st)
 {
-	store_close(*st);
+	sq_close(*st);
 }
 
-int store_open(const char *path, struct store **out, struct bk_err *err)
+static const struct store_ops sqlite_ops;
+
+int store_sqlite_open(const char *path, struct store **out, struct bk_err *err)
 {
 	*out = NULL;
 	if (sodium_init() < 0)
@@ -283,15 +306,17 @@ int store_open(const char *path, struct store **out, struct bk_err *err)
 	if (store_file_create(path, err) < 0)
 		return -1;
 
-	__attribute__((cleanup(cleanup_storep))) struct store *st = calloc(1, sizeof(*st));
+	__attribute__((cleanup(cleanup_storep))) struct store *st =
+	    calloc(1, sizeof(struct sqlite_store));
 	if (st == NULL)
 		return bk_err_set(err, errno, "cannot open store '%s'", path);
-	pthread_mutex_init(&st->lock, NULL);
+	st->ops = &sqlite_ops;
+	pthread_mutex_init(&SQ(st)->lock, NULL);
 
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
-	int rc = sqlite3_open_v2(path, &st->db, flags, NULL);
+	int rc = sqlite3_open_v2(path, &SQ(st)->db, flags, NULL);
 	if (rc != SQLITE_OK) {
-		if (st->db == NULL)
+		if (SQ(st)->db == NULL)
 			return bk_err_kind(err, BK_E_INTERNAL, "cannot open store '%s': %s", path,
 					   sqlite3_errstr(rc));
 		return store_fail(st, err, "cannot open store '%s'", path);
@@ -343,7 +368,7 @@ static int store_key_from_row(sqlite3_stmt *stmt, struct store_key *out, struct 
 }
 
 /* Inserts key; an id or hash already stored is BK_E_CONFLICT. */
-int store_key_insert(struct store *st, const struct store_key *key, struct bk_err *err)
+static int sq_key_insert(struct store *st, const struct store_key *key, struct bk_err *err)
 {
 	if (!store_str_ok(key->id, sizeof(key->id)) ||
 	    !store_str_ok(key->plan, sizeof(key->plan)) ||
@@ -355,7 +380,7 @@ int store_key_insert(struct store *st, const struct store_key *key, struct bk_er
 	_cleanup_unlock_ pthread_mutex_t *lock = store_lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
 	if (sqlite3_prepare_v2(
-		st->db,
+		SQ(st)->db,
 		"INSERT INTO keys (id, hash, plan, created_ms, revoked_ms, overrides) "
 		"VALUES (?, ?, ?, ?, ?, ?)",
 		-1, &stmt, NULL) != SQLITE_OK ||
@@ -369,14 +394,14 @@ int store_key_insert(struct store *st, const struct store_key *key, struct bk_er
 	int rc = sqlite3_step(stmt);
 	if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE)
 		return bk_err_kind(err, BK_E_CONFLICT, "cannot insert key '%s': %s", key->id,
-				   sqlite3_errmsg(st->db));
+				   sqlite3_errmsg(SQ(st)->db));
 	if (rc != SQLITE_DONE)
 		return store_fail(st, err, "cannot insert key '%s'", key->id);
 	return 0;
 }
 
-int store_key_find_by_hash(struct store *st, const uint8_t hash[32], struct store_key *out,
-			   struct bk_err *err)
+static int sq_key_find_by_hash(struct store *st, const uint8_t hash[32], struct store_key *out,
+			       struct bk_err *err)
 {
 	/* The index lookup is not constant-time, and need not be: the hash is
 	 * of a random 256-bit secret, so learning how much of a guessed hash
@@ -385,7 +410,7 @@ int store_key_find_by_hash(struct store *st, const uint8_t hash[32], struct stor
 	 * data-dependent early exit all the same. */
 	_cleanup_unlock_ pthread_mutex_t *lock = store_lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
-	if (sqlite3_prepare_v2(st->db, "SELECT " STORE_KEY_COLS " FROM keys WHERE hash = ?", -1,
+	if (sqlite3_prepare_v2(SQ(st)->db, "SELECT " STORE_KEY_COLS " FROM keys WHERE hash = ?", -1,
 			       &stmt, NULL) != SQLITE_OK ||
 	    sqlite3_bind_blob(stmt, 1, hash, 32, SQLITE_STATIC) != SQLITE_OK)
 		return store_fail(st, err, "cannot look up key");
@@ -404,13 +429,13 @@ int store_key_find_by_hash(struct store *st, const uint8_t hash[32], struct stor
 	return 1;
 }
 
-int store_key_list(struct store *st, struct store_key **out, size_t *n, struct bk_err *err)
+static int sq_key_list(struct store *st, struct store_key **out, size_t *n, struct bk_err *err)
 {
 	*out = NULL;
 	*n = 0;
 	_cleanup_unlock_ pthread_mutex_t *lock = store_lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
-	if (sqlite3_prepare_v2(st->db,
+	if (sqlite3_prepare_v2(SQ(st)->db,
 			       "SELECT " STORE_KEY_COLS " FROM keys ORDER BY created_ms, id", -1,
 			       &stmt, NULL) != SQLITE_OK)
 		return store_fail(st, err, "cannot list keys");
@@ -436,11 +461,11 @@ int store_key_list(struct store *st, struct store_key **out, size_t *n, struct b
 	return 0;
 }
 
-int store_key_revoke(struct store *st, const char *id, int64_t revoked_ms, struct bk_err *err)
+static int sq_key_revoke(struct store *st, const char *id, int64_t revoked_ms, struct bk_err *err)
 {
 	_cleanup_unlock_ pthread_mutex_t *lock = store_lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
-	if (sqlite3_prepare_v2(st->db,
+	if (sqlite3_prepare_v2(SQ(st)->db,
 			       "UPDATE keys SET revoked_ms = CASE WHEN revoked_ms = 0 THEN ?1 "
 			       "ELSE revoked_ms END WHERE id = ?2",
 			       -1, &stmt, NULL) != SQLITE_OK ||
@@ -448,15 +473,7 @@ int store_key_revoke(struct store *st, const char *id, int64_t revoked_ms, struc
 	    sqlite3_bind_text(stmt, 2, id, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_step(stmt) != SQLITE_DONE)
 		return store_fail(st, err, "cannot revoke key '%s'", id);
-	return sqlite3_changes(st->db) > 0 ? 1 : 0;
-}
-
-void store_session_release(struct store_session *s)
-{
-	if (s == NULL)
-		return;
-	free(s->metadata);
-	s->metadata = NULL;
+	return sqlite3_changes(SQ(st)->db) > 0 ? 1 : 0;
 }
 
 static bool store_state_ok(int state)
@@ -477,11 +494,6 @@ static int store_session_from_row(sqlite3_stmt *stmt, struct store_session *out,
 	if (!store_state_ok(state))
 		return bk_err_kind(err, BK_E_INTERNAL, "cannot read session '%s': unknown state %d",
 				   out->id, state);
-	int64_t slot = sqlite3_column_int64(stmt, 11);
-	if (slot < 0 || slot > INT_MAX)
-		return bk_err_kind(err, BK_E_INTERNAL,
-				   "cannot read session '%s': uid slot %lld out of range", out->id,
-				   (long long)slot);
 	const char *metadata = (const char *)sqlite3_column_text(stmt, 6);
 	if (metadata == NULL)
 		return bk_err_set(err, ENOMEM, "cannot read metadata of session '%s'", out->id);
@@ -496,39 +508,24 @@ static int store_session_from_row(sqlite3_stmt *stmt, struct store_session *out,
 	out->cpu = sqlite3_column_double(stmt, 8);
 	out->timeout_s = sqlite3_column_int(stmt, 9);
 	out->disk_mb = sqlite3_column_int(stmt, 10);
-	out->uid_slot = (int)slot;
 	return 0;
 }
 
-/* The lowest slot no session holds. Starting from the slots that are held,
- * the first one whose successor is free is found by walking the uid_slot
- * index in order, so the search stops at the first gap. */
-static const char store_slot_sql[] =
-    "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM sessions WHERE uid_slot = 0) THEN 0 "
-    "ELSE (SELECT a.uid_slot + 1 FROM sessions a WHERE NOT EXISTS "
-    "  (SELECT 1 FROM sessions b WHERE b.uid_slot = a.uid_slot + 1) "
-    "  ORDER BY a.uid_slot LIMIT 1) END";
-
-static int store_session_insert_tx(struct store *st, const struct store_session *s,
-				   const char *metadata, int *slot, struct bk_err *err)
+static int sq_session_insert(struct store *st, const struct store_session *s, struct bk_err *err)
 {
-	int64_t free_slot = s->uid_slot;
-	if (free_slot < 0) {
-		_cleanup_stmt_ sqlite3_stmt *find = NULL;
-		if (sqlite3_prepare_v2(st->db, store_slot_sql, -1, &find, NULL) != SQLITE_OK ||
-		    sqlite3_step(find) != SQLITE_ROW)
-			return store_fail(st, err, "cannot choose a uid slot for session '%s'",
-					  s->id);
-		free_slot = sqlite3_column_int64(find, 0);
-	}
-	if (free_slot < 0 || free_slot > INT_MAX)
-		return bk_err_kind(err, BK_E_INTERNAL, "cannot choose a uid slot for session '%s'",
-				   s->id);
-
+	if (!store_str_ok(s->id, sizeof(s->id)) || !store_str_ok(s->key_id, sizeof(s->key_id)))
+		return bk_err_kind(err, BK_E_INTERNAL,
+				   "cannot insert session: unterminated id or key id");
+	if (!store_state_ok((int)s->state))
+		return bk_err_kind(err, BK_E_INTERNAL,
+				   "cannot insert session '%s': unknown state %d", s->id,
+				   (int)s->state);
+	const char *metadata = s->metadata ? s->metadata : "{}";
+	_cleanup_unlock_ pthread_mutex_t *lock = store_lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
-	if (sqlite3_prepare_v2(st->db,
+	if (sqlite3_prepare_v2(SQ(st)->db,
 			       "INSERT INTO sessions (" STORE_SESSION_COLS ") "
-			       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+			       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 			       -1, &stmt, NULL) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, 1, s->id, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, 2, s->key_id, -1, SQLITE_STATIC) != SQLITE_OK ||
@@ -540,56 +537,24 @@ static int store_session_insert_tx(struct store *st, const struct store_session 
 	    sqlite3_bind_int(stmt, 8, s->memory_mb) != SQLITE_OK ||
 	    sqlite3_bind_double(stmt, 9, s->cpu) != SQLITE_OK ||
 	    sqlite3_bind_int(stmt, 10, s->timeout_s) != SQLITE_OK ||
-	    sqlite3_bind_int(stmt, 11, s->disk_mb) != SQLITE_OK ||
-	    sqlite3_bind_int64(stmt, 12, free_slot) != SQLITE_OK)
+	    sqlite3_bind_int(stmt, 11, s->disk_mb) != SQLITE_OK)
 		return store_fail(st, err, "cannot insert session '%s'", s->id);
 	int rc = sqlite3_step(stmt);
 	if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE)
 		return bk_err_kind(err, BK_E_CONFLICT, "cannot insert session '%s': %s", s->id,
-				   sqlite3_errmsg(st->db));
+				   sqlite3_errmsg(SQ(st)->db));
 	if (rc != SQLITE_DONE)
 		return store_fail(st, err, "cannot insert session '%s' for key '%s'", s->id,
 				  s->key_id);
-	*slot = (int)free_slot;
 	return 0;
 }
 
-int store_session_insert(struct store *st, struct store_session *s, struct bk_err *err)
-{
-	if (!store_str_ok(s->id, sizeof(s->id)) || !store_str_ok(s->key_id, sizeof(s->key_id)))
-		return bk_err_kind(err, BK_E_INTERNAL,
-				   "cannot insert session: unterminated id or key id");
-	if (!store_state_ok((int)s->state))
-		return bk_err_kind(err, BK_E_INTERNAL,
-				   "cannot insert session '%s': unknown state %d", s->id,
-				   (int)s->state);
-	/* Listing parses every stored metadata, so nothing but an object gets in. */
-	const char *metadata = s->metadata ? s->metadata : "{}";
-	json_error_t jerr;
-	_cleanup_json_ json_t *parsed = json_loads(metadata, 0, &jerr);
-	if (parsed == NULL || !json_is_object(parsed))
-		return bk_err_field(err, "metadata",
-				    "metadata of session '%s' is not a json object", s->id);
-
-	_cleanup_unlock_ pthread_mutex_t *lock = store_lock(st);
-	if (store_exec(st, "BEGIN IMMEDIATE", "begin a transaction", err) < 0) {
-		bk_err_prefix(err, "cannot insert session '%s'", s->id);
-		return -1;
-	}
-	int slot = -1;
-	int rc = store_session_insert_tx(st, s, metadata, &slot, err);
-	if (store_tx_end(st, rc, err) < 0)
-		return -1;
-	s->uid_slot = slot;
-	return 0;
-}
-
-int store_session_get(struct store *st, const char *id, const char *key_id,
-		      struct store_session *out, struct bk_err *err)
+static int sq_session_get(struct store *st, const char *id, const char *key_id,
+			  struct store_session *out, struct bk_err *err)
 {
 	_cleanup_unlock_ pthread_mutex_t *lock = store_lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
-	if (sqlite3_prepare_v2(st->db,
+	if (sqlite3_prepare_v2(SQ(st)->db,
 			       "SELECT " STORE_SESSION_COLS " FROM sessions "
 			       "WHERE id = ?1 AND (?2 IS NULL OR key_id = ?2)",
 			       -1, &stmt, NULL) != SQLITE_OK ||
@@ -607,27 +572,27 @@ int store_session_get(struct store *st, const char *id, const char *key_id,
 }
 
 /* Returns 1 when the session was deleted, 0 when there was none, -1 on error. */
-int store_session_delete(struct store *st, const char *id, struct bk_err *err)
+static int sq_session_delete(struct store *st, const char *id, struct bk_err *err)
 {
 	_cleanup_unlock_ pthread_mutex_t *lock = store_lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
-	if (sqlite3_prepare_v2(st->db, "DELETE FROM sessions WHERE id = ?", -1, &stmt, NULL) !=
+	if (sqlite3_prepare_v2(SQ(st)->db, "DELETE FROM sessions WHERE id = ?", -1, &stmt, NULL) !=
 		SQLITE_OK ||
 	    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_step(stmt) != SQLITE_DONE)
 		return store_fail(st, err, "cannot delete session '%s'", id);
-	return sqlite3_changes(st->db) > 0 ? 1 : 0;
+	return sqlite3_changes(SQ(st)->db) > 0 ? 1 : 0;
 }
 
 /* Records activity at last_active_ms; an older time than the one stored
  * (two requests finishing out of order) leaves it as it is. Returns 1 when
  * the session exists, 0 when not, -1 on error. */
-int store_session_touch(struct store *st, const char *id, int64_t last_active_ms,
-			struct bk_err *err)
+static int sq_session_touch(struct store *st, const char *id, int64_t last_active_ms,
+			    struct bk_err *err)
 {
 	_cleanup_unlock_ pthread_mutex_t *lock = store_lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
-	if (sqlite3_prepare_v2(st->db,
+	if (sqlite3_prepare_v2(SQ(st)->db,
 			       "UPDATE sessions SET last_active_ms = MAX(last_active_ms, ?) "
 			       "WHERE id = ?",
 			       -1, &stmt, NULL) != SQLITE_OK ||
@@ -635,53 +600,37 @@ int store_session_touch(struct store *st, const char *id, int64_t last_active_ms
 	    sqlite3_bind_text(stmt, 2, id, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_step(stmt) != SQLITE_DONE)
 		return store_fail(st, err, "cannot touch session '%s'", id);
-	return sqlite3_changes(st->db) > 0 ? 1 : 0;
+	return sqlite3_changes(SQ(st)->db) > 0 ? 1 : 0;
 }
 
-int store_session_set_state(struct store *st, const char *id, enum store_session_state state,
-			    struct bk_err *err)
+static int sq_session_set_state(struct store *st, const char *id, enum store_session_state state,
+				struct bk_err *err)
 {
 	_cleanup_unlock_ pthread_mutex_t *lock = store_lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
-	if (sqlite3_prepare_v2(st->db, "UPDATE sessions SET state = ? WHERE id = ?", -1, &stmt,
+	if (sqlite3_prepare_v2(SQ(st)->db, "UPDATE sessions SET state = ? WHERE id = ?", -1, &stmt,
 			       NULL) != SQLITE_OK ||
 	    sqlite3_bind_int(stmt, 1, (int)state) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, 2, id, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_step(stmt) != SQLITE_DONE)
 		return store_fail(st, err, "cannot set the state of session '%s'", id);
-	return sqlite3_changes(st->db) > 0 ? 1 : 0;
+	return sqlite3_changes(SQ(st)->db) > 0 ? 1 : 0;
 }
 
-int store_session_count(struct store *st, const char *key_id, int64_t now_ms, int64_t *out,
-			struct bk_err *err)
+static int sq_session_count(struct store *st, const char *key_id, int64_t now_ms, int64_t *out,
+			    struct bk_err *err)
 {
 	_cleanup_unlock_ pthread_mutex_t *lock = store_lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
-	if (sqlite3_prepare_v2(st->db,
-			       "SELECT COUNT(*) FROM sessions WHERE key_id = ? AND expires_ms > ?",
+	if (sqlite3_prepare_v2(SQ(st)->db,
+			       "SELECT COUNT(*) FROM sessions WHERE (?1 IS NULL OR key_id = ?1) "
+			       "AND expires_ms > ?2",
 			       -1, &stmt, NULL) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_int64(stmt, 2, now_ms) != SQLITE_OK || sqlite3_step(stmt) != SQLITE_ROW)
 		return store_fail(st, err, "cannot count sessions of key '%s'", key_id);
 	*out = sqlite3_column_int64(stmt, 0);
 	return 0;
-}
-
-/* True when doc contains filter: every member of an object filter is in doc
- * (an object doc) and contains-or-equals the filter's value; anything else
- * (arrays included) must be equal. */
-static bool store_json_contains(json_t *doc, json_t *filter)
-{
-	if (!json_is_object(filter) || !json_is_object(doc))
-		return json_equal(doc, filter);
-	const char *name;
-	json_t *want;
-	json_object_foreach (filter, name, want) {
-		json_t *have = json_object_get(doc, name);
-		if (have == NULL || !store_json_contains(have, want))
-			return false;
-	}
-	return true;
 }
 
 /* A growing array of sessions that releases what it holds unless stolen. */
@@ -714,40 +663,10 @@ static int store_page_add_row(struct store_page *p, sqlite3_stmt *stmt, struct b
 	return 0;
 }
 
-/* 1 when the current row's metadata contains filter, 0 when not. */
-static int store_row_matches(sqlite3_stmt *stmt, json_t *filter, struct bk_err *err)
-{
-	const char *text = (const char *)sqlite3_column_text(stmt, 6);
-	int len = sqlite3_column_bytes(stmt, 6);
-	json_error_t jerr;
-	_cleanup_json_ json_t *metadata = text ? json_loadb(text, (size_t)len, 0, &jerr) : NULL;
-	if (metadata == NULL) {
-		const char *id = (const char *)sqlite3_column_text(stmt, 0);
-		return bk_err_kind(err, BK_E_INTERNAL, "cannot parse metadata of session '%s'",
-				   id ? id : "?");
-	}
-	return store_json_contains(metadata, filter) ? 1 : 0;
-}
-
-static int store_filter_parse(const char *text, json_t **out, struct bk_err *err)
-{
-	json_error_t jerr;
-	json_t *filter = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
-	if (filter == NULL)
-		return bk_err_field(err, "metadata",
-				    "metadata filter is not valid json: %s at line %d, column %d",
-				    jerr.text, jerr.line, jerr.column);
-	if (!json_is_object(filter)) {
-		json_decref(filter);
-		return bk_err_field(err, "metadata", "metadata filter must be a json object");
-	}
-	*out = filter;
-	return 0;
-}
-
-int store_session_list(struct store *st, const char *key_id, const char *metadata_filter,
-		       int64_t now_ms, int limit, int offset, struct store_session **out, size_t *n,
-		       int64_t *total, struct bk_err *err)
+static int sq_session_list(struct store *st, const char *key_id, int64_t now_ms,
+			   store_session_match match, void *ctx, int limit, int offset,
+			   struct store_session **out, size_t *n, int64_t *total,
+			   struct bk_err *err)
 {
 	*out = NULL;
 	*n = 0;
@@ -756,16 +675,12 @@ int store_session_list(struct store *st, const char *key_id, const char *metadat
 		return bk_err_field(err, "limit", "limit %d is negative", limit);
 	if (offset < 0)
 		return bk_err_field(err, "offset", "offset %d is negative", offset);
-	_cleanup_json_ json_t *filter = NULL;
-	if (metadata_filter != NULL && store_filter_parse(metadata_filter, &filter, err) < 0)
-		return -1;
-
-	/* Containment is tested here rather than in SQL so that every store
+	/* The filter is core's, applied here row by row so that every store
 	 * gives it the same meaning; a key's sessions are few (its plan caps
 	 * the live ones), so reading them all is cheap. */
 	_cleanup_unlock_ pthread_mutex_t *lock = store_lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
-	if (sqlite3_prepare_v2(st->db,
+	if (sqlite3_prepare_v2(SQ(st)->db,
 			       "SELECT " STORE_SESSION_COLS " FROM sessions WHERE key_id = ? "
 			       "AND expires_ms > ? ORDER BY created_ms DESC, id DESC",
 			       -1, &stmt, NULL) != SQLITE_OK ||
@@ -777,13 +692,9 @@ int store_session_list(struct store *st, const char *key_id, const char *metadat
 	int64_t end = (int64_t)offset + limit;
 	int rc;
 	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-		if (filter != NULL) {
-			int m = store_row_matches(stmt, filter, err);
-			if (m < 0)
-				return -1;
-			if (m == 0)
-				continue;
-		}
+		const char *metadata = (const char *)sqlite3_column_text(stmt, 6);
+		if (match != NULL && !match(ctx, metadata ? metadata : ""))
+			continue;
 		if (matched >= offset && matched < end && store_page_add_row(&page, stmt, err) < 0)
 			return -1;
 		matched++;
@@ -797,14 +708,14 @@ int store_session_list(struct store *st, const char *key_id, const char *metadat
 	return 0;
 }
 
-int store_session_list_all(struct store *st, struct store_session **out, size_t *n,
-			   struct bk_err *err)
+static int sq_session_list_all(struct store *st, struct store_session **out, size_t *n,
+			       struct bk_err *err)
 {
 	*out = NULL;
 	*n = 0;
 	_cleanup_unlock_ pthread_mutex_t *lock = store_lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
-	if (sqlite3_prepare_v2(st->db,
+	if (sqlite3_prepare_v2(SQ(st)->db,
 			       "SELECT " STORE_SESSION_COLS " FROM sessions "
 			       "ORDER BY created_ms, id",
 			       -1, &stmt, NULL) != SQLITE_OK)
@@ -824,22 +735,13 @@ int store_session_list_all(struct store *st, struct store_session **out, size_t 
 
 /* ---- idempotency ---- */
 
-void store_idem_release(struct store_idem *r)
-{
-	if (r == NULL)
-		return;
-	free(r->body);
-	r->body = NULL;
-	r->body_len = 0;
-}
-
-int store_idem_get(struct store *st, const char *key_id, const char *idem_key, int64_t since_ms,
-		   struct store_idem *out, struct bk_err *err)
+static int sq_idem_get(struct store *st, const char *key_id, const char *idem_key, int64_t since_ms,
+		       struct store_idem *out, struct bk_err *err)
 {
 	memset(out, 0, sizeof(*out));
 	_cleanup_unlock_ pthread_mutex_t *lock = store_lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
-	if (sqlite3_prepare_v2(st->db,
+	if (sqlite3_prepare_v2(SQ(st)->db,
 			       "SELECT key_id, idem_key, request_hash, status, content_type, body, "
 			       "created_ms FROM idempotency "
 			       "WHERE key_id = ? AND idem_key = ? AND created_ms >= ?",
@@ -877,7 +779,7 @@ int store_idem_get(struct store *st, const char *key_id, const char *idem_key, i
 	return 1;
 }
 
-int store_idem_put(struct store *st, const struct store_idem *r, struct bk_err *err)
+static int sq_idem_put(struct store *st, const struct store_idem *r, struct bk_err *err)
 {
 	if (!store_str_ok(r->key_id, sizeof(r->key_id)) ||
 	    !store_str_ok(r->idem_key, sizeof(r->idem_key)) ||
@@ -888,7 +790,7 @@ int store_idem_put(struct store *st, const struct store_idem *r, struct bk_err *
 	_cleanup_unlock_ pthread_mutex_t *lock = store_lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
 	if (sqlite3_prepare_v2(
-		st->db,
+		SQ(st)->db,
 		"INSERT OR REPLACE INTO idempotency (key_id, idem_key, request_hash, "
 		"status, content_type, body, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
 		-1, &stmt, NULL) != SQLITE_OK ||
@@ -905,16 +807,58 @@ int store_idem_put(struct store *st, const struct store_idem *r, struct bk_err *
 	return 0;
 }
 
-int store_idem_purge(struct store *st, int64_t before_ms, int64_t *n, struct bk_err *err)
+static int sq_idem_purge(struct store *st, int64_t before_ms, int64_t *n, struct bk_err *err)
 {
 	_cleanup_unlock_ pthread_mutex_t *lock = store_lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
-	if (sqlite3_prepare_v2(st->db, "DELETE FROM idempotency WHERE created_ms < ?", -1, &stmt,
-			       NULL) != SQLITE_OK ||
+	if (sqlite3_prepare_v2(SQ(st)->db, "DELETE FROM idempotency WHERE created_ms < ?", -1,
+			       &stmt, NULL) != SQLITE_OK ||
 	    sqlite3_bind_int64(stmt, 1, before_ms) != SQLITE_OK ||
 	    sqlite3_step(stmt) != SQLITE_DONE)
 		return store_fail(st, err, "cannot purge expired idempotency keys");
 	if (n)
-		*n = sqlite3_changes(st->db);
+		*n = sqlite3_changes(SQ(st)->db);
 	return 0;
 }
+
+static int sq_session_expired(struct store *st, int64_t now_ms, char (*ids)[32], size_t max,
+			      size_t *n, struct bk_err *err)
+{
+	*n = 0;
+	_cleanup_unlock_ pthread_mutex_t *lock = store_lock(st);
+	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
+	if (sqlite3_prepare_v2(SQ(st)->db,
+			       "SELECT id FROM sessions WHERE expires_ms <= ? "
+			       "ORDER BY expires_ms LIMIT ?",
+			       -1, &stmt, NULL) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 1, now_ms) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 2, (int64_t)max) != SQLITE_OK)
+		return store_fail(st, err, "cannot find expired sessions");
+	int rc;
+	while (*n < max && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		if (store_col_copy(stmt, 0, ids[*n], sizeof(ids[*n])) == 0)
+			(*n)++;
+	}
+	return 0;
+}
+
+static const struct store_ops sqlite_ops = {
+    .name = "sqlite",
+    .close = sq_close,
+    .key_insert = sq_key_insert,
+    .key_find_by_hash = sq_key_find_by_hash,
+    .key_list = sq_key_list,
+    .key_revoke = sq_key_revoke,
+    .idem_get = sq_idem_get,
+    .idem_put = sq_idem_put,
+    .idem_purge = sq_idem_purge,
+    .session_insert = sq_session_insert,
+    .session_get = sq_session_get,
+    .session_delete = sq_session_delete,
+    .session_touch = sq_session_touch,
+    .session_set_state = sq_session_set_state,
+    .session_count = sq_session_count,
+    .session_list = sq_session_list,
+    .session_list_all = sq_session_list_all,
+    .session_expired = sq_session_expired,
+};

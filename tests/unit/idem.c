@@ -35,7 +35,11 @@ static void fixture_open(struct fixture *f)
 	snprintf(f->dir, sizeof(f->dir), "%s/t-XXXXXX", base_dir);
 	CHECK(mkdtemp(f->dir) != NULL);
 	struct bk_err err = BK_ERR_INIT;
-	CHECK_MSG(core_open_store(f->dir, &f->core, &err) == 0, "%s", err.msg);
+	char db[300];
+	snprintf(db, sizeof(db), "%s/bunker.db", f->dir);
+	struct store *st;
+	CHECK_MSG(store_open(db, &st, &err) == 0, "%s", err.msg);
+	CHECK_MSG(core_open_store(st, &f->core, &err) == 0, "%s", err.msg);
 	char secret[128];
 	CHECK_MSG(core_key_create(f->core, "free", NULL, secret, sizeof(secret), &f->key, &err) ==
 		      0,
@@ -136,33 +140,33 @@ TEST(expired_answers)
 	struct store_key k = {.created_ms = 1};
 	snprintf(k.id, sizeof(k.id), "key_a");
 	snprintf(k.plan, sizeof(k.plan), "free");
-	CHECK(store_key_insert(st, &k, &err) == 0);
+	CHECK(st->ops->key_insert(st, &k, &err) == 0);
 	struct store_idem rec = {
 	    .status = 200, .body = (char *)"{}", .body_len = 2, .created_ms = 1000};
 	snprintf(rec.key_id, sizeof(rec.key_id), "key_a");
 	snprintf(rec.idem_key, sizeof(rec.idem_key), "old");
 	snprintf(rec.content_type, sizeof(rec.content_type), "application/json");
-	CHECK(store_idem_put(st, &rec, &err) == 0);
+	CHECK(st->ops->idem_put(st, &rec, &err) == 0);
 	rec.created_ms = 5000;
 	snprintf(rec.idem_key, sizeof(rec.idem_key), "new");
-	CHECK(store_idem_put(st, &rec, &err) == 0);
+	CHECK(st->ops->idem_put(st, &rec, &err) == 0);
 
 	struct store_idem got;
-	CHECK_INT_EQ(store_idem_get(st, "key_a", "old", 2000, &got, &err), 0);
-	CHECK_INT_EQ(store_idem_get(st, "key_a", "old", 1000, &got, &err), 1);
+	CHECK_INT_EQ(st->ops->idem_get(st, "key_a", "old", 2000, &got, &err), 0);
+	CHECK_INT_EQ(st->ops->idem_get(st, "key_a", "old", 1000, &got, &err), 1);
 	store_idem_release(&got);
 	int64_t n = -1;
-	CHECK(store_idem_purge(st, 2000, &n, &err) == 0);
+	CHECK(st->ops->idem_purge(st, 2000, &n, &err) == 0);
 	CHECK_INT_EQ(n, 1);
-	CHECK_INT_EQ(store_idem_get(st, "key_a", "old", 0, &got, &err), 0);
-	CHECK_INT_EQ(store_idem_get(st, "key_a", "new", 0, &got, &err), 1);
+	CHECK_INT_EQ(st->ops->idem_get(st, "key_a", "old", 0, &got, &err), 0);
+	CHECK_INT_EQ(st->ops->idem_get(st, "key_a", "new", 0, &got, &err), 1);
 	CHECK_INT_EQ(got.created_ms, 5000);
 	store_idem_release(&got);
 	/* A replacement under the same key. */
 	rec.status = 201;
-	CHECK(store_idem_put(st, &rec, &err) == 0);
-	CHECK_INT_EQ(store_idem_get(st, "key_a", "new", 0, &got, &err), 1);
+	CHECK(st->ops->idem_put(st, &rec, &err) == 0);
+	CHECK_INT_EQ(st->ops->idem_get(st, "key_a", "new", 0, &got, &err), 1);
 	CHECK_INT_EQ(got.status, 201);
 	store_idem_release(&got);
-	store_close(st);
+	st->ops->close(st);
 }

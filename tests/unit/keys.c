@@ -110,7 +110,11 @@ static struct core *core_at(const char *dir)
 {
 	struct core *core = NULL;
 	struct bk_err err = BK_ERR_INIT;
-	CHECK_MSG(core_open_store(dir, &core, &err) == 0, "core_open_store: %s", err.msg);
+	char db[600];
+	snprintf(db, sizeof(db), "%s/bunker.db", dir);
+	struct store *st;
+	CHECK_MSG(store_open(db, &st, &err) == 0, "store_open: %s", err.msg);
+	CHECK_MSG(core_open_store(st, &core, &err) == 0, "core_open_store: %s", err.msg);
 	return core;
 }
 

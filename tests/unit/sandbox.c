@@ -11,13 +11,15 @@
 #include <unistd.h>
 
 #include "../harness.h"
+#include "sandbox/cgroup.h"
 #include "sandbox/sandbox.h"
+#include "sandbox/slots.h"
 
 #define BUN "/opt/bunker/bun/bin/bun"
 
 static char base_dir[256];
 static char data_dir[300];
-static struct sbx_config cfg;
+static struct sbx_backend *backend;
 
 static void init_path(char *out, size_t len)
 {
@@ -55,10 +57,9 @@ void harness_teardown(void)
 		while (d && (de = readdir(d)) != NULL) {
 			if (strncmp(de->d_name, "ses_", 4) != 0)
 				continue;
-			struct sbx_config c = {.cgroup_mode = cfg.cgroup_mode};
-			sbx_cgroup_detect(&c.cgroup_mode, NULL);
-			snprintf(c.cgroup_parent, sizeof(c.cgroup_parent), "%s", parent);
-			sbx_cgroup_destroy(&c, de->d_name, NULL);
+			const struct cgroup_manager *mgr = sbx__cgroup_detect(NULL);
+			if (mgr)
+				mgr->session_destroy(parent, de->d_name, NULL);
 		}
 		if (d)
 			closedir(d);
@@ -95,43 +96,85 @@ static void setup(void)
 	char init[PATH_MAX];
 	init_path(init, sizeof(init));
 	struct bk_err err = BK_ERR_INIT;
-	CHECK_MSG(sbx_config_init(&cfg, data_dir, init, BUN, &err) == 0, "%s", err.msg);
+	struct sbx_backend_config cfg = {.slot_first = 0, .slot_count = 0};
+	snprintf(cfg.data_dir, sizeof(cfg.data_dir), "%s", data_dir);
+	snprintf(cfg.init_path, sizeof(cfg.init_path), "%s", init);
+	snprintf(cfg.bun_path, sizeof(cfg.bun_path), "%s", BUN);
 	snprintf(cfg.cgroup_parent, sizeof(cfg.cgroup_parent), "bunker-unit-%d", (int)getppid());
+	CHECK_MSG(sbx_backend_open(&cfg, &backend, &err) == 0, "%s", err.msg);
 }
 
 /* What a passing test must leave: nothing but its directory. */
 static void teardown(void)
 {
+	backend->ops->close(backend);
 	char run[400];
 	snprintf(run, sizeof(run), "%s/run", data_dir);
 	umount2(run, MNT_DETACH);
 	CHECK(rm_rf(data_dir, NULL) == 0);
 }
 
-static struct sbx *start(const char *id, int slot, int disk_mb)
+static struct sbx *start(const char *id, int disk_mb)
 {
 	struct sbx_limits lim = {.memory_mb = 256, .cpu = 1, .disk_mb = disk_mb, .pids = 128};
 	struct sbx *s;
 	struct bk_err err = BK_ERR_INIT;
-	CHECK_MSG(sbx_start(&cfg, id, slot, &lim, &s, &err) == 0, "%s", err.msg);
+	CHECK_MSG(backend->ops->start(backend, id, &lim, &s, &err) == 0, "%s", err.msg);
 	return s;
 }
 
-static const char *const env[] = {"PATH=/usr/bin:/bin:/opt/bun/bin", "HOME=/home/user", NULL};
+static void stop(struct sbx *s)
+{
+	backend->ops->stop(s);
+}
+
+static int purge(const char *id, struct bk_err *err)
+{
+	return backend->ops->purge(backend, id, err);
+}
+
+/* PID 1 of s as the host sees it: the process of s's cgroup whose parent
+ * is this test. */
+static pid_t init_pid(const char *id)
+{
+	char path[400];
+	const struct cgroup_manager *cg = sbx__cgroup_detect(NULL);
+	snprintf(path, sizeof(path), "/sys/fs/cgroup/%sbunker-unit-%d/%s/cgroup.procs",
+		 strcmp(cg->name, "v1") == 0 ? "pids/" : "", (int)getppid(), id);
+	FILE *f = fopen(path, "r");
+	CHECK_MSG(f != NULL, "no cgroup at %s", path);
+	int pid, found = 0;
+	while (fscanf(f, "%d", &pid) == 1) {
+		char stat[64], line[512];
+		snprintf(stat, sizeof(stat), "/proc/%d/stat", pid);
+		FILE *g = fopen(stat, "r");
+		int ppid = 0;
+		if (g && fgets(line, sizeof(line), g)) {
+			char *p = strrchr(line, ')');
+			if (p)
+				sscanf(p + 2, "%*c %d", &ppid);
+		}
+		if (g)
+			fclose(g);
+		if (ppid == getpid())
+			found = pid;
+	}
+	fclose(f);
+	return found;
+}
 
 /* Runs sh -c cmd; returns the result (caller releases). */
 static struct sbx_exec_result run(struct sbx *s, const char *cmd, int64_t timeout_ms)
 {
-	const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
-	struct sbx_exec_req req = {.argv = argv,
-				   .envp = env,
+	struct sbx_exec_req req = {.program = SBX_PROGRAM_SHELL,
+				   .text = cmd,
 				   .cwd = "/workspace",
 				   .timeout_ms = timeout_ms,
 				   .output_max = 1 << 20,
 				   .report_written = true};
 	struct sbx_exec_result res;
 	struct bk_err err = BK_ERR_INIT;
-	CHECK_MSG(sbx_exec(s, &req, &res, &err) == 0, "%s", err.msg);
+	CHECK_MSG(backend->ops->exec(s, &req, &res, &err) == 0, "%s", err.msg);
 	return res;
 }
 
@@ -147,7 +190,7 @@ static void expect_out(struct sbx *s, const char *cmd, const char *want)
 TEST(sandbox_runs_as_session_user_in_own_namespaces)
 {
 	setup();
-	struct sbx *s = start("ses_unitaaaaaaaaaaaaaaaa", 7, 64);
+	struct sbx *s = start("ses_unitaaaaaaaaaaaaaaaa", 64);
 	expect_out(s, "id -u; id -g; hostname; pwd", "1000\n1000\nbunker\n/workspace\n");
 	expect_out(s, "cat /proc/1/comm", "bunker-init\n");
 	expect_out(s, "ls /sys/class/net", "lo\n");
@@ -156,7 +199,7 @@ TEST(sandbox_runs_as_session_user_in_own_namespaces)
 	expect_out(s, "touch /usr/x 2>/dev/null || echo ro", "ro\n");
 	/* The host sees the session's ids in the session's own range. */
 	char path[64], line[256];
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)sbx_init_pid(s));
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)init_pid(s->id));
 	FILE *f = fopen(path, "r");
 	CHECK(f != NULL);
 	unsigned uid = 0;
@@ -164,17 +207,19 @@ TEST(sandbox_runs_as_session_user_in_own_namespaces)
 		if (sscanf(line, "Uid: %u", &uid) == 1)
 			break;
 	fclose(f);
-	CHECK_INT_EQ(uid, SBX_ID_BASE + 7 * SBX_ID_RANGE);
-	sbx_stop(s);
+	/* The start of a range of its own (the backend's first: no other
+	 * session runs). */
+	CHECK_INT_EQ(uid, SBX_ID_BASE);
+	stop(s);
 	struct bk_err err = BK_ERR_INIT;
-	CHECK(sbx_purge(&cfg, "ses_unitaaaaaaaaaaaaaaaa", &err) == 0);
+	CHECK(purge("ses_unitaaaaaaaaaaaaaaaa", &err) == 0);
 	teardown();
 }
 
 TEST(sandbox_exit_codes_signals_and_output)
 {
 	setup();
-	struct sbx *s = start("ses_unitbbbbbbbbbbbbbbbb", 1, 64);
+	struct sbx *s = start("ses_unitbbbbbbbbbbbbbbbb", 64);
 	struct sbx_exec_result r = run(s, "echo out; echo err >&2; exit 3", 10000);
 	CHECK_INT_EQ(r.exit_code, 3);
 	CHECK_STR_EQ(r.out.data, "out\n");
@@ -189,15 +234,15 @@ TEST(sandbox_exit_codes_signals_and_output)
 	CHECK_INT_EQ(r.out.len, 1 << 20);
 	CHECK(r.out_truncated);
 	sbx_exec_result_release(&r);
-	sbx_stop(s);
-	sbx_purge(&cfg, "ses_unitbbbbbbbbbbbbbbbb", NULL);
+	stop(s);
+	purge("ses_unitbbbbbbbbbbbbbbbb", NULL);
 	teardown();
 }
 
 TEST(sandbox_timeout_kills_group_but_not_detached)
 {
 	setup();
-	struct sbx *s = start("ses_unitcccccccccccccccc", 2, 64);
+	struct sbx *s = start("ses_unitcccccccccccccccc", 64);
 	struct sbx_exec_result r =
 	    run(s, "setsid sleep 300 >/dev/null 2>&1 & sleep 200 & sleep 100", 500);
 	CHECK(r.timed_out);
@@ -211,38 +256,38 @@ TEST(sandbox_timeout_kills_group_but_not_detached)
 	usleep(300000);
 	expect_out(s, "pgrep -f 'while' >/dev/null && echo alive", "alive\n");
 	struct bk_err err = BK_ERR_INIT;
-	CHECK(sbx_kill(s, 0, &err) == 0);
+	CHECK(backend->ops->kill(s, 0, &err) == 0);
 	usleep(100000);
 	expect_out(s, "pgrep sleep || echo none", "none\n");
-	sbx_stop(s);
-	sbx_purge(&cfg, "ses_unitcccccccccccccccc", NULL);
+	stop(s);
+	purge("ses_unitcccccccccccccccc", NULL);
 	teardown();
 }
 
 TEST(sandbox_write_file_is_confined_and_limited)
 {
 	setup();
-	struct sbx *s = start("ses_unitdddddddddddddddd", 3, 16);
+	struct sbx *s = start("ses_unitdddddddddddddddd", 16);
 	struct bk_err err = BK_ERR_INIT;
-	CHECK_MSG(sbx_write_file(s, "a/b/c.txt", "hello", 5, &err) == 0, "%s", err.msg);
+	CHECK_MSG(backend->ops->write_file(s, "a/b/c.txt", "hello", 5, &err) == 0, "%s", err.msg);
 	expect_out(s, "cat a/b/c.txt; echo; stat -c %U a/b/c.txt", "hello\nuser\n");
 	struct sbx_exec_result r = run(s, "ln -s /etc esc && ln -s / root && echo ok", 10000);
 	CHECK_STR_EQ(r.out.data, "ok\n");
 	sbx_exec_result_release(&r);
-	CHECK(sbx_write_file(s, "esc/passwd", "x", 1, &err) < 0);
+	CHECK(backend->ops->write_file(s, "esc/passwd", "x", 1, &err) < 0);
 	CHECK_INT_EQ(err.kind, BK_E_INVALID);
-	CHECK(sbx_write_file(s, "root/tmp/x/y", "x", 1, &err) < 0);
+	CHECK(backend->ops->write_file(s, "root/tmp/x/y", "x", 1, &err) < 0);
 	CHECK_INT_EQ(err.kind, BK_E_INVALID);
 	/* The disk limit is the file system's size. */
 	char *big = calloc(1, 20 << 20);
-	CHECK(sbx_write_file(s, "big", big, 20 << 20, &err) < 0);
+	CHECK(backend->ops->write_file(s, "big", big, 20 << 20, &err) < 0);
 	CHECK_INT_EQ(err.kind, BK_E_NO_SPACE);
 	free(big);
 	r = run(s, "head -c 30000000 /dev/zero > fill 2>/dev/null; echo $?", 10000);
 	CHECK(strcmp(r.out.data, "0\n") != 0);
 	sbx_exec_result_release(&r);
-	sbx_stop(s);
-	sbx_purge(&cfg, "ses_unitdddddddddddddddd", NULL);
+	stop(s);
+	purge("ses_unitdddddddddddddddd", NULL);
 	teardown();
 }
 
@@ -250,19 +295,22 @@ TEST(sandbox_disk_outlives_sandbox_and_purge_leaves_nothing)
 {
 	setup();
 	const char *id = "ses_uniteeeeeeeeeeeeeeee";
-	struct sbx *s = start(id, 4, 64);
+	struct sbx *s = start(id, 64);
 	expect_out(s, "echo kept > f; setsid sleep 1000 >/dev/null 2>&1 & echo ok", "ok\n");
-	pid_t init = sbx_init_pid(s);
-	sbx_stop(s);
+	pid_t init = init_pid(id);
+	CHECK(init > 0);
+	stop(s);
 	CHECK(kill(init, 0) < 0 && errno == ESRCH);
-	CHECK(!sbx_cgroup_exists(&cfg, id));
-	s = start(id, 4, 64);
+	char parent[64];
+	snprintf(parent, sizeof(parent), "bunker-unit-%d", (int)getppid());
+	CHECK(!sbx__cgroup_detect(NULL)->session_exists(parent, id));
+	s = start(id, 64);
 	expect_out(s, "cat f; pgrep sleep || echo no-sleep", "kept\nno-sleep\n");
-	sbx_stop(s);
+	stop(s);
 	struct bk_err err = BK_ERR_INIT;
-	CHECK_MSG(sbx_purge(&cfg, id, &err) == 0, "%s", err.msg);
+	CHECK_MSG(purge(id, &err) == 0, "%s", err.msg);
 	char dir[400];
-	snprintf(dir, sizeof(dir), "%s/%s", cfg.run_dir, id);
+	snprintf(dir, sizeof(dir), "%s/run/%s", data_dir, id);
 	CHECK(access(dir, F_OK) < 0);
 	FILE *f = fopen("/proc/self/mountinfo", "r");
 	char line[1024];
@@ -275,28 +323,25 @@ TEST(sandbox_disk_outlives_sandbox_and_purge_leaves_nothing)
 TEST(sandbox_runs_bun_code_from_stdin)
 {
 	setup();
-	struct sbx *s = start("ses_unitffffffffffffffff", 5, 64);
-	const char *argv[] = {"/opt/bun/bin/bun", "run", "-", NULL};
+	struct sbx *s = start("ses_unitffffffffffffffff", 64);
 	const char *code = "const n: number = await Promise.resolve(41); console.log(n + 1)";
-	struct sbx_exec_req req = {.argv = argv,
-				   .envp = env,
+	struct sbx_exec_req req = {.program = SBX_PROGRAM_BUN,
+				   .text = code,
 				   .cwd = "/workspace",
-				   .stdin_data = code,
-				   .stdin_len = strlen(code),
 				   .timeout_ms = 20000,
 				   .output_max = 1 << 20};
 	struct sbx_exec_result r;
 	struct bk_err err = BK_ERR_INIT;
-	CHECK_MSG(sbx_exec(s, &req, &r, &err) == 0, "%s", err.msg);
+	CHECK_MSG(backend->ops->exec(s, &req, &r, &err) == 0, "%s", err.msg);
 	CHECK_MSG(r.exit_code == 0, "bun failed: %s", r.err.data ? r.err.data : "");
 	CHECK_STR_EQ(r.out.data, "42\n");
 	sbx_exec_result_release(&r);
 	/* A missing working directory is the caller's error. */
 	req.cwd = "/workspace/nope";
-	CHECK(sbx_exec(s, &req, &r, &err) < 0);
+	CHECK(backend->ops->exec(s, &req, &r, &err) < 0);
 	CHECK_INT_EQ(err.kind, BK_E_INVALID);
 	sbx_exec_result_release(&r);
-	sbx_stop(s);
-	sbx_purge(&cfg, "ses_unitffffffffffffffff", NULL);
+	stop(s);
+	purge("ses_unitffffffffffffffff", NULL);
 	teardown();
 }

@@ -72,11 +72,11 @@ TEST(snapshot_roundtrip_keeps_everything)
 
 	struct snapshot_stats st;
 	struct bk_err err = BK_ERR_INIT;
-	CHECK_MSG(snapshot_save(src, snap, &st, &err) == 0, "%s", err.msg);
+	CHECK_MSG(snapshot_save(src, snap, 1000000000u, &st, &err) == 0, "%s", err.msg);
 	CHECK(st.files >= 8);
 	CHECK_MSG(st.bytes_out < (1 << 20), "snapshot of a sparse file is %lld bytes",
 		  (long long)st.bytes_out);
-	CHECK_MSG(snapshot_restore(snap, dst, &err) == 0, "%s", err.msg);
+	CHECK_MSG(snapshot_restore(snap, dst, 1000000000u, &err) == 0, "%s", err.msg);
 
 	struct stat a, b;
 	snprintf(p, sizeof(p), "%s/workspace", dst);
@@ -128,7 +128,7 @@ TEST(snapshot_save_is_atomic_and_restore_refuses_garbage)
 	CHECK(mkdir(dst, 0755) == 0);
 	struct bk_err err = BK_ERR_INIT;
 	/* A source that does not exist leaves no file, not half of one. */
-	CHECK(snapshot_save("/nonexistent/bunker", snap, NULL, &err) < 0);
+	CHECK(snapshot_save("/nonexistent/bunker", snap, 1000000000u, NULL, &err) < 0);
 	CHECK(access(snap, F_OK) < 0);
 	char tmp[320];
 	snprintf(tmp, sizeof(tmp), "%s.tmp", snap);
@@ -136,5 +136,5 @@ TEST(snapshot_save_is_atomic_and_restore_refuses_garbage)
 	FILE *f = fopen(snap, "w");
 	fputs("not a snapshot", f);
 	fclose(f);
-	CHECK(snapshot_restore(snap, dst, &err) < 0);
+	CHECK(snapshot_restore(snap, dst, 1000000000u, &err) < 0);
 }

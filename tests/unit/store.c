@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/core_int.h"
 #include "store/store.h"
 #include "util/util.h"
 
@@ -49,7 +50,8 @@ static void fixture_open(struct fixture *f)
 
 static void fixture_close(struct fixture *f)
 {
-	store_close(f->st);
+	if (f->st)
+		f->st->ops->close(f->st);
 	f->st = NULL;
 	struct bk_err err = {0};
 	CHECK_MSG(rm_rf(f->dir, &err) == 0, "%s", err.msg);
@@ -68,7 +70,7 @@ static void key_add(struct store *st, const char *id, int seed)
 	snprintf(k.plan, sizeof(k.plan), "free");
 	hash_of(k.hash, seed);
 	struct bk_err err = {0};
-	CHECK_MSG(store_key_insert(st, &k, &err) == 0, "store_key_insert: %s", err.msg);
+	CHECK_MSG(st->ops->key_insert(st, &k, &err) == 0, "store_key_insert: %s", err.msg);
 }
 
 static struct store_session session_make(const char *id, const char *key_id, int64_t created_ms,
@@ -84,22 +86,19 @@ static struct store_session session_make(const char *id, const char *key_id, int
 	    .cpu = 0.25,
 	    .timeout_s = 30,
 	    .disk_mb = 1024,
-	    .uid_slot = -1,
 	};
 	snprintf(s.id, sizeof(s.id), "%s", id);
 	snprintf(s.key_id, sizeof(s.key_id), "%s", key_id);
 	return s;
 }
 
-/* Inserts a session and returns the slot it was given. */
-static int session_add(struct store *st, const char *id, const char *key_id, int64_t created_ms,
-		       const char *metadata)
+/* Inserts a session. */
+static void session_add(struct store *st, const char *id, const char *key_id, int64_t created_ms,
+			const char *metadata)
 {
 	struct store_session s = session_make(id, key_id, created_ms, metadata);
 	struct bk_err err = {0};
-	CHECK_MSG(store_session_insert(st, &s, &err) == 0, "insert %s: %s", id, err.msg);
-	CHECK(s.uid_slot >= 0);
-	return s.uid_slot;
+	CHECK_MSG(st->ops->session_insert(st, &s, &err) == 0, "insert %s: %s", id, err.msg);
 }
 
 static bool msg_is_lower_case_start(const char *msg)
@@ -146,7 +145,7 @@ TEST(open_creates_schema_and_reopen_keeps_data)
 		     1);
 	session_add(f.st, "ses_aaaaaaaaaaaaaaaaaaaa", "key_aaaaaaaaaaaaaaaa", 5000, "{\"a\":1}");
 
-	store_close(f.st);
+	f.st->ops->close(f.st);
 	struct bk_err err = {0};
 	CHECK_MSG(store_open(f.path, &f.st, &err) == 0, "reopen: %s", err.msg);
 	sqlite3 *db = NULL;
@@ -161,10 +160,10 @@ TEST(open_creates_schema_and_reopen_keeps_data)
 	struct store_key k;
 	uint8_t h[32];
 	hash_of(h, 1);
-	CHECK_INT_EQ(store_key_find_by_hash(f.st, h, &k, &err), 1);
+	CHECK_INT_EQ(f.st->ops->key_find_by_hash(f.st, h, &k, &err), 1);
 	CHECK_STR_EQ(k.id, "key_aaaaaaaaaaaaaaaa");
 	struct store_session s;
-	CHECK_INT_EQ(store_session_get(f.st, "ses_aaaaaaaaaaaaaaaaaaaa", NULL, &s, &err), 1);
+	CHECK_INT_EQ(f.st->ops->session_get(f.st, "ses_aaaaaaaaaaaaaaaaaaaa", NULL, &s, &err), 1);
 	CHECK_STR_EQ(s.metadata, "{\"a\":1}");
 	store_session_release(&s);
 	fixture_close(&f);
@@ -217,12 +216,12 @@ TEST(key_insert_and_find)
 	snprintf(rev.plan, sizeof(rev.plan), "enterprise");
 	hash_of(rev.hash, 2);
 	struct bk_err err = {0};
-	CHECK_INT_EQ(store_key_insert(f.st, &rev, &err), 0);
+	CHECK_INT_EQ(f.st->ops->key_insert(f.st, &rev, &err), 0);
 
 	struct store_key k;
 	uint8_t h[32];
 	hash_of(h, 1);
-	CHECK_INT_EQ(store_key_find_by_hash(f.st, h, &k, &err), 1);
+	CHECK_INT_EQ(f.st->ops->key_find_by_hash(f.st, h, &k, &err), 1);
 	CHECK_STR_EQ(k.id, "key_aaaaaaaaaaaaaaaa");
 	CHECK_STR_EQ(k.plan, "free");
 	CHECK(memcmp(k.hash, h, 32) == 0);
@@ -230,19 +229,19 @@ TEST(key_insert_and_find)
 	CHECK_INT_EQ(k.revoked_ms, 0);
 
 	hash_of(h, 2);
-	CHECK_INT_EQ(store_key_find_by_hash(f.st, h, &k, &err), 1);
+	CHECK_INT_EQ(f.st->ops->key_find_by_hash(f.st, h, &k, &err), 1);
 	CHECK_STR_EQ(k.id, "key_bbbbbbbbbbbbbbbb");
 	CHECK_STR_EQ(k.plan, "enterprise");
 	CHECK_INT_EQ(k.revoked_ms, 3000);
 
 	hash_of(h, 3);
-	CHECK_INT_EQ(store_key_find_by_hash(f.st, h, &k, &err), 0);
+	CHECK_INT_EQ(f.st->ops->key_find_by_hash(f.st, h, &k, &err), 0);
 
 	/* Same id, or same hash under another id: conflict. */
-	CHECK_INT_EQ(store_key_insert(f.st, &rev, &err), -1);
+	CHECK_INT_EQ(f.st->ops->key_insert(f.st, &rev, &err), -1);
 	CHECK_INT_EQ(err.kind, BK_E_CONFLICT);
 	snprintf(rev.id, sizeof(rev.id), "key_cccccccccccccccc");
-	CHECK_INT_EQ(store_key_insert(f.st, &rev, &err), -1);
+	CHECK_INT_EQ(f.st->ops->key_insert(f.st, &rev, &err), -1);
 	CHECK_INT_EQ(err.kind, BK_E_CONFLICT);
 	CHECK(msg_is_lower_case_start(err.msg));
 	fixture_close(&f);
@@ -263,11 +262,10 @@ TEST(session_insert_get_delete_touch)
 	in.expires_ms = 99999;
 	in.last_active_ms = 12345;
 	struct bk_err err = {0};
-	CHECK_MSG(store_session_insert(f.st, &in, &err) == 0, "%s", err.msg);
-	CHECK_INT_EQ(in.uid_slot, 0);
+	CHECK_MSG(f.st->ops->session_insert(f.st, &in, &err) == 0, "%s", err.msg);
 
 	struct store_session s;
-	CHECK_INT_EQ(store_session_get(f.st, in.id, "key_aaaaaaaaaaaaaaaa", &s, &err), 1);
+	CHECK_INT_EQ(f.st->ops->session_get(f.st, in.id, "key_aaaaaaaaaaaaaaaa", &s, &err), 1);
 	CHECK_STR_EQ(s.id, in.id);
 	CHECK_STR_EQ(s.key_id, "key_aaaaaaaaaaaaaaaa");
 	CHECK_INT_EQ(s.created_ms, 10000);
@@ -280,27 +278,26 @@ TEST(session_insert_get_delete_touch)
 	CHECK(s.cpu == 0.5);
 	CHECK_INT_EQ(s.timeout_s, 300);
 	CHECK_INT_EQ(s.disk_mb, 5120);
-	CHECK_INT_EQ(s.uid_slot, 0);
 	store_session_release(&s);
 	CHECK(s.metadata == NULL);
 
 	/* Touch moves last_active forward, never back. */
-	CHECK_INT_EQ(store_session_touch(f.st, in.id, 20000, &err), 1);
-	CHECK_INT_EQ(store_session_touch(f.st, in.id, 15000, &err), 1);
-	CHECK_INT_EQ(store_session_get(f.st, in.id, NULL, &s, &err), 1);
+	CHECK_INT_EQ(f.st->ops->session_touch(f.st, in.id, 20000, &err), 1);
+	CHECK_INT_EQ(f.st->ops->session_touch(f.st, in.id, 15000, &err), 1);
+	CHECK_INT_EQ(f.st->ops->session_get(f.st, in.id, NULL, &s, &err), 1);
 	CHECK_INT_EQ(s.last_active_ms, 20000);
 	store_session_release(&s);
-	CHECK_INT_EQ(store_session_touch(f.st, "ses_nonenonenonenonenone", 1, &err), 0);
+	CHECK_INT_EQ(f.st->ops->session_touch(f.st, "ses_nonenonenonenonenone", 1, &err), 0);
 
-	CHECK_INT_EQ(store_session_delete(f.st, in.id, &err), 1);
-	CHECK_INT_EQ(store_session_get(f.st, in.id, NULL, &s, &err), 0);
-	CHECK_INT_EQ(store_session_delete(f.st, in.id, &err), 0);
+	CHECK_INT_EQ(f.st->ops->session_delete(f.st, in.id, &err), 1);
+	CHECK_INT_EQ(f.st->ops->session_get(f.st, in.id, NULL, &s, &err), 0);
+	CHECK_INT_EQ(f.st->ops->session_delete(f.st, in.id, &err), 0);
 
 	/* NULL metadata is stored as an empty object. */
 	struct store_session empty =
 	    session_make("ses_bbbbbbbbbbbbbbbbbbbb", "key_aaaaaaaaaaaaaaaa", 1, NULL);
-	CHECK_INT_EQ(store_session_insert(f.st, &empty, &err), 0);
-	CHECK_INT_EQ(store_session_get(f.st, empty.id, NULL, &s, &err), 1);
+	CHECK_INT_EQ(f.st->ops->session_insert(f.st, &empty, &err), 0);
+	CHECK_INT_EQ(f.st->ops->session_get(f.st, empty.id, NULL, &s, &err), 1);
 	CHECK_STR_EQ(s.metadata, "{}");
 	store_session_release(&s);
 	fixture_close(&f);
@@ -312,23 +309,21 @@ TEST(session_insert_rejects_bad_input)
 	fixture_open(&f);
 	key_add(f.st, "key_aaaaaaaaaaaaaaaa", 1);
 	struct bk_err err = {0};
-	struct store_session s =
-	    session_make("ses_aaaaaaaaaaaaaaaaaaaa", "key_aaaaaaaaaaaaaaaa", 1, "[1,2]");
-	CHECK_INT_EQ(store_session_insert(f.st, &s, &err), -1);
+	/* What metadata may hold is core's to say, for every store. */
+	CHECK_INT_EQ(core__metadata_check("[1,2]", "metadata", &err), -1);
 	CHECK_INT_EQ(err.kind, BK_E_INVALID);
 	CHECK_STR_EQ(err.field, "metadata");
-	s.metadata = "{";
-	CHECK_INT_EQ(store_session_insert(f.st, &s, &err), -1);
+	CHECK_INT_EQ(core__metadata_check("{", "metadata", &err), -1);
 	CHECK_INT_EQ(err.kind, BK_E_INVALID);
+	CHECK_INT_EQ(core__metadata_check("{\"a\":1}", "metadata", &err), 0);
 
-	/* An unknown key fails the foreign key, and the slot search's
-	 * transaction is rolled back so the next insert works. */
-	s = session_make("ses_aaaaaaaaaaaaaaaaaaaa", "key_zzzzzzzzzzzzzzzz", 1, "{}");
-	CHECK_INT_EQ(store_session_insert(f.st, &s, &err), -1);
+	/* An unknown key fails the foreign key, and the next insert works. */
+	struct store_session s =
+	    session_make("ses_aaaaaaaaaaaaaaaaaaaa", "key_zzzzzzzzzzzzzzzz", 1, "{}");
+	CHECK_INT_EQ(f.st->ops->session_insert(f.st, &s, &err), -1);
 	CHECK_MSG(strstr(err.msg, "FOREIGN KEY") != NULL, "message: %s", err.msg);
 	CHECK(msg_is_lower_case_start(err.msg));
-	CHECK_INT_EQ(session_add(f.st, "ses_aaaaaaaaaaaaaaaaaaaa", "key_aaaaaaaaaaaaaaaa", 1, "{}"),
-		     0);
+	session_add(f.st, "ses_aaaaaaaaaaaaaaaaaaaa", "key_aaaaaaaaaaaaaaaa", 1, "{}");
 	fixture_close(&f);
 }
 
@@ -341,38 +336,15 @@ TEST(session_get_with_other_key_returns_0)
 	session_add(f.st, "ses_aaaaaaaaaaaaaaaaaaaa", "key_aaaaaaaaaaaaaaaa", 1, "{}");
 	struct store_session s;
 	struct bk_err err = {0};
-	CHECK_INT_EQ(
-	    store_session_get(f.st, "ses_aaaaaaaaaaaaaaaaaaaa", "key_bbbbbbbbbbbbbbbb", &s, &err),
-	    0);
-	CHECK_INT_EQ(
-	    store_session_get(f.st, "ses_aaaaaaaaaaaaaaaaaaaa", "key_aaaaaaaaaaaaaaaa", &s, &err),
-	    1);
+	CHECK_INT_EQ(f.st->ops->session_get(f.st, "ses_aaaaaaaaaaaaaaaaaaaa",
+					    "key_bbbbbbbbbbbbbbbb", &s, &err),
+		     0);
+	CHECK_INT_EQ(f.st->ops->session_get(f.st, "ses_aaaaaaaaaaaaaaaaaaaa",
+					    "key_aaaaaaaaaaaaaaaa", &s, &err),
+		     1);
 	store_session_release(&s);
-	CHECK_INT_EQ(store_session_get(f.st, "ses_aaaaaaaaaaaaaaaaaaaa", NULL, &s, &err), 1);
+	CHECK_INT_EQ(f.st->ops->session_get(f.st, "ses_aaaaaaaaaaaaaaaaaaaa", NULL, &s, &err), 1);
 	store_session_release(&s);
-	fixture_close(&f);
-}
-
-TEST(uid_slot_reuses_lowest_free)
-{
-	struct fixture f;
-	fixture_open(&f);
-	key_add(f.st, "key_aaaaaaaaaaaaaaaa", 1);
-	const char *k = "key_aaaaaaaaaaaaaaaa";
-	CHECK_INT_EQ(session_add(f.st, "ses_00000000000000000000", k, 1, "{}"), 0);
-	CHECK_INT_EQ(session_add(f.st, "ses_00000000000000000001", k, 2, "{}"), 1);
-	CHECK_INT_EQ(session_add(f.st, "ses_00000000000000000002", k, 3, "{}"), 2);
-	CHECK_INT_EQ(session_add(f.st, "ses_00000000000000000003", k, 4, "{}"), 3);
-
-	struct bk_err err = {0};
-	CHECK_INT_EQ(store_session_delete(f.st, "ses_00000000000000000001", &err), 1);
-	CHECK_INT_EQ(session_add(f.st, "ses_00000000000000000004", k, 5, "{}"), 1);
-
-	CHECK_INT_EQ(store_session_delete(f.st, "ses_00000000000000000002", &err), 1);
-	CHECK_INT_EQ(store_session_delete(f.st, "ses_00000000000000000000", &err), 1);
-	CHECK_INT_EQ(session_add(f.st, "ses_00000000000000000005", k, 6, "{}"), 0);
-	CHECK_INT_EQ(session_add(f.st, "ses_00000000000000000006", k, 7, "{}"), 2);
-	CHECK_INT_EQ(session_add(f.st, "ses_00000000000000000007", k, 8, "{}"), 4);
 	fixture_close(&f);
 }
 
@@ -385,42 +357,17 @@ TEST(session_duplicate_id_conflicts)
 	struct store_session s =
 	    session_make("ses_aaaaaaaaaaaaaaaaaaaa", "key_aaaaaaaaaaaaaaaa", 2, "{\"v\":2}");
 	struct bk_err err = {0};
-	CHECK_INT_EQ(store_session_insert(f.st, &s, &err), -1);
+	CHECK_INT_EQ(f.st->ops->session_insert(f.st, &s, &err), -1);
 	CHECK_INT_EQ(err.kind, BK_E_CONFLICT);
 	CHECK_MSG(strstr(err.msg, "ses_aaaaaaaaaaaaaaaaaaaa") != NULL, "message: %s", err.msg);
 	CHECK(msg_is_lower_case_start(err.msg));
-	CHECK_INT_EQ(s.uid_slot, -1);
 
-	/* The original is untouched and the slot was not consumed. */
+	/* The original is untouched. */
 	struct store_session got;
-	CHECK_INT_EQ(store_session_get(f.st, s.id, NULL, &got, &err), 1);
+	CHECK_INT_EQ(f.st->ops->session_get(f.st, s.id, NULL, &got, &err), 1);
 	CHECK_STR_EQ(got.metadata, "{\"v\":1}");
 	store_session_release(&got);
-	CHECK_INT_EQ(session_add(f.st, "ses_bbbbbbbbbbbbbbbbbbbb", "key_aaaaaaaaaaaaaaaa", 3, "{}"),
-		     1);
-	fixture_close(&f);
-}
-
-TEST(session_insert_with_given_slot)
-{
-	struct fixture f;
-	fixture_open(&f);
-	key_add(f.st, "key_aaaaaaaaaaaaaaaa", 1);
-	struct store_session s =
-	    session_make("ses_aaaaaaaaaaaaaaaaaaaa", "key_aaaaaaaaaaaaaaaa", 1, "{}");
-	s.uid_slot = 42;
-	struct bk_err err = {0};
-	CHECK_MSG(store_session_insert(f.st, &s, &err) == 0, "%s", err.msg);
-	CHECK_INT_EQ(s.uid_slot, 42);
-	/* A slot that is taken is a conflict, and consumes nothing. */
-	struct store_session t =
-	    session_make("ses_bbbbbbbbbbbbbbbbbbbb", "key_aaaaaaaaaaaaaaaa", 2, "{}");
-	t.uid_slot = 42;
-	CHECK_INT_EQ(store_session_insert(f.st, &t, &err), -1);
-	CHECK_INT_EQ(err.kind, BK_E_CONFLICT);
-	/* Chosen slots fill from the lowest free. */
-	CHECK_INT_EQ(session_add(f.st, "ses_cccccccccccccccccccc", "key_aaaaaaaaaaaaaaaa", 3, "{}"),
-		     0);
+	session_add(f.st, "ses_bbbbbbbbbbbbbbbbbbbb", "key_aaaaaaaaaaaaaaaa", 3, "{}");
 	fixture_close(&f);
 }
 
@@ -431,7 +378,13 @@ static void list_ids(struct store *st, const char *key_id, const char *filter, i
 	size_t n = 99;
 	int64_t total = -1;
 	struct bk_err err = {0};
-	int rc = store_session_list(st, key_id, filter, 0, limit, offset, &v, &n, &total, &err);
+	/* The containment filter is core's, applied by the store. */
+	struct core_metadata_filter *mf = NULL;
+	if (filter)
+		CHECK_MSG(core__metadata_filter_new(filter, &mf, &err) == 0, "%s", err.msg);
+	int rc = st->ops->session_list(st, key_id, 0, mf ? core__metadata_match : NULL, mf, limit,
+				       offset, &v, &n, &total, &err);
+	core__metadata_filter_free(mf);
 	CHECK_MSG(rc == 0, "list %s: %s", filter ? filter : "(null)", err.msg);
 	char got[512] = "";
 	for (size_t i = 0; i < n; i++) {
@@ -477,13 +430,15 @@ TEST(list_orders_pages_and_counts)
 	size_t n = 0;
 	int64_t total = 0;
 	struct bk_err err = {0};
-	CHECK_INT_EQ(store_session_list(f.st, k, NULL, 0, -1, 0, &v, &n, &total, &err), -1);
+	CHECK_INT_EQ(f.st->ops->session_list(f.st, k, 0, NULL, NULL, -1, 0, &v, &n, &total, &err),
+		     -1);
 	CHECK_STR_EQ(err.field, "limit");
-	CHECK_INT_EQ(store_session_list(f.st, k, NULL, 0, 1, -1, &v, &n, &total, &err), -1);
+	CHECK_INT_EQ(f.st->ops->session_list(f.st, k, 0, NULL, NULL, 1, -1, &v, &n, &total, &err),
+		     -1);
 	CHECK_STR_EQ(err.field, "offset");
 
 	/* list_all sees every key's sessions. */
-	CHECK_INT_EQ(store_session_list_all(f.st, &v, &n, &err), 0);
+	CHECK_INT_EQ(f.st->ops->session_list_all(f.st, &v, &n, &err), 0);
 	CHECK_INT_EQ(n, 5);
 	for (size_t i = 0; i < n; i++)
 		store_session_release(&v[i]);
@@ -544,18 +499,14 @@ TEST(list_rejects_invalid_filter)
 	const char *bad[] = {"",     "{",	    "{\"a\":}",		"[1]", "5", "\"x\"",
 			     "null", "{\"a\":1} x", "{\"a\":1,\"a\":2}"};
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
-		struct store_session *v = (struct store_session *)&f;
-		size_t n = 7;
-		int64_t total = 7;
+		struct core_metadata_filter *mf = (struct core_metadata_filter *)&f;
 		struct bk_err err = {0};
-		int rc = store_session_list(f.st, "key_aaaaaaaaaaaaaaaa", bad[i], 0, 10, 0, &v, &n,
-					    &total, &err);
+		int rc = core__metadata_filter_new(bad[i], &mf, &err);
 		CHECK_MSG(rc == -1, "filter '%s' accepted", bad[i]);
 		CHECK_INT_EQ(err.kind, BK_E_INVALID);
 		CHECK_STR_EQ(err.field, "metadata");
 		CHECK(msg_is_lower_case_start(err.msg));
-		CHECK(v == NULL);
-		CHECK_INT_EQ(n, 0);
+		CHECK(mf == (struct core_metadata_filter *)&f);
 	}
 	fixture_close(&f);
 }
@@ -575,25 +526,35 @@ TEST(count_respects_expiry)
 		struct store_session s = session_make(id, k, now - 5000, "{}");
 		s.expires_ms = expiries[i];
 		struct bk_err err = {0};
-		CHECK_MSG(store_session_insert(f.st, &s, &err) == 0, "%s", err.msg);
+		CHECK_MSG(f.st->ops->session_insert(f.st, &s, &err) == 0, "%s", err.msg);
 	}
 	session_add(f.st, "ses_xxxxxxxxxxxxxxxxxxxx", "key_bbbbbbbbbbbbbbbb", now, "{}");
 
 	int64_t count = -1;
 	struct bk_err err = {0};
-	CHECK_INT_EQ(store_session_count(f.st, k, now, &count, &err), 0);
+	CHECK_INT_EQ(f.st->ops->session_count(f.st, k, now, &count, &err), 0);
 	CHECK_INT_EQ(count, 2);
-	CHECK_INT_EQ(store_session_count(f.st, k, now - 2000, &count, &err), 0);
+	CHECK_INT_EQ(f.st->ops->session_count(f.st, k, now - 2000, &count, &err), 0);
 	CHECK_INT_EQ(count, 4);
-	CHECK_INT_EQ(store_session_count(f.st, k, now + 60000, &count, &err), 0);
+	CHECK_INT_EQ(f.st->ops->session_count(f.st, k, now + 60000, &count, &err), 0);
 	CHECK_INT_EQ(count, 0);
-	CHECK_INT_EQ(store_session_count(f.st, "key_nonenonenonenone", now, &count, &err), 0);
+	CHECK_INT_EQ(f.st->ops->session_count(f.st, "key_nonenonenonenone", now, &count, &err), 0);
 	CHECK_INT_EQ(count, 0);
 	/* A list leaves out what has expired, in the page and in the total. */
 	struct store_session *v = NULL;
 	size_t n = 0;
 	int64_t total = -1;
-	CHECK_INT_EQ(store_session_list(f.st, k, NULL, now, 10, 0, &v, &n, &total, &err), 0);
+	CHECK_INT_EQ(f.st->ops->session_list(f.st, k, now, NULL, NULL, 10, 0, &v, &n, &total, &err),
+		     0);
+	/* Expired records are found, soonest first, for the reaper. */
+	char ids[8][32];
+	size_t ne = 0;
+	CHECK_INT_EQ(f.st->ops->session_expired(f.st, now, ids, 8, &ne, &err), 0);
+	CHECK_INT_EQ(ne, 2);
+	CHECK_STR_EQ(ids[0], "ses_00000000000000000000");
+	CHECK_STR_EQ(ids[1], "ses_00000000000000000001");
+	CHECK_INT_EQ(f.st->ops->session_expired(f.st, now, ids, 1, &ne, &err), 0);
+	CHECK_INT_EQ(ne, 1);
 	CHECK_INT_EQ(n, 2);
 	CHECK_INT_EQ(total, 2);
 	for (size_t i = 0; i < n; i++) {
@@ -610,7 +571,6 @@ TEST(count_respects_expiry)
 struct worker {
 	struct store *st;
 	int index;
-	int slots[PER_THREAD];
 	char msg[512];
 };
 
@@ -622,22 +582,21 @@ static void *worker_run(void *arg)
 		snprintf(id, sizeof(id), "ses_t%02dn%014d", w->index, i);
 		struct store_session s = session_make(id, "key_aaaaaaaaaaaaaaaa", i, "{}");
 		struct bk_err err = {0};
-		if (store_session_insert(w->st, &s, &err) < 0) {
+		if (w->st->ops->session_insert(w->st, &s, &err) < 0) {
 			snprintf(w->msg, sizeof(w->msg), "%s", err.msg);
 			return NULL;
 		}
-		w->slots[i] = s.uid_slot;
 	}
 	return NULL;
 }
 
-TEST(concurrent_inserts_get_distinct_slots)
+TEST(concurrent_inserts_from_two_connections)
 {
 	struct fixture f;
 	fixture_open(&f);
 	key_add(f.st, "key_aaaaaaaaaaaaaaaa", 1);
 	/* Half the threads share a second connection to the same file, as a
-	 * second process would: the slot choice must hold across both. */
+	 * second process would: every insert must land. */
 	struct store *other = NULL;
 	struct bk_err err = {0};
 	CHECK_MSG(store_open(f.path, &other, &err) == 0, "%s", err.msg);
@@ -651,19 +610,11 @@ TEST(concurrent_inserts_get_distinct_slots)
 	for (int i = 0; i < THREADS; i++)
 		CHECK(pthread_join(t[i], NULL) == 0);
 
-	bool seen[THREADS * PER_THREAD] = {false};
-	for (int i = 0; i < THREADS; i++) {
+	for (int i = 0; i < THREADS; i++)
 		CHECK_MSG(w[i].msg[0] == '\0', "thread %d: %s", i, w[i].msg);
-		for (int j = 0; j < PER_THREAD; j++) {
-			int slot = w[i].slots[j];
-			CHECK_MSG(slot >= 0 && slot < THREADS * PER_THREAD, "slot %d", slot);
-			CHECK_MSG(!seen[slot], "slot %d given twice", slot);
-			seen[slot] = true;
-		}
-	}
 	int64_t count = 0;
-	CHECK_INT_EQ(store_session_count(f.st, "key_aaaaaaaaaaaaaaaa", 0, &count, &err), 0);
+	CHECK_INT_EQ(f.st->ops->session_count(f.st, "key_aaaaaaaaaaaaaaaa", 0, &count, &err), 0);
 	CHECK_INT_EQ(count, THREADS * PER_THREAD);
-	store_close(other);
+	other->ops->close(other);
 	fixture_close(&f);
 }

@@ -1,11 +1,12 @@
 /* Executions and file operations inside a running sandbox, through its
- * agent connection to bunker-init. */
+ * agent connection to bunker-init (sandbox/agent_ops.h). */
 #include <errno.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "sandbox/sandbox_int.h"
+#include "agent/client.h"
+#include "sandbox/agent_ops.h"
 
 void sbx_exec_result_release(struct sbx_exec_result *r)
 {
@@ -18,17 +19,45 @@ void sbx_exec_result_release(struct sbx_exec_result *r)
 	r->n_written = 0;
 }
 
-static int exec_request(const struct sbx_exec_req *req, struct agent_msg *m)
+int sbx__env_merge(const char *const *base, const char *const *extra, const char ***out,
+		   struct bk_err *err)
+{
+	size_t nb = 0, ne = 0;
+	while (base && base[nb])
+		nb++;
+	while (extra && extra[ne])
+		ne++;
+	const char **env = calloc(nb + ne + 1, sizeof(*env));
+	if (env == NULL)
+		return bk_err_set(err, ENOMEM, "cannot prepare an environment");
+	size_t k = 0;
+	for (size_t i = 0; i < nb; i++) {
+		size_t nl = strcspn(base[i], "=");
+		bool replaced = false;
+		for (size_t j = 0; j < ne && !replaced; j++)
+			replaced = strncmp(extra[j], base[i], nl) == 0 && extra[j][nl] == '=';
+		if (!replaced)
+			env[k++] = base[i];
+	}
+	for (size_t j = 0; j < ne; j++)
+		env[k++] = extra[j];
+	env[k] = NULL;
+	*out = env;
+	return 0;
+}
+
+static int exec_request(const struct sbx_agent_exec *x, const struct sbx_exec_req *req,
+			struct agent_msg *m)
 {
 	agent_msg_init(m, AGENT_EXEC, 0);
 	int r = 0;
-	for (size_t i = 0; req->argv[i]; i++)
-		r |= agent_msg_put_str(m, AGENT_T_ARGV, req->argv[i]);
-	for (size_t i = 0; req->envp && req->envp[i]; i++)
-		r |= agent_msg_put_str(m, AGENT_T_ENV, req->envp[i]);
+	for (size_t i = 0; x->argv[i]; i++)
+		r |= agent_msg_put_str(m, AGENT_T_ARGV, x->argv[i]);
+	for (size_t i = 0; x->envp && x->envp[i]; i++)
+		r |= agent_msg_put_str(m, AGENT_T_ENV, x->envp[i]);
 	r |= agent_msg_put_str(m, AGENT_T_CWD, req->cwd ? req->cwd : AGENT_WORKSPACE);
-	if (req->stdin_data)
-		r |= agent_msg_put(m, AGENT_T_STDIN, req->stdin_data, req->stdin_len);
+	if (x->stdin_data)
+		r |= agent_msg_put(m, AGENT_T_STDIN, x->stdin_data, x->stdin_len);
 	r |= agent_msg_put_i64(m, AGENT_T_TIMEOUT_MS, req->timeout_ms);
 	r |= agent_msg_put_i64(m, AGENT_T_UID, SBX_USER_UID);
 	r |= agent_msg_put_i64(m, AGENT_T_GID, SBX_USER_GID);
@@ -70,14 +99,14 @@ static int exec_done(const struct agent_msg *m, struct sbx_exec_result *res)
 }
 
 /* SIGKILLs the process group an execution leads. */
-static void kill_group(struct sbx *sbx, pid_t pid)
+static void kill_group(struct agent_conn *conn, pid_t pid)
 {
 	struct agent_msg m;
 	agent_msg_init(&m, AGENT_KILL, 0);
 	agent_msg_put_i64(&m, AGENT_T_PID, pid);
 	agent_msg_put_i64(&m, AGENT_T_GROUP, 1);
 	struct agent_call *call;
-	if (agent_call_begin(sbx->conn, &m, &call, NULL) == 0) {
+	if (agent_call_begin(conn, &m, &call, NULL) == 0) {
 		/* A short wait: an init that does not answer this is the case the
 		 * caller's deadline handles next. */
 		struct agent_msg a;
@@ -88,21 +117,26 @@ static void kill_group(struct sbx *sbx, pid_t pid)
 	agent_msg_release(&m);
 }
 
-int sbx_exec(struct sbx *sbx, const struct sbx_exec_req *req, struct sbx_exec_result *res,
-	     struct bk_err *err)
+static int64_t oom_kills(struct sbx *s, const struct sbx_agent_exec *x)
+{
+	return x->oom_kills ? x->oom_kills(s) : 0;
+}
+
+int sbx__agent_exec(struct sbx *sbx, const struct sbx_agent_exec *x, const struct sbx_exec_req *req,
+		    struct sbx_exec_result *res, struct bk_err *err)
 {
 	memset(res, 0, sizeof(*res));
 	buf_init(&res->out, req->output_max);
 	buf_init(&res->err, req->output_max);
 	res->exit_code = -1;
 	struct agent_msg m;
-	if (exec_request(req, &m) < 0) {
+	if (exec_request(x, req, &m) < 0) {
 		agent_msg_release(&m);
 		return bk_err_set(err, errno, "cannot build execution request");
 	}
-	int64_t oom_before = sbx_cgroup_oom_kills(sbx->cfg, sbx->id);
+	int64_t oom_before = oom_kills(sbx, x);
 	struct agent_call *call;
-	int r = agent_call_begin(sbx->conn, &m, &call, err);
+	int r = agent_call_begin(sbx->agent, &m, &call, err);
 	agent_msg_release(&m);
 	if (r < 0)
 		return -1;
@@ -121,11 +155,11 @@ int sbx_exec(struct sbx *sbx, const struct sbx_exec_req *req, struct sbx_exec_re
 			int64_t now = mono_us();
 			bool gone = req->cancelled && req->cancelled(req->ctx);
 			if (!killed && res->pid > 0 && (gone || now > deadline)) {
-				kill_group(sbx, res->pid);
+				kill_group(sbx->agent, res->pid);
 				killed = true;
 			}
 			if (now > deadline + 5000000) {
-				sbx_terminate(sbx);
+				sbx->backend->ops->terminate(sbx);
 				bk_err_kind(err, BK_E_UNAVAILABLE,
 					    "the sandbox stopped answering; it was restarted");
 				break;
@@ -136,7 +170,7 @@ int sbx_exec(struct sbx *sbx, const struct sbx_exec_req *req, struct sbx_exec_re
 			/* The memory cgroup's OOM killer can take PID 1 too (where
 			 * the host refuses to shield it): that is the limit, not a
 			 * failure of the service. */
-			if (sbx_cgroup_oom_kills(sbx->cfg, sbx->id) > oom_before)
+			if (oom_kills(sbx, x) > oom_before)
 				bk_err_kind(err, BK_E_NO_MEMORY,
 					    "the session went over its memory limit (its files "
 					    "count toward it) and its processes were ended");
@@ -173,15 +207,19 @@ int sbx_exec(struct sbx *sbx, const struct sbx_exec_req *req, struct sbx_exec_re
 			char stage[32] = "";
 			if (agent_msg_find(&a, AGENT_T_STAGE, &st))
 				snprintf(stage, sizeof(stage), "%.*s", (int)st.len, st.data);
+			/* The field names what of the request is at fault in the
+			 * sandbox's terms: "cwd", or "argv" (the program's arguments
+			 * and environment together). */
 			if (strcmp(stage, "chdir") == 0 && (e == ENOENT || e == ENOTDIR))
-				bk_err_kind(err, BK_E_INVALID,
-					    "working directory '%s' does not exist", req->cwd);
+				bk_err_field(err, "cwd", "working directory '%s' does not exist",
+					     req->cwd);
 			else if (strcmp(stage, "chdir") == 0 && e == EACCES)
-				bk_err_kind(err, BK_E_INVALID,
-					    "working directory '%s' is not accessible", req->cwd);
+				bk_err_field(err, "cwd", "working directory '%s' is not accessible",
+					     req->cwd);
 			else if (strcmp(stage, "exec") == 0 && e == E2BIG)
-				bk_err_kind(err, BK_E_INVALID,
-					    "command and env are too large for the kernel to run");
+				bk_err_field(err, "argv",
+					     "the program's arguments and environment together are "
+					     "too large for the kernel to run");
 			else if (e == EAGAIN && strcmp(stage, "fork") == 0)
 				bk_err_kind(err, BK_E_LIMIT,
 					    "the session has reached its process limit: end some "
@@ -199,7 +237,7 @@ int sbx_exec(struct sbx *sbx, const struct sbx_exec_req *req, struct sbx_exec_re
 	}
 	agent_call_end(call);
 	if (rc == 0)
-		res->oom_killed = sbx_cgroup_oom_kills(sbx->cfg, sbx->id) > oom_before;
+		res->oom_killed = oom_kills(sbx, x) > oom_before;
 	return rc;
 }
 
@@ -254,13 +292,13 @@ static void file_request(struct agent_msg *m, uint16_t type, const char *path)
 static int file_call(struct sbx *sbx, struct agent_msg *m, const char *path, struct agent_msg *ans,
 		     struct bk_err *err)
 {
-	int e = agent_call_answer(sbx->conn, m, ans, err);
+	int e = agent_call_answer(sbx->agent, m, ans, err);
 	agent_msg_release(m);
 	return e < 0 ? -1 : file_errno(e, path, err);
 }
 
-int sbx_write_file(struct sbx *sbx, const char *path, const void *data, size_t len,
-		   struct bk_err *err)
+int sbx__agent_write_file(struct sbx *sbx, const char *path, const void *data, size_t len,
+			  struct bk_err *err)
 {
 	struct agent_msg m;
 	file_request(&m, AGENT_WRITE_FILE, path);
@@ -275,8 +313,8 @@ int sbx_write_file(struct sbx *sbx, const char *path, const void *data, size_t l
 	return file_call(sbx, &m, path, NULL, err);
 }
 
-int sbx_read_file(struct sbx *sbx, const char *path, size_t max, char **data, size_t *len,
-		  struct bk_err *err)
+int sbx__agent_read_file(struct sbx *sbx, const char *path, size_t max, char **data, size_t *len,
+			 struct bk_err *err)
 {
 	struct agent_msg m, a;
 	file_request(&m, AGENT_READ_FILE, path);
@@ -301,8 +339,8 @@ int sbx_read_file(struct sbx *sbx, const char *path, size_t max, char **data, si
 	return 0;
 }
 
-int sbx_list(struct sbx *sbx, const char *path, bool recursive, struct sbx_entry **out, size_t *n,
-	     struct bk_err *err)
+int sbx__agent_list(struct sbx *sbx, const char *path, bool recursive, struct sbx_entry **out,
+		    size_t *n, struct bk_err *err)
 {
 	struct agent_msg m, a;
 	file_request(&m, AGENT_LIST, path);
@@ -344,7 +382,7 @@ int sbx_list(struct sbx *sbx, const char *path, bool recursive, struct sbx_entry
 	return 0;
 }
 
-int sbx_stat(struct sbx *sbx, const char *path, mode_t *mode, struct bk_err *err)
+int sbx__agent_stat(struct sbx *sbx, const char *path, mode_t *mode, struct bk_err *err)
 {
 	struct agent_msg m, a;
 	file_request(&m, AGENT_STAT, path);
@@ -362,7 +400,7 @@ void sbx_entries_free(struct sbx_entry *es, size_t n)
 	free(es);
 }
 
-int sbx_delete(struct sbx *sbx, const char *path, bool recursive, struct bk_err *err)
+int sbx__agent_remove(struct sbx *sbx, const char *path, bool recursive, struct bk_err *err)
 {
 	struct agent_msg m;
 	file_request(&m, AGENT_DELETE, path);
@@ -370,12 +408,12 @@ int sbx_delete(struct sbx *sbx, const char *path, bool recursive, struct bk_err 
 	return file_call(sbx, &m, path, NULL, err);
 }
 
-int sbx_kill(struct sbx *sbx, pid_t pid, struct bk_err *err)
+int sbx__agent_kill(struct sbx *sbx, pid_t pid, struct bk_err *err)
 {
 	struct agent_msg m;
 	agent_msg_init(&m, AGENT_KILL, 0);
 	agent_msg_put_i64(&m, AGENT_T_PID, pid);
-	int e = agent_call_answer(sbx->conn, &m, NULL, err);
+	int e = agent_call_answer(sbx->agent, &m, NULL, err);
 	agent_msg_release(&m);
 	if (e == ESRCH)
 		return bk_err_kind(err, BK_E_PROCESS_NOT_FOUND, "no process %d in the session",
@@ -387,11 +425,11 @@ int sbx_kill(struct sbx *sbx, pid_t pid, struct bk_err *err)
 	return e;
 }
 
-int sbx_ps(struct sbx *sbx, struct sbx_proc **out, size_t *n, struct bk_err *err)
+int sbx__agent_ps(struct sbx *sbx, struct sbx_proc **out, size_t *n, struct bk_err *err)
 {
 	struct agent_msg m, a;
 	agent_msg_init(&m, AGENT_PS, 0);
-	int e = agent_call_answer(sbx->conn, &m, &a, err);
+	int e = agent_call_answer(sbx->agent, &m, &a, err);
 	agent_msg_release(&m);
 	if (e < 0)
 		return -1;

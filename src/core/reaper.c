@@ -1,0 +1,186 @@
+/* The reaper: one thread that, four times a second, removes expired
+ * sessions, writes activity noted in memory to the store, moves quiet
+ * sessions to idle and deep sleep, and evicts sleeping ones from the
+ * registry. */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/core_int.h"
+
+#define REAPER_ROUND_MS 250
+/* Expired records read from the store per round: the rest wait a round. */
+#define EXPIRED_PER_ROUND 64
+/* Activity recorded in memory only (preview traffic) reaches the store at
+ * most this often per session. */
+#define STORE_ACTIVITY_EVERY_MS 1000
+
+/* Deletes s (a reference of the caller's) unless another thread already
+ * does. */
+static void expire(struct core *core, struct session *s)
+{
+	if (core__session_mark_deleted(core, s)) {
+		struct bk_err err = BK_ERR_INIT;
+		if (core__session_destroy(core, s, &err) < 0)
+			fprintf(stderr, "bunkerd: expiring session %s: %s\n", s->id, err.msg);
+		core__registry_unlink(core, s);
+	}
+	core__session_release(core, s);
+}
+
+static bool is_expired(struct session *s, void *now)
+{
+	return s->expires_ms <= *(int64_t *)now;
+}
+
+/* Expired sessions in the registry, one at a time. */
+static void reap_expired_awake(struct core *core)
+{
+	for (;;) {
+		int64_t now = now_ms();
+		struct session *victim = core__registry_pick(core, is_expired, &now);
+		if (victim == NULL)
+			return;
+		expire(core, victim);
+	}
+}
+
+/* Expired sessions the store knows of (the sleeping ones, which the
+ * registry does not hold): each is loaded, then deleted like any other. */
+static void reap_expired_asleep(struct core *core)
+{
+	char ids[EXPIRED_PER_ROUND][32];
+	size_t n = 0;
+	struct bk_err err = BK_ERR_INIT;
+	if (core->store->ops->session_expired(core->store, now_ms(), ids, EXPIRED_PER_ROUND, &n,
+					      &err) < 0) {
+		fprintf(stderr, "bunkerd: %s\n", err.msg);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct store_session row;
+		int r = core->store->ops->session_get(core->store, ids[i], NULL, &row, &err);
+		if (r <= 0)
+			continue;
+		struct session *s = core__session_new(&row);
+		store_session_release(&row);
+		if (s == NULL)
+			continue;
+		/* Not in the registry and expired: core__session_acquire()
+		 * would refuse it, so it is linked here for its delete. */
+		pthread_mutex_lock(&core->load_lock);
+		pthread_mutex_lock(&core->lock);
+		bool known = false;
+		for (struct session *it = core->sessions; it && !known; it = it->next)
+			known = strcmp(it->id, s->id) == 0;
+		pthread_mutex_unlock(&core->lock);
+		if (!known) {
+			s->refs++;
+			core__registry_link(core, s);
+		}
+		pthread_mutex_unlock(&core->load_lock);
+		if (known) {
+			/* The registry holds it: the awake round deletes it. */
+			core__session_release(core, s);
+			continue;
+		}
+		expire(core, s);
+	}
+}
+
+/* Activity ahead of the store by STORE_ACTIVITY_EVERY_MS: noted as written
+ * (in *active) before the write, so that this session is not picked again
+ * in this round. */
+static bool activity_due(struct session *s, void *active)
+{
+	int64_t a = __atomic_load_n(&s->last_active_ms, __ATOMIC_RELAXED);
+	if (a - __atomic_load_n(&s->stored_active_ms, __ATOMIC_RELAXED) < STORE_ACTIVITY_EVERY_MS)
+		return false;
+	__atomic_store_n(&s->stored_active_ms, a, __ATOMIC_RELAXED);
+	*(int64_t *)active = a;
+	return true;
+}
+
+void core__session_store_activity(struct core *core)
+{
+	for (;;) {
+		int64_t active = 0;
+		struct session *due = core__registry_pick(core, activity_due, &active);
+		if (due == NULL)
+			return;
+		struct bk_err err = BK_ERR_INIT;
+		if (core->store->ops->session_touch(core->store, due->id, active, &err) < 0)
+			fprintf(stderr, "bunkerd: session %s: %s\n", due->id, err.msg);
+		core__session_release(core, due);
+	}
+}
+
+static bool left_asleep(struct session *s, void *unused)
+{
+	return s->refs == 1 && s->sbx == NULL &&
+	       __atomic_load_n(&s->state, __ATOMIC_RELAXED) == CORE_STATE_DEEP_SLEEP;
+}
+
+/* Deep-sleeping sessions that a request loaded and left: evicted. */
+static void evict_sleepers(struct core *core)
+{
+	for (;;) {
+		struct session *s = core__registry_pick(core, left_asleep, NULL);
+		if (s == NULL)
+			return;
+		core__registry_evict(core, s);
+		pthread_mutex_lock(&core->lock);
+		bool stayed = s->linked;
+		pthread_mutex_unlock(&core->lock);
+		core__session_release(core, s);
+		if (stayed)
+			return; /* could not be written: the next round tries again */
+	}
+}
+
+static void *reaper_main(void *arg)
+{
+	struct core *core = arg;
+	pthread_mutex_lock(&core->reaper_lock);
+	while (!core->stopping) {
+		pthread_mutex_unlock(&core->reaper_lock);
+		reap_expired_awake(core);
+		reap_expired_asleep(core);
+		core__session_store_activity(core);
+		core__lifecycle_tick(core);
+		evict_sleepers(core);
+		pthread_mutex_lock(&core->reaper_lock);
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += REAPER_ROUND_MS * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		if (!core->stopping)
+			pthread_cond_timedwait(&core->reaper_cond, &core->reaper_lock, &ts);
+	}
+	pthread_mutex_unlock(&core->reaper_lock);
+	return NULL;
+}
+
+int core__reaper_start(struct core *core, struct bk_err *err)
+{
+	int e = pthread_create(&core->reaper, NULL, reaper_main, core);
+	if (e != 0)
+		return bk_err_set(err, e, "cannot start the reaper");
+	core->reaper_running = true;
+	return 0;
+}
+
+void core__reaper_stop(struct core *core)
+{
+	if (!core->reaper_running)
+		return;
+	pthread_mutex_lock(&core->reaper_lock);
+	core->stopping = true;
+	pthread_cond_broadcast(&core->reaper_cond);
+	pthread_mutex_unlock(&core->reaper_lock);
+	pthread_join(core->reaper, NULL);
+	core->reaper_running = false;
+}

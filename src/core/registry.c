@@ -1,0 +1,313 @@
+/* The registry: the sessions this node holds in memory, a cache over the
+ * store (see struct session in core/core_int.h), and how a request gets
+ * hold of one and of its running sandbox. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core_int.h"
+
+struct session *core__session_new(const struct store_session *row)
+{
+	struct session *s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return NULL;
+	snprintf(s->id, sizeof(s->id), "%s", row->id);
+	snprintf(s->key_id, sizeof(s->key_id), "%s", row->key_id);
+	s->limits = (struct core_limits){row->memory_mb, row->cpu, row->timeout_s, row->disk_mb};
+	s->created_ms = row->created_ms;
+	s->expires_ms = row->expires_ms;
+	s->last_active_ms = row->last_active_ms;
+	s->stored_active_ms = row->last_active_ms;
+	s->state = (enum core_state)row->state;
+	s->refs = 1; /* the registry's */
+	pthread_rwlock_init(&s->rw, NULL);
+	pthread_mutex_init(&s->mu, NULL);
+	return s;
+}
+
+static void session_free(struct session *s)
+{
+	pthread_rwlock_destroy(&s->rw);
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+}
+
+/* With core->lock held. */
+static struct session *registry_find(struct core *core, const char *id)
+{
+	for (struct session *s = core->sessions; s; s = s->next)
+		if (strcmp(s->id, id) == 0)
+			return s;
+	return NULL;
+}
+
+void core__registry_link(struct core *core, struct session *s)
+{
+	pthread_mutex_lock(&core->lock);
+	s->next = core->sessions;
+	core->sessions = s;
+	s->linked = true;
+	pthread_mutex_unlock(&core->lock);
+}
+
+/* With core->lock held. */
+static void registry_unlink_locked(struct core *core, struct session *s)
+{
+	for (struct session **pp = &core->sessions; *pp; pp = &(*pp)->next) {
+		if (*pp == s) {
+			*pp = s->next;
+			s->linked = false;
+			return;
+		}
+	}
+}
+
+/* With core->lock held: takes a reference to s if it is live and key's. */
+static int take_locked(struct session *s, const char *key_id, const char *id, struct bk_err *err)
+{
+	if (s == NULL || s->deleted || (key_id && strcmp(s->key_id, key_id) != 0) ||
+	    s->expires_ms <= now_ms())
+		return bk_err_kind(err, BK_E_NOT_FOUND, "session '%s' not found", id);
+	s->refs++;
+	return 0;
+}
+
+/* A registry miss: the session may sleep, known to the store only. Read
+ * under load_lock, which a delete's record removal also takes, so that a
+ * record read here cannot be of a session whose delete has already gone
+ * past the registry. */
+static int registry_load(struct core *core, const char *key_id, const char *id,
+			 struct session **out, struct bk_err *err)
+{
+	pthread_mutex_lock(&core->load_lock);
+	pthread_mutex_lock(&core->lock);
+	struct session *s = registry_find(core, id);
+	if (s) {
+		int rc = take_locked(s, key_id, id, err);
+		pthread_mutex_unlock(&core->lock);
+		pthread_mutex_unlock(&core->load_lock);
+		*out = s;
+		return rc;
+	}
+	pthread_mutex_unlock(&core->lock);
+	struct store_session row;
+	int r = core->store->ops->session_get(core->store, id, key_id, &row, err);
+	if (r <= 0) {
+		pthread_mutex_unlock(&core->load_lock);
+		return r < 0 ? -1 : bk_err_kind(err, BK_E_NOT_FOUND, "session '%s' not found", id);
+	}
+	s = core__session_new(&row);
+	store_session_release(&row);
+	if (s == NULL) {
+		pthread_mutex_unlock(&core->load_lock);
+		return bk_err_set(err, ENOMEM, "cannot load session '%s'", id);
+	}
+	pthread_mutex_lock(&core->lock);
+	s->next = core->sessions;
+	core->sessions = s;
+	s->linked = true;
+	int rc = take_locked(s, key_id, id, err);
+	pthread_mutex_unlock(&core->lock);
+	pthread_mutex_unlock(&core->load_lock);
+	*out = s;
+	return rc;
+}
+
+struct session *core__registry_pick(struct core *core, bool (*pick)(struct session *s, void *ctx),
+				    void *ctx)
+{
+	struct session *found = NULL;
+	pthread_mutex_lock(&core->lock);
+	for (struct session *s = core->sessions; s && !found; s = s->next)
+		if (!s->deleted && pick(s, ctx))
+			found = s;
+	if (found)
+		found->refs++;
+	pthread_mutex_unlock(&core->lock);
+	return found;
+}
+
+int core__session_acquire(struct core *core, const char *key_id, const char *id,
+			  struct session **out, struct bk_err *err)
+{
+	pthread_mutex_lock(&core->lock);
+	struct session *s = registry_find(core, id);
+	int rc = s ? take_locked(s, key_id, id, err) : 0;
+	pthread_mutex_unlock(&core->lock);
+	if (s == NULL)
+		return registry_load(core, key_id, id, out, err);
+	*out = s;
+	return rc;
+}
+
+void core__session_release(struct core *core, struct session *s)
+{
+	pthread_mutex_lock(&core->lock);
+	bool last = --s->refs == 0;
+	pthread_cond_broadcast(&core->ref_cond);
+	pthread_mutex_unlock(&core->lock);
+	if (last)
+		session_free(s);
+}
+
+bool core__session_mark_deleted(struct core *core, struct session *s)
+{
+	pthread_mutex_lock(&core->lock);
+	bool first = !s->deleted;
+	__atomic_store_n(&s->deleted, true, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&core->lock);
+	return first;
+}
+
+void core__registry_unlink(struct core *core, struct session *s)
+{
+	pthread_mutex_lock(&core->lock);
+	bool was = s->linked;
+	registry_unlink_locked(core, s);
+	bool last = was && --s->refs == 0; /* the registry's reference */
+	pthread_mutex_unlock(&core->lock);
+	if (last)
+		session_free(s);
+}
+
+void core__registry_evict(struct core *core, struct session *s)
+{
+	int64_t active = __atomic_load_n(&s->last_active_ms, __ATOMIC_RELAXED);
+	if (active > __atomic_load_n(&s->stored_active_ms, __ATOMIC_RELAXED)) {
+		struct bk_err err = BK_ERR_INIT;
+		if (core->store->ops->session_touch(core->store, s->id, active, &err) < 0)
+			return; /* kept: evicting would lose the activity */
+		__atomic_store_n(&s->stored_active_ms, active, __ATOMIC_RELAXED);
+	}
+	pthread_mutex_lock(&core->lock);
+	/* Only the registry's reference and the caller's: nothing else uses
+	 * it, and nothing can start to without core->lock. */
+	bool evict = s->linked && s->refs == 2 && !s->deleted &&
+		     __atomic_load_n(&s->state, __ATOMIC_RELAXED) == CORE_STATE_DEEP_SLEEP &&
+		     s->sbx == NULL;
+	if (evict) {
+		registry_unlink_locked(core, s);
+		s->refs--;
+	}
+	pthread_mutex_unlock(&core->lock);
+}
+
+int core__record_delete(struct core *core, const char *id, struct bk_err *err)
+{
+	pthread_mutex_lock(&core->load_lock);
+	int r = core->store->ops->session_delete(core->store, id, err);
+	pthread_mutex_unlock(&core->load_lock);
+	return r < 0 ? -1 : 0;
+}
+
+/* ---- a session's sandbox ---- */
+
+struct sbx_limits core__session_sbx_limits(const struct core *core, const struct session *s)
+{
+	/* The disk is memory (a tmpfs whose pages the session's memory cgroup
+	 * pays for): were it allowed to fill the whole memory limit, the
+	 * kernel's OOM killer, not ENOSPC, would answer the write that fills
+	 * it, and nothing could start in the session to delete a file. So
+	 * files get at most three quarters of the memory limit. */
+	int disk = s->limits.disk_mb;
+	if (disk > s->limits.memory_mb / 4 * 3)
+		disk = s->limits.memory_mb / 4 * 3;
+	return (struct sbx_limits){
+	    .memory_mb = s->limits.memory_mb,
+	    .cpu = s->limits.cpu,
+	    .disk_mb = disk,
+	    .pids = core->cfg.pids_max,
+	};
+}
+
+static bool sandbox_ready(struct core *core, struct session *s)
+{
+	return s->state == CORE_STATE_ACTIVE && s->sbx && core->sbx->ops->alive(s->sbx);
+}
+
+int core__session_sandbox(struct core *core, struct session *s, struct sbx **out,
+			  struct bk_err *err)
+{
+	for (;;) {
+		if (__atomic_load_n(&s->deleted, __ATOMIC_ACQUIRE))
+			return bk_err_kind(err, BK_E_NOT_FOUND, "session '%s' not found", s->id);
+		if (sandbox_ready(core, s)) {
+			*out = s->sbx;
+			return 0;
+		}
+		/* Wake (or start) it exclusively, then come back shared: of two
+		 * requests waking it at once, the second finds it awake. */
+		pthread_rwlock_unlock(&s->rw);
+		pthread_rwlock_wrlock(&s->rw);
+		int rc = 0;
+		if (!__atomic_load_n(&s->deleted, __ATOMIC_ACQUIRE) && !sandbox_ready(core, s))
+			rc = core__lifecycle_wake_locked(core, s, err);
+		pthread_rwlock_unlock(&s->rw);
+		pthread_rwlock_rdlock(&s->rw);
+		if (rc < 0)
+			return -1;
+	}
+}
+
+int core__session_enter(struct core *core, const char *key_id, const char *id, struct session **s,
+			struct sbx **sbx, struct bk_err *err)
+{
+	if (core__session_acquire(core, key_id, id, s, err) < 0)
+		return -1;
+	core__session_touch(core, *s);
+	pthread_rwlock_rdlock(&(*s)->rw);
+	if (core__session_sandbox(core, *s, sbx, err) < 0) {
+		core__session_leave(core, *s);
+		return -1;
+	}
+	return 0;
+}
+
+void core__session_leave(struct core *core, struct session *s)
+{
+	pthread_rwlock_unlock(&s->rw);
+	core__session_release(core, s);
+}
+
+void core__session_touch(struct core *core, struct session *s)
+{
+	int64_t now = now_ms();
+	__atomic_store_n(&s->last_active_ms, now, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->stored_active_ms, now, __ATOMIC_RELAXED);
+	struct bk_err err = BK_ERR_INIT;
+	if (core->store->ops->session_touch(core->store, s->id, now, &err) < 0)
+		fprintf(stderr, "bunkerd: session %s: %s\n", s->id, err.msg);
+}
+
+int core__session_destroy(struct core *core, struct session *s, struct bk_err *err)
+{
+	int rc = core__record_delete(core, s->id, err);
+	/* Wake every execution in flight: they end with the sandbox. Preview
+	 * connections hold rw shared for as long as they are open: shut them
+	 * down, or the lock below would wait for their clients. */
+	const struct sbx_ops *ops = core->sbx->ops;
+	pthread_mutex_lock(&s->mu);
+	if (s->sbx)
+		ops->terminate(s->sbx);
+	core__preview_shutdown_locked(s);
+	pthread_mutex_unlock(&s->mu);
+	pthread_rwlock_wrlock(&s->rw);
+	pthread_mutex_lock(&s->mu);
+	struct sbx *sbx = s->sbx;
+	s->sbx = NULL;
+	pthread_mutex_unlock(&s->mu);
+	if (sbx)
+		ops->stop(sbx);
+	pthread_rwlock_unlock(&s->rw);
+	struct bk_err perr = BK_ERR_INIT;
+	if (ops->purge(core->sbx, s->id, &perr) < 0) {
+		fprintf(stderr, "bunkerd: session %s: %s\n", s->id, perr.msg);
+		if (rc == 0) {
+			*err = perr;
+			rc = -1;
+		}
+	}
+	return rc;
+}

@@ -1,0 +1,41 @@
+/* Executions and file operations inside a sandbox, over its agent
+ * connection to bunker-init (agent/proto.h): what every backend whose
+ * sandboxes run bunker-init shares. The file and process operations fit
+ * struct sbx_ops as they are; an execution needs the backend to say how
+ * its program runs (argv, environment) and how many OOM kills its memory
+ * cgroup has seen. */
+#pragma once
+
+#include "sandbox/sandbox.h"
+
+/* An execution as bunker-init runs it. */
+struct sbx_agent_exec {
+	const char *const *argv; /* argv[0] is a path inside the sandbox */
+	const char *const *envp; /* the whole environment */
+	const void *stdin_data;	 /* NULL: /dev/null */
+	size_t stdin_len;
+	/* OOM kills of the sandbox's memory cgroup so far (read before and
+	 * after, to tell that the limit was hit); NULL: not known. */
+	int64_t (*oom_kills)(struct sbx *s);
+};
+
+/* Runs req (argv and environment from x) and waits for its main process;
+ * the contract of struct sbx_ops' exec. */
+int sbx__agent_exec(struct sbx *s, const struct sbx_agent_exec *x, const struct sbx_exec_req *req,
+		    struct sbx_exec_result *res, struct bk_err *err);
+/* The file and process operations of struct sbx_ops, for s->agent. */
+int sbx__agent_write_file(struct sbx *s, const char *path, const void *data, size_t len,
+			  struct bk_err *err);
+int sbx__agent_read_file(struct sbx *s, const char *path, size_t max, char **data, size_t *len,
+			 struct bk_err *err);
+int sbx__agent_list(struct sbx *s, const char *path, bool recursive, struct sbx_entry **out,
+		    size_t *n, struct bk_err *err);
+int sbx__agent_stat(struct sbx *s, const char *path, mode_t *mode, struct bk_err *err);
+int sbx__agent_remove(struct sbx *s, const char *path, bool recursive, struct bk_err *err);
+int sbx__agent_kill(struct sbx *s, pid_t pid, struct bk_err *err);
+int sbx__agent_ps(struct sbx *s, struct sbx_proc **out, size_t *n, struct bk_err *err);
+/* Builds the environment of an execution: base, then extra (both
+ * NULL-terminated "NAME=value" lists), an extra entry replacing a base one
+ * of the same name. *out is malloc'd (the strings are borrowed). */
+int sbx__env_merge(const char *const *base, const char *const *extra, const char ***out,
+		   struct bk_err *err);

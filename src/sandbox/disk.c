@@ -1,0 +1,281 @@
+/* A session's disk, and its files while it sleeps.
+ *
+ * The disk is a tmpfs of exactly the session's disk limit under
+ * <run>/<id>/disk, so the limit is enforced by the file system itself
+ * (ENOSPC) and the session's files never touch the slow root file system.
+ * It holds the overlay's upper and work directories. Its files are owned by
+ * the ids of the session's slot (sandbox/slots.h), which the disk holds
+ * until it is released: the owner of its upper directory is the slot's
+ * root id.
+ *
+ * Saved, the upper directory is a snapshot (snapshot/) at
+ * <snapshot dir>/<id>.tar.zst that records owners as the session sees them
+ * (0..65535), so that it can wake on whichever slot is free, or on another
+ * node. Its count of workspace files rides on it as an extended attribute.
+ */
+#include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "sandbox/ns_int.h"
+#include "snapshot/snapshot.h"
+#include "util/cleanup.h"
+
+#define FILES_XATTR "user.bunker.files"
+
+void ns__snapshot_path(const struct ns_backend *b, const char *id, char *out, size_t len)
+{
+	snprintf(out, len, "%s/%s.tar.zst", b->snapshot_dir, id);
+}
+
+int ns__disk_slot(const struct ns_paths *p)
+{
+	struct stat st;
+	if (!ns__is_mountpoint(p->disk) || stat(p->upper, &st) < 0 || st.st_uid != st.st_gid)
+		return -1;
+	return sbx__slot_of_base((unsigned)st.st_uid);
+}
+
+/* A disk of disk_mb megabytes with one inode per 4 KiB of it. */
+static void disk_opts(int disk_mb, char *out, size_t len)
+{
+	snprintf(out, len, "size=%dm,mode=0700,nr_inodes=%d", disk_mb,
+		 disk_mb * 256 > 4096 ? disk_mb * 256 : 4096);
+}
+
+int ns__disk_resize(const struct ns_paths *p, int disk_mb, struct bk_err *err)
+{
+	char opts[128];
+	disk_opts(disk_mb, opts, sizeof(opts));
+	if (mount(NULL, p->disk, NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV, opts) < 0)
+		return bk_err_set(err, errno, "cannot resize session disk '%s'", p->disk);
+	return 0;
+}
+
+static int mkdir_owned(const char *path, mode_t mode, uid_t uid, gid_t gid, struct bk_err *err)
+{
+	if (mkdir(path, mode) < 0 && errno != EEXIST)
+		return bk_err_set(err, errno, "cannot create '%s'", path);
+	if (chown(path, uid, gid) < 0 || chmod(path, mode) < 0)
+		return bk_err_set(err, errno, "cannot set owner of '%s'", path);
+	return 0;
+}
+
+/* Mounts an empty disk with an upper directory owned by slot's root and
+ * the overlay's work directory. */
+static int disk_mount(const struct ns_paths *p, int disk_mb, int slot, struct bk_err *err)
+{
+	if (mkdir_p(p->disk, 0700, err) < 0 || mkdir_p(p->root, 0755, err) < 0)
+		return -1;
+	char opts[128];
+	disk_opts(disk_mb, opts, sizeof(opts));
+	if (mount("bunker-disk", p->disk, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
+		return bk_err_set(err, errno, "cannot mount session disk on '%s'", p->disk);
+	unsigned base = sbx__slot_base(slot);
+	if (mkdir_owned(p->upper, 0755, base, base, err) < 0 ||
+	    (mkdir(p->work, 0700) < 0 && errno != EEXIST)) {
+		if (!bk_err_is_set(err))
+			bk_err_set(err, errno, "cannot create '%s'", p->work);
+		umount2(p->disk, MNT_DETACH);
+		return -1;
+	}
+	return 0;
+}
+
+/* Creates what a session's layer needs and lacks: /workspace, /tmp and the
+ * user's home, owned by the session's ids. What exists (a restored or kept
+ * layer) is left as it is. */
+static int layer_ensure(const struct ns_paths *p, int slot, struct bk_err *err)
+{
+	static const struct {
+		const char *path;
+		mode_t mode;
+		bool user;
+	} dirs[] = {
+	    {SBX_WORKSPACE, 0755, true},
+	    {"/tmp", 01777, false},
+	    {"/home", 0755, false},
+	    {"/home/user", 0755, true},
+	};
+	uid_t root = sbx__slot_base(slot);
+	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
+		char path[700];
+		snprintf(path, sizeof(path), "%s%s", p->upper, dirs[i].path);
+		if (access(path, F_OK) == 0)
+			continue;
+		uid_t uid = dirs[i].user ? root + SBX_USER_UID : root;
+		gid_t gid = dirs[i].user ? root + SBX_USER_GID : root;
+		if (mkdir_owned(path, dirs[i].mode, uid, gid, err) < 0)
+			return -1;
+	}
+	if (mkdir(p->work, 0700) < 0 && errno != EEXIST)
+		return bk_err_set(err, errno, "cannot create '%s'", p->work);
+	return 0;
+}
+
+int ns__disk_prepare(struct ns_backend *b, const struct ns_paths *p, int disk_mb, int *slot,
+		     struct bk_err *err)
+{
+	if (mkdir_p(p->root, 0755, err) < 0)
+		return -1;
+	if (ns__is_mountpoint(p->disk)) {
+		/* A disk kept from an earlier sandbox or daemon run, or restored
+		 * from a snapshot, is used as it is, at the size the session has
+		 * now; holding more than that (from before a limit changed), it
+		 * stays as large as it is rather than lock the session out of
+		 * its files. */
+		*slot = ns__disk_slot(p);
+		if (*slot < 0)
+			return bk_err_kind(err, BK_E_INTERNAL,
+					   "the disk at '%s' belongs to no id range of ours",
+					   p->disk);
+		ns__disk_resize(p, disk_mb, NULL);
+		return layer_ensure(p, *slot, err);
+	}
+	*slot = sbx__slots_take(&b->slots);
+	if (*slot < 0)
+		return bk_err_kind(err, BK_E_UNAVAILABLE,
+				   "every host id range is taken: too many sessions awake");
+	if (disk_mount(p, disk_mb, *slot, err) < 0) {
+		sbx__slots_release(&b->slots, *slot);
+		return -1;
+	}
+	/* Mounted, the disk holds the slot: destroying it frees it. */
+	if (layer_ensure(p, *slot, err) < 0) {
+		ns__disk_destroy(b, p, NULL);
+		return -1;
+	}
+	return 0;
+}
+
+int ns__disk_destroy(struct ns_backend *b, const struct ns_paths *p, struct bk_err *err)
+{
+	int slot = ns__disk_slot(p);
+	ns__rootfs_umount(p);
+	if (ns__is_mountpoint(p->disk) && umount2(p->disk, MNT_DETACH) < 0)
+		return bk_err_set(err, errno, "cannot unmount '%s'", p->disk);
+	/* The slot is free once nothing on the host is owned by its ids. */
+	if (slot >= 0)
+		sbx__slots_release(&b->slots, slot);
+	return rm_rf(p->dir, err);
+}
+
+/* nftw() has no context argument: a thread-local counter serves. */
+static __thread int64_t files_counted;
+
+static int count_visit(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)path, (void)ftw;
+	if (type == FTW_F && S_ISREG(st->st_mode))
+		files_counted++;
+	return files_counted >= 1000000 ? 1 : 0;
+}
+
+int64_t ns__disk_files(const struct ns_paths *p)
+{
+	char ws[700];
+	snprintf(ws, sizeof(ws), "%s" SBX_WORKSPACE, p->upper);
+	files_counted = 0;
+	/* FTW_PHYS: never follow a link the session planted. */
+	nftw(ws, count_visit, 16, FTW_PHYS | FTW_MOUNT);
+	return files_counted;
+}
+
+/* ---- the files_* operations of struct sbx_ops ---- */
+
+struct sbx_files_state ns__files_state(struct sbx_backend *base, const char *id)
+{
+	struct ns_backend *b = (struct ns_backend *)base;
+	struct ns_paths p;
+	ns__paths_init(&p, b, id);
+	char snap[700];
+	ns__snapshot_path(b, id, snap, sizeof(snap));
+	return (struct sbx_files_state){.disk = ns__is_mountpoint(p.disk),
+					.snapshot = access(snap, F_OK) == 0};
+}
+
+int ns__files_save(struct sbx_backend *base, const char *id, struct sbx_save_stats *stats,
+		   struct bk_err *err)
+{
+	struct ns_backend *b = (struct ns_backend *)base;
+	struct ns_paths p;
+	ns__paths_init(&p, b, id);
+	int slot = ns__disk_slot(&p);
+	if (slot < 0)
+		return bk_err_kind(err, BK_E_INTERNAL, "session %s has no disk to save", id);
+	char snap[700];
+	ns__snapshot_path(b, id, snap, sizeof(snap));
+	int64_t files = ns__disk_files(&p);
+	struct snapshot_stats st = {0};
+	if (snapshot_save(p.upper, snap, sbx__slot_base(slot), &st, err) < 0)
+		return -1;
+	char text[32];
+	snprintf(text, sizeof(text), "%lld", (long long)files);
+	setxattr(snap, FILES_XATTR, text, strlen(text), 0);
+	if (stats)
+		*stats = (struct sbx_save_stats){st.files, st.bytes_in, st.bytes_out};
+	/* Saved: a disk that cannot be released now is dropped at the next
+	 * start (the snapshot is the truth once it exists). */
+	struct bk_err derr = BK_ERR_INIT;
+	if (ns__disk_destroy(b, &p, &derr) < 0)
+		fprintf(stderr, "bunkerd: session %s: %s\n", id, derr.msg);
+	return 0;
+}
+
+int ns__files_restore(struct sbx_backend *base, const char *id, int disk_mb, struct bk_err *err)
+{
+	struct ns_backend *b = (struct ns_backend *)base;
+	struct ns_paths p;
+	ns__paths_init(&p, b, id);
+	if (ns__is_mountpoint(p.disk) && ns__disk_destroy(b, &p, err) < 0)
+		return -1;
+	char snap[700];
+	ns__snapshot_path(b, id, snap, sizeof(snap));
+	if (access(snap, F_OK) < 0)
+		return 0; /* slept with nothing to save: a fresh disk comes */
+	int slot = sbx__slots_take(&b->slots);
+	if (slot < 0)
+		return bk_err_kind(err, BK_E_UNAVAILABLE,
+				   "every host id range is taken: too many sessions awake");
+	if (disk_mount(&p, disk_mb, slot, err) < 0) {
+		sbx__slots_release(&b->slots, slot);
+		return -1;
+	}
+	if (snapshot_restore(snap, p.upper, sbx__slot_base(slot), err) < 0) {
+		ns__disk_destroy(b, &p, NULL);
+		return -1;
+	}
+	return 0;
+}
+
+int ns__drop_disk(struct sbx_backend *base, const char *id, struct bk_err *err)
+{
+	struct ns_backend *b = (struct ns_backend *)base;
+	struct ns_paths p;
+	ns__paths_init(&p, b, id);
+	return ns__disk_destroy(b, &p, err);
+}
+
+void ns__drop_snapshot(struct sbx_backend *base, const char *id)
+{
+	char snap[700];
+	ns__snapshot_path((struct ns_backend *)base, id, snap, sizeof(snap));
+	unlink(snap);
+}
+
+int64_t ns__snapshot_files(struct sbx_backend *base, const char *id)
+{
+	char snap[700], text[32];
+	ns__snapshot_path((struct ns_backend *)base, id, snap, sizeof(snap));
+	ssize_t n = getxattr(snap, FILES_XATTR, text, sizeof(text) - 1);
+	if (n <= 0)
+		return 0;
+	text[n] = '\0';
+	return strtoll(text, NULL, 10);
+}

@@ -1,0 +1,404 @@
+/* The namespaces backend: struct sbx_ops over Linux namespaces, cgroups
+ * (sandbox/cgroup_v1.c or cgroup_v2.c, chosen at open), an overlay root
+ * (sandbox/mount.c) on a disk of the session's own (sandbox/disk.c), and
+ * bunker-init as PID 1 (sandbox/spawn.c), reached over its agent socket
+ * (sandbox/agent_ops.c). See sandbox/ns_int.h for the host layout.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "sandbox/agent_ops.h"
+#include "sandbox/ns_int.h"
+#include "util/cleanup.h"
+
+/* Calls fn with the paths of each session directory under run/. */
+static void each_run_dir(const struct ns_backend *b,
+			 void (*fn)(void *ctx, const char *id, const struct ns_paths *p), void *ctx)
+{
+	_cleanup_closedir_ DIR *d = opendir(b->run_dir);
+	struct dirent *de;
+	while (d && (de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		struct ns_paths p;
+		ns__paths_init(&p, b, de->d_name);
+		fn(ctx, de->d_name, &p);
+	}
+}
+
+/* ---- a sandbox's life ---- */
+
+static void ns_sbx_free(struct ns_sbx *s)
+{
+	free(s);
+}
+
+static int ns_start(struct sbx_backend *base, const char *id, const struct sbx_limits *limits,
+		    struct sbx **out, struct bk_err *err)
+{
+	struct ns_backend *b = (struct ns_backend *)base;
+	__attribute__((cleanup(cleanup_freep))) struct ns_sbx *s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return bk_err_set(err, ENOMEM, "cannot start sandbox");
+	s->base.backend = base;
+	snprintf(s->base.id, sizeof(s->base.id), "%s", id);
+	s->b = b;
+	s->pidfd = -1;
+	ns__paths_init(&s->paths, b, id);
+	if (ns__disk_prepare(b, &s->paths, limits->disk_mb, &s->slot, err) < 0 ||
+	    ns__rootfs_mount(b, &s->paths, err) < 0) {
+		bk_err_prefix(err, "session %s", id);
+		return -1;
+	}
+	if (ns__spawn(s, limits, err) < 0) {
+		bk_err_prefix(err, "session %s", id);
+		ns__rootfs_umount(&s->paths);
+		return -1;
+	}
+	*out = &steal_ptr(&s)->base;
+	return 0;
+}
+
+static void ns_terminate(struct sbx *base)
+{
+	struct ns_sbx *s = ns_sbx_of(base);
+	if (s->pidfd >= 0)
+		syscall(SYS_pidfd_send_signal, s->pidfd, SIGKILL, NULL, 0);
+	if (s->conn)
+		agent_conn_shutdown(s->conn);
+}
+
+static void ns_stop(struct sbx *base)
+{
+	if (base == NULL)
+		return;
+	struct ns_sbx *s = ns_sbx_of(base);
+	struct ns_backend *b = s->b;
+	/* A frozen process dies only once thawed. */
+	b->cg->session_freeze(b->cgroup_parent, base->id, false, NULL);
+	ns__kill_and_reap(s);
+	agent_conn_close(s->conn);
+	struct bk_err err = BK_ERR_INIT;
+	if (b->cg->session_destroy(b->cgroup_parent, base->id, &err) < 0)
+		fprintf(stderr, "bunkerd: session %s: %s\n", base->id, err.msg);
+	ns__rootfs_umount(&s->paths);
+	ns_sbx_free(s);
+}
+
+static int ns_adopt(struct sbx *base, const char *id, const struct sbx_limits *limits,
+		    struct bk_err *err)
+{
+	struct ns_sbx *s = ns_sbx_of(base);
+	struct ns_backend *b = s->b;
+	struct ns_paths p;
+	ns__paths_init(&p, b, id);
+	if (b->cg->session_rename(b->cgroup_parent, base->id, id, err) < 0)
+		return -1;
+	if (rename(s->paths.dir, p.dir) < 0) {
+		int e = errno;
+		b->cg->session_rename(b->cgroup_parent, id, base->id, NULL);
+		return bk_err_set(err, e, "cannot rename '%s'", s->paths.dir);
+	}
+	snprintf(base->id, sizeof(base->id), "%s", id);
+	s->paths = p;
+	if (b->cg->session_limit(b->cgroup_parent, id, limits, err) < 0 ||
+	    ns__disk_resize(&s->paths, limits->disk_mb, err) < 0) {
+		bk_err_prefix(err, "session %s", id);
+		return -1;
+	}
+	return 0;
+}
+
+static int ns_freeze(struct sbx *base, bool frozen, struct bk_err *err)
+{
+	struct ns_backend *b = ns_sbx_of(base)->b;
+	return b->cg->session_freeze(b->cgroup_parent, base->id, frozen, err);
+}
+
+static bool ns_alive(struct sbx *base)
+{
+	struct ns_sbx *s = ns_sbx_of(base);
+	return s->conn && agent_conn_alive(s->conn);
+}
+
+/* ---- executions ---- */
+
+static int64_t ns_oom_kills(struct sbx *base)
+{
+	struct ns_backend *b = ns_sbx_of(base)->b;
+	return b->cg->session_oom_kills(b->cgroup_parent, base->id);
+}
+
+static int ns_exec(struct sbx *s, const struct sbx_exec_req *req, struct sbx_exec_result *res,
+		   struct bk_err *err)
+{
+	const char *shell[] = {"/bin/sh", "-c", req->text, NULL};
+	/* Code arrives on stdin: no size limit of argv, not visible in the
+	 * process list, and relative imports resolve from the working
+	 * directory. */
+	const char *bun[] = {ns__image_bun, "run", "-", NULL};
+	bool code = req->program == SBX_PROGRAM_BUN;
+	_cleanup_free_ const char **envp = NULL;
+	if (sbx__env_merge(ns__image_env, req->envp, &envp, err) < 0) {
+		memset(res, 0, sizeof(*res));
+		return -1;
+	}
+	struct sbx_agent_exec x = {
+	    .argv = code ? bun : shell,
+	    .envp = envp,
+	    .stdin_data = code ? req->text : NULL,
+	    .stdin_len = code ? strlen(req->text) : 0,
+	    .oom_kills = ns_oom_kills,
+	};
+	return sbx__agent_exec(s, &x, req, res, err);
+}
+
+/* ---- figures and files ---- */
+
+static void ns_stats(struct sbx_backend *base, const char *id, struct sbx_stats *out)
+{
+	struct ns_backend *b = (struct ns_backend *)base;
+	struct ns_paths p;
+	ns__paths_init(&p, b, id);
+	int64_t procs = b->cg->session_procs(b->cgroup_parent, id);
+	*out = (struct sbx_stats){
+	    .files = ns__is_mountpoint(p.disk) ? ns__disk_files(&p) : ns__snapshot_files(base, id),
+	    .processes = procs > 0 ? procs - 1 : 0,
+	    .memory_bytes = procs > 0 ? b->cg->session_memory(b->cgroup_parent, id) : 0,
+	};
+}
+
+static int ns_purge(struct sbx_backend *base, const char *id, struct bk_err *err)
+{
+	struct ns_backend *b = (struct ns_backend *)base;
+	struct ns_paths p;
+	ns__paths_init(&p, b, id);
+	int rc = b->cg->session_destroy(b->cgroup_parent, id, err);
+	if (ns__disk_destroy(b, &p, err) < 0)
+		rc = -1;
+	ns__drop_snapshot(base, id);
+	return rc;
+}
+
+/* ---- the backend ---- */
+
+struct reconcile_ctx {
+	struct ns_backend *b;
+	bool (*known)(void *ctx, const char *id);
+	void *ctx;
+};
+
+/* A session cgroup left on the host: nothing of a sandbox survives a
+ * daemon, so each one goes, known session or not. */
+static void reconcile_cgroup(void *arg, const char *id)
+{
+	struct reconcile_ctx *r = arg;
+	struct bk_err err = BK_ERR_INIT;
+	if (r->b->cg->session_destroy(r->b->cgroup_parent, id, &err) < 0)
+		fprintf(stderr, "bunkerd: leftover cgroup of %s: %s\n", id, err.msg);
+}
+
+/* A directory under run/: a known session's disk stays (its root mount of
+ * a dead sandbox goes); the rest are warm-pool sandboxes of an earlier
+ * run, or what a crash between a delete's record removal and its file
+ * removal left. */
+static void reconcile_dir(void *arg, const char *id, const struct ns_paths *p)
+{
+	struct reconcile_ctx *r = arg;
+	if (r->known(r->ctx, id)) {
+		ns__rootfs_umount(p);
+		return;
+	}
+	struct bk_err err = BK_ERR_INIT;
+	if (ns_purge(&r->b->base, id, &err) < 0)
+		fprintf(stderr, "bunkerd: orphan %s: %s\n", id, err.msg);
+}
+
+static void ns_reconcile(struct sbx_backend *base, bool (*known)(void *ctx, const char *id),
+			 void *ctx)
+{
+	struct ns_backend *b = (struct ns_backend *)base;
+	struct reconcile_ctx r = {b, known, ctx};
+	b->cg->session_each(b->cgroup_parent, reconcile_cgroup, &r);
+	each_run_dir(b, reconcile_dir, &r);
+	/* Snapshots of sessions whose record is gone. */
+	_cleanup_closedir_ DIR *sd = opendir(b->snapshot_dir);
+	struct dirent *de;
+	while (sd && (de = readdir(sd)) != NULL) {
+		char id[64];
+		const char *dot = strstr(de->d_name, ".tar.zst");
+		if (dot == NULL || dot[8] != '\0' || (size_t)(dot - de->d_name) >= sizeof(id))
+			continue;
+		snprintf(id, sizeof(id), "%.*s", (int)(dot - de->d_name), de->d_name);
+		if (!known(ctx, id))
+			ns__drop_snapshot(base, id);
+	}
+}
+
+static void ns_describe(struct sbx_backend *base, char *out, size_t len)
+{
+	struct ns_backend *b = (struct ns_backend *)base;
+	snprintf(out, len, "namespaces, cgroup %s", b->cg->name);
+}
+
+static void note_disk(void *arg, const char *id, const struct ns_paths *p)
+{
+	*(bool *)arg |= ns__is_mountpoint(p->disk);
+}
+
+/* Unmounts the run directory's own bind mount, unless a session still
+ * keeps its disk there. */
+static void run_dir_release(const struct ns_backend *b)
+{
+	bool disks = false;
+	each_run_dir(b, note_disk, &disks);
+	if (!disks)
+		umount2(b->run_dir, MNT_DETACH);
+}
+
+static void ns_close(struct sbx_backend *base)
+{
+	if (base == NULL)
+		return;
+	struct ns_backend *b = (struct ns_backend *)base;
+	if (b->cg) {
+		b->cg->parent_remove(b->cgroup_parent);
+		run_dir_release(b);
+	}
+	sbx__slots_destroy(&b->slots);
+	free(b);
+}
+
+static const struct sbx_ops ns_ops = {
+    .name = "namespaces",
+    .close = ns_close,
+    .describe = ns_describe,
+    .reconcile = ns_reconcile,
+    .start = ns_start,
+    .adopt = ns_adopt,
+    .terminate = ns_terminate,
+    .stop = ns_stop,
+    .freeze = ns_freeze,
+    .alive = ns_alive,
+    .exec = ns_exec,
+    .write_file = sbx__agent_write_file,
+    .read_file = sbx__agent_read_file,
+    .list = sbx__agent_list,
+    .stat = sbx__agent_stat,
+    .remove = sbx__agent_remove,
+    .kill = sbx__agent_kill,
+    .ps = sbx__agent_ps,
+    .dial = ns__dial,
+    .stats = ns_stats,
+    .files_state = ns__files_state,
+    .files_save = ns__files_save,
+    .files_restore = ns__files_restore,
+    .drop_disk = ns__drop_disk,
+    .drop_snapshot = ns__drop_snapshot,
+    .snapshot_files = ns__snapshot_files,
+    .purge = ns_purge,
+};
+
+/* One daemon, one parent cgroup: "bunker" for the default data directory,
+ * "bunker-<hash of the directory>" for any other, so that two daemons on
+ * one host (tests, a second instance) never meet in each other's
+ * cgroups. */
+static void cgroup_parent_name(const char *data_dir, char *out, size_t len)
+{
+	if (strcmp(data_dir, "/var/lib/bunker") == 0) {
+		snprintf(out, len, "bunker");
+		return;
+	}
+	uint32_t h = 2166136261u; /* FNV-1a */
+	for (const char *c = data_dir; *c; c++)
+		h = (h ^ (uint8_t)*c) * 16777619u;
+	snprintf(out, len, "bunker-%08x", h);
+}
+
+static void hold_slot(void *arg, const char *id, const struct ns_paths *p)
+{
+	struct ns_backend *b = arg;
+	int slot = ns__disk_slot(p);
+	if (slot >= 0 && !sbx__slots_hold(&b->slots, slot))
+		fprintf(stderr, "bunkerd: the disk of %s is on id range %d, %s\n", id, slot,
+			"taken twice or not this daemon's");
+}
+
+static int ns_prepare(struct ns_backend *b, const struct sbx_backend_config *cfg,
+		      struct bk_err *err)
+{
+	snprintf(b->hostname, sizeof(b->hostname), "bunker");
+	snprintf(b->init_path, sizeof(b->init_path), "%s", cfg->init_path);
+	if (access(cfg->init_path, X_OK) < 0)
+		return bk_err_set(err, errno, "cannot run '%s'", cfg->init_path);
+	if (cfg->cgroup_parent[0])
+		snprintf(b->cgroup_parent, sizeof(b->cgroup_parent), "%s", cfg->cgroup_parent);
+	else
+		cgroup_parent_name(cfg->data_dir, b->cgroup_parent, sizeof(b->cgroup_parent));
+	if (cfg->snapshot_dir[0])
+		snprintf(b->snapshot_dir, sizeof(b->snapshot_dir), "%s", cfg->snapshot_dir);
+	else
+		snprintf(b->snapshot_dir, sizeof(b->snapshot_dir), "%s/snapshots", cfg->data_dir);
+	if (mkdir_p(b->snapshot_dir, 0700, err) < 0)
+		return -1;
+	char capbuf[16];
+	b->cap_last = 40;
+	if (read_file_small("/proc/sys/kernel/cap_last_cap", capbuf, sizeof(capbuf), NULL) > 0)
+		b->cap_last = atoi(capbuf);
+	if (sbx__slots_init(&b->slots, cfg->slot_first, cfg->slot_count, err) < 0)
+		return -1;
+	b->cg = sbx__cgroup_detect(err);
+	if (b->cg == NULL)
+		return -1;
+	/* Sessions together get at most 80% of the host's memory. */
+	int64_t total = (int64_t)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE);
+	if (b->cg->parent_create(b->cgroup_parent, total / 5 * 4, err) < 0)
+		return -1;
+	snprintf(b->run_dir, sizeof(b->run_dir), "%s/run", cfg->data_dir);
+	if (mkdir_p(b->run_dir, 0700, err) < 0)
+		return -1;
+	/* Session mounts live under a private mount, so that none of them
+	 * propagates into other mount namespaces of the host. */
+	if (!ns__is_mountpoint(b->run_dir) &&
+	    mount(b->run_dir, b->run_dir, NULL, MS_BIND, NULL) < 0)
+		return bk_err_set(err, errno, "cannot bind '%s'", b->run_dir);
+	if (mount(NULL, b->run_dir, NULL, MS_PRIVATE, NULL) < 0)
+		return bk_err_set(err, errno, "cannot make '%s' private", b->run_dir);
+	/* The disks that survived an earlier run hold their slots. */
+	each_run_dir(b, hold_slot, b);
+	return ns__image_ensure(cfg->data_dir, cfg->bun_path, b->image_dir, sizeof(b->image_dir),
+				err);
+}
+
+int sbx_backend_open(const struct sbx_backend_config *cfg, struct sbx_backend **out,
+		     struct bk_err *err)
+{
+	struct ns_backend *b = calloc(1, sizeof(*b));
+	if (b == NULL)
+		return bk_err_set(err, ENOMEM, "cannot open the sandbox backend");
+	b->base.ops = &ns_ops;
+	if (ns_prepare(b, cfg, err) < 0) {
+		ns_close(&b->base);
+		return -1;
+	}
+	*out = &b->base;
+	return 0;
+}
+
+void sbx_backend_probe(char *out, size_t len)
+{
+	struct bk_err err = BK_ERR_INIT;
+	const struct cgroup_manager *cg = sbx__cgroup_detect(&err);
+	if (cg)
+		snprintf(out, len, "namespaces, cgroup %s", cg->name);
+	else
+		snprintf(out, len, "none (%s)", err.msg);
+}

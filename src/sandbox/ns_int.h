@@ -1,0 +1,121 @@
+/* The namespaces backend's own parts: what sandbox/ns.c, spawn.c, mount.c,
+ * disk.c, net.c, userns.c and image.c share. core/ never includes it.
+ *
+ * Host layout, below the backend's data directory:
+ *   run/                 a private bind mount of its own: nothing mounted
+ *                        below it propagates to the host's other mount
+ *                        namespaces
+ *   run/<id>/disk        the session's disk (a tmpfs of its disk limit)
+ *   run/<id>/disk/upper  the overlay's writable layer, root owned by the
+ *                        session's root id (which tells its slot)
+ *   run/<id>/root        the overlay the sandbox pivots into
+ *   images/default-...   the read-only lower layer
+ *   <snapshot dir>/<id>.tar.zst   the files of a sleeping session
+ */
+#pragma once
+
+#include "agent/client.h"
+#include "agent/proto.h"
+#include "sandbox/cgroup.h"
+#include "sandbox/sandbox.h"
+#include "sandbox/slots.h"
+
+struct ns_paths {
+	char dir[512];	/* <run>/<id> */
+	char disk[560]; /* tmpfs: the session's writable layer */
+	char upper[580];
+	char work[580];
+	char root[560]; /* the overlay, pivoted into */
+};
+
+struct ns_backend {
+	struct sbx_backend base;
+	char run_dir[512];
+	char image_dir[512];
+	char init_path[512];
+	char snapshot_dir[512];
+	char hostname[64];
+	char cgroup_parent[64];
+	const struct cgroup_manager *cg;
+	struct sbx_slots slots;
+	int cap_last; /* the highest capability this kernel knows */
+};
+
+struct ns_sbx {
+	struct sbx base;
+	struct ns_backend *b;
+	int slot;
+	struct ns_paths paths;
+	pid_t pid; /* bunker-init, as the host sees it */
+	int pidfd;
+	struct agent_conn *conn;
+};
+
+static inline struct ns_sbx *ns_sbx_of(struct sbx *s)
+{
+	return (struct ns_sbx *)s;
+}
+
+/* ---- paths and mounts (sandbox/mount.c) ---- */
+
+void ns__paths_init(struct ns_paths *p, const struct ns_backend *b, const char *id);
+bool ns__is_mountpoint(const char *path);
+/* Mounts the overlay root of a session whose disk is ready. */
+int ns__rootfs_mount(const struct ns_backend *b, const struct ns_paths *p, struct bk_err *err);
+void ns__rootfs_umount(const struct ns_paths *p);
+/* In the child, whose working directory is the new root: /proc, /dev, /sys
+ * and pivot_root into it. On failure returns -1 with errno set and *stage
+ * naming the step. */
+int ns__rootfs_setup_child(const char **stage);
+
+/* ---- disks (sandbox/disk.c) ---- */
+
+/* The slot whose ids own the disk of p, or -1 when it has none. */
+int ns__disk_slot(const struct ns_paths *p);
+/* Makes the disk of p ready for a sandbox: keeps one that is there (at the
+ * size asked, or larger if it holds more), else takes a slot and mounts a
+ * new one. *slot receives the disk's slot. */
+int ns__disk_prepare(struct ns_backend *b, const struct ns_paths *p, int disk_mb, int *slot,
+		     struct bk_err *err);
+/* Sets the disk's size; files already there stay. */
+int ns__disk_resize(const struct ns_paths *p, int disk_mb, struct bk_err *err);
+/* Unmounts the disk, removes the session's directories and frees its
+ * slot: the files are gone unless saved. */
+int ns__disk_destroy(struct ns_backend *b, const struct ns_paths *p, struct bk_err *err);
+/* The snapshot of session id. */
+void ns__snapshot_path(const struct ns_backend *b, const char *id, char *out, size_t len);
+/* Regular files under the workspace of p's disk. */
+int64_t ns__disk_files(const struct ns_paths *p);
+/* The files_* operations of struct sbx_ops. */
+struct sbx_files_state ns__files_state(struct sbx_backend *b, const char *id);
+int ns__files_save(struct sbx_backend *b, const char *id, struct sbx_save_stats *stats,
+		   struct bk_err *err);
+int ns__files_restore(struct sbx_backend *b, const char *id, int disk_mb, struct bk_err *err);
+int ns__drop_disk(struct sbx_backend *b, const char *id, struct bk_err *err);
+void ns__drop_snapshot(struct sbx_backend *b, const char *id);
+int64_t ns__snapshot_files(struct sbx_backend *b, const char *id);
+
+/* ---- starting a sandbox (sandbox/spawn.c) ---- */
+
+/* Starts bunker-init as PID 1 of s's new namespaces, on s's mounted root,
+ * in cgroups with limits: s->pid, s->pidfd and s->conn are set on success;
+ * on failure nothing of the start is left running. */
+int ns__spawn(struct ns_sbx *s, const struct sbx_limits *limits, struct bk_err *err);
+/* SIGKILLs PID 1 and reaps it, once every process of its namespace is gone. */
+void ns__kill_and_reap(struct ns_sbx *s);
+
+/* ---- the pieces the child and the parent set up ---- */
+
+/* In the child: brings the loopback interface up (sandbox/net.c). */
+int ns__net_setup_child(void);
+int ns__dial(struct sbx *s, int port, int timeout_ms, struct bk_err *err);
+/* Writes uid_map and gid_map of pid for slot (sandbox/userns.c). */
+int ns__userns_setup_parent(pid_t pid, int slot, struct bk_err *err);
+/* Builds the default image under data_dir when it is missing or stale
+ * (sandbox/image.c). */
+int ns__image_ensure(const char *data_dir, const char *bun_path, char *image_dir, size_t len,
+		     struct bk_err *err);
+/* Where the image keeps Bun, and the environment every execution starts
+ * from (sandbox/image.c). */
+extern const char ns__image_bun[];
+extern const char *const ns__image_env[];
