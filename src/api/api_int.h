@@ -43,13 +43,36 @@ void api_buntime_error(struct api_call *c, const struct bk_err *err);
  * empty_ok. Returns a new reference, or NULL with err set (BK_E_INVALID,
  * BK_E_TOO_LARGE). */
 json_t *api_body_object(const struct http_request *req, bool empty_ok, struct bk_err *err);
-/* Waits until no streamed execution's worker thread runs (at shutdown,
- * once the server has closed every connection, which cancels them). */
-void api_buntime_drain(void);
 /* The query argument name as a whole number min..max (def when absent);
  * otherwise an error naming field. min >= 0. */
 int api_query_int(struct api_call *c, const char *name, const char *field, int def, int min,
 		  int max, int *out, struct bk_err *err);
+/* The query argument name, which must be given and not be empty: 0 with
+ * *out set (borrowed from the request), or -1 with err naming it. */
+int api_query_required(struct api_call *c, const char *name, const char **out, struct bk_err *err);
+/* The query argument name as "true"/"1" or "false"/"0" (false when
+ * absent); otherwise -1 with err naming it. */
+int api_query_bool(struct api_call *c, const char *name, bool *out, struct bk_err *err);
+
+/* Typed access to a JSON object's members, never coercing: absent and
+ * null are "not given". path names the member in errors (BK_E_INVALID,
+ * err->field); what *out receives is borrowed from obj. */
+
+/* The member name, or NULL when it is absent or null (borrowed). */
+json_t *api_field_get(json_t *obj, const char *name);
+/* 1 with *out set, 0 when not given, -1 when not an integer. */
+int api_field_int(json_t *obj, const char *name, const char *path, int64_t *out,
+		  struct bk_err *err);
+/* api_field_int() that also refuses anything but 1..INT32_MAX. */
+int api_field_positive_int(json_t *obj, const char *name, const char *path, int64_t *out,
+			   struct bk_err *err);
+/* 1 with *out set, 0 when not given, -1 when not a string. */
+int api_field_string(json_t *obj, const char *name, const char *path, const char **out,
+		     struct bk_err *err);
+/* A string that must be given: 0 with *out set, or -1 with err always set
+ * (missing or null: "is required"; another type: "must be a string"). */
+int api_field_required_string(json_t *obj, const char *name, const char *path, const char **out,
+			      struct bk_err *err);
 /* Whether s is valid UTF-8 (no overlong forms, no surrogates). */
 bool api_utf8_valid(const char *s);
 /* A JSON string of arbitrary bytes: invalid UTF-8 becomes U+FFFD. */
@@ -101,6 +124,44 @@ extern const struct api_route_table *const api_route_tables[];
 bool api_route_match(const char *pattern, const char *path, struct api_call *c);
 /* Routes, authenticates, rate-limits and runs c's request. */
 void api_dispatch(struct api_call *c);
+
+/* ---- streamed executions: Server-Sent Events (api/stream.c) ---- */
+
+struct api_stream;
+
+/* What a dialect supplies to stream an execution; the engine owns the
+ * rest (the event queue, pings, the client's hang-up, whole UTF-8
+ * sequences in output events, the worker thread). */
+struct api_stream_ops {
+	/* Runs the execution, on the stream's worker thread: it must pass
+	 * its struct core_exec_req through api_stream_hook(s, ...) first.
+	 * Returns 0 with *res filled (the engine releases it) or -1 with err
+	 * set. */
+	int (*run)(void *ctx, struct api_stream *s, struct core_exec_result *res,
+		   struct bk_err *err);
+	/* The final event of a run that returned rc (res when rc == 0, err
+	 * otherwise): its name in *event (a static string), its data as the
+	 * return value (a new reference). */
+	json_t *(*final_event)(void *ctx, int rc, const struct core_exec_result *res,
+			       const struct bk_err *err, const char **event);
+	/* Frees ctx, once neither the worker nor the connection needs it. */
+	void (*release)(void *ctx);
+};
+
+/* Answers c with a stream of events from ops->run(ctx), started on a worker
+ * thread. Takes ctx: it is released by ops->release, also when the stream
+ * cannot start (then -1 with err set, and nothing is answered). */
+int api_stream_start(struct api_call *c, const struct api_stream_ops *ops, void *ctx,
+		     struct bk_err *err);
+/* Points req's on_output and cancelled hooks at s: output becomes stdout
+ * and stderr events, and the client's leaving cancels the execution. */
+void api_stream_hook(struct api_stream *s, struct core_exec_req *req);
+/* Waits until no stream's worker thread runs (at shutdown, once the server
+ * has closed every connection, which cancels them). */
+void api_stream_drain(void);
+/* Whether the client of connection fd has hung up (false for fd < 0): the
+ * cancelled hook of an execution that is not streamed. */
+bool api_client_hung_up(int fd);
 
 /* ---- rate limits (api/ratelimit.c) ---- */
 

@@ -2,9 +2,6 @@
  * {"error":{"code","message","details"}}. A thin translation onto core/:
  * types and shapes are checked here, rules of plans and sessions there. */
 #include <errno.h>
-#include <poll.h>
-#include <pthread.h>
-#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,48 +15,6 @@
 #define METADATA_MAX 16384
 #define LIST_DEFAULT 50
 #define LIST_MAX 100
-
-/* ---- typed field access: never coerce ---- */
-
-/* Absent and null are "not given". */
-static json_t *field_get(json_t *obj, const char *name)
-{
-	json_t *v = json_object_get(obj, name);
-	return json_is_null(v) ? NULL : v;
-}
-
-static int field_int(json_t *obj, const char *name, const char *path, int64_t *out,
-		     struct bk_err *err)
-{
-	json_t *v = field_get(obj, name);
-	if (v == NULL)
-		return 0;
-	if (!json_is_integer(v))
-		return bk_err_field(err, path, "%s must be an integer", path);
-	*out = json_integer_value(v);
-	return 1;
-}
-
-static int field_positive_int(json_t *obj, const char *name, const char *path, int64_t *out,
-			      struct bk_err *err)
-{
-	int r = field_int(obj, name, path, out, err);
-	if (r > 0 && (*out <= 0 || *out > INT32_MAX))
-		return bk_err_field(err, path, "%s must be a positive integer", path);
-	return r;
-}
-
-static int field_string(json_t *obj, const char *name, const char *path, const char **out,
-			struct bk_err *err)
-{
-	json_t *v = field_get(obj, name);
-	if (v == NULL)
-		return 0;
-	if (!json_is_string(v))
-		return bk_err_field(err, path, "%s must be a string", path);
-	*out = json_string_value(v);
-	return 1;
-}
 
 static void iso(int64_t ms, char *buf, size_t len)
 {
@@ -99,7 +54,7 @@ static int create_spec(json_t *body, struct core_session_spec *spec, char **meta
 {
 	memset(spec, 0, sizeof(*spec));
 	int64_t v = 0;
-	int r = field_int(body, "ttl", "ttl", &v, err);
+	int r = api_field_int(body, "ttl", "ttl", &v, err);
 	if (r < 0)
 		return -1;
 	if (r > 0) {
@@ -107,7 +62,7 @@ static int create_spec(json_t *body, struct core_session_spec *spec, char **meta
 			return bk_err_field(err, "ttl", "ttl must be a positive number of seconds");
 		spec->ttl_s = v;
 	}
-	json_t *meta = field_get(body, "metadata");
+	json_t *meta = api_field_get(body, "metadata");
 	if (meta) {
 		if (!json_is_object(meta))
 			return bk_err_field(err, "metadata", "metadata must be a JSON object");
@@ -120,25 +75,25 @@ static int create_spec(json_t *body, struct core_session_spec *spec, char **meta
 					    strlen(*metadata), METADATA_MAX);
 		spec->metadata = *metadata;
 	}
-	json_t *rl = field_get(body, "resourceLimits");
+	json_t *rl = api_field_get(body, "resourceLimits");
 	if (rl) {
 		if (!json_is_object(rl))
 			return bk_err_field(err, "resourceLimits",
 					    "resourceLimits must be a JSON object");
 		spec->has_limits = true;
 		v = 0;
-		if (field_positive_int(rl, "memory", "resourceLimits.memory", &v, err) < 0)
+		if (api_field_positive_int(rl, "memory", "resourceLimits.memory", &v, err) < 0)
 			return -1;
 		spec->limits.memory_mb = (int)v;
 		v = 0;
-		if (field_positive_int(rl, "timeout", "resourceLimits.timeout", &v, err) < 0)
+		if (api_field_positive_int(rl, "timeout", "resourceLimits.timeout", &v, err) < 0)
 			return -1;
 		spec->limits.timeout_s = (int)v;
 		v = 0;
-		if (field_positive_int(rl, "disk", "resourceLimits.disk", &v, err) < 0)
+		if (api_field_positive_int(rl, "disk", "resourceLimits.disk", &v, err) < 0)
 			return -1;
 		spec->limits.disk_mb = (int)v;
-		json_t *cpu = field_get(rl, "cpu");
+		json_t *cpu = api_field_get(rl, "cpu");
 		if (cpu) {
 			if (!json_is_number(cpu) || json_number_value(cpu) <= 0)
 				return bk_err_field(err, "resourceLimits.cpu",
@@ -250,14 +205,12 @@ static int exec_files(json_t *files, struct exec_input *in, struct bk_err *err)
 		const char *path = NULL, *content = NULL, *enc = NULL;
 		if (!json_is_object(f))
 			return bk_err_field(err, "files", "files[%zu] must be an object", i);
-		if (field_string(f, "path", "files.path", &path, err) <= 0 ||
-		    field_string(f, "content", "files.content", &content, err) <= 0) {
-			if (err->field[0] == '\0' || path == NULL || content == NULL)
-				bk_err_field(err, path ? "files.content" : "files.path",
-					     "files[%zu] needs a string path and content", i);
+		if (api_field_required_string(f, "path", "files.path", &path, err) < 0 ||
+		    api_field_required_string(f, "content", "files.content", &content, err) < 0) {
+			bk_err_prefix(err, "files[%zu]", i);
 			return -1;
 		}
-		if (field_string(f, "encoding", "files.encoding", &enc, err) < 0)
+		if (api_field_string(f, "encoding", "files.encoding", &enc, err) < 0)
 			return -1;
 		in->files[i].path = path;
 		size_t len = json_string_length(json_object_get(f, "content"));
@@ -315,26 +268,26 @@ static int exec_parse(json_t *body, struct exec_input *in, const char **id, stru
 	if (json_object_get(body, "session_id") && json_object_get(body, "sessionId"))
 		return bk_err_field(err, "sessionId",
 				    "send sessionId (buntime) or session_id (InstaVM), not both");
-	if (field_string(body, "sessionId", "sessionId", id, err) <= 0)
-		return err->field[0] ? -1 : bk_err_field(err, "sessionId", "sessionId is required");
-	if (field_string(body, "code", "code", &in->req.code, err) < 0 ||
-	    field_string(body, "command", "command", &in->req.command, err) < 0 ||
-	    field_string(body, "workingDir", "workingDir", &in->req.working_dir, err) < 0)
+	if (api_field_required_string(body, "sessionId", "sessionId", id, err) < 0)
+		return -1;
+	if (api_field_string(body, "code", "code", &in->req.code, err) < 0 ||
+	    api_field_string(body, "command", "command", &in->req.command, err) < 0 ||
+	    api_field_string(body, "workingDir", "workingDir", &in->req.working_dir, err) < 0)
 		return -1;
 	if ((in->req.code == NULL) == (in->req.command == NULL))
 		return bk_err_field(err, "code", "exactly one of code and command is required");
 	int64_t t = 0;
-	if (field_positive_int(body, "timeout", "timeout", &t, err) < 0)
+	if (api_field_positive_int(body, "timeout", "timeout", &t, err) < 0)
 		return -1;
 	in->req.timeout_s = t;
-	json_t *stream = field_get(body, "stream");
+	json_t *stream = api_field_get(body, "stream");
 	if (stream && !json_is_boolean(stream))
 		return bk_err_field(err, "stream", "stream must be a boolean");
 	in->stream = json_is_true(stream);
-	json_t *files = field_get(body, "files");
+	json_t *files = api_field_get(body, "files");
 	if (files && exec_files(files, in, err) < 0)
 		return -1;
-	json_t *env = field_get(body, "env");
+	json_t *env = api_field_get(body, "env");
 	if (env && exec_env(env, in, err) < 0)
 		return -1;
 	return 0;
@@ -355,257 +308,81 @@ static json_t *exec_result_json(const struct core_exec_result *r)
 			 r->stdout_truncated, "stderrTruncated", r->stderr_truncated);
 }
 
-/* ---- POST /execute with stream:true: Server-Sent Events ---- */
-
-#define SSE_PING_S 15
-
-/* True once the client of the connection fd has hung up. */
-static bool fd_hung_up(int fd)
+/* The error of an execution killed for going over the session's memory:
+ * its partial result travels in the details. */
+static json_t *exec_oom_json(const struct core_exec_result *r)
 {
-	struct pollfd p = {.fd = fd, .events = POLLRDHUP};
-	return fd >= 0 && poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+	return json_pack("{s:s,s:s,s:o}", "code", "memory_limit_exceeded", "message",
+			 "the execution went over the session's memory limit and was killed",
+			 "details", exec_result_json(r));
 }
 
-/* Shared by the execution's worker thread and the connection's thread,
- * each holding a reference. */
-struct sse {
-	pthread_mutex_t mu;
-	pthread_cond_t cond;
-	int refs;
-	struct buf queue; /* events not yet sent */
-	size_t sent;	  /* bytes of queue already handed to the server */
-	bool done;	  /* the final event is queued */
-	int client_fd;	  /* polled for the client hanging up */
-	bool cancelled;	  /* the client went away */
-	char carry[2][4]; /* an incomplete UTF-8 sequence per stream */
-	size_t carry_len[2];
-	/* The request, kept alive for the worker. */
+/* ---- POST /execute with stream:true: Server-Sent Events (api/stream.c) ---- */
+
+/* A streamed execution's request, kept alive for the stream's worker. */
+struct exec_stream {
 	struct api *api;
 	struct core_key key;
 	char id[64];
-	json_t *body;
+	json_t *body; /* the request's JSON, which in points into */
 	struct exec_input in;
 };
 
-static void sse_unref(struct sse *x)
+static int exec_stream_run(void *ctx, struct api_stream *s, struct core_exec_result *res,
+			   struct bk_err *err)
 {
-	pthread_mutex_lock(&x->mu);
-	bool last = --x->refs == 0;
-	pthread_mutex_unlock(&x->mu);
-	if (!last)
-		return;
+	struct exec_stream *x = ctx;
+	api_stream_hook(s, &x->in.req);
+	return core_execute(x->api->core, &x->key, x->id, &x->in.req, res, err);
+}
+
+/* "exit" with the result, or "error" with the envelope's error object. */
+static json_t *exec_stream_final(void *ctx, int rc, const struct core_exec_result *res,
+				 const struct bk_err *err, const char **event)
+{
+	*event = rc == 0 && !res->oom_killed ? "exit" : "error";
+	if (rc < 0)
+		return api_buntime_error_body(err);
+	return res->oom_killed ? exec_oom_json(res) : exec_result_json(res);
+}
+
+static void exec_stream_release(void *ctx)
+{
+	struct exec_stream *x = ctx;
 	exec_input_release(&x->in);
 	json_decref(x->body);
-	buf_free(&x->queue);
-	pthread_mutex_destroy(&x->mu);
-	pthread_cond_destroy(&x->cond);
 	free(x);
 }
 
-/* With x->mu held: queues one event. */
-static void sse_event(struct sse *x, const char *event, json_t *data)
-{
-	char *text = json_dumps(data, JSON_COMPACT);
-	json_decref(data);
-	if (text == NULL)
-		return;
-	buf_append(&x->queue, "event: ", 7);
-	buf_append(&x->queue, event, strlen(event));
-	buf_append(&x->queue, "\ndata: ", 7);
-	buf_append(&x->queue, text, strlen(text));
-	buf_append(&x->queue, "\n\n", 2);
-	free(text);
-	pthread_cond_broadcast(&x->cond);
-}
-
-/* How many bytes at the end of p[0..n) start a UTF-8 sequence that the
- * next chunk completes. */
-static size_t utf8_tail(const unsigned char *p, size_t n)
-{
-	for (size_t back = 1; back <= 3 && back <= n; back++) {
-		unsigned char c = p[n - back];
-		if ((c & 0xC0) == 0x80)
-			continue;
-		size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
-		return need > back ? back : 0;
-	}
-	return 0;
-}
-
-static void sse_on_output(void *ctx, int stream, const char *data, size_t len)
-{
-	struct sse *x = ctx;
-	int s = stream == 2 ? 1 : 0;
-	struct buf b;
-	buf_init(&b, len + 4);
-	buf_append(&b, x->carry[s], x->carry_len[s]);
-	buf_append(&b, data, len);
-	size_t tail = utf8_tail((const unsigned char *)b.data, b.len);
-	memcpy(x->carry[s], b.data + b.len - tail, tail);
-	x->carry_len[s] = tail;
-	json_t *chunk = api_json_bytes(b.data, b.len - tail);
-	buf_free(&b);
-	pthread_mutex_lock(&x->mu);
-	sse_event(x, s ? "stderr" : "stdout", json_pack("{s:o}", "data", chunk));
-	pthread_mutex_unlock(&x->mu);
-}
-
-static bool sse_cancelled(void *ctx)
-{
-	struct sse *x = ctx;
-	pthread_mutex_lock(&x->mu);
-	bool c = x->cancelled;
-	pthread_mutex_unlock(&x->mu);
-	return c;
-}
-
-/* Streams' worker threads are detached; shutdown waits for them
- * (api_buntime_drain) before core/ is closed under their feet. */
-static pthread_mutex_t sse_workers_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t sse_workers_done = PTHREAD_COND_INITIALIZER;
-static int sse_workers;
-
-void api_buntime_drain(void)
-{
-	pthread_mutex_lock(&sse_workers_lock);
-	while (sse_workers > 0)
-		pthread_cond_wait(&sse_workers_done, &sse_workers_lock);
-	pthread_mutex_unlock(&sse_workers_lock);
-}
-
-static void *sse_worker(void *arg)
-{
-	struct sse *x = arg;
-	struct core_exec_result res;
-	struct bk_err err = BK_ERR_INIT;
-	x->in.req.on_output = sse_on_output;
-	x->in.req.cancelled = sse_cancelled;
-	x->in.req.ctx = x;
-	int r = core_execute(x->api->core, &x->key, x->id, &x->in.req, &res, &err);
-	pthread_mutex_lock(&x->mu);
-	if (r < 0) {
-		sse_event(x, "error", api_buntime_error_body(&err));
-	} else if (res.oom_killed) {
-		json_t *e = json_pack("{s:s,s:s,s:o}", "code", "memory_limit_exceeded", "message",
-				      "the execution went over the session's memory limit and "
-				      "was killed",
-				      "details", exec_result_json(&res));
-		sse_event(x, "error", e);
-	} else {
-		sse_event(x, "exit", exec_result_json(&res));
-	}
-	x->done = true;
-	pthread_cond_broadcast(&x->cond);
-	pthread_mutex_unlock(&x->mu);
-	if (r == 0)
-		core_exec_result_release(&res);
-	sse_unref(x);
-	pthread_mutex_lock(&sse_workers_lock);
-	if (--sse_workers == 0)
-		pthread_cond_broadcast(&sse_workers_done);
-	pthread_mutex_unlock(&sse_workers_lock);
-	return NULL;
-}
-
-static ssize_t sse_read(void *ctx, char *out, size_t max)
-{
-	struct sse *x = ctx;
-	pthread_mutex_lock(&x->mu);
-	int64_t ping_at = mono_us() + SSE_PING_S * 1000000LL;
-	while (x->sent == x->queue.len && !x->done) {
-		/* Wake four times a second: the server writes nothing while we
-		 * wait, so only a look at the socket tells that the client left. */
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 250 * 1000 * 1000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&x->cond, &x->mu, &ts);
-		if (x->sent != x->queue.len || x->done)
-			break;
-		if (fd_hung_up(x->client_fd)) {
-			pthread_mutex_unlock(&x->mu);
-			return -1;
-		}
-		if (mono_us() >= ping_at) {
-			pthread_mutex_unlock(&x->mu);
-			static const char ping[] = ": ping\n\n";
-			memcpy(out, ping, sizeof(ping) - 1);
-			return (ssize_t)sizeof(ping) - 1;
-		}
-	}
-	size_t n = x->queue.len - x->sent;
-	if (n > max)
-		n = max;
-	memcpy(out, x->queue.data + x->sent, n);
-	x->sent += n;
-	if (x->sent == x->queue.len) {
-		/* Everything handed over: start the buffer afresh. */
-		x->queue.len = 0;
-		x->sent = 0;
-	}
-	pthread_mutex_unlock(&x->mu);
-	return (ssize_t)n;
-}
-
-static void sse_free(void *ctx)
-{
-	struct sse *x = ctx;
-	pthread_mutex_lock(&x->mu);
-	x->cancelled = !x->done;
-	pthread_mutex_unlock(&x->mu);
-	sse_unref(x);
-}
+static const struct api_stream_ops exec_stream_ops = {
+    .run = exec_stream_run,
+    .final_event = exec_stream_final,
+    .release = exec_stream_release,
+};
 
 /* Starts the execution on a worker thread and answers with its events.
  * Takes in; body is the request's JSON, which in points into. */
 static void execute_stream(struct api_call *c, const char *id, json_t *body, struct exec_input *in)
 {
 	struct bk_err err = BK_ERR_INIT;
-	struct sse *x = calloc(1, sizeof(*x));
+	struct exec_stream *x = calloc(1, sizeof(*x));
 	if (x == NULL) {
 		exec_input_release(in);
 		bk_err_set(&err, ENOMEM, "cannot start a stream");
 		return api_buntime_error(c, &err);
 	}
-	pthread_mutex_init(&x->mu, NULL);
-	pthread_cond_init(&x->cond, NULL);
-	buf_init(&x->queue, SIZE_MAX / 2);
-	x->refs = 2;
-	x->client_fd = c->req->client_fd;
 	x->api = c->api;
 	x->key = c->key;
 	snprintf(x->id, sizeof(x->id), "%s", id);
 	x->body = json_incref(body);
 	x->in = *in;
-	pthread_t t;
-	pthread_attr_t attr;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_mutex_lock(&sse_workers_lock);
-	sse_workers++;
-	pthread_mutex_unlock(&sse_workers_lock);
-	int e = pthread_create(&t, &attr, sse_worker, x);
-	pthread_attr_destroy(&attr);
-	if (e != 0) {
-		pthread_mutex_lock(&sse_workers_lock);
-		sse_workers--;
-		pthread_mutex_unlock(&sse_workers_lock);
-		x->refs = 1;
-		sse_unref(x);
-		bk_err_set(&err, e, "cannot start a stream");
+	if (api_stream_start(c, &exec_stream_ops, x, &err) < 0)
 		return api_buntime_error(c, &err);
-	}
-	http_response_stream(c->res, 200, "text/event-stream", sse_read, sse_free, x);
-	http_response_header(c->res, "Cache-Control", "no-cache");
-	http_response_header(c->res, "X-Accel-Buffering", "no");
 }
 
 static bool client_left(void *ctx)
 {
-	return fd_hung_up(*(const int *)ctx);
+	return api_client_hung_up(*(const int *)ctx);
 }
 
 static void handle_execute(struct api_call *c)
@@ -642,20 +419,32 @@ static void handle_execute(struct api_call *c)
 	exec_input_release(&in);
 	if (r < 0)
 		return api_buntime_error(c, &err);
-	json_t *o = exec_result_json(&res);
-	if (res.oom_killed) {
-		/* The partial result travels in the error's details. */
-		core_exec_result_release(&res);
-		api_json(c, 507,
-			 json_pack("{s:{s:s,s:s,s:o}}", "error", "code", "memory_limit_exceeded",
-				   "message",
-				   "the execution went over the session's memory limit "
-				   "and was killed",
-				   "details", o));
-		return;
-	}
+	bool oom = res.oom_killed;
+	json_t *o = oom ? json_pack("{s:o}", "error", exec_oom_json(&res)) : exec_result_json(&res);
 	core_exec_result_release(&res);
-	api_json(c, 200, o);
+	api_json(c, oom ? 507 : 200, o);
+}
+
+/* ---- sessionId, in the query or the body ---- */
+
+/* sessionId from the query (GET) as a required string. */
+static const char *query_session(struct api_call *c, struct bk_err *err)
+{
+	const char *id;
+	if (api_query_required(c, "sessionId", &id, err) < 0)
+		return NULL;
+	snprintf(c->session_id, sizeof(c->session_id), "%s", id);
+	return id;
+}
+
+/* sessionId from a JSON body as a required string. */
+static const char *body_session(struct api_call *c, json_t *body, struct bk_err *err)
+{
+	const char *id;
+	if (api_field_required_string(body, "sessionId", "sessionId", &id, err) < 0)
+		return NULL;
+	snprintf(c->session_id, sizeof(c->session_id), "%s", id);
+	return id;
 }
 
 /* ---- GET /execution/processes, POST /execution/kill ---- */
@@ -663,12 +452,9 @@ static void handle_execute(struct api_call *c)
 static void handle_processes(struct api_call *c)
 {
 	struct bk_err err = BK_ERR_INIT;
-	const char *id = http_query(c->req, "sessionId");
-	if (id == NULL || *id == '\0') {
-		bk_err_field(&err, "sessionId", "sessionId is required");
+	const char *id = query_session(c, &err);
+	if (id == NULL)
 		return api_buntime_error(c, &err);
-	}
-	snprintf(c->session_id, sizeof(c->session_id), "%s", id);
 	struct core_proc *procs;
 	size_t n;
 	if (core_process_list(c->api->core, &c->key, id, &procs, &n, &err) < 0)
@@ -692,15 +478,9 @@ static void handle_kill(struct api_call *c)
 	_cleanup_json_ json_t *body = api_body_object(c->req, false, &err);
 	if (body == NULL)
 		return api_buntime_error(c, &err);
-	const char *id = NULL;
+	const char *id = body_session(c, body, &err);
 	int64_t pid = 0;
-	if (field_string(body, "sessionId", "sessionId", &id, &err) <= 0) {
-		if (err.field[0] == '\0' || id == NULL)
-			bk_err_field(&err, "sessionId", "sessionId is required");
-		return api_buntime_error(c, &err);
-	}
-	snprintf(c->session_id, sizeof(c->session_id), "%s", id);
-	if (field_positive_int(body, "pid", "pid", &pid, &err) < 0)
+	if (id == NULL || api_field_positive_int(body, "pid", "pid", &pid, &err) < 0)
 		return api_buntime_error(c, &err);
 	int *pids;
 	size_t n;
@@ -715,47 +495,6 @@ static void handle_kill(struct api_call *c)
 
 /* ---- the files endpoints ---- */
 
-/* sessionId from the query (GET) as a required string. */
-static const char *query_session(struct api_call *c, struct bk_err *err)
-{
-	const char *id = http_query(c->req, "sessionId");
-	if (id == NULL || *id == '\0') {
-		bk_err_field(err, "sessionId", "sessionId is required");
-		return NULL;
-	}
-	snprintf(c->session_id, sizeof(c->session_id), "%s", id);
-	return id;
-}
-
-/* sessionId from a JSON body as a required string. */
-static const char *body_session(struct api_call *c, json_t *body, struct bk_err *err)
-{
-	const char *id = NULL;
-	int r = field_string(body, "sessionId", "sessionId", &id, err);
-	if (r <= 0) {
-		if (r == 0)
-			bk_err_field(err, "sessionId", "sessionId is required");
-		return NULL;
-	}
-	snprintf(c->session_id, sizeof(c->session_id), "%s", id);
-	return id;
-}
-
-static bool query_bool(struct api_call *c, const char *name, bool *out, struct bk_err *err)
-{
-	const char *v = http_query(c->req, name);
-	*out = false;
-	if (v == NULL)
-		return true;
-	if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0)
-		*out = true;
-	else if (strcmp(v, "false") != 0 && strcmp(v, "0") != 0) {
-		bk_err_field(err, name, "%s must be true or false", name);
-		return false;
-	}
-	return true;
-}
-
 static void handle_files_write(struct api_call *c)
 {
 	struct bk_err err = BK_ERR_INIT;
@@ -764,15 +503,10 @@ static void handle_files_write(struct api_call *c)
 		return api_buntime_error(c, &err);
 	const char *id = body_session(c, body, &err);
 	const char *path = NULL, *content = NULL, *enc = NULL;
-	if (id == NULL || field_string(body, "path", "path", &path, &err) < 0 ||
-	    field_string(body, "content", "content", &content, &err) < 0 ||
-	    field_string(body, "encoding", "encoding", &enc, &err) < 0)
+	if (id == NULL || api_field_required_string(body, "path", "path", &path, &err) < 0 ||
+	    api_field_required_string(body, "content", "content", &content, &err) < 0 ||
+	    api_field_string(body, "encoding", "encoding", &enc, &err) < 0)
 		return api_buntime_error(c, &err);
-	if (path == NULL || content == NULL) {
-		bk_err_field(&err, path ? "content" : "path", "%s is required",
-			     path ? "content" : "path");
-		return api_buntime_error(c, &err);
-	}
 	size_t len = json_string_length(json_object_get(body, "content"));
 	const void *data = content;
 	_cleanup_free_ unsigned char *bin = NULL;
@@ -801,13 +535,9 @@ static void handle_files_read(struct api_call *c)
 {
 	struct bk_err err = BK_ERR_INIT;
 	const char *id = query_session(c, &err);
-	const char *path = http_query(c->req, "path");
-	if (id == NULL)
+	const char *path = NULL;
+	if (id == NULL || api_query_required(c, "path", &path, &err) < 0)
 		return api_buntime_error(c, &err);
-	if (path == NULL || *path == '\0') {
-		bk_err_field(&err, "path", "path is required");
-		return api_buntime_error(c, &err);
-	}
 	_cleanup_free_ char *data = NULL;
 	size_t len;
 	if (core_file_read(c->api->core, &c->key, id, path, &data, &len, &err) < 0)
@@ -842,7 +572,7 @@ static void handle_files_list(struct api_call *c)
 	bool recursive;
 	if (api_query_int(c, "limit", "limit", 100, 0, 1000, &limit, &err) < 0 ||
 	    api_query_int(c, "offset", "offset", 0, 0, INT32_MAX, &offset, &err) < 0 ||
-	    !query_bool(c, "recursive", &recursive, &err))
+	    api_query_bool(c, "recursive", &recursive, &err) < 0)
 		return api_buntime_error(c, &err);
 	if (limit == 0) {
 		bk_err_field(&err, "limit", "limit must be a whole number 1..1000");
@@ -876,13 +606,9 @@ static void handle_files_delete(struct api_call *c)
 		return api_buntime_error(c, &err);
 	const char *id = body_session(c, body, &err);
 	const char *path = NULL;
-	if (id == NULL || field_string(body, "path", "path", &path, &err) < 0)
+	if (id == NULL || api_field_required_string(body, "path", "path", &path, &err) < 0)
 		return api_buntime_error(c, &err);
-	if (path == NULL) {
-		bk_err_field(&err, "path", "path is required");
-		return api_buntime_error(c, &err);
-	}
-	json_t *rec = field_get(body, "recursive");
+	json_t *rec = api_field_get(body, "recursive");
 	if (rec && !json_is_boolean(rec)) {
 		bk_err_field(&err, "recursive", "recursive must be a boolean");
 		return api_buntime_error(c, &err);

@@ -124,6 +124,76 @@ int api_query_int(struct api_call *c, const char *name, const char *field, int d
 	return 0;
 }
 
+/* ---- typed access to a request's fields: never coerce ---- */
+
+json_t *api_field_get(json_t *obj, const char *name)
+{
+	json_t *v = json_object_get(obj, name);
+	return json_is_null(v) ? NULL : v;
+}
+
+int api_field_int(json_t *obj, const char *name, const char *path, int64_t *out, struct bk_err *err)
+{
+	json_t *v = api_field_get(obj, name);
+	if (v == NULL)
+		return 0;
+	if (!json_is_integer(v))
+		return bk_err_field(err, path, "%s must be an integer", path);
+	*out = json_integer_value(v);
+	return 1;
+}
+
+int api_field_positive_int(json_t *obj, const char *name, const char *path, int64_t *out,
+			   struct bk_err *err)
+{
+	int r = api_field_int(obj, name, path, out, err);
+	if (r > 0 && (*out <= 0 || *out > INT32_MAX))
+		return bk_err_field(err, path, "%s must be a positive integer", path);
+	return r;
+}
+
+int api_field_string(json_t *obj, const char *name, const char *path, const char **out,
+		     struct bk_err *err)
+{
+	json_t *v = api_field_get(obj, name);
+	if (v == NULL)
+		return 0;
+	if (!json_is_string(v))
+		return bk_err_field(err, path, "%s must be a string", path);
+	*out = json_string_value(v);
+	return 1;
+}
+
+int api_field_required_string(json_t *obj, const char *name, const char *path, const char **out,
+			      struct bk_err *err)
+{
+	int r = api_field_string(obj, name, path, out, err);
+	if (r == 0)
+		return bk_err_field(err, path, "%s is required", path);
+	return r < 0 ? -1 : 0;
+}
+
+int api_query_required(struct api_call *c, const char *name, const char **out, struct bk_err *err)
+{
+	*out = http_query(c->req, name);
+	if (*out == NULL || **out == '\0')
+		return bk_err_field(err, name, "%s is required", name);
+	return 0;
+}
+
+int api_query_bool(struct api_call *c, const char *name, bool *out, struct bk_err *err)
+{
+	const char *v = http_query(c->req, name);
+	*out = false;
+	if (v == NULL)
+		return 0;
+	if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0)
+		*out = true;
+	else if (strcmp(v, "false") != 0 && strcmp(v, "0") != 0)
+		return bk_err_field(err, name, "%s must be true or false", name);
+	return 0;
+}
+
 json_t *api_body_object(const struct http_request *req, bool empty_ok, struct bk_err *err)
 {
 	if (req->body_too_large) {

@@ -23,7 +23,7 @@ int api_open(struct api *api, struct core *core, const char *version, struct bk_
 
 void api_close(struct api *api)
 {
-	api_buntime_drain();
+	api_stream_drain();
 	api_ratelimit_free(api->ratelimit);
 	api_idem_free(api->idem);
 	api->ratelimit = NULL;

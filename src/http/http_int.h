@@ -43,7 +43,7 @@ struct http_server {
 	int n_threads;		 /* connection threads alive */
 	bool stopping;
 
-	/* The relay's workers (http/proxy.c), when there are hosts hooks. */
+	/* The relay's workers (http/relay_pool.c), when there are hosts hooks. */
 	struct relay_pool *relays;
 };
 
@@ -62,5 +62,5 @@ void http_conn_unlist(struct http_conn *conn);
 int http_relay_start(struct http_server *srv, struct bk_err *err);
 void http_relay_stop(struct http_server *srv);
 /* Serves conn (a relayed host) to its end: opens the upstream, relays every
- * request and answer, closes and frees conn (http/proxy.c). */
+ * request and answer, closes and frees conn (http/relay.c). */
 void http_proxy_serve(struct http_conn *conn);

@@ -1,4 +1,5 @@
-/* The relay's reading of a client's byte stream (http/proxy.c), kept free
+/* The relay's reading of a client's byte stream (http/proxy_request.c)
+ * and of its upstream's answers (http/proxy_answer.c), kept free
  * of I/O so that unit tests can feed it byte by byte.
  *
  * A relayed connection carries HTTP/1.1 requests one after the other. The

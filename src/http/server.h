@@ -5,7 +5,7 @@
  *
  * Each new connection's first request head is looked at (not read) for
  * its Host: hosts.route() sends it to libmicrohttpd, which serves it with
- * the handler, or to the relay (http/proxy.c), which asks hosts.open() for
+ * the handler, or to the relay (http/relay.c), which asks hosts.open() for
  * an upstream and relays every request of the connection to it.
  *
  * The handler fills a struct http_response; the server creates, queues and

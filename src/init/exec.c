@@ -1,0 +1,568 @@
+/* bunker-init's executions: a program started for an EXEC request in a
+ * process group of its own, as the session's user, its output forwarded
+ * (OUTPUT) up to a limit, its time limit enforced, its end reported
+ * (EXEC_DONE) with what it wrote.
+ *
+ * Each execution holds a slot (struct exec) from its start until its
+ * process is reaped; the slots, the pipes left to drain and the change
+ * clock are init's own (single-threaded: no lock).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/proto.h"
+#include "init/harden.h"
+#include "init/init.h"
+#include "util/cleanup.h"
+#include "util/util.h"
+
+#define CHUNK 65536
+/* Strings of an EXEC request's argv, and of its environment, at most. */
+#define EXEC_ARGS_MAX 256
+
+struct exec {
+	bool used;
+	uint32_t req_id;
+	pid_t pid;
+	int out[2];	/* read ends of stdout, stderr; -1 once closed */
+	size_t sent[2]; /* bytes forwarded per stream */
+	size_t output_max;
+	int64_t deadline_us; /* monotonic; 0: none */
+	int64_t start_us;
+	int64_t start_ns; /* realtime, coarse: compared with file ctimes */
+	bool timed_out;
+	char *watch;
+};
+
+/* ---- slots ----
+ *
+ * A free slot is all zero. */
+
+static struct exec execs[INIT_EXECS_MAX];
+
+/* A free slot, or NULL when INIT_EXECS_MAX are taken. */
+static struct exec *exec_slot_get(void)
+{
+	for (int i = 0; i < INIT_EXECS_MAX; i++)
+		if (!execs[i].used)
+			return &execs[i];
+	return NULL;
+}
+
+/* The slot of the execution whose process is pid, or NULL. */
+static struct exec *exec_slot_of(pid_t pid)
+{
+	for (int i = 0; i < INIT_EXECS_MAX; i++)
+		if (execs[i].used && execs[i].pid == pid)
+			return &execs[i];
+	return NULL;
+}
+
+static void exec_slot_free(struct exec *e)
+{
+	free(e->watch);
+	memset(e, 0, sizeof(*e));
+}
+
+/* ---- pipes left to drain ----
+ *
+ * Processes an execution left running may still hold its pipes: they are
+ * read (and what comes dropped) until their last writer is gone, so that
+ * such processes never die of SIGPIPE. The oldest goes when there are too
+ * many. */
+
+static int drain_fds[INIT_DRAIN_MAX];
+static int n_drain;
+
+static void exec_drain_add(int fd)
+{
+	if (fd < 0)
+		return;
+	if (n_drain == INIT_DRAIN_MAX) {
+		close(drain_fds[0]);
+		memmove(drain_fds, drain_fds + 1, sizeof(int) * (INIT_DRAIN_MAX - 1));
+		n_drain--;
+	}
+	drain_fds[n_drain++] = fd;
+}
+
+/* ---- output and the end ---- */
+
+/* Reads what is available on one of an exec's streams, at most max_reads
+ * chunks so that a chatty exec cannot starve the others, and forwards it up
+ * to output_max; returns false at EOF. */
+static bool exec_pump(struct exec *e, int stream, int max_reads)
+{
+	char buf[CHUNK];
+	for (int i = 0; i < max_reads; i++) {
+		ssize_t n = read(e->out[stream], buf, sizeof(buf));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == EAGAIN;
+		}
+		if (n == 0)
+			return false;
+		size_t room = e->output_max > e->sent[stream] ? e->output_max - e->sent[stream] : 0;
+		size_t fwd = (size_t)n < room ? (size_t)n : room;
+		e->sent[stream] += (size_t)n;
+		if (fwd > 0) {
+			struct agent_msg m;
+			agent_msg_init(&m, AGENT_OUTPUT, e->req_id);
+			agent_msg_put_i64(&m, AGENT_T_STREAM, stream + 1);
+			agent_msg_put(&m, AGENT_T_DATA, buf, fwd);
+			init_send(&m);
+			agent_msg_release(&m);
+		}
+	}
+	return true;
+}
+
+static int64_t ts_ns(struct timespec t)
+{
+	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* nftw() has no context argument; init is single-threaded. */
+static struct agent_msg *walk_msg;
+static int64_t walk_since_ns;
+static size_t walk_prefix_len;
+static int walk_count;
+
+static int walk_visit(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)ftw;
+	if (type != FTW_F && type != FTW_SL)
+		return 0;
+	/* ctime only: a program can set mtime to anything, not ctime. */
+	if (ts_ns(st->st_ctim) < walk_since_ns)
+		return 0;
+	if (strlen(path) <= walk_prefix_len)
+		return 0;
+	agent_msg_put_str(walk_msg, AGENT_T_PATH, path + walk_prefix_len);
+	return ++walk_count >= AGENT_MAX_WRITTEN ? 1 : 0;
+}
+
+/* After a timeout: waits (a second at most) until every process of the
+ * execution's group is gone and reaped, so that the answer that says the
+ * tree was killed is true when it arrives. */
+static void group_wait_gone(pid_t pgid)
+{
+	for (int i = 0; i < 200; i++) {
+		while (waitpid(-pgid, NULL, WNOHANG) > 0)
+			;
+		if (kill(-pgid, 0) < 0 && errno == ESRCH)
+			return;
+		kill(-pgid, SIGKILL);
+		struct timespec ts = {0, 5 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+}
+
+static void exec_finish(struct exec *e, int status, const struct rusage *ru)
+{
+	if (e->timed_out)
+		group_wait_gone(e->pid);
+	for (int s = 0; s < 2; s++) {
+		if (e->out[s] >= 0)
+			exec_pump(e, s, 1024);
+	}
+	struct agent_msg m;
+	agent_msg_init(&m, AGENT_EXEC_DONE, e->req_id);
+	if (WIFEXITED(status))
+		agent_msg_put_i64(&m, AGENT_T_EXIT_CODE, WEXITSTATUS(status));
+	else if (WIFSIGNALED(status)) {
+		agent_msg_put_i64(&m, AGENT_T_EXIT_CODE, 128 + WTERMSIG(status));
+		agent_msg_put_i64(&m, AGENT_T_SIGNAL, WTERMSIG(status));
+	}
+	agent_msg_put_i64(&m, AGENT_T_TIMED_OUT, e->timed_out);
+	agent_msg_put_i64(&m, AGENT_T_UTIME_US,
+			  (int64_t)ru->ru_utime.tv_sec * 1000000 + ru->ru_utime.tv_usec);
+	agent_msg_put_i64(&m, AGENT_T_STIME_US,
+			  (int64_t)ru->ru_stime.tv_sec * 1000000 + ru->ru_stime.tv_usec);
+	agent_msg_put_i64(&m, AGENT_T_MAXRSS_KB, ru->ru_maxrss);
+	agent_msg_put_i64(&m, AGENT_T_WALL_US, mono_us() - e->start_us);
+	int64_t trunc = (e->sent[0] > e->output_max ? 1 : 0) | (e->sent[1] > e->output_max ? 2 : 0);
+	agent_msg_put_i64(&m, AGENT_T_TRUNCATED, trunc);
+	if (e->watch != NULL) {
+		walk_msg = &m;
+		walk_since_ns = e->start_ns;
+		walk_prefix_len = strlen(e->watch) + 1;
+		walk_count = 0;
+		/* No FTW_MOUNT: overlayfs reports the upper layer's device for files. */
+		nftw(e->watch, walk_visit, 16, FTW_PHYS);
+	}
+	init_send(&m);
+	agent_msg_release(&m);
+	/* Processes the exec left running may still hold the pipes: keep reading
+	 * (and dropping) so that they never die of SIGPIPE. */
+	for (int s = 0; s < 2; s++)
+		exec_drain_add(e->out[s]);
+	exec_slot_free(e);
+}
+
+/* ---- starting one ---- */
+
+/* The time from which file changes count as an execution's.
+ *
+ * File timestamps come from the kernel's coarse clock (one tick, 4 ms
+ * here), so a file changed just before an execution can carry the same
+ * time as its start, and a fine-grained start can be later than a change
+ * made just after it. Kernels with multigrain timestamps (6.13 on) settle
+ * it: changing a file whose ctime was read within the same tick gives it a
+ * fine-grained ctime, and every timestamp handed out afterwards, coarse or
+ * not, is at least that one. So: change a private memfd twice, reading it
+ * between, and start from its new ctime. Where the kernel has no multigrain timestamps (its ctime
+ * does not move past the coarse clock), the coarse clock is the start, and a file changed in the
+ * same tick just before an execution may be listed. */
+static int clock_fd = -1;
+static bool clock_fine;
+
+static int64_t change_clock_now(void)
+{
+	struct timespec coarse;
+	clock_gettime(CLOCK_REALTIME_COARSE, &coarse);
+	if (clock_fd < 0)
+		return ts_ns(coarse);
+	/* The first change sets the coarse time; once that is read, the
+	 * second cannot move past it on the coarse clock and takes a
+	 * fine-grained time, which raises the floor for every later change. */
+	struct stat st;
+	static char flip;
+	flip ^= 1;
+	if (pwrite(clock_fd, &flip, 1, 0) != 1 || fstat(clock_fd, &st) < 0 ||
+	    pwrite(clock_fd, &flip, 1, 0) != 1 || fstat(clock_fd, &st) < 0)
+		return ts_ns(coarse);
+	int64_t c = ts_ns(st.st_ctim);
+	return clock_fine && c > ts_ns(coarse) ? c : ts_ns(coarse);
+}
+
+static void change_clock_init(void)
+{
+	clock_fd = memfd_create("bunker-clock", MFD_CLOEXEC);
+	if (clock_fd < 0)
+		return;
+	/* Fine-grained when a change lands past the coarse clock. */
+	for (int i = 0; i < 3 && !clock_fine; i++) {
+		struct timespec coarse;
+		clock_gettime(CLOCK_REALTIME_COARSE, &coarse);
+		clock_fine = true;
+		clock_fine = change_clock_now() > ts_ns(coarse);
+	}
+}
+
+struct child_fail {
+	int errnum;
+	char stage[32];
+};
+
+/* Runs in the forked child: never returns. Only async-signal-safe calls. */
+static _Noreturn void exec_child(int errfd, int in_fd, int out_w, int err_w, const char *cwd,
+				 uid_t uid, gid_t gid, char **argv, char **envp)
+{
+	struct child_fail f = {0};
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	setpgid(0, 0);
+	if (dup2(in_fd, 0) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0) {
+		strcpy(f.stage, "dup2");
+		goto fail;
+	}
+	/* The OOM killer's choice among the session's processes: PID 1 is
+	 * shielded by the host, its executions start from neutral. */
+	int oom = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+	if (oom >= 0) {
+		write_full(oom, "0", 1);
+		close(oom);
+	}
+	const char *stage;
+	if (harden_become_user(uid, gid, &stage) < 0) {
+		snprintf(f.stage, sizeof(f.stage), "%s", stage);
+		goto fail;
+	}
+	if (chdir(cwd) < 0) {
+		strcpy(f.stage, "chdir");
+		goto fail;
+	}
+	/* Everything above 2 but the error pipe goes; the error pipe is CLOEXEC. */
+	if (errfd > 3) {
+		syscall(SYS_close_range, 3, errfd - 1, 0);
+	}
+	syscall(SYS_close_range, errfd + 1, ~0U, 0);
+	/* Last: from here on the filter also binds this code. */
+	if (harden_seccomp_load() < 0) {
+		strcpy(f.stage, "seccomp");
+		goto fail;
+	}
+	execve(argv[0], argv, envp);
+	strcpy(f.stage, "exec");
+fail:
+	f.errnum = errno;
+	write_full(errfd, &f, sizeof(f));
+	_exit(127);
+}
+
+/* What an EXEC request asks for, its strings copied out of the payload
+ * (which is not NUL-terminated) into strs. */
+struct exec_spec {
+	char *argv[EXEC_ARGS_MAX], *envp[EXEC_ARGS_MAX]; /* NULL-terminated */
+	const char *cwd;
+	struct agent_field stdin_data, watch;
+	bool has_stdin, has_watch;
+	uid_t uid;
+	gid_t gid;
+	int64_t timeout_ms;
+};
+
+/* Reads req into s; strs has room for its payload and 256 bytes more. */
+static void exec_spec_read(const struct agent_msg *req, char *strs, struct exec_spec *s)
+{
+	int argc = 0, envc = 0;
+	struct agent_field f;
+	size_t off = 0;
+	char *sp = strs;
+	memset(s, 0, sizeof(*s));
+	s->cwd = AGENT_WORKSPACE;
+	while (agent_msg_next(req, &off, &f)) {
+		char *str = NULL;
+		if (f.tag == AGENT_T_ARGV || f.tag == AGENT_T_ENV || f.tag == AGENT_T_CWD) {
+			str = sp;
+			memcpy(sp, f.data, f.len);
+			sp[f.len] = '\0';
+			sp += f.len + 1;
+		}
+		if (f.tag == AGENT_T_ARGV && argc < EXEC_ARGS_MAX - 1)
+			s->argv[argc++] = str;
+		else if (f.tag == AGENT_T_ENV && envc < EXEC_ARGS_MAX - 1)
+			s->envp[envc++] = str;
+		else if (f.tag == AGENT_T_CWD)
+			s->cwd = str;
+		else if (f.tag == AGENT_T_STDIN) {
+			s->stdin_data = f;
+			s->has_stdin = true;
+		} else if (f.tag == AGENT_T_WATCH) {
+			s->watch = f;
+			s->has_watch = true;
+		}
+	}
+	s->argv[argc] = NULL;
+	s->envp[envc] = NULL;
+	s->uid = (uid_t)agent_msg_get_i64(req, AGENT_T_UID, 1000);
+	s->gid = (gid_t)agent_msg_get_i64(req, AGENT_T_GID, 1000);
+	s->timeout_ms = agent_msg_get_i64(req, AGENT_T_TIMEOUT_MS, 0);
+}
+
+/* Starts s's program in a child of its own (exec_child()) and fills e's
+ * pid, out, start_us and start_ns; -1, req answered with what failed, when
+ * it could not start. */
+static int exec_spawn(const struct agent_msg *req, struct exec_spec *s, struct exec *e)
+{
+	_cleanup_close_ int in_fd = -1;
+	if (s->has_stdin) {
+		in_fd = memfd_create("stdin", MFD_CLOEXEC);
+		if (in_fd < 0 || write_full(in_fd, s->stdin_data.data, s->stdin_data.len) < 0 ||
+		    lseek(in_fd, 0, SEEK_SET) < 0) {
+			init_result(req->req_id, errno, "stdin", "cannot prepare stdin");
+			return -1;
+		}
+	} else {
+		in_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	}
+	int po[2], pe[2], pf[2];
+	if (pipe2(po, O_CLOEXEC) < 0) {
+		init_result(req->req_id, errno, "pipe", "cannot create pipe");
+		return -1;
+	}
+	if (pipe2(pe, O_CLOEXEC) < 0) {
+		init_result(req->req_id, errno, "pipe", "cannot create pipe");
+		close(po[0]), close(po[1]);
+		return -1;
+	}
+	if (pipe2(pf, O_CLOEXEC) < 0) {
+		init_result(req->req_id, errno, "pipe", "cannot create pipe");
+		close(po[0]), close(po[1]), close(pe[0]), close(pe[1]);
+		return -1;
+	}
+	int64_t start_ns = change_clock_now();
+	int64_t start_us = mono_us();
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(pf[0]);
+		exec_child(pf[1], in_fd, po[1], pe[1], s->cwd, s->uid, s->gid, s->argv, s->envp);
+	}
+	int fork_errno = errno;
+	close(po[1]), close(pe[1]), close(pf[1]);
+	if (pid < 0) {
+		close(po[0]), close(pe[0]), close(pf[0]);
+		init_result(req->req_id, fork_errno, "fork", "cannot fork");
+		return -1;
+	}
+	struct child_fail cf;
+	int r = read_full(pf[0], &cf, sizeof(cf));
+	close(pf[0]);
+	if (r == 1) {
+		/* Reaped by the SIGCHLD loop, which finds no exec for it. */
+		close(po[0]), close(pe[0]);
+		char msg[128];
+		snprintf(msg, sizeof(msg), "cannot start: %s failed: %s", cf.stage,
+			 strerror(cf.errnum));
+		init_result(req->req_id, cf.errnum, cf.stage, msg);
+		return -1;
+	}
+	fcntl(po[0], F_SETFL, O_NONBLOCK);
+	fcntl(pe[0], F_SETFL, O_NONBLOCK);
+	e->pid = pid;
+	e->out[0] = po[0];
+	e->out[1] = pe[0];
+	e->start_us = start_us;
+	e->start_ns = start_ns;
+	return 0;
+}
+
+void exec_init(void)
+{
+	change_clock_init();
+}
+
+void exec_start(const struct agent_msg *req)
+{
+	_cleanup_free_ char *strs = malloc(req->len + 256);
+	if (strs == NULL) {
+		init_result(req->req_id, ENOMEM, "setup", "out of memory");
+		return;
+	}
+	struct exec_spec s;
+	exec_spec_read(req, strs, &s);
+	if (s.argv[0] == NULL) {
+		init_result(req->req_id, EINVAL, "setup", "no argv");
+		return;
+	}
+	struct exec *e = exec_slot_get();
+	if (e == NULL) {
+		init_result(req->req_id, EAGAIN, "setup", "too many executions at once");
+		return;
+	}
+	if (exec_spawn(req, &s, e) < 0)
+		return;
+	e->used = true;
+	e->req_id = req->req_id;
+	e->output_max = (size_t)agent_msg_get_i64(req, AGENT_T_OUTPUT_MAX, 10 << 20);
+	e->deadline_us = s.timeout_ms > 0 ? e->start_us + s.timeout_ms * 1000 : 0;
+	if (s.has_watch)
+		e->watch = strndup((const char *)s.watch.data, s.watch.len);
+	struct agent_msg m;
+	agent_msg_init(&m, AGENT_EXEC_STARTED, req->req_id);
+	agent_msg_put_i64(&m, AGENT_T_PID, e->pid);
+	init_send(&m);
+	agent_msg_release(&m);
+}
+
+bool exec_reaped(pid_t pid, int status, const struct rusage *ru)
+{
+	struct exec *e = exec_slot_of(pid);
+	if (e == NULL)
+		return false;
+	exec_finish(e, status, ru);
+	return true;
+}
+
+/* ---- deadlines ---- */
+
+void exec_deadlines_check(void)
+{
+	int64_t now = mono_us();
+	for (int i = 0; i < INIT_EXECS_MAX; i++) {
+		struct exec *e = &execs[i];
+		if (e->used && e->deadline_us && !e->timed_out && now >= e->deadline_us) {
+			e->timed_out = true;
+			/* The process group: what the exec started and did not detach. */
+			kill(-e->pid, SIGKILL);
+			kill(e->pid, SIGKILL);
+		}
+	}
+}
+
+int exec_deadline_timeout_ms(void)
+{
+	int64_t next = 0;
+	for (int i = 0; i < INIT_EXECS_MAX; i++) {
+		struct exec *e = &execs[i];
+		if (e->used && e->deadline_us && !e->timed_out &&
+		    (next == 0 || e->deadline_us < next))
+			next = e->deadline_us;
+	}
+	if (next == 0)
+		return -1;
+	int64_t ms = (next - mono_us() + 999) / 1000;
+	return ms < 0 ? 0 : (int)(ms > 60000 ? 60000 : ms);
+}
+
+/* ---- the poll loop's share ---- */
+
+/* What exec_poll_fill() put where, for exec_poll_ready(): the slot and
+ * stream of each output pipe, which come first, then the drained pipes. */
+static struct {
+	int exec, stream;
+} poll_map[INIT_EXECS_MAX * 2];
+static int poll_outputs;
+
+int exec_poll_fill(struct pollfd *pfd)
+{
+	int n = 0;
+	for (int i = 0; i < INIT_EXECS_MAX; i++) {
+		for (int s = 0; s < 2 && execs[i].used; s++) {
+			if (execs[i].out[s] < 0)
+				continue;
+			poll_map[n].exec = i, poll_map[n].stream = s;
+			pfd[n++] = (struct pollfd){.fd = execs[i].out[s], .events = POLLIN};
+		}
+	}
+	poll_outputs = n;
+	for (int i = 0; i < n_drain; i++)
+		pfd[n++] = (struct pollfd){.fd = drain_fds[i], .events = POLLIN};
+	return n;
+}
+
+void exec_poll_ready(const struct pollfd *pfd, int n)
+{
+	for (int i = 0; i < poll_outputs; i++) {
+		if (!pfd[i].revents)
+			continue;
+		struct exec *e = &execs[poll_map[i].exec];
+		int s = poll_map[i].stream;
+		if (e->used && e->out[s] == pfd[i].fd && !exec_pump(e, s, 16)) {
+			close(e->out[s]);
+			e->out[s] = -1;
+		}
+	}
+	/* From the last, so that taking one out leaves the indexes of those
+	 * still to look at as they were. */
+	for (int i = n - 1; i >= poll_outputs; i--) {
+		if (!pfd[i].revents)
+			continue;
+		char sink[CHUNK];
+		ssize_t got = read(pfd[i].fd, sink, sizeof(sink));
+		if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
+			int k = i - poll_outputs;
+			close(drain_fds[k]);
+			memmove(drain_fds + k, drain_fds + k + 1,
+				sizeof(int) * (size_t)(n_drain - k - 1));
+			n_drain--;
+		}
+	}
+}
