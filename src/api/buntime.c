@@ -12,7 +12,6 @@
 #include "util/cleanup.h"
 #include "util/util.h"
 
-#define METADATA_MAX 16384
 #define LIST_DEFAULT 50
 #define LIST_MAX 100
 
@@ -66,13 +65,10 @@ static int create_spec(json_t *body, struct core_session_spec *spec, char **meta
 	if (meta) {
 		if (!json_is_object(meta))
 			return bk_err_field(err, "metadata", "metadata must be a JSON object");
+		/* Its size is core's rule, measured in this compact form. */
 		*metadata = json_dumps(meta, JSON_COMPACT);
 		if (*metadata == NULL)
 			return bk_err_set(err, ENOMEM, "cannot serialize metadata");
-		if (strlen(*metadata) > METADATA_MAX)
-			return bk_err_field(err, "metadata",
-					    "metadata is %zu bytes of compact JSON, over %d",
-					    strlen(*metadata), METADATA_MAX);
 		spec->metadata = *metadata;
 	}
 	json_t *rl = api_field_get(body, "resourceLimits");

@@ -199,6 +199,13 @@ struct core_session_info {
 
 void core_session_info_release(struct core_session_info *info);
 
+/* Creates a session of key with a running sandbox, and fills *out
+ * (release it). Checks spec against the key's plan first: a ttl outside
+ * min-ttl..max_ttl, metadata that is not a JSON object of at most
+ * CORE_METADATA_MAX bytes, or a limit out of range is BK_E_INVALID
+ * naming the field; limits on a plan without overrides BK_E_FORBIDDEN;
+ * the key's concurrent-session cap BK_E_LIMIT. A create that fails after
+ * its record was written leaves no record, sandbox or file behind. */
 int core_session_create(struct core *core, const struct core_key *key,
 			const struct core_session_spec *spec, struct core_session_info *out,
 			struct bk_err *err);

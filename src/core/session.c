@@ -115,11 +115,11 @@ static int create_row(struct core *core, const struct core_key *key,
 	if (ttl < core->cfg.min_ttl_s || ttl > key->limits.max_ttl_s)
 		return bk_err_field(err, "ttl", "ttl must be %d..%d seconds on plan '%s'",
 				    core->cfg.min_ttl_s, key->limits.max_ttl_s, key->plan);
-	struct core_limits limits;
-	if (limits_check(key, spec, &limits, err) < 0)
-		return -1;
 	const char *metadata = spec->metadata ? spec->metadata : "{}";
 	if (core__metadata_check(metadata, "metadata", err) < 0)
+		return -1;
+	struct core_limits limits;
+	if (limits_check(key, spec, &limits, err) < 0)
 		return -1;
 	*row = (struct store_session){
 	    .created_ms = now_ms(),

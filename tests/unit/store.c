@@ -618,3 +618,52 @@ TEST(concurrent_inserts_from_two_connections)
 	other->ops->close(other);
 	fixture_close(&f);
 }
+
+TEST(migration_from_version_2_keeps_sessions)
+{
+	struct fixture f;
+	snprintf(f.dir, sizeof(f.dir), "%s/t-XXXXXX", base_dir);
+	CHECK(mkdtemp(f.dir) != NULL);
+	snprintf(f.path, sizeof(f.path), "%s/bunker.db", f.dir);
+	/* A database as version 2 left it: sessions with host id slots. */
+	sqlite3 *db = NULL;
+	CHECK(sqlite3_open(f.path, &db) == SQLITE_OK);
+	const char *v2 =
+	    "CREATE TABLE keys (id TEXT PRIMARY KEY, hash BLOB NOT NULL UNIQUE, plan TEXT NOT "
+	    "NULL, created_ms INTEGER NOT NULL, revoked_ms INTEGER NOT NULL DEFAULT 0, overrides "
+	    "TEXT NOT NULL DEFAULT '{}');"
+	    "CREATE TABLE sessions (id TEXT PRIMARY KEY, key_id TEXT NOT NULL REFERENCES "
+	    "keys(id), created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL, "
+	    "last_active_ms INTEGER NOT NULL, state INTEGER NOT NULL, metadata TEXT NOT NULL, "
+	    "memory_mb INTEGER NOT NULL, cpu REAL NOT NULL, timeout_s INTEGER NOT NULL, "
+	    "disk_mb INTEGER NOT NULL, uid_slot INTEGER NOT NULL UNIQUE CHECK (uid_slot >= 0));"
+	    "CREATE INDEX sessions_key_created ON sessions (key_id, created_ms);"
+	    "CREATE TABLE idempotency (key_id TEXT NOT NULL REFERENCES keys(id), idem_key TEXT "
+	    "NOT NULL, request_hash BLOB NOT NULL, status INTEGER NOT NULL, content_type TEXT NOT "
+	    "NULL, body BLOB NOT NULL, created_ms INTEGER NOT NULL, PRIMARY KEY (key_id, "
+	    "idem_key));"
+	    "INSERT INTO keys (id, hash, plan, created_ms) VALUES ('key_aaaaaaaaaaaaaaaa', "
+	    "x'00', 'paid', 1);"
+	    "INSERT INTO sessions VALUES ('ses_aaaaaaaaaaaaaaaaaaaa', 'key_aaaaaaaaaaaaaaaa', 10, "
+	    "5000, 20, 2, '{\"k\":1}', 512, 0.5, 30, 256, 7);"
+	    "PRAGMA user_version = 2;";
+	CHECK_MSG(sqlite3_exec(db, v2, NULL, NULL, NULL) == SQLITE_OK, "%s", sqlite3_errmsg(db));
+	sqlite3_close(db);
+
+	struct bk_err err = {0};
+	CHECK_MSG(store_open(f.path, &f.st, &err) == 0, "%s", err.msg);
+	CHECK_INT_EQ(raw_int(f.path, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+	struct store_session s;
+	CHECK_INT_EQ(f.st->ops->session_get(f.st, "ses_aaaaaaaaaaaaaaaaaaaa", NULL, &s, &err), 1);
+	CHECK_STR_EQ(s.metadata, "{\"k\":1}");
+	CHECK_INT_EQ(s.state, STORE_SESSION_DEEP_SLEEP);
+	CHECK_INT_EQ(s.expires_ms, 5000);
+	CHECK_INT_EQ(s.disk_mb, 256);
+	store_session_release(&s);
+	CHECK_INT_EQ(raw_int(f.path, "SELECT COUNT(*) FROM sqlite_master WHERE name = "
+				     "'sessions_expires'"),
+		     1);
+	/* And it takes new sessions, with no slot to give. */
+	session_add(f.st, "ses_bbbbbbbbbbbbbbbbbbbb", "key_aaaaaaaaaaaaaaaa", 30, "{}");
+	fixture_close(&f);
+}
