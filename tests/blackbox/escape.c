@@ -99,6 +99,17 @@ static void check_alive(const char *id)
 	free(out);
 }
 
+/* Runs command, which must print "end" and nothing else; what names the
+ * failure. */
+static void check_prints_end(const char *id, const char *command, const char *what)
+{
+	struct client_resp r;
+	exec_ok(id, command, NULL, &r);
+	const char *out = client_must_str(r.json, "stdout", r.body);
+	CHECK_MSG(strcmp(out, "end\n") == 0, "%s:\n%s", what, out);
+	client_resp_free(&r);
+}
+
 /* Value of "key:\t..." in a /proc/<pid>/status text, copied into buf. */
 static const char *status_field(const char *text, const char *key, char *buf, size_t len)
 {
@@ -1043,6 +1054,80 @@ TEST(vis_proc_masked)
 	check_healthy();
 }
 
+/* What /proc and /sys tell of the host beyond what vis_proc_masked looks
+ * at: where the kernel is in memory and how it was built (a help to whoever
+ * shapes an exploit for it), its command line, and per-CPU interrupt
+ * counts. Files read empty, directories are empty, and what programs need
+ * to count CPUs is still there. */
+TEST(vis_host_facts_masked)
+{
+	char *id = session_new(NULL);
+	check_prints_end(
+	    id,
+	    "for f in /proc/kallsyms /proc/modules /proc/config.gz /proc/cmdline "
+	    "  /proc/interrupts /proc/timer_stats /sys/kernel/vmcoreinfo /sys/kernel/notes; do "
+	    "  n=$(head -c 64 \"$f\" 2>/dev/null | wc -c); "
+	    "  test \"$n\" -eq 0 || echo \"$f: $n bytes\"; done; "
+	    "for d in /sys/kernel/btf /sys/kernel/boot_params /sys/kernel/irq /sys/module "
+	    "  /sys/firmware /sys/devices/virtual/powercap /sys/kernel/debug /sys/kernel/tracing "
+	    "  /sys/kernel/security /sys/kernel/config /sys/fs/bpf /sys/fs/pstore "
+	    "  /sys/fs/cgroup /proc/acpi /proc/asound /proc/scsi "
+	    "  /sys/devices/system/cpu/cpu*/thermal_throttle; do "
+	    "  test -d \"$d\" && test -n \"$(ls -A \"$d\" 2>/dev/null)\" && "
+	    "  echo \"$d: $(ls -A \"$d\" | head -3 | tr '\\n' ' ')\"; done; "
+	    "test \"$(nproc)\" -ge 1 && "
+	    "  python3 -c 'import os; assert os.cpu_count() >= 1' && "
+	    "  grep -q MemTotal /proc/meminfo && echo end",
+	    "the session reads host facts");
+	session_end(id);
+}
+
+/* True when s is a version-4 UUID in the kernel's form and a newline. */
+static bool is_uuid4_line(const char *s)
+{
+	for (int i = 0; i < 36; i++) {
+		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+		if (dash ? s[i] != '-'
+			 : !isxdigit((unsigned char)s[i]) || isupper((unsigned char)s[i]))
+			return false;
+	}
+	return s[14] == '4' && strchr("89ab", s[19]) != NULL && strcmp(s + 36, "\n") == 0;
+}
+
+/* The host's boot id names the host's boot and would tie every session to
+ * it and to each other: each sandbox has a random one of its own, the same
+ * for every execution while the sandbox lives, and cannot change it. */
+TEST(vis_boot_id_per_session)
+{
+	char host[64] = "";
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+	CHECK(f != NULL && fgets(host, sizeof(host), f) != NULL);
+	fclose(f);
+	char *a = session_new(NULL), *b = session_new(NULL);
+	const char *cmd = "cat /proc/sys/kernel/random/boot_id";
+	char *a1 = client_must_run(bk.paid_key, a, cmd);
+	char *a2 = client_must_run(bk.paid_key, a,
+				   "python3 -c \"print(open('/proc/sys/kernel/random/boot_id')"
+				   ".read(), end='')\"");
+	char *b1 = client_must_run(bk.paid_key, b, cmd);
+	CHECK_MSG(is_uuid4_line(a1) && is_uuid4_line(b1), "not boot ids: '%s' '%s'", a1, b1);
+	CHECK_MSG(strcmp(a1, host) != 0 && strcmp(b1, host) != 0,
+		  "a session reads the host's boot id %s", host);
+	CHECK_MSG(strcmp(a1, b1) != 0, "two sessions share the boot id %s", a1);
+	CHECK_MSG(strcmp(a1, a2) == 0, "the boot id changed within a session: %s then %s", a1, a2);
+	char *o = client_must_run(bk.paid_key, a,
+				  "echo 00000000-0000-4000-8000-000000000000 > "
+				  "/proc/sys/kernel/random/boot_id 2>/dev/null && echo written; "
+				  "ls -A /dev/shm; cat /proc/sys/kernel/random/boot_id");
+	CHECK_MSG(strcmp(o, a1) == 0, "the boot id could be changed or its file is listed: %s", o);
+	free(o);
+	free(a1);
+	free(a2);
+	free(b1);
+	session_end(a);
+	session_end(b);
+}
+
 TEST(vis_sys_read_only)
 {
 	char *id = session_new(NULL);
@@ -1086,19 +1171,15 @@ TEST(vis_dev_safe_nodes)
 	CHECK_MSG(n >= 4, "/dev holds only %d entries", n);
 	free(out);
 
-	struct client_resp r;
-	exec_ok(id,
-		"for d in kvm vda sda mem kmem port loop0 loop-control fuse net/tun; do "
-		"  test -e /dev/$d && echo \"has $d\"; done; "
-		"ls -A /dev/pts | grep -v '^ptmx$'; "
-		"mknod /dev/shm/vda b 253 0 2>/dev/null && echo 'mknod: ok'; "
-		"mknod /tmp/mem c 1 1 2>/dev/null && echo 'mknod mem: ok'; "
-		"touch /dev/new 2>/dev/null && echo 'touch /dev: ok'; "
-		"echo end",
-		NULL, &r);
-	const char *o = client_must_str(r.json, "stdout", r.body);
-	CHECK_MSG(strcmp(o, "end\n") == 0, "/dev gives a way to the host:\n%s", o);
-	client_resp_free(&r);
+	check_prints_end(id,
+			 "for d in kvm vda sda mem kmem port loop0 loop-control fuse net/tun; do "
+			 "  test -e /dev/$d && echo \"has $d\"; done; "
+			 "ls -A /dev/pts | grep -v '^ptmx$'; "
+			 "mknod /dev/shm/vda b 253 0 2>/dev/null && echo 'mknod: ok'; "
+			 "mknod /tmp/mem c 1 1 2>/dev/null && echo 'mknod mem: ok'; "
+			 "touch /dev/new 2>/dev/null && echo 'touch /dev: ok'; "
+			 "echo end",
+			 "/dev gives a way to the host");
 	session_end(id);
 }
 
