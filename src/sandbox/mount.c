@@ -101,7 +101,10 @@ int ns__rootfs_setup_child(const char **stage)
 		return -1;
 
 	/* sysfs is allowed in a user namespace that owns the network
-	 * namespace; where it is refused, /sys stays an empty directory. */
+	 * namespace; where it is refused, /sys stays an empty directory. A
+	 * new sysfs carries none of the host's mounts below it: debugfs,
+	 * tracefs, securityfs, bpf, pstore and the cgroup trees are empty
+	 * directories here. */
 	mount("sysfs", "sys", "sysfs", nosx | MS_RDONLY, NULL);
 
 	*stage = "mount /dev";
@@ -130,28 +133,118 @@ int ns__rootfs_setup_child(const char **stage)
 	for (size_t i = 0; i < ARRAY_SIZE(links); i++)
 		if (symlink(links[i][0], links[i][1]) < 0)
 			return -1;
+
+	/* A boot id of the sandbox's own, a random version-4 UUID as the
+	 * kernel makes: the host's names the host's boot to whoever reads it,
+	 * and the same value in every session would tie them together. It
+	 * stays for the sandbox's life; a new sandbox (a wake from deep sleep)
+	 * is a new boot. The file is made in /dev/shm and unlinked once bound,
+	 * so nothing lists it (not on /dev's own tmpfs: an unlinked file in
+	 * use keeps a tmpfs from being remounted read-only), and its mount is
+	 * read-only. The raw call: glibc's getrandom() may keep per-thread
+	 * state, which this clone of one thread of the daemon must not touch. */
+	*stage = "boot id";
+	unsigned char uuid[16];
+	if (syscall(SYS_getrandom, uuid, sizeof(uuid), 0) != (long)sizeof(uuid))
+		return -1;
+	uuid[6] = (uuid[6] & 0x0f) | 0x40;
+	uuid[8] = (uuid[8] & 0x3f) | 0x80;
+	static const char hex[] = "0123456789abcdef";
+	char text[37];
+	for (size_t i = 0, o = 0; i < sizeof(uuid); i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			text[o++] = '-';
+		text[o++] = hex[uuid[i] >> 4];
+		text[o++] = hex[uuid[i] & 0xf];
+	}
+	text[36] = '\n';
+	static const char boot_id[] = "proc/sys/kernel/random/boot_id";
+	int fd = open("dev/shm/boot_id", O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0444);
+	if (fd < 0)
+		return -1;
+	ssize_t w = write(fd, text, sizeof(text));
+	close(fd);
+	if (w != (ssize_t)sizeof(text))
+		return -1;
+	if (mount("dev/shm/boot_id", boot_id, NULL, MS_BIND, NULL) == 0) {
+		if (mount(NULL, boot_id, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | nosx, NULL) < 0)
+			return -1;
+	} else if (errno != ENOENT) {
+		return -1;
+	}
+	if (unlink("dev/shm/boot_id") < 0)
+		return -1;
+
 	*stage = "remount /dev read-only";
 	if (mount(NULL, "dev", NULL, MS_REMOUNT | MS_NOSUID | MS_NOEXEC | MS_RDONLY,
 		  "mode=0755,size=65536k") < 0)
 		return -1;
 
-	/* Mask what /proc and /sys show of the host, as Docker does: files
-	 * that read kernel memory or state, or act on the machine, read as
-	 * /dev/null; directories of host hardware are empty; kernel tunables
-	 * are read-only. */
-	*stage = "mask /proc";
-	static const char *const masked_files[] = {"proc/kcore",	 "proc/keys",
-						   "proc/timer_list",	 "proc/sched_debug",
-						   "proc/sysrq-trigger", "proc/latency_stats"};
+	/* Mask what /proc and /sys show of the host, as Docker does and then
+	 * some: files that read kernel memory or state, or act on the
+	 * machine, read as /dev/null; directories of host hardware are empty;
+	 * kernel tunables are read-only. Beyond Docker's list: what locates
+	 * the kernel in memory or tells how it was built, a help to whoever
+	 * shapes an exploit for it (vmcoreinfo gives a physical address,
+	 * notes gave KASLR away as CVE-2024-26816, boot_params holds the
+	 * firmware's memory map and physical pointers, kallsyms, modules,
+	 * config.gz, BTF, /sys/module), and the host's command line. A path
+	 * this kernel lacks is skipped: mount answers ENOENT, which saves
+	 * asking first. */
+	*stage = "mask /proc and /sys";
+	static const char *const masked_files[] = {
+	    "proc/kcore",	  "proc/keys",
+	    "proc/timer_list",	  "proc/timer_stats",
+	    "proc/sched_debug",	  "proc/sysrq-trigger",
+	    "proc/latency_stats", "proc/interrupts",
+	    "proc/kallsyms",	  "proc/modules",
+	    "proc/config.gz",	  "proc/cmdline",
+	    "sys/kernel/notes",	  "sys/kernel/vmcoreinfo",
+	};
 	for (size_t i = 0; i < ARRAY_SIZE(masked_files); i++)
-		if (access(masked_files[i], F_OK) == 0 &&
-		    mount("dev/null", masked_files[i], NULL, MS_BIND, NULL) < 0)
+		if (mount("dev/null", masked_files[i], NULL, MS_BIND, NULL) < 0 && errno != ENOENT)
 			return -1;
-	static const char *const masked_dirs[] = {"proc/acpi", "proc/scsi", "sys/firmware"};
-	for (size_t i = 0; i < ARRAY_SIZE(masked_dirs); i++)
-		if (access(masked_dirs[i], F_OK) == 0 &&
-		    mount("tmpfs", masked_dirs[i], "tmpfs", MS_RDONLY | nosx, "size=0") < 0)
+	/* sys/kernel/irq holds the same per-CPU interrupt counts as
+	 * /proc/interrupts, a side channel on other tenants' activity
+	 * (GHSA-6fw5-f8r9-fgfm); powercap's energy counters are another
+	 * (GHSA-jq35-85cj-fj4p). One empty read-only tmpfs is made and bound
+	 * on the others: a bind costs less than a new file system. */
+	static const char *const masked_dirs[] = {
+	    "proc/acpi",      "proc/asound",	"proc/scsi",
+	    "sys/firmware",   "sys/kernel/btf", "sys/kernel/boot_params",
+	    "sys/kernel/irq", "sys/module",	"sys/devices/virtual/powercap",
+	};
+	const char *empty = NULL;
+	for (size_t i = 0; i < ARRAY_SIZE(masked_dirs); i++) {
+		int r = empty ? mount(empty, masked_dirs[i], NULL, MS_BIND, NULL)
+			      : mount("tmpfs", masked_dirs[i], "tmpfs", MS_RDONLY | nosx, "size=0");
+		if (r < 0 && errno != ENOENT)
 			return -1;
+		if (r == 0 && empty == NULL)
+			empty = masked_dirs[i];
+	}
+	/* Each CPU's thermal throttling counts, the same side channel. Intel
+	 * hosts have them, VMs and AMD hosts mostly not (cpu0 tells); an
+	 * offline CPU has its directory but not them, so the walk ends at the
+	 * first missing directory. No empty mount means no sysfs (every sysfs
+	 * has sys/module). The number is written by hand: no snprintf here. */
+	char cpu[64] = "sys/devices/system/cpu/cpu";
+	const size_t cpu_len = strlen(cpu);
+	for (unsigned n = 0; empty != NULL && n < 65536; n++) {
+		size_t digits = 1;
+		for (unsigned v = n; v >= 10; v /= 10)
+			digits++;
+		for (unsigned v = n, d = 0; d < digits; v /= 10, d++)
+			cpu[cpu_len + digits - 1 - d] = (char)('0' + v % 10);
+		strcpy(cpu + cpu_len + digits, "/thermal_throttle");
+		if (mount(empty, cpu, NULL, MS_BIND, NULL) == 0)
+			continue;
+		if (errno != ENOENT)
+			return -1;
+		cpu[cpu_len + digits] = '\0';
+		if (n == 0 || access(cpu, F_OK) < 0)
+			break;
+	}
 	static const char *const readonly[] = {"proc/sys", "proc/irq", "proc/bus", "proc/fs"};
 	for (size_t i = 0; i < ARRAY_SIZE(readonly); i++) {
 		if (access(readonly[i], F_OK) < 0)
