@@ -8,7 +8,7 @@ BUILD   ?= $(if $(filter 1,$(SAN)),build/asan,build/release)
 PKGS      := libmicrohttpd jansson sqlite3 libsodium libseccomp libarchive
 TEST_PKGS := libcurl
 
-WARN    := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wformat=2 -Wvla -Wno-format-truncation
+WARN    := -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wshadow -Wformat=2 -Wvla -Wno-format-truncation
 HARDEN  := -fstack-protector-strong -fPIE -D_GNU_SOURCE -ftrivial-auto-var-init=zero
 LDHARD  := -pie -Wl,-z,relro,-z,now
 ifeq ($(SAN),1)
@@ -27,7 +27,7 @@ TEST_LIBS  = $(shell pkg-config --libs $(TEST_PKGS))
 LIB_SRCS := $(sort $(wildcard src/util/*.c src/agent/*.c src/sandbox/*.c src/store/*.c \
                               src/core/*.c src/http/*.c src/api/*.c src/snapshot/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
-INIT_SRCS := src/init/main.c src/init/exec.c src/init/harden.c src/init/files.c src/agent/proto.c src/util/util.c src/util/err.c
+INIT_SRCS := src/init/main.c src/init/exec.c src/init/harden.c src/init/files.c src/init/rootfiles.c src/agent/proto.c src/util/util.c src/util/err.c
 
 UNIT_SRCS := $(sort $(wildcard tests/unit/*.c))
 BB_SRCS   := $(sort $(wildcard tests/blackbox/*.c))

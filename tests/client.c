@@ -581,6 +581,12 @@ int client_daemon_check(const struct client_daemon *d)
 
 int client_key_create(const struct client_daemon *d, const char *plan, char *out, size_t len)
 {
+	return client_key_create_with(d, plan, NULL, out, len);
+}
+
+int client_key_create_with(const struct client_daemon *d, const char *plan,
+			   const char *const *overrides, char *out, size_t len)
+{
 	char cli[PATH_MAX + 16];
 	snprintf(cli, sizeof(cli), "%s/bunker", d->build);
 	if (!is_executable(cli)) {
@@ -592,8 +598,10 @@ int client_key_create(const struct client_daemon *d, const char *plan, char *out
 		return -1;
 	char plan_s[32];
 	snprintf(plan_s, sizeof(plan_s), "%s", plan);
-	char *argv[] = {cli,	"--data-dir", (char *)d->data_dir, "keys", "create", "--plan",
-			plan_s, NULL};
+	char *argv[40] = {cli, "--data-dir", (char *)d->data_dir, "keys", "create", "--plan",
+			  plan_s};
+	for (int i = 0, n = 7; overrides && overrides[i] && n < 39; i++)
+		argv[n++] = (char *)overrides[i];
 	pid_t pid = spawn_logged(d, argv, pfd[1]);
 	close(pfd[1]);
 	if (pid < 0) {

@@ -78,6 +78,10 @@ int client_daemon_check(const struct client_daemon *d);
 /* Runs `bunker --data-dir DIR keys create --plan PLAN` and copies the key it
  * printed into out. Returns 0, or -1 with a message on stderr. */
 int client_key_create(const struct client_daemon *d, const char *plan, char *out, size_t len);
+/* The same with the plan's numbers overridden (overrides: NULL-terminated
+ * CLI arguments, {"--max-sessions", "2", NULL}; may be NULL). */
+int client_key_create_with(const struct client_daemon *d, const char *plan,
+			   const char *const *overrides, char *out, size_t len);
 
 /* Fixture for harness_setup/harness_teardown/harness_final_check: starts
  * the daemon into `bk`, creates bk.free_key and bk.paid_key, and arranges

@@ -153,6 +153,7 @@ static void session_copy(struct store_session *out, const struct store_session *
 {
 	*out = *in;
 	out->metadata = strdup(in->metadata ? in->metadata : "{}");
+	out->env = strdup(in->env ? in->env : "{}");
 }
 
 static int fs_session_insert(struct store *st, const struct store_session *s, struct bk_err *err)
@@ -180,6 +181,9 @@ static int fs_session_get(struct store *st, const char *id, const char *key_id,
 	struct fake_world *w = FW(st);
 	pthread_mutex_lock(&w->lock);
 	struct fake_rec *r = fake__rec_find(w, id);
+	for (struct fake_rec *p = w->sessions; r == NULL && p; p = p->next)
+		if (strcmp(p->s.public_id, id) == 0)
+			r = p;
 	int rc = 0;
 	if (r && (key_id == NULL || strcmp(r->s.key_id, key_id) == 0)) {
 		session_copy(out, &r->s);
@@ -210,13 +214,19 @@ static int fs_session_delete(struct store *st, const char *id, struct bk_err *er
 	return rc;
 }
 
-static int fs_session_touch(struct store *st, const char *id, int64_t t, struct bk_err *err)
+static int fs_session_touch(struct store *st, const char *id, int64_t t, int64_t execs,
+			    int64_t cpu_ms, int64_t vm_ms, struct bk_err *err)
 {
 	struct fake_world *w = FW(st);
 	pthread_mutex_lock(&w->lock);
 	struct fake_rec *r = fake__rec_find(w, id);
 	if (r && t > r->s.last_active_ms)
 		r->s.last_active_ms = t;
+	if (r) {
+		r->s.exec_count += execs;
+		r->s.cpu_ms += cpu_ms;
+		r->s.vm_runtime_ms += vm_ms;
+	}
 	pthread_mutex_unlock(&w->lock);
 	return r != NULL;
 }
@@ -238,14 +248,36 @@ static int fs_session_set_state(struct store *st, const char *id, enum store_ses
 	return rc;
 }
 
-static int fs_session_count(struct store *st, const char *key_id, int64_t now, int64_t *out,
-			    struct bk_err *err)
+static int fs_session_set_vm(struct store *st, const char *id, enum store_vm_state vm,
+			     int64_t spawned_ms, int64_t ends_ms, enum store_session_state state,
+			     struct bk_err *err)
+{
+	struct fake_world *w = FW(st);
+	pthread_mutex_lock(&w->lock);
+	int rc = fake__op(w, "session_set_vm", err);
+	struct fake_rec *r = rc == 0 ? fake__rec_find(w, id) : NULL;
+	if (r) {
+		fake__step(w);
+		r->s.vm_state = vm;
+		r->s.vm_spawned_ms = spawned_ms;
+		r->s.vm_ends_ms = ends_ms;
+		r->s.state = state;
+		fake__done(w);
+		rc = 1;
+	}
+	pthread_mutex_unlock(&w->lock);
+	return rc;
+}
+
+static int fs_session_count(struct store *st, const char *key_id, int64_t now, bool holding,
+			    int64_t *out, struct bk_err *err)
 {
 	struct fake_world *w = FW(st);
 	pthread_mutex_lock(&w->lock);
 	*out = 0;
 	for (struct fake_rec *r = w->sessions; r; r = r->next)
-		if ((key_id == NULL || strcmp(r->s.key_id, key_id) == 0) && r->s.expires_ms > now)
+		if ((key_id == NULL || strcmp(r->s.key_id, key_id) == 0) && r->s.expires_ms > now &&
+		    (!holding || r->s.vm_state == STORE_VM_RUNNING))
 			(*out)++;
 	pthread_mutex_unlock(&w->lock);
 	return 0;
@@ -274,7 +306,7 @@ static int fs_session_list(struct store *st, const char *key_id, int64_t now,
 	size_t k = 0;
 	for (struct fake_rec *r = w->sessions; r; r = r->next)
 		if (strcmp(r->s.key_id, key_id) == 0 && r->s.expires_ms > now &&
-		    (match == NULL || match(ctx, r->s.metadata)))
+		    (match == NULL || match(ctx, &r->s)))
 			session_copy(&v[k++], &r->s);
 	pthread_mutex_unlock(&w->lock);
 	qsort(v, k, sizeof(*v), newest_first);
@@ -307,16 +339,104 @@ static int fs_session_list_all(struct store *st, struct store_session **out, siz
 	return 0;
 }
 
-static int fs_session_expired(struct store *st, int64_t now, char (*ids)[32], size_t max,
-			      size_t *n, struct bk_err *err)
+static int fs_session_due(struct store *st, int64_t now, char (*ids)[32], size_t max, size_t *n,
+			  struct bk_err *err)
 {
 	struct fake_world *w = FW(st);
 	pthread_mutex_lock(&w->lock);
 	*n = 0;
 	for (struct fake_rec *r = w->sessions; r && *n < max; r = r->next)
-		if (r->s.expires_ms <= now)
+		if (r->s.expires_ms <= now ||
+		    (r->s.vm_state == STORE_VM_RUNNING && r->s.vm_ends_ms > 0 &&
+		     r->s.vm_ends_ms <= now))
 			snprintf(ids[(*n)++], 32, "%s", r->s.id);
 	pthread_mutex_unlock(&w->lock);
+	return 0;
+}
+
+/* Tasks are kept in memory only: the crash matrix does not cover them. */
+static int fs_task_insert(struct store *st, const struct store_task *t, struct bk_err *err)
+{
+	struct fake_world *w = FW(st);
+	pthread_mutex_lock(&w->lock);
+	struct fake_task *k = calloc(1, sizeof(*k));
+	k->t = *t;
+	k->t.out = strdup("");
+	k->t.err = strdup("");
+	k->next = w->tasks;
+	w->tasks = k;
+	pthread_mutex_unlock(&w->lock);
+	return 0;
+}
+
+static struct fake_task *task_find(struct fake_world *w, const char *id)
+{
+	for (struct fake_task *k = w->tasks; k; k = k->next)
+		if (strcmp(k->t.id, id) == 0)
+			return k;
+	return NULL;
+}
+
+static char *dup_len(const char *s, size_t n)
+{
+	char *d = malloc(n + 1);
+	memcpy(d, s ? s : "", n);
+	d[n] = '\0';
+	return d;
+}
+
+static int fs_task_update(struct store *st, const struct store_task *t, struct bk_err *err)
+{
+	struct fake_world *w = FW(st);
+	pthread_mutex_lock(&w->lock);
+	struct fake_task *k = task_find(w, t->id);
+	if (k) {
+		store_task_release(&k->t);
+		char sid[32], kid[32];
+		snprintf(sid, sizeof(sid), "%s", k->t.session_id);
+		snprintf(kid, sizeof(kid), "%s", k->t.key_id);
+		k->t = *t;
+		snprintf(k->t.session_id, sizeof(k->t.session_id), "%s", sid);
+		snprintf(k->t.key_id, sizeof(k->t.key_id), "%s", kid);
+		k->t.out = dup_len(t->out, t->out_len);
+		k->t.err = dup_len(t->err, t->err_len);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return k != NULL;
+}
+
+static int fs_task_get(struct store *st, const char *id, const char *key_id, struct store_task *out,
+		       struct bk_err *err)
+{
+	struct fake_world *w = FW(st);
+	pthread_mutex_lock(&w->lock);
+	struct fake_task *k = task_find(w, id);
+	int rc = 0;
+	if (k && (key_id == NULL || strcmp(k->t.key_id, key_id) == 0)) {
+		*out = k->t;
+		out->out = dup_len(k->t.out, k->t.out_len);
+		out->err = dup_len(k->t.err, k->t.err_len);
+		rc = 1;
+	}
+	pthread_mutex_unlock(&w->lock);
+	return rc;
+}
+
+static int fs_task_count(struct store *st, const char *key_id, int64_t since_ms, int64_t *out,
+			 struct bk_err *err)
+{
+	struct fake_world *w = FW(st);
+	pthread_mutex_lock(&w->lock);
+	*out = 0;
+	for (struct fake_task *k = w->tasks; k; k = k->next)
+		*out += strcmp(k->t.key_id, key_id) == 0 && k->t.created_ms >= since_ms;
+	pthread_mutex_unlock(&w->lock);
+	return 0;
+}
+
+static int fs_task_purge(struct store *st, int64_t before_ms, bool fail_unfinished, int64_t now,
+			 struct bk_err *err)
+{
 	return 0;
 }
 
@@ -338,7 +458,13 @@ static const struct store_ops fake_store_ops = {
     .session_count = fs_session_count,
     .session_list = fs_session_list,
     .session_list_all = fs_session_list_all,
-    .session_expired = fs_session_expired,
+    .session_set_vm = fs_session_set_vm,
+    .session_due = fs_session_due,
+    .task_insert = fs_task_insert,
+    .task_update = fs_task_update,
+    .task_get = fs_task_get,
+    .task_count = fs_task_count,
+    .task_purge = fs_task_purge,
 };
 
 struct store *fake_store_new(struct fake_world *w)

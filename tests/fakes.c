@@ -74,6 +74,12 @@ void fake_world_free(struct fake_world *w)
 		store_idem_release(&r->r);
 		free(r);
 	}
+	while (w->tasks) {
+		struct fake_task *k = w->tasks;
+		w->tasks = k->next;
+		store_task_release(&k->t);
+		free(k);
+	}
 	while (w->boxes) {
 		struct fake_box *b = w->boxes;
 		w->boxes = b->next;
@@ -130,14 +136,19 @@ static void world_save(struct fake_world *w)
 	}
 	for (struct fake_rec *r = w->sessions; r; r = r->next) {
 		const struct store_session *s = &r->s;
-		json_array_append_new(
-		    sessions,
-		    json_pack("{s:s,s:s,s:I,s:I,s:I,s:i,s:s,s:i,s:f,s:i,s:i}", "id", s->id, "key",
-			      s->key_id, "created", (json_int_t)s->created_ms, "expires",
-			      (json_int_t)s->expires_ms, "active", (json_int_t)s->last_active_ms,
-			      "state", (int)s->state, "metadata", s->metadata, "memory",
-			      s->memory_mb, "cpu", s->cpu, "timeout", s->timeout_s, "disk",
-			      s->disk_mb));
+		json_t *o = json_pack("{s:s,s:s,s:I,s:I,s:I,s:i,s:s,s:i,s:f,s:i,s:i}", "id", s->id,
+				      "key", s->key_id, "created", (json_int_t)s->created_ms,
+				      "expires", (json_int_t)s->expires_ms, "active",
+				      (json_int_t)s->last_active_ms, "state", (int)s->state,
+				      "metadata", s->metadata, "memory", s->memory_mb, "cpu", s->cpu,
+				      "timeout", s->timeout_s, "disk", s->disk_mb);
+		json_object_update_new(
+		    o, json_pack("{s:s,s:i,s:s,s:i,s:i,s:I,s:I,s:I}", "public", s->public_id,
+				 "dialect", s->dialect, "env", s->env ? s->env : "{}", "vcpu",
+				 s->vcpu, "vm", (int)s->vm_state, "lifetime",
+				 (json_int_t)s->vm_lifetime_s, "spawned",
+				 (json_int_t)s->vm_spawned_ms, "ends", (json_int_t)s->vm_ends_ms));
+		json_array_append_new(sessions, o);
 	}
 	for (struct fake_box *b = w->boxes; b; b = b->next)
 		json_array_append_new(boxes, json_pack("{s:s,s:b,s:o,s:b,s:o}", "id", b->id, "disk",
@@ -191,6 +202,15 @@ struct fake_world *fake_world_load(const char *path)
 		s->cpu = json_real_value(json_object_get(v, "cpu"));
 		s->timeout_s = (int)json_integer_value(json_object_get(v, "timeout"));
 		s->disk_mb = (int)json_integer_value(json_object_get(v, "disk"));
+		snprintf(s->public_id, sizeof(s->public_id), "%s",
+			 json_string_value(json_object_get(v, "public")));
+		s->dialect = (int)json_integer_value(json_object_get(v, "dialect"));
+		s->env = strdup(json_string_value(json_object_get(v, "env")));
+		s->vcpu = (int)json_integer_value(json_object_get(v, "vcpu"));
+		s->vm_state = (enum store_vm_state)json_integer_value(json_object_get(v, "vm"));
+		s->vm_lifetime_s = json_integer_value(json_object_get(v, "lifetime"));
+		s->vm_spawned_ms = json_integer_value(json_object_get(v, "spawned"));
+		s->vm_ends_ms = json_integer_value(json_object_get(v, "ends"));
 		*tail = r;
 		tail = &r->next;
 	}

@@ -36,6 +36,11 @@ struct fake_idem {
 	struct fake_idem *next;
 };
 
+struct fake_task {
+	struct store_task t;
+	struct fake_task *next;
+};
+
 struct fake_world {
 	pthread_mutex_t lock;
 	char path[256];
@@ -44,6 +49,7 @@ struct fake_world {
 	struct fake_rec *sessions;
 	struct fake_idem *idem;
 	struct fake_box *boxes;
+	struct fake_task *tasks;
 	int steps;
 	int crash_at; /* absolute step count; 0: none */
 	char fail_op[32];

@@ -32,6 +32,10 @@ enum agent_type {
 	AGENT_LIST,	    /* d -> init: PATH, RECURSIVE, UID, GID; RESULT with ENTRY* */
 	AGENT_DELETE,	    /* d -> init: PATH, RECURSIVE, UID, GID; RESULT */
 	AGENT_STAT,	    /* d -> init: PATH, UID, GID; RESULT with MODE */
+	/* Files anywhere in the session's own file system, as its root: */
+	AGENT_WRITE_PATH, /* d -> init: PATH (absolute), TOKEN, OFFSET, DATA, FINAL, ABORT,
+			     UID, GID (the owner of what is created); RESULT */
+	AGENT_READ_PATH,  /* d -> init: PATH (absolute), MAX; RESULT with DATA */
 };
 
 enum agent_tag {
@@ -67,6 +71,10 @@ enum agent_tag {
 	AGENT_T_RECURSIVE,
 	AGENT_T_ENTRY, /* "<d|f>\t<size>\t<mtime, ms since the epoch>\t<path>" */
 	AGENT_T_GROUP, /* with KILL: the pid's whole process group */
+	AGENT_T_TOKEN,	/* with WRITE_PATH: names the transfer's temporary file */
+	AGENT_T_OFFSET, /* with WRITE_PATH: where DATA goes */
+	AGENT_T_FINAL,	/* with WRITE_PATH: the last chunk; the file takes its name */
+	AGENT_T_ABORT,	/* with WRITE_PATH: the transfer is abandoned */
 };
 
 /* At most this many entries are listed per request. */

@@ -30,7 +30,21 @@ struct api_call {
 	const char *param[API_PARAMS_MAX];
 	char param_buf[512];
 	bool replayed; /* the answer is a stored one (api/idem.c) */
+	/* The request's path with runs of '/' made one (a client's base URL
+	 * that ends in '/'): what routes are matched against. Owned. */
+	char *path;
+	/* The body parsed as a JSON object by api_call_body(), once; owned. */
+	json_t *body;
+	bool body_parsed;
 };
+
+/* c's body as a JSON object (an empty body is {}), parsed on the first
+ * call and kept: borrowed, or NULL when it is not one (err set). */
+json_t *api_call_body(struct api_call *c, struct bk_err *err);
+/* Whether c's body is the InstaVM dialect's (it names session_id and not
+ * buntime's sessionId): how the two dialects share POST /execute
+ * (api/instavm_exec.c). */
+bool api_body_is_instavm(struct api_call *c);
 
 /* Answers with obj (the reference is stolen) as JSON. */
 void api_json(struct api_call *c, int status, json_t *obj);
@@ -80,6 +94,11 @@ json_t *api_json_bytes(const char *data, size_t len);
 /* Authenticates the Bearer key, or (when key_header is not NULL and there
  * is no Bearer) the key in that header, into c->key. */
 int api_auth(struct api_call *c, const char *key_header, struct bk_err *err);
+/* Authenticates secret (a key sent some other way, NULL: none) into
+ * c->key. */
+int api_auth_secret(struct api_call *c, const char *secret, struct bk_err *err);
+/* Whether the request carries a key in Authorization or key_header. */
+bool api_has_key(struct api_call *c, const char *key_header);
 /* The HTTP status of an error of kind. */
 int api_status_of(enum bk_err_kind kind);
 
@@ -91,6 +110,12 @@ enum api_route_flag {
 	/* What a 2xx answer counts in util/metrics.h: */
 	API_ROUTE_CREATES_SESSION = 1u << 2,
 	API_ROUTE_EXECUTES = 1u << 3,
+	/* The handler authenticates: the key may come in the body (InstaVM's
+	 * create sends api_key there). */
+	API_ROUTE_KEY_IN_BODY = 1u << 4,
+	/* A key is checked when one is sent; without one the handler decides
+	 * (InstaVM's usage, where the session's UUID is the capability). */
+	API_ROUTE_KEY_OPTIONAL = 1u << 5,
 };
 
 /* One endpoint. pattern is a path whose "{name}" segments each match one
@@ -101,6 +126,10 @@ struct api_route {
 	const char *pattern;
 	void (*handler)(struct api_call *c);
 	unsigned flags; /* enum api_route_flag */
+	/* For a method and path that two dialects share (POST /execute):
+	 * whether this route's dialect takes the request, decided from its
+	 * body before anything else (NULL: always). */
+	bool (*claims)(struct api_call *c);
 };
 
 /* The routes of one dialect and how it renders an error. */

@@ -32,7 +32,7 @@ static json_t *session_json(const struct core_session_info *info, bool full)
 	iso(info->created_ms, created, sizeof(created));
 	iso(info->expires_ms, expires, sizeof(expires));
 	iso(info->last_active_ms, active, sizeof(active));
-	json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:o}", "sessionId", info->id, "createdAt", created,
+	json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:o}", "sessionId", info->public_id, "createdAt", created,
 			      "expiresAt", expires, "previewUrl", info->preview_url,
 			      "resourceLimits", limits_json(&info->limits));
 	if (o == NULL || !full)
@@ -115,7 +115,7 @@ static void handle_create(struct api_call *c)
 	free(metadata);
 	if (r < 0)
 		return api_buntime_error(c, &err);
-	snprintf(c->session_id, sizeof(c->session_id), "%s", info.id);
+	snprintf(c->session_id, sizeof(c->session_id), "%s", info.public_id);
 	json_t *o = session_json(&info, false);
 	core_session_info_release(&info);
 	api_json(c, 200, o);
@@ -148,7 +148,7 @@ static void handle_list(struct api_call *c)
 	struct core_session_info *infos;
 	size_t n;
 	int64_t total;
-	if (core_session_list(c->api->core, &c->key, http_query(c->req, "metadata"), limit, offset,
+	if (core_session_list(c->api->core, &c->key, http_query(c->req, "metadata"), false, limit, offset,
 			      &infos, &n, &total, &err) < 0)
 		return api_buntime_error(c, &err);
 	json_t *arr = json_array();
@@ -627,6 +627,13 @@ static void route_delete(struct api_call *c)
 	handle_delete(c, c->param[0]);
 }
 
+/* POST /execute is buntime's unless its body is InstaVM's; one that names
+ * both sessionId and session_id is buntime's (and refused in its shape). */
+static bool buntime_claims_execute(struct api_call *c)
+{
+	return !api_body_is_instavm(c);
+}
+
 /* Every route of the dialect: the router (api/router.c) matches them in
  * this order, and tests/unit/openapi.c checks that api/openapi.c documents
  * each one and nothing else. */
@@ -635,7 +642,7 @@ static const struct api_route buntime_routes[] = {
     {"GET", "/sessions", handle_list, 0},
     {"GET", "/sessions/{id}", route_get, 0},
     {"DELETE", "/sessions/{id}", route_delete, 0},
-    {"POST", "/execute", handle_execute, API_ROUTE_IDEMPOTENT | API_ROUTE_EXECUTES},
+    {"POST", "/execute", handle_execute, API_ROUTE_IDEMPOTENT | API_ROUTE_EXECUTES, buntime_claims_execute},
     {"GET", "/execution/processes", handle_processes, 0},
     {"POST", "/execution/kill", handle_kill, 0},
     {"POST", "/files/write", handle_files_write, API_ROUTE_IDEMPOTENT},

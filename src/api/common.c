@@ -295,7 +295,9 @@ json_t *api_json_bytes(const char *data, size_t len)
 	return s ? s : json_string("");
 }
 
-int api_auth(struct api_call *c, const char *key_header, struct bk_err *err)
+/* The key of the request's headers: Authorization's Bearer, else
+ * key_header's (may be NULL); NULL when none. */
+static const char *header_key(struct api_call *c, const char *key_header)
 {
 	const char *h = http_header(c->req, "Authorization");
 	const char *secret = NULL;
@@ -306,7 +308,28 @@ int api_auth(struct api_call *c, const char *key_header, struct bk_err *err)
 	} else if (key_header) {
 		secret = http_header(c->req, key_header);
 	}
+	return secret && *secret ? secret : NULL;
+}
+
+bool api_has_key(struct api_call *c, const char *key_header)
+{
+	return header_key(c, key_header) != NULL;
+}
+
+int api_auth_secret(struct api_call *c, const char *secret, struct bk_err *err)
+{
 	if (secret == NULL || *secret == '\0')
+		return bk_err_kind(err, BK_E_UNAUTHORIZED, "missing API key");
+	if (core_auth(c->api->core, secret, &c->key, err) < 0)
+		return -1;
+	c->authed = true;
+	return 0;
+}
+
+int api_auth(struct api_call *c, const char *key_header, struct bk_err *err)
+{
+	const char *secret = header_key(c, key_header);
+	if (secret == NULL)
 		return key_header
 			   ? bk_err_kind(err, BK_E_UNAUTHORIZED,
 					 "missing API key: send 'Authorization: Bearer <key>' "
@@ -314,10 +337,19 @@ int api_auth(struct api_call *c, const char *key_header, struct bk_err *err)
 					 key_header)
 			   : bk_err_kind(err, BK_E_UNAUTHORIZED,
 					 "missing API key: send 'Authorization: Bearer <key>'");
-	if (core_auth(c->api->core, secret, &c->key, err) < 0)
-		return -1;
-	c->authed = true;
-	return 0;
+	return api_auth_secret(c, secret, err);
+}
+
+json_t *api_call_body(struct api_call *c, struct bk_err *err)
+{
+	if (!c->body_parsed) {
+		c->body_parsed = true;
+		c->body = api_body_object(c->req, true, err);
+		return c->body;
+	}
+	if (c->body == NULL)
+		bk_err_field(err, "body", "the body must be a JSON object");
+	return c->body;
 }
 
 /* One JSON line per request on stderr: time, method, path, route pattern,
@@ -354,10 +386,33 @@ static const char *method_label(const char *m)
 	return "other";
 }
 
+/* A copy of path with each run of '/' made one. */
+static char *path_collapse(const char *path)
+{
+	char *out = malloc(strlen(path) + 1);
+	if (out == NULL)
+		return NULL;
+	size_t o = 0;
+	for (const char *p = path; *p; p++)
+		if (!(*p == '/' && o > 0 && out[o - 1] == '/'))
+			out[o++] = *p;
+	out[o] = '\0';
+	return out;
+}
+
 void api_handle(void *ctx, const struct http_request *req, struct http_response *res)
 {
 	struct api_call c = {.api = ctx, .req = req, .res = res};
+	c.path = path_collapse(req->path);
+	if (c.path == NULL) {
+		static const char oom[] = "{\"error\":{\"code\":\"internal_error\","
+					  "\"message\":\"out of memory\"}}";
+		http_response_set(res, 500, "application/json", oom, sizeof(oom) - 1);
+		return;
+	}
 	api_dispatch(&c);
+	free(c.path);
+	json_decref(c.body);
 	double ms = (double)(mono_us() - req->start_us) / 1000.0;
 	metrics_request(method_label(req->method), c.route ? c.route->pattern : "unmatched",
 			res->status, ms / 1000.0);

@@ -9,7 +9,7 @@ const char api_openapi_json[] = R"openapi({
   "info": {
     "title": "Bunker",
     "version": "1",
-    "summary": "Self-hosted sandbox sessions over HTTP (the buntime dialect, and InstaVM's app-url).",
+    "summary": "Self-hosted sandbox sessions over HTTP, in the buntime and the InstaVM dialects.",
     "description": "Every endpoint but the operations ones needs `Authorization: Bearer <key>`. Every answer to an authenticated request carries X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset; a 429 also carries Retry-After. Creating POSTs (/sessions/create, /execute, /files/write) honour Idempotency-Key: the same key with the same request within 24 hours replays the first 2xx answer byte for byte with `Idempotent-Replayed: true`; the same key with another request is 422 idempotency_key_reused; the same key while the first request runs is 409 conflict. Keys are scoped per API key."
   },
   "servers": [{"url": "/"}],
@@ -134,16 +134,16 @@ const char api_openapi_json[] = R"openapi({
       "post": {
         "tags": ["executions"],
         "operationId": "execute",
-        "summary": "Run code (Bun) or a shell command in a session",
-        "description": "Exactly one of code and command. With stream:true the answer is text/event-stream: `stdout`/`stderr` events with {data}, then one `exit` event with the result object, or an `error` event with {code, message}; `: ping` comments every 15 s. A body with session_id instead of sessionId is the InstaVM dialect's; one with both is 400.",
+        "summary": "Run code in a session (both dialects)",
+        "description": "Exactly one of code and command. With stream:true the answer is text/event-stream: `stdout`/`stderr` events with {data}, then one `exit` event with the result object, or an `error` event with {code, message}; `: ping` comments every 15 s. A body with session_id instead of sessionId is the InstaVM dialect's (InstaVMExecuteRequest: the program text in `language`, run by the session's persistent interpreter of that language; errors in the InstaVM shapes, 422 for validation); one with both is 400.",
         "parameters": [{"$ref": "#/components/parameters/IdempotencyKey"}],
         "requestBody": {
           "required": true,
-          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExecuteRequest"}}}
+          "content": {"application/json": {"schema": {"oneOf": [{"$ref": "#/components/schemas/ExecuteRequest"}, {"$ref": "#/components/schemas/InstaVMExecuteRequest"}]}}}
         },
         "responses": {
           "200": {
-            "description": "The execution ended (its own failure, a timeout included, is a result).",
+            "description": "The execution ended (its own failure, a timeout included, is a result). InstaVMExecuteResult for a body with session_id.",
             "headers": {
               "X-RateLimit-Limit": {"$ref": "#/components/headers/X-RateLimit-Limit"},
               "X-RateLimit-Remaining": {"$ref": "#/components/headers/X-RateLimit-Remaining"},
@@ -151,7 +151,7 @@ const char api_openapi_json[] = R"openapi({
               "Idempotent-Replayed": {"$ref": "#/components/headers/Idempotent-Replayed"}
             },
             "content": {
-              "application/json": {"schema": {"$ref": "#/components/schemas/ExecuteResult"}},
+              "application/json": {"schema": {"oneOf": [{"$ref": "#/components/schemas/ExecuteResult"}, {"$ref": "#/components/schemas/InstaVMExecuteResult"}]}},
               "text/event-stream": {"schema": {"type": "string", "description": "Server-Sent Events (stream:true)."}}
             }
           },
@@ -434,6 +434,334 @@ const char api_openapi_json[] = R"openapi({
         }
       }
     },
+    "/v1/sessions/session": {
+      "post": {
+        "tags": ["instavm"],
+        "operationId": "instavmCreateSession",
+        "summary": "Create a session (InstaVM)",
+        "description": "The key may be the body's api_key (what the SDK sends, with no header), X-API-Key or Authorization: Bearer. The VM is spawned lazily, at the first execute, upload, download or app-url, or at once when env is given; vm_lifetime_seconds counts from the spawn. memory_mb and vcpu_count above the plan's ceilings are clamped to them. Every field out of range is one entry of the 422.",
+        "security": [{"bearerAuth": []}, {"apiKeyHeader": []}, {"apiKeyBody": []}],
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InstaVMCreateRequest"}}}},
+        "parameters": [],
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "headers": {
+              "X-RateLimit-Limit": {"$ref": "#/components/headers/X-RateLimit-Limit"},
+              "X-RateLimit-Remaining": {"$ref": "#/components/headers/X-RateLimit-Remaining"},
+              "X-RateLimit-Reset": {"$ref": "#/components/headers/X-RateLimit-Reset"}
+            },
+            "content": {"application/json": {"schema": {"type": "object", "required": ["session_id"], "properties": {"session_id": {"$ref": "#/components/schemas/InstaVMSessionId"}}}}}
+          },
+          "401": {"$ref": "#/components/responses/DetailError"},
+          "422": {"$ref": "#/components/responses/ValidationError"},
+          "429": {"$ref": "#/components/responses/DetailError"},
+          "500": {"$ref": "#/components/responses/DetailError"},
+          "503": {"$ref": "#/components/responses/DetailError"}
+        }
+      }
+    },
+    "/v1/sessions/session/{session_id}": {
+      "get": {
+        "tags": ["instavm"],
+        "operationId": "instavmSessionInfo",
+        "summary": "A session's applied limits, metadata and VM",
+        "description": "Does not wake the session and does not spawn a VM.",
+        "security": [{"bearerAuth": []}, {"apiKeyHeader": []}],
+        "parameters": [{"name": "session_id", "in": "path", "required": true, "schema": {"$ref": "#/components/schemas/InstaVMSessionId"}}],
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "headers": {
+              "X-RateLimit-Limit": {"$ref": "#/components/headers/X-RateLimit-Limit"},
+              "X-RateLimit-Remaining": {"$ref": "#/components/headers/X-RateLimit-Remaining"},
+              "X-RateLimit-Reset": {"$ref": "#/components/headers/X-RateLimit-Reset"}
+            },
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InstaVMSessionInfo"}}}
+          },
+          "401": {"$ref": "#/components/responses/DetailError"},
+          "404": {"$ref": "#/components/responses/DetailError"},
+          "422": {"$ref": "#/components/responses/ValidationError"},
+          "429": {"$ref": "#/components/responses/DetailError"},
+          "500": {"$ref": "#/components/responses/DetailError"}
+        }
+      }
+    },
+    "/v1/sessions/status/{session_id}": {
+      "get": {
+        "tags": ["instavm"],
+        "operationId": "instavmSessionStatus",
+        "summary": "A session's VM status",
+        "description": "vm_status is active while the session has a VM that was not killed and whose lifetime has not ended (idle and deep sleep are invisible: any request wakes it), terminated after kill or lifetime end, null before the first spawn (vm_alive false, the other vm fields null). state is the finer lifecycle state.",
+        "security": [{"bearerAuth": []}, {"apiKeyHeader": []}],
+        "parameters": [{"name": "session_id", "in": "path", "required": true, "schema": {"$ref": "#/components/schemas/InstaVMSessionId"}}],
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "headers": {
+              "X-RateLimit-Limit": {"$ref": "#/components/headers/X-RateLimit-Limit"},
+              "X-RateLimit-Remaining": {"$ref": "#/components/headers/X-RateLimit-Remaining"},
+              "X-RateLimit-Reset": {"$ref": "#/components/headers/X-RateLimit-Reset"}
+            },
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InstaVMStatus"}}}
+          },
+          "401": {"$ref": "#/components/responses/DetailError"},
+          "404": {"$ref": "#/components/responses/DetailError"},
+          "422": {"$ref": "#/components/responses/ValidationError"},
+          "429": {"$ref": "#/components/responses/DetailError"},
+          "500": {"$ref": "#/components/responses/DetailError"}
+        }
+      }
+    },
+    "/v1/sessions/usage/{session_id}": {
+      "get": {
+        "tags": ["instavm"],
+        "operationId": "instavmSessionUsage",
+        "summary": "A session's usage",
+        "description": "The SDK sends no credentials here: without a key the session's UUID is the capability (a ses_ id is not taken without a key); with a key, ownership is checked.",
+        "security": [{}, {"bearerAuth": []}, {"apiKeyHeader": []}],
+        "parameters": [{"name": "session_id", "in": "path", "required": true, "schema": {"$ref": "#/components/schemas/InstaVMSessionId"}}],
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "headers": {
+              "X-RateLimit-Limit": {"$ref": "#/components/headers/X-RateLimit-Limit"},
+              "X-RateLimit-Remaining": {"$ref": "#/components/headers/X-RateLimit-Remaining"},
+              "X-RateLimit-Reset": {"$ref": "#/components/headers/X-RateLimit-Reset"}
+            },
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InstaVMUsage"}}}
+          },
+          "401": {"$ref": "#/components/responses/DetailError"},
+          "404": {"$ref": "#/components/responses/DetailError"},
+          "422": {"$ref": "#/components/responses/ValidationError"},
+          "429": {"$ref": "#/components/responses/DetailError"},
+          "500": {"$ref": "#/components/responses/DetailError"}
+        }
+      }
+    },
+    "/v1/sessions/sandboxes": {
+      "get": {
+        "tags": ["instavm"],
+        "operationId": "instavmSandboxes",
+        "summary": "The caller's sessions that hold a VM",
+        "description": "A bare array, newest first. metadata is a JSON object every listed session's metadata contains.",
+        "security": [{"bearerAuth": []}, {"apiKeyHeader": []}],
+        "parameters": [
+          {"name": "metadata", "in": "query", "required": false, "schema": {"type": "string", "description": "A JSON object."}},
+          {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}
+        ],
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "headers": {
+              "X-RateLimit-Limit": {"$ref": "#/components/headers/X-RateLimit-Limit"},
+              "X-RateLimit-Remaining": {"$ref": "#/components/headers/X-RateLimit-Remaining"},
+              "X-RateLimit-Reset": {"$ref": "#/components/headers/X-RateLimit-Reset"}
+            },
+            "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/InstaVMSandbox"}}}}
+          },
+          "401": {"$ref": "#/components/responses/DetailError"},
+          "422": {"$ref": "#/components/responses/ValidationError"},
+          "429": {"$ref": "#/components/responses/DetailError"},
+          "500": {"$ref": "#/components/responses/DetailError"}
+        }
+      }
+    },
+    "/execute_async": {
+      "post": {
+        "tags": ["instavm"],
+        "operationId": "instavmExecuteAsync",
+        "summary": "Run code in the background",
+        "description": "The body of POST /execute (InstaVM). The task runs in a fresh interpreter of its language in the session (the persistent one stays the synchronous executions'), at most 8 at once per session; its result is kept an hour at least and survives a restart of the server (a task a restart interrupted is failed).",
+        "security": [{"bearerAuth": []}, {"apiKeyHeader": []}],
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InstaVMExecuteRequest"}}}},
+        "parameters": [],
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "headers": {
+              "X-RateLimit-Limit": {"$ref": "#/components/headers/X-RateLimit-Limit"},
+              "X-RateLimit-Remaining": {"$ref": "#/components/headers/X-RateLimit-Remaining"},
+              "X-RateLimit-Reset": {"$ref": "#/components/headers/X-RateLimit-Reset"}
+            },
+            "content": {"application/json": {"schema": {"type": "object", "required": ["task_id"], "properties": {"task_id": {"type": "string"}}}}}
+          },
+          "401": {"$ref": "#/components/responses/DetailError"},
+          "404": {"$ref": "#/components/responses/DetailError"},
+          "422": {"$ref": "#/components/responses/ValidationError"},
+          "429": {"$ref": "#/components/responses/DetailError"},
+          "500": {"$ref": "#/components/responses/DetailError"},
+          "503": {"$ref": "#/components/responses/DetailError"}
+        }
+      }
+    },
+    "/v1/executions/{task_id}": {
+      "get": {
+        "tags": ["instavm"],
+        "operationId": "instavmExecution",
+        "summary": "A background task's status and result",
+        "description": "serialized_stdout and serialized_stderr are plain text, at most 1 MiB each.",
+        "security": [{"bearerAuth": []}, {"apiKeyHeader": []}],
+        "parameters": [{"name": "task_id", "in": "path", "required": true, "schema": {"type": "string"}}],
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "headers": {
+              "X-RateLimit-Limit": {"$ref": "#/components/headers/X-RateLimit-Limit"},
+              "X-RateLimit-Remaining": {"$ref": "#/components/headers/X-RateLimit-Remaining"},
+              "X-RateLimit-Reset": {"$ref": "#/components/headers/X-RateLimit-Reset"}
+            },
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InstaVMTask"}}}
+          },
+          "401": {"$ref": "#/components/responses/DetailError"},
+          "404": {"$ref": "#/components/responses/DetailError"},
+          "422": {"$ref": "#/components/responses/ValidationError"},
+          "429": {"$ref": "#/components/responses/DetailError"},
+          "500": {"$ref": "#/components/responses/DetailError"}
+        }
+      }
+    },
+    "/kill": {
+      "post": {
+        "tags": ["instavm"],
+        "operationId": "instavmKill",
+        "summary": "Kill a session's VM",
+        "description": "The session stays: its next execute gets a fresh, empty VM. 400 for a malformed id, 403 for another key's session, 404 for no such session or no VM.",
+        "security": [{"bearerAuth": []}, {"apiKeyHeader": []}],
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["session_id"], "properties": {"session_id": {"$ref": "#/components/schemas/InstaVMSessionId"}}}}}},
+        "parameters": [],
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "headers": {
+              "X-RateLimit-Limit": {"$ref": "#/components/headers/X-RateLimit-Limit"},
+              "X-RateLimit-Remaining": {"$ref": "#/components/headers/X-RateLimit-Remaining"},
+              "X-RateLimit-Reset": {"$ref": "#/components/headers/X-RateLimit-Reset"}
+            },
+            "content": {"application/json": {"schema": {"type": "object", "required": ["message", "vm_id"], "properties": {"message": {"type": "string"}, "vm_id": {"type": "string"}}}}}
+          },
+          "400": {"$ref": "#/components/responses/DetailError"},
+          "401": {"$ref": "#/components/responses/DetailError"},
+          "403": {"$ref": "#/components/responses/DetailError"},
+          "404": {"$ref": "#/components/responses/DetailError"},
+          "422": {"$ref": "#/components/responses/ValidationError"},
+          "429": {"$ref": "#/components/responses/DetailError"},
+          "500": {"$ref": "#/components/responses/DetailError"}
+        }
+      }
+    },
+    "/upload": {
+      "post": {
+        "tags": ["instavm"],
+        "operationId": "instavmUpload",
+        "summary": "Upload a file into a session",
+        "description": "multipart/form-data with the text parts remote_path, session_id and recursive (true or false), and then the part file (its filename, the client's local path, is ignored). The text parts must come before the file part. The file is streamed into the session, never held whole in the server, and takes its name only once all of it came: a body refused half-way leaves the old file. An absolute remote_path is that path in the session's own file system (parents are created, the file belongs to the session's user); a relative one is under /workspace; /proc, /sys, /dev and the read-only image are 403. Over the plan's file size: 413.",
+        "security": [{"bearerAuth": []}, {"apiKeyHeader": []}],
+        "requestBody": {"required": true, "content": {"multipart/form-data": {"schema": {"$ref": "#/components/schemas/InstaVMUploadForm"}}}},
+        "parameters": [],
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "headers": {
+              "X-RateLimit-Limit": {"$ref": "#/components/headers/X-RateLimit-Limit"},
+              "X-RateLimit-Remaining": {"$ref": "#/components/headers/X-RateLimit-Remaining"},
+              "X-RateLimit-Reset": {"$ref": "#/components/headers/X-RateLimit-Reset"}
+            },
+            "content": {"application/json": {"schema": {"type": "object", "required": ["status", "remote_path", "size"], "properties": {"status": {"const": "success"}, "remote_path": {"type": "string"}, "size": {"type": "integer"}}}}}
+          },
+          "401": {"$ref": "#/components/responses/DetailError"},
+          "403": {"$ref": "#/components/responses/DetailError"},
+          "404": {"$ref": "#/components/responses/DetailError"},
+          "413": {"$ref": "#/components/responses/DetailError"},
+          "422": {"$ref": "#/components/responses/ValidationError"},
+          "429": {"$ref": "#/components/responses/DetailError"},
+          "500": {"$ref": "#/components/responses/DetailError"},
+          "503": {"$ref": "#/components/responses/DetailError"}
+        }
+      }
+    },
+    "/download": {
+      "post": {
+        "tags": ["instavm"],
+        "operationId": "instavmDownload",
+        "summary": "Download a file from a session",
+        "description": "A form (application/x-www-form-urlencoded, what the SDK sends) or JSON with filename and session_id. Paths as for /upload. content is standard padded base64.",
+        "security": [{"bearerAuth": []}, {"apiKeyHeader": []}],
+        "requestBody": {"required": true, "content": {"application/x-www-form-urlencoded": {"schema": {"$ref": "#/components/schemas/InstaVMDownloadForm"}}, "application/json": {"schema": {"$ref": "#/components/schemas/InstaVMDownloadForm"}}}},
+        "parameters": [],
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "headers": {
+              "X-RateLimit-Limit": {"$ref": "#/components/headers/X-RateLimit-Limit"},
+              "X-RateLimit-Remaining": {"$ref": "#/components/headers/X-RateLimit-Remaining"},
+              "X-RateLimit-Reset": {"$ref": "#/components/headers/X-RateLimit-Reset"}
+            },
+            "content": {"application/json": {"schema": {"type": "object", "required": ["status", "filename", "content", "size"], "properties": {"status": {"const": "success"}, "filename": {"type": "string"}, "content": {"type": "string", "contentEncoding": "base64"}, "size": {"type": "integer"}}}}}
+          },
+          "401": {"$ref": "#/components/responses/DetailError"},
+          "403": {"$ref": "#/components/responses/DetailError"},
+          "404": {"$ref": "#/components/responses/DetailError"},
+          "413": {"$ref": "#/components/responses/DetailError"},
+          "422": {"$ref": "#/components/responses/ValidationError"},
+          "429": {"$ref": "#/components/responses/DetailError"},
+          "500": {"$ref": "#/components/responses/DetailError"},
+          "503": {"$ref": "#/components/responses/DetailError"}
+        }
+      }
+    },
+    "/v1/egress/session/{session_id}": {
+      "get": {
+        "tags": ["instavm"],
+        "operationId": "instavmEgressGet",
+        "summary": "A session's outbound network policy",
+        "description": "Deny-all: sessions have loopback only.",
+        "security": [{"bearerAuth": []}, {"apiKeyHeader": []}],
+        "parameters": [{"name": "session_id", "in": "path", "required": true, "schema": {"$ref": "#/components/schemas/InstaVMSessionId"}}],
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "headers": {
+              "X-RateLimit-Limit": {"$ref": "#/components/headers/X-RateLimit-Limit"},
+              "X-RateLimit-Remaining": {"$ref": "#/components/headers/X-RateLimit-Remaining"},
+              "X-RateLimit-Reset": {"$ref": "#/components/headers/X-RateLimit-Reset"}
+            },
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InstaVMEgress"}}}
+          },
+          "401": {"$ref": "#/components/responses/DetailError"},
+          "404": {"$ref": "#/components/responses/DetailError"},
+          "422": {"$ref": "#/components/responses/ValidationError"},
+          "429": {"$ref": "#/components/responses/DetailError"},
+          "500": {"$ref": "#/components/responses/DetailError"}
+        }
+      },
+      "post": {
+        "tags": ["instavm"],
+        "operationId": "instavmEgressSet",
+        "summary": "Set a session's outbound network policy",
+        "description": "The deny-all policy is accepted and answered; any grant is 501 until this server gives sessions outbound network.",
+        "security": [{"bearerAuth": []}, {"apiKeyHeader": []}],
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InstaVMEgress"}}}},
+        "parameters": [{"name": "session_id", "in": "path", "required": true, "schema": {"$ref": "#/components/schemas/InstaVMSessionId"}}],
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "headers": {
+              "X-RateLimit-Limit": {"$ref": "#/components/headers/X-RateLimit-Limit"},
+              "X-RateLimit-Remaining": {"$ref": "#/components/headers/X-RateLimit-Remaining"},
+              "X-RateLimit-Reset": {"$ref": "#/components/headers/X-RateLimit-Reset"}
+            },
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InstaVMEgress"}}}
+          },
+          "401": {"$ref": "#/components/responses/DetailError"},
+          "404": {"$ref": "#/components/responses/DetailError"},
+          "422": {"$ref": "#/components/responses/ValidationError"},
+          "429": {"$ref": "#/components/responses/DetailError"},
+          "500": {"$ref": "#/components/responses/DetailError"},
+          "501": {"$ref": "#/components/responses/DetailError"}
+        }
+      }
+    },
     "/v1/sessions/app-url/{session_id}": {
       "get": {
         "tags": ["instavm"],
@@ -442,7 +770,7 @@ const char api_openapi_json[] = R"openapi({
         "description": "`url` is the path proxy on this host: `/v1/app/{session_id}/{port}/...` is relayed to that port inside the session with the prefix cut from the path (and sent as X-Forwarded-Prefix). `direct_url` is the session's own host for that port, `vm-<20>-<port>.<preview domain>`. Both relay HTTP/1.1 (streamed both ways) and WebSocket, need no key (the URL is the capability) and wake a sleeping session.",
         "security": [{"bearerAuth": []}, {"apiKeyHeader": []}],
         "parameters": [
-          {"name": "session_id", "in": "path", "required": true, "schema": {"$ref": "#/components/schemas/SessionId"}},
+          {"name": "session_id", "in": "path", "required": true, "schema": {"$ref": "#/components/schemas/InstaVMSessionId"}},
           {"name": "port", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 65535, "default": 8080}}
         ],
         "responses": {
@@ -481,7 +809,8 @@ const char api_openapi_json[] = R"openapi({
   "components": {
     "securitySchemes": {
       "bearerAuth": {"type": "http", "scheme": "bearer", "description": "An API key made by `bunker keys create`."},
-      "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "The same key, as the InstaVM dialect also takes it."}
+      "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "The same key, as the InstaVM dialect also takes it."},
+      "apiKeyBody": {"type": "apiKey", "in": "header", "name": "api_key", "description": "Not a header: the api_key field of the JSON body of POST /v1/sessions/session, as InstaVM's SDK sends it (OpenAPI has no body location for a key)."}
     },
     "headers": {
       "X-RateLimit-Limit": {"description": "Requests per minute of the key's plan.", "schema": {"type": "integer"}},
@@ -534,6 +863,150 @@ const char api_openapi_json[] = R"openapi({
       "Unavailable": {"description": "unavailable: try again later.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     },
     "schemas": {
+      "InstaVMSessionId": {"type": "string", "description": "The session's UUID (v4), or its ses_ id.", "anyOf": [{"format": "uuid"}, {"pattern": "^ses_[a-z0-9]{20}$"}]},
+      "InstaVMCreateRequest": {
+        "type": "object",
+        "properties": {
+          "api_key": {"type": "string"},
+          "vm_lifetime_seconds": {"type": "integer", "minimum": 20, "maximum": 86400, "default": 300},
+          "memory_mb": {"type": "integer", "minimum": 128, "maximum": 8192, "description": "Clamped to the plan's ceiling."},
+          "vcpu_count": {"enum": [1, 2, 4, 6, 8], "default": 2, "description": "Clamped to the plan's ceiling (the applied cores may be a fraction)."},
+          "metadata": {"$ref": "#/components/schemas/Metadata"},
+          "env": {"type": "object", "maxProperties": 100, "additionalProperties": {"type": "string"}, "description": "Set for every execution of the session."}
+        }
+      },
+      "InstaVMVmFields": {
+        "type": "object",
+        "required": ["vm_assigned", "vm_status", "vm_id", "vm_alive", "uptime_seconds", "expires_in_seconds"],
+        "properties": {
+          "vm_assigned": {"type": "boolean"},
+          "vm_status": {"enum": ["active", "terminated", null]},
+          "vm_id": {"type": ["string", "null"], "description": "vm-<the 20 characters of the session's ses_ id>"},
+          "vm_alive": {"type": "boolean"},
+          "uptime_seconds": {"type": ["number", "null"]},
+          "expires_in_seconds": {"type": ["integer", "null"]}
+        }
+      },
+      "InstaVMStatus": {
+        "allOf": [{"$ref": "#/components/schemas/InstaVMVmFields"}, {
+          "type": "object",
+          "required": ["session_id", "exists", "created_at", "state"],
+          "properties": {
+            "session_id": {"type": "string"},
+            "exists": {"const": true},
+            "created_at": {"type": "string", "description": "ISO 8601 UTC, no zone."},
+            "state": {"enum": ["active", "idle", "deep-sleep"]}
+          }
+        }]
+      },
+      "InstaVMSessionInfo": {
+        "allOf": [{"$ref": "#/components/schemas/InstaVMVmFields"}, {
+          "type": "object",
+          "required": ["session_id", "created_at", "expires_at", "metadata", "state", "vm_lifetime_seconds", "memory_mb", "vcpu_count", "disk_mb"],
+          "properties": {
+            "session_id": {"type": "string"},
+            "created_at": {"type": "string"},
+            "expires_at": {"type": "string", "description": "When the session itself is deleted: the plan's maximum TTL from its creation."},
+            "metadata": {"type": "object"},
+            "state": {"enum": ["active", "idle", "deep-sleep"]},
+            "vm_lifetime_seconds": {"type": "integer"},
+            "memory_mb": {"type": "integer", "description": "Applied."},
+            "vcpu_count": {"type": "number", "description": "Applied cores."},
+            "requested_vcpu_count": {"type": "integer"},
+            "disk_mb": {"type": "integer"}
+          }
+        }]
+      },
+      "InstaVMUsage": {
+        "type": "object",
+        "required": ["session_id", "cpu_time", "execution_count", "vm_runtime_seconds"],
+        "properties": {
+          "session_id": {"type": "string"},
+          "cpu_time": {"type": "number", "description": "Seconds of CPU of every execution."},
+          "execution_count": {"type": "integer"},
+          "vm_runtime_seconds": {"type": "number", "description": "Seconds the session's VMs have lived."},
+          "memory_mb": {"type": "integer"},
+          "disk_mb": {"type": "integer"}
+        }
+      },
+      "InstaVMSandbox": {
+        "type": "object",
+        "required": ["sandbox_id", "template_id", "name", "metadata", "started_at", "end_at", "status"],
+        "properties": {
+          "sandbox_id": {"type": "string", "description": "The vm_id."},
+          "template_id": {"type": "string", "description": "snap<vcpu_count>"},
+          "name": {"type": "string"},
+          "metadata": {"type": "object"},
+          "started_at": {"type": "string"},
+          "end_at": {"type": "string"},
+          "status": {"const": "active"},
+          "session_id": {"type": "string"}
+        }
+      },
+      "InstaVMExecuteRequest": {
+        "type": "object",
+        "required": ["session_id"],
+        "anyOf": [{"required": ["command"]}, {"required": ["code"]}],
+        "properties": {
+          "session_id": {"$ref": "#/components/schemas/InstaVMSessionId"},
+          "command": {"type": "string", "description": "The program text in language."},
+          "code": {"type": "string", "description": "An alias of command."},
+          "language": {"enum": ["python", "bash", "javascript", "typescript"], "default": "python"},
+          "timeout": {"type": "integer", "minimum": 1, "maximum": 600, "default": 60, "description": "Seconds, clamped to the plan's maximum. The run is interrupted at timeout - 0.5 s from the request's arrival: exit_code 124, the output so far."}
+        }
+      },
+      "InstaVMExecuteResult": {
+        "type": "object",
+        "required": ["stdout", "stderr", "exit_code", "execution_time", "cpu_time"],
+        "properties": {
+          "stdout": {"type": "string"},
+          "stderr": {"type": "string"},
+          "exit_code": {"type": "integer"},
+          "execution_time": {"type": "number", "description": "Seconds."},
+          "cpu_time": {"type": "number", "description": "Seconds."}
+        }
+      },
+      "InstaVMTask": {
+        "type": "object",
+        "required": ["task_id", "is_complete", "status", "serialized_stdout", "serialized_stderr", "exit_code", "execution_time", "cpu_time", "created_at"],
+        "properties": {
+          "task_id": {"type": "string"},
+          "is_complete": {"type": "boolean"},
+          "status": {"enum": ["queued", "running", "completed", "failed", "timeout", "killed"]},
+          "serialized_stdout": {"type": "string"},
+          "serialized_stderr": {"type": "string"},
+          "exit_code": {"type": ["integer", "null"]},
+          "execution_time": {"type": ["number", "null"]},
+          "cpu_time": {"type": ["number", "null"]},
+          "created_at": {"type": "string"}
+        }
+      },
+      "InstaVMUploadForm": {
+        "type": "object",
+        "required": ["remote_path", "session_id", "file"],
+        "properties": {
+          "remote_path": {"type": "string", "maxLength": 4096},
+          "session_id": {"type": "string"},
+          "recursive": {"enum": ["true", "false"]},
+          "file": {"type": "string", "contentMediaType": "application/octet-stream"}
+        }
+      },
+      "InstaVMDownloadForm": {
+        "type": "object",
+        "required": ["filename", "session_id"],
+        "properties": {"filename": {"type": "string"}, "session_id": {"type": "string"}}
+      },
+      "InstaVMEgress": {
+        "type": "object",
+        "properties": {
+          "session_id": {"type": "string"},
+          "allow_package_managers": {"type": "boolean", "default": false},
+          "allow_http": {"type": "boolean", "default": false},
+          "allow_https": {"type": "boolean", "default": false},
+          "allowed_domains": {"type": "array", "items": {"type": "string"}},
+          "allowed_cidrs": {"type": "array", "items": {"type": "string"}}
+        }
+      },
       "AppUrl": {
         "type": "object",
         "required": ["url", "direct_url", "vm_ip", "port", "vm_id", "session_id", "status", "expires_in_seconds"],

@@ -59,7 +59,8 @@ static const struct api_route *route_find(struct api_call *c, const struct api_r
 		for (size_t i = 0; i < tab->n; i++) {
 			const struct api_route *r = &tab->routes[i];
 			if (strcmp(r->method, c->req->method) == 0 &&
-			    api_route_match(r->pattern, c->req->path, c)) {
+			    api_route_match(r->pattern, c->path, c) &&
+			    (r->claims == NULL || r->claims(c))) {
 				*table = tab;
 				return r;
 			}
@@ -109,7 +110,9 @@ void api_dispatch(struct api_call *c)
 		bk_err_field(&err, "query", "a query argument is not valid UTF-8");
 		return table->error(c, &err);
 	}
-	if (!(route->flags & API_ROUTE_PUBLIC)) {
+	bool auth = !(route->flags & (API_ROUTE_PUBLIC | API_ROUTE_KEY_IN_BODY)) &&
+		    (!(route->flags & API_ROUTE_KEY_OPTIONAL) || api_has_key(c, table->key_header));
+	if (auth) {
 		struct bk_err err = BK_ERR_INIT;
 		if (api_auth(c, table->key_header, &err) < 0 || api_ratelimit_check(c, &err) < 0)
 			return table->error(c, &err);

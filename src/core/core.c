@@ -90,8 +90,8 @@ int core_open(const struct core_config *cfg, struct store *store, struct sbx_bac
 		core->cfg.min_ttl_s = MIN_TTL_S;
 	if (core->cfg.deep_sleep_after_s <= 0)
 		core->cfg.deep_sleep_after_s = 1800;
-	if (core_recover(core, err) < 0 || core__reaper_start(core, err) < 0 ||
-	    core__pool_start(core, err) < 0) {
+	if (core_recover(core, err) < 0 || core__tasks_start(core, err) < 0 ||
+	    core__reaper_start(core, err) < 0 || core__pool_start(core, err) < 0) {
 		core_close(core);
 		return -1;
 	}
@@ -120,6 +120,8 @@ void core_close(struct core *core)
 {
 	if (core == NULL)
 		return;
+	/* Tasks first: each holds its session while it runs. */
+	core__tasks_stop(core);
 	core__reaper_stop(core);
 	if (core->pool_running)
 		core__pool_stop(core);

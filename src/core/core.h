@@ -177,24 +177,65 @@ struct core_limits {
 
 /* The longest metadata, in bytes of compact JSON. */
 #define CORE_METADATA_MAX 16384
+/* The most variables a session's or an execution's env holds. */
+#define CORE_ENV_MAX 100
+
+/* Which dialect created a session: how its id looks (buntime's "ses_<20>",
+ * InstaVM's UUID) and whether its sandbox waits for its first use. */
+enum core_dialect {
+	CORE_DIALECT_BUNTIME = 0,
+	CORE_DIALECT_INSTAVM,
+};
+
+/* A session's sandbox, "VM" in the InstaVM dialect. */
+enum core_vm {
+	CORE_VM_NONE = 0,   /* not spawned yet: it holds nothing */
+	CORE_VM_RUNNING,    /* spawned (active, idle or asleep) */
+	CORE_VM_TERMINATED, /* killed or its lifetime over: it holds nothing */
+};
+
+struct core_env {
+	const char *name;
+	const char *value;
+};
 
 struct core_session_spec {
-	int64_t ttl_s;	      /* 0: the default */
+	enum core_dialect dialect;
+	int64_t ttl_s;	      /* 0: the default (InstaVM: the plan's maximum) */
 	const char *metadata; /* compact JSON object text; NULL: {} */
 	bool has_limits;      /* resourceLimits was given */
 	/* Each field of limits, 0 where it was not given. */
 	struct core_limits limits;
+	/* Limits above the plan's ceilings are lowered to them rather than
+	 * refused (InstaVM's memory_mb and vcpu_count). */
+	bool clamp;
+	/* InstaVM: the VM waits for its first use (unless env is given), and
+	 * lives vm_lifetime_s from its spawn (0: as long as the session). */
+	bool lazy;
+	int64_t vm_lifetime_s;
+	int vcpu; /* the vCPUs asked for, 0 when none */
+	/* Variables of every execution of the session. */
+	const struct core_env *env;
+	size_t n_env;
 };
 
 struct core_session_info {
-	char id[32];
+	char id[32];	    /* the internal id ("ses_<20>"): preview hosts use it */
+	char public_id[40]; /* the id callers name it by (id, or a UUID) */
+	enum core_dialect dialect;
 	int64_t created_ms, expires_ms, last_active_ms;
 	enum core_state state;
 	char *metadata; /* owned */
+	char *env;	/* owned: a JSON object of strings */
 	struct core_limits limits;
+	int vcpu;
 	char preview_url[320];
 	int64_t files_count;
 	int64_t active_processes;
+	int64_t memory_bytes; /* what it uses now (0 when no sandbox runs) */
+	enum core_vm vm;
+	int64_t vm_lifetime_s, vm_spawned_ms, vm_ends_ms; /* ends 0: no end */
+	int64_t exec_count, cpu_ms, vm_runtime_ms;	  /* usage so far */
 };
 
 void core_session_info_release(struct core_session_info *info);
@@ -213,11 +254,26 @@ int core_session_create(struct core *core, const struct core_key *key,
  * and for another key's. */
 int core_session_get(struct core *core, const struct core_key *key, const char *id,
 		     struct core_session_info *out, struct bk_err *err);
+/* Reads session id whatever its key: for the one endpoint whose caller
+ * sends no key (InstaVM's usage, where the UUID is the capability). */
+int core_session_get_any(struct core *core, const char *id, struct core_session_info *out,
+			 struct bk_err *err);
 /* A page of the key's sessions (metadata_filter: JSON containment, may be
- * NULL); the caller releases each element and frees *out. */
+ * NULL; vm_only: only those holding a VM); the caller releases each
+ * element and frees *out. */
 int core_session_list(struct core *core, const struct core_key *key, const char *metadata_filter,
-		      int limit, int offset, struct core_session_info **out, size_t *n,
-		      int64_t *total, struct bk_err *err);
+		      bool vm_only, int limit, int offset, struct core_session_info **out,
+		      size_t *n, int64_t *total, struct bk_err *err);
+/* Kills session id's VM at once (its processes and files gone; the
+ * session stays, and its next use spawns a fresh VM), filling *out with
+ * the session as it was. BK_E_NOT_FOUND when there is no such session or
+ * it has no VM; BK_E_FORBIDDEN when it is another key's. */
+int core_vm_kill(struct core *core, const struct core_key *key, const char *id,
+		 struct core_session_info *out, struct bk_err *err);
+/* Spawns session id's VM if it has none (its first use), as any request
+ * that needs it would. */
+int core_vm_ensure(struct core *core, const struct core_key *key, const char *id,
+		   struct bk_err *err);
 /* Ends every process, removes files, mounts, cgroups and the record. */
 int core_session_delete(struct core *core, const struct core_key *key, const char *id,
 			struct bk_err *err);
@@ -230,19 +286,33 @@ struct core_file {
 	size_t len;
 };
 
-struct core_env {
-	const char *name;
-	const char *value;
+/* What runs code (InstaVM's language); CORE_LANG_NONE is the buntime
+ * dialect's code (Bun) or command (/bin/sh). */
+enum core_language {
+	CORE_LANG_NONE = 0,
+	CORE_LANG_PYTHON,
+	CORE_LANG_BASH,
+	CORE_LANG_JAVASCRIPT,
+	CORE_LANG_TYPESCRIPT,
 };
 
 struct core_exec_req {
-	const char *code;    /* JavaScript/TypeScript run by Bun, or NULL */
-	const char *command; /* /bin/sh -c, or NULL */
+	enum core_language language;
+	const char *code;    /* the program: JavaScript/TypeScript for Bun, or the
+			      * language's, or NULL */
+	const char *command; /* /bin/sh -c, or NULL (CORE_LANG_NONE only) */
 	const struct core_file *files;
 	size_t n_files;
 	const struct core_env *env;
 	size_t n_env;
 	int64_t timeout_s;	 /* 0: the session's default */
+	bool clamp_timeout;	 /* above the plan's maximum: lowered to it, not refused */
+	/* With a language: stop at this monotonic time (mono_us()) if it comes
+	 * before the timeout; 0: none. */
+	int64_t deadline_us;
+	/* With a language: a one-shot interpreter of its own, not the
+	 * session's persistent one (asynchronous executions). */
+	bool fresh;
 	const char *working_dir; /* NULL: /workspace */
 	/* Streaming: called from the request's thread as output arrives. */
 	void (*on_output)(void *ctx, int stream, const char *data, size_t len);
@@ -283,6 +353,48 @@ int core_exec_check(const struct core_key *key, const struct core_exec_req *req,
  * no component may be "..". out receives at least len bytes. */
 int core_path_normalize(const char *path, const char *field, char *out, size_t len,
 			struct bk_err *err);
+
+/* ---- asynchronous executions (core/tasks.c) ---- */
+
+enum core_task_status {
+	CORE_TASK_QUEUED = 0,
+	CORE_TASK_RUNNING,
+	CORE_TASK_COMPLETED,
+	CORE_TASK_FAILED,
+	CORE_TASK_TIMEOUT,
+	CORE_TASK_KILLED,
+};
+const char *core_task_status_name(enum core_task_status s);
+
+struct core_task_info {
+	char id[40]; /* a UUID */
+	enum core_task_status status;
+	char *stdout_text, *stderr_text; /* owned, NUL-terminated */
+	size_t stdout_len, stderr_len;
+	int exit_code;
+	int64_t execution_ms, cpu_ms, created_ms, finished_ms;
+};
+
+void core_task_info_release(struct core_task_info *t);
+
+/* Queues req (a language run; its strings are copied) to run in the
+ * background in session id, each task in an interpreter of its own: the
+ * session's VM is spawned now if it has none. task_id (>= 40 bytes)
+ * receives its id. Results are kept CORE_TASK_KEEP_MS and survive a
+ * restart; a task that a restart interrupted reads as failed. BK_E_LIMIT
+ * when the session has CORE_TASKS_PER_SESSION unfinished tasks, or the key
+ * CORE_TASKS_PER_KEY kept ones. */
+int core_task_submit(struct core *core, const struct core_key *key, const char *id,
+		     const struct core_exec_req *req, char *task_id, struct bk_err *err);
+/* Task id of key: BK_E_NOT_FOUND when unknown, another key's, or purged. */
+int core_task_get(struct core *core, const struct core_key *key, const char *task_id,
+		  struct core_task_info *out, struct bk_err *err);
+
+#define CORE_TASK_KEEP_MS (24 * 3600 * 1000LL)
+#define CORE_TASKS_PER_SESSION 8
+#define CORE_TASKS_PER_KEY 1000
+/* What a task's result keeps of each stream; the rest is cut. */
+#define CORE_TASK_OUTPUT_MAX (1u << 20)
 
 /* ---- processes (core/exec.c) ---- */
 
@@ -328,6 +440,27 @@ void core_entries_free(struct core_entry *es, size_t n);
 /* A non-empty directory needs recursive (BK_E_CONFLICT otherwise). */
 int core_file_delete(struct core *core, const struct core_key *key, const char *id,
 		     const char *path, bool recursive, struct bk_err *err);
+
+/* Files anywhere in the session's own file system (InstaVM's download and
+ * upload): an absolute path is that path as the session sees it, reached
+ * as its root (its VM spawned if it has none); a relative one is under
+ * /workspace. /proc, /sys and /dev are not reached, the read-only image
+ * refuses (BK_E_FORBIDDEN), and what is written belongs to the session's
+ * user. Sizes are capped by the key's plan (BK_E_TOO_LARGE). */
+int core_file_read_path(struct core *core, const struct core_key *key, const char *id,
+			const char *path, char **data, size_t *len, struct bk_err *err);
+
+/* An upload in progress: begun, written as its bytes come, ended. */
+struct core_upload;
+
+int core_upload_begin(struct core *core, const struct core_key *key, const char *id,
+		      const char *path, struct core_upload **out, struct bk_err *err);
+/* Passes len more bytes on (held in the daemon a MiB at most). */
+int core_upload_write(struct core_upload *u, const void *data, size_t len, struct bk_err *err);
+/* Ends u (freed): with commit, the file takes its name and *size its
+ * length; without (the client left, the request was refused), what was
+ * written goes and the old file stays. */
+int core_upload_end(struct core_upload *u, bool commit, int64_t *size, struct bk_err *err);
 
 /* ---- previews (core/preview.c) ---- */
 

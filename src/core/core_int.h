@@ -36,9 +36,17 @@ struct core_preview;
  * needs it and evicted again once nothing holds it. */
 struct session {
 	char id[32];
+	char public_id[40]; /* id, or the UUID callers name it by */
 	char key_id[32];
+	enum core_dialect dialect;
 	struct core_limits limits;
 	int64_t created_ms, expires_ms;
+	char *env;	       /* JSON object of strings; owned, fixed for the session's life */
+	enum core_vm vm;       /* changed with rw held exclusively */
+	int64_t vm_lifetime_s; /* 0: none */
+	int64_t vm_spawned_ms, vm_ends_ms;
+	/* Usage not yet written to the store: atomic, flushed with activity. */
+	int64_t pending_execs, pending_cpu_ms;
 	int64_t last_active_ms;	  /* atomic */
 	int64_t stored_active_ms; /* atomic: the last_active_ms last written to the store */
 	enum core_state state;	  /* changed with rw held exclusively */
@@ -81,6 +89,8 @@ struct core {
 	pthread_t pool_thread;
 	bool pool_running;
 	bool pool_quit;
+	/* Asynchronous executions (core/tasks.c). */
+	struct core_tasks *tasks;
 };
 
 /* ---- the registry (core/registry.c) ---- */
@@ -89,9 +99,10 @@ struct core {
 struct session *core__session_new(const struct store_session *row);
 /* Links s into the registry (which takes its reference). */
 void core__registry_link(struct core *core, struct session *s);
-/* Finds a live session of key (NULL: any key), loading it from the store
- * when the registry does not hold it, and takes a reference:
- * BK_E_NOT_FOUND when missing, deleted, expired or another key's. */
+/* Finds a live session of key (NULL: any key) by its id or public id,
+ * loading it from the store when the registry does not hold it, and takes
+ * a reference: BK_E_NOT_FOUND when missing, deleted, expired or another
+ * key's. */
 int core__session_acquire(struct core *core, const char *key_id, const char *id,
 			  struct session **out, struct bk_err *err);
 void core__session_release(struct core *core, struct session *s);
@@ -114,17 +125,25 @@ int core__record_delete(struct core *core, const char *id, struct bk_err *err);
 /* ---- using a session's sandbox (core/registry.c) ---- */
 
 /* With s->rw held shared: returns its running sandbox, starting one when it
- * has none or its last one died. Drops and retakes rw meanwhile. */
-int core__session_sandbox(struct core *core, struct session *s, struct sbx **out,
-			  struct bk_err *err);
+ * has none or its last one died (spawning a VM as core__session_enter()
+ * says). Drops and retakes rw meanwhile. */
+int core__session_sandbox(struct core *core, const struct core_key *key, struct session *s,
+			  struct sbx **out, struct bk_err *err);
+/* A new session info for s's record row. */
+void core__info_fill(struct core *core, const struct store_session *row,
+		     struct core_session_info *out);
 /* Acquires key's session id, records activity, takes s->rw shared and
- * makes sure its sandbox runs (waking or starting it). Pair with
- * core__session_leave(). */
-int core__session_enter(struct core *core, const char *key_id, const char *id, struct session **s,
-			struct sbx **sbx, struct bk_err *err);
+ * makes sure its sandbox runs (waking or starting it; spawning its VM when
+ * it has none, within the key's cap, unless key is NULL: BK_E_UNAVAILABLE
+ * then). Pair with core__session_leave(). */
+int core__session_enter(struct core *core, const struct core_key *key, const char *id,
+			struct session **s, struct sbx **sbx, struct bk_err *err);
 void core__session_leave(struct core *core, struct session *s);
 /* Records activity now, in memory and in the store. */
 void core__session_touch(struct core *core, struct session *s);
+/* Writes s's activity and usage that only memory has to the store: 0, or
+ * -1 when the store refused (they stay pending). */
+int core__session_flush(struct core *core, struct session *s);
 /* The limits s's sandbox runs with. */
 struct sbx_limits core__session_sbx_limits(const struct core *core, const struct session *s);
 /* Removes s for good: the record first (a crash after it leaves only files
@@ -158,6 +177,22 @@ void core__lifecycle_tick(struct core *core);
 /* At start-up, before serving: settles a session left by an earlier run
  * into a consistent state (see lifecycle.c). */
 void core__lifecycle_recover(struct core *core, struct session *s);
+/* With s->rw held exclusively: spawns s's VM (it has none) if key's cap
+ * allows (BK_E_LIMIT), recording it first; the wake that follows starts
+ * it, fresh and empty. */
+int core__vm_spawn_locked(struct core *core, const struct core_key *key, struct session *s,
+			  struct bk_err *err);
+/* With s->rw held exclusively: ends s's VM (lifetime over, or killed):
+ * recorded first, then its sandbox and files go. */
+int core__vm_end_locked(struct core *core, struct session *s, struct bk_err *err);
+
+/* A random UUID (version 4) into out: InstaVM's ids. */
+int core__uuid_v4(char out[40], struct bk_err *err);
+
+/* ---- asynchronous executions (core/tasks.c) ---- */
+
+int core__tasks_start(struct core *core, struct bk_err *err);
+void core__tasks_stop(struct core *core);
 
 /* ---- the reaper (core/reaper.c) ---- */
 

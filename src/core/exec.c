@@ -8,6 +8,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <jansson.h>
+
 #include "core/core_int.h"
 #include "util/cleanup.h"
 
@@ -90,49 +92,81 @@ static void exec_plan_release(struct exec_plan *p)
 static int exec_plan_build(const struct core_exec_req *req, struct exec_plan *p, struct bk_err *err)
 {
 	memset(p, 0, sizeof(*p));
-	if ((req->code == NULL) == (req->command == NULL))
+	if (req->language != CORE_LANG_NONE && (req->code == NULL || req->command != NULL))
+		return bk_err_field(err, "command", "the program text is required");
+	if (req->language == CORE_LANG_NONE && (req->code == NULL) == (req->command == NULL))
 		return bk_err_field(err, req->code ? "code" : "command",
 				    "exactly one of code and command is required");
-	if (req->n_env > MAX_ENV)
-		return bk_err_field(err, "env", "env holds at most %d variables", MAX_ENV);
+	if (req->n_env > CORE_ENV_MAX)
+		return bk_err_field(err, "env", "env holds at most %d variables", CORE_ENV_MAX);
 	if (req->command && strlen(req->command) > SBX_SHELL_COMMAND_MAX)
 		return bk_err_field(err, "command",
 				    "command is %zu bytes, over %d: write a script with files "
 				    "and run it",
 				    strlen(req->command), SBX_SHELL_COMMAND_MAX);
+	for (size_t j = 0; j < req->n_env; j++)
+		if (!env_name_ok(req->env[j].name))
+			return bk_err_field(err, "env", "env name '%s' is not valid",
+					    req->env[j].name);
 	char *rel = p->wd_rel;
 	if (req->working_dir &&
 	    core_path_normalize(req->working_dir, "workingDir", rel, sizeof(p->wd_rel), err) < 0)
 		return -1;
 	snprintf(p->cwd, sizeof(p->cwd), "%s%s%s", SBX_WORKSPACE, *rel ? "/" : "", rel);
-
-	/* Every execution has PORT, the port of the session's preview; the
-	 * request's env comes after it and may replace it. */
-	p->envp = calloc(req->n_env + 2, sizeof(char *));
-	p->owned = calloc(req->n_env + 2, sizeof(char *));
-	if (p->envp == NULL || p->owned == NULL)
-		return bk_err_set(err, ENOMEM, "cannot prepare execution");
-	if (asprintf(&p->owned[0], "PORT=%d", CORE_PREVIEW_PORT) < 0)
-		return bk_err_set(err, ENOMEM, "cannot prepare execution");
-	p->n_owned = 1;
-	size_t k = 0;
-	bool port_given = false;
-	for (size_t j = 0; j < req->n_env; j++)
-		port_given = port_given || strcmp(req->env[j].name, "PORT") == 0;
-	if (!port_given)
-		p->envp[k++] = p->owned[0];
-	for (size_t j = 0; j < req->n_env; j++) {
-		if (!env_name_ok(req->env[j].name))
-			return bk_err_field(err, "env", "env name '%s' is not valid",
-					    req->env[j].name);
-		char *kv;
-		if (asprintf(&kv, "%s=%s", req->env[j].name, req->env[j].value) < 0)
-			return bk_err_set(err, ENOMEM, "cannot prepare execution");
-		p->owned[p->n_owned++] = kv;
-		p->envp[k++] = kv;
-	}
-	p->envp[k] = NULL;
 	return 0;
+}
+
+/* Adds "name=value" to p's environment, replacing an entry of that name. */
+static int env_put(struct exec_plan *p, size_t cap, const char *name, const char *value,
+		   struct bk_err *err)
+{
+	char *kv;
+	if (asprintf(&kv, "%s=%s", name, value) < 0)
+		return bk_err_set(err, ENOMEM, "cannot prepare execution");
+	size_t nl = strlen(name);
+	for (size_t i = 0; i < p->n_owned; i++) {
+		if (strncmp(p->owned[i], kv, nl + 1) == 0) {
+			free(p->owned[i]);
+			p->owned[i] = kv;
+			p->envp[i] = kv;
+			return 0;
+		}
+	}
+	if (p->n_owned == cap) {
+		free(kv);
+		return bk_err_field(err, "env", "env holds at most %d variables", CORE_ENV_MAX);
+	}
+	p->owned[p->n_owned] = kv;
+	p->envp[p->n_owned++] = kv;
+	return 0;
+}
+
+/* The environment on top of the image's: PORT, the port of the session's
+ * preview, then the session's env, then the request's, a later one of a
+ * name replacing an earlier. */
+static int exec_env_build(const struct session *s, const struct core_exec_req *req,
+			  struct exec_plan *p, struct bk_err *err)
+{
+	json_error_t je;
+	json_t *senv = json_loads(s->env ? s->env : "{}", 0, &je);
+	size_t cap = 1 + json_object_size(senv) + req->n_env;
+	p->envp = calloc(cap + 1, sizeof(char *));
+	p->owned = calloc(cap + 1, sizeof(char *));
+	int rc = p->envp && p->owned ? 0 : bk_err_set(err, ENOMEM, "cannot prepare execution");
+	char port[16];
+	snprintf(port, sizeof(port), "%d", CORE_PREVIEW_PORT);
+	if (rc == 0)
+		rc = env_put(p, cap, "PORT", port, err);
+	const char *name;
+	json_t *v;
+	json_object_foreach (senv, name, v) {
+		if (rc == 0 && json_is_string(v))
+			rc = env_put(p, cap, name, json_string_value(v), err);
+	}
+	json_decref(senv);
+	for (size_t j = 0; rc == 0 && j < req->n_env; j++)
+		rc = env_put(p, cap, req->env[j].name, req->env[j].value, err);
+	return rc;
 }
 
 static bool list_has(char **list, size_t n, const char *s)
@@ -197,10 +231,43 @@ static int exec_prepare(const struct core_key *key, const struct core_exec_req *
 		if (files[i] == NULL)
 			return bk_err_set(err, ENOMEM, "cannot prepare execution");
 	}
-	if (req->timeout_s && (req->timeout_s < 1 || req->timeout_s > key->limits.timeout_max_s))
+	if (req->timeout_s && !req->clamp_timeout &&
+	    (req->timeout_s < 1 || req->timeout_s > key->limits.timeout_max_s))
 		return bk_err_field(err, "timeout", "timeout must be 1..%d seconds on plan '%s'",
 				    key->limits.timeout_max_s, key->plan);
 	return 0;
+}
+
+static enum sbx_language sbx_language_of(enum core_language l)
+{
+	switch (l) {
+	case CORE_LANG_BASH:
+		return SBX_LANG_BASH;
+	case CORE_LANG_JAVASCRIPT:
+		return SBX_LANG_JAVASCRIPT;
+	case CORE_LANG_TYPESCRIPT:
+		return SBX_LANG_TYPESCRIPT;
+	default:
+		return SBX_LANG_PYTHON;
+	}
+}
+
+/* The time an execution may take: its own timeout (or the session's),
+ * lowered to the plan's maximum when asked to clamp, and to what is left
+ * before its deadline. */
+static int64_t exec_timeout_ms(const struct core_key *key, const struct session *s,
+			       const struct core_exec_req *req)
+{
+	int64_t t = req->timeout_s ? req->timeout_s : s->limits.timeout_s;
+	if (req->clamp_timeout && t > key->limits.timeout_max_s)
+		t = key->limits.timeout_max_s;
+	int64_t ms = t * 1000;
+	if (req->deadline_us > 0) {
+		int64_t left = (req->deadline_us - mono_us()) / 1000;
+		if (left < ms)
+			ms = left > 1 ? left : 1;
+	}
+	return ms;
 }
 
 int core_exec_check(const struct core_key *key, const struct core_exec_req *req, struct bk_err *err)
@@ -249,10 +316,9 @@ int core_execute(struct core *core, const struct core_key *key, const char *id,
 		goto out_files;
 	struct session *s;
 	struct sbx *sbx;
-	if (core__session_enter(core, key->id, id, &s, &sbx, err) < 0)
+	if (core__session_enter(core, key, id, &s, &sbx, err) < 0)
 		goto out_files;
 	const struct sbx_ops *ops = core->sbx->ops;
-	int64_t timeout_s = req->timeout_s ? req->timeout_s : s->limits.timeout_s;
 	if (working_dir_check(sbx, &plan, files, req->n_files, err) < 0)
 		goto out_unlock;
 	for (size_t i = 0; i < req->n_files; i++) {
@@ -263,20 +329,43 @@ int core_execute(struct core *core, const struct core_key *key, const char *id,
 			goto out_unlock;
 		}
 	}
-	struct sbx_exec_req sreq = {
-	    .program = req->code ? SBX_PROGRAM_BUN : SBX_PROGRAM_SHELL,
-	    .text = req->code ? req->code : req->command,
-	    .envp = plan.envp,
-	    .cwd = plan.cwd,
-	    .timeout_ms = timeout_s * 1000,
-	    .output_max = CORE_OUTPUT_MAX,
-	    .report_written = true,
-	    .on_output = req->on_output,
-	    .cancelled = req->cancelled,
-	    .ctx = req->ctx,
-	};
+	if (exec_env_build(s, req, &plan, err) < 0)
+		goto out_unlock;
+	int64_t timeout_ms = exec_timeout_ms(key, s, req);
 	struct sbx_exec_result res;
-	if (ops->exec(sbx, &sreq, &res, err) < 0) {
+	int r;
+	if (req->language != CORE_LANG_NONE) {
+		struct sbx_run_req rreq = {
+		    .language = sbx_language_of(req->language),
+		    .code = req->code,
+		    .envp = plan.envp,
+		    .timeout_ms = timeout_ms,
+		    .output_max = CORE_OUTPUT_MAX,
+		    .fresh = req->fresh,
+		    .on_output = req->on_output,
+		    .cancelled = req->cancelled,
+		    .ctx = req->ctx,
+		};
+		memset(&res, 0, sizeof(res));
+		r = ops->run ? ops->run(sbx, &rreq, &res, err)
+			     : bk_err_kind(err, BK_E_UNAVAILABLE,
+					   "this server's sandboxes run no interpreters");
+	} else {
+		struct sbx_exec_req sreq = {
+		    .program = req->code ? SBX_PROGRAM_BUN : SBX_PROGRAM_SHELL,
+		    .text = req->code ? req->code : req->command,
+		    .envp = plan.envp,
+		    .cwd = plan.cwd,
+		    .timeout_ms = timeout_ms,
+		    .output_max = CORE_OUTPUT_MAX,
+		    .report_written = true,
+		    .on_output = req->on_output,
+		    .cancelled = req->cancelled,
+		    .ctx = req->ctx,
+		};
+		r = ops->exec(sbx, &sreq, &res, err);
+	}
+	if (r < 0) {
 		sbx_exec_result_release(&res);
 		/* The sandbox names what it could not run in its own terms. */
 		if (strcmp(err->field, "cwd") == 0)
@@ -314,6 +403,8 @@ int core_execute(struct core *core, const struct core_key *key, const char *id,
 	}
 	sbx_exec_result_release(&res);
 	core__session_touch(core, s);
+	__atomic_add_fetch(&s->pending_execs, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&s->pending_cpu_ms, out->cpu_time_ms, __ATOMIC_RELAXED);
 	rc = 0;
 out_unlock:
 	core__session_leave(core, s);
@@ -338,7 +429,7 @@ int core_process_list(struct core *core, const struct core_key *key, const char 
 {
 	struct session *s;
 	struct sbx *sbx;
-	if (core__session_enter(core, key->id, id, &s, &sbx, err) < 0)
+	if (core__session_enter(core, key, id, &s, &sbx, err) < 0)
 		return -1;
 	struct sbx_proc *procs;
 	int rc = session_ps(s, &procs, n, err);
@@ -364,7 +455,7 @@ int core_process_kill(struct core *core, const struct core_key *key, const char 
 {
 	struct session *s;
 	struct sbx *sbx;
-	if (core__session_enter(core, key->id, id, &s, &sbx, err) < 0)
+	if (core__session_enter(core, key, id, &s, &sbx, err) < 0)
 		return -1;
 	struct sbx_proc *procs;
 	size_t np;

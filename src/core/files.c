@@ -41,7 +41,7 @@ int core_file_write(struct core *core, const struct core_key *key, const char *i
 				   len, (long long)key->limits.max_file_bytes);
 	struct session *s;
 	struct sbx *sbx;
-	if (core__session_enter(core, key->id, id, &s, &sbx, err) < 0)
+	if (core__session_enter(core, key, id, &s, &sbx, err) < 0)
 		return -1;
 	int rc = core->sbx->ops->write_file(sbx, rel, data, len, err);
 	core__session_leave(core, s);
@@ -56,7 +56,7 @@ int core_file_read(struct core *core, const struct core_key *key, const char *id
 		return -1;
 	struct session *s;
 	struct sbx *sbx;
-	if (core__session_enter(core, key->id, id, &s, &sbx, err) < 0)
+	if (core__session_enter(core, key, id, &s, &sbx, err) < 0)
 		return -1;
 	int rc =
 	    core->sbx->ops->read_file(sbx, rel, (size_t)key->limits.max_file_bytes, data, len, err);
@@ -78,7 +78,7 @@ int core_file_list(struct core *core, const struct core_key *key, const char *id
 		return -1;
 	struct session *s;
 	struct sbx *sbx;
-	if (core__session_enter(core, key->id, id, &s, &sbx, err) < 0)
+	if (core__session_enter(core, key, id, &s, &sbx, err) < 0)
 		return -1;
 	struct sbx_entry *es = NULL;
 	size_t count = 0;
@@ -122,9 +122,150 @@ int core_file_delete(struct core *core, const struct core_key *key, const char *
 		return -1;
 	struct session *s;
 	struct sbx *sbx;
-	if (core__session_enter(core, key->id, id, &s, &sbx, err) < 0)
+	if (core__session_enter(core, key, id, &s, &sbx, err) < 0)
 		return -1;
 	int rc = core->sbx->ops->remove(sbx, rel, recursive, err);
 	core__session_leave(core, s);
 	return rc < 0 ? path_fail(err) : 0;
+}
+
+/* ---- anywhere in the session's own file system (InstaVM's transfers) ---- */
+
+/* Path of a transfer as the session sees it, absolute: an absolute one as
+ * it is (the kernel resolves it inside the session's root), a relative one
+ * under the workspace (checked like every workspace path). */
+static int transfer_path(const char *path, const char *field, char *out, size_t len,
+			 struct bk_err *err)
+{
+	if (path == NULL || *path == '\0')
+		return bk_err_field(err, field, "%s must not be empty", field);
+	if (path[0] == '/') {
+		if (strlen(path) >= len || strlen(path) > 4095)
+			return bk_err_field(err, field, "%s is too long", field);
+		snprintf(out, len, "%s", path);
+		return 0;
+	}
+	char rel[4096];
+	if (core_path_normalize(path, field, rel, sizeof(rel), err) < 0)
+		return -1;
+	if (*rel == '\0')
+		return bk_err_field(err, field, "%s '%s' names the workspace itself", field, path);
+	snprintf(out, len, "%s/%s", SBX_WORKSPACE, rel);
+	return 0;
+}
+
+int core_file_read_path(struct core *core, const struct core_key *key, const char *id,
+			const char *path, char **data, size_t *len, struct bk_err *err)
+{
+	char abs[4200];
+	if (transfer_path(path, "filename", abs, sizeof(abs), err) < 0)
+		return -1;
+	struct session *s;
+	struct sbx *sbx;
+	if (core__session_enter(core, key, id, &s, &sbx, err) < 0)
+		return -1;
+	int rc = core->sbx->ops->read_path(sbx, abs, (size_t)key->limits.max_file_bytes, data, len,
+					   err);
+	core__session_leave(core, s);
+	return rc;
+}
+
+/* Chunks go to the sandbox at most this large (a few MiB at most are held
+ * in the daemon whatever the upload's size). */
+#define UPLOAD_CHUNK (1u << 20)
+
+struct core_upload {
+	struct core *core;
+	struct session *s;
+	struct sbx *sbx;
+	struct sbx_transfer t;
+	char path[4200];
+	char token[16];
+	int64_t max;
+	struct buf pending;
+	bool failed;
+};
+
+/* Sends what is pending (the final chunk when final). */
+static int upload_flush(struct core_upload *u, bool final, struct bk_err *err)
+{
+	u->t.final = final;
+	int rc = u->core->sbx->ops->write_path(u->sbx, &u->t, u->pending.data ? u->pending.data : "",
+					       u->pending.len, err);
+	u->t.offset += (int64_t)u->pending.len;
+	u->pending.len = 0;
+	if (rc < 0)
+		u->failed = true;
+	return rc;
+}
+
+int core_upload_begin(struct core *core, const struct core_key *key, const char *id,
+		      const char *path, struct core_upload **out, struct bk_err *err)
+{
+	struct core_upload *u = calloc(1, sizeof(*u));
+	if (u == NULL)
+		return bk_err_set(err, ENOMEM, "cannot start the upload");
+	if (transfer_path(path, "remote_path", u->path, sizeof(u->path), err) < 0 ||
+	    random_alnum(u->token, 12, err) < 0) {
+		free(u);
+		return -1;
+	}
+	if (core__session_enter(core, key, id, &u->s, &u->sbx, err) < 0) {
+		free(u);
+		return -1;
+	}
+	u->core = core;
+	u->max = key->limits.max_file_bytes;
+	u->t = (struct sbx_transfer){.path = u->path, .token = u->token};
+	buf_init(&u->pending, UPLOAD_CHUNK);
+	*out = u;
+	return 0;
+}
+
+int core_upload_write(struct core_upload *u, const void *data, size_t len, struct bk_err *err)
+{
+	if (u->failed)
+		return bk_err_kind(err, BK_E_INTERNAL, "the upload failed already");
+	if (u->t.offset + (int64_t)u->pending.len + (int64_t)len > u->max) {
+		u->failed = true;
+		return bk_err_kind(err, BK_E_TOO_LARGE, "file '%s' is over the plan's %lld bytes",
+				   u->path, (long long)u->max);
+	}
+	const char *p = data;
+	while (len > 0) {
+		size_t room = UPLOAD_CHUNK - u->pending.len;
+		size_t n = len < room ? len : room;
+		if (buf_append(&u->pending, p, n) < 0)
+			return bk_err_set(err, ENOMEM, "cannot keep the upload");
+		p += n;
+		len -= n;
+		if (u->pending.len == UPLOAD_CHUNK && upload_flush(u, false, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int core_upload_end(struct core_upload *u, bool commit, int64_t *size, struct bk_err *err)
+{
+	if (u == NULL)
+		return 0;
+	int rc = 0;
+	if (commit && !u->failed) {
+		rc = upload_flush(u, true, err);
+		if (rc == 0 && size)
+			*size = u->t.offset;
+	} else if (u->t.offset > 0 || u->failed) {
+		/* What went to the sandbox goes. */
+		struct bk_err aerr = BK_ERR_INIT;
+		u->t.abort = true;
+		u->pending.len = 0;
+		u->core->sbx->ops->write_path(u->sbx, &u->t, "", 0, &aerr);
+		if (commit)
+			rc = bk_err_kind(err, BK_E_INTERNAL, "the upload of '%s' failed", u->path);
+	}
+	core__session_touch(u->core, u->s);
+	core__session_leave(u->core, u->s);
+	buf_free(&u->pending);
+	free(u);
+	return rc;
 }

@@ -20,6 +20,14 @@
  *     remove snapshot. A crash before ACTIVE finds a snapshot and a disk:
  *     the disk is dropped and the restore done again. After: the disk is
  *     the truth and the snapshot is removed.
+ *
+ * A session of the InstaVM dialect may hold no sandbox at all ("no VM":
+ * before its first use, and after its VM was killed or its lifetime
+ * ended): it is then recorded in deep sleep with no files, and spawning
+ * its VM is recording it RUNNING, then the wake above, which finds no
+ * snapshot and starts it fresh and empty. Ending a VM records it
+ * TERMINATED first, then stops the sandbox and drops its files: a crash
+ * in between leaves files of a VM that has ended, which start-up drops.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -206,13 +214,68 @@ void core__lifecycle_tick(struct core *core)
 	}
 }
 
+int core__vm_spawn_locked(struct core *core, const struct core_key *key, struct session *s,
+			  struct bk_err *err)
+{
+	/* Under the create lock, as a create: the cap counts VMs that run. */
+	pthread_mutex_lock(&core->create_lock);
+	int64_t now = now_ms(), count = 0;
+	int64_t ends = s->vm_lifetime_s > 0 ? now + s->vm_lifetime_s * 1000 : 0;
+	int rc = core->store->ops->session_count(core->store, s->key_id, now, true, &count, err);
+	if (rc == 0 && count >= key->limits.max_sessions)
+		rc = bk_err_kind(err, BK_E_LIMIT,
+				 "concurrent session limit of %d reached on plan '%s': a session "
+				 "counts while it holds a VM",
+				 key->limits.max_sessions, key->plan);
+	if (rc == 0)
+		rc = core->store->ops->session_set_vm(core->store, s->id, STORE_VM_RUNNING, now,
+						      ends, STORE_SESSION_DEEP_SLEEP, err);
+	pthread_mutex_unlock(&core->create_lock);
+	if (rc < 0)
+		return -1;
+	s->vm = CORE_VM_RUNNING;
+	s->vm_spawned_ms = now;
+	s->vm_ends_ms = ends;
+	__atomic_store_n(&s->state, CORE_STATE_DEEP_SLEEP, __ATOMIC_RELAXED);
+	return 0;
+}
+
+int core__vm_end_locked(struct core *core, struct session *s, struct bk_err *err)
+{
+	const struct sbx_ops *ops = core->sbx->ops;
+	int64_t now = now_ms();
+	if (core->store->ops->session_set_vm(core->store, s->id, STORE_VM_TERMINATED,
+					     s->vm_spawned_ms, s->vm_ends_ms,
+					     STORE_SESSION_DEEP_SLEEP, err) < 0)
+		return -1;
+	int64_t ran = s->vm_spawned_ms > 0 && now > s->vm_spawned_ms ? now - s->vm_spawned_ms : 0;
+	struct bk_err uerr = BK_ERR_INIT;
+	if (core->store->ops->session_touch(core->store, s->id, 0, 0, 0, ran, &uerr) < 0)
+		fprintf(stderr, "bunkerd: session %s: %s\n", s->id, uerr.msg);
+	s->vm = CORE_VM_TERMINATED;
+	__atomic_store_n(&s->state, CORE_STATE_DEEP_SLEEP, __ATOMIC_RELAXED);
+	sandbox_drop(core, s);
+	/* Its files go with it: the next VM starts empty. */
+	if (ops->purge(core->sbx, s->id, err) < 0) {
+		bk_err_prefix(err, "session %s: the VM ended, but its files were not removed",
+			      s->id);
+		return -1;
+	}
+	return 0;
+}
+
 void core__lifecycle_recover(struct core *core, struct session *s)
 {
 	const struct sbx_ops *ops = core->sbx->ops;
 	struct sbx_files_state files = ops->files_state(core->sbx, s->id);
 	struct bk_err err = BK_ERR_INIT;
 	enum core_state want;
-	if (s->state == CORE_STATE_DEEP_SLEEP) {
+	if (s->vm != CORE_VM_RUNNING) {
+		/* No VM: whatever is left of one that ended goes. */
+		if (files.disk || files.snapshot)
+			ops->purge(core->sbx, s->id, NULL);
+		want = CORE_STATE_DEEP_SLEEP;
+	} else if (s->state == CORE_STATE_DEEP_SLEEP) {
 		/* Saved: the snapshot is the truth. Not yet: the disk is. */
 		want = files.snapshot ? CORE_STATE_DEEP_SLEEP : CORE_STATE_ACTIVE;
 		if (files.snapshot && files.disk)

@@ -28,32 +28,51 @@ static void expire(struct core *core, struct session *s)
 	core__session_release(core, s);
 }
 
-static bool is_expired(struct session *s, void *now)
+static bool is_due(struct session *s, void *now)
 {
-	return s->expires_ms <= *(int64_t *)now;
+	int64_t t = *(int64_t *)now;
+	return s->expires_ms <= t || (s->vm == CORE_VM_RUNNING && s->vm_ends_ms > 0 &&
+				      s->vm_ends_ms <= t);
 }
 
-/* Expired sessions in the registry, one at a time. */
-static void reap_expired_awake(struct core *core)
+/* Ends s's VM (its lifetime is over), a reference of the caller's. */
+static void end_vm(struct core *core, struct session *s)
+{
+	pthread_rwlock_wrlock(&s->rw);
+	struct bk_err err = BK_ERR_INIT;
+	if (!s->deleted && s->vm == CORE_VM_RUNNING && core__vm_end_locked(core, s, &err) < 0)
+		fprintf(stderr, "bunkerd: ending the VM of %s: %s\n", s->id, err.msg);
+	pthread_rwlock_unlock(&s->rw);
+	core__registry_evict(core, s);
+	core__session_release(core, s);
+}
+
+/* Expired sessions, and VMs whose lifetime is over, in the registry, one
+ * at a time. */
+static void reap_due_awake(struct core *core)
 {
 	for (;;) {
 		int64_t now = now_ms();
-		struct session *victim = core__registry_pick(core, is_expired, &now);
-		if (victim == NULL)
+		struct session *s = core__registry_pick(core, is_due, &now);
+		if (s == NULL)
 			return;
-		expire(core, victim);
+		if (s->expires_ms <= now)
+			expire(core, s);
+		else
+			end_vm(core, s);
 	}
 }
 
-/* Expired sessions the store knows of (the sleeping ones, which the
- * registry does not hold): each is loaded, then deleted like any other. */
-static void reap_expired_asleep(struct core *core)
+/* Sessions due that the store knows of (the sleeping ones, which the
+ * registry does not hold): each is loaded, then deleted or its VM ended
+ * like any other. */
+static void reap_due_asleep(struct core *core)
 {
 	char ids[EXPIRED_PER_ROUND][32];
 	size_t n = 0;
 	struct bk_err err = BK_ERR_INIT;
-	if (core->store->ops->session_expired(core->store, now_ms(), ids, EXPIRED_PER_ROUND, &n,
-					      &err) < 0) {
+	if (core->store->ops->session_due(core->store, now_ms(), ids, EXPIRED_PER_ROUND, &n,
+					  &err) < 0) {
 		fprintf(stderr, "bunkerd: %s\n", err.msg);
 		return;
 	}
@@ -80,38 +99,44 @@ static void reap_expired_asleep(struct core *core)
 		}
 		pthread_mutex_unlock(&core->load_lock);
 		if (known) {
-			/* The registry holds it: the awake round deletes it. */
+			/* The registry holds it: the awake round deals with it. */
 			core__session_release(core, s);
 			continue;
 		}
-		expire(core, s);
+		if (s->expires_ms <= now_ms())
+			expire(core, s);
+		else
+			end_vm(core, s);
 	}
 }
 
-/* Activity ahead of the store by STORE_ACTIVITY_EVERY_MS: noted as written
- * (in *active) before the write, so that this session is not picked again
- * in this round. */
-static bool activity_due(struct session *s, void *active)
+/* Activity ahead of the store by STORE_ACTIVITY_EVERY_MS, or usage that
+ * the store has not seen. */
+static bool flush_due(struct session *s, void *unused)
 {
 	int64_t a = __atomic_load_n(&s->last_active_ms, __ATOMIC_RELAXED);
-	if (a - __atomic_load_n(&s->stored_active_ms, __ATOMIC_RELAXED) < STORE_ACTIVITY_EVERY_MS)
-		return false;
-	__atomic_store_n(&s->stored_active_ms, a, __ATOMIC_RELAXED);
-	*(int64_t *)active = a;
-	return true;
+	return a - __atomic_load_n(&s->stored_active_ms, __ATOMIC_RELAXED) >=
+		   STORE_ACTIVITY_EVERY_MS ||
+	       __atomic_load_n(&s->pending_execs, __ATOMIC_RELAXED) > 0;
 }
 
 void core__session_store_activity(struct core *core)
 {
-	for (;;) {
-		int64_t active = 0;
-		struct session *due = core__registry_pick(core, activity_due, &active);
+	/* One round over the registry at most: a session whose write fails
+	 * stays due, and is tried again next round. */
+	int64_t round = 0, n = 0;
+	pthread_mutex_lock(&core->lock);
+	for (struct session *s = core->sessions; s; s = s->next)
+		n++;
+	pthread_mutex_unlock(&core->lock);
+	while (round++ < n) {
+		struct session *due = core__registry_pick(core, flush_due, NULL);
 		if (due == NULL)
 			return;
-		struct bk_err err = BK_ERR_INIT;
-		if (core->store->ops->session_touch(core->store, due->id, active, &err) < 0)
-			fprintf(stderr, "bunkerd: session %s: %s\n", due->id, err.msg);
+		int rc = core__session_flush(core, due);
 		core__session_release(core, due);
+		if (rc < 0)
+			return;
 	}
 }
 
@@ -144,8 +169,8 @@ static void *reaper_main(void *arg)
 	pthread_mutex_lock(&core->reaper_lock);
 	while (!core->stopping) {
 		pthread_mutex_unlock(&core->reaper_lock);
-		reap_expired_awake(core);
-		reap_expired_asleep(core);
+		reap_due_awake(core);
+		reap_due_asleep(core);
 		core__session_store_activity(core);
 		core__lifecycle_tick(core);
 		evict_sleepers(core);

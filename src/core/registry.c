@@ -14,7 +14,18 @@ struct session *core__session_new(const struct store_session *row)
 	if (s == NULL)
 		return NULL;
 	snprintf(s->id, sizeof(s->id), "%s", row->id);
+	snprintf(s->public_id, sizeof(s->public_id), "%s", row->public_id[0] ? row->public_id : row->id);
 	snprintf(s->key_id, sizeof(s->key_id), "%s", row->key_id);
+	s->dialect = (enum core_dialect)row->dialect;
+	s->env = strdup(row->env ? row->env : "{}");
+	if (s->env == NULL) {
+		free(s);
+		return NULL;
+	}
+	s->vm = (enum core_vm)row->vm_state;
+	s->vm_lifetime_s = row->vm_lifetime_s;
+	s->vm_spawned_ms = row->vm_spawned_ms;
+	s->vm_ends_ms = row->vm_ends_ms;
 	s->limits = (struct core_limits){row->memory_mb, row->cpu, row->timeout_s, row->disk_mb};
 	s->created_ms = row->created_ms;
 	s->expires_ms = row->expires_ms;
@@ -29,16 +40,17 @@ struct session *core__session_new(const struct store_session *row)
 
 static void session_free(struct session *s)
 {
+	free(s->env);
 	pthread_rwlock_destroy(&s->rw);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
 }
 
-/* With core->lock held. */
+/* With core->lock held: by id or public id. */
 static struct session *registry_find(struct core *core, const char *id)
 {
 	for (struct session *s = core->sessions; s; s = s->next)
-		if (strcmp(s->id, id) == 0)
+		if (strcmp(s->id, id) == 0 || strcmp(s->public_id, id) == 0)
 			return s;
 	return NULL;
 }
@@ -105,6 +117,16 @@ static int registry_load(struct core *core, const char *key_id, const char *id,
 		return bk_err_set(err, ENOMEM, "cannot load session '%s'", id);
 	}
 	pthread_mutex_lock(&core->lock);
+	/* Named by its public id, it may be in the registry after all. */
+	struct session *known = registry_find(core, s->id);
+	if (known) {
+		int rc = take_locked(known, key_id, id, err);
+		pthread_mutex_unlock(&core->lock);
+		pthread_mutex_unlock(&core->load_lock);
+		session_free(s);
+		*out = known;
+		return rc;
+	}
 	s->next = core->sessions;
 	core->sessions = s;
 	s->linked = true;
@@ -174,13 +196,10 @@ void core__registry_unlink(struct core *core, struct session *s)
 
 void core__registry_evict(struct core *core, struct session *s)
 {
-	int64_t active = __atomic_load_n(&s->last_active_ms, __ATOMIC_RELAXED);
-	if (active > __atomic_load_n(&s->stored_active_ms, __ATOMIC_RELAXED)) {
-		struct bk_err err = BK_ERR_INIT;
-		if (core->store->ops->session_touch(core->store, s->id, active, &err) < 0)
-			return; /* kept: evicting would lose the activity */
-		__atomic_store_n(&s->stored_active_ms, active, __ATOMIC_RELAXED);
-	}
+	/* Kept when its activity or usage cannot be written: evicting would
+	 * lose them. */
+	if (core__session_flush(core, s) < 0)
+		return;
 	pthread_mutex_lock(&core->lock);
 	/* Only the registry's reference and the caller's: nothing else uses
 	 * it, and nothing can start to without core->lock. */
@@ -224,15 +243,17 @@ struct sbx_limits core__session_sbx_limits(const struct core *core, const struct
 
 static bool sandbox_ready(struct core *core, struct session *s)
 {
-	return s->state == CORE_STATE_ACTIVE && s->sbx && core->sbx->ops->alive(s->sbx);
+	return s->vm == CORE_VM_RUNNING && s->state == CORE_STATE_ACTIVE && s->sbx &&
+	       core->sbx->ops->alive(s->sbx);
 }
 
-int core__session_sandbox(struct core *core, struct session *s, struct sbx **out,
-			  struct bk_err *err)
+int core__session_sandbox(struct core *core, const struct core_key *key, struct session *s,
+			  struct sbx **out, struct bk_err *err)
 {
 	for (;;) {
 		if (__atomic_load_n(&s->deleted, __ATOMIC_ACQUIRE))
-			return bk_err_kind(err, BK_E_NOT_FOUND, "session '%s' not found", s->id);
+			return bk_err_kind(err, BK_E_NOT_FOUND, "session '%s' not found",
+					   s->public_id);
 		if (sandbox_ready(core, s)) {
 			*out = s->sbx;
 			return 0;
@@ -242,8 +263,15 @@ int core__session_sandbox(struct core *core, struct session *s, struct sbx **out
 		pthread_rwlock_unlock(&s->rw);
 		pthread_rwlock_wrlock(&s->rw);
 		int rc = 0;
-		if (!__atomic_load_n(&s->deleted, __ATOMIC_ACQUIRE) && !sandbox_ready(core, s))
-			rc = core__lifecycle_wake_locked(core, s, err);
+		if (!__atomic_load_n(&s->deleted, __ATOMIC_ACQUIRE) && !sandbox_ready(core, s)) {
+			if (s->vm != CORE_VM_RUNNING)
+				rc = key ? core__vm_spawn_locked(core, key, s, err)
+					 : bk_err_kind(err, BK_E_UNAVAILABLE,
+						       "session '%s' has no VM running",
+						       s->public_id);
+			if (rc == 0)
+				rc = core__lifecycle_wake_locked(core, s, err);
+		}
 		pthread_rwlock_unlock(&s->rw);
 		pthread_rwlock_rdlock(&s->rw);
 		if (rc < 0)
@@ -251,14 +279,14 @@ int core__session_sandbox(struct core *core, struct session *s, struct sbx **out
 	}
 }
 
-int core__session_enter(struct core *core, const char *key_id, const char *id, struct session **s,
-			struct sbx **sbx, struct bk_err *err)
+int core__session_enter(struct core *core, const struct core_key *key, const char *id,
+			struct session **s, struct sbx **sbx, struct bk_err *err)
 {
-	if (core__session_acquire(core, key_id, id, s, err) < 0)
+	if (core__session_acquire(core, key ? key->id : NULL, id, s, err) < 0)
 		return -1;
 	core__session_touch(core, *s);
 	pthread_rwlock_rdlock(&(*s)->rw);
-	if (core__session_sandbox(core, *s, sbx, err) < 0) {
+	if (core__session_sandbox(core, key, *s, sbx, err) < 0) {
 		core__session_leave(core, *s);
 		return -1;
 	}
@@ -277,8 +305,28 @@ void core__session_touch(struct core *core, struct session *s)
 	__atomic_store_n(&s->last_active_ms, now, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->stored_active_ms, now, __ATOMIC_RELAXED);
 	struct bk_err err = BK_ERR_INIT;
-	if (core->store->ops->session_touch(core->store, s->id, now, &err) < 0)
+	if (core->store->ops->session_touch(core->store, s->id, now, 0, 0, 0, &err) < 0)
 		fprintf(stderr, "bunkerd: session %s: %s\n", s->id, err.msg);
+}
+
+int core__session_flush(struct core *core, struct session *s)
+{
+	int64_t active = __atomic_load_n(&s->last_active_ms, __ATOMIC_RELAXED);
+	int64_t execs = __atomic_exchange_n(&s->pending_execs, 0, __ATOMIC_RELAXED);
+	int64_t cpu = __atomic_exchange_n(&s->pending_cpu_ms, 0, __ATOMIC_RELAXED);
+	if (execs == 0 && cpu == 0 &&
+	    active <= __atomic_load_n(&s->stored_active_ms, __ATOMIC_RELAXED))
+		return 0;
+	struct bk_err err = BK_ERR_INIT;
+	if (core->store->ops->session_touch(core->store, s->id, active, execs, cpu, 0, &err) < 0) {
+		/* Not lost: counted again for the next try. */
+		__atomic_add_fetch(&s->pending_execs, execs, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&s->pending_cpu_ms, cpu, __ATOMIC_RELAXED);
+		fprintf(stderr, "bunkerd: session %s: %s\n", s->id, err.msg);
+		return -1;
+	}
+	__atomic_store_n(&s->stored_active_ms, active, __ATOMIC_RELAXED);
+	return 0;
 }
 
 int core__session_destroy(struct core *core, struct session *s, struct bk_err *err)

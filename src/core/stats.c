@@ -8,7 +8,7 @@ int64_t core_session_total(struct core *core)
 	int64_t n = 0;
 	struct bk_err err = BK_ERR_INIT;
 	/* Sleeping sessions are the store's alone: it counts them all. */
-	if (core->store->ops->session_count(core->store, NULL, now_ms(), &n, &err) < 0)
+	if (core->store->ops->session_count(core->store, NULL, now_ms(), false, &n, &err) < 0)
 		fprintf(stderr, "bunkerd: %s\n", err.msg);
 	return n;
 }

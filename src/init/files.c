@@ -222,6 +222,50 @@ void files_write(const struct agent_msg *req)
 	init_result(req->req_id, r < 0 ? -r : 0, "write", r < 0 ? strerror(-r) : NULL);
 }
 
+void files_answer_read(uint32_t req_id, int fd, int e, int64_t max)
+{
+	struct stat st;
+	if (e == 0 && fstat(fd, &st) < 0)
+		e = errno;
+	if (e == ENXIO) /* a socket, or a FIFO nobody writes */
+		e = EINVAL;
+	if (e == 0 && S_ISDIR(st.st_mode))
+		e = EISDIR;
+	if (e == 0 && !S_ISREG(st.st_mode))
+		e = EINVAL;
+	if (e == 0 && st.st_size > max)
+		e = EFBIG;
+	_cleanup_free_ uint8_t *data = e == 0 ? malloc((size_t)st.st_size + 1) : NULL;
+	if (e == 0 && data == NULL)
+		e = ENOMEM;
+	if (e != 0) {
+		init_result(req_id, e, "read", strerror(e));
+		return;
+	}
+	/* Read what is there now, never more than the limit: the file may
+	 * change while it is read. */
+	size_t got = 0;
+	while (got < (size_t)st.st_size) {
+		ssize_t n = read(fd, data + got, (size_t)st.st_size - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	struct agent_msg m;
+	agent_msg_init(&m, AGENT_RESULT, req_id);
+	agent_msg_put_i64(&m, AGENT_T_ERRNO, 0);
+	if (agent_msg_put(&m, AGENT_T_DATA, data, got) < 0) {
+		/* Larger than a frame may carry. */
+		agent_msg_release(&m);
+		init_result(req_id, EFBIG, "read", strerror(EFBIG));
+		return;
+	}
+	init_send(&m);
+	agent_msg_release(&m);
+}
+
 void files_read(const struct agent_msg *req)
 {
 	char path[PATH_MAX_LEN];
@@ -238,46 +282,7 @@ void files_read(const struct agent_msg *req)
 	    ws < 0 ? -1 : ws_openat(ws, path, O_RDONLY | O_NONBLOCK | O_NOCTTY, 0);
 	int e = fd < 0 ? errno : 0;
 	user_end();
-	struct stat st;
-	if (e == 0 && fstat(fd, &st) < 0)
-		e = errno;
-	if (e == ENXIO) /* a socket, or a FIFO nobody writes */
-		e = EINVAL;
-	if (e == 0 && S_ISDIR(st.st_mode))
-		e = EISDIR;
-	if (e == 0 && !S_ISREG(st.st_mode))
-		e = EINVAL;
-	if (e == 0 && st.st_size > max)
-		e = EFBIG;
-	_cleanup_free_ uint8_t *data = e == 0 ? malloc((size_t)st.st_size + 1) : NULL;
-	if (e == 0 && data == NULL)
-		e = ENOMEM;
-	if (e == 0) {
-		/* Read what is there now, never more than the limit: the file
-		 * may change while it is read. */
-		size_t got = 0;
-		while (got < (size_t)st.st_size) {
-			ssize_t n = read(fd, data + got, (size_t)st.st_size - got);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0)
-				break;
-			got += (size_t)n;
-		}
-		struct agent_msg m;
-		agent_msg_init(&m, AGENT_RESULT, req->req_id);
-		agent_msg_put_i64(&m, AGENT_T_ERRNO, 0);
-		if (agent_msg_put(&m, AGENT_T_DATA, data, got) < 0) {
-			/* Larger than a frame may carry. */
-			agent_msg_release(&m);
-			init_result(req->req_id, EFBIG, "read", strerror(EFBIG));
-			return;
-		}
-		init_send(&m);
-		agent_msg_release(&m);
-		return;
-	}
-	init_result(req->req_id, e, "read", strerror(e));
+	files_answer_read(req->req_id, fd, e, max);
 }
 
 struct lister {

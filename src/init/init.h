@@ -19,9 +19,17 @@ void init_result(uint32_t req_id, int errnum, const char *stage, const char *mes
 /* File operations inside the workspace, as the requesting user (files.c). */
 void files_write(const struct agent_msg *req);
 void files_read(const struct agent_msg *req);
+/* Answers request req_id with the whole regular file fd, at most max
+ * bytes, or with errno e when it is not 0 (fd is then not read). */
+void files_answer_read(uint32_t req_id, int fd, int e, int64_t max);
 void files_list(const struct agent_msg *req);
 void files_delete(const struct agent_msg *req);
 void files_stat(const struct agent_msg *req);
+
+/* Files anywhere in the session's own file system, as its root
+ * (init/rootfiles.c): AGENT_WRITE_PATH and AGENT_READ_PATH. */
+void rootfiles_write(const struct agent_msg *req);
+void rootfiles_read(const struct agent_msg *req);
 
 /* ---- executions (init/exec.c) ---- */
 

@@ -146,6 +146,8 @@ static void (*const handlers[])(const struct agent_msg *req) = {
     [AGENT_LIST] = files_list,	      /* init/files.c */
     [AGENT_DELETE] = files_delete,    /* init/files.c */
     [AGENT_STAT] = files_stat,	      /* init/files.c */
+    [AGENT_WRITE_PATH] = rootfiles_write, /* init/rootfiles.c */
+    [AGENT_READ_PATH] = rootfiles_read,	  /* init/rootfiles.c */
     [AGENT_KILL] = handle_kill,	      /* above */
     [AGENT_PS] = handle_ps,	      /* above */
 };

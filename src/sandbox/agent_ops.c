@@ -267,6 +267,9 @@ static int file_errno(int e, const char *path, struct bk_err *err)
 	case EACCES:
 	case EPERM:
 		return bk_err_kind(err, BK_E_INVALID, "permission denied on '%s'", path);
+	case EROFS:
+		return bk_err_kind(err, BK_E_FORBIDDEN,
+				   "'%s' is on the session's read-only image", path);
 	case ENAMETOOLONG:
 		return bk_err_kind(err, BK_E_INVALID, "path '%s' is too long", path);
 	case EFBIG:
@@ -313,6 +316,28 @@ int sbx__agent_write_file(struct sbx *sbx, const char *path, const void *data, s
 	return file_call(sbx, &m, path, NULL, err);
 }
 
+/* The DATA of answer a (released here) into *data (malloc'd, NUL-terminated). */
+static int answer_data(struct agent_msg *a, const char *path, char **data, size_t *len,
+		       struct bk_err *err)
+{
+	struct agent_field f = {0};
+	if (!agent_msg_find(a, AGENT_T_DATA, &f)) {
+		agent_msg_release(a);
+		return bk_err_kind(err, BK_E_INTERNAL, "init answered no data for '%s'", path);
+	}
+	*data = malloc(f.len + 1);
+	if (*data == NULL) {
+		agent_msg_release(a);
+		return bk_err_set(err, ENOMEM, "cannot read '%s'", path);
+	}
+	if (f.len)
+		memcpy(*data, f.data, f.len);
+	(*data)[f.len] = '\0';
+	*len = f.len;
+	agent_msg_release(a);
+	return 0;
+}
+
 int sbx__agent_read_file(struct sbx *sbx, const char *path, size_t max, char **data, size_t *len,
 			 struct bk_err *err)
 {
@@ -321,22 +346,69 @@ int sbx__agent_read_file(struct sbx *sbx, const char *path, size_t max, char **d
 	agent_msg_put_i64(&m, AGENT_T_MAX, (int64_t)max);
 	if (file_call(sbx, &m, path, &a, err) < 0)
 		return -1;
-	struct agent_field f = {0};
-	if (!agent_msg_find(&a, AGENT_T_DATA, &f)) {
-		agent_msg_release(&a);
-		return bk_err_kind(err, BK_E_INTERNAL, "init answered no data for '%s'", path);
+	return answer_data(&a, path, data, len, err);
+}
+
+/* The error of a transfer anywhere in the session's file system: there,
+ * what the session's root may not write is the image's, and what it may
+ * not read is the kernel's. */
+static int path_errno(int e, const char *path, struct bk_err *err)
+{
+	switch (e) {
+	case ENOENT:
+		return bk_err_kind(err, BK_E_FILE_NOT_FOUND, "no file '%s' in the session", path);
+	case EACCES:
+	case EROFS:
+		return bk_err_kind(err, BK_E_FORBIDDEN,
+				   "'%s' is on the session's read-only image", path);
+	case EXDEV: /* init/rootfiles.c: a file system of the kernel's */
+		return bk_err_kind(err, BK_E_FORBIDDEN,
+				   "'%s' is in /proc, /sys or /dev, which transfers do not reach",
+				   path);
+	case EPERM:
+		return bk_err_kind(err, BK_E_FORBIDDEN, "permission denied on '%s'", path);
+	case ELOOP: /* a magic link (/proc/self/root), or a loop of symlinks */
+		return bk_err_kind(err, BK_E_FORBIDDEN,
+				   "'%s' goes through a link that transfers do not follow", path);
+	default:
+		return file_errno(e, path, err);
 	}
-	*data = malloc(f.len + 1);
-	if (*data == NULL) {
-		agent_msg_release(&a);
-		return bk_err_set(err, ENOMEM, "cannot read '%s'", path);
+}
+
+int sbx__agent_read_path(struct sbx *sbx, const char *path, size_t max, char **data, size_t *len,
+			 struct bk_err *err)
+{
+	struct agent_msg m, a;
+	agent_msg_init(&m, AGENT_READ_PATH, 0);
+	agent_msg_put_str(&m, AGENT_T_PATH, path);
+	agent_msg_put_i64(&m, AGENT_T_MAX, (int64_t)max);
+	int e = agent_call_answer(sbx->agent, &m, &a, err);
+	agent_msg_release(&m);
+	if (e != 0)
+		return e < 0 ? -1 : path_errno(e, path, err);
+	return answer_data(&a, path, data, len, err);
+}
+
+int sbx__agent_write_path(struct sbx *sbx, const struct sbx_transfer *t, const void *data,
+			  size_t len, struct bk_err *err)
+{
+	struct agent_msg m;
+	agent_msg_init(&m, AGENT_WRITE_PATH, 0);
+	int r = agent_msg_put_str(&m, AGENT_T_PATH, t->path);
+	r |= agent_msg_put_str(&m, AGENT_T_TOKEN, t->token);
+	r |= agent_msg_put_i64(&m, AGENT_T_OFFSET, t->offset);
+	r |= agent_msg_put_i64(&m, AGENT_T_FINAL, t->final);
+	r |= agent_msg_put_i64(&m, AGENT_T_ABORT, t->abort);
+	r |= agent_msg_put_i64(&m, AGENT_T_UID, SBX_USER_UID);
+	r |= agent_msg_put_i64(&m, AGENT_T_GID, SBX_USER_GID);
+	r |= agent_msg_put(&m, AGENT_T_DATA, data, len);
+	if (r < 0) {
+		agent_msg_release(&m);
+		return bk_err_set(err, ENOMEM, "cannot build a write of '%s'", t->path);
 	}
-	if (f.len)
-		memcpy(*data, f.data, f.len);
-	(*data)[f.len] = '\0';
-	*len = f.len;
-	agent_msg_release(&a);
-	return 0;
+	int e = agent_call_answer(sbx->agent, &m, NULL, err);
+	agent_msg_release(&m);
+	return e < 0 ? -1 : path_errno(e, t->path, err);
 }
 
 int sbx__agent_list(struct sbx *sbx, const char *path, bool recursive, struct sbx_entry **out,

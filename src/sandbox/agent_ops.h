@@ -34,6 +34,10 @@ int sbx__agent_stat(struct sbx *s, const char *path, mode_t *mode, struct bk_err
 int sbx__agent_remove(struct sbx *s, const char *path, bool recursive, struct bk_err *err);
 int sbx__agent_kill(struct sbx *s, pid_t pid, struct bk_err *err);
 int sbx__agent_ps(struct sbx *s, struct sbx_proc **out, size_t *n, struct bk_err *err);
+int sbx__agent_read_path(struct sbx *s, const char *path, size_t max, char **data, size_t *len,
+			 struct bk_err *err);
+int sbx__agent_write_path(struct sbx *s, const struct sbx_transfer *t, const void *data,
+			  size_t len, struct bk_err *err);
 /* Builds the environment of an execution: base, then extra (both
  * NULL-terminated "NAME=value" lists), an extra entry replacing a base one
  * of the same name. *out is malloc'd (the strings are borrowed). */

@@ -122,6 +122,29 @@ struct sbx_exec_result {
 
 void sbx_exec_result_release(struct sbx_exec_result *r);
 
+/* The languages of persistent interpreters. */
+enum sbx_language {
+	SBX_LANG_PYTHON,
+	SBX_LANG_BASH,
+	SBX_LANG_JAVASCRIPT,
+	SBX_LANG_TYPESCRIPT,
+};
+
+/* A run of code in the session's interpreter of a language. */
+struct sbx_run_req {
+	enum sbx_language language;
+	const char *code; /* NUL-terminated program text */
+	/* "NAME=value" on top of the image's environment, for an interpreter
+	 * that starts for this run; may be NULL. */
+	const char *const *envp;
+	int64_t timeout_ms; /* interrupt after this; 0: none */
+	size_t output_max;  /* per stream */
+	bool fresh;	    /* a one-shot interpreter for this run alone */
+	void (*on_output)(void *ctx, int stream, const char *data, size_t len);
+	bool (*cancelled)(void *ctx);
+	void *ctx;
+};
+
 struct sbx_proc {
 	pid_t pid;	    /* as the session sees it */
 	int64_t started_ms; /* since the epoch */
@@ -136,6 +159,16 @@ struct sbx_entry {
 };
 
 void sbx_entries_free(struct sbx_entry *es, size_t n);
+
+/* One chunk of a transfer into a file anywhere in the session's own file
+ * system (struct sbx_ops' write_path). */
+struct sbx_transfer {
+	const char *path;  /* absolute, as the session sees it */
+	const char *token; /* names the transfer: 1..32 of [A-Za-z0-9] */
+	int64_t offset;	   /* where this chunk goes: 0 first, then what came before */
+	bool final;	   /* the last chunk: the file takes path's name */
+	bool abort;	   /* the transfer is abandoned: what it wrote goes */
+};
 
 /* A session's figures, read without waking it. */
 struct sbx_stats {
@@ -205,10 +238,28 @@ struct sbx_ops {
 	 * limit (BK_E_LIMIT, BK_E_NO_MEMORY). */
 	int (*exec)(struct sbx *s, const struct sbx_exec_req *req, struct sbx_exec_result *res,
 		    struct bk_err *err);
+	/* Runs code in the session's persistent interpreter of its language
+	 * (started on first use; state kept from run to run), or in a fresh
+	 * one. A run that ends its interpreter is answered with its exit
+	 * code; one past its timeout is interrupted (exit code 124). NULL
+	 * for a backend without interpreters. */
+	int (*run)(struct sbx *s, const struct sbx_run_req *req, struct sbx_exec_result *res,
+		   struct bk_err *err);
 	/* Writes data to path (relative to the workspace) as the session's
 	 * user, creating parents; a path that resolves outside the workspace
 	 * is BK_E_INVALID, a full disk BK_E_NO_SPACE. */
 	int (*write_file)(struct sbx *s, const char *path, const void *data, size_t len,
+			  struct bk_err *err);
+	/* Reads a file anywhere in the session's own file system (path
+	 * absolute), as the session's root; /proc, /sys and /dev are not
+	 * reached (BK_E_FORBIDDEN). */
+	int (*read_path)(struct sbx *s, const char *path, size_t max, char **data, size_t *len,
+			 struct bk_err *err);
+	/* Writes one chunk of a transfer (t) anywhere in the session's own
+	 * file system as its root, creating missing parents; what it creates
+	 * belongs to the session's user. The image is read-only
+	 * (BK_E_FORBIDDEN), a full disk BK_E_NO_SPACE. */
+	int (*write_path)(struct sbx *s, const struct sbx_transfer *t, const void *data, size_t len,
 			  struct bk_err *err);
 	/* Reads a workspace file of at most max bytes (BK_E_TOO_LARGE beyond);
 	 * *data is malloc'd and NUL-terminated. */

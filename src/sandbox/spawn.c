@@ -120,12 +120,14 @@ static _Noreturn void spawn_child(int go_fd, int err_fd, int sock_fd, int init_f
 
 	/* 8. PID 1 keeps only what it uses: changing ids (executions, file
 	 *    operations), emptying its children's bounding sets, killing
-	 *    their processes, and reading any workspace file. */
+	 *    their processes, reading any workspace file, and giving what an
+	 *    upload creates to the session's user (CAP_CHOWN: within the
+	 *    user namespace, so only to the session's own ids). */
 	stage = "capability bounding set";
 	for (int cap = 0; cap <= cap_last; cap++) {
 		if (cap == CAP_SETUID || cap == CAP_SETGID || cap == CAP_SETPCAP ||
 		    cap == CAP_KILL || cap == CAP_DAC_OVERRIDE || cap == CAP_DAC_READ_SEARCH ||
-		    cap == CAP_FOWNER)
+		    cap == CAP_FOWNER || cap == CAP_CHOWN)
 			continue;
 		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
 			child_fail(err_fd, stage);

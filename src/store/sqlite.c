@@ -94,6 +94,38 @@ static const char *const store_migrations[] = {
     "ALTER TABLE sessions_new RENAME TO sessions;"
     "CREATE INDEX sessions_key_created ON sessions (key_id, created_ms);"
     "CREATE INDEX sessions_expires ON sessions (expires_ms);",
+    /* 3 -> 4: the InstaVM dialect's sessions (a public id, a lazily
+     * spawned VM with a lifetime, an env, usage counters) and its
+     * asynchronous executions. Sessions of before hold a VM. */
+    "ALTER TABLE sessions ADD COLUMN public_id TEXT;"
+    "ALTER TABLE sessions ADD COLUMN dialect INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE sessions ADD COLUMN env TEXT NOT NULL DEFAULT '{}';"
+    "ALTER TABLE sessions ADD COLUMN vcpu INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE sessions ADD COLUMN vm_state INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE sessions ADD COLUMN vm_lifetime_s INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE sessions ADD COLUMN vm_spawned_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE sessions ADD COLUMN vm_ends_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE sessions ADD COLUMN exec_count INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE sessions ADD COLUMN cpu_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE sessions ADD COLUMN vm_runtime_ms INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE sessions SET vm_spawned_ms = created_ms;"
+    "CREATE UNIQUE INDEX sessions_public ON sessions (public_id) WHERE public_id IS NOT NULL;"
+    "CREATE INDEX sessions_vm_ends ON sessions (vm_ends_ms) WHERE vm_ends_ms > 0;"
+    "CREATE TABLE tasks ("
+    "  id TEXT PRIMARY KEY,"
+    "  session_id TEXT NOT NULL,"
+    "  key_id TEXT NOT NULL REFERENCES keys(id),"
+    "  status INTEGER NOT NULL,"
+    "  stdout BLOB NOT NULL DEFAULT x'',"
+    "  stderr BLOB NOT NULL DEFAULT x'',"
+    "  exit_code INTEGER NOT NULL DEFAULT 0,"
+    "  execution_ms INTEGER NOT NULL DEFAULT 0,"
+    "  cpu_ms INTEGER NOT NULL DEFAULT 0,"
+    "  created_ms INTEGER NOT NULL,"
+    "  finished_ms INTEGER NOT NULL DEFAULT 0"
+    ");"
+    "CREATE INDEX tasks_created ON tasks (created_ms);"
+    "CREATE INDEX tasks_key_created ON tasks (key_id, created_ms);",
 };
 
 _Static_assert(ARRAY_SIZE(store_migrations) == STORE_SCHEMA_VERSION,
@@ -321,5 +353,11 @@ static const struct store_ops sqlite_ops = {
     .session_count = sqlite__session_count,
     .session_list = sqlite__session_list,
     .session_list_all = sqlite__session_list_all,
-    .session_expired = sqlite__session_expired,
+    .session_set_vm = sqlite__session_set_vm,
+    .session_due = sqlite__session_due,
+    .task_insert = sqlite__task_insert,
+    .task_update = sqlite__task_update,
+    .task_get = sqlite__task_get,
+    .task_count = sqlite__task_count,
+    .task_purge = sqlite__task_purge,
 };

@@ -70,16 +70,27 @@ int sqlite__session_insert(struct store *st, const struct store_session *s, stru
 int sqlite__session_get(struct store *st, const char *id, const char *key_id,
 			struct store_session *out, struct bk_err *err);
 int sqlite__session_delete(struct store *st, const char *id, struct bk_err *err);
-int sqlite__session_touch(struct store *st, const char *id, int64_t last_active_ms,
-			  struct bk_err *err);
+int sqlite__session_touch(struct store *st, const char *id, int64_t last_active_ms, int64_t execs,
+			  int64_t cpu_ms, int64_t vm_runtime_ms, struct bk_err *err);
 int sqlite__session_set_state(struct store *st, const char *id, enum store_session_state state,
 			      struct bk_err *err);
-int sqlite__session_count(struct store *st, const char *key_id, int64_t now_ms, int64_t *out,
-			  struct bk_err *err);
+int sqlite__session_set_vm(struct store *st, const char *id, enum store_vm_state vm,
+			   int64_t spawned_ms, int64_t ends_ms, enum store_session_state state,
+			   struct bk_err *err);
+int sqlite__session_count(struct store *st, const char *key_id, int64_t now_ms, bool holding,
+			  int64_t *out, struct bk_err *err);
 int sqlite__session_list(struct store *st, const char *key_id, int64_t now_ms,
 			 store_session_match match, void *ctx, int limit, int offset,
 			 struct store_session **out, size_t *n, int64_t *total, struct bk_err *err);
 int sqlite__session_list_all(struct store *st, struct store_session **out, size_t *n,
 			     struct bk_err *err);
-int sqlite__session_expired(struct store *st, int64_t now_ms, char (*ids)[32], size_t max,
-			    size_t *n, struct bk_err *err);
+int sqlite__session_due(struct store *st, int64_t now_ms, char (*ids)[32], size_t max, size_t *n,
+			struct bk_err *err);
+int sqlite__task_insert(struct store *st, const struct store_task *t, struct bk_err *err);
+int sqlite__task_update(struct store *st, const struct store_task *t, struct bk_err *err);
+int sqlite__task_get(struct store *st, const char *id, const char *key_id, struct store_task *out,
+		     struct bk_err *err);
+int sqlite__task_count(struct store *st, const char *key_id, int64_t since_ms, int64_t *out,
+		       struct bk_err *err);
+int sqlite__task_purge(struct store *st, int64_t before_ms, bool fail_unfinished, int64_t now_ms,
+		       struct bk_err *err);

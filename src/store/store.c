@@ -19,7 +19,19 @@ void store_session_release(struct store_session *s)
 	if (s == NULL)
 		return;
 	free(s->metadata);
+	free(s->env);
 	s->metadata = NULL;
+	s->env = NULL;
+}
+
+void store_task_release(struct store_task *t)
+{
+	if (t == NULL)
+		return;
+	free(t->out);
+	free(t->err);
+	t->out = t->err = NULL;
+	t->out_len = t->err_len = 0;
 }
 
 void store_idem_release(struct store_idem *r)

@@ -22,7 +22,7 @@
 
 #include "util/err.h"
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 /* An API key. Only the hash of the secret is stored. */
 struct store_key {
@@ -57,22 +57,61 @@ enum store_session_state {
 	STORE_SESSION_DEEP_SLEEP,
 };
 
+/* Whether a session holds a sandbox ("VM" in the InstaVM dialect). */
+enum store_vm_state {
+	STORE_VM_NONE = 0,   /* none spawned yet */
+	STORE_VM_RUNNING,    /* spawned: awake, idle or asleep */
+	STORE_VM_TERMINATED, /* killed, or its lifetime ended */
+};
+
 struct store_session {
-	char id[32]; /* "ses_" + 20 [a-z0-9] */
+	char id[32];	    /* "ses_" + 20 [a-z0-9] */
+	char public_id[40]; /* the id callers name it by, when not id (a UUID); else "" */
 	char key_id[32];
+	int dialect; /* which dialect created it (core's enum core_dialect) */
 	int64_t created_ms, expires_ms, last_active_ms;
 	enum store_session_state state;
 	char *metadata; /* compact JSON object text (core/ checks it); owned */
+	char *env;	/* JSON object of strings for every execution; owned, NULL: {} */
 	int memory_mb;
 	double cpu;
 	int timeout_s;
 	int disk_mb;
+	int vcpu; /* the vCPUs asked for (InstaVM), 0 when none */
+	enum store_vm_state vm_state;
+	int64_t vm_lifetime_s;		/* 0: none */
+	int64_t vm_spawned_ms, vm_ends_ms; /* the VM's spawn and end (0: no end) */
+	int64_t exec_count, cpu_ms, vm_runtime_ms; /* usage so far */
 };
 
 void store_session_release(struct store_session *s);
 
-/* A predicate on a session's metadata text, for listing. */
-typedef bool (*store_session_match)(void *ctx, const char *metadata);
+/* A predicate on a session, for listing. */
+typedef bool (*store_session_match)(void *ctx, const struct store_session *s);
+
+/* The result of an asynchronous execution. */
+enum store_task_status {
+	STORE_TASK_QUEUED = 0,
+	STORE_TASK_RUNNING,
+	STORE_TASK_COMPLETED,
+	STORE_TASK_FAILED,
+	STORE_TASK_TIMEOUT,
+	STORE_TASK_KILLED,
+};
+
+struct store_task {
+	char id[40]; /* a UUID */
+	char session_id[32];
+	char key_id[32];
+	enum store_task_status status;
+	char *out, *err; /* owned, NUL-terminated; NULL: "" */
+	size_t out_len, err_len;
+	int exit_code;
+	int64_t execution_ms, cpu_ms;
+	int64_t created_ms, finished_ms; /* finished 0 while not */
+};
+
+void store_task_release(struct store_task *t);
 
 struct store;
 
@@ -109,28 +148,37 @@ struct store_ops {
 
 	/* ---- sessions ---- */
 
-	/* An id already taken is BK_E_CONFLICT. */
-	int (*session_insert)(struct store *st, const struct store_session *s, struct bk_err *err);
-	/* The session id when it belongs to key_id (NULL: any key); release
-	 * *out. */
+	/* An id (or public id) already taken is BK_E_CONFLICT. */
+	int (*session_insert)(struct store *st, const struct store_session *s,
+			      struct bk_err *err);
+	/* The session whose id or public id is id, when it belongs to key_id
+	 * (NULL: any key); release *out. */
 	int (*session_get)(struct store *st, const char *id, const char *key_id,
 			   struct store_session *out, struct bk_err *err);
 	/* 1 when the session was there. */
 	int (*session_delete)(struct store *st, const char *id, struct bk_err *err);
 	/* Records activity at last_active_ms; an older time than the one
-	 * stored (two requests finishing out of order) leaves it as it is. */
+	 * stored (two requests finishing out of order) leaves it as it is.
+	 * The usage counters grow by execs, cpu_ms and vm_runtime_ms. */
 	int (*session_touch)(struct store *st, const char *id, int64_t last_active_ms,
+			     int64_t execs, int64_t cpu_ms, int64_t vm_runtime_ms,
 			     struct bk_err *err);
 	/* Records a lifecycle state. */
-	int (*session_set_state)(struct store *st, const char *id, enum store_session_state state,
-				 struct bk_err *err);
-	/* Sessions of key_id (NULL: of every key) not yet expired at now_ms. */
-	int (*session_count)(struct store *st, const char *key_id, int64_t now_ms, int64_t *out,
-			     struct bk_err *err);
+	int (*session_set_state)(struct store *st, const char *id,
+				 enum store_session_state state, struct bk_err *err);
+	/* Records a VM's spawn or end: its state, spawn and end times, and the
+	 * lifecycle state that goes with it. */
+	int (*session_set_vm)(struct store *st, const char *id, enum store_vm_state vm,
+			      int64_t spawned_ms, int64_t ends_ms, enum store_session_state state,
+			      struct bk_err *err);
+	/* Sessions of key_id (NULL: of every key) not yet expired at now_ms;
+	 * with holding, only those whose VM runs. */
+	int (*session_count)(struct store *st, const char *key_id, int64_t now_ms, bool holding,
+			     int64_t *out, struct bk_err *err);
 	/* A page of key_id's sessions not expired at now_ms, newest first,
-	 * counting only those whose metadata match() accepts (match NULL:
-	 * every one); *total counts every match, not only the page. The
-	 * caller releases each element and frees the array. */
+	 * counting only those that match() accepts (match NULL: every one);
+	 * *total counts every match, not only the page. The caller releases
+	 * each element and frees the array. */
 	int (*session_list)(struct store *st, const char *key_id, int64_t now_ms,
 			    store_session_match match, void *ctx, int limit, int offset,
 			    struct store_session **out, size_t *n, int64_t *total,
@@ -139,10 +187,28 @@ struct store_ops {
 	 * same ownership. */
 	int (*session_list_all)(struct store *st, struct store_session **out, size_t *n,
 				struct bk_err *err);
-	/* Up to max ids (each >= 32 bytes, in ids[]) of sessions expired at
-	 * now_ms, soonest expired first; *n receives how many. */
-	int (*session_expired)(struct store *st, int64_t now_ms, char (*ids)[32], size_t max,
-			       size_t *n, struct bk_err *err);
+	/* Up to max ids (in ids[]) of sessions due at now_ms: expired, or
+	 * whose VM's lifetime has ended; soonest first. *n receives how
+	 * many. */
+	int (*session_due)(struct store *st, int64_t now_ms, char (*ids)[32], size_t max,
+			   size_t *n, struct bk_err *err);
+
+	/* ---- asynchronous executions ---- */
+
+	int (*task_insert)(struct store *st, const struct store_task *t, struct bk_err *err);
+	/* Records t's status and, once it is final, its result and end. */
+	int (*task_update)(struct store *st, const struct store_task *t, struct bk_err *err);
+	/* The task id of key_id (NULL: any key); release *out. */
+	int (*task_get)(struct store *st, const char *id, const char *key_id,
+			struct store_task *out, struct bk_err *err);
+	/* Tasks of key_id created at or after since_ms. */
+	int (*task_count)(struct store *st, const char *key_id, int64_t since_ms, int64_t *out,
+			  struct bk_err *err);
+	/* Deletes tasks created before before_ms; and marks every task still
+	 * queued or running failed at now_ms when fail_unfinished (a daemon
+	 * that starts runs none of them). */
+	int (*task_purge)(struct store *st, int64_t before_ms, bool fail_unfinished,
+			  int64_t now_ms, struct bk_err *err);
 };
 
 /* The base of every implementation's state. */

@@ -26,11 +26,25 @@ enum bk_err_kind {
 	BK_E_IDEMPOTENCY_REUSED, /* an Idempotency-Key sent again with another request: 422 */
 };
 
+/* One more request field at fault (see struct bk_err's more). */
+struct bk_err_item {
+	char field[64];
+	char type[32];
+	char msg[160];
+};
+
+#define BK_ERR_MORE_MAX 7
+
 struct bk_err {
 	enum bk_err_kind kind;
 	int errnum;	/* errno at the failure, 0 when none */
 	char field[64]; /* the request field at fault, for BK_E_INVALID */
+	char type[32];	/* what is wrong with it in FastAPI's words ("int_type"), or "" */
 	char msg[512];
+	/* A request with several fields at fault (BK_E_INVALID): the ones
+	 * after the first, which field, type and msg describe. */
+	int n_more;
+	struct bk_err_item more[BK_ERR_MORE_MAX];
 };
 
 /* The "no error" state every error value starts in: declare
@@ -60,6 +74,13 @@ int bk_err_kind(struct bk_err *err, enum bk_err_kind kind, const char *fmt, ...)
 /* A BK_E_INVALID error naming the request field at fault. Returns -1. */
 int bk_err_field(struct bk_err *err, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Adds a field at fault to err: the first makes err a BK_E_INVALID naming
+ * it (as bk_err_field() does) with type (FastAPI's name for what is wrong,
+ * "int_type", "missing"...); later ones join it (up to BK_ERR_MORE_MAX
+ * more). An error of another kind is left as it is. Returns -1. */
+int bk_err_add(struct bk_err *err, const char *field, const char *type, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* Prepends "<formatted>: " to the message, keeping kind and errno. */
 void bk_err_prefix(struct bk_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

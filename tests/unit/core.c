@@ -194,7 +194,7 @@ TEST(create_that_cannot_start_leaves_nothing)
 	struct core_session_info *list;
 	size_t n;
 	int64_t total;
-	CHECK(core_session_list(f.core, &f.key, NULL, 10, 0, &list, &n, &total, &err) == 0);
+	CHECK(core_session_list(f.core, &f.key, NULL, false, 10, 0, &list, &n, &total, &err) == 0);
 	CHECK_INT_EQ(total, 0);
 	free(list);
 	/* A failed record write leaves nothing either. */
@@ -386,7 +386,7 @@ static void check_recovered(enum transition t, const char *path, const char *id,
 		struct core_session_info *list;
 		size_t n;
 		int64_t total;
-		CHECK(core_session_list(f.core, &f.key, NULL, 10, 0, &list, &n, &total, &err) == 0);
+		CHECK(core_session_list(f.core, &f.key, NULL, false, 10, 0, &list, &n, &total, &err) == 0);
 		CHECK_MSG(total <= 1, "%s crashed at step %d: %lld sessions", name, k,
 			  (long long)total);
 		if (n == 1) {

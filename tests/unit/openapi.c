@@ -244,22 +244,29 @@ TEST(route_match)
 	CHECK(api_route_match("/sessions/{id}", path, NULL));
 }
 
-/* No two routes of all tables answer the same method and path: the first
- * would hide the other. /sessions/create before /sessions/{id} is fine
- * (different methods). */
+/* No route hides another: two routes of all tables answer the same method
+ * and path only when the one tried first takes a request by its claims()
+ * (POST /execute of both dialects). /sessions/create before /sessions/{id}
+ * is fine (different methods). */
 TEST(routes_are_unique)
 {
+	size_t shared = 0;
 	for (size_t t = 0; api_route_tables[t]; t++)
 		for (size_t i = 0; i < api_route_tables[t]->n; i++) {
 			const struct api_route *a = &api_route_tables[t]->routes[i];
-			for (size_t u = 0; api_route_tables[u]; u++)
-				for (size_t j = 0; j < api_route_tables[u]->n; j++) {
+			for (size_t u = t; api_route_tables[u]; u++)
+				for (size_t j = u == t ? i + 1 : 0; j < api_route_tables[u]->n;
+				     j++) {
 					const struct api_route *b = &api_route_tables[u]->routes[j];
-					if (a == b)
+					if (strcmp(a->method, b->method) != 0 ||
+					    strcmp(a->pattern, b->pattern) != 0)
 						continue;
-					CHECK_MSG(strcmp(a->method, b->method) != 0 ||
-						      strcmp(a->pattern, b->pattern) != 0,
-						  "%s %s is routed twice", a->method, a->pattern);
+					CHECK_MSG(a->claims != NULL,
+						  "%s %s is routed twice, and the first takes every "
+						  "request",
+						  a->method, a->pattern);
+					shared++;
 				}
 		}
+	CHECK_INT_EQ(shared, 1);
 }
