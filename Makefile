@@ -27,7 +27,7 @@ TEST_LIBS  = $(shell pkg-config --libs $(TEST_PKGS))
 LIB_SRCS := $(sort $(wildcard src/util/*.c src/agent/*.c src/sandbox/*.c src/store/*.c \
                               src/core/*.c src/http/*.c src/api/*.c src/snapshot/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
-INIT_SRCS := src/init/main.c src/init/exec.c src/init/harden.c src/init/files.c src/agent/proto.c src/util/util.c src/util/err.c
+INIT_SRCS := src/init/main.c src/init/exec.c src/init/proc.c src/init/harden.c src/init/files.c src/agent/proto.c src/util/util.c src/util/err.c
 
 UNIT_SRCS := $(sort $(wildcard tests/unit/*.c))
 BB_SRCS   := $(sort $(wildcard tests/blackbox/*.c))
