@@ -26,14 +26,16 @@ TEST_LIBS  = $(shell pkg-config --libs $(TEST_PKGS))
 
 LIB_SRCS := $(sort $(wildcard src/util/*.c src/agent/*.c src/sandbox/*.c src/store/*.c \
                               src/core/*.c src/http/*.c src/api/*.c src/snapshot/*.c))
-LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
-INIT_SRCS := src/init/main.c src/init/exec.c src/init/proc.c src/init/harden.c src/init/files.c src/agent/proto.c src/util/util.c src/util/err.c
+# The interpreter drivers, carried by the daemon into the image it builds.
+DRIVERS  := $(sort $(wildcard src/init/drivers/*))
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/drivers.o
+INIT_SRCS := src/init/main.c src/init/exec.c src/init/proc.c src/init/interp.c src/init/interp_chan.c src/init/harden.c src/init/files.c src/agent/proto.c src/util/util.c src/util/err.c
 
 UNIT_SRCS := $(sort $(wildcard tests/unit/*.c))
 BB_SRCS   := $(sort $(wildcard tests/blackbox/*.c))
 TEST_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit_%) \
              $(BB_SRCS:tests/blackbox/%.c=$(BUILD)/tests/bb_%)
-TEST_COMMON := $(BUILD)/obj/tests/harness.o $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/client.c tests/fakes.c tests/fake_store.c tests/fake_backend.c))
+TEST_COMMON := $(BUILD)/obj/tests/harness.o $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/client.c tests/fakes.c tests/fake_store.c tests/fake_backend.c tests/sbx_fixture.c))
 
 .PHONY: all tests run test deps clean format format-check bench bench-bin
 all: $(BUILD)/bunkerd $(BUILD)/bunker $(BUILD)/bunker-init
@@ -41,6 +43,14 @@ all: $(BUILD)/bunkerd $(BUILD)/bunker $(BUILD)/bunker-init
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) -c $< -o $@
+
+$(BUILD)/gen/drivers.c: $(DRIVERS) scripts/embed-drivers.sh
+	@mkdir -p $(dir $@)
+	scripts/embed-drivers.sh $(DRIVERS) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/gen/drivers.o: $(BUILD)/gen/drivers.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 $(BUILD)/libbunker.a: $(LIB_OBJS)
 	@rm -f $@

@@ -96,3 +96,37 @@ int exec_poll_fill(struct pollfd *pfd);
  * ended. */
 void exec_poll_ready(const struct pollfd *pfd, int n);
 
+/* ---- interpreters (init/interp.c) ---- */
+
+/* Persistent interpreters (one per name) and one-shot ones at once, at
+ * most; and runs queued or under way. */
+#define INIT_INTERP_PERSISTENT_MAX 4
+#define INIT_INTERP_FRESH_MAX 8
+#define INIT_INTERPS_MAX (INIT_INTERP_PERSISTENT_MAX + INIT_INTERP_FRESH_MAX)
+#define INIT_RUNS_MAX 64
+/* The most fds interp_poll_fill() adds. */
+#define INIT_INTERP_POLL_MAX (INIT_INTERPS_MAX * 4)
+
+/* AGENT_RUN: queues req's code for the session's interpreter of its name
+ * (started as the user it names when it has none), or for a one-shot one
+ * of its own with FRESH. Answered like an EXEC; a RESULT with EAGAIN when
+ * the session has as many interpreters or runs as it may. */
+void interp_run(const struct agent_msg *req);
+/* AGENT_INTERRUPT: interrupts the run whose request is TARGET as its
+ * timeout would (a queued one is answered at once); answers a RESULT
+ * (ESRCH: no such run). */
+void interp_interrupt(const struct agent_msg *req);
+/* For each child reaped: when pid was an interpreter's, answers its run
+ * under way and starts the next process for the runs still queued.
+ * Returns whether it was. */
+bool interp_reaped(pid_t pid, int status, const struct rusage *ru);
+/* Interrupts runs past their deadline, kills interpreters that did not
+ * answer their interrupt within a second. */
+void interp_deadlines_check(void);
+/* The poll() timeout until the next of those, in ms; -1 for none. */
+int interp_timeout_ms(void);
+/* Fills pfd (room for INIT_INTERP_POLL_MAX) with interpreters' fds: their
+ * output, answers, and requests being written. Returns how many. */
+int interp_poll_fill(struct pollfd *pfd);
+/* After poll() on what interp_poll_fill() filled (pfd[0..n)). */
+void interp_poll_ready(const struct pollfd *pfd, int n);
