@@ -96,10 +96,18 @@ bench: deps
 	@bench/run.sh build/release
 
 # Every benchmark; `make bench` runs only the first (bench/lifecycle.sh runs
-# the second, which takes minutes; bench/preview.sh the third).
-bench-bin: $(BUILD)/bench/bench $(BUILD)/bench/lifecycle $(BUILD)/bench/preview
+# the second, which takes minutes; bench/preview.sh the third; the fourth,
+# the interpreters at the sandbox level, runs as `build/release/bench/interp`).
+BENCHES := bench lifecycle preview
+bench-bin: $(BENCHES:%=$(BUILD)/bench/%) $(BUILD)/bench/interp
 
-$(BUILD)/bench/bench $(BUILD)/bench/lifecycle $(BUILD)/bench/preview: $(BUILD)/bench/%: bench/%.c bench/common.c bench/common.h $(BUILD)/libbunker.a
+# The interpreters' bench drives the backend itself: libbunker, no
+# bench/common.c (whose die() and now_ms() are libbunker's names too).
+$(BUILD)/bench/interp: bench/interp.c $(BUILD)/libbunker.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) -o $@ $< $(BUILD)/libbunker.a $(PKG_LIBS)
+
+$(BENCHES:%=$(BUILD)/bench/%): $(BUILD)/bench/%: bench/%.c bench/common.c bench/common.h $(BUILD)/libbunker.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) -o $@ $< bench/common.c $(BUILD)/libbunker.a $(PKG_LIBS) $(TEST_LIBS) -lm
 
