@@ -188,12 +188,15 @@ bool interp__answers_read(struct interp *in, void (*on_line)(struct interp *in, 
 }
 
 /* Keeps the last bytes a starting interpreter wrote to stderr, to say why
- * it did not start. */
-static void boot_err_keep(struct interp *in)
+ * it did not start; max_reads chunks at most, and false at EOF, as
+ * proc_pump(). */
+static bool boot_err_keep(struct interp *in, int max_reads)
 {
 	char buf[PROC_CHUNK];
-	ssize_t n;
-	while ((n = read(in->out[1], buf, sizeof(buf))) > 0) {
+	for (int i = 0; i < max_reads; i++) {
+		ssize_t n = read(in->out[1], buf, sizeof(buf));
+		if (n <= 0)
+			return n < 0 && (errno == EAGAIN || errno == EINTR);
 		size_t room = sizeof(in->boot_err) - 1;
 		size_t take = (size_t)n < room ? (size_t)n : room;
 		if (in->boot_err_len + take > room) {
@@ -203,8 +206,9 @@ static void boot_err_keep(struct interp *in)
 		}
 		memcpy(in->boot_err + in->boot_err_len, buf + (size_t)n - take, take);
 		in->boot_err_len += take;
+		in->boot_err[in->boot_err_len] = '\0';
 	}
-	in->boot_err[in->boot_err_len] = '\0';
+	return true;
 }
 
 void interp__output_pump(struct interp *in, struct run *r, int max_reads)
@@ -212,14 +216,15 @@ void interp__output_pump(struct interp *in, struct run *r, int max_reads)
 	for (int s = 0; s < 2; s++) {
 		if (in->out[s] < 0)
 			continue;
-		if (s == 1 && r == NULL && in->state == INTERP_STARTING) {
-			boot_err_keep(in);
-			continue;
-		}
 		size_t dropped = 0;
-		bool open = r ? proc_pump(in->out[s], r->req_id, s + 1, &r->sent[s], r->output_max,
-					  max_reads)
-			      : proc_pump(in->out[s], 0, s + 1, &dropped, 0, max_reads);
+		bool open;
+		if (s == 1 && r == NULL && in->state == INTERP_STARTING)
+			open = boot_err_keep(in, max_reads);
+		else if (r)
+			open = proc_pump(in->out[s], r->req_id, s + 1, &r->sent[s], r->output_max,
+					 max_reads);
+		else
+			open = proc_pump(in->out[s], 0, s + 1, &dropped, 0, max_reads);
 		if (!open) {
 			close(in->out[s]);
 			in->out[s] = -1;

@@ -153,6 +153,8 @@ TEST_TIMEOUT(interp_state_persists_across_100_runs, 120)
 	expect(s, SBX_LANG_BASH,
 	       "cd /tmp; export GREETING=hi; f() { echo f$1; }; alias ll='echo LL'", "");
 	expect(s, SBX_LANG_BASH, "pwd; sh -c 'echo $GREETING'; f 1; ll", "/tmp\nhi\nf1\nLL\n");
+	/* Code is not input to an interactive shell: no history expansion. */
+	expect(s, SBX_LANG_BASH, "echo 'a!b' \"c!\"", "a!b c!\n");
 	/* set -e in one run does not end the shell. */
 	expect(s, SBX_LANG_BASH, "set -e; false; echo after", "after\n");
 	expect(s, SBX_LANG_BASH, "echo $n", "100\n");
@@ -273,6 +275,40 @@ TEST(interp_exit_and_crash_are_answered_and_replaced)
 	stop_and_close(s);
 }
 
+/* An interpreter that dies before it is ready answers the run that
+ * started it with what it said; the next run starts another. The env is
+ * an interpreter's from its start. */
+TEST(interp_start_failure_is_answered)
+{
+	struct sbx *s = open_and_start("ses_interpnnnnnnnnnnnnnn");
+	const char *const broken[] = {"PYTHONHOME=/nonexistent", NULL};
+	struct sbx_run_req req = {.language = SBX_LANG_PYTHON,
+				  .code = "print(1)",
+				  .envp = broken,
+				  .timeout_ms = 20000,
+				  .output_max = 1 << 20};
+	struct sbx_exec_result r;
+	struct bk_err err = BK_ERR_INIT;
+	CHECK_MSG(backend->ops->run(s, &req, &r, &err) == 0, "%s", err.msg);
+	CHECK_MSG(r.exit_code != 0 && r.interp_lost && r.interp_started &&
+		      strstr(text(&r.err), "encodings"),
+		  "exit %d, stderr '%s'", r.exit_code, text(&r.err));
+	sbx_exec_result_release(&r);
+	const char *const mine[] = {"GREETING=hello", NULL};
+	req.envp = mine;
+	req.code = "import os\nprint(os.environ['GREETING'])";
+	CHECK_MSG(backend->ops->run(s, &req, &r, &err) == 0, "%s", err.msg);
+	CHECK_STR_EQ(text(&r.out), "hello\n");
+	sbx_exec_result_release(&r);
+	/* A later run's env does not reach an interpreter that runs. */
+	const char *const other[] = {"GREETING=bye", NULL};
+	req.envp = other;
+	CHECK_MSG(backend->ops->run(s, &req, &r, &err) == 0, "%s", err.msg);
+	CHECK_STR_EQ(text(&r.out), "hello\n");
+	sbx_exec_result_release(&r);
+	stop_and_close(s);
+}
+
 /* ---- timeouts ---- */
 
 /* An endless loop is interrupted at the timeout: 124, the output so far,
@@ -311,6 +347,30 @@ TEST(interp_timeout_interrupts_and_keeps_state)
 			CHECK_STR_EQ(text(&r.out), "looping\n");
 		sbx_exec_result_release(&r);
 		expect(s, cases[i].lang, cases[i].probe, cases[i].want);
+	}
+	stop_and_close(s);
+}
+
+/* A run that ends just as its timeout fires: the SIGINT may reach the
+ * driver after its answer, between two runs; it must not interrupt the
+ * next one. */
+TEST_TIMEOUT(interp_late_interrupt_spares_the_next_run, 120)
+{
+	struct sbx *s = open_and_start("ses_interpoooooooooooooo");
+	static const char *const racer[] = {"import time\ntime.sleep(0.1)", "sleep 0.1",
+					    "await Bun.sleep(100)", "await Bun.sleep(100)"};
+	static const char *const next[] = {"print('ok')", "echo ok", "console.log('ok')",
+					   "console.log('ok')"};
+	for (int lang = 0; lang < SBX_LANG_COUNT; lang++) {
+		for (int i = 0; i < 40; i++) {
+			struct sbx_exec_result r = run_in(s, lang, racer[lang], 100 + i % 5, false);
+			sbx_exec_result_release(&r);
+			r = run(s, lang, next[lang]);
+			CHECK_MSG(r.exit_code == 0 && strcmp(text(&r.out), "ok\n") == 0,
+				  "%s, round %d: exit %d, '%s' (stderr '%s')", lang_names[lang], i,
+				  r.exit_code, text(&r.out), text(&r.err));
+			sbx_exec_result_release(&r);
+		}
 	}
 	stop_and_close(s);
 }
