@@ -44,9 +44,11 @@ const char *const ns__image_env[] = {
      * EXTERNALLY-MANAGED, which this overrides; the system site (the
      * image's /usr) is read-only, so pip installs into the user site in
      * the session's home, on its own disk (in a venv, into the venv).
-     * With no network pip fails at once rather than retrying for minutes. */
+     * With no network pip fails at once rather than retrying for minutes;
+     * one retry, because only a retry makes it print why (the connection
+     * that could not be made). */
     "PIP_BREAK_SYSTEM_PACKAGES=1",
-    "PIP_RETRIES=0",
+    "PIP_RETRIES=1",
     "PIP_TIMEOUT=10",
     "PIP_DISABLE_PIP_VERSION_CHECK=1",
     NULL,
