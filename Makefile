@@ -26,14 +26,16 @@ TEST_LIBS  = $(shell pkg-config --libs $(TEST_PKGS))
 
 LIB_SRCS := $(sort $(wildcard src/util/*.c src/agent/*.c src/sandbox/*.c src/store/*.c \
                               src/core/*.c src/http/*.c src/api/*.c src/snapshot/*.c))
-LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
-INIT_SRCS := src/init/main.c src/init/exec.c src/init/harden.c src/init/files.c src/init/rootfiles.c src/agent/proto.c src/util/util.c src/util/err.c
+# The interpreter drivers, carried by the daemon into the image it builds.
+DRIVERS  := $(sort $(wildcard src/init/drivers/*))
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/drivers.o
+INIT_SRCS := src/init/main.c src/init/exec.c src/init/proc.c src/init/interp.c src/init/interp_chan.c src/init/harden.c src/init/files.c src/init/rootfiles.c src/agent/proto.c src/util/util.c src/util/err.c
 
 UNIT_SRCS := $(sort $(wildcard tests/unit/*.c))
 BB_SRCS   := $(sort $(wildcard tests/blackbox/*.c))
 TEST_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit_%) \
              $(BB_SRCS:tests/blackbox/%.c=$(BUILD)/tests/bb_%)
-TEST_COMMON := $(BUILD)/obj/tests/harness.o $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/client.c tests/fakes.c tests/fake_store.c tests/fake_backend.c))
+TEST_COMMON := $(BUILD)/obj/tests/harness.o $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/client.c tests/iv_client.c tests/fakes.c tests/fake_store.c tests/fake_backend.c tests/sbx_fixture.c))
 
 .PHONY: all tests run test deps clean format format-check bench bench-bin
 all: $(BUILD)/bunkerd $(BUILD)/bunker $(BUILD)/bunker-init
@@ -41,6 +43,14 @@ all: $(BUILD)/bunkerd $(BUILD)/bunker $(BUILD)/bunker-init
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) -c $< -o $@
+
+$(BUILD)/gen/drivers.c: $(DRIVERS) scripts/embed-drivers.sh
+	@mkdir -p $(dir $@)
+	scripts/embed-drivers.sh $(DRIVERS) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/gen/drivers.o: $(BUILD)/gen/drivers.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 $(BUILD)/libbunker.a: $(LIB_OBJS)
 	@rm -f $@
@@ -86,10 +96,18 @@ bench: deps
 	@bench/run.sh build/release
 
 # Every benchmark; `make bench` runs only the first (bench/lifecycle.sh runs
-# the second, which takes minutes; bench/preview.sh the third).
-bench-bin: $(BUILD)/bench/bench $(BUILD)/bench/lifecycle $(BUILD)/bench/preview
+# the second, which takes minutes; bench/preview.sh the third; the fourth,
+# the interpreters at the sandbox level, runs as `build/release/bench/interp`).
+BENCHES := bench lifecycle preview
+bench-bin: $(BENCHES:%=$(BUILD)/bench/%) $(BUILD)/bench/interp
 
-$(BUILD)/bench/bench $(BUILD)/bench/lifecycle $(BUILD)/bench/preview: $(BUILD)/bench/%: bench/%.c bench/common.c bench/common.h $(BUILD)/libbunker.a
+# The interpreters' bench drives the backend itself: libbunker, no
+# bench/common.c (whose die() and now_ms() are libbunker's names too).
+$(BUILD)/bench/interp: bench/interp.c $(BUILD)/libbunker.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) -o $@ $< $(BUILD)/libbunker.a $(PKG_LIBS)
+
+$(BENCHES:%=$(BUILD)/bench/%): $(BUILD)/bench/%: bench/%.c bench/common.c bench/common.h $(BUILD)/libbunker.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) -o $@ $< bench/common.c $(BUILD)/libbunker.a $(PKG_LIBS) $(TEST_LIBS) -lm
 

@@ -13,7 +13,8 @@ BUN_ROOT=/opt/bunker
 
 PKGS=(build-essential pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
       libsodium-dev libseccomp-dev libarchive-dev libzstd-dev libcurl4-openssl-dev
-      util-linux procps python3 sqlite3 wrk ca-certificates chromium)
+      util-linux procps python3 python3-pip python3-venv sqlite3 wrk ca-certificates
+      chromium)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -257,6 +257,11 @@ void agent_call_end(struct agent_call *k)
 		conn_free(c);
 }
 
+uint32_t agent_call_id(const struct agent_call *k)
+{
+	return k->id;
+}
+
 int agent_call_answer(struct agent_conn *c, struct agent_msg *req, struct agent_msg *ans,
 		      struct bk_err *err)
 {

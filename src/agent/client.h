@@ -34,6 +34,8 @@ int agent_call_begin(struct agent_conn *c, struct agent_msg *req, struct agent_c
  * the connection ended, -1 on timeout (timeout_ms < 0 waits for ever). */
 int agent_call_next(struct agent_call *call, struct agent_msg *out, int timeout_ms);
 void agent_call_end(struct agent_call *call);
+/* The request id the call's frames carry (to name it in another request). */
+uint32_t agent_call_id(const struct agent_call *call);
 
 /* How long a request other than an execution may wait for its answer:
  * init answers at once unless something is badly wrong (a frozen

@@ -36,6 +36,12 @@ enum agent_type {
 	AGENT_WRITE_PATH, /* d -> init: PATH (absolute), TOKEN, OFFSET, DATA, FINAL, ABORT,
 			     UID, GID (the owner of what is created); RESULT */
 	AGENT_READ_PATH,  /* d -> init: PATH (absolute), MAX; RESULT with DATA */
+	/* d -> init: INTERP, ARGV*, ENV*, CWD, CODE, TIMEOUT_MS, OUTPUT_MAX, UID,
+	 * GID, FRESH, SELF_FEED. Answered like an EXEC (EXEC_STARTED when the run reaches its
+	 * interpreter, OUTPUT, EXEC_DONE with INTERP_NEW and INTERP_END), or a
+	 * RESULT saying why it cannot run. */
+	AGENT_RUN,
+	AGENT_INTERRUPT, /* d -> init: TARGET (a RUN's request id); RESULT */
 };
 
 enum agent_tag {
@@ -75,6 +81,23 @@ enum agent_tag {
 	AGENT_T_OFFSET, /* with WRITE_PATH: where DATA goes */
 	AGENT_T_FINAL,	/* with WRITE_PATH: the last chunk; the file takes its name */
 	AGENT_T_ABORT,	/* with WRITE_PATH: the transfer is abandoned */
+	AGENT_T_INTERP,	    /* a run's interpreter: one persistent one per name */
+	AGENT_T_CODE,	    /* a run's program text */
+	AGENT_T_FRESH,	    /* a one-shot interpreter of the run's own */
+	AGENT_T_INTERP_NEW, /* the run started its interpreter */
+	AGENT_T_INTERP_END, /* enum agent_interp_end */
+	AGENT_T_TARGET,	    /* the request an INTERRUPT is for */
+	AGENT_T_SELF_FEED,  /* with RUN: the interpreter's stdin is a pipe it holds the write end of
+			     */
+};
+
+/* What became of a run's interpreter (AGENT_T_INTERP_END). */
+enum agent_interp_end {
+	AGENT_INTERP_KEPT = 0, /* it runs on, its state kept */
+	AGENT_INTERP_EXITED,   /* the run ended it (exit(), sys.exit()): EXIT_CODE */
+	AGENT_INTERP_DIED,     /* a signal ended it (a crash, a kill, the OOM killer): SIGNAL */
+	AGENT_INTERP_KILLED,   /* it ignored its interrupt and init killed it */
+	AGENT_INTERP_BROKEN,   /* it broke the channel's protocol and init killed it */
 };
 
 /* At most this many entries are listed per request. */

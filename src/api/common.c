@@ -75,7 +75,7 @@ static const char *buntime_code_of(enum bk_err_kind kind)
 
 void api_json(struct api_call *c, int status, json_t *obj)
 {
-	char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+	char *text = obj ? json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
 	json_decref(obj);
 	if (text == NULL) {
 		static const char oom[] =

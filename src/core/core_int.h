@@ -144,6 +144,9 @@ void core__session_touch(struct core *core, struct session *s);
 /* Writes s's activity and usage that only memory has to the store: 0, or
  * -1 when the store refused (they stay pending). */
 int core__session_flush(struct core *core, struct session *s);
+/* core__session_flush() of session id (its id or public id) if the
+ * registry holds it: what is read of it next from the store is current. */
+void core__registry_flush_id(struct core *core, const char *id);
 /* The limits s's sandbox runs with. */
 struct sbx_limits core__session_sbx_limits(const struct core *core, const struct session *s);
 /* Removes s for good: the record first (a crash after it leaves only files

@@ -151,6 +151,19 @@ struct session *core__registry_pick(struct core *core, bool (*pick)(struct sessi
 	return found;
 }
 
+void core__registry_flush_id(struct core *core, const char *id)
+{
+	pthread_mutex_lock(&core->lock);
+	struct session *s = registry_find(core, id);
+	if (s)
+		s->refs++;
+	pthread_mutex_unlock(&core->lock);
+	if (s) {
+		core__session_flush(core, s);
+		core__session_release(core, s);
+	}
+}
+
 int core__session_acquire(struct core *core, const char *key_id, const char *id,
 			  struct session **out, struct bk_err *err)
 {

@@ -340,6 +340,7 @@ int core_session_create(struct core *core, const struct core_key *key,
 static int session_read(struct core *core, const char *key_id, const char *id,
 			struct core_session_info *out, struct bk_err *err)
 {
+	core__registry_flush_id(core, id);
 	struct store_session row;
 	int r = core->store->ops->session_get(core->store, id, key_id, &row, err);
 	if (r < 0)

@@ -108,10 +108,24 @@ static void task_run(struct task *t)
 	int r = core_execute(core, &t->key, t->session, &req, &res, &err);
 	rec.finished_ms = now_ms();
 	if (r == 0) {
-		rec.status = res.timed_out ? STORE_TASK_TIMEOUT : STORE_TASK_COMPLETED;
+		/* Interrupted by the daemon's stop: it did not finish, and a
+		 * last stderr line says why. */
+		bool stopped = task_cancelled(t);
+		rec.status = stopped	     ? STORE_TASK_FAILED
+			     : res.timed_out ? STORE_TASK_TIMEOUT
+					     : STORE_TASK_COMPLETED;
 		rec.exit_code = res.exit_code;
 		rec.out = keep(res.stdout_text, res.stdout_len, &rec.out_len);
-		rec.err = keep(res.stderr_text, res.stderr_len, &rec.err_len);
+		_cleanup_free_ char *err_text = NULL;
+		int n = stopped ? asprintf(&err_text, "%.*s%sbunkerd stopped during the task, which "
+						      "did not finish\n",
+					   (int)res.stderr_len, res.stderr_text ? res.stderr_text : "",
+					   res.stderr_len && res.stderr_text[res.stderr_len - 1] != '\n'
+					       ? "\n"
+					       : "")
+				: -1;
+		rec.err = n > 0 ? keep(err_text, (size_t)n, &rec.err_len)
+				: keep(res.stderr_text, res.stderr_len, &rec.err_len);
 		rec.execution_ms = res.execution_time_ms;
 		rec.cpu_ms = res.cpu_time_ms;
 		core_exec_result_release(&res);

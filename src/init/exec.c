@@ -19,18 +19,15 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "agent/proto.h"
-#include "init/harden.h"
 #include "init/init.h"
 #include "util/cleanup.h"
 #include "util/util.h"
 
-#define CHUNK 65536
 /* Strings of an EXEC request's argv, and of its environment, at most. */
 #define EXEC_ARGS_MAX 256
 
@@ -88,7 +85,7 @@ static void exec_slot_free(struct exec *e)
 static int drain_fds[INIT_DRAIN_MAX];
 static int n_drain;
 
-static void exec_drain_add(int fd)
+void exec_drain_add(int fd)
 {
 	if (fd < 0)
 		return;
@@ -102,34 +99,11 @@ static void exec_drain_add(int fd)
 
 /* ---- output and the end ---- */
 
-/* Reads what is available on one of an exec's streams, at most max_reads
- * chunks so that a chatty exec cannot starve the others, and forwards it up
- * to output_max; returns false at EOF. */
+/* Forwards what one of an exec's streams has (proc_pump()); false at EOF. */
 static bool exec_pump(struct exec *e, int stream, int max_reads)
 {
-	char buf[CHUNK];
-	for (int i = 0; i < max_reads; i++) {
-		ssize_t n = read(e->out[stream], buf, sizeof(buf));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return errno == EAGAIN;
-		}
-		if (n == 0)
-			return false;
-		size_t room = e->output_max > e->sent[stream] ? e->output_max - e->sent[stream] : 0;
-		size_t fwd = (size_t)n < room ? (size_t)n : room;
-		e->sent[stream] += (size_t)n;
-		if (fwd > 0) {
-			struct agent_msg m;
-			agent_msg_init(&m, AGENT_OUTPUT, e->req_id);
-			agent_msg_put_i64(&m, AGENT_T_STREAM, stream + 1);
-			agent_msg_put(&m, AGENT_T_DATA, buf, fwd);
-			init_send(&m);
-			agent_msg_release(&m);
-		}
-	}
-	return true;
+	return proc_pump(e->out[stream], e->req_id, stream + 1, &e->sent[stream], e->output_max,
+			 max_reads);
 }
 
 static int64_t ts_ns(struct timespec t)
@@ -265,58 +239,6 @@ static void change_clock_init(void)
 	}
 }
 
-struct child_fail {
-	int errnum;
-	char stage[32];
-};
-
-/* Runs in the forked child: never returns. Only async-signal-safe calls. */
-static _Noreturn void exec_child(int errfd, int in_fd, int out_w, int err_w, const char *cwd,
-				 uid_t uid, gid_t gid, char **argv, char **envp)
-{
-	struct child_fail f = {0};
-	sigset_t none;
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	setpgid(0, 0);
-	if (dup2(in_fd, 0) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0) {
-		strcpy(f.stage, "dup2");
-		goto fail;
-	}
-	/* The OOM killer's choice among the session's processes: PID 1 is
-	 * shielded by the host, its executions start from neutral. */
-	int oom = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
-	if (oom >= 0) {
-		write_full(oom, "0", 1);
-		close(oom);
-	}
-	const char *stage;
-	if (harden_become_user(uid, gid, &stage) < 0) {
-		snprintf(f.stage, sizeof(f.stage), "%s", stage);
-		goto fail;
-	}
-	if (chdir(cwd) < 0) {
-		strcpy(f.stage, "chdir");
-		goto fail;
-	}
-	/* Everything above 2 but the error pipe goes; the error pipe is CLOEXEC. */
-	if (errfd > 3) {
-		syscall(SYS_close_range, 3, errfd - 1, 0);
-	}
-	syscall(SYS_close_range, errfd + 1, ~0U, 0);
-	/* Last: from here on the filter also binds this code. */
-	if (harden_seccomp_load() < 0) {
-		strcpy(f.stage, "seccomp");
-		goto fail;
-	}
-	execve(argv[0], argv, envp);
-	strcpy(f.stage, "exec");
-fail:
-	f.errnum = errno;
-	write_full(errfd, &f, sizeof(f));
-	_exit(127);
-}
-
 /* What an EXEC request asks for, its strings copied out of the payload
  * (which is not NUL-terminated) into strs. */
 struct exec_spec {
@@ -383,7 +305,7 @@ static int exec_spawn(const struct agent_msg *req, struct exec_spec *s, struct e
 	} else {
 		in_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	}
-	int po[2], pe[2], pf[2];
+	int po[2], pe[2];
 	if (pipe2(po, O_CLOEXEC) < 0) {
 		init_result(req->req_id, errno, "pipe", "cannot create pipe");
 		return -1;
@@ -393,35 +315,24 @@ static int exec_spawn(const struct agent_msg *req, struct exec_spec *s, struct e
 		close(po[0]), close(po[1]);
 		return -1;
 	}
-	if (pipe2(pf, O_CLOEXEC) < 0) {
-		init_result(req->req_id, errno, "pipe", "cannot create pipe");
-		close(po[0]), close(po[1]), close(pe[0]), close(pe[1]);
-		return -1;
-	}
+	struct proc_spec spec = {
+	    .fds = {{in_fd, 0}, {po[1], 1}, {pe[1], 2}},
+	    .nfds = 3,
+	    .cwd = s->cwd,
+	    .uid = s->uid,
+	    .gid = s->gid,
+	    .argv = s->argv,
+	    .envp = s->envp,
+	};
 	int64_t start_ns = change_clock_now();
 	int64_t start_us = mono_us();
-	pid_t pid = fork();
-	if (pid == 0) {
-		close(pf[0]);
-		exec_child(pf[1], in_fd, po[1], pe[1], s->cwd, s->uid, s->gid, s->argv, s->envp);
-	}
-	int fork_errno = errno;
-	close(po[1]), close(pe[1]), close(pf[1]);
-	if (pid < 0) {
-		close(po[0]), close(pe[0]), close(pf[0]);
-		init_result(req->req_id, fork_errno, "fork", "cannot fork");
-		return -1;
-	}
-	struct child_fail cf;
-	int r = read_full(pf[0], &cf, sizeof(cf));
-	close(pf[0]);
-	if (r == 1) {
-		/* Reaped by the SIGCHLD loop, which finds no exec for it. */
+	pid_t pid;
+	struct proc_fail fail;
+	int r = proc_spawn(&spec, &pid, &fail);
+	close(po[1]), close(pe[1]);
+	if (r < 0) {
 		close(po[0]), close(pe[0]);
-		char msg[128];
-		snprintf(msg, sizeof(msg), "cannot start: %s failed: %s", cf.stage,
-			 strerror(cf.errnum));
-		init_result(req->req_id, cf.errnum, cf.stage, msg);
+		proc_fail_answer(req->req_id, &fail);
 		return -1;
 	}
 	fcntl(po[0], F_SETFL, O_NONBLOCK);
@@ -555,7 +466,7 @@ void exec_poll_ready(const struct pollfd *pfd, int n)
 	for (int i = n - 1; i >= poll_outputs; i--) {
 		if (!pfd[i].revents)
 			continue;
-		char sink[CHUNK];
+		char sink[PROC_CHUNK];
 		ssize_t got = read(pfd[i].fd, sink, sizeof(sink));
 		if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
 			int k = i - poll_outputs;

@@ -2,7 +2,8 @@
  *
  * It speaks the agent protocol (agent/proto.h) with bunkerd over fd 3,
  * spawns executions as the session's user, forwards their output, enforces
- * their time limits, reports their exits (init/exec.c), runs file
+ * their time limits, reports their exits (init/exec.c), keeps the session's
+ * persistent interpreters and feeds them runs (init/interp.c), runs file
  * operations (init/files.c) and reaps every orphan. It is a
  * single-threaded poll loop with no allocation on the signal path, linked
  * statically so that it needs nothing from the image.
@@ -133,23 +134,26 @@ static void reap(void)
 		pid_t pid = wait4(-1, &status, WNOHANG, &ru);
 		if (pid <= 0)
 			return;
-		exec_reaped(pid, status, &ru);
+		if (!exec_reaped(pid, status, &ru))
+			interp_reaped(pid, status, &ru);
 	}
 }
 
 /* What each request of the daemon runs; any other type is answered
  * ENOSYS. */
 static void (*const handlers[])(const struct agent_msg *req) = {
-    [AGENT_EXEC] = exec_start,	      /* init/exec.c */
-    [AGENT_WRITE_FILE] = files_write, /* init/files.c */
-    [AGENT_READ_FILE] = files_read,   /* init/files.c */
-    [AGENT_LIST] = files_list,	      /* init/files.c */
-    [AGENT_DELETE] = files_delete,    /* init/files.c */
-    [AGENT_STAT] = files_stat,	      /* init/files.c */
+    [AGENT_EXEC] = exec_start,		  /* init/exec.c */
+    [AGENT_WRITE_FILE] = files_write,	  /* init/files.c */
+    [AGENT_READ_FILE] = files_read,	  /* init/files.c */
+    [AGENT_LIST] = files_list,		  /* init/files.c */
+    [AGENT_DELETE] = files_delete,	  /* init/files.c */
+    [AGENT_STAT] = files_stat,		  /* init/files.c */
     [AGENT_WRITE_PATH] = rootfiles_write, /* init/rootfiles.c */
     [AGENT_READ_PATH] = rootfiles_read,	  /* init/rootfiles.c */
-    [AGENT_KILL] = handle_kill,	      /* above */
-    [AGENT_PS] = handle_ps,	      /* above */
+    [AGENT_KILL] = handle_kill,		  /* above */
+    [AGENT_PS] = handle_ps,		  /* above */
+    [AGENT_RUN] = interp_run,		  /* init/interp.c */
+    [AGENT_INTERRUPT] = interp_interrupt, /* init/interp.c */
 };
 
 /* Reads one request and runs its handler; -1 when the daemon has gone. */
@@ -189,18 +193,24 @@ int main(void)
 	agent_msg_release(&hello);
 
 	for (;;) {
-		struct pollfd pfd[2 + INIT_EXEC_POLL_MAX];
+		struct pollfd pfd[2 + INIT_EXEC_POLL_MAX + INIT_INTERP_POLL_MAX];
 		pfd[0] = (struct pollfd){.fd = AGENT_FD, .events = POLLIN};
 		pfd[1] = (struct pollfd){.fd = sfd, .events = POLLIN};
-		int n = 2 + exec_poll_fill(pfd + 2);
+		int n_exec = exec_poll_fill(pfd + 2);
+		int n_interp = interp_poll_fill(pfd + 2 + n_exec);
 
-		int r = poll(pfd, (nfds_t)n, exec_deadline_timeout_ms());
+		int t_exec = exec_deadline_timeout_ms(), t_interp = interp_timeout_ms();
+		int timeout =
+		    t_exec < 0 || (t_interp >= 0 && t_interp < t_exec) ? t_interp : t_exec;
+		int r = poll(pfd, (nfds_t)(2 + n_exec + n_interp), timeout);
 		if (r < 0 && errno != EINTR)
 			return 1;
 		exec_deadlines_check();
+		interp_deadlines_check();
 		if (r <= 0)
 			continue;
-		exec_poll_ready(pfd + 2, n - 2);
+		exec_poll_ready(pfd + 2, n_exec);
+		interp_poll_ready(pfd + 2 + n_exec, n_interp);
 		if (pfd[1].revents) {
 			struct signalfd_siginfo si;
 			while (read(sfd, &si, sizeof(si)) > 0)

@@ -76,6 +76,8 @@ static int exec_done(const struct agent_msg *m, struct sbx_exec_result *res)
 	    agent_msg_get_i64(m, AGENT_T_UTIME_US, 0) + agent_msg_get_i64(m, AGENT_T_STIME_US, 0);
 	res->maxrss_kb = agent_msg_get_i64(m, AGENT_T_MAXRSS_KB, 0);
 	res->wall_us = agent_msg_get_i64(m, AGENT_T_WALL_US, 0);
+	res->interp_started = agent_msg_get_i64(m, AGENT_T_INTERP_NEW, 0) != 0;
+	res->interp_lost = agent_msg_get_i64(m, AGENT_T_INTERP_END, 0) != AGENT_INTERP_KEPT;
 	int64_t trunc = agent_msg_get_i64(m, AGENT_T_TRUNCATED, 0);
 	res->out_truncated = res->out.truncated || (trunc & 1);
 	res->err_truncated = res->err.truncated || (trunc & 2);
@@ -117,31 +119,68 @@ static void kill_group(struct agent_conn *conn, pid_t pid)
 	agent_msg_release(&m);
 }
 
-static int64_t oom_kills(struct sbx *s, const struct sbx_agent_exec *x)
+/* Interrupts the run that call is, as its timeout would. */
+static void interrupt_run(struct agent_conn *conn, struct agent_call *call)
 {
-	return x->oom_kills ? x->oom_kills(s) : 0;
+	struct agent_msg m;
+	agent_msg_init(&m, AGENT_INTERRUPT, 0);
+	agent_msg_put_i64(&m, AGENT_T_TARGET, agent_call_id(call));
+	struct bk_err err = BK_ERR_INIT;
+	/* ESRCH: it has just ended. */
+	agent_call_answer(conn, &m, NULL, &err);
+	agent_msg_release(&m);
 }
 
-int sbx__agent_exec(struct sbx *sbx, const struct sbx_agent_exec *x, const struct sbx_exec_req *req,
-		    struct sbx_exec_result *res, struct bk_err *err)
+/* The error of a request init refused to start, from its RESULT a. */
+static int start_error(const struct agent_msg *a, const struct sbx_exec_req *req,
+		       struct bk_err *err)
 {
+	int e = (int)agent_msg_get_i64(a, AGENT_T_ERRNO, EPROTO);
+	struct agent_field st, msg;
+	char stage[32] = "", text[256] = "";
+	if (agent_msg_find(a, AGENT_T_STAGE, &st))
+		snprintf(stage, sizeof(stage), "%.*s", (int)st.len, st.data);
+	if (agent_msg_find(a, AGENT_T_MESSAGE, &msg))
+		snprintf(text, sizeof(text), "%.*s", (int)msg.len, msg.data);
+	/* The field names what of the request is at fault in the sandbox's
+	 * terms: "cwd", or "argv" (the program's arguments and environment
+	 * together). */
+	if (strcmp(stage, "chdir") == 0 && (e == ENOENT || e == ENOTDIR))
+		return bk_err_field(err, "cwd", "working directory '%s' does not exist", req->cwd);
+	if (strcmp(stage, "chdir") == 0 && e == EACCES)
+		return bk_err_field(err, "cwd", "working directory '%s' is not accessible",
+				    req->cwd);
+	if (strcmp(stage, "exec") == 0 && e == E2BIG)
+		return bk_err_field(err, "argv",
+				    "the program's arguments and environment together are too "
+				    "large for the kernel to run");
+	if (e == EAGAIN && strcmp(stage, "fork") == 0)
+		return bk_err_kind(err, BK_E_LIMIT,
+				   "the session has reached its process limit: end some of its "
+				   "processes (POST /execution/kill)");
+	if (e == EAGAIN && strcmp(stage, "run") == 0)
+		return bk_err_kind(err, BK_E_LIMIT, "%s", text);
+	if (e == EAGAIN)
+		return bk_err_kind(err, BK_E_LIMIT, "too many executions running at once");
+	errno = e;
+	return bk_err_set(err, e, "cannot start execution (%s)", stage);
+}
+
+int sbx__agent_call_exec(struct sbx *sbx, struct agent_msg *m, const struct sbx_agent_wait *w,
+			 struct sbx_exec_result *res, struct bk_err *err)
+{
+	const struct sbx_exec_req *req = w->req;
 	memset(res, 0, sizeof(*res));
 	buf_init(&res->out, req->output_max);
 	buf_init(&res->err, req->output_max);
 	res->exit_code = -1;
-	struct agent_msg m;
-	if (exec_request(x, req, &m) < 0) {
-		agent_msg_release(&m);
-		return bk_err_set(err, errno, "cannot build execution request");
-	}
-	int64_t oom_before = oom_kills(sbx, x);
+	int64_t oom_before = w->oom_kills ? w->oom_kills(sbx) : 0;
 	struct agent_call *call;
-	int r = agent_call_begin(sbx->agent, &m, &call, err);
-	agent_msg_release(&m);
+	int r = agent_call_begin(sbx->agent, m, &call, err);
 	if (r < 0)
 		return -1;
 	int rc = -1;
-	bool killed = false;
+	bool killed = false, interrupted = false;
 	/* init enforces the timeout; this deadline is for an init that cannot
 	 * (stuck, or the sandbox frozen): past it the execution's group is
 	 * killed, and a little later the whole sandbox, rather than leaving
@@ -154,7 +193,11 @@ int sbx__agent_exec(struct sbx *sbx, const struct sbx_agent_exec *x, const struc
 		if (r < 0) {
 			int64_t now = mono_us();
 			bool gone = req->cancelled && req->cancelled(req->ctx);
-			if (!killed && res->pid > 0 && (gone || now > deadline)) {
+			if (gone && w->interrupt && !interrupted) {
+				interrupt_run(sbx->agent, call);
+				interrupted = true;
+			} else if (!killed && res->pid > 0 &&
+				   ((gone && !w->interrupt) || now > deadline)) {
 				kill_group(sbx->agent, res->pid);
 				killed = true;
 			}
@@ -170,7 +213,7 @@ int sbx__agent_exec(struct sbx *sbx, const struct sbx_agent_exec *x, const struc
 			/* The memory cgroup's OOM killer can take PID 1 too (where
 			 * the host refuses to shield it): that is the limit, not a
 			 * failure of the service. */
-			if (oom_kills(sbx, x) > oom_before)
+			if (w->oom_kills && w->oom_kills(sbx) > oom_before)
 				bk_err_kind(err, BK_E_NO_MEMORY,
 					    "the session went over its memory limit (its files "
 					    "count toward it) and its processes were ended");
@@ -202,34 +245,7 @@ int sbx__agent_exec(struct sbx *sbx, const struct sbx_agent_exec *x, const struc
 			agent_msg_release(&a);
 			break;
 		} else if (a.type == AGENT_RESULT) {
-			int e = (int)agent_msg_get_i64(&a, AGENT_T_ERRNO, EPROTO);
-			struct agent_field st;
-			char stage[32] = "";
-			if (agent_msg_find(&a, AGENT_T_STAGE, &st))
-				snprintf(stage, sizeof(stage), "%.*s", (int)st.len, st.data);
-			/* The field names what of the request is at fault in the
-			 * sandbox's terms: "cwd", or "argv" (the program's arguments
-			 * and environment together). */
-			if (strcmp(stage, "chdir") == 0 && (e == ENOENT || e == ENOTDIR))
-				bk_err_field(err, "cwd", "working directory '%s' does not exist",
-					     req->cwd);
-			else if (strcmp(stage, "chdir") == 0 && e == EACCES)
-				bk_err_field(err, "cwd", "working directory '%s' is not accessible",
-					     req->cwd);
-			else if (strcmp(stage, "exec") == 0 && e == E2BIG)
-				bk_err_field(err, "argv",
-					     "the program's arguments and environment together are "
-					     "too large for the kernel to run");
-			else if (e == EAGAIN && strcmp(stage, "fork") == 0)
-				bk_err_kind(err, BK_E_LIMIT,
-					    "the session has reached its process limit: end some "
-					    "of its processes (POST /execution/kill)");
-			else if (e == EAGAIN)
-				bk_err_kind(err, BK_E_LIMIT, "too many executions running at once");
-			else {
-				errno = e;
-				bk_err_set(err, e, "cannot start execution (%s)", stage);
-			}
+			start_error(&a, req, err);
 			agent_msg_release(&a);
 			break;
 		}
@@ -237,7 +253,22 @@ int sbx__agent_exec(struct sbx *sbx, const struct sbx_agent_exec *x, const struc
 	}
 	agent_call_end(call);
 	if (rc == 0)
-		res->oom_killed = oom_kills(sbx, x) > oom_before;
+		res->oom_killed = w->oom_kills && w->oom_kills(sbx) > oom_before;
+	return rc;
+}
+
+int sbx__agent_exec(struct sbx *sbx, const struct sbx_agent_exec *x, const struct sbx_exec_req *req,
+		    struct sbx_exec_result *res, struct bk_err *err)
+{
+	struct agent_msg m;
+	if (exec_request(x, req, &m) < 0) {
+		agent_msg_release(&m);
+		memset(res, 0, sizeof(*res));
+		return bk_err_set(err, errno, "cannot build execution request");
+	}
+	struct sbx_agent_wait w = {.req = req, .oom_kills = x->oom_kills};
+	int rc = sbx__agent_call_exec(sbx, &m, &w, res, err);
+	agent_msg_release(&m);
 	return rc;
 }
 

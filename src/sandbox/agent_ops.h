@@ -6,6 +6,7 @@
  * cgroup has seen. */
 #pragma once
 
+#include "agent/proto.h"
 #include "sandbox/sandbox.h"
 
 /* An execution as bunker-init runs it. */
@@ -19,6 +20,21 @@ struct sbx_agent_exec {
 	int64_t (*oom_kills)(struct sbx *s);
 };
 
+/* How an execution's or a run's answers are awaited. */
+struct sbx_agent_wait {
+	/* Its callbacks, timeout, output limit and (for messages) cwd. */
+	const struct sbx_exec_req *req;
+	int64_t (*oom_kills)(struct sbx *s); /* as in struct sbx_agent_exec */
+	/* Cancelled, it is interrupted (AGENT_INTERRUPT: a run, whose
+	 * interpreter lives on) rather than its process group killed. */
+	bool interrupt;
+};
+
+/* Sends m (an AGENT_EXEC or AGENT_RUN; the caller still owns it) and
+ * collects its answers into res (new; release it) until its end: 0 with
+ * res filled, or -1 with err set (res then holds what came). */
+int sbx__agent_call_exec(struct sbx *s, struct agent_msg *m, const struct sbx_agent_wait *w,
+			 struct sbx_exec_result *res, struct bk_err *err);
 /* Runs req (argv and environment from x) and waits for its main process;
  * the contract of struct sbx_ops' exec. */
 int sbx__agent_exec(struct sbx *s, const struct sbx_agent_exec *x, const struct sbx_exec_req *req,
@@ -43,3 +59,17 @@ int sbx__agent_write_path(struct sbx *s, const struct sbx_transfer *t, const voi
  * of the same name. *out is malloc'd (the strings are borrowed). */
 int sbx__env_merge(const char *const *base, const char *const *extra, const char ***out,
 		   struct bk_err *err);
+
+/* A run as bunker-init feeds it to an interpreter (sandbox/agent_run.c). */
+struct sbx_agent_run {
+	const char *name;		     /* the interpreter's: one persistent one per name */
+	const char *const *argv;	     /* its driver; argv[0] is a path inside the sandbox */
+	const char *const *envp;	     /* the whole environment it starts with */
+	bool self_feed;			     /* its stdin is a pipe it writes itself (bash) */
+	int64_t (*oom_kills)(struct sbx *s); /* as in struct sbx_agent_exec */
+};
+
+/* Runs req in the interpreter x names and waits for its answer; the
+ * contract of struct sbx_ops' run. */
+int sbx__agent_run(struct sbx *s, const struct sbx_agent_run *x, const struct sbx_run_req *req,
+		   struct sbx_exec_result *res, struct bk_err *err);

@@ -5,9 +5,11 @@
  * image's empty one at each sandbox start), a small generated /etc with the
  * host's files that programs need to run (dynamic linker cache,
  * alternatives, time zone, TLS roots), and the Bun binary under
- * /opt/bun/bin. Nothing else of the host is in it. The image's directory
- * name carries a stamp of the Bun binary, so a new Bun builds a new image
- * beside the old one.
+ * /opt/bun/bin, and the persistent interpreters' drivers under
+ * /opt/bunker/drivers. Nothing else of the host is in it. The image's
+ * directory name carries a stamp of the Bun binary and a hash of the
+ * drivers, so a new Bun or a changed driver builds a new image beside the
+ * old one.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -23,13 +25,14 @@
 #include "sandbox/ns_int.h"
 #include "util/cleanup.h"
 
-#define IMAGE_FORMAT 2
+#define IMAGE_FORMAT 3
 
 const char ns__image_bun[] = "/opt/bun/bin/bun";
 
 /* What every execution starts from; a request's env comes on top. */
 const char *const ns__image_env[] = {
-    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/opt/bun/bin",
+    "PATH=/home/user/.local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:"
+    "/opt/bun/bin",
     "HOME=/home/user",
     "USER=user",
     "LOGNAME=user",
@@ -37,6 +40,17 @@ const char *const ns__image_env[] = {
     "LANG=C.UTF-8",
     "TMPDIR=/tmp",
     "BUN_RUNTIME_TRANSPILER_CACHE_PATH=0",
+    /* `pip install six` as users type it: Debian marks its Python
+     * EXTERNALLY-MANAGED, which this overrides; the system site (the
+     * image's /usr) is read-only, so pip installs into the user site in
+     * the session's home, on its own disk (in a venv, into the venv).
+     * With no network pip fails at once rather than retrying for minutes;
+     * one retry, because only a retry makes it print why (the connection
+     * that could not be made). */
+    "PIP_BREAK_SYSTEM_PACKAGES=1",
+    "PIP_RETRIES=1",
+    "PIP_TIMEOUT=10",
+    "PIP_DISABLE_PIP_VERSION_CHECK=1",
     NULL,
 };
 
@@ -113,8 +127,9 @@ static int put_file(const char *dir, const char *name, const char *text, struct 
 
 static int image_build(const char *dir, const char *bun_real, struct bk_err *err)
 {
-	static const char *const dirs[] = {"usr", "proc", "sys", "dev", "etc",	   "home",
-					   "run", "mnt",  "var", "opt", "opt/bun", "opt/bun/bin"};
+	static const char *const dirs[] = {
+	    "usr", "proc", "sys", "dev",     "etc",	    "home",	  "run",
+	    "mnt", "var",  "opt", "opt/bun", "opt/bun/bin", "opt/bunker", "opt/bunker/drivers"};
 	char p[PATH_MAX];
 	if (mkdir_p(dir, 0755, err) < 0)
 		return -1;
@@ -185,6 +200,13 @@ static int image_build(const char *dir, const char *bun_real, struct bk_err *err
 		0)
 		return -1;
 
+	for (size_t i = 0; i < ns__drivers_count; i++) {
+		snprintf(p, sizeof(p), "%s%s/%s", dir, NS_IMAGE_DRIVERS, ns__drivers[i].name);
+		_cleanup_close_ int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd < 0 || write_full(fd, ns__drivers[i].data, ns__drivers[i].len) < 0)
+			return bk_err_set(err, errno, "cannot write '%s'", p);
+	}
+
 	snprintf(p, sizeof(p), "%s%s", dir, ns__image_bun);
 	if (link(bun_real, p) < 0 && copy_file(bun_real, p, 0755, err) < 0)
 		return -1;
@@ -206,8 +228,12 @@ int ns__image_ensure(const char *data_dir, const char *bun_path, char *image_dir
 	snprintf(images, sizeof(images), "%s/images", data_dir);
 	if (mkdir_p(images, 0755, err) < 0)
 		return -1;
-	snprintf(image_dir, len, "%s/default-%d-%llx-%llx", images, IMAGE_FORMAT,
-		 (unsigned long long)st.st_size, (unsigned long long)st.st_mtime);
+	uint32_t h = 2166136261u; /* FNV-1a of the drivers */
+	for (size_t i = 0; i < ns__drivers_count; i++)
+		for (size_t k = 0; k < ns__drivers[i].len; k++)
+			h = (h ^ ns__drivers[i].data[k]) * 16777619u;
+	snprintf(image_dir, len, "%s/default-%d-%llx-%llx-%08x", images, IMAGE_FORMAT,
+		 (unsigned long long)st.st_size, (unsigned long long)st.st_mtime, h);
 	if (access(image_dir, F_OK) == 0)
 		return 0;
 	char tmp[PATH_MAX];

@@ -161,6 +161,46 @@ static int ns_exec(struct sbx *s, const struct sbx_exec_req *req, struct sbx_exe
 	return sbx__agent_exec(s, &x, req, res, err);
 }
 
+/* ---- persistent interpreters ---- */
+
+/* The driver of each language (src/init/drivers/), as the process list
+ * shows it. JavaScript and TypeScript are two interpreters of one driver:
+ * state persists per language. */
+static const struct {
+	const char *name;
+	const char *argv[8];
+	bool self_feed;
+} ns_interps[SBX_LANG_COUNT] = {
+    [SBX_LANG_PYTHON] = {"python", {"/usr/bin/python3", NS_IMAGE_DRIVERS "/python.py"}},
+    [SBX_LANG_BASH] = {"bash",
+		       {"/bin/bash", "--noprofile", "--noediting", "--rcfile",
+			NS_IMAGE_DRIVERS "/bash.sh", "-i"},
+		       true},
+    [SBX_LANG_JAVASCRIPT] = {"javascript",
+			     {ns__image_bun, NS_IMAGE_DRIVERS "/javascript.mjs", "javascript"}},
+    [SBX_LANG_TYPESCRIPT] = {"typescript",
+			     {ns__image_bun, NS_IMAGE_DRIVERS "/javascript.mjs", "typescript"}},
+};
+
+static int ns_run(struct sbx *s, const struct sbx_run_req *req, struct sbx_exec_result *res,
+		  struct bk_err *err)
+{
+	memset(res, 0, sizeof(*res));
+	if ((unsigned)req->language >= SBX_LANG_COUNT)
+		return bk_err_field(err, "language", "unknown language %d", (int)req->language);
+	_cleanup_free_ const char **envp = NULL;
+	if (sbx__env_merge(ns__image_env, req->envp, &envp, err) < 0)
+		return -1;
+	struct sbx_agent_run x = {
+	    .name = ns_interps[req->language].name,
+	    .argv = ns_interps[req->language].argv,
+	    .envp = envp,
+	    .self_feed = ns_interps[req->language].self_feed,
+	    .oom_kills = ns_oom_kills,
+	};
+	return sbx__agent_run(s, &x, req, res, err);
+}
+
 /* ---- figures and files ---- */
 
 static void ns_stats(struct sbx_backend *base, const char *id, struct sbx_stats *out)
@@ -289,6 +329,7 @@ static const struct sbx_ops ns_ops = {
     .freeze = ns_freeze,
     .alive = ns_alive,
     .exec = ns_exec,
+    .run = ns_run,
     .write_file = sbx__agent_write_file,
     .read_file = sbx__agent_read_file,
     .read_path = sbx__agent_read_path,

@@ -119,3 +119,15 @@ int ns__image_ensure(const char *data_dir, const char *bun_path, char *image_dir
  * from (sandbox/image.c). */
 extern const char ns__image_bun[];
 extern const char *const ns__image_env[];
+/* Where the image keeps the interpreters' drivers. */
+#define NS_IMAGE_DRIVERS "/opt/bunker/drivers"
+
+/* A driver of a persistent interpreter (src/init/drivers/), built into
+ * the daemon (scripts/embed-drivers.sh) and written into the image. */
+struct ns_driver {
+	const char *name; /* its file name in NS_IMAGE_DRIVERS */
+	const unsigned char *data;
+	size_t len;
+};
+extern const struct ns_driver ns__drivers[];
+extern const size_t ns__drivers_count;

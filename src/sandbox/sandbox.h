@@ -117,29 +117,43 @@ struct sbx_exec_result {
 	int64_t wall_us, cpu_us, maxrss_kb;
 	char **written; /* workspace-relative paths; NULL-terminated, owned */
 	size_t n_written;
-	pid_t pid;
+	pid_t pid; /* of a run: its interpreter's */
+	/* Runs only (struct sbx_ops' run): */
+	bool interp_started; /* a new interpreter was started for it (none ran, or one was lost) */
+	bool interp_lost;    /* its interpreter ended during it: the state is gone */
 };
 
 void sbx_exec_result_release(struct sbx_exec_result *r);
 
-/* The languages of persistent interpreters. */
+/* The languages of persistent interpreters (struct sbx_ops' run). */
 enum sbx_language {
 	SBX_LANG_PYTHON,
 	SBX_LANG_BASH,
 	SBX_LANG_JAVASCRIPT,
 	SBX_LANG_TYPESCRIPT,
 };
+#define SBX_LANG_COUNT 4
 
-/* A run of code in the session's interpreter of a language. */
+/* A run: program text for the session's interpreter of a language. */
 struct sbx_run_req {
 	enum sbx_language language;
 	const char *code; /* NUL-terminated program text */
-	/* "NAME=value" on top of the image's environment, for an interpreter
-	 * that starts for this run; may be NULL. */
+	/* "NAME=value" entries on top of the image's environment, given to an
+	 * interpreter when a run starts it (the session's env): a persistent
+	 * interpreter keeps the environment it started with. NULL-terminated,
+	 * may be NULL. */
 	const char *const *envp;
-	int64_t timeout_ms; /* interrupt after this; 0: none */
-	size_t output_max;  /* per stream */
-	bool fresh;	    /* a one-shot interpreter for this run alone */
+	/* Interrupt the run this long after the sandbox receives it (time
+	 * queued behind other runs and an interpreter's start count); 0:
+	 * none. */
+	int64_t timeout_ms;
+	size_t output_max; /* per stream; beyond it output is cut */
+	/* A one-shot interpreter of this run's own, started for it and ended
+	 * after it (its state never seen by another run), that runs in
+	 * parallel with every other run; never the session's persistent one. */
+	bool fresh;
+	/* As in struct sbx_exec_req: output as it arrives (may be NULL), and
+	 * a poll that, when true, interrupts the run as its timeout would. */
 	void (*on_output)(void *ctx, int stream, const char *data, size_t len);
 	bool (*cancelled)(void *ctx);
 	void *ctx;
@@ -238,11 +252,34 @@ struct sbx_ops {
 	 * limit (BK_E_LIMIT, BK_E_NO_MEMORY). */
 	int (*exec)(struct sbx *s, const struct sbx_exec_req *req, struct sbx_exec_result *res,
 		    struct bk_err *err);
-	/* Runs code in the session's persistent interpreter of its language
-	 * (started on first use; state kept from run to run), or in a fresh
-	 * one. A run that ends its interpreter is answered with its exit
-	 * code; one past its timeout is interrupted (exit code 124). NULL
-	 * for a backend without interpreters. */
+	/* Runs req's code in the session's persistent interpreter of its
+	 * language (one per language, started as the session's user on first
+	 * use with the hardening of an execution, in a process group of its
+	 * own; listed by ps, ended by kill of every process) and waits for it.
+	 * Runs of one language queue and run one at a time in the order they
+	 * came; fresh ones get interpreters of their own. State persists from
+	 * run to run: Python globals and imports, bash's working directory,
+	 * exports, functions and aliases, JavaScript/TypeScript top-level
+	 * declarations (JavaScript and TypeScript are two interpreters). A
+	 * bare last expression prints its value (Python: repr unless None;
+	 * JS/TS: Bun.inspect unless undefined).
+	 *
+	 * res: stdout and stderr are this run's; exit_code is the code's
+	 * status (0, 1 after an exception, bash's $?), the interpreter's exit
+	 * code when the code ended it (sys.exit(3), exit 4, process.exit(2);
+	 * 128 + the signal when one killed it), 124 past the timeout (with
+	 * timed_out, the output so far and a last stderr line saying so),
+	 * 130 when cancelled. An interpreter that does not stop within a
+	 * second of its interrupt is killed. interp_lost says the state is
+	 * gone (and a last stderr line says why: an exit, a crash, the memory
+	 * limit with oom_killed, an interrupt not answered); the next run
+	 * starts a new interpreter. cpu_us is what this run used, wall_us
+	 * its time from arrival to answer, maxrss_kb the interpreter's peak.
+	 *
+	 * Errors as for exec; BK_E_LIMIT also when the session has as many
+	 * interpreters (one per language and 8 fresh ones) or runs (64)
+	 * under way as it may, BK_E_TOO_LARGE for code over the channel's
+	 * frame. */
 	int (*run)(struct sbx *s, const struct sbx_run_req *req, struct sbx_exec_result *res,
 		   struct bk_err *err);
 	/* Writes data to path (relative to the workspace) as the session's

@@ -7,7 +7,7 @@
  * egress; the HTTP details the SDK relies on. Executions are in
  * tests/blackbox/instavm_exec.c.
  */
-#include "../client.h"
+#include "../iv_client.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -18,214 +18,6 @@
 /* A short reaper horizon is not needed: the lifetime test waits the
  * dialect's shortest lifetime (20 s). */
 CLIENT_FIXTURE(NULL)
-
-#define NO_UUID "3f2b1c1e-0000-4000-8000-000000000000"
-
-/* ---- requests ---- */
-
-/* A request of the dialect: key (may be NULL) in X-API-Key, body JSON
- * text or NULL, or a body of content type ctype. */
-static void iv_req(const char *method, const char *path, const char *key, const char *body,
-		   size_t len, const char *ctype, struct client_resp *r)
-{
-	char kh[CLIENT_KEY_MAX + 16], ch[256];
-	const char *headers[3] = {NULL};
-	int n = 0;
-	if (key) {
-		snprintf(kh, sizeof(kh), "X-API-Key: %s", key);
-		headers[n++] = kh;
-	}
-	if (ctype) {
-		snprintf(ch, sizeof(ch), "Content-Type: %s", ctype);
-		headers[n++] = ch;
-	}
-	struct client_req req = {.method = method,
-				 .path = path,
-				 .body = body,
-				 .body_len = body ? (len ? len : strlen(body)) : 0,
-				 .headers = headers,
-				 .timeout_s = 120};
-	client_request(&bk.d, &req, r);
-}
-
-static void iv(const char *method, const char *path, const char *key, const char *body,
-	       struct client_resp *r)
-{
-	iv_req(method, path, key, body, 0, NULL, r);
-}
-
-static void iv_take(const char *path, const char *key, json_t *body, struct client_resp *r)
-{
-	char *text = json_dumps(body, JSON_COMPACT);
-	json_decref(body);
-	iv("POST", path, key, text, r);
-	free(text);
-}
-
-/* Creates a session as the SDK does (the key in the body, no header);
- * extra (taken, may be NULL) adds fields. Returns its id (caller frees). */
-#define iv_create(key, extra) iv_create_at(__LINE__, key, extra)
-static char *iv_create_at(int line, const char *key, json_t *extra)
-{
-	json_t *body = extra ? extra : json_object();
-	json_object_set_new(body, "api_key", json_string(key));
-	struct client_resp r;
-	iv_take("/v1/sessions/session", NULL, body, &r);
-	if (r.status != 200)
-		fprintf(stderr, "    (create at line %d)\n", line);
-	CHECK_STATUS(&r, 200);
-	char *id = strdup(client_must_str(r.json, "session_id", r.body));
-	client_resp_free(&r);
-	return id;
-}
-
-static json_t *iv_get(const char *what, const char *id, const char *key)
-{
-	char path[256];
-	snprintf(path, sizeof(path), "/v1/sessions/%s/%s", what, id);
-	struct client_resp r;
-	iv("GET", path, key, NULL, &r);
-	CHECK_STATUS(&r, 200);
-	json_t *o = json_incref(r.json);
-	client_resp_free(&r);
-	return o;
-}
-
-/* The 422's detail entries: each must have loc, msg, type; returns how
- * many there are and whether one has loc ["body", field] (["body"] when
- * field is ""). */
-static size_t detail_has(const struct client_resp *r, const char *field, bool *found)
-{
-	json_t *d = json_object_get(r->json, "detail");
-	CHECK_MSG(json_is_array(d), "detail is not a list in %s", r->body);
-	*found = false;
-	size_t i;
-	json_t *e;
-	json_array_foreach (d, i, e) {
-		json_t *loc = json_object_get(e, "loc");
-		CHECK_MSG(json_is_array(loc) && json_is_string(json_object_get(e, "msg")) &&
-			      json_is_string(json_object_get(e, "type")),
-			  "entry %zu of %s lacks loc, msg or type", i, r->body);
-		const char *l0 = json_string_value(json_array_get(loc, 0));
-		const char *l1 = json_string_value(json_array_get(loc, 1));
-		if (l0 && strcmp(l0, "body") == 0 &&
-		    (*field ? json_array_size(loc) == 2 && l1 && strcmp(l1, field) == 0
-			    : json_array_size(loc) == 1))
-			*found = true;
-	}
-	return json_array_size(d);
-}
-
-#define CHECK_422(r, field) check_422_at(__LINE__, r, field)
-static void check_422_at(int line, const struct client_resp *r, const char *field)
-{
-	if (r->status != 422)
-		fprintf(stderr, "    (line %d)\n", line);
-	CHECK_STATUS(r, 422);
-	bool found;
-	detail_has(r, field, &found);
-	CHECK_MSG(found, "line %d: no entry for body.%s in %s", line, field, r->body);
-}
-
-/* {"detail": "..."} with status want. */
-#define CHECK_DETAIL(r, want) check_detail_at(__LINE__, r, want)
-static void check_detail_at(int line, const struct client_resp *r, long want)
-{
-	if (r->status != want)
-		fprintf(stderr, "    (line %d)\n", line);
-	CHECK_STATUS(r, want);
-	CHECK_MSG(json_is_string(json_object_get(r->json, "detail")),
-		  "line %d: detail is not a string in %s", line, r->body);
-}
-
-/* ---- multipart ---- */
-
-struct part {
-	const char *name, *filename, *content;
-	size_t len; /* 0: strlen(content) */
-};
-
-#define BOUNDARY "bunkerTestBoundary7MA4YWxk"
-
-/* A multipart/form-data body of parts (a NULL name ends them); caller
- * frees. */
-static char *form_multipart(const struct part *parts, size_t *len)
-{
-	size_t cap = 4096;
-	for (const struct part *p = parts; p->name; p++)
-		cap += (p->len ? p->len : strlen(p->content)) + 512;
-	char *b = malloc(cap);
-	CHECK(b != NULL);
-	size_t n = 0;
-	for (const struct part *p = parts; p->name; p++) {
-		n += (size_t)snprintf(b + n, cap - n,
-				      "--" BOUNDARY "\r\nContent-Disposition: form-data; name=\"%s\"",
-				      p->name);
-		if (p->filename)
-			n += (size_t)snprintf(b + n, cap - n, "; filename=\"%s\"", p->filename);
-		n += (size_t)snprintf(b + n, cap - n, "\r\n%s\r\n",
-				      p->filename ? "Content-Type: application/octet-stream\r\n" : "");
-		size_t cl = p->len ? p->len : strlen(p->content);
-		memcpy(b + n, p->content, cl);
-		n += cl;
-		memcpy(b + n, "\r\n", 2);
-		n += 2;
-	}
-	n += (size_t)snprintf(b + n, cap - n, "--" BOUNDARY "--\r\n");
-	*len = n;
-	return b;
-}
-
-static void upload(const char *key, const struct part *parts, struct client_resp *r)
-{
-	size_t len;
-	char *body = form_multipart(parts, &len);
-	iv_req("POST", "/upload", key, body, len, "multipart/form-data; boundary=" BOUNDARY, r);
-	free(body);
-}
-
-/* An upload as the SDK sends it: text parts first, then the file. */
-static void upload_file(const char *key, const char *id, const char *remote, const char *content,
-			size_t len, struct client_resp *r)
-{
-	const struct part parts[] = {{"remote_path", NULL, remote},
-				     {"session_id", NULL, id},
-				     {"recursive", NULL, "false"},
-				     {"file", "/home/user/project/local name.bin", content, len},
-				     {NULL}};
-	upload(key, parts, r);
-}
-
-/* POST /download with a form body; the content decoded into *out. */
-static void download(const char *key, const char *id, const char *filename,
-		     struct client_resp *r)
-{
-	char *f = client_urlencode(filename), *s = client_urlencode(id);
-	char body[8192];
-	snprintf(body, sizeof(body), "filename=%s&session_id=%s", f, s);
-	free(f);
-	free(s);
-	iv_req("POST", "/download", key, body, 0, "application/x-www-form-urlencoded", r);
-}
-
-static char *download_ok(const char *key, const char *id, const char *filename, size_t *len)
-{
-	struct client_resp r;
-	download(key, id, filename, &r);
-	CHECK_STATUS(&r, 200);
-	CHECK_STR_EQ(client_must_str(r.json, "status", r.body), "success");
-	const char *b64 = client_must_str(r.json, "content", r.body);
-	size_t cap = strlen(b64) + 1;
-	char *out = malloc(cap);
-	CHECK(out != NULL);
-	CHECK_MSG(sodium_base642bin((unsigned char *)out, cap, b64, strlen(b64), NULL, len, NULL,
-				    sodium_base64_VARIANT_ORIGINAL) == 0,
-		  "content is not padded standard base64: %s", r.body);
-	CHECK_INT_EQ(client_must_int(r.json, "size", r.body), (long long)*len);
-	out[*len] = '\0';
-	client_resp_free(&r);
-	return out;
-}
 
 /* ---- create ---- */
 
@@ -284,7 +76,7 @@ TEST(create_validation_one_entry_per_field)
 		iv("POST", "/v1/sessions/session", key, cases[i].body, &r);
 		CHECK_422(&r, cases[i].field);
 		bool found;
-		CHECK_MSG(detail_has(&r, cases[i].field, &found) == 1, "%s: %s", cases[i].body,
+		CHECK_MSG(iv_detail_has(&r, cases[i].field, &found) == 1, "%s: %s", cases[i].body,
 			  r.body);
 		client_resp_free(&r);
 	}
@@ -295,11 +87,11 @@ TEST(create_validation_one_entry_per_field)
 	   &r);
 	CHECK_STATUS(&r, 422);
 	bool found;
-	CHECK_INT_EQ(detail_has(&r, "vm_lifetime_seconds", &found), 5);
+	CHECK_INT_EQ(iv_detail_has(&r, "vm_lifetime_seconds", &found), 5);
 	CHECK(found);
-	detail_has(&r, "memory_mb", &found);
+	iv_detail_has(&r, "memory_mb", &found);
 	CHECK(found);
-	detail_has(&r, "vcpu_count", &found);
+	iv_detail_has(&r, "vcpu_count", &found);
 	CHECK(found);
 	client_resp_free(&r);
 	/* Malformed JSON, a body that is no object. */
@@ -504,7 +296,7 @@ TEST(kill_ends_the_vm_not_the_session)
 	iv("POST", "/kill", bk.paid_key, body, &r);
 	CHECK_DETAIL(&r, 404);
 	client_resp_free(&r);
-	upload_file(bk.paid_key, id, "/app/data.txt", "first VM", 0, &r);
+	iv_upload_file(bk.paid_key, id, "/app/data.txt", "first VM", 0, &r);
 	CHECK_STATUS(&r, 200);
 	client_resp_free(&r);
 	iv("POST", "/kill", other, body, &r);
@@ -539,7 +331,7 @@ TEST(kill_ends_the_vm_not_the_session)
 	CHECK_DETAIL(&r, 404);
 	client_resp_free(&r);
 	/* The next request gets a fresh, empty VM. */
-	download(bk.paid_key, id, "/app/data.txt", &r);
+	iv_download(bk.paid_key, id, "/app/data.txt", &r);
 	CHECK_DETAIL(&r, 404);
 	client_resp_free(&r);
 	st = iv_get("status", id, bk.paid_key);
@@ -554,7 +346,7 @@ TEST_TIMEOUT(lifetime_end_terminates_the_vm, 120)
 {
 	char *id = iv_create(bk.paid_key, json_pack("{s:i}", "vm_lifetime_seconds", 20));
 	struct client_resp r;
-	upload_file(bk.paid_key, id, "kept.txt", "x", 0, &r);
+	iv_upload_file(bk.paid_key, id, "kept.txt", "x", 0, &r);
 	CHECK_STATUS(&r, 200);
 	client_resp_free(&r);
 	json_t *st = iv_get("status", id, bk.paid_key);
@@ -577,7 +369,7 @@ TEST_TIMEOUT(lifetime_end_terminates_the_vm, 120)
 	double run = json_number_value(json_object_get(u, "vm_runtime_seconds"));
 	CHECK_MSG(run >= 19 && run < 45, "vm_runtime_seconds %.1f", run);
 	json_decref(u);
-	download(bk.paid_key, id, "kept.txt", &r);
+	iv_download(bk.paid_key, id, "kept.txt", &r);
 	CHECK_DETAIL(&r, 404);
 	client_resp_free(&r);
 	free(id);
@@ -595,11 +387,11 @@ TEST(cap_counts_vms)
 		ids[i] = iv_create(key, NULL);
 	struct client_resp r;
 	for (int i = 0; i < 2; i++) {
-		upload_file(key, ids[i], "f", "x", 0, &r);
+		iv_upload_file(key, ids[i], "f", "x", 0, &r);
 		CHECK_STATUS(&r, 200);
 		client_resp_free(&r);
 	}
-	upload_file(key, ids[2], "f", "x", 0, &r);
+	iv_upload_file(key, ids[2], "f", "x", 0, &r);
 	CHECK_DETAIL(&r, 429);
 	client_resp_free(&r);
 	char body[128];
@@ -607,7 +399,7 @@ TEST(cap_counts_vms)
 	iv("POST", "/kill", key, body, &r);
 	CHECK_STATUS(&r, 200);
 	client_resp_free(&r);
-	upload_file(key, ids[2], "f", "x", 0, &r);
+	iv_upload_file(key, ids[2], "f", "x", 0, &r);
 	CHECK_STATUS(&r, 200);
 	client_resp_free(&r);
 	for (int i = 0; i < 4; i++)
@@ -626,23 +418,23 @@ TEST(upload_download_round_trip)
 	for (size_t i = 0; i < n; i++)
 		data[i] = (char)(i * 7 + i / 251);
 	struct client_resp r;
-	upload_file(bk.paid_key, id, "/remote/deep/dir/blob.bin", data, n, &r);
+	iv_upload_file(bk.paid_key, id, "/remote/deep/dir/blob.bin", data, n, &r);
 	CHECK_STATUS(&r, 200);
 	CHECK_STR_EQ(client_must_str(r.json, "status", r.body), "success");
 	CHECK_STR_EQ(client_must_str(r.json, "remote_path", r.body), "/remote/deep/dir/blob.bin");
 	CHECK_INT_EQ(client_must_int(r.json, "size", r.body), (long long)n);
 	client_resp_free(&r);
 	size_t got;
-	char *back = download_ok(bk.paid_key, id, "/remote/deep/dir/blob.bin", &got);
+	char *back = iv_download_ok(bk.paid_key, id, "/remote/deep/dir/blob.bin", &got);
 	CHECK_INT_EQ(got, n);
 	CHECK(memcmp(back, data, n) == 0);
 	free(back);
 	/* A relative path is under /workspace, where the buntime dialect
 	 * sees it, and replacing a file works. */
-	upload_file(bk.paid_key, id, "notes/a.txt", "one", 0, &r);
+	iv_upload_file(bk.paid_key, id, "notes/a.txt", "one", 0, &r);
 	CHECK_STATUS(&r, 200);
 	client_resp_free(&r);
-	upload_file(bk.paid_key, id, "notes/a.txt", "two", 0, &r);
+	iv_upload_file(bk.paid_key, id, "notes/a.txt", "two", 0, &r);
 	CHECK_STATUS(&r, 200);
 	client_resp_free(&r);
 	char *out = client_must_run(bk.paid_key, id,
@@ -650,11 +442,11 @@ TEST(upload_download_round_trip)
 				    "/remote/deep/dir/blob.bin /remote/deep");
 	CHECK_STR_EQ(out, "two user\n user\n user\n");
 	free(out);
-	back = download_ok(bk.paid_key, id, "/workspace/notes/a.txt", &got);
+	back = iv_download_ok(bk.paid_key, id, "/workspace/notes/a.txt", &got);
 	CHECK_STR_EQ(back, "two");
 	free(back);
 	/* A form value with '+' and %XX, as requests encodes a space. */
-	upload_file(bk.paid_key, id, "/tmp/with space.txt", "s", 0, &r);
+	iv_upload_file(bk.paid_key, id, "/tmp/with space.txt", "s", 0, &r);
 	CHECK_STATUS(&r, 200);
 	client_resp_free(&r);
 	char body[512];
@@ -672,14 +464,14 @@ TEST(upload_refusals)
 {
 	char *id = iv_create(bk.free_key, NULL);
 	struct client_resp r;
-	upload_file(bk.free_key, id, "/app/keep.txt", "original", 0, &r);
+	iv_upload_file(bk.free_key, id, "/app/keep.txt", "original", 0, &r);
 	CHECK_STATUS(&r, 200);
 	client_resp_free(&r);
 	/* The read-only image, the kernel's file systems. */
 	static const char *const refused[] = {"/usr/bin/python3", "/proc/1/mem",
 					      "/sys/kernel/x", "/dev/null", "/etc/../proc/self/x"};
 	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
-		upload_file(bk.free_key, id, refused[i], "x", 0, &r);
+		iv_upload_file(bk.free_key, id, refused[i], "x", 0, &r);
 		CHECK_MSG(r.status == 403, "%s: %ld %s", refused[i], r.status, r.body);
 		CHECK_MSG(strstr(r.body, refused[i]) != NULL, "%s not named in %s", refused[i],
 			  r.body);
@@ -689,53 +481,53 @@ TEST(upload_refusals)
 	size_t big = (10u << 20) + 1;
 	char *data = calloc(1, big);
 	CHECK(data != NULL);
-	upload_file(bk.free_key, id, "/app/keep.txt", data, big, &r);
+	iv_upload_file(bk.free_key, id, "/app/keep.txt", data, big, &r);
 	CHECK_DETAIL(&r, 413);
 	client_resp_free(&r);
 	free(data);
 	/* The file part before the text parts. */
-	const struct part early[] = {{"file", "x", "new"},
+	const struct iv_part early[] = {{"file", "x", "new"},
 				     {"remote_path", NULL, "/app/keep.txt"},
 				     {"session_id", NULL, id},
 				     {NULL}};
-	upload(bk.free_key, early, &r);
+	iv_upload(bk.free_key, early, &r);
 	CHECK_422(&r, "session_id");
 	CHECK_422(&r, "remote_path");
 	client_resp_free(&r);
 	/* recursive neither true nor false, after the file. */
-	const struct part rec[] = {{"remote_path", NULL, "/app/keep.txt"},
+	const struct iv_part rec[] = {{"remote_path", NULL, "/app/keep.txt"},
 				   {"session_id", NULL, id},
 				   {"file", "x", "new"},
 				   {"recursive", NULL, "maybe"},
 				   {NULL}};
-	upload(bk.free_key, rec, &r);
+	iv_upload(bk.free_key, rec, &r);
 	CHECK_422(&r, "recursive");
 	client_resp_free(&r);
 	/* No file part; a part twice. */
-	const struct part nofile[] = {{"remote_path", NULL, "/app/keep.txt"},
+	const struct iv_part nofile[] = {{"remote_path", NULL, "/app/keep.txt"},
 				      {"session_id", NULL, id},
 				      {NULL}};
-	upload(bk.free_key, nofile, &r);
+	iv_upload(bk.free_key, nofile, &r);
 	CHECK_422(&r, "file");
 	client_resp_free(&r);
-	const struct part twice[] = {{"remote_path", NULL, "/app/keep.txt"},
+	const struct iv_part twice[] = {{"remote_path", NULL, "/app/keep.txt"},
 				     {"session_id", NULL, id},
 				     {"file", "x", "new"},
 				     {"file", "y", "newer"},
 				     {NULL}};
-	upload(bk.free_key, twice, &r);
+	iv_upload(bk.free_key, twice, &r);
 	CHECK_422(&r, "file");
 	client_resp_free(&r);
 	/* A body cut before its closing boundary. */
 	char cut[1024];
 	int cl = snprintf(cut, sizeof(cut),
-			  "--" BOUNDARY "\r\nContent-Disposition: form-data; name=\"remote_path\"\r\n\r\n"
-			  "/app/keep.txt\r\n--" BOUNDARY
-			  "\r\nContent-Disposition: form-data; name=\"session_id\"\r\n\r\n%s\r\n--" BOUNDARY
+			  "--" IV_BOUNDARY "\r\nContent-Disposition: form-data; name=\"remote_path\"\r\n\r\n"
+			  "/app/keep.txt\r\n--" IV_BOUNDARY
+			  "\r\nContent-Disposition: form-data; name=\"session_id\"\r\n\r\n%s\r\n--" IV_BOUNDARY
 			  "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\nhalf",
 			  id);
 	iv_req("POST", "/upload", bk.free_key, cut, (size_t)cl,
-	       "multipart/form-data; boundary=" BOUNDARY, &r);
+	       "multipart/form-data; boundary=" IV_BOUNDARY, &r);
 	CHECK_422(&r, "");
 	client_resp_free(&r);
 	/* Not multipart; no boundary. */
@@ -746,14 +538,14 @@ TEST(upload_refusals)
 	CHECK_STATUS(&r, 422);
 	client_resp_free(&r);
 	/* Another key's session, an unknown one. */
-	upload_file(bk.paid_key, id, "/app/keep.txt", "stolen", 0, &r);
+	iv_upload_file(bk.paid_key, id, "/app/keep.txt", "stolen", 0, &r);
 	CHECK_DETAIL(&r, 404);
 	client_resp_free(&r);
-	upload_file(bk.free_key, NO_UUID, "/app/keep.txt", "x", 0, &r);
+	iv_upload_file(bk.free_key, NO_UUID, "/app/keep.txt", "x", 0, &r);
 	CHECK_DETAIL(&r, 404);
 	client_resp_free(&r);
 	size_t got;
-	char *back = download_ok(bk.free_key, id, "/app/keep.txt", &got);
+	char *back = iv_download_ok(bk.free_key, id, "/app/keep.txt", &got);
 	CHECK_STR_EQ(back, "original");
 	free(back);
 	/* No temporary file was left beside it. */
@@ -775,19 +567,19 @@ TEST(download_refusals)
 	CHECK_422(&r, "filename");
 	CHECK_422(&r, "session_id");
 	client_resp_free(&r);
-	download(bk.paid_key, id, "/nothing/here", &r);
+	iv_download(bk.paid_key, id, "/nothing/here", &r);
 	CHECK_DETAIL(&r, 404);
 	client_resp_free(&r);
-	download(bk.paid_key, id, "/proc/1/environ", &r);
+	iv_download(bk.paid_key, id, "/proc/1/environ", &r);
 	CHECK_DETAIL(&r, 403);
 	client_resp_free(&r);
-	download(bk.paid_key, id, "/proc/self/root/proc/1/mem", &r);
+	iv_download(bk.paid_key, id, "/proc/self/root/proc/1/mem", &r);
 	CHECK_DETAIL(&r, 403);
 	client_resp_free(&r);
-	download(bk.paid_key, id, "/proc/self/root/etc/hostname", &r);
+	iv_download(bk.paid_key, id, "/proc/self/root/etc/hostname", &r);
 	CHECK_DETAIL(&r, 403);
 	client_resp_free(&r);
-	download(bk.paid_key, id, "/workspace", &r);
+	iv_download(bk.paid_key, id, "/workspace", &r);
 	CHECK_MSG(r.status >= 400 && r.status < 500, "%ld %s", r.status, r.body);
 	client_resp_free(&r);
 	/* A symlink out of the root stays inside it. */
@@ -795,11 +587,11 @@ TEST(download_refusals)
 						     "&& echo ok");
 	CHECK_STR_EQ(out, "ok\n");
 	free(out);
-	download(bk.paid_key, id, "l", &r);
+	iv_download(bk.paid_key, id, "l", &r);
 	CHECK_MSG(r.status == 200 || r.status == 404, "%ld %s", r.status, r.body);
 	client_resp_free(&r);
 	/* JSON is taken too. */
-	upload_file(bk.paid_key, id, "j.txt", "json", 0, &r);
+	iv_upload_file(bk.paid_key, id, "j.txt", "json", 0, &r);
 	client_resp_free(&r);
 	char body[256];
 	snprintf(body, sizeof(body), "{\"filename\":\"j.txt\",\"session_id\":\"%s\"}", id);
