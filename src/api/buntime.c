@@ -138,13 +138,9 @@ static void handle_list(struct api_call *c)
 {
 	struct bk_err err = BK_ERR_INIT;
 	int limit, offset;
-	if (api_query_int(c, "limit", "limit", LIST_DEFAULT, 0, LIST_MAX, &limit, &err) < 0 ||
+	if (api_query_int(c, "limit", "limit", LIST_DEFAULT, 1, LIST_MAX, &limit, &err) < 0 ||
 	    api_query_int(c, "offset", "offset", 0, 0, INT32_MAX, &offset, &err) < 0)
 		return api_buntime_error(c, &err);
-	if (limit == 0) {
-		bk_err_field(&err, "limit", "limit must be a whole number 1..%d", LIST_MAX);
-		return api_buntime_error(c, &err);
-	}
 	struct core_session_info *infos;
 	size_t n;
 	int64_t total;
@@ -247,8 +243,11 @@ static int exec_env(json_t *env, struct exec_input *in, struct bk_err *err)
 	const char *k;
 	json_t *v;
 	json_object_foreach (env, k, v) {
-		if (!json_is_string(v))
-			return bk_err_field(err, "env", "env.%s must be a string", k);
+		if (!json_is_string(v)) {
+			char field[64];
+			snprintf(field, sizeof(field), "env.%.59s", k);
+			return bk_err_field(err, field, "env.%s must be a string", k);
+		}
 		in->env[i].name = k;
 		in->env[i].value = json_string_value(v);
 		i++;
@@ -486,7 +485,7 @@ static void handle_kill(struct api_call *c)
 	for (size_t i = 0; i < n; i++)
 		json_array_append_new(arr, json_integer(pids[i]));
 	free(pids);
-	api_json(c, 200, json_pack("{s:b,s:o}", "killed", n > 0, "pids", arr));
+	api_json(c, 200, json_pack("{s:I,s:o}", "killed", (json_int_t)n, "pids", arr));
 }
 
 /* ---- the files endpoints ---- */
@@ -566,14 +565,10 @@ static void handle_files_list(struct api_call *c)
 		return api_buntime_error(c, &err);
 	int limit, offset;
 	bool recursive;
-	if (api_query_int(c, "limit", "limit", 100, 0, 1000, &limit, &err) < 0 ||
+	if (api_query_int(c, "limit", "limit", 100, 1, 1000, &limit, &err) < 0 ||
 	    api_query_int(c, "offset", "offset", 0, 0, INT32_MAX, &offset, &err) < 0 ||
 	    api_query_bool(c, "recursive", &recursive, &err) < 0)
 		return api_buntime_error(c, &err);
-	if (limit == 0) {
-		bk_err_field(&err, "limit", "limit must be a whole number 1..1000");
-		return api_buntime_error(c, &err);
-	}
 	struct core_entry *es;
 	size_t n;
 	int64_t total;

@@ -226,7 +226,7 @@ const char api_openapi_json[] = R"openapi({
             "content": {"application/json": {"schema": {
               "type": "object",
               "required": ["killed", "pids"],
-              "properties": {"killed": {"type": "boolean"}, "pids": {"type": "array", "items": {"type": "integer"}}}
+              "properties": {"killed": {"type": "integer", "minimum": 0, "description": "How many processes were killed."}, "pids": {"type": "array", "items": {"type": "integer"}}}
             }}}
           },
           "400": {"$ref": "#/components/responses/InvalidRequest"},

@@ -796,6 +796,16 @@ TEST(list_bad_parameters)
 	list_sessions(bk.paid_key, "metadata=%7Bbad", &r);
 	CHECK_ERROR_FIELD(&r, 400, "invalid_request", "metadata");
 	client_resp_free(&r);
+	/* Every bad limit is told the same range (0 included). */
+	static const char *const limits[] = {"limit=0", "limit=-1", "limit=abc", "limit=101"};
+	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
+		list_sessions(bk.paid_key, limits[i], &r);
+		CHECK_ERROR_FIELD(&r, 400, "invalid_request", "limit");
+		const char *msg = json_string_value(
+		    json_object_get(json_object_get(r.json, "error"), "message"));
+		CHECK_MSG(msg && strstr(msg, "1..100") != NULL, "%s: %s", limits[i], r.body);
+		client_resp_free(&r);
+	}
 }
 
 /* ---- delete ---- */

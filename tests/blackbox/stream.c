@@ -1072,7 +1072,10 @@ TEST(processes_list_and_kill)
 	struct client_resp r;
 	kill_call(bk.paid_key, id, p301, &r);
 	CHECK_STATUS(&r, 200);
-	CHECK_MSG(json_is_true(json_object_get(r.json, "killed")), "killed: %s", r.body);
+	/* A count, as in buntime's docs ({"killed":1,"pids":[1234]}). */
+	CHECK_MSG(json_is_integer(json_object_get(r.json, "killed")) &&
+		      json_integer_value(json_object_get(r.json, "killed")) == 1,
+		  "killed: %s", r.body);
 	json_t *killed = json_object_get(r.json, "pids");
 	CHECK_MSG(json_is_array(killed) && json_array_size(killed) == 1 &&
 		      json_integer_value(json_array_get(killed, 0)) == p301,
@@ -1093,7 +1096,9 @@ TEST(processes_list_and_kill)
 	/* Without pid: every process. */
 	kill_call(bk.paid_key, id, 0, &r);
 	CHECK_STATUS(&r, 200);
-	CHECK_MSG(json_is_true(json_object_get(r.json, "killed")), "killed: %s", r.body);
+	CHECK_MSG(json_is_integer(json_object_get(r.json, "killed")) &&
+		      json_integer_value(json_object_get(r.json, "killed")) == 2,
+		  "killed: %s", r.body);
 	killed = json_object_get(r.json, "pids");
 	CHECK_MSG(json_is_array(killed) && json_array_size(killed) == 2, "pids: %s", r.body);
 	client_resp_free(&r);
@@ -1102,7 +1107,9 @@ TEST(processes_list_and_kill)
 	/* Nothing left: not an error, nothing killed. */
 	kill_call(bk.paid_key, id, 0, &r);
 	CHECK_STATUS(&r, 200);
-	CHECK_MSG(json_is_false(json_object_get(r.json, "killed")), "killed: %s", r.body);
+	CHECK_MSG(json_is_integer(json_object_get(r.json, "killed")) &&
+		      json_integer_value(json_object_get(r.json, "killed")) == 0,
+		  "killed: %s", r.body);
 	CHECK_MSG(json_is_array(json_object_get(r.json, "pids")) &&
 		      json_array_size(json_object_get(r.json, "pids")) == 0,
 		  "pids: %s", r.body);
