@@ -1147,3 +1147,17 @@ bool client_must_bool(const json_t *obj, const char *name, const char *context)
 	CHECK_MSG(json_is_boolean(v), "'%s' is not a boolean in %.2000s", name, context);
 	return json_is_true(v);
 }
+
+long long client_store_bytes(const char *dir)
+{
+	long long total = 0;
+	static const char *const names[] = {"bunker.db", "bunker.db-wal"};
+	for (int i = 0; i < 2; i++) {
+		char path[PATH_MAX + 32];
+		struct stat st;
+		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+		if (stat(path, &st) == 0)
+			total += st.st_size;
+	}
+	return total;
+}

@@ -211,5 +211,8 @@ char *client_must_run_at(const char *file, int line, const char *key, const char
  * false when s is not one. */
 bool client_parse_time(const char *s, double *out);
 
+/* The bytes of the SQLite store in dir: bunker.db and its WAL. */
+long long client_store_bytes(const char *dir);
+
 /* Seconds on the monotonic clock. */
 double client_now(void);

@@ -127,6 +127,21 @@ static int fs_idem_put(struct store *st, const struct store_idem *in, struct bk_
 	return 0;
 }
 
+static int fs_idem_usage(struct store *st, const char *key_id, int64_t since_ms,
+			 int64_t *count, int64_t *bytes, struct bk_err *err)
+{
+	struct fake_world *w = FW(st);
+	pthread_mutex_lock(&w->lock);
+	*count = *bytes = 0;
+	for (struct fake_idem *r = w->idem; r; r = r->next)
+		if (strcmp(r->r.key_id, key_id) == 0 && r->r.created_ms >= since_ms) {
+			(*count)++;
+			*bytes += (int64_t)r->r.body_len;
+		}
+	pthread_mutex_unlock(&w->lock);
+	return 0;
+}
+
 static int fs_idem_purge(struct store *st, int64_t before_ms, int64_t *n, struct bk_err *err)
 {
 	struct fake_world *w = FW(st);
@@ -450,6 +465,7 @@ static const struct store_ops fake_store_ops = {
     .idem_get = fs_idem_get,
     .idem_put = fs_idem_put,
     .idem_purge = fs_idem_purge,
+    .idem_usage = fs_idem_usage,
     .session_insert = fs_session_insert,
     .session_get = fs_session_get,
     .session_delete = fs_session_delete,

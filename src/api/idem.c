@@ -7,7 +7,9 @@
  * first is still running: 409 conflict. Keys are scoped per API key. Only
  * 2xx answers are kept (core/idem.c stores them, so they survive a
  * restart); any other first answer leaves the key unused, to be tried
- * again. Which requests are running is kept here, in memory: a request
+ * again. An answer too large to keep (core.h's CORE_IDEM_* bounds) is
+ * remembered by its length: the same request again is 409, never run
+ * twice. Which requests are running is kept here, in memory: a request
  * does not outlive the daemon.
  */
 #include <errno.h>
@@ -192,6 +194,8 @@ void api_idem_run(struct api_call *c, const struct api_route_table *table)
 		table->error(c, &err);
 	else if (r > 0)
 		replay(c, &stored);
+	else if (core_idem_admit(c->api->core, &c->key, &err) < 0)
+		table->error(c, &err);
 	else {
 		c->route->handler(c);
 		store_answer(c, idem_key, hash);

@@ -824,7 +824,7 @@ const char api_openapi_json[] = R"openapi({
         "name": "Idempotency-Key",
         "in": "header",
         "required": false,
-        "description": "1..255 printable ASCII characters, scoped to the API key, remembered 24 hours.",
+        "description": "1..255 printable ASCII characters, scoped to the API key, remembered 24 hours. An answer over 1 MiB (or past the key's 64 MiB of kept answers) is remembered by its length only: the same request again is 409, never a second run. At most 10,000 keys per API key a day (429 past that).",
         "schema": {"type": "string", "minLength": 1, "maxLength": 255}
       },
       "SessionIdPath": {"name": "id", "in": "path", "required": true, "schema": {"$ref": "#/components/schemas/SessionId"}},

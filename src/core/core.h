@@ -146,11 +146,20 @@ struct core_idem_reply {
 void core_idem_reply_release(struct core_idem_reply *r);
 
 #define CORE_IDEM_TTL_MS (24 * 3600 * 1000LL)
+/* What one API key may have kept within CORE_IDEM_TTL_MS, so that no key
+ * fills the host's disk or holds the store for long: answers up to
+ * CORE_IDEM_ANSWER_MAX bytes each and CORE_IDEM_KEY_BYTES_MAX in all are
+ * kept whole; a larger one is recorded by its length only (its request is
+ * still not run again); at most CORE_IDEM_KEY_COUNT_MAX keys. */
+#define CORE_IDEM_ANSWER_MAX (1u << 20)
+#define CORE_IDEM_KEY_BYTES_MAX (64ll << 20)
+#define CORE_IDEM_KEY_COUNT_MAX 10000
 
 /* Looks up the answer key stored under idem_key within CORE_IDEM_TTL_MS:
  * returns 1 and fills *out (release it) when it was stored for the same
  * request_hash, 0 when there is none, and -1 with BK_E_IDEMPOTENCY_REUSED
- * when it was stored for another request. */
+ * when it was stored for another request, BK_E_CONFLICT when it was too
+ * large to keep. */
 int core_idem_find(struct core *core, const struct core_key *key, const char *idem_key,
 		   const uint8_t request_hash[32], struct core_idem_reply *out, struct bk_err *err);
 /* Stores reply under (key, idem_key) and, now and then, purges the answers
@@ -158,6 +167,9 @@ int core_idem_find(struct core *core, const struct core_key *key, const char *id
 int core_idem_save(struct core *core, const struct core_key *key, const char *idem_key,
 		   const uint8_t request_hash[32], const struct core_idem_reply *reply,
 		   struct bk_err *err);
+/* Whether key may use one more Idempotency-Key: -1 with BK_E_LIMIT when it
+ * has CORE_IDEM_KEY_COUNT_MAX of them within CORE_IDEM_TTL_MS. */
+int core_idem_admit(struct core *core, const struct core_key *key, struct bk_err *err);
 
 /* ---- sessions (core/session.c) ---- */
 

@@ -40,6 +40,14 @@ int core_idem_find(struct core *core, const struct core_key *key, const char *id
 				   "last 24 hours",
 				   idem_key);
 	}
+	if (rec.dropped_len > 0) {
+		store_idem_release(&rec);
+		return bk_err_kind(err, BK_E_CONFLICT,
+				   "the request with Idempotency-Key '%s' ran already; its answer "
+				   "(%lld bytes) was too large for the server to keep, so it cannot "
+				   "be replayed, and the request is not run again",
+				   idem_key, (long long)rec.dropped_len);
+	}
 	out->status = rec.status;
 	snprintf(out->content_type, sizeof(out->content_type), "%s", rec.content_type);
 	out->body = rec.body;
@@ -64,6 +72,17 @@ int core_idem_save(struct core *core, const struct core_key *key, const char *id
 	snprintf(rec.idem_key, sizeof(rec.idem_key), "%s", idem_key);
 	snprintf(rec.content_type, sizeof(rec.content_type), "%s", reply->content_type);
 	memcpy(rec.request_hash, request_hash, 32);
+	/* Over what a key may keep: its length only. */
+	int64_t count = 0, bytes = 0;
+	if (core->store->ops->idem_usage(core->store, key->id, rec.created_ms - CORE_IDEM_TTL_MS,
+					 &count, &bytes, err) < 0)
+		return -1;
+	if (reply->len > CORE_IDEM_ANSWER_MAX ||
+	    bytes + (int64_t)reply->len > CORE_IDEM_KEY_BYTES_MAX) {
+		rec.dropped_len = (int64_t)reply->len;
+		rec.body = NULL;
+		rec.body_len = 0;
+	}
 	if (core->store->ops->idem_put(core->store, &rec, err) < 0)
 		return -1;
 
@@ -78,5 +97,19 @@ int core_idem_save(struct core *core, const struct core_key *key, const char *id
 						 NULL, &perr) < 0)
 			fprintf(stderr, "bunkerd: %s\n", perr.msg);
 	}
+	return 0;
+}
+
+int core_idem_admit(struct core *core, const struct core_key *key, struct bk_err *err)
+{
+	int64_t count = 0, bytes = 0;
+	if (core->store->ops->idem_usage(core->store, key->id, now_ms() - CORE_IDEM_TTL_MS, &count,
+					 &bytes, err) < 0)
+		return -1;
+	if (count >= CORE_IDEM_KEY_COUNT_MAX)
+		return bk_err_kind(err, BK_E_LIMIT,
+				   "this API key has used %d Idempotency-Keys in the last 24 hours, "
+				   "the most it may: send the request without one, or later",
+				   CORE_IDEM_KEY_COUNT_MAX);
 	return 0;
 }

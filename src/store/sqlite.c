@@ -126,6 +126,9 @@ static const char *const store_migrations[] = {
     ");"
     "CREATE INDEX tasks_created ON tasks (created_ms);"
     "CREATE INDEX tasks_key_created ON tasks (key_id, created_ms);",
+    /* 4 -> 5: an answer too large to keep is recorded by its length, so
+     * that its request is still not run twice. */
+    "ALTER TABLE idempotency ADD COLUMN dropped_len INTEGER NOT NULL DEFAULT 0;",
 };
 
 _Static_assert(ARRAY_SIZE(store_migrations) == STORE_SCHEMA_VERSION,
@@ -345,6 +348,7 @@ static const struct store_ops sqlite_ops = {
     .idem_get = sqlite__idem_get,
     .idem_put = sqlite__idem_put,
     .idem_purge = sqlite__idem_purge,
+    .idem_usage = sqlite__idem_usage,
     .session_insert = sqlite__session_insert,
     .session_get = sqlite__session_get,
     .session_delete = sqlite__session_delete,

@@ -65,6 +65,8 @@ int sqlite__key_revoke(struct store *st, const char *id, int64_t revoked_ms, str
 int sqlite__idem_get(struct store *st, const char *key_id, const char *idem_key,
 		     int64_t since_ms, struct store_idem *out, struct bk_err *err);
 int sqlite__idem_put(struct store *st, const struct store_idem *r, struct bk_err *err);
+int sqlite__idem_usage(struct store *st, const char *key_id, int64_t since_ms, int64_t *count,
+		       int64_t *bytes, struct bk_err *err);
 int sqlite__idem_purge(struct store *st, int64_t before_ms, int64_t *n, struct bk_err *err);
 int sqlite__session_insert(struct store *st, const struct store_session *s, struct bk_err *err);
 int sqlite__session_get(struct store *st, const char *id, const char *key_id,

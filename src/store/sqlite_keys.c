@@ -149,7 +149,7 @@ int sqlite__idem_get(struct store *st, const char *key_id, const char *idem_key,
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
 	if (sqlite3_prepare_v2(SQ(st)->db,
 			       "SELECT key_id, idem_key, request_hash, status, content_type, body, "
-			       "created_ms FROM idempotency "
+			       "created_ms, dropped_len FROM idempotency "
 			       "WHERE key_id = ? AND idem_key = ? AND created_ms >= ?",
 			       -1, &stmt, NULL) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC) != SQLITE_OK ||
@@ -182,6 +182,7 @@ int sqlite__idem_get(struct store *st, const char *key_id, const char *idem_key,
 	out->body_len = (size_t)len;
 	out->status = sqlite3_column_int(stmt, 3);
 	out->created_ms = sqlite3_column_int64(stmt, 6);
+	out->dropped_len = sqlite3_column_int64(stmt, 7);
 	return 1;
 }
 
@@ -198,7 +199,8 @@ int sqlite__idem_put(struct store *st, const struct store_idem *r, struct bk_err
 	if (sqlite3_prepare_v2(
 		SQ(st)->db,
 		"INSERT OR REPLACE INTO idempotency (key_id, idem_key, request_hash, "
-		"status, content_type, body, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+		"status, content_type, body, created_ms, dropped_len) "
+		"VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
 		-1, &stmt, NULL) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, 1, r->key_id, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, 2, r->idem_key, -1, SQLITE_STATIC) != SQLITE_OK ||
@@ -208,6 +210,7 @@ int sqlite__idem_put(struct store *st, const struct store_idem *r, struct bk_err
 	    sqlite3_bind_blob(stmt, 6, r->body ? r->body : "", (int)r->body_len, SQLITE_STATIC) !=
 		SQLITE_OK ||
 	    sqlite3_bind_int64(stmt, 7, r->created_ms) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 8, r->dropped_len) != SQLITE_OK ||
 	    sqlite3_step(stmt) != SQLITE_DONE)
 		return sqlite__fail(st, err, "cannot store idempotency key of key '%s'", r->key_id);
 	return 0;
@@ -224,5 +227,23 @@ int sqlite__idem_purge(struct store *st, int64_t before_ms, int64_t *n, struct b
 		return sqlite__fail(st, err, "cannot purge expired idempotency keys");
 	if (n)
 		*n = sqlite3_changes(SQ(st)->db);
+	return 0;
+}
+
+int sqlite__idem_usage(struct store *st, const char *key_id, int64_t since_ms, int64_t *count,
+		       int64_t *bytes, struct bk_err *err)
+{
+	_cleanup_unlock_ pthread_mutex_t *lock = sqlite__lock(st);
+	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
+	if (sqlite3_prepare_v2(SQ(st)->db,
+			       "SELECT count(*), coalesce(sum(length(body)), 0) FROM idempotency "
+			       "WHERE key_id = ? AND created_ms >= ?",
+			       -1, &stmt, NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 2, since_ms) != SQLITE_OK ||
+	    sqlite3_step(stmt) != SQLITE_ROW)
+		return sqlite__fail(st, err, "cannot count idempotency keys of key '%s'", key_id);
+	*count = sqlite3_column_int64(stmt, 0);
+	*bytes = sqlite3_column_int64(stmt, 1);
 	return 0;
 }

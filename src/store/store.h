@@ -22,7 +22,7 @@
 
 #include "util/err.h"
 
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 
 /* An API key. Only the hash of the secret is stored. */
 struct store_key {
@@ -46,6 +46,9 @@ struct store_idem {
 	char content_type[64];
 	char *body; /* owned; NUL-terminated, body_len excludes the NUL */
 	size_t body_len;
+	/* > 0: the answer was this many bytes, too many to keep; body is
+	 * empty and the request is not to be run again. */
+	int64_t dropped_len;
 	int64_t created_ms;
 };
 
@@ -145,6 +148,10 @@ struct store_ops {
 	/* Deletes every answer created before before_ms; *n (may be NULL)
 	 * receives how many. */
 	int (*idem_purge)(struct store *st, int64_t before_ms, int64_t *n, struct bk_err *err);
+	/* How many answers key_id has stored since since_ms, and the bytes of
+	 * their bodies. */
+	int (*idem_usage)(struct store *st, const char *key_id, int64_t since_ms, int64_t *count,
+			  int64_t *bytes, struct bk_err *err);
 
 	/* ---- sessions ---- */
 

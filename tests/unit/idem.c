@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../harness.h"
+#include "../client.h"
 #include "api/api_int.h"
 #include "core/core.h"
 #include "store/store.h"
@@ -169,4 +169,102 @@ TEST(expired_answers)
 	CHECK_INT_EQ(got.status, 201);
 	store_idem_release(&got);
 	st->ops->close(st);
+}
+
+static int save_sized(struct fixture *f, const char *idem_key, size_t len, struct bk_err *err)
+{
+	uint8_t h[32];
+	hash_of(idem_key, h);
+	char *body = malloc(len + 1);
+	CHECK(body != NULL);
+	memset(body, 'a', len);
+	struct core_idem_reply saved = {.status = 200, .body = body, .len = len};
+	snprintf(saved.content_type, sizeof(saved.content_type), "application/json");
+	int rc = core_idem_save(f->core, &f->key, idem_key, h, &saved, err);
+	free(body);
+	return rc;
+}
+
+/* An answer over CORE_IDEM_ANSWER_MAX is kept by its length: the store
+ * does not grow by it, and the same request again is a 409 that says why,
+ * never a second run. Issue 12: three 126 MB answers made a 378 MB store. */
+TEST(large_answer_kept_by_length_only)
+{
+	struct fixture f;
+	fixture_open(&f);
+	struct bk_err err = BK_ERR_INIT;
+	long long before = client_store_bytes(f.dir);
+	CHECK_MSG(save_sized(&f, "big", 8u << 20, &err) == 0, "%s", err.msg);
+	CHECK_MSG(client_store_bytes(f.dir) - before < (1 << 20), "the store grew by %lld bytes",
+		  client_store_bytes(f.dir) - before);
+	uint8_t h[32];
+	hash_of("big", h);
+	struct core_idem_reply r;
+	CHECK_INT_EQ(core_idem_find(f.core, &f.key, "big", h, &r, &err), -1);
+	CHECK_INT_EQ(err.kind, BK_E_CONFLICT);
+	CHECK_MSG(strstr(err.msg, "8388608 bytes") && strstr(err.msg, "not run again"), "%s",
+		  err.msg);
+	/* One just under the bound is kept whole. */
+	CHECK(save_sized(&f, "fits", CORE_IDEM_ANSWER_MAX, &err) == 0);
+	hash_of("fits", h);
+	CHECK_INT_EQ(core_idem_find(f.core, &f.key, "fits", h, &r, &err), 1);
+	CHECK_INT_EQ(r.len, CORE_IDEM_ANSWER_MAX);
+	core_idem_reply_release(&r);
+	core_close(f.core);
+}
+
+/* A key keeps at most CORE_IDEM_KEY_BYTES_MAX of answers; past it, answers
+ * are kept by their length. Another key is not affected. */
+TEST_TIMEOUT(key_bytes_bounded, 120)
+{
+	struct fixture f;
+	fixture_open(&f);
+	struct bk_err err = BK_ERR_INIT;
+	int n = (int)(CORE_IDEM_KEY_BYTES_MAX / CORE_IDEM_ANSWER_MAX) + 4;
+	for (int i = 0; i < n; i++) {
+		char k[32];
+		snprintf(k, sizeof(k), "k%d", i);
+		CHECK_MSG(save_sized(&f, k, CORE_IDEM_ANSWER_MAX, &err) == 0, "%s", err.msg);
+	}
+	CHECK_MSG(client_store_bytes(f.dir) < CORE_IDEM_KEY_BYTES_MAX + (16 << 20), "the store holds %lld bytes",
+		  client_store_bytes(f.dir));
+	struct core_idem_reply r;
+	uint8_t h[32];
+	hash_of("k0", h);
+	CHECK_INT_EQ(core_idem_find(f.core, &f.key, "k0", h, &r, &err), 1);
+	core_idem_reply_release(&r);
+	char last[32];
+	snprintf(last, sizeof(last), "k%d", n - 1);
+	hash_of(last, h);
+	CHECK_INT_EQ(core_idem_find(f.core, &f.key, last, h, &r, &err), -1);
+	CHECK_INT_EQ(err.kind, BK_E_CONFLICT);
+	/* Another key still keeps its answers whole. */
+	struct core_key other;
+	char secret[128];
+	CHECK(core_key_create(f.core, "free", NULL, secret, sizeof(secret), &other, &err) == 0);
+	struct core_key mine = f.key;
+	f.key = other;
+	CHECK(save_sized(&f, "k0", 1000, &err) == 0);
+	hash_of("k0", h);
+	CHECK_INT_EQ(core_idem_find(f.core, &other, "k0", h, &r, &err), 1);
+	core_idem_reply_release(&r);
+	f.key = mine;
+	core_close(f.core);
+}
+
+/* At most CORE_IDEM_KEY_COUNT_MAX Idempotency-Keys per API key a day. */
+TEST_TIMEOUT(key_count_bounded, 120)
+{
+	struct fixture f;
+	fixture_open(&f);
+	struct bk_err err = BK_ERR_INIT;
+	CHECK_INT_EQ(core_idem_admit(f.core, &f.key, &err), 0);
+	for (int i = 0; i < CORE_IDEM_KEY_COUNT_MAX; i++) {
+		char k[32];
+		snprintf(k, sizeof(k), "c%d", i);
+		CHECK_MSG(save_sized(&f, k, 10, &err) == 0, "%s", err.msg);
+	}
+	CHECK_INT_EQ(core_idem_admit(f.core, &f.key, &err), -1);
+	CHECK_INT_EQ(err.kind, BK_E_LIMIT);
+	core_close(f.core);
 }
