@@ -86,10 +86,11 @@ bench: deps
 	@bench/run.sh build/release
 
 # Every benchmark; `make bench` runs only the first (bench/lifecycle.sh runs
-# the second, which takes minutes; bench/preview.sh the third).
-bench-bin: $(BUILD)/bench/bench $(BUILD)/bench/lifecycle $(BUILD)/bench/preview
+# the second, which takes minutes; bench/preview.sh the third;
+# build/release/bench/hostile the fourth, about five minutes).
+bench-bin: $(BUILD)/bench/bench $(BUILD)/bench/lifecycle $(BUILD)/bench/preview $(BUILD)/bench/hostile
 
-$(BUILD)/bench/bench $(BUILD)/bench/lifecycle $(BUILD)/bench/preview: $(BUILD)/bench/%: bench/%.c bench/common.c bench/common.h $(BUILD)/libbunker.a
+$(BUILD)/bench/bench $(BUILD)/bench/lifecycle $(BUILD)/bench/preview $(BUILD)/bench/hostile: $(BUILD)/bench/%: bench/%.c bench/common.c bench/common.h $(BUILD)/libbunker.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) -o $@ $< bench/common.c $(BUILD)/libbunker.a $(PKG_LIBS) $(TEST_LIBS) -lm
 
