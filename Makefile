@@ -33,7 +33,7 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/*.c))
 BB_SRCS   := $(sort $(wildcard tests/blackbox/*.c))
 TEST_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit_%) \
              $(BB_SRCS:tests/blackbox/%.c=$(BUILD)/tests/bb_%)
-TEST_COMMON := $(BUILD)/obj/tests/harness.o $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/client.c tests/fakes.c tests/fake_store.c tests/fake_backend.c))
+TEST_COMMON := $(BUILD)/obj/tests/harness.o $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/client.c tests/raw.c tests/fakes.c tests/fake_store.c tests/fake_backend.c))
 
 .PHONY: all tests run test deps clean format format-check bench bench-bin
 all: $(BUILD)/bunkerd $(BUILD)/bunker $(BUILD)/bunker-init

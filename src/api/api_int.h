@@ -13,23 +13,31 @@ static inline void cleanup_jsonp(json_t **j)
 #define _cleanup_json_ __attribute__((cleanup(cleanup_jsonp)))
 
 struct api_route;
+struct api_route_table;
 
 #define API_PARAMS_MAX 4
 
-/* What a handler knows of its request once routed and authenticated. */
+/* What a handler knows of its request once routed and authenticated. It
+ * lives from the request's head to its end (api/common.c). */
 struct api_call {
 	struct api *api;
 	const struct http_request *req;
 	struct http_response *res;
 	struct core_key key;
 	bool authed;
-	char session_id[64];	       /* for the log line */
-	const struct api_route *route; /* NULL when no route matched */
+	char session_id[64];		     /* for the log line */
+	const struct api_route *route;	     /* NULL when no route matched */
+	const struct api_route_table *table; /* the route's */
 	/* The path segments matched by the route's {name} placeholders, in
 	 * order (NULL past the last); they live in param_buf. */
 	const char *param[API_PARAMS_MAX];
 	char param_buf[512];
 	bool replayed; /* the answer is a stored one (api/idem.c) */
+	/* A streamed body's (api_body_stream()): where it goes, and the error
+	 * write() gave. */
+	const struct api_body_stream *stream;
+	void *stream_state;
+	struct bk_err stream_err;
 };
 
 /* Answers with obj (the reference is stolen) as JSON. */
@@ -41,8 +49,19 @@ json_t *api_buntime_error_body(const struct bk_err *err);
 void api_buntime_error(struct api_call *c, const struct bk_err *err);
 /* Parses the request body as a JSON object: an empty body is {} when
  * empty_ok. Returns a new reference, or NULL with err set (BK_E_INVALID,
- * BK_E_TOO_LARGE). */
+ * BK_E_TOO_LARGE). The body is checked with api_json_check() first. */
 json_t *api_body_object(const struct http_request *req, bool empty_ok, struct bk_err *err);
+
+/* What a JSON body may hold before it is parsed (jansson parses nesting by
+ * recursion, down to 2,048 levels, and takes some 170 bytes for an empty
+ * object: 99 MB of them made 5.8 GB): */
+#define API_JSON_DEPTH_MAX 64
+#define API_JSON_VALUES_MAX 100000
+/* Whether the JSON text[0..len) nests at most API_JSON_DEPTH_MAX deep and
+ * holds at most API_JSON_VALUES_MAX values, counted in one pass without
+ * parsing (so also for text that is no valid JSON). -1 with err naming
+ * "body" (BK_E_INVALID; err may be NULL) when not. */
+int api_json_check(const char *text, size_t len, struct bk_err *err);
 /* The query argument name as a whole number min..max (def when absent);
  * otherwise an error naming field. min >= 0. */
 int api_query_int(struct api_call *c, const char *name, const char *field, int def, int min,
@@ -91,7 +110,42 @@ enum api_route_flag {
 	/* What a 2xx answer counts in util/metrics.h: */
 	API_ROUTE_CREATES_SESSION = 1u << 2,
 	API_ROUTE_EXECUTES = 1u << 3,
+	/* The body carries a file's content: it may hold the key's max file
+	 * size (in base64) on top of API_BODY_JSON_MAX. */
+	API_ROUTE_BODY_FILE = 1u << 4,
+	/* The handler runs at the head, once the key and the rate limit
+	 * passed and before a byte of the body is read; it answers, or calls
+	 * api_body_stream() to take the body as it comes. Idempotency does
+	 * not apply. */
+	API_ROUTE_STREAM_BODY = 1u << 5,
 };
+
+/* The largest body of a route without API_ROUTE_BODY_FILE. */
+#define API_BODY_JSON_MAX (8u << 20)
+
+/* How a route takes its body as a stream, piece by piece as it arrives,
+ * instead of whole (InstaVM's multipart upload): see API_ROUTE_STREAM_BODY
+ * and api_body_stream(). Every call runs on the connection's thread. */
+struct api_body_stream {
+	/* The next len bytes of the body, in order; may block a while to pass
+	 * them on. 0, or -1 with err to take no more (the rest is dropped). */
+	int (*write)(void *state, const char *data, size_t len, struct bk_err *err);
+	/* Once, last: answers c and frees state. end says how the body ended
+	 * (HTTP_BODY_TOO_LARGE: past api_route_body_limit(); the route
+	 * answers 413), err is write()'s error for HTTP_BODY_REFUSED. After
+	 * HTTP_BODY_CLIENT_GONE the answer goes to no one. */
+	void (*finish)(struct api_call *c, void *state, enum http_body_end end,
+		       const struct bk_err *err);
+};
+
+/* From the handler of an API_ROUTE_STREAM_BODY route, at the head: the
+ * body is to go to ops with state (taken: finish() frees it). A handler
+ * that answers instead (an error) leaves the body unread. */
+void api_body_stream(struct api_call *c, const struct api_body_stream *ops, void *state);
+
+/* The sink of every streamed route: calls its struct api_body_stream
+ * (api/common.c). */
+extern const struct http_body_sink api_stream_sink;
 
 /* One endpoint. pattern is a path whose "{name}" segments each match one
  * non-empty segment (OpenAPI's path template syntax, so that the document
@@ -122,8 +176,16 @@ extern const struct api_route_table *const api_route_tables[];
 
 /* Matches path against pattern, filling c->param (c may be NULL). */
 bool api_route_match(const char *pattern, const char *path, struct api_call *c);
-/* Routes, authenticates, rate-limits and runs c's request. */
-void api_dispatch(struct api_call *c);
+/* At c's head (nothing of its body read): routes, checks the path and the
+ * query, authenticates and rate-limits, and fills plan: an answer at once
+ * (c->res) when any of that fails, else the body's mode and limit. */
+void api_dispatch_head(struct api_call *c, struct http_body_plan *plan);
+/* Once a buffered body is in: 413 when it was over the limit, else
+ * idempotency and the route's handler. */
+void api_dispatch_body(struct api_call *c);
+/* The most body bytes c's route takes from c's key: API_BODY_JSON_MAX,
+ * plus the key's max file size in base64 for API_ROUTE_BODY_FILE. */
+size_t api_route_body_limit(const struct api_call *c);
 
 /* ---- streamed executions: Server-Sent Events (api/stream.c) ---- */
 

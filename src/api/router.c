@@ -1,6 +1,7 @@
-/* Routing: the route tables of every dialect, matched in order; then
- * authentication, the key's rate limit, idempotency and the handler, in
- * that order, for every route but the public ones. */
+/* Routing: the route tables of every dialect, matched in order; then, at
+ * the request's head and before any of its body is read, authentication
+ * and the key's rate limit for every route but the public ones, and the
+ * route's body limit; once the body is in, idempotency and the handler. */
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -83,39 +84,83 @@ static bool has_header(const struct http_response *res, const char *name)
 	return false;
 }
 
-void api_dispatch(struct api_call *c)
+size_t api_route_body_limit(const struct api_call *c)
+{
+	size_t limit = API_BODY_JSON_MAX;
+	if (c->route && (c->route->flags & API_ROUTE_BODY_FILE) && c->authed) {
+		/* base64 takes 4 bytes for every 3 (and a last 4). */
+		uint64_t file = (uint64_t)c->key.limits.max_file_bytes;
+		limit += (size_t)((file + 2) / 3 * 4);
+	}
+	return limit;
+}
+
+/* Whatever of the request may be echoed, logged or looked up is text:
+ * refuse what is not UTF-8 (or holds a NUL) before any of that. */
+static int request_check(struct api_call *c, struct bk_err *err)
+{
+	if (c->req->nul_arg)
+		return bk_err_field(err, c->req->nul_arg, "query argument '%s' holds a NUL byte",
+				    c->req->nul_arg);
+	if (!api_utf8_valid(c->req->path))
+		return bk_err_field(err, "path", "the request path is not valid UTF-8");
+	if (http_query_find_invalid(c->req, api_utf8_valid))
+		return bk_err_field(err, "query", "a query argument is not valid UTF-8");
+	return 0;
+}
+
+/* The route's work with its body is the only thing left for after the
+ * body: what the head can tell (no such route, a bad path, no key, no
+ * budget left) is answered before a byte of the body is read. */
+void api_dispatch_head(struct api_call *c, struct http_body_plan *plan)
 {
 	const struct api_route_table *table = NULL;
 	const struct api_route *route = route_find(c, &table);
 	if (route == NULL)
 		return not_found(c);
 	c->route = route;
-	if (c->req->nul_arg) {
-		struct bk_err err = BK_ERR_INIT;
-		bk_err_field(&err, c->req->nul_arg, "query argument '%s' holds a NUL byte",
-			     c->req->nul_arg);
+	c->table = table;
+	struct bk_err err = BK_ERR_INIT;
+	if (request_check(c, &err) < 0)
 		return table->error(c, &err);
-	}
-	/* Everything of the request that may be echoed, logged or looked up
-	 * is text: refuse what is not UTF-8 before any of that. */
-	if (!api_utf8_valid(c->req->path)) {
-		struct bk_err err = BK_ERR_INIT;
-		bk_err_field(&err, "path", "the request path is not valid UTF-8");
-		return table->error(c, &err);
-	}
-	const char *bad = http_query_find_invalid(c->req, api_utf8_valid);
-	if (bad) {
-		struct bk_err err = BK_ERR_INIT;
-		bk_err_field(&err, "query", "a query argument is not valid UTF-8");
-		return table->error(c, &err);
-	}
+	/* A route whose key may come in its body (InstaVM's create, with an
+	 * api_key field) will have to pass here without one and take a small
+	 * body before it authenticates. */
 	if (!(route->flags & API_ROUTE_PUBLIC)) {
-		struct bk_err err = BK_ERR_INIT;
 		if (api_auth(c, table->key_header, &err) < 0 || api_ratelimit_check(c, &err) < 0)
 			return table->error(c, &err);
 		if (c->param[0] &&
 		    (strstr(route->pattern, "{id}") || strstr(route->pattern, "{session_id}")))
 			snprintf(c->session_id, sizeof(c->session_id), "%s", c->param[0]);
+	}
+	plan->limit = api_route_body_limit(c);
+	if (!(route->flags & API_ROUTE_STREAM_BODY)) {
+		plan->mode = HTTP_BODY_BUFFER;
+		return;
+	}
+	route->handler(c);
+	if (c->stream) {
+		plan->mode = HTTP_BODY_STREAM;
+		plan->sink = &api_stream_sink;
+	}
+}
+
+void api_body_stream(struct api_call *c, const struct api_body_stream *ops, void *state)
+{
+	c->stream = ops;
+	c->stream_state = state;
+}
+
+void api_dispatch_body(struct api_call *c)
+{
+	const struct api_route *route = c->route;
+	const struct api_route_table *table = c->table;
+	if (c->req->body_too_large) {
+		struct bk_err err = BK_ERR_INIT;
+		bk_err_kind(&err, BK_E_TOO_LARGE,
+			    "the request body is over this endpoint's limit of %zu bytes",
+			    api_route_body_limit(c));
+		return table->error(c, &err);
 	}
 	int64_t t0 = mono_us();
 	if (route->flags & API_ROUTE_IDEMPOTENT)
