@@ -54,7 +54,7 @@ json_t *api_body_object(const struct http_request *req, bool empty_ok, struct bk
 
 /* What a JSON body may hold before it is parsed (jansson parses nesting by
  * recursion, down to 2,048 levels, and takes some 170 bytes for an empty
- * object: 99 MB of them made 5.8 GB): */
+ * object: 99 MB of them made over 5 GB): */
 #define API_JSON_DEPTH_MAX 64
 #define API_JSON_VALUES_MAX 100000
 /* Whether the JSON text[0..len) nests at most API_JSON_DEPTH_MAX deep and
@@ -184,7 +184,8 @@ void api_dispatch_head(struct api_call *c, struct http_body_plan *plan);
  * idempotency and the route's handler. */
 void api_dispatch_body(struct api_call *c);
 /* The most body bytes c's route takes from c's key: API_BODY_JSON_MAX,
- * plus the key's max file size in base64 for API_ROUTE_BODY_FILE. */
+ * plus the key's max file size in base64 for API_ROUTE_BODY_FILE; none
+ * for a public route (nothing unauthenticated is buffered). */
 size_t api_route_body_limit(const struct api_call *c);
 
 /* ---- streamed executions: Server-Sent Events (api/stream.c) ---- */

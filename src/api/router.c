@@ -86,6 +86,9 @@ static bool has_header(const struct http_response *res, const char *name)
 
 size_t api_route_body_limit(const struct api_call *c)
 {
+	/* No key, no body: a public route would buffer one for anyone. */
+	if (c->route == NULL || (c->route->flags & API_ROUTE_PUBLIC))
+		return 0;
 	size_t limit = API_BODY_JSON_MAX;
 	if (c->route && (c->route->flags & API_ROUTE_BODY_FILE) && c->authed) {
 		/* base64 takes 4 bytes for every 3 (and a last 4). */

@@ -225,6 +225,10 @@ TEST(body_refused_at_head)
 	check_refused_at_head("POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 10737418240\r\n"
 			      "Expect: 100-continue\r\n\r\n",
 			      404, "not_found");
+	/* A route that needs no key takes no body either. */
+	check_refused_at_head("GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n"
+			      "Expect: 100-continue\r\n\r\n",
+			      413, "payload_too_large");
 
 	/* A client that sends its body at once still reads the answer: the
 	 * daemon drops what comes after it before closing. */
