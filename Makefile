@@ -35,7 +35,7 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/*.c))
 BB_SRCS   := $(sort $(wildcard tests/blackbox/*.c))
 TEST_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit_%) \
              $(BB_SRCS:tests/blackbox/%.c=$(BUILD)/tests/bb_%)
-TEST_COMMON := $(BUILD)/obj/tests/harness.o $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/client.c tests/iv_client.c tests/fakes.c tests/fake_store.c tests/fake_backend.c tests/sbx_fixture.c))
+TEST_COMMON := $(BUILD)/obj/tests/harness.o $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/client.c tests/iv_client.c tests/raw.c tests/fakes.c tests/fake_store.c tests/fake_backend.c tests/sbx_fixture.c))
 
 .PHONY: all tests run test deps clean format format-check bench bench-bin
 all: $(BUILD)/bunkerd $(BUILD)/bunker $(BUILD)/bunker-init
@@ -96,9 +96,10 @@ bench: deps
 	@bench/run.sh build/release
 
 # Every benchmark; `make bench` runs only the first (bench/lifecycle.sh runs
-# the second, which takes minutes; bench/preview.sh the third; the fourth,
+# the second, which takes minutes; bench/preview.sh the third;
+# build/release/bench/hostile the fourth, about five minutes; the fifth,
 # the interpreters at the sandbox level, runs as `build/release/bench/interp`).
-BENCHES := bench lifecycle preview
+BENCHES := bench lifecycle preview hostile
 bench-bin: $(BENCHES:%=$(BUILD)/bench/%) $(BUILD)/bench/interp
 
 # The interpreters' bench drives the backend itself: libbunker, no

@@ -21,6 +21,7 @@
 
 char build[PATH_MAX], data_dir[64], log_path[128];
 pid_t daemon_pid;
+int daemon_port;
 int rate_limited;
 
 static char log_dir[64], base_url[64];
@@ -218,8 +219,12 @@ void start_daemon(const char *const extra_args[], long request_timeout_s, long s
 		exit(1);
 	}
 	signal(SIGPIPE, SIG_IGN);
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-	curl = curl_easy_init();
+	/* A program may start a daemon again after stop_daemon(): one curl
+	 * handle and one log for all of them. */
+	if (curl == NULL) {
+		curl_global_init(CURL_GLOBAL_DEFAULT);
+		curl = curl_easy_init();
+	}
 	if (curl == NULL) {
 		fprintf(stderr, "bench: cannot start libcurl\n");
 		exit(1);
@@ -228,8 +233,9 @@ void start_daemon(const char *const extra_args[], long request_timeout_s, long s
 	stop_timeout = stop_timeout_s;
 
 	snprintf(data_dir, sizeof(data_dir), "/tmp/bk-bench-data-XXXXXX");
-	snprintf(log_dir, sizeof(log_dir), "/tmp/bk-bench-log-XXXXXX");
-	if (mkdtemp(data_dir) == NULL || mkdtemp(log_dir) == NULL)
+	if (log_dir[0] == '\0')
+		snprintf(log_dir, sizeof(log_dir), "/tmp/bk-bench-log-XXXXXX");
+	if (mkdtemp(data_dir) == NULL || (log_path[0] == '\0' && mkdtemp(log_dir) == NULL))
 		die("mkdtemp failed");
 	snprintf(log_path, sizeof(log_path), "%s/bunkerd.log", log_dir);
 	char bunkerd[PATH_MAX + 16], port_s[16];
@@ -242,6 +248,7 @@ void start_daemon(const char *const extra_args[], long request_timeout_s, long s
 	if (port <= 0)
 		die("no free port");
 	snprintf(port_s, sizeof(port_s), "%d", port);
+	daemon_port = port;
 	snprintf(base_url, sizeof(base_url), "http://127.0.0.1:%d", port);
 
 	char *argv[32] = {bunkerd, "--listen",	 "127.0.0.1", "--port",

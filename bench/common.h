@@ -22,8 +22,9 @@ extern char build[PATH_MAX];
 extern char data_dir[64];
 /* The daemon's log (its stderr and the CLI's); kept when a run dies. */
 extern char log_path[128];
-/* The daemon, 0 when none runs. */
+/* The daemon, 0 when none runs, and the loopback port it listens on. */
 extern pid_t daemon_pid;
+extern int daemon_port;
 /* Answers 429 that http() waited out (not timed). */
 extern int rate_limited;
 
@@ -55,7 +56,9 @@ void start_daemon(const char *const extra_args[], long request_timeout_s, long s
 
 /* Stops the daemon (SIGTERM, then SIGKILL after the stop timeout), detaches
  * what it left mounted under its data directory and removes that. Safe to
- * call again, and when no daemon was started. */
+ * call again, and when no daemon was started; start_daemon() may follow
+ * (a new daemon, on a new port and data directory, logging to the same
+ * log). */
 void stop_daemon(void);
 
 /* Stops the daemon if it still runs, frees the curl handle and removes the

@@ -362,10 +362,32 @@ static int rmdir_cb(const char *path, const struct stat *st, int flag, struct FT
 	return 0;
 }
 
+/* Whether a mount table (/proc/PID/mountinfo) is a sandbox's of the
+ * daemon of dir: one of its mounts comes from under dir (an overlay's
+ * layers, a bind's source) without being mounted under dir. A mount
+ * namespace of someone else's that merely sees the daemon's mounts by
+ * propagation (another test run's, on a shared /tmp) has them all at
+ * their place under dir, and its processes are not ours to kill. */
+static bool mounts_from(const char *text, const char *dir)
+{
+	size_t dl = strlen(dir);
+	for (const char *line = text; line && *line;) {
+		const char *eol = strchr(line, '\n');
+		size_t n = eol ? (size_t)(eol - line) : strlen(line);
+		char point[4096] = "";
+		sscanf(line, "%*s %*s %*s %*s %4095s", point);
+		if (memmem(line, n, dir, dl) != NULL && strncmp(point, dir, dl) != 0)
+			return true;
+		line = eol ? eol + 1 : NULL;
+	}
+	return false;
+}
+
 /* Kills every process (but us) whose command line names dir, or whose mount
- * table does in a mount namespace other than ours (in ours, every process
- * sees the mounts the daemon left), then removes the (now empty) session
- * cgroups they were in. Returns how many there were. */
+ * table is one of its sandboxes' (mounts_from()) in a mount namespace other
+ * than ours (in ours, every process sees the mounts the daemon left), then
+ * removes the (now empty) session cgroups they were in. Returns how many
+ * there were. */
 static int kill_leftovers(const char *dir)
 {
 	if (dir[0] == '\0')
@@ -396,7 +418,7 @@ static int kill_leftovers(const char *dir)
 		if (!hit && !own_ns) {
 			snprintf(path, sizeof(path), "/proc/%ld/mountinfo", pid);
 			text = read_file_all(path, &len);
-			hit = text != NULL && strstr(text, dir) != NULL;
+			hit = text != NULL && mounts_from(text, dir);
 			free(text);
 		}
 		if (!hit)

@@ -16,13 +16,16 @@ struct api {
 };
 
 /* Sets api up to serve core (borrowed, as is version): call before the
- * first api_handle(), and api_close() after the last. */
+ * server starts with api_handler_ops(), and api_close() once it stopped. */
 int api_open(struct api *api, struct core *core, const char *version, struct bk_err *err);
 void api_close(struct api *api);
 
-/* The http_handler of bunkerd: ctx is a struct api. */
-void api_handle(void *ctx, const struct http_request *req, struct http_response *res);
+/* The request handler of bunkerd over api (borrowed): at each request's
+ * head it routes, checks the key and the rate limit and answers at once
+ * when any fails, before the body is read; a route's body is then
+ * buffered up to its limit (or streamed) and the route answers. */
+struct http_handler_ops api_handler_ops(struct api *api);
 /* The host hooks of bunkerd (api/preview.c): preview hosts and the path
  * proxy are relayed to a port of their session, every other request is
- * api_handle()'s. */
+ * api_handler_ops()'s. */
 struct http_host_hooks api_preview_hooks(struct api *api);

@@ -13,29 +13,40 @@ static inline void cleanup_jsonp(json_t **j)
 #define _cleanup_json_ __attribute__((cleanup(cleanup_jsonp)))
 
 struct api_route;
+struct api_route_table;
 
 #define API_PARAMS_MAX 4
 
-/* What a handler knows of its request once routed and authenticated. */
+/* What a handler knows of its request once routed and authenticated. It
+ * lives from the request's head to its end (api/common.c). */
 struct api_call {
 	struct api *api;
 	const struct http_request *req;
 	struct http_response *res;
 	struct core_key key;
 	bool authed;
-	char session_id[64];	       /* for the log line */
-	const struct api_route *route; /* NULL when no route matched */
+	char session_id[64];		     /* for the log line */
+	const struct api_route *route;	     /* NULL when no route matched */
+	const struct api_route_table *table; /* the route's */
 	/* The path segments matched by the route's {name} placeholders, in
 	 * order (NULL past the last); they live in param_buf. */
 	const char *param[API_PARAMS_MAX];
 	char param_buf[512];
 	bool replayed; /* the answer is a stored one (api/idem.c) */
+	/* Until the body is in, route stands for the routes of two dialects
+	 * that share its method and path (api/router.c). */
+	bool shared;
 	/* The request's path with runs of '/' made one (a client's base URL
 	 * that ends in '/'): what routes are matched against. Owned. */
 	char *path;
 	/* The body parsed as a JSON object by api_call_body(), once; owned. */
 	json_t *body;
 	bool body_parsed;
+	/* A streamed body's (api_body_stream()): where it goes, and the error
+	 * write() gave. */
+	const struct api_body_stream *stream;
+	void *stream_state;
+	struct bk_err stream_err;
 };
 
 /* c's body as a JSON object (an empty body is {}), parsed on the first
@@ -55,8 +66,19 @@ json_t *api_buntime_error_body(const struct bk_err *err);
 void api_buntime_error(struct api_call *c, const struct bk_err *err);
 /* Parses the request body as a JSON object: an empty body is {} when
  * empty_ok. Returns a new reference, or NULL with err set (BK_E_INVALID,
- * BK_E_TOO_LARGE). */
+ * BK_E_TOO_LARGE). The body is checked with api_json_check() first. */
 json_t *api_body_object(const struct http_request *req, bool empty_ok, struct bk_err *err);
+
+/* What a JSON body may hold before it is parsed (jansson parses nesting by
+ * recursion, down to 2,048 levels, and takes some 170 bytes for an empty
+ * object: 99 MB of them made over 5 GB): */
+#define API_JSON_DEPTH_MAX 64
+#define API_JSON_VALUES_MAX 100000
+/* Whether the JSON text[0..len) nests at most API_JSON_DEPTH_MAX deep and
+ * holds at most API_JSON_VALUES_MAX values, counted in one pass without
+ * parsing (so also for text that is no valid JSON). -1 with err naming
+ * "body" (BK_E_INVALID; err may be NULL) when not. */
+int api_json_check(const char *text, size_t len, struct bk_err *err);
 /* The query argument name as a whole number min..max (def when absent);
  * otherwise an error naming field. min >= 0. */
 int api_query_int(struct api_call *c, const char *name, const char *field, int def, int min,
@@ -112,11 +134,49 @@ enum api_route_flag {
 	API_ROUTE_EXECUTES = 1u << 3,
 	/* The handler authenticates: the key may come in the body (InstaVM's
 	 * create sends api_key there). */
-	API_ROUTE_KEY_IN_BODY = 1u << 4,
+	API_ROUTE_KEY_IN_BODY = 1u << 6,
 	/* A key is checked when one is sent; without one the handler decides
 	 * (InstaVM's usage, where the session's UUID is the capability). */
-	API_ROUTE_KEY_OPTIONAL = 1u << 5,
+	API_ROUTE_KEY_OPTIONAL = 1u << 7,
+	/* The body carries a file's content: it may hold the key's max file
+	 * size (in base64) on top of API_BODY_JSON_MAX. */
+	API_ROUTE_BODY_FILE = 1u << 4,
+	/* The handler runs at the head, once the key and the rate limit
+	 * passed and before a byte of the body is read; it answers, or calls
+	 * api_body_stream() to take the body as it comes. Idempotency does
+	 * not apply. */
+	API_ROUTE_STREAM_BODY = 1u << 5,
 };
+
+/* The largest body of a route without API_ROUTE_BODY_FILE. */
+#define API_BODY_JSON_MAX (8u << 20)
+/* The largest body read before its key is known (API_ROUTE_KEY_IN_BODY:
+ * the key is in it). */
+#define API_BODY_KEYLESS_MAX (256u << 10)
+
+/* How a route takes its body as a stream, piece by piece as it arrives,
+ * instead of whole (InstaVM's multipart upload): see API_ROUTE_STREAM_BODY
+ * and api_body_stream(). Every call runs on the connection's thread. */
+struct api_body_stream {
+	/* The next len bytes of the body, in order; may block a while to pass
+	 * them on. 0, or -1 with err to take no more (the rest is dropped). */
+	int (*write)(void *state, const char *data, size_t len, struct bk_err *err);
+	/* Once, last: answers c and frees state. end says how the body ended
+	 * (HTTP_BODY_TOO_LARGE: past api_route_body_limit(); the route
+	 * answers 413), err is write()'s error for HTTP_BODY_REFUSED. After
+	 * HTTP_BODY_CLIENT_GONE the answer goes to no one. */
+	void (*finish)(struct api_call *c, void *state, enum http_body_end end,
+		       const struct bk_err *err);
+};
+
+/* From the handler of an API_ROUTE_STREAM_BODY route, at the head: the
+ * body is to go to ops with state (taken: finish() frees it). A handler
+ * that answers instead (an error) leaves the body unread. */
+void api_body_stream(struct api_call *c, const struct api_body_stream *ops, void *state);
+
+/* The sink of every streamed route: calls its struct api_body_stream
+ * (api/common.c). */
+extern const struct http_body_sink api_stream_sink;
 
 /* One endpoint. pattern is a path whose "{name}" segments each match one
  * non-empty segment (OpenAPI's path template syntax, so that the document
@@ -151,8 +211,17 @@ extern const struct api_route_table *const api_route_tables[];
 
 /* Matches path against pattern, filling c->param (c may be NULL). */
 bool api_route_match(const char *pattern, const char *path, struct api_call *c);
-/* Routes, authenticates, rate-limits and runs c's request. */
-void api_dispatch(struct api_call *c);
+/* At c's head (nothing of its body read): routes, checks the path and the
+ * query, authenticates and rate-limits, and fills plan: an answer at once
+ * (c->res) when any of that fails, else the body's mode and limit. */
+void api_dispatch_head(struct api_call *c, struct http_body_plan *plan);
+/* Once a buffered body is in: 413 when it was over the limit, else
+ * idempotency and the route's handler. */
+void api_dispatch_body(struct api_call *c);
+/* The most body bytes c's route takes from c's key: API_BODY_JSON_MAX,
+ * plus the key's max file size in base64 for API_ROUTE_BODY_FILE; none
+ * for a public route (nothing unauthenticated is buffered). */
+size_t api_route_body_limit(const struct api_call *c);
 
 /* ---- streamed executions: Server-Sent Events (api/stream.c) ---- */
 

@@ -194,6 +194,46 @@ int api_query_bool(struct api_call *c, const char *name, bool *out, struct bk_er
 	return 0;
 }
 
+int api_json_check(const char *text, size_t len, struct bk_err *err)
+{
+	size_t values = 0;
+	int depth = 0;
+	for (size_t i = 0; i < len; i++) {
+		char ch = text[i];
+		if (ch == '"') {
+			for (i++; i < len && text[i] != '"'; i++)
+				if (text[i] == '\\')
+					i++;
+			/* A string followed by ':' is a member's name, not a value. */
+			size_t j = i + 1;
+			while (j < len && strchr(" \t\r\n", text[j]) && text[j] != '\0')
+				j++;
+			if (j < len && text[j] == ':')
+				continue;
+		} else if (ch == '[' || ch == '{') {
+			if (++depth > API_JSON_DEPTH_MAX)
+				return bk_err_field(err, "body",
+						    "the JSON body nests deeper than %d levels",
+						    API_JSON_DEPTH_MAX);
+		} else if (ch == ']' || ch == '}') {
+			depth--;
+			continue;
+		} else if (ch == '-' || (ch >= '0' && ch <= '9') || ch == 't' || ch == 'f' ||
+			   ch == 'n') {
+			/* A number or a literal: one value, however long. */
+			while (i + 1 < len && strchr("0123456789+-.eEtruefalsn", text[i + 1]) &&
+			       text[i + 1] != '\0')
+				i++;
+		} else {
+			continue;
+		}
+		if (++values > API_JSON_VALUES_MAX)
+			return bk_err_field(err, "body", "the JSON body holds more than %d values",
+					    API_JSON_VALUES_MAX);
+	}
+	return 0;
+}
+
 json_t *api_body_object(const struct http_request *req, bool empty_ok, struct bk_err *err)
 {
 	if (req->body_too_large) {
@@ -209,6 +249,8 @@ json_t *api_body_object(const struct http_request *req, bool empty_ok, struct bk
 		bk_err_field(err, "body", "a JSON object body is required");
 		return NULL;
 	}
+	if (api_json_check(req->body + i, req->body_len - i, err) < 0)
+		return NULL;
 	json_error_t je;
 	/* Jansson refuses invalid UTF-8 and, without JSON_ALLOW_NUL, "\u0000". */
 	json_t *j = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
@@ -400,21 +442,86 @@ static char *path_collapse(const char *path)
 	return out;
 }
 
-void api_handle(void *ctx, const struct http_request *req, struct http_response *res)
+/* ---- bunkerd's struct http_handler_ops ---- */
+
+/* The request's metrics and log line, once it is answered. */
+static void call_answered(struct api_call *c)
 {
-	struct api_call c = {.api = ctx, .req = req, .res = res};
-	c.path = path_collapse(req->path);
-	if (c.path == NULL) {
-		static const char oom[] = "{\"error\":{\"code\":\"internal_error\","
-					  "\"message\":\"out of memory\"}}";
+	double ms = (double)(mono_us() - c->req->start_us) / 1000.0;
+	metrics_request(method_label(c->req->method), c->route ? c->route->pattern : "unmatched",
+			c->res->status, ms / 1000.0);
+	log_request(c, ms);
+}
+
+static void on_head(void *ctx, const struct http_request *req, struct http_body_plan *plan,
+		    struct http_response *res)
+{
+	struct api_call *c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		static const char oom[] =
+		    "{\"error\":{\"code\":\"internal_error\",\"message\":\"out of memory\"}}";
 		http_response_set(res, 500, "application/json", oom, sizeof(oom) - 1);
 		return;
 	}
-	api_dispatch(&c);
-	free(c.path);
-	json_decref(c.body);
-	double ms = (double)(mono_us() - req->start_us) / 1000.0;
-	metrics_request(method_label(req->method), c.route ? c.route->pattern : "unmatched",
-			res->status, ms / 1000.0);
-	log_request(&c, ms);
+	*c = (struct api_call){.api = ctx, .req = req, .res = res, .stream_err = BK_ERR_INIT};
+	plan->state = c;
+	c->path = path_collapse(req->path);
+	if (c->path == NULL) {
+		struct bk_err err = BK_ERR_INIT;
+		bk_err_set(&err, ENOMEM, "cannot route the request");
+		api_buntime_error(c, &err);
+		call_answered(c);
+		return;
+	}
+	api_dispatch_head(c, plan);
+	if (plan->mode == HTTP_BODY_ANSWER)
+		call_answered(c);
+}
+
+static void on_body(void *ctx, const struct http_request *req, void *state,
+		    struct http_response *res)
+{
+	struct api_call *c = state;
+	c->req = req;
+	c->res = res;
+	api_dispatch_body(c);
+	call_answered(c);
+}
+
+static void on_done(void *ctx, void *state)
+{
+	struct api_call *c = state;
+	if (c == NULL)
+		return;
+	free(c->path);
+	json_decref(c->body);
+	free(c);
+}
+
+static int sink_write(void *state, const char *data, size_t len)
+{
+	struct api_call *c = state;
+	return c->stream->write(c->stream_state, data, len, &c->stream_err);
+}
+
+static void sink_finish(void *state, enum http_body_end end, const struct http_request *req,
+			struct http_response *res)
+{
+	struct api_call *c = state;
+	c->req = req;
+	c->res = res;
+	c->stream->finish(c, c->stream_state, end, &c->stream_err);
+	c->stream_state = NULL;
+	call_answered(c);
+}
+
+const struct http_body_sink api_stream_sink = {
+    .write = sink_write,
+    .finish = sink_finish,
+};
+
+struct http_handler_ops api_handler_ops(struct api *api)
+{
+	return (struct http_handler_ops){
+	    .head = on_head, .handle = on_body, .done = on_done, .ctx = api};
 }

@@ -270,7 +270,8 @@ static void handle_create(struct api_call *c)
 	json_t *body = api_call_body(c, &err);
 	if (body == NULL)
 		return instavm_error(c, &err);
-	if (create_auth(c, body, &err) < 0 || api_ratelimit_check(c, &err) < 0)
+	/* A key in a header was checked at the head; one in the body now. */
+	if (!c->authed && (create_auth(c, body, &err) < 0 || api_ratelimit_check(c, &err) < 0))
 		return instavm_error(c, &err);
 	int64_t lifetime = LIFETIME_DEFAULT_S, memory = 0, vcpu = VCPU_DEFAULT;
 	instavm_int_field(body, "vm_lifetime_seconds", LIFETIME_MIN_S, LIFETIME_MAX_S, &lifetime, &err);
@@ -623,7 +624,7 @@ static const struct api_route instavm_routes[] = {
     {"GET", "/v1/executions/{task_id}", instavm_execution_get, 0},
     {"POST", "/kill", handle_kill, 0},
     {"POST", "/download", instavm_download, 0},
-    {"POST", "/upload", instavm_upload, 0},
+    {"POST", "/upload", instavm_upload, API_ROUTE_STREAM_BODY | API_ROUTE_BODY_FILE},
     {"GET", "/v1/egress/session/{session_id}", handle_egress_get, 0},
     {"POST", "/v1/egress/session/{session_id}", handle_egress_set, 0},
 };

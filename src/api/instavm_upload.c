@@ -155,19 +155,35 @@ static struct upload *upload_new(struct api_call *c, struct bk_err *err)
 	return u;
 }
 
-static int upload_write(struct upload *u, const char *data, size_t len, struct bk_err *err)
+static int upload_write(void *state, const char *data, size_t len, struct bk_err *err)
 {
+	struct upload *u = state;
 	return mp_parser_feed(&u->mp, data, len, err);
 }
 
-/* The body is over (complete when err is NULL): answers, frees u. */
-static void upload_finish(struct api_call *c, struct upload *u, const struct bk_err *failed)
+/* The body is over: answers c, frees u. */
+static void upload_finish(struct api_call *c, void *state, enum http_body_end end,
+			  const struct bk_err *failed)
 {
+	struct upload *u = state;
 	struct bk_err err = BK_ERR_INIT;
-	if (failed)
+	switch (end) {
+	case HTTP_BODY_COMPLETE:
+		if (mp_parser_finish(&u->mp, &err) == 0 && !u->file_done)
+			bk_err_add(&err, "body.file", "missing", "Field required");
+		break;
+	case HTTP_BODY_TOO_LARGE:
+		bk_err_kind(&err, BK_E_TOO_LARGE,
+			    "the request body is over this endpoint's limit of %zu bytes",
+			    api_route_body_limit(c));
+		break;
+	case HTTP_BODY_REFUSED:
 		err = *failed;
-	else if (mp_parser_finish(&u->mp, &err) == 0 && !u->file_done)
-		bk_err_add(&err, "body.file", "missing", "Field required");
+		break;
+	case HTTP_BODY_CLIENT_GONE:
+		bk_err_kind(&err, BK_E_INVALID, "the client left before the end of its upload");
+		break;
+	}
 	int64_t size = 0;
 	/* The file takes its name only when all of the body was right. */
 	int rc = core_upload_end(u->up, !bk_err_is_set(&err), &size, &err);
@@ -182,16 +198,18 @@ static void upload_finish(struct api_call *c, struct upload *u, const struct bk_
 	free(u);
 }
 
+static const struct api_body_stream upload_stream = {
+    .write = upload_write,
+    .finish = upload_finish,
+};
+
+/* At the head, once the key passed: the body goes to the parser as it
+ * comes. */
 void instavm_upload(struct api_call *c)
 {
 	struct bk_err err = BK_ERR_INIT;
-	if (c->req->body_too_large) {
-		bk_err_kind(&err, BK_E_TOO_LARGE, "request body is over the server's limit");
-		return instavm_error(c, &err);
-	}
 	struct upload *u = upload_new(c, &err);
 	if (u == NULL)
 		return instavm_error(c, &err);
-	int rc = upload_write(u, c->req->body ? c->req->body : "", c->req->body_len, &err);
-	upload_finish(c, u, rc < 0 ? &err : NULL);
+	api_body_stream(c, &upload_stream, u);
 }

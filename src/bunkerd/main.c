@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "api/api.h"
@@ -26,7 +27,14 @@ static void usage(FILE *f)
 	      "  --data-dir DIR         store, sessions and images (/var/lib/bunker)\n"
 	      "  --preview-domain D     host suffix of preview URLs (localhost:<port>)\n"
 	      "  --preview-scheme S     scheme of preview URLs (http)\n"
-	      "  --max-body BYTES       largest request body (104857600)\n"
+	      "  --max-body BYTES       largest request body held in memory (104857600)\n"
+	      "  --max-conns-per-client N  connections open at once from one address\n"
+	      "                         (an IPv6 /64) (256)\n"
+	      "  --head-timeout S       seconds a request head may take to arrive (10)\n"
+	      "  --idle-timeout S       seconds a connection may stay idle, between\n"
+	      "                         requests or with a stalled body or reader (60)\n"
+	      "  --body-min-rate BYTES  slowest body accepted, bytes a second after the\n"
+	      "                         head timeout (16384; 0: any)\n"
 	      "  --pids-max N           processes per session (512)\n"
 	      "  --warm-pool N          sandboxes kept started ahead of need (2; 0: none)\n"
 	      "  --idle-after S         seconds without a request before a session is\n"
@@ -62,7 +70,7 @@ int main(int argc, char **argv)
 	const char *listen_addr = "127.0.0.1";
 	const char *preview_domain = NULL;
 	int port = 8080;
-	size_t max_body = 100u << 20;
+	struct http_limits limits = HTTP_LIMITS_DEFAULT;
 	enum {
 		O_LISTEN = 1,
 		O_PORT,
@@ -70,6 +78,10 @@ int main(int argc, char **argv)
 		O_DOMAIN,
 		O_SCHEME,
 		O_BODY,
+		O_PER_CLIENT,
+		O_HEAD_TIMEOUT,
+		O_IDLE_TIMEOUT,
+		O_BODY_RATE,
 		O_PIDS,
 		O_POOL,
 		O_IDLE,
@@ -87,6 +99,10 @@ int main(int argc, char **argv)
 	    {"preview-domain", required_argument, NULL, O_DOMAIN},
 	    {"preview-scheme", required_argument, NULL, O_SCHEME},
 	    {"max-body", required_argument, NULL, O_BODY},
+	    {"max-conns-per-client", required_argument, NULL, O_PER_CLIENT},
+	    {"head-timeout", required_argument, NULL, O_HEAD_TIMEOUT},
+	    {"idle-timeout", required_argument, NULL, O_IDLE_TIMEOUT},
+	    {"body-min-rate", required_argument, NULL, O_BODY_RATE},
 	    {"pids-max", required_argument, NULL, O_PIDS},
 	    {"warm-pool", required_argument, NULL, O_POOL},
 	    {"idle-after", required_argument, NULL, O_IDLE},
@@ -117,7 +133,22 @@ int main(int argc, char **argv)
 			snprintf(cfg.preview_scheme, sizeof(cfg.preview_scheme), "%s", optarg);
 			break;
 		case O_BODY:
-			max_body = (size_t)parse_num("--max-body", optarg, 1024, 1L << 34);
+			limits.max_body = (size_t)parse_num("--max-body", optarg, 1024, 1L << 34);
+			break;
+		case O_PER_CLIENT:
+			limits.max_conns_per_client =
+			    (int)parse_num("--max-conns-per-client", optarg, 1, 1 << 20);
+			break;
+		case O_HEAD_TIMEOUT:
+			limits.head_timeout_s = (int)parse_num("--head-timeout", optarg, 1, 3600);
+			break;
+		case O_IDLE_TIMEOUT:
+			/* At least 20 s: a streamed answer pings every 15 s. */
+			limits.idle_timeout_s = (int)parse_num("--idle-timeout", optarg, 20, 86400);
+			break;
+		case O_BODY_RATE:
+			limits.body_min_rate =
+			    (size_t)parse_num("--body-min-rate", optarg, 0, 1L << 30);
 			break;
 		case O_PIDS:
 			cfg.pids_max = (int)parse_num("--pids-max", optarg, 16, 1 << 22);
@@ -174,6 +205,14 @@ int main(int argc, char **argv)
 	}
 	if (geteuid() != 0)
 		die("bunkerd must run as root (it creates namespaces, cgroups and mounts)");
+	/* Thousands of connections, each a descriptor (the front door holds
+	 * up to 4096 waiting and libmicrohttpd serves up to 4096): as many as
+	 * the hard limit allows. */
+	struct rlimit nofile;
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+		nofile.rlim_cur = nofile.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &nofile);
+	}
 
 	/* Signals are taken synchronously by this thread: block them before
 	 * any other thread exists so that every thread inherits the mask. */
@@ -205,8 +244,8 @@ int main(int argc, char **argv)
 	}
 	struct http_server *srv;
 	struct http_host_hooks hosts = api_preview_hooks(&api);
-	if (http_server_start(listen_addr, port, max_body, api_handle, &api, &hosts, &srv, &err) <
-	    0) {
+	struct http_handler_ops ops = api_handler_ops(&api);
+	if (http_server_start(listen_addr, port, &limits, &ops, &hosts, &srv, &err) < 0) {
 		api_close(&api);
 		core_close(core);
 		die("%s", err.msg);

@@ -1,9 +1,12 @@
-/* libmicrohttpd's side of the server: the handler's requests and answers.
- * Connections come from http/accept.c through MHD_add_connection(). */
+/* libmicrohttpd's side of the server: each request's body planned at its
+ * head and then buffered, streamed or left unread (http/server.h), the
+ * answers, and the phases of each connection for the guard. Connections
+ * come from http/accept.c through MHD_add_connection(). */
 #include "http/server.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -11,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "http/http_int.h"
 #include "util/util.h"
@@ -21,42 +26,76 @@ struct req_state {
 	bool first;	/* the connection's first request */
 	bool started;	/* on_request() has seen the request's head */
 	bool elsewhere; /* for the relay: answered with a 307 once its body is read */
+	bool planned;	/* ops.head() has run: done() is owed */
+	struct http_body_plan plan;
+	struct http_request req;  /* what the handler sees */
+	struct http_response res; /* its answer, from the head on */
+	struct http_mhd_conn *mc;
+	/* The body: buffered, bytes taken (buffered or streamed), bytes read
+	 * past the limit. */
 	struct buf body;
+	uint64_t taken, dropped;
 	bool too_large;
-	int64_t start_us;
+	bool refused;	/* the sink's write() said -1 */
+	bool sink_done; /* the sink's finish() has run */
 };
 
-/* A connection's count of requests, as its MHD socket context. */
+/* A connection of MHD's: registered with the guard while its socket is
+ * open. */
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
 			  enum MHD_ConnectionNotificationCode toe)
 {
+	struct http_server *srv = cls;
+	struct http_mhd_conn *mc = *socket_context;
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-		*socket_context = calloc(1, sizeof(unsigned));
-	} else {
-		free(*socket_context);
-		*socket_context = NULL;
+		mc = calloc(1, sizeof(*mc));
+		if (mc == NULL)
+			return;
+		const union MHD_ConnectionInfo *fdi =
+		    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		const union MHD_ConnectionInfo *ai =
+		    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+		mc->srv = srv;
+		mc->fd = fdi ? fdi->connect_fd : -1;
+		if (ai && ai->client_addr)
+			http_client_of(ai->client_addr, &mc->client);
+		http_guard_phase(mc, HTTP_PHASE_WAIT_HEAD);
+		http_guard_add(srv, mc);
+		*socket_context = mc;
+		return;
 	}
+	if (mc == NULL)
+		return;
+	http_guard_remove(srv, mc);
+	/* MHD closes the socket when this returns: after an answer that left
+	 * the body unread, a copy of it lingers at the door. */
+	if (atomic_load(&mc->linger) && mc->fd >= 0) {
+		int fd = fcntl(mc->fd, F_DUPFD_CLOEXEC, 0);
+		if (fd >= 0)
+			http_door_linger(srv, fd, &mc->client);
+	}
+	free(mc);
+	*socket_context = NULL;
 }
 
 /* MHD's first look at a request: its raw request-target (the url that
  * on_request() gets has lost its query), kept in the request's state. */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
-	struct http_server *srv = cls;
 	struct req_state *st = calloc(1, sizeof(*st));
 	if (st == NULL)
 		return NULL;
 	const union MHD_ConnectionInfo *ci =
 	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-	unsigned *count = ci ? ci->socket_context : NULL;
-	st->first = count == NULL || ++*count == 1;
+	st->mc = ci ? ci->socket_context : NULL;
+	st->first = st->mc == NULL || ++st->mc->requests == 1;
 	st->uri = strdup(uri);
 	if (st->uri == NULL) {
 		free(st);
 		return NULL;
 	}
-	buf_init(&st->body, srv->max_body);
-	st->start_us = mono_us();
+	st->req.start_us = mono_us();
+	st->res.status = 500;
 	return st;
 }
 
@@ -149,9 +188,13 @@ static enum MHD_Result respond(struct MHD_Connection *conn, struct http_response
 		if (g == NULL) {
 			if (res->stream_free)
 				res->stream_free(res->stream_ctx);
+			res->stream_read = NULL;
+			res->stream_free = NULL;
 			return MHD_NO;
 		}
 		*g = (struct stream_glue){res->stream_read, res->stream_free, res->stream_ctx};
+		res->stream_read = NULL;
+		res->stream_free = NULL;
 		r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_cb, g,
 						      stream_free_cb);
 		if (r == NULL) {
@@ -161,10 +204,8 @@ static enum MHD_Result respond(struct MHD_Connection *conn, struct http_response
 	} else {
 		r = MHD_create_response_from_buffer(res->len, res->body ? res->body : (char *)"",
 						    MHD_RESPMEM_MUST_FREE);
-		if (r == NULL) {
-			free(res->body);
-			return MHD_NO;
-		}
+		if (r == NULL)
+			return MHD_NO; /* res->body is freed with the request */
 		res->body = NULL;
 	}
 	if (res->content_type)
@@ -224,6 +265,146 @@ static enum MHD_Result find_nul_arg(void *cls, enum MHD_ValueKind kind, const ch
 	return MHD_YES;
 }
 
+/* ---- a request from its head to its answer ---- */
+
+/* Fills st->req from the request's head. */
+static void request_of(struct MHD_Connection *conn, struct req_state *st, const char *url,
+		       const char *method)
+{
+	struct http_request *req = &st->req;
+	req->method = method;
+	req->path = url;
+	req->body = "";
+	req->conn = conn;
+	req->content_length = -1;
+	const char *cl =
+	    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	if (cl) {
+		/* MHD has refused a malformed one (400) before this is asked. */
+		unsigned long long v = strtoull(cl, NULL, 10);
+		req->content_length = v > INT64_MAX ? INT64_MAX : (int64_t)v;
+	}
+	const char *te =
+	    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+	req->has_body = req->content_length > 0 || (te && req->content_length < 0);
+	client_ip(conn, req->client_ip, sizeof(req->client_ip));
+	const union MHD_ConnectionInfo *fdi =
+	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	req->client_fd = fdi ? fdi->connect_fd : -1;
+	MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, find_nul_arg, &req->nul_arg);
+}
+
+/* Asks the handler how the request goes on; the server's outer bound on
+ * buffering applies. */
+static void plan(struct http_server *srv, struct req_state *st, struct http_response *res)
+{
+	srv->ops.head(srv->ops.ctx, &st->req, &st->plan, res);
+	st->planned = true;
+	if (st->plan.mode == HTTP_BODY_BUFFER && st->plan.limit > srv->limits.max_body)
+		st->plan.limit = srv->limits.max_body;
+	if (st->plan.mode == HTTP_BODY_STREAM && st->plan.sink == NULL)
+		st->plan.mode = HTTP_BODY_BUFFER; /* a handler's bug: nowhere to stream to */
+}
+
+/* The handler's answer to a body that is in (or over the limit, or cut
+ * short by the sink): handle() or the sink's finish(). */
+static void conclude(struct http_server *srv, struct req_state *st, struct http_response *res)
+{
+	struct http_request *req = &st->req;
+	if (st->plan.mode == HTTP_BODY_STREAM) {
+		enum http_body_end end = st->too_large ? HTTP_BODY_TOO_LARGE
+					 : st->refused ? HTTP_BODY_REFUSED
+						       : HTTP_BODY_COMPLETE;
+		st->sink_done = true;
+		st->plan.sink->finish(st->plan.state, end, req, res);
+		return;
+	}
+	req->body_too_large = st->too_large;
+	req->body = st->body.data && !st->too_large ? st->body.data : "";
+	req->body_len = st->too_large ? 0 : st->body.len;
+	srv->ops.handle(srv->ops.ctx, req, st->plan.state, res);
+}
+
+/* Queues res, the handler's answer, and moves the guard's phase on. An
+ * answer queued at the head leaves the body unread: MHD closes the
+ * connection after it, and the socket lingers at the door. */
+static enum MHD_Result answer(struct req_state *st, struct MHD_Connection *conn,
+			      struct http_response *res, bool at_head)
+{
+	if (st->mc) {
+		if (at_head)
+			atomic_store(&st->mc->linger, true);
+		http_guard_phase(st->mc, HTTP_PHASE_ANSWER);
+	}
+	return respond(conn, res);
+}
+
+/* At the head of a request that declares a body: its plan, and an answer
+ * at once when the plan is one or the declared length is over the limit. */
+static enum MHD_Result on_head(struct http_server *srv, struct req_state *st,
+			       struct MHD_Connection *conn)
+{
+	plan(srv, st, &st->res);
+	if (st->plan.mode == HTTP_BODY_ANSWER)
+		return answer(st, conn, &st->res, true);
+	int64_t cl = st->req.content_length;
+	if (cl >= 0 && (uint64_t)cl > st->plan.limit) {
+		st->too_large = true;
+		if (st->mc)
+			http_guard_phase(st->mc, HTTP_PHASE_HANDLER);
+		conclude(srv, st, &st->res);
+		return answer(st, conn, &st->res, true);
+	}
+	/* A declared length is reserved at once (pages are only touched as the
+	 * bytes come), so the buffer never grows by copies. */
+	buf_init(&st->body, st->plan.limit);
+	if (st->plan.mode == HTTP_BODY_BUFFER && cl > 0) {
+		st->body.data = malloc((size_t)cl + 1);
+		if (st->body.data == NULL)
+			return MHD_NO;
+		st->body.cap = (size_t)cl + 1;
+	}
+	if (st->mc) {
+		atomic_store(&st->mc->body_bytes, 0);
+		atomic_store(&st->mc->paused_us, 0);
+		http_guard_phase(st->mc, HTTP_PHASE_BODY);
+	}
+	return MHD_YES;
+}
+
+/* The next piece of a body: buffered, streamed, or (past the limit, or
+ * refused by the sink) dropped. MHD_NO cuts the connection. */
+static enum MHD_Result on_body(struct http_server *srv, struct req_state *st, const char *data,
+			       size_t len)
+{
+	if (st->mc)
+		atomic_fetch_add(&st->mc->body_bytes, len);
+	if (!st->too_large && !st->refused && st->taken + len > st->plan.limit) {
+		st->too_large = true;
+		buf_free(&st->body);
+	}
+	if (st->too_large || st->refused) {
+		/* Read on so that the answer can still be given, but not for
+		 * ever. */
+		st->dropped += len;
+		return st->dropped > srv->limits.max_body ? MHD_NO : MHD_YES;
+	}
+	st->taken += len;
+	if (st->plan.mode == HTTP_BODY_STREAM) {
+		struct http_mhd_conn *mc = st->mc;
+		int64_t t0 = mono_us();
+		if (mc)
+			atomic_store(&mc->sink_since_us, t0);
+		st->refused = st->plan.sink->write(st->plan.state, data, len) < 0;
+		if (mc) {
+			atomic_fetch_add(&mc->paused_us, mono_us() - t0);
+			atomic_store(&mc->sink_since_us, 0);
+		}
+		return MHD_YES;
+	}
+	return buf_append(&st->body, data, len) < 0 ? MHD_NO : MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
 				  const char *method, const char *version, const char *upload,
 				  size_t *upload_size, void **con_cls)
@@ -240,9 +421,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		 * is read, and the connection closes: clients send it again,
 		 * same method and body, on a new connection, which the front
 		 * door routes. As the first, the front door could not read its
-		 * Host (past 16 KiB of head, or too slow): a 307 would only
-		 * loop. A request without a Host is the API's, as the front
-		 * door would route it too. */
+		 * Host (past 16 KiB of head): a 307 would only loop. A request
+		 * without a Host is the API's, as the front door would route
+		 * it too. */
 		const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
 		if (host && srv->has_hosts &&
 		    srv->hosts.route(srv->hosts.ctx, host, st->uri) != HTTP_ROUTE_API) {
@@ -250,16 +431,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 				return answer_and_close(conn, MHD_HTTP_BAD_REQUEST,
 							"this request is for a preview, but its "
 							"Host header did not come within the first "
-							"16 KiB of its head and 10 s\n",
+							"16 KiB of its head\n",
 							NULL);
 			st->elsewhere = true;
 			return MHD_YES;
 		}
-		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-							     MHD_HTTP_HEADER_CONTENT_LENGTH);
-		if (cl && strtoull(cl, NULL, 10) > srv->max_body)
-			st->too_large = true;
-		return MHD_YES;
+		request_of(conn, st, url, method);
+		/* A request without a body is planned with its answer, so that
+		 * an answer from the plan keeps the connection. */
+		return st->req.has_body ? on_head(srv, st, conn) : MHD_YES;
 	}
 	if (st->elsewhere) {
 		if (*upload_size > 0) {
@@ -271,52 +451,52 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 					st->uri);
 	}
 	if (*upload_size > 0) {
-		/* Past the limit the rest is read and dropped, so that the answer
-		 * can still be sent on this connection. */
-		if (!st->too_large) {
-			if (buf_append(&st->body, upload, *upload_size) < 0)
-				return MHD_NO;
-			st->too_large = st->body.truncated;
-		}
+		enum MHD_Result r = on_body(srv, st, upload, *upload_size);
 		*upload_size = 0;
-		return MHD_YES;
+		return r;
 	}
-	struct http_request req = {
-	    .method = method,
-	    .path = url,
-	    .body = st->body.data ? st->body.data : "",
-	    .body_len = st->too_large ? 0 : st->body.len,
-	    .body_too_large = st->too_large,
-	    .start_us = st->start_us,
-	    .conn = conn,
-	};
-	client_ip(conn, req.client_ip, sizeof(req.client_ip));
-	const union MHD_ConnectionInfo *fdi =
-	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-	req.client_fd = fdi ? fdi->connect_fd : -1;
-	MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, find_nul_arg, &req.nul_arg);
-	struct http_response res = {.status = 500};
-	srv->handler(srv->ctx, &req, &res);
-	return respond(conn, &res);
+	if (!st->planned) {
+		plan(srv, st, &st->res);
+		if (st->plan.mode == HTTP_BODY_ANSWER)
+			return answer(st, conn, &st->res, false);
+	}
+	if (st->mc)
+		http_guard_phase(st->mc, HTTP_PHASE_HANDLER);
+	conclude(srv, st, &st->res);
+	return answer(st, conn, &st->res, false);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 			 enum MHD_RequestTerminationCode toe)
 {
+	struct http_server *srv = cls;
 	struct req_state *st = *con_cls;
-	if (st) {
-		buf_free(&st->body);
-		free(st->uri);
-		free(st);
-		*con_cls = NULL;
+	if (st == NULL)
+		return;
+	if (st->planned && st->plan.mode == HTTP_BODY_STREAM && !st->sink_done) {
+		/* The client left, or was cut off, inside the body. */
+		st->sink_done = true;
+		st->plan.sink->finish(st->plan.state, HTTP_BODY_CLIENT_GONE, &st->req, &st->res);
+		if (st->res.stream_free)
+			st->res.stream_free(st->res.stream_ctx);
 	}
+	if (st->planned && srv->ops.done)
+		srv->ops.done(srv->ops.ctx, st->plan.state);
+	if (st->mc) {
+		atomic_fetch_add(&st->mc->answered, 1);
+		http_guard_phase(st->mc, HTTP_PHASE_WAIT_HEAD);
+	}
+	free(st->res.body);
+	buf_free(&st->body);
+	free(st->uri);
+	free(st);
+	*con_cls = NULL;
 }
 
 void http_mhd_adopt(struct http_server *srv, struct http_conn *conn)
 {
 	int fd = conn->fd;
 	/* MHD owns the socket from here on, and may close it at any time. */
-	http_conn_unlist(conn);
 	if (MHD_add_connection(srv->mhd, fd, (const struct sockaddr *)&conn->addr, conn->addrlen) !=
 	    MHD_YES)
 		fprintf(stderr, "bunkerd: cannot serve a connection from %s: %s\n", conn->ip,
@@ -324,41 +504,44 @@ void http_mhd_adopt(struct http_server *srv, struct http_conn *conn)
 	free(conn);
 }
 
-int http_server_start(const char *addr, int port, size_t max_body, http_handler handler, void *ctx,
-		      const struct http_host_hooks *hosts, struct http_server **out,
-		      struct bk_err *err)
+int http_server_start(const char *addr, int port, const struct http_limits *limits,
+		      const struct http_handler_ops *ops, const struct http_host_hooks *hosts,
+		      struct http_server **out, struct bk_err *err)
 {
 	struct http_server *srv = calloc(1, sizeof(*srv));
 	if (srv == NULL)
 		return bk_err_set(err, ENOMEM, "cannot start HTTP server");
-	srv->handler = handler;
-	srv->ctx = ctx;
-	srv->max_body = max_body;
-	srv->listen_fd = -1;
+	srv->ops = *ops;
+	srv->limits = *limits;
+	srv->listen_fd = srv->epoll_fd = srv->wake_fd = -1;
 	if (hosts) {
 		srv->hosts = *hosts;
 		srv->has_hosts = true;
 	}
 	pthread_mutex_init(&srv->lock, NULL);
 	pthread_cond_init(&srv->drained, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&srv->guard_wake, &ca);
+	pthread_condattr_destroy(&ca);
 	/* No socket of its own: the front door (http/accept.c) accepts, looks
-	 * at the Host, and hands over what is the handler's. */
+	 * at the Host, and hands over what is the handler's. The connection
+	 * timeout is an idle one, for reading and writing alike: a stalled
+	 * reader is cut after it too. */
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
 			 MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
 	srv->mhd = MHD_start_daemon(
 	    flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
 	    MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_NOTIFY_COMPLETED,
-	    on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)3600,
-	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096, MHD_OPTION_END);
+	    on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)limits->idle_timeout_s,
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_MHD_CONN_MAX + 256, MHD_OPTION_END);
 	if (srv->mhd == NULL) {
 		http_server_stop(srv);
 		return bk_err_kind(err, BK_E_INTERNAL, "cannot start libmicrohttpd");
 	}
-	if (hosts && http_relay_start(srv, err) < 0) {
-		http_server_stop(srv);
-		return -1;
-	}
-	if (http_accept_start(srv, addr, port, err) < 0) {
+	if ((hosts && http_relay_start(srv, err) < 0) || http_guard_start(srv, err) < 0 ||
+	    http_accept_start(srv, addr, port, err) < 0) {
 		http_server_stop(srv);
 		return -1;
 	}
@@ -370,12 +553,19 @@ void http_server_stop(struct http_server *srv)
 {
 	if (srv == NULL)
 		return;
-	/* The front door first: once its threads are gone, nothing hands MHD
-	 * a connection any more. */
+	/* The front door first: once its thread is gone, nothing hands MHD a
+	 * connection any more. */
 	http_accept_stop(srv);
 	http_relay_stop(srv);
+	http_guard_stop(srv);
 	if (srv->mhd)
 		MHD_stop_daemon(srv->mhd);
+	if (srv->epoll_fd >= 0)
+		close(srv->epoll_fd);
+	if (srv->wake_fd >= 0)
+		close(srv->wake_fd);
+	http_clients_clear(srv);
+	pthread_cond_destroy(&srv->guard_wake);
 	pthread_cond_destroy(&srv->drained);
 	pthread_mutex_destroy(&srv->lock);
 	free(srv);

@@ -1,12 +1,15 @@
-/* The HTTP server: its own accept loop in front of libmicrohttpd, a thread
- * per connection, whole request bodies up to a limit, one handler for
- * every request, and a relay for the connections that host hooks send
- * elsewhere (previews).
+/* The HTTP server: its own front door in front of libmicrohttpd, a thread
+ * per served connection, a handler asked at each request's head how its
+ * body is to be taken, and a relay for the connections that host hooks
+ * send elsewhere (previews).
  *
- * Each new connection's first request head is looked at (not read) for
- * its Host: hosts.route() sends it to libmicrohttpd, which serves it with
- * the handler, or to the relay (http/relay.c), which asks hosts.open() for
- * an upstream and relays every request of the connection to it.
+ * The front door (http/accept.c) holds each new connection, without a
+ * thread, until its first request head is in (or HTTP_LIMITS' head
+ * timeout has passed: 408 and closed), limits connections per client
+ * address, then looks at the head's Host: hosts.route() sends the
+ * connection to libmicrohttpd, which serves it with the handler, or to the
+ * relay (http/relay.c), which asks hosts.open() for an upstream and relays
+ * every request of the connection to it.
  *
  * The handler fills a struct http_response; the server creates, queues and
  * destroys the MHD response, so no handler touches MHD for that.
@@ -23,9 +26,15 @@
 struct http_request {
 	const char *method;
 	const char *path;
-	const char *body; /* NUL-terminated; body_len excludes the NUL */
+	/* The declared body: its Content-Length, or -1 when none was given
+	 * (chunked, or no body at all); has_body when one is coming. */
+	int64_t content_length;
+	bool has_body;
+	/* A buffered body (HTTP_BODY_BUFFER), once it is in: NUL-terminated,
+	 * body_len excludes the NUL; "" and 0 before and for other modes. */
+	const char *body;
 	size_t body_len;
-	bool body_too_large; /* the body went past the limit and was dropped */
+	bool body_too_large; /* past the plan's limit: dropped, not read whole */
 	char client_ip[64];
 	int client_fd;	     /* the connection's socket: to notice a client leaving */
 	const char *nul_arg; /* a query argument whose value holds a NUL byte, or NULL */
@@ -75,7 +84,127 @@ void http_response_take(struct http_response *res, int status, const char *conte
 void http_response_header(struct http_response *res, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-typedef void (*http_handler)(void *ctx, const struct http_request *req, struct http_response *res);
+/* ---- a request, from its head to its answer ----
+ *
+ * For every request the server calls ops->head() once its head is in
+ * (method, path, headers and query are known; not one byte of the body has
+ * been read, and no "100 Continue" has been sent), and head() fills a
+ * struct http_body_plan that says how the request goes on:
+ *
+ *   HTTP_BODY_ANSWER  res is the answer. A declared body is never read:
+ *                     the answer goes out at once and the connection
+ *                     closes after it (what the client sends meanwhile is
+ *                     read and dropped for a moment, so that a reset does
+ *                     not destroy the answer before the client reads it).
+ *   HTTP_BODY_BUFFER  the body is read whole, at most limit bytes (and at
+ *                     most the server's max_body), then ops->handle()
+ *                     answers with req->body filled.
+ *   HTTP_BODY_STREAM  each piece of the body goes to sink->write() as
+ *                     libmicrohttpd delivers it, then sink->finish()
+ *                     answers. Nothing of the body is kept by the server:
+ *                     a body of any size passes through a few KiB. limit
+ *                     bounds it (max_body does not: it bounds buffering).
+ *
+ * A declared Content-Length over the limit is not read either: handle()
+ * (BUFFER, with body_too_large set) or finish() (STREAM, with
+ * HTTP_BODY_TOO_LARGE) runs at the head and its answer goes out at once,
+ * the connection closing after it. A body of unknown length (chunked) that
+ * goes past the limit is read on and dropped, up to max_body in all (past
+ * that the connection is cut without an answer), then answered the same
+ * way.
+ *
+ * A request that declares no body is asked head() after its head too, but
+ * in the same call as handle(), so that an answer from head() keeps the
+ * connection alive.
+ *
+ * Every call of one request runs on its connection's thread, in order:
+ * head(), then handle() or the sink's calls, then done(); done() runs
+ * exactly once for every request whose head() ran, when its answer has
+ * been sent or the client has gone, and frees plan->state.
+ */
+
+enum http_body_mode {
+	HTTP_BODY_ANSWER = 0,
+	HTTP_BODY_BUFFER,
+	HTTP_BODY_STREAM,
+};
+
+/* How a streamed body ended, for sink->finish(). */
+enum http_body_end {
+	HTTP_BODY_COMPLETE = 0, /* every byte came, and write() took each */
+	HTTP_BODY_TOO_LARGE,	/* over the plan's limit: the rest was not given */
+	HTTP_BODY_REFUSED,	/* write() returned -1: the rest was read and dropped */
+	/* The client left (or was cut off for sending too slowly) before the
+	 * end: res is filled for the log, and sent to no one. */
+	HTTP_BODY_CLIENT_GONE,
+};
+
+/* Where a streamed body goes. state is the plan's. */
+struct http_body_sink {
+	/* The next len bytes of the body, in order, on the connection's
+	 * thread, which may block a while to pass them on (the client's next
+	 * bytes wait in the socket meanwhile; the server's minimum body rate
+	 * still applies). Returns 0 to go on, -1 to take no more. */
+	int (*write)(void *state, const char *data, size_t len);
+	/* Once, after the last write(): fills res. req is the request (its
+	 * body fields empty); end says how the body ended. */
+	void (*finish)(void *state, enum http_body_end end, const struct http_request *req,
+		       struct http_response *res);
+};
+
+/* What head() decides (zeroed before the call: HTTP_BODY_ANSWER). */
+struct http_body_plan {
+	enum http_body_mode mode;
+	size_t limit;			   /* BUFFER, STREAM: the most body bytes taken */
+	const struct http_body_sink *sink; /* STREAM; borrowed until done() */
+	void *state; /* the handler's, given to handle(), the sink and done() */
+};
+
+struct http_handler_ops {
+	/* At the head (see above); res is the answer when plan->mode is left
+	 * HTTP_BODY_ANSWER. */
+	void (*head)(void *ctx, const struct http_request *req, struct http_body_plan *plan,
+		     struct http_response *res);
+	/* HTTP_BODY_BUFFER: the body is in (or over the limit). */
+	void (*handle)(void *ctx, const struct http_request *req, void *state,
+		       struct http_response *res);
+	/* The request is over (see above); may be NULL. */
+	void (*done)(void *ctx, void *state);
+	void *ctx;
+};
+
+/* ---- limits on connections ---- */
+
+/* What one client, and slow clients, may hold of the server. */
+struct http_limits {
+	/* Largest buffered request body (HTTP_BODY_BUFFER), whatever a plan
+	 * says. */
+	size_t max_body;
+	/* Connections open at once from one client address (an IPv6 client:
+	 * its /64), in every phase; more are closed as they are accepted. */
+	int max_conns_per_client;
+	/* A request head must be in within this many seconds of its first
+	 * byte (of the connection's start, for its first request); past it:
+	 * 408 (first request) or cut. Also the grace before the minimum body
+	 * rate applies. */
+	int head_timeout_s;
+	/* A connection on which nothing moves for this long is closed:
+	 * kept alive between requests, or a client that stops sending its
+	 * body or stops reading its answer. At least 20: a streamed answer
+	 * sends a ping every 15 s. */
+	int idle_timeout_s;
+	/* A body must come at this many bytes a second on average, counted
+	 * from its start, once head_timeout_s has passed. 0: no minimum. */
+	size_t body_min_rate;
+};
+
+/* The defaults, which an honest client (an SDK with a pool of
+ * connections) never reaches: 100 MiB, 256 per client, 10 s, 60 s, 16 KiB/s. */
+#define HTTP_LIMITS_DEFAULT                                                                        \
+	{                                                                                          \
+		.max_body = 100u << 20, .max_conns_per_client = 256, .head_timeout_s = 10,         \
+		.idle_timeout_s = 60, .body_min_rate = 16u << 10                                   \
+	}
 
 /* ---- connections relayed elsewhere (previews) ---- */
 
@@ -126,13 +255,13 @@ struct http_host_hooks {
 
 struct http_server;
 
-/* Listens on addr:port (IPv4 dotted or "::1"-style IPv6); bodies above
- * max_body bytes are answered by the handler with body_too_large set.
- * hosts (copied; NULL: every connection is the handler's) picks the
- * connections that are relayed instead. */
-int http_server_start(const char *addr, int port, size_t max_body, http_handler handler, void *ctx,
-		      const struct http_host_hooks *hosts, struct http_server **out,
-		      struct bk_err *err);
+/* Listens on addr:port (IPv4 dotted or "::1"-style IPv6) under limits
+ * (copied), serving requests with ops (copied; ops->ctx borrowed). hosts
+ * (copied; NULL: every connection is the handler's) picks the connections
+ * that are relayed instead. */
+int http_server_start(const char *addr, int port, const struct http_limits *limits,
+		      const struct http_handler_ops *ops, const struct http_host_hooks *hosts,
+		      struct http_server **out, struct bk_err *err);
 /* Stops accepting, ends every connection (relayed ones included, whose
  * release() has run when this returns) and frees srv. */
 void http_server_stop(struct http_server *srv);

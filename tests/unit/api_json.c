@@ -61,3 +61,53 @@ TEST(path_normalize)
 	char tiny[4];
 	CHECK(core_path_normalize("abcdef", "path", tiny, sizeof(tiny), &err) < 0);
 }
+
+/* A JSON text of n values in an array nested depth deep. */
+static char *json_of(int depth, int values)
+{
+	size_t cap = (size_t)depth * 2 + (size_t)values * 2 + 16;
+	char *s = malloc(cap);
+	CHECK(s != NULL);
+	size_t k = 0;
+	for (int i = 0; i < depth; i++)
+		s[k++] = '[';
+	for (int i = 0; i < values; i++) {
+		s[k++] = i ? ',' : '1';
+		if (i)
+			s[k++] = '1';
+	}
+	for (int i = 0; i < depth; i++)
+		s[k++] = ']';
+	s[k] = '\0';
+	return s;
+}
+
+TEST(json_check_depth_and_values)
+{
+	struct bk_err err = BK_ERR_INIT;
+	/* 64 levels with 99,936 numbers in the innermost: 100,000 values. */
+	char *s = json_of(API_JSON_DEPTH_MAX, API_JSON_VALUES_MAX - API_JSON_DEPTH_MAX);
+	CHECK_INT_EQ(api_json_check(s, strlen(s), &err), 0);
+	free(s);
+	s = json_of(API_JSON_DEPTH_MAX + 1, 1);
+	CHECK_INT_EQ(api_json_check(s, strlen(s), &err), -1);
+	CHECK_STR_EQ(err.field, "body");
+	CHECK(strstr(err.msg, "64") != NULL);
+	free(s);
+	bk_err_clear(&err);
+	s = json_of(1, API_JSON_VALUES_MAX);
+	CHECK_INT_EQ(api_json_check(s, strlen(s), &err), -1);
+	CHECK_STR_EQ(err.field, "body");
+	free(s);
+
+	/* Brackets and commas inside strings, escaped quotes, names of
+	 * members: none of them counts. */
+	static const char text[] = "{\"a[[[\\\"]]],\":\"x,y{\",\"b\":[true,false,null,-1.5e3]}";
+	bk_err_clear(&err);
+	CHECK_INT_EQ(api_json_check(text, sizeof(text) - 1, &err), 0);
+	char deep[200];
+	memset(deep, '[', sizeof(deep));
+	CHECK_INT_EQ(api_json_check(deep, sizeof(deep), NULL), -1);
+	/* Strings are skipped whole, even when the text ends inside one. */
+	CHECK_INT_EQ(api_json_check("\"[[[[", 5, NULL), 0);
+}

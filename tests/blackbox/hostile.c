@@ -1,0 +1,538 @@
+/* Black-box tests of hostile traffic (issue 12), against one real bunkerd
+ * with its default limits: floods of idle connections from one loopback
+ * address and from many, bodies declared huge with and without a key,
+ * JSON bombs, slow heads, slow bodies, clients that never read, and an
+ * honest client's requests answered throughout.
+ *
+ * Attackers use addresses of 127.0.0.0/8 other than 127.0.0.1, which the
+ * honest client (libcurl, tests/client.c) keeps for itself: the limit per
+ * client address must not be what lets the honest client through.
+ */
+#include "../client.h"
+#include "../raw.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+int harness_setup(void)
+{
+	/* Thousands of connections: the daemon inherits the limit. */
+	raw_raise_nofile();
+	return client_fixture_start();
+}
+void harness_teardown(void)
+{
+	client_fixture_stop();
+}
+int harness_final_check(void)
+{
+	return client_fixture_check();
+}
+
+#define FLOOD 4200 /* over libmicrohttpd's 4096 connections */
+#define MIB ((size_t)1 << 20)
+/* The defaults the tests hold the daemon to (README, "Running it"). */
+#define PER_CLIENT 256
+#define HEAD_TIMEOUT_S 10
+#define IDLE_TIMEOUT_S 60
+
+static char resp[16384];
+
+static void need_fds(void)
+{
+	if (raw_raise_nofile() < 2 * FLOOD + 512)
+		SKIP("needs %d descriptors (ulimit -Hn)", 2 * FLOOD + 512);
+}
+
+/* GET /healthz and GET /sessions/{id} (id NULL: not that) answer 200
+ * within 5 s each. */
+static void check_honest(const char *id, const char *when)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "/sessions/%s", id ? id : "");
+	const char *paths[] = {"/healthz", path};
+	for (int i = 0; i < (id ? 2 : 1); i++) {
+		struct client_req req = {.method = "GET",
+					 .path = paths[i],
+					 .key = i ? bk.paid_key : NULL,
+					 .timeout_s = 10};
+		struct client_resp r;
+		client_request(&bk.d, &req, &r);
+		CHECK_MSG(r.status == 200 && r.seconds < 5,
+			  "%s: GET %s answered HTTP %ld after %.2f s (%s)", when, paths[i],
+			  r.status, r.seconds, r.error);
+		client_resp_free(&r);
+	}
+}
+
+/* Opens n connections from the addresses 127.0.0.<first>.. (n / addrs
+ * each), waiting up to 10 s for the handshakes. */
+static void flood_open(int *fds, int n, int first, int addrs)
+{
+	for (int i = 0; i < n; i++) {
+		char src[32];
+		snprintf(src, sizeof(src), "127.0.0.%d", first + i % addrs);
+		fds[i] = raw_dial_start(bk.d.port, src);
+		CHECK_MSG(fds[i] >= 0, "socket %d: %s", i, strerror(errno));
+	}
+	static struct pollfd p[FLOOD];
+	for (int round = 0; round < 100; round++) {
+		int pending = 0;
+		for (int i = 0; i < n; i++)
+			p[i] = (struct pollfd){.fd = fds[i], .events = POLLOUT};
+		poll(p, (nfds_t)n, 100);
+		for (int i = 0; i < n; i++)
+			pending += !(p[i].revents & (POLLOUT | POLLERR | POLLHUP));
+		if (pending == 0)
+			return;
+	}
+}
+
+/* How many of fds the daemon has closed, reset, or answered (a refusal
+ * is a short 503 before the close). */
+static int flood_closed(const int *fds, int n)
+{
+	int closed = 0;
+	for (int i = 0; i < n; i++) {
+		char c;
+		ssize_t r = recv(fds[i], &c, 1, MSG_DONTWAIT | MSG_PEEK);
+		closed += r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+	}
+	return closed;
+}
+
+static void flood_close(int *fds, int n)
+{
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+}
+
+TEST_TIMEOUT(flood_from_one_address, 120)
+{
+	need_fds();
+	char *id = client_must_create(bk.paid_key, NULL);
+	static int fds[FLOOD];
+	flood_open(fds, FLOOD, 2, 1);
+	usleep(500 * 1000);
+	check_honest(id, "4200 idle connections from 127.0.0.2");
+	int closed = flood_closed(fds, FLOOD);
+	fprintf(stderr, "    the daemon closed %d of %d connections from 127.0.0.2\n", closed,
+		FLOOD);
+	CHECK_MSG(closed >= FLOOD - PER_CLIENT,
+		  "one address kept %d connections open (the limit is %d)", FLOOD - closed,
+		  PER_CLIENT);
+	flood_close(fds, FLOOD);
+	client_must_delete(bk.paid_key, id);
+	free(id);
+}
+
+TEST_TIMEOUT(flood_from_many_addresses, 120)
+{
+	need_fds();
+	char *id = client_must_create(bk.paid_key, NULL);
+	static int fds[FLOOD];
+	/* 21 addresses, 200 each: under the per-client limit. */
+	flood_open(fds, FLOOD, 10, 21);
+	usleep(500 * 1000);
+	check_honest(id, "4200 idle connections from 21 addresses");
+	/* Nothing was sent on them: closed at the head timeout, while the
+	 * API goes on answering. */
+	double t0 = client_now();
+	int closed = 0;
+	while (client_now() - t0 < HEAD_TIMEOUT_S + 5 &&
+	       (closed = flood_closed(fds, FLOOD)) < FLOOD)
+		usleep(500 * 1000);
+	fprintf(stderr, "    %d of %d idle connections closed after %.1f s\n", closed, FLOOD,
+		client_now() - t0);
+	CHECK_MSG(closed == FLOOD, "%d idle connections still open after %.0f s", FLOOD - closed,
+		  client_now() - t0);
+	check_honest(id, "after the idle connections were closed");
+	flood_close(fds, FLOOD);
+	client_must_delete(bk.paid_key, id);
+	free(id);
+}
+
+/* Writes n bytes of text to big.txt in session id (a paid key's). */
+static void write_big(const char *id, size_t n)
+{
+	char *content = malloc(n + 1);
+	CHECK(content != NULL);
+	memset(content, 'q', n);
+	content[n] = '\0';
+	json_t *j =
+	    json_pack("{s:s,s:s,s:s}", "sessionId", id, "path", "big.txt", "content", content);
+	free(content);
+	struct client_resp r;
+	client_call_json(&bk.d, "POST", "/files/write", bk.paid_key, j, &r);
+	json_decref(j);
+	CHECK_STATUS(&r, 200);
+	client_resp_free(&r);
+}
+
+/* Sends head (no body) and reads what comes within 3 s: the status, with
+ * the bytes in resp and how the read ended in *end. */
+static int head_only(const char *head, enum raw_end *end)
+{
+	int fd = raw_dial(bk.d.port, "127.0.0.3", 0);
+	CHECK(fd >= 0);
+	CHECK(raw_send(fd, head, strlen(head), 2000) == strlen(head));
+	raw_read(fd, resp, sizeof(resp), NULL, 3000, end);
+	close(fd);
+	return raw_status(resp);
+}
+
+/* The answer came at once, without 100 Continue, and the connection
+ * closed after it. */
+static void check_refused_at_head(const char *head, int want, const char *code)
+{
+	enum raw_end end;
+	double t0 = client_now();
+	int st = head_only(head, &end);
+	CHECK_MSG(strncmp(resp, "HTTP/1.1 100", 12) != 0,
+		  "100 Continue before the key or the length was checked: %.300s", resp);
+	CHECK_MSG(st == want && strstr(resp, code), "want %d %s: %.500s", want, code, resp);
+	CHECK_MSG(end == RAW_EOF || end == RAW_RESET,
+		  "the connection stayed open after the answer (%.1f s)", client_now() - t0);
+}
+
+TEST(body_refused_at_head)
+{
+	char head[1024];
+	check_refused_at_head("POST /execute HTTP/1.1\r\nHost: x\r\nContent-Length: 10737418240\r\n"
+			      "Expect: 100-continue\r\n\r\n",
+			      401, "unauthorized");
+	snprintf(head, sizeof(head),
+		 "POST /execute HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer bk_%040d\r\n"
+		 "Content-Length: 10737418240\r\n\r\n",
+		 0);
+	check_refused_at_head(head, 401, "unauthorized");
+	snprintf(head, sizeof(head),
+		 "POST /execute HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+		 "Content-Length: 10737418240\r\nExpect: 100-continue\r\n\r\n",
+		 bk.paid_key);
+	check_refused_at_head(head, 413, "payload_too_large");
+	snprintf(head, sizeof(head),
+		 "POST /sessions/create HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+		 "Content-Length: 9437184\r\nExpect: 100-continue\r\n\r\n",
+		 bk.paid_key);
+	check_refused_at_head(head, 413, "payload_too_large");
+	check_refused_at_head("POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 10737418240\r\n"
+			      "Expect: 100-continue\r\n\r\n",
+			      404, "not_found");
+	/* A route that needs no key takes no body either. */
+	check_refused_at_head("GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n"
+			      "Expect: 100-continue\r\n\r\n",
+			      413, "payload_too_large");
+
+	/* A client that sends its body at once still reads the answer: the
+	 * daemon drops what comes after it before closing. */
+	size_t n = 20 * MIB;
+	char *body = malloc(n);
+	CHECK(body != NULL);
+	memset(body, ' ', n);
+	body[0] = '{';
+	body[n - 1] = '}';
+	struct client_req req = {
+	    .method = "POST", .path = "/execute", .body = body, .body_len = n, .timeout_s = 20};
+	struct client_resp r;
+	client_request(&bk.d, &req, &r);
+	free(body);
+	CHECK_ERROR(&r, 401, "unauthorized");
+	client_resp_free(&r);
+}
+
+TEST_TIMEOUT(route_limits_follow_the_plan, 90)
+{
+	char free_key[CLIENT_KEY_MAX], head[1024];
+	client_must_key("free", free_key, sizeof(free_key));
+	/* A free key's file is 10 MB: 21 MiB of JSON for /execute at most. */
+	snprintf(head, sizeof(head),
+		 "POST /execute HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+		 "Content-Length: %zu\r\nExpect: 100-continue\r\n\r\n",
+		 free_key, 25 * MIB);
+	check_refused_at_head(head, 413, "payload_too_large");
+	/* Within it, the body is welcome. */
+	snprintf(head, sizeof(head),
+		 "POST /files/write HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+		 "Content-Length: %zu\r\nExpect: 100-continue\r\n\r\n",
+		 free_key, 12 * MIB);
+	enum raw_end end;
+	CHECK_MSG(head_only(head, &end) == 100, "want 100 Continue: %.300s", resp);
+	/* A paid key writes a 12 MiB file: more than a JSON body's 8 MiB. */
+	char *id = client_must_create(bk.paid_key, NULL);
+	write_big(id, 12 * MIB);
+	client_must_delete(bk.paid_key, id);
+	free(id);
+}
+
+/* A JSON text of depth levels: {"metadata":{"a":[[...]]}}. */
+static char *nested(int depth)
+{
+	size_t n = (size_t)depth * 2 + 64;
+	char *s = malloc(n);
+	CHECK(s != NULL);
+	int arrays = depth - 2;
+	size_t k = (size_t)snprintf(s, n, "{\"metadata\":{\"a\":");
+	for (int i = 0; i < arrays; i++)
+		s[k++] = '[';
+	for (int i = 0; i < arrays; i++)
+		s[k++] = ']';
+	snprintf(s + k, n - k, "}}");
+	return s;
+}
+
+static void check_body_named(const struct client_resp *r)
+{
+	CHECK_ERROR(r, 400, "invalid_request");
+	const char *f =
+	    client_json_str(json_object_get(json_object_get(r->json, "error"), "details"), "field");
+	CHECK_MSG(f && strcmp(f, "body") == 0, "want details.field \"body\": %.300s", r->body);
+}
+
+TEST_TIMEOUT(json_bombs_refused, 120)
+{
+	struct client_resp r;
+	char *s = nested(64);
+	client_call(&bk.d, "POST", "/sessions/create", bk.paid_key, s, &r);
+	free(s);
+	CHECK_STATUS(&r, 200);
+	char *id = strdup(client_must_str(r.json, "sessionId", r.body));
+	client_resp_free(&r);
+	s = nested(65);
+	client_call(&bk.d, "POST", "/sessions/create", bk.paid_key, s, &r);
+	free(s);
+	check_body_named(&r);
+	client_resp_free(&r);
+
+	/* 100,001 values; then 99 MB of them, with a key whose file limit
+	 * lets the body in (enterprise: 100 MB files), and without. */
+	char ent[CLIENT_KEY_MAX];
+	client_must_key("enterprise", ent, sizeof(ent));
+	size_t n = 99u * 1000 * 1000;
+	char *bomb = malloc(n + 1);
+	CHECK(bomb != NULL);
+	int k = snprintf(bomb, n, "{\"sessionId\":\"%s\",\"command\":\"true\",\"files\":[", id);
+	size_t len = (size_t)k;
+	for (int i = 0; i < 100001; i++, len += 3)
+		memcpy(bomb + len, "{},", 3);
+	memcpy(bomb + len - 1, "]}", 3);
+	client_call(&bk.d, "POST", "/execute", ent, bomb, &r);
+	check_body_named(&r);
+	client_resp_free(&r);
+	len = (size_t)k;
+	while (len + 5 < n) {
+		memcpy(bomb + len, "{},", 3);
+		len += 3;
+	}
+	memcpy(bomb + len - 1, "]}", 3);
+	len++;
+	long before = raw_proc_kb(bk.d.pid, "VmRSS");
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/clear_refs", (int)bk.d.pid);
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		CHECK(write(fd, "5", 1) == 1);
+		close(fd);
+	}
+	struct client_req req = {.method = "POST",
+				 .path = "/execute",
+				 .key = ent,
+				 .body = bomb,
+				 .body_len = len,
+				 .timeout_s = 60};
+	client_request(&bk.d, &req, &r);
+	long peak = raw_proc_kb(bk.d.pid, "VmHWM");
+	check_body_named(&r);
+	client_resp_free(&r);
+	fprintf(stderr, "    a 99 MB JSON bomb: the daemon's peak RSS %ld MB over %ld MB\n",
+		(peak - before) / 1024, before / 1024);
+	CHECK_MSG(peak - before < 400 * 1024, "a 99 MB JSON bomb took the daemon %ld MB further",
+		  (peak - before) / 1024);
+	req.key = bk.paid_key;
+	client_request(&bk.d, &req, &r);
+	CHECK_ERROR(&r, 413, "payload_too_large");
+	client_resp_free(&r);
+	free(bomb);
+	check_honest(id, "after the bombs");
+	client_must_delete(bk.paid_key, id);
+	free(id);
+}
+
+TEST_TIMEOUT(unauthenticated_bodies_hold_no_memory, 90)
+{
+	enum { N = 8 };
+	size_t declared = 100 * MIB; /* the daemon's --max-body */
+	long before = raw_proc_kb(bk.d.pid, "VmRSS");
+	int fds[N];
+	char head[256];
+	snprintf(head, sizeof(head),
+		 "POST /execute HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n", declared);
+	static char chunk[1 << 20];
+	memset(chunk, 'a', sizeof(chunk));
+	size_t sent[N] = {0};
+	for (int i = 0; i < N; i++) {
+		fds[i] = raw_dial(bk.d.port, "127.0.0.4", 0);
+		CHECK(fds[i] >= 0);
+		raw_send(fds[i], head, strlen(head), 2000);
+	}
+	/* As much as each will take, one byte short, within 20 s in all. */
+	double t0 = client_now();
+	for (bool busy = true; busy && client_now() - t0 < 20;) {
+		busy = false;
+		for (int i = 0; i < N; i++) {
+			size_t want = declared - 1 - sent[i];
+			if (want == 0 || fds[i] < 0)
+				continue;
+			size_t got = raw_send(fds[i], chunk,
+					      want < sizeof(chunk) ? want : sizeof(chunk), 100);
+			sent[i] += got;
+			busy = busy || got > 0;
+		}
+	}
+	long held = raw_proc_kb(bk.d.pid, "VmRSS");
+	size_t total = 0;
+	for (int i = 0; i < N; i++) {
+		total += sent[i];
+		close(fds[i]);
+	}
+	fprintf(stderr,
+		"    8 bodies of 100 MiB without a key: %zu MB sent, the daemon grew %ld MB\n",
+		total >> 20, (held - before) / 1024);
+	CHECK_MSG(held - before < 64 * 1024,
+		  "8 unauthenticated bodies held %ld MB of the daemon's memory",
+		  (held - before) / 1024);
+	check_honest(NULL, "after the bodies");
+}
+
+/* ---- slow clients ---- */
+
+enum slow {
+	SLOW_IDLE = 0,	/* kept alive after an answer, then silent */
+	SLOW_NEXT_HEAD, /* kept alive, then a head a byte a second */
+	SLOW_FIRST_HEAD,
+	SLOW_BODY, /* a body at 50 bytes a second */
+	SLOW_COUNT,
+};
+
+static const char *const slow_name[] = {"an idle kept-alive connection",
+					"a second head at 1 byte/s", "a first head at 1 byte/s",
+					"a body at 50 bytes/s"};
+
+/* Sends one GET /healthz on fd and reads its answer. */
+static void healthz_on(int fd)
+{
+	const char *get = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+	CHECK(raw_send(fd, get, strlen(get), 2000) == strlen(get));
+	enum raw_end end;
+	/* The answer is one JSON object: its head holds no '}'. */
+	raw_read(fd, resp, sizeof(resp), "}", 5000, &end);
+	CHECK_MSG(raw_status(resp) == 200, "GET /healthz: %.300s", resp);
+}
+
+TEST_TIMEOUT(slow_clients_are_cut, 150)
+{
+	char *id = client_must_create(bk.paid_key, NULL);
+	/* A reader that never reads: 10 MB to send, a 4 KiB window. */
+	write_big(id, 10 * MIB);
+	int reader = raw_dial(bk.d.port, "127.0.0.5", 4096);
+	CHECK(reader >= 0);
+	char get[512];
+	snprintf(get, sizeof(get),
+		 "GET /files/read?sessionId=%s&path=big.txt HTTP/1.1\r\nHost: x\r\n"
+		 "Authorization: Bearer %s\r\n\r\n",
+		 id, bk.paid_key);
+	CHECK(raw_send(reader, get, strlen(get), 2000) == strlen(get));
+
+	int fd[SLOW_COUNT];
+	double began[SLOW_COUNT], closed[SLOW_COUNT];
+	for (int i = 0; i < SLOW_COUNT; i++) {
+		/* The first head's time counts from the connection's start. */
+		if (i != SLOW_FIRST_HEAD)
+			fd[i] = raw_dial(bk.d.port, "127.0.0.5", 0);
+		closed[i] = 0;
+	}
+	healthz_on(fd[SLOW_IDLE]);
+	healthz_on(fd[SLOW_NEXT_HEAD]);
+	char post[512];
+	snprintf(post, sizeof(post),
+		 "POST /sessions/create HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+		 "Content-Length: 100000\r\n\r\n",
+		 bk.paid_key);
+	raw_send(fd[SLOW_BODY], post, strlen(post), 2000);
+	const char *partial = "GET /healthz HTTP/1.1\r\nX-Pad: ";
+	fd[SLOW_FIRST_HEAD] = raw_dial(bk.d.port, "127.0.0.5", 0);
+	for (int i = 0; i < SLOW_COUNT; i++)
+		CHECK(fd[i] >= 0);
+	raw_send(fd[SLOW_FIRST_HEAD], partial, strlen(partial), 2000);
+	raw_send(fd[SLOW_NEXT_HEAD], partial, strlen(partial), 2000);
+	double t0 = client_now();
+	for (int i = 0; i < SLOW_COUNT; i++)
+		began[i] = t0;
+	char pad[64];
+	memset(pad, 'p', sizeof(pad));
+	while (client_now() - t0 < IDLE_TIMEOUT_S + 10) {
+		for (int i = 0; i < SLOW_COUNT; i++) {
+			if (closed[i] > 0)
+				continue;
+			if (i != SLOW_IDLE)
+				raw_send(fd[i], pad, i == SLOW_BODY ? 50 : 1, 100);
+			char c;
+			ssize_t n = recv(fd[i], &c, 1, MSG_DONTWAIT | MSG_PEEK);
+			if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+				closed[i] = client_now();
+			} else if (n > 0) {
+				/* An answer (408): read it, then look for the end. */
+				enum raw_end end;
+				raw_read(fd[i], resp, sizeof(resp), NULL, 1000, &end);
+				if (end == RAW_EOF || end == RAW_RESET)
+					closed[i] = client_now();
+			}
+		}
+		usleep(1000 * 1000);
+	}
+	for (int i = 0; i < SLOW_COUNT; i++) {
+		double after = closed[i] > 0 ? closed[i] - began[i] : -1;
+		fprintf(stderr, "    %s: closed after %.1f s\n", slow_name[i], after);
+		close(fd[i]);
+		CHECK_MSG(closed[i] > 0, "%s was never closed", slow_name[i]);
+		double most = i == SLOW_IDLE ? IDLE_TIMEOUT_S + 5 : HEAD_TIMEOUT_S + 5;
+		double least = i == SLOW_IDLE ? IDLE_TIMEOUT_S - 5 : HEAD_TIMEOUT_S - 2;
+		CHECK_MSG(after >= least && after <= most,
+			  "%s: closed after %.1f s, want %.0f..%.0f", slow_name[i], after, least,
+			  most);
+	}
+	/* The reader was cut meanwhile: what it can still read is what the
+	 * kernels held, not the whole answer. */
+	enum raw_end end;
+	size_t got = raw_drain(reader, 10000, &end);
+	fprintf(stderr, "    a reader that did not read for %d s then got %zu of %zu bytes\n",
+		IDLE_TIMEOUT_S + 10, got, 10 * MIB);
+	CHECK_MSG(got < 10 * MIB && (end == RAW_EOF || end == RAW_RESET),
+		  "the stalled reader was not cut: %zu bytes, end %d", got, (int)end);
+	close(reader);
+	check_honest(id, "after the slow clients");
+	client_must_delete(bk.paid_key, id);
+	free(id);
+}
+
+TEST(honest_pool_is_not_refused)
+{
+	/* 200 kept-alive connections from one address, each used twice. */
+	enum { N = 200 };
+	int fds[N];
+	for (int i = 0; i < N; i++) {
+		fds[i] = raw_dial(bk.d.port, "127.0.0.6", 0);
+		CHECK_MSG(fds[i] >= 0, "connection %d: %s", i, strerror(errno));
+	}
+	for (int round = 0; round < 2; round++)
+		for (int i = 0; i < N; i++)
+			healthz_on(fds[i]);
+	for (int i = 0; i < N; i++)
+		close(fds[i]);
+}
