@@ -109,8 +109,6 @@ static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *
 	return 0;
 }
 
-static int detach_mounts_under(const char *dir);
-
 /* rm -rf of a directory of ours. Mounts under it are detached first, and if
  * any remains nothing is removed: a bind mount of a host directory is on the
  * same file system, so FTW_MOUNT alone would not keep nftw out of it. */
@@ -118,7 +116,7 @@ static void rm_tree(const char *path)
 {
 	if (path[0] == '\0')
 		return;
-	if (detach_mounts_under(path) != 0) {
+	if (client_detach_mounts_under(path) != 0) {
 		fprintf(stderr, "client: not removing '%s': mounts remain under it\n", path);
 		return;
 	}
@@ -153,7 +151,7 @@ static int mounts_under(const char *dir, char **mounts, int max)
  * directory mounted when it stops, by design, so that a restart finds every
  * file; a test's data directory goes with the test, so they are detached
  * here. That a DELETE leaves no mount is checked by the tests themselves. */
-static int detach_mounts_under(const char *dir)
+int client_detach_mounts_under(const char *dir)
 {
 	char *mounts[256];
 	int n = mounts_under(dir, mounts, 256);

@@ -65,6 +65,10 @@ int client_daemon_start(struct client_daemon *d, const char *const *extra_args);
  * daemon's wait status, or -1. */
 int client_daemon_stop(struct client_daemon *d);
 
+/* Detaches every mount under dir (dir included), deepest first; returns
+ * how many are left (-1 if unknown). */
+int client_detach_mounts_under(const char *dir);
+
 /* Stops the daemon with sig (SIGTERM: a clean stop; SIGKILL: a crash) and
  * keeps its data directory, so that client_daemon_start() brings it back
  * on the same data. Returns the wait status, or -1. */

@@ -213,7 +213,7 @@ int ns__files_save(struct sbx_backend *base, const char *id, struct sbx_save_sta
 	ns__snapshot_path(b, id, snap, sizeof(snap));
 	int64_t files = ns__disk_files(&p);
 	struct snapshot_stats st = {0};
-	if (snapshot_save(p.upper, snap, sbx__slot_base(slot), &st, err) < 0)
+	if (snapshot_save(p.upper, snap, sbx__slot_base(slot), 0, &st, err) < 0)
 		return -1;
 	char text[32];
 	snprintf(text, sizeof(text), "%lld", (long long)files);
