@@ -219,12 +219,7 @@ int ns__files_save(struct sbx_backend *base, const char *id, struct sbx_save_sta
 	snprintf(text, sizeof(text), "%lld", (long long)files);
 	setxattr(snap, FILES_XATTR, text, strlen(text), 0);
 	if (stats)
-		*stats = (struct sbx_save_stats){st.files, st.bytes_in, st.bytes_out};
-	/* Saved: a disk that cannot be released now is dropped at the next
-	 * start (the snapshot is the truth once it exists). */
-	struct bk_err derr = BK_ERR_INIT;
-	if (ns__disk_destroy(b, &p, &derr) < 0)
-		fprintf(stderr, "bunkerd: session %s: %s\n", id, derr.msg);
+		*stats = (struct sbx_save_stats){st.files, st.bytes_in, st.bytes_out, st.skipped};
 	return 0;
 }
 

@@ -17,7 +17,10 @@
  *   - its files: on a disk while it may run ("the disk"), or saved to
  *     storage while it sleeps ("the snapshot"). The disk outlives the
  *     sandbox: stop() ends every process but keeps the files, so a new
- *     sandbox started for the same id finds them again.
+ *     sandbox started for the same id finds them again. Going to deep
+ *     sleep is freeze(), files_save() (which keeps the disk), stop(),
+ *     drop_disk(): the processes end only once their files are saved, so
+ *     a save that fails leaves the session as it was.
  *
  * Every operation is safe to call from several threads for different
  * sessions; for one session, core/ serialises what changes it (start,
@@ -154,6 +157,7 @@ struct sbx_save_stats {
 	int64_t files;	   /* entries saved */
 	int64_t bytes_in;  /* bytes of file content read */
 	int64_t bytes_out; /* size of the snapshot */
+	int64_t skipped;   /* sockets, which a snapshot cannot hold, left out */
 };
 
 struct sbx_ops {
@@ -239,11 +243,17 @@ struct sbx_ops {
 	/* Session id's figures, whether a sandbox runs or not. */
 	void (*stats)(struct sbx_backend *b, const char *id, struct sbx_stats *out);
 
-	/* ---- a session's files at rest (no sandbox may run for id) ---- */
+	/* ---- a session's files at rest (no sandbox may run for id, but
+	 * one may be frozen for files_save) ---- */
 
 	struct sbx_files_state (*files_state)(struct sbx_backend *b, const char *id);
-	/* Saves the disk to a snapshot (which appears whole or not at all)
-	 * and releases the disk. On failure the disk is as it was. */
+	/* Saves the disk to a snapshot (which appears whole or not at all),
+	 * replacing any snapshot there, and keeps the disk: release it with
+	 * drop_disk() once the sandbox is stopped. The sandbox of id, if
+	 * one runs, must be frozen: nothing may change the files meanwhile.
+	 * Sockets are left out (stats->skipped). BK_E_TOO_LARGE for a tree a
+	 * snapshot cannot hold. On failure there is no new snapshot and the
+	 * disk is as it was. */
 	int (*files_save)(struct sbx_backend *b, const char *id, struct sbx_save_stats *stats,
 			  struct bk_err *err);
 	/* Fills a new disk of disk_mb from the snapshot (a disk already there

@@ -345,3 +345,37 @@ TEST(sandbox_runs_bun_code_from_stdin)
 	purge("ses_unitffffffffffffffff", NULL);
 	teardown();
 }
+
+/* files_save() works on a frozen sandbox and keeps its disk: thawed, the
+ * sandbox goes on with its processes and files; stopped and released, the
+ * snapshot brings the files back. */
+TEST(sandbox_files_save_of_a_frozen_sandbox_keeps_it_whole)
+{
+	setup();
+	const char *id = "ses_unitgggggggggggggggg";
+	struct sbx *s = start(id, 64);
+	/* The background process has exec'd before the freeze. */
+	expect_out(s,
+		   "echo kept > f; setsid sleep 1000 >/dev/null 2>&1 & "
+		   "for i in $(seq 100); do pgrep -x sleep >/dev/null && break; sleep 0.05; done; "
+		   "echo ok",
+		   "ok\n");
+	struct bk_err err = BK_ERR_INIT;
+	CHECK_MSG(backend->ops->freeze(s, true, &err) == 0, "%s", err.msg);
+	struct sbx_save_stats st;
+	CHECK_MSG(backend->ops->files_save(backend, id, &st, &err) == 0, "%s", err.msg);
+	struct sbx_files_state fs = backend->ops->files_state(backend, id);
+	CHECK(fs.disk && fs.snapshot);
+	CHECK(st.files >= 2);
+	CHECK_MSG(backend->ops->freeze(s, false, &err) == 0, "%s", err.msg);
+	expect_out(s, "cat f; pgrep -x sleep >/dev/null && echo alive", "kept\nalive\n");
+	stop(s);
+	CHECK_MSG(backend->ops->drop_disk(backend, id, &err) == 0, "%s", err.msg);
+	CHECK_MSG(backend->ops->files_restore(backend, id, 64, &err) == 0, "%s", err.msg);
+	backend->ops->drop_snapshot(backend, id);
+	s = start(id, 64);
+	expect_out(s, "cat f", "kept\n");
+	stop(s);
+	purge(id, NULL);
+	teardown();
+}
