@@ -79,8 +79,15 @@ static int wake_from_deep_sleep(struct core *core, struct session *s, struct bk_
 	const struct sbx_ops *ops = core->sbx->ops;
 	int64_t t0 = mono_us();
 	struct sbx_limits lim = core__session_sbx_limits(core, s);
-	if (ops->files_restore(core->sbx, s->id, lim.disk_mb, err) < 0 ||
-	    sandbox_start(core, s, err) < 0 || set_state(core, s, CORE_STATE_ACTIVE, err) < 0) {
+	if (ops->files_restore(core->sbx, s->id, lim.disk_mb, err) < 0) {
+		bk_err_prefix(err, "cannot wake session %s", s->id);
+		return -1;
+	}
+	if (sandbox_start(core, s, err) < 0 || set_state(core, s, CORE_STATE_ACTIVE, err) < 0) {
+		/* Still asleep, its snapshot the truth: the restored disk would
+		 * only hold memory until the next try restores it again. */
+		sandbox_drop(core, s);
+		ops->drop_disk(core->sbx, s->id, NULL);
 		bk_err_prefix(err, "cannot wake session %s", s->id);
 		return -1;
 	}

@@ -60,6 +60,12 @@ struct sbx_backend_config {
 	 * slot_count ranges from slot_first on (0 and 0: all of them). Two
 	 * daemons on one host need ranges that do not overlap. */
 	int slot_first, slot_count;
+	/* What the pids limits of running sandboxes may add up to (0: half
+	 * of the kernel's pid_max or threads-max, whichever is lower). */
+	int64_t pids_budget;
+	/* What the snapshots together may take (0: half of the file system
+	 * that holds them), and what a save leaves free there (0: 5%). */
+	int64_t snapshot_max_bytes, snapshot_min_free_bytes;
 };
 
 struct sbx_limits {
@@ -182,7 +188,9 @@ struct sbx_ops {
 	/* ---- a sandbox's life ---- */
 
 	/* Starts a sandbox for session id, creating its disk when it has none
-	 * and keeping it when it has. *out is new; end it with stop(). */
+	 * and keeping it when it has. *out is new; end it with stop().
+	 * BK_E_UNAVAILABLE when the host has no room for one more (its
+	 * processes budget or its id ranges are taken). */
 	int (*start)(struct sbx_backend *b, const char *id, const struct sbx_limits *limits,
 		     struct sbx **out, struct bk_err *err);
 	/* Hands a running sandbox (started ahead of need under a placeholder
@@ -251,9 +259,10 @@ struct sbx_ops {
 	 * replacing any snapshot there, and keeps the disk: release it with
 	 * drop_disk() once the sandbox is stopped. The sandbox of id, if
 	 * one runs, must be frozen: nothing may change the files meanwhile.
-	 * Sockets are left out (stats->skipped). BK_E_TOO_LARGE for a tree a
-	 * snapshot cannot hold. On failure there is no new snapshot and the
-	 * disk is as it was. */
+	 * Sockets are left out (stats->skipped). BK_E_NO_SPACE when the
+	 * snapshot storage has no room for it (its cap, or the free space it
+	 * must keep), BK_E_TOO_LARGE for a tree a snapshot cannot hold. On
+	 * failure there is no new snapshot and the disk is as it was. */
 	int (*files_save)(struct sbx_backend *b, const char *id, struct sbx_save_stats *stats,
 			  struct bk_err *err);
 	/* Fills a new disk of disk_mb from the snapshot (a disk already there

@@ -382,6 +382,31 @@ TEST_TIMEOUT(deep_sleep_that_cannot_save_leaves_the_session_running, 30)
 	fixture_close(&f);
 }
 
+/* A wake that cannot start a sandbox (the host at its capacity) leaves the
+ * session asleep on its snapshot and holds no disk meanwhile. */
+TEST(a_wake_that_cannot_start_stays_asleep_without_a_disk)
+{
+	struct fixture f;
+	struct core_config cfg = config(0, 300, 1800);
+	fixture_open(&f, NULL, &cfg, "paid");
+	char *id = create(&f);
+	write_f(&f, id, "hello");
+	deep_sleep(&f, id);
+	fake_fail(f.w, "start", 1);
+	char *data = NULL;
+	size_t len;
+	struct bk_err err = BK_ERR_INIT;
+	CHECK(core_file_read(f.core, &f.key, id, "f", &data, &len, &err) < 0);
+	CHECK_MSG(strstr(err.msg, "cannot wake") != NULL, "%s", err.msg);
+	struct fake_view v;
+	fake_view(f.w, id, &v);
+	CHECK(v.snapshot && !v.disk && v.running == 0);
+	CHECK_INT_EQ(v.state, STORE_SESSION_DEEP_SLEEP);
+	expect_f(&f, id, "hello");
+	free(id);
+	fixture_close(&f);
+}
+
 /* ---- the crash-recovery matrix ---- */
 
 enum transition { T_CREATE, T_IDLE, T_WAKE_IDLE, T_DEEP_SLEEP, T_WAKE_DEEP, T_DELETE };
