@@ -50,13 +50,16 @@ static int v1_parent_create(const char *parent, int64_t memory_bytes, int64_t pi
 	return v1_write("pids", parent, NULL, "pids.max", v, err);
 }
 
-static void v1_parent_remove(const char *parent)
+static int v1_parent_remove(const char *parent, struct bk_err *err)
 {
+	int rc = 0;
 	for (size_t i = 0; i < ARRAY_SIZE(controllers); i++) {
 		char p[512];
 		v1_path(controllers[i], parent, NULL, NULL, p, sizeof(p));
-		rmdir(p);
+		if (rmdir(p) < 0 && errno != ENOENT && rc == 0)
+			rc = bk_err_set(err, errno, "cannot remove cgroup '%s'", p);
 	}
+	return rc;
 }
 
 static int v1_limit(const char *parent, const char *id, const struct sbx_limits *lim,

@@ -51,11 +51,13 @@ static int v2_parent_create(const char *parent, int64_t memory_bytes, int64_t pi
 	return v2_write(parent, NULL, "pids.max", v, err);
 }
 
-static void v2_parent_remove(const char *parent)
+static int v2_parent_remove(const char *parent, struct bk_err *err)
 {
 	char p[512];
 	v2_path(parent, NULL, NULL, p, sizeof(p));
-	rmdir(p);
+	if (rmdir(p) < 0 && errno != ENOENT)
+		return bk_err_set(err, errno, "cannot remove cgroup '%s'", p);
+	return 0;
 }
 
 static int v2_limit(const char *parent, const char *id, const struct sbx_limits *lim,

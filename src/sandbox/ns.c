@@ -315,7 +315,11 @@ static void ns_close(struct sbx_backend *base)
 		return;
 	struct ns_backend *b = (struct ns_backend *)base;
 	if (b->cg) {
-		b->cg->parent_remove(b->cgroup_parent);
+		/* Every sandbox is stopped by now, so the parent is empty: a
+		 * daemon leaves no cgroup behind. One that cannot go says so. */
+		struct bk_err err = BK_ERR_INIT;
+		if (b->cg->parent_remove(b->cgroup_parent, &err) < 0)
+			fprintf(stderr, "bunkerd: %s\n", err.msg);
 		run_dir_release(b);
 	}
 	sbx__slots_destroy(&b->slots);

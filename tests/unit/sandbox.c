@@ -10,6 +10,7 @@
 #include <sys/mount.h>
 #include <unistd.h>
 
+#include "../client.h"
 #include "../harness.h"
 #include "sandbox/cgroup.h"
 #include "sandbox/sandbox.h"
@@ -42,6 +43,9 @@ static const char *const controllers[] = {"memory/", "cpu/", "cpuacct/", "pids/"
 int harness_setup(void)
 {
 	snprintf(base_dir, sizeof(base_dir), "/tmp/bunker-sbx-XXXXXX");
+	char parent[64];
+	snprintf(parent, sizeof(parent), "bunker-unit-%d", (int)getpid());
+	client_manifest_note("cgroup", parent, NULL);
 	return mkdtemp(base_dir) ? 0 : 1;
 }
 
