@@ -1,14 +1,113 @@
 #!/usr/bin/env bash
 # `make test`: runs every test binary of the build directory, unit tests
-# first, each under a time limit, and adds their counts up into the closing
-# line "N passed, N failed, N skipped".
+# first, each under a time limit, then checks that the run left the host as
+# it found it, and adds everything up into the closing line
+# "N passed, N failed, N skipped" (what the run left behind counts as one
+# more failure).
+#
+# The run gets a /tmp and a mount table of its own (a private mount
+# namespace, with a fresh directory bound on /tmp), so that what it leaves
+# there is told apart from what other runs on the same host do meanwhile:
+# every test's temporary directory, every daemon's data directory and every
+# mount the daemons make live in it. What a namespace cannot hold (cgroups,
+# network interfaces) the test binaries note in a manifest
+# (client_manifest_note() in tests/client.c), or is compared before and
+# after. Anything found is printed, counted and removed.
 set -uo pipefail
 build=${1:-build/asan}
+
+# The cgroups the manifest names: prints "host check: <what>" for each one
+# left, removes it, and adds them to $leftovers.
+check_manifest_cgroups() {
+	local manifest=$1 kind what parent dir
+	while read -r kind what parent; do
+		case $kind in daemon | cgroup) ;; *) continue ;; esac
+		[ "$kind" = cgroup ] && parent=$what
+		for dir in /sys/fs/cgroup/"$parent" /sys/fs/cgroup/*/"$parent"; do
+			[ -d "$dir" ] || continue
+			echo "host check: cgroup $dir left behind"
+			leftovers=$((leftovers + 1))
+			# Deepest first: thaw, kill what is in it, remove it.
+			while read -r d; do
+				[ -f "$d/freezer.state" ] && echo THAWED >"$d/freezer.state"
+				[ -f "$d/cgroup.freeze" ] && echo 0 >"$d/cgroup.freeze"
+				xargs -r kill -9 <"$d/cgroup.procs" 2>/dev/null
+				for _ in $(seq 100); do rmdir "$d" 2>/dev/null && break; sleep 0.02; done
+			done < <(find "$dir" -depth -type d)
+		done
+	done <"$manifest"
+}
+
+if [ -z "${BUNKER_TEST_INNER:-}" ]; then
+	[ -d "$build" ] || { echo "no build directory '$build'" >&2; exit 2; }
+	manifest="$PWD/$build/test-run.manifest"
+	counts="$PWD/$build/test-run.counts"
+	: >"$manifest"
+	echo "0 0 0" >"$counts"
+	nets_before=$(ls /sys/class/net | sort)
+	run_tmp=$(mktemp -d /tmp/bk-test-run-XXXXXX)
+	if unshare --mount --propagation private true 2>/dev/null; then
+		BUNKER_TEST_INNER=$run_tmp BUNKER_TEST_MANIFEST=$manifest BUNKER_TEST_COUNTS=$counts \
+			unshare --mount --propagation private "$0" "$build"
+	else
+		echo "note: no private mount namespace here; the run shares the host's /tmp"
+		BUNKER_TEST_INNER=shared BUNKER_TEST_MANIFEST=$manifest BUNKER_TEST_COUNTS=$counts \
+			"$0" "$build"
+	fi
+	read -r passed failed skipped leftovers <"$counts"
+	leftovers=${leftovers:-0}
+	# Temporary files: the run's /tmp must be empty, and nothing the
+	# manifest names may remain.
+	for f in "$run_tmp"/* "$run_tmp"/.[!.]*; do
+		[ -e "$f" ] || continue
+		echo "host check: /tmp/${f#"$run_tmp"/} left behind"
+		leftovers=$((leftovers + 1))
+	done
+	rm -rf --one-file-system "$run_tmp"
+	while read -r kind what _; do
+		case $kind in daemon | dir) ;; *) continue ;; esac
+		[ -e "$what" ] || continue
+		echo "host check: $what left behind"
+		leftovers=$((leftovers + 1))
+	done <"$manifest"
+	check_manifest_cgroups "$manifest"
+	nets_after=$(ls /sys/class/net | sort)
+	for i in $(comm -13 <(echo "$nets_before") <(echo "$nets_after")); do
+		echo "host check: network interface $i left behind"
+		leftovers=$((leftovers + 1))
+	done
+	rm -f "$manifest" "$counts"
+	if [ "$leftovers" -gt 0 ]; then
+		echo "FAIL host check: the run left $leftovers things behind (above)"
+		failed=$((failed + 1))
+	else
+		echo "PASS host check: nothing left behind"
+		passed=$((passed + 1))
+	fi
+	echo "$passed passed, $failed failed, $skipped skipped"
+	[ "$failed" -eq 0 ]
+	exit
+fi
+
+# ---- inside the run's own mount namespace ----
+if [ "$BUNKER_TEST_INNER" != shared ]; then
+	# The namespace starts with a copy of the host's mounts, other runs'
+	# among them (their data directories under /tmp, session disks and
+	# roots anywhere): copies that would pin their file systems for as long
+	# as this run lasts, and make the cleanup of another run, which kills
+	# the processes whose mount table names its data directory, kill ours.
+	# They go, in this namespace only.
+	awk '{ split($0, a, " - "); split(a[2], b, " ");
+	       if ($5 ~ "^/tmp/" || b[2] == "bunker-disk" || b[1] == "overlay") print $5 }' \
+		/proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
+	mount --bind "$BUNKER_TEST_INNER" /tmp || exit 1
+fi
 export BUNKER_BUILD="$PWD/$build"
 # LeakSanitizer cannot follow the daemon's clone3() children; leaks are
 # checked in the unit tests, where nothing clones.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+mounts_before=$(awk '{print $5}' /proc/self/mountinfo | sort)
 passed=0 failed=0 skipped=0
 for t in "$build"/tests/unit_* "$build"/tests/bb_*; do
 	[ -x "$t" ] || continue
@@ -29,5 +128,28 @@ for t in "$build"/tests/unit_* "$build"/tests/bb_*; do
 		failed=$((failed + 1))
 	fi
 done
-echo "$passed passed, $failed failed, $skipped skipped"
-[ "$failed" -eq 0 ]
+
+echo "== host check"
+leftovers=0
+# Processes: none of the run's may outlive it, in this mount namespace
+# (daemons, test children) or in a cgroup of one of its daemons (sandboxes).
+self_ns=$(readlink /proc/self/ns/mnt)
+for p in /proc/[0-9]*; do
+	pid=${p#/proc/}
+	[ "$pid" = $$ ] && continue
+	ppid=$(awk '/^PPid:/ {print $2}' "$p/status" 2>/dev/null) || continue
+	[ "$ppid" = $$ ] && continue
+	[ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$self_ns" ] || continue
+	echo "host check: process $pid ($(cat "$p/comm" 2>/dev/null)) left running; killing it"
+	kill -9 "$pid" 2>/dev/null
+	leftovers=$((leftovers + 1))
+done
+check_manifest_cgroups "$BUNKER_TEST_MANIFEST"
+# Mounts: the daemons' disks and run directories, detached by now.
+mounts_after=$(awk '{print $5}' /proc/self/mountinfo | sort)
+for m in $(comm -13 <(echo "$mounts_before") <(echo "$mounts_after") | sort -r); do
+	echo "host check: mount $m left behind; detaching it"
+	umount -l "$m" 2>/dev/null
+	leftovers=$((leftovers + 1))
+done
+echo "$passed $failed $skipped $leftovers" >"$BUNKER_TEST_COUNTS"

@@ -96,6 +96,22 @@ static bool log_contains(const struct client_daemon *d, long from, const char *n
 	return found;
 }
 
+int client_log_count(const struct client_daemon *d, const char *a, const char *b)
+{
+	FILE *f = fopen(d->log_path, "re");
+	if (f == NULL)
+		return -1;
+	char *line = NULL;
+	size_t cap = 0;
+	int n = 0;
+	while (getline(&line, &cap, f) >= 0)
+		if (strstr(line, a) != NULL && (b == NULL || strstr(line, b) != NULL))
+			n++;
+	free(line);
+	fclose(f);
+	return n;
+}
+
 static long log_size(const struct client_daemon *d)
 {
 	struct stat st;
@@ -109,8 +125,6 @@ static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *
 	return 0;
 }
 
-static int detach_mounts_under(const char *dir);
-
 /* rm -rf of a directory of ours. Mounts under it are detached first, and if
  * any remains nothing is removed: a bind mount of a host directory is on the
  * same file system, so FTW_MOUNT alone would not keep nftw out of it. */
@@ -118,7 +132,7 @@ static void rm_tree(const char *path)
 {
 	if (path[0] == '\0')
 		return;
-	if (detach_mounts_under(path) != 0) {
+	if (client_detach_mounts_under(path) != 0) {
 		fprintf(stderr, "client: not removing '%s': mounts remain under it\n", path);
 		return;
 	}
@@ -153,7 +167,7 @@ static int mounts_under(const char *dir, char **mounts, int max)
  * directory mounted when it stops, by design, so that a restart finds every
  * file; a test's data directory goes with the test, so they are detached
  * here. That a DELETE leaves no mount is checked by the tests themselves. */
-static int detach_mounts_under(const char *dir)
+int client_detach_mounts_under(const char *dir)
 {
 	char *mounts[256];
 	int n = mounts_under(dir, mounts, 256);
@@ -169,6 +183,28 @@ static int detach_mounts_under(const char *dir)
 	for (int i = 0; i < n; i++)
 		free(mounts[i]);
 	return n;
+}
+
+void client_manifest_note(const char *kind, const char *what, const char *extra)
+{
+	const char *path = getenv("BUNKER_TEST_MANIFEST");
+	if (path == NULL || *path == '\0')
+		return;
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return;
+	dprintf(fd, "%s %s%s%s\n", kind, what, extra ? " " : "", extra ? extra : "");
+	close(fd);
+}
+
+/* The parent cgroup of a daemon on data_dir, named as sandbox/ns.c names
+ * it: "bunker-<FNV-1a of the directory>". */
+static void cgroup_parent_of(const char *data_dir, char *out, size_t len)
+{
+	uint32_t h = 2166136261u;
+	for (const char *c = data_dir; *c; c++)
+		h = (h ^ (uint8_t)*c) * 16777619u;
+	snprintf(out, len, "bunker-%08x", h);
 }
 
 /* ---- build dir, ports, process control ---- */
@@ -288,6 +324,9 @@ int client_daemon_start(struct client_daemon *d, const char *const *extra_args)
 			return -1;
 		}
 		snprintf(d->log_path, sizeof(d->log_path), "%s/bunkerd.log", d->log_dir);
+		cgroup_parent_of(d->data_dir, d->cgroup_parent, sizeof(d->cgroup_parent));
+		client_manifest_note("daemon", d->data_dir, d->cgroup_parent);
+		client_manifest_note("dir", d->log_dir, NULL);
 	}
 
 	for (int attempt = 0; attempt < 5; attempt++) {
@@ -355,13 +394,6 @@ int client_daemon_start(struct client_daemon *d, const char *const *extra_args)
 	return -1;
 }
 
-static int rmdir_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	if (flag == FTW_DP)
-		rmdir(path);
-	return 0;
-}
-
 /* Whether a mount table (/proc/PID/mountinfo) is a sandbox's of the
  * daemon of dir: one of its mounts comes from under dir (an overlay's
  * layers, a bind's source) without being mounted under dir. A mount
@@ -385,9 +417,8 @@ static bool mounts_from(const char *text, const char *dir)
 
 /* Kills every process (but us) whose command line names dir, or whose mount
  * table is one of its sandboxes' (mounts_from()) in a mount namespace other
- * than ours (in ours, every process sees the mounts the daemon left), then
- * removes the (now empty) session cgroups they were in. Returns how many
- * there were. */
+ * than ours (in ours, every process sees the mounts the daemon left).
+ * Returns how many there were. */
 static int kill_leftovers(const char *dir)
 {
 	if (dir[0] == '\0')
@@ -397,8 +428,7 @@ static int kill_leftovers(const char *dir)
 	if (nl <= 0)
 		return 0;
 	self_ns[nl] = '\0';
-	char sessions[64][32];
-	int n_sessions = 0, n = 0;
+	int n = 0;
 	DIR *dp = opendir("/proc");
 	struct dirent *de;
 	while (dp != NULL && (de = readdir(dp)) != NULL) {
@@ -431,12 +461,6 @@ static int kill_leftovers(const char *dir)
 		free(text);
 		snprintf(path, sizeof(path), "/proc/%ld/cgroup", pid);
 		text = read_file_all(path, &len);
-		const char *ses = text ? strstr(text, "/ses_") : NULL;
-		if (ses != NULL && n_sessions < 64) {
-			snprintf(sessions[n_sessions], sizeof(sessions[0]), "%.*s",
-				 (int)strcspn(ses + 1, "/\n"), ses + 1);
-			n_sessions++;
-		}
 		/* A frozen process dies only once thawed: thaw its cgroup (the
 		 * v1 freezer, or v2's cgroup.freeze) before the SIGKILL. */
 		const char *fz = text ? strstr(text, ":freezer:") : NULL;
@@ -461,24 +485,72 @@ static int kill_leftovers(const char *dir)
 	}
 	if (dp != NULL)
 		closedir(dp);
-	if (n == 0)
+	if (n > 0)
+		sleep_ms(500);
+	return n;
+}
+
+static int cgroup_seen;
+
+/* nftw, deepest first: thaws, kills what is in the directory, removes it. */
+static int cgroup_rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	if (flag != FTW_DP)
 		return 0;
-	sleep_ms(500);
-	for (int i = 0; i < n_sessions; i++) {
-		for (int depth = 1; depth <= 3; depth++) {
-			char pattern[160] = "/sys/fs/cgroup";
-			for (int k = 1; k < depth; k++)
-				strcat(pattern, "/*");
-			snprintf(pattern + strlen(pattern), sizeof(pattern) - strlen(pattern),
-				 "/%s", sessions[i]);
-			glob_t g;
-			if (glob(pattern, GLOB_NOSORT | GLOB_ONLYDIR, NULL, &g) == 0)
-				for (size_t k = 0; k < g.gl_pathc; k++)
-					nftw(g.gl_pathv[k], rmdir_cb, 8, FTW_DEPTH | FTW_PHYS);
-			globfree(&g);
+	char knob[PATH_MAX + 32];
+	const char *const thaw[][2] = {{"freezer.state", "THAWED"}, {"cgroup.freeze", "0"}};
+	for (size_t i = 0; i < 2; i++) {
+		snprintf(knob, sizeof(knob), "%s/%s", path, thaw[i][0]);
+		FILE *f = fopen(knob, "we");
+		if (f != NULL) {
+			fputs(thaw[i][1], f);
+			fclose(f);
 		}
 	}
-	return n;
+	fprintf(stderr, "client: cgroup '%s' left behind; removing it\n", path);
+	cgroup_seen++;
+	for (int i = 0; i < 200 && rmdir(path) < 0 && errno == EBUSY; i++) {
+		snprintf(knob, sizeof(knob), "%s/cgroup.procs", path);
+		char *text = read_file_all(knob, NULL);
+		for (char *p = text; p && *p;) {
+			kill((pid_t)strtol(p, &p, 10), SIGKILL);
+			while (*p == '\n')
+				p++;
+		}
+		free(text);
+		sleep_ms(10);
+	}
+	return 0;
+}
+
+/* Removes parent's cgroups, and all in them, under every controller (v1)
+ * or in the one tree (v2); returns how many directories there were. */
+static int cgroups_release(const char *parent)
+{
+	char pattern[160];
+	cgroup_seen = 0;
+	for (int depth = 0; depth < 2; depth++) {
+		snprintf(pattern, sizeof(pattern), "/sys/fs/cgroup/%s%s", depth ? "*/" : "",
+			 parent);
+		glob_t g;
+		if (glob(pattern, GLOB_NOSORT | GLOB_ONLYDIR, NULL, &g) == 0)
+			for (size_t k = 0; k < g.gl_pathc; k++)
+				nftw(g.gl_pathv[k], cgroup_rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+		globfree(&g);
+	}
+	return cgroup_seen;
+}
+
+/* Mounts under dir, printed as left behind; returns how many. */
+static int mounts_left(const char *dir)
+{
+	char *mounts[256];
+	int n = dir[0] ? mounts_under(dir, mounts, 256) : 0;
+	for (int i = 0; i < n; i++) {
+		fprintf(stderr, "client: mount '%s' left behind; detaching it\n", mounts[i]);
+		free(mounts[i]);
+	}
+	return n > 0 ? n : 0;
 }
 
 /* Prints what each thread of pid is waiting in, for a daemon that hangs. */
@@ -540,7 +612,11 @@ int client_daemon_stop(struct client_daemon *d)
 		d->pid = 0;
 	}
 	d->left_processes = kill_leftovers(d->data_dir);
+	d->left_cgroups = d->cgroup_parent[0] ? cgroups_release(d->cgroup_parent) : 0;
+	d->left_mounts = mounts_left(d->data_dir);
 	rm_tree(d->data_dir);
+	struct stat st;
+	d->left_data_dir = d->data_dir[0] && lstat(d->data_dir, &st) == 0;
 	d->data_dir[0] = '\0';
 	return status;
 }
@@ -597,6 +673,26 @@ int client_daemon_check(const struct client_daemon *d)
 		fprintf(stderr, "    %d processes of bunkerd were left running after it stopped\n",
 			d->left_processes);
 		problems += d->left_processes;
+	}
+	if (d->left_cgroups > 0)
+		fprintf(stderr,
+			"    %d cgroup directories of bunkerd ('%s') were left after it "
+			"stopped\n",
+			d->left_cgroups, d->cgroup_parent);
+	if (d->left_mounts > 0)
+		fprintf(stderr, "    %d mounts were left under its data directory\n",
+			d->left_mounts);
+	if (d->left_data_dir)
+		fprintf(stderr, "    its data directory could not be removed\n");
+	problems += d->left_cgroups + d->left_mounts + d->left_data_dir;
+	/* A test's own daemon: its log goes with it, unless there is
+	 * something to read in it (the fixture's goes at exit). */
+	const char *keep = getenv("BUNKER_KEEP_LOGS");
+	if (d != &bk.d && d->pid == 0 && d->log_dir[0] != '\0') {
+		if (problems == 0 && (keep == NULL || *keep == '\0'))
+			rm_tree(d->log_dir);
+		else
+			fprintf(stderr, "bunkerd log kept: %s\n", d->log_path);
 	}
 	return problems;
 }

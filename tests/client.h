@@ -31,7 +31,13 @@ struct client_daemon {
 	char log_dir[PATH_MAX];	 /* kept when the binary fails */
 	char log_path[PATH_MAX]; /* the daemon's (and the CLI's) stderr */
 	char base_url[64];	 /* "http://127.0.0.1:<port>" */
-	int left_processes;	 /* found (and killed) after it stopped */
+	char cgroup_parent[64];	 /* "bunker-<hash of data_dir>", as sandbox/ns.c names it */
+	/* What client_daemon_stop() found of it on the host after it stopped
+	 * (and removed): */
+	int left_processes; /* processes */
+	int left_cgroups;   /* cgroup directories (its parent and what is in it) */
+	int left_mounts;    /* mounts under its data directory */
+	bool left_data_dir; /* a data directory that could not be removed */
 };
 
 /* The shared fixture of a test binary: one daemon and a key of each plan
@@ -57,13 +63,25 @@ int client_build_dir(char *out, size_t len);
 int client_daemon_start(struct client_daemon *d, const char *const *extra_args);
 
 /* SIGTERM, up to 10 s, then SIGKILL (printing where its threads wait);
- * then kills every process left that names the data directory in its
- * command line or its mounts (sandboxes, a stuck fork of the daemon),
- * counting them in left_processes, and removes their session cgroups;
- * detaches what bunkerd left mounted under the data directory (live
- * sessions' disks stay mounted by design) and removes it. Returns the
- * daemon's wait status, or -1. */
+ * then removes, counting and printing each as left behind, whatever of
+ * the daemon is still on the host: every process that names the data
+ * directory in its command line or its mounts (sandboxes, a stuck fork of
+ * the daemon), its cgroups (its parent and all in it, under every
+ * controller), the mounts under the data directory (a clean stop puts
+ * every session to deep sleep, which releases them), and the data
+ * directory itself. Returns the daemon's wait status, or -1. */
 int client_daemon_stop(struct client_daemon *d);
+
+/* Notes, for the check at the end of a run of scripts/test.sh, something
+ * of the host a test binary makes and must leave as it found it: kind
+ * "daemon" (what is a data directory, extra its cgroup parent), "cgroup"
+ * (a cgroup parent), "dir" (a directory that must be gone). One line of
+ * $BUNKER_TEST_MANIFEST; nothing when it is not set. */
+void client_manifest_note(const char *kind, const char *what, const char *extra);
+
+/* Detaches every mount under dir (dir included), deepest first; returns
+ * how many are left (-1 if unknown). */
+int client_detach_mounts_under(const char *dir);
 
 /* Stops the daemon with sig (SIGTERM: a clean stop; SIGKILL: a crash) and
  * keeps its data directory, so that client_daemon_start() brings it back
@@ -71,9 +89,16 @@ int client_daemon_stop(struct client_daemon *d);
 int client_daemon_halt(struct client_daemon *d, int sig);
 
 /* Scans the daemon's log for sanitizer reports ("AddressSanitizer",
- * "runtime error:", "LeakSanitizer") and counts the processes it left
- * running after it stopped. Returns the number of problems (printed). */
+ * "runtime error:", "LeakSanitizer") and counts what client_daemon_stop()
+ * found left behind on the host. Returns the number of problems
+ * (printed). For a stopped daemon other than the fixture's, it then
+ * removes the log directory when there are none (and $BUNKER_KEEP_LOGS is
+ * not set), or says where the log is kept. */
 int client_daemon_check(const struct client_daemon *d);
+
+/* Lines of the daemon's log that contain both a and b (b may be NULL), or
+ * -1 when it cannot be read. */
+int client_log_count(const struct client_daemon *d, const char *a, const char *b);
 
 /* Runs `bunker --data-dir DIR keys create --plan PLAN` and copies the key it
  * printed into out. Returns 0, or -1 with a message on stderr. */

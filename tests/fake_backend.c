@@ -32,8 +32,7 @@ static void fb_describe(struct sbx_backend *b, char *out, size_t len)
 	snprintf(out, len, "fake");
 }
 
-static void fb_reconcile(struct sbx_backend *b, bool (*known)(void *ctx, const char *id),
-			 void *ctx)
+static void fb_reconcile(struct sbx_backend *b, bool (*known)(void *ctx, const char *id), void *ctx)
 {
 	struct fake_world *w = BW(b);
 	pthread_mutex_lock(&w->lock);
@@ -212,7 +211,8 @@ static int fb_list(struct sbx *s, const char *path, bool recursive, struct sbx_e
 	*out = calloc((size_t)count + 1, sizeof(**out));
 	*n = 0;
 	for (struct fake_file *f = x ? x->disk_files : NULL; f; f = f->next)
-		(*out)[(*n)++] = (struct sbx_entry){.path = strdup(f->path), .size = (int64_t)f->len};
+		(*out)[(*n)++] =
+		    (struct sbx_entry){.path = strdup(f->path), .size = (int64_t)f->len};
 	pthread_mutex_unlock(&w->lock);
 	return 0;
 }
@@ -267,8 +267,9 @@ static struct sbx_files_state fb_files_state(struct sbx_backend *b, const char *
 	return st;
 }
 
-/* Saving is two steps, as on a real host: the snapshot appears (whole),
- * then the disk is released. */
+/* Saving is one step, as on a real host: the snapshot appears (whole);
+ * the disk stays until drop_disk(). A sandbox that runs must be frozen:
+ * the backend may not save files that processes are changing. */
 static int fb_files_save(struct sbx_backend *b, const char *id, struct sbx_save_stats *stats,
 			 struct bk_err *err)
 {
@@ -278,16 +279,14 @@ static int fb_files_save(struct sbx_backend *b, const char *id, struct sbx_save_
 	struct fake_box *x = fake__box_find(w, id, false);
 	if (rc == 0 && (x == NULL || !x->disk))
 		rc = bk_err_kind(err, BK_E_INTERNAL, "'%s' has no disk", id);
+	if (rc == 0 && x->running > 0 && !x->frozen)
+		rc = bk_err_kind(err, BK_E_INTERNAL, "'%s' saved while its processes run", id);
 	if (rc == 0) {
 		fake__step(w);
 		fake__files_free(x->snap_files);
 		x->snap_files = fake__files_copy(x->disk_files);
 		x->snapshot = true;
-		fake__done(w);
-		fake__step(w);
-		fake__files_free(x->disk_files);
-		x->disk_files = NULL;
-		x->disk = false;
+		x->saved_frozen = x->running > 0;
 		fake__done(w);
 		if (stats)
 			*stats = (struct sbx_save_stats){.files = fake__files_count(x->snap_files)};
@@ -297,8 +296,7 @@ static int fb_files_save(struct sbx_backend *b, const char *id, struct sbx_save_
 }
 
 /* Two steps too: any disk there is dropped, then a new one is filled. */
-static int fb_files_restore(struct sbx_backend *b, const char *id, int disk_mb,
-			    struct bk_err *err)
+static int fb_files_restore(struct sbx_backend *b, const char *id, int disk_mb, struct bk_err *err)
 {
 	struct fake_world *w = BW(b);
 	pthread_mutex_lock(&w->lock);

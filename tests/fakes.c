@@ -124,11 +124,10 @@ static void world_save(struct fake_world *w)
 	json_t *keys = json_array(), *sessions = json_array(), *boxes = json_array();
 	for (int i = 0; i < w->n_keys; i++) {
 		const struct store_key *k = &w->keys[i];
-		json_array_append_new(keys, json_pack("{s:s,s:s,s:s,s:I,s:I,s:s}", "id", k->id,
-						      "hash", "", "plan", k->plan, "created",
-						      (json_int_t)k->created_ms, "revoked",
-						      (json_int_t)k->revoked_ms, "overrides",
-						      k->overrides));
+		json_array_append_new(
+		    keys, json_pack("{s:s,s:s,s:s,s:I,s:I,s:s}", "id", k->id, "hash", "", "plan",
+				    k->plan, "created", (json_int_t)k->created_ms, "revoked",
+				    (json_int_t)k->revoked_ms, "overrides", k->overrides));
 		json_t *h = json_array();
 		for (int b = 0; b < 32; b++)
 			json_array_append_new(h, json_integer(k->hash[b]));
@@ -151,12 +150,12 @@ static void world_save(struct fake_world *w)
 		json_array_append_new(sessions, o);
 	}
 	for (struct fake_box *b = w->boxes; b; b = b->next)
-		json_array_append_new(boxes, json_pack("{s:s,s:b,s:o,s:b,s:o}", "id", b->id, "disk",
-						       b->disk, "disk_files",
-						       files_json(b->disk_files), "snapshot",
-						       b->snapshot, "snap_files",
-						       files_json(b->snap_files)));
-	json_t *all = json_pack("{s:o,s:o,s:o}", "keys", keys, "sessions", sessions, "boxes", boxes);
+		json_array_append_new(
+		    boxes, json_pack("{s:s,s:b,s:o,s:b,s:o}", "id", b->id, "disk", b->disk,
+				     "disk_files", files_json(b->disk_files), "snapshot",
+				     b->snapshot, "snap_files", files_json(b->snap_files)));
+	json_t *all =
+	    json_pack("{s:o,s:o,s:o}", "keys", keys, "sessions", sessions, "boxes", boxes);
 	char tmp[300];
 	snprintf(tmp, sizeof(tmp), "%s.tmp", w->path);
 	if (json_dump_file(all, tmp, JSON_COMPACT) != 0 || rename(tmp, w->path) != 0)
@@ -196,7 +195,8 @@ struct fake_world *fake_world_load(const char *path)
 		s->created_ms = json_integer_value(json_object_get(v, "created"));
 		s->expires_ms = json_integer_value(json_object_get(v, "expires"));
 		s->last_active_ms = json_integer_value(json_object_get(v, "active"));
-		s->state = (enum store_session_state)json_integer_value(json_object_get(v, "state"));
+		s->state =
+		    (enum store_session_state)json_integer_value(json_object_get(v, "state"));
 		s->metadata = strdup(json_string_value(json_object_get(v, "metadata")));
 		s->memory_mb = (int)json_integer_value(json_object_get(v, "memory"));
 		s->cpu = json_real_value(json_object_get(v, "cpu"));
@@ -347,6 +347,7 @@ void fake_view(struct fake_world *w, const char *id, struct fake_view *out)
 		out->snapshot = b->snapshot;
 		out->running = b->running;
 		out->frozen = b->frozen;
+		out->saved_frozen = b->saved_frozen;
 		const struct fake_file *f = NULL;
 		if (b->disk)
 			f = fake__file_find(b->disk_files, "f");
@@ -370,4 +371,3 @@ int fake_running(struct fake_world *w)
 	pthread_mutex_unlock(&w->lock);
 	return n;
 }
-

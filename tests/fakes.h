@@ -44,22 +44,24 @@ int fake_steps(struct fake_world *w);
  * process before it happens; 0: none. */
 void fake_crash_at(struct fake_world *w, int n);
 /* The next count calls of the operation called op ("start", "adopt",
- * "files_save", "session_insert", ...) fail with BK_E_INTERNAL. */
+ * "files_save", "session_insert", ...) fail with BK_E_INTERNAL. files_save
+ * also fails when the sandbox it saves runs unfrozen. */
 void fake_fail(struct fake_world *w, const char *op, int count);
 /* How often op was called. */
 int fake_calls(struct fake_world *w, const char *op);
 
 /* What the world holds of session id. */
 struct fake_view {
-	bool record;	 /* the store has it */
-	int state;	 /* its recorded state */
-	bool disk;	 /* its files are on a disk */
-	bool snapshot;	 /* its files are saved */
-	int running;	 /* sandboxes that run for it */
-	bool frozen;	 /* its sandbox is frozen */
-	char file[256];	 /* the content of its file "f" (disk first, else snapshot) */
-	bool have_file;	 /* "f" was found */
-	int64_t files_n; /* files on its disk, or in its snapshot */
+	bool record;	   /* the store has it */
+	int state;	   /* its recorded state */
+	bool disk;	   /* its files are on a disk */
+	bool snapshot;	   /* its files are saved */
+	int running;	   /* sandboxes that run for it */
+	bool frozen;	   /* its sandbox is frozen */
+	bool saved_frozen; /* its last save found its sandbox frozen, not ended */
+	char file[256];	   /* the content of its file "f" (disk first, else snapshot) */
+	bool have_file;	   /* "f" was found */
+	int64_t files_n;   /* files on its disk, or in its snapshot */
 };
 void fake_view(struct fake_world *w, const char *id, struct fake_view *out);
 /* Sandboxes running, of every id. */

@@ -23,6 +23,7 @@ struct fake_box {
 	struct fake_file *snap_files;
 	int running;
 	bool frozen;
+	bool saved_frozen; /* its last save found its sandbox frozen, not ended */
 	struct fake_box *next;
 };
 
@@ -59,7 +60,6 @@ struct fake_world {
 		int n;
 	} calls[MAX_COUNTERS];
 };
-
 
 /* The helpers of the world (tests/fakes.c); "with w->lock held" for each. */
 void fake__files_free(struct fake_file *f);

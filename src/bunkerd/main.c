@@ -44,6 +44,11 @@ static void usage(FILE *f)
 	      "  --min-ttl S            shortest ttl a create may ask for (300)\n"
 	      "  --init PATH            bunker-init binary (beside bunkerd)\n"
 	      "  --bun PATH             Bun binary for the image (/opt/bunker/bun/bin/bun)\n"
+	      "  --pids-budget N        processes the pids limits of running sessions may\n"
+	      "                         add up to (half the kernel's pid_max/threads-max)\n"
+	      "  --snapshot-dir DIR     where sleeping sessions' files go (DATA/snapshots)\n"
+	      "  --snapshot-max-mb MB   what all snapshots may take (half their file system)\n"
+	      "  --snapshot-min-free-mb MB  free space a save leaves on it (5% of it)\n"
 	      "  --version              print the version and cgroup mode\n",
 	      f);
 }
@@ -89,6 +94,10 @@ int main(int argc, char **argv)
 		O_MINTTL,
 		O_INIT,
 		O_BUN,
+		O_PIDS_BUDGET,
+		O_SNAP_DIR,
+		O_SNAP_MAX,
+		O_SNAP_FREE,
 		O_VERSION,
 		O_HELP
 	};
@@ -110,6 +119,10 @@ int main(int argc, char **argv)
 	    {"min-ttl", required_argument, NULL, O_MINTTL},
 	    {"init", required_argument, NULL, O_INIT},
 	    {"bun", required_argument, NULL, O_BUN},
+	    {"pids-budget", required_argument, NULL, O_PIDS_BUDGET},
+	    {"snapshot-dir", required_argument, NULL, O_SNAP_DIR},
+	    {"snapshot-max-mb", required_argument, NULL, O_SNAP_MAX},
+	    {"snapshot-min-free-mb", required_argument, NULL, O_SNAP_FREE},
 	    {"version", no_argument, NULL, O_VERSION},
 	    {"help", no_argument, NULL, O_HELP},
 	    {0},
@@ -172,6 +185,20 @@ int main(int argc, char **argv)
 		case O_BUN:
 			snprintf(sbx_cfg.bun_path, sizeof(sbx_cfg.bun_path), "%s", optarg);
 			break;
+		case O_PIDS_BUDGET:
+			sbx_cfg.pids_budget = parse_num("--pids-budget", optarg, 16, 1L << 30);
+			break;
+		case O_SNAP_DIR:
+			snprintf(sbx_cfg.snapshot_dir, sizeof(sbx_cfg.snapshot_dir), "%s", optarg);
+			break;
+		case O_SNAP_MAX:
+			sbx_cfg.snapshot_max_bytes =
+			    parse_num("--snapshot-max-mb", optarg, 1, 1L << 40) << 20;
+			break;
+		case O_SNAP_FREE:
+			sbx_cfg.snapshot_min_free_bytes =
+			    parse_num("--snapshot-min-free-mb", optarg, 1, 1L << 40) << 20;
+			break;
 		case O_VERSION: {
 			char sandbox[256];
 			sbx_backend_probe(sandbox, sizeof(sandbox));
@@ -213,6 +240,9 @@ int main(int argc, char **argv)
 		nofile.rlim_cur = nofile.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &nofile);
 	}
+	if (sbx_cfg.pids_budget > 0 && sbx_cfg.pids_budget < (cfg.pids_max ? cfg.pids_max : 512))
+		die("--pids-budget %lld leaves no room for one session of --pids-max %d",
+		    (long long)sbx_cfg.pids_budget, cfg.pids_max ? cfg.pids_max : 512);
 
 	/* Signals are taken synchronously by this thread: block them before
 	 * any other thread exists so that every thread inherits the mask. */

@@ -170,9 +170,10 @@ void core__pool_stop(struct core *core);
  * sandbox: thaws an idle one, restores a deep-sleeping one from its
  * snapshot, starts one where none runs. */
 int core__lifecycle_wake_locked(struct core *core, struct session *s, struct bk_err *err);
-/* With s->rw held exclusively: ends the sandbox and saves the files,
- * releasing disk and memory. On failure the files stay where they were and
- * the session is active again. */
+/* With s->rw held exclusively: saves the files with the sandbox frozen,
+ * then ends it and releases disk and memory. On failure the session is as
+ * it was, but active: its processes thawed and running, its files on its
+ * disk (BK_E_NO_SPACE when the snapshot storage had no room). */
 int core__lifecycle_deep_sleep_locked(struct core *core, struct session *s, struct bk_err *err);
 /* Moves sessions that have been inactive long enough to idle or deep
  * sleep; from the reaper. */

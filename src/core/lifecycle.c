@@ -4,18 +4,22 @@
  *   active      the sandbox runs.
  *   idle        its processes are frozen: memory kept, no CPU; a request
  *               thaws it in well under a millisecond.
- *   deep sleep  its processes are ended and its files saved (the backend's
- *               files_save: a snapshot), its disk released: it costs
+ *   deep sleep  its files saved (the backend's files_save: a snapshot),
+ *               then its processes ended and its disk released: it costs
  *               nothing but the snapshot. A request restores the files
  *               into a new sandbox.
  *
  * Every transition is written to the store before it is carried out, and
  * each step leaves something that core__lifecycle_recover() can finish or
  * undo after a crash at any point:
- *   going to deep sleep: state DEEP_SLEEP, stop sandbox, save files
- *     (the snapshot appears atomically), release disk. A crash before the
- *     snapshot exists finds the disk and no snapshot: active again.
- *     After: the snapshot is the truth and the disk, if any, is dropped.
+ *   going to deep sleep: state DEEP_SLEEP, freeze the sandbox (its
+ *     processes cannot change a file while they are frozen), save files
+ *     (the snapshot appears atomically), stop the sandbox, release disk.
+ *     A save that fails (no room for the snapshot, a tree it cannot
+ *     hold) thaws the sandbox and leaves the session active, processes
+ *     and all. A crash before the snapshot exists finds the disk and no
+ *     snapshot: active again. After: the snapshot is the truth and the
+ *     disk, if any, is dropped.
  *   waking from deep sleep: restore into a new disk, start, state ACTIVE,
  *     remove snapshot. A crash before ACTIVE finds a snapshot and a disk:
  *     the disk is dropped and the restore done again. After: the disk is
@@ -83,8 +87,15 @@ static int wake_from_deep_sleep(struct core *core, struct session *s, struct bk_
 	const struct sbx_ops *ops = core->sbx->ops;
 	int64_t t0 = mono_us();
 	struct sbx_limits lim = core__session_sbx_limits(core, s);
-	if (ops->files_restore(core->sbx, s->id, lim.disk_mb, err) < 0 ||
-	    sandbox_start(core, s, err) < 0 || set_state(core, s, CORE_STATE_ACTIVE, err) < 0) {
+	if (ops->files_restore(core->sbx, s->id, lim.disk_mb, err) < 0) {
+		bk_err_prefix(err, "cannot wake session %s", s->id);
+		return -1;
+	}
+	if (sandbox_start(core, s, err) < 0 || set_state(core, s, CORE_STATE_ACTIVE, err) < 0) {
+		/* Still asleep, its snapshot the truth: the restored disk would
+		 * only hold memory until the next try restores it again. */
+		sandbox_drop(core, s);
+		ops->drop_disk(core->sbx, s->id, NULL);
 		bk_err_prefix(err, "cannot wake session %s", s->id);
 		return -1;
 	}
@@ -116,31 +127,69 @@ int core__lifecycle_wake_locked(struct core *core, struct session *s, struct bk_
 	return s->sbx ? 0 : sandbox_start(core, s, err);
 }
 
+/* A deep sleep that did not happen: the session runs on as it did,
+ * thawed and active, and waits a whole period before the next try. */
+static void deep_sleep_undo(struct core *core, struct session *s)
+{
+	const struct sbx_ops *ops = core->sbx->ops;
+	struct bk_err err = BK_ERR_INIT;
+	enum core_state back = CORE_STATE_ACTIVE;
+	if (s->sbx && ops->freeze(s->sbx, false, &err) < 0) {
+		/* Still frozen: idle, which the next request thaws. */
+		fprintf(stderr, "bunkerd: session %s: %s\n", s->id, err.msg);
+		back = CORE_STATE_IDLE;
+	}
+	bk_err_clear(&err);
+	if (set_state(core, s, back, &err) < 0) {
+		/* The store still says deep sleep, which the next start settles
+		 * (a disk and no snapshot: active); this daemon must not
+		 * believe it, or a wake would restore over the live disk. */
+		fprintf(stderr, "bunkerd: session %s: %s\n", s->id, err.msg);
+		__atomic_store_n(&s->state, back, __ATOMIC_RELAXED);
+	}
+	retry_later(s);
+	metrics_inc(METRICS_DEEP_SLEEP_FAILURES);
+}
+
 int core__lifecycle_deep_sleep_locked(struct core *core, struct session *s, struct bk_err *err)
 {
 	if (s->state == CORE_STATE_DEEP_SLEEP)
 		return 0;
 	const struct sbx_ops *ops = core->sbx->ops;
+	/* A sandbox that died has no process left to keep. */
+	if (s->sbx && !ops->alive(s->sbx))
+		sandbox_drop(core, s);
 	if (set_state(core, s, CORE_STATE_DEEP_SLEEP, err) < 0)
 		return -1;
-	sandbox_drop(core, s);
 	/* Without a disk (its host restarted) there is nothing to save: it
 	 * wakes with a fresh one. */
-	if (!ops->files_state(core->sbx, s->id).disk)
+	if (!ops->files_state(core->sbx, s->id).disk) {
+		sandbox_drop(core, s);
 		return 0;
+	}
 	struct sbx_save_stats st = {0};
 	int64_t t0 = mono_us();
-	if (ops->files_save(core->sbx, s->id, &st, err) < 0) {
-		struct bk_err e2 = BK_ERR_INIT;
-		set_state(core, s, CORE_STATE_ACTIVE, &e2);
-		retry_later(s);
-		bk_err_prefix(err, "cannot put session %s to deep sleep", s->id);
+	/* The processes are frozen while their files are saved, and ended
+	 * only once the snapshot exists: a save that fails leaves them
+	 * running. */
+	if ((s->sbx && ops->freeze(s->sbx, true, err) < 0) ||
+	    ops->files_save(core->sbx, s->id, &st, err) < 0) {
+		deep_sleep_undo(core, s);
+		bk_err_prefix(err, "cannot put session %s to deep sleep (it stays awake)", s->id);
 		return -1;
 	}
+	double saved_ms = (double)(mono_us() - t0) / 1000.0;
+	sandbox_drop(core, s);
+	/* Saved: a disk that cannot be released now is dropped at the next
+	 * start (the snapshot is the truth once it exists). */
+	struct bk_err derr = BK_ERR_INIT;
+	if (ops->drop_disk(core->sbx, s->id, &derr) < 0)
+		fprintf(stderr, "bunkerd: session %s: %s\n", s->id, derr.msg);
 	fprintf(stderr,
-		"bunkerd: session %s in deep sleep: %lld files, %lld bytes -> %lld in %.1f ms\n",
+		"bunkerd: session %s in deep sleep: %lld files, %lld bytes -> %lld in %.1f ms "
+		"(frozen for the save %.1f ms; %lld sockets not saved)\n",
 		s->id, (long long)st.files, (long long)st.bytes_in, (long long)st.bytes_out,
-		(double)(mono_us() - t0) / 1000.0);
+		(double)(mono_us() - t0) / 1000.0, saved_ms, (long long)st.skipped);
 	return 0;
 }
 

@@ -18,10 +18,12 @@
 struct cgroup_manager {
 	const char *name; /* "v1" or "v2" */
 	/* Creates the parent and caps the memory of everything in it at
-	 * memory_bytes. */
-	int (*parent_create)(const char *parent, int64_t memory_bytes, struct bk_err *err);
-	/* Removes the parent; fails quietly while a session's cgroup is in it. */
-	void (*parent_remove)(const char *parent);
+	 * memory_bytes, its processes at pids. */
+	int (*parent_create)(const char *parent, int64_t memory_bytes, int64_t pids,
+			     struct bk_err *err);
+	/* Removes the parent; fails (EBUSY) while a session's cgroup is in
+	 * it. A parent that is not there is not an error. */
+	int (*parent_remove)(const char *parent, struct bk_err *err);
 	/* Creates session id's cgroup with limits and moves pid into it. */
 	int (*session_create)(const char *parent, const char *id, const struct sbx_limits *limits,
 			      pid_t pid, struct bk_err *err);

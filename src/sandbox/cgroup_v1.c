@@ -36,23 +36,30 @@ static int v1_mkdir(const char *controller, const char *parent, const char *id, 
 	return 0;
 }
 
-static int v1_parent_create(const char *parent, int64_t memory_bytes, struct bk_err *err)
+static int v1_parent_create(const char *parent, int64_t memory_bytes, int64_t pids,
+			    struct bk_err *err)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(controllers); i++)
 		if (v1_mkdir(controllers[i], parent, NULL, err) < 0)
 			return -1;
 	char v[32];
 	snprintf(v, sizeof(v), "%lld", (long long)memory_bytes);
-	return v1_write("memory", parent, NULL, "memory.limit_in_bytes", v, err);
+	if (v1_write("memory", parent, NULL, "memory.limit_in_bytes", v, err) < 0)
+		return -1;
+	snprintf(v, sizeof(v), "%lld", (long long)pids);
+	return v1_write("pids", parent, NULL, "pids.max", v, err);
 }
 
-static void v1_parent_remove(const char *parent)
+static int v1_parent_remove(const char *parent, struct bk_err *err)
 {
+	int rc = 0;
 	for (size_t i = 0; i < ARRAY_SIZE(controllers); i++) {
 		char p[512];
 		v1_path(controllers[i], parent, NULL, NULL, p, sizeof(p));
-		rmdir(p);
+		if (rmdir(p) < 0 && errno != ENOENT && rc == 0)
+			rc = bk_err_set(err, errno, "cannot remove cgroup '%s'", p);
 	}
+	return rc;
 }
 
 static int v1_limit(const char *parent, const char *id, const struct sbx_limits *lim,

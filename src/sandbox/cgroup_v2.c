@@ -38,20 +38,26 @@ static int v2_parent_ensure(const char *parent, struct bk_err *err)
 	return v2_write(parent, NULL, "cgroup.subtree_control", V2_CONTROLLERS, err);
 }
 
-static int v2_parent_create(const char *parent, int64_t memory_bytes, struct bk_err *err)
+static int v2_parent_create(const char *parent, int64_t memory_bytes, int64_t pids,
+			    struct bk_err *err)
 {
 	if (v2_parent_ensure(parent, err) < 0)
 		return -1;
 	char v[32];
 	snprintf(v, sizeof(v), "%lld", (long long)memory_bytes);
-	return v2_write(parent, NULL, "memory.max", v, err);
+	if (v2_write(parent, NULL, "memory.max", v, err) < 0)
+		return -1;
+	snprintf(v, sizeof(v), "%lld", (long long)pids);
+	return v2_write(parent, NULL, "pids.max", v, err);
 }
 
-static void v2_parent_remove(const char *parent)
+static int v2_parent_remove(const char *parent, struct bk_err *err)
 {
 	char p[512];
 	v2_path(parent, NULL, NULL, p, sizeof(p));
-	rmdir(p);
+	if (rmdir(p) < 0 && errno != ENOENT)
+		return bk_err_set(err, errno, "cannot remove cgroup '%s'", p);
+	return 0;
 }
 
 static int v2_limit(const char *parent, const char *id, const struct sbx_limits *lim,

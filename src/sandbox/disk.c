@@ -12,7 +12,14 @@
  * <snapshot dir>/<id>.tar.zst that records owners as the session sees them
  * (0..65535), so that it can wake on whichever slot is free, or on another
  * node. Its count of workspace files rides on it as an extended attribute.
+ *
+ * Snapshot storage is held to two numbers: what all snapshots together may
+ * take (the cap), and what a save leaves free on their file system. A save
+ * gets the smaller of the two rooms left, is refused when there is none,
+ * and is abandoned the moment its snapshot would outgrow it, so that the
+ * storage never fills (BK_E_NO_SPACE; the session stays awake).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -20,6 +27,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -200,6 +208,49 @@ struct sbx_files_state ns__files_state(struct sbx_backend *base, const char *id)
 					.snapshot = access(snap, F_OK) == 0};
 }
 
+/* What the snapshots but id's take in the snapshot directory, bytes. */
+static int64_t snapshots_size(const struct ns_backend *b, const char *id)
+{
+	_cleanup_closedir_ DIR *d = opendir(b->snapshot_dir);
+	size_t idlen = strlen(id);
+	int64_t total = 0;
+	struct dirent *de;
+	while (d && (de = readdir(d)) != NULL) {
+		struct stat st;
+		if (de->d_name[0] == '.' ||
+		    (strncmp(de->d_name, id, idlen) == 0 && de->d_name[idlen] == '.') ||
+		    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISREG(st.st_mode))
+			continue;
+		total += st.st_size;
+	}
+	return total;
+}
+
+/* The bytes a new snapshot of id may take: what the snapshot storage has
+ * left under its cap and above the free space it keeps. BK_E_NO_SPACE
+ * when nothing is left. */
+static int snapshot_room(const struct ns_backend *b, const char *id, int64_t *room,
+			 struct bk_err *err)
+{
+	struct statvfs vfs;
+	if (statvfs(b->snapshot_dir, &vfs) < 0)
+		return bk_err_set(err, errno, "cannot stat '%s'", b->snapshot_dir);
+	/* f_bavail: what is left beyond the file system's own reserve. */
+	int64_t free_bytes = (int64_t)vfs.f_bavail * (int64_t)vfs.f_frsize;
+	int64_t used = snapshots_size(b, id);
+	int64_t by_free = free_bytes - b->snap_min_free, by_cap = b->snap_max - used;
+	*room = by_free < by_cap ? by_free : by_cap;
+	if (*room <= 0)
+		return bk_err_kind(err, BK_E_NO_SPACE,
+				   "no room for a snapshot: snapshots take %lld of their %lld MB, "
+				   "and '%s' has %lld MB free of the %lld MB it keeps free",
+				   (long long)(used >> 20), (long long)(b->snap_max >> 20),
+				   b->snapshot_dir, (long long)(free_bytes >> 20),
+				   (long long)(b->snap_min_free >> 20));
+	return 0;
+}
+
 int ns__files_save(struct sbx_backend *base, const char *id, struct sbx_save_stats *stats,
 		   struct bk_err *err)
 {
@@ -209,22 +260,23 @@ int ns__files_save(struct sbx_backend *base, const char *id, struct sbx_save_sta
 	int slot = ns__disk_slot(&p);
 	if (slot < 0)
 		return bk_err_kind(err, BK_E_INTERNAL, "session %s has no disk to save", id);
+	int64_t room = 0;
+	if (snapshot_room(b, id, &room, err) < 0)
+		return -1;
 	char snap[700];
 	ns__snapshot_path(b, id, snap, sizeof(snap));
 	int64_t files = ns__disk_files(&p);
 	struct snapshot_stats st = {0};
-	if (snapshot_save(p.upper, snap, sbx__slot_base(slot), &st, err) < 0)
+	if (snapshot_save(p.upper, snap, sbx__slot_base(slot), room, &st, err) < 0) {
+		if (err && err->kind == BK_E_NO_SPACE)
+			bk_err_prefix(err, "no room in the snapshot storage '%s'", b->snapshot_dir);
 		return -1;
+	}
 	char text[32];
 	snprintf(text, sizeof(text), "%lld", (long long)files);
 	setxattr(snap, FILES_XATTR, text, strlen(text), 0);
 	if (stats)
-		*stats = (struct sbx_save_stats){st.files, st.bytes_in, st.bytes_out};
-	/* Saved: a disk that cannot be released now is dropped at the next
-	 * start (the snapshot is the truth once it exists). */
-	struct bk_err derr = BK_ERR_INIT;
-	if (ns__disk_destroy(b, &p, &derr) < 0)
-		fprintf(stderr, "bunkerd: session %s: %s\n", id, derr.msg);
+		*stats = (struct sbx_save_stats){st.files, st.bytes_in, st.bytes_out, st.skipped};
 	return 0;
 }
 

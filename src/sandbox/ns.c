@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -34,10 +35,40 @@ static void each_run_dir(const struct ns_backend *b,
 	}
 }
 
+/* ---- the host's processes ---- */
+
+/* Reserves pids of the processes budget for one sandbox: the pids limits
+ * of running sandboxes never add up to more than the budget, so that
+ * sessions together cannot take the pids the host needs. */
+static int pids_take(struct ns_backend *b, int pids, struct bk_err *err)
+{
+	pthread_mutex_lock(&b->pids_lock);
+	bool room = b->pids_held + pids <= b->pids_budget;
+	int64_t held = b->pids_held;
+	if (room)
+		b->pids_held += pids;
+	pthread_mutex_unlock(&b->pids_lock);
+	if (!room)
+		return bk_err_kind(err, BK_E_UNAVAILABLE,
+				   "the host is at its capacity for running sessions: %lld of its "
+				   "%lld processes are held by running sessions and another needs "
+				   "%d; try again when sessions have gone to sleep or been deleted",
+				   (long long)held, (long long)b->pids_budget, pids);
+	return 0;
+}
+
+static void pids_give(struct ns_backend *b, int pids)
+{
+	pthread_mutex_lock(&b->pids_lock);
+	b->pids_held -= pids;
+	pthread_mutex_unlock(&b->pids_lock);
+}
+
 /* ---- a sandbox's life ---- */
 
 static void ns_sbx_free(struct ns_sbx *s)
 {
+	pids_give(s->b, s->pids);
 	free(s);
 }
 
@@ -53,14 +84,21 @@ static int ns_start(struct sbx_backend *base, const char *id, const struct sbx_l
 	s->b = b;
 	s->pidfd = -1;
 	ns__paths_init(&s->paths, b, id);
+	if (pids_take(b, limits->pids, err) < 0) {
+		bk_err_prefix(err, "session %s", id);
+		return -1;
+	}
+	s->pids = limits->pids;
 	if (ns__disk_prepare(b, &s->paths, limits->disk_mb, &s->slot, err) < 0 ||
 	    ns__rootfs_mount(b, &s->paths, err) < 0) {
 		bk_err_prefix(err, "session %s", id);
+		pids_give(b, s->pids);
 		return -1;
 	}
 	if (ns__spawn(s, limits, err) < 0) {
 		bk_err_prefix(err, "session %s", id);
 		ns__rootfs_umount(&s->paths);
+		pids_give(b, s->pids);
 		return -1;
 	}
 	*out = &steal_ptr(&s)->base;
@@ -100,6 +138,13 @@ static int ns_adopt(struct sbx *base, const char *id, const struct sbx_limits *l
 	struct ns_backend *b = s->b;
 	struct ns_paths p;
 	ns__paths_init(&p, b, id);
+	/* Its share of the processes budget follows its new pids limit. */
+	int more = limits->pids - s->pids;
+	if (more > 0 && pids_take(b, more, err) < 0)
+		return -1;
+	if (more < 0)
+		pids_give(b, -more);
+	s->pids = limits->pids;
 	if (b->cg->session_rename(b->cgroup_parent, base->id, id, err) < 0)
 		return -1;
 	if (rename(s->paths.dir, p.dir) < 0) {
@@ -310,10 +355,15 @@ static void ns_close(struct sbx_backend *base)
 		return;
 	struct ns_backend *b = (struct ns_backend *)base;
 	if (b->cg) {
-		b->cg->parent_remove(b->cgroup_parent);
+		/* Every sandbox is stopped by now, so the parent is empty: a
+		 * daemon leaves no cgroup behind. One that cannot go says so. */
+		struct bk_err err = BK_ERR_INIT;
+		if (b->cg->parent_remove(b->cgroup_parent, &err) < 0)
+			fprintf(stderr, "bunkerd: %s\n", err.msg);
 		run_dir_release(b);
 	}
 	sbx__slots_destroy(&b->slots);
+	pthread_mutex_destroy(&b->pids_lock);
 	free(b);
 }
 
@@ -375,6 +425,46 @@ static void hold_slot(void *arg, const char *id, const struct ns_paths *p)
 			"taken twice or not this daemon's");
 }
 
+/* The kernel's limit on tasks: pid_max or threads-max, the lower. */
+static int64_t kernel_tasks(void)
+{
+	char text[32];
+	int64_t pid_max = 32768, threads = INT64_MAX;
+	if (read_file_small("/proc/sys/kernel/pid_max", text, sizeof(text), NULL) > 0)
+		pid_max = strtoll(text, NULL, 10);
+	if (read_file_small("/proc/sys/kernel/threads-max", text, sizeof(text), NULL) > 0)
+		threads = strtoll(text, NULL, 10);
+	return pid_max < threads ? pid_max : threads;
+}
+
+/* The host's capacity for sessions: the processes budget and the room
+ * of the snapshot storage, from the configuration or their defaults. */
+static int capacity_init(struct ns_backend *b, const struct sbx_backend_config *cfg,
+			 struct bk_err *err)
+{
+	int64_t tasks = kernel_tasks();
+	b->pids_budget = cfg->pids_budget > 0 ? cfg->pids_budget : tasks / 2;
+	/* The host keeps a tenth of the kernel's tasks whatever is asked. */
+	if (b->pids_budget > tasks / 10 * 9)
+		return bk_err_kind(err, BK_E_INVALID,
+				   "a processes budget of %lld leaves the host less than a tenth "
+				   "of the kernel's %lld tasks",
+				   (long long)b->pids_budget, (long long)tasks);
+	struct statvfs vfs;
+	if (statvfs(b->snapshot_dir, &vfs) < 0)
+		return bk_err_set(err, errno, "cannot stat '%s'", b->snapshot_dir);
+	int64_t fs = (int64_t)vfs.f_blocks * (int64_t)vfs.f_frsize;
+	b->snap_max = cfg->snapshot_max_bytes > 0 ? cfg->snapshot_max_bytes : fs / 2;
+	b->snap_min_free =
+	    cfg->snapshot_min_free_bytes > 0 ? cfg->snapshot_min_free_bytes : fs / 20;
+	fprintf(stderr,
+		"bunkerd: capacity: %lld processes for running sessions (the kernel has %lld), "
+		"snapshots up to %lld MB with %lld MB kept free on '%s'\n",
+		(long long)b->pids_budget, (long long)tasks, (long long)(b->snap_max >> 20),
+		(long long)(b->snap_min_free >> 20), b->snapshot_dir);
+	return 0;
+}
+
 static int ns_prepare(struct ns_backend *b, const struct sbx_backend_config *cfg,
 		      struct bk_err *err)
 {
@@ -398,12 +488,16 @@ static int ns_prepare(struct ns_backend *b, const struct sbx_backend_config *cfg
 		b->cap_last = atoi(capbuf);
 	if (sbx__slots_init(&b->slots, cfg->slot_first, cfg->slot_count, err) < 0)
 		return -1;
+	if (capacity_init(b, cfg, err) < 0)
+		return -1;
 	b->cg = sbx__cgroup_detect(err);
 	if (b->cg == NULL)
 		return -1;
-	/* Sessions together get at most 80% of the host's memory. */
+	/* Sessions together get at most 80% of the host's memory, and no
+	 * more processes than the budget (which admission already keeps
+	 * them under: the kernel's limit is the second line). */
 	int64_t total = (int64_t)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE);
-	if (b->cg->parent_create(b->cgroup_parent, total / 5 * 4, err) < 0)
+	if (b->cg->parent_create(b->cgroup_parent, total / 5 * 4, b->pids_budget, err) < 0)
 		return -1;
 	snprintf(b->run_dir, sizeof(b->run_dir), "%s/run", cfg->data_dir);
 	if (mkdir_p(b->run_dir, 0700, err) < 0)
@@ -428,6 +522,7 @@ int sbx_backend_open(const struct sbx_backend_config *cfg, struct sbx_backend **
 	if (b == NULL)
 		return bk_err_set(err, ENOMEM, "cannot open the sandbox backend");
 	b->base.ops = &ns_ops;
+	pthread_mutex_init(&b->pids_lock, NULL);
 	if (ns_prepare(b, cfg, err) < 0) {
 		ns_close(&b->base);
 		return -1;

@@ -14,6 +14,8 @@
  */
 #pragma once
 
+#include <pthread.h>
+
 #include "agent/client.h"
 #include "agent/proto.h"
 #include "sandbox/cgroup.h"
@@ -39,6 +41,14 @@ struct ns_backend {
 	const struct cgroup_manager *cg;
 	struct sbx_slots slots;
 	int cap_last; /* the highest capability this kernel knows */
+	/* Snapshot storage: what snapshots may take, what a save leaves
+	 * free (sandbox/disk.c). */
+	int64_t snap_max, snap_min_free;
+	/* What the pids limits of running sandboxes may add up to, and what
+	 * they add up to now (pids_lock). */
+	int64_t pids_budget;
+	int64_t pids_held;
+	pthread_mutex_t pids_lock;
 };
 
 struct ns_sbx {
@@ -49,6 +59,7 @@ struct ns_sbx {
 	pid_t pid; /* bunker-init, as the host sees it */
 	int pidfd;
 	struct agent_conn *conn;
+	int pids; /* its share of the backend's pids_held */
 };
 
 static inline struct ns_sbx *ns_sbx_of(struct sbx *s)

@@ -17,7 +17,10 @@
  *   - its files: on a disk while it may run ("the disk"), or saved to
  *     storage while it sleeps ("the snapshot"). The disk outlives the
  *     sandbox: stop() ends every process but keeps the files, so a new
- *     sandbox started for the same id finds them again.
+ *     sandbox started for the same id finds them again. Going to deep
+ *     sleep is freeze(), files_save() (which keeps the disk), stop(),
+ *     drop_disk(): the processes end only once their files are saved, so
+ *     a save that fails leaves the session as it was.
  *
  * Every operation is safe to call from several threads for different
  * sessions; for one session, core/ serialises what changes it (start,
@@ -57,6 +60,12 @@ struct sbx_backend_config {
 	 * slot_count ranges from slot_first on (0 and 0: all of them). Two
 	 * daemons on one host need ranges that do not overlap. */
 	int slot_first, slot_count;
+	/* What the pids limits of running sandboxes may add up to (0: half
+	 * of the kernel's pid_max or threads-max, whichever is lower). */
+	int64_t pids_budget;
+	/* What the snapshots together may take (0: half of the file system
+	 * that holds them), and what a save leaves free there (0: 5%). */
+	int64_t snapshot_max_bytes, snapshot_min_free_bytes;
 };
 
 struct sbx_limits {
@@ -201,6 +210,7 @@ struct sbx_save_stats {
 	int64_t files;	   /* entries saved */
 	int64_t bytes_in;  /* bytes of file content read */
 	int64_t bytes_out; /* size of the snapshot */
+	int64_t skipped;   /* sockets, which a snapshot cannot hold, left out */
 };
 
 struct sbx_ops {
@@ -225,7 +235,9 @@ struct sbx_ops {
 	/* ---- a sandbox's life ---- */
 
 	/* Starts a sandbox for session id, creating its disk when it has none
-	 * and keeping it when it has. *out is new; end it with stop(). */
+	 * and keeping it when it has. *out is new; end it with stop().
+	 * BK_E_UNAVAILABLE when the host has no room for one more (its
+	 * processes budget or its id ranges are taken). */
 	int (*start)(struct sbx_backend *b, const char *id, const struct sbx_limits *limits,
 		     struct sbx **out, struct bk_err *err);
 	/* Hands a running sandbox (started ahead of need under a placeholder
@@ -327,11 +339,18 @@ struct sbx_ops {
 	/* Session id's figures, whether a sandbox runs or not. */
 	void (*stats)(struct sbx_backend *b, const char *id, struct sbx_stats *out);
 
-	/* ---- a session's files at rest (no sandbox may run for id) ---- */
+	/* ---- a session's files at rest (no sandbox may run for id, but
+	 * one may be frozen for files_save) ---- */
 
 	struct sbx_files_state (*files_state)(struct sbx_backend *b, const char *id);
-	/* Saves the disk to a snapshot (which appears whole or not at all)
-	 * and releases the disk. On failure the disk is as it was. */
+	/* Saves the disk to a snapshot (which appears whole or not at all),
+	 * replacing any snapshot there, and keeps the disk: release it with
+	 * drop_disk() once the sandbox is stopped. The sandbox of id, if
+	 * one runs, must be frozen: nothing may change the files meanwhile.
+	 * Sockets are left out (stats->skipped). BK_E_NO_SPACE when the
+	 * snapshot storage has no room for it (its cap, or the free space it
+	 * must keep), BK_E_TOO_LARGE for a tree a snapshot cannot hold. On
+	 * failure there is no new snapshot and the disk is as it was. */
 	int (*files_save)(struct sbx_backend *b, const char *id, struct sbx_save_stats *stats,
 			  struct bk_err *err);
 	/* Fills a new disk of disk_mb from the snapshot (a disk already there

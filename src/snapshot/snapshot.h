@@ -19,6 +19,7 @@ struct snapshot_stats {
 	int64_t files;	   /* entries archived */
 	int64_t bytes_in;  /* bytes of file content read */
 	int64_t bytes_out; /* size of the snapshot file */
+	int64_t skipped;   /* sockets left out: a tar cannot hold one */
 };
 
 /* The ids a snapshot records: a session's own. */
@@ -28,13 +29,23 @@ struct snapshot_stats {
 /* The host ranges that snapshots made before owners were relative
  * recorded; restore maps them onto the session's range. */
 #define SNAPSHOT_LEGACY_ID_BASE 1000000000u
+/* The longest path a snapshot holds, in bytes (64 times PATH_MAX, some
+ * 20,000 levels of directories): what libarchive's reader takes in one
+ * entry's header, with room for its attributes. */
+#define SNAPSHOT_PATH_MAX (256u << 10)
 
 /* Archives the tree src_dir, whose owners are host ids id_base..id_base+
  * SNAPSHOT_IDS-1, into path, atomically: the file appears whole (written to
- * a temporary name, synced, renamed) or not at all. */
-int snapshot_save(const char *src_dir, const char *path, unsigned id_base,
+ * a temporary name, synced, renamed) or not at all. Paths of any length up
+ * to SNAPSHOT_PATH_MAX are saved (BK_E_TOO_LARGE beyond, and for an entry
+ * with more extended attributes than a restore could read back); sockets
+ * are left out and counted in stats->skipped. With max_bytes > 0, a
+ * snapshot that would grow past it is abandoned (BK_E_NO_SPACE). The tree
+ * must not change meanwhile (its processes frozen or ended). */
+int snapshot_save(const char *src_dir, const char *path, unsigned id_base, int64_t max_bytes,
 		  struct snapshot_stats *stats, struct bk_err *err);
 /* Extracts the snapshot at path into dst_dir (an existing directory) as
  * root, owners mapped onto host ids from id_base on, refusing any entry
- * that would land outside it. */
+ * that would land outside it: absolute names, "..", and a symlink on the
+ * way. Thread safe: it never changes the working directory. */
 int snapshot_restore(const char *path, const char *dst_dir, unsigned id_base, struct bk_err *err);

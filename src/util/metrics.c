@@ -33,6 +33,8 @@ static struct {
 			      "Requests refused by a key's per-minute rate limit."},
     [METRICS_IDEM_REPLAYS] = {"bunker_idempotent_replays_total",
 			      "Answers replayed for a repeated Idempotency-Key."},
+    [METRICS_DEEP_SLEEP_FAILURES] = {"bunker_deep_sleep_failures_total",
+				     "Deep sleeps abandoned with the session left awake."},
 };
 
 static struct hist hists[METRICS_HIST_COUNT] = {

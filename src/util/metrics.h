@@ -17,6 +17,7 @@ enum metrics_counter {
 	METRICS_SESSIONS_CREATED = 0, /* bunker_sessions_created_total */
 	METRICS_RATE_LIMITED,	      /* bunker_rate_limited_total */
 	METRICS_IDEM_REPLAYS,	      /* bunker_idempotent_replays_total */
+	METRICS_DEEP_SLEEP_FAILURES,  /* bunker_deep_sleep_failures_total */
 	METRICS_COUNTER_COUNT,
 };
 

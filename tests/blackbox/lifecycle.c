@@ -67,23 +67,6 @@ static void run_dir_path(const struct client_daemon *d, const char *id, char *ou
 	snprintf(out, len, "%s/run/%s", d->data_dir, id);
 }
 
-/* Lines of the daemon's log that contain both a and b (b may be NULL). */
-static int log_count(const struct client_daemon *d, const char *a, const char *b)
-{
-	FILE *f = fopen(d->log_path, "re");
-	if (f == NULL)
-		return -1;
-	char *line = NULL;
-	size_t cap = 0;
-	int n = 0;
-	while (getline(&line, &cap, f) >= 0)
-		if (strstr(line, a) != NULL && (b == NULL || strstr(line, b) != NULL))
-			n++;
-	free(line);
-	fclose(f);
-	return n;
-}
-
 /* ---- the host's view of a session ---- */
 
 static const char *const v1_controllers[] = {"memory", "cpu", "cpuacct", "pids", "freezer"};
@@ -467,11 +450,11 @@ static void deep_sleep_wait(const char *key, const char *id)
 	char snap[PATH_MAX];
 	snapshot_path(&bk.d, id, snap, sizeof(snap));
 	double deadline = client_now() + 10;
-	while ((!path_exists(snap) || log_count(&bk.d, id, "in deep sleep:") < 1) &&
+	while ((!path_exists(snap) || client_log_count(&bk.d, id, "in deep sleep:") < 1) &&
 	       client_now() < deadline)
 		sleep_s(0.02);
 	CHECK_MSG(path_exists(snap), "deep-sleeping session %s has no snapshot '%s'", id, snap);
-	CHECK_MSG(log_count(&bk.d, id, "in deep sleep:") >= 1,
+	CHECK_MSG(client_log_count(&bk.d, id, "in deep sleep:") >= 1,
 		  "no 'in deep sleep' line in the log for %s", id);
 }
 
@@ -726,7 +709,7 @@ TEST_TIMEOUT(deep_sleep_round_trip, 90)
 	CHECK_HOST_CLEAN(&bk.d, id, true, 1.0);
 	CHECK_MSG(cgroup_dirs(id, cgs, sizeof(cgs)) == 0, "cgroups left: %s", cgs);
 	CHECK(!path_exists(run_dir));
-	CHECK_INT_EQ(log_count(&bk.d, id, "in deep sleep:"), 1);
+	CHECK_INT_EQ(client_log_count(&bk.d, id, "in deep sleep:"), 1);
 
 	/* Neither GET /sessions/{id} nor GET /sessions wakes it. */
 	char state[32];
@@ -746,7 +729,7 @@ TEST_TIMEOUT(deep_sleep_round_trip, 90)
 	info(key, id, state, sizeof(state), NULL);
 	CHECK_STR_EQ(state, "deep-sleep");
 	CHECK(path_exists(snap));
-	CHECK_INT_EQ(log_count(&bk.d, id, "woke from deep sleep"), 0);
+	CHECK_INT_EQ(client_log_count(&bk.d, id, "woke from deep sleep"), 0);
 
 	/* The first request brings every file back as it was. */
 	char *after = run(key, id, tree_state_script);
@@ -758,7 +741,7 @@ TEST_TIMEOUT(deep_sleep_round_trip, 90)
 	CHECK_MSG(kb_after < 1024, "sparse.bin takes %ld KB after the wake (not sparse)", kb_after);
 	info(key, id, state, sizeof(state), NULL);
 	CHECK_STR_EQ(state, "active");
-	CHECK_INT_EQ(log_count(&bk.d, id, "woke from deep sleep"), 1);
+	CHECK_INT_EQ(client_log_count(&bk.d, id, "woke from deep sleep"), 1);
 	CHECK_MSG(!path_exists(snap), "snapshot '%s' still there after the wake", snap);
 
 	/* Processes do not survive deep sleep (documented): the background
@@ -830,7 +813,7 @@ TEST_TIMEOUT(deep_sleep_concurrent_wake, 60)
 		CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 			  "the %s that woke the session failed", k == 0 ? "execute" : "files/read");
 	}
-	CHECK_INT_EQ(log_count(&bk.d, id, "woke from deep sleep"), 1);
+	CHECK_INT_EQ(client_log_count(&bk.d, id, "woke from deep sleep"), 1);
 	char state[32];
 	info(key, id, state, sizeof(state), NULL);
 	CHECK_STR_EQ(state, "active");
@@ -927,7 +910,7 @@ TEST(expiry_during_deep_sleep)
 	CHECK_MSG(gone >= 4.5, "gone %.2f s after a create with ttl 5", gone);
 	bool listed = check_gone(key, id);
 	CHECK_HOST_CLEAN(&bk.d, id, false, 2.0);
-	CHECK_INT_EQ(log_count(&bk.d, id, "woke from deep sleep"), 0);
+	CHECK_INT_EQ(client_log_count(&bk.d, id, "woke from deep sleep"), 0);
 	CHECK_MSG(!listed, "GET /sessions listed the expired session (above)");
 	free(id);
 	free(key);
@@ -954,7 +937,7 @@ TEST(delete_during_deep_sleep)
 	CHECK_ERROR(&r, 404, "session_not_found");
 	client_resp_free(&r);
 	/* It was not woken to be deleted. */
-	CHECK_INT_EQ(log_count(&bk.d, id, "woke from deep sleep"), 0);
+	CHECK_INT_EQ(client_log_count(&bk.d, id, "woke from deep sleep"), 0);
 	free(id);
 	free(key);
 }
@@ -1034,7 +1017,7 @@ TEST(running_execution_keeps_active)
 	CHECK_MSG(strcmp(state, "active") == 0,
 		  "'%s' %.1f s after an execution ended (idle-after %d)", state, IDLE_AFTER_S * 0.5,
 		  IDLE_AFTER_S);
-	CHECK_INT_EQ(log_count(&bk.d, id, "in deep sleep"), 0);
+	CHECK_INT_EQ(client_log_count(&bk.d, id, "in deep sleep"), 0);
 	delete_on(&bk.d, key, id);
 	free(id);
 	free(key);

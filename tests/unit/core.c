@@ -59,9 +59,9 @@ static void fixture_open(struct fixture *f, const char *path, const struct core_
 	memset(f, 0, sizeof(*f));
 	core_over(f, fake_world_new(path), cfg);
 	struct bk_err err = BK_ERR_INIT;
-	CHECK_MSG(core_key_create(f->core, plan, NULL, f->secret, sizeof(f->secret), &f->key,
-				  &err) == 0,
-		  "%s", err.msg);
+	CHECK_MSG(
+	    core_key_create(f->core, plan, NULL, f->secret, sizeof(f->secret), &f->key, &err) == 0,
+	    "%s", err.msg);
 }
 
 static void fixture_close(struct fixture *f)
@@ -93,8 +93,7 @@ static void expect_f(struct fixture *f, const char *id, const char *want)
 	char *data = NULL;
 	size_t len;
 	struct bk_err err = BK_ERR_INIT;
-	CHECK_MSG(core_file_read(f->core, &f->key, id, "f", &data, &len, &err) == 0, "%s",
-		  err.msg);
+	CHECK_MSG(core_file_read(f->core, &f->key, id, "f", &data, &len, &err) == 0, "%s", err.msg);
 	CHECK_STR_EQ(data, want);
 	free(data);
 }
@@ -109,16 +108,35 @@ static enum core_state state_of(struct fixture *f, const char *id)
 	return st;
 }
 
-static void deep_sleep(struct fixture *f, const char *id)
+/* Puts id to deep sleep now, as the reaper would; err receives why not. */
+static int deep_sleep_try(struct fixture *f, const char *id, struct bk_err *err)
 {
 	struct session *s;
-	struct bk_err err = BK_ERR_INIT;
-	CHECK_MSG(core__session_acquire(f->core, f->key.id, id, &s, &err) == 0, "%s", err.msg);
+	CHECK_MSG(core__session_acquire(f->core, f->key.id, id, &s, err) == 0, "%s", err->msg);
 	pthread_rwlock_wrlock(&s->rw);
-	int rc = core__lifecycle_deep_sleep_locked(f->core, s, &err);
+	int rc = core__lifecycle_deep_sleep_locked(f->core, s, err);
 	pthread_rwlock_unlock(&s->rw);
 	core__session_release(f->core, s);
-	CHECK_MSG(rc == 0, "%s", err.msg);
+	return rc;
+}
+
+static void deep_sleep(struct fixture *f, const char *id)
+{
+	struct bk_err err = BK_ERR_INIT;
+	CHECK_MSG(deep_sleep_try(f, id, &err) == 0, "%s", err.msg);
+}
+
+/* The in-memory last activity of id (0 when the registry does not hold
+ * it). */
+static int64_t last_active(struct fixture *f, const char *id)
+{
+	int64_t at = 0;
+	pthread_mutex_lock(&f->core->lock);
+	for (struct session *s = f->core->sessions; s; s = s->next)
+		if (strcmp(s->id, id) == 0)
+			at = __atomic_load_n(&s->last_active_ms, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&f->core->lock);
+	return at;
 }
 
 static bool wait_for(bool (*cond)(void *), void *ctx, int ms)
@@ -312,11 +330,88 @@ TEST(an_expired_session_asleep_is_removed)
 	fixture_close(&f);
 }
 
+/* A deep sleep whose save fails leaves the session exactly as it was:
+ * awake, its processes alive and thawed, its files on its disk, and the
+ * failure counts as activity. A save that succeeds found the processes
+ * frozen, not ended, and ends them after. */
+TEST_TIMEOUT(deep_sleep_that_cannot_save_leaves_the_session_running, 30)
+{
+	struct fixture f;
+	struct core_config cfg = config(0, 1, 1800);
+	fixture_open(&f, NULL, &cfg, "paid");
+	char *id = create(&f);
+	write_f(&f, id, "hello");
+	/* From idle (frozen) and from active alike. */
+	struct state_wait idle = {&f, id, CORE_STATE_IDLE};
+	CHECK(wait_for(reached, &idle, 5000));
+	__atomic_store_n(&f.core->cfg.idle_after_s, 300, __ATOMIC_RELAXED);
+	for (int round = 0; round < 2; round++) {
+		int64_t before = now_ms();
+		fake_fail(f.w, "files_save", 1);
+		struct bk_err err = BK_ERR_INIT;
+		CHECK(deep_sleep_try(&f, id, &err) < 0);
+		CHECK_MSG(strstr(err.msg, "stays awake") && strstr(err.msg, "files_save failed"),
+			  "%s", err.msg);
+		struct fake_view v;
+		fake_view(f.w, id, &v);
+		CHECK_MSG(v.running == 1 && !v.frozen && v.disk && !v.snapshot,
+			  "round %d: running %d frozen %d disk %d snapshot %d", round, v.running,
+			  v.frozen, v.disk, v.snapshot);
+		CHECK_INT_EQ(v.state, STORE_SESSION_ACTIVE);
+		CHECK_INT_EQ(state_of(&f, id), CORE_STATE_ACTIVE);
+		CHECK_INT_EQ(fake_calls(f.w, "stop"), 0);
+		CHECK(last_active(&f, id) >= before);
+		expect_f(&f, id, "hello");
+	}
+	/* A thaw that fails too leaves it idle, which the next request thaws. */
+	fake_fail(f.w, "freeze", 2);
+	struct bk_err err = BK_ERR_INIT;
+	CHECK(deep_sleep_try(&f, id, &err) < 0);
+	CHECK_INT_EQ(state_of(&f, id), CORE_STATE_IDLE);
+	expect_f(&f, id, "hello");
+	CHECK_INT_EQ(state_of(&f, id), CORE_STATE_ACTIVE);
+	/* And then it sleeps, saved while frozen, ended after. */
+	deep_sleep(&f, id);
+	struct fake_view v;
+	fake_view(f.w, id, &v);
+	CHECK(v.saved_frozen);
+	CHECK(v.snapshot && !v.disk && v.running == 0);
+	CHECK_INT_EQ(fake_calls(f.w, "stop"), 1);
+	expect_f(&f, id, "hello");
+	free(id);
+	fixture_close(&f);
+}
+
+/* A wake that cannot start a sandbox (the host at its capacity) leaves the
+ * session asleep on its snapshot and holds no disk meanwhile. */
+TEST(a_wake_that_cannot_start_stays_asleep_without_a_disk)
+{
+	struct fixture f;
+	struct core_config cfg = config(0, 300, 1800);
+	fixture_open(&f, NULL, &cfg, "paid");
+	char *id = create(&f);
+	write_f(&f, id, "hello");
+	deep_sleep(&f, id);
+	fake_fail(f.w, "start", 1);
+	char *data = NULL;
+	size_t len;
+	struct bk_err err = BK_ERR_INIT;
+	CHECK(core_file_read(f.core, &f.key, id, "f", &data, &len, &err) < 0);
+	CHECK_MSG(strstr(err.msg, "cannot wake") != NULL, "%s", err.msg);
+	struct fake_view v;
+	fake_view(f.w, id, &v);
+	CHECK(v.snapshot && !v.disk && v.running == 0);
+	CHECK_INT_EQ(v.state, STORE_SESSION_DEEP_SLEEP);
+	expect_f(&f, id, "hello");
+	free(id);
+	fixture_close(&f);
+}
+
 /* ---- the crash-recovery matrix ---- */
 
 enum transition { T_CREATE, T_IDLE, T_WAKE_IDLE, T_DEEP_SLEEP, T_WAKE_DEEP, T_DELETE };
 
-static const char *const transition_names[] = {"create",     "idle",	     "wake from idle",
+static const char *const transition_names[] = {"create",     "idle",	       "wake from idle",
 					       "deep sleep", "wake from deep", "delete"};
 
 /* In a child: a new world at path with a key and, but for a create, one
@@ -324,8 +419,7 @@ static const char *const transition_names[] = {"create",     "idle",	     "wake 
  * starts from; the session's id and the key's secret go to side. Then the
  * child crashes at step k of the transition (counted from its start), or
  * exits 0 when the transition ends first. */
-static _Noreturn void run_transition(enum transition t, const char *path, const char *side,
-				     int k)
+static _Noreturn void run_transition(enum transition t, const char *path, const char *side, int k)
 {
 	struct fixture f;
 	struct core_config cfg = config(0, 300, 1800);
@@ -372,8 +466,8 @@ static _Noreturn void run_transition(enum transition t, const char *path, const 
 
 /* After a crash: what the next start makes of the world is consistent,
  * and no acknowledged file is lost. */
-static void check_recovered(enum transition t, const char *path, const char *id,
-			    const char *secret, int k)
+static void check_recovered(enum transition t, const char *path, const char *id, const char *secret,
+			    int k)
 {
 	struct fixture f = {0};
 	struct core_config cfg = config(0, 300, 1800);
@@ -413,11 +507,13 @@ static void check_recovered(enum transition t, const char *path, const char *id,
 	CHECK_MSG(v.record, "%s crashed at step %d lost the session", name, k);
 	/* Recorded asleep means saved, and awake means on a disk. */
 	if (v.state == STORE_SESSION_DEEP_SLEEP)
-		CHECK_MSG(v.snapshot && !v.disk, "%s crashed at step %d: asleep, snapshot %d disk %d",
-			  name, k, v.snapshot, v.disk);
+		CHECK_MSG(v.snapshot && !v.disk,
+			  "%s crashed at step %d: asleep, snapshot %d disk %d", name, k, v.snapshot,
+			  v.disk);
 	else
-		CHECK_MSG(v.disk && !v.snapshot, "%s crashed at step %d: awake, snapshot %d disk %d",
-			  name, k, v.snapshot, v.disk);
+		CHECK_MSG(v.disk && !v.snapshot,
+			  "%s crashed at step %d: awake, snapshot %d disk %d", name, k, v.snapshot,
+			  v.disk);
 	CHECK_MSG(v.have_file && strcmp(v.file, "hello") == 0,
 		  "%s crashed at step %d: the file is '%s' (found %d)", name, k, v.file,
 		  v.have_file);

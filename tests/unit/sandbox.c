@@ -10,6 +10,7 @@
 #include <sys/mount.h>
 #include <unistd.h>
 
+#include "../client.h"
 #include "../harness.h"
 #include "sandbox/cgroup.h"
 #include "sandbox/sandbox.h"
@@ -42,6 +43,9 @@ static const char *const controllers[] = {"memory/", "cpu/", "cpuacct/", "pids/"
 int harness_setup(void)
 {
 	snprintf(base_dir, sizeof(base_dir), "/tmp/bunker-sbx-XXXXXX");
+	char parent[64];
+	snprintf(parent, sizeof(parent), "bunker-unit-%d", (int)getpid());
+	client_manifest_note("cgroup", parent, NULL);
 	return mkdtemp(base_dir) ? 0 : 1;
 }
 
@@ -85,8 +89,9 @@ void harness_teardown(void)
 	rm_rf(base_dir, NULL);
 }
 
-/* Each test (its own process) gets its own data directory. */
-static void setup(void)
+/* Each test (its own process) gets its own data directory; cfg_extra
+ * (may be NULL) sets the capacity numbers. */
+static void setup_with(const struct sbx_backend_config *capacity)
 {
 	if (geteuid() != 0)
 		SKIP("sandboxes need root");
@@ -101,7 +106,17 @@ static void setup(void)
 	snprintf(cfg.init_path, sizeof(cfg.init_path), "%s", init);
 	snprintf(cfg.bun_path, sizeof(cfg.bun_path), "%s", BUN);
 	snprintf(cfg.cgroup_parent, sizeof(cfg.cgroup_parent), "bunker-unit-%d", (int)getppid());
+	if (capacity) {
+		cfg.pids_budget = capacity->pids_budget;
+		cfg.snapshot_max_bytes = capacity->snapshot_max_bytes;
+		cfg.snapshot_min_free_bytes = capacity->snapshot_min_free_bytes;
+	}
 	CHECK_MSG(sbx_backend_open(&cfg, &backend, &err) == 0, "%s", err.msg);
+}
+
+static void setup(void)
+{
+	setup_with(NULL);
 }
 
 /* What a passing test must leave: nothing but its directory. */
@@ -114,12 +129,19 @@ static void teardown(void)
 	CHECK(rm_rf(data_dir, NULL) == 0);
 }
 
+#define UNIT_PIDS 128
+
+static int start_try(const char *id, int disk_mb, struct sbx **s, struct bk_err *err)
+{
+	struct sbx_limits lim = {.memory_mb = 256, .cpu = 1, .disk_mb = disk_mb, .pids = UNIT_PIDS};
+	return backend->ops->start(backend, id, &lim, s, err);
+}
+
 static struct sbx *start(const char *id, int disk_mb)
 {
-	struct sbx_limits lim = {.memory_mb = 256, .cpu = 1, .disk_mb = disk_mb, .pids = 128};
 	struct sbx *s;
 	struct bk_err err = BK_ERR_INIT;
-	CHECK_MSG(backend->ops->start(backend, id, &lim, &s, &err) == 0, "%s", err.msg);
+	CHECK_MSG(start_try(id, disk_mb, &s, &err) == 0, "%s", err.msg);
 	return s;
 }
 
@@ -343,5 +365,104 @@ TEST(sandbox_runs_bun_code_from_stdin)
 	sbx_exec_result_release(&r);
 	stop(s);
 	purge("ses_unitffffffffffffffff", NULL);
+	teardown();
+}
+
+/* files_save() works on a frozen sandbox and keeps its disk: thawed, the
+ * sandbox goes on with its processes and files; stopped and released, the
+ * snapshot brings the files back. */
+TEST(sandbox_files_save_of_a_frozen_sandbox_keeps_it_whole)
+{
+	setup();
+	const char *id = "ses_unitgggggggggggggggg";
+	struct sbx *s = start(id, 64);
+	/* The background process has exec'd before the freeze. */
+	expect_out(s,
+		   "echo kept > f; setsid sleep 1000 >/dev/null 2>&1 & "
+		   "for i in $(seq 100); do pgrep -x sleep >/dev/null && break; sleep 0.05; done; "
+		   "echo ok",
+		   "ok\n");
+	struct bk_err err = BK_ERR_INIT;
+	CHECK_MSG(backend->ops->freeze(s, true, &err) == 0, "%s", err.msg);
+	struct sbx_save_stats st;
+	CHECK_MSG(backend->ops->files_save(backend, id, &st, &err) == 0, "%s", err.msg);
+	struct sbx_files_state fs = backend->ops->files_state(backend, id);
+	CHECK(fs.disk && fs.snapshot);
+	CHECK(st.files >= 2);
+	CHECK_MSG(backend->ops->freeze(s, false, &err) == 0, "%s", err.msg);
+	expect_out(s, "cat f; pgrep -x sleep >/dev/null && echo alive", "kept\nalive\n");
+	stop(s);
+	CHECK_MSG(backend->ops->drop_disk(backend, id, &err) == 0, "%s", err.msg);
+	CHECK_MSG(backend->ops->files_restore(backend, id, 64, &err) == 0, "%s", err.msg);
+	backend->ops->drop_snapshot(backend, id);
+	s = start(id, 64);
+	expect_out(s, "cat f", "kept\n");
+	stop(s);
+	purge(id, NULL);
+	teardown();
+}
+
+/* The pids limits of running sandboxes never add up to more than the
+ * processes budget: a start past it is refused at once (503), before
+ * anything is made, and the kernel holds the parent to the same number. */
+TEST(sandbox_start_is_refused_past_the_processes_budget)
+{
+	struct sbx_backend_config capacity = {.pids_budget = 2 * UNIT_PIDS + UNIT_PIDS / 2};
+	setup_with(&capacity);
+	struct sbx *a = start("ses_unithhhhhhhhhhhhhhh1", 16);
+	struct sbx *b = start("ses_unithhhhhhhhhhhhhhh2", 16);
+	struct sbx *c;
+	struct bk_err err = BK_ERR_INIT;
+	CHECK(start_try("ses_unithhhhhhhhhhhhhhh3", 16, &c, &err) < 0);
+	CHECK_INT_EQ(err.kind, BK_E_UNAVAILABLE);
+	CHECK_MSG(strstr(err.msg, "capacity") != NULL, "%s", err.msg);
+	struct sbx_files_state fs = backend->ops->files_state(backend, "ses_unithhhhhhhhhhhhhhh3");
+	CHECK(!fs.disk);
+	const struct cgroup_manager *cg = sbx__cgroup_detect(NULL);
+	char path[300], text[32];
+	snprintf(path, sizeof(path), "/sys/fs/cgroup/%sbunker-unit-%d/pids.max",
+		 strcmp(cg->name, "v1") == 0 ? "pids/" : "", (int)getppid());
+	FILE *f = fopen(path, "r");
+	CHECK(f != NULL && fgets(text, sizeof(text), f) != NULL);
+	fclose(f);
+	CHECK_INT_EQ(atoll(text), capacity.pids_budget);
+	/* A stopped sandbox gives its share back. */
+	stop(b);
+	c = start("ses_unithhhhhhhhhhhhhhh3", 16);
+	stop(a);
+	stop(c);
+	purge("ses_unithhhhhhhhhhhhhhh1", NULL);
+	purge("ses_unithhhhhhhhhhhhhhh2", NULL);
+	purge("ses_unithhhhhhhhhhhhhhh3", NULL);
+	teardown();
+}
+
+/* A save that the snapshot storage has no room for is refused, leaves no
+ * file and keeps the disk. */
+TEST(sandbox_files_save_is_refused_without_room)
+{
+	struct sbx_backend_config capacity = {.snapshot_max_bytes = 1 << 20};
+	setup_with(&capacity);
+	const char *id = "ses_unitiiiiiiiiiiiiiiii";
+	struct sbx *s = start(id, 64);
+	expect_out(s, "head -c 3000000 /dev/urandom > r.bin && echo ok", "ok\n");
+	struct bk_err err = BK_ERR_INIT;
+	CHECK_MSG(backend->ops->freeze(s, true, &err) == 0, "%s", err.msg);
+	CHECK(backend->ops->files_save(backend, id, NULL, &err) < 0);
+	CHECK_INT_EQ(err.kind, BK_E_NO_SPACE);
+	struct sbx_files_state fs = backend->ops->files_state(backend, id);
+	CHECK(fs.disk && !fs.snapshot);
+	char snaps[400];
+	snprintf(snaps, sizeof(snaps), "%s/snapshots", data_dir);
+	DIR *d = opendir(snaps);
+	struct dirent *de;
+	while (d && (de = readdir(d)) != NULL)
+		CHECK_MSG(de->d_name[0] == '.', "left in the snapshot directory: %s", de->d_name);
+	if (d)
+		closedir(d);
+	CHECK(backend->ops->freeze(s, false, &err) == 0);
+	expect_out(s, "wc -c < r.bin", "3000000\n");
+	stop(s);
+	purge(id, NULL);
 	teardown();
 }
