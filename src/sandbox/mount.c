@@ -100,6 +100,42 @@ int ns__rootfs_setup_child(const char **stage)
 	if (mount("proc", "proc", "proc", nosx, NULL) < 0)
 		return -1;
 
+	/* The session's own per-user kernel counts, as its user namespace
+	 * sees them (it is owned by the session's host id, so the host's
+	 * limits apply to the session as a whole besides): inotify and
+	 * fanotify within what an interactive workload needs, and no
+	 * namespaces at all (seccomp refuses them too). Written while this
+	 * process holds CAP_SYS_RESOURCE in the namespace; nothing the
+	 * session runs can raise them again. A limit this kernel lacks is
+	 * skipped. */
+	*stage = "per-user limits";
+	static const char *const user_limits[][2] = {
+	    {"proc/sys/user/max_inotify_instances", "128"},
+	    {"proc/sys/user/max_inotify_watches", "65536"},
+	    {"proc/sys/user/max_fanotify_groups", "16"},
+	    {"proc/sys/user/max_fanotify_marks", "8192"},
+	    {"proc/sys/user/max_user_namespaces", "0"},
+	    {"proc/sys/user/max_pid_namespaces", "0"},
+	    {"proc/sys/user/max_net_namespaces", "0"},
+	    {"proc/sys/user/max_mnt_namespaces", "0"},
+	    {"proc/sys/user/max_ipc_namespaces", "0"},
+	    {"proc/sys/user/max_uts_namespaces", "0"},
+	    {"proc/sys/user/max_cgroup_namespaces", "0"},
+	    {"proc/sys/user/max_time_namespaces", "0"},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(user_limits); i++) {
+		int fd = open(user_limits[i][0], O_WRONLY | O_CLOEXEC);
+		if (fd < 0 && errno == ENOENT)
+			continue;
+		if (fd < 0)
+			return -1;
+		size_t n = strlen(user_limits[i][1]);
+		ssize_t w = write(fd, user_limits[i][1], n);
+		close(fd);
+		if (w != (ssize_t)n)
+			return -1;
+	}
+
 	/* sysfs is allowed in a user namespace that owns the network
 	 * namespace; where it is refused, /sys stays an empty directory. A
 	 * new sysfs carries none of the host's mounts below it: debugfs,

@@ -50,7 +50,12 @@ static _Noreturn void child_fail(int errfd, const char *stage)
 }
 
 /* The child: in its new namespaces, still the daemon's image until exec. */
-static _Noreturn void spawn_child(int go_fd, int err_fd, int sock_fd, int init_fd, const char *root,
+/* Where the child attaches its root tree in its own copy of the host's
+ * mounts: a directory any id may walk to (the child is none of the host's
+ * ids), mounted over in that copy only. */
+#define CHILD_ROOT_AT "/tmp"
+
+static _Noreturn void spawn_child(int go_fd, int err_fd, int sock_fd, int init_fd, int tree_fd,
 				  const char *hostname, int cap_last)
 {
 	const char *stage = "move fds";
@@ -59,7 +64,8 @@ static _Noreturn void spawn_child(int go_fd, int err_fd, int sock_fd, int init_f
 	err_fd = fcntl(err_fd, F_DUPFD_CLOEXEC, 10);
 	sock_fd = fcntl(sock_fd, F_DUPFD_CLOEXEC, 10);
 	init_fd = fcntl(init_fd, F_DUPFD_CLOEXEC, 10);
-	if (go_fd < 0 || err_fd < 0 || sock_fd < 0 || init_fd < 0)
+	tree_fd = fcntl(tree_fd, F_DUPFD_CLOEXEC, 10);
+	if (go_fd < 0 || err_fd < 0 || sock_fd < 0 || init_fd < 0 || tree_fd < 0)
 		_exit(127);
 
 	/* 1. Wait until the parent has written the id maps and placed us in
@@ -68,20 +74,22 @@ static _Noreturn void spawn_child(int go_fd, int err_fd, int sock_fd, int init_f
 	if (read(go_fd, &go, 1) != 1)
 		_exit(127);
 
-	/* 2. Step into the new root while still the host's root by id: the
-	 *    session's ids could not walk the (0700) host path down to it, and
-	 *    an fd opened before the clone would name the parent namespace's
-	 *    mount, not this namespace's copy. */
+	/* 2. Step into the new root. The child was never the host's root
+	 *    (its user namespace is owned by the session's own host id) and
+	 *    could not walk the (0700) host path down to it: the parent
+	 *    cloned the root's mount tree before the clone (open_tree), and
+	 *    the child attaches that detached tree in its own mount namespace,
+	 *    where it is a mount of its own that pivot_root accepts. */
 	stage = "private mounts";
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		child_fail(err_fd, stage);
-	/* pivot_root in a user namespace refuses a root mounted by the parent
-	 * namespace: bind the root onto itself to get a mount of our own. */
-	stage = "bind root";
-	if (mount(root, root, NULL, MS_BIND | MS_REC, NULL) < 0)
+	stage = "attach root";
+	if (syscall(SYS_move_mount, tree_fd, "", AT_FDCWD, CHILD_ROOT_AT,
+		    MOVE_MOUNT_F_EMPTY_PATH) < 0)
 		child_fail(err_fd, stage);
+	close(tree_fd);
 	stage = "enter root";
-	if (chdir(root) < 0)
+	if (chdir(CHILD_ROOT_AT) < 0)
 		child_fail(err_fd, stage);
 
 	/* 3. Become the namespace's root (the host sees the session's range). */
@@ -142,7 +150,16 @@ static _Noreturn void spawn_child(int go_fd, int err_fd, int sock_fd, int init_f
 	child_fail(err_fd, stage);
 }
 
-static pid_t clone_sandbox(int *pidfd)
+/* Clones the sandbox's first process into new namespaces whose user
+ * namespace is owned by host uid owner, the session's own: the kernel
+ * charges a user namespace's per-user counts (inotify instances and
+ * watches, namespaces; /proc/sys/user) to its owner in the parent, so a
+ * namespace owned by root would share root's 128 inotify instances with
+ * every session and with the host's own services. The owner is the
+ * creator's effective uid: this thread takes it for the clone alone (raw
+ * calls act on the calling thread only; the real and saved uids stay 0, so
+ * its capabilities come back with the effective uid). */
+static pid_t clone_sandbox(int *pidfd, uid_t owner)
 {
 	struct clone_args args = {
 	    .flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS |
@@ -150,7 +167,18 @@ static pid_t clone_sandbox(int *pidfd)
 	    .pidfd = (uint64_t)(uintptr_t)pidfd,
 	    .exit_signal = SIGCHLD,
 	};
-	return (pid_t)syscall(SYS_clone3, &args, sizeof(args));
+	if (syscall(SYS_setresuid, -1, owner, -1) < 0)
+		return -1;
+	pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
+	if (pid == 0)
+		return 0;
+	int e = errno;
+	if (syscall(SYS_setresuid, -1, 0, -1) < 0)
+		abort(); /* a daemon thread without root's powers cannot go on */
+	/* A change of effective uid made the daemon undumpable; it was not. */
+	prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+	errno = e;
+	return pid;
 }
 
 void ns__kill_and_reap(struct ns_sbx *s)
@@ -247,9 +275,15 @@ int ns__spawn(struct ns_sbx *s, const struct sbx_limits *limits, struct bk_err *
 	if (spawn_fds_open(&f, s->b->init_path, err) < 0)
 		return -1;
 	s->pidfd = -1;
-	pid_t pid = clone_sandbox(&s->pidfd);
+	/* The root's mount tree, detached, for the child to attach (step 2 of
+	 * spawn_child()). */
+	_cleanup_close_ int tree = (int)syscall(SYS_open_tree, AT_FDCWD, s->paths.root,
+						OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+	if (tree < 0)
+		return bk_err_set(err, errno, "cannot clone the mounts of '%s'", s->paths.root);
+	pid_t pid = clone_sandbox(&s->pidfd, (uid_t)sbx__slot_base(s->slot));
 	if (pid == 0)
-		spawn_child(f.go[0], f.report[1], f.agent[1], f.init, s->paths.root, s->b->hostname,
+		spawn_child(f.go[0], f.report[1], f.agent[1], f.init, tree, s->b->hostname,
 			    s->b->cap_last);
 	if (pid < 0)
 		return bk_err_set(err, errno, "cannot clone the sandbox");

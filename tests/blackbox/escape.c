@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1679,6 +1680,65 @@ static void kill_call(const char *id, long pid, struct client_resp *r)
 		json_object_set_new(body, "pid", json_integer(pid));
 	CHECK(client_call_json(&bk.d, "POST", "/execution/kill", bk.paid_key, body, r) == 0);
 	json_decref(body);
+}
+
+/* Holds as many inotify instances as it may (at most argv[1]), prints how
+ * many, and keeps them. */
+static const char inotify_py[] = "import ctypes, sys, time\n"
+				 "libc = ctypes.CDLL(None, use_errno=True)\n"
+				 "fds = []\n"
+				 "while len(fds) < int(sys.argv[1]):\n"
+				 "    fd = libc.inotify_init1(0)\n"
+				 "    if fd < 0:\n"
+				 "        break\n"
+				 "    fds.append(fd)\n"
+				 "print(len(fds), flush=True)\n"
+				 "time.sleep(int(sys.argv[2]))\n";
+
+/* Starts inotify_py in session id in the background; the count it held. */
+static long inotify_hold(const char *id, int want)
+{
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd),
+		 "cat > /tmp/ino.py <<'EOF'\n%sEOF\n"
+		 "rm -f /tmp/ino.n; setsid python3 /tmp/ino.py %d 60 > /tmp/ino.n 2>&1 < /dev/null & "
+		 "for i in $(seq 100); do [ -s /tmp/ino.n ] && break; sleep 0.1; done; cat /tmp/ino.n",
+		 inotify_py, want);
+	char *out = client_must_run(bk.paid_key, id, cmd);
+	char *end;
+	long n = strtol(out, &end, 10);
+	CHECK_MSG(end != out && *end == '\n', "inotify holder said '%s'", out);
+	free(out);
+	return n;
+}
+
+/* A session's per-user kernel counts are its own (issue 12: the session
+ * user namespaces were all owned by host root, so 128 inotify instances
+ * held in one session left every other session, and the host's root,
+ * with EMFILE). */
+TEST_TIMEOUT(res_inotify_per_session, 120)
+{
+	char *a = session_new(NULL), *b = session_new(NULL);
+	long held = inotify_hold(a, 100000);
+	CHECK_MSG(held > 0 && held <= 128, "session A holds %ld inotify instances", held);
+	CHECK_INT_EQ(inotify_hold(b, 20), 20);
+	/* The host's root still has its own. */
+	int fds[20], got = 0;
+	for (; got < 20 && (fds[got] = inotify_init1(IN_CLOEXEC)) >= 0; got++)
+		;
+	for (int i = 0; i < got; i++)
+		close(fds[i]);
+	CHECK_MSG(got == 20, "the host's root got %d of 20 inotify instances", got);
+	/* Low limits inside, which the session cannot raise. */
+	char *out = client_must_run(bk.paid_key, a,
+				    "cat /proc/sys/user/max_inotify_instances "
+				    "/proc/sys/user/max_user_namespaces; "
+				    "echo 100000 > /proc/sys/user/max_inotify_instances 2>/dev/null || "
+				    "echo refused");
+	CHECK_STR_EQ(out, "128\n0\nrefused\n");
+	free(out);
+	session_end(a);
+	session_end(b);
 }
 
 TEST_TIMEOUT(time_timeout_and_kill, 90)
