@@ -99,7 +99,7 @@ bench: deps
 # the second, which takes minutes; bench/preview.sh the third;
 # build/release/bench/hostile the fourth, about five minutes; the fifth,
 # the interpreters at the sandbox level, runs as `build/release/bench/interp`).
-BENCHES := bench lifecycle preview hostile
+BENCHES := bench lifecycle preview hostile instavm
 bench-bin: $(BENCHES:%=$(BUILD)/bench/%) $(BUILD)/bench/interp
 
 # The interpreters' bench drives the backend itself: libbunker, no

@@ -83,8 +83,11 @@ struct core {
 	/* The warm pool (core/pool.c): guarded by pool_lock. */
 	pthread_mutex_t pool_lock;
 	pthread_cond_t pool_cond;
-	struct pool_entry *pool;
-	int pool_count;
+	/* Two kinds (enum core_pool_kind): plain sandboxes, and sandboxes
+	 * whose Python interpreter is started, for the InstaVM dialect's
+	 * sessions whose first execution is most often Python. */
+	struct pool_entry *pool[2];
+	int pool_count[2];
 	unsigned pool_seq;
 	pthread_t pool_thread;
 	bool pool_running;
@@ -159,8 +162,21 @@ void core__preview_shutdown_locked(struct session *s);
 
 /* ---- the warm pool (core/pool.c) ---- */
 
-/* A started sandbox from the pool, or NULL. */
-struct sbx *core__pool_take(struct core *core);
+enum core_pool_kind {
+	CORE_POOL_PLAIN = 0,
+	/* Its Python interpreter started with the environment of a session
+	 * without env of its own (PORT alone): only such a session may take
+	 * it, since an interpreter keeps the environment it started with. */
+	CORE_POOL_PYTHON,
+};
+
+/* A started sandbox of the pool's kind, or NULL. */
+struct sbx *core__pool_take(struct core *core, enum core_pool_kind kind);
+/* Gives s (which has no sandbox nor disk) a sandbox of the pool, adopted
+ * with s's limits: one with Python started when s is of the InstaVM
+ * dialect without env and the pool has one, else a plain one. False when
+ * the pool had none or the adoption failed (s is as it was). */
+bool core__pool_adopt(struct core *core, struct session *s);
 int core__pool_start(struct core *core, struct bk_err *err);
 void core__pool_stop(struct core *core);
 

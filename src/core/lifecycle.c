@@ -286,6 +286,14 @@ int core__vm_spawn_locked(struct core *core, const struct core_key *key, struct 
 	s->vm_spawned_ms = now;
 	s->vm_ends_ms = ends;
 	__atomic_store_n(&s->state, CORE_STATE_DEEP_SLEEP, __ATOMIC_RELAXED);
+	/* A new VM has no files to restore: a sandbox of the warm pool is
+	 * one, as for a create. Recorded asleep until then, so that a crash
+	 * in between leaves a VM that wakes empty. */
+	if (core__pool_adopt(core, s) && set_state(core, s, CORE_STATE_ACTIVE, err) < 0) {
+		sandbox_drop(core, s);
+		core->sbx->ops->purge(core->sbx, s->id, NULL);
+		return -1;
+	}
 	return 0;
 }
 

@@ -8,6 +8,11 @@
  * placeholder id with default limits; a create takes one and has the
  * backend hand it to the session (adopt()), then a background thread
  * starts a replacement.
+ *
+ * Besides the plain ones (cfg.warm_pool of them), half as many (at least
+ * one) wait with their Python interpreter started: an InstaVM session is
+ * created without a sandbox and spawns one at its first execution, most
+ * often Python's, whose interpreter would take some 25 ms to start there.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,15 +21,24 @@
 #include "core/core_int.h"
 #include "util/metrics.h"
 
-struct sbx *core__pool_take(struct core *core)
+/* How many sandboxes of kind the pool keeps. */
+static int pool_target(const struct core *core, enum core_pool_kind kind)
+{
+	int n = core->cfg.warm_pool;
+	if (kind == CORE_POOL_PLAIN || n <= 0)
+		return n;
+	return core->sbx->ops->run ? (n + 1) / 2 : 0;
+}
+
+struct sbx *core__pool_take(struct core *core, enum core_pool_kind kind)
 {
 	const struct sbx_ops *ops = core->sbx->ops;
 	struct sbx *found = NULL;
 	pthread_mutex_lock(&core->pool_lock);
-	while (core->pool && found == NULL) {
-		struct pool_entry *e = core->pool;
-		core->pool = e->next;
-		core->pool_count--;
+	while (core->pool[kind] && found == NULL) {
+		struct pool_entry *e = core->pool[kind];
+		core->pool[kind] = e->next;
+		core->pool_count[kind]--;
 		if (ops->alive(e->sbx)) {
 			found = e->sbx;
 		} else {
@@ -41,11 +55,70 @@ struct sbx *core__pool_take(struct core *core)
 	return found;
 }
 
+bool core__pool_adopt(struct core *core, struct session *s)
+{
+	const struct sbx_ops *ops = core->sbx->ops;
+	bool bare = s->dialect == CORE_DIALECT_INSTAVM && (s->env == NULL || strcmp(s->env, "{}") == 0);
+	struct sbx *warm = bare ? core__pool_take(core, CORE_POOL_PYTHON) : NULL;
+	if (warm == NULL)
+		warm = core__pool_take(core, CORE_POOL_PLAIN);
+	if (warm == NULL)
+		return false;
+	struct sbx_limits lim = core__session_sbx_limits(core, s);
+	char wid[32];
+	snprintf(wid, sizeof(wid), "%s", warm->id);
+	struct bk_err err = BK_ERR_INIT;
+	if (ops->adopt(warm, s->id, &lim, &err) < 0) {
+		/* A fresh start does the job; only the time is lost. */
+		fprintf(stderr, "bunkerd: warm pool: %s\n", err.msg);
+		ops->stop(warm);
+		ops->purge(core->sbx, wid, NULL);
+		ops->purge(core->sbx, s->id, NULL);
+		return false;
+	}
+	pthread_mutex_lock(&s->mu);
+	s->sbx = warm;
+	pthread_mutex_unlock(&s->mu);
+	return true;
+}
+
 /* The limits a pool sandbox waits with: the defaults of a session. */
 static struct sbx_limits pool_limits(const struct core *core)
 {
 	return (struct sbx_limits){
 	    .memory_mb = 1024, .cpu = 0.25, .disk_mb = 1024, .pids = core->cfg.pids_max};
+}
+
+/* Starts the Python interpreter of a sandbox of CORE_POOL_PYTHON, with
+ * the environment an execution of a session without env has. */
+static int pool_warm_python(struct core *core, struct sbx *sbx, struct bk_err *err)
+{
+	const struct sbx_ops *ops = core->sbx->ops;
+	if (ops->run == NULL)
+		return bk_err_kind(err, BK_E_UNAVAILABLE, "this backend runs no interpreters");
+	char port[32];
+	snprintf(port, sizeof(port), "PORT=%d", CORE_PREVIEW_PORT);
+	const char *envp[] = {port, NULL};
+	struct sbx_run_req req = {
+	    .language = SBX_LANG_PYTHON, .code = "", .envp = envp, .timeout_ms = 30000,
+	    .output_max = 4096};
+	struct sbx_exec_result res;
+	int rc = ops->run(sbx, &req, &res, err);
+	if (rc == 0 && res.exit_code != 0)
+		rc = bk_err_kind(err, BK_E_INTERNAL, "python did not start (exit %d)", res.exit_code);
+	if (rc == 0)
+		sbx_exec_result_release(&res);
+	return rc;
+}
+
+/* The kind the pool lacks first (plain ones first: every create takes
+ * one), or -1 when it is full. With pool_lock held. */
+static int pool_lacking(const struct core *core)
+{
+	for (int k = CORE_POOL_PLAIN; k <= CORE_POOL_PYTHON; k++)
+		if (core->pool_count[k] < pool_target(core, (enum core_pool_kind)k))
+			return k;
+	return -1;
 }
 
 static void *pool_main(void *arg)
@@ -55,14 +128,14 @@ static void *pool_main(void *arg)
 	int failures = 0;
 	pthread_mutex_lock(&core->pool_lock);
 	while (!core->pool_quit) {
-		if (core->pool_count >= core->cfg.warm_pool) {
+		int kind = pool_lacking(core);
+		if (kind < 0) {
 			pthread_cond_wait(&core->pool_cond, &core->pool_lock);
 			continue;
 		}
 		char id[32];
 		snprintf(id, sizeof(id), "pool_%u", core->pool_seq++);
 		pthread_mutex_unlock(&core->pool_lock);
-
 		struct sbx *sbx = NULL;
 		struct bk_err err = BK_ERR_INIT;
 		struct sbx_limits lim = pool_limits(core);
@@ -71,14 +144,18 @@ static void *pool_main(void *arg)
 		if (rc == 0)
 			metrics_observe(METRICS_SANDBOX_START_SECONDS,
 					(double)(mono_us() - t0) / 1e6);
+		if (rc == 0 && kind == CORE_POOL_PYTHON && (rc = pool_warm_python(core, sbx, &err)) < 0) {
+			ops->stop(sbx);
+			sbx = NULL;
+		}
 		pthread_mutex_lock(&core->pool_lock);
 		if (rc == 0) {
 			struct pool_entry *e = calloc(1, sizeof(*e));
 			if (e) {
 				e->sbx = sbx;
-				e->next = core->pool;
-				core->pool = e;
-				core->pool_count++;
+				e->next = core->pool[kind];
+				core->pool[kind] = e;
+				core->pool_count[kind]++;
 				failures = 0;
 				continue;
 			}
@@ -125,14 +202,16 @@ void core__pool_stop(struct core *core)
 	if (core->pool_running)
 		pthread_join(core->pool_thread, NULL);
 	core->pool_running = false;
-	while (core->pool) {
-		struct pool_entry *e = core->pool;
-		core->pool = e->next;
-		char id[32];
-		snprintf(id, sizeof(id), "%s", e->sbx->id);
-		core->sbx->ops->stop(e->sbx);
-		core->sbx->ops->purge(core->sbx, id, NULL);
-		free(e);
+	for (int k = CORE_POOL_PLAIN; k <= CORE_POOL_PYTHON; k++) {
+		while (core->pool[k]) {
+			struct pool_entry *e = core->pool[k];
+			core->pool[k] = e->next;
+			char id[32];
+			snprintf(id, sizeof(id), "%s", e->sbx->id);
+			core->sbx->ops->stop(e->sbx);
+			core->sbx->ops->purge(core->sbx, id, NULL);
+			free(e);
+		}
+		core->pool_count[k] = 0;
 	}
-	core->pool_count = 0;
 }

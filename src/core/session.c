@@ -273,23 +273,7 @@ static int create_reserve(struct core *core, const struct core_key *key,
 static int create_bind_sandbox(struct core *core, const struct core_key *key, struct session *s,
 			       struct bk_err *err)
 {
-	const struct sbx_ops *ops = core->sbx->ops;
-	struct sbx *warm = core__pool_take(core);
-	if (warm) {
-		struct sbx_limits lim = core__session_sbx_limits(core, s);
-		char wid[32];
-		snprintf(wid, sizeof(wid), "%s", warm->id);
-		struct bk_err aerr = BK_ERR_INIT;
-		if (ops->adopt(warm, s->id, &lim, &aerr) == 0) {
-			s->sbx = warm;
-		} else {
-			/* A fresh start below does the job; only the time is lost. */
-			fprintf(stderr, "bunkerd: warm pool: %s\n", aerr.msg);
-			ops->stop(warm);
-			ops->purge(core->sbx, wid, NULL);
-			ops->purge(core->sbx, s->id, NULL);
-		}
-	}
+	core__pool_adopt(core, s);
 	pthread_rwlock_rdlock(&s->rw);
 	struct sbx *sbx;
 	int rc = core__session_sandbox(core, key, s, &sbx, err);

@@ -8,6 +8,7 @@
  * tests/blackbox/instavm_exec.c.
  */
 #include "../iv_client.h"
+#include "../raw.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -732,4 +733,60 @@ TEST(execute_validation)
 	CHECK(json_is_null(json_object_get(st, "vm_status")));
 	json_decref(st);
 	free(id);
+}
+
+/* An upload passes through the daemon in bounded chunks: 120 MiB grow its
+ * peak memory by a few MiB, not by the file. On a daemon of the test's
+ * own, whose sanitizer keeps little freed memory in quarantine (by
+ * default ASan holds up to 256 MB of it, which would measure ASan). */
+TEST_TIMEOUT(upload_large_file_is_streamed, 300)
+{
+	if (bk.skip_reason[0] != '\0')
+		SKIP("%s", bk.skip_reason);
+	const char *asan = getenv("ASAN_OPTIONS");
+	char opts[512];
+	snprintf(opts, sizeof(opts), "%s%squarantine_size_mb=4", asan ? asan : "", asan ? ":" : "");
+	setenv("ASAN_OPTIONS", opts, 1);
+	struct client_daemon d = {0};
+	CHECK(client_daemon_start(&d, NULL) == 0);
+	iv_daemon = &d;
+	char key[CLIENT_KEY_MAX];
+	const char *const ov[] = {"--max-file-size", "134217728", NULL};
+	CHECK(client_key_create_with(&d, "enterprise", ov, key, sizeof(key)) == 0);
+	char *id = iv_create(key, NULL);
+	struct client_resp r;
+	iv_upload_file(key, id, "/tmp/warm", "x", 0, &r); /* the VM spawned first */
+	CHECK_STATUS(&r, 200);
+	client_resp_free(&r);
+	size_t n = 120u << 20;
+	char *data = malloc(n);
+	CHECK(data != NULL);
+	for (size_t i = 0; i < n; i++)
+		data[i] = (char)(i * 31 + (i >> 20));
+	/* Peak memory from now on (clear_refs 5 resets VmHWM). */
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/clear_refs", (int)d.pid);
+	FILE *f = fopen(path, "we");
+	CHECK(f != NULL);
+	fputs("5", f);
+	fclose(f);
+	long before = raw_proc_kb(d.pid, "VmHWM");
+	iv_upload_file(key, id, "big.bin", data, n, &r);
+	CHECK_STATUS(&r, 200);
+	CHECK_INT_EQ(client_must_int(r.json, "size", r.body), (long long)n);
+	client_resp_free(&r);
+	long grew = raw_proc_kb(d.pid, "VmHWM") - before;
+	fprintf(stderr, "    120 MiB upload: bunkerd's peak grew by %ld kB\n", grew);
+	CHECK_MSG(grew < 32 * 1024, "bunkerd's peak grew by %ld kB", grew);
+	free(data);
+	iv_download(key, id, "big.bin", &r);
+	CHECK_STATUS(&r, 200);
+	CHECK_INT_EQ(client_must_int(r.json, "size", r.body), (long long)n);
+	client_resp_free(&r);
+	free(id);
+	iv_daemon = NULL;
+	CHECK_INT_EQ(client_daemon_stop(&d), 0);
+	CHECK_INT_EQ(client_daemon_check(&d), 0);
+	unlink(d.log_path);
+	rmdir(d.log_dir);
 }

@@ -362,3 +362,192 @@ TEST(usage_counts_executions)
 	json_decref(u);
 	free(id);
 }
+
+/* State kept across 100 calls, in each language. */
+TEST_TIMEOUT(state_kept_across_100_calls, 240)
+{
+	char *id = iv_create(bk.paid_key, NULL);
+	static const struct {
+		const char *language, *init, *step, *show;
+	} langs[] = {
+	    {"python", "n = 0", "n += 1", "print(n)"},
+	    {"bash", "n=0", "n=$((n + 1))", "echo $n"},
+	    {"javascript", "var n = 0", "n += 1", "console.log(n)"},
+	};
+	for (size_t l = 0; l < 3; l++) {
+		run_out(bk.paid_key, id, langs[l].language, langs[l].init, "");
+		for (int i = 0; i < 100; i++) {
+			struct client_resp r;
+			run(bk.paid_key, id, langs[l].language, langs[l].step, &r);
+			CHECK_INT_EQ(client_must_int(r.json, "exit_code", r.body), 0);
+			client_resp_free(&r);
+		}
+		run_out(bk.paid_key, id, langs[l].language, langs[l].show, "100\n");
+	}
+	free(id);
+}
+
+/* A crash ends the interpreter: the answer says so, the next run gets a
+ * new one. */
+TEST(crashed_interpreter_is_replaced)
+{
+	char *id = iv_create(bk.paid_key, NULL);
+	run_out(bk.paid_key, id, NULL, "before = 1", "");
+	struct client_resp r;
+	run(bk.paid_key, id, NULL, "import ctypes\nctypes.string_at(0)", &r);
+	CHECK_INT_EQ(client_must_int(r.json, "exit_code", r.body), 128 + 11);
+	CHECK_MSG(strstr(client_json_str(r.json, "stderr"), "signal 11") != NULL, "%s", r.body);
+	client_resp_free(&r);
+	run(bk.paid_key, id, NULL, "print('alive')\nprint('before' in globals())", &r);
+	CHECK_STR_EQ(client_json_str(r.json, "stdout"), "alive\nFalse\n");
+	client_resp_free(&r);
+	free(id);
+}
+
+/* An interpreter the memory limit kills gets an answer that says so; the
+ * next run works. */
+TEST_TIMEOUT(memory_limit_kill_is_said, 120)
+{
+	char *id = iv_create(bk.paid_key, json_pack("{s:i}", "memory_mb", 128));
+	run_out(bk.paid_key, id, NULL, "kept = 1", "");
+	struct client_resp r;
+	run(bk.paid_key, id, NULL, "x = bytearray(600 * 1024 * 1024)\nx[::4096] = b'x' * len(x[::4096])",
+	    &r);
+	long long code = client_must_int(r.json, "exit_code", r.body);
+	CHECK_MSG(code == 137, "exit_code %lld: %s", code, r.body);
+	CHECK_MSG(strstr(client_json_str(r.json, "stderr"), "memory") != NULL,
+		  "stderr does not say memory: %s", r.body);
+	client_resp_free(&r);
+	run_out(bk.paid_key, id, NULL, "print('next')", "next\n");
+	free(id);
+}
+
+/* Two tasks at once in one session: each one's output is its own. */
+TEST(concurrent_tasks_do_not_mix)
+{
+	char *id = iv_create(bk.paid_key, NULL);
+	char *a = task_submit(bk.paid_key, id, NULL,
+			      "import sys, time\nfor i in range(50):\n    print('A', i, flush=True)\n"
+			      "    print('a', i, file=sys.stderr, flush=True)\n    time.sleep(0.01)");
+	char *b = task_submit(bk.paid_key, id, "bash",
+			      "for i in $(seq 0 49); do echo B $i; echo b $i >&2; sleep 0.01; done");
+	json_t *ta = task_wait(bk.paid_key, a, 60), *tb = task_wait(bk.paid_key, b, 60);
+	char want_out[2048] = "", want_err[2048] = "";
+	for (int i = 0; i < 50; i++) {
+		size_t o = strlen(want_out), e = strlen(want_err);
+		snprintf(want_out + o, sizeof(want_out) - o, "A %d\n", i);
+		snprintf(want_err + e, sizeof(want_err) - e, "a %d\n", i);
+	}
+	CHECK_STR_EQ(json_string_value(json_object_get(ta, "serialized_stdout")), want_out);
+	CHECK_STR_EQ(json_string_value(json_object_get(ta, "serialized_stderr")), want_err);
+	want_out[0] = want_err[0] = '\0';
+	for (int i = 0; i < 50; i++) {
+		size_t o = strlen(want_out), e = strlen(want_err);
+		snprintf(want_out + o, sizeof(want_out) - o, "B %d\n", i);
+		snprintf(want_err + e, sizeof(want_err) - e, "b %d\n", i);
+	}
+	CHECK_STR_EQ(json_string_value(json_object_get(tb, "serialized_stdout")), want_out);
+	CHECK_STR_EQ(json_string_value(json_object_get(tb, "serialized_stderr")), want_err);
+	json_decref(ta);
+	json_decref(tb);
+	free(a);
+	free(b);
+	free(id);
+}
+
+/* How many mounts and cgroups of sessions (named by a ses_ id) the host
+ * holds. */
+static int host_session_things(void)
+{
+	int n = 0;
+	char line[4096];
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	while (f && fgets(line, sizeof(line), f))
+		n += strstr(line, "/ses_") != NULL;
+	if (f)
+		fclose(f);
+	FILE *p = popen("find /sys/fs/cgroup -maxdepth 4 -name 'ses_*' 2>/dev/null", "r");
+	while (p && fgets(line, sizeof(line), p))
+		n++;
+	if (p)
+		pclose(p);
+	return n;
+}
+
+/* A session without a VM holds nothing on the host (no mount, no cgroup);
+ * its first execute makes them, and a kill takes them away. */
+TEST(lazy_session_holds_nothing)
+{
+	int before = host_session_things();
+	char *id = iv_create(bk.paid_key, NULL);
+	CHECK_INT_EQ(host_session_things(), before);
+	run_out(bk.paid_key, id, "bash", "true", "");
+	CHECK_MSG(host_session_things() > before, "no mount or cgroup appeared with the VM");
+	char body[128];
+	snprintf(body, sizeof(body), "{\"session_id\":\"%s\"}", id);
+	struct client_resp r;
+	iv("POST", "/kill", bk.paid_key, body, &r);
+	CHECK_STATUS(&r, 200);
+	client_resp_free(&r);
+	CHECK_INT_EQ(host_session_things(), before);
+	free(id);
+}
+
+/* The dialect driven as InstaVM's SDK drives it, call by call. */
+TEST_TIMEOUT(sdk_flow, 120)
+{
+	char key[CLIENT_KEY_MAX];
+	client_must_key("paid", key, sizeof(key));
+	/* InstaVM(api_key=...): the key in the create body, no header. */
+	struct client_resp r;
+	iv("POST", "/v1/sessions/session", NULL,
+	   "{\"api_key\":\"KEY\",\"vm_lifetime_seconds\":300,\"metadata\":{\"sdk\":\"py\"}}", &r);
+	CHECK_DETAIL(&r, 401); /* "KEY" is no key: the real one next */
+	client_resp_free(&r);
+	char *id = iv_create(key, json_pack("{s:i,s:{s:s}}", "vm_lifetime_seconds", 300, "metadata",
+					    "sdk", "py"));
+	/* execute(): X-API-Key from here on. */
+	run_out(key, id, NULL, "print('hello from the sdk')", "hello from the sdk\n");
+	/* is_session_active(): vm_status compared to "active". */
+	json_t *st = iv_get("status", id, key);
+	CHECK_STR_EQ(json_string_value(json_object_get(st, "vm_status")), "active");
+	json_decref(st);
+	/* upload_file(local, remote): the part's filename is the local path. */
+	iv_upload_file(key, id, "/app/data.csv", "a,b\n1,2\n", 0, &r);
+	CHECK_STATUS(&r, 200);
+	client_resp_free(&r);
+	run_out(key, id, NULL, "print(open('/app/data.csv').read().splitlines()[1])", "1,2\n");
+	/* download_file(): a form body. */
+	size_t len;
+	char *back = iv_download_ok(key, id, "/app/data.csv", &len);
+	CHECK_STR_EQ(back, "a,b\n1,2\n");
+	free(back);
+	/* execute_async() and polling get_task_result(). */
+	char *task = task_submit(key, id, NULL, "print(sum(range(10)))");
+	json_t *t = task_wait(key, task, 30);
+	CHECK(json_is_true(json_object_get(t, "is_complete")));
+	CHECK_STR_EQ(json_string_value(json_object_get(t, "serialized_stdout")), "45\n");
+	json_decref(t);
+	free(task);
+	/* get_usage(): no credentials at all. */
+	json_t *u = iv_get("usage", id, NULL);
+	CHECK_INT_EQ(json_integer_value(json_object_get(u, "execution_count")), 3);
+	json_decref(u);
+	/* list_sandboxes(metadata=...), then kill(). */
+	char *q = client_urlencode("{\"sdk\":\"py\"}");
+	char path[256];
+	snprintf(path, sizeof(path), "//v1/sessions/sandboxes?metadata=%s", q);
+	free(q);
+	iv("GET", path, key, NULL, &r);
+	CHECK_MSG(r.status == 200 && json_array_size(r.json) == 1, "%ld %s", r.status, r.body);
+	client_resp_free(&r);
+	char body[128];
+	snprintf(body, sizeof(body), "{\"session_id\":\"%s\"}", id);
+	iv("POST", "/kill", key, body, &r);
+	CHECK_STATUS(&r, 200);
+	client_resp_free(&r);
+	st = iv_get("status", id, key);
+	CHECK_STR_EQ(json_string_value(json_object_get(st, "vm_status")), "terminated");
+	json_decref(st);
+	free(id);
+}

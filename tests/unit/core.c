@@ -175,6 +175,39 @@ TEST(create_adopts_a_warm_sandbox_and_the_pool_refills)
 	fixture_close(&f);
 }
 
+/* A lazily created session (InstaVM's) holds nothing; its first use
+ * spawns its VM from the warm pool, as a create would, not by a fresh
+ * start (which costs a cgroup v1 host tens of milliseconds). */
+TEST(lazy_spawn_adopts_a_warm_sandbox)
+{
+	struct fixture f;
+	struct core_config cfg = config(1, 300, 1800);
+	fixture_open(&f, NULL, &cfg, "paid");
+	CHECK(wait_for(pool_started, f.w, 5000));
+	struct core_session_spec spec = {.dialect = CORE_DIALECT_INSTAVM, .lazy = true};
+	struct core_session_info info;
+	struct bk_err err = BK_ERR_INIT;
+	CHECK_MSG(core_session_create(f.core, &f.key, &spec, &info, &err) == 0, "%s", err.msg);
+	char *id = strdup(info.id);
+	core_session_info_release(&info);
+	struct fake_view v;
+	fake_view(f.w, id, &v);
+	CHECK(v.record && !v.disk);
+	CHECK_INT_EQ(fake_calls(f.w, "adopt"), 0);
+	int starts = fake_calls(f.w, "start");
+	CHECK_MSG(core_vm_ensure(f.core, &f.key, id, &err) == 0, "%s", err.msg);
+	CHECK_INT_EQ(fake_calls(f.w, "adopt"), 1);
+	fake_view(f.w, id, &v);
+	CHECK(v.disk);
+	CHECK_INT_EQ(v.running, 1);
+	/* No start for the session itself (the pool may refill meanwhile). */
+	CHECK(fake_calls(f.w, "start") <= starts + 1);
+	write_f(&f, id, "kept");
+	expect_f(&f, id, "kept");
+	free(id);
+	fixture_close(&f);
+}
+
 TEST(create_falls_back_to_a_fresh_start_when_adoption_fails)
 {
 	struct fixture f;
