@@ -98,8 +98,10 @@ bench: deps
 # Every benchmark; `make bench` runs only the first (bench/lifecycle.sh runs
 # the second, which takes minutes; bench/preview.sh the third;
 # build/release/bench/hostile the fourth, about five minutes; the fifth,
-# the interpreters at the sandbox level, runs as `build/release/bench/interp`).
-BENCHES := bench lifecycle preview hostile instavm
+# the interpreters at the sandbox level, runs as `build/release/bench/interp`;
+# `build/release/bench/instavm` the InstaVM dialect's; `build/release/bench/scale`
+# the costs at 10 to 2,000 awake sessions, some minutes).
+BENCHES := bench lifecycle preview hostile instavm scale
 bench-bin: $(BENCHES:%=$(BUILD)/bench/%) $(BUILD)/bench/interp
 
 # The interpreters' bench drives the backend itself: libbunker, no

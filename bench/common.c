@@ -102,6 +102,8 @@ static size_t on_data(char *d, size_t size, size_t n, void *arg)
 	return size * n;
 }
 
+bool http_fresh_connection;
+
 long http(const char *method, const char *path, const char *key, const char *body, json_t **json,
 	  double *ms)
 {
@@ -124,6 +126,10 @@ long http(const char *method, const char *path, const char *key, const char *bod
 		curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_data);
 		curl_easy_setopt(curl, CURLOPT_WRITEDATA, &b);
 		curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+		if (http_fresh_connection) {
+			curl_easy_setopt(curl, CURLOPT_FRESH_CONNECT, 1L);
+			curl_easy_setopt(curl, CURLOPT_FORBID_REUSE, 1L);
+		}
 		if (body != NULL)
 			curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
 		double t0 = now_ms();
@@ -356,13 +362,25 @@ void bench_cleanup(void)
 
 void key_create(const char *plan, char *out, size_t len)
 {
+	key_create_with(plan, NULL, out, len);
+}
+
+void key_create_with(const char *plan, const char *const overrides[], char *out, size_t len)
+{
 	char cli[PATH_MAX + 16], plan_s[32];
 	snprintf(cli, sizeof(cli), "%s/bunker", build);
 	snprintf(plan_s, sizeof(plan_s), "%s", plan);
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) < 0)
 		die("pipe failed");
-	char *argv[] = {cli, "--data-dir", data_dir, "keys", "create", "--plan", plan_s, NULL};
+	char *argv[32] = {cli, "--data-dir", data_dir, "keys", "create", "--plan", plan_s};
+	size_t argc = 7;
+	for (size_t i = 0; overrides != NULL && overrides[i] != NULL; i++) {
+		if (argc + 2 > sizeof(argv) / sizeof(argv[0]))
+			die("too many key overrides");
+		argv[argc++] = (char *)overrides[i];
+	}
+	argv[argc] = NULL;
 	pid_t pid = spawn_logged(argv, p[1]);
 	close(p[1]);
 	char buf[512];
@@ -415,15 +433,25 @@ static int cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+void sort_values(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(double), cmp_double);
+}
+
+double nearest_rank(const double *v, int n, double q)
+{
+	int r = (int)ceil(q * n) - 1;
+	return v[r < 0 ? 0 : r];
+}
+
 struct stats summarise(const char *name, double *v, int n)
 {
 	struct stats s = {.name = name, .n = n, .ok = n > 0};
 	if (n == 0)
 		return s;
-	qsort(v, (size_t)n, sizeof(double), cmp_double);
+	sort_values(v, n);
 	s.p50 = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-	int r99 = (int)ceil(0.99 * n) - 1; /* nearest rank */
-	s.p99 = v[r99 < 0 ? 0 : r99];
+	s.p99 = nearest_rank(v, n, 0.99);
 	double sum = 0;
 	for (int i = 0; i < n; i++)
 		sum += v[i];

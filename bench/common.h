@@ -25,6 +25,10 @@ extern char log_path[128];
 /* The daemon, 0 when none runs, and the loopback port it listens on. */
 extern pid_t daemon_pid;
 extern int daemon_port;
+/* When true, http() opens a new connection for each request and closes it
+ * after, as an SDK that makes a client per call does (default false:
+ * one kept-alive connection). */
+extern bool http_fresh_connection;
 /* Answers 429 that http() waited out (not timed). */
 extern int rate_limited;
 
@@ -82,6 +86,10 @@ int data_dir_mounts(bool detach);
  * into out (len bytes). Dies when the CLI fails or the key does not fit. */
 void key_create(const char *plan, char *out, size_t len);
 
+/* The same with overrides: more `bunker keys create` arguments
+ * (NULL-terminated; borrowed), e.g. {"--max-sessions", "2500", NULL}. */
+void key_create_with(const char *plan, const char *const overrides[], char *out, size_t len);
+
 /* POST /sessions/create with body (NULL for none); returns the session's id
  * (caller frees) and, with ms, the request's duration. Dies unless 200. */
 char *create_session(const char *key, const char *body, double *ms);
@@ -98,6 +106,12 @@ struct stats {
 	double p50, p99, mean;
 	bool ok;
 };
+
+/* Sorts v[0..n) ascending. */
+void sort_values(double *v, int n);
+
+/* The q-quantile (0 < q <= 1) of the sorted v[0..n) by nearest rank. */
+double nearest_rank(const double *v, int n, double q);
 
 /* The stats of v[0..n) under name (borrowed); sorts v in place. */
 struct stats summarise(const char *name, double *v, int n);

@@ -1,7 +1,10 @@
 /* GET /openapi.json: the OpenAPI 3.1 document of every route the server
  * answers. Kept as JSON text (a GNU C raw string) so that it reads and
  * diffs as the document it is; tests/unit/openapi.c parses it and checks
- * that its paths and methods are exactly those of the route tables. */
+ * that its paths and methods are exactly those of the route tables. It is
+ * long because the document is: one schema per endpoint of both dialects,
+ * and splitting a JSON document across files would make it no easier to
+ * read. */
 #include "api/api_int.h"
 
 const char api_openapi_json[] = R"openapi({

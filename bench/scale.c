@@ -1,0 +1,267 @@
+/* Benchmark of what Bunker's costs do as the number of awake sessions
+ * grows: at 10, 500, 1,000 and 2,000 sessions (or up to BENCH_SCALE_MAX),
+ * the p50 and p99 of create, execute "true", GET /sessions/{id}, the first
+ * page of GET /sessions and delete, with each figure's ratio to its value
+ * at 10 sessions (target: p50 at 2,000 <= 1.5x); a burst of 200
+ * back-to-back creates (target: p99 <= 20 ms); the memory each session
+ * adds and bunkerd's RSS; and the lines of the host's mount table.
+ *
+ *   scale [BUILD_DIR]       (default: the parent of this binary's directory)
+ *   BENCH_N=50              requests of each kind measured at each level
+ *   BENCH_SCALE_MAX=2000    the last level
+ *
+ * 2,000 awake sessions need more processes than the kernel's pid_max of
+ * 32768 leaves the daemon's processes budget (half of it): sessions get
+ * --pids-max 32, and a pid_max below 4194304 (what systemd sets on every
+ * 64-bit host) is raised to it for the run and put back at its end.
+ */
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common.h"
+
+#define PID_MAX_WANTED 4194304L
+#define BURST 200
+
+static const struct stats_table table = {.name_width = 34, .n_width = 5};
+
+static long pid_max_before;
+
+static long read_long(const char *path, const char *field)
+{
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return -1;
+	char line[256];
+	long v = -1;
+	size_t flen = field ? strlen(field) : 0;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (field == NULL || strncmp(line, field, flen) == 0) {
+			v = strtol(line + flen, NULL, 10);
+			break;
+		}
+	}
+	fclose(f);
+	return v;
+}
+
+static void write_pid_max(long v)
+{
+	FILE *f = fopen("/proc/sys/kernel/pid_max", "w");
+	if (f == NULL || fprintf(f, "%ld\n", v) < 0 || fclose(f) != 0)
+		die("cannot write /proc/sys/kernel/pid_max");
+}
+
+static void restore_pid_max(void)
+{
+	if (pid_max_before > 0)
+		write_pid_max(pid_max_before);
+	pid_max_before = 0;
+}
+
+static void on_signal(int sig)
+{
+	restore_pid_max();
+	stop_daemon();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static int mount_lines(void)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	if (f == NULL)
+		return -1;
+	int n = 0, c;
+	while ((c = fgetc(f)) != EOF)
+		n += c == '\n';
+	fclose(f);
+	return n;
+}
+
+/* The sessions alive, as a growing array of ids. */
+static char **ids;
+static int count, cap;
+
+static void add_session(const char *key, double *ms)
+{
+	if (count == cap) {
+		cap = cap ? cap * 2 : 256;
+		ids = realloc(ids, (size_t)cap * sizeof(*ids));
+		if (ids == NULL)
+			die("out of memory");
+	}
+	ids[count++] = create_session(key, "{}", ms);
+}
+
+static void drop_last(const char *key, double *ms)
+{
+	count--;
+	delete_session(key, ids[count], ms);
+	free(ids[count]);
+}
+
+struct level {
+	int sessions;
+	struct stats create, exec, get, list, del;
+	long rss_kb, avail_kb;
+	int mounts;
+};
+
+/* Measures each kind of request n times with sessions alive; leaves
+ * their number as it found it. */
+static void measure(const char *key, int n, struct level *l)
+{
+	double *v = calloc((size_t)n, sizeof(double));
+	double *d = calloc((size_t)n, sizeof(double));
+	char path[128], body[160];
+	l->sessions = count;
+	char status[64];
+	snprintf(status, sizeof(status), "/proc/%d/status", (int)daemon_pid);
+	l->rss_kb = read_long(status, "VmRSS:");
+	l->avail_kb = read_long("/proc/meminfo", "MemAvailable:");
+	l->mounts = mount_lines();
+
+	for (int i = 0; i < n; i++) {
+		const char *id = ids[(i * 7919) % count];
+		snprintf(body, sizeof(body), "{\"sessionId\":\"%s\",\"command\":\"true\"}", id);
+		if (http("POST", "/execute", key, body, NULL, &v[i]) != 200)
+			die("execute failed");
+	}
+	l->exec = summarise("POST /execute \"true\"", v, n);
+	for (int i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "/sessions/%s", ids[(i * 7919) % count]);
+		if (http("GET", path, key, NULL, NULL, &v[i]) != 200)
+			die("get failed");
+	}
+	l->get = summarise("GET /sessions/{id}", v, n);
+	for (int i = 0; i < n; i++)
+		if (http("GET", "/sessions", key, NULL, NULL, &v[i]) != 200)
+			die("list failed");
+	l->list = summarise("GET /sessions (first page)", v, n);
+	for (int i = 0; i < n; i++)
+		add_session(key, &v[i]);
+	for (int i = 0; i < n; i++)
+		drop_last(key, &d[i]);
+	l->create = summarise("POST /sessions/create", v, n);
+	l->del = summarise("DELETE /sessions/{id}", d, n);
+	free(v);
+	free(d);
+}
+
+static void print_level(const struct level *l, const struct level *first)
+{
+	printf("\n== %d sessions awake: bunkerd RSS %.1f MB, host mount table %d lines ==\n",
+	       l->sessions, l->rss_kb / 1024.0, l->mounts);
+	stats_print_header(&table);
+	const struct stats *row[] = {&l->create, &l->exec, &l->get, &l->list, &l->del};
+	const struct stats *base[] = {&first->create, &first->exec, &first->get, &first->list,
+				      &first->del};
+	for (size_t i = 0; i < sizeof(row) / sizeof(row[0]); i++) {
+		char note[64];
+		snprintf(note, sizeof(note), "p50 %.2fx of %d sessions'",
+			 base[i]->p50 > 0 ? row[i]->p50 / base[i]->p50 : 0, first->sessions);
+		stats_print_row(&table, row[i], l == first ? NULL : note);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	bench_init(argc, argv);
+	int n = env_int("BENCH_N", 50, 5, 10000);
+	int max = env_int("BENCH_SCALE_MAX", 2000, 10, 5000);
+	const int levels_all[] = {10, 500, 1000, 2000, 5000};
+
+	long pid_max = read_long("/proc/sys/kernel/pid_max", NULL);
+	if (pid_max > 0 && pid_max < PID_MAX_WANTED) {
+		pid_max_before = pid_max;
+		signal(SIGINT, on_signal);
+		signal(SIGTERM, on_signal);
+		atexit(restore_pid_max);
+		write_pid_max(PID_MAX_WANTED);
+		printf("kernel pid_max %ld raised to %ld for the run\n", pid_max, PID_MAX_WANTED);
+	}
+	const char *const daemon_args[] = {"--pids-max", "32", NULL};
+	start_daemon(daemon_args, 120, 120);
+	printf("bunkerd %s, N=%d, sessions up to %d\n", build, n, max);
+
+	char key[256];
+	char max_s[16];
+	snprintf(max_s, sizeof(max_s), "%d", max + n + BURST + 10);
+	const char *const overrides[] = {"--max-sessions", max_s, "--rpm", "100000000", NULL};
+	key_create_with("enterprise", overrides, key, sizeof(key));
+
+	int mounts_empty = mount_lines();
+	long avail_empty = read_long("/proc/meminfo", "MemAvailable:");
+
+	struct level levels[5] = {{0}};
+	int nlevels = 0;
+	struct stats burst = {0};
+	for (size_t li = 0; li < sizeof(levels_all) / sizeof(levels_all[0]); li++) {
+		int want = levels_all[li] < max ? levels_all[li] : max;
+		if (li > 0 && want <= levels[nlevels - 1].sessions)
+			break;
+		double t0 = now_ms();
+		while (count < want)
+			add_session(key, NULL);
+		if (count > 10)
+			printf("(%d sessions made in %.1f s)\n", want - levels[nlevels - 1].sessions,
+			       (now_ms() - t0) / 1000);
+		measure(key, n, &levels[nlevels]);
+		print_level(&levels[nlevels], &levels[0]);
+		if (li == 0) {
+			/* The burst: BURST creates back to back, then removed. */
+			double *v = calloc(BURST, sizeof(double));
+			for (int i = 0; i < BURST; i++)
+				add_session(key, &v[i]);
+			burst = summarise("burst of 200 creates", v, BURST);
+			for (int i = 0; i < BURST; i++)
+				drop_last(key, NULL);
+			free(v);
+			printf("\n");
+			stats_print_header(&table);
+			stats_print_row(&table, &burst,
+					burst.p99 <= 20 ? "target p99 <= 20 ms: met"
+							: "target p99 <= 20 ms: MISSED");
+		}
+		nlevels++;
+	}
+
+	const struct level *first = &levels[0], *last = &levels[nlevels - 1];
+	printf("\n== summary, %d against %d sessions (same run) ==\n", last->sessions,
+	       first->sessions);
+	const struct {
+		const char *name;
+		double a, b;
+	} ratios[] = {
+	    {"create", first->create.p50, last->create.p50},
+	    {"execute \"true\"", first->exec.p50, last->exec.p50},
+	    {"GET /sessions/{id}", first->get.p50, last->get.p50},
+	    {"GET /sessions", first->list.p50, last->list.p50},
+	    {"delete", first->del.p50, last->del.p50},
+	};
+	for (size_t i = 0; i < sizeof(ratios) / sizeof(ratios[0]); i++) {
+		double r = ratios[i].a > 0 ? ratios[i].b / ratios[i].a : 0;
+		printf("  %-20s p50 %6.2f -> %6.2f ms: %.2fx (target <= 1.5x: %s)\n", ratios[i].name,
+		       ratios[i].a, ratios[i].b, r, r <= 1.5 ? "met" : "MISSED");
+	}
+	if (last->sessions > first->sessions)
+		printf("  memory per awake session: %.2f MB (host MemAvailable), bunkerd RSS %.1f -> "
+		       "%.1f MB; host mount table %d lines empty, %d at %d sessions\n",
+		       (double)(avail_empty - last->avail_kb) / last->sessions / 1024.0,
+		       first->rss_kb / 1024.0, last->rss_kb / 1024.0, mounts_empty, last->mounts,
+		       last->sessions);
+	if (rate_limited > 0)
+		printf("(%d answers were 429 and were retried outside the timing)\n", rate_limited);
+
+	while (count > 0)
+		drop_last(key, NULL);
+	free(ids);
+	bench_cleanup();
+	restore_pid_max();
+	return 0;
+}
