@@ -56,6 +56,19 @@ if [ -z "${BUNKER_TEST_INNER:-}" ]; then
 	fi
 	read -r passed failed skipped leftovers <"$counts"
 	leftovers=${leftovers:-0}
+	# A failed test keeps its daemon's log on purpose: moved out of the
+	# run's /tmp (removed below) into the build directory, its end shown
+	# where CI prints it.
+	for f in "$run_tmp"/bk-log-*; do
+		[ -d "$f" ] || continue
+		mkdir -p "$build/test-logs"
+		rm -rf "$build/test-logs/${f##*/}"
+		mv "$f" "$build/test-logs/"
+		echo "log of a failed test kept: $build/test-logs/${f##*/}/bunkerd.log"
+		if [ "${CI:-}" = true ]; then
+			tail -n 40 "$build/test-logs/${f##*/}/bunkerd.log" 2>/dev/null | sed 's/^/    /'
+		fi
+	done
 	# Temporary files: the run's /tmp must be empty, and nothing the
 	# manifest names may remain.
 	for f in "$run_tmp"/* "$run_tmp"/.[!.]*; do

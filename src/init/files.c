@@ -14,7 +14,6 @@
 #include <string.h>
 #include <sys/fsuid.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "init/init.h"
@@ -50,7 +49,7 @@ static int ws_openat(int ws, const char *path, int flags, mode_t mode)
 	    .mode = (flags & O_CREAT) ? mode : 0,
 	    .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
 	};
-	int fd = (int)syscall(SYS_openat2, ws, path, &how, sizeof(how));
+	int fd = openat2_retry(ws, path, &how);
 	if (fd >= 0 || errno != EXDEV || (flags & O_CREAT))
 		return fd;
 	char full[PATH_MAX_LEN];
@@ -66,7 +65,7 @@ static int ws_openat(int ws, const char *path, int flags, mode_t mode)
 	 * block, no device answers), checked, and only then opened for real. */
 	how.flags = O_PATH | O_CLOEXEC | ((uint64_t)flags & (O_DIRECTORY | O_NOFOLLOW));
 	how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-	int loc = (int)syscall(SYS_openat2, root, full, &how, sizeof(how));
+	int loc = openat2_retry(root, full, &how);
 	close(root);
 	if (loc < 0)
 		return -1;

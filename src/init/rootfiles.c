@@ -32,7 +32,6 @@
 #include <sys/fsuid.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "init/init.h"
@@ -63,7 +62,7 @@ static int in_root(const char *rel, uint64_t flags, mode_t mode)
 	    .mode = (flags & O_CREAT) ? mode : 0,
 	    .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
 	};
-	return (int)syscall(SYS_openat2, root, *rel ? rel : ".", &how, sizeof(how));
+	return openat2_retry(root, *rel ? rel : ".", &how);
 }
 
 /* Whether fd is in /proc, /sys or /dev, or on a file system of the

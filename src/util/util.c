@@ -3,11 +3,13 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -127,6 +129,16 @@ int read_full(int fd, void *buf, size_t len)
 		got += (size_t)n;
 	}
 	return 1;
+}
+
+int openat2_retry(int dirfd, const char *path, struct open_how *how)
+{
+	for (int i = 0; i < 1000; i++) {
+		int fd = (int)syscall(SYS_openat2, dirfd, path, how, sizeof(*how));
+		if (fd >= 0 || errno != EAGAIN)
+			return fd;
+	}
+	return -1;
 }
 
 int write_file_str(const char *path, const char *s, struct bk_err *err)

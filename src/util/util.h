@@ -41,6 +41,13 @@ ssize_t read_file_small(const char *path, char *buf, size_t len, struct bk_err *
 int write_full(int fd, const void *buf, size_t len);
 int read_full(int fd, void *buf, size_t len);
 
+struct open_how;
+/* openat2(2), asked again while the kernel answers EAGAIN: a lookup scoped
+ * by RESOLVE_BENEATH or RESOLVE_IN_ROOT that passes ".." fails so whenever
+ * a mount or a rename happened anywhere on the host during it, and
+ * sessions' creates mount all the time. EAGAIN only after 1000 tries. */
+int openat2_retry(int dirfd, const char *path, struct open_how *how);
+
 /* mkdir -p of path with mode; existing directories are fine. */
 int mkdir_p(const char *path, mode_t mode, struct bk_err *err);
 /* rm -rf that stays on one filesystem and never follows symlinks. */

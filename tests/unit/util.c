@@ -1,9 +1,15 @@
 /* util/: buffers, random ids, time formatting, file helpers, errors. */
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../harness.h"
@@ -126,4 +132,67 @@ TEST(read_write_file_small)
 	unlink(path);
 	CHECK_INT_EQ(read_file_small(path, buf, sizeof(buf), &err), -1);
 	CHECK(strstr(err.msg, "No such file") != NULL);
+}
+
+static int churn_stop;
+
+/* A child in a mount namespace of its own: one thread mounts and unmounts
+ * a tmpfs over and over while the other resolves "b/../b/.." beneath a
+ * directory 20,000 times. Exits with the number of lookups that failed. */
+static void *mount_churn(void *arg)
+{
+	const char *dir = arg;
+	while (!__atomic_load_n(&churn_stop, __ATOMIC_RELAXED)) {
+		if (mount("none", dir, "tmpfs", 0, NULL) == 0)
+			umount2(dir, MNT_DETACH);
+	}
+	return NULL;
+}
+
+static int scoped_lookups_under_mount_churn(const char *top)
+{
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		return 255;
+	char m[256], b[256];
+	snprintf(m, sizeof(m), "%s/m", top);
+	snprintf(b, sizeof(b), "%s/a/b", top);
+	struct bk_err err = BK_ERR_INIT;
+	if (mkdir_p(m, 0755, &err) < 0 || mkdir_p(b, 0755, &err) < 0)
+		return 255;
+	snprintf(b, sizeof(b), "%s/a", top);
+	int dir = open(b, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	pthread_t t;
+	if (dir < 0 || pthread_create(&t, NULL, mount_churn, m) != 0)
+		return 255;
+	int failed = 0;
+	for (int i = 0; i < 20000; i++) {
+		struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_BENEATH};
+		int fd = openat2_retry(dir, "b/../b/..", &how);
+		if (fd < 0)
+			failed++;
+		else
+			close(fd);
+	}
+	__atomic_store_n(&churn_stop, 1, __ATOMIC_RELAXED);
+	pthread_join(t, NULL);
+	return failed > 254 ? 254 : failed;
+}
+
+/* Sessions' creates mount all the time; a file request resolved beneath
+ * the workspace must not fail because one did (it answered 500). */
+TEST(openat2_retry_survives_mounts_elsewhere)
+{
+	if (geteuid() != 0)
+		SKIP("needs root to unshare a mount namespace");
+	char top[] = "/tmp/bk-openat2-XXXXXX";
+	CHECK(mkdtemp(top) != NULL);
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(scoped_lookups_under_mount_churn(top));
+	int status = 0;
+	CHECK(waitpid(pid, &status, 0) == pid);
+	struct bk_err err = BK_ERR_INIT;
+	rm_rf(top, &err);
+	CHECK(WIFEXITED(status));
+	CHECK_INT_EQ(WEXITSTATUS(status), 0);
 }
