@@ -25,7 +25,7 @@ struct api_call {
 	struct http_response *res;
 	struct core_key key;
 	bool authed;
-	char session_id[64];		     /* for the log line */
+	char session_id[72];		     /* for the log line */
 	const struct api_route *route;	     /* NULL when no route matched */
 	const struct api_route_table *table; /* the route's */
 	/* The path segments matched by the route's {name} placeholders, in

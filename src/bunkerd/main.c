@@ -62,6 +62,15 @@ static long parse_num(const char *flag, const char *s, long min, long max)
 	return v;
 }
 
+/* A path option into dst: refused when longer than max bytes, never cut
+ * (a data directory cut short would put the state somewhere else). */
+static void path_opt(const char *flag, const char *s, char *dst, size_t len, size_t max)
+{
+	if (*s == '\0' || strlen(s) > max || strlen(s) >= len)
+		die("%s takes a path of 1..%zu bytes, not '%s'", flag, max < len ? max : len - 1, s);
+	memcpy(dst, s, strlen(s) + 1);
+}
+
 int main(int argc, char **argv)
 {
 	struct core_config cfg = {
@@ -137,7 +146,7 @@ int main(int argc, char **argv)
 			port = (int)parse_num("--port", optarg, 1, 65535);
 			break;
 		case O_DATA:
-			snprintf(sbx_cfg.data_dir, sizeof(sbx_cfg.data_dir), "%s", optarg);
+			path_opt("--data-dir", optarg, sbx_cfg.data_dir, sizeof(sbx_cfg.data_dir), SBX_DIR_MAX);
 			break;
 		case O_DOMAIN:
 			preview_domain = optarg;
@@ -180,16 +189,17 @@ int main(int argc, char **argv)
 			cfg.min_ttl_s = (int)parse_num("--min-ttl", optarg, 1, 1 << 30);
 			break;
 		case O_INIT:
-			snprintf(sbx_cfg.init_path, sizeof(sbx_cfg.init_path), "%s", optarg);
+			path_opt("--init", optarg, sbx_cfg.init_path, sizeof(sbx_cfg.init_path), SIZE_MAX);
 			break;
 		case O_BUN:
-			snprintf(sbx_cfg.bun_path, sizeof(sbx_cfg.bun_path), "%s", optarg);
+			path_opt("--bun", optarg, sbx_cfg.bun_path, sizeof(sbx_cfg.bun_path), SIZE_MAX);
 			break;
 		case O_PIDS_BUDGET:
 			sbx_cfg.pids_budget = parse_num("--pids-budget", optarg, 16, 1L << 30);
 			break;
 		case O_SNAP_DIR:
-			snprintf(sbx_cfg.snapshot_dir, sizeof(sbx_cfg.snapshot_dir), "%s", optarg);
+			path_opt("--snapshot-dir", optarg, sbx_cfg.snapshot_dir, sizeof(sbx_cfg.snapshot_dir),
+				 SBX_DIR_MAX);
 			break;
 		case O_SNAP_MAX:
 			sbx_cfg.snapshot_max_bytes =

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "sandbox/sandbox.h"
 #include "store/store.h"
 #include "util/cleanup.h"
 #include "util/util.h"
@@ -163,7 +164,11 @@ int main(int argc, char **argv)
 	}
 	struct bk_err err = BK_ERR_INIT;
 	char db[600];
-	snprintf(db, sizeof(db), "%s/bunker.db", data_dir);
+	if (strlen(data_dir) > SBX_DIR_MAX || path_fmt(db, sizeof(db), "%s/bunker.db", data_dir) < 0) {
+		fprintf(stderr, "bunker: --data-dir is too long (%zu bytes; at most %d)\n",
+			strlen(data_dir), SBX_DIR_MAX);
+		return 2;
+	}
 	struct store *store;
 	struct core *core;
 	if (mkdir_p(data_dir, 0711, &err) < 0 || store_open(db, &store, &err) < 0 ||

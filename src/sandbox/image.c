@@ -134,17 +134,20 @@ static int image_build(const char *dir, const char *bun_real, struct bk_err *err
 	if (mkdir_p(dir, 0755, err) < 0)
 		return -1;
 	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
-		snprintf(p, sizeof(p), "%s/%s", dir, dirs[i]);
+		if (path_fmt(p, sizeof(p), "%s/%s", dir, dirs[i]) < 0)
+			return bk_err_set(err, errno, "a path below '%s' is too long", dir);
 		if (mkdir(p, 0755) < 0 && errno != EEXIST)
 			return bk_err_set(err, errno, "cannot create '%s'", p);
 	}
 	static const char *const sticky[] = {"tmp", "var/tmp"};
 	for (size_t i = 0; i < ARRAY_SIZE(sticky); i++) {
-		snprintf(p, sizeof(p), "%s/%s", dir, sticky[i]);
+		if (path_fmt(p, sizeof(p), "%s/%s", dir, sticky[i]) < 0)
+			return bk_err_set(err, errno, "a path below '%s' is too long", dir);
 		if ((mkdir(p, 01777) < 0 && errno != EEXIST) || chmod(p, 01777) < 0)
 			return bk_err_set(err, errno, "cannot create '%s'", p);
 	}
-	snprintf(p, sizeof(p), "%s/root", dir);
+	if (path_fmt(p, sizeof(p), "%s/root", dir) < 0)
+		return bk_err_set(err, errno, "a path below '%s' is too long", dir);
 	if (mkdir(p, 0700) < 0 && errno != EEXIST)
 		return bk_err_set(err, errno, "cannot create '%s'", p);
 	/* Merged /usr: the top-level directories are links into it. */
@@ -163,15 +166,18 @@ static int image_build(const char *dir, const char *bun_real, struct bk_err *err
 			    host);
 		}
 		target[n] = '\0';
-		snprintf(p, sizeof(p), "%s/%s", dir, usr_links[i]);
+		if (path_fmt(p, sizeof(p), "%s/%s", dir, usr_links[i]) < 0)
+			return bk_err_set(err, errno, "a path below '%s' is too long", dir);
 		if (symlink(target, p) < 0 && errno != EEXIST)
 			return bk_err_set(err, errno, "cannot create link '%s'", p);
 	}
 
 	char etc[PATH_MAX];
-	snprintf(etc, sizeof(etc), "%s/etc", dir);
+	if (path_fmt(etc, sizeof(etc), "%s/etc", dir) < 0)
+		return bk_err_set(err, errno, "a path below '%s' is too long", dir);
 	/* Of /etc/ssl only the public part: never a host's private keys. */
-	snprintf(p, sizeof(p), "%s/ssl", etc);
+	if (path_fmt(p, sizeof(p), "%s/ssl", etc) < 0)
+		return bk_err_set(err, errno, "a path below '%s' is too long", dir);
 	if (mkdir(p, 0755) < 0 && errno != EEXIST)
 		return bk_err_set(err, errno, "cannot create '%s'", p);
 	static const char *const from_host[] = {
@@ -181,8 +187,10 @@ static int image_build(const char *dir, const char *bun_real, struct bk_err *err
 	    "debian_version", "timezone",	 "environment",	    "login.defs",   "shells"};
 	for (size_t i = 0; i < ARRAY_SIZE(from_host); i++) {
 		char s[PATH_MAX], t[PATH_MAX];
-		snprintf(s, sizeof(s), "/etc/%s", from_host[i]);
-		snprintf(t, sizeof(t), "%s/%s", etc, from_host[i]);
+		if (path_fmt(s, sizeof(s), "/etc/%s", from_host[i]) < 0)
+			return bk_err_set(err, errno, "a path below '%s' is too long", dir);
+		if (path_fmt(t, sizeof(t), "%s/%s", etc, from_host[i]) < 0)
+			return bk_err_set(err, errno, "a path below '%s' is too long", dir);
 		if (copy_tree(s, t, err) < 0)
 			return -1;
 	}
@@ -201,16 +209,19 @@ static int image_build(const char *dir, const char *bun_real, struct bk_err *err
 		return -1;
 
 	for (size_t i = 0; i < ns__drivers_count; i++) {
-		snprintf(p, sizeof(p), "%s%s/%s", dir, NS_IMAGE_DRIVERS, ns__drivers[i].name);
+		if (path_fmt(p, sizeof(p), "%s%s/%s", dir, NS_IMAGE_DRIVERS, ns__drivers[i].name) < 0)
+			return bk_err_set(err, errno, "a path below '%s' is too long", dir);
 		_cleanup_close_ int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 		if (fd < 0 || write_full(fd, ns__drivers[i].data, ns__drivers[i].len) < 0)
 			return bk_err_set(err, errno, "cannot write '%s'", p);
 	}
 
-	snprintf(p, sizeof(p), "%s%s", dir, ns__image_bun);
+	if (path_fmt(p, sizeof(p), "%s%s", dir, ns__image_bun) < 0)
+		return bk_err_set(err, errno, "a path below '%s' is too long", dir);
 	if (link(bun_real, p) < 0 && copy_file(bun_real, p, 0755, err) < 0)
 		return -1;
-	snprintf(p, sizeof(p), "%s/opt/bun/bin/bunx", dir);
+	if (path_fmt(p, sizeof(p), "%s/opt/bun/bin/bunx", dir) < 0)
+		return bk_err_set(err, errno, "a path below '%s' is too long", dir);
 	if (symlink("bun", p) < 0 && errno != EEXIST)
 		return bk_err_set(err, errno, "cannot create link '%s'", p);
 	return 0;
@@ -225,19 +236,22 @@ int ns__image_ensure(const char *data_dir, const char *bun_path, char *image_dir
 		return bk_err_set(
 		    err, errno, "cannot find bun at '%s' (run scripts/install-deps.sh)", bun_path);
 	char images[PATH_MAX];
-	snprintf(images, sizeof(images), "%s/images", data_dir);
+	if (path_fmt(images, sizeof(images), "%s/images", data_dir) < 0)
+		return bk_err_set(err, errno, "a path below '%s' is too long", data_dir);
 	if (mkdir_p(images, 0755, err) < 0)
 		return -1;
 	uint32_t h = 2166136261u; /* FNV-1a of the drivers */
 	for (size_t i = 0; i < ns__drivers_count; i++)
 		for (size_t k = 0; k < ns__drivers[i].len; k++)
 			h = (h ^ ns__drivers[i].data[k]) * 16777619u;
-	snprintf(image_dir, len, "%s/default-%d-%llx-%llx-%08x", images, IMAGE_FORMAT,
-		 (unsigned long long)st.st_size, (unsigned long long)st.st_mtime, h);
+	if (path_fmt(image_dir, len, "%s/default-%d-%llx-%llx-%08x", images, IMAGE_FORMAT,
+		     (unsigned long long)st.st_size, (unsigned long long)st.st_mtime, h) < 0)
+		return bk_err_set(err, errno, "a path below '%s' is too long", data_dir);
 	if (access(image_dir, F_OK) == 0)
 		return 0;
 	char tmp[PATH_MAX];
-	snprintf(tmp, sizeof(tmp), "%s/.build-%d", images, (int)getpid());
+	if (path_fmt(tmp, sizeof(tmp), "%s/.build-%d", images, (int)getpid()) < 0)
+		return bk_err_set(err, errno, "a path below '%s' is too long", data_dir);
 	rm_rf(tmp, NULL);
 	if (image_build(tmp, bun_real, err) < 0) {
 		bk_err_prefix(err, "cannot build image '%s'", image_dir);

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -23,11 +24,16 @@
 
 void ns__paths_init(struct ns_paths *p, const struct ns_backend *b, const char *id)
 {
-	snprintf(p->dir, sizeof(p->dir), "%s/%s", b->run_dir, id);
-	snprintf(p->disk, sizeof(p->disk), "%s/disk", p->dir);
-	snprintf(p->upper, sizeof(p->upper), "%s/disk/upper", p->dir);
-	snprintf(p->work, sizeof(p->work), "%s/disk/work", p->dir);
-	snprintf(p->root, sizeof(p->root), "%s/root", p->dir);
+	/* run_dir takes at most SBX_DIR_MAX + 4 bytes (ns.c) and id is a file
+	 * name: every path fits, and one that did not would be a bug to stop
+	 * at, never a path to cut. */
+	if ((size_t)snprintf(p->dir, sizeof(p->dir), "%s/%s", b->run_dir, id) >= sizeof(p->dir) ||
+	    (size_t)snprintf(p->disk, sizeof(p->disk), "%s/disk", p->dir) >= sizeof(p->disk) ||
+	    (size_t)snprintf(p->upper, sizeof(p->upper), "%s/disk/upper", p->dir) >=
+		sizeof(p->upper) ||
+	    (size_t)snprintf(p->work, sizeof(p->work), "%s/disk/work", p->dir) >= sizeof(p->work) ||
+	    (size_t)snprintf(p->root, sizeof(p->root), "%s/root", p->dir) >= sizeof(p->root))
+		abort();
 }
 
 bool ns__is_mountpoint(const char *path)

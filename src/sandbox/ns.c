@@ -468,6 +468,10 @@ static int capacity_init(struct ns_backend *b, const struct sbx_backend_config *
 static int ns_prepare(struct ns_backend *b, const struct sbx_backend_config *cfg,
 		      struct bk_err *err)
 {
+	if (strlen(cfg->data_dir) > SBX_DIR_MAX || strlen(cfg->snapshot_dir) > SBX_DIR_MAX)
+		return bk_err_kind(err, BK_E_INVALID,
+				   "the data and snapshot directories take at most %d bytes",
+				   SBX_DIR_MAX);
 	snprintf(b->hostname, sizeof(b->hostname), "bunker");
 	snprintf(b->init_path, sizeof(b->init_path), "%s", cfg->init_path);
 	if (access(cfg->init_path, X_OK) < 0)
@@ -479,7 +483,8 @@ static int ns_prepare(struct ns_backend *b, const struct sbx_backend_config *cfg
 	if (cfg->snapshot_dir[0])
 		snprintf(b->snapshot_dir, sizeof(b->snapshot_dir), "%s", cfg->snapshot_dir);
 	else
-		snprintf(b->snapshot_dir, sizeof(b->snapshot_dir), "%s/snapshots", cfg->data_dir);
+		if (path_fmt(b->snapshot_dir, sizeof(b->snapshot_dir), "%s/snapshots", cfg->data_dir) < 0)
+			return bk_err_set(err, errno, "data directory '%s' is too long", cfg->data_dir);
 	if (mkdir_p(b->snapshot_dir, 0700, err) < 0)
 		return -1;
 	char capbuf[16];
@@ -499,7 +504,8 @@ static int ns_prepare(struct ns_backend *b, const struct sbx_backend_config *cfg
 	int64_t total = (int64_t)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE);
 	if (b->cg->parent_create(b->cgroup_parent, total / 5 * 4, b->pids_budget, err) < 0)
 		return -1;
-	snprintf(b->run_dir, sizeof(b->run_dir), "%s/run", cfg->data_dir);
+	if (path_fmt(b->run_dir, sizeof(b->run_dir), "%s/run", cfg->data_dir) < 0)
+		return bk_err_set(err, errno, "data directory '%s' is too long", cfg->data_dir);
 	if (mkdir_p(b->run_dir, 0700, err) < 0)
 		return -1;
 	/* Session mounts live under a private mount, so that none of them

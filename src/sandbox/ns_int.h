@@ -23,7 +23,7 @@
 #include "sandbox/slots.h"
 
 struct ns_paths {
-	char dir[512];	/* <run>/<id> */
+	char dir[528];	/* <run>/<id> */
 	char disk[560]; /* tmpfs: the session's writable layer */
 	char upper[580];
 	char work[580];

@@ -48,6 +48,10 @@
  * kernel's MAX_ARG_STRLEN); longer ones belong in a file. */
 #define SBX_SHELL_COMMAND_MAX 131071
 
+/* The longest data or snapshot directory: every path the backend builds
+ * below one (sessions' layers, the image's files) then fits. */
+#define SBX_DIR_MAX 256
+
 struct sbx_backend_config {
 	char data_dir[512];	/* the backend keeps its state below it */
 	char snapshot_dir[512]; /* sessions' files at rest; "": <data_dir>/snapshots */

@@ -84,7 +84,9 @@ void bk_err_prefix(struct bk_err *err, const char *fmt, ...)
 	va_end(ap);
 	char old[sizeof(err->msg)];
 	memcpy(old, err->msg, sizeof(old));
-	snprintf(err->msg, sizeof(err->msg), "%s: %s", prefix, old);
+	/* A message too long for err keeps its start: the outer context. */
+	if (snprintf(err->msg, sizeof(err->msg), "%s: %s", prefix, old) >= (int)sizeof(err->msg))
+		memcpy(err->msg + sizeof(err->msg) - 4, "...", 4);
 }
 
 void bk_err_clear(struct bk_err *err)

@@ -41,6 +41,10 @@ ssize_t read_file_small(const char *path, char *buf, size_t len, struct bk_err *
 int write_full(int fd, const void *buf, size_t len);
 int read_full(int fd, void *buf, size_t len);
 
+/* snprintf(3) of a path into buf: 0, or -1 with errno ENAMETOOLONG when it
+ * does not fit (buf then holds nothing usable). A path is never cut. */
+int path_fmt(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 struct open_how;
 /* openat2(2), asked again while the kernel answers EAGAIN: a lookup scoped
  * by RESOLVE_BENEATH or RESOLVE_IN_ROOT that passes ".." fails so whenever

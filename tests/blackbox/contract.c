@@ -7,6 +7,7 @@
  * test spends another's rate-limit budget or counts another's sessions.
  */
 #include "../client.h"
+#include "util/util.h"
 
 #include <fcntl.h>
 #include <regex.h>
@@ -47,19 +48,11 @@ static void read_all(int fd, char *buf, size_t len)
 	buf[n] = '\0';
 }
 
-/* Runs `bunker --data-dir <d's> args...`: stdout into out, stderr into
- * errout (either may be NULL). Returns the exit status, -1 when it did not
- * run or exit. */
-static int cli(const struct client_daemon *d, const char *const *args, char *out, size_t out_len,
-	       char *errout, size_t err_len)
+/* Runs argv (argv[0] a path): stdout into out, stderr into errout (either
+ * may be NULL). Returns the exit status, -1 when it did not run or exit. */
+static int run_capture(const char *const *argv, char *out, size_t out_len, char *errout,
+		       size_t err_len)
 {
-	char bin[PATH_MAX + 16];
-	snprintf(bin, sizeof(bin), "%s/bunker", d->build);
-	const char *argv[32] = {bin, "--data-dir", d->data_dir};
-	int argc = 3;
-	for (int i = 0; args[i] && argc < 31; i++)
-		argv[argc++] = args[i];
-	argv[argc] = NULL;
 	int po[2], pe[2];
 	CHECK(pipe2(po, O_CLOEXEC) == 0 && pipe2(pe, O_CLOEXEC) == 0);
 	posix_spawn_file_actions_t fa;
@@ -67,7 +60,7 @@ static int cli(const struct client_daemon *d, const char *const *args, char *out
 	posix_spawn_file_actions_adddup2(&fa, po[1], 1);
 	posix_spawn_file_actions_adddup2(&fa, pe[1], 2);
 	pid_t pid;
-	int rc = posix_spawn(&pid, bin, &fa, NULL, (char *const *)argv, environ);
+	int rc = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	close(po[1]);
 	close(pe[1]);
@@ -82,6 +75,20 @@ static int cli(const struct client_daemon *d, const char *const *args, char *out
 	while (waitpid(pid, &status, 0) < 0)
 		;
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Runs `bunker --data-dir <d's> args...` as run_capture() does. */
+static int cli(const struct client_daemon *d, const char *const *args, char *out, size_t out_len,
+	       char *errout, size_t err_len)
+{
+	char bin[PATH_MAX + 16];
+	snprintf(bin, sizeof(bin), "%s/bunker", d->build);
+	const char *argv[32] = {bin, "--data-dir", d->data_dir};
+	int argc = 3;
+	for (int i = 0; args[i] && argc < 31; i++)
+		argv[argc++] = args[i];
+	argv[argc] = NULL;
+	return run_capture(argv, out, out_len, errout, err_len);
 }
 
 struct key {
@@ -339,6 +346,45 @@ TEST(cli_refuses_bad_overrides)
 		CHECK_MSG(out[0] == '\0', "printed a key: %s", out);
 		CHECK_MSG(errout[0] != '\0', "no message");
 	}
+}
+
+/* A data directory too long for the paths below it is refused with its
+ * name, never cut short (the daemon kept its state in the cut path). */
+TEST(long_data_dir_is_refused_not_cut)
+{
+	need_daemon();
+	/* 600 bytes in names of 99: a path the kernel takes, longer than the
+	 * daemon's (it kept its state at the first 511 bytes). */
+	char top[64], dir[700];
+	snprintf(top, sizeof(top), "/tmp/bk-long-%d", (int)getpid());
+	size_t n = (size_t)snprintf(dir, sizeof(dir), "%s", top);
+	while (n < 600)
+		n += (size_t)snprintf(dir + n, sizeof(dir) - n, "/%.*s", 98,
+				      "dddddddddddddddddddddddddddddddddddddddddddddddddd"
+				      "dddddddddddddddddddddddddddddddddddddddddddddddd");
+	char bin[PATH_MAX + 16], errout[2048];
+	snprintf(bin, sizeof(bin), "%s/bunkerd", bk.d.build);
+	const char *argv[] = {bin, "--port", "1", "--data-dir", dir, NULL};
+	int rc = run_capture(argv, NULL, 0, errout, sizeof(errout));
+	struct stat st;
+	bool created = stat(top, &st) == 0;
+	rm_rf(top, NULL);
+	CHECK_MSG(rc > 0, "bunkerd with a %zu-byte data directory: %d", strlen(dir), rc);
+	CHECK_MSG(strstr(errout, "--data-dir") != NULL, "message: %s", errout);
+	CHECK_MSG(!created, "a data directory was created under '%s'", top);
+	argv[3] = "--snapshot-dir";
+	rc = run_capture(argv, NULL, 0, errout, sizeof(errout));
+	rm_rf(top, NULL);
+	CHECK_MSG(rc > 0 && strstr(errout, "--snapshot-dir") != NULL, "%d: %s", rc, errout);
+
+	char huge[PATH_MAX + 64];
+	memset(huge, 'h', sizeof(huge) - 1);
+	memcpy(huge, "/tmp/", 5);
+	huge[sizeof(huge) - 1] = '\0';
+	snprintf(bin, sizeof(bin), "%s/bunker", bk.d.build);
+	const char *cli_argv[] = {bin, "--data-dir", huge, "keys", "list", NULL};
+	rc = run_capture(cli_argv, NULL, 0, errout, sizeof(errout));
+	CHECK_MSG(rc > 0 && strstr(errout, "too long") != NULL, "bunker: %d: %s", rc, errout);
 }
 
 TEST(keys_list_shows_everything_but_the_secret)
