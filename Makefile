@@ -37,7 +37,7 @@ TEST_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit_%) \
              $(BB_SRCS:tests/blackbox/%.c=$(BUILD)/tests/bb_%)
 TEST_COMMON := $(BUILD)/obj/tests/harness.o $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/client.c tests/iv_client.c tests/raw.c tests/fakes.c tests/fake_store.c tests/fake_backend.c tests/sbx_fixture.c))
 
-.PHONY: all tests run test deps clean format format-check bench bench-bin
+.PHONY: all tests run test deps clean format format-check analyze bench bench-bin
 # The daemon and init never cut a string (util's path_fmt() refuses a path
 # that does not fit, the rest check what snprintf returns);
 # -Wformat-truncation holds them to it. Tests and benchmarks format into
@@ -118,6 +118,11 @@ $(BUILD)/bench/interp: bench/interp.c $(BUILD)/libbunker.a
 $(BENCHES:%=$(BUILD)/bench/%): $(BUILD)/bench/%: bench/%.c bench/common.c bench/common.h $(BUILD)/libbunker.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) -o $@ $< bench/common.c $(BUILD)/libbunker.a $(PKG_LIBS) $(TEST_LIBS) -lm
+
+# cppcheck and gcc -fanalyzer over src/ (scripts/analyze.sh says how their
+# wrong findings are kept out); CI runs it before the tests.
+analyze: deps
+	@scripts/analyze.sh
 
 format:
 	clang-format -i $(shell git ls-files '*.c' '*.h')

@@ -236,6 +236,8 @@ int main(int argc, char **argv)
 		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 		if (n < 0)
 			die("cannot find my own binary");
+		/* die() does not return */
+		/* cppcheck-suppress negativeIndex */
 		self[n] = '\0';
 		snprintf(sbx_cfg.init_path, sizeof(sbx_cfg.init_path), "%s/bunker-init",
 			 dirname(self));

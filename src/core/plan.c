@@ -122,6 +122,8 @@ static void plan_field_store(struct plan_limits *l, int f, double v)
 		*(int64_t *)at = (int64_t)v;
 		break;
 	case PF_DOUBLE:
+		/* the offset is of a double field (plan_fields[].type) */
+		/* cppcheck-suppress invalidPointerCast */
 		*(double *)at = v;
 		break;
 	}
@@ -136,6 +138,8 @@ static double plan_field_load(const struct plan_limits *l, int f)
 	case PF_INT64:
 		return (double)*(const int64_t *)at;
 	default:
+		/* the offset is of a double field (plan_fields[].type) */
+		/* cppcheck-suppress invalidPointerCast */
 		return *(const double *)at;
 	}
 }

@@ -279,6 +279,8 @@ int core_task_submit(struct core *core, const struct core_key *key, const char *
 		return -1;
 	}
 	snprintf(task_id, 40, "%s", rec.id);
+	/* t is owned by the running list and its thread from here */
+	/* cppcheck-suppress memleak */
 	return 0;
 }
 

@@ -411,6 +411,8 @@ void http_door_linger(struct http_server *srv, int fd, const struct http_client 
 	if (write(srv->wake_fd, &one, sizeof(one)) < 0) {
 		/* The counter is full of wake-ups already: the door is awake. */
 	}
+	/* l is linked into srv->linger_new, freed by the door thread */
+	/* cppcheck-suppress memleak */
 }
 
 static void linger_close(struct http_server *srv, struct http_linger *l)

@@ -484,6 +484,8 @@ static int fsync_dir_of(const char *path)
 	if (slash)
 		*slash = '\0';
 	_cleanup_close_ int fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	/* dir is _cleanup_free_ */
+	/* cppcheck-suppress memleak */
 	return fd < 0 || fsync(fd) < 0 ? -1 : 0;
 }
 

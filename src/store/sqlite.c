@@ -308,6 +308,8 @@ int store_sqlite_open(const char *path, struct store **out, struct bk_err *err)
 	int rc = sqlite3_open_v2(path, &SQ(st)->db, flags, NULL);
 	if (rc != SQLITE_OK) {
 		if (SQ(st)->db == NULL)
+			/* st is _cleanup_ (cleanup_storep) until returned */
+			/* cppcheck-suppress memleak */
 			return bk_err_kind(err, BK_E_INTERNAL, "cannot open store '%s': %s", path,
 					   sqlite3_errstr(rc));
 		return sqlite__fail(st, err, "cannot open store '%s'", path);
