@@ -5,7 +5,7 @@ CC      ?= gcc
 SAN     ?= 0
 BUILD   ?= $(if $(filter 1,$(SAN)),build/asan,build/release)
 
-PKGS      := libmicrohttpd jansson sqlite3 libsodium libseccomp libarchive
+PKGS      := libmicrohttpd jansson sqlite3 libpq libsodium libseccomp libarchive
 TEST_PKGS := libcurl
 
 WARN    := -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wshadow -Wformat=2 -Wvla
@@ -35,7 +35,7 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/*.c))
 BB_SRCS   := $(sort $(wildcard tests/blackbox/*.c))
 TEST_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit_%) \
              $(BB_SRCS:tests/blackbox/%.c=$(BUILD)/tests/bb_%)
-TEST_COMMON := $(BUILD)/obj/tests/harness.o $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/client.c tests/iv_client.c tests/raw.c tests/fakes.c tests/fake_store.c tests/fake_backend.c tests/sbx_fixture.c))
+TEST_COMMON := $(BUILD)/obj/tests/harness.o $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/client.c tests/iv_client.c tests/raw.c tests/fakes.c tests/fake_store.c tests/fake_backend.c tests/sbx_fixture.c tests/pg_server.c))
 
 .PHONY: all tests run test deps clean format format-check analyze bench bench-bin
 # The daemon and init never cut a string (util's path_fmt() refuses a path

@@ -30,6 +30,17 @@ if [ ${#missing[@]} -gt 0 ]; then
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Debian's postgresql-15 creates and starts a system cluster (15/main);
+# Bunker never uses it (the tests start servers of their own, bunkerd is
+# given a URI), so it is stopped and kept from starting at boot.
+if [ -f /etc/postgresql/15/main/start.conf ] && [ "$(id -u)" = 0 ]; then
+	if ! grep -qx manual /etc/postgresql/15/main/start.conf; then
+		echo manual >/etc/postgresql/15/main/start.conf
+		command -v systemctl >/dev/null 2>&1 && systemctl disable --now postgresql >/dev/null 2>&1 || true
+	fi
+	pg_ctlcluster 15 main status >/dev/null 2>&1 && pg_ctlcluster 15 main stop || true
+fi
+
 bun_dir="$BUN_ROOT/bun-$BUN_VERSION"
 if [ ! -x "$bun_dir/bin/bun" ]; then
 	[ "$(id -u)" = 0 ] || { echo "install-deps: bun missing; run as root" >&2; exit 1; }

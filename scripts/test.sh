@@ -46,6 +46,9 @@ if [ -z "${BUNKER_TEST_INNER:-}" ]; then
 	echo "0 0 0" >"$counts"
 	nets_before=$(ls /sys/class/net | sort)
 	run_tmp=$(mktemp -d /tmp/bk-test-run-XXXXXX)
+	# It becomes the run's /tmp: a /tmp's mode, so that the postgres
+	# user of the PostgreSQL tests can reach its directory in it.
+	chmod 1777 "$run_tmp"
 	if unshare --mount --propagation private true 2>/dev/null; then
 		BUNKER_TEST_INNER=$run_tmp BUNKER_TEST_MANIFEST=$manifest BUNKER_TEST_COUNTS=$counts \
 			unshare --mount --propagation private "$0" "$build"

@@ -341,6 +341,10 @@ int client_daemon_start(struct client_daemon *d, const char *const *extra_args)
 		const char *argv[64] = {bunkerd, "--listen",   "127.0.0.1", "--port",
 					port_s,	 "--data-dir", d->data_dir};
 		int argc = 7;
+		if (d->store[0]) {
+			argv[argc++] = "--store";
+			argv[argc++] = d->store;
+		}
 		for (int i = 0; extra_args != NULL && extra_args[i] != NULL && argc < 63; i++)
 			argv[argc++] = extra_args[i];
 		argv[argc] = NULL;
@@ -716,10 +720,18 @@ int client_key_create_with(const struct client_daemon *d, const char *plan,
 		return -1;
 	char plan_s[32];
 	snprintf(plan_s, sizeof(plan_s), "%s", plan);
-	char *argv[40] = {cli, "--data-dir", (char *)d->data_dir, "keys", "create", "--plan",
-			  plan_s};
-	for (int i = 0, n = 7; overrides && overrides[i] && n < 39; i++)
-		argv[n++] = (char *)overrides[i];
+	char *argv[40] = {cli, "--data-dir", (char *)d->data_dir};
+	int argc = 3;
+	if (d->store[0]) {
+		argv[argc++] = "--store";
+		argv[argc++] = (char *)d->store;
+	}
+	argv[argc++] = "keys";
+	argv[argc++] = "create";
+	argv[argc++] = "--plan";
+	argv[argc++] = plan_s;
+	for (int i = 0; overrides && overrides[i] && argc < 39; i++)
+		argv[argc++] = (char *)overrides[i];
 	pid_t pid = spawn_logged(d, argv, pfd[1]);
 	close(pfd[1]);
 	if (pid < 0) {

@@ -32,6 +32,7 @@ struct client_daemon {
 	char log_path[PATH_MAX]; /* the daemon's (and the CLI's) stderr */
 	char base_url[64];	 /* "http://127.0.0.1:<port>" */
 	char cgroup_parent[64];	 /* "bunker-<hash of data_dir>", as sandbox/ns.c names it */
+	char store[256];	 /* --store of the daemon and the CLI; "": DATA/bunker.db */
 	/* What client_daemon_stop() found of it on the host after it stopped
 	 * (and removed): */
 	int left_processes; /* processes */

@@ -65,8 +65,7 @@ static int fs_key_list(struct store *st, struct store_key **out, size_t *n, stru
 	return 0;
 }
 
-static int fs_key_revoke(struct store *st, const char *id, int64_t revoked_ms,
-			 struct bk_err *err)
+static int fs_key_revoke(struct store *st, const char *id, int64_t revoked_ms, struct bk_err *err)
 {
 	struct fake_world *w = FW(st);
 	pthread_mutex_lock(&w->lock);
@@ -82,8 +81,8 @@ static int fs_key_revoke(struct store *st, const char *id, int64_t revoked_ms,
 	return rc;
 }
 
-static int fs_idem_get(struct store *st, const char *key_id, const char *idem_key,
-		       int64_t since_ms, struct store_idem *out, struct bk_err *err)
+static int fs_idem_get(struct store *st, const char *key_id, const char *idem_key, int64_t since_ms,
+		       struct store_idem *out, struct bk_err *err)
 {
 	struct fake_world *w = FW(st);
 	memset(out, 0, sizeof(*out));
@@ -127,8 +126,60 @@ static int fs_idem_put(struct store *st, const struct store_idem *in, struct bk_
 	return 0;
 }
 
-static int fs_idem_usage(struct store *st, const char *key_id, int64_t since_ms,
-			 int64_t *count, int64_t *bytes, struct bk_err *err)
+static struct fake_claim *claim_find(struct fake_world *w, const char *key_id, const char *idem_key)
+{
+	for (struct fake_claim *c = w->claims; c; c = c->next)
+		if (strcmp(c->key_id, key_id) == 0 && strcmp(c->idem_key, idem_key) == 0)
+			return c;
+	return NULL;
+}
+
+static int fs_idem_claim(struct store *st, const char *key_id, const char *idem_key, int64_t now_ms,
+			 int64_t expires_ms, struct bk_err *err)
+{
+	struct fake_world *w = FW(st);
+	pthread_mutex_lock(&w->lock);
+	int rc = fake__op(w, "idem_claim", err);
+	struct fake_claim *c = rc == 0 ? claim_find(w, key_id, idem_key) : NULL;
+	if (rc == 0 && c == NULL) {
+		c = calloc(1, sizeof(*c));
+		snprintf(c->key_id, sizeof(c->key_id), "%s", key_id);
+		snprintf(c->idem_key, sizeof(c->idem_key), "%s", idem_key);
+		c->next = w->claims;
+		w->claims = c;
+		c->expires_ms = now_ms;
+	}
+	if (rc == 0 && c->expires_ms <= now_ms) {
+		c->claimed_ms = now_ms;
+		c->expires_ms = expires_ms;
+		rc = 1;
+	}
+	pthread_mutex_unlock(&w->lock);
+	return rc;
+}
+
+static int fs_idem_release(struct store *st, const char *key_id, const char *idem_key,
+			   int64_t claimed_ms, struct bk_err *err)
+{
+	struct fake_world *w = FW(st);
+	pthread_mutex_lock(&w->lock);
+	int rc = 0;
+	for (struct fake_claim **pp = &w->claims; *pp; pp = &(*pp)->next) {
+		struct fake_claim *c = *pp;
+		if (strcmp(c->key_id, key_id) == 0 && strcmp(c->idem_key, idem_key) == 0 &&
+		    c->claimed_ms == claimed_ms) {
+			*pp = c->next;
+			free(c);
+			rc = 1;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&w->lock);
+	return rc;
+}
+
+static int fs_idem_usage(struct store *st, const char *key_id, int64_t since_ms, int64_t *count,
+			 int64_t *bytes, struct bk_err *err)
 {
 	struct fake_world *w = FW(st);
 	pthread_mutex_lock(&w->lock);
@@ -171,11 +222,30 @@ static void session_copy(struct store_session *out, const struct store_session *
 	out->env = strdup(in->env ? in->env : "{}");
 }
 
-static int fs_session_insert(struct store *st, const struct store_session *s, struct bk_err *err)
+/* The sessions of key_id but except_id that cap counts; with w->lock. */
+static int cap_check(struct fake_world *w, const char *key_id, const char *except_id,
+		     const struct store_cap *cap, struct bk_err *err)
+{
+	int64_t n = 0;
+	for (struct fake_rec *r = w->sessions; r; r = r->next)
+		if (strcmp(r->s.key_id, key_id) == 0 && r->s.expires_ms > cap->now_ms &&
+		    (!cap->holding || r->s.vm_state == STORE_VM_RUNNING) &&
+		    (except_id == NULL || strcmp(r->s.id, except_id) != 0))
+			n++;
+	if (n >= cap->max)
+		return bk_err_kind(err, BK_E_LIMIT, "key '%s' holds %lld sessions", key_id,
+				   (long long)n);
+	return 0;
+}
+
+static int fs_session_insert(struct store *st, const struct store_session *s,
+			     const struct store_cap *cap, struct bk_err *err)
 {
 	struct fake_world *w = FW(st);
 	pthread_mutex_lock(&w->lock);
 	int rc = fake__op(w, "session_insert", err);
+	if (rc == 0 && cap != NULL)
+		rc = cap_check(w, s->key_id, NULL, cap, err);
 	if (rc == 0 && fake__rec_find(w, s->id))
 		rc = bk_err_kind(err, BK_E_CONFLICT, "session '%s' exists", s->id);
 	if (rc == 0) {
@@ -265,12 +335,16 @@ static int fs_session_set_state(struct store *st, const char *id, enum store_ses
 
 static int fs_session_set_vm(struct store *st, const char *id, enum store_vm_state vm,
 			     int64_t spawned_ms, int64_t ends_ms, enum store_session_state state,
-			     struct bk_err *err)
+			     const struct store_cap *cap, struct bk_err *err)
 {
 	struct fake_world *w = FW(st);
 	pthread_mutex_lock(&w->lock);
 	int rc = fake__op(w, "session_set_vm", err);
 	struct fake_rec *r = rc == 0 ? fake__rec_find(w, id) : NULL;
+	if (r && cap != NULL && cap_check(w, r->s.key_id, id, cap, err) < 0) {
+		r = NULL;
+		rc = -1;
+	}
 	if (r) {
 		fake__step(w);
 		r->s.vm_state = vm;
@@ -361,9 +435,8 @@ static int fs_session_due(struct store *st, int64_t now, char (*ids)[32], size_t
 	pthread_mutex_lock(&w->lock);
 	*n = 0;
 	for (struct fake_rec *r = w->sessions; r && *n < max; r = r->next)
-		if (r->s.expires_ms <= now ||
-		    (r->s.vm_state == STORE_VM_RUNNING && r->s.vm_ends_ms > 0 &&
-		     r->s.vm_ends_ms <= now))
+		if (r->s.expires_ms <= now || (r->s.vm_state == STORE_VM_RUNNING &&
+					       r->s.vm_ends_ms > 0 && r->s.vm_ends_ms <= now))
 			snprintf(ids[(*n)++], 32, "%s", r->s.id);
 	pthread_mutex_unlock(&w->lock);
 	return 0;
@@ -464,6 +537,8 @@ static const struct store_ops fake_store_ops = {
     .key_revoke = fs_key_revoke,
     .idem_get = fs_idem_get,
     .idem_put = fs_idem_put,
+    .idem_claim = fs_idem_claim,
+    .idem_release = fs_idem_release,
     .idem_purge = fs_idem_purge,
     .idem_usage = fs_idem_usage,
     .session_insert = fs_session_insert,
@@ -490,4 +565,3 @@ struct store *fake_store_new(struct fake_world *w)
 	st->w = w;
 	return &st->base;
 }
-

@@ -68,6 +68,11 @@ void fake_world_free(struct fake_world *w)
 		store_session_release(&r->s);
 		free(r);
 	}
+	while (w->claims) {
+		struct fake_claim *c = w->claims;
+		w->claims = c->next;
+		free(c);
+	}
 	while (w->idem) {
 		struct fake_idem *r = w->idem;
 		w->idem = r->next;

@@ -37,6 +37,15 @@ struct fake_idem {
 	struct fake_idem *next;
 };
 
+/* A request with an Idempotency-Key in flight (struct store_ops'
+ * idem_claim). */
+struct fake_claim {
+	char key_id[32];
+	char idem_key[256];
+	int64_t claimed_ms, expires_ms;
+	struct fake_claim *next;
+};
+
 struct fake_task {
 	struct store_task t;
 	struct fake_task *next;
@@ -49,6 +58,7 @@ struct fake_world {
 	int n_keys;
 	struct fake_rec *sessions;
 	struct fake_idem *idem;
+	struct fake_claim *claims;
 	struct fake_box *boxes;
 	struct fake_task *tasks;
 	int steps;

@@ -6,13 +6,11 @@
 #include "http/server.h"
 
 struct api_ratelimit;
-struct api_idem;
 
 struct api {
 	struct core *core;
 	const char *version;
 	struct api_ratelimit *ratelimit; /* owned; per-key request budgets */
-	struct api_idem *idem;		 /* owned; Idempotency-Keys in flight */
 };
 
 /* Sets api up to serve core (borrowed, as is version): call before the

@@ -285,8 +285,6 @@ int api_ratelimit_check(struct api_call *c, struct bk_err *err);
 
 /* ---- idempotency (api/idem.c) ---- */
 
-int api_idem_new(struct api_idem **out, struct bk_err *err);
-void api_idem_free(struct api_idem *idem);
 /* Runs c's route under the request's Idempotency-Key, if it has one: a
  * stored answer to the same request is replayed, another request under the
  * same key is refused (422), one still running is 409, and a 2xx answer is

@@ -9,11 +9,11 @@
  * restart); any other first answer leaves the key unused, to be tried
  * again. An answer too large to keep (core.h's CORE_IDEM_* bounds) is
  * remembered by its length: the same request again is 409, never run
- * twice. Which requests are running is kept here, in memory: a request
- * does not outlive the daemon.
+ * twice. Which requests are running is claimed in the store
+ * (core_idem_claim()), so that two nodes sharing it never run one
+ * Idempotency-Key's request twice at once.
  */
 #include <errno.h>
-#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,80 +23,6 @@
 #include "util/metrics.h"
 
 #define IDEM_KEY_MAX 255
-
-struct idem_flight {
-	char key_id[32];
-	char idem_key[IDEM_KEY_MAX + 1];
-	struct idem_flight *next;
-};
-
-struct api_idem {
-	pthread_mutex_t lock;
-	struct idem_flight *flying;
-};
-
-int api_idem_new(struct api_idem **out, struct bk_err *err)
-{
-	struct api_idem *idem = calloc(1, sizeof(*idem));
-	if (idem == NULL)
-		return bk_err_set(err, errno, "cannot set up idempotency");
-	pthread_mutex_init(&idem->lock, NULL);
-	*out = idem;
-	return 0;
-}
-
-void api_idem_free(struct api_idem *idem)
-{
-	if (idem == NULL)
-		return;
-	while (idem->flying) {
-		struct idem_flight *f = idem->flying;
-		idem->flying = f->next;
-		free(f);
-	}
-	pthread_mutex_destroy(&idem->lock);
-	free(idem);
-}
-
-/* Marks (key_id, idem_key) in flight: -1 with BK_E_CONFLICT when it already
- * is. */
-static int flight_begin(struct api_idem *idem, const char *key_id, const char *idem_key,
-			struct bk_err *err)
-{
-	struct idem_flight *f = calloc(1, sizeof(*f));
-	if (f == NULL)
-		return bk_err_set(err, errno, "cannot track Idempotency-Key");
-	snprintf(f->key_id, sizeof(f->key_id), "%s", key_id);
-	snprintf(f->idem_key, sizeof(f->idem_key), "%s", idem_key);
-	pthread_mutex_lock(&idem->lock);
-	for (struct idem_flight *g = idem->flying; g; g = g->next) {
-		if (strcmp(g->key_id, key_id) == 0 && strcmp(g->idem_key, idem_key) == 0) {
-			pthread_mutex_unlock(&idem->lock);
-			free(f);
-			return bk_err_kind(err, BK_E_CONFLICT,
-					   "a request with Idempotency-Key '%s' is still in flight",
-					   idem_key);
-		}
-	}
-	f->next = idem->flying;
-	idem->flying = f;
-	pthread_mutex_unlock(&idem->lock);
-	return 0;
-}
-
-static void flight_end(struct api_idem *idem, const char *key_id, const char *idem_key)
-{
-	pthread_mutex_lock(&idem->lock);
-	for (struct idem_flight **pp = &idem->flying; *pp; pp = &(*pp)->next) {
-		struct idem_flight *f = *pp;
-		if (strcmp(f->key_id, key_id) == 0 && strcmp(f->idem_key, idem_key) == 0) {
-			*pp = f->next;
-			free(f);
-			break;
-		}
-	}
-	pthread_mutex_unlock(&idem->lock);
-}
 
 void api_idem_request_hash(const char *method, const char *path, const char *body, size_t len,
 			   uint8_t out[32])
@@ -190,7 +116,8 @@ void api_idem_run(struct api_call *c, const struct api_route_table *table)
 		return table->error(c, &err);
 	if (r > 0)
 		return replay(c, &stored);
-	if (flight_begin(c->api->idem, c->key.id, idem_key, &err) < 0)
+	int64_t claimed_ms;
+	if (core_idem_claim(c->api->core, &c->key, idem_key, &claimed_ms, &err) < 0)
 		return table->error(c, &err);
 	r = core_idem_find(c->api->core, &c->key, idem_key, hash, &stored, &err);
 	if (r < 0)
@@ -203,5 +130,5 @@ void api_idem_run(struct api_call *c, const struct api_route_table *table)
 		c->route->handler(c);
 		store_answer(c, idem_key, hash);
 	}
-	flight_end(c->api->idem, c->key.id, idem_key);
+	core_idem_release(c->api->core, &c->key, idem_key, claimed_ms);
 }

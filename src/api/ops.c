@@ -14,7 +14,7 @@ int api_open(struct api *api, struct core *core, const char *version, struct bk_
 	memset(api, 0, sizeof(*api));
 	api->core = core;
 	api->version = version;
-	if (api_ratelimit_new(&api->ratelimit, err) < 0 || api_idem_new(&api->idem, err) < 0) {
+	if (api_ratelimit_new(&api->ratelimit, err) < 0) {
 		api_close(api);
 		return -1;
 	}
@@ -25,9 +25,7 @@ void api_close(struct api *api)
 {
 	api_stream_drain();
 	api_ratelimit_free(api->ratelimit);
-	api_idem_free(api->idem);
 	api->ratelimit = NULL;
-	api->idem = NULL;
 }
 
 static void handle_healthz(struct api_call *c)

@@ -25,6 +25,8 @@ static void usage(FILE *f)
 	      "  --listen ADDR          address to listen on (127.0.0.1)\n"
 	      "  --port N               port (8080)\n"
 	      "  --data-dir DIR         store, sessions and images (/var/lib/bunker)\n"
+	      "  --store URI            sqlite:PATH (DATA/bunker.db) or a PostgreSQL\n"
+	      "                         connection URI, postgres://... (shared by nodes)\n"
 	      "  --preview-domain D     host suffix of preview URLs (localhost:<port>)\n"
 	      "  --preview-scheme S     scheme of preview URLs (http)\n"
 	      "  --max-body BYTES       largest request body held in memory (104857600)\n"
@@ -83,12 +85,14 @@ int main(int argc, char **argv)
 	};
 	const char *listen_addr = "127.0.0.1";
 	const char *preview_domain = NULL;
+	const char *store_uri = NULL; /* NULL: DATA/bunker.db */
 	int port = 8080;
 	struct http_limits limits = HTTP_LIMITS_DEFAULT;
 	enum {
 		O_LISTEN = 1,
 		O_PORT,
 		O_DATA,
+		O_STORE,
 		O_DOMAIN,
 		O_SCHEME,
 		O_BODY,
@@ -114,6 +118,7 @@ int main(int argc, char **argv)
 	    {"listen", required_argument, NULL, O_LISTEN},
 	    {"port", required_argument, NULL, O_PORT},
 	    {"data-dir", required_argument, NULL, O_DATA},
+	    {"store", required_argument, NULL, O_STORE},
 	    {"preview-domain", required_argument, NULL, O_DOMAIN},
 	    {"preview-scheme", required_argument, NULL, O_SCHEME},
 	    {"max-body", required_argument, NULL, O_BODY},
@@ -147,6 +152,9 @@ int main(int argc, char **argv)
 			break;
 		case O_DATA:
 			path_opt("--data-dir", optarg, sbx_cfg.data_dir, sizeof(sbx_cfg.data_dir), SBX_DIR_MAX);
+			break;
+		case O_STORE:
+			store_uri = optarg;
 			break;
 		case O_DOMAIN:
 			preview_domain = optarg;
@@ -270,7 +278,8 @@ int main(int argc, char **argv)
 	snprintf(db, sizeof(db), "%s/bunker.db", sbx_cfg.data_dir);
 	struct store *store;
 	struct sbx_backend *backend;
-	if (mkdir_p(sbx_cfg.data_dir, 0711, &err) < 0 || store_open(db, &store, &err) < 0)
+	if (mkdir_p(sbx_cfg.data_dir, 0711, &err) < 0 ||
+	    store_open(store_uri ? store_uri : db, &store, &err) < 0)
 		die("%s", err.msg);
 	if (sbx_backend_open(&sbx_cfg, &backend, &err) < 0) {
 		store->ops->close(store);

@@ -22,9 +22,11 @@
 
 static void usage(FILE *f)
 {
-	fputs("usage: bunker [--data-dir DIR] keys create --plan free|paid|enterprise [overrides]\n"
-	      "       bunker [--data-dir DIR] keys list [--json]\n"
-	      "       bunker [--data-dir DIR] keys revoke KEY_ID\n"
+	fputs("usage: bunker [--data-dir DIR] [--store URI] keys create --plan "
+	      "free|paid|enterprise [overrides]\n"
+	      "       bunker [--data-dir DIR] [--store URI] keys list [--json]\n"
+	      "       bunker [--data-dir DIR] [--store URI] keys revoke KEY_ID\n"
+	      "--store: sqlite:PATH (DIR/bunker.db) or postgres://... (bunkerd's --store)\n"
 	      "overrides (each replaces the plan's number for this key):\n"
 	      "  --max-sessions N      concurrent sessions\n"
 	      "  --max-ttl S           longest session ttl, seconds\n"
@@ -140,9 +142,15 @@ static int keys_revoke(struct core *core, int argc, char **argv)
 int main(int argc, char **argv)
 {
 	const char *data_dir = "/var/lib/bunker";
+	const char *store_uri = NULL; /* NULL: DIR/bunker.db */
 	int i = 1;
-	if (i + 1 < argc && strcmp(argv[i], "--data-dir") == 0) {
-		data_dir = argv[i + 1];
+	while (i + 1 < argc) {
+		if (strcmp(argv[i], "--data-dir") == 0)
+			data_dir = argv[i + 1];
+		else if (strcmp(argv[i], "--store") == 0)
+			store_uri = argv[i + 1];
+		else
+			break;
 		i += 2;
 	}
 	if (i < argc && (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)) {
@@ -171,7 +179,8 @@ int main(int argc, char **argv)
 	}
 	struct store *store;
 	struct core *core;
-	if (mkdir_p(data_dir, 0711, &err) < 0 || store_open(db, &store, &err) < 0 ||
+	if ((store_uri == NULL && mkdir_p(data_dir, 0711, &err) < 0) ||
+	    store_open(store_uri ? store_uri : db, &store, &err) < 0 ||
 	    core_open_store(store, &core, &err) < 0) {
 		fprintf(stderr, "bunker: %s\n", err.msg);
 		return 1;

@@ -167,6 +167,20 @@ int core_idem_find(struct core *core, const struct core_key *key, const char *id
 int core_idem_save(struct core *core, const struct core_key *key, const char *idem_key,
 		   const uint8_t request_hash[32], const struct core_idem_reply *reply,
 		   struct bk_err *err);
+/* How long past its plan's longest execution a claim of a request in
+ * flight holds, when its node dies before it ends it. */
+#define CORE_IDEM_CLAIM_SLACK_MS (5 * 60 * 1000LL)
+
+/* Claims (key, idem_key) in the store for a request about to run, so that
+ * no other request with it runs meanwhile on any node: 0 and *claimed_ms
+ * (for core_idem_release()), or -1 with BK_E_CONFLICT while another holds
+ * it. A claim its node never ended lapses after the key's timeout_max and
+ * CORE_IDEM_CLAIM_SLACK_MS. */
+int core_idem_claim(struct core *core, const struct core_key *key, const char *idem_key,
+		    int64_t *claimed_ms, struct bk_err *err);
+/* Ends the claim taken at claimed_ms (errors are logged). */
+void core_idem_release(struct core *core, const struct core_key *key, const char *idem_key,
+		       int64_t claimed_ms);
 /* Whether key may use one more Idempotency-Key: -1 with BK_E_LIMIT when it
  * has CORE_IDEM_KEY_COUNT_MAX of them within CORE_IDEM_TTL_MS. */
 int core_idem_admit(struct core *core, const struct core_key *key, struct bk_err *err);

@@ -11,7 +11,8 @@
  *   core->pool_lock      (a leaf: nothing is taken while it is held)
  *   core->reaper_lock    (a leaf)
  *
- *   create_lock  count-then-insert of a key's session cap
+ *   create_lock  a key's session cap taken and the session linked in (the
+ *                store counts and writes in one transaction, for other nodes)
  *   load_lock    a registry miss read from the store, against a delete's
  *                record removal (core/registry.c)
  *   core->lock   the registry: its list, each entry's refs and deleted

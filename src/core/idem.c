@@ -42,11 +42,12 @@ int core_idem_find(struct core *core, const struct core_key *key, const char *id
 	}
 	if (rec.dropped_len > 0) {
 		store_idem_release(&rec);
-		return bk_err_kind(err, BK_E_CONFLICT,
-				   "the request with Idempotency-Key '%s' ran already; its answer "
-				   "(%lld bytes) was too large for the server to keep, so it cannot "
-				   "be replayed, and the request is not run again",
-				   idem_key, (long long)rec.dropped_len);
+		return bk_err_kind(
+		    err, BK_E_CONFLICT,
+		    "the request with Idempotency-Key '%s' ran already; its answer "
+		    "(%lld bytes) was too large for the server to keep, so it cannot "
+		    "be replayed, and the request is not run again",
+		    idem_key, (long long)rec.dropped_len);
 	}
 	out->status = rec.status;
 	snprintf(out->content_type, sizeof(out->content_type), "%s", rec.content_type);
@@ -100,6 +101,32 @@ int core_idem_save(struct core *core, const struct core_key *key, const char *id
 	return 0;
 }
 
+int core_idem_claim(struct core *core, const struct core_key *key, const char *idem_key,
+		    int64_t *claimed_ms, struct bk_err *err)
+{
+	int64_t now = now_ms();
+	int64_t expires = now + key->limits.timeout_max_s * 1000LL + CORE_IDEM_CLAIM_SLACK_MS;
+	int r = core->store->ops->idem_claim(core->store, key->id, idem_key, now, expires, err);
+	if (r < 0)
+		return -1;
+	if (r == 0)
+		return bk_err_kind(err, BK_E_CONFLICT,
+				   "a request with Idempotency-Key '%s' is still in flight",
+				   idem_key);
+	*claimed_ms = now;
+	return 0;
+}
+
+void core_idem_release(struct core *core, const struct core_key *key, const char *idem_key,
+		       int64_t claimed_ms)
+{
+	struct bk_err err = BK_ERR_INIT;
+	if (core->store->ops->idem_release(core->store, key->id, idem_key, claimed_ms, &err) < 0)
+		fprintf(stderr,
+			"bunkerd: cannot end the claim of an Idempotency-Key of key %s: %s\n",
+			key->id, err.msg);
+}
+
 int core_idem_admit(struct core *core, const struct core_key *key, struct bk_err *err)
 {
 	int64_t count = 0, bytes = 0;
@@ -107,9 +134,10 @@ int core_idem_admit(struct core *core, const struct core_key *key, struct bk_err
 					 &bytes, err) < 0)
 		return -1;
 	if (count >= CORE_IDEM_KEY_COUNT_MAX)
-		return bk_err_kind(err, BK_E_LIMIT,
-				   "this API key has used %d Idempotency-Keys in the last 24 hours, "
-				   "the most it may: send the request without one, or later",
-				   CORE_IDEM_KEY_COUNT_MAX);
+		return bk_err_kind(
+		    err, BK_E_LIMIT,
+		    "this API key has used %d Idempotency-Keys in the last 24 hours, "
+		    "the most it may: send the request without one, or later",
+		    CORE_IDEM_KEY_COUNT_MAX);
 	return 0;
 }

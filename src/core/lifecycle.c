@@ -266,19 +266,19 @@ void core__lifecycle_tick(struct core *core)
 int core__vm_spawn_locked(struct core *core, const struct core_key *key, struct session *s,
 			  struct bk_err *err)
 {
-	/* Under the create lock, as a create: the cap counts VMs that run. */
+	/* Under the create lock, as a create: the cap counts VMs that run,
+	 * and the store takes it in the same transaction as the spawn. */
 	pthread_mutex_lock(&core->create_lock);
-	int64_t now = now_ms(), count = 0;
+	int64_t now = now_ms();
 	int64_t ends = s->vm_lifetime_s > 0 ? now + s->vm_lifetime_s * 1000 : 0;
-	int rc = core->store->ops->session_count(core->store, s->key_id, now, true, &count, err);
-	if (rc == 0 && count >= key->limits.max_sessions)
+	struct store_cap cap = {.max = key->limits.max_sessions, .holding = true, .now_ms = now};
+	int rc = core->store->ops->session_set_vm(core->store, s->id, STORE_VM_RUNNING, now, ends,
+						  STORE_SESSION_DEEP_SLEEP, &cap, err);
+	if (rc < 0 && err->kind == BK_E_LIMIT)
 		rc = bk_err_kind(err, BK_E_LIMIT,
 				 "concurrent session limit of %d reached on plan '%s': a session "
 				 "counts while it holds a VM",
 				 key->limits.max_sessions, key->plan);
-	if (rc == 0)
-		rc = core->store->ops->session_set_vm(core->store, s->id, STORE_VM_RUNNING, now,
-						      ends, STORE_SESSION_DEEP_SLEEP, err);
 	pthread_mutex_unlock(&core->create_lock);
 	if (rc < 0)
 		return -1;
@@ -303,7 +303,7 @@ int core__vm_end_locked(struct core *core, struct session *s, struct bk_err *err
 	int64_t now = now_ms();
 	if (core->store->ops->session_set_vm(core->store, s->id, STORE_VM_TERMINATED,
 					     s->vm_spawned_ms, s->vm_ends_ms,
-					     STORE_SESSION_DEEP_SLEEP, err) < 0)
+					     STORE_SESSION_DEEP_SLEEP, NULL, err) < 0)
 		return -1;
 	int64_t ran = s->vm_spawned_ms > 0 && now > s->vm_spawned_ms ? now - s->vm_spawned_ms : 0;
 	struct bk_err uerr = BK_ERR_INIT;

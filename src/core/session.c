@@ -54,8 +54,8 @@ static int limits_check(const struct core_key *key, const struct core_session_sp
 	if (spec->clamp) {
 		/* Coarse choices (InstaVM's vCPUs) meet the plan's ceiling. */
 		if (l->memory_mb)
-			out->memory_mb = l->memory_mb < p->memory_max_mb ? l->memory_mb
-									  : p->memory_max_mb;
+			out->memory_mb =
+			    l->memory_mb < p->memory_max_mb ? l->memory_mb : p->memory_max_mb;
 		if (l->cpu > 0)
 			out->cpu = l->cpu < p->cpu_max ? l->cpu : p->cpu_max;
 		return 0;
@@ -164,10 +164,9 @@ int core__uuid_v4(char out[40], struct bk_err *err)
 		return -1;
 	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
 	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-	snprintf(out, 40,
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-		 b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-		 b[14], b[15]);
+	snprintf(out, 40, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
+		 b[13], b[14], b[15]);
 	return 0;
 }
 
@@ -228,29 +227,30 @@ static int create_row(struct core *core, const struct core_key *key,
  * each is a record: a key keeps at most this many times its cap of them. */
 #define VMLESS_PER_SESSION_CAP 10
 
-/* Counts the key's sessions, writes the record and links the session into
- * the registry, all under create_lock, so that concurrent creates cannot
- * pass the cap together. *out holds a reference of the caller's. */
+/* Writes the record under the key's cap, which the store counts and takes
+ * in one transaction (so it holds across every node sharing the store),
+ * and links the session into the registry, all under create_lock. *out
+ * holds a reference of the caller's. */
 static int create_reserve(struct core *core, const struct core_key *key,
 			  const struct store_session *row, struct session **out, struct bk_err *err)
 {
 	pthread_mutex_lock(&core->create_lock);
-	int64_t count;
 	bool holding = row->vm_state == STORE_VM_RUNNING;
-	int64_t cap = holding ? key->limits.max_sessions
-			      : (int64_t)key->limits.max_sessions * VMLESS_PER_SESSION_CAP + 10;
-	int rc = core->store->ops->session_count(core->store, key->id, row->created_ms, holding,
-						 &count, err);
-	if (rc == 0 && count >= cap)
+	struct store_cap cap = {
+	    .max = holding ? key->limits.max_sessions
+			   : (int64_t)key->limits.max_sessions * VMLESS_PER_SESSION_CAP + 10,
+	    .holding = holding,
+	    .now_ms = row->created_ms,
+	};
+	int rc = core->store->ops->session_insert(core->store, row, &cap, err);
+	if (rc < 0 && err->kind == BK_E_LIMIT)
 		rc = holding ? bk_err_kind(err, BK_E_LIMIT,
 					   "concurrent session limit of %d reached on plan '%s'",
 					   key->limits.max_sessions, key->plan)
 			     : bk_err_kind(err, BK_E_LIMIT,
 					   "%lld sessions (with or without a VM) reached on plan "
 					   "'%s': delete some",
-					   (long long)cap, key->plan);
-	if (rc == 0)
-		rc = core->store->ops->session_insert(core->store, row, err);
+					   (long long)cap.max, key->plan);
 	struct session *s = NULL;
 	if (rc == 0) {
 		s = core__session_new(row);
@@ -375,9 +375,9 @@ int core_session_list(struct core *core, const struct core_key *key, const char 
 	size_t nrows = 0;
 	/* Expired sessions are gone for every endpoint, even in the moment
 	 * before the reaper removes them. */
-	int rc = core->store->ops->session_list(
-	    core->store, key->id, now_ms(), f.metadata || vm_only ? list_match : NULL, &f, limit,
-	    offset, &rows, &nrows, total, err);
+	int rc = core->store->ops->session_list(core->store, key->id, now_ms(),
+						f.metadata || vm_only ? list_match : NULL, &f,
+						limit, offset, &rows, &nrows, total, err);
 	core__metadata_filter_free(f.metadata);
 	if (rc < 0)
 		return -1;
@@ -433,7 +433,8 @@ int core_vm_kill(struct core *core, const struct core_key *key, const char *id,
 	}
 	if (rc == 0) {
 		lock_for_end(core, s);
-		if (s->vm == CORE_VM_RUNNING && !s->deleted && core__vm_end_locked(core, s, err) < 0) {
+		if (s->vm == CORE_VM_RUNNING && !s->deleted &&
+		    core__vm_end_locked(core, s, err) < 0) {
 			core_session_info_release(out);
 			rc = -1;
 		}

@@ -129,6 +129,15 @@ static const char *const store_migrations[] = {
     /* 4 -> 5: an answer too large to keep is recorded by its length, so
      * that its request is still not run twice. */
     "ALTER TABLE idempotency ADD COLUMN dropped_len INTEGER NOT NULL DEFAULT 0;",
+    /* 5 -> 6: requests with an Idempotency-Key in flight, claimed in the
+     * store so that every process sharing it sees them. */
+    "CREATE TABLE idem_claims ("
+    "  key_id TEXT NOT NULL,"
+    "  idem_key TEXT NOT NULL,"
+    "  claimed_ms INTEGER NOT NULL,"
+    "  expires_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (key_id, idem_key)"
+    ");",
 };
 
 _Static_assert(ARRAY_SIZE(store_migrations) == STORE_SCHEMA_VERSION,
@@ -150,20 +159,17 @@ int sqlite__fail(struct store *st, struct bk_err *err, const char *fmt, ...)
 	return bk_err_kind(err, kind, "%s: %s", what, sqlite3_errmsg(SQ(st)->db));
 }
 
-static int store_exec(struct store *st, const char *sql, const char *what, struct bk_err *err)
+int sqlite__exec(struct store *st, const char *sql, const char *what, struct bk_err *err)
 {
 	if (sqlite3_exec(SQ(st)->db, sql, NULL, NULL, NULL) != SQLITE_OK)
 		return sqlite__fail(st, err, "cannot %s", what);
 	return 0;
 }
 
-/* Ends the transaction the caller began: COMMIT when rc >= 0, ROLLBACK
- * otherwise (keeping the error that caused it). Returns rc, or -1 when the
- * commit fails. */
-static int store_tx_end(struct store *st, int rc, struct bk_err *err)
+int sqlite__tx_end(struct store *st, int rc, struct bk_err *err)
 {
 	if (rc >= 0) {
-		if (store_exec(st, "COMMIT", "commit a transaction", err) == 0)
+		if (sqlite__exec(st, "COMMIT", "commit a transaction", err) == 0)
 			return rc;
 		rc = -1;
 	}
@@ -213,14 +219,14 @@ static int store_migrate_tx(struct store *st, struct bk_err *err)
 	/* PRAGMA takes no bound parameters; the value is our own constant. */
 	char sql[64];
 	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
-	return store_exec(st, sql, "set the schema version", err);
+	return sqlite__exec(st, sql, "set the schema version", err);
 }
 
 static int store_migrate(struct store *st, struct bk_err *err)
 {
-	if (store_exec(st, "BEGIN IMMEDIATE", "begin the schema migration", err) < 0)
+	if (sqlite__exec(st, "BEGIN IMMEDIATE", "begin the schema migration", err) < 0)
 		return -1;
-	return store_tx_end(st, store_migrate_tx(st, err), err);
+	return sqlite__tx_end(st, store_migrate_tx(st, err), err);
 }
 
 /* journal_mode answers with the mode now in force, which is not WAL when the
@@ -253,8 +259,8 @@ static int store_configure(struct store *st, struct bk_err *err)
 	if (store_schema_version(st, &version, err) < 0 || store_schema_check(version, err) < 0)
 		return -1;
 	if (store_wal_enable(st, err) < 0 ||
-	    store_exec(st, "PRAGMA synchronous = NORMAL", "set synchronous mode", err) < 0 ||
-	    store_exec(st, "PRAGMA foreign_keys = ON", "enable foreign keys", err) < 0)
+	    sqlite__exec(st, "PRAGMA synchronous = NORMAL", "set synchronous mode", err) < 0 ||
+	    sqlite__exec(st, "PRAGMA foreign_keys = ON", "enable foreign keys", err) < 0)
 		return -1;
 	return store_migrate(st, err);
 }
@@ -334,10 +340,37 @@ int sqlite__col_copy(sqlite3_stmt *stmt, int col, char *buf, size_t size)
 	return 0;
 }
 
-/* A fixed-size string field of a struct must hold its NUL. */
-bool sqlite__str_ok(const char *s, size_t size)
+static const char *row_text(const struct store__row *r, int col, size_t *len)
 {
-	return strnlen(s, size) < size;
+	sqlite3_stmt *stmt = r->ctx;
+	const char *v = (const char *)sqlite3_column_text(stmt, col);
+	*len = v ? (size_t)sqlite3_column_bytes(stmt, col) : 0;
+	return v;
+}
+
+static const void *row_blob(const struct store__row *r, int col, size_t *len)
+{
+	sqlite3_stmt *stmt = r->ctx;
+	/* A zero-length blob reads as NULL: empty. */
+	const void *v = sqlite3_column_blob(stmt, col);
+	*len = v ? (size_t)sqlite3_column_bytes(stmt, col) : 0;
+	return v;
+}
+
+static int64_t row_int64(const struct store__row *r, int col)
+{
+	return sqlite3_column_int64(r->ctx, col);
+}
+
+static double row_real(const struct store__row *r, int col)
+{
+	return sqlite3_column_double(r->ctx, col);
+}
+
+struct store__row sqlite__row(sqlite3_stmt *stmt)
+{
+	return (struct store__row){
+	    .text = row_text, .blob = row_blob, .int64 = row_int64, .real = row_real, .ctx = stmt};
 }
 
 static const struct store_ops sqlite_ops = {
@@ -349,6 +382,8 @@ static const struct store_ops sqlite_ops = {
     .key_revoke = sqlite__key_revoke,
     .idem_get = sqlite__idem_get,
     .idem_put = sqlite__idem_put,
+    .idem_claim = sqlite__idem_claim,
+    .idem_release = sqlite__idem_release,
     .idem_purge = sqlite__idem_purge,
     .idem_usage = sqlite__idem_usage,
     .session_insert = sqlite__session_insert,

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "store/rows.h"
 #include "store/store.h"
 
 struct sqlite_store {
@@ -53,8 +54,18 @@ int sqlite__fail(struct store *st, struct bk_err *err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Copies a text column into a fixed buffer; -1 when it is NULL or too long. */
 int sqlite__col_copy(sqlite3_stmt *stmt, int col, char *buf, size_t size);
-/* A fixed-size string field of a struct must hold its NUL. */
-bool sqlite__str_ok(const char *s, size_t size);
+/* The current row of stmt, for store/rows.c. */
+struct store__row sqlite__row(sqlite3_stmt *stmt);
+/* Runs sql, a constant without parameters. */
+int sqlite__exec(struct store *st, const char *sql, const char *what, struct bk_err *err);
+/* Ends the transaction the caller began: COMMIT when rc >= 0, ROLLBACK
+ * otherwise (keeping the error that caused it). Returns rc, or -1 when the
+ * commit fails. */
+int sqlite__tx_end(struct store *st, int rc, struct bk_err *err);
+/* Counts cap's sessions of key_id (but except_id, may be NULL) and fails
+ * with BK_E_LIMIT at the cap. Call inside a transaction. */
+int sqlite__cap_check(struct store *st, const char *key_id, const char *except_id,
+		      const struct store_cap *cap, struct bk_err *err);
 
 /* The operations of struct store_ops, by table. */
 int sqlite__key_insert(struct store *st, const struct store_key *key, struct bk_err *err);
@@ -62,13 +73,18 @@ int sqlite__key_find_by_hash(struct store *st, const uint8_t hash[32], struct st
 			     struct bk_err *err);
 int sqlite__key_list(struct store *st, struct store_key **out, size_t *n, struct bk_err *err);
 int sqlite__key_revoke(struct store *st, const char *id, int64_t revoked_ms, struct bk_err *err);
-int sqlite__idem_get(struct store *st, const char *key_id, const char *idem_key,
-		     int64_t since_ms, struct store_idem *out, struct bk_err *err);
+int sqlite__idem_get(struct store *st, const char *key_id, const char *idem_key, int64_t since_ms,
+		     struct store_idem *out, struct bk_err *err);
 int sqlite__idem_put(struct store *st, const struct store_idem *r, struct bk_err *err);
+int sqlite__idem_claim(struct store *st, const char *key_id, const char *idem_key, int64_t now_ms,
+		       int64_t expires_ms, struct bk_err *err);
+int sqlite__idem_release(struct store *st, const char *key_id, const char *idem_key,
+			 int64_t claimed_ms, struct bk_err *err);
 int sqlite__idem_usage(struct store *st, const char *key_id, int64_t since_ms, int64_t *count,
 		       int64_t *bytes, struct bk_err *err);
 int sqlite__idem_purge(struct store *st, int64_t before_ms, int64_t *n, struct bk_err *err);
-int sqlite__session_insert(struct store *st, const struct store_session *s, struct bk_err *err);
+int sqlite__session_insert(struct store *st, const struct store_session *s,
+			   const struct store_cap *cap, struct bk_err *err);
 int sqlite__session_get(struct store *st, const char *id, const char *key_id,
 			struct store_session *out, struct bk_err *err);
 int sqlite__session_delete(struct store *st, const char *id, struct bk_err *err);
@@ -78,7 +94,7 @@ int sqlite__session_set_state(struct store *st, const char *id, enum store_sessi
 			      struct bk_err *err);
 int sqlite__session_set_vm(struct store *st, const char *id, enum store_vm_state vm,
 			   int64_t spawned_ms, int64_t ends_ms, enum store_session_state state,
-			   struct bk_err *err);
+			   const struct store_cap *cap, struct bk_err *err);
 int sqlite__session_count(struct store *st, const char *key_id, int64_t now_ms, bool holding,
 			  int64_t *out, struct bk_err *err);
 int sqlite__session_list(struct store *st, const char *key_id, int64_t now_ms,

@@ -10,34 +10,18 @@
 #include "util/cleanup.h"
 #include "util/util.h"
 
-#define STORE_KEY_COLS "id, hash, plan, created_ms, revoked_ms, overrides"
-
-/* Fills *out from a row of STORE_KEY_COLS. */
+/* Fills *out from the current row of a SELECT of STORE_KEY_COLS. */
 static int store_key_from_row(sqlite3_stmt *stmt, struct store_key *out, struct bk_err *err)
 {
-	memset(out, 0, sizeof(*out));
-	const void *hash = sqlite3_column_blob(stmt, 1);
-	if (sqlite__col_copy(stmt, 0, out->id, sizeof(out->id)) < 0 ||
-	    sqlite__col_copy(stmt, 2, out->plan, sizeof(out->plan)) < 0 ||
-	    sqlite__col_copy(stmt, 5, out->overrides, sizeof(out->overrides)) < 0 || hash == NULL ||
-	    sqlite3_column_bytes(stmt, 1) != 32)
-		return bk_err_kind(
-		    err, BK_E_INTERNAL,
-		    "cannot read key: stored id, hash, plan or overrides is invalid");
-	memcpy(out->hash, hash, 32);
-	out->created_ms = sqlite3_column_int64(stmt, 3);
-	out->revoked_ms = sqlite3_column_int64(stmt, 4);
-	return 0;
+	struct store__row r = sqlite__row(stmt);
+	return store__key_from_row(&r, out, err);
 }
 
 /* Inserts key; an id or hash already stored is BK_E_CONFLICT. */
 int sqlite__key_insert(struct store *st, const struct store_key *key, struct bk_err *err)
 {
-	if (!sqlite__str_ok(key->id, sizeof(key->id)) ||
-	    !sqlite__str_ok(key->plan, sizeof(key->plan)) ||
-	    !sqlite__str_ok(key->overrides, sizeof(key->overrides)))
-		return bk_err_kind(err, BK_E_INTERNAL,
-				   "cannot insert key: unterminated id, plan or overrides");
+	if (store__key_check(key, err) < 0)
+		return -1;
 	const char *overrides = key->overrides[0] ? key->overrides : "{}";
 
 	_cleanup_unlock_ pthread_mutex_t *lock = sqlite__lock(st);
@@ -64,7 +48,7 @@ int sqlite__key_insert(struct store *st, const struct store_key *key, struct bk_
 }
 
 int sqlite__key_find_by_hash(struct store *st, const uint8_t hash[32], struct store_key *out,
-			       struct bk_err *err)
+			     struct bk_err *err)
 {
 	/* The index lookup is not constant-time, and need not be: the hash is
 	 * of a random 256-bit secret, so learning how much of a guessed hash
@@ -142,14 +126,13 @@ int sqlite__key_revoke(struct store *st, const char *id, int64_t revoked_ms, str
 /* ---- idempotency ---- */
 
 int sqlite__idem_get(struct store *st, const char *key_id, const char *idem_key, int64_t since_ms,
-		       struct store_idem *out, struct bk_err *err)
+		     struct store_idem *out, struct bk_err *err)
 {
 	memset(out, 0, sizeof(*out));
 	_cleanup_unlock_ pthread_mutex_t *lock = sqlite__lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
 	if (sqlite3_prepare_v2(SQ(st)->db,
-			       "SELECT key_id, idem_key, request_hash, status, content_type, body, "
-			       "created_ms, dropped_len FROM idempotency "
+			       "SELECT " STORE_IDEM_COLS " FROM idempotency "
 			       "WHERE key_id = ? AND idem_key = ? AND created_ms >= ?",
 			       -1, &stmt, NULL) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC) != SQLITE_OK ||
@@ -161,39 +144,16 @@ int sqlite__idem_get(struct store *st, const char *key_id, const char *idem_key,
 		return 0;
 	if (rc != SQLITE_ROW)
 		return sqlite__fail(st, err, "cannot read idempotency key of key '%s'", key_id);
-	const void *hash = sqlite3_column_blob(stmt, 2);
-	if (sqlite__col_copy(stmt, 0, out->key_id, sizeof(out->key_id)) < 0 ||
-	    sqlite__col_copy(stmt, 1, out->idem_key, sizeof(out->idem_key)) < 0 ||
-	    sqlite__col_copy(stmt, 4, out->content_type, sizeof(out->content_type)) < 0 ||
-	    hash == NULL || sqlite3_column_bytes(stmt, 2) != 32)
-		return bk_err_kind(err, BK_E_INTERNAL,
-				   "cannot read idempotency key of key '%s': stored row is invalid",
-				   key_id);
-	memcpy(out->request_hash, hash, 32);
-	/* A zero-length blob reads as NULL: an empty body. */
-	const void *body = sqlite3_column_blob(stmt, 5);
-	int len = sqlite3_column_bytes(stmt, 5);
-	out->body = malloc((size_t)len + 1);
-	if (out->body == NULL)
-		return bk_err_set(err, errno, "cannot read idempotency key of key '%s'", key_id);
-	if (len > 0)
-		memcpy(out->body, body, (size_t)len);
-	out->body[len] = '\0';
-	out->body_len = (size_t)len;
-	out->status = sqlite3_column_int(stmt, 3);
-	out->created_ms = sqlite3_column_int64(stmt, 6);
-	out->dropped_len = sqlite3_column_int64(stmt, 7);
+	struct store__row row = sqlite__row(stmt);
+	if (store__idem_from_row(&row, out, err) < 0)
+		return -1;
 	return 1;
 }
 
 int sqlite__idem_put(struct store *st, const struct store_idem *r, struct bk_err *err)
 {
-	if (!sqlite__str_ok(r->key_id, sizeof(r->key_id)) ||
-	    !sqlite__str_ok(r->idem_key, sizeof(r->idem_key)) ||
-	    !sqlite__str_ok(r->content_type, sizeof(r->content_type)) || r->body_len > INT_MAX)
-		return bk_err_kind(
-		    err, BK_E_INTERNAL,
-		    "cannot store idempotency key: unterminated field or body too long");
+	if (store__idem_check(r, err) < 0)
+		return -1;
 	_cleanup_unlock_ pthread_mutex_t *lock = sqlite__lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
 	if (sqlite3_prepare_v2(
@@ -216,9 +176,54 @@ int sqlite__idem_put(struct store *st, const struct store_idem *r, struct bk_err
 	return 0;
 }
 
+int sqlite__idem_claim(struct store *st, const char *key_id, const char *idem_key, int64_t now_ms,
+		       int64_t expires_ms, struct bk_err *err)
+{
+	/* One statement: the row is inserted, or taken over when its claim
+	 * has expired, or left; changes() says which. */
+	_cleanup_unlock_ pthread_mutex_t *lock = sqlite__lock(st);
+	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
+	if (sqlite3_prepare_v2(SQ(st)->db,
+			       "INSERT INTO idem_claims (key_id, idem_key, claimed_ms, expires_ms) "
+			       "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (key_id, idem_key) DO UPDATE "
+			       "SET claimed_ms = excluded.claimed_ms, expires_ms = "
+			       "excluded.expires_ms WHERE idem_claims.expires_ms <= ?3",
+			       -1, &stmt, NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 2, idem_key, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 3, now_ms) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 4, expires_ms) != SQLITE_OK ||
+	    sqlite3_step(stmt) != SQLITE_DONE)
+		return sqlite__fail(st, err, "cannot claim idempotency key of key '%s'", key_id);
+	return sqlite3_changes(SQ(st)->db) > 0 ? 1 : 0;
+}
+
+int sqlite__idem_release(struct store *st, const char *key_id, const char *idem_key,
+			 int64_t claimed_ms, struct bk_err *err)
+{
+	_cleanup_unlock_ pthread_mutex_t *lock = sqlite__lock(st);
+	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
+	if (sqlite3_prepare_v2(SQ(st)->db,
+			       "DELETE FROM idem_claims WHERE key_id = ? AND idem_key = ? AND "
+			       "claimed_ms = ?",
+			       -1, &stmt, NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 2, idem_key, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 3, claimed_ms) != SQLITE_OK ||
+	    sqlite3_step(stmt) != SQLITE_DONE)
+		return sqlite__fail(st, err, "cannot release idempotency key of key '%s'", key_id);
+	return sqlite3_changes(SQ(st)->db) > 0 ? 1 : 0;
+}
+
 int sqlite__idem_purge(struct store *st, int64_t before_ms, int64_t *n, struct bk_err *err)
 {
 	_cleanup_unlock_ pthread_mutex_t *lock = sqlite__lock(st);
+	_cleanup_stmt_ sqlite3_stmt *claims = NULL;
+	if (sqlite3_prepare_v2(SQ(st)->db, "DELETE FROM idem_claims WHERE expires_ms < ?", -1,
+			       &claims, NULL) != SQLITE_OK ||
+	    sqlite3_bind_int64(claims, 1, before_ms) != SQLITE_OK ||
+	    sqlite3_step(claims) != SQLITE_DONE)
+		return sqlite__fail(st, err, "cannot purge expired idempotency claims");
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
 	if (sqlite3_prepare_v2(SQ(st)->db, "DELETE FROM idempotency WHERE created_ms < ?", -1,
 			       &stmt, NULL) != SQLITE_OK ||
@@ -240,8 +245,7 @@ int sqlite__idem_usage(struct store *st, const char *key_id, int64_t since_ms, i
 			       "WHERE key_id = ? AND created_ms >= ?",
 			       -1, &stmt, NULL) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC) != SQLITE_OK ||
-	    sqlite3_bind_int64(stmt, 2, since_ms) != SQLITE_OK ||
-	    sqlite3_step(stmt) != SQLITE_ROW)
+	    sqlite3_bind_int64(stmt, 2, since_ms) != SQLITE_OK || sqlite3_step(stmt) != SQLITE_ROW)
 		return sqlite__fail(st, err, "cannot count idempotency keys of key '%s'", key_id);
 	*count = sqlite3_column_int64(stmt, 0);
 	*bytes = sqlite3_column_int64(stmt, 1);

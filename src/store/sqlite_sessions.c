@@ -10,92 +10,46 @@
 #include "util/cleanup.h"
 #include "util/util.h"
 
-#define STORE_SESSION_COLS                                                                         \
-	"id, key_id, created_ms, expires_ms, last_active_ms, state, metadata, memory_mb, cpu, "    \
-	"timeout_s, disk_mb, public_id, dialect, env, vcpu, vm_state, vm_lifetime_s, "             \
-	"vm_spawned_ms, vm_ends_ms, exec_count, cpu_ms, vm_runtime_ms"
-
-static bool store_state_ok(int state)
-{
-	return state >= STORE_SESSION_ACTIVE && state <= STORE_SESSION_DEEP_SLEEP;
-}
-
-static bool store_vm_ok(int vm)
-{
-	return vm >= STORE_VM_NONE && vm <= STORE_VM_TERMINATED;
-}
-
-/* A text column, copied (NULL reads as def). */
-static char *col_dup(sqlite3_stmt *stmt, int col, const char *def)
-{
-	const char *v = (const char *)sqlite3_column_text(stmt, col);
-	return strdup(v ? v : def);
-}
-
-/* Fills *out from a row of STORE_SESSION_COLS. On failure *out holds nothing
- * to release. */
+/* Fills *out from the current row of a SELECT of STORE_SESSION_COLS. */
 static int store_session_from_row(sqlite3_stmt *stmt, struct store_session *out, struct bk_err *err)
 {
-	memset(out, 0, sizeof(*out));
-	if (sqlite__col_copy(stmt, 0, out->id, sizeof(out->id)) < 0 ||
-	    sqlite__col_copy(stmt, 1, out->key_id, sizeof(out->key_id)) < 0)
-		return bk_err_kind(err, BK_E_INTERNAL,
-				   "cannot read session: stored id or key id is invalid");
-	int state = sqlite3_column_int(stmt, 5);
-	if (!store_state_ok(state))
-		return bk_err_kind(err, BK_E_INTERNAL, "cannot read session '%s': unknown state %d",
-				   out->id, state);
-	int vm = sqlite3_column_int(stmt, 15);
-	if (!store_vm_ok(vm))
-		return bk_err_kind(err, BK_E_INTERNAL, "cannot read session '%s': unknown VM state %d",
-				   out->id, vm);
-	if (sqlite3_column_type(stmt, 11) != SQLITE_NULL &&
-	    sqlite__col_copy(stmt, 11, out->public_id, sizeof(out->public_id)) < 0)
-		return bk_err_kind(err, BK_E_INTERNAL, "cannot read session '%s': bad public id",
-				   out->id);
-	out->metadata = col_dup(stmt, 6, "{}");
-	out->env = col_dup(stmt, 13, "{}");
-	if (out->metadata == NULL || out->env == NULL) {
-		store_session_release(out);
-		return bk_err_set(err, ENOMEM, "cannot read session '%s'", out->id);
-	}
-	out->created_ms = sqlite3_column_int64(stmt, 2);
-	out->expires_ms = sqlite3_column_int64(stmt, 3);
-	out->last_active_ms = sqlite3_column_int64(stmt, 4);
-	out->state = (enum store_session_state)state;
-	out->memory_mb = sqlite3_column_int(stmt, 7);
-	out->cpu = sqlite3_column_double(stmt, 8);
-	out->timeout_s = sqlite3_column_int(stmt, 9);
-	out->disk_mb = sqlite3_column_int(stmt, 10);
-	out->dialect = sqlite3_column_int(stmt, 12);
-	out->vcpu = sqlite3_column_int(stmt, 14);
-	out->vm_state = (enum store_vm_state)vm;
-	out->vm_lifetime_s = sqlite3_column_int64(stmt, 16);
-	out->vm_spawned_ms = sqlite3_column_int64(stmt, 17);
-	out->vm_ends_ms = sqlite3_column_int64(stmt, 18);
-	out->exec_count = sqlite3_column_int64(stmt, 19);
-	out->cpu_ms = sqlite3_column_int64(stmt, 20);
-	out->vm_runtime_ms = sqlite3_column_int64(stmt, 21);
+	struct store__row r = sqlite__row(stmt);
+	return store__session_from_row(&r, out, err);
+}
+
+int sqlite__cap_check(struct store *st, const char *key_id, const char *except_id,
+		      const struct store_cap *cap, struct bk_err *err)
+{
+	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
+	if (sqlite3_prepare_v2(
+		SQ(st)->db,
+		"SELECT COUNT(*) FROM sessions WHERE key_id = ?1 AND expires_ms > ?2 "
+		"AND (?3 = 0 OR vm_state = 1) AND (?4 IS NULL OR id <> ?4)",
+		-1, &stmt, NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 2, cap->now_ms) != SQLITE_OK ||
+	    sqlite3_bind_int(stmt, 3, cap->holding) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 4, except_id, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_step(stmt) != SQLITE_ROW)
+		return sqlite__fail(st, err, "cannot count sessions of key '%s'", key_id);
+	int64_t count = sqlite3_column_int64(stmt, 0);
+	if (count >= cap->max)
+		return bk_err_kind(err, BK_E_LIMIT, "key '%s' holds %lld sessions of its %lld",
+				   key_id, (long long)count, (long long)cap->max);
 	return 0;
 }
 
-int sqlite__session_insert(struct store *st, const struct store_session *s, struct bk_err *err)
+/* Inserts s; the caller holds the lock. */
+static int session_insert_locked(struct store *st, const struct store_session *s,
+				 struct bk_err *err)
 {
-	if (!sqlite__str_ok(s->id, sizeof(s->id)) || !sqlite__str_ok(s->key_id, sizeof(s->key_id)) ||
-	    !sqlite__str_ok(s->public_id, sizeof(s->public_id)))
-		return bk_err_kind(err, BK_E_INTERNAL,
-				   "cannot insert session: unterminated id or key id");
-	if (!store_state_ok((int)s->state) || !store_vm_ok((int)s->vm_state))
-		return bk_err_kind(err, BK_E_INTERNAL,
-				   "cannot insert session '%s': unknown state %d or VM state %d",
-				   s->id, (int)s->state, (int)s->vm_state);
-	_cleanup_unlock_ pthread_mutex_t *lock = sqlite__lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
 	int i = 0;
-	if (sqlite3_prepare_v2(SQ(st)->db,
-			       "INSERT INTO sessions (" STORE_SESSION_COLS ") "
-			       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-			       -1, &stmt, NULL) != SQLITE_OK ||
+	if (sqlite3_prepare_v2(
+		SQ(st)->db,
+		"INSERT INTO sessions (" STORE_SESSION_COLS ") "
+		"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		-1, &stmt, NULL) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, ++i, s->id, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, ++i, s->key_id, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_int64(stmt, ++i, s->created_ms) != SQLITE_OK ||
@@ -131,8 +85,26 @@ int sqlite__session_insert(struct store *st, const struct store_session *s, stru
 	return 0;
 }
 
+int sqlite__session_insert(struct store *st, const struct store_session *s,
+			   const struct store_cap *cap, struct bk_err *err)
+{
+	if (store__session_check(s, err) < 0)
+		return -1;
+	_cleanup_unlock_ pthread_mutex_t *lock = sqlite__lock(st);
+	if (cap == NULL)
+		return session_insert_locked(st, s, err);
+	/* IMMEDIATE takes the write lock first: another process counting
+	 * for the same key waits until this insert is in. */
+	if (sqlite__exec(st, "BEGIN IMMEDIATE", "begin a capped insert", err) < 0)
+		return -1;
+	int rc = sqlite__cap_check(st, s->key_id, NULL, cap, err);
+	if (rc == 0)
+		rc = session_insert_locked(st, s, err);
+	return sqlite__tx_end(st, rc, err);
+}
+
 int sqlite__session_get(struct store *st, const char *id, const char *key_id,
-			  struct store_session *out, struct bk_err *err)
+			struct store_session *out, struct bk_err *err)
 {
 	_cleanup_unlock_ pthread_mutex_t *lock = sqlite__lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
@@ -187,7 +159,7 @@ int sqlite__session_touch(struct store *st, const char *id, int64_t last_active_
 }
 
 int sqlite__session_set_state(struct store *st, const char *id, enum store_session_state state,
-				struct bk_err *err)
+			      struct bk_err *err)
 {
 	_cleanup_unlock_ pthread_mutex_t *lock = sqlite__lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
@@ -200,16 +172,16 @@ int sqlite__session_set_state(struct store *st, const char *id, enum store_sessi
 	return sqlite3_changes(SQ(st)->db) > 0 ? 1 : 0;
 }
 
-int sqlite__session_set_vm(struct store *st, const char *id, enum store_vm_state vm,
-			   int64_t spawned_ms, int64_t ends_ms, enum store_session_state state,
-			   struct bk_err *err)
+static int session_set_vm_locked(struct store *st, const char *id, enum store_vm_state vm,
+				 int64_t spawned_ms, int64_t ends_ms,
+				 enum store_session_state state, struct bk_err *err)
 {
-	_cleanup_unlock_ pthread_mutex_t *lock = sqlite__lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
-	if (sqlite3_prepare_v2(SQ(st)->db,
-			       "UPDATE sessions SET vm_state = ?, vm_spawned_ms = ?, vm_ends_ms = ?, "
-			       "state = ? WHERE id = ?",
-			       -1, &stmt, NULL) != SQLITE_OK ||
+	if (sqlite3_prepare_v2(
+		SQ(st)->db,
+		"UPDATE sessions SET vm_state = ?, vm_spawned_ms = ?, vm_ends_ms = ?, "
+		"state = ? WHERE id = ?",
+		-1, &stmt, NULL) != SQLITE_OK ||
 	    sqlite3_bind_int(stmt, 1, (int)vm) != SQLITE_OK ||
 	    sqlite3_bind_int64(stmt, 2, spawned_ms) != SQLITE_OK ||
 	    sqlite3_bind_int64(stmt, 3, ends_ms) != SQLITE_OK ||
@@ -218,6 +190,40 @@ int sqlite__session_set_vm(struct store *st, const char *id, enum store_vm_state
 	    sqlite3_step(stmt) != SQLITE_DONE)
 		return sqlite__fail(st, err, "cannot record the VM of session '%s'", id);
 	return sqlite3_changes(SQ(st)->db) > 0 ? 1 : 0;
+}
+
+/* The key of session id into key_id: 1, or 0 when there is no session. */
+static int session_key_of(struct store *st, const char *id, char key_id[32], struct bk_err *err)
+{
+	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
+	if (sqlite3_prepare_v2(SQ(st)->db, "SELECT key_id FROM sessions WHERE id = ?", -1, &stmt,
+			       NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC) != SQLITE_OK)
+		return sqlite__fail(st, err, "cannot read session '%s'", id);
+	int rc = sqlite3_step(stmt);
+	if (rc == SQLITE_DONE)
+		return 0;
+	if (rc != SQLITE_ROW || sqlite__col_copy(stmt, 0, key_id, 32) < 0)
+		return sqlite__fail(st, err, "cannot read session '%s'", id);
+	return 1;
+}
+
+int sqlite__session_set_vm(struct store *st, const char *id, enum store_vm_state vm,
+			   int64_t spawned_ms, int64_t ends_ms, enum store_session_state state,
+			   const struct store_cap *cap, struct bk_err *err)
+{
+	_cleanup_unlock_ pthread_mutex_t *lock = sqlite__lock(st);
+	if (cap == NULL)
+		return session_set_vm_locked(st, id, vm, spawned_ms, ends_ms, state, err);
+	if (sqlite__exec(st, "BEGIN IMMEDIATE", "begin a capped VM spawn", err) < 0)
+		return -1;
+	char key_id[32];
+	int rc = session_key_of(st, id, key_id, err);
+	if (rc == 1 && sqlite__cap_check(st, key_id, id, cap, err) < 0)
+		rc = -1;
+	if (rc == 1)
+		rc = session_set_vm_locked(st, id, vm, spawned_ms, ends_ms, state, err);
+	return sqlite__tx_end(st, rc, err);
 }
 
 int sqlite__session_count(struct store *st, const char *key_id, int64_t now_ms, bool holding,
@@ -237,40 +243,23 @@ int sqlite__session_count(struct store *st, const char *key_id, int64_t now_ms, 
 	return 0;
 }
 
-/* A growing array of sessions that releases what it holds unless stolen. */
-struct store_page {
-	struct store_session *items;
-	size_t n, cap;
-};
-
-static void cleanup_pagep(struct store_page *p)
+/* Steps stmt to the next row, for store__session_page(). */
+static int sqlite_next_row(void *ctx, size_t i, struct store__row *r, struct bk_err *err)
 {
-	for (size_t i = 0; i < p->n; i++)
-		store_session_release(&p->items[i]);
-	free(p->items);
-}
-
-/* Reads the current row into a new last element of p. */
-static int store_page_add_row(struct store_page *p, sqlite3_stmt *stmt, struct bk_err *err)
-{
-	if (p->n == p->cap) {
-		size_t cap = p->cap ? p->cap * 2 : 16;
-		struct store_session *items = reallocarray(p->items, cap, sizeof(*items));
-		if (items == NULL)
-			return bk_err_set(err, errno, "cannot list sessions");
-		p->items = items;
-		p->cap = cap;
-	}
-	if (store_session_from_row(stmt, &p->items[p->n], err) < 0)
-		return -1;
-	p->n++;
-	return 0;
+	sqlite3_stmt *stmt = ctx;
+	int rc = sqlite3_step(stmt);
+	if (rc == SQLITE_DONE)
+		return 0;
+	if (rc != SQLITE_ROW)
+		return bk_err_kind(err, BK_E_INTERNAL, "cannot list sessions: %s",
+				   sqlite3_errmsg(sqlite3_db_handle(stmt)));
+	*r = sqlite__row(stmt);
+	return 1;
 }
 
 int sqlite__session_list(struct store *st, const char *key_id, int64_t now_ms,
-			   store_session_match match, void *ctx, int limit, int offset,
-			   struct store_session **out, size_t *n, int64_t *total,
-			   struct bk_err *err)
+			 store_session_match match, void *ctx, int limit, int offset,
+			 struct store_session **out, size_t *n, int64_t *total, struct bk_err *err)
 {
 	*out = NULL;
 	*n = 0;
@@ -291,35 +280,12 @@ int sqlite__session_list(struct store *st, const char *key_id, int64_t now_ms,
 	    sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_int64(stmt, 2, now_ms) != SQLITE_OK)
 		return sqlite__fail(st, err, "cannot list sessions of key '%s'", key_id);
-	__attribute__((cleanup(cleanup_pagep))) struct store_page page = {0};
-	int64_t matched = 0;
-	int64_t end = (int64_t)offset + limit;
-	int rc;
-	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-		if (match != NULL) {
-			struct store_session row;
-			if (store_session_from_row(stmt, &row, err) < 0)
-				return -1;
-			bool ok = match(ctx, &row);
-			store_session_release(&row);
-			if (!ok)
-				continue;
-		}
-		if (matched >= offset && matched < end && store_page_add_row(&page, stmt, err) < 0)
-			return -1;
-		matched++;
-	}
-	if (rc != SQLITE_DONE)
-		return sqlite__fail(st, err, "cannot list sessions of key '%s'", key_id);
-	*n = page.n;
-	*total = matched;
-	*out = steal_ptr(&page.items);
-	page.n = 0;
-	return 0;
+	return store__session_page(sqlite_next_row, stmt, match, ctx, limit, offset, out, n, total,
+				   err);
 }
 
 int sqlite__session_list_all(struct store *st, struct store_session **out, size_t *n,
-			       struct bk_err *err)
+			     struct bk_err *err)
 {
 	*out = NULL;
 	*n = 0;
@@ -330,16 +296,16 @@ int sqlite__session_list_all(struct store *st, struct store_session **out, size_
 			       "ORDER BY created_ms, id",
 			       -1, &stmt, NULL) != SQLITE_OK)
 		return sqlite__fail(st, err, "cannot list all sessions");
-	__attribute__((cleanup(cleanup_pagep))) struct store_page page = {0};
+	_cleanup_page_ struct store__page page = {0};
 	int rc;
-	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
-		if (store_page_add_row(&page, stmt, err) < 0)
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		struct store__row r = sqlite__row(stmt);
+		if (store__page_add_row(&page, &r, err) < 0)
 			return -1;
+	}
 	if (rc != SQLITE_DONE)
 		return sqlite__fail(st, err, "cannot list all sessions");
-	*n = page.n;
-	*out = steal_ptr(&page.items);
-	page.n = 0;
+	store__page_steal(&page, out, n);
 	return 0;
 }
 
@@ -349,11 +315,12 @@ int sqlite__session_due(struct store *st, int64_t now_ms, char (*ids)[32], size_
 	*n = 0;
 	_cleanup_unlock_ pthread_mutex_t *lock = sqlite__lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
-	if (sqlite3_prepare_v2(SQ(st)->db,
-			       "SELECT id, expires_ms AS due FROM sessions WHERE expires_ms <= ?1 "
-			       "UNION SELECT id, vm_ends_ms AS due FROM sessions WHERE vm_ends_ms > 0 "
-			       "AND vm_ends_ms <= ?1 AND vm_state = 1 ORDER BY due LIMIT ?2",
-			       -1, &stmt, NULL) != SQLITE_OK ||
+	if (sqlite3_prepare_v2(
+		SQ(st)->db,
+		"SELECT id, expires_ms AS due FROM sessions WHERE expires_ms <= ?1 "
+		"UNION SELECT id, vm_ends_ms AS due FROM sessions WHERE vm_ends_ms > 0 "
+		"AND vm_ends_ms <= ?1 AND vm_state = 1 ORDER BY due LIMIT ?2",
+		-1, &stmt, NULL) != SQLITE_OK ||
 	    sqlite3_bind_int64(stmt, 1, now_ms) != SQLITE_OK ||
 	    sqlite3_bind_int64(stmt, 2, (int64_t)max) != SQLITE_OK)
 		return sqlite__fail(st, err, "cannot find sessions that are due");

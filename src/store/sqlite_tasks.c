@@ -8,21 +8,10 @@
 #include "util/cleanup.h"
 #include "util/util.h"
 
-#define TASK_COLS                                                                                  \
-	"id, session_id, key_id, status, stdout, stderr, exit_code, execution_ms, cpu_ms, "        \
-	"created_ms, finished_ms"
-
-static bool task_status_ok(int s)
-{
-	return s >= STORE_TASK_QUEUED && s <= STORE_TASK_KILLED;
-}
-
 int sqlite__task_insert(struct store *st, const struct store_task *t, struct bk_err *err)
 {
-	if (!sqlite__str_ok(t->id, sizeof(t->id)) ||
-	    !sqlite__str_ok(t->session_id, sizeof(t->session_id)) ||
-	    !sqlite__str_ok(t->key_id, sizeof(t->key_id)) || !task_status_ok((int)t->status))
-		return bk_err_kind(err, BK_E_INTERNAL, "cannot insert task: invalid fields");
+	if (store__task_check(t, err) < 0)
+		return -1;
 	_cleanup_unlock_ pthread_mutex_t *lock = sqlite__lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
 	if (sqlite3_prepare_v2(SQ(st)->db,
@@ -45,15 +34,15 @@ int sqlite__task_insert(struct store *st, const struct store_task *t, struct bk_
 
 int sqlite__task_update(struct store *st, const struct store_task *t, struct bk_err *err)
 {
-	if (!task_status_ok((int)t->status) || t->out_len > INT32_MAX || t->err_len > INT32_MAX)
-		return bk_err_kind(err, BK_E_INTERNAL, "cannot update task '%s': invalid fields",
-				   t->id);
+	if (store__task_check(t, err) < 0)
+		return -1;
 	_cleanup_unlock_ pthread_mutex_t *lock = sqlite__lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
-	if (sqlite3_prepare_v2(SQ(st)->db,
-			       "UPDATE tasks SET status = ?, stdout = ?, stderr = ?, exit_code = ?, "
-			       "execution_ms = ?, cpu_ms = ?, finished_ms = ? WHERE id = ?",
-			       -1, &stmt, NULL) != SQLITE_OK ||
+	if (sqlite3_prepare_v2(
+		SQ(st)->db,
+		"UPDATE tasks SET status = ?, stdout = ?, stderr = ?, exit_code = ?, "
+		"execution_ms = ?, cpu_ms = ?, finished_ms = ? WHERE id = ?",
+		-1, &stmt, NULL) != SQLITE_OK ||
 	    sqlite3_bind_int(stmt, 1, (int)t->status) != SQLITE_OK ||
 	    sqlite3_bind_blob(stmt, 2, t->out ? t->out : "", (int)t->out_len, SQLITE_STATIC) !=
 		SQLITE_OK ||
@@ -69,21 +58,6 @@ int sqlite__task_update(struct store *st, const struct store_task *t, struct bk_
 	return sqlite3_changes(SQ(st)->db) > 0 ? 1 : 0;
 }
 
-/* A blob column as a malloc'd NUL-terminated string. */
-static char *blob_dup(sqlite3_stmt *stmt, int col, size_t *len)
-{
-	const void *b = sqlite3_column_blob(stmt, col);
-	int n = sqlite3_column_bytes(stmt, col);
-	char *s = malloc((size_t)n + 1);
-	if (s == NULL)
-		return NULL;
-	if (n > 0)
-		memcpy(s, b, (size_t)n);
-	s[n] = '\0';
-	*len = (size_t)n;
-	return s;
-}
-
 int sqlite__task_get(struct store *st, const char *id, const char *key_id, struct store_task *out,
 		     struct bk_err *err)
 {
@@ -91,7 +65,7 @@ int sqlite__task_get(struct store *st, const char *id, const char *key_id, struc
 	_cleanup_unlock_ pthread_mutex_t *lock = sqlite__lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
 	if (sqlite3_prepare_v2(SQ(st)->db,
-			       "SELECT " TASK_COLS " FROM tasks WHERE id = ?1 AND "
+			       "SELECT " STORE_TASK_COLS " FROM tasks WHERE id = ?1 AND "
 			       "(?2 IS NULL OR key_id = ?2)",
 			       -1, &stmt, NULL) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC) != SQLITE_OK ||
@@ -102,24 +76,9 @@ int sqlite__task_get(struct store *st, const char *id, const char *key_id, struc
 		return 0;
 	if (rc != SQLITE_ROW)
 		return sqlite__fail(st, err, "cannot read task '%s'", id);
-	int status = sqlite3_column_int(stmt, 3);
-	if (sqlite__col_copy(stmt, 0, out->id, sizeof(out->id)) < 0 ||
-	    sqlite__col_copy(stmt, 1, out->session_id, sizeof(out->session_id)) < 0 ||
-	    sqlite__col_copy(stmt, 2, out->key_id, sizeof(out->key_id)) < 0 ||
-	    !task_status_ok(status))
-		return bk_err_kind(err, BK_E_INTERNAL, "cannot read task '%s': invalid row", id);
-	out->status = (enum store_task_status)status;
-	out->out = blob_dup(stmt, 4, &out->out_len);
-	out->err = blob_dup(stmt, 5, &out->err_len);
-	if (out->out == NULL || out->err == NULL) {
-		store_task_release(out);
-		return bk_err_set(err, ENOMEM, "cannot read task '%s'", id);
-	}
-	out->exit_code = sqlite3_column_int(stmt, 6);
-	out->execution_ms = sqlite3_column_int64(stmt, 7);
-	out->cpu_ms = sqlite3_column_int64(stmt, 8);
-	out->created_ms = sqlite3_column_int64(stmt, 9);
-	out->finished_ms = sqlite3_column_int64(stmt, 10);
+	struct store__row row = sqlite__row(stmt);
+	if (store__task_from_row(&row, out, err) < 0)
+		return -1;
 	return 1;
 }
 
@@ -129,8 +88,8 @@ int sqlite__task_count(struct store *st, const char *key_id, int64_t since_ms, i
 	_cleanup_unlock_ pthread_mutex_t *lock = sqlite__lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
 	if (sqlite3_prepare_v2(SQ(st)->db,
-			       "SELECT COUNT(*) FROM tasks WHERE key_id = ? AND created_ms >= ?", -1,
-			       &stmt, NULL) != SQLITE_OK ||
+			       "SELECT COUNT(*) FROM tasks WHERE key_id = ? AND created_ms >= ?",
+			       -1, &stmt, NULL) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_int64(stmt, 2, since_ms) != SQLITE_OK || sqlite3_step(stmt) != SQLITE_ROW)
 		return sqlite__fail(st, err, "cannot count the tasks of key '%s'", key_id);

@@ -9,8 +9,11 @@ int store_open(const char *uri, struct store **out, struct bk_err *err)
 {
 	if (strncmp(uri, "sqlite:", 7) == 0)
 		return store_sqlite_open(uri + 7, out, err);
+	if (strncmp(uri, "postgres://", 11) == 0 || strncmp(uri, "postgresql://", 13) == 0)
+		return store_pg_open(uri, out, err);
 	if (strstr(uri, "://") != NULL)
-		return bk_err_field(err, "store", "no store for '%s' (known: sqlite:PATH)", uri);
+		return bk_err_field(err, "store",
+				    "no store for '%s' (known: sqlite:PATH, postgres://...)", uri);
 	return store_sqlite_open(uri, out, err);
 }
 

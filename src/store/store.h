@@ -1,11 +1,15 @@
 /* Persistence behind one interface.
  *
  * A store is a table of operations (struct store_ops) over an
- * implementation's state, chosen once at start-up by store_open(): today
- * store/sqlite.c, an embedded SQLite database in WAL mode; a PostgreSQL
- * store is one more table. core/ calls a store only through its table.
- * The store keeps records and answers queries; what records mean (JSON
- * validity, metadata containment, plan rules) is core/'s.
+ * implementation's state, chosen once at start-up by store_open():
+ * store/sqlite.c, an embedded SQLite database in WAL mode (one node), or
+ * store/pg.c, a PostgreSQL database that several nodes share. core/ calls a
+ * store only through its table. The store keeps records and answers
+ * queries; what records mean (JSON validity, metadata containment, plan
+ * rules) is core/'s. What must hold across every node sharing a store (a
+ * key's session cap, one request per Idempotency-Key at a time) is checked
+ * and written by the store in one transaction (struct store_cap,
+ * idem_claim).
  *
  * Every operation is safe to call from several threads at once (the
  * implementation serialises what it must). Strings returned inside structs
@@ -22,7 +26,7 @@
 
 #include "util/err.h"
 
-#define STORE_SCHEMA_VERSION 5
+#define STORE_SCHEMA_VERSION 6
 
 /* An API key. Only the hash of the secret is stored. */
 struct store_key {
@@ -82,8 +86,8 @@ struct store_session {
 	int disk_mb;
 	int vcpu; /* the vCPUs asked for (InstaVM), 0 when none */
 	enum store_vm_state vm_state;
-	int64_t vm_lifetime_s;		/* 0: none */
-	int64_t vm_spawned_ms, vm_ends_ms; /* the VM's spawn and end (0: no end) */
+	int64_t vm_lifetime_s;			   /* 0: none */
+	int64_t vm_spawned_ms, vm_ends_ms;	   /* the VM's spawn and end (0: no end) */
 	int64_t exec_count, cpu_ms, vm_runtime_ms; /* usage so far */
 };
 
@@ -116,6 +120,17 @@ struct store_task {
 
 void store_task_release(struct store_task *t);
 
+/* A cap a write must stay under: the key's sessions not expired at now_ms
+ * (with holding, only those whose VM runs) must number fewer than max
+ * before it. The store counts and writes in one transaction, so the cap
+ * holds for every process and node sharing the store; a write it refuses
+ * fails with BK_E_LIMIT and changes nothing. */
+struct store_cap {
+	int64_t max;
+	bool holding;
+	int64_t now_ms;
+};
+
 struct store;
 
 struct store_ops {
@@ -145,8 +160,18 @@ struct store_ops {
 	/* Stores r, replacing an older answer under the same (key_id,
 	 * idem_key). */
 	int (*idem_put)(struct store *st, const struct store_idem *r, struct bk_err *err);
-	/* Deletes every answer created before before_ms; *n (may be NULL)
-	 * receives how many. */
+	/* Claims (key_id, idem_key) for a request about to run, until
+	 * expires_ms at the latest: 1 when claimed, 0 when a claim of another
+	 * request (of any process or node) that has not expired by now_ms
+	 * holds it. An expired claim (its holder died with it) is taken over.
+	 * The claim is known by its claimed_ms (now_ms). */
+	int (*idem_claim)(struct store *st, const char *key_id, const char *idem_key,
+			  int64_t now_ms, int64_t expires_ms, struct bk_err *err);
+	/* Ends the claim taken at claimed_ms; one taken over since is left. */
+	int (*idem_release)(struct store *st, const char *key_id, const char *idem_key,
+			    int64_t claimed_ms, struct bk_err *err);
+	/* Deletes every answer (and claim) created before before_ms; *n (may
+	 * be NULL) receives how many answers. */
 	int (*idem_purge)(struct store *st, int64_t before_ms, int64_t *n, struct bk_err *err);
 	/* How many answers key_id has stored since since_ms, and the bytes of
 	 * their bodies. */
@@ -155,9 +180,11 @@ struct store_ops {
 
 	/* ---- sessions ---- */
 
-	/* An id (or public id) already taken is BK_E_CONFLICT. */
+	/* An id (or public id) already taken is BK_E_CONFLICT. With cap (may
+	 * be NULL), s->key_id's sessions are counted first, in the same
+	 * transaction (BK_E_LIMIT at the cap). */
 	int (*session_insert)(struct store *st, const struct store_session *s,
-			      struct bk_err *err);
+			      const struct store_cap *cap, struct bk_err *err);
 	/* The session whose id or public id is id, when it belongs to key_id
 	 * (NULL: any key); release *out. */
 	int (*session_get)(struct store *st, const char *id, const char *key_id,
@@ -171,13 +198,15 @@ struct store_ops {
 			     int64_t execs, int64_t cpu_ms, int64_t vm_runtime_ms,
 			     struct bk_err *err);
 	/* Records a lifecycle state. */
-	int (*session_set_state)(struct store *st, const char *id,
-				 enum store_session_state state, struct bk_err *err);
+	int (*session_set_state)(struct store *st, const char *id, enum store_session_state state,
+				 struct bk_err *err);
 	/* Records a VM's spawn or end: its state, spawn and end times, and the
-	 * lifecycle state that goes with it. */
+	 * lifecycle state that goes with it. With cap (may be NULL), the
+	 * session's key's other sessions are counted first, in the same
+	 * transaction (BK_E_LIMIT at the cap). 1 when the session exists. */
 	int (*session_set_vm)(struct store *st, const char *id, enum store_vm_state vm,
 			      int64_t spawned_ms, int64_t ends_ms, enum store_session_state state,
-			      struct bk_err *err);
+			      const struct store_cap *cap, struct bk_err *err);
 	/* Sessions of key_id (NULL: of every key) not yet expired at now_ms;
 	 * with holding, only those whose VM runs. */
 	int (*session_count)(struct store *st, const char *key_id, int64_t now_ms, bool holding,
@@ -197,8 +226,8 @@ struct store_ops {
 	/* Up to max ids (in ids[]) of sessions due at now_ms: expired, or
 	 * whose VM's lifetime has ended; soonest first. *n receives how
 	 * many. */
-	int (*session_due)(struct store *st, int64_t now_ms, char (*ids)[32], size_t max,
-			   size_t *n, struct bk_err *err);
+	int (*session_due)(struct store *st, int64_t now_ms, char (*ids)[32], size_t max, size_t *n,
+			   struct bk_err *err);
 
 	/* ---- asynchronous executions ---- */
 
@@ -214,8 +243,8 @@ struct store_ops {
 	/* Deletes tasks created before before_ms; and marks every task still
 	 * queued or running failed at now_ms when fail_unfinished (a daemon
 	 * that starts runs none of them). */
-	int (*task_purge)(struct store *st, int64_t before_ms, bool fail_unfinished,
-			  int64_t now_ms, struct bk_err *err);
+	int (*task_purge)(struct store *st, int64_t before_ms, bool fail_unfinished, int64_t now_ms,
+			  struct bk_err *err);
 };
 
 /* The base of every implementation's state. */
@@ -225,9 +254,17 @@ struct store {
 
 /* Opens the store named by uri, choosing its implementation once: "sqlite:
  * PATH" or a plain path is the embedded SQLite database at PATH (created
- * when missing, its schema brought to STORE_SCHEMA_VERSION). *out is a new
- * store; close it with (*out)->ops->close(). */
+ * when missing, its schema brought to STORE_SCHEMA_VERSION);
+ * "postgres://..." or "postgresql://..." a libpq connection URI (its
+ * schema created or migrated, under an advisory lock, to
+ * STORE_PG_SCHEMA_VERSION). *out is a new store; close it with
+ * (*out)->ops->close(). */
 int store_open(const char *uri, struct store **out, struct bk_err *err);
 
 /* The SQLite store (store/sqlite.c) at path. */
 int store_sqlite_open(const char *path, struct store **out, struct bk_err *err);
+
+#define STORE_PG_SCHEMA_VERSION 1
+
+/* The PostgreSQL store (store/pg.c) at the libpq connection URI uri. */
+int store_pg_open(const char *uri, struct store **out, struct bk_err *err);

@@ -1,11 +1,17 @@
-/* Unit tests of store/sqlite.c: each test opens a fresh database in its own
- * directory under one mkdtemp() base in /tmp, which the parent removes after
- * the last test (a failed test ends with _exit and cannot clean up itself).
+/* Unit tests of the stores: store/sqlite.c and store/pg.c. Each test of
+ * both (STORE_TEST) runs once against each: against SQLite with a fresh
+ * database in its own directory under one mkdtemp() base in /tmp, which the
+ * parent removes after the last test (a failed test ends with _exit and
+ * cannot clean up itself); against PostgreSQL with a fresh database of a
+ * throwaway server the parent starts (tests/pg_server.h), or SKIP when it
+ * cannot run here.
  */
 #include "../harness.h"
+#include "../pg_server.h"
 
 #include <ctype.h>
 #include <pthread.h>
+#include <libpq-fe.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,33 +26,70 @@ static char base_dir[] = "/tmp/bk-unit-store-XXXXXX";
 
 int harness_setup(void)
 {
-	return mkdtemp(base_dir) == NULL;
+	if (mkdtemp(base_dir) == NULL)
+		return 1;
+	if (pg_server_start() < 0)
+		fprintf(stderr, "unit_store: no PostgreSQL for its tests: %s\n", pg.skip);
+	return 0;
 }
 
 void harness_teardown(void)
 {
+	pg_server_stop();
 	struct bk_err err = BK_ERR_INIT;
 	if (rm_rf(base_dir, &err) < 0)
 		fprintf(stderr, "%s\n", err.msg);
 }
 
+enum backend { BACKEND_SQLITE, BACKEND_PG };
+
 struct fixture {
+	enum backend backend;
 	char dir[128];
-	char path[192];
+	char path[192]; /* SQLite: the database file */
+	char uri[256];	/* what store_open() takes */
 	struct store *st;
 };
 
-/* A fresh directory and a database in it, opened. */
-static void fixture_open(struct fixture *f)
+/* A fresh directory and, for SQLite, a database in it, for PostgreSQL a
+ * fresh database; opened. */
+static void fixture_open_on(struct fixture *f, enum backend backend)
 {
+	f->backend = backend;
 	snprintf(f->dir, sizeof(f->dir), "%s/t-XXXXXX", base_dir);
 	CHECK(mkdtemp(f->dir) != NULL);
 	snprintf(f->path, sizeof(f->path), "%s/bunker.db", f->dir);
+	snprintf(f->uri, sizeof(f->uri), "%s", f->path);
+	if (backend == BACKEND_PG) {
+		PG_REQUIRE();
+		char msg[512];
+		CHECK_MSG(pg_server_database("t", f->uri, sizeof(f->uri), msg, sizeof(msg)) == 0,
+			  "%s", msg);
+	}
 	struct bk_err err = {0};
-	int rc = store_open(f->path, &f->st, &err);
+	int rc = store_open(f->uri, &f->st, &err);
 	CHECK_MSG(rc == 0, "store_open: %s", err.msg);
 	CHECK(f->st != NULL);
 }
+
+static void fixture_open(struct fixture *f)
+{
+	fixture_open_on(f, BACKEND_SQLITE);
+}
+
+/* A test of both stores: the body runs once on each, as name_sqlite and
+ * name_pg; it opens its fixture with fixture_open_on(&f, backend). */
+#define STORE_TEST(name)                                                                           \
+	static void name##_on(enum backend backend);                                               \
+	TEST(name##_sqlite)                                                                        \
+	{                                                                                          \
+		name##_on(BACKEND_SQLITE);                                                         \
+	}                                                                                          \
+	TEST(name##_pg)                                                                            \
+	{                                                                                          \
+		name##_on(BACKEND_PG);                                                             \
+	}                                                                                          \
+	static void name##_on(enum backend backend)
 
 static void fixture_close(struct fixture *f)
 {
@@ -98,7 +141,7 @@ static void session_add(struct store *st, const char *id, const char *key_id, in
 {
 	struct store_session s = session_make(id, key_id, created_ms, metadata);
 	struct bk_err err = {0};
-	CHECK_MSG(st->ops->session_insert(st, &s, &err) == 0, "insert %s: %s", id, err.msg);
+	CHECK_MSG(st->ops->session_insert(st, &s, NULL, &err) == 0, "insert %s: %s", id, err.msg);
 }
 
 static bool msg_is_lower_case_start(const char *msg)
@@ -205,10 +248,10 @@ TEST(open_fails_in_missing_directory)
 	CHECK_MSG(strstr(err.msg, path) != NULL, "message: %s", err.msg);
 }
 
-TEST(key_insert_and_find)
+STORE_TEST(key_insert_and_find)
 {
 	struct fixture f;
-	fixture_open(&f);
+	fixture_open_on(&f, backend);
 	key_add(f.st, "key_aaaaaaaaaaaaaaaa", 1);
 
 	struct store_key rev = {.created_ms = 2000, .revoked_ms = 3000};
@@ -247,10 +290,10 @@ TEST(key_insert_and_find)
 	fixture_close(&f);
 }
 
-TEST(session_insert_get_delete_touch)
+STORE_TEST(session_insert_get_delete_touch)
 {
 	struct fixture f;
-	fixture_open(&f);
+	fixture_open_on(&f, backend);
 	key_add(f.st, "key_aaaaaaaaaaaaaaaa", 1);
 	struct store_session in = session_make("ses_aaaaaaaaaaaaaaaaaaaa", "key_aaaaaaaaaaaaaaaa",
 					       10000, "{\"owner\":\"ann\"}");
@@ -262,7 +305,7 @@ TEST(session_insert_get_delete_touch)
 	in.expires_ms = 99999;
 	in.last_active_ms = 12345;
 	struct bk_err err = {0};
-	CHECK_MSG(f.st->ops->session_insert(f.st, &in, &err) == 0, "%s", err.msg);
+	CHECK_MSG(f.st->ops->session_insert(f.st, &in, NULL, &err) == 0, "%s", err.msg);
 
 	struct store_session s;
 	CHECK_INT_EQ(f.st->ops->session_get(f.st, in.id, "key_aaaaaaaaaaaaaaaa", &s, &err), 1);
@@ -287,7 +330,8 @@ TEST(session_insert_get_delete_touch)
 	CHECK_INT_EQ(f.st->ops->session_get(f.st, in.id, NULL, &s, &err), 1);
 	CHECK_INT_EQ(s.last_active_ms, 20000);
 	store_session_release(&s);
-	CHECK_INT_EQ(f.st->ops->session_touch(f.st, "ses_nonenonenonenonenone", 1, 0, 0, 0, &err), 0);
+	CHECK_INT_EQ(f.st->ops->session_touch(f.st, "ses_nonenonenonenonenone", 1, 0, 0, 0, &err),
+		     0);
 
 	CHECK_INT_EQ(f.st->ops->session_delete(f.st, in.id, &err), 1);
 	CHECK_INT_EQ(f.st->ops->session_get(f.st, in.id, NULL, &s, &err), 0);
@@ -296,17 +340,17 @@ TEST(session_insert_get_delete_touch)
 	/* NULL metadata is stored as an empty object. */
 	struct store_session empty =
 	    session_make("ses_bbbbbbbbbbbbbbbbbbbb", "key_aaaaaaaaaaaaaaaa", 1, NULL);
-	CHECK_INT_EQ(f.st->ops->session_insert(f.st, &empty, &err), 0);
+	CHECK_INT_EQ(f.st->ops->session_insert(f.st, &empty, NULL, &err), 0);
 	CHECK_INT_EQ(f.st->ops->session_get(f.st, empty.id, NULL, &s, &err), 1);
 	CHECK_STR_EQ(s.metadata, "{}");
 	store_session_release(&s);
 	fixture_close(&f);
 }
 
-TEST(session_insert_rejects_bad_input)
+STORE_TEST(session_insert_rejects_bad_input)
 {
 	struct fixture f;
-	fixture_open(&f);
+	fixture_open_on(&f, backend);
 	key_add(f.st, "key_aaaaaaaaaaaaaaaa", 1);
 	struct bk_err err = {0};
 	/* What metadata may hold is core's to say, for every store. */
@@ -320,17 +364,17 @@ TEST(session_insert_rejects_bad_input)
 	/* An unknown key fails the foreign key, and the next insert works. */
 	struct store_session s =
 	    session_make("ses_aaaaaaaaaaaaaaaaaaaa", "key_zzzzzzzzzzzzzzzz", 1, "{}");
-	CHECK_INT_EQ(f.st->ops->session_insert(f.st, &s, &err), -1);
-	CHECK_MSG(strstr(err.msg, "FOREIGN KEY") != NULL, "message: %s", err.msg);
+	CHECK_INT_EQ(f.st->ops->session_insert(f.st, &s, NULL, &err), -1);
+	CHECK_MSG(strcasestr(err.msg, "foreign key") != NULL, "message: %s", err.msg);
 	CHECK(msg_is_lower_case_start(err.msg));
 	session_add(f.st, "ses_aaaaaaaaaaaaaaaaaaaa", "key_aaaaaaaaaaaaaaaa", 1, "{}");
 	fixture_close(&f);
 }
 
-TEST(session_get_with_other_key_returns_0)
+STORE_TEST(session_get_with_other_key_returns_0)
 {
 	struct fixture f;
-	fixture_open(&f);
+	fixture_open_on(&f, backend);
 	key_add(f.st, "key_aaaaaaaaaaaaaaaa", 1);
 	key_add(f.st, "key_bbbbbbbbbbbbbbbb", 2);
 	session_add(f.st, "ses_aaaaaaaaaaaaaaaaaaaa", "key_aaaaaaaaaaaaaaaa", 1, "{}");
@@ -348,16 +392,16 @@ TEST(session_get_with_other_key_returns_0)
 	fixture_close(&f);
 }
 
-TEST(session_duplicate_id_conflicts)
+STORE_TEST(session_duplicate_id_conflicts)
 {
 	struct fixture f;
-	fixture_open(&f);
+	fixture_open_on(&f, backend);
 	key_add(f.st, "key_aaaaaaaaaaaaaaaa", 1);
 	session_add(f.st, "ses_aaaaaaaaaaaaaaaaaaaa", "key_aaaaaaaaaaaaaaaa", 1, "{\"v\":1}");
 	struct store_session s =
 	    session_make("ses_aaaaaaaaaaaaaaaaaaaa", "key_aaaaaaaaaaaaaaaa", 2, "{\"v\":2}");
 	struct bk_err err = {0};
-	CHECK_INT_EQ(f.st->ops->session_insert(f.st, &s, &err), -1);
+	CHECK_INT_EQ(f.st->ops->session_insert(f.st, &s, NULL, &err), -1);
 	CHECK_INT_EQ(err.kind, BK_E_CONFLICT);
 	CHECK_MSG(strstr(err.msg, "ses_aaaaaaaaaaaaaaaaaaaa") != NULL, "message: %s", err.msg);
 	CHECK(msg_is_lower_case_start(err.msg));
@@ -409,10 +453,10 @@ static void list_ids(struct store *st, const char *key_id, const char *filter, i
 	free(v);
 }
 
-TEST(list_orders_pages_and_counts)
+STORE_TEST(list_orders_pages_and_counts)
 {
 	struct fixture f;
-	fixture_open(&f);
+	fixture_open_on(&f, backend);
 	const char *k = "key_aaaaaaaaaaaaaaaa";
 	key_add(f.st, k, 1);
 	key_add(f.st, "key_bbbbbbbbbbbbbbbb", 2);
@@ -452,10 +496,10 @@ TEST(list_orders_pages_and_counts)
 	fixture_close(&f);
 }
 
-TEST(list_filters_by_metadata_containment)
+STORE_TEST(list_filters_by_metadata_containment)
 {
 	struct fixture f;
-	fixture_open(&f);
+	fixture_open_on(&f, backend);
 	const char *k = "key_aaaaaaaaaaaaaaaa";
 	key_add(f.st, k, 1);
 	session_add(f.st, "ses_0000000000000000000a", k, 1000,
@@ -517,10 +561,10 @@ TEST(list_rejects_invalid_filter)
 	fixture_close(&f);
 }
 
-TEST(count_respects_expiry)
+STORE_TEST(count_respects_expiry)
 {
 	struct fixture f;
-	fixture_open(&f);
+	fixture_open_on(&f, backend);
 	const char *k = "key_aaaaaaaaaaaaaaaa";
 	key_add(f.st, k, 1);
 	key_add(f.st, "key_bbbbbbbbbbbbbbbb", 2);
@@ -532,7 +576,7 @@ TEST(count_respects_expiry)
 		struct store_session s = session_make(id, k, now - 5000, "{}");
 		s.expires_ms = expiries[i];
 		struct bk_err err = {0};
-		CHECK_MSG(f.st->ops->session_insert(f.st, &s, &err) == 0, "%s", err.msg);
+		CHECK_MSG(f.st->ops->session_insert(f.st, &s, NULL, &err) == 0, "%s", err.msg);
 	}
 	session_add(f.st, "ses_xxxxxxxxxxxxxxxxxxxx", "key_bbbbbbbbbbbbbbbb", now, "{}");
 
@@ -544,7 +588,8 @@ TEST(count_respects_expiry)
 	CHECK_INT_EQ(count, 4);
 	CHECK_INT_EQ(f.st->ops->session_count(f.st, k, now + 60000, false, &count, &err), 0);
 	CHECK_INT_EQ(count, 0);
-	CHECK_INT_EQ(f.st->ops->session_count(f.st, "key_nonenonenonenone", now, false, &count, &err), 0);
+	CHECK_INT_EQ(
+	    f.st->ops->session_count(f.st, "key_nonenonenonenone", now, false, &count, &err), 0);
 	CHECK_INT_EQ(count, 0);
 	/* A list leaves out what has expired, in the page and in the total. */
 	struct store_session *v = NULL;
@@ -588,7 +633,7 @@ static void *worker_run(void *arg)
 		snprintf(id, sizeof(id), "ses_t%02dn%014d", w->index, i);
 		struct store_session s = session_make(id, "key_aaaaaaaaaaaaaaaa", i, "{}");
 		struct bk_err err = {0};
-		if (w->st->ops->session_insert(w->st, &s, &err) < 0) {
+		if (w->st->ops->session_insert(w->st, &s, NULL, &err) < 0) {
 			snprintf(w->msg, sizeof(w->msg), "%s", err.msg);
 			return NULL;
 		}
@@ -596,16 +641,16 @@ static void *worker_run(void *arg)
 	return NULL;
 }
 
-TEST(concurrent_inserts_from_two_connections)
+STORE_TEST(concurrent_inserts_from_two_connections)
 {
 	struct fixture f;
-	fixture_open(&f);
+	fixture_open_on(&f, backend);
 	key_add(f.st, "key_aaaaaaaaaaaaaaaa", 1);
 	/* Half the threads share a second connection to the same file, as a
 	 * second process would: every insert must land. */
 	struct store *other = NULL;
 	struct bk_err err = {0};
-	CHECK_MSG(store_open(f.path, &other, &err) == 0, "%s", err.msg);
+	CHECK_MSG(store_open(f.uri, &other, &err) == 0, "%s", err.msg);
 
 	struct worker w[THREADS];
 	pthread_t t[THREADS];
@@ -619,7 +664,8 @@ TEST(concurrent_inserts_from_two_connections)
 	for (int i = 0; i < THREADS; i++)
 		CHECK_MSG(w[i].msg[0] == '\0', "thread %d: %s", i, w[i].msg);
 	int64_t count = 0;
-	CHECK_INT_EQ(f.st->ops->session_count(f.st, "key_aaaaaaaaaaaaaaaa", 0, false, &count, &err), 0);
+	CHECK_INT_EQ(f.st->ops->session_count(f.st, "key_aaaaaaaaaaaaaaaa", 0, false, &count, &err),
+		     0);
 	CHECK_INT_EQ(count, THREADS * PER_THREAD);
 	other->ops->close(other);
 	fixture_close(&f);
@@ -672,4 +718,314 @@ TEST(migration_from_version_2_keeps_sessions)
 	/* And it takes new sessions, with no slot to give. */
 	session_add(f.st, "ses_bbbbbbbbbbbbbbbbbbbb", "key_aaaaaaaaaaaaaaaa", 30, "{}");
 	fixture_close(&f);
+}
+
+/* ---- what must hold across every process and node sharing a store ---- */
+
+#define CAP 10
+
+struct capper {
+	struct store *st;
+	int index;
+	int inserted, refused;
+	char msg[512];
+};
+
+static void *capper_run(void *arg)
+{
+	struct capper *c = arg;
+	struct store_cap cap = {.max = CAP, .holding = false, .now_ms = 0};
+	for (int i = 0; i < PER_THREAD; i++) {
+		char id[32];
+		snprintf(id, sizeof(id), "ses_c%02dn%014d", c->index, i);
+		struct store_session s = session_make(id, "key_aaaaaaaaaaaaaaaa", i + 1, "{}");
+		struct bk_err err = {0};
+		if (c->st->ops->session_insert(c->st, &s, &cap, &err) == 0)
+			c->inserted++;
+		else if (err.kind == BK_E_LIMIT)
+			c->refused++;
+		else {
+			snprintf(c->msg, sizeof(c->msg), "%s", err.msg);
+			return NULL;
+		}
+	}
+	return NULL;
+}
+
+STORE_TEST(cap_holds_across_connections)
+{
+	struct fixture f;
+	fixture_open_on(&f, backend);
+	key_add(f.st, "key_aaaaaaaaaaaaaaaa", 1);
+	/* Half the threads on a second connection, as a second node would
+	 * be: together they insert exactly CAP sessions, never one more. */
+	struct store *other = NULL;
+	struct bk_err err = {0};
+	CHECK_MSG(store_open(f.uri, &other, &err) == 0, "%s", err.msg);
+	struct capper c[THREADS];
+	pthread_t t[THREADS];
+	for (int i = 0; i < THREADS; i++) {
+		c[i] = (struct capper){.st = i % 2 ? other : f.st, .index = i};
+		CHECK(pthread_create(&t[i], NULL, capper_run, &c[i]) == 0);
+	}
+	int inserted = 0, refused = 0;
+	for (int i = 0; i < THREADS; i++) {
+		CHECK(pthread_join(t[i], NULL) == 0);
+		CHECK_MSG(c[i].msg[0] == '\0', "thread %d: %s", i, c[i].msg);
+		inserted += c[i].inserted;
+		refused += c[i].refused;
+	}
+	CHECK_INT_EQ(inserted, CAP);
+	CHECK_INT_EQ(refused, THREADS * PER_THREAD - CAP);
+	int64_t count = 0;
+	CHECK_INT_EQ(f.st->ops->session_count(f.st, "key_aaaaaaaaaaaaaaaa", 0, false, &count, &err),
+		     0);
+	CHECK_INT_EQ(count, CAP);
+
+	/* A VM's spawn takes the cap of sessions holding one; the session's
+	 * own record does not count against itself. Expired ones do not. */
+	key_add(f.st, "key_bbbbbbbbbbbbbbbb", 2);
+	const char *ids[] = {"ses_vm000000000000000001", "ses_vm000000000000000002",
+			     "ses_vm000000000000000003"};
+	for (size_t i = 0; i < ARRAY_SIZE(ids); i++) {
+		struct store_session s = session_make(ids[i], "key_bbbbbbbbbbbbbbbb", 100, "{}");
+		s.vm_state = STORE_VM_NONE;
+		CHECK_MSG(f.st->ops->session_insert(f.st, &s, NULL, &err) == 0, "%s", err.msg);
+	}
+	struct store_cap cap = {.max = 2, .holding = true, .now_ms = 1000};
+	CHECK_INT_EQ(f.st->ops->session_set_vm(f.st, ids[0], STORE_VM_RUNNING, 1000, 0,
+					       STORE_SESSION_ACTIVE, &cap, &err),
+		     1);
+	CHECK_INT_EQ(other->ops->session_set_vm(other, ids[1], STORE_VM_RUNNING, 1000, 0,
+						STORE_SESSION_ACTIVE, &cap, &err),
+		     1);
+	/* Again on a session that holds one already: itself is not counted. */
+	CHECK_INT_EQ(f.st->ops->session_set_vm(f.st, ids[1], STORE_VM_RUNNING, 1000, 0,
+					       STORE_SESSION_ACTIVE, &cap, &err),
+		     1);
+	err = (struct bk_err){0};
+	CHECK_INT_EQ(other->ops->session_set_vm(other, ids[2], STORE_VM_RUNNING, 1000, 0,
+						STORE_SESSION_ACTIVE, &cap, &err),
+		     -1);
+	CHECK_INT_EQ(err.kind, BK_E_LIMIT);
+	struct store_session got;
+	CHECK_INT_EQ(f.st->ops->session_get(f.st, ids[2], NULL, &got, &err), 1);
+	CHECK_INT_EQ(got.vm_state, STORE_VM_NONE);
+	store_session_release(&got);
+	/* A VM ended frees its place; a missing session is 0. */
+	CHECK_INT_EQ(f.st->ops->session_set_vm(f.st, ids[0], STORE_VM_TERMINATED, 1000, 0,
+					       STORE_SESSION_DEEP_SLEEP, NULL, &err),
+		     1);
+	CHECK_INT_EQ(other->ops->session_set_vm(other, ids[2], STORE_VM_RUNNING, 1000, 0,
+						STORE_SESSION_ACTIVE, &cap, &err),
+		     1);
+	CHECK_INT_EQ(f.st->ops->session_set_vm(f.st, "ses_nonenonenonenonenone", STORE_VM_RUNNING,
+					       1000, 0, STORE_SESSION_ACTIVE, &cap, &err),
+		     0);
+	other->ops->close(other);
+	fixture_close(&f);
+}
+
+STORE_TEST(idem_claim_is_exclusive)
+{
+	struct fixture f;
+	fixture_open_on(&f, backend);
+	key_add(f.st, "key_aaaaaaaaaaaaaaaa", 1);
+	struct store *other = NULL;
+	struct bk_err err = {0};
+	CHECK_MSG(store_open(f.uri, &other, &err) == 0, "%s", err.msg);
+	const char *k = "key_aaaaaaaaaaaaaaaa";
+	CHECK_INT_EQ(f.st->ops->idem_claim(f.st, k, "req-1", 1000, 5000, &err), 1);
+	/* Held, from the other connection too, until it expires. */
+	CHECK_INT_EQ(other->ops->idem_claim(other, k, "req-1", 1001, 6000, &err), 0);
+	CHECK_INT_EQ(other->ops->idem_claim(other, k, "req-1", 4999, 6000, &err), 0);
+	/* Another key of the caller's, or another API key: independent. */
+	CHECK_INT_EQ(other->ops->idem_claim(other, k, "req-2", 1001, 6000, &err), 1);
+	CHECK_INT_EQ(
+	    other->ops->idem_claim(other, "key_bbbbbbbbbbbbbbbb", "req-1", 1001, 6000, &err), 1);
+	/* Released by its own claim only. */
+	CHECK_INT_EQ(other->ops->idem_release(other, k, "req-1", 1001, &err), 0);
+	CHECK_INT_EQ(f.st->ops->idem_release(f.st, k, "req-1", 1000, &err), 1);
+	CHECK_INT_EQ(other->ops->idem_claim(other, k, "req-1", 2000, 3000, &err), 1);
+	/* Expired: taken over, and the old holder's release leaves the new. */
+	CHECK_INT_EQ(f.st->ops->idem_claim(f.st, k, "req-1", 3000, 9000, &err), 1);
+	CHECK_INT_EQ(other->ops->idem_release(other, k, "req-1", 2000, &err), 0);
+	CHECK_INT_EQ(other->ops->idem_claim(other, k, "req-1", 3001, 9000, &err), 0);
+
+	/* Answers: bodies with any bytes, usage, purge. */
+	struct store_idem r = {.status = 201, .body = "a\0b", .body_len = 3, .created_ms = 5000};
+	snprintf(r.key_id, sizeof(r.key_id), "%s", k);
+	snprintf(r.idem_key, sizeof(r.idem_key), "req-1");
+	snprintf(r.content_type, sizeof(r.content_type), "application/json");
+	hash_of(r.request_hash, 9);
+	CHECK_MSG(f.st->ops->idem_put(f.st, &r, &err) == 0, "%s", err.msg);
+	r.created_ms = 6000;
+	CHECK_MSG(other->ops->idem_put(other, &r, &err) == 0, "replace: %s", err.msg);
+	struct store_idem got;
+	CHECK_INT_EQ(other->ops->idem_get(other, k, "req-1", 6000, &got, &err), 1);
+	CHECK_INT_EQ(got.status, 201);
+	CHECK_INT_EQ(got.body_len, 3);
+	CHECK(memcmp(got.body, "a\0b", 3) == 0);
+	CHECK(memcmp(got.request_hash, r.request_hash, 32) == 0);
+	CHECK_STR_EQ(got.content_type, "application/json");
+	CHECK_INT_EQ(got.created_ms, 6000);
+	store_idem_release(&got);
+	CHECK_INT_EQ(other->ops->idem_get(other, k, "req-1", 6001, &got, &err), 0);
+	int64_t count = 0, bytes = 0;
+	CHECK_INT_EQ(f.st->ops->idem_usage(f.st, k, 0, &count, &bytes, &err), 0);
+	CHECK_INT_EQ(count, 1);
+	CHECK_INT_EQ(bytes, 3);
+	int64_t purged = 0;
+	CHECK_INT_EQ(f.st->ops->idem_purge(f.st, 7000, &purged, &err), 0);
+	CHECK_INT_EQ(purged, 1);
+	CHECK_INT_EQ(f.st->ops->idem_get(f.st, k, "req-1", 0, &got, &err), 0);
+	other->ops->close(other);
+	fixture_close(&f);
+}
+
+STORE_TEST(tasks_round_trip)
+{
+	struct fixture f;
+	fixture_open_on(&f, backend);
+	const char *k = "key_aaaaaaaaaaaaaaaa";
+	key_add(f.st, k, 1);
+	struct store_task t = {.status = STORE_TASK_QUEUED, .created_ms = 1000};
+	snprintf(t.id, sizeof(t.id), "00000000-0000-0000-0000-000000000001");
+	snprintf(t.session_id, sizeof(t.session_id), "ses_aaaaaaaaaaaaaaaaaaaa");
+	snprintf(t.key_id, sizeof(t.key_id), "%s", k);
+	struct bk_err err = {0};
+	CHECK_MSG(f.st->ops->task_insert(f.st, &t, &err) == 0, "%s", err.msg);
+	CHECK_INT_EQ(f.st->ops->task_insert(f.st, &t, &err), -1);
+	CHECK_INT_EQ(err.kind, BK_E_CONFLICT);
+	struct store_task got;
+	CHECK_INT_EQ(f.st->ops->task_get(f.st, t.id, "key_bbbbbbbbbbbbbbbb", &got, &err), 0);
+	CHECK_INT_EQ(f.st->ops->task_get(f.st, t.id, NULL, &got, &err), 1);
+	CHECK_INT_EQ(got.status, STORE_TASK_QUEUED);
+	CHECK_INT_EQ(got.out_len, 0);
+	CHECK_STR_EQ(got.out, "");
+	store_task_release(&got);
+	t.status = STORE_TASK_COMPLETED;
+	t.out = "hi\n";
+	t.out_len = 3;
+	t.exit_code = 3;
+	t.execution_ms = 12;
+	t.finished_ms = 2000;
+	CHECK_INT_EQ(f.st->ops->task_update(f.st, &t, &err), 1);
+	CHECK_INT_EQ(f.st->ops->task_get(f.st, t.id, k, &got, &err), 1);
+	CHECK_INT_EQ(got.status, STORE_TASK_COMPLETED);
+	CHECK_STR_EQ(got.out, "hi\n");
+	CHECK_INT_EQ(got.exit_code, 3);
+	CHECK_INT_EQ(got.execution_ms, 12);
+	CHECK_INT_EQ(got.finished_ms, 2000);
+	store_task_release(&got);
+	int64_t n = 0;
+	CHECK_INT_EQ(f.st->ops->task_count(f.st, k, 1000, &n, &err), 0);
+	CHECK_INT_EQ(n, 1);
+	/* An unfinished task is failed by a start; old ones purged. */
+	struct store_task u = t;
+	snprintf(u.id, sizeof(u.id), "00000000-0000-0000-0000-000000000002");
+	u.status = STORE_TASK_RUNNING;
+	u.created_ms = 5000;
+	CHECK_INT_EQ(f.st->ops->task_insert(f.st, &u, &err), 0);
+	CHECK_INT_EQ(f.st->ops->task_purge(f.st, 2000, true, 6000, &err), 0);
+	CHECK_INT_EQ(f.st->ops->task_get(f.st, t.id, NULL, &got, &err), 0);
+	CHECK_INT_EQ(f.st->ops->task_get(f.st, u.id, NULL, &got, &err), 1);
+	CHECK_INT_EQ(got.status, STORE_TASK_FAILED);
+	CHECK_INT_EQ(got.finished_ms, 6000);
+	CHECK_MSG(strstr(got.err, "restarted") != NULL, "stderr: %s", got.err);
+	store_task_release(&got);
+	/* Keys: listed oldest first, revoked once. */
+	struct store_key *keys = NULL;
+	size_t nk = 0;
+	CHECK_INT_EQ(f.st->ops->key_list(f.st, &keys, &nk, &err), 0);
+	CHECK_INT_EQ(nk, 1);
+	CHECK_STR_EQ(keys[0].id, k);
+	free(keys);
+	CHECK_INT_EQ(f.st->ops->key_revoke(f.st, k, 7000, &err), 1);
+	CHECK_INT_EQ(f.st->ops->key_revoke(f.st, k, 8000, &err), 1);
+	CHECK_INT_EQ(f.st->ops->key_revoke(f.st, "key_nonenonenonenone", 8000, &err), 0);
+	struct store_key key;
+	uint8_t h[32];
+	hash_of(h, 1);
+	CHECK_INT_EQ(f.st->ops->key_find_by_hash(f.st, h, &key, &err), 1);
+	CHECK_INT_EQ(key.revoked_ms, 7000);
+	fixture_close(&f);
+}
+
+/* ---- PostgreSQL's own ---- */
+
+static int64_t pg_raw_int(const char *uri, const char *sql)
+{
+	PGconn *c = PQconnectdb(uri);
+	CHECK_MSG(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+	PGresult *r = PQexec(c, sql);
+	CHECK_MSG(PQresultStatus(r) == PGRES_TUPLES_OK || PQresultStatus(r) == PGRES_COMMAND_OK,
+		  "%s: %s", sql, PQerrorMessage(c));
+	int64_t v = PQntuples(r) > 0 ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : -1;
+	PQclear(r);
+	PQfinish(c);
+	return v;
+}
+
+struct opener {
+	const char *uri;
+	char msg[512];
+};
+
+static void *opener_run(void *arg)
+{
+	struct opener *o = arg;
+	struct store *st = NULL;
+	struct bk_err err = {0};
+	if (store_open(o->uri, &st, &err) < 0)
+		snprintf(o->msg, sizeof(o->msg), "%s", err.msg);
+	else
+		st->ops->close(st);
+	return NULL;
+}
+
+TEST(pg_migrations_serialized_and_versioned)
+{
+	PG_REQUIRE();
+	char uri[256], msg[512];
+	CHECK_MSG(pg_server_database("mig", uri, sizeof(uri), msg, sizeof(msg)) == 0, "%s", msg);
+	/* Four nodes starting at once on an empty database: one creates the
+	 * schema, the others wait on the advisory lock and find it done. */
+	struct opener o[4];
+	pthread_t t[4];
+	for (int i = 0; i < 4; i++) {
+		o[i] = (struct opener){.uri = uri};
+		CHECK(pthread_create(&t[i], NULL, opener_run, &o[i]) == 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		CHECK(pthread_join(t[i], NULL) == 0);
+		CHECK_MSG(o[i].msg[0] == '\0', "opener %d: %s", i, o[i].msg);
+	}
+	CHECK_INT_EQ(pg_raw_int(uri, "SELECT version FROM bunker_schema"), STORE_PG_SCHEMA_VERSION);
+	CHECK_INT_EQ(pg_raw_int(uri, "SELECT count(*) FROM bunker_schema"), 1);
+	CHECK_INT_EQ(pg_raw_int(uri, "SELECT count(*) FROM pg_tables WHERE tablename IN ('keys', "
+				     "'sessions', 'idempotency', 'idem_claims', 'tasks')"),
+		     5);
+	/* A newer schema is refused, and left as it was. */
+	pg_raw_int(uri, "UPDATE bunker_schema SET version = version + 1");
+	struct store *st = (struct store *)&o[0];
+	struct bk_err err = {0};
+	CHECK_INT_EQ(store_open(uri, &st, &err), -1);
+	CHECK(st == NULL);
+	CHECK_MSG(strstr(err.msg, "newer") != NULL, "message: %s", err.msg);
+	CHECK(msg_is_lower_case_start(err.msg));
+	CHECK_INT_EQ(pg_raw_int(uri, "SELECT version FROM bunker_schema"),
+		     STORE_PG_SCHEMA_VERSION + 1);
+}
+
+TEST(pg_unreachable_is_unavailable)
+{
+	struct store *st = NULL;
+	struct bk_err err = {0};
+	char uri[256];
+	snprintf(uri, sizeof(uri), "postgres:///x?host=%s/nowhere&connect_timeout=2", base_dir);
+	CHECK_INT_EQ(store_open(uri, &st, &err), -1);
+	CHECK(st == NULL);
+	CHECK_INT_EQ(err.kind, BK_E_UNAVAILABLE);
+	CHECK_MSG(strstr(err.msg, "cannot connect to PostgreSQL") != NULL, "message: %s", err.msg);
 }
