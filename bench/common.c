@@ -316,6 +316,18 @@ int data_dir_mounts(bool detach)
  * alone would not keep nftw out of it. */
 static void remove_data_dir(void)
 {
+	/* The daemon's own mount namespace, which a clean stop that leaves no
+	 * disk releases and a killed daemon leaves pinned
+	 * (sandbox/mntns.c): unpinned, it goes with its mounts. */
+	uint32_t h = 2166136261u; /* its instance, as sbx_instance_name() names it */
+	for (const char *c = data_dir; *c; c++)
+		h = (h ^ (uint8_t)*c) * 16777619u;
+	char pin[160];
+	snprintf(pin, sizeof(pin), "/run/bunker/bunker-%08x/mnt", h);
+	umount2(pin, MNT_DETACH);
+	unlink(pin);
+	*strrchr(pin, '/') = '\0';
+	rmdir(pin);
 	data_dir_mounts(true);
 	if (data_dir_mounts(false) != 0) {
 		fprintf(stderr, "bench: not removing '%s': mounts remain under it\n", data_dir);

@@ -4,16 +4,22 @@
  * page of GET /sessions and delete, with each figure's ratio to its value
  * at 10 sessions (target: p50 at 2,000 <= 1.5x); a burst of 200
  * back-to-back creates (target: p99 <= 20 ms); the memory each session
- * adds and bunkerd's RSS; and the lines of the host's mount table.
+ * adds and bunkerd's RSS; and the lines of two mount tables: bunkerd's own
+ * (its mount namespace, /proc/<bunkerd>/mountinfo) and the host's (PID 1's,
+ * /proc/1/mountinfo: the bench may run in a namespace of its own).
  *
  *   scale [BUILD_DIR]       (default: the parent of this binary's directory)
  *   BENCH_N=50              requests of each kind measured at each level
  *   BENCH_SCALE_MAX=2000    the last level
+ *   BENCH_SCALE_LEVELS=10,500,1000,2000   the levels (0 allowed: create and
+ *                           delete only, nothing to execute in)
  *
  * 2,000 awake sessions need more processes than the kernel's pid_max of
  * 32768 leaves the daemon's processes budget (half of it): sessions get
- * --pids-max 32, and a pid_max below 4194304 (what systemd sets on every
- * 64-bit host) is raised to it for the run and put back at its end.
+ * --pids-max 32, the budget is raised to what the levels need while that
+ * stays within nine tenths of pid_max (up to some 800 sessions at 32768),
+ * and past that a pid_max below 4194304 (what systemd sets on every 64-bit
+ * host) is raised to it for the run and put back at its end.
  */
 #include <signal.h>
 #include <stdbool.h>
@@ -71,9 +77,12 @@ static void on_signal(int sig)
 	raise(sig);
 }
 
-static int mount_lines(void)
+/* Lines of /proc/<pid>/mountinfo, 1 for the host's (PID 1's). */
+static int mount_lines(pid_t pid)
 {
-	FILE *f = fopen("/proc/self/mountinfo", "r");
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/mountinfo", (int)pid);
+	FILE *f = fopen(path, "r");
 	if (f == NULL)
 		return -1;
 	int n = 0, c;
@@ -109,7 +118,7 @@ struct level {
 	int sessions;
 	struct stats create, exec, get, list, del;
 	long rss_kb, avail_kb;
-	int mounts;
+	int mounts, host_mounts;
 };
 
 /* Measures each kind of request n times with sessions alive; leaves
@@ -124,21 +133,22 @@ static void measure(const char *key, int n, struct level *l)
 	snprintf(status, sizeof(status), "/proc/%d/status", (int)daemon_pid);
 	l->rss_kb = read_long(status, "VmRSS:");
 	l->avail_kb = read_long("/proc/meminfo", "MemAvailable:");
-	l->mounts = mount_lines();
+	l->mounts = mount_lines(daemon_pid);
+	l->host_mounts = mount_lines(1);
 
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; i < n && count > 0; i++) {
 		const char *id = ids[(i * 7919) % count];
 		snprintf(body, sizeof(body), "{\"sessionId\":\"%s\",\"command\":\"true\"}", id);
 		if (http("POST", "/execute", key, body, NULL, &v[i]) != 200)
 			die("execute failed");
 	}
-	l->exec = summarise("POST /execute \"true\"", v, n);
-	for (int i = 0; i < n; i++) {
+	l->exec = summarise("POST /execute \"true\"", v, count > 0 ? n : 0);
+	for (int i = 0; i < n && count > 0; i++) {
 		snprintf(path, sizeof(path), "/sessions/%s", ids[(i * 7919) % count]);
 		if (http("GET", path, key, NULL, NULL, &v[i]) != 200)
 			die("get failed");
 	}
-	l->get = summarise("GET /sessions/{id}", v, n);
+	l->get = summarise("GET /sessions/{id}", v, count > 0 ? n : 0);
 	for (int i = 0; i < n; i++)
 		if (http("GET", "/sessions", key, NULL, NULL, &v[i]) != 200)
 			die("list failed");
@@ -155,8 +165,9 @@ static void measure(const char *key, int n, struct level *l)
 
 static void print_level(const struct level *l, const struct level *first)
 {
-	printf("\n== %d sessions awake: bunkerd RSS %.1f MB, host mount table %d lines ==\n",
-	       l->sessions, l->rss_kb / 1024.0, l->mounts);
+	printf("\n== %d sessions awake: bunkerd RSS %.1f MB, mount table lines: bunkerd's %d, "
+	       "the host's %d ==\n",
+	       l->sessions, l->rss_kb / 1024.0, l->mounts, l->host_mounts);
 	stats_print_header(&table);
 	const struct stats *row[] = {&l->create, &l->exec, &l->get, &l->list, &l->del};
 	const struct stats *base[] = {&first->create, &first->exec, &first->get, &first->list,
@@ -165,7 +176,7 @@ static void print_level(const struct level *l, const struct level *first)
 		char note[64];
 		snprintf(note, sizeof(note), "p50 %.2fx of %d sessions'",
 			 base[i]->p50 > 0 ? row[i]->p50 / base[i]->p50 : 0, first->sessions);
-		stats_print_row(&table, row[i], l == first ? NULL : note);
+		stats_print_row(&table, row[i], l == first || base[i]->p50 <= 0 ? NULL : note);
 	}
 }
 
@@ -174,10 +185,35 @@ int main(int argc, char **argv)
 	bench_init(argc, argv);
 	int n = env_int("BENCH_N", 50, 5, 10000);
 	int max = env_int("BENCH_SCALE_MAX", 2000, 10, 5000);
-	const int levels_all[] = {10, 500, 1000, 2000, 5000};
+	int levels_all[5] = {10, 500, 1000, 2000, 5000};
+	size_t nlevels_all = 5;
+	const char *spec = getenv("BENCH_SCALE_LEVELS");
+	if (spec != NULL && *spec != '\0') {
+		nlevels_all = 0;
+		for (const char *c = spec; *c && nlevels_all < 5;) {
+			char *end;
+			long v = strtol(c, &end, 10);
+			if (end == c || v < 0 || v > 5000 ||
+			    (nlevels_all > 0 && v <= levels_all[nlevels_all - 1]))
+				die("BENCH_SCALE_LEVELS takes rising numbers 0..5000, as 10,500");
+			levels_all[nlevels_all++] = (int)v;
+			c = *end == ',' ? end + 1 : end;
+			if (*end != ',' && *end != '\0')
+				die("BENCH_SCALE_LEVELS takes rising numbers 0..5000, as 10,500");
+		}
+		max = levels_all[nlevels_all - 1];
+	}
 
+	/* The processes the levels need (--pids-max 32 each, the warm pool's
+	 * and the measured creates' included): up to nine tenths of the
+	 * kernel's pid_max as the daemon's budget, raising pid_max only past
+	 * that. */
 	long pid_max = read_long("/proc/sys/kernel/pid_max", NULL);
-	if (pid_max > 0 && pid_max < PID_MAX_WANTED) {
+	long need = (long)(max + n + 16) * 32;
+	char budget_s[24] = "";
+	if (pid_max > 0 && need <= pid_max / 10 * 9) {
+		snprintf(budget_s, sizeof(budget_s), "%ld", need > pid_max / 2 ? need : pid_max / 2);
+	} else if (pid_max > 0 && pid_max < PID_MAX_WANTED) {
 		pid_max_before = pid_max;
 		signal(SIGINT, on_signal);
 		signal(SIGTERM, on_signal);
@@ -185,7 +221,8 @@ int main(int argc, char **argv)
 		write_pid_max(PID_MAX_WANTED);
 		printf("kernel pid_max %ld raised to %ld for the run\n", pid_max, PID_MAX_WANTED);
 	}
-	const char *const daemon_args[] = {"--pids-max", "32", NULL};
+	const char *const daemon_args[] = {"--pids-max", "32", budget_s[0] ? "--pids-budget" : NULL,
+					   budget_s, NULL};
 	start_daemon(daemon_args, 120, 120);
 	printf("bunkerd %s, N=%d, sessions up to %d\n", build, n, max);
 
@@ -195,20 +232,20 @@ int main(int argc, char **argv)
 	const char *const overrides[] = {"--max-sessions", max_s, "--rpm", "100000000", NULL};
 	key_create_with("enterprise", overrides, key, sizeof(key));
 
-	int mounts_empty = mount_lines();
+	int mounts_empty = mount_lines(daemon_pid), host_mounts_empty = mount_lines(1);
 	long avail_empty = read_long("/proc/meminfo", "MemAvailable:");
 
 	struct level levels[5] = {{0}};
 	int nlevels = 0;
 	struct stats burst = {0};
-	for (size_t li = 0; li < sizeof(levels_all) / sizeof(levels_all[0]); li++) {
+	for (size_t li = 0; li < nlevels_all; li++) {
 		int want = levels_all[li] < max ? levels_all[li] : max;
 		if (li > 0 && want <= levels[nlevels - 1].sessions)
 			break;
 		double t0 = now_ms();
 		while (count < want)
 			add_session(key, NULL);
-		if (count > 10)
+		if (li > 0)
 			printf("(%d sessions made in %.1f s)\n", want - levels[nlevels - 1].sessions,
 			       (now_ms() - t0) / 1000);
 		measure(key, n, &levels[nlevels]);
@@ -245,16 +282,22 @@ int main(int argc, char **argv)
 	    {"delete", first->del.p50, last->del.p50},
 	};
 	for (size_t i = 0; i < sizeof(ratios) / sizeof(ratios[0]); i++) {
-		double r = ratios[i].a > 0 ? ratios[i].b / ratios[i].a : 0;
+		if (ratios[i].a <= 0) {
+			printf("  %-20s p50 not measured at %d sessions\n", ratios[i].name,
+			       first->sessions);
+			continue;
+		}
+		double r = ratios[i].b / ratios[i].a;
 		printf("  %-20s p50 %6.2f -> %6.2f ms: %.2fx (target <= 1.5x: %s)\n", ratios[i].name,
 		       ratios[i].a, ratios[i].b, r, r <= 1.5 ? "met" : "MISSED");
 	}
 	if (last->sessions > first->sessions)
 		printf("  memory per awake session: %.2f MB (host MemAvailable), bunkerd RSS %.1f -> "
-		       "%.1f MB; host mount table %d lines empty, %d at %d sessions\n",
+		       "%.1f MB; mount table lines before the first session, and at %d: "
+		       "bunkerd's %d, %d; the host's %d, %d\n",
 		       (double)(avail_empty - last->avail_kb) / last->sessions / 1024.0,
-		       first->rss_kb / 1024.0, last->rss_kb / 1024.0, mounts_empty, last->mounts,
-		       last->sessions);
+		       first->rss_kb / 1024.0, last->rss_kb / 1024.0, last->sessions, mounts_empty,
+		       last->mounts, host_mounts_empty, last->host_mounts);
 	if (rate_limited > 0)
 		printf("(%d answers were 429 and were retried outside the timing)\n", rate_limited);
 

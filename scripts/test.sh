@@ -86,6 +86,15 @@ if [ -z "${BUNKER_TEST_INNER:-}" ]; then
 		echo "host check: $what left behind"
 		leftovers=$((leftovers + 1))
 	done <"$manifest"
+	# A daemon's /run/bunker/<instance> (its mount namespace's pin): on
+	# the host's /run, whichever namespace made it.
+	while read -r kind what parent; do
+		[ "$kind" = daemon ] && [ -e "/run/bunker/$parent" ] || continue
+		echo "host check: /run/bunker/$parent (of $what) left behind"
+		umount -l "/run/bunker/$parent/mnt" 2>/dev/null
+		rm -rf --one-file-system "/run/bunker/$parent"
+		leftovers=$((leftovers + 1))
+	done <"$manifest"
 	check_manifest_cgroups "$manifest"
 	nets_after=$(ls /sys/class/net | sort)
 	for i in $(comm -13 <(echo "$nets_before") <(echo "$nets_after")); do
@@ -117,6 +126,11 @@ if [ "$BUNKER_TEST_INNER" != shared ]; then
 	       if ($5 ~ "^/tmp/" || b[2] == "bunker-disk" || b[1] == "overlay") print $5 }' \
 		/proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
 	mount --bind "$BUNKER_TEST_INNER" /tmp || exit 1
+	# Each daemon pins its own mount namespace under /run/bunker, which it
+	# makes a private bind mount of itself first (sandbox/mntns.c): made
+	# here before the count of mounts, it is not one the run leaves.
+	mkdir -p /run/bunker && { mountpoint -q /run/bunker || mount --bind /run/bunker /run/bunker; } &&
+		mount --make-private /run/bunker || exit 1
 fi
 export BUNKER_BUILD="$PWD/$build"
 # LeakSanitizer cannot follow the daemon's clone3() children; leaks are
@@ -148,7 +162,8 @@ done
 echo "== host check"
 leftovers=0
 # Processes: none of the run's may outlive it, in this mount namespace
-# (daemons, test children) or in a cgroup of one of its daemons (sandboxes).
+# (test children), in a daemon's own (below) or in a cgroup of one of its
+# daemons (sandboxes).
 self_ns=$(readlink /proc/self/ns/mnt)
 for p in /proc/[0-9]*; do
 	pid=${p#/proc/}
@@ -160,6 +175,31 @@ for p in /proc/[0-9]*; do
 	kill -9 "$pid" 2>/dev/null
 	leftovers=$((leftovers + 1))
 done
+# The daemons' own mount namespaces, pinned on /run/bunker/<instance>/mnt
+# (the instance is named as the cgroup parent): a clean stop removes the
+# pin, a crash leaves it with the session disks in it. What still runs in
+# one is killed first.
+while read -r kind what parent; do
+	[ "$kind" = daemon ] || continue
+	pin=/run/bunker/$parent/mnt
+	if mountpoint -q "$pin" 2>/dev/null; then
+		ino=$(stat -L -c %i "$pin")
+		for p in /proc/[0-9]*; do
+			[ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "mnt:[$ino]" ] || continue
+			echo "host check: process ${p#/proc/} ($(cat "$p/comm" 2>/dev/null)) left in the mount namespace of $what; killing it"
+			kill -9 "${p#/proc/}" 2>/dev/null
+			leftovers=$((leftovers + 1))
+		done
+		echo "host check: mount namespace of $what left on $pin; detaching it"
+		umount -l "$pin"
+		leftovers=$((leftovers + 1))
+	fi
+	if [ -e "/run/bunker/$parent" ]; then
+		echo "host check: /run/bunker/$parent left behind"
+		rm -rf --one-file-system "/run/bunker/$parent"
+		leftovers=$((leftovers + 1))
+	fi
+done <"$BUNKER_TEST_MANIFEST"
 check_manifest_cgroups "$BUNKER_TEST_MANIFEST"
 # Mounts: the daemons' disks and run directories, detached by now.
 mounts_after=$(awk '{print $5}' /proc/self/mountinfo | sort)

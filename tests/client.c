@@ -17,10 +17,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <linux/magic.h>
+#include <sched.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -557,6 +560,122 @@ static int mounts_left(const char *dir)
 	return n > 0 ? n : 0;
 }
 
+/* The file on which bunkerd keeps its mount namespace between runs
+ * (sandbox/mntns.c): /run/bunker/<instance>/mnt, the instance named as
+ * its cgroup parent is. */
+static void ns_pin_of(const struct client_daemon *d, char *dir, size_t dlen, char *pin,
+		      size_t plen)
+{
+	snprintf(dir, dlen, "/run/bunker/%s", d->cgroup_parent);
+	snprintf(pin, plen, "%s/mnt", dir);
+}
+
+static bool pin_is_ns(const char *pin)
+{
+	struct statfs sf;
+	return statfs(pin, &sf) == 0 && sf.f_type == NSFS_MAGIC;
+}
+
+/* The mount table of the namespace pinned on pin, read by a child that
+ * enters it (setns wants a process of one thread). */
+static char *pinned_mountinfo(const char *pin)
+{
+	int fds[2];
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return NULL;
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(fds[0]);
+		int ns = open(pin, O_RDONLY | O_CLOEXEC);
+		if (ns < 0 || setns(ns, CLONE_NEWNS) < 0)
+			_exit(1);
+		int in = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+		char buf[65536];
+		ssize_t n;
+		while (in >= 0 && (n = read(in, buf, sizeof(buf))) > 0)
+			if (write(fds[1], buf, (size_t)n) != n)
+				_exit(1);
+		_exit(0);
+	}
+	close(fds[1]);
+	size_t cap = 65536, len = 0;
+	char *text = pid > 0 ? malloc(cap) : NULL;
+	ssize_t n;
+	while (text != NULL && (n = read(fds[0], text + len, cap - len - 1)) > 0) {
+		len += (size_t)n;
+		if (cap - len < 4096) {
+			char *more = realloc(text, cap * 2);
+			if (more == NULL)
+				break;
+			text = more;
+			cap *= 2;
+		}
+	}
+	close(fds[0]);
+	if (pid > 0)
+		waitpid(pid, NULL, 0);
+	if (text != NULL)
+		text[len] = '\0';
+	return text;
+}
+
+char *client_daemon_mountinfo(const struct client_daemon *d)
+{
+	char path[PATH_MAX + 64], dir[PATH_MAX];
+	if (d->pid > 0) {
+		snprintf(path, sizeof(path), "/proc/%d/mountinfo", (int)d->pid);
+		return read_file_all(path, NULL);
+	}
+	ns_pin_of(d, dir, sizeof(dir), path, sizeof(path));
+	if (d->cgroup_parent[0] && pin_is_ns(path))
+		return pinned_mountinfo(path);
+	return strdup("");
+}
+
+/* What a stopped daemon left of its mount namespace: the mounts under its
+ * data directory that the namespace still holds (each printed), and the
+ * namespace's pin, which a clean stop removes once no disk is left. Both
+ * are removed; returns how many mounts there were (the pin counts as
+ * one). */
+static int mount_ns_left(const struct client_daemon *d)
+{
+	char dir[PATH_MAX], pin[PATH_MAX + 8];
+	if (d->cgroup_parent[0] == '\0')
+		return 0;
+	ns_pin_of(d, dir, sizeof(dir), pin, sizeof(pin));
+	int n = 0;
+	if (pin_is_ns(pin)) {
+		char *text = pinned_mountinfo(pin);
+		size_t dl = strlen(d->data_dir);
+		for (char *line = text; line && *line;) {
+			char *eol = strchr(line, '\n');
+			char mnt[PATH_MAX] = "";
+			sscanf(line, "%*s %*s %*s %*s %4095s", mnt);
+			if (strncmp(mnt, d->data_dir, dl) == 0 && (mnt[dl] == '/' || mnt[dl] == '\0')) {
+				fprintf(stderr, "client: mount '%s' left in bunkerd's namespace\n",
+					mnt);
+				n++;
+			}
+			line = eol ? eol + 1 : NULL;
+		}
+		free(text);
+		fprintf(stderr, "client: bunkerd's mount namespace left on '%s'; detaching it\n",
+			pin);
+		umount2(pin, MNT_DETACH);
+		n++;
+	}
+	struct stat st;
+	if (lstat(dir, &st) == 0) {
+		if (n == 0)
+			fprintf(stderr, "client: '%s' left behind; removing it\n", dir);
+		unlink(pin);
+		rmdir(dir);
+		n += n == 0;
+	}
+	return n;
+}
+
 /* Prints what each thread of pid is waiting in, for a daemon that hangs. */
 static void describe_threads(pid_t pid)
 {
@@ -617,7 +736,7 @@ int client_daemon_stop(struct client_daemon *d)
 	}
 	d->left_processes = kill_leftovers(d->data_dir);
 	d->left_cgroups = d->cgroup_parent[0] ? cgroups_release(d->cgroup_parent) : 0;
-	d->left_mounts = mounts_left(d->data_dir);
+	d->left_mounts = mounts_left(d->data_dir) + mount_ns_left(d);
 	rm_tree(d->data_dir);
 	struct stat st;
 	d->left_data_dir = d->data_dir[0] && lstat(d->data_dir, &st) == 0;

@@ -68,9 +68,10 @@ int client_daemon_start(struct client_daemon *d, const char *const *extra_args);
  * the daemon is still on the host: every process that names the data
  * directory in its command line or its mounts (sandboxes, a stuck fork of
  * the daemon), its cgroups (its parent and all in it, under every
- * controller), the mounts under the data directory (a clean stop puts
- * every session to deep sleep, which releases them), and the data
- * directory itself. Returns the daemon's wait status, or -1. */
+ * controller), the mounts under the data directory, here or in the
+ * daemon's own mount namespace, and that namespace's pin (a clean stop
+ * puts every session to deep sleep, which releases them all), and the
+ * data directory itself. Returns the daemon's wait status, or -1. */
 int client_daemon_stop(struct client_daemon *d);
 
 /* Notes, for the check at the end of a run of scripts/test.sh, something
@@ -83,6 +84,13 @@ void client_manifest_note(const char *kind, const char *what, const char *extra)
 /* Detaches every mount under dir (dir included), deepest first; returns
  * how many are left (-1 if unknown). */
 int client_detach_mounts_under(const char *dir);
+
+/* The mount table of the daemon's own mount namespace (bunkerd keeps its
+ * session mounts there, not in the namespace it was started from): its
+ * /proc/<pid>/mountinfo while it runs; once stopped, the namespace's as
+ * it kept it on /run/bunker/<instance>/mnt, or "" when it kept none.
+ * Caller frees; NULL when it cannot be read. */
+char *client_daemon_mountinfo(const struct client_daemon *d);
 
 /* Stops the daemon with sig (SIGTERM: a clean stop; SIGKILL: a crash) and
  * keeps its data directory, so that client_daemon_start() brings it back

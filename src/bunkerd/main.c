@@ -274,12 +274,30 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	struct bk_err err = BK_ERR_INIT;
+	/* The data directory is named by its absolute path: it names the
+	 * daemon's instance (cgroups, its mount namespace). */
+	if (sbx_cfg.data_dir[0] != '/') {
+		char cwd[PATH_MAX], abs_dir[PATH_MAX + sizeof(sbx_cfg.data_dir)];
+		if (getcwd(cwd, sizeof(cwd)) == NULL)
+			die("cannot find the working directory");
+		snprintf(abs_dir, sizeof(abs_dir), "%s/%s", cwd, sbx_cfg.data_dir);
+		path_opt("--data-dir", abs_dir, sbx_cfg.data_dir, sizeof(sbx_cfg.data_dir),
+			 SBX_DIR_MAX);
+	}
+	if (mkdir_p(sbx_cfg.data_dir, 0711, &err) < 0)
+		die("%s", err.msg);
+	/* Session mounts live in a mount namespace of the daemon's own, not
+	 * in the host's table; entered while this is the only thread. */
+	bool reentered = false;
+	if (sbx_mount_ns_enter(sbx_cfg.data_dir, &reentered, &err) < 0)
+		die("%s", err.msg);
+	if (reentered)
+		fprintf(stderr, "bunkerd: back in the mount namespace an earlier run left\n");
 	char db[600];
 	snprintf(db, sizeof(db), "%s/bunker.db", sbx_cfg.data_dir);
 	struct store *store;
 	struct sbx_backend *backend;
-	if (mkdir_p(sbx_cfg.data_dir, 0711, &err) < 0 ||
-	    store_open(store_uri ? store_uri : db, &store, &err) < 0)
+	if (store_open(store_uri ? store_uri : db, &store, &err) < 0)
 		die("%s", err.msg);
 	if (sbx_backend_open(&sbx_cfg, &backend, &err) < 0) {
 		store->ops->close(store);

@@ -339,14 +339,16 @@ static void note_disk(void *arg, const char *id, const struct ns_paths *p)
 	*(bool *)arg |= ns__is_mountpoint(p->disk);
 }
 
-/* Unmounts the run directory's own bind mount, unless a session still
- * keeps its disk there. */
+/* Unmounts the run directory's own bind mount and lets the daemon's mount
+ * namespace go with it, unless a session still keeps its disk there. */
 static void run_dir_release(const struct ns_backend *b)
 {
 	bool disks = false;
 	each_run_dir(b, note_disk, &disks);
-	if (!disks)
+	if (!disks) {
 		umount2(b->run_dir, MNT_DETACH);
+		ns__mntns_release();
+	}
 }
 
 static void ns_close(struct sbx_backend *base)
@@ -400,20 +402,12 @@ static const struct sbx_ops ns_ops = {
     .purge = ns_purge,
 };
 
-/* One daemon, one parent cgroup: "bunker" for the default data directory,
- * "bunker-<hash of the directory>" for any other, so that two daemons on
- * one host (tests, a second instance) never meet in each other's
- * cgroups. */
+/* One daemon, one parent cgroup: named after its instance
+ * (sbx_instance_name()), so that two daemons on one host (tests, a second
+ * instance) never meet in each other's cgroups. */
 static void cgroup_parent_name(const char *data_dir, char *out, size_t len)
 {
-	if (strcmp(data_dir, "/var/lib/bunker") == 0) {
-		snprintf(out, len, "bunker");
-		return;
-	}
-	uint32_t h = 2166136261u; /* FNV-1a */
-	for (const char *c = data_dir; *c; c++)
-		h = (h ^ (uint8_t)*c) * 16777619u;
-	snprintf(out, len, "bunker-%08x", h);
+	sbx_instance_name(data_dir, out, len);
 }
 
 static void hold_slot(void *arg, const char *id, const struct ns_paths *p)

@@ -1,14 +1,17 @@
 /* The namespaces backend's own parts: what sandbox/ns.c, spawn.c, mount.c,
  * disk.c, net.c, userns.c and image.c share. core/ never includes it.
  *
- * Host layout, below the backend's data directory:
+ * Host layout, below the backend's data directory, as bunkerd's own mount
+ * namespace sees it (sandbox/mntns.c; the host's table holds none of it):
  *   run/                 a private bind mount of its own: nothing mounted
- *                        below it propagates to the host's other mount
- *                        namespaces
+ *                        below it propagates to the sandboxes' copies of
+ *                        the namespace
  *   run/<id>/disk        the session's disk (a tmpfs of its disk limit)
  *   run/<id>/disk/upper  the overlay's writable layer, root owned by the
  *                        session's root id (which tells its slot)
- *   run/<id>/root        the overlay the sandbox pivots into
+ *   run/<id>/root        the overlay the sandbox pivots into: mounted
+ *                        only while a sandbox starts, until its tree is
+ *                        cloned for the child
  *   images/default-...   the read-only lower layer
  *   <snapshot dir>/<id>.tar.zst   the files of a sleeping session
  */
@@ -105,6 +108,14 @@ int ns__files_restore(struct sbx_backend *b, const char *id, int disk_mb, struct
 int ns__drop_disk(struct sbx_backend *b, const char *id, struct bk_err *err);
 void ns__drop_snapshot(struct sbx_backend *b, const char *id);
 int64_t ns__snapshot_files(struct sbx_backend *b, const char *id);
+
+/* ---- the daemon's mount namespace (sandbox/mntns.c) ---- */
+
+/* Unpins the namespace sbx_mount_ns_enter() entered (its bind on
+ * /run/bunker/<instance>/mnt and that directory go) so that it ends with
+ * the process; nothing when none was entered. For a clean stop that
+ * leaves no disk. */
+void ns__mntns_release(void);
 
 /* ---- starting a sandbox (sandbox/spawn.c) ---- */
 

@@ -380,3 +380,17 @@ int sbx_backend_open(const struct sbx_backend_config *cfg, struct sbx_backend **
 /* What sbx_backend_open() would find here, without setting anything up
  * ("namespaces, cgroup v2"), or why it cannot run. */
 void sbx_backend_probe(char *out, size_t len);
+
+/* Moves the process into the daemon's own mount namespace for data_dir
+ * (sandbox/mntns.c): the one an earlier run left on
+ * /run/bunker/<instance>/mnt, with the session disks it kept
+ * (*reentered true), else a new slave of the current one, kept there. The
+ * session mounts the backend makes then stay out of the host's table. To
+ * be called before any thread exists (refused otherwise), with data_dir
+ * absolute; the backend's close releases the namespace when no disk is
+ * left in it. */
+int sbx_mount_ns_enter(const char *data_dir, bool *reentered, struct bk_err *err);
+/* The name of data_dir's daemon on the host: "bunker" for
+ * /var/lib/bunker, "bunker-<FNV-1a of the path, hex>" for any other. It
+ * names the parent cgroup (unless configured) and /run/bunker/<name>/. */
+void sbx_instance_name(const char *data_dir, char *out, size_t len);

@@ -281,6 +281,11 @@ int ns__spawn(struct ns_sbx *s, const struct sbx_limits *limits, struct bk_err *
 						OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
 	if (tree < 0)
 		return bk_err_set(err, errno, "cannot clone the mounts of '%s'", s->paths.root);
+	/* The clone holds the overlay from now on: nothing of the daemon's
+	 * reads the root (files at rest are read from the disk's upper
+	 * directory), so its mounts leave the daemon's table at once, and
+	 * neither this clone nor any later sandbox's copies them. */
+	ns__rootfs_umount(&s->paths);
 	pid_t pid = clone_sandbox(&s->pidfd, (uid_t)sbx__slot_base(s->slot));
 	if (pid == 0)
 		spawn_child(f.go[0], f.report[1], f.agent[1], f.init, tree, s->b->hostname,

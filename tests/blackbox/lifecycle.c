@@ -202,28 +202,31 @@ static int session_procs(const char *id, pid_t *pids, int max)
 	return n;
 }
 
-/* Mount points in our mount table that name the session (the daemon runs
- * in this mount namespace); at most max go to mounts (caller frees each). */
-static int session_mounts(const char *id, char **mounts, int max)
+/* Mount points that name the session, in our mount table or in the
+ * daemon's own namespace (client_daemon_mountinfo()); at most max go to
+ * mounts (caller frees each). */
+static int session_mounts(const struct client_daemon *d, const char *id, char **mounts, int max)
 {
-	FILE *mi = fopen("/proc/self/mountinfo", "re");
-	if (mi == NULL)
-		return -1;
-	char *line = NULL;
-	size_t cap = 0;
+	char *tables[2] = {read_file_all("/proc/self/mountinfo", NULL),
+			   client_daemon_mountinfo(d)};
 	int n = 0;
-	while (getline(&line, &cap, mi) >= 0) {
-		if (strstr(line, id) == NULL)
-			continue;
-		char mnt[PATH_MAX];
-		if (sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1)
-			snprintf(mnt, sizeof(mnt), "%.200s", line);
-		if (n < max)
-			mounts[n] = strdup(mnt);
-		n++;
+	for (int t = 0; t < 2; t++) {
+		for (char *line = tables[t]; line && *line;) {
+			char *eol = strchr(line, '\n');
+			if (eol)
+				*eol = '\0';
+			if (strstr(line, id) != NULL) {
+				char mnt[PATH_MAX];
+				if (sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1)
+					snprintf(mnt, sizeof(mnt), "%.200s", line);
+				if (n < max)
+					mounts[n] = strdup(mnt);
+				n++;
+			}
+			line = eol ? eol + 1 : NULL;
+		}
+		free(tables[t]);
 	}
-	free(line);
-	fclose(mi);
 	return n;
 }
 
@@ -250,7 +253,7 @@ static void host_clean_at(const char *file, int line, const struct client_daemon
 		pid_t pids[16];
 		char *mounts[16];
 		int np = session_procs(id, pids, 16);
-		int nm = session_mounts(id, mounts, 16);
+		int nm = session_mounts(d, id, mounts, 16);
 		int nc = cgroup_dirs(id, cgs, sizeof(cgs));
 		bool has_run = path_exists(run);
 		bool has_snap = !snapshot_allowed && path_exists(snap);
@@ -1064,7 +1067,7 @@ TEST_TIMEOUT(restart_after_sigterm_keeps_sessions, 150)
 		snapshot_path(&d, ids[i], snap, sizeof(snap));
 		CHECK_MSG(path_exists(snap), "no snapshot of %s after SIGTERM", ids[i]);
 		char *mounts[4];
-		int nm = session_mounts(ids[i], mounts, 4);
+		int nm = session_mounts(&d, ids[i], mounts, 4);
 		mounts_free(mounts, nm, 4);
 		CHECK_MSG(nm == 0, "%d mounts of %s left after a clean stop", nm, ids[i]);
 		pid_t pids[4];
@@ -1282,7 +1285,7 @@ TEST_TIMEOUT(crash_mid_write_loses_no_acknowledged_file, 150)
 	CHECK_MSG(check_no_strays(&d, id, &under) == 0, "processes of the crashed daemon survived");
 	CHECK_MSG(under >= 1, "the scan found no process of the new daemon's sandbox");
 	char *mounts[32];
-	int nm = session_mounts(id, mounts, 32);
+	int nm = session_mounts(&d, id, mounts, 32);
 	int dups = 0;
 	for (int i = 0; i < nm && i < 32; i++)
 		for (int j = 0; j < i; j++)

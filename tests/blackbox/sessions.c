@@ -8,6 +8,7 @@
  * sessions it created when it passes.
  */
 #include "../client.h"
+#include "util/file.h"
 
 #include <dirent.h>
 #include <ftw.h>
@@ -1038,4 +1039,78 @@ TEST(delete_leaves_nothing_on_host)
 	CHECK_MSG(ftw_hits == 0, "%d paths named after the session left in %s", ftw_hits,
 		  bk.d.data_dir);
 	free(id);
+}
+
+/* Lines of a mount table whose mount point is dir or below it (each
+ * printed, with where it was found). */
+static int mounts_under_in(const char *text, const char *where, const char *dir)
+{
+	size_t dl = strlen(dir);
+	int n = 0;
+	for (const char *line = text; line && *line;) {
+		const char *eol = strchr(line, '\n');
+		char mnt[PATH_MAX] = "";
+		sscanf(line, "%*s %*s %*s %*s %4095s", mnt);
+		if (strncmp(mnt, dir, dl) == 0 && (mnt[dl] == '/' || mnt[dl] == '\0')) {
+			fprintf(stderr, "    %s holds %s\n", where, mnt);
+			n++;
+		}
+		line = eol ? eol + 1 : NULL;
+	}
+	return n;
+}
+
+/* Lines of a mount table that name a session. */
+static int lines_naming(const char *text, const char *id)
+{
+	int n = 0;
+	for (const char *line = text; line && *line;) {
+		const char *eol = strchr(line, '\n');
+		size_t len = eol ? (size_t)(eol - line) : strlen(line);
+		n += memmem(line, len, id, strlen(id)) != NULL;
+		line = eol ? eol + 1 : NULL;
+	}
+	return n;
+}
+
+/* Session mounts stay in bunkerd's own mount namespace: neither the host's
+ * table (PID 1's) nor that of the namespace bunkerd was started from
+ * (ours: scripts/test.sh runs tests in a private namespace of their own)
+ * holds anything under its data directory, however many sessions are
+ * awake; and in its own table each session holds its disk and nothing
+ * else once its sandbox runs (the overlay root lives on in the sandbox
+ * alone), so that a create does not copy more mounts for each session
+ * there is. */
+TEST(session_mounts_stay_in_the_daemon_namespace)
+{
+	enum { N = 4 };
+	char *ids[N];
+	for (int i = 0; i < N; i++) {
+		ids[i] = client_must_create(bk.paid_key, NULL);
+		free(client_must_run(bk.paid_key, ids[i], "echo x > f && echo ok"));
+	}
+	char *host = read_file_all("/proc/1/mountinfo", NULL);
+	char *ours = read_file_all("/proc/self/mountinfo", NULL);
+	char *daemon = client_daemon_mountinfo(&bk.d);
+	CHECK(host != NULL && ours != NULL && daemon != NULL);
+	int in_host = mounts_under_in(host, "the host's mount table", bk.d.data_dir);
+	int in_ours = mounts_under_in(ours, "the test's mount table", bk.d.data_dir);
+	CHECK_MSG(in_host == 0, "the host's mount table holds %d mounts under '%s' with %d sessions",
+		  in_host, bk.d.data_dir, N);
+	CHECK_MSG(in_ours == 0,
+		  "the mount table bunkerd was started from holds %d mounts under '%s' with %d "
+		  "sessions",
+		  in_ours, bk.d.data_dir, N);
+	for (int i = 0; i < N; i++) {
+		int n = lines_naming(daemon, ids[i] + 4);
+		CHECK_MSG(n == 1, "bunkerd's mount table holds %d mounts of %s, want its disk alone",
+			  n, ids[i]);
+	}
+	free(host);
+	free(ours);
+	free(daemon);
+	for (int i = 0; i < N; i++) {
+		client_must_delete(bk.paid_key, ids[i]);
+		free(ids[i]);
+	}
 }
