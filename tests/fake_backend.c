@@ -182,20 +182,26 @@ static int fb_write_file(struct sbx *s, const char *path, const void *data, size
 	return rc;
 }
 
-static int fb_read_file(struct sbx *s, const char *path, size_t max, char **data, size_t *len,
-			struct bk_err *err)
+static int fb_read_piece(struct sbx *s, struct sbx_read *rd, void *buf, size_t cap, size_t *got,
+			 struct bk_err *err)
 {
 	struct fake_world *w = SW(s);
 	pthread_mutex_lock(&w->lock);
 	struct fake_box *x = fake__box_find(w, s->id, false);
-	const struct fake_file *f = x && x->disk ? fake__file_find(x->disk_files, path) : NULL;
+	const struct fake_file *f = x && x->disk ? fake__file_find(x->disk_files, rd->path) : NULL;
 	int rc = 0;
 	if (f == NULL) {
-		rc = bk_err_kind(err, BK_E_FILE_NOT_FOUND, "no file '%s'", path);
+		rc = bk_err_kind(err, BK_E_FILE_NOT_FOUND, "no file '%s'", rd->path);
+	} else if ((int64_t)f->len > rd->max) {
+		rc = bk_err_kind(err, BK_E_TOO_LARGE, "file '%s' is too large", rd->path);
 	} else {
-		*data = malloc(f->len + 1);
-		memcpy(*data, f->data, f->len + 1);
-		*len = f->len;
+		size_t off = rd->offset < (int64_t)f->len ? (size_t)rd->offset : f->len;
+		size_t n = f->len - off < cap ? f->len - off : cap;
+		memcpy(buf, f->data + off, n);
+		*got = n;
+		rd->size = (int64_t)f->len;
+		rd->have_id = true;
+		rd->utf8 = true;
 	}
 	pthread_mutex_unlock(&w->lock);
 	return rc;
@@ -394,7 +400,7 @@ static const struct sbx_ops fake_backend_ops = {
     .alive = fb_alive,
     .exec = fb_exec,
     .write_file = fb_write_file,
-    .read_file = fb_read_file,
+    .read_piece = fb_read_piece,
     .list = fb_list,
     .stat = fb_stat,
     .remove = fb_remove,

@@ -526,6 +526,16 @@ static void handle_files_write(struct api_call *c)
 	api_json(c, 200, json_pack("{s:s,s:I}", "path", path, "size", (json_int_t)len));
 }
 
+/* The compact JSON text of v (taken), malloc'd; NULL on ENOMEM. */
+static char *json_text_take(json_t *v)
+{
+	char *text = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+	json_decref(v);
+	return text;
+}
+
+/* {path, content, size, encoding} in that order, content streamed: UTF-8
+ * text when the whole file is UTF-8 (init checks it first), else base64. */
 static void handle_files_read(struct api_call *c)
 {
 	struct bk_err err = BK_ERR_INIT;
@@ -533,28 +543,18 @@ static void handle_files_read(struct api_call *c)
 	const char *path = NULL;
 	if (id == NULL || api_query_required(c, "path", &path, &err) < 0)
 		return api_buntime_error(c, &err);
-	_cleanup_free_ char *data = NULL;
-	size_t len;
-	if (core_file_read(c->api->core, &c->key, id, path, &data, &len, &err) < 0)
+	struct core_read *r;
+	if (core_read_open(c->api->core, &c->key, id, path, false, &r, &err) < 0)
 		return api_buntime_error(c, &err);
-	json_t *text = json_stringn(data, len);
-	const char *encoding = "utf8";
-	if (text == NULL) {
-		/* Not UTF-8: base64, and said so. */
-		size_t blen = sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL);
-		_cleanup_free_ char *b64 = malloc(blen);
-		if (b64 == NULL) {
-			bk_err_set(&err, ENOMEM, "cannot encode '%s'", path);
-			return api_buntime_error(c, &err);
-		}
-		sodium_bin2base64(b64, blen, (const unsigned char *)data, len,
-				  sodium_base64_VARIANT_ORIGINAL);
-		text = json_string(b64);
-		encoding = "base64";
-	}
-	api_json(c, 200,
-		 json_pack("{s:s,s:o,s:I,s:s}", "path", path, "content", text, "size",
-			   (json_int_t)len, "encoding", encoding));
+	bool utf8 = core_read_utf8(r);
+	_cleanup_free_ char *pj = json_text_take(api_json_bytes(path, strlen(path)));
+	char *head = NULL, *tail = NULL;
+	if (pj == NULL || asprintf(&head, "{\"path\":%s,\"content\":\"", pj) < 0)
+		head = NULL;
+	if (asprintf(&tail, "\",\"size\":%lld,\"encoding\":\"%s\"}", (long long)core_read_size(r),
+		     utf8 ? "utf8" : "base64") < 0)
+		tail = NULL;
+	api_file_answer(c, r, utf8 ? API_FILE_TEXT : API_FILE_BASE64, head, tail);
 }
 
 static void handle_files_list(struct api_call *c)

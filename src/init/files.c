@@ -221,8 +221,82 @@ void files_write(const struct agent_msg *req)
 	init_result(req->req_id, r < 0 ? -r : 0, "write", r < 0 ? strerror(-r) : NULL);
 }
 
-void files_answer_read(uint32_t req_id, int fd, int e, int64_t max)
+/* Strict UTF-8 as jansson checks it (no overlong forms, no surrogates,
+ * nothing past U+10FFFF), fed a buffer at a time: need is how many
+ * continuation bytes the sequence under way still wants. */
+struct utf8_scan {
+	int need;
+	uint32_t cp, min;
+	bool bad;
+};
+
+static void utf8_feed(struct utf8_scan *u, const uint8_t *p, size_t n)
 {
+	for (size_t i = 0; i < n && !u->bad; i++) {
+		uint8_t c = p[i];
+		if (u->need > 0) {
+			if ((c & 0xc0) != 0x80) {
+				u->bad = true;
+				break;
+			}
+			u->cp = (u->cp << 6) | (c & 0x3f);
+			if (--u->need == 0 && (u->cp < u->min || u->cp > 0x10ffff ||
+					       (u->cp >= 0xd800 && u->cp <= 0xdfff)))
+				u->bad = true;
+			continue;
+		}
+		if (c < 0x80)
+			continue;
+		if (c >= 0xc2 && c <= 0xdf)
+			*u = (struct utf8_scan){.need = 1, .cp = c & 0x1f, .min = 0x80};
+		else if (c >= 0xe0 && c <= 0xef)
+			*u = (struct utf8_scan){.need = 2, .cp = c & 0x0f, .min = 0x800};
+		else if (c >= 0xf0 && c <= 0xf4)
+			*u = (struct utf8_scan){.need = 3, .cp = c & 0x07, .min = 0x10000};
+		else
+			u->bad = true;
+	}
+}
+
+static void file_id_of(const struct stat *st, struct agent_file_id *id)
+{
+	*id = (struct agent_file_id){
+	    .dev = (int64_t)st->st_dev,
+	    .ino = (int64_t)st->st_ino,
+	    .size = (int64_t)st->st_size,
+	    .mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec,
+	    .ctime_ns = (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec,
+	};
+}
+
+/* Reads fd to its end: whether it is UTF-8 as a whole (-errno on a read
+ * error). init's loop waits meanwhile, as long as reading the file takes. */
+static int utf8_whole(int fd, int64_t size)
+{
+	_cleanup_free_ uint8_t *buf = malloc(1 << 16);
+	if (buf == NULL)
+		return -ENOMEM;
+	struct utf8_scan u = {0};
+	int64_t off = 0;
+	while (off < size && !u.bad) {
+		ssize_t n = pread(fd, buf, 1 << 16, off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		utf8_feed(&u, buf, (size_t)n);
+		off += n;
+	}
+	return !u.bad && u.need == 0;
+}
+
+void files_answer_read(const struct agent_msg *req, int fd, int e)
+{
+	uint32_t req_id = req->req_id;
+	int64_t max = agent_msg_get_i64(req, AGENT_T_MAX, 10 << 20);
+	int64_t offset = agent_msg_get_i64(req, AGENT_T_OFFSET, 0);
 	struct stat st;
 	if (e == 0 && fstat(fd, &st) < 0)
 		e = errno;
@@ -234,18 +308,52 @@ void files_answer_read(uint32_t req_id, int fd, int e, int64_t max)
 		e = EINVAL;
 	if (e == 0 && st.st_size > max)
 		e = EFBIG;
-	_cleanup_free_ uint8_t *data = e == 0 ? malloc((size_t)st.st_size + 1) : NULL;
+	if (e == 0 && (offset < 0 || offset > st.st_size))
+		e = EINVAL;
+	struct agent_file_id id, want;
+	struct agent_field f;
+	if (e == 0) {
+		file_id_of(&st, &id);
+		if (agent_msg_find(req, AGENT_T_FILE_ID, &f) && f.len == sizeof(want)) {
+			memcpy(&want, f.data, sizeof(want));
+			if (memcmp(&want, &id, sizeof(id)) != 0)
+				e = ESTALE;
+		}
+	}
+	int utf8 = -1;
+	if (e == 0 && agent_msg_get_i64(req, AGENT_T_UTF8, 0)) {
+		utf8 = utf8_whole(fd, st.st_size);
+		/* A file written meanwhile is not the one that was checked. */
+		struct stat again;
+		if (utf8 < 0)
+			e = -utf8;
+		else if (fstat(fd, &again) < 0)
+			e = errno;
+		else if (file_id_of(&again, &want), memcmp(&want, &id, sizeof(id)) != 0)
+			e = ESTALE;
+	}
+	/* One piece: LENGTH bytes from OFFSET, never past the size the file
+	 * had when it was opened (it may grow while it is read). */
+	int64_t len = 0;
+	if (e == 0 && agent_msg_find(req, AGENT_T_LENGTH, &f)) {
+		len = agent_field_i64(&f);
+		if (len < 0 || len > AGENT_READ_PIECE_MAX)
+			e = EINVAL;
+	} else if (e == 0) {
+		len = st.st_size;
+	}
+	if (e == 0 && len > st.st_size - offset)
+		len = st.st_size - offset;
+	_cleanup_free_ uint8_t *data = e == 0 ? malloc((size_t)len + 1) : NULL;
 	if (e == 0 && data == NULL)
 		e = ENOMEM;
 	if (e != 0) {
 		init_result(req_id, e, "read", strerror(e));
 		return;
 	}
-	/* Read what is there now, never more than the limit: the file may
-	 * change while it is read. */
 	size_t got = 0;
-	while (got < (size_t)st.st_size) {
-		ssize_t n = read(fd, data + got, (size_t)st.st_size - got);
+	while (got < (size_t)len) {
+		ssize_t n = pread(fd, data + got, (size_t)len - got, offset + (off_t)got);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -255,6 +363,10 @@ void files_answer_read(uint32_t req_id, int fd, int e, int64_t max)
 	struct agent_msg m;
 	agent_msg_init(&m, AGENT_RESULT, req_id);
 	agent_msg_put_i64(&m, AGENT_T_ERRNO, 0);
+	agent_msg_put_i64(&m, AGENT_T_SIZE, st.st_size);
+	agent_msg_put(&m, AGENT_T_FILE_ID, &id, sizeof(id));
+	if (utf8 >= 0)
+		agent_msg_put_i64(&m, AGENT_T_UTF8, utf8);
 	if (agent_msg_put(&m, AGENT_T_DATA, data, got) < 0) {
 		/* Larger than a frame may carry. */
 		agent_msg_release(&m);
@@ -272,7 +384,6 @@ void files_read(const struct agent_msg *req)
 		init_result(req->req_id, EINVAL, "read", "path is required");
 		return;
 	}
-	int64_t max = agent_msg_get_i64(req, AGENT_T_MAX, 10 << 20);
 	user_begin(req);
 	_cleanup_close_ int ws = ws_open();
 	/* O_NONBLOCK: opening a FIFO must not stop init's loop for good (a
@@ -281,7 +392,7 @@ void files_read(const struct agent_msg *req)
 	    ws < 0 ? -1 : ws_openat(ws, path, O_RDONLY | O_NONBLOCK | O_NOCTTY, 0);
 	int e = fd < 0 ? errno : 0;
 	user_end();
-	files_answer_read(req->req_id, fd, e, max);
+	files_answer_read(req, fd, e);
 }
 
 struct lister {
