@@ -207,8 +207,8 @@ static int fb_read_piece(struct sbx *s, struct sbx_read *rd, void *buf, size_t c
 	return rc;
 }
 
-static int fb_list(struct sbx *s, const char *path, bool recursive, struct sbx_entry **out,
-		   size_t *n, struct bk_err *err)
+static int fb_list(struct sbx *s, struct sbx_list_req *req, struct sbx_entry **out, size_t *n,
+		   struct bk_err *err)
 {
 	struct fake_world *w = SW(s);
 	pthread_mutex_lock(&w->lock);
@@ -216,9 +216,11 @@ static int fb_list(struct sbx *s, const char *path, bool recursive, struct sbx_e
 	int64_t count = x ? fake__files_count(x->disk_files) : 0;
 	*out = calloc((size_t)count + 1, sizeof(**out));
 	*n = 0;
-	for (struct fake_file *f = x ? x->disk_files : NULL; f; f = f->next)
+	for (struct fake_file *f = x ? x->disk_files : NULL; f && (int)*n < req->limit; f = f->next)
 		(*out)[(*n)++] =
 		    (struct sbx_entry){.path = strdup(f->path), .size = (int64_t)f->len};
+	req->total = count;
+	req->more = (int64_t)*n < count;
 	pthread_mutex_unlock(&w->lock);
 	return 0;
 }

@@ -31,7 +31,9 @@ enum agent_type {
 	/* d -> init: PATH, MAX, UID, GID, OFFSET, LENGTH, UTF8, FILE_ID; RESULT with
 	 * SIZE, FILE_ID, UTF8 and DATA (one piece: see AGENT_T_LENGTH) */
 	AGENT_READ_FILE,
-	AGENT_LIST,   /* d -> init: PATH, RECURSIVE, UID, GID; RESULT with ENTRY* */
+	/* d -> init: PATH, RECURSIVE, UID, GID, LIMIT, OFFSET, CURSOR; RESULT with
+	 * ENTRY* (at most LIMIT, in strcmp order of their paths), TOTAL, MORE */
+	AGENT_LIST,
 	AGENT_DELETE, /* d -> init: PATH, RECURSIVE, UID, GID; RESULT */
 	AGENT_STAT,   /* d -> init: PATH, UID, GID; RESULT with MODE */
 	/* Files anywhere in the session's own file system, as its root: */
@@ -98,6 +100,11 @@ enum agent_tag {
 	AGENT_T_SIZE,	 /* the file's size when it was opened */
 	AGENT_T_UTF8,	 /* asked: say whether the whole file is UTF-8; answered: 1 or 0 */
 	AGENT_T_FILE_ID, /* struct agent_file_id: a piece of another file is ESTALE */
+	/* With LIST: */
+	AGENT_T_LIMIT,	/* the most ENTRY fields answered */
+	AGENT_T_CURSOR, /* only paths that sort after this one (strcmp) */
+	AGENT_T_TOTAL,	/* every entry the walk counted */
+	AGENT_T_MORE,	/* entries after the last answered */
 };
 
 /* Which file a read's pieces come from: a piece is refused (ESTALE) when
@@ -109,6 +116,9 @@ struct agent_file_id {
 
 /* The largest piece of a file one READ_FILE/READ_PATH answers. */
 #define AGENT_READ_PIECE_MAX (1u << 20)
+/* What a listing's walk may hold of directory names at once, over every
+ * level it is down (a directory past it: E2BIG). */
+#define AGENT_LIST_NAMES_MAX (8u << 20)
 
 /* What became of a run's interpreter (AGENT_T_INTERP_END). */
 enum agent_interp_end {
@@ -119,8 +129,11 @@ enum agent_interp_end {
 	AGENT_INTERP_BROKEN,   /* it broke the channel's protocol and init killed it */
 };
 
-/* At most this many entries are listed per request. */
+/* A listing counts its entries for TOTAL up to this many; past it, once
+ * its page is full, the walk stops (TOTAL is then a lower bound). */
 #define AGENT_MAX_ENTRIES 100000
+/* At most this many entries are answered per LIST request. */
+#define AGENT_LIST_LIMIT_MAX 1000
 
 /* Every exec writes, the daemon's side included, inside this directory. */
 #define AGENT_WORKSPACE "/workspace"

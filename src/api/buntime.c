@@ -557,6 +557,31 @@ static void handle_files_read(struct api_call *c)
 	api_file_answer(c, r, utf8 ? API_FILE_TEXT : API_FILE_BASE64, head, tail);
 }
 
+/* Whether a name goes into JSON as it is: valid UTF-8 without control
+ * characters (which JSON could escape, but which a client would mangle in
+ * a terminal or a file name). */
+static bool name_is_plain(const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			return false;
+	return api_utf8_valid(s);
+}
+
+/* The opaque cursor of a page's last path: its bytes in unpadded
+ * URL-safe base64 (names need not be text). */
+static json_t *cursor_of(const char *path)
+{
+	size_t len = strlen(path);
+	size_t blen = sodium_base64_encoded_len(len, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	_cleanup_free_ char *b = malloc(blen);
+	if (b == NULL)
+		return NULL;
+	sodium_bin2base64(b, blen, (const unsigned char *)path, len,
+			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	return json_string(b);
+}
+
 static void handle_files_list(struct api_call *c)
 {
 	struct bk_err err = BK_ERR_INIT;
@@ -569,24 +594,51 @@ static void handle_files_list(struct api_call *c)
 	    api_query_int(c, "offset", "offset", 0, 0, INT32_MAX, &offset, &err) < 0 ||
 	    api_query_bool(c, "recursive", &recursive, &err) < 0)
 		return api_buntime_error(c, &err);
+	const char *cq = http_query(c->req, "cursor");
+	char cursor[4200];
+	size_t clen = 0;
+	if (cq && *cq &&
+	    (sodium_base642bin((unsigned char *)cursor, sizeof(cursor) - 1, cq, strlen(cq), NULL,
+			       &clen, NULL, sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+	     clen == 0 || memchr(cursor, 0, clen))) {
+		bk_err_field(&err, "cursor", "cursor is not one that a page's nextCursor gave");
+		return api_buntime_error(c, &err);
+	}
+	cursor[clen] = '\0';
+	struct core_list_page page = {
+	    .limit = limit, .offset = offset, .cursor = clen ? cursor : NULL};
 	struct core_entry *es;
 	size_t n;
-	int64_t total;
-	if (core_file_list(c->api->core, &c->key, id, http_query(c->req, "path"), recursive, limit,
-			   offset, &es, &n, &total, &err) < 0)
+	if (core_file_list(c->api->core, &c->key, id, http_query(c->req, "path"), recursive, &page,
+			   &es, &n, &err) < 0)
 		return api_buntime_error(c, &err);
 	json_t *files = json_array();
 	for (size_t i = 0; i < n; i++) {
 		char mod[40];
 		iso(es[i].mtime_ms, mod, sizeof(mod));
-		json_array_append_new(files,
-				      json_pack("{s:o,s:I,s:s,s:s}", "path",
-						api_json_bytes(es[i].path, strlen(es[i].path)),
-						"size", (json_int_t)es[i].size, "modified", mod,
-						"type", es[i].is_dir ? "directory" : "file"));
+		json_t *e = json_pack("{s:o,s:I,s:s,s:s}", "path",
+				      api_json_bytes(es[i].path, strlen(es[i].path)), "size",
+				      (json_int_t)es[i].size, "modified", mod, "type",
+				      es[i].is_dir ? "directory" : "file");
+		if (!name_is_plain(es[i].path)) {
+			/* The path's bytes, which "path" shows lossily. */
+			size_t len = strlen(es[i].path);
+			size_t blen =
+			    sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL);
+			_cleanup_free_ char *b = malloc(blen);
+			if (b) {
+				sodium_bin2base64(b, blen, (const unsigned char *)es[i].path, len,
+						  sodium_base64_VARIANT_ORIGINAL);
+				json_object_set_new(e, "pathBase64", json_string(b));
+			}
+		}
+		json_array_append_new(files, e);
 	}
+	json_t *next = page.more && n > 0 ? cursor_of(es[n - 1].path) : json_null();
 	core_entries_free(es, n);
-	api_json(c, 200, json_pack("{s:o,s:I}", "files", files, "total", (json_int_t)total));
+	api_json(c, 200,
+		 json_pack("{s:o,s:I,s:o}", "files", files, "total", (json_int_t)page.total,
+			   "nextCursor", next ? next : json_null()));
 }
 
 static void handle_files_delete(struct api_call *c)

@@ -472,11 +472,22 @@ struct core_entry {
 	bool is_dir;
 };
 
-/* A page of a directory's entries sorted by path ("" or NULL: the
- * workspace); *total counts them all. Free *out with core_entries_free(). */
+/* Which page of a listing, and what came of it. */
+struct core_list_page {
+	int limit;	    /* 1..AGENT_LIST_LIMIT_MAX */
+	int64_t offset;	    /* entries passed over (after cursor) */
+	const char *cursor; /* the last path of the previous page, or NULL */
+	/* out */
+	int64_t total; /* entries of the whole listing (a lower bound past 100,000) */
+	bool more;     /* entries follow the page: the next one is after its last path */
+};
+
+/* A page of a directory's entries ("" or NULL: the workspace), in strcmp
+ * order of their paths, walked in the sandbox so that only the page comes
+ * to the daemon. Free *out with core_entries_free(). */
 int core_file_list(struct core *core, const struct core_key *key, const char *id, const char *path,
-		   bool recursive, int limit, int offset, struct core_entry **out, size_t *n,
-		   int64_t *total, struct bk_err *err);
+		   bool recursive, struct core_list_page *page, struct core_entry **out, size_t *n,
+		   struct bk_err *err);
 void core_entries_free(struct core_entry *es, size_t n);
 /* A non-empty directory needs recursive (BK_E_CONFLICT otherwise). */
 int core_file_delete(struct core *core, const struct core_key *key, const char *id,

@@ -48,14 +48,9 @@ int core_file_write(struct core *core, const struct core_key *key, const char *i
 	return rc < 0 ? path_fail(err) : 0;
 }
 
-static int entry_cmp(const void *a, const void *b)
-{
-	return strcmp(((const struct sbx_entry *)a)->path, ((const struct sbx_entry *)b)->path);
-}
-
 int core_file_list(struct core *core, const struct core_key *key, const char *id, const char *path,
-		   bool recursive, int limit, int offset, struct core_entry **out, size_t *n,
-		   int64_t *total, struct bk_err *err)
+		   bool recursive, struct core_list_page *page, struct core_entry **out, size_t *n,
+		   struct bk_err *err)
 {
 	char rel[4096];
 	if (path_of(path, true, rel, sizeof(rel), err) < 0)
@@ -66,27 +61,29 @@ int core_file_list(struct core *core, const struct core_key *key, const char *id
 		return -1;
 	struct sbx_entry *es = NULL;
 	size_t count = 0;
-	int rc = core->sbx->ops->list(sbx, rel, recursive, &es, &count, err);
+	struct sbx_list_req req = {.path = rel,
+				   .recursive = recursive,
+				   .limit = page->limit,
+				   .offset = page->offset,
+				   .cursor = page->cursor};
+	int rc = core->sbx->ops->list(sbx, &req, &es, &count, err);
 	core__session_leave(core, s);
 	if (rc < 0)
 		return path_fail(err);
-	/* Pages are stable across calls: entries sorted by path. */
-	qsort(es, count, sizeof(*es), entry_cmp);
-	*total = (int64_t)count;
-	size_t first = (size_t)offset < count ? (size_t)offset : count;
-	size_t take = count - first < (size_t)limit ? count - first : (size_t)limit;
-	*out = calloc(take + 1, sizeof(**out));
+	page->total = req.total;
+	page->more = req.more;
+	*out = calloc(count + 1, sizeof(**out));
 	if (*out == NULL) {
 		sbx_entries_free(es, count);
 		return bk_err_set(err, ENOMEM, "cannot list files");
 	}
-	for (size_t i = 0; i < take; i++) {
-		struct sbx_entry *e = &es[first + i];
+	for (size_t i = 0; i < count; i++) {
+		struct sbx_entry *e = &es[i];
 		(*out)[i] = (struct core_entry){
 		    .path = e->path, .size = e->size, .mtime_ms = e->mtime_ms, .is_dir = e->is_dir};
 		e->path = NULL;
 	}
-	*n = take;
+	*n = count;
 	sbx_entries_free(es, count);
 	return 0;
 }

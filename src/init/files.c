@@ -395,26 +395,120 @@ void files_read(const struct agent_msg *req)
 	files_answer_read(req, fd, e);
 }
 
-struct lister {
+/* A listing's walk. Entries come out in strcmp order of their whole
+ * paths, whatever the tree, so that a page after a cursor is the next one:
+ * inside a directory, each child is an item "name" and, when it is a
+ * directory to go into, a second item "name/" for everything below it
+ * ("a-b" sorts between "a" and "a/x"), and the items are visited sorted.
+ * What the walk holds is one directory's names per level it is down
+ * (AGENT_LIST_NAMES_MAX in all) and the page it answers. */
+struct walk {
 	struct agent_msg *m;
-	int count;
 	bool recursive;
+	const char *cursor; /* NULL: from the start */
+	int64_t skip;	    /* entries after the cursor still to pass over */
+	int64_t limit, answered;
+	int64_t total;
+	bool more;
+	size_t names; /* bytes of names held, over every level */
+	int err;      /* E2BIG: a directory's names past the budget */
 };
 
-static void list_put(struct lister *l, const char *rel, const struct stat *st)
+struct walk_item {
+	uint32_t off; /* of its name in the level's arena */
+	bool below;   /* the "name/" item: what is under directory name */
+};
+
+struct walk_level {
+	char *arena;
+	size_t len, cap;
+	struct walk_item *items;
+	size_t n, n_cap;
+};
+
+static bool walk_done(const struct walk *w)
+{
+	return w->err != 0 || (w->answered == w->limit && w->more && w->total >= AGENT_MAX_ENTRIES);
+}
+
+static int walk_add(struct walk *w, struct walk_level *lv, const char *name, bool below)
+{
+	size_t nl = strlen(name) + 1;
+	if (w->names + nl > AGENT_LIST_NAMES_MAX)
+		return -E2BIG;
+	if (lv->len + nl > lv->cap) {
+		size_t cap = lv->cap ? lv->cap * 2 : 4096;
+		while (cap < lv->len + nl)
+			cap *= 2;
+		char *p = realloc(lv->arena, cap);
+		if (p == NULL)
+			return -ENOMEM;
+		lv->arena = p;
+		lv->cap = cap;
+	}
+	if (lv->n == lv->n_cap) {
+		size_t cap = lv->n_cap ? lv->n_cap * 2 : 64;
+		struct walk_item *p = realloc(lv->items, cap * sizeof(*p));
+		if (p == NULL)
+			return -ENOMEM;
+		lv->items = p;
+		lv->n_cap = cap;
+	}
+	memcpy(lv->arena + lv->len, name, nl);
+	lv->items[lv->n++] = (struct walk_item){.off = (uint32_t)lv->len, .below = below};
+	lv->len += nl;
+	w->names += nl;
+	return 0;
+}
+
+/* Compares two items of one level (arena holds their names) as strcmp
+ * compares their paths: "name", or "name/..." for what is below. Names
+ * hold no '/', so the first byte past the shorter name decides. */
+static int walk_item_cmp(const void *a, const void *b, void *arena)
+{
+	const struct walk_item *x = a, *y = b;
+	const char *p = (const char *)arena + x->off, *q = (const char *)arena + y->off;
+	while (*p && *p == *q)
+		p++, q++;
+	int cp = *p ? (unsigned char)*p : (x->below ? '/' : 0);
+	int cq = *q ? (unsigned char)*q : (y->below ? '/' : 0);
+	return cp - cq;
+}
+
+static void walk_put(struct walk *w, const char *rel, const struct stat *st)
 {
 	char entry[PATH_MAX_LEN + 64];
 	int64_t mtime = (int64_t)st->st_mtim.tv_sec * 1000 + st->st_mtim.tv_nsec / 1000000;
 	snprintf(entry, sizeof(entry), "%c\t%lld\t%lld\t%s", S_ISDIR(st->st_mode) ? 'd' : 'f',
 		 (long long)st->st_size, (long long)mtime, rel);
-	agent_msg_put_str(l->m, AGENT_T_ENTRY, entry);
-	l->count++;
+	agent_msg_put_str(w->m, AGENT_T_ENTRY, entry);
 }
 
-/* Lists the directory dfd (named prefix, "" for the workspace). Entries
+/* An entry of the listing: counted, and answered when it is on the page. */
+static void walk_entry(struct walk *w, int dfd, const char *name, const char *rel)
+{
+	w->total++;
+	if (w->cursor && strcmp(rel, w->cursor) <= 0)
+		return;
+	if (w->skip > 0) {
+		w->skip--;
+		return;
+	}
+	if (w->answered == w->limit) {
+		w->more = true;
+		return;
+	}
+	struct stat st;
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return;
+	walk_put(w, rel, &st);
+	w->answered++;
+}
+
+/* Walks the directory dfd (named prefix, "" for the workspace). Entries
  * are opened with O_NOFOLLOW one name at a time: a symlink is listed, never
  * entered. */
-static void list_dir(struct lister *l, int dfd, const char *prefix, int depth)
+static void walk_dir(struct walk *w, int dfd, const char *prefix, int depth)
 {
 	int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
@@ -424,33 +518,60 @@ static void list_dir(struct lister *l, int dfd, const char *prefix, int depth)
 		close(fd);
 		return;
 	}
+	struct walk_level lv = {0};
+	bool descend = w->recursive && depth < 64;
 	struct dirent *de;
-	while ((de = readdir(d)) != NULL && l->count < AGENT_MAX_ENTRIES) {
+	int r = 0;
+	while (r == 0 && (de = readdir(d)) != NULL) {
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
-		struct stat st;
-		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-			continue;
+		bool dir = de->d_type == DT_DIR;
+		if (de->d_type == DT_UNKNOWN) {
+			struct stat st;
+			dir = fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+			      S_ISDIR(st.st_mode);
+		}
+		r = walk_add(w, &lv, de->d_name, false);
+		if (r == 0 && dir && descend)
+			r = walk_add(w, &lv, de->d_name, true);
+	}
+	if (r < 0)
+		w->err = -r;
+	if (lv.n > 1)
+		qsort_r(lv.items, lv.n, sizeof(*lv.items), walk_item_cmp, lv.arena);
+	for (size_t i = 0; i < lv.n && !walk_done(w); i++) {
+		const char *name = lv.arena + lv.items[i].off;
 		char rel[PATH_MAX_LEN];
-		if (snprintf(rel, sizeof(rel), "%s%s%s", prefix, *prefix ? "/" : "", de->d_name) >=
+		if (snprintf(rel, sizeof(rel), "%s%s%s", prefix, *prefix ? "/" : "", name) >=
 		    (int)sizeof(rel))
 			continue;
-		list_put(l, rel, &st);
-		if (l->recursive && S_ISDIR(st.st_mode) && depth < 64) {
-			_cleanup_close_ int sub = openat(
-			    dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			if (sub >= 0)
-				list_dir(l, sub, rel, depth + 1);
+		if (!lv.items[i].below) {
+			walk_entry(w, dirfd(d), name, rel);
+			continue;
 		}
+		_cleanup_close_ int sub =
+		    openat(dirfd(d), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (sub >= 0)
+			walk_dir(w, sub, rel, depth + 1);
 	}
+	w->names -= lv.len;
+	free(lv.arena);
+	free(lv.items);
 }
 
 void files_list(const struct agent_msg *req)
 {
-	char path[PATH_MAX_LEN];
-	if (!req_path(req, path, sizeof(path))) {
+	char path[PATH_MAX_LEN], cursor[PATH_MAX_LEN + 8];
+	struct agent_field cf;
+	bool has_cursor = agent_msg_find(req, AGENT_T_CURSOR, &cf);
+	if (!req_path(req, path, sizeof(path)) ||
+	    (has_cursor && (cf.len >= sizeof(cursor) || memchr(cf.data, 0, cf.len)))) {
 		init_result(req->req_id, EINVAL, "list", "bad path");
 		return;
+	}
+	if (has_cursor) {
+		memcpy(cursor, cf.data, cf.len);
+		cursor[cf.len] = '\0';
 	}
 	user_begin(req);
 	_cleanup_close_ int ws = ws_open();
@@ -463,12 +584,26 @@ void files_list(const struct agent_msg *req)
 		init_result(req->req_id, e, "list", strerror(e));
 		return;
 	}
+	int64_t limit = agent_msg_get_i64(req, AGENT_T_LIMIT, AGENT_LIST_LIMIT_MAX);
 	struct agent_msg m;
 	agent_msg_init(&m, AGENT_RESULT, req->req_id);
 	agent_msg_put_i64(&m, AGENT_T_ERRNO, 0);
-	struct lister l = {.m = &m, .recursive = agent_msg_get_i64(req, AGENT_T_RECURSIVE, 0) != 0};
-	list_dir(&l, dfd, path, 0);
+	struct walk w = {
+	    .m = &m,
+	    .recursive = agent_msg_get_i64(req, AGENT_T_RECURSIVE, 0) != 0,
+	    .cursor = has_cursor ? cursor : NULL,
+	    .skip = agent_msg_get_i64(req, AGENT_T_OFFSET, 0),
+	    .limit = limit < 0 || limit > AGENT_LIST_LIMIT_MAX ? AGENT_LIST_LIMIT_MAX : limit,
+	};
+	walk_dir(&w, dfd, path, 0);
 	user_end();
+	if (w.err) {
+		agent_msg_release(&m);
+		init_result(req->req_id, w.err, "list", strerror(w.err));
+		return;
+	}
+	agent_msg_put_i64(&m, AGENT_T_TOTAL, w.total);
+	agent_msg_put_i64(&m, AGENT_T_MORE, w.more);
 	init_send(&m);
 	agent_msg_release(&m);
 }

@@ -305,6 +305,10 @@ static int file_errno(int e, const char *path, struct bk_err *err)
 		return bk_err_kind(err, BK_E_INVALID, "path '%s' is too long", path);
 	case EFBIG:
 		return bk_err_kind(err, BK_E_TOO_LARGE, "file '%s' is larger than allowed", path);
+	case E2BIG: /* init/files.c: AGENT_LIST_NAMES_MAX */
+		return bk_err_kind(err, BK_E_INVALID,
+				   "'%s' holds too many names to list (list a directory below it)",
+				   path);
 	case EINVAL:
 		return bk_err_kind(err, BK_E_INVALID, "'%s' is not a regular file or directory",
 				   path);
@@ -444,14 +448,25 @@ int sbx__agent_write_path(struct sbx *sbx, const struct sbx_transfer *t, const v
 	return e < 0 ? -1 : path_errno(e, t->path, err);
 }
 
-int sbx__agent_list(struct sbx *sbx, const char *path, bool recursive, struct sbx_entry **out,
-		    size_t *n, struct bk_err *err)
+int sbx__agent_list(struct sbx *sbx, struct sbx_list_req *req, struct sbx_entry **out, size_t *n,
+		    struct bk_err *err)
 {
 	struct agent_msg m, a;
+	const char *path = req->path;
 	file_request(&m, AGENT_LIST, path);
-	agent_msg_put_i64(&m, AGENT_T_RECURSIVE, recursive);
+	int r = agent_msg_put_i64(&m, AGENT_T_RECURSIVE, req->recursive);
+	r |= agent_msg_put_i64(&m, AGENT_T_LIMIT, req->limit);
+	r |= agent_msg_put_i64(&m, AGENT_T_OFFSET, req->offset);
+	if (req->cursor)
+		r |= agent_msg_put_str(&m, AGENT_T_CURSOR, req->cursor);
+	if (r < 0) {
+		agent_msg_release(&m);
+		return bk_err_set(err, ENOMEM, "cannot build a listing of '%s'", path);
+	}
 	if (file_call(sbx, &m, *path ? path : ".", &a, err) < 0)
 		return -1;
+	req->total = agent_msg_get_i64(&a, AGENT_T_TOTAL, 0);
+	req->more = agent_msg_get_i64(&a, AGENT_T_MORE, 0) != 0;
 	size_t off = 0, count = 0;
 	struct agent_field f;
 	while (agent_msg_next(&a, &off, &f))

@@ -44,8 +44,8 @@ int sbx__agent_write_file(struct sbx *s, const char *path, const void *data, siz
 			  struct bk_err *err);
 int sbx__agent_read_piece(struct sbx *s, struct sbx_read *rd, void *buf, size_t cap, size_t *got,
 			  struct bk_err *err);
-int sbx__agent_list(struct sbx *s, const char *path, bool recursive, struct sbx_entry **out,
-		    size_t *n, struct bk_err *err);
+int sbx__agent_list(struct sbx *s, struct sbx_list_req *req, struct sbx_entry **out, size_t *n,
+		    struct bk_err *err);
 int sbx__agent_stat(struct sbx *s, const char *path, mode_t *mode, struct bk_err *err);
 int sbx__agent_remove(struct sbx *s, const char *path, bool recursive, struct bk_err *err);
 int sbx__agent_kill(struct sbx *s, pid_t pid, struct bk_err *err);

@@ -183,6 +183,20 @@ struct sbx_entry {
 
 void sbx_entries_free(struct sbx_entry *es, size_t n);
 
+/* A page of a listing: at most limit entries, in strcmp order of their
+ * paths, after cursor (NULL: from the start) and offset more. */
+struct sbx_list_req {
+	const char *path;
+	bool recursive;
+	int limit;
+	int64_t offset;
+	const char *cursor;
+	/* out: the entries of the whole listing (a lower bound past
+	 * AGENT_MAX_ENTRIES), and whether some follow the page */
+	int64_t total;
+	bool more;
+};
+
 /* Which file a read's pieces come from (struct agent_file_id's fields). */
 struct sbx_file_id {
 	int64_t v[5];
@@ -333,11 +347,11 @@ struct sbx_ops {
 	 * not reached (BK_E_FORBIDDEN). Over rd->max: BK_E_TOO_LARGE. */
 	int (*read_piece)(struct sbx *s, struct sbx_read *rd, void *buf, size_t cap, size_t *got,
 			  struct bk_err *err);
-	/* Lists a workspace directory ("" is the workspace), recursively or
-	 * not; symlinks are listed, never followed. Free *out with
-	 * sbx_entries_free(). */
-	int (*list)(struct sbx *s, const char *path, bool recursive, struct sbx_entry **out,
-		    size_t *n, struct bk_err *err);
+	/* One page of a workspace directory's listing (see struct
+	 * sbx_list_req; "" is the workspace), recursively or not; symlinks are
+	 * listed, never followed. Free *out with sbx_entries_free(). */
+	int (*list)(struct sbx *s, struct sbx_list_req *req, struct sbx_entry **out, size_t *n,
+		    struct bk_err *err);
 	/* The mode of a workspace path as the session's user sees it. */
 	int (*stat)(struct sbx *s, const char *path, mode_t *mode, struct bk_err *err);
 	/* Deletes a workspace file or directory; a non-empty directory needs

@@ -1,8 +1,10 @@
 /* Black-box tests of what large files and large trees cost the daemon:
  * GET /files/read and InstaVM's POST /download stream a file piece by piece
  * (byte-exact in text and in base64, the daemon's peak memory bounded with
- * many readers at once, and with readers that never read). One real bunkerd
- * for every test.
+ * many readers at once, and with readers that never read), GET /files/list
+ * pages through a tree with a cursor (each entry once, in order), and names
+ * that are not UTF-8 or hold control characters list with their bytes in
+ * pathBase64. One real bunkerd for every test.
  */
 #include "../client.h"
 #include "../iv_client.h"
@@ -291,6 +293,186 @@ TEST_TIMEOUT(files_read_unread_answers_bounded, 300)
 	struct client_resp r;
 	read_call(id, "nothing-here", &r);
 	CHECK_ERROR(&r, 404, "file_not_found");
+	client_resp_free(&r);
+	client_must_delete(bk.paid_key, id);
+	free(id);
+}
+
+/* ---- listings ---- */
+
+static int path_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+TEST_TIMEOUT(files_list_cursor_pages, 300)
+{
+	char *id = client_must_create(bk.paid_key, NULL);
+	/* 3000 files over nested directories whose names sort across '/'
+	 * ("a-b" sorts between "a" and "a/..."). */
+	free(client_must_run(bk.paid_key, id,
+			     "mkdir -p t/a t/a-b t/a/x t/b && cd t && "
+			     "for i in $(seq 1 1000); do : > a/f$i; done && "
+			     "for i in $(seq 1 1000); do : > a-b/g$i; done && "
+			     "for i in $(seq 1 996); do : > a/x/h$i; done"));
+	/* Expected: every path, directories included, in strcmp order. */
+	enum { MAX = 4000 };
+	char **want = calloc(MAX, sizeof(char *));
+	size_t nw = 0;
+	want[nw++] = strdup("t/a");
+	want[nw++] = strdup("t/a-b");
+	want[nw++] = strdup("t/a/x");
+	want[nw++] = strdup("t/b");
+	char buf[64];
+	for (int i = 1; i <= 1000; i++) {
+		snprintf(buf, sizeof(buf), "t/a/f%d", i);
+		want[nw++] = strdup(buf);
+		snprintf(buf, sizeof(buf), "t/a-b/g%d", i);
+		want[nw++] = strdup(buf);
+		if (i <= 996) {
+			snprintf(buf, sizeof(buf), "t/a/x/h%d", i);
+			want[nw++] = strdup(buf);
+		}
+	}
+	qsort(want, nw, sizeof(char *), path_cmp);
+	size_t seen = 0, pages = 0;
+	char cursor[1024] = "";
+	for (;;) {
+		char url[2048];
+		snprintf(url, sizeof(url),
+			 "/files/list?sessionId=%s&path=t&recursive=true&limit=100%s%s", id,
+			 *cursor ? "&cursor=" : "", cursor);
+		struct client_resp r;
+		client_call(&bk.d, "GET", url, bk.paid_key, NULL, &r);
+		CHECK_STATUS(&r, 200);
+		CHECK(client_must_int(r.json, "total", r.body) == (long long)nw);
+		json_t *files = json_object_get(r.json, "files");
+		CHECK(json_is_array(files));
+		CHECK(json_array_size(files) <= 100);
+		for (size_t i = 0; i < json_array_size(files); i++) {
+			const char *p = client_must_str(json_array_get(files, i), "path", r.body);
+			CHECK_MSG(seen < nw, "more entries than the %zu there are", nw);
+			CHECK_MSG(strcmp(p, want[seen]) == 0, "entry %zu is '%s', not '%s'", seen,
+				  p, want[seen]);
+			seen++;
+		}
+		pages++;
+		json_t *next = json_object_get(r.json, "nextCursor");
+		CHECK_MSG(next != NULL, "no nextCursor in %.200s", r.body);
+		if (json_is_null(next)) {
+			client_resp_free(&r);
+			break;
+		}
+		CHECK(json_is_string(next));
+		char *enc = client_urlencode(json_string_value(next));
+		snprintf(cursor, sizeof(cursor), "%s", enc);
+		free(enc);
+		client_resp_free(&r);
+		CHECK(pages < 100);
+	}
+	CHECK_MSG(seen == nw, "%zu entries listed, not %zu", seen, nw);
+	CHECK_MSG(pages == (nw + 99) / 100, "%zu pages", pages);
+	/* offset still pages too, in the same order. */
+	char url[512];
+	snprintf(url, sizeof(url),
+		 "/files/list?sessionId=%s&path=t&recursive=true&limit=5&offset=2000", id);
+	struct client_resp r;
+	client_call(&bk.d, "GET", url, bk.paid_key, NULL, &r);
+	CHECK_STATUS(&r, 200);
+	json_t *files = json_object_get(r.json, "files");
+	CHECK(json_array_size(files) == 5);
+	CHECK(strcmp(client_must_str(json_array_get(files, 0), "path", r.body), want[2000]) == 0);
+	client_resp_free(&r);
+	/* A cursor that is no cursor is 400 naming it. */
+	snprintf(url, sizeof(url), "/files/list?sessionId=%s&cursor=%%25%%25", id);
+	client_call(&bk.d, "GET", url, bk.paid_key, NULL, &r);
+	CHECK_ERROR_FIELD(&r, 400, "invalid_request", "cursor");
+	client_resp_free(&r);
+	for (size_t i = 0; i < nw; i++)
+		free(want[i]);
+	free(want);
+	client_must_delete(bk.paid_key, id);
+	free(id);
+}
+
+TEST_TIMEOUT(files_list_non_utf8_names, 120)
+{
+	char *id = client_must_create(bk.paid_key, NULL);
+	free(client_must_run(bk.paid_key, id,
+			     "mkdir n && cd n && : > \"$(printf 'bad\\377\\376')\" && "
+			     ": > \"$(printf 'ctl\\001x')\" && : > \"$(printf 'nl\\nx')\" && "
+			     ": > plain && : > \"$(printf 'caf\\303\\251')\""));
+	char url[512];
+	snprintf(url, sizeof(url), "/files/list?sessionId=%s&path=n", id);
+	struct client_resp r;
+	client_call(&bk.d, "GET", url, bk.paid_key, NULL, &r);
+	CHECK_STATUS(&r, 200);
+	CHECK_MSG(r.json != NULL, "not JSON: %s", r.body);
+	json_t *files = json_object_get(r.json, "files");
+	CHECK(json_array_size(files) == 5);
+	static const struct {
+		const char *raw;
+		bool b64;
+	} want[] = {
+	    {"n/bad\377\376", true}, {"n/caf\303\251", false}, {"n/ctl\001x", true},
+	    {"n/nl\nx", true},	     {"n/plain", false},
+	};
+	for (size_t i = 0; i < 5; i++) {
+		json_t *e = json_array_get(files, i);
+		const char *p = client_must_str(e, "path", r.body);
+		json_t *b = json_object_get(e, "pathBase64");
+		if (!want[i].b64) {
+			CHECK_MSG(strcmp(p, want[i].raw) == 0, "entry %zu is '%s'", i, p);
+			CHECK_MSG(b == NULL, "entry '%s' has a pathBase64", p);
+			continue;
+		}
+		CHECK_MSG(json_is_string(b), "entry %zu ('%s') has no pathBase64: %s", i, p,
+			  r.body);
+		unsigned char raw[256];
+		size_t got = 0;
+		const char *bs = json_string_value(b);
+		CHECK(sodium_base642bin(raw, sizeof(raw), bs, strlen(bs), NULL, &got, NULL,
+					sodium_base64_VARIANT_ORIGINAL) == 0);
+		CHECK_MSG(got == strlen(want[i].raw) && memcmp(raw, want[i].raw, got) == 0,
+			  "entry %zu's pathBase64 '%s' is not its bytes", i, bs);
+	}
+	client_resp_free(&r);
+	client_must_delete(bk.paid_key, id);
+	free(id);
+}
+
+TEST_TIMEOUT(files_list_large_tree_holds_one_page, 300)
+{
+	char *id = client_must_create(bk.paid_key, NULL);
+	/* 45 directories of 1,000 files, 12 levels of 200-byte names down, so
+	 * that every path is some 2.5 KB: 45,057 entries, 110 MB of paths. */
+	free(client_must_run(bk.paid_key, id,
+			     "python3 -c 'import os\n"
+			     "top=\"big/\" + \"/\".join([\"d\" * 200] * 12)\n"
+			     "for d in range(45):\n"
+			     "  p=\"%s/d%02d\" % (top, d); os.makedirs(p)\n"
+			     "  for f in range(1000): open(\"%s/file-with-a-longish-name-%04d\" % "
+			     "(p, f), \"w\").close()'"));
+	char url[512];
+	snprintf(url, sizeof(url), "/files/list?sessionId=%s&path=big&recursive=true&limit=1", id);
+	CHECK(hwm_reset());
+	long before = raw_proc_kb(bk.d.pid, "VmRSS");
+	struct client_resp r;
+	client_call(&bk.d, "GET", url, bk.paid_key, NULL, &r);
+	long peak = raw_proc_kb(bk.d.pid, "VmHWM");
+	CHECK_STATUS(&r, 200);
+	fprintf(stderr,
+		"    a page of 1 from 45,057 entries of 2.5 KB paths: %zu bytes in %.0f ms, the "
+		"daemon's peak RSS %ld MB over %ld MB\n",
+		r.body_len, r.seconds * 1000, (peak - before) / 1024, before / 1024);
+	CHECK_MSG(peak - before < 16 * 1024, "a page of one entry took the daemon %ld MB further",
+		  (peak - before) / 1024);
+	CHECK(client_must_int(r.json, "total", r.body) == 45057);
+	json_t *files = json_object_get(r.json, "files");
+	CHECK(json_array_size(files) == 1);
+	const char *first = client_must_str(json_array_get(files, 0), "path", r.body);
+	CHECK_MSG(strlen(first) == 4 + 200, "first entry '%.40s...'", first);
+	CHECK(json_is_string(json_object_get(r.json, "nextCursor")));
 	client_resp_free(&r);
 	client_must_delete(bk.paid_key, id);
 	free(id);
