@@ -182,27 +182,33 @@ static int fb_write_file(struct sbx *s, const char *path, const void *data, size
 	return rc;
 }
 
-static int fb_read_file(struct sbx *s, const char *path, size_t max, char **data, size_t *len,
-			struct bk_err *err)
+static int fb_read_piece(struct sbx *s, struct sbx_read *rd, void *buf, size_t cap, size_t *got,
+			 struct bk_err *err)
 {
 	struct fake_world *w = SW(s);
 	pthread_mutex_lock(&w->lock);
 	struct fake_box *x = fake__box_find(w, s->id, false);
-	const struct fake_file *f = x && x->disk ? fake__file_find(x->disk_files, path) : NULL;
+	const struct fake_file *f = x && x->disk ? fake__file_find(x->disk_files, rd->path) : NULL;
 	int rc = 0;
 	if (f == NULL) {
-		rc = bk_err_kind(err, BK_E_FILE_NOT_FOUND, "no file '%s'", path);
+		rc = bk_err_kind(err, BK_E_FILE_NOT_FOUND, "no file '%s'", rd->path);
+	} else if ((int64_t)f->len > rd->max) {
+		rc = bk_err_kind(err, BK_E_TOO_LARGE, "file '%s' is too large", rd->path);
 	} else {
-		*data = malloc(f->len + 1);
-		memcpy(*data, f->data, f->len + 1);
-		*len = f->len;
+		size_t off = rd->offset < (int64_t)f->len ? (size_t)rd->offset : f->len;
+		size_t n = f->len - off < cap ? f->len - off : cap;
+		memcpy(buf, f->data + off, n);
+		*got = n;
+		rd->size = (int64_t)f->len;
+		rd->have_id = true;
+		rd->utf8 = true;
 	}
 	pthread_mutex_unlock(&w->lock);
 	return rc;
 }
 
-static int fb_list(struct sbx *s, const char *path, bool recursive, struct sbx_entry **out,
-		   size_t *n, struct bk_err *err)
+static int fb_list(struct sbx *s, struct sbx_list_req *req, struct sbx_entry **out, size_t *n,
+		   struct bk_err *err)
 {
 	struct fake_world *w = SW(s);
 	pthread_mutex_lock(&w->lock);
@@ -210,9 +216,11 @@ static int fb_list(struct sbx *s, const char *path, bool recursive, struct sbx_e
 	int64_t count = x ? fake__files_count(x->disk_files) : 0;
 	*out = calloc((size_t)count + 1, sizeof(**out));
 	*n = 0;
-	for (struct fake_file *f = x ? x->disk_files : NULL; f; f = f->next)
+	for (struct fake_file *f = x ? x->disk_files : NULL; f && (int)*n < req->limit; f = f->next)
 		(*out)[(*n)++] =
 		    (struct sbx_entry){.path = strdup(f->path), .size = (int64_t)f->len};
+	req->total = count;
+	req->more = (int64_t)*n < count;
 	pthread_mutex_unlock(&w->lock);
 	return 0;
 }
@@ -394,7 +402,7 @@ static const struct sbx_ops fake_backend_ops = {
     .alive = fb_alive,
     .exec = fb_exec,
     .write_file = fb_write_file,
-    .read_file = fb_read_file,
+    .read_piece = fb_read_piece,
     .list = fb_list,
     .stat = fb_stat,
     .remove = fb_remove,

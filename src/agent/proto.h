@@ -28,14 +28,18 @@ enum agent_type {
 	AGENT_RESULT,	    /* init -> d: ERRNO, MESSAGE; the answer to any other request */
 	AGENT_KILL,	    /* d -> init: PID (0: every user process) */
 	AGENT_PS,	    /* d -> init; answered by a RESULT with one PROC per process */
-	AGENT_READ_FILE,    /* d -> init: PATH, MAX, UID, GID; RESULT with DATA */
-	AGENT_LIST,	    /* d -> init: PATH, RECURSIVE, UID, GID; RESULT with ENTRY* */
-	AGENT_DELETE,	    /* d -> init: PATH, RECURSIVE, UID, GID; RESULT */
-	AGENT_STAT,	    /* d -> init: PATH, UID, GID; RESULT with MODE */
+	/* d -> init: PATH, MAX, UID, GID, OFFSET, LENGTH, UTF8, FILE_ID; RESULT with
+	 * SIZE, FILE_ID, UTF8 and DATA (one piece: see AGENT_T_LENGTH) */
+	AGENT_READ_FILE,
+	/* d -> init: PATH, RECURSIVE, UID, GID, LIMIT, OFFSET, CURSOR; RESULT with
+	 * ENTRY* (at most LIMIT, in strcmp order of their paths), TOTAL, MORE */
+	AGENT_LIST,
+	AGENT_DELETE, /* d -> init: PATH, RECURSIVE, UID, GID; RESULT */
+	AGENT_STAT,   /* d -> init: PATH, UID, GID; RESULT with MODE */
 	/* Files anywhere in the session's own file system, as its root: */
 	AGENT_WRITE_PATH, /* d -> init: PATH (absolute), TOKEN, OFFSET, DATA, FINAL, ABORT,
 			     UID, GID (the owner of what is created); RESULT */
-	AGENT_READ_PATH,  /* d -> init: PATH (absolute), MAX; RESULT with DATA */
+	AGENT_READ_PATH,  /* d -> init: PATH (absolute), MAX, and the rest as READ_FILE */
 	/* d -> init: INTERP, ARGV*, ENV*, CWD, CODE, TIMEOUT_MS, OUTPUT_MAX, UID,
 	 * GID, FRESH, SELF_FEED. Answered like an EXEC (EXEC_STARTED when the run reaches its
 	 * interpreter, OUTPUT, EXEC_DONE with INTERP_NEW and INTERP_END), or a
@@ -89,7 +93,32 @@ enum agent_tag {
 	AGENT_T_TARGET,	    /* the request an INTERRUPT is for */
 	AGENT_T_SELF_FEED,  /* with RUN: the interpreter's stdin is a pipe it holds the write end of
 			     */
+	/* With READ_FILE, READ_PATH: a file is read a piece at a time, each
+	 * piece a request of its own (OFFSET, LENGTH), so that neither end
+	 * holds more than a piece of it. */
+	AGENT_T_LENGTH,	 /* the piece's bytes; absent: the whole file */
+	AGENT_T_SIZE,	 /* the file's size when it was opened */
+	AGENT_T_UTF8,	 /* asked: say whether the whole file is UTF-8; answered: 1 or 0 */
+	AGENT_T_FILE_ID, /* struct agent_file_id: a piece of another file is ESTALE */
+	/* With LIST: */
+	AGENT_T_LIMIT,	/* the most ENTRY fields answered */
+	AGENT_T_CURSOR, /* only paths that sort after this one (strcmp) */
+	AGENT_T_TOTAL,	/* every entry the walk counted */
+	AGENT_T_MORE,	/* entries after the last answered */
 };
+
+/* Which file a read's pieces come from: a piece is refused (ESTALE) when
+ * the file at the path is no longer the one the first piece came from, or
+ * was changed since (its size, mtime or ctime). */
+struct agent_file_id {
+	int64_t dev, ino, size, mtime_ns, ctime_ns;
+};
+
+/* The largest piece of a file one READ_FILE/READ_PATH answers. */
+#define AGENT_READ_PIECE_MAX (1u << 20)
+/* What a listing's walk may hold of directory names at once, over every
+ * level it is down (a directory past it: E2BIG). */
+#define AGENT_LIST_NAMES_MAX (8u << 20)
 
 /* What became of a run's interpreter (AGENT_T_INTERP_END). */
 enum agent_interp_end {
@@ -100,8 +129,11 @@ enum agent_interp_end {
 	AGENT_INTERP_BROKEN,   /* it broke the channel's protocol and init killed it */
 };
 
-/* At most this many entries are listed per request. */
+/* A listing counts its entries for TOTAL up to this many; past it, once
+ * its page is full, the walk stops (TOTAL is then a lower bound). */
 #define AGENT_MAX_ENTRIES 100000
+/* At most this many entries are answered per LIST request. */
+#define AGENT_LIST_LIMIT_MAX 1000
 
 /* Every exec writes, the daemon's side included, inside this directory. */
 #define AGENT_WORKSPACE "/workspace"

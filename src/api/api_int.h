@@ -261,6 +261,21 @@ void api_stream_drain(void);
  * cancelled hook of an execution that is not streamed. */
 bool api_client_hung_up(int fd);
 
+/* ---- answers that carry a file (api/file_answer.c) ---- */
+
+enum api_file_encoding {
+	API_FILE_TEXT,	 /* the bytes (UTF-8) escaped as inside a JSON string */
+	API_FILE_BASE64, /* standard padded base64 */
+};
+
+/* Answers c (200, JSON) with head, then r's content encoded as enc, piece
+ * by piece as the client takes it, then tail: head ends inside an open
+ * JSON string, tail closes it. Takes r, head and tail (malloc'd; NULL is
+ * out of memory, answered 500). A failure after the head (the file changed,
+ * the session went) cuts the connection. */
+void api_file_answer(struct api_call *c, struct core_read *r, enum api_file_encoding enc,
+		     char *head, char *tail);
+
 /* ---- rate limits (api/ratelimit.c) ---- */
 
 /* A key's budget after a request was counted (or refused). */

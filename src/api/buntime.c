@@ -526,6 +526,16 @@ static void handle_files_write(struct api_call *c)
 	api_json(c, 200, json_pack("{s:s,s:I}", "path", path, "size", (json_int_t)len));
 }
 
+/* The compact JSON text of v (taken), malloc'd; NULL on ENOMEM. */
+static char *json_text_take(json_t *v)
+{
+	char *text = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+	json_decref(v);
+	return text;
+}
+
+/* {path, content, size, encoding} in that order, content streamed: UTF-8
+ * text when the whole file is UTF-8 (init checks it first), else base64. */
 static void handle_files_read(struct api_call *c)
 {
 	struct bk_err err = BK_ERR_INIT;
@@ -533,28 +543,43 @@ static void handle_files_read(struct api_call *c)
 	const char *path = NULL;
 	if (id == NULL || api_query_required(c, "path", &path, &err) < 0)
 		return api_buntime_error(c, &err);
-	_cleanup_free_ char *data = NULL;
-	size_t len;
-	if (core_file_read(c->api->core, &c->key, id, path, &data, &len, &err) < 0)
+	struct core_read *r;
+	if (core_read_open(c->api->core, &c->key, id, path, false, &r, &err) < 0)
 		return api_buntime_error(c, &err);
-	json_t *text = json_stringn(data, len);
-	const char *encoding = "utf8";
-	if (text == NULL) {
-		/* Not UTF-8: base64, and said so. */
-		size_t blen = sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL);
-		_cleanup_free_ char *b64 = malloc(blen);
-		if (b64 == NULL) {
-			bk_err_set(&err, ENOMEM, "cannot encode '%s'", path);
-			return api_buntime_error(c, &err);
-		}
-		sodium_bin2base64(b64, blen, (const unsigned char *)data, len,
-				  sodium_base64_VARIANT_ORIGINAL);
-		text = json_string(b64);
-		encoding = "base64";
-	}
-	api_json(c, 200,
-		 json_pack("{s:s,s:o,s:I,s:s}", "path", path, "content", text, "size",
-			   (json_int_t)len, "encoding", encoding));
+	bool utf8 = core_read_utf8(r);
+	_cleanup_free_ char *pj = json_text_take(api_json_bytes(path, strlen(path)));
+	char *head = NULL, *tail = NULL;
+	if (pj == NULL || asprintf(&head, "{\"path\":%s,\"content\":\"", pj) < 0)
+		head = NULL;
+	if (asprintf(&tail, "\",\"size\":%lld,\"encoding\":\"%s\"}", (long long)core_read_size(r),
+		     utf8 ? "utf8" : "base64") < 0)
+		tail = NULL;
+	api_file_answer(c, r, utf8 ? API_FILE_TEXT : API_FILE_BASE64, head, tail);
+}
+
+/* Whether a name goes into JSON as it is: valid UTF-8 without control
+ * characters (which JSON could escape, but which a client would mangle in
+ * a terminal or a file name). */
+static bool name_is_plain(const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			return false;
+	return api_utf8_valid(s);
+}
+
+/* The opaque cursor of a page's last path: its bytes in unpadded
+ * URL-safe base64 (names need not be text). */
+static json_t *cursor_of(const char *path)
+{
+	size_t len = strlen(path);
+	size_t blen = sodium_base64_encoded_len(len, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	_cleanup_free_ char *b = malloc(blen);
+	if (b == NULL)
+		return NULL;
+	sodium_bin2base64(b, blen, (const unsigned char *)path, len,
+			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	return json_string(b);
 }
 
 static void handle_files_list(struct api_call *c)
@@ -569,24 +594,51 @@ static void handle_files_list(struct api_call *c)
 	    api_query_int(c, "offset", "offset", 0, 0, INT32_MAX, &offset, &err) < 0 ||
 	    api_query_bool(c, "recursive", &recursive, &err) < 0)
 		return api_buntime_error(c, &err);
+	const char *cq = http_query(c->req, "cursor");
+	char cursor[4200];
+	size_t clen = 0;
+	if (cq && *cq &&
+	    (sodium_base642bin((unsigned char *)cursor, sizeof(cursor) - 1, cq, strlen(cq), NULL,
+			       &clen, NULL, sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+	     clen == 0 || memchr(cursor, 0, clen))) {
+		bk_err_field(&err, "cursor", "cursor is not one that a page's nextCursor gave");
+		return api_buntime_error(c, &err);
+	}
+	cursor[clen] = '\0';
+	struct core_list_page page = {
+	    .limit = limit, .offset = offset, .cursor = clen ? cursor : NULL};
 	struct core_entry *es;
 	size_t n;
-	int64_t total;
-	if (core_file_list(c->api->core, &c->key, id, http_query(c->req, "path"), recursive, limit,
-			   offset, &es, &n, &total, &err) < 0)
+	if (core_file_list(c->api->core, &c->key, id, http_query(c->req, "path"), recursive, &page,
+			   &es, &n, &err) < 0)
 		return api_buntime_error(c, &err);
 	json_t *files = json_array();
 	for (size_t i = 0; i < n; i++) {
 		char mod[40];
 		iso(es[i].mtime_ms, mod, sizeof(mod));
-		json_array_append_new(files,
-				      json_pack("{s:o,s:I,s:s,s:s}", "path",
-						api_json_bytes(es[i].path, strlen(es[i].path)),
-						"size", (json_int_t)es[i].size, "modified", mod,
-						"type", es[i].is_dir ? "directory" : "file"));
+		json_t *e = json_pack("{s:o,s:I,s:s,s:s}", "path",
+				      api_json_bytes(es[i].path, strlen(es[i].path)), "size",
+				      (json_int_t)es[i].size, "modified", mod, "type",
+				      es[i].is_dir ? "directory" : "file");
+		if (!name_is_plain(es[i].path)) {
+			/* The path's bytes, which "path" shows lossily. */
+			size_t len = strlen(es[i].path);
+			size_t blen =
+			    sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL);
+			_cleanup_free_ char *b = malloc(blen);
+			if (b) {
+				sodium_bin2base64(b, blen, (const unsigned char *)es[i].path, len,
+						  sodium_base64_VARIANT_ORIGINAL);
+				json_object_set_new(e, "pathBase64", json_string(b));
+			}
+		}
+		json_array_append_new(files, e);
 	}
+	json_t *next = page.more && n > 0 ? cursor_of(es[n - 1].path) : json_null();
 	core_entries_free(es, n);
-	api_json(c, 200, json_pack("{s:o,s:I}", "files", files, "total", (json_int_t)total));
+	api_json(c, 200,
+		 json_pack("{s:o,s:I,s:o}", "files", files, "total", (json_int_t)page.total,
+			   "nextCursor", next ? next : json_null()));
 }
 
 static void handle_files_delete(struct api_call *c)

@@ -246,26 +246,25 @@ void instavm_download(struct api_call *c)
 	if (bk_err_is_set(&err))
 		return instavm_error(c, &err);
 	snprintf(c->session_id, sizeof(c->session_id), "%s", id);
-	_cleanup_free_ char *data = NULL;
-	size_t len = 0;
+	struct core_read *r = NULL;
 	if (!instavm_id_form(id))
 		bk_err_kind(&err, BK_E_NOT_FOUND, "session '%s' not found", id);
 	else
-		core_file_read_path(c->api->core, &c->key, id, filename, &data, &len, &err);
+		core_read_open(c->api->core, &c->key, id, filename, true, &r, &err);
 	if (bk_err_is_set(&err)) {
 		if (err.kind == BK_E_INVALID)
 			snprintf(err.field, sizeof(err.field), "body.filename");
 		return instavm_error(c, &err);
 	}
-	size_t blen = sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL);
-	_cleanup_free_ char *b64 = malloc(blen);
-	if (b64 == NULL) {
-		bk_err_set(&err, ENOMEM, "cannot encode '%s'", filename);
-		return instavm_error(c, &err);
-	}
-	sodium_bin2base64(b64, blen, (const unsigned char *)data, len,
-			  sodium_base64_VARIANT_ORIGINAL);
-	api_json(c, 200,
-		 json_pack("{s:s,s:s,s:s,s:I}", "status", "success", "filename", filename, "content",
-			   b64, "size", (json_int_t)len));
+	/* {status, filename, content, size}, content streamed in base64. */
+	json_t *fj = json_string(filename);
+	_cleanup_free_ char *ftext = fj ? json_dumps(fj, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+	json_decref(fj);
+	char *head = NULL, *tail = NULL;
+	if (ftext == NULL ||
+	    asprintf(&head, "{\"status\":\"success\",\"filename\":%s,\"content\":\"", ftext) < 0)
+		head = NULL;
+	if (asprintf(&tail, "\",\"size\":%lld}", (long long)core_read_size(r)) < 0)
+		tail = NULL;
+	api_file_answer(c, r, API_FILE_BASE64, head, tail);
 }

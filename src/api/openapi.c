@@ -333,11 +333,12 @@ const char api_openapi_json[] = R"openapi({
           {"name": "path", "in": "query", "schema": {"$ref": "#/components/schemas/WorkspacePath"}, "description": "Default: /workspace itself."},
           {"name": "recursive", "in": "query", "schema": {"type": "boolean", "default": false}},
           {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
-          {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}}
+          {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}, "description": "Entries passed over (after cursor, when one is given)."},
+          {"name": "cursor", "in": "query", "schema": {"type": "string"}, "description": "A previous page's nextCursor: the page that follows it."}
         ],
         "responses": {
           "200": {
-            "description": "A page of entries and the number of all.",
+            "description": "A page of entries (sorted by the bytes of their paths), the number of all, and the cursor of the next page (null after the last).",
             "headers": {
               "X-RateLimit-Limit": {"$ref": "#/components/headers/X-RateLimit-Limit"},
               "X-RateLimit-Remaining": {"$ref": "#/components/headers/X-RateLimit-Remaining"},
@@ -345,10 +346,11 @@ const char api_openapi_json[] = R"openapi({
             },
             "content": {"application/json": {"schema": {
               "type": "object",
-              "required": ["files", "total"],
+              "required": ["files", "total", "nextCursor"],
               "properties": {
                 "files": {"type": "array", "items": {"$ref": "#/components/schemas/FileEntry"}},
-                "total": {"type": "integer", "minimum": 0}
+                "total": {"type": "integer", "minimum": 0},
+                "nextCursor": {"type": ["string", "null"]}
               }
             }}}
           },
@@ -1163,7 +1165,8 @@ const char api_openapi_json[] = R"openapi({
         "type": "object",
         "required": ["path", "size", "modified", "type"],
         "properties": {
-          "path": {"type": "string"},
+          "path": {"type": "string", "description": "Invalid UTF-8 shows as U+FFFD: see pathBase64."},
+          "pathBase64": {"type": "string", "description": "The path's bytes in standard base64, present only when the name is not valid UTF-8 or holds a control character."},
           "size": {"type": "integer", "minimum": 0},
           "modified": {"$ref": "#/components/schemas/Timestamp"},
           "type": {"enum": ["file", "directory"]}

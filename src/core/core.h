@@ -446,9 +446,38 @@ int core_process_kill(struct core *core, const struct core_key *key, const char 
  * plan (BK_E_TOO_LARGE). A missing file is BK_E_FILE_NOT_FOUND. */
 int core_file_write(struct core *core, const struct core_key *key, const char *id, const char *path,
 		    const void *data, size_t len, struct bk_err *err);
-/* *data is malloc'd and NUL-terminated (binary content may hold NULs). */
+/* The whole file at once: *data is malloc'd and NUL-terminated (binary
+ * content may hold NULs). For small files; answers stream with
+ * core_read_open(). */
 int core_file_read(struct core *core, const struct core_key *key, const char *id, const char *path,
 		   char **data, size_t *len, struct bk_err *err);
+
+/* A file being read a piece at a time (CORE_READ_PIECE bytes each), so
+ * that what the daemon holds of it does not grow with its size. */
+struct core_read;
+
+/* The size of a piece: a multiple of 3, so that pieces encode to base64
+ * one after the other without padding but at the end. */
+#define CORE_READ_PIECE (192u << 10)
+
+/* Opens path (a workspace path as above; with anywhere, a path of the
+ * session's own file system, as for the transfers below) and reads its
+ * first piece, so that every error a read can meet before its first byte
+ * is met here: not found, leaving the workspace, a directory, over the
+ * key's max file size. A workspace read also learns whether the whole
+ * file is UTF-8 (core_read_utf8()). *out holds a reference on the session
+ * but none of its locks: between pieces it may be deleted or its sandbox
+ * restarted, and the next piece then fails. Close with core_read_close(). */
+int core_read_open(struct core *core, const struct core_key *key, const char *id, const char *path,
+		   bool anywhere, struct core_read **out, struct bk_err *err);
+/* The file's size when it was opened: the pieces add up to it exactly. */
+int64_t core_read_size(const struct core_read *r);
+bool core_read_utf8(const struct core_read *r);
+/* The next piece: 1 with *data (borrowed until the next call) and *len,
+ * 0 after the last one, -1 with err when the file changed meanwhile (its
+ * pieces would not make one file) or the session went. */
+int core_read_next(struct core_read *r, const char **data, size_t *len, struct bk_err *err);
+void core_read_close(struct core_read *r);
 
 struct core_entry {
 	char *path; /* workspace-relative; owned */
@@ -457,11 +486,22 @@ struct core_entry {
 	bool is_dir;
 };
 
-/* A page of a directory's entries sorted by path ("" or NULL: the
- * workspace); *total counts them all. Free *out with core_entries_free(). */
+/* Which page of a listing, and what came of it. */
+struct core_list_page {
+	int limit;	    /* 1..AGENT_LIST_LIMIT_MAX */
+	int64_t offset;	    /* entries passed over (after cursor) */
+	const char *cursor; /* the last path of the previous page, or NULL */
+	/* out */
+	int64_t total; /* entries of the whole listing (a lower bound past 100,000) */
+	bool more;     /* entries follow the page: the next one is after its last path */
+};
+
+/* A page of a directory's entries ("" or NULL: the workspace), in strcmp
+ * order of their paths, walked in the sandbox so that only the page comes
+ * to the daemon. Free *out with core_entries_free(). */
 int core_file_list(struct core *core, const struct core_key *key, const char *id, const char *path,
-		   bool recursive, int limit, int offset, struct core_entry **out, size_t *n,
-		   int64_t *total, struct bk_err *err);
+		   bool recursive, struct core_list_page *page, struct core_entry **out, size_t *n,
+		   struct bk_err *err);
 void core_entries_free(struct core_entry *es, size_t n);
 /* A non-empty directory needs recursive (BK_E_CONFLICT otherwise). */
 int core_file_delete(struct core *core, const struct core_key *key, const char *id,
@@ -472,9 +512,8 @@ int core_file_delete(struct core *core, const struct core_key *key, const char *
  * as its root (its VM spawned if it has none); a relative one is under
  * /workspace. /proc, /sys and /dev are not reached, the read-only image
  * refuses (BK_E_FORBIDDEN), and what is written belongs to the session's
- * user. Sizes are capped by the key's plan (BK_E_TOO_LARGE). */
-int core_file_read_path(struct core *core, const struct core_key *key, const char *id,
-			const char *path, char **data, size_t *len, struct bk_err *err);
+ * user. Sizes are capped by the key's plan (BK_E_TOO_LARGE). Reads are
+ * core_read_open() with anywhere. */
 
 /* An upload in progress: begun, written as its bytes come, ended. */
 struct core_upload;

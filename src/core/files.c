@@ -48,30 +48,9 @@ int core_file_write(struct core *core, const struct core_key *key, const char *i
 	return rc < 0 ? path_fail(err) : 0;
 }
 
-int core_file_read(struct core *core, const struct core_key *key, const char *id, const char *path,
-		   char **data, size_t *len, struct bk_err *err)
-{
-	char rel[4096];
-	if (path_of(path, false, rel, sizeof(rel), err) < 0)
-		return -1;
-	struct session *s;
-	struct sbx *sbx;
-	if (core__session_enter(core, key, id, &s, &sbx, err) < 0)
-		return -1;
-	int rc =
-	    core->sbx->ops->read_file(sbx, rel, (size_t)key->limits.max_file_bytes, data, len, err);
-	core__session_leave(core, s);
-	return rc < 0 ? path_fail(err) : 0;
-}
-
-static int entry_cmp(const void *a, const void *b)
-{
-	return strcmp(((const struct sbx_entry *)a)->path, ((const struct sbx_entry *)b)->path);
-}
-
 int core_file_list(struct core *core, const struct core_key *key, const char *id, const char *path,
-		   bool recursive, int limit, int offset, struct core_entry **out, size_t *n,
-		   int64_t *total, struct bk_err *err)
+		   bool recursive, struct core_list_page *page, struct core_entry **out, size_t *n,
+		   struct bk_err *err)
 {
 	char rel[4096];
 	if (path_of(path, true, rel, sizeof(rel), err) < 0)
@@ -82,27 +61,29 @@ int core_file_list(struct core *core, const struct core_key *key, const char *id
 		return -1;
 	struct sbx_entry *es = NULL;
 	size_t count = 0;
-	int rc = core->sbx->ops->list(sbx, rel, recursive, &es, &count, err);
+	struct sbx_list_req req = {.path = rel,
+				   .recursive = recursive,
+				   .limit = page->limit,
+				   .offset = page->offset,
+				   .cursor = page->cursor};
+	int rc = core->sbx->ops->list(sbx, &req, &es, &count, err);
 	core__session_leave(core, s);
 	if (rc < 0)
 		return path_fail(err);
-	/* Pages are stable across calls: entries sorted by path. */
-	qsort(es, count, sizeof(*es), entry_cmp);
-	*total = (int64_t)count;
-	size_t first = (size_t)offset < count ? (size_t)offset : count;
-	size_t take = count - first < (size_t)limit ? count - first : (size_t)limit;
-	*out = calloc(take + 1, sizeof(**out));
+	page->total = req.total;
+	page->more = req.more;
+	*out = calloc(count + 1, sizeof(**out));
 	if (*out == NULL) {
 		sbx_entries_free(es, count);
 		return bk_err_set(err, ENOMEM, "cannot list files");
 	}
-	for (size_t i = 0; i < take; i++) {
-		struct sbx_entry *e = &es[first + i];
+	for (size_t i = 0; i < count; i++) {
+		struct sbx_entry *e = &es[i];
 		(*out)[i] = (struct core_entry){
 		    .path = e->path, .size = e->size, .mtime_ms = e->mtime_ms, .is_dir = e->is_dir};
 		e->path = NULL;
 	}
-	*n = take;
+	*n = count;
 	sbx_entries_free(es, count);
 	return 0;
 }
@@ -154,20 +135,147 @@ static int transfer_path(const char *path, const char *field, char *out, size_t 
 	return 0;
 }
 
-int core_file_read_path(struct core *core, const struct core_key *key, const char *id,
-			const char *path, char **data, size_t *len, struct bk_err *err)
+/* ---- reads, a piece at a time ---- */
+
+struct core_read {
+	struct core *core;
+	struct session *s; /* a reference */
+	struct sbx *sbx;   /* the sandbox the first piece came from */
+	struct sbx_read rd;
+	char path[4200];
+	char *buf; /* CORE_READ_PIECE bytes: the piece last read */
+	size_t len;
+	bool first; /* buf holds the first piece, not yet taken */
+};
+
+/* The next piece into r->buf, from r->rd.offset, with the session's
+ * sandbox: the one the first piece came from, woken if it sleeps, never
+ * another (a restarted sandbox's file is not the one being read). */
+static int read_piece(struct core_read *r, struct bk_err *err)
 {
-	char abs[4200];
-	if (transfer_path(path, "filename", abs, sizeof(abs), err) < 0)
-		return -1;
-	struct session *s;
-	struct sbx *sbx;
-	if (core__session_enter(core, key, id, &s, &sbx, err) < 0)
-		return -1;
-	int rc = core->sbx->ops->read_path(sbx, abs, (size_t)key->limits.max_file_bytes, data, len,
-					   err);
-	core__session_leave(core, s);
+	struct session *s = r->s;
+	pthread_rwlock_rdlock(&s->rw);
+	struct sbx *sbx = NULL;
+	int rc = core__session_sandbox(r->core, NULL, s, &sbx, err);
+	if (rc == 0 && sbx != r->sbx)
+		rc = bk_err_kind(err, BK_E_INTERNAL,
+				 "the sandbox of '%s' was restarted during a read", s->public_id);
+	if (rc == 0)
+		rc = r->core->sbx->ops->read_piece(sbx, &r->rd, r->buf, CORE_READ_PIECE, &r->len,
+						   err);
+	pthread_rwlock_unlock(&s->rw);
+	/* A read keeps its session active (memory only: the store has it
+	 * at the next flush). */
+	__atomic_store_n(&s->last_active_ms, now_ms(), __ATOMIC_RELAXED);
 	return rc;
+}
+
+int core_read_open(struct core *core, const struct core_key *key, const char *id, const char *path,
+		   bool anywhere, struct core_read **out, struct bk_err *err)
+{
+	struct core_read *r = calloc(1, sizeof(*r));
+	if (r == NULL || (r->buf = malloc(CORE_READ_PIECE)) == NULL) {
+		free(r);
+		return bk_err_set(err, ENOMEM, "cannot read a file");
+	}
+	int rc = anywhere ? transfer_path(path, "filename", r->path, sizeof(r->path), err)
+			  : path_of(path, false, r->path, sizeof(r->path), err);
+	struct sbx *sbx = NULL;
+	if (rc == 0)
+		rc = core__session_enter(core, key, id, &r->s, &sbx, err);
+	if (rc < 0) {
+		free(r->buf);
+		free(r);
+		return -1;
+	}
+	r->core = core;
+	r->sbx = sbx;
+	r->rd = (struct sbx_read){.path = r->path,
+				  .anywhere = anywhere,
+				  .max = key->limits.max_file_bytes,
+				  .check_utf8 = !anywhere};
+	rc = core->sbx->ops->read_piece(sbx, &r->rd, r->buf, CORE_READ_PIECE, &r->len, err);
+	/* Leaves the lock, keeps the reference. */
+	pthread_rwlock_unlock(&r->s->rw);
+	r->rd.check_utf8 = false;
+	r->first = true;
+	if (rc < 0) {
+		if (!anywhere)
+			path_fail(err);
+		core_read_close(r);
+		return -1;
+	}
+	*out = r;
+	return 0;
+}
+
+int64_t core_read_size(const struct core_read *r)
+{
+	return r->rd.size;
+}
+
+bool core_read_utf8(const struct core_read *r)
+{
+	return r->rd.utf8;
+}
+
+int core_read_next(struct core_read *r, const char **data, size_t *len, struct bk_err *err)
+{
+	if (!r->first) {
+		r->rd.offset += (int64_t)r->len;
+		r->len = 0;
+		if (r->rd.offset >= r->rd.size)
+			return 0;
+		if (read_piece(r, err) < 0)
+			return -1;
+	}
+	r->first = false;
+	/* Every piece but the last is whole (base64 encodes them one after
+	 * the other); a short one is a file cut meanwhile. */
+	if (r->rd.offset + (int64_t)r->len > r->rd.size ||
+	    (r->len < CORE_READ_PIECE && r->rd.offset + (int64_t)r->len < r->rd.size))
+		return bk_err_kind(err, BK_E_INTERNAL, "'%s' shrank while it was read", r->path);
+	if (r->len == 0)
+		return 0;
+	*data = r->buf;
+	*len = r->len;
+	return 1;
+}
+
+void core_read_close(struct core_read *r)
+{
+	if (r == NULL)
+		return;
+	if (r->s)
+		core__session_release(r->core, r->s);
+	free(r->buf);
+	free(r);
+}
+
+int core_file_read(struct core *core, const struct core_key *key, const char *id, const char *path,
+		   char **data, size_t *len, struct bk_err *err)
+{
+	struct core_read *r;
+	if (core_read_open(core, key, id, path, false, &r, err) < 0)
+		return -1;
+	struct buf b;
+	buf_init(&b, (size_t)core_read_size(r) + 1);
+	const char *piece;
+	size_t n;
+	int rc;
+	while ((rc = core_read_next(r, &piece, &n, err)) > 0)
+		if (buf_append(&b, piece, n) < 0) {
+			rc = bk_err_set(err, ENOMEM, "cannot read '%s'", path);
+			break;
+		}
+	core_read_close(r);
+	if (rc < 0 || buf_append(&b, "", 1) < 0) {
+		buf_free(&b);
+		return rc < 0 ? -1 : bk_err_set(err, ENOMEM, "cannot read '%s'", path);
+	}
+	*data = b.data;
+	*len = b.len - 1;
+	return 0;
 }
 
 /* Chunks go to the sandbox at most this large (a few MiB at most are held

@@ -19,9 +19,10 @@ void init_result(uint32_t req_id, int errnum, const char *stage, const char *mes
 /* File operations inside the workspace, as the requesting user (files.c). */
 void files_write(const struct agent_msg *req);
 void files_read(const struct agent_msg *req);
-/* Answers request req_id with the whole regular file fd, at most max
- * bytes, or with errno e when it is not 0 (fd is then not read). */
-void files_answer_read(uint32_t req_id, int fd, int e, int64_t max);
+/* Answers the read req (READ_FILE or READ_PATH: MAX, OFFSET, LENGTH, UTF8,
+ * FILE_ID) with a piece of the regular file fd, or with errno e when it is
+ * not 0 (fd is then not read). */
+void files_answer_read(const struct agent_msg *req, int fd, int e);
 void files_list(const struct agent_msg *req);
 void files_delete(const struct agent_msg *req);
 void files_stat(const struct agent_msg *req);

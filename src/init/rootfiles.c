@@ -222,7 +222,6 @@ void rootfiles_read(const struct agent_msg *req)
 		init_result(req->req_id, EINVAL, "read", "an absolute path is required");
 		return;
 	}
-	int64_t max = agent_msg_get_i64(req, AGENT_T_MAX, 10 << 20);
 	setfsuid(0);
 	setfsgid(0);
 	/* O_NONBLOCK: a FIFO must not stop init's loop. */
@@ -230,5 +229,5 @@ void rootfiles_read(const struct agent_msg *req)
 	int e = fd < 0 ? errno : 0;
 	if (e == 0 && forbidden(fd))
 		e = EXDEV;
-	files_answer_read(req->req_id, fd, e, max);
+	files_answer_read(req, fd, e);
 }

@@ -305,6 +305,10 @@ static int file_errno(int e, const char *path, struct bk_err *err)
 		return bk_err_kind(err, BK_E_INVALID, "path '%s' is too long", path);
 	case EFBIG:
 		return bk_err_kind(err, BK_E_TOO_LARGE, "file '%s' is larger than allowed", path);
+	case E2BIG: /* init/files.c: AGENT_LIST_NAMES_MAX */
+		return bk_err_kind(err, BK_E_INVALID,
+				   "'%s' holds too many names to list (list a directory below it)",
+				   path);
 	case EINVAL:
 		return bk_err_kind(err, BK_E_INVALID, "'%s' is not a regular file or directory",
 				   path);
@@ -347,39 +351,6 @@ int sbx__agent_write_file(struct sbx *sbx, const char *path, const void *data, s
 	return file_call(sbx, &m, path, NULL, err);
 }
 
-/* The DATA of answer a (released here) into *data (malloc'd, NUL-terminated). */
-static int answer_data(struct agent_msg *a, const char *path, char **data, size_t *len,
-		       struct bk_err *err)
-{
-	struct agent_field f = {0};
-	if (!agent_msg_find(a, AGENT_T_DATA, &f)) {
-		agent_msg_release(a);
-		return bk_err_kind(err, BK_E_INTERNAL, "init answered no data for '%s'", path);
-	}
-	*data = malloc(f.len + 1);
-	if (*data == NULL) {
-		agent_msg_release(a);
-		return bk_err_set(err, ENOMEM, "cannot read '%s'", path);
-	}
-	if (f.len)
-		memcpy(*data, f.data, f.len);
-	(*data)[f.len] = '\0';
-	*len = f.len;
-	agent_msg_release(a);
-	return 0;
-}
-
-int sbx__agent_read_file(struct sbx *sbx, const char *path, size_t max, char **data, size_t *len,
-			 struct bk_err *err)
-{
-	struct agent_msg m, a;
-	file_request(&m, AGENT_READ_FILE, path);
-	agent_msg_put_i64(&m, AGENT_T_MAX, (int64_t)max);
-	if (file_call(sbx, &m, path, &a, err) < 0)
-		return -1;
-	return answer_data(&a, path, data, len, err);
-}
-
 /* The error of a transfer anywhere in the session's file system: there,
  * what the session's root may not write is the image's, and what it may
  * not read is the kernel's. */
@@ -406,18 +377,53 @@ static int path_errno(int e, const char *path, struct bk_err *err)
 	}
 }
 
-int sbx__agent_read_path(struct sbx *sbx, const char *path, size_t max, char **data, size_t *len,
-			 struct bk_err *err)
+int sbx__agent_read_piece(struct sbx *sbx, struct sbx_read *rd, void *buf, size_t cap, size_t *got,
+			  struct bk_err *err)
 {
 	struct agent_msg m, a;
-	agent_msg_init(&m, AGENT_READ_PATH, 0);
-	agent_msg_put_str(&m, AGENT_T_PATH, path);
-	agent_msg_put_i64(&m, AGENT_T_MAX, (int64_t)max);
+	if (rd->anywhere) {
+		agent_msg_init(&m, AGENT_READ_PATH, 0);
+		agent_msg_put_str(&m, AGENT_T_PATH, rd->path);
+	} else {
+		file_request(&m, AGENT_READ_FILE, rd->path);
+	}
+	size_t want = cap < AGENT_READ_PIECE_MAX ? cap : AGENT_READ_PIECE_MAX;
+	int r = agent_msg_put_i64(&m, AGENT_T_MAX, rd->max);
+	r |= agent_msg_put_i64(&m, AGENT_T_OFFSET, rd->offset);
+	r |= agent_msg_put_i64(&m, AGENT_T_LENGTH, (int64_t)want);
+	if (rd->check_utf8)
+		r |= agent_msg_put_i64(&m, AGENT_T_UTF8, 1);
+	if (rd->have_id)
+		r |= agent_msg_put(&m, AGENT_T_FILE_ID, &rd->id, sizeof(rd->id));
+	if (r < 0) {
+		agent_msg_release(&m);
+		return bk_err_set(err, ENOMEM, "cannot build a read of '%s'", rd->path);
+	}
 	int e = agent_call_answer(sbx->agent, &m, &a, err);
 	agent_msg_release(&m);
+	if (e == ESTALE)
+		return bk_err_kind(err, BK_E_INTERNAL, "'%s' changed while it was read", rd->path);
 	if (e != 0)
-		return e < 0 ? -1 : path_errno(e, path, err);
-	return answer_data(&a, path, data, len, err);
+		return e < 0	      ? -1
+		       : rd->anywhere ? path_errno(e, rd->path, err)
+				      : file_errno(e, rd->path, err);
+	struct agent_field d, idf;
+	int rc = 0;
+	if (!agent_msg_find(&a, AGENT_T_DATA, &d) || d.len > want ||
+	    !agent_msg_find(&a, AGENT_T_FILE_ID, &idf) || idf.len != sizeof(rd->id)) {
+		rc = bk_err_kind(err, BK_E_INTERNAL, "init answered no piece of '%s'", rd->path);
+	} else {
+		if (d.len)
+			memcpy(buf, d.data, d.len);
+		*got = d.len;
+		memcpy(&rd->id, idf.data, sizeof(rd->id));
+		rd->have_id = true;
+		rd->size = agent_msg_get_i64(&a, AGENT_T_SIZE, 0);
+		if (rd->check_utf8)
+			rd->utf8 = agent_msg_get_i64(&a, AGENT_T_UTF8, 0) != 0;
+	}
+	agent_msg_release(&a);
+	return rc;
 }
 
 int sbx__agent_write_path(struct sbx *sbx, const struct sbx_transfer *t, const void *data,
@@ -442,14 +448,25 @@ int sbx__agent_write_path(struct sbx *sbx, const struct sbx_transfer *t, const v
 	return e < 0 ? -1 : path_errno(e, t->path, err);
 }
 
-int sbx__agent_list(struct sbx *sbx, const char *path, bool recursive, struct sbx_entry **out,
-		    size_t *n, struct bk_err *err)
+int sbx__agent_list(struct sbx *sbx, struct sbx_list_req *req, struct sbx_entry **out, size_t *n,
+		    struct bk_err *err)
 {
 	struct agent_msg m, a;
+	const char *path = req->path;
 	file_request(&m, AGENT_LIST, path);
-	agent_msg_put_i64(&m, AGENT_T_RECURSIVE, recursive);
+	int r = agent_msg_put_i64(&m, AGENT_T_RECURSIVE, req->recursive);
+	r |= agent_msg_put_i64(&m, AGENT_T_LIMIT, req->limit);
+	r |= agent_msg_put_i64(&m, AGENT_T_OFFSET, req->offset);
+	if (req->cursor)
+		r |= agent_msg_put_str(&m, AGENT_T_CURSOR, req->cursor);
+	if (r < 0) {
+		agent_msg_release(&m);
+		return bk_err_set(err, ENOMEM, "cannot build a listing of '%s'", path);
+	}
 	if (file_call(sbx, &m, *path ? path : ".", &a, err) < 0)
 		return -1;
+	req->total = agent_msg_get_i64(&a, AGENT_T_TOTAL, 0);
+	req->more = agent_msg_get_i64(&a, AGENT_T_MORE, 0) != 0;
 	size_t off = 0, count = 0;
 	struct agent_field f;
 	while (agent_msg_next(&a, &off, &f))

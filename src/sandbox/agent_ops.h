@@ -42,16 +42,14 @@ int sbx__agent_exec(struct sbx *s, const struct sbx_agent_exec *x, const struct 
 /* The file and process operations of struct sbx_ops, for s->agent. */
 int sbx__agent_write_file(struct sbx *s, const char *path, const void *data, size_t len,
 			  struct bk_err *err);
-int sbx__agent_read_file(struct sbx *s, const char *path, size_t max, char **data, size_t *len,
-			 struct bk_err *err);
-int sbx__agent_list(struct sbx *s, const char *path, bool recursive, struct sbx_entry **out,
-		    size_t *n, struct bk_err *err);
+int sbx__agent_read_piece(struct sbx *s, struct sbx_read *rd, void *buf, size_t cap, size_t *got,
+			  struct bk_err *err);
+int sbx__agent_list(struct sbx *s, struct sbx_list_req *req, struct sbx_entry **out, size_t *n,
+		    struct bk_err *err);
 int sbx__agent_stat(struct sbx *s, const char *path, mode_t *mode, struct bk_err *err);
 int sbx__agent_remove(struct sbx *s, const char *path, bool recursive, struct bk_err *err);
 int sbx__agent_kill(struct sbx *s, pid_t pid, struct bk_err *err);
 int sbx__agent_ps(struct sbx *s, struct sbx_proc **out, size_t *n, struct bk_err *err);
-int sbx__agent_read_path(struct sbx *s, const char *path, size_t max, char **data, size_t *len,
-			 struct bk_err *err);
 int sbx__agent_write_path(struct sbx *s, const struct sbx_transfer *t, const void *data,
 			  size_t len, struct bk_err *err);
 /* Builds the environment of an execution: base, then extra (both

@@ -187,6 +187,41 @@ struct sbx_entry {
 
 void sbx_entries_free(struct sbx_entry *es, size_t n);
 
+/* A page of a listing: at most limit entries, in strcmp order of their
+ * paths, after cursor (NULL: from the start) and offset more. */
+struct sbx_list_req {
+	const char *path;
+	bool recursive;
+	int limit;
+	int64_t offset;
+	const char *cursor;
+	/* out: the entries of the whole listing (a lower bound past
+	 * AGENT_MAX_ENTRIES), and whether some follow the page */
+	int64_t total;
+	bool more;
+};
+
+/* Which file a read's pieces come from (struct agent_file_id's fields). */
+struct sbx_file_id {
+	int64_t v[5];
+};
+
+/* One piece of a file being read (sbx_ops.read_piece). */
+struct sbx_read {
+	const char *path; /* workspace-relative; absolute when anywhere */
+	bool anywhere;
+	int64_t max;	 /* the largest file read */
+	int64_t offset;	 /* of the piece */
+	bool check_utf8; /* say whether the whole file is UTF-8 (utf8) */
+	/* In for every piece but the first: the file must still be this one
+	 * (BK_E_INTERNAL otherwise). Out from the first. */
+	bool have_id;
+	struct sbx_file_id id;
+	/* out */
+	int64_t size; /* when it was first opened */
+	bool utf8;
+};
+
 /* One chunk of a transfer into a file anywhere in the session's own file
  * system (struct sbx_ops' write_path). */
 struct sbx_transfer {
@@ -303,26 +338,24 @@ struct sbx_ops {
 	 * is BK_E_INVALID, a full disk BK_E_NO_SPACE. */
 	int (*write_file)(struct sbx *s, const char *path, const void *data, size_t len,
 			  struct bk_err *err);
-	/* Reads a file anywhere in the session's own file system (path
-	 * absolute), as the session's root; /proc, /sys and /dev are not
-	 * reached (BK_E_FORBIDDEN). */
-	int (*read_path)(struct sbx *s, const char *path, size_t max, char **data, size_t *len,
-			 struct bk_err *err);
 	/* Writes one chunk of a transfer (t) anywhere in the session's own
 	 * file system as its root, creating missing parents; what it creates
 	 * belongs to the session's user. The image is read-only
 	 * (BK_E_FORBIDDEN), a full disk BK_E_NO_SPACE. */
 	int (*write_path)(struct sbx *s, const struct sbx_transfer *t, const void *data, size_t len,
 			  struct bk_err *err);
-	/* Reads a workspace file of at most max bytes (BK_E_TOO_LARGE beyond);
-	 * *data is malloc'd and NUL-terminated. */
-	int (*read_file)(struct sbx *s, const char *path, size_t max, char **data, size_t *len,
-			 struct bk_err *err);
-	/* Lists a workspace directory ("" is the workspace), recursively or
-	 * not; symlinks are listed, never followed. Free *out with
-	 * sbx_entries_free(). */
-	int (*list)(struct sbx *s, const char *path, bool recursive, struct sbx_entry **out,
-		    size_t *n, struct bk_err *err);
+	/* Reads one piece of a file (see struct sbx_read) into buf (cap bytes
+	 * at most): the piece's bytes in *got, fewer than asked only at the
+	 * file's end. A workspace file is read as the session's user; one
+	 * anywhere (rd->anywhere) as the session's root, /proc, /sys and /dev
+	 * not reached (BK_E_FORBIDDEN). Over rd->max: BK_E_TOO_LARGE. */
+	int (*read_piece)(struct sbx *s, struct sbx_read *rd, void *buf, size_t cap, size_t *got,
+			  struct bk_err *err);
+	/* One page of a workspace directory's listing (see struct
+	 * sbx_list_req; "" is the workspace), recursively or not; symlinks are
+	 * listed, never followed. Free *out with sbx_entries_free(). */
+	int (*list)(struct sbx *s, struct sbx_list_req *req, struct sbx_entry **out, size_t *n,
+		    struct bk_err *err);
 	/* The mode of a workspace path as the session's user sees it. */
 	int (*stat)(struct sbx *s, const char *path, mode_t *mode, struct bk_err *err);
 	/* Deletes a workspace file or directory; a non-empty directory needs
