@@ -122,6 +122,7 @@ static void ns_stop(struct sbx *base)
 	struct ns_backend *b = s->b;
 	/* A frozen process dies only once thawed. */
 	b->cg->session_freeze(b->cgroup_parent, base->id, false, NULL);
+	ns__net_release(s);
 	ns__kill_and_reap(s);
 	agent_conn_close(s->conn);
 	struct bk_err err = BK_ERR_INIT;
@@ -153,6 +154,7 @@ static int ns_adopt(struct sbx *base, const char *id, const struct sbx_limits *l
 		return bk_err_set(err, e, "cannot rename '%s'", s->paths.dir);
 	}
 	snprintf(base->id, sizeof(base->id), "%s", id);
+	ns__net_rename(s);
 	s->paths = p;
 	if (b->cg->session_limit(b->cgroup_parent, id, limits, err) < 0 ||
 	    ns__disk_resize(&s->paths, limits->disk_mb, err) < 0) {
@@ -259,6 +261,7 @@ static void ns_stats(struct sbx_backend *base, const char *id, struct sbx_stats 
 	    .processes = procs > 0 ? procs - 1 : 0,
 	    .memory_bytes = procs > 0 ? b->cg->session_memory(b->cgroup_parent, id) : 0,
 	};
+	ns__net_bytes(&b->egress, id, &out->net_tx_bytes, &out->net_rx_bytes);
 }
 
 static int ns_purge(struct sbx_backend *base, const char *id, struct bk_err *err)
@@ -362,6 +365,7 @@ static void ns_close(struct sbx_backend *base)
 			fprintf(stderr, "bunkerd: %s\n", err.msg);
 		run_dir_release(b);
 	}
+	ns__egress_close(&b->egress);
 	sbx__slots_destroy(&b->slots);
 	pthread_mutex_destroy(&b->pids_lock);
 	free(b);
@@ -390,6 +394,7 @@ static const struct sbx_ops ns_ops = {
     .kill = sbx__agent_kill,
     .ps = sbx__agent_ps,
     .dial = ns__dial,
+    .net_set = ns__net_set,
     .stats = ns_stats,
     .files_state = ns__files_state,
     .files_save = ns__files_save,
@@ -404,16 +409,21 @@ static const struct sbx_ops ns_ops = {
  * "bunker-<hash of the directory>" for any other, so that two daemons on
  * one host (tests, a second instance) never meet in each other's
  * cgroups. */
+static uint32_t data_dir_hash(const char *data_dir)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	for (const char *c = data_dir; *c; c++)
+		h = (h ^ (uint8_t)*c) * 16777619u;
+	return h;
+}
+
 static void cgroup_parent_name(const char *data_dir, char *out, size_t len)
 {
 	if (strcmp(data_dir, "/var/lib/bunker") == 0) {
 		snprintf(out, len, "bunker");
 		return;
 	}
-	uint32_t h = 2166136261u; /* FNV-1a */
-	for (const char *c = data_dir; *c; c++)
-		h = (h ^ (uint8_t)*c) * 16777619u;
-	snprintf(out, len, "bunker-%08x", h);
+	snprintf(out, len, "bunker-%08x", data_dir_hash(data_dir));
 }
 
 static void hold_slot(void *arg, const char *id, const struct ns_paths *p)
@@ -517,6 +527,11 @@ static int ns_prepare(struct ns_backend *b, const struct sbx_backend_config *cfg
 		return bk_err_set(err, errno, "cannot make '%s' private", b->run_dir);
 	/* The disks that survived an earlier run hold their slots. */
 	each_run_dir(b, hold_slot, b);
+	/* Egress names its table and interfaces after the same hash, so two
+	 * daemons on one host never touch each other's. */
+	char hash[16];
+	snprintf(hash, sizeof(hash), "%08x", data_dir_hash(cfg->data_dir));
+	ns__egress_open(&b->egress, cfg, hash);
 	return ns__image_ensure(cfg->data_dir, cfg->bun_path, b->image_dir, sizeof(b->image_dir),
 				err);
 }
@@ -529,6 +544,7 @@ int sbx_backend_open(const struct sbx_backend_config *cfg, struct sbx_backend **
 		return bk_err_set(err, ENOMEM, "cannot open the sandbox backend");
 	b->base.ops = &ns_ops;
 	pthread_mutex_init(&b->pids_lock, NULL);
+	ns__egress_init(&b->egress);
 	if (ns_prepare(b, cfg, err) < 0) {
 		ns_close(&b->base);
 		return -1;

@@ -129,6 +129,8 @@ static const char *const store_migrations[] = {
     /* 4 -> 5: an answer too large to keep is recorded by its length, so
      * that its request is still not run twice. */
     "ALTER TABLE idempotency ADD COLUMN dropped_len INTEGER NOT NULL DEFAULT 0;",
+    /* 5 -> 6: a session's outbound network policy ('': none). */
+    "ALTER TABLE sessions ADD COLUMN network TEXT NOT NULL DEFAULT '';",
 };
 
 _Static_assert(ARRAY_SIZE(store_migrations) == STORE_SCHEMA_VERSION,
@@ -358,6 +360,7 @@ static const struct store_ops sqlite_ops = {
     .session_list = sqlite__session_list,
     .session_list_all = sqlite__session_list_all,
     .session_set_vm = sqlite__session_set_vm,
+    .session_set_network = sqlite__session_set_network,
     .session_due = sqlite__session_due,
     .task_insert = sqlite__task_insert,
     .task_update = sqlite__task_update,

@@ -13,7 +13,7 @@
 #define STORE_SESSION_COLS                                                                         \
 	"id, key_id, created_ms, expires_ms, last_active_ms, state, metadata, memory_mb, cpu, "    \
 	"timeout_s, disk_mb, public_id, dialect, env, vcpu, vm_state, vm_lifetime_s, "             \
-	"vm_spawned_ms, vm_ends_ms, exec_count, cpu_ms, vm_runtime_ms"
+	"vm_spawned_ms, vm_ends_ms, exec_count, cpu_ms, vm_runtime_ms, network"
 
 static bool store_state_ok(int state)
 {
@@ -55,7 +55,8 @@ static int store_session_from_row(sqlite3_stmt *stmt, struct store_session *out,
 				   out->id);
 	out->metadata = col_dup(stmt, 6, "{}");
 	out->env = col_dup(stmt, 13, "{}");
-	if (out->metadata == NULL || out->env == NULL) {
+	out->network = col_dup(stmt, 22, "");
+	if (out->metadata == NULL || out->env == NULL || out->network == NULL) {
 		store_session_release(out);
 		return bk_err_set(err, ENOMEM, "cannot read session '%s'", out->id);
 	}
@@ -94,7 +95,7 @@ int sqlite__session_insert(struct store *st, const struct store_session *s, stru
 	int i = 0;
 	if (sqlite3_prepare_v2(SQ(st)->db,
 			       "INSERT INTO sessions (" STORE_SESSION_COLS ") "
-			       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+			       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 			       -1, &stmt, NULL) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, ++i, s->id, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, ++i, s->key_id, -1, SQLITE_STATIC) != SQLITE_OK ||
@@ -119,7 +120,9 @@ int sqlite__session_insert(struct store *st, const struct store_session *s, stru
 	    sqlite3_bind_int64(stmt, ++i, s->vm_ends_ms) != SQLITE_OK ||
 	    sqlite3_bind_int64(stmt, ++i, s->exec_count) != SQLITE_OK ||
 	    sqlite3_bind_int64(stmt, ++i, s->cpu_ms) != SQLITE_OK ||
-	    sqlite3_bind_int64(stmt, ++i, s->vm_runtime_ms) != SQLITE_OK)
+	    sqlite3_bind_int64(stmt, ++i, s->vm_runtime_ms) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, ++i, s->network ? s->network : "", -1, SQLITE_STATIC) !=
+		SQLITE_OK)
 		return sqlite__fail(st, err, "cannot insert session '%s'", s->id);
 	int rc = sqlite3_step(stmt);
 	if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE)
@@ -197,6 +200,20 @@ int sqlite__session_set_state(struct store *st, const char *id, enum store_sessi
 	    sqlite3_bind_text(stmt, 2, id, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_step(stmt) != SQLITE_DONE)
 		return sqlite__fail(st, err, "cannot set the state of session '%s'", id);
+	return sqlite3_changes(SQ(st)->db) > 0 ? 1 : 0;
+}
+
+int sqlite__session_set_network(struct store *st, const char *id, const char *network,
+				struct bk_err *err)
+{
+	_cleanup_unlock_ pthread_mutex_t *lock = sqlite__lock(st);
+	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
+	if (sqlite3_prepare_v2(SQ(st)->db, "UPDATE sessions SET network = ? WHERE id = ?", -1,
+			       &stmt, NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 1, network ? network : "", -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 2, id, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_step(stmt) != SQLITE_DONE)
+		return sqlite__fail(st, err, "cannot set the network of session '%s'", id);
 	return sqlite3_changes(SQ(st)->db) > 0 ? 1 : 0;
 }
 
