@@ -45,6 +45,7 @@ if [ -z "${BUNKER_TEST_INNER:-}" ]; then
 	: >"$manifest"
 	echo "0 0 0" >"$counts"
 	nets_before=$(ls /sys/class/net | sort)
+	nft_before=$(nft list tables 2>/dev/null | grep ' bunker_' | sort)
 	run_tmp=$(mktemp -d /tmp/bk-test-run-XXXXXX)
 	if unshare --mount --propagation private true 2>/dev/null; then
 		BUNKER_TEST_INNER=$run_tmp BUNKER_TEST_MANIFEST=$manifest BUNKER_TEST_COUNTS=$counts \
@@ -87,6 +88,14 @@ if [ -z "${BUNKER_TEST_INNER:-}" ]; then
 	nets_after=$(ls /sys/class/net | sort)
 	for i in $(comm -13 <(echo "$nets_before") <(echo "$nets_after")); do
 		echo "host check: network interface $i left behind"
+		leftovers=$((leftovers + 1))
+	done
+	# The daemons' egress tables (sandbox/egress.c): a clean stop deletes
+	# its own, a restart one a crash left.
+	nft_after=$(nft list tables 2>/dev/null | grep ' bunker_' | sort)
+	for t in $(comm -13 <(echo "$nft_before") <(echo "$nft_after") | awk '{print $3}'); do
+		echo "host check: nftables table inet $t left behind"
+		nft delete table inet "$t" 2>/dev/null
 		leftovers=$((leftovers + 1))
 	done
 	rm -f "$manifest" "$counts"
