@@ -5,7 +5,7 @@ CC      ?= gcc
 SAN     ?= 0
 BUILD   ?= $(if $(filter 1,$(SAN)),build/asan,build/release)
 
-PKGS      := libmicrohttpd jansson sqlite3 libpq libsodium libseccomp libarchive
+PKGS      := libmicrohttpd jansson sqlite3 libpq libsodium libseccomp libarchive libmnl libnftables
 TEST_PKGS := libcurl
 
 WARN    := -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wshadow -Wformat=2 -Wvla

@@ -45,6 +45,8 @@ if [ -z "${BUNKER_TEST_INNER:-}" ]; then
 	: >"$manifest"
 	echo "0 0 0" >"$counts"
 	nets_before=$(ls /sys/class/net | sort)
+	forward_before=$(cat /proc/sys/net/ipv4/ip_forward)
+	nft_before=$(nft list tables 2>/dev/null | grep ' bunker_' | sort)
 	run_tmp=$(mktemp -d /tmp/bk-test-run-XXXXXX)
 	# It becomes the run's /tmp: a /tmp's mode, so that the postgres
 	# user of the PostgreSQL tests can reach its directory in it.
@@ -96,9 +98,25 @@ if [ -z "${BUNKER_TEST_INNER:-}" ]; then
 		leftovers=$((leftovers + 1))
 	done <"$manifest"
 	check_manifest_cgroups "$manifest"
+	# Egress switches forwarding on while a daemon runs, and the last
+	# daemon to stop puts it back.
+	forward_after=$(cat /proc/sys/net/ipv4/ip_forward)
+	if [ "$forward_after" != "$forward_before" ]; then
+		echo "host check: net.ipv4.ip_forward left at $forward_after (was $forward_before)"
+		echo "$forward_before" >/proc/sys/net/ipv4/ip_forward
+		leftovers=$((leftovers + 1))
+	fi
 	nets_after=$(ls /sys/class/net | sort)
 	for i in $(comm -13 <(echo "$nets_before") <(echo "$nets_after")); do
 		echo "host check: network interface $i left behind"
+		leftovers=$((leftovers + 1))
+	done
+	# The daemons' egress tables (sandbox/egress.c): a clean stop deletes
+	# its own, a restart one a crash left.
+	nft_after=$(nft list tables 2>/dev/null | grep ' bunker_' | sort)
+	for t in $(comm -13 <(echo "$nft_before") <(echo "$nft_after") | awk '{print $3}'); do
+		echo "host check: nftables table inet $t left behind"
+		nft delete table inet "$t" 2>/dev/null
 		leftovers=$((leftovers + 1))
 	done
 	rm -f "$manifest" "$counts"

@@ -220,6 +220,7 @@ static void session_copy(struct store_session *out, const struct store_session *
 	*out = *in;
 	out->metadata = strdup(in->metadata ? in->metadata : "{}");
 	out->env = strdup(in->env ? in->env : "{}");
+	out->network = strdup(in->network ? in->network : "");
 }
 
 /* The sessions of key_id but except_id that cap counts; with w->lock. */
@@ -351,6 +352,24 @@ static int fs_session_set_vm(struct store *st, const char *id, enum store_vm_sta
 		r->s.vm_spawned_ms = spawned_ms;
 		r->s.vm_ends_ms = ends_ms;
 		r->s.state = state;
+		fake__done(w);
+		rc = 1;
+	}
+	pthread_mutex_unlock(&w->lock);
+	return rc;
+}
+
+static int fs_session_set_network(struct store *st, const char *id, const char *network,
+				  struct bk_err *err)
+{
+	struct fake_world *w = FW(st);
+	pthread_mutex_lock(&w->lock);
+	int rc = fake__op(w, "session_set_network", err);
+	struct fake_rec *r = rc == 0 ? fake__rec_find(w, id) : NULL;
+	if (r) {
+		fake__step(w);
+		free(r->s.network);
+		r->s.network = strdup(network ? network : "");
 		fake__done(w);
 		rc = 1;
 	}
@@ -550,6 +569,7 @@ static const struct store_ops fake_store_ops = {
     .session_list = fs_session_list,
     .session_list_all = fs_session_list_all,
     .session_set_vm = fs_session_set_vm,
+    .session_set_network = fs_session_set_network,
     .session_due = fs_session_due,
     .task_insert = fs_task_insert,
     .task_update = fs_task_update,

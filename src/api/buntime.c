@@ -43,15 +43,30 @@ static json_t *session_json(const struct core_session_info *info, bool full)
 	json_object_set_new(o, "filesCount", json_integer(info->files_count));
 	json_object_set_new(o, "activeProcesses", json_integer(info->active_processes));
 	json_object_set_new(o, "metadata", meta ? meta : json_object());
+	_cleanup_free_ char *net = core_network_view(info->network, true);
+	json_t *nj = net ? json_loads(net, 0, NULL) : NULL;
+	if (nj)
+		json_object_set_new(o, "network", nj);
 	return o;
 }
 
 /* ---- POST /sessions/create ---- */
 
 static int create_spec(json_t *body, struct core_session_spec *spec, char **metadata,
-		       struct bk_err *err)
+		       char **network, struct bk_err *err)
 {
 	memset(spec, 0, sizeof(*spec));
+	json_t *net = api_field_get(body, "network");
+	if (net) {
+		if (!json_is_object(net))
+			return bk_err_field(err, "network", "network must be a JSON object");
+		*network = json_dumps(net, JSON_COMPACT);
+		if (*network == NULL)
+			return bk_err_set(err, ENOMEM, "cannot read network");
+		spec->network = *network;
+		spec->network_camel = true;
+		spec->network_prefix = "network.";
+	}
 	int64_t v = 0;
 	int r = api_field_int(body, "ttl", "ttl", &v, err);
 	if (r < 0)
@@ -107,12 +122,13 @@ static void handle_create(struct api_call *c)
 	if (body == NULL)
 		return api_buntime_error(c, &err);
 	struct core_session_spec spec;
-	char *metadata = NULL;
+	char *metadata = NULL, *network = NULL;
 	struct core_session_info info;
-	int r = create_spec(body, &spec, &metadata, &err);
+	int r = create_spec(body, &spec, &metadata, &network, &err);
 	if (r == 0)
 		r = core_session_create(c->api->core, &c->key, &spec, &info, &err);
 	free(metadata);
+	free(network);
 	if (r < 0)
 		return api_buntime_error(c, &err);
 	snprintf(c->session_id, sizeof(c->session_id), "%s", info.public_id);
@@ -674,6 +690,41 @@ static void route_delete(struct api_call *c)
 	handle_delete(c, c->param[0]);
 }
 
+/* ---- GET|POST|PATCH /sessions/{id}/network ---- */
+
+static void network_answer(struct api_call *c, int r, char *text, struct bk_err *err)
+{
+	if (r < 0)
+		return api_buntime_error(c, err);
+	json_t *o = json_loads(text, 0, NULL);
+	free(text);
+	api_json(c, 200, o ? o : json_object());
+}
+
+static void route_network_get(struct api_call *c)
+{
+	struct bk_err err = BK_ERR_INIT;
+	char *text = NULL;
+	int r = core_session_network_get(c->api->core, &c->key, c->param[0], true, &text, &err);
+	network_answer(c, r, text, &err);
+}
+
+/* POST and PATCH alike: the fields given replace the session's, the rest
+ * stay. */
+static void route_network_set(struct api_call *c)
+{
+	struct bk_err err = BK_ERR_INIT;
+	_cleanup_json_ json_t *body = api_body_object(c->req, false, &err);
+	if (body == NULL)
+		return api_buntime_error(c, &err);
+	_cleanup_free_ char *patch = json_dumps(body, JSON_COMPACT);
+	char *text = NULL;
+	int r = patch ? core_session_network_set(c->api->core, &c->key, c->param[0], patch, true,
+						 "", &text, &err)
+		      : bk_err_set(&err, ENOMEM, "cannot read the body");
+	network_answer(c, r, text, &err);
+}
+
 /* POST /execute is buntime's unless its body is InstaVM's; one that names
  * both sessionId and session_id is buntime's (and refused in its shape). */
 static bool buntime_claims_execute(struct api_call *c)
@@ -689,6 +740,9 @@ static const struct api_route buntime_routes[] = {
     {"GET", "/sessions", handle_list, 0},
     {"GET", "/sessions/{id}", route_get, 0},
     {"DELETE", "/sessions/{id}", route_delete, 0},
+    {"GET", "/sessions/{id}/network", route_network_get, 0},
+    {"POST", "/sessions/{id}/network", route_network_set, 0},
+    {"PATCH", "/sessions/{id}/network", route_network_set, 0},
     {"POST", "/execute", handle_execute,
      API_ROUTE_IDEMPOTENT | API_ROUTE_EXECUTES | API_ROUTE_BODY_FILE, buntime_claims_execute},
     {"GET", "/execution/processes", handle_processes, 0},

@@ -538,73 +538,46 @@ static void handle_app_url(struct api_call *c)
 
 /* ---- GET|POST /v1/egress/session/{session_id} ---- */
 
-/* Sessions have loopback only (no outbound network is built yet): the
- * policy is deny-all, which is what is enforced and what is answered; a
- * policy that would grant anything is refused rather than kept and not
- * kept to. */
-static json_t *deny_all(const char *id)
+/* The policy is InstaVM's egress object; the session's caps come with it
+ * (bandwidth_mbps, max_connections). A POST replaces the fields it names. */
+static void egress_answer(struct api_call *c, const char *id, int r, char *text,
+			  struct bk_err *err)
 {
-	return json_pack("{s:s,s:b,s:b,s:b,s:[],s:[]}", "session_id", id, "allow_package_managers",
-			 0, "allow_http", 0, "allow_https", 0, "allowed_domains", "allowed_cidrs");
+	if (r < 0)
+		return instavm_error(c, err);
+	json_t *o = json_loads(text, 0, NULL);
+	free(text);
+	if (o == NULL)
+		o = json_object();
+	json_object_set_new(o, "session_id", json_string(id));
+	api_json(c, 200, o);
 }
 
 static void handle_egress_get(struct api_call *c)
 {
 	struct bk_err err = BK_ERR_INIT;
-	struct core_session_info info;
-	if (session_of_path(c, &info, &err) < 0)
-		return instavm_error(c, &err);
-	json_t *o = deny_all(info.public_id);
-	core_session_info_release(&info);
-	api_json(c, 200, o);
-}
-
-/* Whether a policy's member grants anything (true, or a non-empty list). */
-static bool grants(json_t *body, const char *name, bool list, struct bk_err *err)
-{
-	char loc[64];
-	snprintf(loc, sizeof(loc), "body.%s", name);
-	json_t *v = json_object_get(body, name);
-	if (v == NULL || json_is_null(v))
-		return false;
-	if (list && !json_is_array(v)) {
-		bk_err_add(err, loc, "list_type", "Input should be a valid list");
-		return false;
-	}
-	if (!list && !json_is_boolean(v)) {
-		bk_err_add(err, loc, "bool_type", "Input should be a valid boolean");
-		return false;
-	}
-	return list ? json_array_size(v) > 0 : json_is_true(v);
+	const char *id = c->param[0];
+	char *text = NULL;
+	int r = instavm_id_form(id)
+		    ? core_session_network_get(c->api->core, &c->key, id, false, &text, &err)
+		    : bk_err_kind(&err, BK_E_NOT_FOUND, "session '%s' not found", id);
+	egress_answer(c, id, r, text, &err);
 }
 
 static void handle_egress_set(struct api_call *c)
 {
 	struct bk_err err = BK_ERR_INIT;
+	const char *id = c->param[0];
 	json_t *body = api_call_body(c, &err);
 	if (body == NULL)
 		return instavm_error(c, &err);
-	bool any = grants(body, "allow_package_managers", false, &err);
-	any |= grants(body, "allow_http", false, &err);
-	any |= grants(body, "allow_https", false, &err);
-	any |= grants(body, "allowed_domains", true, &err);
-	any |= grants(body, "allowed_cidrs", true, &err);
-	if (bk_err_is_set(&err))
-		return instavm_error(c, &err);
-	struct core_session_info info;
-	if (session_of_path(c, &info, &err) < 0)
-		return instavm_error(c, &err);
-	if (any) {
-		core_session_info_release(&info);
-		return api_json(c, 501,
-				json_pack("{s:s}", "detail",
-					  "outbound network is not available on this server: "
-					  "sessions have loopback only, and only the deny-all "
-					  "policy can be set"));
-	}
-	json_t *o = deny_all(info.public_id);
-	core_session_info_release(&info);
-	api_json(c, 200, o);
+	_cleanup_free_ char *patch = json_dumps(body, JSON_COMPACT);
+	char *text = NULL;
+	int r = !instavm_id_form(id) ? bk_err_kind(&err, BK_E_NOT_FOUND, "session '%s' not found", id)
+		: patch		     ? core_session_network_set(c->api->core, &c->key, id, patch, false,
+								"body.", &text, &err)
+				     : bk_err_set(&err, ENOMEM, "cannot read the body");
+	egress_answer(c, id, r, text, &err);
 }
 
 /* ---- routing ---- */

@@ -86,6 +86,83 @@ const char api_openapi_json[] = R"openapi({
         }
       }
     },
+    "/sessions/{id}/network": {
+      "parameters": [{"$ref": "#/components/parameters/SessionIdPath"}],
+      "get": {
+        "tags": ["sessions"],
+        "operationId": "getSessionNetwork",
+        "summary": "A session's outbound network policy",
+        "description": "Deny-all unless granted; the caps of the key's plan come with it.",
+        "responses": {
+          "200": {
+            "description": "The session's policy now.",
+            "headers": {
+              "X-RateLimit-Limit": {"$ref": "#/components/headers/X-RateLimit-Limit"},
+              "X-RateLimit-Remaining": {"$ref": "#/components/headers/X-RateLimit-Remaining"},
+              "X-RateLimit-Reset": {"$ref": "#/components/headers/X-RateLimit-Reset"}
+            },
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NetworkPolicy"}}}
+          },
+          "400": {"$ref": "#/components/responses/InvalidRequest"},
+          "401": {"$ref": "#/components/responses/Unauthorized"},
+          "403": {"$ref": "#/components/responses/Forbidden"},
+          "404": {"$ref": "#/components/responses/SessionNotFound"},
+          "429": {"$ref": "#/components/responses/RateLimited"},
+          "500": {"$ref": "#/components/responses/InternalError"},
+          "503": {"$ref": "#/components/responses/Unavailable"}
+        }
+      },
+      "post": {
+        "tags": ["sessions"],
+        "operationId": "setSessionNetwork",
+        "summary": "Change a session's outbound network policy",
+        "description": "The fields given replace the session's, the others stay. A running session follows at once: new connections obey it, open ones to a destination it no longer allows are cut; a sleeping one gets it when it wakes. A grant on a plan without egress is 403.",
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NetworkPolicy"}}}},
+        "responses": {
+          "200": {
+            "description": "The session's policy now.",
+            "headers": {
+              "X-RateLimit-Limit": {"$ref": "#/components/headers/X-RateLimit-Limit"},
+              "X-RateLimit-Remaining": {"$ref": "#/components/headers/X-RateLimit-Remaining"},
+              "X-RateLimit-Reset": {"$ref": "#/components/headers/X-RateLimit-Reset"}
+            },
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NetworkPolicy"}}}
+          },
+          "400": {"$ref": "#/components/responses/InvalidRequest"},
+          "401": {"$ref": "#/components/responses/Unauthorized"},
+          "403": {"$ref": "#/components/responses/Forbidden"},
+          "404": {"$ref": "#/components/responses/SessionNotFound"},
+          "429": {"$ref": "#/components/responses/RateLimited"},
+          "500": {"$ref": "#/components/responses/InternalError"},
+          "503": {"$ref": "#/components/responses/Unavailable"}
+        }
+      },
+      "patch": {
+        "tags": ["sessions"],
+        "operationId": "patchSessionNetwork",
+        "summary": "Change a session's outbound network policy (same as POST)",
+        "description": "The fields given replace the session's, the others stay. A running session follows at once: new connections obey it, open ones to a destination it no longer allows are cut; a sleeping one gets it when it wakes. A grant on a plan without egress is 403.",
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NetworkPolicy"}}}},
+        "responses": {
+          "200": {
+            "description": "The session's policy now.",
+            "headers": {
+              "X-RateLimit-Limit": {"$ref": "#/components/headers/X-RateLimit-Limit"},
+              "X-RateLimit-Remaining": {"$ref": "#/components/headers/X-RateLimit-Remaining"},
+              "X-RateLimit-Reset": {"$ref": "#/components/headers/X-RateLimit-Reset"}
+            },
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NetworkPolicy"}}}
+          },
+          "400": {"$ref": "#/components/responses/InvalidRequest"},
+          "401": {"$ref": "#/components/responses/Unauthorized"},
+          "403": {"$ref": "#/components/responses/Forbidden"},
+          "404": {"$ref": "#/components/responses/SessionNotFound"},
+          "429": {"$ref": "#/components/responses/RateLimited"},
+          "500": {"$ref": "#/components/responses/InternalError"},
+          "503": {"$ref": "#/components/responses/Unavailable"}
+        }
+      }
+    },
     "/sessions/{id}": {
       "parameters": [{"$ref": "#/components/parameters/SessionIdPath"}],
       "get": {
@@ -720,7 +797,7 @@ const char api_openapi_json[] = R"openapi({
         "tags": ["instavm"],
         "operationId": "instavmEgressGet",
         "summary": "A session's outbound network policy",
-        "description": "Deny-all: sessions have loopback only.",
+        "description": "Deny-all unless granted; bandwidth_mbps and max_connections are the plan's caps.",
         "security": [{"bearerAuth": []}, {"apiKeyHeader": []}],
         "parameters": [{"name": "session_id", "in": "path", "required": true, "schema": {"$ref": "#/components/schemas/InstaVMSessionId"}}],
         "responses": {
@@ -744,7 +821,7 @@ const char api_openapi_json[] = R"openapi({
         "tags": ["instavm"],
         "operationId": "instavmEgressSet",
         "summary": "Set a session's outbound network policy",
-        "description": "The deny-all policy is accepted and answered; any grant is 501 until this server gives sessions outbound network.",
+        "description": "The fields given replace the session's, the others stay; a running VM follows at once (open connections to a destination no longer allowed are cut). A grant on a plan without egress is 403; a host that cannot give sessions a network answers 503.",
         "security": [{"bearerAuth": []}, {"apiKeyHeader": []}],
         "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InstaVMEgress"}}}},
         "parameters": [{"name": "session_id", "in": "path", "required": true, "schema": {"$ref": "#/components/schemas/InstaVMSessionId"}}],
@@ -762,8 +839,9 @@ const char api_openapi_json[] = R"openapi({
           "404": {"$ref": "#/components/responses/DetailError"},
           "422": {"$ref": "#/components/responses/ValidationError"},
           "429": {"$ref": "#/components/responses/DetailError"},
+          "403": {"$ref": "#/components/responses/DetailError"},
           "500": {"$ref": "#/components/responses/DetailError"},
-          "501": {"$ref": "#/components/responses/DetailError"}
+          "503": {"$ref": "#/components/responses/DetailError"}
         }
       }
     },
@@ -1009,7 +1087,9 @@ const char api_openapi_json[] = R"openapi({
           "allow_http": {"type": "boolean", "default": false},
           "allow_https": {"type": "boolean", "default": false},
           "allowed_domains": {"type": "array", "items": {"type": "string"}},
-          "allowed_cidrs": {"type": "array", "items": {"type": "string"}}
+          "allowed_cidrs": {"type": "array", "items": {"type": "string"}},
+          "bandwidth_mbps": {"type": "integer", "readOnly": true},
+          "max_connections": {"type": "integer", "readOnly": true}
         }
       },
       "AppUrl": {
@@ -1071,7 +1151,21 @@ const char api_openapi_json[] = R"openapi({
         "properties": {
           "ttl": {"type": "integer", "minimum": 300, "default": 86400, "description": "Seconds, up to the plan's maximum (above it: 400)."},
           "metadata": {"$ref": "#/components/schemas/Metadata"},
-          "resourceLimits": {"$ref": "#/components/schemas/ResourceLimitsRequest"}
+          "resourceLimits": {"$ref": "#/components/schemas/ResourceLimitsRequest"},
+          "network": {"$ref": "#/components/schemas/NetworkPolicy"}
+        }
+      },
+      "NetworkPolicy": {
+        "type": "object",
+        "description": "Outbound network of a session (deny by default). The host itself, other sessions, link-local (169.254.169.254 among it), multicast and broadcast are refused whatever it says; private ranges (RFC 1918, CGNAT) open only through a CIDR that names them. IPv6 is off in sessions.",
+        "properties": {
+          "allowPackageManagers": {"type": "boolean", "default": false, "description": "registry.npmjs.org, pypi.org, files.pythonhosted.org, deb.debian.org, security.debian.org, by name."},
+          "allowHttp": {"type": "boolean", "default": false, "description": "TCP 80 to any public address; every name resolves."},
+          "allowHttps": {"type": "boolean", "default": false, "description": "TCP 443 to any public address; every name resolves."},
+          "allowedDomains": {"type": "array", "maxItems": 64, "items": {"type": "string"}, "description": "example.com, or *.example.com for the names below it: the session's resolver answers them and opens every port of the addresses it answered, for their TTL (at least 60 s)."},
+          "allowedCidrs": {"type": "array", "maxItems": 64, "items": {"type": "string"}, "description": "IPv4 addresses or CIDRs open on every port."},
+          "bandwidthMbps": {"type": "integer", "readOnly": true, "description": "The plan's cap, each way."},
+          "maxConnections": {"type": "integer", "readOnly": true, "description": "The plan's cap on connections open at once."}
         }
       },
       "SessionCreated": {

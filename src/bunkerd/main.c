@@ -51,6 +51,10 @@ static void usage(FILE *f)
 	      "  --snapshot-dir DIR     where sleeping sessions' files go (DATA/snapshots)\n"
 	      "  --snapshot-max-mb MB   what all snapshots may take (half their file system)\n"
 	      "  --snapshot-min-free-mb MB  free space a save leaves on it (5% of it)\n"
+	      "  --egress-net CIDR      IPv4 range of sessions' interfaces, a /16../22\n"
+	      "                         (10.213.0.0/16)\n"
+	      "  --dns-hosts FILE       for tests: \"ADDRESS NAME...\" lines the sessions'\n"
+	      "                         resolver answers itself, asking no one (none)\n"
 	      "  --version              print the version and cgroup mode\n",
 	      f);
 }
@@ -111,6 +115,8 @@ int main(int argc, char **argv)
 		O_SNAP_DIR,
 		O_SNAP_MAX,
 		O_SNAP_FREE,
+		O_EGRESS_NET,
+		O_DNS_HOSTS,
 		O_VERSION,
 		O_HELP
 	};
@@ -137,6 +143,8 @@ int main(int argc, char **argv)
 	    {"snapshot-dir", required_argument, NULL, O_SNAP_DIR},
 	    {"snapshot-max-mb", required_argument, NULL, O_SNAP_MAX},
 	    {"snapshot-min-free-mb", required_argument, NULL, O_SNAP_FREE},
+	    {"egress-net", required_argument, NULL, O_EGRESS_NET},
+	    {"dns-hosts", required_argument, NULL, O_DNS_HOSTS},
 	    {"version", no_argument, NULL, O_VERSION},
 	    {"help", no_argument, NULL, O_HELP},
 	    {0},
@@ -212,6 +220,14 @@ int main(int argc, char **argv)
 		case O_SNAP_MAX:
 			sbx_cfg.snapshot_max_bytes =
 			    parse_num("--snapshot-max-mb", optarg, 1, 1L << 40) << 20;
+			break;
+		case O_EGRESS_NET:
+			path_opt("--egress-net", optarg, sbx_cfg.egress_net, sizeof(sbx_cfg.egress_net),
+				 SIZE_MAX);
+			break;
+		case O_DNS_HOSTS:
+			path_opt("--dns-hosts", optarg, sbx_cfg.dns_hosts, sizeof(sbx_cfg.dns_hosts),
+				 SIZE_MAX);
 			break;
 		case O_SNAP_FREE:
 			sbx_cfg.snapshot_min_free_bytes =

@@ -36,7 +36,11 @@ static void usage(FILE *f)
 	      "  --timeout-default S   execution timeout when none is given\n"
 	      "  --timeout-max S       longest execution timeout\n"
 	      "  --rpm N               requests per minute\n"
-	      "  --max-file-size B     largest file, bytes\n",
+	      "  --max-file-size B     largest file, bytes\n"
+	      "  --egress 0|1          may its sessions have outbound network\n"
+	      "  --egress-default 0|1  policy of a create that names none: none, package registries\n"
+	      "  --egress-mbps N       outbound and inbound bandwidth cap of a session, Mbit/s\n"
+	      "  --egress-connections N  connections a session may have open at once\n",
 	      f);
 }
 

@@ -56,6 +56,14 @@ struct plan_limits {
 	int timeout_max_s;
 	int requests_per_minute;
 	int64_t max_file_bytes;
+	/* Outbound network (core/network.c): may the key's sessions have any
+	 * (0 or 1), what a session gets when its create names no policy (0:
+	 * none, 1: the package registries), and the caps of a session that
+	 * has it: Mbit/s each way, connections open at once. */
+	int egress;
+	int egress_default;
+	int egress_mbps;
+	int egress_connections;
 };
 
 /* The defaults of a plan by name, or NULL for an unknown name. */
@@ -72,6 +80,10 @@ enum plan_field {
 	PLAN_TIMEOUT_MAX,     /* seconds */
 	PLAN_RPM,	      /* requests per minute */
 	PLAN_MAX_FILE_SIZE,   /* bytes */
+	PLAN_EGRESS,	      /* 0 or 1 */
+	PLAN_EGRESS_DEFAULT,  /* 0 none, 1 package registries */
+	PLAN_EGRESS_MBPS,     /* Mbit/s */
+	PLAN_EGRESS_CONNECTIONS,
 	PLAN_FIELD_COUNT,
 };
 
@@ -243,6 +255,13 @@ struct core_session_spec {
 	/* Variables of every execution of the session. */
 	const struct core_env *env;
 	size_t n_env;
+	/* Its outbound network policy: a JSON object of the dialect's field
+	 * names (network_camel: buntime's), fields left out granting nothing;
+	 * NULL: the plan's default. Checked as core_session_network_set()
+	 * checks it, errors naming network_prefix plus the field. */
+	const char *network;
+	bool network_camel;
+	const char *network_prefix;
 };
 
 struct core_session_info {
@@ -262,6 +281,8 @@ struct core_session_info {
 	enum core_vm vm;
 	int64_t vm_lifetime_s, vm_spawned_ms, vm_ends_ms; /* ends 0: no end */
 	int64_t exec_count, cpu_ms, vm_runtime_ms;	  /* usage so far */
+	char *network; /* owned: its network policy, snake_case JSON */
+	int64_t net_tx_bytes, net_rx_bytes; /* what its network carried while awake */
 };
 
 void core_session_info_release(struct core_session_info *info);
@@ -303,6 +324,29 @@ int core_vm_ensure(struct core *core, const struct core_key *key, const char *id
 /* Ends every process, removes files, mounts, cgroups and the record. */
 int core_session_delete(struct core *core, const struct core_key *key, const char *id,
 			struct bk_err *err);
+
+/* ---- outbound network (core/network.c) ---- */
+
+/* Session id's network policy as a JSON object in the dialect's field
+ * names (camel: buntime's): the five fields of InstaVM's egress object,
+ * and the caps it runs under (bandwidth_mbps, max_connections). *out is
+ * malloc'd. */
+int core_session_network_get(struct core *core, const struct core_key *key, const char *id,
+			     bool camel, char **out, struct bk_err *err);
+/* Changes session id's policy: the fields patch (a JSON object) names
+ * replace the session's, the others stay. A running sandbox follows at
+ * once (new connections; open ones the policy no longer allows are cut),
+ * a sleeping one when it wakes. Bad fields are BK_E_INVALID naming prefix
+ * plus the field, each of them; a grant on a plan without egress
+ * BK_E_FORBIDDEN; a host that cannot give sessions a network
+ * BK_E_UNAVAILABLE. *out is the policy now, as core_session_network_get()
+ * answers it. */
+int core_session_network_set(struct core *core, const struct core_key *key, const char *id,
+			     const char *patch, bool camel, const char *prefix, char **out,
+			     struct bk_err *err);
+/* The policy stored text reads as, for answers (camel: buntime's names);
+ * malloc'd. */
+char *core_network_view(const char *stored, bool camel);
 
 /* ---- executions (core/exec.c) ---- */
 

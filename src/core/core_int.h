@@ -58,6 +58,8 @@ struct session {
 	pthread_mutex_t mu;
 	struct sbx *sbx;
 	struct core_preview *previews; /* open preview connections, under mu */
+	char *network;		       /* its policy (core/network.c), under mu; owned */
+	bool net_applied;	       /* its sandbox has a network (mu) */
 	struct session *next;
 };
 
@@ -160,6 +162,22 @@ int core__session_destroy(struct core *core, struct session *s, struct bk_err *e
 /* With s->mu held: shuts down every open preview connection of s, so that
  * their relays end and leave s->rw (core/preview.c). */
 void core__preview_shutdown_locked(struct session *s);
+
+/* ---- outbound network (core/network.c) ---- */
+
+/* Whether stored policy text grants anything (NULL, "": nothing). */
+bool core__network_grants(const char *stored);
+/* Applies patch (JSON object text) to the stored policy, checks it against
+ * plan, and gives the new stored text in *out (malloc'd). */
+int core__network_merge(const char *stored, const char *patch, bool camel, const char *prefix,
+			const struct plan_limits *plan, char **out, struct bk_err *err);
+/* The stored policy of a create that names none (malloc'd). */
+char *core__network_default(const struct plan_limits *plan);
+/* The backend's form of a stored policy. */
+void core__network_to_sbx(const char *stored, struct sbx_net *out);
+/* With s->mu held: gives s's sandbox (if one runs) s's network now; a
+ * sandbox without one and a policy that grants nothing cost nothing. */
+int core__session_net_apply_locked(struct core *core, struct session *s, struct bk_err *err);
 
 /* ---- the warm pool (core/pool.c) ---- */
 

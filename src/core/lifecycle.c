@@ -78,8 +78,14 @@ static int sandbox_start(struct core *core, struct session *s, struct bk_err *er
 	metrics_observe(METRICS_SANDBOX_START_SECONDS, (double)(mono_us() - t0) / 1e6);
 	pthread_mutex_lock(&s->mu);
 	s->sbx = fresh;
+	s->net_applied = false;
+	int r = core__session_net_apply_locked(core, s, err);
+	if (r < 0)
+		s->sbx = NULL;
 	pthread_mutex_unlock(&s->mu);
-	return 0;
+	if (r < 0)
+		core->sbx->ops->stop(fresh);
+	return r;
 }
 
 static int wake_from_deep_sleep(struct core *core, struct session *s, struct bk_err *err)

@@ -31,7 +31,11 @@ static const struct {
       .timeout_default_s = 30,
       .timeout_max_s = 30,
       .requests_per_minute = 100,
-      .max_file_bytes = 10 << 20}},
+      .max_file_bytes = 10 << 20,
+      .egress = 0,
+      .egress_default = 0,
+      .egress_mbps = 10,
+      .egress_connections = 64}},
     {"paid",
      {.max_sessions = 100,
       .max_ttl_s = 604800,
@@ -42,7 +46,11 @@ static const struct {
       .timeout_default_s = 30,
       .timeout_max_s = 300,
       .requests_per_minute = 1000,
-      .max_file_bytes = 50 << 20}},
+      .max_file_bytes = 50 << 20,
+      .egress = 1,
+      .egress_default = 0,
+      .egress_mbps = 100,
+      .egress_connections = 256}},
     /* Enterprise numbers are set per key; these are where a key starts. */
     {"enterprise",
      {.max_sessions = 1000,
@@ -54,7 +62,11 @@ static const struct {
       .timeout_default_s = 30,
       .timeout_max_s = 3600,
       .requests_per_minute = 10000,
-      .max_file_bytes = 100 << 20}},
+      .max_file_bytes = 100 << 20,
+      .egress = 1,
+      .egress_default = 0,
+      .egress_mbps = 1000,
+      .egress_connections = 1024}},
 };
 
 const struct plan_limits *plan_lookup(const char *name)
@@ -91,6 +103,14 @@ static const struct plan_field_desc {
      * 128 MiB leaves room for the frame's other fields. */
     [PLAN_MAX_FILE_SIZE] = {"max_file_size", offsetof(struct plan_limits, max_file_bytes), PF_INT64,
 			    1, 134217728},
+    [PLAN_EGRESS] = {"egress", offsetof(struct plan_limits, egress), PF_INT, 0, 1},
+    [PLAN_EGRESS_DEFAULT] = {"egress_default", offsetof(struct plan_limits, egress_default),
+			     PF_INT, 0, 1},
+    [PLAN_EGRESS_MBPS] = {"egress_mbps", offsetof(struct plan_limits, egress_mbps), PF_INT, 1,
+			  100000},
+    [PLAN_EGRESS_CONNECTIONS] = {"egress_connections",
+				 offsetof(struct plan_limits, egress_connections), PF_INT, 1,
+				 65536},
 };
 
 const char *plan_field_name(enum plan_field f)

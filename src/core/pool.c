@@ -78,7 +78,18 @@ bool core__pool_adopt(struct core *core, struct session *s)
 	}
 	pthread_mutex_lock(&s->mu);
 	s->sbx = warm;
+	s->net_applied = false;
+	int r = core__session_net_apply_locked(core, s, &err);
+	if (r < 0)
+		s->sbx = NULL;
 	pthread_mutex_unlock(&s->mu);
+	if (r < 0) {
+		/* A fresh start tries again, and says why it fails. */
+		fprintf(stderr, "bunkerd: warm pool: %s\n", err.msg);
+		ops->stop(warm);
+		ops->purge(core->sbx, wid, NULL);
+		return false;
+	}
 	return true;
 }
 

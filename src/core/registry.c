@@ -18,7 +18,10 @@ struct session *core__session_new(const struct store_session *row)
 	snprintf(s->key_id, sizeof(s->key_id), "%s", row->key_id);
 	s->dialect = (enum core_dialect)row->dialect;
 	s->env = strdup(row->env ? row->env : "{}");
-	if (s->env == NULL) {
+	s->network = strdup(row->network ? row->network : "");
+	if (s->env == NULL || s->network == NULL) {
+		free(s->env);
+		free(s->network);
 		free(s);
 		return NULL;
 	}
@@ -41,6 +44,7 @@ struct session *core__session_new(const struct store_session *row)
 static void session_free(struct session *s)
 {
 	free(s->env);
+	free(s->network);
 	pthread_rwlock_destroy(&s->rw);
 	pthread_mutex_destroy(&s->mu);
 	free(s);

@@ -33,8 +33,10 @@ void core_session_info_release(struct core_session_info *info)
 {
 	free(info->metadata);
 	free(info->env);
+	free(info->network);
 	info->metadata = NULL;
 	info->env = NULL;
+	info->network = NULL;
 }
 
 static int limits_check(const struct core_key *key, const struct core_session_spec *spec,
@@ -128,6 +130,8 @@ void core__info_fill(struct core *core, const struct store_session *row,
 	out->files_count = st.files;
 	out->active_processes = st.processes;
 	out->memory_bytes = st.memory_bytes;
+	out->net_tx_bytes = st.net_tx_bytes;
+	out->net_rx_bytes = st.net_rx_bytes;
 }
 
 /* Takes the text fields of row into out (filled by core__info_fill). */
@@ -135,6 +139,7 @@ static void info_take(struct core_session_info *out, struct store_session *row)
 {
 	out->metadata = steal_ptr(&row->metadata);
 	out->env = steal_ptr(&row->env);
+	out->network = steal_ptr(&row->network);
 	store_session_release(row);
 }
 
@@ -174,9 +179,10 @@ int core__uuid_v4(char out[40], struct bk_err *err)
  * nothing but the request. *env_text is the row's env (caller frees). */
 static int create_row(struct core *core, const struct core_key *key,
 		      const struct core_session_spec *spec, struct store_session *row,
-		      char **env_text, struct bk_err *err)
+		      char **env_text, char **net_text, struct bk_err *err)
 {
 	*env_text = NULL;
+	*net_text = NULL;
 	int64_t ttl = spec->ttl_s;
 	if (ttl == 0)
 		ttl = spec->dialect == CORE_DIALECT_INSTAVM || DEFAULT_TTL_S > key->limits.max_ttl_s
@@ -191,6 +197,11 @@ static int create_row(struct core *core, const struct core_key *key,
 	struct core_limits limits;
 	if (limits_check(key, spec, &limits, err) < 0 || env_json(spec, env_text, err) < 0)
 		return -1;
+	if (spec->network ? core__network_merge(NULL, spec->network, spec->network_camel,
+						 spec->network_prefix ? spec->network_prefix : "",
+						 &key->limits, net_text, err) < 0
+			  : (*net_text = core__network_default(&key->limits)) == NULL)
+		return spec->network ? -1 : bk_err_set(err, ENOMEM, "cannot keep the network policy");
 	bool lazy = spec->lazy && spec->n_env == 0;
 	*row = (struct store_session){
 	    .dialect = spec->dialect,
@@ -198,6 +209,7 @@ static int create_row(struct core *core, const struct core_key *key,
 	    .state = lazy ? STORE_SESSION_DEEP_SLEEP : STORE_SESSION_ACTIVE,
 	    .metadata = (char *)metadata,
 	    .env = *env_text,
+	    .network = *net_text,
 	    .memory_mb = limits.memory_mb,
 	    .cpu = limits.cpu,
 	    .timeout_s = limits.timeout_s,
@@ -300,8 +312,8 @@ int core_session_create(struct core *core, const struct core_key *key,
 {
 	struct store_session row;
 	struct session *s;
-	_cleanup_free_ char *env = NULL;
-	if (create_row(core, key, spec, &row, &env, err) < 0 ||
+	_cleanup_free_ char *env = NULL, *net = NULL;
+	if (create_row(core, key, spec, &row, &env, &net, err) < 0 ||
 	    create_reserve(core, key, &row, &s, err) < 0)
 		return -1;
 	if (row.vm_state == STORE_VM_RUNNING && create_bind_sandbox(core, key, s, err) < 0) {
@@ -312,10 +324,11 @@ int core_session_create(struct core *core, const struct core_key *key,
 	core__info_fill(core, &row, out);
 	out->metadata = strdup(row.metadata);
 	out->env = strdup(row.env);
+	out->network = strdup(row.network);
 	/* A VM-less session holds nothing: the registry needs not keep it. */
 	core__registry_evict(core, s);
 	core__session_release(core, s);
-	if (out->metadata == NULL || out->env == NULL)
+	if (out->metadata == NULL || out->env == NULL || out->network == NULL)
 		return bk_err_set(err, ENOMEM, "cannot create session");
 	return 0;
 }

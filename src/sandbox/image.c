@@ -25,7 +25,7 @@
 #include "sandbox/ns_int.h"
 #include "util/cleanup.h"
 
-#define IMAGE_FORMAT 3
+#define IMAGE_FORMAT 4
 
 const char ns__image_bun[] = "/opt/bun/bin/bun";
 
@@ -203,7 +203,11 @@ static int image_build(const char *dir, const char *bun_real, struct bk_err *err
 	    put_file(etc, "hosts", "127.0.0.1\tlocalhost bunker\n::1\tlocalhost ip6-localhost\n",
 		     err) < 0 ||
 	    put_file(etc, "hostname", "bunker\n", err) < 0 ||
-	    put_file(etc, "resolv.conf", "# no outbound network\n", err) < 0 ||
+	    put_file(etc, "resolv.conf",
+		     "# A session granted outbound network asks bunkerd's resolver: its\n"
+		     "# table sends port 53 of any address to it (sandbox/egress_dns.c).\n"
+		     "nameserver 10.213.0.1\noptions timeout:2 attempts:2\n",
+		     err) < 0 ||
 	    put_file(etc, "nsswitch.conf", "passwd: files\ngroup: files\nhosts: files dns\n", err) <
 		0)
 		return -1;

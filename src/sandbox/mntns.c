@@ -44,16 +44,21 @@
 static int host_ns_fd = -1;
 static char instance_dir[300];
 
+uint32_t sbx_instance_hash(const char *data_dir)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	for (const char *c = data_dir; *c; c++)
+		h = (h ^ (uint8_t)*c) * 16777619u;
+	return h;
+}
+
 void sbx_instance_name(const char *data_dir, char *out, size_t len)
 {
 	if (strcmp(data_dir, "/var/lib/bunker") == 0) {
 		snprintf(out, len, "bunker");
 		return;
 	}
-	uint32_t h = 2166136261u; /* FNV-1a */
-	for (const char *c = data_dir; *c; c++)
-		h = (h ^ (uint8_t)*c) * 16777619u;
-	snprintf(out, len, "bunker-%08x", h);
+	snprintf(out, len, "bunker-%08x", sbx_instance_hash(data_dir));
 }
 
 /* setns(CLONE_NEWNS) needs a process of one thread; unshare() would move

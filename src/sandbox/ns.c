@@ -122,6 +122,7 @@ static void ns_stop(struct sbx *base)
 	struct ns_backend *b = s->b;
 	/* A frozen process dies only once thawed. */
 	b->cg->session_freeze(b->cgroup_parent, base->id, false, NULL);
+	ns__net_release(s);
 	ns__kill_and_reap(s);
 	agent_conn_close(s->conn);
 	struct bk_err err = BK_ERR_INIT;
@@ -153,6 +154,7 @@ static int ns_adopt(struct sbx *base, const char *id, const struct sbx_limits *l
 		return bk_err_set(err, e, "cannot rename '%s'", s->paths.dir);
 	}
 	snprintf(base->id, sizeof(base->id), "%s", id);
+	ns__net_rename(s);
 	s->paths = p;
 	if (b->cg->session_limit(b->cgroup_parent, id, limits, err) < 0 ||
 	    ns__disk_resize(&s->paths, limits->disk_mb, err) < 0) {
@@ -259,6 +261,7 @@ static void ns_stats(struct sbx_backend *base, const char *id, struct sbx_stats 
 	    .processes = procs > 0 ? procs - 1 : 0,
 	    .memory_bytes = procs > 0 ? b->cg->session_memory(b->cgroup_parent, id) : 0,
 	};
+	ns__net_bytes(&b->egress, id, &out->net_tx_bytes, &out->net_rx_bytes);
 }
 
 static int ns_purge(struct sbx_backend *base, const char *id, struct bk_err *err)
@@ -364,6 +367,7 @@ static void ns_close(struct sbx_backend *base)
 			fprintf(stderr, "bunkerd: %s\n", err.msg);
 		run_dir_release(b);
 	}
+	ns__egress_close(&b->egress);
 	sbx__slots_destroy(&b->slots);
 	pthread_mutex_destroy(&b->pids_lock);
 	free(b);
@@ -391,6 +395,7 @@ static const struct sbx_ops ns_ops = {
     .kill = sbx__agent_kill,
     .ps = sbx__agent_ps,
     .dial = ns__dial,
+    .net_set = ns__net_set,
     .stats = ns_stats,
     .files_state = ns__files_state,
     .files_save = ns__files_save,
@@ -510,6 +515,11 @@ static int ns_prepare(struct ns_backend *b, const struct sbx_backend_config *cfg
 		return bk_err_set(err, errno, "cannot make '%s' private", b->run_dir);
 	/* The disks that survived an earlier run hold their slots. */
 	each_run_dir(b, hold_slot, b);
+	/* Egress names its table and interfaces after the same hash, so two
+	 * daemons on one host never touch each other's. */
+	char hash[16];
+	snprintf(hash, sizeof(hash), "%08x", sbx_instance_hash(cfg->data_dir));
+	ns__egress_open(&b->egress, cfg, hash);
 	return ns__image_ensure(cfg->data_dir, cfg->bun_path, b->image_dir, sizeof(b->image_dir),
 				err);
 }
@@ -522,6 +532,7 @@ int sbx_backend_open(const struct sbx_backend_config *cfg, struct sbx_backend **
 		return bk_err_set(err, ENOMEM, "cannot open the sandbox backend");
 	b->base.ops = &ns_ops;
 	pthread_mutex_init(&b->pids_lock, NULL);
+	ns__egress_init(&b->egress);
 	if (ns_prepare(b, cfg, err) < 0) {
 		ns_close(&b->base);
 		return -1;

@@ -22,6 +22,7 @@
 #include "agent/client.h"
 #include "agent/proto.h"
 #include "sandbox/cgroup.h"
+#include "sandbox/egress_int.h"
 #include "sandbox/sandbox.h"
 #include "sandbox/slots.h"
 
@@ -52,6 +53,8 @@ struct ns_backend {
 	int64_t pids_budget;
 	int64_t pids_held;
 	pthread_mutex_t pids_lock;
+	/* Sessions' outbound network (sandbox/egress.c). */
+	struct ns_egress egress;
 };
 
 struct ns_sbx {
@@ -63,6 +66,7 @@ struct ns_sbx {
 	int pidfd;
 	struct agent_conn *conn;
 	int pids; /* its share of the backend's pids_held */
+	struct ns_net *net; /* its outbound network, NULL: loopback only */
 };
 
 static inline struct ns_sbx *ns_sbx_of(struct sbx *s)

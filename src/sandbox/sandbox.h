@@ -70,6 +70,39 @@ struct sbx_backend_config {
 	/* What the snapshots together may take (0: half of the file system
 	 * that holds them), and what a save leaves free there (0: 5%). */
 	int64_t snapshot_max_bytes, snapshot_min_free_bytes;
+	/* Outbound network (sandbox/egress.c): the IPv4 range of sessions'
+	 * interfaces ("": 10.213.0.0/16; a /16../22, each session a /30 of
+	 * it), and a file of "ADDRESS NAME" lines the sessions' resolver
+	 * answers from before it asks anyone (for tests; "": none). */
+	char egress_net[32];
+	char dns_hosts[512];
+};
+
+/* A session's outbound network, as the backend enforces it. Every
+ * destination that is the host itself, another session, link-local (the
+ * cloud metadata address among them), multicast or broadcast is refused
+ * whatever this says; private ranges (RFC 1918, CGNAT) only open through
+ * a CIDR that names them. IPv6 is off in sessions. */
+#define SBX_NET_DOMAINS_MAX 64
+#define SBX_NET_CIDRS_MAX 64
+#define SBX_NET_DOMAIN_MAX 254
+struct sbx_net_cidr {
+	uint32_t addr; /* host order, host bits zero */
+	int prefix;    /* 0..32 */
+};
+struct sbx_net {
+	bool enabled;	  /* false: loopback only, nothing else below counts */
+	bool http, https; /* TCP 80 / 443 to any public address, any name resolves */
+	int mbps;	  /* bandwidth each way */
+	int connections;  /* connections open at once */
+	/* Names the session's resolver answers, each opening every port of
+	 * the addresses its answers carried, for their TTL (DNS pinning):
+	 * "example.com" that name, "*.example.com" the names below it. */
+	size_t n_domains;
+	char domains[SBX_NET_DOMAINS_MAX][SBX_NET_DOMAIN_MAX];
+	/* Destinations open on every port. */
+	size_t n_cidrs;
+	struct sbx_net_cidr cidrs[SBX_NET_CIDRS_MAX];
 };
 
 struct sbx_limits {
@@ -237,6 +270,9 @@ struct sbx_stats {
 	int64_t files;	      /* regular files in its workspace, awake or asleep */
 	int64_t processes;    /* its processes but PID 1 (0 when none runs) */
 	int64_t memory_bytes; /* what its processes and files use now (0 when none runs) */
+	/* Bytes its outbound network carried out of and into the sandbox
+	 * since it started (0 without one). */
+	int64_t net_tx_bytes, net_rx_bytes;
 };
 
 /* Where a session's files are. */
@@ -371,6 +407,13 @@ struct sbx_ops {
 	 * BK_E_UNAVAILABLE when nothing listens there. */
 	int (*dial)(struct sbx *s, int port, int timeout_ms, struct bk_err *err);
 
+	/* Sets s's outbound network to net, at once and without a restart:
+	 * the first grant gives it an interface, net->enabled false takes it
+	 * away; new connections follow net from now on and open ones to a
+	 * destination it no longer allows are cut. BK_E_UNAVAILABLE when
+	 * this host cannot give sessions a network. */
+	int (*net_set)(struct sbx *s, const struct sbx_net *net, struct bk_err *err);
+
 	/* ---- figures ---- */
 
 	/* Session id's figures, whether a sandbox runs or not. */
@@ -427,3 +470,6 @@ int sbx_mount_ns_enter(const char *data_dir, bool *reentered, struct bk_err *err
  * /var/lib/bunker, "bunker-<FNV-1a of the path, hex>" for any other. It
  * names the parent cgroup (unless configured) and /run/bunker/<name>/. */
 void sbx_instance_name(const char *data_dir, char *out, size_t len);
+/* That hash (of any data directory): it also names the daemon's egress
+ * table and interfaces. */
+uint32_t sbx_instance_hash(const char *data_dir);

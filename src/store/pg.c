@@ -40,7 +40,8 @@
 
 /* Schema migrations, in order: pg_migrations[i] takes version i to i + 1.
  * Never edit one that has shipped; append one and raise
- * STORE_PG_SCHEMA_VERSION. Version 1 is SQLite's version 6. */
+ * STORE_PG_SCHEMA_VERSION. Version 1 was SQLite's version 6; version 2 is
+ * SQLite's version 7. */
 static const char *const pg_migrations[] = {
     /* 0 -> 1 */
     "CREATE TABLE keys ("
@@ -112,6 +113,8 @@ static const char *const pg_migrations[] = {
     ");"
     "CREATE INDEX tasks_created ON tasks (created_ms);"
     "CREATE INDEX tasks_key_created ON tasks (key_id, created_ms);",
+    /* 1 -> 2: a session's outbound network policy ('': none). */
+    "ALTER TABLE sessions ADD COLUMN network text NOT NULL DEFAULT '';",
 };
 
 _Static_assert(ARRAY_SIZE(pg_migrations) == STORE_PG_SCHEMA_VERSION,
@@ -512,6 +515,7 @@ static const struct store_ops pg_ops = {
     .session_list = pg__session_list,
     .session_list_all = pg__session_list_all,
     .session_set_vm = pg__session_set_vm,
+    .session_set_network = pg__session_set_network,
     .session_due = pg__session_due,
     .task_insert = pg__task_insert,
     .task_update = pg__task_update,

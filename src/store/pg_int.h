@@ -112,6 +112,8 @@ int pg__session_touch(struct store *st, const char *id, int64_t last_active_ms, 
 		      int64_t cpu_ms, int64_t vm_runtime_ms, struct bk_err *err);
 int pg__session_set_state(struct store *st, const char *id, enum store_session_state state,
 			  struct bk_err *err);
+int pg__session_set_network(struct store *st, const char *id, const char *network,
+			    struct bk_err *err);
 int pg__session_set_vm(struct store *st, const char *id, enum store_vm_state vm, int64_t spawned_ms,
 		       int64_t ends_ms, enum store_session_state state, const struct store_cap *cap,
 		       struct bk_err *err);

@@ -35,11 +35,12 @@ static int session_insert_locked(struct store *st, const struct store_session *s
 	pg__int(&p, s->exec_count);
 	pg__int(&p, s->cpu_ms);
 	pg__int(&p, s->vm_runtime_ms);
-	_Static_assert(STORE_SESSION_NCOLS == 22, "one parameter per column");
+	pg__text(&p, s->network ? s->network : "");
+	_Static_assert(STORE_SESSION_NCOLS == 23, "one parameter per column");
 	return pg__run(st,
 		       "INSERT INTO sessions (" STORE_SESSION_COLS ") VALUES ($1, $2, $3, $4, $5, "
 		       "$6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, "
-		       "$21, $22)",
+		       "$21, $22, $23)",
 		       &p, err, "cannot insert session '%s' for key '%s'", s->id, s->key_id);
 }
 
@@ -124,6 +125,17 @@ int pg__session_set_state(struct store *st, const char *id, enum store_session_s
 	_cleanup_pg_unlock_ pthread_mutex_t *lock = pg__lock(st);
 	return session_change(st, "UPDATE sessions SET state = $1 WHERE id = $2", &p,
 			      "set the state of", id, err);
+}
+
+int pg__session_set_network(struct store *st, const char *id, const char *network,
+			    struct bk_err *err)
+{
+	struct pg_params p = {0};
+	pg__text(&p, network ? network : "");
+	pg__text(&p, id);
+	_cleanup_pg_unlock_ pthread_mutex_t *lock = pg__lock(st);
+	return session_change(st, "UPDATE sessions SET network = $1 WHERE id = $2", &p,
+			      "set the network of", id, err);
 }
 
 static int session_set_vm_locked(struct store *st, const char *id, enum store_vm_state vm,

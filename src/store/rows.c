@@ -151,7 +151,8 @@ int store__session_from_row(const struct store__row *r, struct store_session *ou
 				   out->id);
 	out->metadata = col_dup(r, 6, "{}");
 	out->env = col_dup(r, 13, "{}");
-	if (out->metadata == NULL || out->env == NULL) {
+	out->network = col_dup(r, 22, "");
+	if (out->metadata == NULL || out->env == NULL || out->network == NULL) {
 		store_session_release(out);
 		return bk_err_set(err, ENOMEM, "cannot read session '%s'", out->id);
 	}

@@ -17,8 +17,8 @@
 #define STORE_SESSION_COLS                                                                         \
 	"id, key_id, created_ms, expires_ms, last_active_ms, state, metadata, memory_mb, cpu, "    \
 	"timeout_s, disk_mb, public_id, dialect, env, vcpu, vm_state, vm_lifetime_s, "             \
-	"vm_spawned_ms, vm_ends_ms, exec_count, cpu_ms, vm_runtime_ms"
-#define STORE_SESSION_NCOLS 22
+	"vm_spawned_ms, vm_ends_ms, exec_count, cpu_ms, vm_runtime_ms, network"
+#define STORE_SESSION_NCOLS 23
 
 #define STORE_TASK_COLS                                                                            \
 	"id, session_id, key_id, status, stdout, stderr, exit_code, execution_ms, cpu_ms, "        \

@@ -138,6 +138,8 @@ static const char *const store_migrations[] = {
     "  expires_ms INTEGER NOT NULL,"
     "  PRIMARY KEY (key_id, idem_key)"
     ");",
+    /* 6 -> 7: a session's outbound network policy ('': none). */
+    "ALTER TABLE sessions ADD COLUMN network TEXT NOT NULL DEFAULT '';",
 };
 
 _Static_assert(ARRAY_SIZE(store_migrations) == STORE_SCHEMA_VERSION,
@@ -395,6 +397,7 @@ static const struct store_ops sqlite_ops = {
     .session_list = sqlite__session_list,
     .session_list_all = sqlite__session_list_all,
     .session_set_vm = sqlite__session_set_vm,
+    .session_set_network = sqlite__session_set_network,
     .session_due = sqlite__session_due,
     .task_insert = sqlite__task_insert,
     .task_update = sqlite__task_update,

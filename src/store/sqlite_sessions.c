@@ -48,7 +48,7 @@ static int session_insert_locked(struct store *st, const struct store_session *s
 	if (sqlite3_prepare_v2(
 		SQ(st)->db,
 		"INSERT INTO sessions (" STORE_SESSION_COLS ") "
-		"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 		-1, &stmt, NULL) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, ++i, s->id, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, ++i, s->key_id, -1, SQLITE_STATIC) != SQLITE_OK ||
@@ -73,7 +73,9 @@ static int session_insert_locked(struct store *st, const struct store_session *s
 	    sqlite3_bind_int64(stmt, ++i, s->vm_ends_ms) != SQLITE_OK ||
 	    sqlite3_bind_int64(stmt, ++i, s->exec_count) != SQLITE_OK ||
 	    sqlite3_bind_int64(stmt, ++i, s->cpu_ms) != SQLITE_OK ||
-	    sqlite3_bind_int64(stmt, ++i, s->vm_runtime_ms) != SQLITE_OK)
+	    sqlite3_bind_int64(stmt, ++i, s->vm_runtime_ms) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, ++i, s->network ? s->network : "", -1, SQLITE_STATIC) !=
+		SQLITE_OK)
 		return sqlite__fail(st, err, "cannot insert session '%s'", s->id);
 	int rc = sqlite3_step(stmt);
 	if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE)
@@ -169,6 +171,20 @@ int sqlite__session_set_state(struct store *st, const char *id, enum store_sessi
 	    sqlite3_bind_text(stmt, 2, id, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_step(stmt) != SQLITE_DONE)
 		return sqlite__fail(st, err, "cannot set the state of session '%s'", id);
+	return sqlite3_changes(SQ(st)->db) > 0 ? 1 : 0;
+}
+
+int sqlite__session_set_network(struct store *st, const char *id, const char *network,
+				struct bk_err *err)
+{
+	_cleanup_unlock_ pthread_mutex_t *lock = sqlite__lock(st);
+	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
+	if (sqlite3_prepare_v2(SQ(st)->db, "UPDATE sessions SET network = ? WHERE id = ?", -1,
+			       &stmt, NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 1, network ? network : "", -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 2, id, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_step(stmt) != SQLITE_DONE)
+		return sqlite__fail(st, err, "cannot set the network of session '%s'", id);
 	return sqlite3_changes(SQ(st)->db) > 0 ? 1 : 0;
 }
 

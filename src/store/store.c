@@ -23,8 +23,10 @@ void store_session_release(struct store_session *s)
 		return;
 	free(s->metadata);
 	free(s->env);
+	free(s->network);
 	s->metadata = NULL;
 	s->env = NULL;
+	s->network = NULL;
 }
 
 void store_task_release(struct store_task *t)

@@ -26,7 +26,7 @@
 
 #include "util/err.h"
 
-#define STORE_SCHEMA_VERSION 6
+#define STORE_SCHEMA_VERSION 7
 
 /* An API key. Only the hash of the secret is stored. */
 struct store_key {
@@ -89,6 +89,9 @@ struct store_session {
 	int64_t vm_lifetime_s;			   /* 0: none */
 	int64_t vm_spawned_ms, vm_ends_ms;	   /* the VM's spawn and end (0: no end) */
 	int64_t exec_count, cpu_ms, vm_runtime_ms; /* usage so far */
+	/* Its outbound network policy, a compact JSON object (core/network.c
+	 * gives it meaning); owned, NULL or "": none, loopback only. */
+	char *network;
 };
 
 void store_session_release(struct store_session *s);
@@ -207,6 +210,10 @@ struct store_ops {
 	int (*session_set_vm)(struct store *st, const char *id, enum store_vm_state vm,
 			      int64_t spawned_ms, int64_t ends_ms, enum store_session_state state,
 			      const struct store_cap *cap, struct bk_err *err);
+	/* Records a session's outbound network policy (JSON text, "" for
+	 * none). */
+	int (*session_set_network)(struct store *st, const char *id, const char *network,
+				   struct bk_err *err);
 	/* Sessions of key_id (NULL: of every key) not yet expired at now_ms;
 	 * with holding, only those whose VM runs. */
 	int (*session_count)(struct store *st, const char *key_id, int64_t now_ms, bool holding,
@@ -264,7 +271,7 @@ int store_open(const char *uri, struct store **out, struct bk_err *err);
 /* The SQLite store (store/sqlite.c) at path. */
 int store_sqlite_open(const char *path, struct store **out, struct bk_err *err);
 
-#define STORE_PG_SCHEMA_VERSION 1
+#define STORE_PG_SCHEMA_VERSION 2
 
 /* The PostgreSQL store (store/pg.c) at the libpq connection URI uri. */
 int store_pg_open(const char *uri, struct store **out, struct bk_err *err);

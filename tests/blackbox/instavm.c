@@ -605,7 +605,7 @@ TEST(download_refusals)
 
 /* ---- egress ---- */
 
-TEST(egress_deny_all)
+TEST(egress_policy_kept)
 {
 	char *id = iv_create(bk.paid_key, NULL);
 	char path[256];
@@ -622,8 +622,16 @@ TEST(egress_deny_all)
 	   "{\"allow_http\":false,\"allow_https\":false,\"allowed_domains\":[]}", &r);
 	CHECK_STATUS(&r, 200);
 	client_resp_free(&r);
+	/* A paid key's sessions may have egress: the grant is kept and
+	 * answered (tests/blackbox/egress.c proves it is enforced). */
 	iv("POST", path, bk.paid_key, "{\"allow_https\":true}", &r);
-	CHECK_DETAIL(&r, 501);
+	CHECK_STATUS(&r, 200);
+	CHECK(json_is_true(json_object_get(r.json, "allow_https")));
+	CHECK(json_is_false(json_object_get(r.json, "allow_http")));
+	client_resp_free(&r);
+	iv("GET", path, bk.paid_key, NULL, &r);
+	CHECK_STATUS(&r, 200);
+	CHECK(json_is_true(json_object_get(r.json, "allow_https")));
 	client_resp_free(&r);
 	iv("POST", path, bk.paid_key, "{\"allow_https\":\"yes\"}", &r);
 	CHECK_422(&r, "allow_https");

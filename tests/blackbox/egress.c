@@ -1,0 +1,684 @@
+/* Outbound network per session: off by default, granted and revoked by
+ * policy at runtime, names through the session's resolver, the
+ * always-blocked destinations blocked under every policy, the package
+ * registry, plans without egress, and nothing left on the host.
+ *
+ * Network safety: every destination a test reaches is an address this
+ * binary assigns itself in a network namespace of its own ("bkt<pid>"),
+ * reached through a veth and host routes to it, with no default route in
+ * it and servers bound to 0.0.0.0 that look nothing up; the only traffic
+ * that may leave the machine is to the npm registry, and only in the test
+ * that installs from it. Test names are answered by the daemon's resolver
+ * from its --dns-hosts file and never forwarded. The namespace, the veth
+ * (with its routes) and ip_forward are put back in harness_teardown(). */
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../client.h"
+
+static char netns[32], host_if[16], hosts_file[] = "/tmp/bk-egress-hosts-XXXXXX";
+static char ip_forward_before[8];
+static pid_t server_pid;
+static int host_port; /* a server of the test's on the host itself, 0.0.0.0 */
+static pid_t host_server_pid;
+
+/* The test namespace's addresses: a "public" one granted by CIDR, one
+ * granted by name, one never granted, the metadata address, a private
+ * one. */
+#define SRV_GRANTED "198.51.100.2"
+#define SRV_NAMED "198.51.100.3"
+#define SRV_OTHER "198.51.100.4"
+#define SRV_HOST_SIDE "198.51.100.1"
+#define SRV_METADATA "169.254.169.254"
+#define SRV_PRIVATE "10.99.7.2"
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...)
+{
+	char cmd[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	int st = system(cmd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* A server that answers every connection on ports 80 and 8000 with the
+ * address it was reached at, and streams a byte every 50 ms on 8001. */
+static const char server_py[] =
+    "import socket,threading,time\n"
+    "def serve(port,stream):\n"
+    "  s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+    "  s.bind(('0.0.0.0',port)); s.listen(64)\n"
+    "  while True:\n"
+    "    c,_=s.accept()\n"
+    "    threading.Thread(target=h,args=(c,stream),daemon=True).start()\n"
+    "def h(c,stream):\n"
+    "  try:\n"
+    "    if stream:\n"
+    "      while True: c.sendall(b'x'); time.sleep(0.05)\n"
+    "    c.sendall(('hello ' + c.getsockname()[0] + '\\n').encode()); c.close()\n"
+    "  except Exception: pass\n"
+    "for p,st in ((80,False),(8000,False),(8001,True)):\n"
+    "  threading.Thread(target=serve,args=(p,st),daemon=True).start()\n"
+    "while True: time.sleep(60)\n";
+
+static pid_t spawn_server(const char *ns, const char *code)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (ns)
+			execlp("ip", "ip", "netns", "exec", ns, "python3", "-c", code,
+			       (char *)NULL);
+		else
+			execlp("python3", "python3", "-c", code, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+static void net_teardown(void)
+{
+	if (server_pid > 0) {
+		kill(server_pid, SIGKILL);
+		waitpid(server_pid, NULL, 0);
+		server_pid = 0;
+	}
+	if (host_server_pid > 0) {
+		kill(host_server_pid, SIGKILL);
+		waitpid(host_server_pid, NULL, 0);
+		host_server_pid = 0;
+	}
+	if (host_if[0])
+		sh("ip link del %s 2>/dev/null", host_if);
+	if (netns[0])
+		sh("ip netns del %s 2>/dev/null", netns);
+	if (ip_forward_before[0]) {
+		FILE *f = fopen("/proc/sys/net/ipv4/ip_forward", "w");
+		if (f) {
+			fputs(ip_forward_before, f);
+			fclose(f);
+		}
+	}
+	unlink(hosts_file);
+}
+
+static int net_setup(void)
+{
+	FILE *f = fopen("/proc/sys/net/ipv4/ip_forward", "r");
+	if (f) {
+		if (fgets(ip_forward_before, sizeof(ip_forward_before), f) == NULL)
+			ip_forward_before[0] = '\0';
+		fclose(f);
+	}
+	snprintf(netns, sizeof(netns), "bkt%d", (int)getpid());
+	snprintf(host_if, sizeof(host_if), "bkth%d", (int)getpid() % 100000);
+	/* The ranges must be nobody's on this machine: refused otherwise. */
+	if (sh("ip route | grep -qE "
+	       "'^(198\\.51\\.100\\.|10\\.99\\.7\\.|169\\.254\\.169\\.254|10\\.213\\.|10\\.214\\.)"
+	       "'") == 0) {
+		fprintf(stderr, "egress: a test range is in use on this machine\n");
+		return -1;
+	}
+	if (sh("ip netns add %s", netns) != 0 ||
+	    sh("ip link add %s type veth peer name eth0 netns %s", host_if, netns) != 0 ||
+	    sh("ip addr add " SRV_HOST_SIDE "/24 dev %s && ip link set %s up", host_if, host_if) !=
+		0 ||
+	    sh("ip -n %s link set lo up && ip -n %s link set eth0 up", netns, netns) != 0 ||
+	    sh("ip -n %s addr add " SRV_GRANTED "/24 dev eth0 && ip -n %s addr add " SRV_NAMED
+	       "/24 dev eth0 && ip -n %s addr add " SRV_OTHER "/24 dev eth0",
+	       netns, netns, netns) != 0 ||
+	    sh("ip -n %s addr add " SRV_METADATA "/32 dev eth0 && ip -n %s addr add " SRV_PRIVATE
+	       "/24 dev eth0",
+	       netns, netns) != 0 ||
+	    /* The host reaches them through the veth; the namespace answers
+	     * the host end only, over its connected /24. */
+	    sh("ip route add " SRV_METADATA "/32 dev %s && ip route add 10.99.7.0/24 dev %s",
+	       host_if, host_if) != 0 ||
+	    sh("ip -n %s route add " SRV_HOST_SIDE "/32 dev eth0 2>/dev/null; true", netns) != 0)
+		return -1;
+	/* Every test destination must be reached through the veth. */
+	if (sh("ip route get " SRV_METADATA " | grep -q 'dev %s' && ip route get " SRV_PRIVATE
+	       " | grep -q 'dev %s' && ip route get " SRV_GRANTED " | grep -q 'dev %s'",
+	       host_if, host_if, host_if) != 0)
+		return -1;
+	server_pid = spawn_server(netns, server_py);
+	host_port = 20000 + (int)(getpid() % 20000);
+	char host_code[512];
+	snprintf(host_code, sizeof(host_code),
+		 "import socket\ns=socket.socket(); "
+		 "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+		 "s.bind(('0.0.0.0',%d)); s.listen(64)\n"
+		 "while True:\n  c,_=s.accept(); c.sendall(b'hello host\\n'); c.close()\n",
+		 host_port);
+	host_server_pid = spawn_server(NULL, host_code);
+	int fd = mkstemp(hosts_file);
+	if (fd < 0)
+		return -1;
+	dprintf(fd,
+		"# test names: answered by bunkerd's resolver itself, never forwarded\n" SRV_NAMED
+		" granted.bunker.test\n" SRV_OTHER " other.bunker.test\n" SRV_METADATA
+		" rebind.bunker.test\n" SRV_GRANTED " sub.wild.bunker.test\n");
+	close(fd);
+	client_manifest_note("dir", hosts_file, NULL);
+	usleep(500 * 1000);
+	return 0;
+}
+
+int harness_setup(void)
+{
+	if (geteuid() != 0)
+		return client_fixture_start();
+	if (net_setup() < 0) {
+		net_teardown();
+		return 1;
+	}
+	const char *const args[] = {"--dns-hosts", hosts_file, NULL};
+	return client_fixture_start_args(args);
+}
+
+void harness_teardown(void)
+{
+	client_fixture_stop();
+	net_teardown();
+}
+
+int harness_final_check(void)
+{
+	return client_fixture_check();
+}
+
+/* ---- helpers ---- */
+
+/* What a connection from inside the session to host:port gets: "hello
+ * <addr>" or "FAIL <why>". */
+static const char probe_py[] = "import socket,sys\n"
+			       "h,p=sys.argv[1],int(sys.argv[2])\n"
+			       "try:\n"
+			       "  a=socket.gethostbyname(h)\n"
+			       "  s=socket.create_connection((a,p),timeout=2); s.settimeout(2)\n"
+			       "  print(s.recv(100).decode().strip() or 'FAIL empty')\n"
+			       "except Exception as e: print('FAIL',type(e).__name__,e)\n";
+
+static char *session_with(const char *key, const char *network_json)
+{
+	char body[2048];
+	if (network_json)
+		snprintf(body, sizeof(body), "{\"network\":%s}", network_json);
+	else
+		snprintf(body, sizeof(body), "{}");
+	char *id = client_must_create(key, body);
+	json_t *files =
+	    json_pack("{s:[{s:s,s:s}]}", "files", "path", "probe.py", "content", probe_py);
+	struct client_resp r;
+	client_must_exec(key, id, "true", files, &r);
+	client_resp_free(&r);
+	json_decref(files);
+	return id;
+}
+
+/* The probe's answer (caller frees). */
+static char *probe(const char *key, const char *id, const char *host, int port)
+{
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "python3 /workspace/probe.py %s %d", host, port);
+	char *out = client_must_run(key, id, cmd);
+	size_t n = strlen(out);
+	while (n && out[n - 1] == '\n')
+		out[--n] = '\0';
+	return out;
+}
+
+#define CHECK_REACHES(key, id, host, port)                                                         \
+	do {                                                                                       \
+		char *_o = probe(key, id, host, port);                                             \
+		CHECK_MSG(strncmp(_o, "hello", 5) == 0, "%s:%d not reached: %s", host, port, _o);  \
+		free(_o);                                                                          \
+	} while (0)
+#define CHECK_BLOCKED(key, id, host, port)                                                         \
+	do {                                                                                       \
+		char *_o = probe(key, id, host, port);                                             \
+		CHECK_MSG(strncmp(_o, "FAIL", 4) == 0, "%s:%d reached: %s", host, port, _o);       \
+		free(_o);                                                                          \
+	} while (0)
+
+static void set_network(const char *key, const char *id, const char *json, long want)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "/sessions/%s/network", id);
+	struct client_resp r;
+	client_call(&bk.d, "PATCH", path, key, json, &r);
+	CHECK_STATUS(&r, want);
+	client_resp_free(&r);
+}
+
+static void need_root(void)
+{
+	if (geteuid() != 0)
+		SKIP("egress needs root (network namespaces, nftables)");
+}
+
+/* ---- tests ---- */
+
+/* Without a policy a session has loopback only, costs no interface on
+ * the host, and its policy reads as deny-all. */
+TEST(default_is_loopback_only)
+{
+	need_root();
+	char *id = session_with(bk.paid_key, NULL);
+	char *links = client_must_run(bk.paid_key, id, "ls /sys/class/net");
+	CHECK_STR_EQ(links, "lo\n");
+	free(links);
+	CHECK_BLOCKED(bk.paid_key, id, SRV_GRANTED, 8000);
+	char path[128];
+	snprintf(path, sizeof(path), "/sessions/%s/network", id);
+	struct client_resp r;
+	client_call(&bk.d, "GET", path, bk.paid_key, NULL, &r);
+	CHECK_STATUS(&r, 200);
+	CHECK(json_is_false(json_object_get(r.json, "allowHttps")));
+	CHECK(json_array_size(json_object_get(r.json, "allowedCidrs")) == 0);
+	client_resp_free(&r);
+	client_must_delete(bk.paid_key, id);
+	free(id);
+}
+
+/* A CIDR granted at create reaches the test server; another address of
+ * the same namespace stays shut; a revoke cuts at once, an open
+ * connection included; a grant at runtime opens without a restart. */
+TEST_TIMEOUT(cidr_grant_and_revoke, 90)
+{
+	need_root();
+	char *id = session_with(bk.paid_key, "{\"allowedCidrs\":[\"" SRV_GRANTED "/32\"]}");
+	char *links = client_must_run(bk.paid_key, id, "ls /sys/class/net | tr '\\n' ' '");
+	CHECK_STR_EQ(links, "eth0 lo ");
+	free(links);
+	CHECK_REACHES(bk.paid_key, id, SRV_GRANTED, 8000);
+	CHECK_BLOCKED(bk.paid_key, id, SRV_OTHER, 8000);
+	/* An open connection, counting what it receives, then the revoke
+	 * (the policy keeps granting another address, so the interface
+	 * stays: the cut is the rules' and conntrack's). */
+	char *o = client_must_run(
+	    bk.paid_key, id,
+	    "nohup python3 -c \"\nimport socket,time\ns=socket.create_connection(('" SRV_GRANTED
+	    "',8001)); s.settimeout(0.5); n=0\nwhile True:\n  try:\n    d=s.recv(100)\n    if not "
+	    "d: "
+	    "break\n    n+=len(d)\n  except socket.timeout: pass\n  except Exception: break\n"
+	    "  open('/tmp/n','w').write(str(n))\n\" >/dev/null 2>&1 & sleep 1; cat /tmp/n");
+	CHECK_MSG(atoi(o) > 0, "the stream sent nothing: '%s'", o);
+	free(o);
+	set_network(bk.paid_key, id, "{\"allowedCidrs\":[\"" SRV_OTHER "/32\"]}", 200);
+	o = client_must_run(
+	    bk.paid_key, id,
+	    "sleep 0.5; a=$(cat /tmp/n); sleep 1.5; b=$(cat /tmp/n); echo $((b-a))");
+	CHECK_MSG(atoi(o) == 0, "%s bytes arrived after the revoke", o);
+	free(o);
+	CHECK_BLOCKED(bk.paid_key, id, SRV_GRANTED, 8000);
+	CHECK_REACHES(bk.paid_key, id, SRV_OTHER, 8000);
+	/* Everything revoked: the interface goes. */
+	set_network(bk.paid_key, id, "{\"allowedCidrs\":[]}", 200);
+	links = client_must_run(bk.paid_key, id, "ls /sys/class/net");
+	CHECK_STR_EQ(links, "lo\n");
+	free(links);
+	/* And back, at runtime. */
+	set_network(bk.paid_key, id, "{\"allowedCidrs\":[\"" SRV_GRANTED "\"]}", 200);
+	CHECK_REACHES(bk.paid_key, id, SRV_GRANTED, 8000);
+	client_must_delete(bk.paid_key, id);
+	free(id);
+}
+
+/* Names through the session's resolver: an allowed name resolves and its
+ * address opens (pinned), a name not allowed is refused, an address never
+ * resolved stays shut, a wildcard covers the names below it, and an
+ * allowed name that resolves to the metadata address opens nothing. */
+TEST(domain_allow_via_resolver)
+{
+	need_root();
+	char *id = session_with(bk.paid_key, "{\"allowedDomains\":[\"granted.bunker.test\","
+					     "\"rebind.bunker.test\",\"*.wild.bunker.test\"]}");
+	CHECK_BLOCKED(bk.paid_key, id, SRV_NAMED, 8000); /* not asked for yet */
+	CHECK_REACHES(bk.paid_key, id, "granted.bunker.test", 8000);
+	CHECK_REACHES(bk.paid_key, id, SRV_NAMED, 8000); /* pinned now */
+	CHECK_REACHES(bk.paid_key, id, "sub.wild.bunker.test", 8000);
+	char *o = probe(bk.paid_key, id, "other.bunker.test", 8000);
+	CHECK_MSG(strstr(o, "gaierror") != NULL, "a name not allowed resolved: %s", o);
+	free(o);
+	CHECK_BLOCKED(bk.paid_key, id, SRV_OTHER, 8000);
+	CHECK_BLOCKED(bk.paid_key, id, "rebind.bunker.test", 80);
+	/* Taking the name away closes its address to new connections. */
+	set_network(bk.paid_key, id, "{\"allowedDomains\":[\"rebind.bunker.test\"]}", 200);
+	CHECK_BLOCKED(bk.paid_key, id, SRV_NAMED, 8000);
+	client_must_delete(bk.paid_key, id);
+	free(id);
+}
+
+/* The host's own addresses (a server of the test's on all of them, and
+ * bunkerd's port), another session, the metadata address and link-local
+ * are blocked under every policy, one that names them all included; a
+ * private range opens only when a CIDR names it. */
+TEST_TIMEOUT(always_blocked_under_every_policy, 180)
+{
+	need_root();
+	char *other = session_with(bk.paid_key, "{\"allowedCidrs\":[\"" SRV_GRANTED "\"]}");
+	char *addr = client_must_run(
+	    bk.paid_key, other,
+	    "ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1 | tr -d '\\n'; "
+	    "nohup python3 -c \"import socket\ns=socket.socket(); s.bind(('0.0.0.0',9000)); "
+	    "s.listen(8)\nwhile True:\n  c,_=s.accept(); c.sendall(b'hello session\\n'); "
+	    "c.close()\" "
+	    ">/dev/null 2>&1 &");
+	char host_eth[64] = "";
+	FILE *p =
+	    popen("ip -4 -o route get 1.1.1.1 | sed -n 's/.* src \\([0-9.]*\\).*/\\1/p'", "r");
+	if (p) {
+		if (fgets(host_eth, sizeof(host_eth), p) == NULL)
+			host_eth[0] = '\0';
+		host_eth[strcspn(host_eth, "\n")] = '\0';
+		pclose(p);
+	}
+	const char *policies[] = {
+	    "{\"allowedCidrs\":[\"" SRV_GRANTED "\"]}",
+	    "{\"allowHttp\":true,\"allowHttps\":true}",
+	    "{\"allowPackageManagers\":true,\"allowedDomains\":[\"rebind.bunker.test\"]}",
+	    /* Every blocked destination named, and the whole of IPv4. */
+	    "{\"allowHttp\":true,\"allowedCidrs\":[\"0.0.0.0/0\",\"169.254.0.0/16\","
+	    "\"" SRV_METADATA "/32\",\"10.213.0.0/16\",\"" SRV_HOST_SIDE "/32\",\"127.0.0.0/8\","
+	    "\"224.0.0.0/4\",\"10.99.7.0/24\"]}",
+	};
+	for (size_t i = 0; i < sizeof(policies) / sizeof(policies[0]); i++) {
+		char *id = session_with(bk.paid_key, policies[i]);
+		bool named = strstr(policies[i], "10.99.7.0/24") != NULL;
+		CHECK_BLOCKED(bk.paid_key, id, SRV_METADATA, 80);
+		CHECK_BLOCKED(bk.paid_key, id, "rebind.bunker.test", 80);
+		CHECK_BLOCKED(bk.paid_key, id, "169.254.1.1", 80);
+		CHECK_BLOCKED(bk.paid_key, id, SRV_HOST_SIDE, host_port);
+		CHECK_BLOCKED(bk.paid_key, id, SRV_HOST_SIDE, bk.d.port);
+		if (host_eth[0]) {
+			CHECK_BLOCKED(bk.paid_key, id, host_eth, host_port);
+			CHECK_BLOCKED(bk.paid_key, id, host_eth, bk.d.port);
+		}
+		/* The session's gateway is the host too. */
+		CHECK_BLOCKED(bk.paid_key, id, "10.213.0.1", host_port);
+		char *gw = client_must_run(
+		    bk.paid_key, id, "ip -4 route show default | awk '{print $3}' | tr -d '\\n'");
+		if (gw[0])
+			CHECK_BLOCKED(bk.paid_key, id, gw, bk.d.port);
+		free(gw);
+		CHECK_BLOCKED(bk.paid_key, id, addr, 9000);
+		if (named)
+			CHECK_REACHES(bk.paid_key, id, SRV_PRIVATE, 80);
+		else
+			CHECK_BLOCKED(bk.paid_key, id, SRV_PRIVATE, 80);
+		client_must_delete(bk.paid_key, id);
+		free(id);
+	}
+	free(addr);
+	client_must_delete(bk.paid_key, other);
+	free(other);
+}
+
+/* The InstaVM endpoints speak the same policy. */
+TEST(instavm_egress_endpoints)
+{
+	need_root();
+	char body[512];
+	snprintf(body, sizeof(body), "{\"api_key\":\"%s\"}", bk.paid_key);
+	struct client_resp r;
+	client_call(&bk.d, "POST", "/v1/sessions/session", NULL, body, &r);
+	CHECK_STATUS(&r, 200);
+	char id[64];
+	snprintf(id, sizeof(id), "%s", client_must_str(r.json, "session_id", r.body));
+	client_resp_free(&r);
+	char path[128];
+	snprintf(path, sizeof(path), "/v1/egress/session/%s", id);
+	client_call(&bk.d, "POST", path, bk.paid_key,
+		    "{\"allowed_cidrs\":[\"" SRV_GRANTED "\"],\"allow_https\":false}", &r);
+	CHECK_STATUS(&r, 200);
+	CHECK(json_array_size(json_object_get(r.json, "allowed_cidrs")) == 1);
+	client_resp_free(&r);
+	json_t *files =
+	    json_pack("{s:[{s:s,s:s}]}", "files", "path", "probe.py", "content", probe_py);
+	client_must_exec(bk.paid_key, id, "true", files, &r);
+	client_resp_free(&r);
+	json_decref(files);
+	CHECK_REACHES(bk.paid_key, id, SRV_GRANTED, 8000);
+	client_call(&bk.d, "POST", path, bk.paid_key, "{\"allowed_cidrs\":[\"::1/128\"]}", &r);
+	CHECK_STATUS(&r, 422);
+	CHECK(strstr(r.body, "allowed_cidrs") != NULL);
+	client_resp_free(&r);
+	client_call(&bk.d, "GET", path, bk.paid_key, NULL, &r);
+	CHECK_STATUS(&r, 200);
+	CHECK(json_array_size(json_object_get(r.json, "allowed_cidrs")) == 1);
+	client_resp_free(&r);
+}
+
+/* A plan without egress: a grant is 403 at create and later, a policy
+ * granting nothing is fine. */
+TEST(plan_without_egress_refused)
+{
+	need_root();
+	struct client_resp r;
+	client_call(&bk.d, "POST", "/sessions/create", bk.free_key,
+		    "{\"network\":{\"allowHttps\":true}}", &r);
+	CHECK_ERROR(&r, 403, "forbidden");
+	CHECK_MSG(strstr(r.body, "outbound network") != NULL, "unclear: %s", r.body);
+	client_resp_free(&r);
+	char *id = session_with(bk.free_key, "{\"allowHttps\":false}");
+	set_network(bk.free_key, id, "{\"allowedCidrs\":[\"" SRV_GRANTED "\"]}", 403);
+	CHECK_BLOCKED(bk.free_key, id, SRV_GRANTED, 8000);
+	client_must_delete(bk.free_key, id);
+	free(id);
+}
+
+/* The connection cap of the key's plan holds. */
+TEST(connection_cap)
+{
+	need_root();
+	char key[CLIENT_KEY_MAX];
+	const char *const ov[] = {"--egress-connections", "3", NULL};
+	if (client_key_create_with(&bk.d, "paid", ov, key, sizeof(key)) < 0)
+		harness_fail(__FILE__, __LINE__, "cannot create key");
+	char *id = session_with(key, "{\"allowedCidrs\":[\"" SRV_GRANTED "\"]}");
+	char *o = client_must_run(
+	    key, id,
+	    "python3 -c \"\nimport socket\nok=0\nkeep=[]\nfor i in range(6):\n  try:\n"
+	    "    keep.append(socket.create_connection(('" SRV_GRANTED "',8001),timeout=1)); ok+=1\n"
+	    "  except Exception: pass\nprint(ok)\"");
+	CHECK_MSG(atoi(o) == 3, "%s connections opened under a cap of 3", o);
+	free(o);
+	client_must_delete(key, id);
+	free(id);
+}
+
+static bool registry_reachable(void)
+{
+	CURL *c = curl_easy_init();
+	if (c == NULL)
+		return false;
+	curl_easy_setopt(c, CURLOPT_URL, "https://registry.npmjs.org/is-odd");
+	curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+	CURLcode rc = curl_easy_perform(c);
+	long status = 0;
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(c);
+	return rc == CURLE_OK && status == 200;
+}
+
+/* allow_package_managers: `bun add is-odd` works, and the package is
+ * there in the next execution. */
+TEST_TIMEOUT(bun_add_with_package_managers, 120)
+{
+	need_root();
+	if (!registry_reachable())
+		SKIP("registry.npmjs.org is not reachable from this host");
+	char *id = session_with(bk.paid_key, "{\"allowPackageManagers\":true}");
+	struct client_resp r;
+	json_t *extra = json_pack("{s:i}", "timeout", 30);
+	client_must_exec(bk.paid_key, id, "cd /workspace && bun add is-odd 2>&1", extra, &r);
+	json_decref(extra);
+	CHECK_MSG(client_must_int(r.json, "exitCode", r.body) == 0, "bun add failed: %s", r.body);
+	client_resp_free(&r);
+	char *o = client_must_run(bk.paid_key, id,
+				  "cd /workspace && bun -e \"console.log(require('is-odd')(3))\"");
+	CHECK_STR_EQ(o, "true\n");
+	free(o);
+	/* Nothing else opened: a name outside the registries is refused. */
+	o = probe(bk.paid_key, id, "other.bunker.test", 80);
+	CHECK_MSG(strstr(o, "gaierror") != NULL, "resolved: %s", o);
+	free(o);
+	client_must_delete(bk.paid_key, id);
+	free(id);
+}
+
+TEST(pip_install_with_package_managers)
+{
+	need_root();
+	CURL *c = curl_easy_init();
+	CURLcode rc = CURLE_COULDNT_CONNECT;
+	if (c) {
+		curl_easy_setopt(c, CURLOPT_URL, "https://pypi.org/simple/six/");
+		curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+		curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+		rc = curl_easy_perform(c);
+		curl_easy_cleanup(c);
+	}
+	if (rc != CURLE_OK)
+		SKIP("pypi.org is not reachable from this host");
+	char *id = session_with(bk.paid_key, "{\"allowPackageManagers\":true}");
+	char *o = client_must_run(
+	    bk.paid_key, id,
+	    "pip install --user six >/dev/null 2>&1; python3 -c 'import six; print(1)'");
+	CHECK_STR_EQ(o, "1\n");
+	free(o);
+	client_must_delete(bk.paid_key, id);
+	free(id);
+}
+
+static uint32_t fnv(const char *s)
+{
+	uint32_t h = 2166136261u;
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 16777619u;
+	return h;
+}
+
+static int host_leftovers(const char *data_dir)
+{
+	char hash[16];
+	snprintf(hash, sizeof(hash), "%08x", fnv(data_dir));
+	int n = 0;
+	if (sh("nft list table inet bunker_%s >/dev/null 2>&1", hash) == 0)
+		n++;
+	if (sh("ls /sys/class/net | grep -q '^bk%.6s'", hash) == 0)
+		n++;
+	return n;
+}
+
+/* Delete, a crash of the daemon and its restart, and a clean stop leave
+ * no interface and no table on the host. */
+TEST_TIMEOUT(nothing_left_after_delete_or_crash, 120)
+{
+	need_root();
+	struct client_daemon d = {0};
+	snprintf(d.build, sizeof(d.build), "%s", bk.d.build);
+	const char *const args[] = {"--egress-net", "10.214.0.0/16", "--dns-hosts", hosts_file,
+				    NULL};
+	CHECK(client_daemon_start(&d, args) == 0);
+	char key[CLIENT_KEY_MAX];
+	CHECK(client_key_create(&d, "paid", key, sizeof(key)) == 0);
+	struct client_resp r;
+	client_call(&d, "POST", "/sessions/create", key,
+		    "{\"network\":{\"allowedCidrs\":[\"" SRV_GRANTED "\"]}}", &r);
+	CHECK_STATUS(&r, 200);
+	char id[64];
+	snprintf(id, sizeof(id), "%s", client_must_str(r.json, "sessionId", r.body));
+	client_resp_free(&r);
+	CHECK(host_leftovers(d.data_dir) == 2); /* its table and its interface */
+	char path[128];
+	snprintf(path, sizeof(path), "/sessions/%s", id);
+	client_call(&d, "DELETE", path, key, NULL, &r);
+	CHECK_STATUS(&r, 200);
+	client_resp_free(&r);
+	char hash[16];
+	snprintf(hash, sizeof(hash), "%08x", fnv(d.data_dir));
+	CHECK_MSG(sh("ls /sys/class/net | grep -q '^bk%.6s'", hash) != 0,
+		  "a deleted session's interface is left");
+	CHECK_MSG(sh("nft list table inet bunker_%s | grep -q s1_out", hash) != 0,
+		  "a deleted session's chain is left");
+	client_call(&d, "POST", "/sessions/create", key,
+		    "{\"network\":{\"allowedCidrs\":[\"" SRV_GRANTED "\"]}}", &r);
+	CHECK_STATUS(&r, 200);
+	client_resp_free(&r);
+	CHECK(client_daemon_halt(&d, SIGKILL) >= 0);
+	CHECK(client_daemon_start(&d, args) == 0);
+	CHECK(client_daemon_stop(&d) >= 0);
+	int left = host_leftovers(d.data_dir);
+	CHECK_MSG(left == 0, "%d things of egress left after a crash, restart and stop", left);
+	CHECK(client_daemon_check(&d) == 0);
+}
+
+/* Switching ip_forward on must not make the host a router between
+ * networks that are not sessions': two namespaces of the test's, each
+ * behind a veth of its own, stay unreachable from each other through the
+ * host while the daemon runs (the host forwarded nothing before it). */
+TEST(host_forwards_only_sessions)
+{
+	need_root();
+	if (ip_forward_before[0] == '1')
+		SKIP("this host forwarded packets before the daemon started");
+	/* Addresses of the test's own, on no network of this machine's. */
+	if (sh("ip -4 addr | grep -q 'inet 198\\.18\\.' || ip route | grep -q '198\\.18\\.'") == 0)
+		SKIP("198.18.0.0/15 is in use on this machine");
+	char a[32], b[32];
+	int pid = (int)getpid() % 100000;
+	snprintf(a, sizeof(a), "fwa%d", pid);
+	snprintf(b, sizeof(b), "fwb%d", pid);
+	int ok = sh("ip netns add %s && ip netns add %s", a, b) == 0 &&
+		 sh("ip link add %sh type veth peer name eth0 netns %s && "
+		    "ip link add %sh type veth peer name eth0 netns %s",
+		    a, a, b, b) == 0 &&
+		 sh("ip addr add 198.18.1.1/30 dev %sh && ip link set %sh up && "
+		    "ip addr add 198.18.1.5/30 dev %sh && ip link set %sh up",
+		    a, a, b, b) == 0 &&
+		 sh("ip -n %s addr add 198.18.1.2/30 dev eth0 && ip -n %s link set eth0 up && "
+		    "ip -n %s route add 198.18.1.4/30 via 198.18.1.1",
+		    a, a, a) == 0 &&
+		 sh("ip -n %s addr add 198.18.1.6/30 dev eth0 && ip -n %s link set eth0 up && "
+		    "ip -n %s link set lo up && ip -n %s route add 198.18.1.0/30 via 198.18.1.5",
+		    b, b, b, b) == 0;
+	char fwd[8] = "";
+	FILE *f = fopen("/proc/sys/net/ipv4/ip_forward", "r");
+	if (f) {
+		if (fgets(fwd, sizeof(fwd), f) == NULL)
+			fwd[0] = '\0';
+		fclose(f);
+	}
+	/* A listener in b; a connection from a, through the host. */
+	int reached = ok ? sh("ip netns exec %s python3 -c \"import socket,time\n"
+			      "s=socket.socket(); s.bind(('198.18.1.6',9000)); s.listen(1); "
+			      "time.sleep(4)\" & sleep 0.5; "
+			      "ip netns exec %s python3 -c \"import socket\n"
+			      "s=socket.create_connection(('198.18.1.6',9000),timeout=2)\" "
+			      "2>/dev/null; r=$?; wait; exit $r",
+			      b, a)
+			 : -1;
+	sh("ip link del %sh 2>/dev/null; ip link del %sh 2>/dev/null; ip netns del %s; "
+	   "ip netns del %s",
+	   a, b, a, b);
+	CHECK_MSG(ok, "cannot build the test's namespaces");
+	CHECK_MSG(fwd[0] == '1', "ip_forward is '%s' while the daemon runs egress", fwd);
+	CHECK_MSG(reached != 0, "the host forwarded a connection between two namespaces that "
+				"are not sessions");
+}
