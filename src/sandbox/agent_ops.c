@@ -67,7 +67,7 @@ static int exec_request(const struct sbx_agent_exec *x, const struct sbx_exec_re
 	return r;
 }
 
-static int exec_done(const struct agent_msg *m, struct sbx_exec_result *res)
+int sbx__agent_exec_done(const struct agent_msg *m, struct sbx_exec_result *res)
 {
 	res->exit_code = (int)agent_msg_get_i64(m, AGENT_T_EXIT_CODE, -1);
 	res->signal = (int)agent_msg_get_i64(m, AGENT_T_SIGNAL, 0);
@@ -131,9 +131,8 @@ static void interrupt_run(struct agent_conn *conn, struct agent_call *call)
 	agent_msg_release(&m);
 }
 
-/* The error of a request init refused to start, from its RESULT a. */
-static int start_error(const struct agent_msg *a, const struct sbx_exec_req *req,
-		       struct bk_err *err)
+int sbx__agent_start_error(const struct agent_msg *a, const struct sbx_exec_req *req,
+			   struct bk_err *err)
 {
 	int e = (int)agent_msg_get_i64(a, AGENT_T_ERRNO, EPROTO);
 	struct agent_field st, msg;
@@ -239,13 +238,13 @@ int sbx__agent_call_exec(struct sbx *sbx, struct agent_msg *m, const struct sbx_
 						       d.len);
 			}
 		} else if (a.type == AGENT_EXEC_DONE) {
-			rc = exec_done(&a, res);
+			rc = sbx__agent_exec_done(&a, res);
 			if (rc < 0)
 				bk_err_set(err, ENOMEM, "cannot keep execution result");
 			agent_msg_release(&a);
 			break;
 		} else if (a.type == AGENT_RESULT) {
-			start_error(&a, req, err);
+			sbx__agent_start_error(&a, req, err);
 			agent_msg_release(&a);
 			break;
 		}
@@ -450,18 +449,23 @@ int sbx__agent_list(struct sbx *sbx, const char *path, bool recursive, struct sb
 	agent_msg_put_i64(&m, AGENT_T_RECURSIVE, recursive);
 	if (file_call(sbx, &m, *path ? path : ".", &a, err) < 0)
 		return -1;
+	int r = sbx__agent_entries_of(&a, out, n);
+	agent_msg_release(&a);
+	return r < 0 ? bk_err_set(err, ENOMEM, "cannot list '%s'", path) : 0;
+}
+
+int sbx__agent_entries_of(const struct agent_msg *a, struct sbx_entry **out, size_t *n)
+{
 	size_t off = 0, count = 0;
 	struct agent_field f;
-	while (agent_msg_next(&a, &off, &f))
+	while (agent_msg_next(a, &off, &f))
 		count += f.tag == AGENT_T_ENTRY;
 	struct sbx_entry *es = calloc(count + 1, sizeof(*es));
-	if (es == NULL) {
-		agent_msg_release(&a);
-		return bk_err_set(err, ENOMEM, "cannot list '%s'", path);
-	}
+	if (es == NULL)
+		return -1;
 	off = 0;
 	*n = 0;
-	while (agent_msg_next(&a, &off, &f)) {
+	while (agent_msg_next(a, &off, &f)) {
 		if (f.tag != AGENT_T_ENTRY)
 			continue;
 		char line[4200];
@@ -480,7 +484,6 @@ int sbx__agent_list(struct sbx *sbx, const char *path, bool recursive, struct sb
 		e->mtime_ms = strtoll(t2 + 1, NULL, 10);
 		(*n)++;
 	}
-	agent_msg_release(&a);
 	*out = es;
 	return 0;
 }
@@ -538,18 +541,23 @@ int sbx__agent_ps(struct sbx *sbx, struct sbx_proc **out, size_t *n, struct bk_e
 		return -1;
 	if (e > 0)
 		return bk_err_set(err, e, "cannot list processes");
+	int r = sbx__agent_procs_of(&a, out, n);
+	agent_msg_release(&a);
+	return r < 0 ? bk_err_set(err, ENOMEM, "cannot list processes") : 0;
+}
+
+int sbx__agent_procs_of(const struct agent_msg *a, struct sbx_proc **out, size_t *n)
+{
 	size_t off = 0, count = 0;
 	struct agent_field f;
-	while (agent_msg_next(&a, &off, &f))
+	while (agent_msg_next(a, &off, &f))
 		count += f.tag == AGENT_T_PROC;
 	struct sbx_proc *procs = calloc(count + 1, sizeof(*procs));
-	if (procs == NULL) {
-		agent_msg_release(&a);
-		return bk_err_set(err, ENOMEM, "cannot list processes");
-	}
+	if (procs == NULL)
+		return -1;
 	off = 0;
 	*n = 0;
-	while (agent_msg_next(&a, &off, &f)) {
+	while (agent_msg_next(a, &off, &f)) {
 		if (f.tag != AGENT_T_PROC)
 			continue;
 		char line[1400];
@@ -563,7 +571,6 @@ int sbx__agent_ps(struct sbx *sbx, struct sbx_proc **out, size_t *n, struct bk_e
 		p->started_ms = strtoll(tab1 + 1, NULL, 10);
 		snprintf(p->command, sizeof(p->command), "%s", tab2 + 1);
 	}
-	agent_msg_release(&a);
 	*out = procs;
 	return 0;
 }

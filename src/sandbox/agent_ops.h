@@ -52,8 +52,25 @@ int sbx__agent_kill(struct sbx *s, pid_t pid, struct bk_err *err);
 int sbx__agent_ps(struct sbx *s, struct sbx_proc **out, size_t *n, struct bk_err *err);
 int sbx__agent_read_path(struct sbx *s, const char *path, size_t max, char **data, size_t *len,
 			 struct bk_err *err);
-int sbx__agent_write_path(struct sbx *s, const struct sbx_transfer *t, const void *data,
-			  size_t len, struct bk_err *err);
+int sbx__agent_write_path(struct sbx *s, const struct sbx_transfer *t, const void *data, size_t len,
+			  struct bk_err *err);
+/* What the daemon reads of init's answers, kept apart from the I/O so
+ * that tests/fuzz/agent_daemon.c feeds them any bytes (init runs inside
+ * the sandbox: its messages are the tenant's to forge). */
+
+/* An EXEC_DONE m into res (its counters and written paths, which res
+ * owns). -1 when out of memory. */
+int sbx__agent_exec_done(const struct agent_msg *m, struct sbx_exec_result *res);
+/* The error of a request init refused to start, from its RESULT a. */
+int sbx__agent_start_error(const struct agent_msg *a, const struct sbx_exec_req *req,
+			   struct bk_err *err);
+/* The ENTRY fields of a LIST's RESULT a into *out (sbx_entries_free()),
+ * malformed ones skipped. -1 when out of memory. */
+int sbx__agent_entries_of(const struct agent_msg *a, struct sbx_entry **out, size_t *n);
+/* The PROC fields of a PS's RESULT a into *out (malloc'd). -1 when out of
+ * memory. */
+int sbx__agent_procs_of(const struct agent_msg *a, struct sbx_proc **out, size_t *n);
+
 /* Builds the environment of an execution: base, then extra (both
  * NULL-terminated "NAME=value" lists), an extra entry replacing a base one
  * of the same name. *out is malloc'd (the strings are borrowed). */
