@@ -29,8 +29,10 @@ fi
 seconds=${FUZZ_SECONDS:-60}
 nice_n=${FUZZ_NICE:-10}
 # Per input: 10 s, 2 GiB; a single allocation over 512 MiB is a finding
-# too (every parser here bounds what it holds).
-common=(-timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=512 -print_final_stats=1)
+# too (every parser here bounds what it holds). Inputs of at most
+# FUZZ_MAX_LEN (8192) bytes: the regress-* inputs that need more are
+# replayed whole by the replay tests.
+common=(-timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=512 -max_len=${FUZZ_MAX_LEN:-8192} -print_final_stats=1)
 failed=0
 for n in "${names[@]}"; do
 	bin=build/fuzz/$n

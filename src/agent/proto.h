@@ -102,6 +102,9 @@ enum agent_interp_end {
 
 /* At most this many entries are listed per request. */
 #define AGENT_MAX_ENTRIES 100000
+/* At most this many processes are read of a PS answer (the kernel's
+ * default pid_max: more than any session's pids limit). */
+#define AGENT_MAX_PROCS 32768
 
 /* Every exec writes, the daemon's side included, inside this directory. */
 #define AGENT_WORKSPACE "/workspace"

@@ -67,29 +67,39 @@ static int exec_request(const struct sbx_agent_exec *x, const struct sbx_exec_re
 	return r;
 }
 
+/* A counter of an EXEC_DONE (times in µs, sizes in KiB): what init sends
+ * is the tenant's to forge, and core/ sums, rounds and scales these, so
+ * each is held to 0..AGENT_COUNTER_MAX. */
+static int64_t counter(const struct agent_msg *m, uint16_t tag)
+{
+	int64_t v = agent_msg_get_i64(m, tag, 0);
+	return v < 0 ? 0 : v > AGENT_COUNTER_MAX ? AGENT_COUNTER_MAX : v;
+}
+
 int sbx__agent_exec_done(const struct agent_msg *m, struct sbx_exec_result *res)
 {
 	res->exit_code = (int)agent_msg_get_i64(m, AGENT_T_EXIT_CODE, -1);
 	res->signal = (int)agent_msg_get_i64(m, AGENT_T_SIGNAL, 0);
 	res->timed_out = agent_msg_get_i64(m, AGENT_T_TIMED_OUT, 0) != 0;
-	res->cpu_us =
-	    agent_msg_get_i64(m, AGENT_T_UTIME_US, 0) + agent_msg_get_i64(m, AGENT_T_STIME_US, 0);
-	res->maxrss_kb = agent_msg_get_i64(m, AGENT_T_MAXRSS_KB, 0);
-	res->wall_us = agent_msg_get_i64(m, AGENT_T_WALL_US, 0);
+	res->cpu_us = counter(m, AGENT_T_UTIME_US) + counter(m, AGENT_T_STIME_US);
+	res->maxrss_kb = counter(m, AGENT_T_MAXRSS_KB);
+	res->wall_us = counter(m, AGENT_T_WALL_US);
 	res->interp_started = agent_msg_get_i64(m, AGENT_T_INTERP_NEW, 0) != 0;
 	res->interp_lost = agent_msg_get_i64(m, AGENT_T_INTERP_END, 0) != AGENT_INTERP_KEPT;
 	int64_t trunc = agent_msg_get_i64(m, AGENT_T_TRUNCATED, 0);
 	res->out_truncated = res->out.truncated || (trunc & 1);
 	res->err_truncated = res->err.truncated || (trunc & 2);
+	/* The lists of init's answers are held to what an honest init sends
+	 * (a forged one could make each 6-byte field cost far more here). */
 	size_t off = 0, n = 0;
 	struct agent_field f;
-	while (agent_msg_next(m, &off, &f))
+	while (agent_msg_next(m, &off, &f) && n < AGENT_MAX_WRITTEN)
 		n += f.tag == AGENT_T_PATH;
 	res->written = calloc(n + 1, sizeof(char *));
 	if (res->written == NULL)
 		return -1;
 	off = 0;
-	while (agent_msg_next(m, &off, &f)) {
+	while (res->n_written < n && agent_msg_next(m, &off, &f)) {
 		if (f.tag != AGENT_T_PATH)
 			continue;
 		char *p = strndup((const char *)f.data, f.len);
@@ -458,14 +468,14 @@ int sbx__agent_entries_of(const struct agent_msg *a, struct sbx_entry **out, siz
 {
 	size_t off = 0, count = 0;
 	struct agent_field f;
-	while (agent_msg_next(a, &off, &f))
+	while (agent_msg_next(a, &off, &f) && count < AGENT_MAX_ENTRIES)
 		count += f.tag == AGENT_T_ENTRY;
 	struct sbx_entry *es = calloc(count + 1, sizeof(*es));
 	if (es == NULL)
 		return -1;
 	off = 0;
 	*n = 0;
-	while (agent_msg_next(a, &off, &f)) {
+	while (*n < count && agent_msg_next(a, &off, &f)) {
 		if (f.tag != AGENT_T_ENTRY)
 			continue;
 		char line[4200];
@@ -550,14 +560,14 @@ int sbx__agent_procs_of(const struct agent_msg *a, struct sbx_proc **out, size_t
 {
 	size_t off = 0, count = 0;
 	struct agent_field f;
-	while (agent_msg_next(a, &off, &f))
+	while (agent_msg_next(a, &off, &f) && count < AGENT_MAX_PROCS)
 		count += f.tag == AGENT_T_PROC;
 	struct sbx_proc *procs = calloc(count + 1, sizeof(*procs));
 	if (procs == NULL)
 		return -1;
 	off = 0;
 	*n = 0;
-	while (agent_msg_next(a, &off, &f)) {
+	while (*n < count && agent_msg_next(a, &off, &f)) {
 		if (f.tag != AGENT_T_PROC)
 			continue;
 		char line[1400];

@@ -58,17 +58,22 @@ int sbx__agent_write_path(struct sbx *s, const struct sbx_transfer *t, const voi
  * that tests/fuzz/agent_daemon.c feeds them any bytes (init runs inside
  * the sandbox: its messages are the tenant's to forge). */
 
-/* An EXEC_DONE m into res (its counters and written paths, which res
- * owns). -1 when out of memory. */
+/* The largest time (µs) or size (KiB) an EXEC_DONE reports: 2^52 µs is
+ * 142 years, and twice it scaled by 1024 still fits an int64_t. */
+#define AGENT_COUNTER_MAX (INT64_C(1) << 52)
+/* An EXEC_DONE m into res (its counters, each 0..AGENT_COUNTER_MAX, and
+ * at most AGENT_MAX_WRITTEN written paths, which res owns). -1 when out
+ * of memory. */
 int sbx__agent_exec_done(const struct agent_msg *m, struct sbx_exec_result *res);
 /* The error of a request init refused to start, from its RESULT a. */
 int sbx__agent_start_error(const struct agent_msg *a, const struct sbx_exec_req *req,
 			   struct bk_err *err);
 /* The ENTRY fields of a LIST's RESULT a into *out (sbx_entries_free()),
- * malformed ones skipped. -1 when out of memory. */
-int sbx__agent_entries_of(const struct agent_msg *a, struct sbx_entry **out, size_t *n);
-/* The PROC fields of a PS's RESULT a into *out (malloc'd). -1 when out of
+ * malformed ones skipped, at most AGENT_MAX_ENTRIES. -1 when out of
  * memory. */
+int sbx__agent_entries_of(const struct agent_msg *a, struct sbx_entry **out, size_t *n);
+/* The PROC fields of a PS's RESULT a into *out (malloc'd), at most
+ * AGENT_MAX_PROCS. -1 when out of memory. */
 int sbx__agent_procs_of(const struct agent_msg *a, struct sbx_proc **out, size_t *n);
 
 /* Builds the environment of an execution: base, then extra (both

@@ -56,7 +56,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(&res, 0, sizeof(res));
 	res.exit_code = -1;
 	if (sbx__agent_exec_done(&m, &res) == 0) {
-		check(res.n_written <= fields);
+		/* core/exec.c rounds the times to ms and scales the size to bytes. */
+		check(res.cpu_us >= 0 && res.cpu_us <= INT64_MAX - 500);
+		check(res.wall_us >= 0 && res.wall_us <= INT64_MAX - 500);
+		check(res.maxrss_kb >= 0 && res.maxrss_kb <= INT64_MAX / 1024);
+		check(res.n_written <= fields && res.n_written <= AGENT_MAX_WRITTEN);
 		for (size_t i = 0; i < res.n_written; i++)
 			check(res.written[i] != NULL);
 	}
@@ -69,7 +73,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct sbx_entry *es = NULL;
 	size_t n = 0;
 	if (sbx__agent_entries_of(&m, &es, &n) == 0) {
-		check(n <= fields);
+		check(n <= fields && n <= AGENT_MAX_ENTRIES);
 		for (size_t i = 0; i < n; i++)
 			check(es[i].path != NULL);
 	}
@@ -78,7 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct sbx_proc *ps = NULL;
 	n = 0;
 	if (sbx__agent_procs_of(&m, &ps, &n) == 0)
-		check(n <= fields);
+		check(n <= fields && n <= AGENT_MAX_PROCS);
 	free(ps);
 	agent_msg_release(&m);
 	return 0;
