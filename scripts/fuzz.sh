@@ -48,7 +48,7 @@ for n in "${names[@]}"; do
 		# shellcheck disable=SC2086
 		nice -n "$nice_n" "$bin" "${common[@]}" "${dict[@]}" -max_total_time="$seconds" \
 			-artifact_prefix="build/fuzz/crashes/$n/" ${FUZZ_FLAGS:-} "$work" "$seeds" \
-			2>&1 | tee "build/fuzz/$n.log" | grep -E '^#[0-9]+ *(INITED|DONE)|^stat::|ERROR|SUMMARY|^artifact_prefix|Test unit written'
+			2>&1 | tee "build/fuzz/$n.log" | grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|^stat::|ERROR|SUMMARY|^artifact_prefix|Test unit written'
 		if [ "${PIPESTATUS[0]}" -ne 0 ]; then
 			echo "FAIL fuzz $n: see build/fuzz/$n.log and build/fuzz/crashes/$n/"
 			failed=$((failed + 1))
