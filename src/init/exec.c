@@ -323,7 +323,7 @@ void exec_start(const struct agent_msg *req)
 	e->used = true;
 	e->req_id = req->req_id;
 	e->output_max = (size_t)agent_msg_get_i64(req, AGENT_T_OUTPUT_MAX, 10 << 20);
-	e->deadline_us = s.timeout_ms > 0 ? e->start_us + s.timeout_ms * 1000 : 0;
+	e->deadline_us = init_deadline_us(e->start_us, s.timeout_ms);
 	if (s.has_watch)
 		e->watch = strndup((const char *)s.watch.data, s.watch.len);
 	struct agent_msg m;

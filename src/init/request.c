@@ -86,3 +86,14 @@ bool init_req_abs_path(const struct agent_msg *req, char *rel, size_t len)
 	rel[f.len - 1] = '\0';
 	return true;
 }
+
+int64_t init_deadline_us(int64_t from_us, int64_t timeout_ms)
+{
+	if (timeout_ms <= 0)
+		return 0;
+	int64_t us, at;
+	if (__builtin_mul_overflow(timeout_ms, 1000, &us) ||
+	    __builtin_add_overflow(from_us, us, &at))
+		return INT64_MAX;
+	return at;
+}

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "agent/proto.h"
@@ -36,3 +37,7 @@ bool init_req_path(const struct agent_msg *req, char *out, size_t len);
 /* The request's PATH: absolute, without NUL, and relative to "/" in rel
  * (false otherwise). */
 bool init_req_abs_path(const struct agent_msg *req, char *rel, size_t len);
+/* When a request that arrived at from_us with TIMEOUT_MS timeout_ms must
+ * end: 0 for none (timeout_ms <= 0), and never past INT64_MAX, whatever
+ * timeout_ms says. */
+int64_t init_deadline_us(int64_t from_us, int64_t timeout_ms);

@@ -39,6 +39,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (int i = 0; s.envp[i]; i++)
 		check(i < INIT_ARGS_MAX - 1);
 	check(s.cwd != NULL && strlen(s.cwd) <= m.len + 16);
+	/* exec_start() and interp_run(): a deadline from now, any TIMEOUT_MS. */
+	int64_t d = init_deadline_us(1700000000000000, s.timeout_ms);
+	check(d == 0 || d >= 1700000000000000);
+	init_deadline_us(INT64_MAX - 1, agent_msg_get_i64(&m, AGENT_T_TIMEOUT_MS, 0));
 	free(strs);
 
 	static const uint16_t tags[] = {AGENT_T_ARGV, AGENT_T_ENV};
