@@ -168,7 +168,8 @@ static void handle_delete(struct api_call *c, const char *id)
 
 void buntime__exec_input_release(struct buntime_exec_input *in)
 {
-	for (size_t i = 0; in->decoded && i < in->req.n_files; i++)
+	/* All of them: a file that failed to decode is not counted in n_files. */
+	for (size_t i = 0; in->decoded && i < in->n_decoded; i++)
 		free(in->decoded[i]);
 	free(in->decoded);
 	free(in->files);
@@ -184,6 +185,7 @@ static int exec_files(json_t *files, struct buntime_exec_input *in, struct bk_er
 	in->decoded = calloc(n + 1, sizeof(*in->decoded));
 	if (in->files == NULL || in->decoded == NULL)
 		return bk_err_set(err, ENOMEM, "cannot read files");
+	in->n_decoded = n;
 	for (size_t i = 0; i < n; i++) {
 		json_t *f = json_array_get(files, i);
 		const char *path = NULL, *content = NULL, *enc = NULL;

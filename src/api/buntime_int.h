@@ -17,7 +17,8 @@ struct buntime_exec_input {
 	bool stream;
 	struct core_file *files;
 	struct core_env *env;
-	unsigned char **decoded;
+	unsigned char **decoded; /* n_decoded entries, NULL where not base64 */
+	size_t n_decoded;
 };
 
 /* Parses body into *in (which it initialises; release it whatever it
