@@ -13,7 +13,8 @@
 # as regress-<what> (the replay test in `make tests` then guards it, and
 # merges keep it) and say so in
 # CHANGELOG.md. FUZZ_NICE (10) is the runs' niceness; FUZZ_FLAGS adds
-# libFuzzer flags (-jobs=2, -max_len=...).
+# libFuzzer flags (-jobs=2, -max_len=...). tests/fuzz/<name>.dict, when
+# there is one, is the run's dictionary.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-}
