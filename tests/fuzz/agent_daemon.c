@@ -3,9 +3,12 @@
  * makes of EXEC_STARTED, OUTPUT, EXEC_DONE, a RESULT's error, LIST's
  * entries and PS's processes). init runs inside the sandbox, as root of
  * the tenant's user namespace: a tenant that takes it over writes these
- * bytes. Input: 2 bytes of message type, then the payload. */
+ * bytes. Input: 2 bytes of message type, then the payload; the same bytes
+ * are also read as a stream of frames (agent_msg_recv()). */
 #include <errno.h>
 #include <stdint.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,8 +22,32 @@ static void check(int ok)
 		abort();
 }
 
+/* The whole input as what init wrote on its channel: frames until the
+ * end or the first one that breaks the limits. */
+static void recv_all(const uint8_t *data, size_t size)
+{
+	static int fd = -1;
+	if (fd < 0)
+		fd = memfd_create("agent", MFD_CLOEXEC);
+	if (fd < 0 || ftruncate(fd, 0) < 0 || pwrite(fd, data, size, 0) != (ssize_t)size ||
+	    lseek(fd, 0, SEEK_SET) != 0)
+		abort();
+	for (int frames = 0;; frames++) {
+		check(frames <= (int)size / 12 + 1);
+		struct agent_msg m;
+		int r = agent_msg_recv(fd, &m);
+		if (r <= 0) {
+			check(m.payload == NULL);
+			break;
+		}
+		check(m.len <= AGENT_MAX_PAYLOAD && (m.len == 0) == (m.payload == NULL));
+		agent_msg_release(&m);
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	recv_all(data, size);
 	if (size < 2 || size - 2 > AGENT_MAX_PAYLOAD)
 		return 0;
 	struct agent_msg m;
