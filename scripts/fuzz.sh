@@ -11,7 +11,7 @@
 # or memory blow-up is written to build/fuzz/crashes/<name>/ and ends the
 # run with a failure. Fix it, copy the input into tests/fuzz/corpus/<name>/
 # as regress-<what> (the replay test in `make tests` then guards it, and
-# merges keep it) and say so in
+# merges keep it, as they keep the hand-written seed-*) and say so in
 # CHANGELOG.md. FUZZ_NICE (10) is the runs' niceness; FUZZ_FLAGS adds
 # libFuzzer flags (-jobs=2, -max_len=...). tests/fuzz/<name>.dict, when
 # there is one, is the run's dictionary.
@@ -63,10 +63,11 @@ for n in "${names[@]}"; do
 		if nice -n "$nice_n" "$bin" "${common[@]}" -merge=1 "$tmp" "$seeds" "$work" \
 			>"build/fuzz/$n.merge.log" 2>&1; then
 			# Inputs named by their content, as libFuzzer names them;
-			# regress-* (an input that found a bug) always stay.
-			find "$seeds" -maxdepth 1 -type f ! -name 'regress-*' -delete
+			# seed-* (written by hand) and regress-* (an input that
+			# found a bug) always stay, and no copy of them is added.
+			find "$seeds" -maxdepth 1 -type f ! -name 'regress-*' ! -name 'seed-*' -delete
 			cp -n "$tmp"/* "$seeds"/ 2>/dev/null
-			for r in "$seeds"/regress-*; do
+			for r in "$seeds"/regress-* "$seeds"/seed-*; do
 				[ -f "$r" ] && rm -f "$seeds/$(sha1sum <"$r" | cut -d' ' -f1)"
 			done
 			echo "$n: $(ls "$seeds" | wc -l) inputs"
