@@ -29,15 +29,22 @@ LIB_SRCS := $(sort $(wildcard src/util/*.c src/agent/*.c src/sandbox/*.c src/sto
 # The interpreter drivers, carried by the daemon into the image it builds.
 DRIVERS  := $(sort $(wildcard src/init/drivers/*))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/drivers.o
-INIT_SRCS := src/init/main.c src/init/exec.c src/init/proc.c src/init/interp.c src/init/interp_chan.c src/init/harden.c src/init/files.c src/init/rootfiles.c src/agent/proto.c src/util/util.c src/util/err.c
+INIT_SRCS := src/init/main.c src/init/exec.c src/init/proc.c src/init/interp.c src/init/interp_chan.c src/init/harden.c src/init/files.c src/init/rootfiles.c src/init/request.c src/agent/proto.c src/util/util.c src/util/err.c
 
 UNIT_SRCS := $(sort $(wildcard tests/unit/*.c))
 BB_SRCS   := $(sort $(wildcard tests/blackbox/*.c))
 TEST_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit_%) \
              $(BB_SRCS:tests/blackbox/%.c=$(BUILD)/tests/bb_%)
+# Fuzz targets (tests/fuzz/<name>.c, each a LLVMFuzzerTestOneInput): in
+# `make tests` each is also a plain replay binary that runs every input of
+# tests/fuzz/corpus/<name>/ once (tests/fuzz/replay.c), so a target that no
+# longer builds or an input that crashes again fails the test run.
+FUZZ_NAMES := $(sort $(filter-out replay,$(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/*.c))))
+FUZZ_INIT_OBJS = $(BUILD)/obj/src/init/request.o
+TEST_BINS += $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz_%)
 TEST_COMMON := $(BUILD)/obj/tests/harness.o $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/client.c tests/iv_client.c tests/raw.c tests/fakes.c tests/fake_store.c tests/fake_backend.c tests/sbx_fixture.c tests/pg_server.c))
 
-.PHONY: all tests run test deps clean format format-check analyze bench bench-bin
+.PHONY: all tests run test deps clean format format-check analyze bench bench-bin fuzz fuzz-bin fuzz-merge
 # The daemon and init never cut a string (util's path_fmt() refuses a path
 # that does not fit, the rest check what snprintf returns);
 # -Wformat-truncation holds them to it. Tests and benchmarks format into
@@ -83,6 +90,64 @@ $(BUILD)/tests/unit_%: $(BUILD)/obj/tests/unit/%.o $(TEST_COMMON) $(BUILD)/libbu
 $(BUILD)/tests/bb_%: $(BUILD)/obj/tests/blackbox/%.o $(TEST_COMMON) $(BUILD)/libbunker.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDHARD) $(LDSAN) -o $@ $^ $(PKG_LIBS) $(TEST_LIBS)
+
+$(BUILD)/obj/tests/fuzz/replay_%.o: tests/fuzz/replay.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -DFUZZ_NAME=$* -c $< -o $@
+
+$(BUILD)/tests/fuzz_%: $(BUILD)/obj/tests/fuzz/%.o $(BUILD)/obj/tests/fuzz/replay_%.o $(BUILD)/obj/tests/harness.o $(FUZZ_INIT_OBJS) $(BUILD)/libbunker.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDHARD) $(LDSAN) -o $@ $^ $(PKG_LIBS)
+
+# libFuzzer builds of the same targets (clang, ASan + UBSan), in build/fuzz;
+# `make fuzz` runs each for FUZZ_SECONDS from its corpus, `make fuzz-merge`
+# folds what the runs found into tests/fuzz/corpus/ minimised
+# (scripts/fuzz.sh; FUZZ_TARGETS picks some, FUZZ_NICE their niceness).
+# clang takes a variable used only by its cleanup attribute for unused, and
+# wants a format attribute on every vprintf wrapper.
+FUZZ_CC     ?= clang
+FUZZ_BUILD  := build/fuzz
+FUZZ_CFLAGS := -std=gnu17 $(WARN) -Wno-unknown-warning-option -Wno-unused-variable -Wno-format-nonliteral -D_GNU_SOURCE -Isrc -MMD -MP \
+               -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+               -fno-sanitize-recover=undefined $(CFLAGS)
+FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(FUZZ_BUILD)/obj/%.o) $(FUZZ_BUILD)/obj/gen/drivers.o \
+                 $(FUZZ_BUILD)/obj/src/init/request.o
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= $(FUZZ_NAMES)
+FUZZ_NICE    ?= 10
+
+$(FUZZ_BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+# The OpenAPI document is a GNU C raw string, which clang does not take in
+# C; it is data, nothing to instrument.
+$(FUZZ_BUILD)/obj/src/api/openapi.o: src/api/openapi.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu17 -O1 -fPIE -D_GNU_SOURCE -Isrc $(PKG_CFLAGS) -c $< -o $@
+
+$(FUZZ_BUILD)/obj/gen/drivers.o: $(FUZZ_BUILD)/gen/drivers.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+
+$(FUZZ_BUILD)/gen/drivers.c: $(DRIVERS) scripts/embed-drivers.sh
+	@mkdir -p $(dir $@)
+	scripts/embed-drivers.sh $(DRIVERS) > $@.tmp && mv $@.tmp $@
+
+$(FUZZ_BUILD)/libfuzzlib.a: $(FUZZ_LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_NAMES:%=$(FUZZ_BUILD)/%): $(FUZZ_BUILD)/%: $(FUZZ_BUILD)/obj/tests/fuzz/%.o $(FUZZ_BUILD)/libfuzzlib.a
+	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(PKG_LIBS)
+
+fuzz-bin: $(FUZZ_NAMES:%=$(FUZZ_BUILD)/%)
+
+fuzz: fuzz-bin
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_NICE=$(FUZZ_NICE) scripts/fuzz.sh run $(FUZZ_TARGETS)
+
+fuzz-merge: fuzz-bin
+	@FUZZ_NICE=$(FUZZ_NICE) scripts/fuzz.sh merge $(FUZZ_TARGETS)
 
 deps:
 	@scripts/install-deps.sh

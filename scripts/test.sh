@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make test`: runs every test binary of the build directory, unit tests
-# first, each under a time limit, then checks that the run left the host as
+# first (then the fuzz targets' corpus replays, tests/fuzz/replay.c, then
+# the black-box tests), each under a time limit, then checks that the run left the host as
 # it found it, and adds everything up into the closing line
 # "N passed, N failed, N skipped" (what the run left behind counts as one
 # more failure).
@@ -157,7 +158,7 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 mounts_before=$(awk '{print $5}' /proc/self/mountinfo | sort)
 passed=0 failed=0 skipped=0
-for t in "$build"/tests/unit_* "$build"/tests/bb_*; do
+for t in "$build"/tests/unit_* "$build"/tests/fuzz_* "$build"/tests/bb_*; do
 	[ -x "$t" ] || continue
 	echo "== $(basename "$t")"
 	out=$(timeout 1200 "$t" 2>&1)

@@ -134,6 +134,9 @@ enum agent_interp_end {
 #define AGENT_MAX_ENTRIES 100000
 /* At most this many entries are answered per LIST request. */
 #define AGENT_LIST_LIMIT_MAX 1000
+/* At most this many processes are read of a PS answer (the kernel's
+ * default pid_max: more than any session's pids limit). */
+#define AGENT_MAX_PROCS 32768
 
 /* Every exec writes, the daemon's side included, inside this directory. */
 #define AGENT_WORKSPACE "/workspace"

@@ -311,6 +311,15 @@ void api_idem_run(struct api_call *c, const struct api_route_table *table);
 void api_idem_request_hash(const char *method, const char *path, const char *body, size_t len,
 			   uint8_t out[32]);
 
+/* ---- previews (api/preview.c) ---- */
+
+/* Whether target is for the path proxy: "/v1/app/<session id>/<port>",
+ * then '/', '?' or the end. On a match, id, *port and prefix (the part
+ * that is cut off; >= 64 bytes) are filled. Non-static for
+ * tests/fuzz/preview_route.c. */
+bool api__preview_app_path(const char *target, char *id, size_t idlen, int *port, char *prefix,
+			   size_t prefixlen);
+
 /* ---- operations (api/ops.c, api/openapi.c) ---- */
 
 /* The OpenAPI 3.1 document of every route, NUL-terminated JSON text. */

@@ -8,7 +8,7 @@
 
 #include <sodium.h>
 
-#include "api/api_int.h"
+#include "api/buntime_int.h"
 #include "util/cleanup.h"
 #include "util/util.h"
 
@@ -52,8 +52,8 @@ static json_t *session_json(const struct core_session_info *info, bool full)
 
 /* ---- POST /sessions/create ---- */
 
-static int create_spec(json_t *body, struct core_session_spec *spec, char **metadata,
-		       char **network, struct bk_err *err)
+int buntime__create_spec(json_t *body, struct core_session_spec *spec, char **metadata,
+			 char **network, struct bk_err *err)
 {
 	memset(spec, 0, sizeof(*spec));
 	json_t *net = api_field_get(body, "network");
@@ -124,7 +124,7 @@ static void handle_create(struct api_call *c)
 	struct core_session_spec spec;
 	char *metadata = NULL, *network = NULL;
 	struct core_session_info info;
-	int r = create_spec(body, &spec, &metadata, &network, &err);
+	int r = buntime__create_spec(body, &spec, &metadata, &network, &err);
 	if (r == 0)
 		r = core_session_create(c->api->core, &c->key, &spec, &info, &err);
 	free(metadata);
@@ -182,24 +182,17 @@ static void handle_delete(struct api_call *c, const char *id)
 
 /* ---- POST /execute ---- */
 
-struct exec_input {
-	struct core_exec_req req;
-	bool stream;
-	struct core_file *files;
-	struct core_env *env;
-	unsigned char **decoded;
-};
-
-static void exec_input_release(struct exec_input *in)
+void buntime__exec_input_release(struct buntime_exec_input *in)
 {
-	for (size_t i = 0; in->decoded && i < in->req.n_files; i++)
+	/* All of them: a file that failed to decode is not counted in n_files. */
+	for (size_t i = 0; in->decoded && i < in->n_decoded; i++)
 		free(in->decoded[i]);
 	free(in->decoded);
 	free(in->files);
 	free(in->env);
 }
 
-static int exec_files(json_t *files, struct exec_input *in, struct bk_err *err)
+static int exec_files(json_t *files, struct buntime_exec_input *in, struct bk_err *err)
 {
 	if (!json_is_array(files))
 		return bk_err_field(err, "files", "files must be an array of {path, content}");
@@ -208,6 +201,7 @@ static int exec_files(json_t *files, struct exec_input *in, struct bk_err *err)
 	in->decoded = calloc(n + 1, sizeof(*in->decoded));
 	if (in->files == NULL || in->decoded == NULL)
 		return bk_err_set(err, ENOMEM, "cannot read files");
+	in->n_decoded = n;
 	for (size_t i = 0; i < n; i++) {
 		json_t *f = json_array_get(files, i);
 		const char *path = NULL, *content = NULL, *enc = NULL;
@@ -248,7 +242,7 @@ static int exec_files(json_t *files, struct exec_input *in, struct bk_err *err)
 	return 0;
 }
 
-static int exec_env(json_t *env, struct exec_input *in, struct bk_err *err)
+static int exec_env(json_t *env, struct buntime_exec_input *in, struct bk_err *err)
 {
 	if (!json_is_object(env))
 		return bk_err_field(err, "env", "env must be an object of strings");
@@ -273,7 +267,8 @@ static int exec_env(json_t *env, struct exec_input *in, struct bk_err *err)
 	return 0;
 }
 
-static int exec_parse(json_t *body, struct exec_input *in, const char **id, struct bk_err *err)
+int buntime__exec_parse(json_t *body, struct buntime_exec_input *in, const char **id,
+			struct bk_err *err)
 {
 	memset(in, 0, sizeof(*in));
 	if (json_object_get(body, "session_id") && json_object_get(body, "sessionId"))
@@ -336,7 +331,7 @@ struct exec_stream {
 	struct core_key key;
 	char id[64];
 	json_t *body; /* the request's JSON, which in points into */
-	struct exec_input in;
+	struct buntime_exec_input in;
 };
 
 static int exec_stream_run(void *ctx, struct api_stream *s, struct core_exec_result *res,
@@ -360,7 +355,7 @@ static json_t *exec_stream_final(void *ctx, int rc, const struct core_exec_resul
 static void exec_stream_release(void *ctx)
 {
 	struct exec_stream *x = ctx;
-	exec_input_release(&x->in);
+	buntime__exec_input_release(&x->in);
 	json_decref(x->body);
 	free(x);
 }
@@ -373,12 +368,13 @@ static const struct api_stream_ops exec_stream_ops = {
 
 /* Starts the execution on a worker thread and answers with its events.
  * Takes in; body is the request's JSON, which in points into. */
-static void execute_stream(struct api_call *c, const char *id, json_t *body, struct exec_input *in)
+static void execute_stream(struct api_call *c, const char *id, json_t *body,
+			   struct buntime_exec_input *in)
 {
 	struct bk_err err = BK_ERR_INIT;
 	struct exec_stream *x = calloc(1, sizeof(*x));
 	if (x == NULL) {
-		exec_input_release(in);
+		buntime__exec_input_release(in);
 		bk_err_set(&err, ENOMEM, "cannot start a stream");
 		return api_buntime_error(c, &err);
 	}
@@ -402,10 +398,10 @@ static void handle_execute(struct api_call *c)
 	_cleanup_json_ json_t *body = api_body_object(c->req, false, &err);
 	if (body == NULL)
 		return api_buntime_error(c, &err);
-	struct exec_input in;
+	struct buntime_exec_input in;
 	const char *id = NULL;
-	if (exec_parse(body, &in, &id, &err) < 0) {
-		exec_input_release(&in);
+	if (buntime__exec_parse(body, &in, &id, &err) < 0) {
+		buntime__exec_input_release(&in);
 		return api_buntime_error(c, &err);
 	}
 	snprintf(c->session_id, sizeof(c->session_id), "%s", id);
@@ -415,7 +411,7 @@ static void handle_execute(struct api_call *c)
 		struct core_session_info info;
 		if (core_exec_check(&c->key, &in.req, &err) < 0 ||
 		    core_session_get(c->api->core, &c->key, id, &info, &err) < 0) {
-			exec_input_release(&in);
+			buntime__exec_input_release(&in);
 			return api_buntime_error(c, &err);
 		}
 		core_session_info_release(&info);
@@ -427,7 +423,7 @@ static void handle_execute(struct api_call *c)
 	in.req.ctx = &client_fd;
 	struct core_exec_result res;
 	int r = core_execute(c->api->core, &c->key, id, &in.req, &res, &err);
-	exec_input_release(&in);
+	buntime__exec_input_release(&in);
 	if (r < 0)
 		return api_buntime_error(c, &err);
 	bool oom = res.oom_killed;

@@ -264,6 +264,40 @@ static int create_auth(struct api_call *c, json_t *body, struct bk_err *err)
 	return api_auth_secret(c, json_string_value(k), err);
 }
 
+int instavm__create_parse(json_t *body, struct core_session_spec *spec, char **metadata,
+			  struct core_env **env, struct bk_err *err)
+{
+	*metadata = NULL;
+	int64_t lifetime = LIFETIME_DEFAULT_S, memory = 0, vcpu = VCPU_DEFAULT;
+	instavm_int_field(body, "vm_lifetime_seconds", LIFETIME_MIN_S, LIFETIME_MAX_S, &lifetime,
+			  err);
+	instavm_int_field(body, "memory_mb", MEMORY_MIN_MB, MEMORY_MAX_MB, &memory, err);
+	if (instavm_int_field(body, "vcpu_count", 1, 8, &vcpu, err) > 0 && vcpu != 1 && vcpu != 2 &&
+	    vcpu != 4 && vcpu != 6 && vcpu != 8)
+		bk_err_add(err, "body.vcpu_count", "literal_error",
+			   "Input should be 1, 2, 4, 6 or 8");
+	json_t *meta = json_object_get(body, "metadata");
+	if (meta && !json_is_null(meta) && !json_is_object(meta))
+		bk_err_add(err, "body.metadata", "dict_type", "Input should be a valid dictionary");
+	else if (meta && !json_is_null(meta))
+		*metadata = json_dumps(meta, JSON_COMPACT);
+	size_t n_env = 0;
+	env_field(body, env, &n_env, err);
+	*spec = (struct core_session_spec){
+	    .dialect = CORE_DIALECT_INSTAVM,
+	    .metadata = *metadata,
+	    .has_limits = true,
+	    .limits = {.memory_mb = (int)memory, .cpu = (double)vcpu},
+	    .clamp = true,
+	    .lazy = true,
+	    .vm_lifetime_s = lifetime,
+	    .vcpu = (int)vcpu,
+	    .env = *env,
+	    .n_env = n_env,
+	};
+	return bk_err_is_set(err) ? -1 : 0;
+}
+
 static void handle_create(struct api_call *c)
 {
 	struct bk_err err = BK_ERR_INIT;
@@ -273,36 +307,11 @@ static void handle_create(struct api_call *c)
 	/* A key in a header was checked at the head; one in the body now. */
 	if (!c->authed && (create_auth(c, body, &err) < 0 || api_ratelimit_check(c, &err) < 0))
 		return instavm_error(c, &err);
-	int64_t lifetime = LIFETIME_DEFAULT_S, memory = 0, vcpu = VCPU_DEFAULT;
-	instavm_int_field(body, "vm_lifetime_seconds", LIFETIME_MIN_S, LIFETIME_MAX_S, &lifetime, &err);
-	instavm_int_field(body, "memory_mb", MEMORY_MIN_MB, MEMORY_MAX_MB, &memory, &err);
-	if (instavm_int_field(body, "vcpu_count", 1, 8, &vcpu, &err) > 0 && vcpu != 1 && vcpu != 2 &&
-	    vcpu != 4 && vcpu != 6 && vcpu != 8)
-		bk_err_add(&err, "body.vcpu_count", "literal_error",
-			   "Input should be 1, 2, 4, 6 or 8");
-	json_t *meta = json_object_get(body, "metadata");
 	_cleanup_free_ char *metadata = NULL;
-	if (meta && !json_is_null(meta) && !json_is_object(meta))
-		bk_err_add(&err, "body.metadata", "dict_type", "Input should be a valid dictionary");
-	else if (meta && !json_is_null(meta))
-		metadata = json_dumps(meta, JSON_COMPACT);
 	_cleanup_free_ struct core_env *env = NULL;
-	size_t n_env = 0;
-	env_field(body, &env, &n_env, &err);
-	if (bk_err_is_set(&err))
+	struct core_session_spec spec;
+	if (instavm__create_parse(body, &spec, &metadata, &env, &err) < 0)
 		return instavm_error(c, &err);
-	struct core_session_spec spec = {
-	    .dialect = CORE_DIALECT_INSTAVM,
-	    .metadata = metadata,
-	    .has_limits = true,
-	    .limits = {.memory_mb = (int)memory, .cpu = (double)vcpu},
-	    .clamp = true,
-	    .lazy = true,
-	    .vm_lifetime_s = lifetime,
-	    .vcpu = (int)vcpu,
-	    .env = env,
-	    .n_env = n_env,
-	};
 	struct core_session_info info;
 	if (core_session_create(c->api->core, &c->key, &spec, &info, &err) < 0) {
 		/* A bad field of core's is a field of the body here. */

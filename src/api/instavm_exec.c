@@ -30,13 +30,6 @@ bool instavm_claims_execute(struct api_call *c)
 	return api_body_is_instavm(c);
 }
 
-struct iv_exec {
-	const char *id;
-	const char *code;
-	enum core_language language;
-	int64_t timeout_s;
-};
-
 static int language_of(const char *s, enum core_language *out)
 {
 	static const struct {
@@ -55,9 +48,7 @@ static int language_of(const char *s, enum core_language *out)
 	return -1;
 }
 
-/* The body of /execute and /execute_async, every field at fault named
- * (unknown fields, vault_ids among them, are ignored). */
-static int exec_parse(json_t *body, struct iv_exec *x, struct bk_err *err)
+int instavm__exec_parse(json_t *body, struct iv_exec *x, struct bk_err *err)
 {
 	*x = (struct iv_exec){.language = CORE_LANG_PYTHON, .timeout_s = TIMEOUT_DEFAULT_S};
 	instavm_body_session(body, &x->id, err);
@@ -110,7 +101,7 @@ static int exec_begin(struct api_call *c, struct iv_exec *x, struct core_exec_re
 {
 	struct bk_err err = BK_ERR_INIT;
 	json_t *body = api_call_body(c, &err);
-	if (body == NULL || exec_parse(body, x, &err) < 0) {
+	if (body == NULL || instavm__exec_parse(body, x, &err) < 0) {
 		instavm_error(c, &err);
 		return -1;
 	}

@@ -26,6 +26,27 @@ int instavm_int_field(json_t *body, const char *name, int64_t min, int64_t max, 
  * when absent, -1 when it holds a NUL or is not UTF-8. */
 int instavm_form_get(const char *body, size_t len, const char *name, char **out);
 
+/* The request parsers, non-static so that tests/fuzz/instavm.c reaches
+ * them without HTTP: */
+
+/* POST /v1/sessions/session's body (but its api_key) into *spec, every
+ * field at fault its own 422 entry in err (-1). *metadata (compact JSON)
+ * and *env (names and values borrowed from body) are malloc'd, also on
+ * failure: the caller frees them. */
+int instavm__create_parse(json_t *body, struct core_session_spec *spec, char **metadata,
+			  struct core_env **env, struct bk_err *err);
+
+/* The body of /execute and /execute_async, every field at fault named
+ * (unknown fields, vault_ids among them, are ignored); strings borrowed
+ * from the body. */
+struct iv_exec {
+	const char *id;
+	const char *code;
+	enum core_language language;
+	int64_t timeout_s;
+};
+int instavm__exec_parse(json_t *body, struct iv_exec *x, struct bk_err *err);
+
 /* Routes of api/instavm_exec.c. */
 void instavm_execute(struct api_call *c);
 void instavm_execute_async(struct api_call *c);

@@ -30,11 +30,8 @@ struct preview_conn {
 	char prefix[64];
 };
 
-/* Whether target is for the path proxy: "/v1/app/<session id>/<port>",
- * then '/', '?' or the end. On a match, id, *port and prefix (the part
- * that is cut off; >= 64 bytes) are filled. */
-static bool app_path(const char *target, char *id, size_t idlen, int *port, char *prefix,
-		     size_t prefixlen)
+bool api__preview_app_path(const char *target, char *id, size_t idlen, int *port, char *prefix,
+			    size_t prefixlen)
 {
 	if (strncmp(target, APP_PATH, strlen(APP_PATH)) != 0)
 		return false;
@@ -64,7 +61,7 @@ static bool preview_target(struct api *api, const char *host, const char *target
 {
 	prefix[0] = '\0';
 	return core_preview_host(api->core, host, id, idlen, port) ||
-	       app_path(target, id, idlen, port, prefix, prefixlen);
+	       api__preview_app_path(target, id, idlen, port, prefix, prefixlen);
 }
 
 static enum http_route preview_route(void *ctx, const char *host, const char *target)

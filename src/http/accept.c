@@ -160,12 +160,8 @@ static void reap(struct door *d)
 
 /* ---- looking at the request head ---- */
 
-/* The head in buf[0..len): 1 when it is whole and has a Host (host,
- * method and target filled, the target cut short to fit), 0 when it is
- * whole without a usable one (or is no HTTP/1.x head), -1 when more bytes
- * are needed to tell; host is filled as soon as its line is in. */
-static int head_scan(const char *buf, size_t len, char *host, size_t hostlen, char *method,
-		     size_t methodlen, char *target, size_t targetlen)
+int http__head_scan(const char *buf, size_t len, char *host, size_t hostlen, char *method,
+		    size_t methodlen, char *target, size_t targetlen)
 {
 	const char *end = buf + len;
 	const char *nl = memchr(buf, '\n', len);
@@ -301,8 +297,8 @@ static void peek_step(struct door *d, struct http_conn *conn)
 		return wait_close(d, conn);
 	if (n <= 0)
 		return dispatch(d, conn, 0);
-	int r = head_scan(d->peek, (size_t)n, conn->host, sizeof(conn->host), conn->method,
-			  sizeof(conn->method), conn->target, sizeof(conn->target));
+	int r = http__head_scan(d->peek, (size_t)n, conn->host, sizeof(conn->host), conn->method,
+				sizeof(conn->method), conn->target, sizeof(conn->target));
 	/* No progress after a wake-up: the client has finished sending (an
 	 * end of file after a partial head). A head too long to wait for goes
 	 * by its Host if that came (the relay takes heads of up to 32 KiB). */

@@ -160,6 +160,14 @@ int http_accept_start(struct http_server *srv, const char *addr, int port, struc
 /* Stops accepting, closes what waits at the door, shuts every relayed
  * connection down and waits for their threads to end. */
 void http_accept_stop(struct http_server *srv);
+/* The first request head at the door, in buf[0..len) (not NUL-terminated:
+ * what recv() peeked): 1 when it is whole and has a Host (host, method and
+ * target filled, the target cut short to fit), 0 when it is whole without
+ * a usable one (or is no HTTP/1.x head), -1 when more bytes are needed to
+ * tell; host is filled as soon as its line is in. Non-static for
+ * tests/fuzz/http_head.c. */
+int http__head_scan(const char *buf, size_t len, char *host, size_t hostlen, char *method,
+		    size_t methodlen, char *target, size_t targetlen);
 /* Takes conn off the list that stop shuts down, before its socket closes. */
 void http_conn_unlist(struct http_conn *conn);
 /* Hands fd (taken), a socket libmicrohttpd has finished with, to the door

@@ -25,11 +25,11 @@
 
 #include "agent/proto.h"
 #include "init/init.h"
+#include "init/request.h"
 #include "util/cleanup.h"
 #include "util/util.h"
 
 /* Strings of an EXEC request's argv, and of its environment, at most. */
-#define EXEC_ARGS_MAX 256
 
 struct exec {
 	bool used;
@@ -239,60 +239,10 @@ static void change_clock_init(void)
 	}
 }
 
-/* What an EXEC request asks for, its strings copied out of the payload
- * (which is not NUL-terminated) into strs. */
-struct exec_spec {
-	char *argv[EXEC_ARGS_MAX], *envp[EXEC_ARGS_MAX]; /* NULL-terminated */
-	const char *cwd;
-	struct agent_field stdin_data, watch;
-	bool has_stdin, has_watch;
-	uid_t uid;
-	gid_t gid;
-	int64_t timeout_ms;
-};
-
-/* Reads req into s; strs has room for its payload and 256 bytes more. */
-static void exec_spec_read(const struct agent_msg *req, char *strs, struct exec_spec *s)
-{
-	int argc = 0, envc = 0;
-	struct agent_field f;
-	size_t off = 0;
-	char *sp = strs;
-	memset(s, 0, sizeof(*s));
-	s->cwd = AGENT_WORKSPACE;
-	while (agent_msg_next(req, &off, &f)) {
-		char *str = NULL;
-		if (f.tag == AGENT_T_ARGV || f.tag == AGENT_T_ENV || f.tag == AGENT_T_CWD) {
-			str = sp;
-			memcpy(sp, f.data, f.len);
-			sp[f.len] = '\0';
-			sp += f.len + 1;
-		}
-		if (f.tag == AGENT_T_ARGV && argc < EXEC_ARGS_MAX - 1)
-			s->argv[argc++] = str;
-		else if (f.tag == AGENT_T_ENV && envc < EXEC_ARGS_MAX - 1)
-			s->envp[envc++] = str;
-		else if (f.tag == AGENT_T_CWD)
-			s->cwd = str;
-		else if (f.tag == AGENT_T_STDIN) {
-			s->stdin_data = f;
-			s->has_stdin = true;
-		} else if (f.tag == AGENT_T_WATCH) {
-			s->watch = f;
-			s->has_watch = true;
-		}
-	}
-	s->argv[argc] = NULL;
-	s->envp[envc] = NULL;
-	s->uid = (uid_t)agent_msg_get_i64(req, AGENT_T_UID, 1000);
-	s->gid = (gid_t)agent_msg_get_i64(req, AGENT_T_GID, 1000);
-	s->timeout_ms = agent_msg_get_i64(req, AGENT_T_TIMEOUT_MS, 0);
-}
-
 /* Starts s's program in a child of its own (exec_child()) and fills e's
  * pid, out, start_us and start_ns; -1, req answered with what failed, when
  * it could not start. */
-static int exec_spawn(const struct agent_msg *req, struct exec_spec *s, struct exec *e)
+static int exec_spawn(const struct agent_msg *req, struct init_exec_spec *s, struct exec *e)
 {
 	_cleanup_close_ int in_fd = -1;
 	if (s->has_stdin) {
@@ -357,8 +307,8 @@ void exec_start(const struct agent_msg *req)
 		init_result(req->req_id, ENOMEM, "setup", "out of memory");
 		return;
 	}
-	struct exec_spec s;
-	exec_spec_read(req, strs, &s);
+	struct init_exec_spec s;
+	init_exec_spec_read(req, strs, &s);
 	if (s.argv[0] == NULL) {
 		init_result(req->req_id, EINVAL, "setup", "no argv");
 		return;
@@ -373,7 +323,7 @@ void exec_start(const struct agent_msg *req)
 	e->used = true;
 	e->req_id = req->req_id;
 	e->output_max = (size_t)agent_msg_get_i64(req, AGENT_T_OUTPUT_MAX, 10 << 20);
-	e->deadline_us = s.timeout_ms > 0 ? e->start_us + s.timeout_ms * 1000 : 0;
+	e->deadline_us = init_deadline_us(e->start_us, s.timeout_ms);
 	if (s.has_watch)
 		e->watch = strndup((const char *)s.watch.data, s.watch.len);
 	struct agent_msg m;

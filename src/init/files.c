@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "init/init.h"
+#include "init/request.h"
 #include "util/cleanup.h"
 #include "util/util.h"
 
@@ -88,17 +89,6 @@ static int ws_openat(int ws, const char *path, int flags, mode_t mode)
 static int ws_open(void)
 {
 	return open(AGENT_WORKSPACE, O_PATH | O_DIRECTORY | O_CLOEXEC);
-}
-
-/* The request's PATH field as a string; "" is the workspace itself. */
-static bool req_path(const struct agent_msg *req, char *out, size_t len)
-{
-	struct agent_field f;
-	if (!agent_msg_find(req, AGENT_T_PATH, &f) || f.len >= len || memchr(f.data, 0, f.len))
-		return false;
-	memcpy(out, f.data, f.len);
-	out[f.len] = '\0';
-	return true;
 }
 
 /* Runs as the request's user from here until user_end(). */
@@ -209,7 +199,7 @@ void files_write(const struct agent_msg *req)
 {
 	char path[PATH_MAX_LEN];
 	struct agent_field fd;
-	if (!req_path(req, path, sizeof(path)) || path[0] == '\0' ||
+	if (!init_req_path(req, path, sizeof(path)) || path[0] == '\0' ||
 	    !agent_msg_find(req, AGENT_T_DATA, &fd)) {
 		init_result(req->req_id, EINVAL, "write", "path and data are required");
 		return;
@@ -380,7 +370,7 @@ void files_answer_read(const struct agent_msg *req, int fd, int e)
 void files_read(const struct agent_msg *req)
 {
 	char path[PATH_MAX_LEN];
-	if (!req_path(req, path, sizeof(path)) || path[0] == '\0') {
+	if (!init_req_path(req, path, sizeof(path)) || path[0] == '\0') {
 		init_result(req->req_id, EINVAL, "read", "path is required");
 		return;
 	}
@@ -564,7 +554,7 @@ void files_list(const struct agent_msg *req)
 	char path[PATH_MAX_LEN], cursor[PATH_MAX_LEN + 8];
 	struct agent_field cf;
 	bool has_cursor = agent_msg_find(req, AGENT_T_CURSOR, &cf);
-	if (!req_path(req, path, sizeof(path)) ||
+	if (!init_req_path(req, path, sizeof(path)) ||
 	    (has_cursor && (cf.len >= sizeof(cursor) || memchr(cf.data, 0, cf.len)))) {
 		init_result(req->req_id, EINVAL, "list", "bad path");
 		return;
@@ -678,7 +668,7 @@ static int delete_beneath(const char *rel, bool recursive)
 void files_delete(const struct agent_msg *req)
 {
 	char path[PATH_MAX_LEN];
-	if (!req_path(req, path, sizeof(path)) || path[0] == '\0') {
+	if (!init_req_path(req, path, sizeof(path)) || path[0] == '\0') {
 		init_result(req->req_id, EINVAL, "delete", "path is required");
 		return;
 	}
@@ -691,7 +681,7 @@ void files_delete(const struct agent_msg *req)
 void files_stat(const struct agent_msg *req)
 {
 	char path[PATH_MAX_LEN];
-	if (!req_path(req, path, sizeof(path))) {
+	if (!init_req_path(req, path, sizeof(path))) {
 		init_result(req->req_id, EINVAL, "stat", "bad path");
 		return;
 	}

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "init/interp_int.h"
+#include "init/request.h"
 #include "util/util.h"
 
 static struct interp interps[INIT_INTERPS_MAX];
@@ -355,7 +356,7 @@ void interp_run(const struct agent_msg *req)
 	r->output_max = (size_t)agent_msg_get_i64(req, AGENT_T_OUTPUT_MAX, 10 << 20);
 	r->arrived_us = mono_us();
 	int64_t timeout_ms = agent_msg_get_i64(req, AGENT_T_TIMEOUT_MS, 0);
-	r->deadline_us = timeout_ms > 0 ? r->arrived_us + timeout_ms * 1000 : 0;
+	r->deadline_us = init_deadline_us(r->arrived_us, timeout_ms);
 	if (in->tail)
 		in->tail->next = r;
 	else

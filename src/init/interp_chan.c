@@ -12,39 +12,11 @@
 #include <unistd.h>
 
 #include "init/interp_int.h"
+#include "init/request.h"
 #include "util/cleanup.h"
 #include "util/util.h"
 
 /* Strings of a RUN request's argv, and of its environment, at most. */
-#define RUN_ARGS_MAX 256
-
-/* The NULL-terminated list of req's fields with tag, copied out (the
- * payload is not NUL-terminated) into one allocation that the caller
- * frees; NULL when there is no memory. */
-static char **strings_of(const struct agent_msg *req, uint16_t tag)
-{
-	size_t off = 0, n = 0, bytes = 0;
-	struct agent_field f;
-	while (agent_msg_next(req, &off, &f))
-		if (f.tag == tag && n < RUN_ARGS_MAX - 1)
-			n++, bytes += f.len + 1;
-	char **list = malloc((n + 1) * sizeof(char *) + bytes);
-	if (list == NULL)
-		return NULL;
-	char *sp = (char *)(list + n + 1);
-	size_t k = 0;
-	off = 0;
-	while (agent_msg_next(req, &off, &f) && k < n) {
-		if (f.tag != tag)
-			continue;
-		memcpy(sp, f.data, f.len);
-		sp[f.len] = '\0';
-		list[k++] = sp;
-		sp += f.len + 1;
-	}
-	list[k] = NULL;
-	return list;
-}
 
 static void close_pair(int p[2])
 {
@@ -68,8 +40,8 @@ static void chan_pipes_close(struct chan_pipes *c)
 int interp__spawn(struct interp *in, struct run *r)
 {
 	const struct agent_msg *req = &r->req;
-	_cleanup_free_ char **argv = strings_of(req, AGENT_T_ARGV);
-	_cleanup_free_ char **envp = strings_of(req, AGENT_T_ENV);
+	_cleanup_free_ char **argv = init_req_strings(req, AGENT_T_ARGV);
+	_cleanup_free_ char **envp = init_req_strings(req, AGENT_T_ENV);
 	if (argv == NULL || envp == NULL) {
 		init_result(r->req_id, ENOMEM, "setup", "out of memory");
 		return -1;

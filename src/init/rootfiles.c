@@ -35,22 +35,11 @@
 #include <unistd.h>
 
 #include "init/init.h"
+#include "init/request.h"
 #include "util/cleanup.h"
 #include "util/util.h"
 
 #define PATH_LEN 4096
-
-/* The request's PATH: absolute, without NUL, and relative to "/" in rel. */
-static bool req_abs_path(const struct agent_msg *req, char *rel, size_t len)
-{
-	struct agent_field f;
-	if (!agent_msg_find(req, AGENT_T_PATH, &f) || f.len < 2 || f.len >= len ||
-	    f.data[0] != '/' || memchr(f.data, 0, f.len))
-		return false;
-	memcpy(rel, f.data + 1, f.len - 1);
-	rel[f.len - 1] = '\0';
-	return true;
-}
 
 static int in_root(const char *rel, uint64_t flags, mode_t mode)
 {
@@ -204,7 +193,7 @@ static int write_chunk(const struct agent_msg *req, char *rel)
 void rootfiles_write(const struct agent_msg *req)
 {
 	char rel[PATH_LEN];
-	if (!req_abs_path(req, rel, sizeof(rel))) {
+	if (!init_req_abs_path(req, rel, sizeof(rel))) {
 		init_result(req->req_id, EINVAL, "write", "an absolute path is required");
 		return;
 	}
@@ -218,7 +207,7 @@ void rootfiles_write(const struct agent_msg *req)
 void rootfiles_read(const struct agent_msg *req)
 {
 	char rel[PATH_LEN];
-	if (!req_abs_path(req, rel, sizeof(rel))) {
+	if (!init_req_abs_path(req, rel, sizeof(rel))) {
 		init_result(req->req_id, EINVAL, "read", "an absolute path is required");
 		return;
 	}

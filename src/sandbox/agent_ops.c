@@ -67,29 +67,39 @@ static int exec_request(const struct sbx_agent_exec *x, const struct sbx_exec_re
 	return r;
 }
 
-static int exec_done(const struct agent_msg *m, struct sbx_exec_result *res)
+/* A counter of an EXEC_DONE (times in µs, sizes in KiB): what init sends
+ * is the tenant's to forge, and core/ sums, rounds and scales these, so
+ * each is held to 0..AGENT_COUNTER_MAX. */
+static int64_t counter(const struct agent_msg *m, uint16_t tag)
+{
+	int64_t v = agent_msg_get_i64(m, tag, 0);
+	return v < 0 ? 0 : v > AGENT_COUNTER_MAX ? AGENT_COUNTER_MAX : v;
+}
+
+int sbx__agent_exec_done(const struct agent_msg *m, struct sbx_exec_result *res)
 {
 	res->exit_code = (int)agent_msg_get_i64(m, AGENT_T_EXIT_CODE, -1);
 	res->signal = (int)agent_msg_get_i64(m, AGENT_T_SIGNAL, 0);
 	res->timed_out = agent_msg_get_i64(m, AGENT_T_TIMED_OUT, 0) != 0;
-	res->cpu_us =
-	    agent_msg_get_i64(m, AGENT_T_UTIME_US, 0) + agent_msg_get_i64(m, AGENT_T_STIME_US, 0);
-	res->maxrss_kb = agent_msg_get_i64(m, AGENT_T_MAXRSS_KB, 0);
-	res->wall_us = agent_msg_get_i64(m, AGENT_T_WALL_US, 0);
+	res->cpu_us = counter(m, AGENT_T_UTIME_US) + counter(m, AGENT_T_STIME_US);
+	res->maxrss_kb = counter(m, AGENT_T_MAXRSS_KB);
+	res->wall_us = counter(m, AGENT_T_WALL_US);
 	res->interp_started = agent_msg_get_i64(m, AGENT_T_INTERP_NEW, 0) != 0;
 	res->interp_lost = agent_msg_get_i64(m, AGENT_T_INTERP_END, 0) != AGENT_INTERP_KEPT;
 	int64_t trunc = agent_msg_get_i64(m, AGENT_T_TRUNCATED, 0);
 	res->out_truncated = res->out.truncated || (trunc & 1);
 	res->err_truncated = res->err.truncated || (trunc & 2);
+	/* The lists of init's answers are held to what an honest init sends
+	 * (a forged one could make each 6-byte field cost far more here). */
 	size_t off = 0, n = 0;
 	struct agent_field f;
-	while (agent_msg_next(m, &off, &f))
+	while (agent_msg_next(m, &off, &f) && n < AGENT_MAX_WRITTEN)
 		n += f.tag == AGENT_T_PATH;
 	res->written = calloc(n + 1, sizeof(char *));
 	if (res->written == NULL)
 		return -1;
 	off = 0;
-	while (agent_msg_next(m, &off, &f)) {
+	while (res->n_written < n && agent_msg_next(m, &off, &f)) {
 		if (f.tag != AGENT_T_PATH)
 			continue;
 		char *p = strndup((const char *)f.data, f.len);
@@ -131,9 +141,8 @@ static void interrupt_run(struct agent_conn *conn, struct agent_call *call)
 	agent_msg_release(&m);
 }
 
-/* The error of a request init refused to start, from its RESULT a. */
-static int start_error(const struct agent_msg *a, const struct sbx_exec_req *req,
-		       struct bk_err *err)
+int sbx__agent_start_error(const struct agent_msg *a, const struct sbx_exec_req *req,
+			   struct bk_err *err)
 {
 	int e = (int)agent_msg_get_i64(a, AGENT_T_ERRNO, EPROTO);
 	struct agent_field st, msg;
@@ -239,13 +248,13 @@ int sbx__agent_call_exec(struct sbx *sbx, struct agent_msg *m, const struct sbx_
 						       d.len);
 			}
 		} else if (a.type == AGENT_EXEC_DONE) {
-			rc = exec_done(&a, res);
+			rc = sbx__agent_exec_done(&a, res);
 			if (rc < 0)
 				bk_err_set(err, ENOMEM, "cannot keep execution result");
 			agent_msg_release(&a);
 			break;
 		} else if (a.type == AGENT_RESULT) {
-			start_error(&a, req, err);
+			sbx__agent_start_error(&a, req, err);
 			agent_msg_release(&a);
 			break;
 		}
@@ -467,18 +476,26 @@ int sbx__agent_list(struct sbx *sbx, struct sbx_list_req *req, struct sbx_entry 
 		return -1;
 	req->total = agent_msg_get_i64(&a, AGENT_T_TOTAL, 0);
 	req->more = agent_msg_get_i64(&a, AGENT_T_MORE, 0) != 0;
+	size_t max = req->limit > 0 && req->limit < AGENT_LIST_LIMIT_MAX ? (size_t)req->limit
+									  : AGENT_LIST_LIMIT_MAX;
+	r = sbx__agent_entries_of(&a, max, out, n);
+	agent_msg_release(&a);
+	return r < 0 ? bk_err_set(err, ENOMEM, "cannot list '%s'", path) : 0;
+}
+
+int sbx__agent_entries_of(const struct agent_msg *a, size_t max, struct sbx_entry **out,
+			  size_t *n)
+{
 	size_t off = 0, count = 0;
 	struct agent_field f;
-	while (agent_msg_next(&a, &off, &f))
+	while (agent_msg_next(a, &off, &f) && count < max)
 		count += f.tag == AGENT_T_ENTRY;
 	struct sbx_entry *es = calloc(count + 1, sizeof(*es));
-	if (es == NULL) {
-		agent_msg_release(&a);
-		return bk_err_set(err, ENOMEM, "cannot list '%s'", path);
-	}
+	if (es == NULL)
+		return -1;
 	off = 0;
 	*n = 0;
-	while (agent_msg_next(&a, &off, &f)) {
+	while (*n < count && agent_msg_next(a, &off, &f)) {
 		if (f.tag != AGENT_T_ENTRY)
 			continue;
 		char line[4200];
@@ -497,7 +514,6 @@ int sbx__agent_list(struct sbx *sbx, struct sbx_list_req *req, struct sbx_entry 
 		e->mtime_ms = strtoll(t2 + 1, NULL, 10);
 		(*n)++;
 	}
-	agent_msg_release(&a);
 	*out = es;
 	return 0;
 }
@@ -555,18 +571,23 @@ int sbx__agent_ps(struct sbx *sbx, struct sbx_proc **out, size_t *n, struct bk_e
 		return -1;
 	if (e > 0)
 		return bk_err_set(err, e, "cannot list processes");
+	int r = sbx__agent_procs_of(&a, out, n);
+	agent_msg_release(&a);
+	return r < 0 ? bk_err_set(err, ENOMEM, "cannot list processes") : 0;
+}
+
+int sbx__agent_procs_of(const struct agent_msg *a, struct sbx_proc **out, size_t *n)
+{
 	size_t off = 0, count = 0;
 	struct agent_field f;
-	while (agent_msg_next(&a, &off, &f))
+	while (agent_msg_next(a, &off, &f) && count < AGENT_MAX_PROCS)
 		count += f.tag == AGENT_T_PROC;
 	struct sbx_proc *procs = calloc(count + 1, sizeof(*procs));
-	if (procs == NULL) {
-		agent_msg_release(&a);
-		return bk_err_set(err, ENOMEM, "cannot list processes");
-	}
+	if (procs == NULL)
+		return -1;
 	off = 0;
 	*n = 0;
-	while (agent_msg_next(&a, &off, &f)) {
+	while (*n < count && agent_msg_next(a, &off, &f)) {
 		if (f.tag != AGENT_T_PROC)
 			continue;
 		char line[1400];
@@ -580,7 +601,6 @@ int sbx__agent_ps(struct sbx *sbx, struct sbx_proc **out, size_t *n, struct bk_e
 		p->started_ms = strtoll(tab1 + 1, NULL, 10);
 		snprintf(p->command, sizeof(p->command), "%s", tab2 + 1);
 	}
-	agent_msg_release(&a);
 	*out = procs;
 	return 0;
 }

@@ -50,8 +50,31 @@ int sbx__agent_stat(struct sbx *s, const char *path, mode_t *mode, struct bk_err
 int sbx__agent_remove(struct sbx *s, const char *path, bool recursive, struct bk_err *err);
 int sbx__agent_kill(struct sbx *s, pid_t pid, struct bk_err *err);
 int sbx__agent_ps(struct sbx *s, struct sbx_proc **out, size_t *n, struct bk_err *err);
-int sbx__agent_write_path(struct sbx *s, const struct sbx_transfer *t, const void *data,
-			  size_t len, struct bk_err *err);
+int sbx__agent_write_path(struct sbx *s, const struct sbx_transfer *t, const void *data, size_t len,
+			  struct bk_err *err);
+/* What the daemon reads of init's answers, kept apart from the I/O so
+ * that tests/fuzz/agent_daemon.c feeds them any bytes (init runs inside
+ * the sandbox: its messages are the tenant's to forge). */
+
+/* The largest time (µs) or size (KiB) an EXEC_DONE reports: 2^52 µs is
+ * 142 years, and twice it scaled by 1024 still fits an int64_t. */
+#define AGENT_COUNTER_MAX (INT64_C(1) << 52)
+/* An EXEC_DONE m into res (its counters, each 0..AGENT_COUNTER_MAX, and
+ * at most AGENT_MAX_WRITTEN written paths, which res owns). -1 when out
+ * of memory. */
+int sbx__agent_exec_done(const struct agent_msg *m, struct sbx_exec_result *res);
+/* The error of a request init refused to start, from its RESULT a. */
+int sbx__agent_start_error(const struct agent_msg *a, const struct sbx_exec_req *req,
+			   struct bk_err *err);
+/* The ENTRY fields of a LIST's RESULT a into *out (sbx_entries_free()),
+ * malformed ones skipped, at most max (what was asked for: an answer of
+ * more is cut). -1 when out of memory. */
+int sbx__agent_entries_of(const struct agent_msg *a, size_t max, struct sbx_entry **out,
+			  size_t *n);
+/* The PROC fields of a PS's RESULT a into *out (malloc'd), at most
+ * AGENT_MAX_PROCS. -1 when out of memory. */
+int sbx__agent_procs_of(const struct agent_msg *a, struct sbx_proc **out, size_t *n);
+
 /* Builds the environment of an execution: base, then extra (both
  * NULL-terminated "NAME=value" lists), an extra entry replacing a base one
  * of the same name. *out is malloc'd (the strings are borrowed). */
