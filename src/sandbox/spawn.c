@@ -55,10 +55,15 @@ static _Noreturn void child_fail(int errfd, const char *stage)
  * ids), mounted over in that copy only. */
 #define CHILD_ROOT_AT "/tmp"
 
-static _Noreturn void spawn_child(int go_fd, int err_fd, int sock_fd, int init_fd, int tree_fd,
-				  const char *hostname, int cap_last)
+static _Noreturn void spawn_child(int go_fd, int go_w, int err_fd, int sock_fd, int init_fd,
+				  int tree_fd, const char *hostname, int cap_last)
 {
 	const char *stage = "move fds";
+	/* The go pipe's write end is the parent's alone: should the daemon die
+	 * before it says go, the read below sees the end of the pipe and the
+	 * child leaves, instead of waiting for ever with a copy of every fd
+	 * the daemon had. */
+	close(go_w);
 	/* Lift every fd we keep above 3 so that dup2 onto 0..3 cannot hit one. */
 	go_fd = fcntl(go_fd, F_DUPFD_CLOEXEC, 10);
 	err_fd = fcntl(err_fd, F_DUPFD_CLOEXEC, 10);
@@ -288,8 +293,8 @@ int ns__spawn(struct ns_sbx *s, const struct sbx_limits *limits, struct bk_err *
 	ns__rootfs_umount(&s->paths);
 	pid_t pid = clone_sandbox(&s->pidfd, (uid_t)sbx__slot_base(s->slot));
 	if (pid == 0)
-		spawn_child(f.go[0], f.report[1], f.agent[1], f.init, tree, s->b->hostname,
-			    s->b->cap_last);
+		spawn_child(f.go[0], f.go[1], f.report[1], f.agent[1], f.init, tree,
+			    s->b->hostname, s->b->cap_last);
 	if (pid < 0)
 		return bk_err_set(err, errno, "cannot clone the sandbox");
 	/* The child's ends are the child's. */

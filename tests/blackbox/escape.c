@@ -1787,7 +1787,7 @@ TEST_TIMEOUT(time_timeout_and_kill, 90)
 			      "setsid sleep 301 >/dev/null 2>&1 </dev/null & echo ok");
 	free(out);
 	/* "ok" can come before the background shell has exec'd sleep. */
-	for (int i = 0; i < 100 && procs_matching(id, "sleep 301", pids, 8) < 1; i++)
+	for (int i = 0; i < 500 && procs_matching(id, "sleep 301", pids, 8) < 1; i++)
 		usleep(20 * 1000);
 	CHECK_INT_EQ(procs_matching(id, "sleep 301", pids, 8), 1);
 
