@@ -204,10 +204,43 @@ void client_manifest_note(const char *kind, const char *what, const char *extra)
  * it: "bunker-<FNV-1a of the directory>". */
 static void cgroup_parent_of(const char *data_dir, char *out, size_t len)
 {
-	uint32_t h = 2166136261u;
-	for (const char *c = data_dir; *c; c++)
-		h = (h ^ (uint8_t)*c) * 16777619u;
-	snprintf(out, len, "bunker-%08x", h);
+	snprintf(out, len, "bunker-%08x", sbx_instance_hash(data_dir));
+}
+
+int client_egress_state(const char *data_dir, bool remove)
+{
+	char hash[16], cmd[128];
+	snprintf(hash, sizeof(hash), "%08x", sbx_instance_hash(data_dir));
+	int n = 0;
+	snprintf(cmd, sizeof(cmd), "nft list table inet bunker_%s >/dev/null 2>&1", hash);
+	if (system(cmd) == 0) {
+		n++;
+		if (remove) {
+			fprintf(stderr, "client: nftables table bunker_%s left behind; removing it\n",
+				hash);
+			snprintf(cmd, sizeof(cmd), "nft delete table inet bunker_%s", hash);
+			if (system(cmd) != 0)
+				fprintf(stderr, "client: cannot delete table bunker_%s\n", hash);
+		}
+	}
+	char prefix[16];
+	snprintf(prefix, sizeof(prefix), "bk%.6s", hash);
+	DIR *dp = opendir("/sys/class/net");
+	struct dirent *de;
+	while (dp != NULL && (de = readdir(dp)) != NULL) {
+		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0)
+			continue;
+		n++;
+		if (remove) {
+			fprintf(stderr, "client: interface %s left behind; removing it\n", de->d_name);
+			snprintf(cmd, sizeof(cmd), "ip link del %s 2>/dev/null", de->d_name);
+			if (system(cmd) != 0)
+				fprintf(stderr, "client: cannot delete interface %s\n", de->d_name);
+		}
+	}
+	if (dp != NULL)
+		closedir(dp);
+	return n;
 }
 
 /* ---- build dir, ports, process control ---- */
@@ -737,6 +770,7 @@ int client_daemon_stop(struct client_daemon *d)
 	d->left_processes = kill_leftovers(d->data_dir);
 	d->left_cgroups = d->cgroup_parent[0] ? cgroups_release(d->cgroup_parent) : 0;
 	d->left_mounts = mounts_left(d->data_dir) + mount_ns_left(d);
+	d->left_net = d->data_dir[0] ? client_egress_state(d->data_dir, true) : 0;
 	rm_tree(d->data_dir);
 	struct stat st;
 	d->left_data_dir = d->data_dir[0] && lstat(d->data_dir, &st) == 0;
@@ -807,7 +841,10 @@ int client_daemon_check(const struct client_daemon *d)
 			d->left_mounts);
 	if (d->left_data_dir)
 		fprintf(stderr, "    its data directory could not be removed\n");
-	problems += d->left_cgroups + d->left_mounts + d->left_data_dir;
+	if (d->left_net > 0)
+		fprintf(stderr, "    %d egress tables and interfaces were left after it stopped\n",
+			d->left_net);
+	problems += d->left_cgroups + d->left_mounts + d->left_data_dir + d->left_net;
 	/* A test's own daemon: its log goes with it, unless there is
 	 * something to read in it (the fixture's goes at exit). */
 	const char *keep = getenv("BUNKER_KEEP_LOGS");

@@ -16,6 +16,7 @@
 #include <jansson.h>
 #include <limits.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -38,6 +39,7 @@ struct client_daemon {
 	int left_processes; /* processes */
 	int left_cgroups;   /* cgroup directories (its parent and what is in it) */
 	int left_mounts;    /* mounts under its data directory */
+	int left_net;	    /* its egress table and interfaces */
 	bool left_data_dir; /* a data directory that could not be removed */
 };
 
@@ -103,6 +105,12 @@ int client_daemon_halt(struct client_daemon *d, int sig);
  * (printed). For a stopped daemon other than the fixture's, it then
  * removes the log directory when there are none (and $BUNKER_KEEP_LOGS is
  * not set), or says where the log is kept. */
+/* The hash that names a daemon's instance (libbunker's, sandbox/sandbox.h,
+ * which the tests' own headers cannot include beside theirs). */
+uint32_t sbx_instance_hash(const char *data_dir);
+/* The egress table and interfaces of a daemon on data_dir that exist on
+ * the host (removed, and said so, with remove). */
+int client_egress_state(const char *data_dir, bool remove);
 int client_daemon_check(const struct client_daemon *d);
 
 /* Lines of the daemon's log that contain both a and b (b may be NULL), or

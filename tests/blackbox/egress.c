@@ -566,26 +566,6 @@ TEST(pip_install_with_package_managers)
 	free(id);
 }
 
-static uint32_t fnv(const char *s)
-{
-	uint32_t h = 2166136261u;
-	for (; *s; s++)
-		h = (h ^ (uint8_t)*s) * 16777619u;
-	return h;
-}
-
-static int host_leftovers(const char *data_dir)
-{
-	char hash[16];
-	snprintf(hash, sizeof(hash), "%08x", fnv(data_dir));
-	int n = 0;
-	if (sh("nft list table inet bunker_%s >/dev/null 2>&1", hash) == 0)
-		n++;
-	if (sh("ls /sys/class/net | grep -q '^bk%.6s'", hash) == 0)
-		n++;
-	return n;
-}
-
 /* Delete, a crash of the daemon and its restart, and a clean stop leave
  * no interface and no table on the host. */
 TEST_TIMEOUT(nothing_left_after_delete_or_crash, 120)
@@ -605,14 +585,14 @@ TEST_TIMEOUT(nothing_left_after_delete_or_crash, 120)
 	char id[64];
 	snprintf(id, sizeof(id), "%s", client_must_str(r.json, "sessionId", r.body));
 	client_resp_free(&r);
-	CHECK(host_leftovers(d.data_dir) == 2); /* its table and its interface */
+	CHECK(client_egress_state(d.data_dir, false) == 2); /* its table and its interface */
 	char path[128];
 	snprintf(path, sizeof(path), "/sessions/%s", id);
 	client_call(&d, "DELETE", path, key, NULL, &r);
 	CHECK_STATUS(&r, 200);
 	client_resp_free(&r);
 	char hash[16];
-	snprintf(hash, sizeof(hash), "%08x", fnv(d.data_dir));
+	snprintf(hash, sizeof(hash), "%08x", sbx_instance_hash(d.data_dir));
 	CHECK_MSG(sh("ls /sys/class/net | grep -q '^bk%.6s'", hash) != 0,
 		  "a deleted session's interface is left");
 	CHECK_MSG(sh("nft list table inet bunker_%s | grep -q s1_out", hash) != 0,
@@ -624,7 +604,7 @@ TEST_TIMEOUT(nothing_left_after_delete_or_crash, 120)
 	CHECK(client_daemon_halt(&d, SIGKILL) >= 0);
 	CHECK(client_daemon_start(&d, args) == 0);
 	CHECK(client_daemon_stop(&d) >= 0);
-	int left = host_leftovers(d.data_dir);
+	int left = client_egress_state(d.data_dir, false);
 	CHECK_MSG(left == 0, "%d things of egress left after a crash, restart and stop", left);
 	CHECK(client_daemon_check(&d) == 0);
 }
