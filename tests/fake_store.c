@@ -528,6 +528,31 @@ static int fs_task_purge(struct store *st, int64_t before_ms, bool fail_unfinish
 	return 0;
 }
 
+/* One node, as SQLite: ownership is never contested here. */
+static int fs_session_claim(struct store *st, const char *id, const char *owner, int64_t epoch,
+			    struct bk_err *err)
+{
+	return 0;
+}
+
+static int fs_node_renew(struct store *st, const struct store_node *n, struct bk_err *err)
+{
+	return 0;
+}
+
+static int fs_node_list(struct store *st, int64_t now_ms, struct store_node **out, size_t *n,
+			struct bk_err *err)
+{
+	*out = NULL;
+	*n = 0;
+	return 0;
+}
+
+static int fs_node_remove(struct store *st, const char *name, struct bk_err *err)
+{
+	return 0;
+}
+
 static const struct store_ops fake_store_ops = {
     .name = "fake",
     .close = fs_close,
@@ -551,6 +576,10 @@ static const struct store_ops fake_store_ops = {
     .session_list_all = fs_session_list_all,
     .session_set_vm = fs_session_set_vm,
     .session_due = fs_session_due,
+    .session_claim = fs_session_claim,
+    .node_renew = fs_node_renew,
+    .node_list = fs_node_list,
+    .node_remove = fs_node_remove,
     .task_insert = fs_task_insert,
     .task_update = fs_task_update,
     .task_get = fs_task_get,

@@ -112,6 +112,20 @@ static const char *const pg_migrations[] = {
     ");"
     "CREATE INDEX tasks_created ON tasks (created_ms);"
     "CREATE INDEX tasks_key_created ON tasks (key_id, created_ms);",
+    /* 1 -> 2: nodes, their leases and load, and the sessions each owns
+     * with a fencing epoch. */
+    "ALTER TABLE sessions ADD COLUMN owner text NOT NULL DEFAULT '';"
+    "ALTER TABLE sessions ADD COLUMN epoch bigint NOT NULL DEFAULT 0;"
+    "CREATE INDEX sessions_owner ON sessions (owner);"
+    "CREATE TABLE nodes ("
+    "  name text PRIMARY KEY,"
+    "  advertise text NOT NULL,"
+    "  started_ms bigint NOT NULL,"
+    "  renewed_ms bigint NOT NULL,"
+    "  lease_ms bigint NOT NULL,"
+    "  free_mb bigint NOT NULL DEFAULT 0,"
+    "  awake bigint NOT NULL DEFAULT 0"
+    ");",
 };
 
 _Static_assert(ARRAY_SIZE(pg_migrations) == STORE_PG_SCHEMA_VERSION,
@@ -513,6 +527,10 @@ static const struct store_ops pg_ops = {
     .session_list_all = pg__session_list_all,
     .session_set_vm = pg__session_set_vm,
     .session_due = pg__session_due,
+    .session_claim = pg__session_claim,
+    .node_renew = pg__node_renew,
+    .node_list = pg__node_list,
+    .node_remove = pg__node_remove,
     .task_insert = pg__task_insert,
     .task_update = pg__task_update,
     .task_get = pg__task_get,

@@ -35,11 +35,13 @@ static int session_insert_locked(struct store *st, const struct store_session *s
 	pg__int(&p, s->exec_count);
 	pg__int(&p, s->cpu_ms);
 	pg__int(&p, s->vm_runtime_ms);
-	_Static_assert(STORE_SESSION_NCOLS == 22, "one parameter per column");
+	pg__text(&p, s->owner);
+	pg__int(&p, s->epoch);
+	_Static_assert(STORE_SESSION_NCOLS == 24, "one parameter per column");
 	return pg__run(st,
 		       "INSERT INTO sessions (" STORE_SESSION_COLS ") VALUES ($1, $2, $3, $4, $5, "
 		       "$6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, "
-		       "$21, $22)",
+		       "$21, $22, $23, $24)",
 		       &p, err, "cannot insert session '%s' for key '%s'", s->id, s->key_id);
 }
 
@@ -107,12 +109,15 @@ int pg__session_touch(struct store *st, const char *id, int64_t last_active_ms, 
 	pg__int(&p, cpu_ms);
 	pg__int(&p, vm_runtime_ms);
 	pg__text(&p, id);
+	pg__text(&p, st->node);
 	_cleanup_pg_unlock_ pthread_mutex_t *lock = pg__lock(st);
-	return session_change(st,
-			      "UPDATE sessions SET last_active_ms = GREATEST(last_active_ms, "
-			      "$1::bigint), exec_count = exec_count + $2, cpu_ms = cpu_ms + $3, "
-			      "vm_runtime_ms = vm_runtime_ms + $4 WHERE id = $5",
-			      &p, "touch", id, err);
+	return session_change(
+	    st,
+	    "UPDATE sessions SET last_active_ms = GREATEST(last_active_ms, "
+	    "$1::bigint), exec_count = exec_count + $2, cpu_ms = cpu_ms + $3, "
+	    "vm_runtime_ms = vm_runtime_ms + $4 WHERE id = $5 AND ($6::text = '' OR "
+	    "owner = $6)",
+	    &p, "touch", id, err);
 }
 
 int pg__session_set_state(struct store *st, const char *id, enum store_session_state state,
@@ -121,9 +126,12 @@ int pg__session_set_state(struct store *st, const char *id, enum store_session_s
 	struct pg_params p = {0};
 	pg__int(&p, (int)state);
 	pg__text(&p, id);
+	pg__text(&p, st->node);
 	_cleanup_pg_unlock_ pthread_mutex_t *lock = pg__lock(st);
-	return session_change(st, "UPDATE sessions SET state = $1 WHERE id = $2", &p,
-			      "set the state of", id, err);
+	return session_change(st,
+			      "UPDATE sessions SET state = $1 WHERE id = $2 AND ($3::text = '' OR "
+			      "owner = $3)",
+			      &p, "set the state of", id, err);
 }
 
 static int session_set_vm_locked(struct store *st, const char *id, enum store_vm_state vm,
@@ -136,9 +144,10 @@ static int session_set_vm_locked(struct store *st, const char *id, enum store_vm
 	pg__int(&p, ends_ms);
 	pg__int(&p, (int)state);
 	pg__text(&p, id);
+	pg__text(&p, st->node);
 	return session_change(st,
 			      "UPDATE sessions SET vm_state = $1, vm_spawned_ms = $2, vm_ends_ms = "
-			      "$3, state = $4 WHERE id = $5",
+			      "$3, state = $4 WHERE id = $5 AND ($6::text = '' OR owner = $6)",
 			      &p, "record the VM of", id, err);
 }
 
@@ -222,10 +231,20 @@ int pg__session_list_all(struct store *st, struct store_session **out, size_t *n
 {
 	*out = NULL;
 	*n = 0;
+	struct pg_params p = {0};
+	pg__text(&p, st->node);
 	_cleanup_pg_unlock_ pthread_mutex_t *lock = pg__lock(st);
+	/* Sessions that no node owns (written before nodes existed) become
+	 * this node's; those of other nodes are theirs. */
+	if (st->node[0] &&
+	    pg__run(st, "UPDATE sessions SET owner = $1, epoch = epoch + 1 WHERE owner = ''", &p,
+		    err, "cannot take the sessions no node owns") < 0)
+		return -1;
 	_cleanup_result_ PGresult *res = NULL;
-	if (pg__exec(st, "SELECT " STORE_SESSION_COLS " FROM sessions ORDER BY created_ms, id",
-		     NULL, &res, err, "cannot list all sessions") < 0)
+	if (pg__exec(st,
+		     "SELECT " STORE_SESSION_COLS " FROM sessions WHERE $1::text = '' OR owner = "
+		     "$1 ORDER BY created_ms, id",
+		     &p, &res, err, "cannot list the sessions of this node") < 0)
 		return -1;
 	_cleanup_page_ struct store__page page = {0};
 	for (int i = 0; i < PQntuples(res); i++) {
@@ -244,12 +263,14 @@ int pg__session_due(struct store *st, int64_t now_ms, char (*ids)[32], size_t ma
 	struct pg_params p = {0};
 	pg__int(&p, now_ms);
 	pg__int(&p, (int64_t)max);
+	pg__text(&p, st->node);
 	_cleanup_pg_unlock_ pthread_mutex_t *lock = pg__lock(st);
 	_cleanup_result_ PGresult *res = NULL;
 	if (pg__exec(st,
-		     "SELECT id, expires_ms AS due FROM sessions WHERE expires_ms <= $1 UNION "
-		     "SELECT id, vm_ends_ms AS due FROM sessions WHERE vm_ends_ms > 0 AND "
-		     "vm_ends_ms <= $1 AND vm_state = 1 ORDER BY due, id LIMIT $2",
+		     "SELECT id, expires_ms AS due FROM sessions WHERE expires_ms <= $1 AND "
+		     "($3::text = '' OR owner = $3) UNION SELECT id, vm_ends_ms AS due FROM "
+		     "sessions WHERE vm_ends_ms > 0 AND vm_ends_ms <= $1 AND vm_state = 1 AND "
+		     "($3::text = '' OR owner = $3) ORDER BY due, id LIMIT $2",
 		     &p, &res, err, "cannot find sessions that are due") < 0)
 		return -1;
 	for (int i = 0; i < PQntuples(res) && *n < max; i++) {
@@ -262,4 +283,19 @@ int pg__session_due(struct store *st, int64_t now_ms, char (*ids)[32], size_t ma
 		(*n)++;
 	}
 	return 0;
+}
+
+int pg__session_claim(struct store *st, const char *id, const char *owner, int64_t epoch,
+		      struct bk_err *err)
+{
+	struct pg_params p = {0};
+	pg__text(&p, st->node);
+	pg__text(&p, id);
+	pg__text(&p, owner);
+	pg__int(&p, epoch);
+	_cleanup_pg_unlock_ pthread_mutex_t *lock = pg__lock(st);
+	return session_change(st,
+			      "UPDATE sessions SET owner = $1, epoch = epoch + 1 WHERE id = $2 AND "
+			      "owner = $3 AND epoch = $4",
+			      &p, "claim", id, err);
 }

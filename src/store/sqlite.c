@@ -138,6 +138,20 @@ static const char *const store_migrations[] = {
     "  expires_ms INTEGER NOT NULL,"
     "  PRIMARY KEY (key_id, idem_key)"
     ");",
+    /* 6 -> 7: nodes and the sessions they own (one node on SQLite, but
+     * the same records as PostgreSQL's). */
+    "ALTER TABLE sessions ADD COLUMN owner TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE sessions ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX sessions_owner ON sessions (owner);"
+    "CREATE TABLE nodes ("
+    "  name TEXT PRIMARY KEY,"
+    "  advertise TEXT NOT NULL,"
+    "  started_ms INTEGER NOT NULL,"
+    "  renewed_ms INTEGER NOT NULL,"
+    "  lease_ms INTEGER NOT NULL,"
+    "  free_mb INTEGER NOT NULL DEFAULT 0,"
+    "  awake INTEGER NOT NULL DEFAULT 0"
+    ");",
 };
 
 _Static_assert(ARRAY_SIZE(store_migrations) == STORE_SCHEMA_VERSION,
@@ -396,6 +410,10 @@ static const struct store_ops sqlite_ops = {
     .session_list_all = sqlite__session_list_all,
     .session_set_vm = sqlite__session_set_vm,
     .session_due = sqlite__session_due,
+    .session_claim = sqlite__session_claim,
+    .node_renew = sqlite__node_renew,
+    .node_list = sqlite__node_list,
+    .node_remove = sqlite__node_remove,
     .task_insert = sqlite__task_insert,
     .task_update = sqlite__task_update,
     .task_get = sqlite__task_get,
