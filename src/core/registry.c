@@ -110,6 +110,15 @@ static int registry_load(struct core *core, const char *key_id, const char *id,
 		pthread_mutex_unlock(&core->load_lock);
 		return r < 0 ? -1 : bk_err_kind(err, BK_E_NOT_FOUND, "session '%s' not found", id);
 	}
+	/* Another node's: it runs there, never here as well (the API relays
+	 * requests for it before they get this far). */
+	if (core->cfg.node[0] && row.owner[0] && strcmp(row.owner, core->cfg.node) != 0) {
+		pthread_mutex_unlock(&core->load_lock);
+		int rc = bk_err_kind(err, BK_E_UNAVAILABLE, "session '%s' is served by node '%s'",
+				     id, row.owner);
+		store_session_release(&row);
+		return rc;
+	}
 	s = core__session_new(&row);
 	store_session_release(&row);
 	if (s == NULL) {

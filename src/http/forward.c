@@ -6,14 +6,25 @@
  * de-chunks the body), so the request is written again from what it
  * parsed and the answer's framing is read with the same helpers as the
  * relay's (http/http_text.h) and decoded for libmicrohttpd to frame once
- * more. One connection per request, closed after it: a peer's answer is
- * never mixed up with another's.
+ * more.
+ *
+ * Connections to peers are kept alive and reused (struct forward_pool): a
+ * new one per request cost a connect, a pass through the peer's front door
+ * and a thread of its libmicrohttpd, about 2 ms here. One that is reused
+ * carries one request at a time, and goes back to the pool only once its
+ * answer was read to its end; one that the peer closed meanwhile (its idle
+ * timeout) is found so before use, or fails before a byte of its answer,
+ * and the request is then sent again on a new one (its body too, when it
+ * was small enough to keep: a request that cannot be sent again is not
+ * sent on a reused connection).
  */
 #include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +41,12 @@
 #define FORWARD_HEAD_MAX (32 * 1024)
 /* Bytes read from the peer at a time. */
 #define FORWARD_BUF (64 * 1024)
+/* Idle connections kept, to every peer together, and for how long (the
+ * peer closes an idle one after its --idle-timeout, 60 s by default). */
+#define FORWARD_POOL_MAX 32
+#define FORWARD_POOL_IDLE_US (20 * 1000000LL)
+/* The most of a body kept to send again on a new connection. */
+#define FORWARD_REPLAY_MAX (64 * 1024)
 
 enum forward_framing {
 	FWD_NONE = 0,	 /* no body */
@@ -44,23 +61,101 @@ enum forward_framing {
 
 struct http_forward {
 	int fd;
-	bool chunked_up; /* the request's body goes up chunked */
-	bool head_only;	 /* HEAD: the answer has no body */
-	char *buf;	 /* FORWARD_BUF bytes read from the peer */
-	size_t at, len;	 /* what of buf is not consumed yet */
+	char url[256];
+	bool reused;	   /* fd came from the pool */
+	bool keep_alive;   /* fd may go back to the pool once the answer is read */
+	struct buf replay; /* the head and body sent, while they may be sent again */
+	bool chunked_up;   /* the request's body goes up chunked */
+	bool head_only;	   /* HEAD: the answer has no body */
+	char *buf;	   /* FORWARD_BUF bytes read from the peer */
+	size_t at, len;	   /* what of buf is not consumed yet */
 	enum forward_framing fr;
 	uint64_t left;
 	char line[256]; /* a chunk-size or trailer line being read */
 	size_t line_len;
 	char content_type[160];
+	uint64_t got; /* bytes of answer received */
 };
+
+/* ---- the pool of idle connections ---- */
+
+static struct {
+	pthread_mutex_t lock;
+	int n;
+	struct {
+		int fd;
+		int64_t since_us;
+		char url[256];
+	} idle[FORWARD_POOL_MAX];
+} pool = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* Whether an idle connection is still good: nothing to read (a peer that
+ * closed it shows as readable, at its end) and no error. */
+static bool idle_alive(int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
+	return poll(&p, 1, 0) == 0;
+}
+
+/* An idle connection to url, or -1. */
+static int pool_take(const char *url)
+{
+	int64_t now = mono_us();
+	for (;;) {
+		int fd = -1;
+		pthread_mutex_lock(&pool.lock);
+		for (int i = pool.n - 1; i >= 0; i--) {
+			if (strcmp(pool.idle[i].url, url) != 0)
+				continue;
+			fd = pool.idle[i].fd;
+			bool fresh = now - pool.idle[i].since_us < FORWARD_POOL_IDLE_US;
+			pool.idle[i] = pool.idle[--pool.n];
+			if (!fresh) {
+				close(fd);
+				fd = -2;
+			}
+			break;
+		}
+		pthread_mutex_unlock(&pool.lock);
+		if (fd == -1)
+			return -1;
+		if (fd >= 0 && idle_alive(fd))
+			return fd;
+		if (fd >= 0)
+			close(fd);
+	}
+}
+
+static void pool_put(const char *url, int fd)
+{
+	pthread_mutex_lock(&pool.lock);
+	if (pool.n == FORWARD_POOL_MAX) {
+		/* The oldest makes room. */
+		close(pool.idle[0].fd);
+		memmove(&pool.idle[0], &pool.idle[1],
+			sizeof(pool.idle[0]) * (FORWARD_POOL_MAX - 1));
+		pool.n--;
+	}
+	pool.idle[pool.n].fd = fd;
+	pool.idle[pool.n].since_us = mono_us();
+	snprintf(pool.idle[pool.n].url, sizeof(pool.idle[pool.n].url), "%s", url);
+	pool.n++;
+	pthread_mutex_unlock(&pool.lock);
+}
 
 void http_forward_free(struct http_forward *f)
 {
 	if (f == NULL)
 		return;
-	if (f->fd >= 0)
+	/* A connection whose answer was read to its end carries the next
+	 * request; any other is closed (what is left of an answer on it
+	 * would be read as the next one's). */
+	if (f->fd >= 0 && f->keep_alive && (f->fr == FWD_DONE || f->fr == FWD_NONE) &&
+	    f->at == f->len)
+		pool_put(f->url, f->fd);
+	else if (f->fd >= 0)
 		close(f->fd);
+	buf_free(&f->replay);
 	free(f->buf);
 	free(f);
 }
@@ -108,8 +203,8 @@ static void head_str(struct head_buf *b, const char *s)
 static bool hop_by_hop(const char *name)
 {
 	static const char *const names[] = {
-	    "Connection",	 "Keep-Alive", "Proxy-Connection", "TE",		"Trailer",
-	    "Transfer-Encoding", "Upgrade",    "Content-Length",   "Expect",	"Date",
+	    "Connection",	  "Keep-Alive", "Proxy-Connection", "TE",     "Trailer",
+	    "Transfer-Encoding",  "Upgrade",	"Content-Length",   "Expect", "Date",
 	    "Proxy-Authorization"};
 	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
 		if (strcasecmp(name, names[i]) == 0)
@@ -159,7 +254,8 @@ static int url_split(const char *url, char *host, size_t hostlen, char *port, si
 		     struct bk_err *err)
 {
 	if (strncmp(url, "http://", 7) != 0)
-		return bk_err_kind(err, BK_E_INTERNAL, "cannot reach '%s': not an http:// URL", url);
+		return bk_err_kind(err, BK_E_INTERNAL, "cannot reach '%s': not an http:// URL",
+				   url);
 	const char *h = url + 7, *end;
 	if (*h == '[') {
 		end = strchr(h, ']');
@@ -273,21 +369,56 @@ int http_forward_open(const struct http_request *req, const char *url, const cha
 	}
 	if (req->content_length >= 0) {
 		char cl[48];
-		snprintf(cl, sizeof(cl), "Content-Length: %lld\r\n", (long long)req->content_length);
+		snprintf(cl, sizeof(cl), "Content-Length: %lld\r\n",
+			 (long long)req->content_length);
 		head_str(&b, cl);
 	} else if (req->has_body) {
 		head_str(&b, "Transfer-Encoding: chunked\r\n");
 		f->chunked_up = true;
 	}
-	head_str(&b, "Connection: close\r\n\r\n");
+	head_str(&b, "\r\n");
 	_cleanup_free_ char *head = b.s;
 	if (b.failed)
 		return bk_err_set(err, ENOMEM, "cannot forward the request");
-	f->fd = http_connect_url(url, err);
-	if (f->fd < 0 || send_all(f->fd, head, b.len, err) < 0)
+	snprintf(f->url, sizeof(f->url), "%s", url);
+	/* A reused connection may turn out closed after the request went:
+	 * the head (and the body) are kept to be sent again. */
+	buf_init(&f->replay, FORWARD_REPLAY_MAX);
+	f->fd = pool_take(url);
+	f->reused = f->fd >= 0;
+	if (f->reused && (buf_append(&f->replay, head, b.len) < 0 || f->replay.truncated)) {
+		close(f->fd);
+		f->fd = -1;
+		f->reused = false;
+	}
+	if (f->fd < 0)
+		f->fd = http_connect_url(url, err);
+	if (f->fd < 0)
 		return -1;
+	if (send_all(f->fd, head, b.len, err) < 0) {
+		if (!f->reused)
+			return -1;
+		/* Closed while idle: a new connection, once. */
+		close(f->fd);
+		f->reused = false;
+		buf_free(&f->replay);
+		bk_err_clear(err);
+		f->fd = http_connect_url(url, err);
+		if (f->fd < 0 || send_all(f->fd, head, b.len, err) < 0)
+			return -1;
+	}
 	*out = steal_ptr(&f);
 	return 0;
+}
+
+/* Sends p on f, and keeps it while f may have to send it again. */
+static int forward_send(struct http_forward *f, const char *p, size_t n, struct bk_err *err)
+{
+	if (f->reused && f->replay.data) {
+		if (buf_append(&f->replay, p, n) < 0 || f->replay.truncated)
+			buf_free(&f->replay); /* too much to send again: not sent again */
+	}
+	return send_all(f->fd, p, n, err);
 }
 
 int http_forward_body(struct http_forward *f, const char *data, size_t len, struct bk_err *err)
@@ -297,11 +428,12 @@ int http_forward_body(struct http_forward *f, const char *data, size_t len, stru
 	if (f->chunked_up) {
 		char size[24];
 		int n = snprintf(size, sizeof(size), "%zx\r\n", len);
-		if (send_all(f->fd, size, (size_t)n, err) < 0 || send_all(f->fd, data, len, err) < 0)
+		if (forward_send(f, size, (size_t)n, err) < 0 ||
+		    forward_send(f, data, len, err) < 0)
 			return -1;
-		return send_all(f->fd, "\r\n", 2, err);
+		return forward_send(f, "\r\n", 2, err);
 	}
-	return send_all(f->fd, data, len, err);
+	return forward_send(f, data, len, err);
 }
 
 /* More bytes from the peer into buf (which must be consumed): the count,
@@ -314,6 +446,7 @@ static ssize_t fill(struct http_forward *f)
 	while (n < 0 && errno == EINTR);
 	f->at = 0;
 	f->len = n > 0 ? (size_t)n : 0;
+	f->got += f->len;
 	return n;
 }
 
@@ -454,20 +587,34 @@ static void forward_stream_free(void *ctx)
 static bool res_has(const struct http_response *res, const char *name, size_t n)
 {
 	for (int i = 0; i < res->n_headers; i++)
-		if (strlen(res->headers[i].name) == n && strncasecmp(res->headers[i].name, name, n) == 0)
+		if (strlen(res->headers[i].name) == n &&
+		    strncasecmp(res->headers[i].name, name, n) == 0)
 			return true;
 	return false;
 }
 
 int http_forward_answer(struct http_forward *f, struct http_response *res, struct bk_err *err)
 {
-	if (f->chunked_up && send_all(f->fd, "0\r\n\r\n", 5, err) < 0) {
+	if (f->chunked_up && forward_send(f, "0\r\n\r\n", 5, err) < 0 && !f->reused) {
 		http_forward_free(f);
 		return -1;
 	}
 	char *head;
 	size_t head_len;
-	if (read_head(f, &head, &head_len, err) < 0) {
+	int rc = read_head(f, &head, &head_len, err);
+	if (rc < 0 && f->reused && f->got == 0 && f->replay.data) {
+		/* The peer had closed the idle connection: the same request on a
+		 * new one. */
+		close(f->fd);
+		f->reused = false;
+		bk_err_clear(err);
+		f->fd = http_connect_url(f->url, err);
+		rc = f->fd < 0 || send_all(f->fd, f->replay.data, f->replay.len, err) < 0
+			 ? -1
+			 : read_head(f, &head, &head_len, err);
+	}
+	buf_free(&f->replay);
+	if (rc < 0) {
 		http_forward_free(f);
 		return -1;
 	}
@@ -479,7 +626,7 @@ int http_forward_answer(struct http_forward *f, struct http_response *res, struc
 		return bk_err_kind(err, BK_E_UNAVAILABLE, "the peer's answer is not HTTP/1.1");
 	}
 	int status = (h[9] - '0') * 100 + (h[10] - '0') * 10 + (h[11] - '0');
-	bool chunked = false, has_cl = false;
+	bool chunked = false, has_cl = false, close_after = false;
 	uint64_t cl = 0;
 	struct http_response hdrs = {0};
 	const char *line = strstr(h, "\r\n") + 2;
@@ -492,6 +639,9 @@ int http_forward_answer(struct http_forward *f, struct http_response *res, struc
 			} else if (http__eq_ci(fl.name, fl.name_len, "content-length")) {
 				if (http__parse_content_length(fl.value, fl.value_len, &cl) == 0)
 					has_cl = true;
+			} else if (http__eq_ci(fl.name, fl.name_len, "connection")) {
+				close_after =
+				    http__list_has(fl.value, fl.value_len, "close", false);
 			} else if (http__eq_ci(fl.name, fl.name_len, "content-type")) {
 				snprintf(f->content_type, sizeof(f->content_type), "%.*s",
 					 (int)fl.value_len, fl.value);
@@ -516,6 +666,7 @@ int http_forward_answer(struct http_forward *f, struct http_response *res, struc
 	else
 		f->fr = FWD_UNTIL_CLOSE;
 	f->left = cl;
+	f->keep_alive = !close_after && f->fr != FWD_UNTIL_CLOSE && strncmp(h, "HTTP/1.1", 8) == 0;
 	for (int i = 0; i < hdrs.n_headers; i++)
 		http_response_header(res, hdrs.headers[i].name, "%s", hdrs.headers[i].value);
 	const char *ctype = f->content_type[0] ? f->content_type : NULL;

@@ -53,9 +53,11 @@ struct http_conn {
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 	struct http_client client;
-	char ip[64];	     /* the client's address, as text */
-	char host[320];	     /* the Host of its first request ("" when none) */
-	char target[1024];   /* its request-target, cut short if longer */
+	char ip[64];	   /* the client's address, as text */
+	char host[320];	   /* the Host of its first request ("" when none) */
+	char target[1024]; /* its request-target, cut short if longer */
+	char hop[256];	   /* its hosts.hop_name header's value ("" when none) */
+	bool has_hop;
 	char method[16];     /* the method of its first request */
 	int64_t deadline_us; /* its first head must be in by then */
 	int have;	     /* bytes of head seen at the last look */

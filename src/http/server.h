@@ -266,6 +266,10 @@ struct http_upstream {
 	 * Authorization and X-API-Key before a request goes up; NULL: none.
 	 * Borrowed until release(). */
 	const char *key_prefix;
+	/* A line ("Name: value", borrowed until release()) added to every
+	 * request head relayed, in place of any line of the hooks' hop_name
+	 * the client sent (which is always dropped); NULL: none. */
+	const char *hop_line;
 	/* Once per request head relayed; may be NULL. Called from a relay
 	 * worker, which serves other connections too: it must be quick. */
 	void (*on_request)(void *ctx);
@@ -285,10 +289,14 @@ struct http_host_hooks {
 	enum http_route (*route)(void *ctx, const char *host, const char *target);
 	/* For a HTTP_ROUTE_RELAY request: fills up and returns 0, or fills res
 	 * with the answer to give instead (an error page; body and headers
-	 * only, no stream) and returns -1. May block (it may wake what it
-	 * connects to); runs on the connection's own thread. */
-	int (*open)(void *ctx, const char *host, const char *target, struct http_upstream *up,
-		    struct http_response *res);
+	 * only, no stream) and returns -1. hop is the value of the first
+	 * request's hop_name header, NULL when it had none. May block (it may
+	 * wake what it connects to); runs on the connection's own thread. */
+	int (*open)(void *ctx, const char *host, const char *target, const char *hop,
+		    struct http_upstream *up, struct http_response *res);
+	/* A header that is never relayed as the client sent it (see
+	 * struct http_upstream's hop_line); NULL: none. */
+	const char *hop_name;
 	void *ctx;
 };
 
