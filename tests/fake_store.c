@@ -535,6 +535,11 @@ static int fs_session_claim(struct store *st, const char *id, const char *owner,
 	return 0;
 }
 
+static int fs_session_release(struct store *st, const char *id, struct bk_err *err)
+{
+	return 0;
+}
+
 static int fs_node_renew(struct store *st, const struct store_node *n, struct bk_err *err)
 {
 	return 0;
@@ -577,6 +582,7 @@ static const struct store_ops fake_store_ops = {
     .session_set_vm = fs_session_set_vm,
     .session_due = fs_session_due,
     .session_claim = fs_session_claim,
+    .session_release = fs_session_release,
     .node_renew = fs_node_renew,
     .node_list = fs_node_list,
     .node_remove = fs_node_remove,

@@ -58,6 +58,9 @@ static void usage(FILE *f)
 	      "  --cluster-secret-file F  the secret nodes show each other when they relay\n"
 	      "                         a request (the operator token; without either,\n"
 	      "                         nothing is relayed)\n"
+	      "  --snapshots-shared     --snapshot-dir is one directory every node reaches:\n"
+	      "                         sleeping sessions are released, and woken by any\n"
+	      "                         node\n"
 	      "  --id-slots FIRST:COUNT host id ranges of this node's sessions (all;\n"
 	      "                         nodes on one host need ranges of their own)\n"
 	      "  --version              print the version and cgroup mode\n",
@@ -126,6 +129,7 @@ int main(int argc, char **argv)
 		O_OPERATOR,
 		O_CLUSTER_SECRET,
 		O_SLOTS,
+		O_SNAP_SHARED,
 		O_VERSION,
 		O_HELP
 	};
@@ -157,6 +161,7 @@ int main(int argc, char **argv)
 	    {"operator-token-file", required_argument, NULL, O_OPERATOR},
 	    {"cluster-secret-file", required_argument, NULL, O_CLUSTER_SECRET},
 	    {"id-slots", required_argument, NULL, O_SLOTS},
+	    {"snapshots-shared", no_argument, NULL, O_SNAP_SHARED},
 	    {"version", no_argument, NULL, O_VERSION},
 	    {"help", no_argument, NULL, O_HELP},
 	    {0},
@@ -256,6 +261,9 @@ int main(int argc, char **argv)
 			break;
 		case O_CLUSTER_SECRET:
 			cluster_file = optarg;
+			break;
+		case O_SNAP_SHARED:
+			cfg.snapshots_shared = true;
 			break;
 		case O_SLOTS: {
 			char *colon = strchr(optarg, ':');

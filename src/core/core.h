@@ -29,6 +29,11 @@ struct core_config {
 	 * base URL its peers reach it at. "": a core of its own, no lease. */
 	char node[64];
 	char advertise[256];
+	/* The backend's snapshot directory is one that every node reaches
+	 * (--snapshots-shared): a session this node puts to deep sleep is
+	 * released, and whichever node a request for it reaches claims it and
+	 * wakes it there. */
+	bool snapshots_shared;
 };
 
 /* ---- nodes (core/cluster.c) ----

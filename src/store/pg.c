@@ -528,6 +528,7 @@ static const struct store_ops pg_ops = {
     .session_set_vm = pg__session_set_vm,
     .session_due = pg__session_due,
     .session_claim = pg__session_claim,
+    .session_release = pg__session_release,
     .node_renew = pg__node_renew,
     .node_list = pg__node_list,
     .node_remove = pg__node_remove,

@@ -126,6 +126,7 @@ int pg__session_due(struct store *st, int64_t now_ms, char (*ids)[32], size_t ma
 		    struct bk_err *err);
 int pg__session_claim(struct store *st, const char *id, const char *owner, int64_t epoch,
 		      struct bk_err *err);
+int pg__session_release(struct store *st, const char *id, struct bk_err *err);
 int pg__node_renew(struct store *st, const struct store_node *n, struct bk_err *err);
 int pg__node_list(struct store *st, int64_t now_ms, struct store_node **out, size_t *n,
 		  struct bk_err *err);

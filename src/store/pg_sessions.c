@@ -96,8 +96,13 @@ int pg__session_delete(struct store *st, const char *id, struct bk_err *err)
 {
 	struct pg_params p = {0};
 	pg__text(&p, id);
+	pg__text(&p, st->node);
 	_cleanup_pg_unlock_ pthread_mutex_t *lock = pg__lock(st);
-	return session_change(st, "DELETE FROM sessions WHERE id = $1", &p, "delete", id, err);
+	return session_change(
+	    st,
+	    "DELETE FROM sessions WHERE id = $1 AND ($2::text = '' OR owner = $2 OR "
+	    "owner = '')",
+	    &p, "delete", id, err);
 }
 
 int pg__session_touch(struct store *st, const char *id, int64_t last_active_ms, int64_t execs,
@@ -234,11 +239,14 @@ int pg__session_list_all(struct store *st, struct store_session **out, size_t *n
 	struct pg_params p = {0};
 	pg__text(&p, st->node);
 	_cleanup_pg_unlock_ pthread_mutex_t *lock = pg__lock(st);
-	/* Sessions that no node owns (written before nodes existed) become
-	 * this node's; those of other nodes are theirs. */
+	/* Sessions that no node owns and never did (written before nodes
+	 * existed: epoch 0) become this node's; released ones are for
+	 * whoever claims them, and those of other nodes are theirs. */
 	if (st->node[0] &&
-	    pg__run(st, "UPDATE sessions SET owner = $1, epoch = epoch + 1 WHERE owner = ''", &p,
-		    err, "cannot take the sessions no node owns") < 0)
+	    pg__run(st,
+		    "UPDATE sessions SET owner = $1, epoch = epoch + 1 WHERE owner = '' AND "
+		    "epoch = 0",
+		    &p, err, "cannot take the sessions no node owns") < 0)
 		return -1;
 	_cleanup_result_ PGresult *res = NULL;
 	if (pg__exec(st,
@@ -268,7 +276,8 @@ int pg__session_due(struct store *st, int64_t now_ms, char (*ids)[32], size_t ma
 	_cleanup_result_ PGresult *res = NULL;
 	if (pg__exec(st,
 		     "SELECT id, expires_ms AS due FROM sessions WHERE expires_ms <= $1 AND "
-		     "($3::text = '' OR owner = $3) UNION SELECT id, vm_ends_ms AS due FROM "
+		     "($3::text = '' OR owner = $3 OR owner = '') UNION SELECT id, vm_ends_ms AS "
+		     "due FROM "
 		     "sessions WHERE vm_ends_ms > 0 AND vm_ends_ms <= $1 AND vm_state = 1 AND "
 		     "($3::text = '' OR owner = $3) ORDER BY due, id LIMIT $2",
 		     &p, &res, err, "cannot find sessions that are due") < 0)
@@ -298,4 +307,17 @@ int pg__session_claim(struct store *st, const char *id, const char *owner, int64
 			      "UPDATE sessions SET owner = $1, epoch = epoch + 1 WHERE id = $2 AND "
 			      "owner = $3 AND epoch = $4",
 			      &p, "claim", id, err);
+}
+
+int pg__session_release(struct store *st, const char *id, struct bk_err *err)
+{
+	struct pg_params p = {0};
+	pg__text(&p, id);
+	pg__text(&p, st->node);
+	pg__int(&p, STORE_SESSION_DEEP_SLEEP);
+	_cleanup_pg_unlock_ pthread_mutex_t *lock = pg__lock(st);
+	return session_change(st,
+			      "UPDATE sessions SET owner = '', epoch = epoch + 1 WHERE id = $1 AND "
+			      "owner = $2 AND owner <> '' AND state = $3",
+			      &p, "release", id, err);
 }

@@ -411,6 +411,7 @@ static const struct store_ops sqlite_ops = {
     .session_set_vm = sqlite__session_set_vm,
     .session_due = sqlite__session_due,
     .session_claim = sqlite__session_claim,
+    .session_release = sqlite__session_release,
     .node_renew = sqlite__node_renew,
     .node_list = sqlite__node_list,
     .node_remove = sqlite__node_remove,

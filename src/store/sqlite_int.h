@@ -106,6 +106,7 @@ int sqlite__session_due(struct store *st, int64_t now_ms, char (*ids)[32], size_
 			struct bk_err *err);
 int sqlite__session_claim(struct store *st, const char *id, const char *owner, int64_t epoch,
 			  struct bk_err *err);
+int sqlite__session_release(struct store *st, const char *id, struct bk_err *err);
 int sqlite__node_renew(struct store *st, const struct store_node *n, struct bk_err *err);
 int sqlite__node_list(struct store *st, int64_t now_ms, struct store_node **out, size_t *n,
 		      struct bk_err *err);

@@ -132,9 +132,12 @@ int sqlite__session_delete(struct store *st, const char *id, struct bk_err *err)
 {
 	_cleanup_unlock_ pthread_mutex_t *lock = sqlite__lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
-	if (sqlite3_prepare_v2(SQ(st)->db, "DELETE FROM sessions WHERE id = ?", -1, &stmt, NULL) !=
-		SQLITE_OK ||
+	if (sqlite3_prepare_v2(SQ(st)->db,
+			       "DELETE FROM sessions WHERE id = ?1 AND (?2 = '' OR owner = ?2 OR "
+			       "owner = '')",
+			       -1, &stmt, NULL) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 2, st->node, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_step(stmt) != SQLITE_DONE)
 		return sqlite__fail(st, err, "cannot delete session '%s'", id);
 	return sqlite3_changes(SQ(st)->db) > 0 ? 1 : 0;
@@ -336,7 +339,7 @@ int sqlite__session_due(struct store *st, int64_t now_ms, char (*ids)[32], size_
 	if (sqlite3_prepare_v2(
 		SQ(st)->db,
 		"SELECT id, expires_ms AS due FROM sessions WHERE expires_ms <= ?1 "
-		"AND (?3 = '' OR owner = ?3) "
+		"AND (?3 = '' OR owner = ?3 OR owner = '') "
 		"UNION SELECT id, vm_ends_ms AS due FROM sessions WHERE vm_ends_ms > 0 "
 		"AND vm_ends_ms <= ?1 AND vm_state = 1 AND (?3 = '' OR owner = ?3) "
 		"ORDER BY due LIMIT ?2",
@@ -368,5 +371,22 @@ int sqlite__session_claim(struct store *st, const char *id, const char *owner, i
 	    sqlite3_bind_text(stmt, 3, owner, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_int64(stmt, 4, epoch) != SQLITE_OK || sqlite3_step(stmt) != SQLITE_DONE)
 		return sqlite__fail(st, err, "cannot claim session '%s'", id);
+	return sqlite3_changes(SQ(st)->db) > 0 ? 1 : 0;
+}
+
+int sqlite__session_release(struct store *st, const char *id, struct bk_err *err)
+{
+	_cleanup_unlock_ pthread_mutex_t *lock = sqlite__lock(st);
+	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
+	if (sqlite3_prepare_v2(
+		SQ(st)->db,
+		"UPDATE sessions SET owner = '', epoch = epoch + 1 WHERE id = ?1 AND "
+		"owner = ?2 AND owner <> '' AND state = ?3",
+		-1, &stmt, NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 2, st->node, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int(stmt, 3, STORE_SESSION_DEEP_SLEEP) != SQLITE_OK ||
+	    sqlite3_step(stmt) != SQLITE_DONE)
+		return sqlite__fail(st, err, "cannot release session '%s'", id);
 	return sqlite3_changes(SQ(st)->db) > 0 ? 1 : 0;
 }

@@ -210,7 +210,8 @@ struct store_ops {
 	 * (NULL: any key); release *out. */
 	int (*session_get)(struct store *st, const char *id, const char *key_id,
 			   struct store_session *out, struct bk_err *err);
-	/* 1 when the session was there. */
+	/* 1 when the session was there (and, with a node name, was this
+	 * node's or no node's: another node's is left, 0). */
 	int (*session_delete)(struct store *st, const char *id, struct bk_err *err);
 	/* Records activity at last_active_ms; an older time than the one
 	 * stored (two requests finishing out of order) leaves it as it is.
@@ -242,13 +243,14 @@ struct store_ops {
 			    struct bk_err *err);
 	/* Every session of every key that this node (struct store's node)
 	 * owns, oldest first, for start-up recovery; same ownership. Sessions
-	 * that no node owns (written before nodes existed) are made this
+	 * written before nodes existed (no owner, epoch 0) are made this
 	 * node's first, and so are all of them on a store that only one node
-	 * can use (SQLite). Without a node name: every session. */
+	 * can use (SQLite); released ones (no owner, a later epoch) are left
+	 * to whoever claims them. Without a node name: every session. */
 	int (*session_list_all)(struct store *st, struct store_session **out, size_t *n,
 				struct bk_err *err);
-	/* Up to max ids (in ids[]) of this node's sessions (any, without a
-	 * node name) due at now_ms: expired, or whose VM's lifetime has
+	/* Up to max ids (in ids[]) of this node's sessions and of those no
+	 * node owns (any, without a node name) due at now_ms: expired, or whose VM's lifetime has
 	 * ended; soonest first. *n receives how many. */
 	int (*session_due)(struct store *st, int64_t now_ms, char (*ids)[32], size_t max, size_t *n,
 			   struct bk_err *err);
@@ -259,6 +261,12 @@ struct store_ops {
 	 * session or that ownership is gone. */
 	int (*session_claim)(struct store *st, const char *id, const char *owner, int64_t epoch,
 			     struct bk_err *err);
+	/* Gives up this node's deep-sleeping session id, raising its epoch:
+	 * no node owns it then, and the first to claim it (from owner "" at
+	 * that epoch) wakes it from its snapshot, which must be where every
+	 * node reaches it. 1 when released, 0 when it is not this node's or
+	 * not asleep. */
+	int (*session_release)(struct store *st, const char *id, struct bk_err *err);
 
 	/* ---- nodes ---- */
 

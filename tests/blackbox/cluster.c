@@ -46,15 +46,15 @@ void harness_teardown(void)
 
 struct cluster {
 	struct client_daemon d[NODES];
-	char args[NODES][16][64];
-	const char *argv[NODES][17];
+	char args[NODES][24][PATH_MAX];
+	const char *argv[NODES][25];
 };
 
 static const char *const node_names[NODES] = {"node-a", "node-b", "node-c"};
 
 /* The arguments of node i: its name and id range of its own; the token,
  * the preview domain and (without a pool) nothing else in common. */
-static void node_args(struct cluster *cl, int i)
+static void node_args(struct cluster *cl, int i, const char *const *extra)
 {
 	int n = 0;
 	const char *v[] = {"--warm-pool",
@@ -74,10 +74,15 @@ static void node_args(struct cluster *cl, int i)
 		snprintf(cl->args[i][n], sizeof(cl->args[i][n]), "%s", v[n]);
 		cl->argv[i][n] = cl->args[i][n];
 	}
+	for (size_t k = 0; extra && extra[k]; k++, n++) {
+		snprintf(cl->args[i][n], sizeof(cl->args[i][n]), "%s", extra[k]);
+		cl->argv[i][n] = cl->args[i][n];
+	}
 	cl->argv[i][n] = NULL;
 }
 
-static void cluster_start(struct cluster *cl)
+/* Three nodes with extra arguments each (NULL: none). */
+static void cluster_start_with(struct cluster *cl, const char *const *extra)
 {
 	PG_REQUIRE();
 	if (geteuid() != 0)
@@ -90,10 +95,15 @@ static void cluster_start(struct cluster *cl)
 	for (int i = 0; i < NODES; i++) {
 		if (i > 0)
 			snprintf(cl->d[i].store, sizeof(cl->d[i].store), "%s", cl->d[0].store);
-		node_args(cl, i);
+		node_args(cl, i, extra);
 		CHECK_MSG(client_daemon_start(&cl->d[i], cl->argv[i]) == 0, "cannot start %s",
 			  node_names[i]);
 	}
+}
+
+static void cluster_start(struct cluster *cl)
+{
+	cluster_start_with(cl, NULL);
 }
 
 static void cluster_stop(struct cluster *cl)
@@ -636,4 +646,101 @@ TEST_TIMEOUT(a_client_cannot_pass_for_a_node, 240)
 	}
 	free(id);
 	cluster_stop(&cl);
+}
+
+/* Waits (at most secs) until no node owns a session: every one asleep and
+ * released. */
+static void wait_all_released(struct cluster *cl, double secs)
+{
+	double t0 = client_now();
+	for (;;) {
+		json_t *nodes = nodes_via(&cl->d[0]);
+		long long owned = 0;
+		for (int i = 0; i < NODES; i++)
+			owned +=
+			    owned_by(nodes, node_names[i]) > 0 ? owned_by(nodes, node_names[i]) : 0;
+		json_decref(nodes);
+		if (owned == 0)
+			return;
+		CHECK_MSG(client_now() - t0 < secs, "sessions still owned after %.0f s", secs);
+		usleep(250 * 1000);
+	}
+}
+
+TEST_TIMEOUT(sleeping_sessions_wake_on_any_node_and_outlive_theirs, 300)
+{
+	char snap[] = "/tmp/bk-cluster-snap-XXXXXX";
+	CHECK(mkdtemp(snap) != NULL);
+	const char *extra[] = {"--snapshot-dir",
+			       snap,
+			       "--snapshots-shared",
+			       "--idle-after",
+			       "1",
+			       "--deep-sleep-after",
+			       "2",
+			       NULL};
+	struct cluster cl;
+	cluster_start_with(&cl, extra);
+	char key[CLIENT_KEY_MAX];
+	CHECK(client_key_create(&cl.d[0], "paid", key, sizeof(key)) == 0);
+	char *id = create_via(&cl.d[0], key);
+	char *out = run_via(&cl.d[1], key, id, "echo kept > /workspace/f; echo ok");
+	CHECK_STR_EQ(out, "ok\n");
+	free(out);
+
+	/* Asleep on the shared directory, released by A: woken by C, which
+	 * owns it from then on. */
+	wait_all_released(&cl, 30);
+	out = run_via(&cl.d[2], key, id, "cat /workspace/f");
+	CHECK_STR_EQ(out, "kept\n");
+	free(out);
+	json_t *nodes = nodes_via(&cl.d[1]);
+	CHECK_INT_EQ(owned_by(nodes, "node-c"), 1);
+	CHECK_INT_EQ(owned_by(nodes, "node-a"), 0);
+	json_decref(nodes);
+
+	/* Asleep again, then C dies: B wakes it, with its files. */
+	wait_all_released(&cl, 30);
+	client_daemon_halt(&cl.d[2], SIGKILL);
+	out = run_via(&cl.d[1], key, id, "cat /workspace/f; echo more >> /workspace/f");
+	CHECK_STR_EQ(out, "kept\n");
+	free(out);
+	/* C back: it takes nothing that B runs, and relays to B. */
+	CHECK(client_daemon_start(&cl.d[2], cl.argv[2]) == 0);
+	nodes = nodes_via(&cl.d[2]);
+	CHECK_INT_EQ(owned_by(nodes, "node-b"), 1);
+	CHECK_INT_EQ(owned_by(nodes, "node-c"), 0);
+	json_decref(nodes);
+	out = run_via(&cl.d[2], key, id, "cat /workspace/f");
+	CHECK_STR_EQ(out, "kept\nmore\n");
+	free(out);
+
+	/* An awake session of a node that dies is that node's: 503 through
+	 * the others until it is back, then there with its files. */
+	char *awake = create_via(&cl.d[2], key); /* C owns none: C's */
+	out = run_via(&cl.d[2], key, awake, "echo mine > /workspace/g; echo ok");
+	CHECK_STR_EQ(out, "ok\n");
+	free(out);
+	nodes = nodes_via(&cl.d[0]);
+	CHECK_INT_EQ(owned_by(nodes, "node-c"), 1);
+	json_decref(nodes);
+	client_daemon_halt(&cl.d[2], SIGKILL);
+	json_t *e = json_pack("{s:s,s:s}", "sessionId", awake, "command", "cat /workspace/g");
+	struct client_resp r = {0};
+	client_call_json(&cl.d[0], "POST", "/execute", key, e, &r);
+	CHECK_MSG(r.status == 503, "execute on a dead node's awake session: %ld %s", r.status,
+		  r.body);
+	client_resp_free(&r);
+	CHECK(client_daemon_start(&cl.d[2], cl.argv[2]) == 0);
+	client_call_json(&cl.d[0], "POST", "/execute", key, e, &r);
+	json_decref(e);
+	CHECK_MSG(r.status == 200 && strcmp(client_json_str(r.json, "stdout"), "mine\n") == 0,
+		  "after its node came back: %ld %s", r.status, r.body);
+	client_resp_free(&r);
+	free(awake);
+	free(id);
+	cluster_stop(&cl);
+	char cmd[PATH_MAX + 16];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", snap);
+	CHECK(system(cmd) == 0);
 }
