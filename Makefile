@@ -172,13 +172,19 @@ bench: deps
 # `build/release/bench/instavm` the InstaVM dialect's; `build/release/bench/scale`
 # the costs at 10 to 2,000 awake sessions, some minutes).
 BENCHES := bench lifecycle preview hostile instavm scale
-bench-bin: $(BENCHES:%=$(BUILD)/bench/%) $(BUILD)/bench/interp
+bench-bin: $(BENCHES:%=$(BUILD)/bench/%) $(BUILD)/bench/interp $(BUILD)/bench/cluster
 
 # The interpreters' bench drives the backend itself: libbunker, no
 # bench/common.c (whose die() and now_ms() are libbunker's names too).
 $(BUILD)/bench/interp: bench/interp.c $(BUILD)/libbunker.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) -o $@ $< $(BUILD)/libbunker.a $(PKG_LIBS)
+
+# The relay between nodes (bench/cluster.c) starts its own PostgreSQL, as
+# the tests do (tests/pg_server.c).
+$(BUILD)/bench/cluster: bench/cluster.c bench/common.c bench/common.h tests/pg_server.c tests/pg_server.h $(BUILD)/libbunker.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) -o $@ $< bench/common.c tests/pg_server.c $(BUILD)/libbunker.a $(PKG_LIBS) $(TEST_LIBS) -lm
 
 $(BENCHES:%=$(BUILD)/bench/%): $(BUILD)/bench/%: bench/%.c bench/common.c bench/common.h $(BUILD)/libbunker.a
 	@mkdir -p $(dir $@)

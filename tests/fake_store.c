@@ -547,6 +547,36 @@ static int fs_task_purge(struct store *st, int64_t before_ms, bool fail_unfinish
 	return 0;
 }
 
+/* One node, as SQLite: ownership is never contested here. */
+static int fs_session_claim(struct store *st, const char *id, const char *owner, int64_t epoch,
+			    struct bk_err *err)
+{
+	return 0;
+}
+
+static int fs_session_release(struct store *st, const char *id, struct bk_err *err)
+{
+	return 0;
+}
+
+static int fs_node_renew(struct store *st, const struct store_node *n, struct bk_err *err)
+{
+	return 0;
+}
+
+static int fs_node_list(struct store *st, int64_t now_ms, struct store_node **out, size_t *n,
+			struct bk_err *err)
+{
+	*out = NULL;
+	*n = 0;
+	return 0;
+}
+
+static int fs_node_remove(struct store *st, const char *name, struct bk_err *err)
+{
+	return 0;
+}
+
 static const struct store_ops fake_store_ops = {
     .name = "fake",
     .close = fs_close,
@@ -571,6 +601,11 @@ static const struct store_ops fake_store_ops = {
     .session_set_vm = fs_session_set_vm,
     .session_set_network = fs_session_set_network,
     .session_due = fs_session_due,
+    .session_claim = fs_session_claim,
+    .session_release = fs_session_release,
+    .node_renew = fs_node_renew,
+    .node_list = fs_node_list,
+    .node_remove = fs_node_remove,
     .task_insert = fs_task_insert,
     .task_update = fs_task_update,
     .task_get = fs_task_get,

@@ -11,7 +11,20 @@ struct api {
 	struct core *core;
 	const char *version;
 	struct api_ratelimit *ratelimit; /* owned; per-key request budgets */
+	/* Operators' token (GET /v1/cluster/nodes) and the secret that one
+	 * node shows another on a relayed request, as hashes; the cluster
+	 * secret also in the clear (owned), as it is sent on. */
+	bool has_operator, has_cluster;
+	uint8_t operator_hash[32], cluster_hash[32];
+	char *cluster_secret;
 };
+
+/* Reads the operator token from operator_file and the cluster secret from
+ * cluster_file (either may be NULL; without cluster_file the operator
+ * token is the cluster secret too): one line of at least 16 printable
+ * characters. Call after api_open(). */
+int api_secrets_load(struct api *api, const char *operator_file, const char *cluster_file,
+		     struct bk_err *err);
 
 /* Sets api up to serve core (borrowed, as is version): call before the
  * server starts with api_handler_ops(), and api_close() once it stopped. */

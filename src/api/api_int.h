@@ -47,6 +47,12 @@ struct api_call {
 	const struct api_body_stream *stream;
 	void *stream_state;
 	struct bk_err stream_err;
+	/* It came from another node of the cluster (api/cluster.c): served
+	 * here, not relayed again, not rate-limited again. */
+	bool relayed;
+	/* Relayed to another node: its name, and how an error is answered. */
+	char relay_node[64];
+	void (*relay_error)(struct api_call *c, const struct bk_err *err);
 };
 
 /* c's body as a JSON object (an empty body is {}), parsed on the first
@@ -146,6 +152,9 @@ enum api_route_flag {
 	 * api_body_stream() to take the body as it comes. Idempotency does
 	 * not apply. */
 	API_ROUTE_STREAM_BODY = 1u << 5,
+	/* For operators, not tenants: no API key and no rate limit; the
+	 * handler checks the operator token (api/cluster.c). */
+	API_ROUTE_OPERATOR = 1u << 8,
 };
 
 /* The largest body of a route without API_ROUTE_BODY_FILE. */
@@ -204,6 +213,7 @@ struct api_route_table {
 };
 
 extern const struct api_route_table api_ops_routes;	/* api/ops.c */
+extern const struct api_route_table api_cluster_routes; /* api/cluster.c */
 extern const struct api_route_table api_buntime_routes; /* api/buntime.c */
 extern const struct api_route_table api_instavm_routes; /* api/instavm.c */
 /* Every table, in the order they are matched; NULL-terminated. */
@@ -222,6 +232,40 @@ void api_dispatch_body(struct api_call *c);
  * plus the key's max file size in base64 for API_ROUTE_BODY_FILE; none
  * for a public route (nothing unauthenticated is buffered). */
 size_t api_route_body_limit(const struct api_call *c);
+
+/* ---- several nodes (api/cluster.c) ---- */
+
+/* The header one node shows another on a relayed request or connection,
+ * holding the cluster's secret. */
+#define RELAY_HEADER "X-Bunker-Relay"
+/* Whether value is the cluster's secret (constant time; false without
+ * one). */
+bool api_cluster_hop_valid(const struct api *api, const char *value);
+/* The cluster's secret, or NULL when there is none (nothing is relayed). */
+const char *api_cluster_secret(const struct api *api);
+
+/* At the head, before anything else: a request carrying the relay header
+ * must hold the cluster's secret (BK_E_FORBIDDEN otherwise); with it, c
+ * is marked relayed. */
+int api_cluster_check_relayed(struct api_call *c, struct bk_err *err);
+/* At the head, once authenticated: when c's session (named by the path or
+ * the query) is another node's, or c creates a session that goes to
+ * another node, sets plan to stream the body there and returns 1; 1 too
+ * after answering an error with error(); 0 when c is served here. */
+int api_cluster_relay_head(struct api_call *c, struct http_body_plan *plan,
+			   void (*error)(struct api_call *, const struct bk_err *));
+/* The same once a buffered body is in, for the session it names
+ * (sessionId or session_id): answers c from the owner and returns 1, or
+ * returns 0. */
+int api_cluster_relay_body(struct api_call *c,
+			   void (*error)(struct api_call *, const struct bk_err *));
+/* For a streamed upload, once its body named session_id: 1 with *out the
+ * hop to the node that owns it (its head sent; the body so far and the
+ * rest go to http_forward_body()), 0 when it is served here, -1 with err. */
+int api_cluster_upload_hop(struct api_call *c, const char *session_id, struct http_forward **out,
+			   struct bk_err *err);
+/* The nodes' gauges for /metrics, appended to b. */
+int api_cluster_metrics(struct api *api, struct buf *b);
 
 /* ---- streamed executions: Server-Sent Events (api/stream.c) ---- */
 

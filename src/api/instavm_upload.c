@@ -20,6 +20,9 @@
 
 #define UPLOAD_PATH_MAX 4096
 #define UPLOAD_ID_MAX 64
+/* The most of a body kept to be sent on to another node, until its file
+ * part begins: its text parts and their heads. */
+#define UPLOAD_KEPT_MAX (256u << 10)
 
 enum upload_part {
 	PART_IGNORED = 0, /* an unknown name: dropped */
@@ -41,6 +44,12 @@ struct upload {
 	unsigned seen; /* 1u << enum upload_part */
 	struct core_upload *up;
 	bool file_done;
+	/* For another node's session (api/cluster.c): the raw body so far,
+	 * kept until the file part begins, then the hop that takes it and
+	 * every byte after. */
+	struct buf kept;
+	bool kept_short; /* more came than UPLOAD_KEPT_MAX before the file */
+	struct http_forward *fwd;
 };
 
 static int text_field(struct upload *u, char *dst, size_t max, const char *field, const char *d,
@@ -92,6 +101,20 @@ static int on_begin(void *user, const char *name, const char *filename, struct b
 	(void)filename;
 	if (!instavm_id_form(u->session_id))
 		return bk_err_kind(err, BK_E_NOT_FOUND, "session '%s' not found", u->session_id);
+	/* Another node's: the body goes there as it came (the parser stops
+	 * here; upload_write() sends what was kept). */
+	int hop = api_cluster_upload_hop(u->c, u->session_id, &u->fwd, err);
+	if (hop != 0) {
+		if (hop > 0 && u->kept_short) {
+			http_forward_free(u->fwd);
+			u->fwd = NULL;
+			return bk_err_kind(err, BK_E_UNAVAILABLE,
+					   "session '%s' is on another node, and the parts before "
+					   "the file are over %u bytes: too many to send on",
+					   u->session_id, UPLOAD_KEPT_MAX);
+		}
+		return -1;
+	}
 	if (core_upload_begin(u->c->api->core, &u->c->key, u->session_id, u->remote_path, &u->up,
 			      err) < 0) {
 		if (err->kind == BK_E_INVALID)
@@ -147,6 +170,7 @@ static struct upload *upload_new(struct api_call *c, struct bk_err *err)
 		return NULL;
 	}
 	u->c = c;
+	buf_init(&u->kept, UPLOAD_KEPT_MAX);
 	const char *ct = http_header(c->req, "Content-Type");
 	if (mp_parser_init(&u->mp, ct, "body", &upload_events, u, err) < 0) {
 		free(u);
@@ -158,7 +182,24 @@ static struct upload *upload_new(struct api_call *c, struct bk_err *err)
 static int upload_write(void *state, const char *data, size_t len, struct bk_err *err)
 {
 	struct upload *u = state;
-	return mp_parser_feed(&u->mp, data, len, err);
+	if (u->fwd)
+		return http_forward_body(u->fwd, data, len, err);
+	/* Until the file part says where the body goes, it may go to another
+	 * node: kept (its text parts are small). */
+	if (u->up == NULL && !u->kept_short &&
+	    (buf_append(&u->kept, data, len) < 0 || u->kept.truncated)) {
+		u->kept_short = true;
+		buf_free(&u->kept);
+	}
+	int rc = mp_parser_feed(&u->mp, data, len, err);
+	if (rc < 0 && u->fwd) {
+		/* Relayed from here: what was kept, this piece included. */
+		bk_err_clear(err);
+		rc = http_forward_body(u->fwd, u->kept.data, u->kept.len, err);
+	}
+	if (u->up || u->fwd)
+		buf_free(&u->kept);
+	return rc;
 }
 
 /* The body is over: answers c, frees u. */
@@ -167,6 +208,17 @@ static void upload_finish(struct api_call *c, void *state, enum http_body_end en
 {
 	struct upload *u = state;
 	struct bk_err err = BK_ERR_INIT;
+	buf_free(&u->kept);
+	if (u->fwd && end == HTTP_BODY_COMPLETE) {
+		struct http_forward *f = u->fwd;
+		mp_parser_release(&u->mp);
+		free(u);
+		if (http_forward_answer(f, c->res, &err) == 0)
+			return;
+		return instavm_error(c, &err);
+	}
+	http_forward_free(u->fwd);
+	u->fwd = NULL;
 	switch (end) {
 	case HTTP_BODY_COMPLETE:
 		if (mp_parser_finish(&u->mp, &err) == 0 && !u->file_done)

@@ -516,6 +516,23 @@ const char api_openapi_json[] = R"openapi({
         }
       }
     },
+    "/v1/cluster/nodes": {
+      "get": {
+        "tags": ["operations"],
+        "operationId": "clusterNodes",
+        "summary": "The nodes of the cluster (operators)",
+        "description": "Every node registered in the store, with its lease and load: what placement reads. For operators: the token of --operator-token-file as a Bearer; an API key (a tenant's) is 403, no Authorization 401. The same figures are in /metrics as bunker_cluster_node_up, bunker_cluster_node_sessions and bunker_cluster_node_free_memory_mb, labelled by node.",
+        "security": [{"operatorToken": []}],
+        "responses": {
+          "200": {
+            "description": "This node's name and every node's.",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ClusterNodes"}}}
+          },
+          "401": {"$ref": "#/components/responses/Unauthorized"},
+          "403": {"$ref": "#/components/responses/Forbidden"}
+        }
+      }
+    },
     "/v1/sessions/session": {
       "post": {
         "tags": ["instavm"],
@@ -891,6 +908,7 @@ const char api_openapi_json[] = R"openapi({
   },
   "components": {
     "securitySchemes": {
+      "operatorToken": {"type": "http", "scheme": "bearer", "description": "The operators' token, read by bunkerd from --operator-token-file at start; not an API key."},
       "bearerAuth": {"type": "http", "scheme": "bearer", "description": "An API key made by `bunker keys create`."},
       "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "The same key, as the InstaVM dialect also takes it."},
       "apiKeyBody": {"type": "apiKey", "in": "header", "name": "api_key", "description": "Not a header: the api_key field of the JSON body of POST /v1/sessions/session, as InstaVM's SDK sends it (OpenAPI has no body location for a key)."}
@@ -946,6 +964,30 @@ const char api_openapi_json[] = R"openapi({
       "Unavailable": {"description": "unavailable: try again later.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     },
     "schemas": {
+      "ClusterNode": {
+        "type": "object",
+        "required": ["name", "advertise", "alive", "self", "startedMs", "renewedMs", "leaseExpiresMs", "freeMemoryMb", "sessionsAwake", "sessionsOwned"],
+        "properties": {
+          "name": {"type": "string", "description": "Its --node."},
+          "advertise": {"type": "string", "description": "The base URL its peers reach it at (--advertise)."},
+          "alive": {"type": "boolean", "description": "Its lease (15 s, renewed every 5 s) has not lapsed."},
+          "self": {"type": "boolean", "description": "The node that answered."},
+          "startedMs": {"type": "integer"},
+          "renewedMs": {"type": "integer"},
+          "leaseExpiresMs": {"type": "integer"},
+          "freeMemoryMb": {"type": "integer", "description": "Its host's MemAvailable at its last renewal."},
+          "sessionsAwake": {"type": "integer", "description": "Sessions in its memory at its last renewal."},
+          "sessionsOwned": {"type": "integer", "description": "Sessions it owns, not expired, counted now."}
+        }
+      },
+      "ClusterNodes": {
+        "type": "object",
+        "required": ["node", "nodes"],
+        "properties": {
+          "node": {"type": "string", "description": "The name of the node that answered."},
+          "nodes": {"type": "array", "items": {"$ref": "#/components/schemas/ClusterNode"}}
+        }
+      },
       "InstaVMSessionId": {"type": "string", "description": "The session's UUID (v4), or its ses_ id.", "anyOf": [{"format": "uuid"}, {"pattern": "^ses_[a-z0-9]{20}$"}]},
       "InstaVMCreateRequest": {
         "type": "object",

@@ -1,6 +1,7 @@
 /* The operations endpoints, which need no key: GET /healthz, GET /metrics
  * (Prometheus text) and GET /openapi.json. Also the set-up of struct api. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api/api_int.h"
@@ -26,6 +27,8 @@ void api_close(struct api *api)
 	api_stream_drain();
 	api_ratelimit_free(api->ratelimit);
 	api->ratelimit = NULL;
+	free(api->cluster_secret);
+	api->cluster_secret = NULL;
 }
 
 static void handle_healthz(struct api_call *c)
@@ -46,6 +49,8 @@ static void handle_metrics(struct api_call *c)
 				      (double)core_session_total(c->api->core));
 	if (rc == 0)
 		rc = metrics_format(&b);
+	if (rc == 0)
+		rc = api_cluster_metrics(c->api, &b);
 	if (rc < 0) {
 		buf_free(&b);
 		struct bk_err err = BK_ERR_INIT;

@@ -28,6 +28,7 @@
 struct preview_conn {
 	struct core_preview *hold;
 	char prefix[64];
+	char hop_line[600]; /* RELAY_HEADER for a hop to the owner */
 };
 
 bool api__preview_app_path(const char *target, char *id, size_t idlen, int *port, char *prefix,
@@ -93,6 +94,13 @@ static void preview_release(void *ctx)
 	free(pc);
 }
 
+static void peer_release(void *ctx)
+{
+	struct preview_conn *pc = ctx;
+	explicit_bzero(pc->hop_line, sizeof(pc->hop_line));
+	free(pc);
+}
+
 static void page(struct http_response *res, int status, const char *title, const char *html)
 {
 	char *body = NULL;
@@ -138,10 +146,18 @@ static void page_nothing_listens(struct http_response *res, const char *id, int 
 	page(res, 502, "Bad Gateway", html);
 }
 
-static int preview_open(void *ctx, const char *host, const char *target, struct http_upstream *up,
-			struct http_response *res)
+static int preview_open(void *ctx, const char *host, const char *target, const char *hop,
+			struct http_upstream *up, struct http_response *res)
 {
 	struct api *api = ctx;
+	/* A connection relayed by another node is served here or not at
+	 * all (one hop); a made-up one is refused. */
+	if (hop && !api_cluster_hop_valid(api, hop)) {
+		page(res, 403, "Forbidden",
+		     "<h1>Forbidden</h1>\n<p>" RELAY_HEADER " is for the nodes of a "
+		     "cluster.</p>\n");
+		return -1;
+	}
 	struct preview_conn *pc = calloc(1, sizeof(*pc));
 	if (pc == NULL) {
 		page(res, 503, "Service Unavailable", "<h1>Out of memory</h1>\n");
@@ -157,6 +173,36 @@ static int preview_open(void *ctx, const char *host, const char *target, struct 
 	}
 	int fd;
 	struct bk_err err = BK_ERR_INIT;
+	/* Another node's session: the connection is relayed to that node as
+	 * it came (the whole target: the owner routes it by the same Host or
+	 * path), and the owner relays it into the session. */
+	struct core_node owner;
+	const char *secret = api_cluster_secret(api);
+	int where = core_session_locate(api->core, NULL, id, &owner, &err);
+	if (where > 0 && (hop || secret == NULL))
+		where =
+		    bk_err_kind(&err, BK_E_UNAVAILABLE, "session '%s' is served by node '%s'%s", id,
+				owner.name, hop ? ", not by this one it was relayed to" : "");
+	if (where > 0 && (fd = http_connect_url(owner.advertise, &err)) >= 0) {
+		snprintf(pc->hop_line, sizeof(pc->hop_line), RELAY_HEADER ": %s", secret);
+		*up = (struct http_upstream){
+		    .fd = fd,
+		    .proto = core_preview_scheme(api->core),
+		    .key_prefix = CORE_KEY_PREFIX,
+		    .hop_line = pc->hop_line,
+		    .release = peer_release,
+		    .ctx = pc,
+		};
+		return 0;
+	}
+	if (where != 0) {
+		free(pc);
+		fprintf(stderr, "bunkerd: preview of %s: %s\n", id, err.msg);
+		page(res, 503, "Service Unavailable",
+		     "<h1>The node that runs this session cannot be reached</h1>\n"
+		     "<p>Try again in a moment.</p>\n");
+		return -1;
+	}
 	if (core_preview_dial(api->core, id, port, &fd, &pc->hold, &err) < 0) {
 		free(pc);
 		switch (err.kind) {
@@ -194,6 +240,7 @@ struct http_host_hooks api_preview_hooks(struct api *api)
 	return (struct http_host_hooks){
 	    .route = preview_route,
 	    .open = preview_open,
+	    .hop_name = RELAY_HEADER,
 	    .ctx = api,
 	};
 }

@@ -19,10 +19,7 @@
 #define LIMIT_RETRY_AFTER_S 60
 
 const struct api_route_table *const api_route_tables[] = {
-    &api_ops_routes,
-    &api_buntime_routes,
-    &api_instavm_routes,
-    NULL,
+    &api_ops_routes, &api_cluster_routes, &api_buntime_routes, &api_instavm_routes, NULL,
 };
 
 bool api_route_match(const char *pattern, const char *path, struct api_call *c)
@@ -128,7 +125,7 @@ static bool has_header(const struct http_response *res, const char *name)
 size_t api_route_body_limit(const struct api_call *c)
 {
 	/* No key, no body: a public route would buffer one for anyone. */
-	if (c->route == NULL || (c->route->flags & API_ROUTE_PUBLIC))
+	if (c->route == NULL || (c->route->flags & (API_ROUTE_PUBLIC | API_ROUTE_OPERATOR)))
 		return 0;
 	/* Not yet authenticated (the key is in the body): a small one. */
 	if (!c->authed)
@@ -171,22 +168,27 @@ void api_dispatch_head(struct api_call *c, struct http_body_plan *plan)
 	void (*error)(struct api_call *, const struct bk_err *) =
 	    c->shared ? shared_error : table->error;
 	struct bk_err err = BK_ERR_INIT;
-	if (request_check(c, &err) < 0)
+	if (request_check(c, &err) < 0 || api_cluster_check_relayed(c, &err) < 0)
 		return error(c, &err);
 	/* A shared route takes either dialect's key header; one whose key may
 	 * come in its body (InstaVM's create) or may be absent (InstaVM's
 	 * usage) is authenticated here only when a header carries one. */
 	const char *key_header = c->shared ? "X-API-Key" : table->key_header;
-	bool auth = !(route->flags & API_ROUTE_PUBLIC) &&
+	bool auth = !(route->flags & (API_ROUTE_PUBLIC | API_ROUTE_OPERATOR)) &&
 		    (!(route->flags & (API_ROUTE_KEY_IN_BODY | API_ROUTE_KEY_OPTIONAL)) ||
 		     api_has_key(c, key_header));
 	if (auth) {
-		if (api_auth(c, key_header, &err) < 0 || api_ratelimit_check(c, &err) < 0)
+		/* A relayed request was counted by the node the client
+		 * reached. */
+		if (api_auth(c, key_header, &err) < 0 ||
+		    (!c->relayed && api_ratelimit_check(c, &err) < 0))
 			return error(c, &err);
 		if (c->param[0] &&
 		    (strstr(route->pattern, "{id}") || strstr(route->pattern, "{session_id}")))
 			snprintf(c->session_id, sizeof(c->session_id), "%s", c->param[0]);
 	}
+	if (api_cluster_relay_head(c, plan, error))
+		return;
 	plan->limit = api_route_body_limit(c);
 	if (!(route->flags & API_ROUTE_STREAM_BODY)) {
 		plan->mode = HTTP_BODY_BUFFER;
@@ -220,6 +222,8 @@ void api_dispatch_body(struct api_call *c)
 		return not_found(c);
 	const struct api_route *route = c->route;
 	const struct api_route_table *table = c->table;
+	if (api_cluster_relay_body(c, table->error))
+		return;
 	int64_t t0 = mono_us();
 	if (route->flags & API_ROUTE_IDEMPOTENT)
 		api_idem_run(c, table);

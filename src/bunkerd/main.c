@@ -55,6 +55,18 @@ static void usage(FILE *f)
 	      "                         (10.213.0.0/16)\n"
 	      "  --dns-hosts FILE       for tests: \"ADDRESS NAME...\" lines the sessions'\n"
 	      "                         resolver answers itself, asking no one (none)\n"
+	      "  --node NAME            this node's name in the store (the host name)\n"
+	      "  --advertise URL        how the other nodes reach this one\n"
+	      "                         (http://<listen>:<port>)\n"
+	      "  --operator-token-file F  operators' token for /v1/cluster/nodes (none)\n"
+	      "  --cluster-secret-file F  the secret nodes show each other when they relay\n"
+	      "                         a request (the operator token; without either,\n"
+	      "                         nothing is relayed)\n"
+	      "  --snapshots-shared     --snapshot-dir is one directory every node reaches:\n"
+	      "                         sleeping sessions are released, and woken by any\n"
+	      "                         node\n"
+	      "  --id-slots FIRST:COUNT host id ranges of this node's sessions (all;\n"
+	      "                         nodes on one host need ranges of their own)\n"
 	      "  --version              print the version and cgroup mode\n",
 	      f);
 }
@@ -90,6 +102,7 @@ int main(int argc, char **argv)
 	const char *listen_addr = "127.0.0.1";
 	const char *preview_domain = NULL;
 	const char *store_uri = NULL; /* NULL: DATA/bunker.db */
+	const char *node = NULL, *advertise = NULL, *operator_file = NULL, *cluster_file = NULL;
 	int port = 8080;
 	struct http_limits limits = HTTP_LIMITS_DEFAULT;
 	enum {
@@ -117,6 +130,12 @@ int main(int argc, char **argv)
 		O_SNAP_FREE,
 		O_EGRESS_NET,
 		O_DNS_HOSTS,
+		O_NODE,
+		O_ADVERTISE,
+		O_OPERATOR,
+		O_CLUSTER_SECRET,
+		O_SLOTS,
+		O_SNAP_SHARED,
 		O_VERSION,
 		O_HELP
 	};
@@ -145,6 +164,12 @@ int main(int argc, char **argv)
 	    {"snapshot-min-free-mb", required_argument, NULL, O_SNAP_FREE},
 	    {"egress-net", required_argument, NULL, O_EGRESS_NET},
 	    {"dns-hosts", required_argument, NULL, O_DNS_HOSTS},
+	    {"node", required_argument, NULL, O_NODE},
+	    {"advertise", required_argument, NULL, O_ADVERTISE},
+	    {"operator-token-file", required_argument, NULL, O_OPERATOR},
+	    {"cluster-secret-file", required_argument, NULL, O_CLUSTER_SECRET},
+	    {"id-slots", required_argument, NULL, O_SLOTS},
+	    {"snapshots-shared", no_argument, NULL, O_SNAP_SHARED},
 	    {"version", no_argument, NULL, O_VERSION},
 	    {"help", no_argument, NULL, O_HELP},
 	    {0},
@@ -233,6 +258,38 @@ int main(int argc, char **argv)
 			sbx_cfg.snapshot_min_free_bytes =
 			    parse_num("--snapshot-min-free-mb", optarg, 1, 1L << 40) << 20;
 			break;
+		case O_NODE:
+			node = optarg;
+			if (*node == '\0' || strlen(node) >= sizeof(cfg.node) ||
+			    strpbrk(node, "\"\\ \t\r\n"))
+				die("--node takes a name of 1..%zu characters without quotes, "
+				    "backslashes or blanks, not '%s'",
+				    sizeof(cfg.node) - 1, node);
+			break;
+		case O_ADVERTISE:
+			advertise = optarg;
+			if (strncmp(advertise, "http://", 7) != 0 ||
+			    strlen(advertise) >= sizeof(cfg.advertise))
+				die("--advertise takes an http:// URL, not '%s'", advertise);
+			break;
+		case O_OPERATOR:
+			operator_file = optarg;
+			break;
+		case O_CLUSTER_SECRET:
+			cluster_file = optarg;
+			break;
+		case O_SNAP_SHARED:
+			cfg.snapshots_shared = true;
+			break;
+		case O_SLOTS: {
+			char *colon = strchr(optarg, ':');
+			if (colon == NULL)
+				die("--id-slots takes FIRST:COUNT, not '%s'", optarg);
+			*colon = '\0';
+			sbx_cfg.slot_first = (int)parse_num("--id-slots", optarg, 0, 16383);
+			sbx_cfg.slot_count = (int)parse_num("--id-slots", colon + 1, 1, 16384);
+			break;
+		}
 		case O_VERSION: {
 			char sandbox[256];
 			sbx_backend_probe(sandbox, sizeof(sandbox));
@@ -251,6 +308,16 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (node)
+		snprintf(cfg.node, sizeof(cfg.node), "%s", node);
+	else if (gethostname(cfg.node, sizeof(cfg.node)) < 0 || cfg.node[0] == '\0')
+		snprintf(cfg.node, sizeof(cfg.node), "bunkerd");
+	if (advertise)
+		snprintf(cfg.advertise, sizeof(cfg.advertise), "%s", advertise);
+	else
+		snprintf(cfg.advertise, sizeof(cfg.advertise),
+			 strchr(listen_addr, ':') ? "http://[%s]:%d" : "http://%s:%d", listen_addr,
+			 port);
 	if (preview_domain)
 		snprintf(cfg.preview_domain, sizeof(cfg.preview_domain), "%s", preview_domain);
 	else
@@ -323,7 +390,9 @@ int main(int argc, char **argv)
 	if (core_open(&cfg, store, backend, &core, &err) < 0)
 		die("%s", err.msg);
 	struct api api;
-	if (api_open(&api, core, BUNKER_VERSION, &err) < 0) {
+	if (api_open(&api, core, BUNKER_VERSION, &err) < 0 ||
+	    api_secrets_load(&api, operator_file, cluster_file, &err) < 0) {
+		api_close(&api);
 		core_close(core);
 		die("%s", err.msg);
 	}
@@ -337,8 +406,9 @@ int main(int argc, char **argv)
 	}
 	char sandbox[256];
 	core_sandbox_describe(core, sandbox, sizeof(sandbox));
-	fprintf(stderr, "bunkerd %s listening on %s:%d (data %s, sandbox: %s)\n", BUNKER_VERSION,
-		listen_addr, port, sbx_cfg.data_dir, sandbox);
+	fprintf(stderr, "bunkerd %s listening on %s:%d (node %s at %s, data %s, sandbox: %s)\n",
+		BUNKER_VERSION, listen_addr, port, cfg.node, cfg.advertise, sbx_cfg.data_dir,
+		sandbox);
 	int sig;
 	sigwait(&stop, &sig);
 	fprintf(stderr, "bunkerd: signal %d, stopping\n", sig);

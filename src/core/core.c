@@ -66,6 +66,8 @@ static struct core *core_alloc(void)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&core->reaper_cond, &ca);
 	pthread_cond_init(&core->pool_cond, &ca);
+	pthread_mutex_init(&core->cluster_lock, NULL);
+	pthread_cond_init(&core->cluster_cond, &ca);
 	pthread_condattr_destroy(&ca);
 	return core;
 }
@@ -90,8 +92,13 @@ int core_open(const struct core_config *cfg, struct store *store, struct sbx_bac
 		core->cfg.min_ttl_s = MIN_TTL_S;
 	if (core->cfg.deep_sleep_after_s <= 0)
 		core->cfg.deep_sleep_after_s = 1800;
-	if (core_recover(core, err) < 0 || core__tasks_start(core, err) < 0 ||
-	    core__reaper_start(core, err) < 0 || core__pool_start(core, err) < 0) {
+	/* The store acts for this node from here on: recovery, due sessions
+	 * and unfinished tasks are its own, and its writes are fenced. */
+	snprintf(store->node, sizeof(store->node), "%s", core->cfg.node);
+	if (core_recover(core, err) < 0 ||
+	    (core->cfg.node[0] && core__cluster_start(core, err) < 0) ||
+	    core__tasks_start(core, err) < 0 || core__reaper_start(core, err) < 0 ||
+	    core__pool_start(core, err) < 0) {
 		core_close(core);
 		return -1;
 	}
@@ -120,6 +127,7 @@ void core_close(struct core *core)
 {
 	if (core == NULL)
 		return;
+	core__cluster_stop(core);
 	/* Tasks first: each holds its session while it runs. */
 	core__tasks_stop(core);
 	core__reaper_stop(core);

@@ -25,7 +25,54 @@ struct core_config {
 	int idle_after_s;	  /* inactivity before a session is frozen (300) */
 	int deep_sleep_after_s;	  /* inactivity before it is saved and ended (1800) */
 	int min_ttl_s;		  /* the shortest ttl a create may ask for (300) */
+	/* This node: its name in the store (sessions it owns name it) and the
+	 * base URL its peers reach it at. "": a core of its own, no lease. */
+	char node[64];
+	char advertise[256];
+	/* The backend's snapshot directory is one that every node reaches
+	 * (--snapshots-shared): a session this node puts to deep sleep is
+	 * released, and whichever node a request for it reaches claims it and
+	 * wakes it there. */
+	bool snapshots_shared;
 };
+
+/* ---- nodes (core/cluster.c) ----
+ *
+ * Every node sharing a store registers itself with a lease that it
+ * renews: a node whose lease lapsed is gone (its sessions are answered
+ * 503 by the others until it comes back). A session is owned by one node,
+ * the one that runs it; any node finds its owner in the store. */
+
+#define CORE_LEASE_MS 15000
+#define CORE_LEASE_RENEW_MS 5000
+
+struct core_node {
+	char name[64];
+	char advertise[256];
+	bool alive; /* its lease runs */
+	bool self;  /* this node */
+	int64_t started_ms, renewed_ms, lease_ms;
+	int64_t free_mb; /* its host's available memory, at its last renewal */
+	int64_t awake;	 /* sessions in its registry, at its last renewal */
+	int64_t owned;	 /* sessions it owns not expired, now */
+};
+
+/* Every registered node into *out (caller frees), by name. */
+int core_nodes_list(struct core *core, struct core_node **out, size_t *n, struct bk_err *err);
+/* Where session id (of key_id; NULL: any key) is served: 1 with *owner
+ * filled when another node whose lease runs owns it, 0 when this node
+ * serves it (or it does not exist: the caller's 404), -1 with
+ * BK_E_UNAVAILABLE when its owner's lease has lapsed. */
+int core_session_locate(struct core *core, const char *key_id, const char *id,
+			struct core_node *owner, struct bk_err *err);
+/* The node a new session goes to: the live node with the fewest sessions
+ * it owns, then the most free memory, this node first among equals; nodes
+ * with less than CORE_PLACE_MIN_FREE_MB free only when all have. 1 with
+ * *out filled when it is another node, 0 when this one. */
+#define CORE_PLACE_MIN_FREE_MB 512
+int core_place(struct core *core, struct core_node *out, struct bk_err *err);
+/* This node's name ("" without one). */
+const char *core_node_name(const struct core *core);
 
 /* Serves sessions from store and backend (both taken, and closed by
  * core_close(), or here on failure): recovers the sessions of an earlier

@@ -97,7 +97,23 @@ struct core {
 	bool pool_quit;
 	/* Asynchronous executions (core/tasks.c). */
 	struct core_tasks *tasks;
+	/* The node's lease (core/cluster.c): renewed by its own thread,
+	 * woken early by cluster_cond at a stop. */
+	pthread_t cluster_thread;
+	bool cluster_running;
+	pthread_mutex_t cluster_lock;
+	pthread_cond_t cluster_cond;
+	bool cluster_quit;
+	int64_t started_ms;
 };
+
+/* ---- the cluster (core/cluster.c) ---- */
+
+/* Registers the node and starts renewing its lease (every
+ * CORE_LEASE_RENEW_MS, for CORE_LEASE_MS). */
+int core__cluster_start(struct core *core, struct bk_err *err);
+/* Stops renewing and removes the node's row (a clean stop). */
+void core__cluster_stop(struct core *core);
 
 /* ---- the registry (core/registry.c) ---- */
 

@@ -88,9 +88,51 @@ static int sandbox_start(struct core *core, struct session *s, struct bk_err *er
 	return r;
 }
 
+/* Before a wake: a session that no node owns (its node released it at
+ * its deep sleep) becomes this node's by a compare-and-set on owner and
+ * epoch, so that of two nodes woken for it at once one restores it; one
+ * that another node owns is not woken here. */
+static int wake_claim(struct core *core, struct session *s, struct bk_err *err)
+{
+	if (core->cfg.node[0] == '\0')
+		return 0;
+	struct store_session row;
+	int r = core->store->ops->session_get(core->store, s->id, NULL, &row, err);
+	if (r <= 0)
+		return r < 0 ? -1
+			     : bk_err_kind(err, BK_E_NOT_FOUND, "session '%s' not found",
+					   s->public_id);
+	char owner[64];
+	snprintf(owner, sizeof(owner), "%s", row.owner);
+	int64_t epoch = row.epoch;
+	store_session_release(&row);
+	if (strcmp(owner, core->cfg.node) == 0)
+		return 0;
+	if (owner[0] != '\0')
+		return bk_err_kind(err, BK_E_UNAVAILABLE, "session '%s' is served by node '%s'",
+				   s->public_id, owner);
+	/* Released: its snapshot is the truth, and must be here too. */
+	if (epoch > 0 && !core->sbx->ops->files_state(core->sbx, s->id).snapshot)
+		return bk_err_kind(err, BK_E_UNAVAILABLE,
+				   "session '%s' sleeps in a snapshot this node cannot reach "
+				   "(is --snapshot-dir shared?)",
+				   s->public_id);
+	r = core->store->ops->session_claim(core->store, s->id, "", epoch, err);
+	if (r < 0)
+		return -1;
+	if (r == 0)
+		return bk_err_kind(err, BK_E_UNAVAILABLE,
+				   "session '%s' was claimed by another node meanwhile; try again",
+				   s->public_id);
+	fprintf(stderr, "bunkerd: session %s claimed at epoch %lld\n", s->id, (long long)epoch + 1);
+	return 0;
+}
+
 static int wake_from_deep_sleep(struct core *core, struct session *s, struct bk_err *err)
 {
 	const struct sbx_ops *ops = core->sbx->ops;
+	if (wake_claim(core, s, err) < 0)
+		return -1;
 	int64_t t0 = mono_us();
 	struct sbx_limits lim = core__session_sbx_limits(core, s);
 	if (ops->files_restore(core->sbx, s->id, lim.disk_mb, err) < 0) {
@@ -190,6 +232,12 @@ int core__lifecycle_deep_sleep_locked(struct core *core, struct session *s, stru
 	 * start (the snapshot is the truth once it exists). */
 	struct bk_err derr = BK_ERR_INIT;
 	if (ops->drop_disk(core->sbx, s->id, &derr) < 0)
+		fprintf(stderr, "bunkerd: session %s: %s\n", s->id, derr.msg);
+	/* With snapshots every node reaches, the session is no node's while
+	 * it sleeps: the next request, wherever it arrives, wakes it. A
+	 * release that fails keeps it this node's, which is as safe. */
+	if (core->cfg.snapshots_shared && core->cfg.node[0] &&
+	    core->store->ops->session_release(core->store, s->id, &derr) < 0)
 		fprintf(stderr, "bunkerd: session %s: %s\n", s->id, derr.msg);
 	fprintf(stderr,
 		"bunkerd: session %s in deep sleep: %lld files, %lld bytes -> %lld in %.1f ms "

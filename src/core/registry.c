@@ -114,6 +114,15 @@ static int registry_load(struct core *core, const char *key_id, const char *id,
 		pthread_mutex_unlock(&core->load_lock);
 		return r < 0 ? -1 : bk_err_kind(err, BK_E_NOT_FOUND, "session '%s' not found", id);
 	}
+	/* Another node's: it runs there, never here as well (the API relays
+	 * requests for it before they get this far). */
+	if (core->cfg.node[0] && row.owner[0] && strcmp(row.owner, core->cfg.node) != 0) {
+		pthread_mutex_unlock(&core->load_lock);
+		int rc = bk_err_kind(err, BK_E_UNAVAILABLE, "session '%s' is served by node '%s'",
+				     id, row.owner);
+		store_session_release(&row);
+		return rc;
+	}
 	s = core__session_new(&row);
 	store_session_release(&row);
 	if (s == NULL) {
@@ -235,7 +244,20 @@ int core__record_delete(struct core *core, const char *id, struct bk_err *err)
 	pthread_mutex_lock(&core->load_lock);
 	int r = core->store->ops->session_delete(core->store, id, err);
 	pthread_mutex_unlock(&core->load_lock);
-	return r < 0 ? -1 : 0;
+	if (r != 0 || core->cfg.node[0] == '\0')
+		return r < 0 ? -1 : 0;
+	/* Not deleted: gone already, or another node's now (it claimed the
+	 * session since this node let it go), whose files are not this
+	 * node's to drop. */
+	struct store_session row;
+	struct bk_err gerr = BK_ERR_INIT;
+	int g = core->store->ops->session_get(core->store, id, NULL, &row, &gerr);
+	if (g <= 0)
+		return 0;
+	int rc =
+	    bk_err_kind(err, BK_E_UNAVAILABLE, "session '%s' is node '%s''s now", id, row.owner);
+	store_session_release(&row);
+	return rc;
 }
 
 /* ---- a session's sandbox ---- */
@@ -349,6 +371,10 @@ int core__session_flush(struct core *core, struct session *s)
 int core__session_destroy(struct core *core, struct session *s, struct bk_err *err)
 {
 	int rc = core__record_delete(core, s->id, err);
+	/* Another node's: what this one holds of it is stale, its files are
+	 * the other node's. */
+	if (rc < 0 && err->kind == BK_E_UNAVAILABLE && core->cfg.node[0])
+		return -1;
 	/* Wake every execution in flight: they end with the sandbox. Preview
 	 * connections hold rw shared for as long as they are open: shut them
 	 * down, or the lock below would wait for their clients. */

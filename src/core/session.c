@@ -244,8 +244,14 @@ static int create_row(struct core *core, const struct core_key *key,
  * and links the session into the registry, all under create_lock. *out
  * holds a reference of the caller's. */
 static int create_reserve(struct core *core, const struct core_key *key,
-			  const struct store_session *row, struct session **out, struct bk_err *err)
+			  const struct store_session *given, struct session **out,
+			  struct bk_err *err)
 {
+	/* This node owns what it creates, at the first epoch. */
+	struct store_session owned = *given;
+	snprintf(owned.owner, sizeof(owned.owner), "%s", core->cfg.node);
+	owned.epoch = 1;
+	const struct store_session *row = &owned;
 	pthread_mutex_lock(&core->create_lock);
 	bool holding = row->vm_state == STORE_VM_RUNNING;
 	struct store_cap cap = {

@@ -161,8 +161,11 @@ static void reap(struct door *d)
 /* ---- looking at the request head ---- */
 
 int http__head_scan(const char *buf, size_t len, char *host, size_t hostlen, char *method,
-		    size_t methodlen, char *target, size_t targetlen)
+		    size_t methodlen, char *target, size_t targetlen, const char *hop_name, char *hop,
+		    size_t hoplen, bool *has_hop)
 {
+	size_t hnl = hop_name ? strlen(hop_name) : 0;
+	*has_hop = false;
 	const char *end = buf + len;
 	const char *nl = memchr(buf, '\n', len);
 	if (nl == NULL)
@@ -201,6 +204,17 @@ int http__head_scan(const char *buf, size_t len, char *host, size_t hostlen, cha
 				memcpy(host, v, vl);
 				host[vl] = '\0';
 			}
+		}
+		if (hnl && n > hnl && strncasecmp(line, hop_name, hnl) == 0 && line[hnl] == ':') {
+			const char *v = line + hnl + 1, *ve = line + n;
+			while (v < ve && (*v == ' ' || *v == '\t'))
+				v++;
+			while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+				ve--;
+			/* Kept as sent, cut to fit: whoever reads it compares
+			 * it whole (a cut one does not match). */
+			snprintf(hop, hoplen, "%.*s", (int)(ve - v), v);
+			*has_hop = true;
 		}
 		line = eol + 1;
 	}
@@ -298,7 +312,9 @@ static void peek_step(struct door *d, struct http_conn *conn)
 	if (n <= 0)
 		return dispatch(d, conn, 0);
 	int r = http__head_scan(d->peek, (size_t)n, conn->host, sizeof(conn->host), conn->method,
-				sizeof(conn->method), conn->target, sizeof(conn->target));
+				sizeof(conn->method), conn->target, sizeof(conn->target),
+				d->srv->has_hosts ? d->srv->hosts.hop_name : NULL, conn->hop,
+				sizeof(conn->hop), &conn->has_hop);
 	/* No progress after a wake-up: the client has finished sending (an
 	 * end of file after a partial head). A head too long to wait for goes
 	 * by its Host if that came (the relay takes heads of up to 32 KiB). */

@@ -53,9 +53,11 @@ struct http_conn {
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 	struct http_client client;
-	char ip[64];	     /* the client's address, as text */
-	char host[320];	     /* the Host of its first request ("" when none) */
-	char target[1024];   /* its request-target, cut short if longer */
+	char ip[64];	   /* the client's address, as text */
+	char host[320];	   /* the Host of its first request ("" when none) */
+	char target[1024]; /* its request-target, cut short if longer */
+	char hop[256];	   /* its hosts.hop_name header's value ("" when none) */
+	bool has_hop;
 	char method[16];     /* the method of its first request */
 	int64_t deadline_us; /* its first head must be in by then */
 	int have;	     /* bytes of head seen at the last look */
@@ -164,10 +166,12 @@ void http_accept_stop(struct http_server *srv);
  * what recv() peeked): 1 when it is whole and has a Host (host, method and
  * target filled, the target cut short to fit), 0 when it is whole without
  * a usable one (or is no HTTP/1.x head), -1 when more bytes are needed to
- * tell; host is filled as soon as its line is in. Non-static for
- * tests/fuzz/http_head.c. */
+ * tell; host is filled as soon as its line is in. With hop_name (a header
+ * name, or NULL), *has_hop says whether the head has that header, and hop
+ * holds its value. Non-static for tests/fuzz/http_head.c. */
 int http__head_scan(const char *buf, size_t len, char *host, size_t hostlen, char *method,
-		    size_t methodlen, char *target, size_t targetlen);
+		    size_t methodlen, char *target, size_t targetlen, const char *hop_name, char *hop,
+		    size_t hoplen, bool *has_hop);
 /* Takes conn off the list that stop shuts down, before its socket closes. */
 void http_conn_unlist(struct http_conn *conn);
 /* Hands fd (taken), a socket libmicrohttpd has finished with, to the door

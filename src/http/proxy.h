@@ -139,6 +139,12 @@ struct proxy_parser {
 	 * X-API-Key headers whose value starts with it are not passed on.
 	 * NULL: none is dropped. */
 	const char *key_prefix;
+	/* A header that clients never pass on (hop_name: every line of that
+	 * name is dropped) and, when hop_line is not NULL, the line ("Name:
+	 * value") written in its place in every head: how one node tells
+	 * another that a connection is relayed. NULL: none. */
+	const char *hop_name;
+	const char *hop_line;
 	/* After PROXY_OTHER_HOST: the refused request's target, made absolute
 	 * with its Host when that is not the connection's; "" when it has no
 	 * Host or the location would be too long. */

@@ -214,7 +214,8 @@ static int head_header(const struct proxy_parser *p, const char *line, size_t n,
 	}
 	if (http__eq_ci(name, nl, "x-forwarded-proto") ||
 	    http__eq_ci(name, nl, "x-forwarded-host") ||
-	    http__eq_ci(name, nl, "x-forwarded-prefix") || is_server_key(p, &f))
+	    http__eq_ci(name, nl, "x-forwarded-prefix") || is_server_key(p, &f) ||
+	    (p->hop_name && http__eq_ci(name, nl, p->hop_name)))
 		return 0;
 	out_add(o, name, nl);
 	out_str(o, ": ");
@@ -262,6 +263,10 @@ static void head_forwarded(const struct proxy_parser *p, const struct head *h, s
 	if (p->prefix) {
 		out_str(o, "\r\nX-Forwarded-Prefix: ");
 		out_str(o, p->prefix);
+	}
+	if (p->hop_line) {
+		out_str(o, "\r\n");
+		out_str(o, p->hop_line);
 	}
 	out_str(o, "\r\n\r\n");
 }

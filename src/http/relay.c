@@ -405,7 +405,8 @@ void http_proxy_serve(struct http_conn *conn)
 	struct http_server *srv = conn->srv;
 	struct http_response res = {.status = 502};
 	struct http_upstream up = {.fd = -1};
-	if (srv->hosts.open(srv->hosts.ctx, conn->host, conn->target, &up, &res) < 0) {
+	if (srv->hosts.open(srv->hosts.ctx, conn->host, conn->target,
+			    conn->has_hop ? conn->hop : NULL, &up, &res) < 0) {
 		set_nonblock(conn->fd);
 		answer_and_close(conn->fd, conn->method, &res, NULL);
 		free(res.body);
@@ -430,6 +431,8 @@ void http_proxy_serve(struct http_conn *conn)
 	    .prefix = up.prefix,
 	    .answers = &r->answers,
 	    .key_prefix = up.key_prefix,
+	    .hop_name = srv->hosts.hop_name,
+	    .hop_line = up.hop_line,
 	};
 	r->last_io_us = mono_us();
 	pthread_mutex_init(&r->done_lock, NULL);

@@ -26,6 +26,7 @@
 struct http_request {
 	const char *method;
 	const char *path;
+	const char *target; /* the request-target as sent (path and query) */
 	/* The declared body: its Content-Length, or -1 when none was given
 	 * (chunked, or no body at all); has_body when one is coming. */
 	int64_t content_length;
@@ -62,6 +63,11 @@ struct http_response {
 	ssize_t (*stream_read)(void *ctx, char *buf, size_t max);
 	void (*stream_free)(void *ctx);
 	void *stream_ctx;
+	/* The streamed body's length when known in advance (sent as
+	 * Content-Length rather than chunked); -1 or 0 with stream_sized
+	 * false: unknown. */
+	bool stream_sized;
+	uint64_t stream_size;
 };
 
 /* The value of a request header or query argument, borrowed for the
@@ -83,6 +89,39 @@ void http_response_take(struct http_response *res, int status, const char *conte
 			size_t len);
 void http_response_header(struct http_response *res, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* ---- a request passed on to another server (http/forward.c) ----
+ *
+ * A request that libmicrohttpd took is sent on, as it came, to a peer
+ * server, and the peer's answer becomes the request's: its head is
+ * written at once (the method, the raw target, every header but the
+ * hop-by-hop ones, plus extra lines), its body passed on piece by piece
+ * as it arrives, and the answer's body read as the client takes it. Only
+ * the framing is read on the way (the peer's Content-Length or chunks,
+ * decoded, since libmicrohttpd frames the answer again), so nothing is
+ * held whole: an SSE stream or a 50 MB file passes through 64 KiB. */
+
+struct http_forward;
+
+/* Connects to url ("http://HOST:PORT", HOST a name, an IPv4 address or a
+ * bracketed IPv6 one) and sends req's head with extra (NULL-terminated
+ * "Name: value" lines, may be NULL) added; X-Forwarded-For gets the
+ * client's address appended. The body follows with http_forward_body():
+ * its declared Content-Length when req has one, else chunked. */
+int http_forward_open(const struct http_request *req, const char *url, const char *const *extra,
+		      struct http_forward **out, struct bk_err *err);
+/* A stream socket connected to url (as http_forward_open() takes it),
+ * or -1 with err (BK_E_UNAVAILABLE). */
+int http_connect_url(const char *url, struct bk_err *err);
+/* The next len bytes of the body. */
+int http_forward_body(struct http_forward *f, const char *data, size_t len, struct bk_err *err);
+/* Ends the body, waits for the answer's head and makes it res's: its
+ * status, its headers (but hop-by-hop ones and those res already has) and
+ * its body as a stream. Takes f: freed with res's stream, or here on
+ * failure (then res is untouched). */
+int http_forward_answer(struct http_forward *f, struct http_response *res, struct bk_err *err);
+/* Abandons f (the peer sees its connection close). NULL is ignored. */
+void http_forward_free(struct http_forward *f);
 
 /* ---- a request, from its head to its answer ----
  *
@@ -227,6 +266,10 @@ struct http_upstream {
 	 * Authorization and X-API-Key before a request goes up; NULL: none.
 	 * Borrowed until release(). */
 	const char *key_prefix;
+	/* A line ("Name: value", borrowed until release()) added to every
+	 * request head relayed, in place of any line of the hooks' hop_name
+	 * the client sent (which is always dropped); NULL: none. */
+	const char *hop_line;
 	/* Once per request head relayed; may be NULL. Called from a relay
 	 * worker, which serves other connections too: it must be quick. */
 	void (*on_request)(void *ctx);
@@ -246,10 +289,14 @@ struct http_host_hooks {
 	enum http_route (*route)(void *ctx, const char *host, const char *target);
 	/* For a HTTP_ROUTE_RELAY request: fills up and returns 0, or fills res
 	 * with the answer to give instead (an error page; body and headers
-	 * only, no stream) and returns -1. May block (it may wake what it
-	 * connects to); runs on the connection's own thread. */
-	int (*open)(void *ctx, const char *host, const char *target, struct http_upstream *up,
-		    struct http_response *res);
+	 * only, no stream) and returns -1. hop is the value of the first
+	 * request's hop_name header, NULL when it had none. May block (it may
+	 * wake what it connects to); runs on the connection's own thread. */
+	int (*open)(void *ctx, const char *host, const char *target, const char *hop,
+		    struct http_upstream *up, struct http_response *res);
+	/* A header that is never relayed as the client sent it (see
+	 * struct http_upstream's hop_line); NULL: none. */
+	const char *hop_name;
 	void *ctx;
 };
 

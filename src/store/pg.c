@@ -41,7 +41,7 @@
 /* Schema migrations, in order: pg_migrations[i] takes version i to i + 1.
  * Never edit one that has shipped; append one and raise
  * STORE_PG_SCHEMA_VERSION. Version 1 was SQLite's version 6; version 2 is
- * SQLite's version 7. */
+ * SQLite's version 7, version 3 SQLite's 8. */
 static const char *const pg_migrations[] = {
     /* 0 -> 1 */
     "CREATE TABLE keys ("
@@ -115,6 +115,20 @@ static const char *const pg_migrations[] = {
     "CREATE INDEX tasks_key_created ON tasks (key_id, created_ms);",
     /* 1 -> 2: a session's outbound network policy ('': none). */
     "ALTER TABLE sessions ADD COLUMN network text NOT NULL DEFAULT '';",
+    /* 2 -> 3: nodes, their leases and load, and the sessions each owns
+     * with a fencing epoch. */
+    "ALTER TABLE sessions ADD COLUMN owner text NOT NULL DEFAULT '';"
+    "ALTER TABLE sessions ADD COLUMN epoch bigint NOT NULL DEFAULT 0;"
+    "CREATE INDEX sessions_owner ON sessions (owner);"
+    "CREATE TABLE nodes ("
+    "  name text PRIMARY KEY,"
+    "  advertise text NOT NULL,"
+    "  started_ms bigint NOT NULL,"
+    "  renewed_ms bigint NOT NULL,"
+    "  lease_ms bigint NOT NULL,"
+    "  free_mb bigint NOT NULL DEFAULT 0,"
+    "  awake bigint NOT NULL DEFAULT 0"
+    ");",
 };
 
 _Static_assert(ARRAY_SIZE(pg_migrations) == STORE_PG_SCHEMA_VERSION,
@@ -517,6 +531,11 @@ static const struct store_ops pg_ops = {
     .session_set_vm = pg__session_set_vm,
     .session_set_network = pg__session_set_network,
     .session_due = pg__session_due,
+    .session_claim = pg__session_claim,
+    .session_release = pg__session_release,
+    .node_renew = pg__node_renew,
+    .node_list = pg__node_list,
+    .node_remove = pg__node_remove,
     .task_insert = pg__task_insert,
     .task_update = pg__task_update,
     .task_get = pg__task_get,

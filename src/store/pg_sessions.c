@@ -36,11 +36,13 @@ static int session_insert_locked(struct store *st, const struct store_session *s
 	pg__int(&p, s->cpu_ms);
 	pg__int(&p, s->vm_runtime_ms);
 	pg__text(&p, s->network ? s->network : "");
-	_Static_assert(STORE_SESSION_NCOLS == 23, "one parameter per column");
+	pg__text(&p, s->owner);
+	pg__int(&p, s->epoch);
+	_Static_assert(STORE_SESSION_NCOLS == 25, "one parameter per column");
 	return pg__run(st,
 		       "INSERT INTO sessions (" STORE_SESSION_COLS ") VALUES ($1, $2, $3, $4, $5, "
 		       "$6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, "
-		       "$21, $22, $23)",
+		       "$21, $22, $23, $24, $25)",
 		       &p, err, "cannot insert session '%s' for key '%s'", s->id, s->key_id);
 }
 
@@ -95,8 +97,13 @@ int pg__session_delete(struct store *st, const char *id, struct bk_err *err)
 {
 	struct pg_params p = {0};
 	pg__text(&p, id);
+	pg__text(&p, st->node);
 	_cleanup_pg_unlock_ pthread_mutex_t *lock = pg__lock(st);
-	return session_change(st, "DELETE FROM sessions WHERE id = $1", &p, "delete", id, err);
+	return session_change(
+	    st,
+	    "DELETE FROM sessions WHERE id = $1 AND ($2::text = '' OR owner = $2 OR "
+	    "owner = '')",
+	    &p, "delete", id, err);
 }
 
 int pg__session_touch(struct store *st, const char *id, int64_t last_active_ms, int64_t execs,
@@ -108,12 +115,15 @@ int pg__session_touch(struct store *st, const char *id, int64_t last_active_ms, 
 	pg__int(&p, cpu_ms);
 	pg__int(&p, vm_runtime_ms);
 	pg__text(&p, id);
+	pg__text(&p, st->node);
 	_cleanup_pg_unlock_ pthread_mutex_t *lock = pg__lock(st);
-	return session_change(st,
-			      "UPDATE sessions SET last_active_ms = GREATEST(last_active_ms, "
-			      "$1::bigint), exec_count = exec_count + $2, cpu_ms = cpu_ms + $3, "
-			      "vm_runtime_ms = vm_runtime_ms + $4 WHERE id = $5",
-			      &p, "touch", id, err);
+	return session_change(
+	    st,
+	    "UPDATE sessions SET last_active_ms = GREATEST(last_active_ms, "
+	    "$1::bigint), exec_count = exec_count + $2, cpu_ms = cpu_ms + $3, "
+	    "vm_runtime_ms = vm_runtime_ms + $4 WHERE id = $5 AND ($6::text = '' OR "
+	    "owner = $6)",
+	    &p, "touch", id, err);
 }
 
 int pg__session_set_state(struct store *st, const char *id, enum store_session_state state,
@@ -122,9 +132,12 @@ int pg__session_set_state(struct store *st, const char *id, enum store_session_s
 	struct pg_params p = {0};
 	pg__int(&p, (int)state);
 	pg__text(&p, id);
+	pg__text(&p, st->node);
 	_cleanup_pg_unlock_ pthread_mutex_t *lock = pg__lock(st);
-	return session_change(st, "UPDATE sessions SET state = $1 WHERE id = $2", &p,
-			      "set the state of", id, err);
+	return session_change(st,
+			      "UPDATE sessions SET state = $1 WHERE id = $2 AND ($3::text = '' OR "
+			      "owner = $3)",
+			      &p, "set the state of", id, err);
 }
 
 int pg__session_set_network(struct store *st, const char *id, const char *network,
@@ -133,9 +146,12 @@ int pg__session_set_network(struct store *st, const char *id, const char *networ
 	struct pg_params p = {0};
 	pg__text(&p, network ? network : "");
 	pg__text(&p, id);
+	pg__text(&p, st->node);
 	_cleanup_pg_unlock_ pthread_mutex_t *lock = pg__lock(st);
-	return session_change(st, "UPDATE sessions SET network = $1 WHERE id = $2", &p,
-			      "set the network of", id, err);
+	return session_change(st,
+			      "UPDATE sessions SET network = $1 WHERE id = $2 AND ($3::text = '' OR "
+			      "owner = $3)",
+			      &p, "set the network of", id, err);
 }
 
 static int session_set_vm_locked(struct store *st, const char *id, enum store_vm_state vm,
@@ -148,9 +164,10 @@ static int session_set_vm_locked(struct store *st, const char *id, enum store_vm
 	pg__int(&p, ends_ms);
 	pg__int(&p, (int)state);
 	pg__text(&p, id);
+	pg__text(&p, st->node);
 	return session_change(st,
 			      "UPDATE sessions SET vm_state = $1, vm_spawned_ms = $2, vm_ends_ms = "
-			      "$3, state = $4 WHERE id = $5",
+			      "$3, state = $4 WHERE id = $5 AND ($6::text = '' OR owner = $6)",
 			      &p, "record the VM of", id, err);
 }
 
@@ -234,10 +251,23 @@ int pg__session_list_all(struct store *st, struct store_session **out, size_t *n
 {
 	*out = NULL;
 	*n = 0;
+	struct pg_params p = {0};
+	pg__text(&p, st->node);
 	_cleanup_pg_unlock_ pthread_mutex_t *lock = pg__lock(st);
+	/* Sessions that no node owns and never did (written before nodes
+	 * existed: epoch 0) become this node's; released ones are for
+	 * whoever claims them, and those of other nodes are theirs. */
+	if (st->node[0] &&
+	    pg__run(st,
+		    "UPDATE sessions SET owner = $1, epoch = epoch + 1 WHERE owner = '' AND "
+		    "epoch = 0",
+		    &p, err, "cannot take the sessions no node owns") < 0)
+		return -1;
 	_cleanup_result_ PGresult *res = NULL;
-	if (pg__exec(st, "SELECT " STORE_SESSION_COLS " FROM sessions ORDER BY created_ms, id",
-		     NULL, &res, err, "cannot list all sessions") < 0)
+	if (pg__exec(st,
+		     "SELECT " STORE_SESSION_COLS " FROM sessions WHERE $1::text = '' OR owner = "
+		     "$1 ORDER BY created_ms, id",
+		     &p, &res, err, "cannot list the sessions of this node") < 0)
 		return -1;
 	_cleanup_page_ struct store__page page = {0};
 	for (int i = 0; i < PQntuples(res); i++) {
@@ -256,12 +286,15 @@ int pg__session_due(struct store *st, int64_t now_ms, char (*ids)[32], size_t ma
 	struct pg_params p = {0};
 	pg__int(&p, now_ms);
 	pg__int(&p, (int64_t)max);
+	pg__text(&p, st->node);
 	_cleanup_pg_unlock_ pthread_mutex_t *lock = pg__lock(st);
 	_cleanup_result_ PGresult *res = NULL;
 	if (pg__exec(st,
-		     "SELECT id, expires_ms AS due FROM sessions WHERE expires_ms <= $1 UNION "
-		     "SELECT id, vm_ends_ms AS due FROM sessions WHERE vm_ends_ms > 0 AND "
-		     "vm_ends_ms <= $1 AND vm_state = 1 ORDER BY due, id LIMIT $2",
+		     "SELECT id, expires_ms AS due FROM sessions WHERE expires_ms <= $1 AND "
+		     "($3::text = '' OR owner = $3 OR owner = '') UNION SELECT id, vm_ends_ms AS "
+		     "due FROM "
+		     "sessions WHERE vm_ends_ms > 0 AND vm_ends_ms <= $1 AND vm_state = 1 AND "
+		     "($3::text = '' OR owner = $3) ORDER BY due, id LIMIT $2",
 		     &p, &res, err, "cannot find sessions that are due") < 0)
 		return -1;
 	for (int i = 0; i < PQntuples(res) && *n < max; i++) {
@@ -274,4 +307,32 @@ int pg__session_due(struct store *st, int64_t now_ms, char (*ids)[32], size_t ma
 		(*n)++;
 	}
 	return 0;
+}
+
+int pg__session_claim(struct store *st, const char *id, const char *owner, int64_t epoch,
+		      struct bk_err *err)
+{
+	struct pg_params p = {0};
+	pg__text(&p, st->node);
+	pg__text(&p, id);
+	pg__text(&p, owner);
+	pg__int(&p, epoch);
+	_cleanup_pg_unlock_ pthread_mutex_t *lock = pg__lock(st);
+	return session_change(st,
+			      "UPDATE sessions SET owner = $1, epoch = epoch + 1 WHERE id = $2 AND "
+			      "owner = $3 AND epoch = $4",
+			      &p, "claim", id, err);
+}
+
+int pg__session_release(struct store *st, const char *id, struct bk_err *err)
+{
+	struct pg_params p = {0};
+	pg__text(&p, id);
+	pg__text(&p, st->node);
+	pg__int(&p, STORE_SESSION_DEEP_SLEEP);
+	_cleanup_pg_unlock_ pthread_mutex_t *lock = pg__lock(st);
+	return session_change(st,
+			      "UPDATE sessions SET owner = '', epoch = epoch + 1 WHERE id = $1 AND "
+			      "owner = $2 AND owner <> '' AND state = $3",
+			      &p, "release", id, err);
 }

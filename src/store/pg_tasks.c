@@ -93,10 +93,9 @@ int pg__task_purge(struct store *st, int64_t before_ms, bool fail_unfinished, in
 		return -1;
 	if (!fail_unfinished)
 		return 0;
-	/* With several nodes on one database, a node that starts fails every
-	 * unfinished task, its peers' too: until nodes own their tasks
-	 * (issue 14's node leases), a node should not be started while its
-	 * peers run asynchronous executions. */
+	/* With several nodes on one database, a node that starts fails the
+	 * unfinished tasks of its own sessions (and of sessions gone) only:
+	 * its peers' run on. */
 	static const char msg[] = "the server restarted before the execution finished\n";
 	struct pg_params p = {0};
 	pg__int(&p, STORE_TASK_FAILED);
@@ -104,8 +103,10 @@ int pg__task_purge(struct store *st, int64_t before_ms, bool fail_unfinished, in
 	pg__bytes(&p, msg, sizeof(msg) - 1);
 	pg__int(&p, STORE_TASK_QUEUED);
 	pg__int(&p, STORE_TASK_RUNNING);
+	pg__text(&p, st->node);
 	return pg__run(st,
 		       "UPDATE tasks SET status = $1, finished_ms = $2, stderr = stderr || $3 "
-		       "WHERE status IN ($4, $5)",
+		       "WHERE status IN ($4, $5) AND ($6::text = '' OR NOT EXISTS (SELECT 1 FROM "
+		       "sessions s WHERE s.id = tasks.session_id AND s.owner <> $6))",
 		       &p, err, "cannot end the tasks of an earlier run");
 }

@@ -41,7 +41,8 @@ int store__key_check(const struct store_key *k, struct bk_err *err)
 int store__session_check(const struct store_session *s, struct bk_err *err)
 {
 	if (!store__str_ok(s->id, sizeof(s->id)) || !store__str_ok(s->key_id, sizeof(s->key_id)) ||
-	    !store__str_ok(s->public_id, sizeof(s->public_id)))
+	    !store__str_ok(s->public_id, sizeof(s->public_id)) ||
+	    !store__str_ok(s->owner, sizeof(s->owner)))
 		return bk_err_kind(err, BK_E_INTERNAL,
 				   "cannot insert session: unterminated id or key id");
 	if (!store__state_ok((int)s->state) || !store__vm_ok((int)s->vm_state))
@@ -173,6 +174,37 @@ int store__session_from_row(const struct store__row *r, struct store_session *ou
 	out->exec_count = r->int64(r, 19);
 	out->cpu_ms = r->int64(r, 20);
 	out->vm_runtime_ms = r->int64(r, 21);
+	size_t olen = 0;
+	const char *owner = r->text(r, 23, &olen);
+	if (owner && olen < sizeof(out->owner)) {
+		memcpy(out->owner, owner, olen);
+		out->owner[olen] = '\0';
+	}
+	out->epoch = r->int64(r, 24);
+	return 0;
+}
+
+int store__node_check(const struct store_node *n, struct bk_err *err)
+{
+	if (!store__str_ok(n->name, sizeof(n->name)) || n->name[0] == '\0' ||
+	    !store__str_ok(n->advertise, sizeof(n->advertise)))
+		return bk_err_kind(err, BK_E_INTERNAL,
+				   "cannot write node: unterminated or empty name");
+	return 0;
+}
+
+int store__node_from_row(const struct store__row *r, struct store_node *out, struct bk_err *err)
+{
+	memset(out, 0, sizeof(*out));
+	if (col_copy(r, 0, out->name, sizeof(out->name)) < 0 ||
+	    col_copy(r, 1, out->advertise, sizeof(out->advertise)) < 0)
+		return bk_err_kind(err, BK_E_INTERNAL, "cannot read a node: bad name or address");
+	out->started_ms = r->int64(r, 2);
+	out->renewed_ms = r->int64(r, 3);
+	out->lease_ms = r->int64(r, 4);
+	out->free_mb = r->int64(r, 5);
+	out->awake = r->int64(r, 6);
+	out->owned = r->int64(r, 7);
 	return 0;
 }
 

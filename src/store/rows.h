@@ -17,8 +17,10 @@
 #define STORE_SESSION_COLS                                                                         \
 	"id, key_id, created_ms, expires_ms, last_active_ms, state, metadata, memory_mb, cpu, "    \
 	"timeout_s, disk_mb, public_id, dialect, env, vcpu, vm_state, vm_lifetime_s, "             \
-	"vm_spawned_ms, vm_ends_ms, exec_count, cpu_ms, vm_runtime_ms, network"
-#define STORE_SESSION_NCOLS 23
+	"vm_spawned_ms, vm_ends_ms, exec_count, cpu_ms, vm_runtime_ms, network, owner, epoch"
+#define STORE_SESSION_NCOLS 25
+
+#define STORE_NODE_COLS "name, advertise, started_ms, renewed_ms, lease_ms, free_mb, awake"
 
 #define STORE_TASK_COLS                                                                            \
 	"id, session_id, key_id, status, stdout, stderr, exit_code, execution_ms, cpu_ms, "        \
@@ -61,6 +63,10 @@ int store__key_from_row(const struct store__row *r, struct store_key *out, struc
  * nothing to release. */
 int store__session_from_row(const struct store__row *r, struct store_session *out,
 			    struct bk_err *err);
+/* Fills *out from a row of STORE_NODE_COLS and, after them, the count of
+ * sessions owned. */
+int store__node_from_row(const struct store__row *r, struct store_node *out, struct bk_err *err);
+int store__node_check(const struct store_node *n, struct bk_err *err);
 /* Fills *out from a row of STORE_TASK_COLS; the same. */
 int store__task_from_row(const struct store__row *r, struct store_task *out, struct bk_err *err);
 /* Fills *out from a row of STORE_IDEM_COLS; the same. */

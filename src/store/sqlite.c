@@ -140,6 +140,20 @@ static const char *const store_migrations[] = {
     ");",
     /* 6 -> 7: a session's outbound network policy ('': none). */
     "ALTER TABLE sessions ADD COLUMN network TEXT NOT NULL DEFAULT '';",
+    /* 7 -> 8: nodes and the sessions they own (one node on SQLite, but
+     * the same records as PostgreSQL's). */
+    "ALTER TABLE sessions ADD COLUMN owner TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE sessions ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX sessions_owner ON sessions (owner);"
+    "CREATE TABLE nodes ("
+    "  name TEXT PRIMARY KEY,"
+    "  advertise TEXT NOT NULL,"
+    "  started_ms INTEGER NOT NULL,"
+    "  renewed_ms INTEGER NOT NULL,"
+    "  lease_ms INTEGER NOT NULL,"
+    "  free_mb INTEGER NOT NULL DEFAULT 0,"
+    "  awake INTEGER NOT NULL DEFAULT 0"
+    ");",
 };
 
 _Static_assert(ARRAY_SIZE(store_migrations) == STORE_SCHEMA_VERSION,
@@ -399,6 +413,11 @@ static const struct store_ops sqlite_ops = {
     .session_set_vm = sqlite__session_set_vm,
     .session_set_network = sqlite__session_set_network,
     .session_due = sqlite__session_due,
+    .session_claim = sqlite__session_claim,
+    .session_release = sqlite__session_release,
+    .node_renew = sqlite__node_renew,
+    .node_list = sqlite__node_list,
+    .node_remove = sqlite__node_remove,
     .task_insert = sqlite__task_insert,
     .task_update = sqlite__task_update,
     .task_get = sqlite__task_get,

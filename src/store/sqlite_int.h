@@ -106,6 +106,13 @@ int sqlite__session_list_all(struct store *st, struct store_session **out, size_
 			     struct bk_err *err);
 int sqlite__session_due(struct store *st, int64_t now_ms, char (*ids)[32], size_t max, size_t *n,
 			struct bk_err *err);
+int sqlite__session_claim(struct store *st, const char *id, const char *owner, int64_t epoch,
+			  struct bk_err *err);
+int sqlite__session_release(struct store *st, const char *id, struct bk_err *err);
+int sqlite__node_renew(struct store *st, const struct store_node *n, struct bk_err *err);
+int sqlite__node_list(struct store *st, int64_t now_ms, struct store_node **out, size_t *n,
+		      struct bk_err *err);
+int sqlite__node_remove(struct store *st, const char *name, struct bk_err *err);
 int sqlite__task_insert(struct store *st, const struct store_task *t, struct bk_err *err);
 int sqlite__task_update(struct store *st, const struct store_task *t, struct bk_err *err);
 int sqlite__task_get(struct store *st, const char *id, const char *key_id, struct store_task *out,

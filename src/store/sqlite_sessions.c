@@ -48,7 +48,7 @@ static int session_insert_locked(struct store *st, const struct store_session *s
 	if (sqlite3_prepare_v2(
 		SQ(st)->db,
 		"INSERT INTO sessions (" STORE_SESSION_COLS ") "
-		"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 		-1, &stmt, NULL) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, ++i, s->id, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, ++i, s->key_id, -1, SQLITE_STATIC) != SQLITE_OK ||
@@ -75,7 +75,9 @@ static int session_insert_locked(struct store *st, const struct store_session *s
 	    sqlite3_bind_int64(stmt, ++i, s->cpu_ms) != SQLITE_OK ||
 	    sqlite3_bind_int64(stmt, ++i, s->vm_runtime_ms) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, ++i, s->network ? s->network : "", -1, SQLITE_STATIC) !=
-		SQLITE_OK)
+		SQLITE_OK ||
+	    sqlite3_bind_text(stmt, ++i, s->owner, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, ++i, s->epoch) != SQLITE_OK)
 		return sqlite__fail(st, err, "cannot insert session '%s'", s->id);
 	int rc = sqlite3_step(stmt);
 	if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE)
@@ -132,9 +134,12 @@ int sqlite__session_delete(struct store *st, const char *id, struct bk_err *err)
 {
 	_cleanup_unlock_ pthread_mutex_t *lock = sqlite__lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
-	if (sqlite3_prepare_v2(SQ(st)->db, "DELETE FROM sessions WHERE id = ?", -1, &stmt, NULL) !=
-		SQLITE_OK ||
+	if (sqlite3_prepare_v2(SQ(st)->db,
+			       "DELETE FROM sessions WHERE id = ?1 AND (?2 = '' OR owner = ?2 OR "
+			       "owner = '')",
+			       -1, &stmt, NULL) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 2, st->node, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_step(stmt) != SQLITE_DONE)
 		return sqlite__fail(st, err, "cannot delete session '%s'", id);
 	return sqlite3_changes(SQ(st)->db) > 0 ? 1 : 0;
@@ -145,16 +150,18 @@ int sqlite__session_touch(struct store *st, const char *id, int64_t last_active_
 {
 	_cleanup_unlock_ pthread_mutex_t *lock = sqlite__lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
-	if (sqlite3_prepare_v2(SQ(st)->db,
-			       "UPDATE sessions SET last_active_ms = MAX(last_active_ms, ?1), "
-			       "exec_count = exec_count + ?2, cpu_ms = cpu_ms + ?3, "
-			       "vm_runtime_ms = vm_runtime_ms + ?4 WHERE id = ?5",
-			       -1, &stmt, NULL) != SQLITE_OK ||
+	if (sqlite3_prepare_v2(
+		SQ(st)->db,
+		"UPDATE sessions SET last_active_ms = MAX(last_active_ms, ?1), "
+		"exec_count = exec_count + ?2, cpu_ms = cpu_ms + ?3, "
+		"vm_runtime_ms = vm_runtime_ms + ?4 WHERE id = ?5 AND (?6 = '' OR owner = ?6)",
+		-1, &stmt, NULL) != SQLITE_OK ||
 	    sqlite3_bind_int64(stmt, 1, last_active_ms) != SQLITE_OK ||
 	    sqlite3_bind_int64(stmt, 2, execs) != SQLITE_OK ||
 	    sqlite3_bind_int64(stmt, 3, cpu_ms) != SQLITE_OK ||
 	    sqlite3_bind_int64(stmt, 4, vm_runtime_ms) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, 5, id, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 6, st->node, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_step(stmt) != SQLITE_DONE)
 		return sqlite__fail(st, err, "cannot touch session '%s'", id);
 	return sqlite3_changes(SQ(st)->db) > 0 ? 1 : 0;
@@ -165,10 +172,13 @@ int sqlite__session_set_state(struct store *st, const char *id, enum store_sessi
 {
 	_cleanup_unlock_ pthread_mutex_t *lock = sqlite__lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
-	if (sqlite3_prepare_v2(SQ(st)->db, "UPDATE sessions SET state = ? WHERE id = ?", -1, &stmt,
-			       NULL) != SQLITE_OK ||
+	if (sqlite3_prepare_v2(
+		SQ(st)->db,
+		"UPDATE sessions SET state = ?1 WHERE id = ?2 AND (?3 = '' OR owner = ?3)", -1,
+		&stmt, NULL) != SQLITE_OK ||
 	    sqlite3_bind_int(stmt, 1, (int)state) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, 2, id, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 3, st->node, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_step(stmt) != SQLITE_DONE)
 		return sqlite__fail(st, err, "cannot set the state of session '%s'", id);
 	return sqlite3_changes(SQ(st)->db) > 0 ? 1 : 0;
@@ -179,10 +189,13 @@ int sqlite__session_set_network(struct store *st, const char *id, const char *ne
 {
 	_cleanup_unlock_ pthread_mutex_t *lock = sqlite__lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
-	if (sqlite3_prepare_v2(SQ(st)->db, "UPDATE sessions SET network = ? WHERE id = ?", -1,
-			       &stmt, NULL) != SQLITE_OK ||
+	if (sqlite3_prepare_v2(
+		SQ(st)->db,
+		"UPDATE sessions SET network = ?1 WHERE id = ?2 AND (?3 = '' OR owner = ?3)", -1,
+		&stmt, NULL) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, 1, network ? network : "", -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, 2, id, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 3, st->node, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_step(stmt) != SQLITE_DONE)
 		return sqlite__fail(st, err, "cannot set the network of session '%s'", id);
 	return sqlite3_changes(SQ(st)->db) > 0 ? 1 : 0;
@@ -195,14 +208,15 @@ static int session_set_vm_locked(struct store *st, const char *id, enum store_vm
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
 	if (sqlite3_prepare_v2(
 		SQ(st)->db,
-		"UPDATE sessions SET vm_state = ?, vm_spawned_ms = ?, vm_ends_ms = ?, "
-		"state = ? WHERE id = ?",
+		"UPDATE sessions SET vm_state = ?1, vm_spawned_ms = ?2, vm_ends_ms = ?3, "
+		"state = ?4 WHERE id = ?5 AND (?6 = '' OR owner = ?6)",
 		-1, &stmt, NULL) != SQLITE_OK ||
 	    sqlite3_bind_int(stmt, 1, (int)vm) != SQLITE_OK ||
 	    sqlite3_bind_int64(stmt, 2, spawned_ms) != SQLITE_OK ||
 	    sqlite3_bind_int64(stmt, 3, ends_ms) != SQLITE_OK ||
 	    sqlite3_bind_int(stmt, 4, (int)state) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, 5, id, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 6, st->node, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_step(stmt) != SQLITE_DONE)
 		return sqlite__fail(st, err, "cannot record the VM of session '%s'", id);
 	return sqlite3_changes(SQ(st)->db) > 0 ? 1 : 0;
@@ -306,6 +320,16 @@ int sqlite__session_list_all(struct store *st, struct store_session **out, size_
 	*out = NULL;
 	*n = 0;
 	_cleanup_unlock_ pthread_mutex_t *lock = sqlite__lock(st);
+	/* A SQLite file serves one node: whatever another name owned (the
+	 * node was renamed, or nothing owned it yet) is this node's now. */
+	_cleanup_stmt_ sqlite3_stmt *own = NULL;
+	if (st->node[0] &&
+	    (sqlite3_prepare_v2(
+		 SQ(st)->db, "UPDATE sessions SET owner = ?1, epoch = epoch + 1 WHERE owner <> ?1",
+		 -1, &own, NULL) != SQLITE_OK ||
+	     sqlite3_bind_text(own, 1, st->node, -1, SQLITE_STATIC) != SQLITE_OK ||
+	     sqlite3_step(own) != SQLITE_DONE))
+		return sqlite__fail(st, err, "cannot take the sessions of this node");
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
 	if (sqlite3_prepare_v2(SQ(st)->db,
 			       "SELECT " STORE_SESSION_COLS " FROM sessions "
@@ -334,10 +358,13 @@ int sqlite__session_due(struct store *st, int64_t now_ms, char (*ids)[32], size_
 	if (sqlite3_prepare_v2(
 		SQ(st)->db,
 		"SELECT id, expires_ms AS due FROM sessions WHERE expires_ms <= ?1 "
+		"AND (?3 = '' OR owner = ?3 OR owner = '') "
 		"UNION SELECT id, vm_ends_ms AS due FROM sessions WHERE vm_ends_ms > 0 "
-		"AND vm_ends_ms <= ?1 AND vm_state = 1 ORDER BY due LIMIT ?2",
+		"AND vm_ends_ms <= ?1 AND vm_state = 1 AND (?3 = '' OR owner = ?3) "
+		"ORDER BY due LIMIT ?2",
 		-1, &stmt, NULL) != SQLITE_OK ||
 	    sqlite3_bind_int64(stmt, 1, now_ms) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 3, st->node, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_int64(stmt, 2, (int64_t)max) != SQLITE_OK)
 		return sqlite__fail(st, err, "cannot find sessions that are due");
 	int rc;
@@ -347,4 +374,38 @@ int sqlite__session_due(struct store *st, int64_t now_ms, char (*ids)[32], size_
 			(*n)++;
 	}
 	return 0;
+}
+
+int sqlite__session_claim(struct store *st, const char *id, const char *owner, int64_t epoch,
+			  struct bk_err *err)
+{
+	_cleanup_unlock_ pthread_mutex_t *lock = sqlite__lock(st);
+	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
+	if (sqlite3_prepare_v2(SQ(st)->db,
+			       "UPDATE sessions SET owner = ?1, epoch = epoch + 1 WHERE id = ?2 "
+			       "AND owner = ?3 AND epoch = ?4",
+			       -1, &stmt, NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 1, st->node, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 2, id, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 3, owner, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 4, epoch) != SQLITE_OK || sqlite3_step(stmt) != SQLITE_DONE)
+		return sqlite__fail(st, err, "cannot claim session '%s'", id);
+	return sqlite3_changes(SQ(st)->db) > 0 ? 1 : 0;
+}
+
+int sqlite__session_release(struct store *st, const char *id, struct bk_err *err)
+{
+	_cleanup_unlock_ pthread_mutex_t *lock = sqlite__lock(st);
+	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
+	if (sqlite3_prepare_v2(
+		SQ(st)->db,
+		"UPDATE sessions SET owner = '', epoch = epoch + 1 WHERE id = ?1 AND "
+		"owner = ?2 AND owner <> '' AND state = ?3",
+		-1, &stmt, NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 2, st->node, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int(stmt, 3, STORE_SESSION_DEEP_SLEEP) != SQLITE_OK ||
+	    sqlite3_step(stmt) != SQLITE_DONE)
+		return sqlite__fail(st, err, "cannot release session '%s'", id);
+	return sqlite3_changes(SQ(st)->db) > 0 ? 1 : 0;
 }

@@ -109,16 +109,20 @@ int sqlite__task_purge(struct store *st, int64_t before_ms, bool fail_unfinished
 	if (!fail_unfinished)
 		return 0;
 	_cleanup_stmt_ sqlite3_stmt *fail = NULL;
-	if (sqlite3_prepare_v2(SQ(st)->db,
-			       "UPDATE tasks SET status = ?1, finished_ms = ?2, stderr = stderr || "
-			       "CAST(?3 AS BLOB) WHERE status IN (?4, ?5)",
-			       -1, &fail, NULL) != SQLITE_OK ||
+	if (sqlite3_prepare_v2(
+		SQ(st)->db,
+		"UPDATE tasks SET status = ?1, finished_ms = ?2, stderr = stderr || "
+		"CAST(?3 AS BLOB) WHERE status IN (?4, ?5) AND (?6 = '' OR NOT EXISTS "
+		"(SELECT 1 FROM sessions s WHERE s.id = tasks.session_id AND "
+		"s.owner <> ?6))",
+		-1, &fail, NULL) != SQLITE_OK ||
 	    sqlite3_bind_int(fail, 1, STORE_TASK_FAILED) != SQLITE_OK ||
 	    sqlite3_bind_int64(fail, 2, now_ms) != SQLITE_OK ||
 	    sqlite3_bind_text(fail, 3, "the server restarted before the execution finished\n", -1,
 			      SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_int(fail, 4, STORE_TASK_QUEUED) != SQLITE_OK ||
 	    sqlite3_bind_int(fail, 5, STORE_TASK_RUNNING) != SQLITE_OK ||
+	    sqlite3_bind_text(fail, 6, st->node, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_step(fail) != SQLITE_DONE)
 		return sqlite__fail(st, err, "cannot end the tasks of an earlier run");
 	return 0;

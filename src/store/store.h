@@ -26,7 +26,7 @@
 
 #include "util/err.h"
 
-#define STORE_SCHEMA_VERSION 7
+#define STORE_SCHEMA_VERSION 8
 
 /* An API key. Only the hash of the secret is stored. */
 struct store_key {
@@ -92,6 +92,12 @@ struct store_session {
 	/* Its outbound network policy, a compact JSON object (core/network.c
 	 * gives it meaning); owned, NULL or "": none, loopback only. */
 	char *network;
+	/* The node that runs it (its --node), and the fencing epoch of that
+	 * ownership: ownership moves only by session_claim(), a
+	 * compare-and-set on both, which raises the epoch. "" and 0: a
+	 * session written before nodes existed. */
+	char owner[64];
+	int64_t epoch;
 };
 
 void store_session_release(struct store_session *s);
@@ -132,6 +138,21 @@ struct store_cap {
 	int64_t max;
 	bool holding;
 	int64_t now_ms;
+};
+
+/* A node of a cluster, as it last renewed its lease. */
+struct store_node {
+	char name[64];	     /* its --node */
+	char advertise[256]; /* the base URL its peers reach it at */
+	int64_t started_ms, renewed_ms;
+	int64_t lease_ms; /* alive until then: a node whose lease lapsed is gone */
+	/* Its load at the renewal: free memory of its host (MB), and the
+	 * sessions whose sandboxes it runs. */
+	int64_t free_mb;
+	int64_t awake;
+	/* Sessions it owns that have not expired, counted by the store when
+	 * the list is read (exact, not as of the renewal). */
+	int64_t owned;
 };
 
 struct store;
@@ -192,7 +213,8 @@ struct store_ops {
 	 * (NULL: any key); release *out. */
 	int (*session_get)(struct store *st, const char *id, const char *key_id,
 			   struct store_session *out, struct bk_err *err);
-	/* 1 when the session was there. */
+	/* 1 when the session was there (and, with a node name, was this
+	 * node's or no node's: another node's is left, 0). */
 	int (*session_delete)(struct store *st, const char *id, struct bk_err *err);
 	/* Records activity at last_active_ms; an older time than the one
 	 * stored (two requests finishing out of order) leaves it as it is.
@@ -226,15 +248,44 @@ struct store_ops {
 			    store_session_match match, void *ctx, int limit, int offset,
 			    struct store_session **out, size_t *n, int64_t *total,
 			    struct bk_err *err);
-	/* Every session of every key, oldest first, for start-up recovery;
-	 * same ownership. */
+	/* Every session of every key that this node (struct store's node)
+	 * owns, oldest first, for start-up recovery; same ownership. Sessions
+	 * written before nodes existed (no owner, epoch 0) are made this
+	 * node's first, and so are all of them on a store that only one node
+	 * can use (SQLite); released ones (no owner, a later epoch) are left
+	 * to whoever claims them. Without a node name: every session. */
 	int (*session_list_all)(struct store *st, struct store_session **out, size_t *n,
 				struct bk_err *err);
-	/* Up to max ids (in ids[]) of sessions due at now_ms: expired, or
-	 * whose VM's lifetime has ended; soonest first. *n receives how
-	 * many. */
+	/* Up to max ids (in ids[]) of this node's sessions and of those no
+	 * node owns (any, without a node name) due at now_ms: expired, or whose VM's lifetime has
+	 * ended; soonest first. *n receives how many. */
 	int (*session_due)(struct store *st, int64_t now_ms, char (*ids)[32], size_t max, size_t *n,
 			   struct bk_err *err);
+
+	/* Moves session id to this node, raising its epoch, if and only if
+	 * it is still owned by owner at epoch (a compare-and-set: of two
+	 * nodes claiming it at once, one wins). 1 when claimed, 0 when the
+	 * session or that ownership is gone. */
+	int (*session_claim)(struct store *st, const char *id, const char *owner, int64_t epoch,
+			     struct bk_err *err);
+	/* Gives up this node's deep-sleeping session id, raising its epoch:
+	 * no node owns it then, and the first to claim it (from owner "" at
+	 * that epoch) wakes it from its snapshot, which must be where every
+	 * node reaches it. 1 when released, 0 when it is not this node's or
+	 * not asleep. */
+	int (*session_release)(struct store *st, const char *id, struct bk_err *err);
+
+	/* ---- nodes ---- */
+
+	/* Registers or renews n (by name): its advertise URL, lease and
+	 * load. */
+	int (*node_renew)(struct store *st, const struct store_node *n, struct bk_err *err);
+	/* Every node registered, by name, each with the sessions it owns not
+	 * expired at now_ms (owned); the caller frees *out. */
+	int (*node_list)(struct store *st, int64_t now_ms, struct store_node **out, size_t *n,
+			 struct bk_err *err);
+	/* Removes node name's row (a clean stop). */
+	int (*node_remove)(struct store *st, const char *name, struct bk_err *err);
 
 	/* ---- asynchronous executions ---- */
 
@@ -249,7 +300,9 @@ struct store_ops {
 			  struct bk_err *err);
 	/* Deletes tasks created before before_ms; and marks every task still
 	 * queued or running failed at now_ms when fail_unfinished (a daemon
-	 * that starts runs none of them). */
+	 * that starts runs none of them): only those of this node's sessions
+	 * (and of sessions gone) when the store has a node name, so that a
+	 * node's start leaves its peers' tasks alone. */
 	int (*task_purge)(struct store *st, int64_t before_ms, bool fail_unfinished, int64_t now_ms,
 			  struct bk_err *err);
 };
@@ -257,6 +310,12 @@ struct store_ops {
 /* The base of every implementation's state. */
 struct store {
 	const struct store_ops *ops;
+	/* The node this process is (its --node), set once before the store is
+	 * used by more than one thread; "" (the CLI): none. With a name,
+	 * every write that acts on a session as its owner (touch, state, VM)
+	 * changes it only while this node owns it, and recovery, due
+	 * sessions and unfinished tasks are this node's alone. */
+	char node[64];
 };
 
 /* Opens the store named by uri, choosing its implementation once: "sqlite:
@@ -271,7 +330,7 @@ int store_open(const char *uri, struct store **out, struct bk_err *err);
 /* The SQLite store (store/sqlite.c) at path. */
 int store_sqlite_open(const char *path, struct store **out, struct bk_err *err);
 
-#define STORE_PG_SCHEMA_VERSION 2
+#define STORE_PG_SCHEMA_VERSION 3
 
 /* The PostgreSQL store (store/pg.c) at the libpq connection URI uri. */
 int store_pg_open(const char *uri, struct store **out, struct bk_err *err);

@@ -25,8 +25,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char host[320], method[16], target[1024];
 	memset(method, 0, sizeof(method));
 	memset(target, 0, sizeof(target));
+	char hop[128];
+	bool has_hop = false;
+	memset(hop, 0, sizeof(hop));
 	int r = http__head_scan(buf, size, host, sizeof(host), method, sizeof(method), target,
-				sizeof(target));
+				sizeof(target), "X-Bunker-Relay", hop, sizeof(hop), &has_hop);
+	check(memchr(hop, '\0', sizeof(hop)) != NULL);
 	check(r >= -1 && r <= 1);
 	check(memchr(host, '\0', sizeof(host)) != NULL);
 	check(memchr(method, '\0', sizeof(method)) != NULL);
@@ -35,7 +39,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check(host[0] != '\0');
 	/* A small host buffer: the value that does not fit is refused, not cut. */
 	char small[8];
-	http__head_scan(buf, size, small, sizeof(small), method, 1, target, 1);
+	http__head_scan(buf, size, small, sizeof(small), method, 1, target, 1, NULL, hop, 1,
+			&has_hop);
 	check(memchr(small, '\0', sizeof(small)) != NULL);
 
 	/* Every line as a field line, a Content-Length, a chunk size, a list. */

@@ -1029,3 +1029,152 @@ TEST(pg_unreachable_is_unavailable)
 	CHECK_INT_EQ(err.kind, BK_E_UNAVAILABLE);
 	CHECK_MSG(strstr(err.msg, "cannot connect to PostgreSQL") != NULL, "message: %s", err.msg);
 }
+
+/* The state of session id as st reads it. */
+static void owner_of(struct store *st, const char *id, char *owner, size_t len, int64_t *epoch)
+{
+	struct store_session s;
+	struct bk_err err = {0};
+	CHECK_INT_EQ(st->ops->session_get(st, id, NULL, &s, &err), 1);
+	snprintf(owner, len, "%s", s.owner);
+	*epoch = s.epoch;
+	store_session_release(&s);
+}
+
+STORE_TEST(nodes_own_sessions_and_claims_move_them)
+{
+	struct fixture f;
+	fixture_open_on(&f, backend);
+	struct store *b = NULL;
+	struct bk_err err = {0};
+	CHECK_MSG(store_open(f.uri, &b, &err) == 0, "%s", err.msg);
+	snprintf(f.st->node, sizeof(f.st->node), "node-a");
+	snprintf(b->node, sizeof(b->node), "node-b");
+	const char *k = "key_aaaaaaaaaaaaaaaa";
+	key_add(f.st, k, 1);
+	struct store_session s = session_make("ses_aaaaaaaaaaaaaaaaaaaa", k, 100, "{}");
+	snprintf(s.owner, sizeof(s.owner), "node-a");
+	s.epoch = 1;
+	CHECK_MSG(f.st->ops->session_insert(f.st, &s, NULL, &err) == 0, "%s", err.msg);
+	s = session_make("ses_bbbbbbbbbbbbbbbbbbbb", k, 200, "{}");
+	snprintf(s.owner, sizeof(s.owner), "node-b");
+	s.epoch = 1;
+	CHECK_MSG(b->ops->session_insert(b, &s, NULL, &err) == 0, "%s", err.msg);
+	char owner[64];
+	int64_t epoch;
+	owner_of(b, "ses_aaaaaaaaaaaaaaaaaaaa", owner, sizeof(owner), &epoch);
+	CHECK_STR_EQ(owner, "node-a");
+	CHECK_INT_EQ(epoch, 1);
+
+	/* A node's writes as owner reach only its own sessions. */
+	CHECK_INT_EQ(
+	    b->ops->session_set_state(b, "ses_aaaaaaaaaaaaaaaaaaaa", STORE_SESSION_IDLE, &err), 0);
+	CHECK_INT_EQ(b->ops->session_touch(b, "ses_aaaaaaaaaaaaaaaaaaaa", 5000, 1, 0, 0, &err), 0);
+	CHECK_INT_EQ(f.st->ops->session_set_state(f.st, "ses_aaaaaaaaaaaaaaaaaaaa",
+						  STORE_SESSION_IDLE, &err),
+		     1);
+
+	/* A claim is a compare-and-set on owner and epoch: the first wins,
+	 * a stale one changes nothing, and the old owner is fenced off. */
+	CHECK_INT_EQ(b->ops->session_claim(b, "ses_aaaaaaaaaaaaaaaaaaaa", "node-a", 1, &err), 1);
+	CHECK_INT_EQ(f.st->ops->session_claim(f.st, "ses_aaaaaaaaaaaaaaaaaaaa", "node-a", 1, &err),
+		     0);
+	owner_of(f.st, "ses_aaaaaaaaaaaaaaaaaaaa", owner, sizeof(owner), &epoch);
+	CHECK_STR_EQ(owner, "node-b");
+	CHECK_INT_EQ(epoch, 2);
+	CHECK_INT_EQ(f.st->ops->session_set_vm(f.st, "ses_aaaaaaaaaaaaaaaaaaaa",
+					       STORE_VM_TERMINATED, 0, 0, STORE_SESSION_DEEP_SLEEP,
+					       NULL, &err),
+		     0);
+	CHECK_INT_EQ(
+	    b->ops->session_set_state(b, "ses_aaaaaaaaaaaaaaaaaaaa", STORE_SESSION_ACTIVE, &err),
+	    1);
+
+	/* An unfinished task of node-b's session survives node-a's start. */
+	struct store_task t = {.status = STORE_TASK_RUNNING, .created_ms = now_ms()};
+	snprintf(t.id, sizeof(t.id), "00000000-0000-0000-0000-000000000001");
+	snprintf(t.session_id, sizeof(t.session_id), "ses_bbbbbbbbbbbbbbbbbbbb");
+	snprintf(t.key_id, sizeof(t.key_id), "%s", k);
+	CHECK_MSG(f.st->ops->task_insert(f.st, &t, &err) == 0, "%s", err.msg);
+	CHECK_INT_EQ(f.st->ops->task_purge(f.st, 0, true, now_ms(), &err), 0);
+	struct store_task got;
+	CHECK_INT_EQ(f.st->ops->task_get(f.st, t.id, NULL, &got, &err), 1);
+	CHECK_INT_EQ(got.status, STORE_TASK_RUNNING);
+	store_task_release(&got);
+	CHECK_INT_EQ(b->ops->task_purge(b, 0, true, now_ms(), &err), 0);
+	CHECK_INT_EQ(b->ops->task_get(b, t.id, NULL, &got, &err), 1);
+	CHECK_INT_EQ(got.status, STORE_TASK_FAILED);
+	store_task_release(&got);
+
+	/* Recovery: on PostgreSQL a node lists its own (and takes those no
+	 * node owns); a SQLite file has one node, which takes them all. */
+	s = session_make("ses_cccccccccccccccccccc", k, 300, "{}");
+	CHECK_MSG(f.st->ops->session_insert(f.st, &s, NULL, &err) == 0, "%s", err.msg);
+	struct store_session *rows = NULL;
+	size_t n = 0;
+	CHECK_INT_EQ(f.st->ops->session_list_all(f.st, &rows, &n, &err), 0);
+	CHECK_INT_EQ(n, backend == BACKEND_PG ? 1 : 3);
+	if (backend == BACKEND_PG)
+		CHECK_STR_EQ(rows[0].id, "ses_cccccccccccccccccccc");
+	for (size_t i = 0; i < n; i++) {
+		CHECK_STR_EQ(rows[i].owner, "node-a");
+		store_session_release(&rows[i]);
+	}
+	free(rows);
+
+	/* A release gives up a deep-sleeping session of this node's only;
+	 * released, it is due to no one in particular and claimed from "". */
+	/* Not asleep (PostgreSQL: node-b's), or not node-b's (SQLite). */
+	CHECK_INT_EQ(b->ops->session_release(b, "ses_aaaaaaaaaaaaaaaaaaaa", &err), 0);
+	CHECK_INT_EQ(b->ops->session_set_state(b, "ses_aaaaaaaaaaaaaaaaaaaa",
+					       STORE_SESSION_DEEP_SLEEP, &err),
+		     backend == BACKEND_PG ? 1 : 0);
+	if (backend == BACKEND_PG) {
+		CHECK_INT_EQ(f.st->ops->session_release(f.st, "ses_aaaaaaaaaaaaaaaaaaaa", &err), 0);
+		CHECK_INT_EQ(b->ops->session_release(b, "ses_aaaaaaaaaaaaaaaaaaaa", &err), 1);
+		owner_of(f.st, "ses_aaaaaaaaaaaaaaaaaaaa", owner, sizeof(owner), &epoch);
+		CHECK_STR_EQ(owner, "");
+		CHECK_INT_EQ(epoch, 3);
+		/* A restart does not take a released session as its own. */
+		CHECK_INT_EQ(f.st->ops->session_list_all(f.st, &rows, &n, &err), 0);
+		CHECK_INT_EQ(n, 1);
+		store_session_release(&rows[0]);
+		free(rows);
+		CHECK_INT_EQ(
+		    f.st->ops->session_claim(f.st, "ses_aaaaaaaaaaaaaaaaaaaa", "", 2, &err), 0);
+		CHECK_INT_EQ(
+		    f.st->ops->session_claim(f.st, "ses_aaaaaaaaaaaaaaaaaaaa", "", 3, &err), 1);
+		/* Another node's session is not deleted; a node's own is. */
+		CHECK_INT_EQ(b->ops->session_delete(b, "ses_aaaaaaaaaaaaaaaaaaaa", &err), 0);
+		CHECK_INT_EQ(f.st->ops->session_delete(f.st, "ses_aaaaaaaaaaaaaaaaaaaa", &err), 1);
+	}
+
+	/* Nodes: registered, renewed, listed with what they own, removed. */
+	struct store_node na = {
+	    .started_ms = 1, .renewed_ms = 2, .lease_ms = 3, .free_mb = 4, .awake = 5};
+	snprintf(na.name, sizeof(na.name), "node-a");
+	snprintf(na.advertise, sizeof(na.advertise), "http://127.0.0.1:1");
+	CHECK_MSG(f.st->ops->node_renew(f.st, &na, &err) == 0, "%s", err.msg);
+	na.lease_ms = 30;
+	CHECK_MSG(f.st->ops->node_renew(f.st, &na, &err) == 0, "%s", err.msg);
+	struct store_node nb = na;
+	snprintf(nb.name, sizeof(nb.name), "node-b");
+	CHECK_MSG(b->ops->node_renew(b, &nb, &err) == 0, "%s", err.msg);
+	struct store_node *nodes = NULL;
+	CHECK_INT_EQ(b->ops->node_list(b, 0, &nodes, &n, &err), 0);
+	CHECK_INT_EQ(n, 2);
+	CHECK_STR_EQ(nodes[0].name, "node-a");
+	CHECK_STR_EQ(nodes[0].advertise, "http://127.0.0.1:1");
+	CHECK_INT_EQ(nodes[0].lease_ms, 30);
+	CHECK_INT_EQ(nodes[0].free_mb, 4);
+	CHECK_INT_EQ(nodes[0].awake, 5);
+	CHECK_INT_EQ(nodes[0].owned, backend == BACKEND_PG ? 1 : 3);
+	CHECK_INT_EQ(nodes[1].owned, backend == BACKEND_PG ? 1 : 0);
+	free(nodes);
+	CHECK_INT_EQ(f.st->ops->node_remove(f.st, "node-a", &err), 0);
+	CHECK_INT_EQ(b->ops->node_list(b, 0, &nodes, &n, &err), 0);
+	CHECK_INT_EQ(n, 1);
+	free(nodes);
+	b->ops->close(b);
+	fixture_close(&f);
+}

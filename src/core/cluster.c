@@ -1,0 +1,202 @@
+/* Nodes: this node's lease in the store, renewed by a thread of its own,
+ * and what the API asks of the others (who owns a session, where a new
+ * one goes). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sysinfo.h>
+#include <time.h>
+
+#include "core/core_int.h"
+#include "util/cleanup.h"
+
+/* The host's available memory in MB: MemAvailable (what can be given to
+ * new sessions without swapping), else sysinfo's free and buffers. */
+static int64_t free_memory_mb(void)
+{
+	_cleanup_fclose_ FILE *f = fopen("/proc/meminfo", "re");
+	char line[128];
+	while (f && fgets(line, sizeof(line), f)) {
+		long long kb;
+		if (sscanf(line, "MemAvailable: %lld kB", &kb) == 1)
+			return kb / 1024;
+	}
+	struct sysinfo si;
+	if (sysinfo(&si) < 0)
+		return 0;
+	return (int64_t)((si.freeram + si.bufferram) * (uint64_t)si.mem_unit >> 20);
+}
+
+static int64_t registry_count(struct core *core)
+{
+	int64_t n = 0;
+	pthread_mutex_lock(&core->lock);
+	for (struct session *s = core->sessions; s; s = s->next)
+		n++;
+	pthread_mutex_unlock(&core->lock);
+	return n;
+}
+
+static int cluster_renew(struct core *core, struct bk_err *err)
+{
+	struct store_node n = {0};
+	snprintf(n.name, sizeof(n.name), "%s", core->cfg.node);
+	snprintf(n.advertise, sizeof(n.advertise), "%s", core->cfg.advertise);
+	n.started_ms = core->started_ms;
+	n.renewed_ms = now_ms();
+	n.lease_ms = n.renewed_ms + CORE_LEASE_MS;
+	n.free_mb = free_memory_mb();
+	n.awake = registry_count(core);
+	return core->store->ops->node_renew(core->store, &n, err);
+}
+
+static void *cluster_main(void *arg)
+{
+	struct core *core = arg;
+	pthread_mutex_lock(&core->cluster_lock);
+	while (!core->cluster_quit) {
+		struct timespec t;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		t.tv_sec += CORE_LEASE_RENEW_MS / 1000;
+		pthread_cond_timedwait(&core->cluster_cond, &core->cluster_lock, &t);
+		if (core->cluster_quit)
+			break;
+		pthread_mutex_unlock(&core->cluster_lock);
+		struct bk_err err = BK_ERR_INIT;
+		if (cluster_renew(core, &err) < 0)
+			fprintf(stderr, "bunkerd: cannot renew the lease of node '%s': %s\n",
+				core->cfg.node, err.msg);
+		pthread_mutex_lock(&core->cluster_lock);
+	}
+	pthread_mutex_unlock(&core->cluster_lock);
+	return NULL;
+}
+
+int core__cluster_start(struct core *core, struct bk_err *err)
+{
+	core->started_ms = now_ms();
+	if (cluster_renew(core, err) < 0) {
+		bk_err_prefix(err, "cannot register node '%s'", core->cfg.node);
+		return -1;
+	}
+	int e = pthread_create(&core->cluster_thread, NULL, cluster_main, core);
+	if (e != 0)
+		return bk_err_set(err, e, "cannot start the lease of node '%s'", core->cfg.node);
+	core->cluster_running = true;
+	return 0;
+}
+
+void core__cluster_stop(struct core *core)
+{
+	if (!core->cluster_running)
+		return;
+	pthread_mutex_lock(&core->cluster_lock);
+	core->cluster_quit = true;
+	pthread_cond_broadcast(&core->cluster_cond);
+	pthread_mutex_unlock(&core->cluster_lock);
+	pthread_join(core->cluster_thread, NULL);
+	core->cluster_running = false;
+	struct bk_err err = BK_ERR_INIT;
+	if (core->store->ops->node_remove(core->store, core->cfg.node, &err) < 0)
+		fprintf(stderr, "bunkerd: %s\n", err.msg);
+}
+
+const char *core_node_name(const struct core *core)
+{
+	return core->cfg.node;
+}
+
+int core_nodes_list(struct core *core, struct core_node **out, size_t *n, struct bk_err *err)
+{
+	*out = NULL;
+	*n = 0;
+	_cleanup_free_ struct store_node *rows = NULL;
+	size_t count = 0;
+	int64_t now = now_ms();
+	if (core->store->ops->node_list(core->store, now, &rows, &count, err) < 0)
+		return -1;
+	struct core_node *v = calloc(count ? count : 1, sizeof(*v));
+	if (v == NULL)
+		return bk_err_set(err, ENOMEM, "cannot list nodes");
+	for (size_t i = 0; i < count; i++) {
+		snprintf(v[i].name, sizeof(v[i].name), "%s", rows[i].name);
+		snprintf(v[i].advertise, sizeof(v[i].advertise), "%s", rows[i].advertise);
+		v[i].self = strcmp(rows[i].name, core->cfg.node) == 0;
+		v[i].alive = rows[i].lease_ms > now;
+		v[i].started_ms = rows[i].started_ms;
+		v[i].renewed_ms = rows[i].renewed_ms;
+		v[i].lease_ms = rows[i].lease_ms;
+		v[i].free_mb = rows[i].free_mb;
+		v[i].awake = rows[i].awake;
+		v[i].owned = rows[i].owned;
+	}
+	*out = v;
+	*n = count;
+	return 0;
+}
+
+int core_session_locate(struct core *core, const char *key_id, const char *id,
+			struct core_node *owner, struct bk_err *err)
+{
+	if (core->cfg.node[0] == '\0')
+		return 0;
+	struct store_session row;
+	int r = core->store->ops->session_get(core->store, id, key_id, &row, err);
+	if (r <= 0)
+		return r;
+	char name[64];
+	snprintf(name, sizeof(name), "%s", row.owner);
+	store_session_release(&row);
+	if (name[0] == '\0' || strcmp(name, core->cfg.node) == 0)
+		return 0;
+	_cleanup_free_ struct core_node *nodes = NULL;
+	size_t n = 0;
+	if (core_nodes_list(core, &nodes, &n, err) < 0)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(nodes[i].name, name) != 0)
+			continue;
+		if (!nodes[i].alive)
+			break;
+		*owner = nodes[i];
+		return 1;
+	}
+	return bk_err_kind(err, BK_E_UNAVAILABLE,
+			   "session '%s' is served by node '%s', whose lease has lapsed", id, name);
+}
+
+/* Whether a is a better place than b (see core_place()). */
+static bool place_better(const struct core_node *a, const struct core_node *b)
+{
+	bool a_room = a->free_mb >= CORE_PLACE_MIN_FREE_MB;
+	bool b_room = b->free_mb >= CORE_PLACE_MIN_FREE_MB;
+	if (a_room != b_room)
+		return a_room;
+	if (a->owned != b->owned)
+		return a->owned < b->owned;
+	if (a->self != b->self)
+		return a->self;
+	if (a->free_mb != b->free_mb)
+		return a->free_mb > b->free_mb;
+	return strcmp(a->name, b->name) < 0;
+}
+
+int core_place(struct core *core, struct core_node *out, struct bk_err *err)
+{
+	if (core->cfg.node[0] == '\0')
+		return 0;
+	_cleanup_free_ struct core_node *nodes = NULL;
+	size_t n = 0;
+	if (core_nodes_list(core, &nodes, &n, err) < 0)
+		return -1;
+	const struct core_node *best = NULL;
+	for (size_t i = 0; i < n; i++)
+		if ((nodes[i].alive || nodes[i].self) &&
+		    (best == NULL || place_better(&nodes[i], best)))
+			best = &nodes[i];
+	if (best == NULL || best->self)
+		return 0;
+	*out = *best;
+	return 1;
+}

@@ -1,0 +1,746 @@
+/* Three bunkerd nodes on one PostgreSQL (tests/pg_server.h): each its own
+ * port, data directory, cgroup parent and host id range, one preview
+ * domain and one operator token between them. A session created through
+ * any node is served through every node, with the answer its owner gives;
+ * creates are placed where there is room; the cap and an Idempotency-Key
+ * hold across nodes; a node's restart leaves its peers' sessions and
+ * tasks alone; operators read the nodes with their own token; a client
+ * cannot pass itself off as a node. SKIPs when PostgreSQL cannot run here.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../client.h"
+#include "../iv_client.h"
+#include "../raw.h"
+#include "../pg_server.h"
+
+#define NODES 3
+#define OPERATOR_TOKEN "op-token-0123456789abcdef"
+#define PREVIEW_DOMAIN "bunker.test"
+
+static char token_file[PATH_MAX];
+
+int harness_setup(void)
+{
+	if (pg_server_start() < 0)
+		fprintf(stderr, "bb_cluster: no PostgreSQL: %s\n", pg.skip);
+	snprintf(token_file, sizeof(token_file), "/tmp/bk-cluster-token-%d", (int)getpid());
+	FILE *f = fopen(token_file, "w");
+	if (f == NULL)
+		return -1;
+	fprintf(f, "%s\n", OPERATOR_TOKEN);
+	fclose(f);
+	return 0;
+}
+
+void harness_teardown(void)
+{
+	unlink(token_file);
+	pg_server_stop();
+}
+
+struct cluster {
+	struct client_daemon d[NODES];
+	char args[NODES][24][PATH_MAX];
+	const char *argv[NODES][25];
+};
+
+static const char *const node_names[NODES] = {"node-a", "node-b", "node-c"};
+
+/* The arguments of node i: its name and id range of its own; the token,
+ * the preview domain and (without a pool) nothing else in common. */
+static void node_args(struct cluster *cl, int i, const char *const *extra)
+{
+	int n = 0;
+	const char *v[] = {"--warm-pool",
+			   "0",
+			   "--node",
+			   node_names[i],
+			   "--operator-token-file",
+			   token_file,
+			   "--preview-domain",
+			   PREVIEW_DOMAIN,
+			   "--id-slots",
+			   i == 0   ? "0:256"
+			   : i == 1 ? "256:256"
+				    : "512:256",
+			   NULL};
+	for (; v[n]; n++) {
+		snprintf(cl->args[i][n], sizeof(cl->args[i][n]), "%s", v[n]);
+		cl->argv[i][n] = cl->args[i][n];
+	}
+	for (size_t k = 0; extra && extra[k]; k++, n++) {
+		snprintf(cl->args[i][n], sizeof(cl->args[i][n]), "%s", extra[k]);
+		cl->argv[i][n] = cl->args[i][n];
+	}
+	cl->argv[i][n] = NULL;
+}
+
+/* Three nodes with extra arguments each (NULL: none). */
+static void cluster_start_with(struct cluster *cl, const char *const *extra)
+{
+	PG_REQUIRE();
+	if (geteuid() != 0)
+		SKIP("not root: cannot run bunkerd");
+	memset(cl, 0, sizeof(*cl));
+	char msg[512];
+	CHECK_MSG(pg_server_database("bbc", cl->d[0].store, sizeof(cl->d[0].store), msg,
+				     sizeof(msg)) == 0,
+		  "%s", msg);
+	for (int i = 0; i < NODES; i++) {
+		if (i > 0)
+			snprintf(cl->d[i].store, sizeof(cl->d[i].store), "%s", cl->d[0].store);
+		node_args(cl, i, extra);
+		CHECK_MSG(client_daemon_start(&cl->d[i], cl->argv[i]) == 0, "cannot start %s",
+			  node_names[i]);
+	}
+}
+
+static void cluster_start(struct cluster *cl)
+{
+	cluster_start_with(cl, NULL);
+}
+
+static void cluster_stop(struct cluster *cl)
+{
+	int bad = 0;
+	for (int i = NODES - 1; i >= 0; i--) {
+		CHECK_INT_EQ(client_daemon_stop(&cl->d[i]), 0);
+		bad += client_daemon_check(&cl->d[i]);
+	}
+	CHECK_INT_EQ(bad, 0);
+}
+
+static char *create_via(const struct client_daemon *d, const char *key)
+{
+	struct client_resp r = {0};
+	client_call(d, "POST", "/sessions/create", key, "{}", &r);
+	CHECK_MSG(r.status == 200, "create via %s: %ld %s", d->base_url, r.status, r.body);
+	char *id = strdup(client_json_str(r.json, "sessionId"));
+	client_resp_free(&r);
+	return id;
+}
+
+/* GET /v1/cluster/nodes with the operator token: the answer's nodes. */
+static json_t *nodes_via(const struct client_daemon *d)
+{
+	const char *h[] = {"Authorization: Bearer " OPERATOR_TOKEN, NULL};
+	struct client_req req = {.method = "GET", .path = "/v1/cluster/nodes", .headers = h};
+	struct client_resp r = {0};
+	CHECK(client_request(d, &req, &r) == 0);
+	CHECK_STATUS(&r, 200);
+	json_t *nodes = json_incref(json_object_get(r.json, "nodes"));
+	client_resp_free(&r);
+	CHECK(json_is_array(nodes));
+	return nodes;
+}
+
+static long long owned_by(json_t *nodes, const char *name)
+{
+	size_t i;
+	json_t *n;
+	json_array_foreach (nodes, i, n) {
+		if (strcmp(json_string_value(json_object_get(n, "name")), name) == 0)
+			return json_integer_value(json_object_get(n, "sessionsOwned"));
+	}
+	return -1;
+}
+
+/* Runs command in id through d: its stdout (caller frees). */
+static char *run_via(const struct client_daemon *d, const char *key, const char *id,
+		     const char *command)
+{
+	json_t *body = json_pack("{s:s,s:s}", "sessionId", id, "command", command);
+	struct client_resp r = {0};
+	client_call_json(d, "POST", "/execute", key, body, &r);
+	json_decref(body);
+	CHECK_MSG(r.status == 200, "execute '%s' via %s: %ld %s", command, d->base_url, r.status,
+		  r.body);
+	char *out = strdup(client_json_str(r.json, "stdout"));
+	client_resp_free(&r);
+	return out;
+}
+
+/* The execute answer without its timings. */
+static char *exec_core(const struct client_resp *r)
+{
+	return json_dumps(json_pack("{s:O,s:O,s:O}", "stdout", json_object_get(r->json, "stdout"),
+				    "stderr", json_object_get(r->json, "stderr"), "exitCode",
+				    json_object_get(r->json, "exitCode")),
+			  JSON_SORT_KEYS | JSON_COMPACT);
+}
+
+/* The names of the events of an SSE body, in order, one a line. */
+static char *event_names(const char *body)
+{
+	size_t cap = strlen(body) + 1, len = 0;
+	char *out = calloc(1, cap);
+	for (const char *p = body; (p = strstr(p, "event: ")) != NULL;) {
+		p += 7;
+		size_t n = strcspn(p, "\r\n");
+		memcpy(out + len, p, n);
+		len += n;
+		out[len++] = '\n';
+		p += n;
+	}
+	out[len] = '\0';
+	return out;
+}
+
+TEST_TIMEOUT(any_node_serves_a_session_with_the_owners_answer, 300)
+{
+	struct cluster cl;
+	cluster_start(&cl);
+	char key[CLIENT_KEY_MAX];
+	CHECK(client_key_create(&cl.d[0], "paid", key, sizeof(key)) == 0);
+	char *id = create_via(&cl.d[0], key);
+
+	/* A file of 300 KB written through A, read through every node. */
+	size_t big = 300 * 1024;
+	char *content = malloc(big + 1);
+	for (size_t i = 0; i < big; i++)
+		content[i] = (char)('a' + i % 26);
+	content[big] = '\0';
+	json_t *w = json_pack("{s:s,s:s,s:s}", "sessionId", id, "path", "/workspace/big.txt",
+			      "content", content);
+	struct client_resp r = {0};
+	client_call_json(&cl.d[0], "POST", "/files/write", key, w, &r);
+	json_decref(w);
+	CHECK_STATUS(&r, 200);
+	client_resp_free(&r);
+
+	char *first_exec = NULL, *first_events = NULL, *first_info = NULL;
+	/* The session (in the path), asked of each node back to back: the
+	 * same record and the same live figures, the owner's. */
+	for (int i = 0; i < NODES; i++) {
+		const struct client_daemon *d = &cl.d[i];
+		char path[256];
+		snprintf(path, sizeof(path), "/sessions/%s", id);
+		client_call(d, "GET", path, key, NULL, &r);
+		CHECK_STATUS(&r, 200);
+		json_object_del(r.json, "lastActive");
+		char *info = json_dumps(r.json, JSON_SORT_KEYS);
+		client_resp_free(&r);
+		if (first_info == NULL)
+			first_info = info;
+		else {
+			CHECK_STR_EQ(info, first_info);
+			free(info);
+		}
+	}
+
+	for (int i = 0; i < NODES; i++) {
+		const struct client_daemon *d = &cl.d[i];
+		/* buntime: execute (the session in the body) */
+		json_t *e = json_pack("{s:s,s:s}", "sessionId", id, "command",
+				      "echo through; wc -c < /workspace/big.txt");
+		client_call_json(d, "POST", "/execute", key, e, &r);
+		json_decref(e);
+		CHECK_STATUS(&r, 200);
+		char *x = exec_core(&r);
+		client_resp_free(&r);
+		if (first_exec == NULL)
+			first_exec = x;
+		else {
+			CHECK_STR_EQ(x, first_exec);
+			free(x);
+		}
+		CHECK(strstr(first_exec, "through\\n307200\\n") != NULL);
+
+		/* the file (the session in the query) */
+		char path[256];
+		snprintf(path, sizeof(path), "/files/read?sessionId=%s&path=/workspace/big.txt",
+			 id);
+		client_call(d, "GET", path, key, NULL, &r);
+		CHECK_STATUS(&r, 200);
+		CHECK_STR_EQ(client_json_str(r.json, "content"), content);
+		client_resp_free(&r);
+
+		/* a stream of events */
+		e = json_pack("{s:s,s:s,s:b}", "sessionId", id, "command",
+			      "echo one; sleep 0.2; echo two >&2", "stream", 1);
+		client_call_json(d, "POST", "/execute", key, e, &r);
+		json_decref(e);
+		CHECK_MSG(r.status == 200, "stream via %s: %ld %s", node_names[i], r.status,
+			  r.body);
+		char ct[128];
+		CHECK(client_resp_header(&r, "Content-Type", ct, sizeof(ct)) != NULL);
+		CHECK(strncmp(ct, "text/event-stream", 17) == 0);
+		CHECK(strstr(r.body, "one") != NULL && strstr(r.body, "two") != NULL);
+		char *ev = event_names(r.body);
+		client_resp_free(&r);
+		if (first_events == NULL)
+			first_events = ev;
+		else {
+			CHECK_STR_EQ(ev, first_events);
+			free(ev);
+		}
+
+		/* the InstaVM dialect: the session in its body, the key in
+		 * X-API-Key */
+		char kh[CLIENT_KEY_MAX + 16];
+		snprintf(kh, sizeof(kh), "X-API-Key: %s", key);
+		const char *hs[] = {kh, NULL};
+		char body[256];
+		snprintf(
+		    body, sizeof(body),
+		    "{\"session_id\":\"%s\",\"command\":\"print(6*7)\",\"language\":\"python\"}",
+		    id);
+		struct client_req iv = {
+		    .method = "POST", .path = "/execute", .body = body, .headers = hs};
+		CHECK(client_request(d, &iv, &r) == 0);
+		CHECK_STATUS(&r, 200);
+		CHECK(strstr(r.body, "42") != NULL);
+		client_resp_free(&r);
+	}
+
+	/* InstaVM's multipart upload through each node (the session named by
+	 * a form part, the file streamed after it), read back through the
+	 * next one. */
+	for (int i = 0; i < NODES; i++) {
+		char remote[64], data[64];
+		snprintf(remote, sizeof(remote), "/workspace/up-%d.txt", i);
+		snprintf(data, sizeof(data), "uploaded through %s\n", node_names[i]);
+		iv_daemon = &cl.d[i];
+		iv_upload_file(key, id, remote, data, 0, &r);
+		CHECK_MSG(r.status == 200, "upload via %s: %ld %s", node_names[i], r.status,
+			  r.body);
+		client_resp_free(&r);
+		iv_daemon = &cl.d[(i + 1) % NODES];
+		size_t got = 0;
+		char *back = iv_download_ok(key, id, remote, &got);
+		CHECK_STR_EQ(back, data);
+		free(back);
+	}
+	iv_daemon = NULL;
+
+	/* The preview, through every node: the owner relays it into the
+	 * session, a peer to the owner first. */
+	json_t *srv = json_pack(
+	    "{s:s,s:s}", "sessionId", id, "command",
+	    "nohup bun -e 'Bun.serve({port: 8080, fetch(req, s) { if (s.upgrade(req)) return; "
+	    "return new Response(\"pv-ok \" + (req.headers.get(\"x-bunker-relay\") ?? \"none\")); "
+	    "}, websocket: {message(ws, m) { ws.send(m); }}})' "
+	    "> /dev/null 2>&1 & sleep 1");
+	client_call_json(&cl.d[0], "POST", "/execute", key, srv, &r);
+	json_decref(srv);
+	CHECK_STATUS(&r, 200);
+	client_resp_free(&r);
+	char host[160];
+	snprintf(host, sizeof(host), "Host: ses-%s." PREVIEW_DOMAIN, id + 4);
+	for (int i = 0; i < NODES; i++) {
+		/* A connection of its own: a preview's connection is the
+		 * preview's (a later API request on it would get a 307). */
+		const char *hs[] = {host, "Connection: close", NULL};
+		struct client_req pv = {.method = "GET", .path = "/", .headers = hs};
+		double t0 = client_now();
+		for (;;) {
+			CHECK(client_request(&cl.d[i], &pv, &r) == 0);
+			if (r.status == 200 || client_now() - t0 > 10)
+				break;
+			client_resp_free(&r);
+			usleep(200 * 1000);
+		}
+		/* The hop's header (the cluster's secret) never reaches the
+		 * app. */
+		CHECK_MSG(r.status == 200 && strcmp(r.body, "pv-ok none") == 0,
+			  "preview via %s: %ld %s", node_names[i], r.status, r.body);
+		client_resp_free(&r);
+		/* A client's own is refused. */
+		const char *forged[] = {host, "Connection: close", "X-Bunker-Relay: 1", NULL};
+		struct client_req fr = {.method = "GET", .path = "/", .headers = forged};
+		CHECK(client_request(&cl.d[i], &fr, &r) == 0);
+		CHECK_MSG(r.status == 403, "forged preview hop via %s: %ld %s", node_names[i],
+			  r.status, r.body);
+		client_resp_free(&r);
+	}
+
+	/* A WebSocket through every node: the upgrade and an echo. */
+	for (int i = 0; i < NODES; i++) {
+		int fd = raw_dial(cl.d[i].port, NULL, 0);
+		CHECK(fd >= 0);
+		char hs[512];
+		int n = snprintf(
+		    hs, sizeof(hs),
+		    "GET /ws HTTP/1.1\r\n%s\r\nUpgrade: websocket\r\n"
+		    "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+		    "Sec-WebSocket-Version: 13\r\n\r\n",
+		    host);
+		CHECK(raw_send(fd, hs, (size_t)n, 3000) == (size_t)n);
+		char buf[1024];
+		enum raw_end end;
+		size_t got = raw_read(fd, buf, sizeof(buf), "\r\n\r\n", 5000, &end);
+		CHECK_MSG(got > 0 && raw_status(buf) == 101, "upgrade via %s: %.*s", node_names[i],
+			  (int)got, buf);
+		/* A masked text frame "hi" (RFC 6455 5.2); the echo comes unmasked. */
+		const unsigned char mask[4] = {1, 2, 3, 4};
+		unsigned char frame[8] = {0x81,	   0x82,    mask[0],	   mask[1],
+					  mask[2], mask[3], 'h' ^ mask[0], 'i' ^ mask[1]};
+		CHECK(raw_send(fd, frame, sizeof(frame), 3000) == sizeof(frame));
+		got = raw_read(fd, buf, sizeof(buf), "hi", 5000, &end);
+		CHECK_MSG(got >= 4 && (unsigned char)buf[0] == 0x81 && buf[1] == 2 &&
+			      memcmp(buf + 2, "hi", 2) == 0,
+			  "echo via %s: %zu bytes", node_names[i], got);
+		close(fd);
+	}
+
+	/* The client's connections that carried a preview answer the next
+	 * API request with a 307 to a connection of its own (the front door
+	 * binds a connection to its first destination): let them. */
+	for (int i = 0; i < NODES; i++) {
+		client_call(&cl.d[i], "GET", "/healthz", NULL, NULL, &r);
+		client_resp_free(&r);
+	}
+	/* A delete through one node; gone through every node. */
+	char path[96];
+	snprintf(path, sizeof(path), "/sessions/%s", id);
+	client_call(&cl.d[2], "DELETE", path, key, NULL, &r);
+	CHECK_STATUS(&r, 200);
+	client_resp_free(&r);
+	for (int i = 0; i < NODES; i++) {
+		client_call(&cl.d[i], "GET", path, key, NULL, &r);
+		CHECK_STATUS(&r, 404);
+		client_resp_free(&r);
+	}
+	free(first_exec);
+	free(first_events);
+	free(first_info);
+	free(content);
+	free(id);
+	cluster_stop(&cl);
+}
+
+TEST_TIMEOUT(creates_are_placed_on_the_node_with_room, 240)
+{
+	struct cluster cl;
+	cluster_start(&cl);
+	char key[CLIENT_KEY_MAX];
+	CHECK(client_key_create(&cl.d[0], "paid", key, sizeof(key)) == 0);
+	/* Three creates through A: each goes to the node that owns the
+	 * fewest, so each node gets one. */
+	char *ids[NODES];
+	for (int i = 0; i < NODES; i++)
+		ids[i] = create_via(&cl.d[0], key);
+	json_t *nodes = nodes_via(&cl.d[1]);
+	for (int i = 0; i < NODES; i++)
+		CHECK_MSG(owned_by(nodes, node_names[i]) == 1, "%s owns %lld", node_names[i],
+			  owned_by(nodes, node_names[i]));
+	json_decref(nodes);
+	for (int i = 0; i < NODES; i++) {
+		char *out = run_via(&cl.d[(i + 1) % NODES], key, ids[i], "echo x");
+		CHECK_STR_EQ(out, "x\n");
+		free(out);
+	}
+	for (int i = 0; i < NODES; i++)
+		free(ids[i]);
+	cluster_stop(&cl);
+}
+
+TEST_TIMEOUT(cap_and_idempotency_hold_across_nodes, 240)
+{
+	struct cluster cl;
+	cluster_start(&cl);
+	char key[CLIENT_KEY_MAX];
+	CHECK(client_key_create_with(&cl.d[0], "paid",
+				     (const char *const[]){"--max-sessions", "2", NULL}, key,
+				     sizeof(key)) == 0);
+	/* One Idempotency-Key sent through the three nodes at once: one
+	 * session, and every answer that is a 200 is the same one. */
+	const char *h[] = {"Idempotency-Key: cluster-1", NULL};
+	int fds[NODES][2];
+	pid_t kids[NODES];
+	for (int i = 0; i < NODES; i++) {
+		CHECK(pipe(fds[i]) == 0);
+		kids[i] = fork();
+		CHECK(kids[i] >= 0);
+		if (kids[i] == 0) {
+			struct client_req req = {.method = "POST",
+						 .path = "/sessions/create",
+						 .key = key,
+						 .body = "{}",
+						 .headers = h};
+			struct client_resp r = {0};
+			client_request(&cl.d[i], &req, &r);
+			dprintf(fds[i][1], "%ld %s", r.status,
+				r.status == 200 ? client_json_str(r.json, "sessionId") : "-");
+			_exit(0);
+		}
+		close(fds[i][1]);
+	}
+	char first[64] = "";
+	int ok = 0;
+	for (int i = 0; i < NODES; i++) {
+		char buf[128] = "";
+		ssize_t n = read(fds[i][0], buf, sizeof(buf) - 1);
+		close(fds[i][0]);
+		waitpid(kids[i], NULL, 0);
+		CHECK(n > 0);
+		buf[n] = '\0';
+		long status = strtol(buf, NULL, 10);
+		CHECK_MSG(status == 200 || status == 409, "create via %s: %s", node_names[i], buf);
+		if (status == 200) {
+			ok++;
+			const char *sid = strchr(buf, ' ') + 1;
+			if (first[0] == '\0')
+				snprintf(first, sizeof(first), "%s", sid);
+			CHECK_STR_EQ(sid, first);
+		}
+	}
+	CHECK(ok >= 1);
+	struct client_resp r = {0};
+	for (int i = 0; i < NODES; i++) {
+		client_call(&cl.d[i], "GET", "/sessions", key, NULL, &r);
+		CHECK_MSG(r.status == 200 &&
+			      json_integer_value(json_object_get(r.json, "total")) == 1,
+			  "list via %s: %ld %s", node_names[i], r.status, r.body);
+		client_resp_free(&r);
+	}
+	/* The cap of 2: a second session through B, then C is refused. */
+	char *second = create_via(&cl.d[1], key);
+	client_call(&cl.d[2], "POST", "/sessions/create", key, "{}", &r);
+	CHECK_MSG(r.status == 429 && strstr(r.body, "concurrent session limit") != NULL,
+		  "third create via C: %ld %s", r.status, r.body);
+	client_resp_free(&r);
+	free(second);
+	cluster_stop(&cl);
+}
+
+TEST_TIMEOUT(a_restarted_node_leaves_its_peers_sessions_alone, 300)
+{
+	struct cluster cl;
+	cluster_start(&cl);
+	char key[CLIENT_KEY_MAX];
+	CHECK(client_key_create(&cl.d[0], "paid", key, sizeof(key)) == 0);
+	/* Created through B, which owns none yet: B's. */
+	char *id = create_via(&cl.d[1], key);
+	json_t *nodes = nodes_via(&cl.d[0]);
+	CHECK_INT_EQ(owned_by(nodes, "node-b"), 1);
+	json_decref(nodes);
+	char *out = run_via(&cl.d[1], key, id,
+			    "echo kept > /workspace/f; nohup sleep 600 "
+			    "> /dev/null 2>&1 & echo started");
+	CHECK_STR_EQ(out, "started\n");
+	free(out);
+	/* An asynchronous execution of B's runs while A restarts. */
+	char kh[CLIENT_KEY_MAX + 16];
+	snprintf(kh, sizeof(kh), "X-API-Key: %s", key);
+	const char *hs[] = {kh, NULL};
+	char body[256];
+	snprintf(body, sizeof(body),
+		 "{\"session_id\":\"%s\",\"command\":\"sleep 6; echo late\","
+		 "\"language\":\"bash\"}",
+		 id);
+	struct client_req sub = {
+	    .method = "POST", .path = "/execute_async", .body = body, .headers = hs};
+	struct client_resp r = {0};
+	CHECK(client_request(&cl.d[1], &sub, &r) == 0);
+	CHECK_STATUS(&r, 200);
+	char task[64];
+	snprintf(task, sizeof(task), "%s", client_must_str(r.json, "task_id", r.body));
+	client_resp_free(&r);
+
+	int status = client_daemon_halt(&cl.d[0], SIGTERM);
+	CHECK_MSG(status == 0, "node-a exited with status 0x%x", status);
+	CHECK(client_daemon_start(&cl.d[0], cl.argv[0]) == 0);
+
+	/* B's session is still B's, awake, its process running and its
+	 * task finishing, whichever node is asked. */
+	nodes = nodes_via(&cl.d[0]);
+	CHECK_INT_EQ(owned_by(nodes, "node-b"), 1);
+	CHECK_INT_EQ(owned_by(nodes, "node-a"), 0);
+	json_decref(nodes);
+	char path[128];
+	snprintf(path, sizeof(path), "/v1/executions/%s", task);
+	double t0 = client_now();
+	json_t *t = NULL;
+	for (;;) {
+		struct client_req get = {.method = "GET", .path = path, .headers = hs};
+		CHECK(client_request(&cl.d[0], &get, &r) == 0);
+		CHECK_STATUS(&r, 200);
+		bool done = json_is_true(json_object_get(r.json, "is_complete"));
+		if (done || client_now() - t0 > 30) {
+			t = json_incref(r.json);
+			client_resp_free(&r);
+			break;
+		}
+		client_resp_free(&r);
+		usleep(200 * 1000);
+	}
+	char *text = json_dumps(t, 0);
+	CHECK_MSG(strcmp(client_must_str(t, "status", text), "completed") == 0, "task: %s", text);
+	CHECK_MSG(strstr(client_must_str(t, "serialized_stdout", text), "late") != NULL, "task: %s",
+		  text);
+	free(text);
+	json_decref(t);
+	for (int i = 0; i < NODES; i++) {
+		out = run_via(&cl.d[i], key, id, "cat /workspace/f; pgrep -x sleep | wc -l");
+		CHECK_STR_EQ(out, "kept\n1\n");
+		free(out);
+	}
+	free(id);
+	cluster_stop(&cl);
+}
+
+TEST_TIMEOUT(operators_read_the_nodes_and_tenants_cannot, 240)
+{
+	struct cluster cl;
+	cluster_start(&cl);
+	char key[CLIENT_KEY_MAX];
+	CHECK(client_key_create(&cl.d[0], "paid", key, sizeof(key)) == 0);
+	struct client_resp r = {0};
+	client_call(&cl.d[1], "GET", "/v1/cluster/nodes", NULL, NULL, &r);
+	CHECK_STATUS(&r, 401);
+	client_resp_free(&r);
+	client_call(&cl.d[1], "GET", "/v1/cluster/nodes", key, NULL, &r);
+	CHECK_ERROR(&r, 403, "forbidden");
+	client_resp_free(&r);
+	json_t *nodes = nodes_via(&cl.d[2]);
+	CHECK_INT_EQ((long long)json_array_size(nodes), NODES);
+	size_t i;
+	json_t *n;
+	json_array_foreach (nodes, i, n) {
+		CHECK(json_is_true(json_object_get(n, "alive")));
+		CHECK(json_integer_value(json_object_get(n, "freeMemoryMb")) > 0);
+		char want[64];
+		snprintf(want, sizeof(want), "http://127.0.0.1:%d", cl.d[i].port);
+		CHECK_STR_EQ(json_string_value(json_object_get(n, "advertise")), want);
+	}
+	json_decref(nodes);
+	client_call(&cl.d[0], "GET", "/metrics", NULL, NULL, &r);
+	CHECK_MSG(r.status == 200 &&
+		      strstr(r.body, "bunker_cluster_node_up{node=\"node-c\"} 1") != NULL,
+		  "%s", r.body);
+	client_resp_free(&r);
+	cluster_stop(&cl);
+}
+
+TEST_TIMEOUT(a_client_cannot_pass_for_a_node, 240)
+{
+	struct cluster cl;
+	cluster_start(&cl);
+	char key[CLIENT_KEY_MAX];
+	CHECK(client_key_create(&cl.d[0], "paid", key, sizeof(key)) == 0);
+	char *id = create_via(&cl.d[0], key);
+	/* With a made-up relay header, every node refuses the request, the
+	 * owner included. */
+	char path[96];
+	snprintf(path, sizeof(path), "/sessions/%s", id);
+	const char *forged[] = {"X-Bunker-Relay: 1", NULL};
+	const char *guessed[] = {"X-Bunker-Relay: " OPERATOR_TOKEN "x", NULL};
+	for (int i = 0; i < NODES; i++) {
+		for (int k = 0; k < 2; k++) {
+			struct client_req req = {.method = "GET",
+						 .path = path,
+						 .key = key,
+						 .headers = k ? guessed : forged};
+			struct client_resp r = {0};
+			CHECK(client_request(&cl.d[i], &req, &r) == 0);
+			CHECK_ERROR(&r, 403, "forbidden");
+			client_resp_free(&r);
+		}
+	}
+	free(id);
+	cluster_stop(&cl);
+}
+
+/* Waits (at most secs) until no node owns a session: every one asleep and
+ * released. */
+static void wait_all_released(struct cluster *cl, double secs)
+{
+	double t0 = client_now();
+	for (;;) {
+		json_t *nodes = nodes_via(&cl->d[0]);
+		long long owned = 0;
+		for (int i = 0; i < NODES; i++)
+			owned +=
+			    owned_by(nodes, node_names[i]) > 0 ? owned_by(nodes, node_names[i]) : 0;
+		json_decref(nodes);
+		if (owned == 0)
+			return;
+		CHECK_MSG(client_now() - t0 < secs, "sessions still owned after %.0f s", secs);
+		usleep(250 * 1000);
+	}
+}
+
+TEST_TIMEOUT(sleeping_sessions_wake_on_any_node_and_outlive_theirs, 300)
+{
+	char snap[] = "/tmp/bk-cluster-snap-XXXXXX";
+	CHECK(mkdtemp(snap) != NULL);
+	const char *extra[] = {"--snapshot-dir",
+			       snap,
+			       "--snapshots-shared",
+			       "--idle-after",
+			       "1",
+			       "--deep-sleep-after",
+			       "2",
+			       NULL};
+	struct cluster cl;
+	cluster_start_with(&cl, extra);
+	char key[CLIENT_KEY_MAX];
+	CHECK(client_key_create(&cl.d[0], "paid", key, sizeof(key)) == 0);
+	char *id = create_via(&cl.d[0], key);
+	char *out = run_via(&cl.d[1], key, id, "echo kept > /workspace/f; echo ok");
+	CHECK_STR_EQ(out, "ok\n");
+	free(out);
+
+	/* Asleep on the shared directory, released by A: woken by C, which
+	 * owns it from then on. */
+	wait_all_released(&cl, 30);
+	out = run_via(&cl.d[2], key, id, "cat /workspace/f");
+	CHECK_STR_EQ(out, "kept\n");
+	free(out);
+	json_t *nodes = nodes_via(&cl.d[1]);
+	CHECK_INT_EQ(owned_by(nodes, "node-c"), 1);
+	CHECK_INT_EQ(owned_by(nodes, "node-a"), 0);
+	json_decref(nodes);
+
+	/* Asleep again, then C dies: B wakes it, with its files. */
+	wait_all_released(&cl, 30);
+	client_daemon_halt(&cl.d[2], SIGKILL);
+	out = run_via(&cl.d[1], key, id, "cat /workspace/f; echo more >> /workspace/f");
+	CHECK_STR_EQ(out, "kept\n");
+	free(out);
+	/* C back: it takes nothing that B runs, and relays to B. */
+	CHECK(client_daemon_start(&cl.d[2], cl.argv[2]) == 0);
+	nodes = nodes_via(&cl.d[2]);
+	CHECK_INT_EQ(owned_by(nodes, "node-b"), 1);
+	CHECK_INT_EQ(owned_by(nodes, "node-c"), 0);
+	json_decref(nodes);
+	out = run_via(&cl.d[2], key, id, "cat /workspace/f");
+	CHECK_STR_EQ(out, "kept\nmore\n");
+	free(out);
+
+	/* An awake session of a node that dies is that node's: 503 through
+	 * the others until it is back, then there with its files. */
+	char *awake = create_via(&cl.d[2], key); /* C owns none: C's */
+	out = run_via(&cl.d[2], key, awake, "echo mine > /workspace/g; echo ok");
+	CHECK_STR_EQ(out, "ok\n");
+	free(out);
+	nodes = nodes_via(&cl.d[0]);
+	CHECK_INT_EQ(owned_by(nodes, "node-c"), 1);
+	json_decref(nodes);
+	client_daemon_halt(&cl.d[2], SIGKILL);
+	json_t *e = json_pack("{s:s,s:s}", "sessionId", awake, "command", "cat /workspace/g");
+	struct client_resp r = {0};
+	client_call_json(&cl.d[0], "POST", "/execute", key, e, &r);
+	CHECK_MSG(r.status == 503, "execute on a dead node's awake session: %ld %s", r.status,
+		  r.body);
+	client_resp_free(&r);
+	CHECK(client_daemon_start(&cl.d[2], cl.argv[2]) == 0);
+	client_call_json(&cl.d[0], "POST", "/execute", key, e, &r);
+	json_decref(e);
+	CHECK_MSG(r.status == 200 && strcmp(client_json_str(r.json, "stdout"), "mine\n") == 0,
+		  "after its node came back: %ld %s", r.status, r.body);
+	client_resp_free(&r);
+	free(awake);
+	free(id);
+	cluster_stop(&cl);
+	char cmd[PATH_MAX + 16];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", snap);
+	CHECK(system(cmd) == 0);
+}
