@@ -288,28 +288,59 @@ static int exec_parse(json_t *body, struct exec_input *in, const char **id, stru
 	return 0;
 }
 
-static json_t *exec_result_json(const struct core_exec_result *r)
+/* The result's members after stdout and stderr, in their order (a new
+ * reference). */
+static json_t *exec_result_rest(const struct core_exec_result *r)
 {
 	json_t *written = json_array();
 	for (size_t i = 0; i < r->n_files_written; i++)
 		json_array_append_new(
 		    written, api_json_bytes(r->files_written[i], strlen(r->files_written[i])));
-	return json_pack("{s:o,s:o,s:i,s:I,s:I,s:I,s:b,s:o,s:b,s:b}", "stdout",
-			 api_json_bytes(r->stdout_text, r->stdout_len), "stderr",
-			 api_json_bytes(r->stderr_text, r->stderr_len), "exitCode", r->exit_code,
+	return json_pack("{s:i,s:I,s:I,s:I,s:b,s:o,s:b,s:b}", "exitCode", r->exit_code,
 			 "executionTime", (json_int_t)r->execution_time_ms, "memoryUsed",
 			 (json_int_t)r->memory_used_bytes, "cpuTime", (json_int_t)r->cpu_time_ms,
 			 "timedOut", r->timed_out, "filesWritten", written, "stdoutTruncated",
 			 r->stdout_truncated, "stderrTruncated", r->stderr_truncated);
 }
 
+/* The whole result, for a stream's last event. */
+static json_t *exec_result_json(const struct core_exec_result *r)
+{
+	json_t *o = json_pack("{s:o,s:o}", "stdout", api_json_bytes(r->stdout_text, r->stdout_len),
+			      "stderr", api_json_bytes(r->stderr_text, r->stderr_len));
+	if (o && json_object_update_new(o, exec_result_rest(r)) < 0) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+static const char oom_code[] = "memory_limit_exceeded";
+static const char oom_message[] =
+    "the execution went over the session's memory limit and was killed";
+
 /* The error of an execution killed for going over the session's memory:
  * its partial result travels in the details. */
 static json_t *exec_oom_json(const struct core_exec_result *r)
 {
-	return json_pack("{s:s,s:s,s:o}", "code", "memory_limit_exceeded", "message",
-			 "the execution went over the session's memory limit and was killed",
-			 "details", exec_result_json(r));
+	return json_pack("{s:s,s:s,s:o}", "code", oom_code, "message", oom_message, "details",
+			 exec_result_json(r));
+}
+
+/* Answers with the result (taken): 200, or 507 with the result in the
+ * error's details; encoded as the client takes it (api/exec_answer.c). */
+static void exec_answer(struct api_call *c, struct core_exec_result *res)
+{
+	bool oom = res->oom_killed;
+	/* {"error":{"code":…,"message":…,"details":<the result>}} */
+	char open[256] = "";
+	if (oom)
+		snprintf(open, sizeof(open),
+			 "{\"error\":{\"code\":\"%s\",\"message\":\"%s\",\"details\":",
+			 oom_code, oom_message);
+	json_t *rest = exec_result_rest(res);
+	api_answer_send(c, oom ? 507 : 200,
+			api_answer_new(open, res, NULL, rest, oom ? "}}" : ""));
 }
 
 /* ---- POST /execute with stream:true: Server-Sent Events (api/stream.c) ---- */
@@ -414,10 +445,7 @@ static void handle_execute(struct api_call *c)
 	exec_input_release(&in);
 	if (r < 0)
 		return api_buntime_error(c, &err);
-	bool oom = res.oom_killed;
-	json_t *o = oom ? json_pack("{s:o}", "error", exec_oom_json(&res)) : exec_result_json(&res);
-	core_exec_result_release(&res);
-	api_json(c, oom ? 507 : 200, o);
+	exec_answer(c, &res);
 }
 
 /* ---- sessionId, in the query or the body ---- */

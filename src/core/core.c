@@ -90,7 +90,13 @@ int core_open(const struct core_config *cfg, struct store *store, struct sbx_bac
 		core->cfg.min_ttl_s = MIN_TTL_S;
 	if (core->cfg.deep_sleep_after_s <= 0)
 		core->cfg.deep_sleep_after_s = 1800;
-	if (core_recover(core, err) < 0 || core__tasks_start(core, err) < 0 ||
+	if (core->cfg.output_memory == 0)
+		core->cfg.output_memory = CORE_OUTPUT_MEMORY_DEFAULT;
+	if (core->cfg.output_key_memory == 0)
+		core->cfg.output_key_memory = CORE_OUTPUT_KEY_DEFAULT;
+	if (budget_new(core->cfg.output_memory, core->cfg.output_key_memory,
+		       &core->output_budget, err) < 0 ||
+	    core_recover(core, err) < 0 || core__tasks_start(core, err) < 0 ||
 	    core__reaper_start(core, err) < 0 || core__pool_start(core, err) < 0) {
 		core_close(core);
 		return -1;
@@ -149,5 +155,7 @@ void core_close(struct core *core)
 		core->sbx->ops->close(core->sbx);
 	if (core->store)
 		core->store->ops->close(core->store);
+	/* Last: the server has stopped, so no answer holds a charge. */
+	budget_free(core->output_budget);
 	free(core);
 }

@@ -25,7 +25,20 @@ struct core_config {
 	int idle_after_s;	  /* inactivity before a session is frozen (300) */
 	int deep_sleep_after_s;	  /* inactivity before it is saved and ended (1800) */
 	int min_ttl_s;		  /* the shortest ttl a create may ask for (300) */
+	/* What executions' output may hold of the daemon's memory, from its
+	 * first byte until its answer is sent or its client goes: all keys
+	 * together, and one key (0: CORE_OUTPUT_MEMORY_DEFAULT and
+	 * CORE_OUTPUT_KEY_DEFAULT). */
+	size_t output_memory;
+	size_t output_key_memory;
 };
+
+/* 96 MiB in all keep the daemon well under 256 MB with the rest of what
+ * it holds (docs/OPERATIONS.md); a key's 32 MiB hold one execution's
+ * whole output (10 MiB a stream) and then some, and three keys must
+ * flood at once to reach the total. */
+#define CORE_OUTPUT_MEMORY_DEFAULT (96u << 20)
+#define CORE_OUTPUT_KEY_DEFAULT (32u << 20)
 
 /* Serves sessions from store and backend (both taken, and closed by
  * core_close(), or here on failure): recovers the sessions of an earlier
@@ -163,7 +176,9 @@ void core_idem_reply_release(struct core_idem_reply *r);
 int core_idem_find(struct core *core, const struct core_key *key, const char *idem_key,
 		   const uint8_t request_hash[32], struct core_idem_reply *out, struct bk_err *err);
 /* Stores reply under (key, idem_key) and, now and then, purges the answers
- * that have expired. */
+ * that have expired. A reply without a body (NULL: one that was streamed),
+ * over CORE_IDEM_ANSWER_MAX or past what the key may keep is kept by its
+ * length only. */
 int core_idem_save(struct core *core, const struct core_key *key, const char *idem_key,
 		   const uint8_t request_hash[32], const struct core_idem_reply *reply,
 		   struct bk_err *err);
@@ -357,10 +372,18 @@ struct core_exec_result {
 	int64_t execution_time_ms, cpu_time_ms, memory_used_bytes;
 	char **files_written; /* owned, workspace-relative */
 	size_t n_files_written;
+	/* What stdout and stderr hold of the output budget (owned): released
+	 * with the result, so a result is released once its answer is sent
+	 * (or its client has gone), not before. */
+	struct budget_charge *charge;
 };
 
+/* Frees r's memory and gives its output's charge back. */
 void core_exec_result_release(struct core_exec_result *r);
 
+/* Output kept per stream of an execution; less when the output budget
+ * (struct core_config) is spent: the stream is cut, and says so, either
+ * way. */
 #define CORE_OUTPUT_MAX (10u << 20)
 
 /* Runs code or command in the session (waking it if needed). The user's
@@ -585,3 +608,6 @@ void core_preview_release(struct core_preview *p);
 
 /* How many sessions the daemon holds now, of every key, sleeping or not. */
 int64_t core_session_total(struct core *core);
+/* Bytes of executions' output the daemon holds now (struct core_config's
+ * output budget). */
+int64_t core_output_held(struct core *core);

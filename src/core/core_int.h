@@ -95,6 +95,9 @@ struct core {
 	bool pool_quit;
 	/* Asynchronous executions (core/tasks.c). */
 	struct core_tasks *tasks;
+	/* What executions' output holds (cfg.output_memory, per key
+	 * cfg.output_key_memory); thread safe on its own. */
+	struct budget *output_budget;
 };
 
 /* ---- the registry (core/registry.c) ---- */

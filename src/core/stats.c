@@ -12,3 +12,8 @@ int64_t core_session_total(struct core *core)
 		fprintf(stderr, "bunkerd: %s\n", err.msg);
 	return n;
 }
+
+int64_t core_output_held(struct core *core)
+{
+	return core->output_budget ? (int64_t)budget_used(core->output_budget) : 0;
+}

@@ -142,6 +142,15 @@ void http_response_stream(struct http_response *res, int status, const char *con
 	res->stream_read = read;
 	res->stream_free = free_ctx;
 	res->stream_ctx = ctx;
+	res->stream_len = -1;
+}
+
+void http_response_stream_sized(struct http_response *res, int status, const char *content_type,
+				uint64_t len, ssize_t (*read)(void *ctx, char *buf, size_t max),
+				void (*free_ctx)(void *ctx), void *ctx)
+{
+	http_response_stream(res, status, content_type, read, free_ctx, ctx);
+	res->stream_len = (int64_t)len;
 }
 
 struct stream_glue {
@@ -195,8 +204,9 @@ static enum MHD_Result respond(struct MHD_Connection *conn, struct http_response
 		*g = (struct stream_glue){res->stream_read, res->stream_free, res->stream_ctx};
 		res->stream_read = NULL;
 		res->stream_free = NULL;
-		r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_cb, g,
-						      stream_free_cb);
+		r = MHD_create_response_from_callback(
+		    res->stream_len >= 0 ? (uint64_t)res->stream_len : MHD_SIZE_UNKNOWN, 16384,
+		    stream_cb, g, stream_free_cb);
 		if (r == NULL) {
 			stream_free_cb(g);
 			return MHD_NO;

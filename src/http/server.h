@@ -62,6 +62,10 @@ struct http_response {
 	ssize_t (*stream_read)(void *ctx, char *buf, size_t max);
 	void (*stream_free)(void *ctx);
 	void *stream_ctx;
+	/* The streamed body's length when it is known ahead (sent as
+	 * Content-Length; stream_read then gives exactly that many bytes),
+	 * else -1 (chunked). */
+	int64_t stream_len;
 };
 
 /* The value of a request header or query argument, borrowed for the
@@ -78,6 +82,10 @@ void http_response_set(struct http_response *res, int status, const char *conten
 void http_response_stream(struct http_response *res, int status, const char *content_type,
 			  ssize_t (*read)(void *ctx, char *buf, size_t max),
 			  void (*free_ctx)(void *ctx), void *ctx);
+/* http_response_stream() of a body of exactly len bytes. */
+void http_response_stream_sized(struct http_response *res, int status, const char *content_type,
+				uint64_t len, ssize_t (*read)(void *ctx, char *buf, size_t max),
+				void (*free_ctx)(void *ctx), void *ctx);
 /* Takes ownership of body (malloc'd). */
 void http_response_take(struct http_response *res, int status, const char *content_type, char *body,
 			size_t len);
