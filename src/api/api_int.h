@@ -233,6 +233,7 @@ size_t api_route_body_limit(const struct api_call *c);
 /* ---- streamed executions: Server-Sent Events (api/stream.c) ---- */
 
 struct api_stream;
+struct api_answer; /* api/exec_answer.c, below */
 
 /* What a dialect supplies to stream an execution; the engine owns the
  * rest (the event queue, pings, the client's hang-up, whole UTF-8
@@ -246,9 +247,11 @@ struct api_stream_ops {
 		   struct bk_err *err);
 	/* The final event of a run that returned rc (res when rc == 0, err
 	 * otherwise): its name in *event (a static string), its data as the
-	 * return value (a new reference). */
-	json_t *(*final_event)(void *ctx, int rc, const struct core_exec_result *res,
-			       const struct bk_err *err, const char **event);
+	 * return value (a new reference), or, for a result, as *answer
+	 * (api_answer_new(), which takes res: the return value is then NULL). */
+	json_t *(*final_event)(void *ctx, int rc, struct core_exec_result *res,
+			       const struct bk_err *err, const char **event,
+			       struct api_answer **answer);
 	/* Frees ctx, once neither the worker nor the connection needs it. */
 	void (*release)(void *ctx);
 };
@@ -259,7 +262,9 @@ struct api_stream_ops {
 int api_stream_start(struct api_call *c, const struct api_stream_ops *ops, void *ctx,
 		     struct bk_err *err);
 /* Points req's on_output and cancelled hooks at s: output becomes stdout
- * and stderr events, and the client's leaving cancels the execution. */
+ * and stderr events, and the client's leaving cancels the execution. The
+ * output and the events not yet sent are charged to the stream's key
+ * (req's charge). */
 void api_stream_hook(struct api_stream *s, struct core_exec_req *req);
 /* Waits until no stream's worker thread runs (at shutdown, once the server
  * has closed every connection, which cancels them). */
@@ -295,6 +300,12 @@ struct api_answer;
  * charge go with the answer). NULL when out of memory (res released). */
 struct api_answer *api_answer_new(const char *open, struct core_exec_result *res,
 				  const char *stderr_more, json_t *rest, const char *close);
+/* Escapes what of p[0..left) fits buf[0..room) as inside a JSON string
+ * (api_answer_new()'s encoding): the bytes put, *used the input bytes
+ * taken; a unit that did not fit whole goes into pend[*pend_len] (0 when
+ * none), to be sent before the rest. */
+size_t api_json_escape_some(const unsigned char *p, size_t left, size_t *used, char *buf,
+			    size_t room, char pend[8], size_t *pend_len);
 /* The answer's length in bytes. */
 uint64_t api_answer_len(const struct api_answer *a);
 /* The next bytes of the answer, at most max: how many (0 at its end). */

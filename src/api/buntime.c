@@ -303,29 +303,9 @@ static json_t *exec_result_rest(const struct core_exec_result *r)
 			 r->stdout_truncated, "stderrTruncated", r->stderr_truncated);
 }
 
-/* The whole result, for a stream's last event. */
-static json_t *exec_result_json(const struct core_exec_result *r)
-{
-	json_t *o = json_pack("{s:o,s:o}", "stdout", api_json_bytes(r->stdout_text, r->stdout_len),
-			      "stderr", api_json_bytes(r->stderr_text, r->stderr_len));
-	if (o && json_object_update_new(o, exec_result_rest(r)) < 0) {
-		json_decref(o);
-		return NULL;
-	}
-	return o;
-}
-
 static const char oom_code[] = "memory_limit_exceeded";
 static const char oom_message[] =
     "the execution went over the session's memory limit and was killed";
-
-/* The error of an execution killed for going over the session's memory:
- * its partial result travels in the details. */
-static json_t *exec_oom_json(const struct core_exec_result *r)
-{
-	return json_pack("{s:s,s:s,s:o}", "code", oom_code, "message", oom_message, "details",
-			 exec_result_json(r));
-}
 
 /* Answers with the result (taken): 200, or 507 with the result in the
  * error's details; encoded as the client takes it (api/exec_answer.c). */
@@ -336,11 +316,10 @@ static void exec_answer(struct api_call *c, struct core_exec_result *res)
 	char open[256] = "";
 	if (oom)
 		snprintf(open, sizeof(open),
-			 "{\"error\":{\"code\":\"%s\",\"message\":\"%s\",\"details\":",
-			 oom_code, oom_message);
+			 "{\"error\":{\"code\":\"%s\",\"message\":\"%s\",\"details\":", oom_code,
+			 oom_message);
 	json_t *rest = exec_result_rest(res);
-	api_answer_send(c, oom ? 507 : 200,
-			api_answer_new(open, res, NULL, rest, oom ? "}}" : ""));
+	api_answer_send(c, oom ? 507 : 200, api_answer_new(open, res, NULL, rest, oom ? "}}" : ""));
 }
 
 /* ---- POST /execute with stream:true: Server-Sent Events (api/stream.c) ---- */
@@ -362,14 +341,30 @@ static int exec_stream_run(void *ctx, struct api_stream *s, struct core_exec_res
 	return core_execute(x->api->core, &x->key, x->id, &x->in.req, res, err);
 }
 
-/* "exit" with the result, or "error" with the envelope's error object. */
-static json_t *exec_stream_final(void *ctx, int rc, const struct core_exec_result *res,
-				 const struct bk_err *err, const char **event)
+/* "exit" with the result, or "error" with the envelope's error object
+ * (the result in its details). */
+static json_t *exec_stream_final(void *ctx, int rc, struct core_exec_result *res,
+				 const struct bk_err *err, const char **event,
+				 struct api_answer **answer)
 {
 	*event = rc == 0 && !res->oom_killed ? "exit" : "error";
 	if (rc < 0)
 		return api_buntime_error_body(err);
-	return res->oom_killed ? exec_oom_json(res) : exec_result_json(res);
+	bool oom = res->oom_killed;
+	char open[256] = "";
+	if (oom)
+		snprintf(open, sizeof(open),
+			 "{\"code\":\"%s\",\"message\":\"%s\",\"details\":", oom_code, oom_message);
+	json_t *rest = exec_result_rest(res);
+	*answer = api_answer_new(open, res, NULL, rest, oom ? "}" : "");
+	/* Out of memory: the event says so rather than nothing. */
+	if (*answer == NULL) {
+		struct bk_err e = BK_ERR_INIT;
+		bk_err_set(&e, ENOMEM, "cannot answer");
+		*event = "error";
+		return api_buntime_error_body(&e);
+	}
+	return NULL;
 }
 
 static void exec_stream_release(void *ctx)

@@ -86,6 +86,32 @@ static uint64_t escaped_len(const unsigned char *p, size_t len)
 	return out;
 }
 
+size_t api_json_escape_some(const unsigned char *p, size_t left, size_t *used, char *buf,
+			    size_t room, char pend[8], size_t *pend_len)
+{
+	size_t i = 0, out = 0;
+	*pend_len = 0;
+	while (i < left && out < room) {
+		if (plain(p[i])) {
+			buf[out++] = (char)p[i++];
+			continue;
+		}
+		char unit[8];
+		size_t took;
+		size_t n = unit_of(p + i, left - i, unit, &took);
+		i += took;
+		if (out + n > room) {
+			memcpy(pend, unit, n);
+			*pend_len = n;
+			break;
+		}
+		memcpy(buf + out, unit, n);
+		out += n;
+	}
+	*used = i;
+	return out;
+}
+
 ssize_t api_answer_read(struct api_answer *a, char *buf, size_t max)
 {
 	size_t out = 0;
@@ -116,26 +142,11 @@ ssize_t api_answer_read(struct api_answer *a, char *buf, size_t max)
 			out += n;
 			continue;
 		}
-		size_t i = 0;
-		while (i < left && out < max) {
-			if (plain(p[i])) {
-				buf[out++] = (char)p[i++];
-				continue;
-			}
-			char unit[8];
-			size_t used;
-			size_t n = unit_of(p + i, left - i, unit, &used);
-			i += used;
-			if (out + n > max) {
-				memcpy(a->pend, unit, n);
-				a->pend_len = n;
-				a->pend_at = 0;
-				break;
-			}
-			memcpy(buf + out, unit, n);
-			out += n;
-		}
-		a->at_byte += i;
+		size_t used;
+		out += api_json_escape_some(p, left, &used, buf + out, max - out, a->pend,
+					    &a->pend_len);
+		a->pend_at = 0;
+		a->at_byte += used;
 	}
 	return (ssize_t)out;
 }

@@ -94,8 +94,8 @@ int core_open(const struct core_config *cfg, struct store *store, struct sbx_bac
 		core->cfg.output_memory = CORE_OUTPUT_MEMORY_DEFAULT;
 	if (core->cfg.output_key_memory == 0)
 		core->cfg.output_key_memory = CORE_OUTPUT_KEY_DEFAULT;
-	if (budget_new(core->cfg.output_memory, core->cfg.output_key_memory,
-		       &core->output_budget, err) < 0 ||
+	if (budget_new(core->cfg.output_memory, core->cfg.output_key_memory, &core->output_budget,
+		       err) < 0 ||
 	    core_recover(core, err) < 0 || core__tasks_start(core, err) < 0 ||
 	    core__reaper_start(core, err) < 0 || core__pool_start(core, err) < 0) {
 		core_close(core);

@@ -16,6 +16,7 @@
 struct core;
 struct store;
 struct sbx_backend;
+struct budget_charge;
 
 struct core_config {
 	char preview_scheme[8];	  /* "http" */
@@ -357,6 +358,11 @@ struct core_exec_req {
 	const char *working_dir; /* NULL: /workspace */
 	/* Streaming: called from the request's thread as output arrives. */
 	void (*on_output)(void *ctx, int stream, const char *data, size_t len);
+	/* The output's charge (borrowed; the caller releases it after the
+	 * result): for a caller that holds more of the output than the result
+	 * (a stream's queued events) under the same charge. NULL: the result
+	 * gets a charge of its own. */
+	struct budget_charge *charge;
 	/* Polled while the execution runs: true kills it (the client left). */
 	bool (*cancelled)(void *ctx);
 	void *ctx;
@@ -611,3 +617,7 @@ int64_t core_session_total(struct core *core);
 /* Bytes of executions' output the daemon holds now (struct core_config's
  * output budget). */
 int64_t core_output_held(struct core *core);
+/* A new charge of key against the output budget (release it with
+ * budget_charge_release()); NULL when out of memory, or when core has no
+ * budget (a NULL charge grants everything). */
+struct budget_charge *core_output_charge_new(struct core *core, const struct core_key *key);

@@ -335,8 +335,9 @@ int core_execute(struct core *core, const struct core_key *key, const char *id,
 	int64_t timeout_ms = exec_timeout_ms(key, s, req);
 	/* The output is charged to the key as it arrives, and stays charged
 	 * with the result until its answer has gone. */
-	struct budget_charge *charge = budget_charge_new(core->output_budget, key->id);
-	if (charge == NULL && core->output_budget) {
+	struct budget_charge *charge = req->charge;
+	if (charge == NULL && core->output_budget &&
+	    (charge = budget_charge_new(core->output_budget, key->id)) == NULL) {
 		bk_err_set(err, ENOMEM, "cannot start an execution");
 		goto out_unlock;
 	}
@@ -375,7 +376,8 @@ int core_execute(struct core *core, const struct core_key *key, const char *id,
 		};
 		r = ops->exec(sbx, &sreq, &res, err);
 	}
-	out->charge = charge;
+	/* The result's own, unless it is the caller's. */
+	out->charge = charge == req->charge ? NULL : charge;
 	if (r < 0) {
 		sbx_exec_result_release(&res);
 		core_exec_result_release(out);

@@ -166,7 +166,7 @@ struct sbx_run_req {
 	 * queued behind other runs and an interpreter's start count); 0:
 	 * none. */
 	int64_t timeout_ms;
-	size_t output_max; /* per stream; beyond it output is cut */
+	size_t output_max;	      /* per stream; beyond it output is cut */
 	struct budget_charge *charge; /* as in struct sbx_exec_req */
 	/* A one-shot interpreter of this run's own, started for it and ended
 	 * after it (its state never seen by another run), that runs in

@@ -109,6 +109,20 @@ size_t budget_charge_take(struct budget_charge *c, size_t n)
 	return n;
 }
 
+void budget_charge_give(struct budget_charge *c, size_t n)
+{
+	if (c == NULL)
+		return;
+	struct budget *b = c->b;
+	pthread_mutex_lock(&b->lock);
+	if (n > c->held)
+		n = c->held;
+	b->used -= n;
+	c->owner->used -= n;
+	c->held -= n;
+	pthread_mutex_unlock(&b->lock);
+}
+
 void budget_charge_release(struct budget_charge *c)
 {
 	if (c == NULL)

@@ -32,6 +32,8 @@ struct budget_charge *budget_charge_new(struct budget *b, const char *owner);
  * when c's owner would pass its share or all the budget's holders its
  * total (0 when either is spent). */
 size_t budget_charge_take(struct budget_charge *c, size_t n);
+/* Gives back n of what c holds (at most what it holds). NULL is fine. */
+void budget_charge_give(struct budget_charge *c, size_t n);
 /* Gives back all that c took and frees it. NULL is fine. */
 void budget_charge_release(struct budget_charge *c);
 

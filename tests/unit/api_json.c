@@ -117,11 +117,30 @@ TEST(json_check_depth_and_values)
  * UTF-8 (lone continuations, overlong forms, surrogates, cut sequences). */
 static size_t random_output(char *out, size_t cap)
 {
-	static const char *const units[] = {
-	    "a",	"Z",	    " ",	"\"",	       "\\",   "/",	 "\x01", "\x1f",
-	    "\x7f",	"\n",	    "\t",	"\b",	       "\f",   "\r",	 "",	 "\xc3\xa9",
-	    "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\x80", "\xc0\xaf", "\xed\xa0\x80", "\xe2\x82",
-	    "\xff",	"\xf4\x90\x80\x80"};
+	static const char *const units[] = {"a",
+					    "Z",
+					    " ",
+					    "\"",
+					    "\\",
+					    "/",
+					    "\x01",
+					    "\x1f",
+					    "\x7f",
+					    "\n",
+					    "\t",
+					    "\b",
+					    "\f",
+					    "\r",
+					    "",
+					    "\xc3\xa9",
+					    "\xe2\x82\xac",
+					    "\xf0\x9f\x98\x80",
+					    "\x80",
+					    "\xc0\xaf",
+					    "\xed\xa0\x80",
+					    "\xe2\x82",
+					    "\xff",
+					    "\xf4\x90\x80\x80"};
 	size_t n = 0, want = (size_t)rand() % (cap / 8);
 	while (n < want) {
 		size_t u = (size_t)rand() % (sizeof(units) / sizeof(units[0]));
@@ -167,11 +186,11 @@ TEST(exec_answer_is_what_jansson_writes)
 		res.stderr_text = malloc(le + 1);
 		memcpy(res.stdout_text, out, lo);
 		memcpy(res.stderr_text, err, le);
-		json_t *rest = json_pack("{s:i,s:f,s:[s,b]}", "exitCode", round, "time", round / 7.0,
-					 "list", "p\x01", 1);
-		struct api_answer *a = api_answer_new(
-		    wrap ? "{\"error\":{\"code\":\"c\\\"\",\"details\":" : "", &res,
-		    more ? "\nmore\x01\n" : NULL, rest, wrap ? "}}" : "");
+		json_t *rest = json_pack("{s:i,s:f,s:[s,b]}", "exitCode", round, "time",
+					 round / 7.0, "list", "p\x01", 1);
+		struct api_answer *a =
+		    api_answer_new(wrap ? "{\"error\":{\"code\":\"c\\\"\",\"details\":" : "", &res,
+				   more ? "\nmore\x01\n" : NULL, rest, wrap ? "}}" : "");
 		CHECK(a != NULL);
 		CHECK_INT_EQ(api_answer_len(a), strlen(want_text));
 		/* Read in pieces of every small size: units cut at every place. */

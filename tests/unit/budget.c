@@ -34,6 +34,16 @@ TEST(budget_share_and_total)
 	budget_charge_release(d);
 	CHECK_INT_EQ(budget_used(b), 0);
 	CHECK_INT_EQ(budget_owner_used(b, "a"), 0);
+	/* Part of a charge given back, never more than it holds. */
+	struct budget_charge *e = budget_charge_new(b, "e");
+	CHECK_INT_EQ(budget_charge_take(e, 30), 30);
+	budget_charge_give(e, 10);
+	CHECK_INT_EQ(budget_owner_used(b, "e"), 20);
+	budget_charge_give(e, 100);
+	CHECK_INT_EQ(budget_owner_used(b, "e"), 0);
+	CHECK_INT_EQ(budget_charge_take(e, 40), 40);
+	budget_charge_release(e);
+	CHECK_INT_EQ(budget_used(b), 0);
 	/* No budget: a NULL charge that grants everything. */
 	CHECK(budget_charge_new(NULL, "a") == NULL);
 	CHECK_INT_EQ(budget_charge_take(NULL, 12345), 12345);
