@@ -5,6 +5,7 @@
  *   BENCH_SECONDS=10       how long the honest client measures each phase
  *   BENCH_READERS_HOLD=70  how long the stalled readers are held (seconds;
  *                          the daemon's --idle-timeout is 60 by default)
+ *   BENCH_PHASES=a,b       only these phases (default: all)
  *
  * Starts bunkerd (release build, default settings) on a free loopback port,
  * an enterprise key for the honest client and a paid key for the bomb, a
@@ -19,6 +20,8 @@
  *                 one byte short, then held
  *   readers       16 GET /files/read of the 10 MB file that never read
  *                 their answer (4 KiB receive buffers)
+ *   outputs       16 POST /execute of another key, each printing 10 MiB
+ *                 of \x01 (60 MiB of JSON), that never read their answer
  *   bomb          99 MB of JSON to POST /execute with a paid key
  *                 ({"files":[{},{},...]}), sent again as soon as answered
  *   bomb-ent      the same with an enterprise key, whose file size limit
@@ -62,6 +65,7 @@
 #define BODY_DECLARED (100u << 20)
 #define BOMB_BYTES (99u * 1000 * 1000)
 #define READERS 16
+#define OUTPUTS 16
 #define FILE_BYTES (10u * 1000 * 1000)
 
 static char honest_key[256], bomb_key[256], ent_key[256], session[64];
@@ -245,6 +249,33 @@ static void attack_readers(void)
 		pause();
 }
 
+/* 16 executions of another key, each printing 10 MiB of \x01 (60 MiB of
+ * JSON), whose answers are never read (4 KiB receive buffers). */
+static void attack_outputs(void)
+{
+	char *id = create_session(bomb_key, NULL, NULL);
+	json_t *bj = json_pack("{s:s,s:s,s:i}", "sessionId", id, "command",
+			       "head -c 10485760 /dev/zero | tr '\\0' '\\1'", "timeout", 120);
+	char *body = json_dumps(bj, JSON_COMPACT);
+	json_decref(bj);
+	free(id);
+	char head[512];
+	int hl = snprintf(head, sizeof(head),
+			  "POST /execute HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
+			  "%s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+			  bomb_key, strlen(body));
+	for (int i = 0; i < OUTPUTS; i++) {
+		int fd = dial("127.0.0.6", 4096);
+		if (fd >= 0) {
+			send_all(fd, head, (size_t)hl);
+			send_all(fd, body, strlen(body));
+		}
+	}
+	free(body);
+	for (;;)
+		pause();
+}
+
 /* ---- measuring ---- */
 
 static long proc_kb(const char *field)
@@ -310,6 +341,10 @@ static void run_readers(int arg)
 {
 	attack_readers();
 }
+static void run_outputs(int arg)
+{
+	attack_outputs();
+}
 
 static size_t drop(char *d, size_t size, size_t n, void *arg)
 {
@@ -373,6 +408,22 @@ static void phase_daemon(void)
 	free(wbody);
 }
 
+/* Whether BENCH_PHASES (a comma-separated list; unset: all) names name. */
+static bool phase_wanted(const char *name)
+{
+	const char *only = getenv("BENCH_PHASES");
+	if (only == NULL || *only == '\0')
+		return true;
+	size_t n = strlen(name);
+	for (const char *p = only; *p;) {
+		size_t k = strcspn(p, ",");
+		if (k == n && strncmp(p, name, n) == 0)
+			return true;
+		p += k + (p[k] == ',');
+	}
+	return false;
+}
+
 int main(int argc, char **argv)
 {
 	bench_init(argc, argv);
@@ -388,6 +439,7 @@ int main(int argc, char **argv)
 	    {"none", NULL, 0},
 	    {"bodies", run_bodies, 0},
 	    {"readers", run_readers, 0},
+	    {"outputs", run_outputs, 0},
 	    {"bomb", run_bomb, 0},
 	    {"bomb-ent", run_bomb, 1},
 	    {"idle-1addr", run_idle, 4000 * 100 + 1},
@@ -400,6 +452,8 @@ int main(int argc, char **argv)
 	       "max ms", "failed", "start MB", "peak MB", "end MB");
 	for (size_t i = 0; i < sizeof(phases) / sizeof(phases[0]); i++) {
 		const struct phase *ph = &phases[i];
+		if (!phase_wanted(ph->name))
+			continue;
 		phase_daemon();
 		settle();
 		long start = proc_kb("VmRSS");

@@ -240,6 +240,18 @@ int client_egress_state(const char *data_dir, bool remove)
 	}
 	if (dp != NULL)
 		closedir(dp);
+	/* What the daemon's clean stop does, when a crash left it to us: the
+	 * last table of ours gone, forwarding back off if one of ours turned
+	 * it on (sandbox/egress.c). */
+	if (remove && access("/run/bunker/ip_forward-was-off", F_OK) == 0 &&
+	    system("nft list tables inet 2>/dev/null | grep -q 'table inet bunker_'") != 0) {
+		FILE *f = fopen("/proc/sys/net/ipv4/ip_forward", "we");
+		if (f != NULL) {
+			fputs("0\n", f);
+			fclose(f);
+		}
+		unlink("/run/bunker/ip_forward-was-off");
+	}
 	return n;
 }
 

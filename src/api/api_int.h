@@ -117,6 +117,13 @@ int api_field_required_string(json_t *obj, const char *name, const char *path, c
 			      struct bk_err *err);
 /* Whether s is valid UTF-8 (no overlong forms, no surrogates). */
 bool api_utf8_valid(const char *s);
+/* Length of the valid UTF-8 sequence at p (at most n bytes, n > 0), or 0
+ * (the same judgement as jansson's). */
+size_t api_utf8_seq_len(const unsigned char *p, size_t n);
+/* The JSON string escape of the ASCII byte c as jansson writes it
+ * (\" \\ \b \f \n \r \t, \u00XX for other control bytes, else c
+ * itself), NUL-terminated into out[7]; its length. */
+size_t api_json_escape_byte(unsigned char c, char *out);
 /* A JSON string of arbitrary bytes: invalid UTF-8 becomes U+FFFD. */
 json_t *api_json_bytes(const char *data, size_t len);
 /* Authenticates the Bearer key, or (when key_header is not NULL and there
@@ -270,6 +277,7 @@ int api_cluster_metrics(struct api *api, struct buf *b);
 /* ---- streamed executions: Server-Sent Events (api/stream.c) ---- */
 
 struct api_stream;
+struct api_answer; /* api/exec_answer.c, below */
 
 /* What a dialect supplies to stream an execution; the engine owns the
  * rest (the event queue, pings, the client's hang-up, whole UTF-8
@@ -283,9 +291,11 @@ struct api_stream_ops {
 		   struct bk_err *err);
 	/* The final event of a run that returned rc (res when rc == 0, err
 	 * otherwise): its name in *event (a static string), its data as the
-	 * return value (a new reference). */
-	json_t *(*final_event)(void *ctx, int rc, const struct core_exec_result *res,
-			       const struct bk_err *err, const char **event);
+	 * return value (a new reference), or, for a result, as *answer
+	 * (api_answer_new(), which takes res: the return value is then NULL). */
+	json_t *(*final_event)(void *ctx, int rc, struct core_exec_result *res,
+			       const struct bk_err *err, const char **event,
+			       struct api_answer **answer);
 	/* Frees ctx, once neither the worker nor the connection needs it. */
 	void (*release)(void *ctx);
 };
@@ -296,7 +306,9 @@ struct api_stream_ops {
 int api_stream_start(struct api_call *c, const struct api_stream_ops *ops, void *ctx,
 		     struct bk_err *err);
 /* Points req's on_output and cancelled hooks at s: output becomes stdout
- * and stderr events, and the client's leaving cancels the execution. */
+ * and stderr events, and the client's leaving cancels the execution. The
+ * output and the events not yet sent are charged to the stream's key
+ * (req's charge). */
 void api_stream_hook(struct api_stream *s, struct core_exec_req *req);
 /* Waits until no stream's worker thread runs (at shutdown, once the server
  * has closed every connection, which cancels them). */
@@ -319,6 +331,35 @@ enum api_file_encoding {
  * the session went) cuts the connection. */
 void api_file_answer(struct api_call *c, struct core_read *r, enum api_file_encoding enc,
 		     char *head, char *tail);
+
+/* ---- answers that carry an execution's output (api/exec_answer.c) ---- */
+
+struct api_answer;
+
+/* The answer open + {"stdout":…,"stderr":…<rest's members>} + close, in
+ * compact JSON: res's stdout and stderr (stderr followed by the text
+ * stderr_more, when not NULL) as api_json_bytes() and json_dumps() would
+ * write them, then the members of the object rest (stolen: at least one
+ * member) as api_json() writes them. Takes res (its memory and its output's
+ * charge go with the answer). NULL when out of memory (res released). */
+struct api_answer *api_answer_new(const char *open, struct core_exec_result *res,
+				  const char *stderr_more, json_t *rest, const char *close);
+/* Escapes what of p[0..left) fits buf[0..room) as inside a JSON string
+ * (api_answer_new()'s encoding): the bytes put, *used the input bytes
+ * taken; a unit that did not fit whole goes into pend[*pend_len] (0 when
+ * none), to be sent before the rest. */
+size_t api_json_escape_some(const unsigned char *p, size_t left, size_t *used, char *buf,
+			    size_t room, char pend[8], size_t *pend_len);
+/* The answer's length in bytes. */
+uint64_t api_answer_len(const struct api_answer *a);
+/* The next bytes of the answer, at most max: how many (0 at its end). */
+ssize_t api_answer_read(struct api_answer *a, char *buf, size_t max);
+void api_answer_free(struct api_answer *a);
+/* Answers c with a (taken; NULL: 500) as application/json, with its
+ * Content-Length: whole when Idempotency-Key may keep it
+ * (CORE_IDEM_ANSWER_MAX), else encoded as the client takes it, holding
+ * the output (and its charge) until it has gone or the client has. */
+void api_answer_send(struct api_call *c, int status, struct api_answer *a);
 
 /* ---- rate limits (api/ratelimit.c) ---- */
 

@@ -299,28 +299,38 @@ int buntime__exec_parse(json_t *body, struct buntime_exec_input *in, const char 
 	return 0;
 }
 
-static json_t *exec_result_json(const struct core_exec_result *r)
+/* The result's members after stdout and stderr, in their order (a new
+ * reference). */
+static json_t *exec_result_rest(const struct core_exec_result *r)
 {
 	json_t *written = json_array();
 	for (size_t i = 0; i < r->n_files_written; i++)
 		json_array_append_new(
 		    written, api_json_bytes(r->files_written[i], strlen(r->files_written[i])));
-	return json_pack("{s:o,s:o,s:i,s:I,s:I,s:I,s:b,s:o,s:b,s:b}", "stdout",
-			 api_json_bytes(r->stdout_text, r->stdout_len), "stderr",
-			 api_json_bytes(r->stderr_text, r->stderr_len), "exitCode", r->exit_code,
+	return json_pack("{s:i,s:I,s:I,s:I,s:b,s:o,s:b,s:b}", "exitCode", r->exit_code,
 			 "executionTime", (json_int_t)r->execution_time_ms, "memoryUsed",
 			 (json_int_t)r->memory_used_bytes, "cpuTime", (json_int_t)r->cpu_time_ms,
 			 "timedOut", r->timed_out, "filesWritten", written, "stdoutTruncated",
 			 r->stdout_truncated, "stderrTruncated", r->stderr_truncated);
 }
 
-/* The error of an execution killed for going over the session's memory:
- * its partial result travels in the details. */
-static json_t *exec_oom_json(const struct core_exec_result *r)
+static const char oom_code[] = "memory_limit_exceeded";
+static const char oom_message[] =
+    "the execution went over the session's memory limit and was killed";
+
+/* Answers with the result (taken): 200, or 507 with the result in the
+ * error's details; encoded as the client takes it (api/exec_answer.c). */
+static void exec_answer(struct api_call *c, struct core_exec_result *res)
 {
-	return json_pack("{s:s,s:s,s:o}", "code", "memory_limit_exceeded", "message",
-			 "the execution went over the session's memory limit and was killed",
-			 "details", exec_result_json(r));
+	bool oom = res->oom_killed;
+	/* {"error":{"code":…,"message":…,"details":<the result>}} */
+	char open[256] = "";
+	if (oom)
+		snprintf(open, sizeof(open),
+			 "{\"error\":{\"code\":\"%s\",\"message\":\"%s\",\"details\":", oom_code,
+			 oom_message);
+	json_t *rest = exec_result_rest(res);
+	api_answer_send(c, oom ? 507 : 200, api_answer_new(open, res, NULL, rest, oom ? "}}" : ""));
 }
 
 /* ---- POST /execute with stream:true: Server-Sent Events (api/stream.c) ---- */
@@ -342,14 +352,30 @@ static int exec_stream_run(void *ctx, struct api_stream *s, struct core_exec_res
 	return core_execute(x->api->core, &x->key, x->id, &x->in.req, res, err);
 }
 
-/* "exit" with the result, or "error" with the envelope's error object. */
-static json_t *exec_stream_final(void *ctx, int rc, const struct core_exec_result *res,
-				 const struct bk_err *err, const char **event)
+/* "exit" with the result, or "error" with the envelope's error object
+ * (the result in its details). */
+static json_t *exec_stream_final(void *ctx, int rc, struct core_exec_result *res,
+				 const struct bk_err *err, const char **event,
+				 struct api_answer **answer)
 {
 	*event = rc == 0 && !res->oom_killed ? "exit" : "error";
 	if (rc < 0)
 		return api_buntime_error_body(err);
-	return res->oom_killed ? exec_oom_json(res) : exec_result_json(res);
+	bool oom = res->oom_killed;
+	char open[256] = "";
+	if (oom)
+		snprintf(open, sizeof(open),
+			 "{\"code\":\"%s\",\"message\":\"%s\",\"details\":", oom_code, oom_message);
+	json_t *rest = exec_result_rest(res);
+	*answer = api_answer_new(open, res, NULL, rest, oom ? "}" : "");
+	/* Out of memory: the event says so rather than nothing. */
+	if (*answer == NULL) {
+		struct bk_err e = BK_ERR_INIT;
+		bk_err_set(&e, ENOMEM, "cannot answer");
+		*event = "error";
+		return api_buntime_error_body(&e);
+	}
+	return NULL;
 }
 
 static void exec_stream_release(void *ctx)
@@ -426,10 +452,7 @@ static void handle_execute(struct api_call *c)
 	buntime__exec_input_release(&in);
 	if (r < 0)
 		return api_buntime_error(c, &err);
-	bool oom = res.oom_killed;
-	json_t *o = oom ? json_pack("{s:o}", "error", exec_oom_json(&res)) : exec_result_json(&res);
-	core_exec_result_release(&res);
-	api_json(c, oom ? 507 : 200, o);
+	exec_answer(c, &res);
 }
 
 /* ---- sessionId, in the query or the body ---- */

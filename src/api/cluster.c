@@ -39,7 +39,9 @@ static int secret_load(const char *path, uint8_t hash[32], char **plain, struct 
 	if (f == NULL)
 		return bk_err_set(err, errno, "cannot read '%s'", path);
 	char line[512];
+	/* f is _cleanup_fclose_ */
 	if (fgets(line, sizeof(line), f) == NULL)
+		/* cppcheck-suppress resourceLeak */
 		return bk_err_kind(err, BK_E_INVALID, "'%s' is empty", path);
 	char *s = line;
 	while (*s == ' ' || *s == '\t')

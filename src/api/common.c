@@ -267,8 +267,7 @@ json_t *api_body_object(const struct http_request *req, bool empty_ok, struct bk
 	return j;
 }
 
-/* Length of the valid UTF-8 sequence at p (at most n bytes), or 0. */
-static size_t utf8_seq_len(const unsigned char *p, size_t n)
+size_t api_utf8_seq_len(const unsigned char *p, size_t n)
 {
 	unsigned char c = p[0];
 	size_t len;
@@ -304,7 +303,7 @@ bool api_utf8_valid(const char *s)
 	const unsigned char *p = (const unsigned char *)s;
 	size_t len = strlen(s);
 	for (size_t i = 0; i < len;) {
-		size_t n = utf8_seq_len(p + i, len - i);
+		size_t n = api_utf8_seq_len(p + i, len - i);
 		if (n == 0)
 			return false;
 		i += n;
@@ -323,7 +322,7 @@ json_t *api_json_bytes(const char *data, size_t len)
 	const unsigned char *p = (const unsigned char *)data;
 	size_t i = 0;
 	while (i < len) {
-		size_t n = utf8_seq_len(p + i, len - i);
+		size_t n = api_utf8_seq_len(p + i, len - i);
 		if (n > 0) {
 			buf_append(&b, p + i, n);
 			i += n;

@@ -28,9 +28,7 @@ struct file_answer {
 	size_t pend_len, pend_at;
 };
 
-/* The JSON string escape of byte c (what jansson writes), NUL-terminated
- * into out[7]; its length. */
-static size_t escape_byte(unsigned char c, char *out)
+size_t api_json_escape_byte(unsigned char c, char *out)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	switch (c) {
@@ -75,7 +73,7 @@ static size_t encode(struct file_answer *a, char *buf, size_t room)
 				continue;
 			}
 			char esc[8];
-			size_t n = escape_byte(c, esc);
+			size_t n = api_json_escape_byte(c, esc);
 			if (put + n > room) {
 				memcpy(a->pend, esc, n);
 				a->pend_len = n;

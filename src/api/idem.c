@@ -80,13 +80,19 @@ static void replay(struct api_call *c, struct core_idem_reply *r)
 	metrics_inc(METRICS_IDEM_REPLAYS);
 }
 
-/* Stores c's answer when it is one to keep: a 2xx with a whole body. */
+/* Stores c's answer when it is one to keep: a 2xx with a whole body, or
+ * the length of a streamed one whose length is known (an execution's
+ * answer too large to keep, api/exec_answer.c: a retry is then refused,
+ * never run twice). */
 static void store_answer(struct api_call *c, const char *idem_key, const uint8_t hash[32])
 {
 	const struct http_response *res = c->res;
-	if (res->status / 100 != 2 || res->stream_read != NULL || res->content_type == NULL)
+	if (res->status / 100 != 2 || res->content_type == NULL ||
+	    (res->stream_read != NULL && !res->stream_sized))
 		return;
 	struct core_idem_reply r = {.status = res->status, .body = res->body, .len = res->len};
+	if (res->stream_read != NULL)
+		r = (struct core_idem_reply){.status = res->status, .len = (size_t)res->stream_size};
 	snprintf(r.content_type, sizeof(r.content_type), "%s", res->content_type);
 	struct bk_err err = BK_ERR_INIT;
 	if (core_idem_save(c->api->core, &c->key, idem_key, hash, &r, &err) < 0)

@@ -143,28 +143,18 @@ void instavm_execute(struct api_call *c)
 	struct core_exec_result res;
 	if (core_execute(c->api->core, &c->key, x.id, &req, &res, &err) < 0)
 		return exec_fail(c, &err);
-	json_t *stderr_text = api_json_bytes(res.stderr_text, res.stderr_len);
-	if (res.oom_killed) {
-		/* Said in the answer itself: this dialect has no 507. */
-		char *more = NULL;
-		if (asprintf(&more, "%s%sthe execution went over the session's memory limit and "
-				    "was killed\n",
-			     json_string_value(stderr_text),
-			     res.stderr_len && res.stderr_text[res.stderr_len - 1] != '\n' ? "\n"
-											  : "") >
-		    0) {
-			json_decref(stderr_text);
-			stderr_text = json_string(more);
-			free(more);
-		}
-	}
-	json_t *o = json_pack("{s:o,s:o,s:i,s:f,s:f}", "stdout",
-			      api_json_bytes(res.stdout_text, res.stdout_len), "stderr", stderr_text,
-			      "exit_code", res.exit_code, "execution_time",
-			      (double)res.execution_time_ms / 1000.0, "cpu_time",
-			      (double)res.cpu_time_ms / 1000.0);
-	core_exec_result_release(&res);
-	api_json(c, 200, o);
+	/* Said in the answer itself: this dialect has no 507. The line ends
+	 * stderr, on a line of its own. */
+	const char *more = NULL;
+	if (res.oom_killed)
+		more = res.stderr_len && res.stderr_text[res.stderr_len - 1] != '\n'
+			   ? "\nthe execution went over the session's memory limit and was killed\n"
+			   : "the execution went over the session's memory limit and was killed\n";
+	json_t *rest = json_pack("{s:i,s:f,s:f}", "exit_code", res.exit_code, "execution_time",
+				 (double)res.execution_time_ms / 1000.0, "cpu_time",
+				 (double)res.cpu_time_ms / 1000.0);
+	/* Encoded as the client takes it (api/exec_answer.c). */
+	api_answer_send(c, 200, api_answer_new("", &res, more, rest, ""));
 }
 
 void instavm_execute_async(struct api_call *c)

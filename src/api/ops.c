@@ -48,6 +48,11 @@ static void handle_metrics(struct api_call *c)
 				      "Sessions the daemon holds now, sleeping ones included.",
 				      (double)core_session_total(c->api->core));
 	if (rc == 0)
+		rc = metrics_format_gauge(
+		    &b, "bunker_output_held_bytes",
+		    "Executions' output the daemon holds now, until its answers are sent.",
+		    (double)core_output_held(c->api->core));
+	if (rc == 0)
 		rc = metrics_format(&b);
 	if (rc == 0)
 		rc = api_cluster_metrics(c->api, &b);

@@ -95,7 +95,13 @@ int core_open(const struct core_config *cfg, struct store *store, struct sbx_bac
 	/* The store acts for this node from here on: recovery, due sessions
 	 * and unfinished tasks are its own, and its writes are fenced. */
 	snprintf(store->node, sizeof(store->node), "%s", core->cfg.node);
-	if (core_recover(core, err) < 0 ||
+	if (core->cfg.output_memory == 0)
+		core->cfg.output_memory = CORE_OUTPUT_MEMORY_DEFAULT;
+	if (core->cfg.output_key_memory == 0)
+		core->cfg.output_key_memory = CORE_OUTPUT_KEY_DEFAULT;
+	if (budget_new(core->cfg.output_memory, core->cfg.output_key_memory, &core->output_budget,
+		       err) < 0 ||
+	    core_recover(core, err) < 0 ||
 	    (core->cfg.node[0] && core__cluster_start(core, err) < 0) ||
 	    core__tasks_start(core, err) < 0 || core__reaper_start(core, err) < 0 ||
 	    core__pool_start(core, err) < 0) {
@@ -157,5 +163,7 @@ void core_close(struct core *core)
 		core->sbx->ops->close(core->sbx);
 	if (core->store)
 		core->store->ops->close(core->store);
+	/* Last: the server has stopped, so no answer holds a charge. */
+	budget_free(core->output_budget);
 	free(core);
 }

@@ -16,6 +16,7 @@
 struct core;
 struct store;
 struct sbx_backend;
+struct budget_charge;
 
 struct core_config {
 	char preview_scheme[8];	  /* "http" */
@@ -34,6 +35,12 @@ struct core_config {
 	 * released, and whichever node a request for it reaches claims it and
 	 * wakes it there. */
 	bool snapshots_shared;
+	/* What executions' output may hold of the daemon's memory, from its
+	 * first byte until its answer is sent or its client goes: all keys
+	 * together, and one key (0: CORE_OUTPUT_MEMORY_DEFAULT and
+	 * CORE_OUTPUT_KEY_DEFAULT). */
+	size_t output_memory;
+	size_t output_key_memory;
 };
 
 /* ---- nodes (core/cluster.c) ----
@@ -73,6 +80,13 @@ int core_session_locate(struct core *core, const char *key_id, const char *id,
 int core_place(struct core *core, struct core_node *out, struct bk_err *err);
 /* This node's name ("" without one). */
 const char *core_node_name(const struct core *core);
+
+/* 96 MiB in all keep the daemon well under 256 MB with the rest of what
+ * it holds (docs/OPERATIONS.md); a key's 32 MiB hold one execution's
+ * whole output (10 MiB a stream) and then some, and three keys must
+ * flood at once to reach the total. */
+#define CORE_OUTPUT_MEMORY_DEFAULT (96u << 20)
+#define CORE_OUTPUT_KEY_DEFAULT (32u << 20)
 
 /* Serves sessions from store and backend (both taken, and closed by
  * core_close(), or here on failure): recovers the sessions of an earlier
@@ -222,7 +236,9 @@ void core_idem_reply_release(struct core_idem_reply *r);
 int core_idem_find(struct core *core, const struct core_key *key, const char *idem_key,
 		   const uint8_t request_hash[32], struct core_idem_reply *out, struct bk_err *err);
 /* Stores reply under (key, idem_key) and, now and then, purges the answers
- * that have expired. */
+ * that have expired. A reply without a body (NULL: one that was streamed),
+ * over CORE_IDEM_ANSWER_MAX or past what the key may keep is kept by its
+ * length only. */
 int core_idem_save(struct core *core, const struct core_key *key, const char *idem_key,
 		   const uint8_t request_hash[32], const struct core_idem_reply *reply,
 		   struct bk_err *err);
@@ -433,6 +449,11 @@ struct core_exec_req {
 	const char *working_dir; /* NULL: /workspace */
 	/* Streaming: called from the request's thread as output arrives. */
 	void (*on_output)(void *ctx, int stream, const char *data, size_t len);
+	/* The output's charge (borrowed; the caller releases it after the
+	 * result): for a caller that holds more of the output than the result
+	 * (a stream's queued events) under the same charge. NULL: the result
+	 * gets a charge of its own. */
+	struct budget_charge *charge;
 	/* Polled while the execution runs: true kills it (the client left). */
 	bool (*cancelled)(void *ctx);
 	void *ctx;
@@ -448,10 +469,18 @@ struct core_exec_result {
 	int64_t execution_time_ms, cpu_time_ms, memory_used_bytes;
 	char **files_written; /* owned, workspace-relative */
 	size_t n_files_written;
+	/* What stdout and stderr hold of the output budget (owned): released
+	 * with the result, so a result is released once its answer is sent
+	 * (or its client has gone), not before. */
+	struct budget_charge *charge;
 };
 
+/* Frees r's memory and gives its output's charge back. */
 void core_exec_result_release(struct core_exec_result *r);
 
+/* Output kept per stream of an execution; less when the output budget
+ * (struct core_config) is spent: the stream is cut, and says so, either
+ * way. */
 #define CORE_OUTPUT_MAX (10u << 20)
 
 /* Runs code or command in the session (waking it if needed). The user's
@@ -676,3 +705,10 @@ void core_preview_release(struct core_preview *p);
 
 /* How many sessions the daemon holds now, of every key, sleeping or not. */
 int64_t core_session_total(struct core *core);
+/* Bytes of executions' output the daemon holds now (struct core_config's
+ * output budget). */
+int64_t core_output_held(struct core *core);
+/* A new charge of key against the output budget (release it with
+ * budget_charge_release()); NULL when out of memory, or when core has no
+ * budget (a NULL charge grants everything). */
+struct budget_charge *core_output_charge_new(struct core *core, const struct core_key *key);

@@ -105,6 +105,9 @@ struct core {
 	pthread_cond_t cluster_cond;
 	bool cluster_quit;
 	int64_t started_ms;
+	/* What executions' output holds (cfg.output_memory, per key
+	 * cfg.output_key_memory); thread safe on its own. */
+	struct budget *output_budget;
 };
 
 /* ---- the cluster (core/cluster.c) ---- */

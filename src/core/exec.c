@@ -22,6 +22,7 @@ void core_exec_result_release(struct core_exec_result *r)
 	for (size_t i = 0; i < r->n_files_written; i++)
 		free(r->files_written[i]);
 	free(r->files_written);
+	budget_charge_release(r->charge);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -332,6 +333,14 @@ int core_execute(struct core *core, const struct core_key *key, const char *id,
 	if (exec_env_build(s, req, &plan, err) < 0)
 		goto out_unlock;
 	int64_t timeout_ms = exec_timeout_ms(key, s, req);
+	/* The output is charged to the key as it arrives, and stays charged
+	 * with the result until its answer has gone. */
+	struct budget_charge *charge = req->charge;
+	if (charge == NULL && core->output_budget &&
+	    (charge = budget_charge_new(core->output_budget, key->id)) == NULL) {
+		bk_err_set(err, ENOMEM, "cannot start an execution");
+		goto out_unlock;
+	}
 	struct sbx_exec_result res;
 	int r;
 	if (req->language != CORE_LANG_NONE) {
@@ -341,6 +350,7 @@ int core_execute(struct core *core, const struct core_key *key, const char *id,
 		    .envp = plan.envp,
 		    .timeout_ms = timeout_ms,
 		    .output_max = CORE_OUTPUT_MAX,
+		    .charge = charge,
 		    .fresh = req->fresh,
 		    .on_output = req->on_output,
 		    .cancelled = req->cancelled,
@@ -358,6 +368,7 @@ int core_execute(struct core *core, const struct core_key *key, const char *id,
 		    .cwd = plan.cwd,
 		    .timeout_ms = timeout_ms,
 		    .output_max = CORE_OUTPUT_MAX,
+		    .charge = charge,
 		    .report_written = true,
 		    .on_output = req->on_output,
 		    .cancelled = req->cancelled,
@@ -365,8 +376,11 @@ int core_execute(struct core *core, const struct core_key *key, const char *id,
 		};
 		r = ops->exec(sbx, &sreq, &res, err);
 	}
+	/* The result's own, unless it is the caller's. */
+	out->charge = charge == req->charge ? NULL : charge;
 	if (r < 0) {
 		sbx_exec_result_release(&res);
+		core_exec_result_release(out);
 		/* The sandbox names what it could not run in its own terms. */
 		if (strcmp(err->field, "cwd") == 0)
 			snprintf(err->field, sizeof(err->field), "workingDir");

@@ -73,12 +73,13 @@ int core_idem_save(struct core *core, const struct core_key *key, const char *id
 	snprintf(rec.idem_key, sizeof(rec.idem_key), "%s", idem_key);
 	snprintf(rec.content_type, sizeof(rec.content_type), "%s", reply->content_type);
 	memcpy(rec.request_hash, request_hash, 32);
-	/* Over what a key may keep: its length only. */
 	int64_t count = 0, bytes = 0;
 	if (core->store->ops->idem_usage(core->store, key->id, rec.created_ms - CORE_IDEM_TTL_MS,
 					 &count, &bytes, err) < 0)
 		return -1;
-	if (reply->len > CORE_IDEM_ANSWER_MAX ||
+	/* Over what a key may keep, or a body not at hand (streamed): its
+	 * length only. */
+	if (reply->body == NULL || reply->len > CORE_IDEM_ANSWER_MAX ||
 	    bytes + (int64_t)reply->len > CORE_IDEM_KEY_BYTES_MAX) {
 		rec.dropped_len = (int64_t)reply->len;
 		rec.body = NULL;

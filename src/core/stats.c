@@ -12,3 +12,13 @@ int64_t core_session_total(struct core *core)
 		fprintf(stderr, "bunkerd: %s\n", err.msg);
 	return n;
 }
+
+int64_t core_output_held(struct core *core)
+{
+	return core->output_budget ? (int64_t)budget_used(core->output_budget) : 0;
+}
+
+struct budget_charge *core_output_charge_new(struct core *core, const struct core_key *key)
+{
+	return budget_charge_new(core->output_budget, key->id);
+}

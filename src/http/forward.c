@@ -348,7 +348,9 @@ int http_forward_open(const struct http_request *req, const char *url, const cha
 		return bk_err_set(err, ENOMEM, "cannot forward the request");
 	f->fd = -1;
 	f->buf = malloc(FORWARD_BUF);
+	/* f is _cleanup_ (cleanup_forwardp) until returned */
 	if (f->buf == NULL)
+		/* cppcheck-suppress memleak */
 		return bk_err_set(err, ENOMEM, "cannot forward the request");
 	f->head_only = strcmp(req->method, "HEAD") == 0;
 	struct head_buf b = {0};

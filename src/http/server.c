@@ -142,6 +142,17 @@ void http_response_stream(struct http_response *res, int status, const char *con
 	res->stream_read = read;
 	res->stream_free = free_ctx;
 	res->stream_ctx = ctx;
+	res->stream_sized = false;
+	res->stream_size = 0;
+}
+
+void http_response_stream_sized(struct http_response *res, int status, const char *content_type,
+				uint64_t len, ssize_t (*read)(void *ctx, char *buf, size_t max),
+				void (*free_ctx)(void *ctx), void *ctx)
+{
+	http_response_stream(res, status, content_type, read, free_ctx, ctx);
+	res->stream_sized = true;
+	res->stream_size = len;
 }
 
 struct stream_glue {

@@ -84,6 +84,10 @@ void http_response_set(struct http_response *res, int status, const char *conten
 void http_response_stream(struct http_response *res, int status, const char *content_type,
 			  ssize_t (*read)(void *ctx, char *buf, size_t max),
 			  void (*free_ctx)(void *ctx), void *ctx);
+/* http_response_stream() of a body of exactly len bytes. */
+void http_response_stream_sized(struct http_response *res, int status, const char *content_type,
+				uint64_t len, ssize_t (*read)(void *ctx, char *buf, size_t max),
+				void (*free_ctx)(void *ctx), void *ctx);
 /* Takes ownership of body (malloc'd). */
 void http_response_take(struct http_response *res, int status, const char *content_type, char *body,
 			size_t len);

@@ -175,6 +175,20 @@ int sbx__agent_start_error(const struct agent_msg *a, const struct sbx_exec_req 
 	return bk_err_set(err, e, "cannot start execution (%s)", stage);
 }
 
+/* How much of len more bytes of output stream b keeps: what its maximum
+ * leaves and charge grants. Where the charge grants less, the stream's
+ * maximum comes down to what it keeps, so that it is cut there for good
+ * (truncated, as at output_max): a later byte never follows a gap. */
+static size_t output_keep(struct buf *b, struct budget_charge *charge, size_t len)
+{
+	size_t room = b->max - b->len;
+	size_t want = len < room ? len : room;
+	size_t got = budget_charge_take(charge, want);
+	if (got < want)
+		b->max = b->len + got;
+	return got;
+}
+
 int sbx__agent_call_exec(struct sbx *sbx, struct agent_msg *m, const struct sbx_agent_wait *w,
 			 struct sbx_exec_result *res, struct bk_err *err)
 {
@@ -238,14 +252,15 @@ int sbx__agent_call_exec(struct sbx *sbx, struct agent_msg *m, const struct sbx_
 			int stream = (int)agent_msg_get_i64(&a, AGENT_T_STREAM, 1);
 			if (agent_msg_find(&a, AGENT_T_DATA, &d)) {
 				struct buf *b = stream == 2 ? &res->err : &res->out;
+				size_t keep = output_keep(b, req->charge, d.len);
 				if (buf_append(b, d.data, d.len) < 0) {
 					agent_msg_release(&a);
 					bk_err_set(err, ENOMEM, "cannot keep execution output");
 					break;
 				}
-				if (req->on_output)
+				if (req->on_output && keep > 0)
 					req->on_output(req->ctx, stream, (const char *)d.data,
-						       d.len);
+						       keep);
 			}
 		} else if (a.type == AGENT_EXEC_DONE) {
 			rc = sbx__agent_exec_done(&a, res);

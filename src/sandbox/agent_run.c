@@ -76,6 +76,7 @@ int sbx__agent_run(struct sbx *s, const struct sbx_agent_run *x, const struct sb
 	    .cwd = AGENT_WORKSPACE,
 	    .timeout_ms = req->timeout_ms,
 	    .output_max = req->output_max,
+	    .charge = req->charge,
 	    .on_output = req->on_output,
 	    .cancelled = req->cancelled,
 	    .ctx = req->ctx,

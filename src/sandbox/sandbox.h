@@ -35,6 +35,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "util/budget.h"
 #include "util/err.h"
 #include "util/util.h"
 
@@ -145,7 +146,12 @@ struct sbx_exec_req {
 	int64_t timeout_ms;  /* 0: none */
 	size_t output_max;   /* per stream; beyond it output is cut */
 	bool report_written; /* list the workspace files the exec changed */
-	/* Called (from the calling thread) as output arrives; may be NULL. */
+	/* What the output kept may take of the daemon's memory (borrowed;
+	 * NULL: no bound but output_max): a stream is cut where the charge
+	 * grants no more, as at output_max, and stays cut. */
+	struct budget_charge *charge;
+	/* Called (from the calling thread) as output arrives (what is kept
+	 * of it); may be NULL. */
 	void (*on_output)(void *ctx, int stream, const char *data, size_t len);
 	/* Polled a few times a second when set: true kills the execution's
 	 * process group. */
@@ -193,7 +199,8 @@ struct sbx_run_req {
 	 * queued behind other runs and an interpreter's start count); 0:
 	 * none. */
 	int64_t timeout_ms;
-	size_t output_max; /* per stream; beyond it output is cut */
+	size_t output_max;	      /* per stream; beyond it output is cut */
+	struct budget_charge *charge; /* as in struct sbx_exec_req */
 	/* A one-shot interpreter of this run's own, started for it and ended
 	 * after it (its state never seen by another run), that runs in
 	 * parallel with every other run; never the session's persistent one. */

@@ -111,3 +111,104 @@ TEST(json_check_depth_and_values)
 	/* Strings are skipped whole, even when the text ends inside one. */
 	CHECK_INT_EQ(api_json_check("\"[[[[", 5, NULL), 0);
 }
+
+/* Bytes that exercise every path of a JSON string's encoding: ASCII,
+ * what must be escaped, valid sequences of 2-4 bytes, and what is not
+ * UTF-8 (lone continuations, overlong forms, surrogates, cut sequences). */
+static size_t random_output(char *out, size_t cap)
+{
+	static const char *const units[] = {"a",
+					    "Z",
+					    " ",
+					    "\"",
+					    "\\",
+					    "/",
+					    "\x01",
+					    "\x1f",
+					    "\x7f",
+					    "\n",
+					    "\t",
+					    "\b",
+					    "\f",
+					    "\r",
+					    "",
+					    "\xc3\xa9",
+					    "\xe2\x82\xac",
+					    "\xf0\x9f\x98\x80",
+					    "\x80",
+					    "\xc0\xaf",
+					    "\xed\xa0\x80",
+					    "\xe2\x82",
+					    "\xff",
+					    "\xf4\x90\x80\x80"};
+	size_t n = 0, want = (size_t)rand() % (cap / 8);
+	while (n < want) {
+		size_t u = (size_t)rand() % (sizeof(units) / sizeof(units[0]));
+		/* "" stands for a NUL byte. */
+		size_t len = units[u][0] ? strlen(units[u]) : 1;
+		memcpy(out + n, units[u], len);
+		n += len;
+	}
+	return n;
+}
+
+TEST(exec_answer_is_what_jansson_writes)
+{
+	srand(12);
+	for (int round = 0; round < 300; round++) {
+		char out[4096], err[4096];
+		size_t lo = random_output(out, sizeof(out)), le = random_output(err, sizeof(err));
+		bool more = round % 3 == 0, wrap = round % 4 == 0;
+		/* What api/ wrote before: jansson's text of the whole object. */
+		json_t *want = json_pack("{s:o,s:o}", "stdout", api_json_bytes(out, lo), "stderr",
+					 api_json_bytes(err, le));
+		if (more) {
+			char *joined = NULL;
+			size_t jl = 0;
+			FILE *f = open_memstream(&joined, &jl);
+			fwrite(json_string_value(json_object_get(want, "stderr")), 1,
+			       json_string_length(json_object_get(want, "stderr")), f);
+			fputs("\nmore\x01\n", f);
+			fclose(f);
+			json_object_set_new(want, "stderr", json_stringn(joined, jl));
+			free(joined);
+		}
+		json_object_set_new(want, "exitCode", json_integer(round));
+		json_object_set_new(want, "time", json_real(round / 7.0));
+		json_object_set_new(want, "list", json_pack("[s,b]", "p\x01", 1));
+		if (wrap)
+			want = json_pack("{s:{s:s,s:o}}", "error", "code", "c\"", "details", want);
+		char *want_text = json_dumps(want, JSON_COMPACT | JSON_REAL_PRECISION(15));
+		json_decref(want);
+
+		struct core_exec_result res = {.stdout_len = lo, .stderr_len = le};
+		res.stdout_text = malloc(lo + 1);
+		res.stderr_text = malloc(le + 1);
+		memcpy(res.stdout_text, out, lo);
+		memcpy(res.stderr_text, err, le);
+		json_t *rest = json_pack("{s:i,s:f,s:[s,b]}", "exitCode", round, "time",
+					 round / 7.0, "list", "p\x01", 1);
+		struct api_answer *a =
+		    api_answer_new(wrap ? "{\"error\":{\"code\":\"c\\\"\",\"details\":" : "", &res,
+				   more ? "\nmore\x01\n" : NULL, rest, wrap ? "}}" : "");
+		CHECK(a != NULL);
+		CHECK_INT_EQ(api_answer_len(a), strlen(want_text));
+		/* Read in pieces of every small size: units cut at every place. */
+		char *got = malloc(strlen(want_text) + 64);
+		size_t n = 0;
+		for (;;) {
+			size_t max = 1 + (size_t)rand() % 13;
+			ssize_t r = api_answer_read(a, got + n, max);
+			CHECK(r >= 0 && (size_t)r <= max);
+			if (r == 0)
+				break;
+			n += (size_t)r;
+			CHECK(n <= strlen(want_text));
+		}
+		got[n] = '\0';
+		CHECK_STR_EQ(got, want_text);
+		free(got);
+		free(want_text);
+		api_answer_free(a);
+	}
+}

@@ -1,0 +1,43 @@
+/* A memory budget that many holders share: a bound on all of them at once
+ * and a smaller share for each owner (an API key), so that one owner never
+ * takes it all. What an execution's output holds in the daemon is charged
+ * to one (core/exec.c makes a charge per execution, sandbox/agent_ops.c
+ * takes from it as output arrives, the answer gives it back when it is
+ * sent or its client goes).
+ *
+ * Every function is thread safe: one mutex per budget guards its counts
+ * and its owners, held only while they are counted.
+ */
+#pragma once
+
+#include <stddef.h>
+
+#include "util/err.h"
+
+struct budget;
+/* What one holder has taken, and whose it is. */
+struct budget_charge;
+
+/* A budget of total bytes, of which an owner may hold at most share
+ * (share <= total). */
+int budget_new(size_t total, size_t share, struct budget **out, struct bk_err *err);
+/* Frees b; every charge must have been released. NULL is fine. */
+void budget_free(struct budget *b);
+
+/* A new charge of owner (copied) against b, holding nothing yet: the
+ * caller releases it with budget_charge_release(). NULL when out of
+ * memory, or when b is NULL: a NULL charge grants everything. */
+struct budget_charge *budget_charge_new(struct budget *b, const char *owner);
+/* Takes up to n more bytes for c: returns how many it may hold, n or fewer
+ * when c's owner would pass its share or all the budget's holders its
+ * total (0 when either is spent). */
+size_t budget_charge_take(struct budget_charge *c, size_t n);
+/* Gives back n of what c holds (at most what it holds). NULL is fine. */
+void budget_charge_give(struct budget_charge *c, size_t n);
+/* Gives back all that c took and frees it. NULL is fine. */
+void budget_charge_release(struct budget_charge *c);
+
+/* What all holders of b hold now, and what the owner holds (0 when it
+ * holds nothing). */
+size_t budget_used(struct budget *b);
+size_t budget_owner_used(struct budget *b, const char *owner);
