@@ -23,8 +23,8 @@
 static double execute(const char *key, const char *id, const char *language, const char *code,
 		      const char *want)
 {
-	json_t *body = json_pack("{s:s,s:s,s:s}", "session_id", id, "language", language, "command",
-				 code);
+	json_t *body =
+	    json_pack("{s:s,s:s,s:s}", "session_id", id, "language", language, "command", code);
 	char *text = json_dumps(body, JSON_COMPACT);
 	json_decref(body);
 	json_t *res = NULL;
@@ -32,8 +32,8 @@ static double execute(const char *key, const char *id, const char *language, con
 	long st = http("POST", "/execute", key, text, &res, &ms);
 	free(text);
 	const char *out = json_string_value(json_object_get(res, "stdout"));
-	if (st != 200 || json_integer_value(json_object_get(res, "exit_code")) != 0 || out == NULL ||
-	    strcmp(out, want) != 0)
+	if (st != 200 || json_integer_value(json_object_get(res, "exit_code")) != 0 ||
+	    out == NULL || strcmp(out, want) != 0)
 		die("an execution did not answer as expected");
 	json_decref(res);
 	return ms;
@@ -59,7 +59,8 @@ int main(int argc, char **argv)
 	start_daemon((const char *const[]){"--warm-pool", "4", NULL}, 60, 30);
 	char key[256];
 	key_create("enterprise", key, sizeof(key));
-	double *warm = calloc((size_t)n, sizeof(double)), *fresh = calloc((size_t)n, sizeof(double));
+	double *warm = calloc((size_t)n, sizeof(double)),
+	       *fresh = calloc((size_t)n, sizeof(double));
 	if (warm == NULL || fresh == NULL)
 		die("out of memory");
 

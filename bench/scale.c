@@ -212,7 +212,8 @@ int main(int argc, char **argv)
 	long need = (long)(max + n + 16) * 32;
 	char budget_s[24] = "";
 	if (pid_max > 0 && need <= pid_max / 10 * 9) {
-		snprintf(budget_s, sizeof(budget_s), "%ld", need > pid_max / 2 ? need : pid_max / 2);
+		snprintf(budget_s, sizeof(budget_s), "%ld",
+			 need > pid_max / 2 ? need : pid_max / 2);
 	} else if (pid_max > 0 && pid_max < PID_MAX_WANTED) {
 		pid_max_before = pid_max;
 		signal(SIGINT, on_signal);
@@ -246,8 +247,8 @@ int main(int argc, char **argv)
 		while (count < want)
 			add_session(key, NULL);
 		if (li > 0)
-			printf("(%d sessions made in %.1f s)\n", want - levels[nlevels - 1].sessions,
-			       (now_ms() - t0) / 1000);
+			printf("(%d sessions made in %.1f s)\n",
+			       want - levels[nlevels - 1].sessions, (now_ms() - t0) / 1000);
 		measure(key, n, &levels[nlevels]);
 		print_level(&levels[nlevels], &levels[0]);
 		if (li == 0) {
@@ -288,16 +289,17 @@ int main(int argc, char **argv)
 			continue;
 		}
 		double r = ratios[i].b / ratios[i].a;
-		printf("  %-20s p50 %6.2f -> %6.2f ms: %.2fx (target <= 1.5x: %s)\n", ratios[i].name,
-		       ratios[i].a, ratios[i].b, r, r <= 1.5 ? "met" : "MISSED");
+		printf("  %-20s p50 %6.2f -> %6.2f ms: %.2fx (target <= 1.5x: %s)\n",
+		       ratios[i].name, ratios[i].a, ratios[i].b, r, r <= 1.5 ? "met" : "MISSED");
 	}
 	if (last->sessions > first->sessions)
-		printf("  memory per awake session: %.2f MB (host MemAvailable), bunkerd RSS %.1f -> "
-		       "%.1f MB; mount table lines before the first session, and at %d: "
-		       "bunkerd's %d, %d; the host's %d, %d\n",
-		       (double)(avail_empty - last->avail_kb) / last->sessions / 1024.0,
-		       first->rss_kb / 1024.0, last->rss_kb / 1024.0, last->sessions, mounts_empty,
-		       last->mounts, host_mounts_empty, last->host_mounts);
+		printf(
+		    "  memory per awake session: %.2f MB (host MemAvailable), bunkerd RSS %.1f -> "
+		    "%.1f MB; mount table lines before the first session, and at %d: "
+		    "bunkerd's %d, %d; the host's %d, %d\n",
+		    (double)(avail_empty - last->avail_kb) / last->sessions / 1024.0,
+		    first->rss_kb / 1024.0, last->rss_kb / 1024.0, last->sessions, mounts_empty,
+		    last->mounts, host_mounts_empty, last->host_mounts);
 	if (rate_limited > 0)
 		printf("(%d answers were 429 and were retried outside the timing)\n", rate_limited);
 

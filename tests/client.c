@@ -216,7 +216,8 @@ int client_egress_state(const char *data_dir, bool remove)
 	if (system(cmd) == 0) {
 		n++;
 		if (remove) {
-			fprintf(stderr, "client: nftables table bunker_%s left behind; removing it\n",
+			fprintf(stderr,
+				"client: nftables table bunker_%s left behind; removing it\n",
 				hash);
 			snprintf(cmd, sizeof(cmd), "nft delete table inet bunker_%s", hash);
 			if (system(cmd) != 0)
@@ -232,7 +233,8 @@ int client_egress_state(const char *data_dir, bool remove)
 			continue;
 		n++;
 		if (remove) {
-			fprintf(stderr, "client: interface %s left behind; removing it\n", de->d_name);
+			fprintf(stderr, "client: interface %s left behind; removing it\n",
+				de->d_name);
 			snprintf(cmd, sizeof(cmd), "ip link del %s 2>/dev/null", de->d_name);
 			if (system(cmd) != 0)
 				fprintf(stderr, "client: cannot delete interface %s\n", de->d_name);
@@ -608,8 +610,7 @@ static int mounts_left(const char *dir)
 /* The file on which bunkerd keeps its mount namespace between runs
  * (sandbox/mntns.c): /run/bunker/<instance>/mnt, the instance named as
  * its cgroup parent is. */
-static void ns_pin_of(const struct client_daemon *d, char *dir, size_t dlen, char *pin,
-		      size_t plen)
+static void ns_pin_of(const struct client_daemon *d, char *dir, size_t dlen, char *pin, size_t plen)
 {
 	snprintf(dir, dlen, "/run/bunker/%s", d->cgroup_parent);
 	snprintf(pin, plen, "%s/mnt", dir);
@@ -697,7 +698,8 @@ static int mount_ns_left(const struct client_daemon *d)
 			char *eol = strchr(line, '\n');
 			char mnt[PATH_MAX] = "";
 			sscanf(line, "%*s %*s %*s %*s %4095s", mnt);
-			if (strncmp(mnt, d->data_dir, dl) == 0 && (mnt[dl] == '/' || mnt[dl] == '\0')) {
+			if (strncmp(mnt, d->data_dir, dl) == 0 &&
+			    (mnt[dl] == '/' || mnt[dl] == '\0')) {
 				fprintf(stderr, "client: mount '%s' left in bunkerd's namespace\n",
 					mnt);
 				n++;

@@ -144,8 +144,8 @@ static void world_save(struct fake_world *w)
 				      "key", s->key_id, "created", (json_int_t)s->created_ms,
 				      "expires", (json_int_t)s->expires_ms, "active",
 				      (json_int_t)s->last_active_ms, "state", (int)s->state,
-				      "metadata", s->metadata, "memory", s->memory_mb, "cpu", s->cpu,
-				      "timeout", s->timeout_s, "disk", s->disk_mb);
+				      "metadata", s->metadata, "memory", s->memory_mb, "cpu",
+				      s->cpu, "timeout", s->timeout_s, "disk", s->disk_mb);
 		json_object_update_new(
 		    o, json_pack("{s:s,s:i,s:s,s:i,s:i,s:I,s:I,s:I}", "public", s->public_id,
 				 "dialect", s->dialect, "env", s->env ? s->env : "{}", "vcpu",

@@ -10,8 +10,8 @@ const struct client_daemon *iv_daemon;
 
 /* A request of the dialect: key (may be NULL) in X-API-Key, body JSON
  * text or NULL, or a body of content type ctype. */
-void iv_req(const char *method, const char *path, const char *key, const char *body,
-		   size_t len, const char *ctype, struct client_resp *r)
+void iv_req(const char *method, const char *path, const char *key, const char *body, size_t len,
+	    const char *ctype, struct client_resp *r)
 {
 	char kh[CLIENT_KEY_MAX + 16], ch[256];
 	const char *headers[3] = {NULL};
@@ -34,7 +34,7 @@ void iv_req(const char *method, const char *path, const char *key, const char *b
 }
 
 void iv(const char *method, const char *path, const char *key, const char *body,
-	       struct client_resp *r)
+	struct client_resp *r)
 {
 	iv_req(method, path, key, body, 0, NULL, r);
 }
@@ -94,7 +94,8 @@ size_t iv_detail_has(const struct client_resp *r, const char *field, bool *found
 		char joined[256] = "";
 		size_t o = 0;
 		for (size_t k = 1; k < json_array_size(loc) && o < sizeof(joined); k++)
-			o += (size_t)snprintf(joined + o, sizeof(joined) - o, "%s%s", k > 1 ? "." : "",
+			o += (size_t)snprintf(joined + o, sizeof(joined) - o, "%s%s",
+					      k > 1 ? "." : "",
 					      json_is_string(json_array_get(loc, k))
 						  ? json_string_value(json_array_get(loc, k))
 						  : "?");
@@ -138,13 +139,14 @@ char *iv_form_multipart(const struct iv_part *parts, size_t *len)
 	CHECK(b != NULL);
 	size_t n = 0;
 	for (const struct iv_part *p = parts; p->name; p++) {
-		n += (size_t)snprintf(b + n, cap - n,
-				      "--" IV_BOUNDARY "\r\nContent-Disposition: form-data; name=\"%s\"",
-				      p->name);
+		n += (size_t)snprintf(
+		    b + n, cap - n,
+		    "--" IV_BOUNDARY "\r\nContent-Disposition: form-data; name=\"%s\"", p->name);
 		if (p->filename)
 			n += (size_t)snprintf(b + n, cap - n, "; filename=\"%s\"", p->filename);
 		n += (size_t)snprintf(b + n, cap - n, "\r\n%s\r\n",
-				      p->filename ? "Content-Type: application/octet-stream\r\n" : "");
+				      p->filename ? "Content-Type: application/octet-stream\r\n"
+						  : "");
 		size_t cl = p->len ? p->len : strlen(p->content);
 		memcpy(b + n, p->content, cl);
 		n += cl;
@@ -166,19 +168,18 @@ void iv_upload(const char *key, const struct iv_part *parts, struct client_resp 
 
 /* An upload as the SDK sends it: text parts first, then the file. */
 void iv_upload_file(const char *key, const char *id, const char *remote, const char *content,
-			size_t len, struct client_resp *r)
+		    size_t len, struct client_resp *r)
 {
 	const struct iv_part parts[] = {{"remote_path", NULL, remote},
-				     {"session_id", NULL, id},
-				     {"recursive", NULL, "false"},
-				     {"file", "/home/user/project/local name.bin", content, len},
-				     {NULL}};
+					{"session_id", NULL, id},
+					{"recursive", NULL, "false"},
+					{"file", "/home/user/project/local name.bin", content, len},
+					{NULL}};
 	iv_upload(key, parts, r);
 }
 
 /* POST /download with a form body; the content decoded into *out. */
-void iv_download(const char *key, const char *id, const char *filename,
-		     struct client_resp *r)
+void iv_download(const char *key, const char *id, const char *filename, struct client_resp *r)
 {
 	char *f = client_urlencode(filename), *s = client_urlencode(id);
 	char body[8192];
@@ -206,4 +207,3 @@ char *iv_download_ok(const char *key, const char *id, const char *filename, size
 	client_resp_free(&r);
 	return out;
 }
-

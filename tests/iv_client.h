@@ -14,8 +14,8 @@ extern const struct client_daemon *iv_daemon;
 
 /* A request: key (may be NULL) in X-API-Key, body (len 0: strlen) of
  * content type ctype (NULL: JSON, or no body when body is NULL). */
-void iv_req(const char *method, const char *path, const char *key, const char *body,
-	    size_t len, const char *ctype, struct client_resp *r);
+void iv_req(const char *method, const char *path, const char *key, const char *body, size_t len,
+	    const char *ctype, struct client_resp *r);
 /* The same with a JSON text body (or none). */
 void iv(const char *method, const char *path, const char *key, const char *body,
 	struct client_resp *r);

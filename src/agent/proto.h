@@ -79,12 +79,12 @@ enum agent_tag {
 	AGENT_T_PROC,	    /* "<pid>\t<start, ms since the epoch>\t<command line>" */
 	AGENT_T_MAX,	    /* largest file to read, bytes */
 	AGENT_T_RECURSIVE,
-	AGENT_T_ENTRY, /* "<d|f>\t<size>\t<mtime, ms since the epoch>\t<path>" */
-	AGENT_T_GROUP, /* with KILL: the pid's whole process group */
-	AGENT_T_TOKEN,	/* with WRITE_PATH: names the transfer's temporary file */
-	AGENT_T_OFFSET, /* with WRITE_PATH: where DATA goes */
-	AGENT_T_FINAL,	/* with WRITE_PATH: the last chunk; the file takes its name */
-	AGENT_T_ABORT,	/* with WRITE_PATH: the transfer is abandoned */
+	AGENT_T_ENTRY,	    /* "<d|f>\t<size>\t<mtime, ms since the epoch>\t<path>" */
+	AGENT_T_GROUP,	    /* with KILL: the pid's whole process group */
+	AGENT_T_TOKEN,	    /* with WRITE_PATH: names the transfer's temporary file */
+	AGENT_T_OFFSET,	    /* with WRITE_PATH: where DATA goes */
+	AGENT_T_FINAL,	    /* with WRITE_PATH: the last chunk; the file takes its name */
+	AGENT_T_ABORT,	    /* with WRITE_PATH: the transfer is abandoned */
 	AGENT_T_INTERP,	    /* a run's interpreter: one persistent one per name */
 	AGENT_T_CODE,	    /* a run's program text */
 	AGENT_T_FRESH,	    /* a one-shot interpreter of the run's own */

@@ -32,8 +32,8 @@ static json_t *session_json(const struct core_session_info *info, bool full)
 	iso(info->created_ms, created, sizeof(created));
 	iso(info->expires_ms, expires, sizeof(expires));
 	iso(info->last_active_ms, active, sizeof(active));
-	json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:o}", "sessionId", info->public_id, "createdAt", created,
-			      "expiresAt", expires, "previewUrl", info->preview_url,
+	json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:o}", "sessionId", info->public_id, "createdAt",
+			      created, "expiresAt", expires, "previewUrl", info->preview_url,
 			      "resourceLimits", limits_json(&info->limits));
 	if (o == NULL || !full)
 		return o;
@@ -160,8 +160,8 @@ static void handle_list(struct api_call *c)
 	struct core_session_info *infos;
 	size_t n;
 	int64_t total;
-	if (core_session_list(c->api->core, &c->key, http_query(c->req, "metadata"), false, limit, offset,
-			      &infos, &n, &total, &err) < 0)
+	if (core_session_list(c->api->core, &c->key, http_query(c->req, "metadata"), false, limit,
+			      offset, &infos, &n, &total, &err) < 0)
 		return api_buntime_error(c, &err);
 	json_t *arr = json_array();
 	for (size_t i = 0; i < n; i++) {

@@ -92,7 +92,8 @@ static void store_answer(struct api_call *c, const char *idem_key, const uint8_t
 		return;
 	struct core_idem_reply r = {.status = res->status, .body = res->body, .len = res->len};
 	if (res->stream_read != NULL)
-		r = (struct core_idem_reply){.status = res->status, .len = (size_t)res->stream_size};
+		r = (struct core_idem_reply){.status = res->status,
+					     .len = (size_t)res->stream_size};
 	snprintf(r.content_type, sizeof(r.content_type), "%s", res->content_type);
 	struct bk_err err = BK_ERR_INIT;
 	if (core_idem_save(c->api->core, &c->key, idem_key, hash, &r, &err) < 0)

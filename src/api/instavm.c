@@ -58,9 +58,9 @@ void instavm_error(struct api_call *c, const struct bk_err *err)
 		json_t *detail = json_array();
 		json_array_append_new(detail, detail_entry(err->field, err->type, err->msg));
 		for (int i = 0; i < err->n_more; i++)
-			json_array_append_new(detail, detail_entry(err->more[i].field,
-								   err->more[i].type,
-								   err->more[i].msg));
+			json_array_append_new(
+			    detail,
+			    detail_entry(err->more[i].field, err->more[i].type, err->more[i].msg));
 		api_json(c, 422, json_pack("{s:o}", "detail", detail));
 		return;
 	}
@@ -228,7 +228,8 @@ static int env_field(json_t *body, struct core_env **out, size_t *n, struct bk_e
 	if (env == NULL || json_is_null(env))
 		return 0;
 	if (!json_is_object(env))
-		return bk_err_add(err, "body.env", "dict_type", "Input should be a valid dictionary");
+		return bk_err_add(err, "body.env", "dict_type",
+				  "Input should be a valid dictionary");
 	*out = calloc(json_object_size(env) + 1, sizeof(**out));
 	if (*out == NULL)
 		return bk_err_set(err, ENOMEM, "cannot read env");
@@ -331,8 +332,7 @@ static void handle_create(struct api_call *c)
 /* ---- reading sessions ---- */
 
 /* The session of the path's {session_id}, read without waking it. */
-static int session_of_path(struct api_call *c, struct core_session_info *info,
-			   struct bk_err *err)
+static int session_of_path(struct api_call *c, struct core_session_info *info, struct bk_err *err)
 {
 	const char *id = c->param[0];
 	if (!instavm_id_form(id))
@@ -355,10 +355,10 @@ static json_t *vm_fields(const struct core_session_info *info)
 	json_object_set_new(o, "uptime_seconds",
 			    alive ? json_real(seconds(now_ms() - info->vm_spawned_ms))
 				  : json_null());
-	json_object_set_new(o, "expires_in_seconds",
-			    alive ? json_integer(left_s(info->vm_ends_ms ? info->vm_ends_ms
-									 : info->expires_ms))
-				  : json_null());
+	json_object_set_new(
+	    o, "expires_in_seconds",
+	    alive ? json_integer(left_s(info->vm_ends_ms ? info->vm_ends_ms : info->expires_ms))
+		  : json_null());
 	return o;
 }
 
@@ -423,13 +423,12 @@ static void handle_usage(struct api_call *c)
 			    : core_session_get_any(c->api->core, id, &info, &err);
 	if (r < 0)
 		return instavm_error(c, &err);
-	json_t *o = json_pack("{s:s,s:f,s:I,s:f,s:I,s:I,s:I,s:s?}", "session_id", info.public_id,
-			      "cpu_time", seconds(info.cpu_ms), "execution_count",
-			      (json_int_t)info.exec_count, "vm_runtime_seconds",
-			      seconds(info.vm_runtime_ms), "memory_mb",
-			      (json_int_t)info.limits.memory_mb, "memory_used_bytes",
-			      (json_int_t)info.memory_bytes, "files_count",
-			      (json_int_t)info.files_count, "vm_status", vm_status(info.vm));
+	json_t *o = json_pack(
+	    "{s:s,s:f,s:I,s:f,s:I,s:I,s:I,s:s?}", "session_id", info.public_id, "cpu_time",
+	    seconds(info.cpu_ms), "execution_count", (json_int_t)info.exec_count,
+	    "vm_runtime_seconds", seconds(info.vm_runtime_ms), "memory_mb",
+	    (json_int_t)info.limits.memory_mb, "memory_used_bytes", (json_int_t)info.memory_bytes,
+	    "files_count", (json_int_t)info.files_count, "vm_status", vm_status(info.vm));
 	core_session_info_release(&info);
 	api_json(c, 200, o);
 }
@@ -444,8 +443,8 @@ static void handle_sandboxes(struct api_call *c)
 	struct core_session_info *infos;
 	size_t n;
 	int64_t total;
-	if (core_session_list(c->api->core, &c->key, http_query(c->req, "metadata"), true, limit,
-			      0, &infos, &n, &total, &err) < 0) {
+	if (core_session_list(c->api->core, &c->key, http_query(c->req, "metadata"), true, limit, 0,
+			      &infos, &n, &total, &err) < 0) {
 		if (err.kind == BK_E_INVALID)
 			snprintf(err.field, sizeof(err.field), "query.metadata");
 		return instavm_error(c, &err);
@@ -457,13 +456,14 @@ static void handle_sandboxes(struct api_call *c)
 		vm_id_of(in, vm, sizeof(vm));
 		instavm_time(in->vm_spawned_ms, started, sizeof(started));
 		instavm_time(in->vm_ends_ms ? in->vm_ends_ms : in->expires_ms, ends, sizeof(ends));
-		snprintf(tmpl, sizeof(tmpl), "snap%d", in->vcpu ? in->vcpu : (int)(in->limits.cpu + 0.999));
+		snprintf(tmpl, sizeof(tmpl), "snap%d",
+			 in->vcpu ? in->vcpu : (int)(in->limits.cpu + 0.999));
 		json_t *meta = json_loads(in->metadata ? in->metadata : "{}", 0, NULL);
 		json_array_append_new(
 		    arr, json_pack("{s:s,s:s,s:s,s:o,s:s,s:s,s:s,s:s}", "sandbox_id", vm,
 				   "template_id", tmpl, "name", in->public_id, "metadata",
-				   meta ? meta : json_object(), "started_at", started, "end_at", ends,
-				   "status", "active", "session_id", in->public_id));
+				   meta ? meta : json_object(), "started_at", started, "end_at",
+				   ends, "status", "active", "session_id", in->public_id));
 		core_session_info_release(&infos[i]);
 	}
 	free(infos);
@@ -482,8 +482,8 @@ static void handle_kill(struct api_call *c)
 	snprintf(c->session_id, sizeof(c->session_id), "%s", id);
 	if (!instavm_id_form(id)) {
 		bk_err_kind(&err, BK_E_INVALID, "'%s' is not a session id", id);
-		return api_json(c, 400,
-				json_pack("{s:o}", "detail", api_json_bytes(err.msg, strlen(err.msg))));
+		return api_json(
+		    c, 400, json_pack("{s:o}", "detail", api_json_bytes(err.msg, strlen(err.msg))));
 	}
 	struct core_session_info info;
 	if (core_vm_kill(c->api->core, &c->key, id, &info, &err) < 0)
@@ -549,8 +549,7 @@ static void handle_app_url(struct api_call *c)
 
 /* The policy is InstaVM's egress object; the session's caps come with it
  * (bandwidth_mbps, max_connections). A POST replaces the fields it names. */
-static void egress_answer(struct api_call *c, const char *id, int r, char *text,
-			  struct bk_err *err)
+static void egress_answer(struct api_call *c, const char *id, int r, char *text, struct bk_err *err)
 {
 	if (r < 0)
 		return instavm_error(c, err);
@@ -582,10 +581,11 @@ static void handle_egress_set(struct api_call *c)
 		return instavm_error(c, &err);
 	_cleanup_free_ char *patch = json_dumps(body, JSON_COMPACT);
 	char *text = NULL;
-	int r = !instavm_id_form(id) ? bk_err_kind(&err, BK_E_NOT_FOUND, "session '%s' not found", id)
-		: patch		     ? core_session_network_set(c->api->core, &c->key, id, patch, false,
-								"body.", &text, &err)
-				     : bk_err_set(&err, ENOMEM, "cannot read the body");
+	int r = !instavm_id_form(id)
+		    ? bk_err_kind(&err, BK_E_NOT_FOUND, "session '%s' not found", id)
+		: patch ? core_session_network_set(c->api->core, &c->key, id, patch, false, "body.",
+						   &text, &err)
+			: bk_err_set(&err, ENOMEM, "cannot read the body");
 	egress_answer(c, id, r, text, &err);
 }
 

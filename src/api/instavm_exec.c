@@ -71,8 +71,9 @@ int instavm__exec_parse(json_t *body, struct iv_exec *x, struct bk_err *err)
 			bk_err_add(err, "body.language", "string_type",
 				   "Input should be a valid string");
 		else if (language_of(json_string_value(lang), &x->language) < 0)
-			bk_err_add(err, "body.language", "literal_error",
-				   "Input should be 'python', 'bash', 'javascript' or 'typescript'");
+			bk_err_add(
+			    err, "body.language", "literal_error",
+			    "Input should be 'python', 'bash', 'javascript' or 'typescript'");
 	}
 	instavm_int_field(body, "timeout", TIMEOUT_MIN_S, TIMEOUT_MAX_S, &x->timeout_s, err);
 	return bk_err_is_set(err) ? -1 : 0;
@@ -85,8 +86,8 @@ static void body_fields(struct bk_err *err)
 	    strncmp(err->field, "body.", 5) == 0)
 		return;
 	char f[64];
-	snprintf(f, sizeof(f), "body.%.50s", strcmp(err->field, "code") == 0 ? "command"
-									     : err->field);
+	snprintf(f, sizeof(f), "body.%.50s",
+		 strcmp(err->field, "code") == 0 ? "command" : err->field);
 	snprintf(err->field, sizeof(err->field), "%s", f);
 }
 
@@ -180,8 +181,8 @@ void instavm_execution_get(struct api_call *c)
 	char created[40];
 	instavm_time(t.created_ms, created, sizeof(created));
 	json_t *o = json_pack(
-	    "{s:s,s:b,s:s,s:o,s:o,s:o,s:o,s:o,s:s}", "task_id", t.id, "is_complete", done,
-	    "status", core_task_status_name(t.status), "serialized_stdout",
+	    "{s:s,s:b,s:s,s:o,s:o,s:o,s:o,s:o,s:s}", "task_id", t.id, "is_complete", done, "status",
+	    core_task_status_name(t.status), "serialized_stdout",
 	    api_json_bytes(t.stdout_text, t.stdout_len), "serialized_stderr",
 	    api_json_bytes(t.stderr_text, t.stderr_len), "exit_code",
 	    done ? json_integer(t.exit_code) : json_null(), "execution_time",
@@ -207,7 +208,8 @@ void instavm_download(struct api_call *c)
 	int rs = instavm_form_get(req->body, req->body_len, "session_id", &id);
 	json_t *body = NULL;
 	if (rf == 0 && rs == 0 && (body = api_call_body(c, &err)) != NULL) {
-		json_t *f = json_object_get(body, "filename"), *s = json_object_get(body, "session_id");
+		json_t *f = json_object_get(body, "filename"),
+		       *s = json_object_get(body, "session_id");
 		if (json_is_string(f))
 			filename = strdup(json_string_value(f));
 		if (json_is_string(s))

@@ -59,7 +59,8 @@ static int text_field(struct upload *u, char *dst, size_t max, const char *field
 		return bk_err_add(err, field, "string_too_long",
 				  "String should have at most %zu characters", max);
 	if (memchr(d, '\0', n))
-		return bk_err_add(err, field, "string_type", "Input should be text without NUL bytes");
+		return bk_err_add(err, field, "string_type",
+				  "Input should be text without NUL bytes");
 	memcpy(dst + u->part_len, d, n);
 	u->part_len += n;
 	dst[u->part_len] = '\0';
@@ -131,7 +132,8 @@ static int on_data(void *user, const char *d, size_t n, struct bk_err *err)
 	case PART_IGNORED:
 		return 0;
 	case PART_REMOTE_PATH:
-		return text_field(u, u->remote_path, UPLOAD_PATH_MAX, "body.remote_path", d, n, err);
+		return text_field(u, u->remote_path, UPLOAD_PATH_MAX, "body.remote_path", d, n,
+				  err);
 	case PART_SESSION_ID:
 		return text_field(u, u->session_id, UPLOAD_ID_MAX, "body.session_id", d, n, err);
 	case PART_RECURSIVE:

@@ -18,7 +18,7 @@
 #define MP_PADDING_MAX 64 /* blanks after a delimiter, before its CRLF */
 
 __attribute__((format(printf, 3, 4))) static int fail(struct mp_parser *p, struct bk_err *err,
-							const char *fmt, ...)
+						      const char *fmt, ...)
 {
 	if (p->state != MP_FAILED) {
 		char msg[256];
@@ -93,7 +93,8 @@ static int header_param(const char *v, size_t vlen, const char *name, char *out,
 						out[o++] = v[i];
 				}
 			} else {
-				for (; i < vlen && v[i] != ';' && v[i] != ' ' && v[i] != '\t'; i++) {
+				for (; i < vlen && v[i] != ';' && v[i] != ' ' && v[i] != '\t';
+				     i++) {
 					if (match && o + 1 >= outlen)
 						return -1;
 					if (match)
@@ -180,8 +181,10 @@ static int part_begin(struct mp_parser *p, size_t len, struct bk_err *err)
 		int r = header_param(v, vlen, "name", name, sizeof(name));
 		int f = header_param(v, vlen, "filename", filename, sizeof(filename));
 		if (r < 0 || f < 0)
-			return fail(p, err, "a part's name or filename is over %d characters or "
-				    "not closed", MP_NAME_MAX - 1);
+			return fail(p, err,
+				    "a part's name or filename is over %d characters or "
+				    "not closed",
+				    MP_NAME_MAX - 1);
 		have_name = r == 1;
 		have_filename = f == 1;
 	}
@@ -253,7 +256,8 @@ static int advance(struct mp_parser *p, struct bk_err *err)
 				end = (size_t)(e - p->buf) + 2;
 			}
 			if (end > MP_HEADERS_MAX)
-				return fail(p, err, "a part's headers are over %d bytes", MP_HEADERS_MAX);
+				return fail(p, err, "a part's headers are over %d bytes",
+					    MP_HEADERS_MAX);
 			if (part_begin(p, end, err) < 0)
 				return -1;
 			consume(p, end + 2);

@@ -15,11 +15,11 @@
 
 #include "util/err.h"
 
-#define MP_BOUNDARY_MAX 70   /* RFC 2046 §5.1.1 */
-#define MP_HEADERS_MAX 8192  /* the header block of one part */
-#define MP_NAME_MAX 256      /* a part's name or filename */
-#define MP_PARTS_MAX 64      /* parts in one body */
-#define MP_WINDOW 65536      /* bytes scanned at a time */
+#define MP_BOUNDARY_MAX 70  /* RFC 2046 §5.1.1 */
+#define MP_HEADERS_MAX 8192 /* the header block of one part */
+#define MP_NAME_MAX 256	    /* a part's name or filename */
+#define MP_PARTS_MAX 64	    /* parts in one body */
+#define MP_WINDOW 65536	    /* bytes scanned at a time */
 
 struct mp_events {
 	int (*begin)(void *user, const char *name, const char *filename, struct bk_err *err);

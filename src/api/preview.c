@@ -32,7 +32,7 @@ struct preview_conn {
 };
 
 bool api__preview_app_path(const char *target, char *id, size_t idlen, int *port, char *prefix,
-			    size_t prefixlen)
+			   size_t prefixlen)
 {
 	if (strncmp(target, APP_PATH, strlen(APP_PATH)) != 0)
 		return false;

@@ -89,7 +89,8 @@ static long parse_num(const char *flag, const char *s, long min, long max)
 static void path_opt(const char *flag, const char *s, char *dst, size_t len, size_t max)
 {
 	if (*s == '\0' || strlen(s) > max || strlen(s) >= len)
-		die("%s takes a path of 1..%zu bytes, not '%s'", flag, max < len ? max : len - 1, s);
+		die("%s takes a path of 1..%zu bytes, not '%s'", flag, max < len ? max : len - 1,
+		    s);
 	memcpy(dst, s, strlen(s) + 1);
 }
 
@@ -192,7 +193,8 @@ int main(int argc, char **argv)
 			port = (int)parse_num("--port", optarg, 1, 65535);
 			break;
 		case O_DATA:
-			path_opt("--data-dir", optarg, sbx_cfg.data_dir, sizeof(sbx_cfg.data_dir), SBX_DIR_MAX);
+			path_opt("--data-dir", optarg, sbx_cfg.data_dir, sizeof(sbx_cfg.data_dir),
+				 SBX_DIR_MAX);
 			break;
 		case O_STORE:
 			store_uri = optarg;
@@ -246,29 +248,31 @@ int main(int argc, char **argv)
 			cfg.min_ttl_s = (int)parse_num("--min-ttl", optarg, 1, 1 << 30);
 			break;
 		case O_INIT:
-			path_opt("--init", optarg, sbx_cfg.init_path, sizeof(sbx_cfg.init_path), SIZE_MAX);
+			path_opt("--init", optarg, sbx_cfg.init_path, sizeof(sbx_cfg.init_path),
+				 SIZE_MAX);
 			break;
 		case O_BUN:
-			path_opt("--bun", optarg, sbx_cfg.bun_path, sizeof(sbx_cfg.bun_path), SIZE_MAX);
+			path_opt("--bun", optarg, sbx_cfg.bun_path, sizeof(sbx_cfg.bun_path),
+				 SIZE_MAX);
 			break;
 		case O_PIDS_BUDGET:
 			sbx_cfg.pids_budget = parse_num("--pids-budget", optarg, 16, 1L << 30);
 			break;
 		case O_SNAP_DIR:
-			path_opt("--snapshot-dir", optarg, sbx_cfg.snapshot_dir, sizeof(sbx_cfg.snapshot_dir),
-				 SBX_DIR_MAX);
+			path_opt("--snapshot-dir", optarg, sbx_cfg.snapshot_dir,
+				 sizeof(sbx_cfg.snapshot_dir), SBX_DIR_MAX);
 			break;
 		case O_SNAP_MAX:
 			sbx_cfg.snapshot_max_bytes =
 			    parse_num("--snapshot-max-mb", optarg, 1, 1L << 40) << 20;
 			break;
 		case O_EGRESS_NET:
-			path_opt("--egress-net", optarg, sbx_cfg.egress_net, sizeof(sbx_cfg.egress_net),
-				 SIZE_MAX);
+			path_opt("--egress-net", optarg, sbx_cfg.egress_net,
+				 sizeof(sbx_cfg.egress_net), SIZE_MAX);
 			break;
 		case O_DNS_HOSTS:
-			path_opt("--dns-hosts", optarg, sbx_cfg.dns_hosts, sizeof(sbx_cfg.dns_hosts),
-				 SIZE_MAX);
+			path_opt("--dns-hosts", optarg, sbx_cfg.dns_hosts,
+				 sizeof(sbx_cfg.dns_hosts), SIZE_MAX);
 			break;
 		case O_SNAP_FREE:
 			sbx_cfg.snapshot_min_free_bytes =

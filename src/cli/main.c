@@ -22,26 +22,27 @@
 
 static void usage(FILE *f)
 {
-	fputs("usage: bunker [--data-dir DIR] [--store URI] keys create --plan "
-	      "free|paid|enterprise [overrides]\n"
-	      "       bunker [--data-dir DIR] [--store URI] keys list [--json]\n"
-	      "       bunker [--data-dir DIR] [--store URI] keys revoke KEY_ID\n"
-	      "--store: sqlite:PATH (DIR/bunker.db) or postgres://... (bunkerd's --store)\n"
-	      "overrides (each replaces the plan's number for this key):\n"
-	      "  --max-sessions N      concurrent sessions\n"
-	      "  --max-ttl S           longest session ttl, seconds\n"
-	      "  --memory-max MB       memory ceiling of a session\n"
-	      "  --cpu-max CORES       cpu ceiling of a session (fraction allowed)\n"
-	      "  --disk-max MB         disk ceiling of a session\n"
-	      "  --timeout-default S   execution timeout when none is given\n"
-	      "  --timeout-max S       longest execution timeout\n"
-	      "  --rpm N               requests per minute\n"
-	      "  --max-file-size B     largest file, bytes\n"
-	      "  --egress 0|1          may its sessions have outbound network\n"
-	      "  --egress-default 0|1  policy of a create that names none: none, package registries\n"
-	      "  --egress-mbps N       outbound and inbound bandwidth cap of a session, Mbit/s\n"
-	      "  --egress-connections N  connections a session may have open at once\n",
-	      f);
+	fputs(
+	    "usage: bunker [--data-dir DIR] [--store URI] keys create --plan "
+	    "free|paid|enterprise [overrides]\n"
+	    "       bunker [--data-dir DIR] [--store URI] keys list [--json]\n"
+	    "       bunker [--data-dir DIR] [--store URI] keys revoke KEY_ID\n"
+	    "--store: sqlite:PATH (DIR/bunker.db) or postgres://... (bunkerd's --store)\n"
+	    "overrides (each replaces the plan's number for this key):\n"
+	    "  --max-sessions N      concurrent sessions\n"
+	    "  --max-ttl S           longest session ttl, seconds\n"
+	    "  --memory-max MB       memory ceiling of a session\n"
+	    "  --cpu-max CORES       cpu ceiling of a session (fraction allowed)\n"
+	    "  --disk-max MB         disk ceiling of a session\n"
+	    "  --timeout-default S   execution timeout when none is given\n"
+	    "  --timeout-max S       longest execution timeout\n"
+	    "  --rpm N               requests per minute\n"
+	    "  --max-file-size B     largest file, bytes\n"
+	    "  --egress 0|1          may its sessions have outbound network\n"
+	    "  --egress-default 0|1  policy of a create that names none: none, package registries\n"
+	    "  --egress-mbps N       outbound and inbound bandwidth cap of a session, Mbit/s\n"
+	    "  --egress-connections N  connections a session may have open at once\n",
+	    f);
 }
 
 static int keys_create(struct core *core, int argc, char **argv)
@@ -176,7 +177,8 @@ int main(int argc, char **argv)
 	}
 	struct bk_err err = BK_ERR_INIT;
 	char db[600];
-	if (strlen(data_dir) > SBX_DIR_MAX || path_fmt(db, sizeof(db), "%s/bunker.db", data_dir) < 0) {
+	if (strlen(data_dir) > SBX_DIR_MAX ||
+	    path_fmt(db, sizeof(db), "%s/bunker.db", data_dir) < 0) {
 		fprintf(stderr, "bunker: --data-dir is too long (%zu bytes; at most %d)\n",
 			strlen(data_dir), SBX_DIR_MAX);
 		return 2;

@@ -344,7 +344,7 @@ struct core_session_info {
 	enum core_vm vm;
 	int64_t vm_lifetime_s, vm_spawned_ms, vm_ends_ms; /* ends 0: no end */
 	int64_t exec_count, cpu_ms, vm_runtime_ms;	  /* usage so far */
-	char *network; /* owned: its network policy, snake_case JSON */
+	char *network;			    /* owned: its network policy, snake_case JSON */
 	int64_t net_tx_bytes, net_rx_bytes; /* what its network carried while awake */
 };
 
@@ -438,8 +438,8 @@ struct core_exec_req {
 	size_t n_files;
 	const struct core_env *env;
 	size_t n_env;
-	int64_t timeout_s;	 /* 0: the session's default */
-	bool clamp_timeout;	 /* above the plan's maximum: lowered to it, not refused */
+	int64_t timeout_s;  /* 0: the session's default */
+	bool clamp_timeout; /* above the plan's maximum: lowered to it, not refused */
 	/* With a language: stop at this monotonic time (mono_us()) if it comes
 	 * before the timeout; 0: none. */
 	int64_t deadline_us;

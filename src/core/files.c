@@ -298,8 +298,8 @@ struct core_upload {
 static int upload_flush(struct core_upload *u, bool final, struct bk_err *err)
 {
 	u->t.final = final;
-	int rc = u->core->sbx->ops->write_path(u->sbx, &u->t, u->pending.data ? u->pending.data : "",
-					       u->pending.len, err);
+	int rc = u->core->sbx->ops->write_path(
+	    u->sbx, &u->t, u->pending.data ? u->pending.data : "", u->pending.len, err);
 	u->t.offset += (int64_t)u->pending.len;
 	u->pending.len = 0;
 	if (rc < 0)

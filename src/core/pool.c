@@ -58,7 +58,8 @@ struct sbx *core__pool_take(struct core *core, enum core_pool_kind kind)
 bool core__pool_adopt(struct core *core, struct session *s)
 {
 	const struct sbx_ops *ops = core->sbx->ops;
-	bool bare = s->dialect == CORE_DIALECT_INSTAVM && (s->env == NULL || strcmp(s->env, "{}") == 0);
+	bool bare =
+	    s->dialect == CORE_DIALECT_INSTAVM && (s->env == NULL || strcmp(s->env, "{}") == 0);
 	struct sbx *warm = bare ? core__pool_take(core, CORE_POOL_PYTHON) : NULL;
 	if (warm == NULL)
 		warm = core__pool_take(core, CORE_POOL_PLAIN);
@@ -110,13 +111,16 @@ static int pool_warm_python(struct core *core, struct sbx *sbx, struct bk_err *e
 	char port[32];
 	snprintf(port, sizeof(port), "PORT=%d", CORE_PREVIEW_PORT);
 	const char *envp[] = {port, NULL};
-	struct sbx_run_req req = {
-	    .language = SBX_LANG_PYTHON, .code = "", .envp = envp, .timeout_ms = 30000,
-	    .output_max = 4096};
+	struct sbx_run_req req = {.language = SBX_LANG_PYTHON,
+				  .code = "",
+				  .envp = envp,
+				  .timeout_ms = 30000,
+				  .output_max = 4096};
 	struct sbx_exec_result res;
 	int rc = ops->run(sbx, &req, &res, err);
 	if (rc == 0 && res.exit_code != 0)
-		rc = bk_err_kind(err, BK_E_INTERNAL, "python did not start (exit %d)", res.exit_code);
+		rc = bk_err_kind(err, BK_E_INTERNAL, "python did not start (exit %d)",
+				 res.exit_code);
 	if (rc == 0)
 		sbx_exec_result_release(&res);
 	return rc;
@@ -155,7 +159,8 @@ static void *pool_main(void *arg)
 		if (rc == 0)
 			metrics_observe(METRICS_SANDBOX_START_SECONDS,
 					(double)(mono_us() - t0) / 1e6);
-		if (rc == 0 && kind == CORE_POOL_PYTHON && (rc = pool_warm_python(core, sbx, &err)) < 0) {
+		if (rc == 0 && kind == CORE_POOL_PYTHON &&
+		    (rc = pool_warm_python(core, sbx, &err)) < 0) {
 			ops->stop(sbx);
 			sbx = NULL;
 		}

@@ -31,8 +31,8 @@ static void expire(struct core *core, struct session *s)
 static bool is_due(struct session *s, void *now)
 {
 	int64_t t = *(int64_t *)now;
-	return s->expires_ms <= t || (s->vm == CORE_VM_RUNNING && s->vm_ends_ms > 0 &&
-				      s->vm_ends_ms <= t);
+	return s->expires_ms <= t ||
+	       (s->vm == CORE_VM_RUNNING && s->vm_ends_ms > 0 && s->vm_ends_ms <= t);
 }
 
 /* Ends s's VM (its lifetime is over), a reference of the caller's. */
@@ -71,8 +71,8 @@ static void reap_due_asleep(struct core *core)
 	char ids[EXPIRED_PER_ROUND][32];
 	size_t n = 0;
 	struct bk_err err = BK_ERR_INIT;
-	if (core->store->ops->session_due(core->store, now_ms(), ids, EXPIRED_PER_ROUND, &n,
-					  &err) < 0) {
+	if (core->store->ops->session_due(core->store, now_ms(), ids, EXPIRED_PER_ROUND, &n, &err) <
+	    0) {
 		fprintf(stderr, "bunkerd: %s\n", err.msg);
 		return;
 	}

@@ -14,7 +14,8 @@ struct session *core__session_new(const struct store_session *row)
 	if (s == NULL)
 		return NULL;
 	snprintf(s->id, sizeof(s->id), "%s", row->id);
-	snprintf(s->public_id, sizeof(s->public_id), "%s", row->public_id[0] ? row->public_id : row->id);
+	snprintf(s->public_id, sizeof(s->public_id), "%s",
+		 row->public_id[0] ? row->public_id : row->id);
 	snprintf(s->key_id, sizeof(s->key_id), "%s", row->key_id);
 	s->dialect = (enum core_dialect)row->dialect;
 	s->env = strdup(row->env ? row->env : "{}");

@@ -198,10 +198,11 @@ static int create_row(struct core *core, const struct core_key *key,
 	if (limits_check(key, spec, &limits, err) < 0 || env_json(spec, env_text, err) < 0)
 		return -1;
 	if (spec->network ? core__network_merge(NULL, spec->network, spec->network_camel,
-						 spec->network_prefix ? spec->network_prefix : "",
-						 &key->limits, net_text, err) < 0
+						spec->network_prefix ? spec->network_prefix : "",
+						&key->limits, net_text, err) < 0
 			  : (*net_text = core__network_default(&key->limits)) == NULL)
-		return spec->network ? -1 : bk_err_set(err, ENOMEM, "cannot keep the network policy");
+		return spec->network ? -1
+				     : bk_err_set(err, ENOMEM, "cannot keep the network policy");
 	bool lazy = spec->lazy && spec->n_env == 0;
 	*row = (struct store_session){
 	    .dialect = spec->dialect,

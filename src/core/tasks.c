@@ -117,13 +117,15 @@ static void task_run(struct task *t)
 		rec.exit_code = res.exit_code;
 		rec.out = keep(res.stdout_text, res.stdout_len, &rec.out_len);
 		_cleanup_free_ char *err_text = NULL;
-		int n = stopped ? asprintf(&err_text, "%.*s%sbunkerd stopped during the task, which "
-						      "did not finish\n",
-					   (int)res.stderr_len, res.stderr_text ? res.stderr_text : "",
-					   res.stderr_len && res.stderr_text[res.stderr_len - 1] != '\n'
-					       ? "\n"
-					       : "")
-				: -1;
+		int n = stopped
+			    ? asprintf(&err_text,
+				       "%.*s%sbunkerd stopped during the task, which "
+				       "did not finish\n",
+				       (int)res.stderr_len, res.stderr_text ? res.stderr_text : "",
+				       res.stderr_len && res.stderr_text[res.stderr_len - 1] != '\n'
+					   ? "\n"
+					   : "")
+			    : -1;
 		rec.err = n > 0 ? keep(err_text, (size_t)n, &rec.err_len)
 				: keep(res.stderr_text, res.stderr_len, &rec.err_len);
 		rec.execution_ms = res.execution_time_ms;
@@ -137,9 +139,9 @@ static void task_run(struct task *t)
 		rec.exit_code = -1;
 		const char *why = bk_err_is_set(&err) ? err.msg : "the execution failed";
 		char line[700];
-		int n = snprintf(line, sizeof(line), "%s\n",
-				 err.kind == BK_E_INTERNAL ? "the execution failed on the server's side"
-							   : why);
+		int n = snprintf(
+		    line, sizeof(line), "%s\n",
+		    err.kind == BK_E_INTERNAL ? "the execution failed on the server's side" : why);
 		rec.err = keep(line, n > 0 ? (size_t)n : 0, &rec.err_len);
 		rec.execution_ms = (mono_us() - t0) / 1000;
 	}

@@ -161,8 +161,8 @@ static void reap(struct door *d)
 /* ---- looking at the request head ---- */
 
 int http__head_scan(const char *buf, size_t len, char *host, size_t hostlen, char *method,
-		    size_t methodlen, char *target, size_t targetlen, const char *hop_name, char *hop,
-		    size_t hoplen, bool *has_hop)
+		    size_t methodlen, char *target, size_t targetlen, const char *hop_name,
+		    char *hop, size_t hoplen, bool *has_hop)
 {
 	size_t hnl = hop_name ? strlen(hop_name) : 0;
 	*has_hop = false;

@@ -170,8 +170,8 @@ void http_accept_stop(struct http_server *srv);
  * name, or NULL), *has_hop says whether the head has that header, and hop
  * holds its value. Non-static for tests/fuzz/http_head.c. */
 int http__head_scan(const char *buf, size_t len, char *host, size_t hostlen, char *method,
-		    size_t methodlen, char *target, size_t targetlen, const char *hop_name, char *hop,
-		    size_t hoplen, bool *has_hop);
+		    size_t methodlen, char *target, size_t targetlen, const char *hop_name,
+		    char *hop, size_t hoplen, bool *has_hop);
 /* Takes conn off the list that stop shuts down, before its socket closes. */
 void http_conn_unlist(struct http_conn *conn);
 /* Hands fd (taken), a socket libmicrohttpd has finished with, to the door

@@ -323,8 +323,8 @@ static int file_errno(int e, const char *path, struct bk_err *err)
 	case EPERM:
 		return bk_err_kind(err, BK_E_INVALID, "permission denied on '%s'", path);
 	case EROFS:
-		return bk_err_kind(err, BK_E_FORBIDDEN,
-				   "'%s' is on the session's read-only image", path);
+		return bk_err_kind(err, BK_E_FORBIDDEN, "'%s' is on the session's read-only image",
+				   path);
 	case ENAMETOOLONG:
 		return bk_err_kind(err, BK_E_INVALID, "path '%s' is too long", path);
 	case EFBIG:
@@ -385,8 +385,8 @@ static int path_errno(int e, const char *path, struct bk_err *err)
 		return bk_err_kind(err, BK_E_FILE_NOT_FOUND, "no file '%s' in the session", path);
 	case EACCES:
 	case EROFS:
-		return bk_err_kind(err, BK_E_FORBIDDEN,
-				   "'%s' is on the session's read-only image", path);
+		return bk_err_kind(err, BK_E_FORBIDDEN, "'%s' is on the session's read-only image",
+				   path);
 	case EXDEV: /* init/rootfiles.c: a file system of the kernel's */
 		return bk_err_kind(err, BK_E_FORBIDDEN,
 				   "'%s' is in /proc, /sys or /dev, which transfers do not reach",
@@ -492,14 +492,13 @@ int sbx__agent_list(struct sbx *sbx, struct sbx_list_req *req, struct sbx_entry 
 	req->total = agent_msg_get_i64(&a, AGENT_T_TOTAL, 0);
 	req->more = agent_msg_get_i64(&a, AGENT_T_MORE, 0) != 0;
 	size_t max = req->limit > 0 && req->limit < AGENT_LIST_LIMIT_MAX ? (size_t)req->limit
-									  : AGENT_LIST_LIMIT_MAX;
+									 : AGENT_LIST_LIMIT_MAX;
 	r = sbx__agent_entries_of(&a, max, out, n);
 	agent_msg_release(&a);
 	return r < 0 ? bk_err_set(err, ENOMEM, "cannot list '%s'", path) : 0;
 }
 
-int sbx__agent_entries_of(const struct agent_msg *a, size_t max, struct sbx_entry **out,
-			  size_t *n)
+int sbx__agent_entries_of(const struct agent_msg *a, size_t max, struct sbx_entry **out, size_t *n)
 {
 	size_t off = 0, count = 0;
 	struct agent_field f;

@@ -69,8 +69,7 @@ int sbx__agent_start_error(const struct agent_msg *a, const struct sbx_exec_req 
 /* The ENTRY fields of a LIST's RESULT a into *out (sbx_entries_free()),
  * malformed ones skipped, at most max (what was asked for: an answer of
  * more is cut). -1 when out of memory. */
-int sbx__agent_entries_of(const struct agent_msg *a, size_t max, struct sbx_entry **out,
-			  size_t *n);
+int sbx__agent_entries_of(const struct agent_msg *a, size_t max, struct sbx_entry **out, size_t *n);
 /* The PROC fields of a PS's RESULT a into *out (malloc'd), at most
  * AGENT_MAX_PROCS. -1 when out of memory. */
 int sbx__agent_procs_of(const struct agent_msg *a, struct sbx_proc **out, size_t *n);

@@ -127,8 +127,8 @@ static int nft_table_create_locked(struct ns_egress *e, struct bk_err *err)
 		" }\n"
 		"}\n",
 		t, t, t, p, p, p, p,
-		e->forward_ours_only ? "  iifname != \"bk*\" oifname != \"bk*\" drop\n" : "", p, range, e->prefix, e->dns_port, p, p, p, e->dns_port, range,
-		e->prefix, p) < 0)
+		e->forward_ours_only ? "  iifname != \"bk*\" oifname != \"bk*\" drop\n" : "", p,
+		range, e->prefix, e->dns_port, p, p, p, e->dns_port, range, e->prefix, p) < 0)
 		return bk_err_set(err, ENOMEM, "cannot build the egress table");
 	return nft_run_locked(e, cmds, err);
 }

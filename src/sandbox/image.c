@@ -213,7 +213,8 @@ static int image_build(const char *dir, const char *bun_real, struct bk_err *err
 		return -1;
 
 	for (size_t i = 0; i < ns__drivers_count; i++) {
-		if (path_fmt(p, sizeof(p), "%s%s/%s", dir, NS_IMAGE_DRIVERS, ns__drivers[i].name) < 0)
+		if (path_fmt(p, sizeof(p), "%s%s/%s", dir, NS_IMAGE_DRIVERS, ns__drivers[i].name) <
+		    0)
 			return bk_err_set(err, errno, "a path below '%s' is too long", dir);
 		_cleanup_close_ int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 		if (fd < 0 || write_full(fd, ns__drivers[i].data, ns__drivers[i].len) < 0)

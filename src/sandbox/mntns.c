@@ -88,7 +88,8 @@ static int ns_try_create_pinned(const char *pin, struct bk_err *err)
 	if (unshare(CLONE_NEWNS) < 0)
 		return bk_err_set(err, errno, "cannot create a mount namespace");
 	if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
-		return bk_err_set(err, errno, "cannot make the mount namespace a slave of the host's");
+		return bk_err_set(err, errno,
+				  "cannot make the mount namespace a slave of the host's");
 	_cleanup_close_ int own = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
 	if (own < 0)
 		return bk_err_set(err, errno, "cannot open '/proc/self/ns/mnt'");
@@ -151,7 +152,8 @@ int sbx_mount_ns_enter(const char *data_dir, bool *reentered, struct bk_err *err
 	sbx_instance_name(data_dir, name, sizeof(name));
 	if (mkdir_p(RUN_BUNKER, 0700, err) < 0)
 		return -1;
-	if (!ns__is_mountpoint(RUN_BUNKER) && mount(RUN_BUNKER, RUN_BUNKER, NULL, MS_BIND, NULL) < 0)
+	if (!ns__is_mountpoint(RUN_BUNKER) &&
+	    mount(RUN_BUNKER, RUN_BUNKER, NULL, MS_BIND, NULL) < 0)
 		return bk_err_set(err, errno, "cannot bind '%s'", RUN_BUNKER);
 	if (mount(NULL, RUN_BUNKER, NULL, MS_PRIVATE, NULL) < 0)
 		return bk_err_set(err, errno, "cannot make '%s' private", RUN_BUNKER);
@@ -179,7 +181,8 @@ static int ns_enter(const char *pin, bool *reentered, struct bk_err *err)
 	_cleanup_close_ int old = open(pin, O_RDONLY | O_CLOEXEC);
 	if (old >= 0 && is_nsfs(old)) {
 		if (setns(old, CLONE_NEWNS) < 0)
-			return bk_err_set(err, errno, "cannot enter the mount namespace on '%s'", pin);
+			return bk_err_set(err, errno, "cannot enter the mount namespace on '%s'",
+					  pin);
 		*reentered = true;
 		return 0;
 	}

@@ -480,9 +480,9 @@ static int ns_prepare(struct ns_backend *b, const struct sbx_backend_config *cfg
 		cgroup_parent_name(cfg->data_dir, b->cgroup_parent, sizeof(b->cgroup_parent));
 	if (cfg->snapshot_dir[0])
 		snprintf(b->snapshot_dir, sizeof(b->snapshot_dir), "%s", cfg->snapshot_dir);
-	else
-		if (path_fmt(b->snapshot_dir, sizeof(b->snapshot_dir), "%s/snapshots", cfg->data_dir) < 0)
-			return bk_err_set(err, errno, "data directory '%s' is too long", cfg->data_dir);
+	else if (path_fmt(b->snapshot_dir, sizeof(b->snapshot_dir), "%s/snapshots", cfg->data_dir) <
+		 0)
+		return bk_err_set(err, errno, "data directory '%s' is too long", cfg->data_dir);
 	if (mkdir_p(b->snapshot_dir, 0700, err) < 0)
 		return -1;
 	char capbuf[16];

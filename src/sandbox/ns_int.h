@@ -65,7 +65,7 @@ struct ns_sbx {
 	pid_t pid; /* bunker-init, as the host sees it */
 	int pidfd;
 	struct agent_conn *conn;
-	int pids; /* its share of the backend's pids_held */
+	int pids;	    /* its share of the backend's pids_held */
 	struct ns_net *net; /* its outbound network, NULL: loopback only */
 };
 

@@ -89,8 +89,8 @@ static _Noreturn void spawn_child(int go_fd, int go_w, int err_fd, int sock_fd, 
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		child_fail(err_fd, stage);
 	stage = "attach root";
-	if (syscall(SYS_move_mount, tree_fd, "", AT_FDCWD, CHILD_ROOT_AT,
-		    MOVE_MOUNT_F_EMPTY_PATH) < 0)
+	if (syscall(SYS_move_mount, tree_fd, "", AT_FDCWD, CHILD_ROOT_AT, MOVE_MOUNT_F_EMPTY_PATH) <
+	    0)
 		child_fail(err_fd, stage);
 	close(tree_fd);
 	stage = "enter root";
@@ -293,8 +293,8 @@ int ns__spawn(struct ns_sbx *s, const struct sbx_limits *limits, struct bk_err *
 	ns__rootfs_umount(&s->paths);
 	pid_t pid = clone_sandbox(&s->pidfd, (uid_t)sbx__slot_base(s->slot));
 	if (pid == 0)
-		spawn_child(f.go[0], f.go[1], f.report[1], f.agent[1], f.init, tree,
-			    s->b->hostname, s->b->cap_last);
+		spawn_child(f.go[0], f.go[1], f.report[1], f.agent[1], f.init, tree, s->b->hostname,
+			    s->b->cap_last);
 	if (pid < 0)
 		return bk_err_set(err, errno, "cannot clone the sandbox");
 	/* The child's ends are the child's. */

@@ -148,10 +148,11 @@ int pg__session_set_network(struct store *st, const char *id, const char *networ
 	pg__text(&p, id);
 	pg__text(&p, st->node);
 	_cleanup_pg_unlock_ pthread_mutex_t *lock = pg__lock(st);
-	return session_change(st,
-			      "UPDATE sessions SET network = $1 WHERE id = $2 AND ($3::text = '' OR "
-			      "owner = $3)",
-			      &p, "set the network of", id, err);
+	return session_change(
+	    st,
+	    "UPDATE sessions SET network = $1 WHERE id = $2 AND ($3::text = '' OR "
+	    "owner = $3)",
+	    &p, "set the network of", id, err);
 }
 
 static int session_set_vm_locked(struct store *st, const char *id, enum store_vm_state vm,

@@ -45,11 +45,11 @@ static int session_insert_locked(struct store *st, const struct store_session *s
 {
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
 	int i = 0;
-	if (sqlite3_prepare_v2(
-		SQ(st)->db,
-		"INSERT INTO sessions (" STORE_SESSION_COLS ") "
-		"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-		-1, &stmt, NULL) != SQLITE_OK ||
+	if (sqlite3_prepare_v2(SQ(st)->db,
+			       "INSERT INTO sessions (" STORE_SESSION_COLS ") "
+			       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+			       "?, ?, ?, ?, ?, ?)",
+			       -1, &stmt, NULL) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, ++i, s->id, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, ++i, s->key_id, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_int64(stmt, ++i, s->created_ms) != SQLITE_OK ||

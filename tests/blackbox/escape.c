@@ -1699,11 +1699,12 @@ static const char inotify_py[] = "import ctypes, sys, time\n"
 static long inotify_hold(const char *id, int want)
 {
 	char cmd[1024];
-	snprintf(cmd, sizeof(cmd),
-		 "cat > /tmp/ino.py <<'EOF'\n%sEOF\n"
-		 "rm -f /tmp/ino.n; setsid python3 /tmp/ino.py %d 60 > /tmp/ino.n 2>&1 < /dev/null & "
-		 "for i in $(seq 100); do [ -s /tmp/ino.n ] && break; sleep 0.1; done; cat /tmp/ino.n",
-		 inotify_py, want);
+	snprintf(
+	    cmd, sizeof(cmd),
+	    "cat > /tmp/ino.py <<'EOF'\n%sEOF\n"
+	    "rm -f /tmp/ino.n; setsid python3 /tmp/ino.py %d 60 > /tmp/ino.n 2>&1 < /dev/null & "
+	    "for i in $(seq 100); do [ -s /tmp/ino.n ] && break; sleep 0.1; done; cat /tmp/ino.n",
+	    inotify_py, want);
 	char *out = client_must_run(bk.paid_key, id, cmd);
 	char *end;
 	long n = strtol(out, &end, 10);
@@ -1730,11 +1731,12 @@ TEST_TIMEOUT(res_inotify_per_session, 120)
 		close(fds[i]);
 	CHECK_MSG(got == 20, "the host's root got %d of 20 inotify instances", got);
 	/* Low limits inside, which the session cannot raise. */
-	char *out = client_must_run(bk.paid_key, a,
-				    "cat /proc/sys/user/max_inotify_instances "
-				    "/proc/sys/user/max_user_namespaces; "
-				    "echo 100000 > /proc/sys/user/max_inotify_instances 2>/dev/null || "
-				    "echo refused");
+	char *out =
+	    client_must_run(bk.paid_key, a,
+			    "cat /proc/sys/user/max_inotify_instances "
+			    "/proc/sys/user/max_user_namespaces; "
+			    "echo 100000 > /proc/sys/user/max_inotify_instances 2>/dev/null || "
+			    "echo refused");
 	CHECK_STR_EQ(out, "128\n0\nrefused\n");
 	free(out);
 	session_end(a);

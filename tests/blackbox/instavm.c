@@ -83,7 +83,8 @@ TEST(create_validation_one_entry_per_field)
 	}
 	struct client_resp r;
 	iv("POST", "/v1/sessions/session", key,
-	   "{\"vm_lifetime_seconds\":5,\"memory_mb\":1,\"vcpu_count\":3,\"env\":{\"A\":1,\"B\":\"ok\","
+	   "{\"vm_lifetime_seconds\":5,\"memory_mb\":1,\"vcpu_count\":3,\"env\":{\"A\":1,\"B\":"
+	   "\"ok\","
 	   "\"C\":null}}",
 	   &r);
 	CHECK_STATUS(&r, 422);
@@ -114,9 +115,9 @@ TEST(create_validation_one_entry_per_field)
  * was applied; before the first spawn the VM fields are null. */
 TEST(create_clamps_and_reports_applied)
 {
-	char *id = iv_create(bk.free_key, json_pack("{s:i,s:i,s:i,s:{s:s}}", "vcpu_count", 8,
-						    "memory_mb", 8192, "vm_lifetime_seconds", 600,
-						    "metadata", "team", "blue"));
+	char *id = iv_create(bk.free_key,
+			     json_pack("{s:i,s:i,s:i,s:{s:s}}", "vcpu_count", 8, "memory_mb", 8192,
+				       "vm_lifetime_seconds", 600, "metadata", "team", "blue"));
 	json_t *s = iv_get("session", id, bk.free_key);
 	char *text = json_dumps(s, 0);
 	CHECK_INT_EQ(client_must_int(s, "memory_mb", text), 1024);
@@ -252,7 +253,8 @@ TEST(sandboxes_list_vms_by_metadata)
 		const char *sid = client_must_str(e, "sandbox_id", r.body);
 		CHECK(strncmp(sid, "vm-", 3) == 0);
 		const char *t = client_must_str(e, "template_id", r.body);
-		const char *app = json_string_value(json_object_get(json_object_get(e, "metadata"), "app"));
+		const char *app =
+		    json_string_value(json_object_get(json_object_get(e, "metadata"), "app"));
 		CHECK_STR_EQ(t, strcmp(app, "y") == 0 ? "snap4" : "snap2");
 		CHECK_STR_EQ(client_must_str(e, "status", r.body), "active");
 		client_must_str(e, "started_at", r.body);
@@ -438,9 +440,10 @@ TEST(upload_download_round_trip)
 	iv_upload_file(bk.paid_key, id, "notes/a.txt", "two", 0, &r);
 	CHECK_STATUS(&r, 200);
 	client_resp_free(&r);
-	char *out = client_must_run(bk.paid_key, id,
-				    "cat /workspace/notes/a.txt; stat -c ' %U' /workspace/notes/a.txt "
-				    "/remote/deep/dir/blob.bin /remote/deep");
+	char *out =
+	    client_must_run(bk.paid_key, id,
+			    "cat /workspace/notes/a.txt; stat -c ' %U' /workspace/notes/a.txt "
+			    "/remote/deep/dir/blob.bin /remote/deep");
 	CHECK_STR_EQ(out, "two user\n user\n user\n");
 	free(out);
 	back = iv_download_ok(bk.paid_key, id, "/workspace/notes/a.txt", &got);
@@ -469,8 +472,8 @@ TEST(upload_refusals)
 	CHECK_STATUS(&r, 200);
 	client_resp_free(&r);
 	/* The read-only image, the kernel's file systems. */
-	static const char *const refused[] = {"/usr/bin/python3", "/proc/1/mem",
-					      "/sys/kernel/x", "/dev/null", "/etc/../proc/self/x"};
+	static const char *const refused[] = {"/usr/bin/python3", "/proc/1/mem", "/sys/kernel/x",
+					      "/dev/null", "/etc/../proc/self/x"};
 	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
 		iv_upload_file(bk.free_key, id, refused[i], "x", 0, &r);
 		CHECK_MSG(r.status == 403, "%s: %ld %s", refused[i], r.status, r.body);
@@ -488,45 +491,45 @@ TEST(upload_refusals)
 	free(data);
 	/* The file part before the text parts. */
 	const struct iv_part early[] = {{"file", "x", "new"},
-				     {"remote_path", NULL, "/app/keep.txt"},
-				     {"session_id", NULL, id},
-				     {NULL}};
+					{"remote_path", NULL, "/app/keep.txt"},
+					{"session_id", NULL, id},
+					{NULL}};
 	iv_upload(bk.free_key, early, &r);
 	CHECK_422(&r, "session_id");
 	CHECK_422(&r, "remote_path");
 	client_resp_free(&r);
 	/* recursive neither true nor false, after the file. */
 	const struct iv_part rec[] = {{"remote_path", NULL, "/app/keep.txt"},
-				   {"session_id", NULL, id},
-				   {"file", "x", "new"},
-				   {"recursive", NULL, "maybe"},
-				   {NULL}};
+				      {"session_id", NULL, id},
+				      {"file", "x", "new"},
+				      {"recursive", NULL, "maybe"},
+				      {NULL}};
 	iv_upload(bk.free_key, rec, &r);
 	CHECK_422(&r, "recursive");
 	client_resp_free(&r);
 	/* No file part; a part twice. */
-	const struct iv_part nofile[] = {{"remote_path", NULL, "/app/keep.txt"},
-				      {"session_id", NULL, id},
-				      {NULL}};
+	const struct iv_part nofile[] = {
+	    {"remote_path", NULL, "/app/keep.txt"}, {"session_id", NULL, id}, {NULL}};
 	iv_upload(bk.free_key, nofile, &r);
 	CHECK_422(&r, "file");
 	client_resp_free(&r);
 	const struct iv_part twice[] = {{"remote_path", NULL, "/app/keep.txt"},
-				     {"session_id", NULL, id},
-				     {"file", "x", "new"},
-				     {"file", "y", "newer"},
-				     {NULL}};
+					{"session_id", NULL, id},
+					{"file", "x", "new"},
+					{"file", "y", "newer"},
+					{NULL}};
 	iv_upload(bk.free_key, twice, &r);
 	CHECK_422(&r, "file");
 	client_resp_free(&r);
 	/* A body cut before its closing boundary. */
 	char cut[1024];
-	int cl = snprintf(cut, sizeof(cut),
-			  "--" IV_BOUNDARY "\r\nContent-Disposition: form-data; name=\"remote_path\"\r\n\r\n"
-			  "/app/keep.txt\r\n--" IV_BOUNDARY
-			  "\r\nContent-Disposition: form-data; name=\"session_id\"\r\n\r\n%s\r\n--" IV_BOUNDARY
-			  "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\nhalf",
-			  id);
+	int cl = snprintf(
+	    cut, sizeof(cut),
+	    "--" IV_BOUNDARY "\r\nContent-Disposition: form-data; name=\"remote_path\"\r\n\r\n"
+	    "/app/keep.txt\r\n--" IV_BOUNDARY
+	    "\r\nContent-Disposition: form-data; name=\"session_id\"\r\n\r\n%s\r\n--" IV_BOUNDARY
+	    "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\nhalf",
+	    id);
 	iv_req("POST", "/upload", bk.free_key, cut, (size_t)cl,
 	       "multipart/form-data; boundary=" IV_BOUNDARY, &r);
 	CHECK_422(&r, "");
@@ -584,8 +587,9 @@ TEST(download_refusals)
 	CHECK_MSG(r.status >= 400 && r.status < 500, "%ld %s", r.status, r.body);
 	client_resp_free(&r);
 	/* A symlink out of the root stays inside it. */
-	char *out = client_must_run(bk.paid_key, id, "ln -s /../../../../etc/hostname /workspace/l "
-						     "&& echo ok");
+	char *out = client_must_run(bk.paid_key, id,
+				    "ln -s /../../../../etc/hostname /workspace/l "
+				    "&& echo ok");
 	CHECK_STR_EQ(out, "ok\n");
 	free(out);
 	iv_download(bk.paid_key, id, "l", &r);
@@ -703,7 +707,8 @@ TEST(execute_validation)
 	static const char *const paths[] = {"/execute", "/execute_async"};
 	for (size_t p = 0; p < 2; p++)
 		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-			snprintf(body, sizeof(body), "{\"session_id\":\"%s\"%s}", id, cases[i].rest);
+			snprintf(body, sizeof(body), "{\"session_id\":\"%s\"%s}", id,
+				 cases[i].rest);
 			iv("POST", paths[p], bk.paid_key, body, &r);
 			CHECK_422(&r, cases[i].field);
 			client_resp_free(&r);
@@ -715,13 +720,14 @@ TEST(execute_validation)
 	CHECK_422(&r, "command");
 	client_resp_free(&r);
 	/* Both dialects' ids: buntime's 400 in buntime's shape. */
-	snprintf(body, sizeof(body), "{\"session_id\":\"%s\",\"sessionId\":\"%s\",\"command\":\"1\"}",
-		 id, id);
+	snprintf(body, sizeof(body),
+		 "{\"session_id\":\"%s\",\"sessionId\":\"%s\",\"command\":\"1\"}", id, id);
 	client_call(&bk.d, "POST", "/execute", bk.paid_key, body, &r);
 	CHECK_ERROR(&r, 400, "invalid_request");
 	client_resp_free(&r);
 	/* An unknown session, another key's, no key. */
-	iv("POST", "/execute", bk.paid_key, "{\"session_id\":\"" NO_UUID "\",\"command\":\"1\"}", &r);
+	iv("POST", "/execute", bk.paid_key, "{\"session_id\":\"" NO_UUID "\",\"command\":\"1\"}",
+	   &r);
 	CHECK_DETAIL(&r, 404);
 	client_resp_free(&r);
 	char other[CLIENT_KEY_MAX];

@@ -91,7 +91,8 @@ TEST(bash_and_javascript_state_persist_per_language)
 {
 	char *id = iv_create(bk.paid_key, NULL);
 	run_out(bk.paid_key, id, "bash",
-		"cd /tmp && export V=7 && f() { echo \"f:$1:$V\"; } && alias ll='echo aliased'", "");
+		"cd /tmp && export V=7 && f() { echo \"f:$1:$V\"; } && alias ll='echo aliased'",
+		"");
 	run_out(bk.paid_key, id, "bash", "pwd; f x; ll", "/tmp\nf:x:7\naliased\n");
 	struct client_resp r;
 	run(bk.paid_key, id, "bash", "false", &r);
@@ -118,10 +119,10 @@ TEST(bash_and_javascript_state_persist_per_language)
 /* The create's env holds for every execution, in every language. */
 TEST(env_holds_for_every_execution)
 {
-	char *id = iv_create(bk.paid_key,
-			     json_pack("{s:{s:s,s:s}}", "env", "API_TOKEN", "t0k3n", "MODE", "a b"));
-	run_out(bk.paid_key, id, NULL, "import os\nprint(os.environ['API_TOKEN'], os.environ['MODE'])",
-		"t0k3n a b\n");
+	char *id = iv_create(
+	    bk.paid_key, json_pack("{s:{s:s,s:s}}", "env", "API_TOKEN", "t0k3n", "MODE", "a b"));
+	run_out(bk.paid_key, id, NULL,
+		"import os\nprint(os.environ['API_TOKEN'], os.environ['MODE'])", "t0k3n a b\n");
 	run_out(bk.paid_key, id, "bash", "echo \"$API_TOKEN\"", "t0k3n\n");
 	run_out(bk.paid_key, id, "javascript", "console.log(process.env.MODE)", "a b\n");
 	free(id);
@@ -232,8 +233,7 @@ static json_t *task_wait(const char *key, const char *task, double secs)
 	}
 }
 
-static char *task_submit(const char *key, const char *id, const char *language,
-			 const char *code)
+static char *task_submit(const char *key, const char *id, const char *language, const char *code)
 {
 	json_t *body = json_pack("{s:s,s:s}", "session_id", id, "command", code);
 	if (language)
@@ -411,8 +411,8 @@ TEST_TIMEOUT(memory_limit_kill_is_said, 120)
 	char *id = iv_create(bk.paid_key, json_pack("{s:i}", "memory_mb", 128));
 	run_out(bk.paid_key, id, NULL, "kept = 1", "");
 	struct client_resp r;
-	run(bk.paid_key, id, NULL, "x = bytearray(600 * 1024 * 1024)\nx[::4096] = b'x' * len(x[::4096])",
-	    &r);
+	run(bk.paid_key, id, NULL,
+	    "x = bytearray(600 * 1024 * 1024)\nx[::4096] = b'x' * len(x[::4096])", &r);
 	long long code = client_must_int(r.json, "exit_code", r.body);
 	CHECK_MSG(code == 137, "exit_code %lld: %s", code, r.body);
 	CHECK_MSG(strstr(client_json_str(r.json, "stderr"), "memory") != NULL,
@@ -426,11 +426,13 @@ TEST_TIMEOUT(memory_limit_kill_is_said, 120)
 TEST(concurrent_tasks_do_not_mix)
 {
 	char *id = iv_create(bk.paid_key, NULL);
-	char *a = task_submit(bk.paid_key, id, NULL,
-			      "import sys, time\nfor i in range(50):\n    print('A', i, flush=True)\n"
-			      "    print('a', i, file=sys.stderr, flush=True)\n    time.sleep(0.01)");
-	char *b = task_submit(bk.paid_key, id, "bash",
-			      "for i in $(seq 0 49); do echo B $i; echo b $i >&2; sleep 0.01; done");
+	char *a =
+	    task_submit(bk.paid_key, id, NULL,
+			"import sys, time\nfor i in range(50):\n    print('A', i, flush=True)\n"
+			"    print('a', i, file=sys.stderr, flush=True)\n    time.sleep(0.01)");
+	char *b =
+	    task_submit(bk.paid_key, id, "bash",
+			"for i in $(seq 0 49); do echo B $i; echo b $i >&2; sleep 0.01; done");
 	json_t *ta = task_wait(bk.paid_key, a, 60), *tb = task_wait(bk.paid_key, b, 60);
 	char want_out[2048] = "", want_err[2048] = "";
 	for (int i = 0; i < 50; i++) {
@@ -504,8 +506,8 @@ TEST_TIMEOUT(sdk_flow, 120)
 	   "{\"api_key\":\"KEY\",\"vm_lifetime_seconds\":300,\"metadata\":{\"sdk\":\"py\"}}", &r);
 	CHECK_DETAIL(&r, 401); /* "KEY" is no key: the real one next */
 	client_resp_free(&r);
-	char *id = iv_create(key, json_pack("{s:i,s:{s:s}}", "vm_lifetime_seconds", 300, "metadata",
-					    "sdk", "py"));
+	char *id = iv_create(
+	    key, json_pack("{s:i,s:{s:s}}", "vm_lifetime_seconds", 300, "metadata", "sdk", "py"));
 	/* execute(): X-API-Key from here on. */
 	run_out(key, id, NULL, "print('hello from the sdk')", "hello from the sdk\n");
 	/* is_session_active(): vm_status compared to "active". */

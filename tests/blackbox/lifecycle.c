@@ -207,8 +207,7 @@ static int session_procs(const char *id, pid_t *pids, int max)
  * mounts (caller frees each). */
 static int session_mounts(const struct client_daemon *d, const char *id, char **mounts, int max)
 {
-	char *tables[2] = {read_file_all("/proc/self/mountinfo", NULL),
-			   client_daemon_mountinfo(d)};
+	char *tables[2] = {read_file_all("/proc/self/mountinfo", NULL), client_daemon_mountinfo(d)};
 	int n = 0;
 	for (int t = 0; t < 2; t++) {
 		for (char *line = tables[t]; line && *line;) {

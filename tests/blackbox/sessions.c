@@ -802,8 +802,8 @@ TEST(list_bad_parameters)
 	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
 		list_sessions(bk.paid_key, limits[i], &r);
 		CHECK_ERROR_FIELD(&r, 400, "invalid_request", "limit");
-		const char *msg = json_string_value(
-		    json_object_get(json_object_get(r.json, "error"), "message"));
+		const char *msg =
+		    json_string_value(json_object_get(json_object_get(r.json, "error"), "message"));
 		CHECK_MSG(msg && strstr(msg, "1..100") != NULL, "%s: %s", limits[i], r.body);
 		client_resp_free(&r);
 	}
@@ -1095,16 +1095,18 @@ TEST(session_mounts_stay_in_the_daemon_namespace)
 	CHECK(host != NULL && ours != NULL && daemon != NULL);
 	int in_host = mounts_under_in(host, "the host's mount table", bk.d.data_dir);
 	int in_ours = mounts_under_in(ours, "the test's mount table", bk.d.data_dir);
-	CHECK_MSG(in_host == 0, "the host's mount table holds %d mounts under '%s' with %d sessions",
-		  in_host, bk.d.data_dir, N);
+	CHECK_MSG(in_host == 0,
+		  "the host's mount table holds %d mounts under '%s' with %d sessions", in_host,
+		  bk.d.data_dir, N);
 	CHECK_MSG(in_ours == 0,
 		  "the mount table bunkerd was started from holds %d mounts under '%s' with %d "
 		  "sessions",
 		  in_ours, bk.d.data_dir, N);
 	for (int i = 0; i < N; i++) {
 		int n = lines_naming(daemon, ids[i] + 4);
-		CHECK_MSG(n == 1, "bunkerd's mount table holds %d mounts of %s, want its disk alone",
-			  n, ids[i]);
+		CHECK_MSG(n == 1,
+			  "bunkerd's mount table holds %d mounts of %s, want its disk alone", n,
+			  ids[i]);
 	}
 	free(host);
 	free(ours);

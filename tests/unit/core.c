@@ -513,7 +513,8 @@ static void check_recovered(enum transition t, const char *path, const char *id,
 		struct core_session_info *list;
 		size_t n;
 		int64_t total;
-		CHECK(core_session_list(f.core, &f.key, NULL, false, 10, 0, &list, &n, &total, &err) == 0);
+		CHECK(core_session_list(f.core, &f.key, NULL, false, 10, 0, &list, &n, &total,
+					&err) == 0);
 		CHECK_MSG(total <= 1, "%s crashed at step %d: %lld sessions", name, k,
 			  (long long)total);
 		if (n == 1) {

@@ -228,8 +228,8 @@ TEST_TIMEOUT(key_bytes_bounded, 120)
 		snprintf(k, sizeof(k), "k%d", i);
 		CHECK_MSG(save_sized(&f, k, CORE_IDEM_ANSWER_MAX, &err) == 0, "%s", err.msg);
 	}
-	CHECK_MSG(client_store_bytes(f.dir) < CORE_IDEM_KEY_BYTES_MAX + (16 << 20), "the store holds %lld bytes",
-		  client_store_bytes(f.dir));
+	CHECK_MSG(client_store_bytes(f.dir) < CORE_IDEM_KEY_BYTES_MAX + (16 << 20),
+		  "the store holds %lld bytes", client_store_bytes(f.dir));
 	struct core_idem_reply r;
 	uint8_t h[32];
 	hash_of("k0", h);
@@ -263,7 +263,8 @@ TEST_TIMEOUT(key_count_bounded, 120)
 	CHECK_INT_EQ(core_idem_admit(f.core, &f.key, &err), 0);
 	/* Stored straight into the store: core_idem_save() would count the
 	 * key's answers for each. */
-	struct store_idem rec = {.status = 200, .body = "{}", .body_len = 2, .created_ms = now_ms()};
+	struct store_idem rec = {
+	    .status = 200, .body = "{}", .body_len = 2, .created_ms = now_ms()};
 	snprintf(rec.key_id, sizeof(rec.key_id), "%s", f.key.id);
 	snprintf(rec.content_type, sizeof(rec.content_type), "application/json");
 	for (int i = 0; i < CORE_IDEM_KEY_COUNT_MAX - 1; i++) {

@@ -115,9 +115,9 @@ TEST(multipart_quoted_boundary_preamble_and_epilogue)
 			    "\r\n--b 1--\r\nan epilogue, ignored";
 	struct seen s = {0};
 	struct bk_err err = BK_ERR_INIT;
-	CHECK_INT_EQ(parse("Multipart/Form-Data ; boundary=\"b 1\"", body, sizeof(body) - 1, 7,
-			   &s, &err),
-		     0);
+	CHECK_INT_EQ(
+	    parse("Multipart/Form-Data ; boundary=\"b 1\"", body, sizeof(body) - 1, 7, &s, &err),
+	    0);
 	CHECK_STR_EQ(s.text, "f|q\"; x=;");
 }
 
@@ -150,8 +150,7 @@ static void refused(const char *ctype, const char *body, const char *msg_part)
 	CHECK_MSG(parse(ctype, body, strlen(body), 3, &s, &err) < 0, "'%s' was taken", body);
 	CHECK_INT_EQ(err.kind, BK_E_INVALID);
 	CHECK_STR_EQ(err.field, "body");
-	CHECK_MSG(strstr(err.msg, msg_part) != NULL, "message '%s' lacks '%s'", err.msg,
-		  msg_part);
+	CHECK_MSG(strstr(err.msg, msg_part) != NULL, "message '%s' lacks '%s'", err.msg, msg_part);
 }
 
 TEST(multipart_malformed_refused)

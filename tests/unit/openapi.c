@@ -261,10 +261,11 @@ TEST(routes_are_unique)
 					if (strcmp(a->method, b->method) != 0 ||
 					    strcmp(a->pattern, b->pattern) != 0)
 						continue;
-					CHECK_MSG(a->claims != NULL,
-						  "%s %s is routed twice, and the first takes every "
-						  "request",
-						  a->method, a->pattern);
+					CHECK_MSG(
+					    a->claims != NULL,
+					    "%s %s is routed twice, and the first takes every "
+					    "request",
+					    a->method, a->pattern);
 					shared++;
 				}
 		}
