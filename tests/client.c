@@ -968,6 +968,16 @@ int client_fixture_start(void)
 	return client_fixture_start_args(NULL);
 }
 
+int client_fixture_start_measured(void)
+{
+	const char *asan = getenv("ASAN_OPTIONS");
+	char opts[1024];
+	snprintf(opts, sizeof(opts), "%s%squarantine_size_mb=8", asan ? asan : "",
+		 asan && *asan ? ":" : "");
+	setenv("ASAN_OPTIONS", opts, 1);
+	return client_fixture_start_args(NULL);
+}
+
 int client_fixture_start_args(const char *const *extra_args)
 {
 	fixture_owner = getpid();

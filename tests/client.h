@@ -131,6 +131,10 @@ int client_key_create_with(const struct client_daemon *d, const char *plan,
  * with its path printed, otherwise). */
 int client_fixture_start(void);
 /* The same with more bunkerd arguments (NULL-terminated list). */
+/* client_fixture_start() for tests that measure the daemon's memory: its
+ * AddressSanitizer quarantine (256 MB by default) held to 8 MB, so that
+ * what a peak shows is the daemon's, not freed blocks kept for checking. */
+int client_fixture_start_measured(void);
 int client_fixture_start_args(const char *const *extra_args);
 void client_fixture_stop(void);
 int client_fixture_check(void);

@@ -344,6 +344,14 @@ struct api_answer;
  * charge go with the answer). NULL when out of memory (res released). */
 struct api_answer *api_answer_new(const char *open, struct core_exec_result *res,
 				  const char *stderr_more, json_t *rest, const char *close);
+/* A unit of an encoded answer (an escape, a base64 group) that did not fit
+ * the buffer it was made for: sent first at the next read. */
+struct api_pend {
+	char b[8];
+	size_t len, at;
+};
+/* Copies what is left of p into buf[0..max): the bytes copied. */
+size_t api_pend_drain(struct api_pend *p, char *buf, size_t max);
 /* Escapes what of p[0..left) fits buf[0..room) as inside a JSON string
  * (api_answer_new()'s encoding): the bytes put, *used the input bytes
  * taken; a unit that did not fit whole goes into pend[*pend_len] (0 when

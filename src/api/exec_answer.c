@@ -39,8 +39,7 @@ struct api_answer {
 	uint64_t len;
 	/* A unit (an escape, a UTF-8 sequence, U+FFFD) that did not fit the
 	 * buffer whole: its rest goes first next time. */
-	char pend[8];
-	size_t pend_len, pend_at;
+	struct api_pend pend;
 };
 
 /* The unit for the byte(s) at p[0..left): its text into unit, its length
@@ -116,13 +115,8 @@ ssize_t api_answer_read(struct api_answer *a, char *buf, size_t max)
 {
 	size_t out = 0;
 	while (out < max) {
-		if (a->pend_at < a->pend_len) {
-			size_t n = a->pend_len - a->pend_at;
-			if (n > max - out)
-				n = max - out;
-			memcpy(buf + out, a->pend + a->pend_at, n);
-			a->pend_at += n;
-			out += n;
+		if (a->pend.at < a->pend.len) {
+			out += api_pend_drain(&a->pend, buf + out, max - out);
 			continue;
 		}
 		if (a->at == a->n)
@@ -143,9 +137,9 @@ ssize_t api_answer_read(struct api_answer *a, char *buf, size_t max)
 			continue;
 		}
 		size_t used;
-		out += api_json_escape_some(p, left, &used, buf + out, max - out, a->pend,
-					    &a->pend_len);
-		a->pend_at = 0;
+		out += api_json_escape_some(p, left, &used, buf + out, max - out, a->pend.b,
+					    &a->pend.len);
+		a->pend.at = 0;
 		a->at_byte += used;
 	}
 	return (ssize_t)out;

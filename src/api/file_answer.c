@@ -24,8 +24,7 @@ struct file_answer {
 	size_t piece_len, piece_at;
 	/* An encoded unit that did not fit the buffer whole: its rest goes
 	 * first next time. */
-	char pend[8];
-	size_t pend_len, pend_at;
+	struct api_pend pend;
 };
 
 size_t api_json_escape_byte(unsigned char c, char *out)
@@ -75,9 +74,9 @@ static size_t encode(struct file_answer *a, char *buf, size_t room)
 			char esc[8];
 			size_t n = api_json_escape_byte(c, esc);
 			if (put + n > room) {
-				memcpy(a->pend, esc, n);
-				a->pend_len = n;
-				a->pend_at = 0;
+				memcpy(a->pend.b, esc, n);
+				a->pend.len = n;
+				a->pend.at = 0;
 				i++;
 				break;
 			}
@@ -102,9 +101,9 @@ static size_t encode(struct file_answer *a, char *buf, size_t room)
 		size_t n = left < 3 ? left : 3;
 		char enc[8];
 		sodium_bin2base64(enc, sizeof(enc), p, n, sodium_base64_VARIANT_ORIGINAL);
-		memcpy(a->pend, enc, 4);
-		a->pend_len = 4;
-		a->pend_at = 0;
+		memcpy(a->pend.b, enc, 4);
+		a->pend.len = 4;
+		a->pend.at = 0;
 		a->piece_at += n;
 		return 0;
 	}
@@ -113,18 +112,23 @@ static size_t encode(struct file_answer *a, char *buf, size_t room)
 	return take / 3 * 4;
 }
 
+size_t api_pend_drain(struct api_pend *p, char *buf, size_t max)
+{
+	size_t n = p->len - p->at;
+	if (n > max)
+		n = max;
+	memcpy(buf, p->b + p->at, n);
+	p->at += n;
+	return n;
+}
+
 static ssize_t file_answer_read(void *ctx, char *buf, size_t max)
 {
 	struct file_answer *a = ctx;
 	size_t out = 0;
 	while (out < max) {
-		if (a->pend_at < a->pend_len) {
-			size_t n = a->pend_len - a->pend_at;
-			if (n > max - out)
-				n = max - out;
-			memcpy(buf + out, a->pend + a->pend_at, n);
-			a->pend_at += n;
-			out += n;
+		if (a->pend.at < a->pend.len) {
+			out += api_pend_drain(&a->pend, buf + out, max - out);
 			continue;
 		}
 		if (a->phase == PH_HEAD || a->phase == PH_TAIL) {

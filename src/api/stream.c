@@ -49,13 +49,12 @@ struct api_stream {
 	/* Events not yet sent, as records: a type (REC_*), a length (4 bytes)
 	 * and that many bytes. */
 	struct buf queue;
-	size_t rec_at;	 /* the record being sent */
-	int rec_part;	 /* 0: its start, 1: its bytes, 2: its end */
-	size_t rec_byte; /* in its bytes */
-	char pend[8];	 /* a unit of an escape that did not fit */
-	size_t pend_len, pend_at;
-	bool cut[2]; /* a stream's events stopped (its share was spent) */
-	bool done;   /* the final event is queued */
+	size_t rec_at;	      /* the record being sent */
+	int rec_part;	      /* 0: its start, 1: its bytes, 2: its end */
+	size_t rec_byte;      /* in its bytes */
+	struct api_pend pend; /* a unit of an escape that did not fit */
+	bool cut[2];	      /* a stream's events stopped (its share was spent) */
+	bool done;	      /* the final event is queued */
 	/* The final event's result, sent after the queue (NULL: none), then
 	 * "\n\n". */
 	struct api_answer *final;
@@ -227,7 +226,7 @@ static void *stream_worker(void *arg)
 /* With s->mu held: whether anything is left to hand over now. */
 static bool stream_pending(const struct api_stream *s)
 {
-	return s->pend_at < s->pend_len || s->rec_at < s->queue.len;
+	return s->pend.at < s->pend.len || s->rec_at < s->queue.len;
 }
 
 /* With s->mu held: hands over what fits out[0..max) of the queued
@@ -236,13 +235,8 @@ static size_t stream_fill(struct api_stream *s, char *out, size_t max)
 {
 	size_t put = 0;
 	while (put < max) {
-		if (s->pend_at < s->pend_len) {
-			size_t n = s->pend_len - s->pend_at;
-			if (n > max - put)
-				n = max - put;
-			memcpy(out + put, s->pend + s->pend_at, n);
-			s->pend_at += n;
-			put += n;
+		if (s->pend.at < s->pend.len) {
+			put += api_pend_drain(&s->pend, out + put, max - put);
 			continue;
 		}
 		if (s->rec_at >= s->queue.len) {
@@ -282,9 +276,9 @@ static size_t stream_fill(struct api_stream *s, char *out, size_t max)
 					used = n;
 				} else {
 					n = api_json_escape_some(data + s->rec_byte, left, &used,
-								 out + put, max - put, s->pend,
-								 &s->pend_len);
-					s->pend_at = 0;
+								 out + put, max - put, s->pend.b,
+								 &s->pend.len);
+					s->pend.at = 0;
 				}
 				put += n;
 				s->rec_byte += used;
@@ -293,9 +287,9 @@ static size_t stream_fill(struct api_stream *s, char *out, size_t max)
 			s->rec_part = 2;
 			s->rec_byte = 0;
 			if (!text) {
-				memcpy(s->pend, "\"}\n\n", 4);
-				s->pend_len = 4;
-				s->pend_at = 0;
+				memcpy(s->pend.b, "\"}\n\n", 4);
+				s->pend.len = 4;
+				s->pend.at = 0;
 				/* The event's copy of the output is sent: its charge
 				 * goes back. */
 				budget_charge_give(s->charge, len);
@@ -350,9 +344,9 @@ static ssize_t stream_read(void *ctx, char *out, size_t max)
 				n += (size_t)r;
 				continue;
 			}
-			memcpy(s->pend, "\n\n", 2);
-			s->pend_len = 2;
-			s->pend_at = 0;
+			memcpy(s->pend.b, "\n\n", 2);
+			s->pend.len = 2;
+			s->pend.at = 0;
 			s->final_part = 1;
 		} else {
 			s->final_part = 2;

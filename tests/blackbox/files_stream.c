@@ -26,12 +26,7 @@
  * the figure the daemon's own. */
 int harness_setup(void)
 {
-	const char *asan = getenv("ASAN_OPTIONS");
-	char opts[1024];
-	snprintf(opts, sizeof(opts), "%s%squarantine_size_mb=8", asan ? asan : "",
-		 asan && *asan ? ":" : "");
-	setenv("ASAN_OPTIONS", opts, 1);
-	return client_fixture_start_args(NULL);
+	return client_fixture_start_measured();
 }
 
 void harness_teardown(void)
