@@ -3,7 +3,13 @@
  * the conntrack entries of what it may reach no more cut (see
  * egress_int.h). The kernel is spoken to directly: rtnetlink and
  * ctnetlink through libmnl, nftables through libnftables; no ip(8),
- * nft(8) or conntrack(8) runs. */
+ * nft(8) or conntrack(8) runs.
+ *
+ * One file of about a thousand lines, and not three: the links, the rules
+ * and the conntrack cuts are steps of one grant or revoke, each taken
+ * under the same lock and keyed by the same slot of the session, and
+ * apart they would share every helper and that state through a header.
+ * What stands on its own, the resolver, is egress_dns.c. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
