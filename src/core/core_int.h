@@ -89,8 +89,10 @@ struct core {
 	/* Two kinds (enum core_pool_kind): plain sandboxes, and sandboxes
 	 * whose Python interpreter is started, for the InstaVM dialect's
 	 * sessions whose first execution is most often Python. */
-	struct pool_entry *pool[2];
-	int pool_count[2];
+	struct pool_entry *pool[3]; /* by enum core_pool_kind */
+	int pool_count[3];
+	bool pool_net_wanted; /* a session was granted a network (pool_lock) */
+	bool pool_net_off;    /* the backend prepares none here (pool_lock) */
 	unsigned pool_seq;
 	pthread_t pool_thread;
 	bool pool_running;
@@ -206,15 +208,24 @@ enum core_pool_kind {
 	 * without env of its own (PORT alone): only such a session may take
 	 * it, since an interpreter keeps the environment it started with. */
 	CORE_POOL_PYTHON,
+	/* With a network interface that passes nothing yet (net_prepare()),
+	 * for sessions created with a grant; kept only once a session was
+	 * granted a network (core->pool_net_wanted). */
+	CORE_POOL_NET,
+	CORE_POOL_KINDS,
 };
 
 /* A started sandbox of the pool's kind, or NULL. */
 struct sbx *core__pool_take(struct core *core, enum core_pool_kind kind);
 /* Gives s (which has no sandbox nor disk) a sandbox of the pool, adopted
- * with s's limits: one with Python started when s is of the InstaVM
- * dialect without env and the pool has one, else a plain one. False when
+ * with s's limits: one with its network prepared when s's policy grants
+ * one, one with Python started when s is of the InstaVM dialect without
+ * env, else a plain one (when the pool has the kind). False when
  * the pool had none or the adoption failed (s is as it was). */
 bool core__pool_adopt(struct core *core, struct session *s);
+/* A session was granted a network: the pool keeps some sandboxes with
+ * one prepared from now on. */
+void core__pool_want_net(struct core *core);
 int core__pool_start(struct core *core, struct bk_err *err);
 void core__pool_stop(struct core *core);
 

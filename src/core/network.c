@@ -281,6 +281,8 @@ int core__session_net_apply_locked(struct core *core, struct session *s, struct 
 		return -1;
 	}
 	s->net_applied = net->enabled;
+	if (net->enabled)
+		core__pool_want_net(core);
 	return 0;
 }
 

@@ -16,6 +16,8 @@
 #include <libmnl/libmnl.h>
 #include <net/if.h>
 #include <linux/if_link.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nfnetlink_conntrack.h>
 #include <linux/rtnetlink.h>
@@ -83,6 +85,20 @@ __attribute__((format(printf, 2, 3))) static int bprintf(struct buf *b, const ch
 	return r < 0 || b->truncated ? -1 : 0;
 }
 
+/* libnftables writes the table and a session's chains, rules and sets
+ * (the verdict maps' entries within a set's declaration, "add map ... {
+ * ...; elements = { ... } }", which adds them to the map that exists).
+ * Elements, their flushes and a session's removal go over nfnetlink
+ * directly (nfnl_*): libnftables would first fetch every set of the
+ * table, and for an "add element" or "delete element" every set's
+ * elements too, three sets per session (at 400 sessions, 1,224 netlink
+ * messages and some 50 ms for one grant). */
+static const char cidr_set_type[] = "type ipv4_addr; flags interval;";
+static const char pin_set_type[] = "type ipv4_addr; flags timeout;";
+static const char vmap_type[] = "type ifname : verdict;";
+static const char port_set_type[] = "type inet_service;";
+static const char reject[] = "reject with icmpx admin-prohibited";
+
 /* Runs nft commands (with e->lock held); a failure says nft's message. */
 static int nft_run_locked(struct ns_egress *e, const char *cmds, struct bk_err *err)
 {
@@ -94,9 +110,15 @@ static int nft_run_locked(struct ns_egress *e, const char *cmds, struct bk_err *
 	return 0;
 }
 
-/* The table: who reaches what is decided in one chain per session,
+/* The table: what no session may reach is refused first, for all of
+ * them; who reaches what else is decided in one chain per session,
  * reached by a verdict map keyed on the interface; everything else of the
- * backend's interfaces is dropped, IPv6 wholly. */
+ * backend's interfaces is dropped, IPv6 wholly. The sets every session's
+ * chain looks at are named, and no rule of a session has an anonymous
+ * set: libnftables fetches every set of the table for a rule that names
+ * one, and the kernel validates the table's every chain at each commit
+ * that adds a rule, so a session's rules are few and change rarely (see
+ * nft_session_rules). */
 static int nft_table_create_locked(struct ns_egress *e, struct bk_err *err)
 {
 	char range[INET_ADDRSTRLEN];
@@ -108,12 +130,17 @@ static int nft_table_create_locked(struct ns_egress *e, struct bk_err *err)
 		"table inet %s\n"
 		"delete table inet %s\n"
 		"table inet %s {\n"
-		" map out { type ifname : verdict; }\n"
-		" map in { type ifname : verdict; }\n"
+		" map out { %s }\n"
+		" map in { %s }\n"
+		" set blocked { type ipv4_addr; flags interval; elements = { %s } }\n"
+		" set private { type ipv4_addr; flags interval; elements = { %s } }\n"
 		" chain bk_forward { type filter hook forward priority filter - 10; policy "
 		"accept;\n"
 		"  meta nfproto ipv6 iifname \"%s*\" drop\n"
 		"  meta nfproto ipv6 oifname \"%s*\" drop\n"
+		"  iifname \"%s*\" ip daddr @blocked %s\n"
+		"  iifname \"%s*\" ip daddr %s/%d %s\n"
+		"  iifname \"%s*\" fib daddr type { local, broadcast, multicast, anycast } %s\n"
 		"  iifname vmap @out\n"
 		"  oifname vmap @in\n"
 		"  iifname \"%s*\" drop\n"
@@ -132,66 +159,217 @@ static int nft_table_create_locked(struct ns_egress *e, struct bk_err *err)
 		"  meta nfproto ipv4 ip saddr %s/%d oifname != \"%s*\" masquerade\n"
 		" }\n"
 		"}\n",
-		t, t, t, p, p, p, p,
+		t, t, t, vmap_type, vmap_type, always_blocked, private_ranges, p, p, p, reject, p,
+		range, e->prefix, reject, p, reject, p, p,
 		e->forward_ours_only ? "  iifname != \"bk*\" oifname != \"bk*\" drop\n" : "", p,
 		range, e->prefix, e->dns_port, p, p, p, e->dns_port, range, e->prefix, p) < 0)
 		return bk_err_set(err, ENOMEM, "cannot build the egress table");
 	return nft_run_locked(e, cmds, err);
 }
 
-/* Appends to b the rules of n's chains for its policy (the chains and
- * sets exist, and are flushed first). */
-static int nft_session_rules(struct ns_egress *e, const struct ns_net *n, bool flush_pins,
+/* Appends to batch b an nf_tables message of type on table (family inet)
+ * that asks for an acknowledgement; returns it for its attributes. */
+static struct nlmsghdr *nfnl_put(struct mnl_nlmsg_batch *b, uint16_t type, uint16_t flags,
+				 const char *table)
+{
+	struct nlmsghdr *h = mnl_nlmsg_put_header(mnl_nlmsg_batch_current(b));
+	h->nlmsg_type = (uint16_t)((NFNL_SUBSYS_NFTABLES << 8) | type);
+	h->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+	struct nfgenmsg *g = mnl_nlmsg_put_extra_header(h, sizeof(*g));
+	g->nfgen_family = NFPROTO_INET;
+	g->version = NFNETLINK_V0;
+	g->res_id = htons(NFNL_SUBSYS_NFTABLES);
+	if (table)
+		mnl_attr_put_strz(h,
+				  type == NFT_MSG_DELSETELEM ? NFTA_SET_ELEM_LIST_TABLE
+				  : type == NFT_MSG_DELSET   ? NFTA_SET_TABLE
+							     : NFTA_CHAIN_TABLE,
+				  table);
+	return h;
+}
+
+/* Sends a batch and reads every answer the kernel queued while it took
+ * it in (it does so within the send): 0, or the first error's errno. */
+static int nfnl_batch_send(const void *batch, size_t len)
+{
+	struct mnl_socket *sock = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
+	if (sock == NULL)
+		return errno;
+	int err = 0;
+	if (mnl_socket_bind(sock, 0, MNL_SOCKET_AUTOPID) < 0 ||
+	    mnl_socket_sendto(sock, batch, len) < 0) {
+		err = errno;
+	} else {
+		unsigned portid = mnl_socket_get_portid(sock);
+		char buf[8192];
+		ssize_t got;
+		while ((got = recv(mnl_socket_get_fd(sock), buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+			if (mnl_cb_run(buf, (size_t)got, 0, portid, NULL, NULL) < 0 && err == 0)
+				err = errno ? errno : EIO;
+	}
+	mnl_socket_close(sock);
+	return err;
+}
+
+static void nfnl_batch_mark(struct mnl_nlmsg_batch *b, uint16_t type)
+{
+	struct nlmsghdr *h = mnl_nlmsg_put_header(mnl_nlmsg_batch_current(b));
+	h->nlmsg_type = type;
+	h->nlmsg_flags = NLM_F_REQUEST;
+	struct nfgenmsg *g = mnl_nlmsg_put_extra_header(h, sizeof(*g));
+	g->nfgen_family = AF_UNSPEC;
+	g->version = NFNETLINK_V0;
+	g->res_id = htons(NFNL_SUBSYS_NFTABLES);
+	mnl_nlmsg_batch_next(b);
+}
+
+/* Starts a message of elements of set (NFT_MSG_NEWSETELEM or
+ * NFT_MSG_DELSETELEM; one that lists none flushes the set): *list is the
+ * nest that nfnl_elem() adds to and nfnl_elems_end() closes. */
+static struct nlmsghdr *nfnl_elems_begin(struct mnl_nlmsg_batch *b, uint16_t type,
+					 const char *table, const char *set)
+{
+	struct nlmsghdr *h =
+	    nfnl_put(b, type, type == NFT_MSG_NEWSETELEM ? NLM_F_CREATE : 0, table);
+	mnl_attr_put_strz(h, NFTA_SET_ELEM_LIST_SET, set);
+	return h;
+}
+
+/* One element: its key, NFT_SET_ELEM_INTERVAL_END or 0, and a timeout
+ * that also restarts one that exists (0: none). */
+static void nfnl_elem(struct nlmsghdr *h, const void *key, size_t len, uint32_t flags,
+		      uint64_t timeout_ms)
+{
+	struct nlattr *el = mnl_attr_nest_start(h, NFTA_LIST_ELEM);
+	struct nlattr *kn = mnl_attr_nest_start(h, NFTA_SET_ELEM_KEY);
+	mnl_attr_put(h, NFTA_DATA_VALUE, len, key);
+	mnl_attr_nest_end(h, kn);
+	if (flags)
+		mnl_attr_put_u32(h, NFTA_SET_ELEM_FLAGS, htonl(flags));
+	if (timeout_ms) {
+		mnl_attr_put_u64(h, NFTA_SET_ELEM_TIMEOUT, htobe64(timeout_ms));
+		mnl_attr_put_u64(h, NFTA_SET_ELEM_EXPIRATION, htobe64(timeout_ms));
+	}
+	mnl_attr_nest_end(h, el);
+}
+
+static int cidr_cmp(const void *a, const void *b)
+{
+	const struct sbx_net_cidr *x = a, *y = b;
+	return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+/* Appends to b the elements of an interval set of IPv4 addresses that
+ * holds the cidrs: each merged run of them a start and, unless it reaches
+ * the last address, an end one past it (the kernel's intervals may not
+ * overlap, which nft(8) would see to with auto-merge). */
+static void nfnl_cidrs(struct mnl_nlmsg_batch *b, const char *table, const char *set,
+		       const struct sbx_net_cidr *cidrs, size_t n)
+{
+	struct sbx_net_cidr sorted[SBX_NET_CIDRS_MAX];
+	memcpy(sorted, cidrs, n * sizeof(*cidrs));
+	qsort(sorted, n, sizeof(*sorted), cidr_cmp);
+	struct nlmsghdr *h = nfnl_elems_begin(b, NFT_MSG_NEWSETELEM, table, set);
+	struct nlattr *list = mnl_attr_nest_start(h, NFTA_SET_ELEM_LIST_ELEMENTS);
+	for (size_t i = 0; i < n;) {
+		uint64_t lo = sorted[i].addr, hi = lo + (1ull << (32 - sorted[i].prefix));
+		for (i++; i < n && sorted[i].addr <= hi; i++) {
+			uint64_t end = sorted[i].addr + (1ull << (32 - sorted[i].prefix));
+			if (end > hi)
+				hi = end;
+		}
+		uint32_t key = htonl((uint32_t)lo);
+		nfnl_elem(h, &key, sizeof(key), 0, 0);
+		if (hi <= UINT32_MAX) {
+			key = htonl((uint32_t)hi);
+			nfnl_elem(h, &key, sizeof(key), NFT_SET_ELEM_INTERVAL_END, 0);
+		}
+	}
+	mnl_attr_nest_end(h, list);
+	mnl_nlmsg_batch_next(b);
+}
+
+/* Appends to b the rules of n's chains (which exist, and are flushed
+ * first): they hold only what the sets cannot, its address, bandwidth
+ * and connection cap, so that a grant that keeps those two numbers
+ * changes elements alone (nft_session_elements), which the kernel takes
+ * without validating the table again. */
+static int nft_session_rules(struct ns_egress *e, const struct ns_net *n, int mbps, int connections,
 			     struct buf *b)
 {
 	const char *t = e->table;
 	int i = n->index;
-	char addr[INET_ADDRSTRLEN], range[INET_ADDRSTRLEN];
+	char addr[INET_ADDRSTRLEN];
 	ip_str(n->addr, addr);
-	ip_str(e->base, range);
-	const struct sbx_net *p = &n->policy;
-	long kbytes = (long)p->mbps * 125; /* Mbit/s to kB/s */
+	long kbytes = (long)mbps * 125; /* Mbit/s to kB/s */
 	long burst = kbytes < 64 ? 64 : kbytes;
 	int r = 0;
 	r |= bprintf(b, "flush chain inet %s s%d_out\nflush chain inet %s s%d_in\n", t, i, t, i);
-	r |= bprintf(b, "flush set inet %s s%d_cidr\n", t, i);
-	if (flush_pins)
-		r |= bprintf(b, "flush set inet %s s%d_pin\n", t, i);
-	const char *rej = "reject with icmpx admin-prohibited";
 #define OUT(...) (r |= bprintf(b, "add rule inet %s s%d_out ", t, i), r |= bprintf(b, __VA_ARGS__))
 	OUT("ip saddr != %s drop\n", addr);
 	OUT("limit rate over %ld kbytes/second burst %ld kbytes drop\n", kbytes, burst);
 	OUT("ct state established,related accept\n");
 	OUT("ct state != new drop\n");
-	OUT("ip daddr { %s } %s\n", always_blocked, rej);
-	OUT("ip daddr %s/%d %s\n", range, e->prefix, rej);
-	OUT("fib daddr type { local, broadcast, multicast, anycast } %s\n", rej);
-	OUT("ct count over %d %s\n", p->connections, rej);
+	OUT("ct count over %d %s\n", connections, reject);
 	OUT("ip daddr @s%d_cidr accept\n", i);
-	OUT("ip daddr { %s } %s\n", private_ranges, rej);
+	OUT("ip daddr @private %s\n", reject);
 	OUT("ip daddr @s%d_pin accept\n", i);
-	if (p->http)
-		OUT("tcp dport 80 accept\n");
-	if (p->https)
-		OUT("tcp dport 443 accept\n");
-	OUT("%s\n", rej);
+	OUT("tcp dport @s%d_port accept\n", i);
+	OUT("%s\n", reject);
 #undef OUT
 	r |= bprintf(
 	    b, "add rule inet %s s%d_in limit rate over %ld kbytes/second burst %ld kbytes drop\n",
 	    t, i, kbytes, burst);
 	r |= bprintf(b, "add rule inet %s s%d_in ct state established,related accept\n", t, i);
 	r |= bprintf(b, "add rule inet %s s%d_in drop\n", t, i);
-	if (p->n_cidrs) {
-		r |= bprintf(b, "add element inet %s s%d_cidr { ", t, i);
-		for (size_t c = 0; c < p->n_cidrs; c++) {
-			char a[INET_ADDRSTRLEN];
-			ip_str(p->cidrs[c].addr, a);
-			r |= bprintf(b, "%s%s/%d", c ? ", " : "", a, p->cidrs[c].prefix);
-		}
-		r |= bprintf(b, " }\n");
-	}
 	return r ? -1 : 0;
 }
+
+/* Writes what n's sets hold for its policy, the CIDRs and the web ports,
+ * and (flush_pins) empties its pins, in one transaction over nfnetlink:
+ * through libnftables a flush or an element of a set would have it fetch
+ * every set of the table first. */
+static int nft_session_elements(struct ns_egress *e, const struct ns_net *n, bool flush_pins,
+				struct bk_err *err)
+{
+	const struct sbx_net *p = &n->policy;
+	size_t size = 4096 + p->n_cidrs * 128;
+	_cleanup_free_ char *buf = malloc(size);
+	if (buf == NULL)
+		return bk_err_set(err, ENOMEM, "cannot build the policy of %s", n->ifname);
+	struct mnl_nlmsg_batch *b = mnl_nlmsg_batch_start(buf, size);
+	nfnl_batch_mark(b, NFNL_MSG_BATCH_BEGIN);
+	char cidr[32], port[32], pin[32];
+	snprintf(cidr, sizeof(cidr), "s%d_cidr", n->index);
+	snprintf(port, sizeof(port), "s%d_port", n->index);
+	snprintf(pin, sizeof(pin), "s%d_pin", n->index);
+	const char *flush[] = {cidr, port, flush_pins ? pin : NULL};
+	for (size_t k = 0; k < ARRAY_SIZE(flush) && flush[k]; k++) {
+		nfnl_elems_begin(b, NFT_MSG_DELSETELEM, e->table, flush[k]);
+		mnl_nlmsg_batch_next(b);
+	}
+	if (p->n_cidrs)
+		nfnl_cidrs(b, e->table, cidr, p->cidrs, p->n_cidrs);
+	if (p->http || p->https) {
+		struct nlmsghdr *h = nfnl_elems_begin(b, NFT_MSG_NEWSETELEM, e->table, port);
+		struct nlattr *list = mnl_attr_nest_start(h, NFTA_SET_ELEM_LIST_ELEMENTS);
+		uint16_t web[] = {htons(80), htons(443)};
+		for (size_t k = 0; k < ARRAY_SIZE(web); k++)
+			if (k == 0 ? p->http : p->https)
+				nfnl_elem(h, &web[k], sizeof(web[k]), 0, 0);
+		mnl_attr_nest_end(h, list);
+		mnl_nlmsg_batch_next(b);
+	}
+	nfnl_batch_mark(b, NFNL_MSG_BATCH_END);
+	int r = nfnl_batch_send(mnl_nlmsg_batch_head(b), mnl_nlmsg_batch_size(b));
+	mnl_nlmsg_batch_stop(b);
+	if (r)
+		return bk_err_kind(err, BK_E_INTERNAL, "nftables refused the policy of %s: %s",
+				   n->ifname, strerror(r));
+	return 0;
+}
+
+static void nft_session_del_locked(struct ns_egress *e, const struct ns_net *n);
 
 static int nft_session_add_locked(struct ns_egress *e, struct ns_net *n, struct bk_err *err)
 {
@@ -201,36 +379,72 @@ static int nft_session_add_locked(struct ns_egress *e, struct ns_net *n, struct 
 	buf_init(&b, 1 << 20);
 	int r = bprintf(&b,
 			"add chain inet %s s%d_out\nadd chain inet %s s%d_in\n"
-			"add set inet %s s%d_cidr { type ipv4_addr; flags interval; auto-merge; }\n"
-			"add set inet %s s%d_pin { type ipv4_addr; flags timeout; }\n",
-			t, i, t, i, t, i, t, i);
-	if (r < 0 || nft_session_rules(e, n, false, &b) < 0 ||
+			"add set inet %s s%d_cidr { %s }\n"
+			"add set inet %s s%d_pin { %s }\n"
+			"add set inet %s s%d_port { %s }\n",
+			t, i, t, i, t, i, cidr_set_type, t, i, pin_set_type, t, i, port_set_type);
+	if (r < 0 || nft_session_rules(e, n, n->policy.mbps, n->policy.connections, &b) < 0 ||
 	    bprintf(&b,
-		    "add element inet %s out { \"%s\" : jump s%d_out }\n"
-		    "add element inet %s in { \"%s\" : jump s%d_in }\n",
-		    t, n->ifname, i, t, n->ifname, i) < 0) {
+		    "add map inet %s out { %s elements = { \"%s\" : jump s%d_out } }\n"
+		    "add map inet %s in { %s elements = { \"%s\" : jump s%d_in } }\n",
+		    t, vmap_type, n->ifname, i, t, vmap_type, n->ifname, i) < 0) {
 		buf_free(&b);
 		return bk_err_set(err, ENOMEM, "cannot build the rules of %s", n->ifname);
 	}
 	r = nft_run_locked(e, b.data, err);
 	buf_free(&b);
+	if (r == 0) {
+		n->rules_mbps = n->policy.mbps;
+		n->rules_connections = n->policy.connections;
+	}
+	/* Its sets are empty until now: it passed nothing meanwhile. */
+	if (r == 0 && (r = nft_session_elements(e, n, false, err)) < 0)
+		nft_session_del_locked(e, n);
 	return r;
 }
 
+/* Deletes n's entries of the verdict maps, its chains and its sets in
+ * one transaction, over nfnetlink: through libnftables the entries'
+ * deletion would fetch every set's elements first (see cidr_set_type). */
 static void nft_session_del_locked(struct ns_egress *e, const struct ns_net *n)
 {
-	char cmds[1024];
-	const char *t = e->table;
-	int i = n->index;
-	snprintf(cmds, sizeof(cmds),
-		 "delete element inet %s out { \"%s\" }\n"
-		 "delete element inet %s in { \"%s\" }\n"
-		 "delete chain inet %s s%d_out\ndelete chain inet %s s%d_in\n"
-		 "delete set inet %s s%d_cidr\ndelete set inet %s s%d_pin\n",
-		 t, n->ifname, t, n->ifname, t, i, t, i, t, i, t, i);
-	struct bk_err err = BK_ERR_INIT;
-	if (nft_run_locked(e, cmds, &err) < 0)
-		fprintf(stderr, "bunkerd: %s\n", err.msg);
+	char buf[8192], name[NFT_NAME_MAXLEN];
+	struct mnl_nlmsg_batch *b = mnl_nlmsg_batch_start(buf, sizeof(buf));
+	nfnl_batch_mark(b, NFNL_MSG_BATCH_BEGIN);
+	char key[IFNAMSIZ] = {0};
+	snprintf(key, sizeof(key), "%s", n->ifname);
+	static const char *const maps[] = {"out", "in"}, *const dirs[] = {"out", "in"};
+	for (size_t k = 0; k < ARRAY_SIZE(maps); k++) {
+		struct nlmsghdr *h = nfnl_put(b, NFT_MSG_DELSETELEM, 0, e->table);
+		mnl_attr_put_strz(h, NFTA_SET_ELEM_LIST_SET, maps[k]);
+		struct nlattr *list = mnl_attr_nest_start(h, NFTA_SET_ELEM_LIST_ELEMENTS);
+		struct nlattr *el = mnl_attr_nest_start(h, NFTA_LIST_ELEM);
+		struct nlattr *kn = mnl_attr_nest_start(h, NFTA_SET_ELEM_KEY);
+		mnl_attr_put(h, NFTA_DATA_VALUE, sizeof(key), key);
+		mnl_attr_nest_end(h, kn);
+		mnl_attr_nest_end(h, el);
+		mnl_attr_nest_end(h, list);
+		mnl_nlmsg_batch_next(b);
+	}
+	for (size_t k = 0; k < ARRAY_SIZE(dirs); k++) {
+		struct nlmsghdr *h = nfnl_put(b, NFT_MSG_DELCHAIN, 0, e->table);
+		snprintf(name, sizeof(name), "s%d_%s", n->index, dirs[k]);
+		mnl_attr_put_strz(h, NFTA_CHAIN_NAME, name);
+		mnl_nlmsg_batch_next(b);
+	}
+	static const char *const sets[] = {"cidr", "pin", "port"};
+	for (size_t k = 0; k < ARRAY_SIZE(sets); k++) {
+		struct nlmsghdr *h = nfnl_put(b, NFT_MSG_DELSET, 0, e->table);
+		snprintf(name, sizeof(name), "s%d_%s", n->index, sets[k]);
+		mnl_attr_put_strz(h, NFTA_SET_NAME, name);
+		mnl_nlmsg_batch_next(b);
+	}
+	nfnl_batch_mark(b, NFNL_MSG_BATCH_END);
+	int err = nfnl_batch_send(mnl_nlmsg_batch_head(b), mnl_nlmsg_batch_size(b));
+	mnl_nlmsg_batch_stop(b);
+	if (err)
+		fprintf(stderr, "bunkerd: cannot remove the rules of %s from %s: %s\n", n->ifname,
+			e->table, strerror(err));
 }
 
 /* ---- rtnetlink ---- */
@@ -582,22 +796,26 @@ int ns__net_pin_locked(struct ns_egress *e, struct ns_net *n, const uint32_t *ad
 	if (ttl_s > 86400)
 		ttl_s = 86400;
 	int64_t now = now_ms(), until = now + (int64_t)ttl_s * 1000;
-	struct buf b;
-	buf_init(&b, 1 << 20);
-	int r = 0;
+	size_t size = 4096 + count * 64;
+	_cleanup_free_ char *buf = malloc(size);
+	if (buf == NULL)
+		return -1;
+	char set[32];
+	snprintf(set, sizeof(set), "s%d_pin", n->index);
+	struct mnl_nlmsg_batch *b = mnl_nlmsg_batch_start(buf, size);
+	nfnl_batch_mark(b, NFNL_MSG_BATCH_BEGIN);
+	struct nlmsghdr *h = nfnl_elems_begin(b, NFT_MSG_NEWSETELEM, e->table, set);
+	struct nlattr *list = mnl_attr_nest_start(h, NFTA_SET_ELEM_LIST_ELEMENTS);
+	size_t added = 0;
 	for (size_t k = 0; k < count; k++) {
 		uint32_t a = addrs[k];
 		if (net_blocked_always(e, a))
 			continue;
-		char s[INET_ADDRSTRLEN];
-		ip_str(a, s);
-		/* add (so that it exists), delete, add: the timeout restarts. */
-		r |= bprintf(&b,
-			     "add element inet %s s%d_pin { %s timeout %us }\n"
-			     "delete element inet %s s%d_pin { %s }\n"
-			     "add element inet %s s%d_pin { %s timeout %us }\n",
-			     e->table, n->index, s, ttl_s, e->table, n->index, s, e->table,
-			     n->index, s, ttl_s);
+		/* An expiry given restarts the timeout of a pin that exists
+		 * (kernels from 6.10 on; before, it ends when it first would). */
+		uint32_t key = htonl(a);
+		nfnl_elem(h, &key, sizeof(key), 0, (uint64_t)ttl_s * 1000);
+		added++;
 		size_t j = 0;
 		while (j < n->n_pins && n->pins[j].addr != a && n->pins[j].expires_ms > now)
 			j++;
@@ -614,16 +832,17 @@ int ns__net_pin_locked(struct ns_egress *e, struct ns_net *n, const uint32_t *ad
 		}
 		n->pins[j] = (struct ns_net_pin){a, until};
 	}
-	if (r < 0) {
-		buf_free(&b);
+	mnl_attr_nest_end(h, list);
+	mnl_nlmsg_batch_next(b);
+	nfnl_batch_mark(b, NFNL_MSG_BATCH_END);
+	int r = added ? nfnl_batch_send(mnl_nlmsg_batch_head(b), mnl_nlmsg_batch_size(b)) : 0;
+	mnl_nlmsg_batch_stop(b);
+	if (r) {
+		fprintf(stderr, "bunkerd: resolver: nftables refused the pins of %s: %s\n",
+			n->ifname, strerror(r));
 		return -1;
 	}
-	struct bk_err err = BK_ERR_INIT;
-	r = b.len ? nft_run_locked(e, b.data, &err) : 0;
-	if (r < 0)
-		fprintf(stderr, "bunkerd: resolver: %s\n", err.msg);
-	buf_free(&b);
-	return r;
+	return 0;
 }
 
 /* ---- a session's interface ---- */
@@ -716,38 +935,13 @@ static void net_free_locked(struct ns_egress *e, struct ns_sbx *s)
 	s->net = NULL;
 }
 
-int ns__net_set(struct sbx *base, const struct sbx_net *net, struct bk_err *err)
+/* Gives s an interface and a slot with rules for policy (the caller
+ * holds no lock): the rules first, so that the interface never passes a
+ * packet unjudged. */
+static int net_add(struct ns_sbx *s, const struct sbx_net *policy, struct bk_err *err)
 {
-	struct ns_sbx *s = ns_sbx_of(base);
 	struct ns_egress *e = &s->b->egress;
-	if (!net->enabled) {
-		ns__net_release(s);
-		return 0;
-	}
-	if (!e->ready)
-		return bk_err_kind(err, BK_E_UNAVAILABLE, "this host gives sessions no network: %s",
-				   e->why);
 	pthread_mutex_lock(&e->lock);
-	struct ns_net *n = s->net;
-	if (n) {
-		bool same_domains = n->policy.n_domains == net->n_domains &&
-				    memcmp(n->policy.domains, net->domains,
-					   sizeof(net->domains[0]) * net->n_domains) == 0;
-		n->policy = *net;
-		if (!same_domains)
-			n->n_pins = 0;
-		struct buf b;
-		buf_init(&b, 1 << 20);
-		int r = nft_session_rules(e, n, !same_domains, &b);
-		r = r < 0 ? bk_err_set(err, ENOMEM, "cannot build rules")
-			  : nft_run_locked(e, b.data, err);
-		buf_free(&b);
-		uint32_t addr = n->addr;
-		if (r == 0)
-			ct_cut(e, n, addr);
-		pthread_mutex_unlock(&e->lock);
-		return r;
-	}
 	int index = 0;
 	for (int i = 1; i < e->n_slots; i++)
 		if (e->slots[i] == NULL) {
@@ -759,18 +953,17 @@ int ns__net_set(struct sbx *base, const struct sbx_net *net, struct bk_err *err)
 		return bk_err_kind(err, BK_E_UNAVAILABLE,
 				   "every address of the sessions' range is taken");
 	}
-	n = calloc(1, sizeof(*n));
+	struct ns_net *n = calloc(1, sizeof(*n));
 	if (n == NULL) {
 		pthread_mutex_unlock(&e->lock);
-		return bk_err_set(err, ENOMEM, "cannot give session %s a network", base->id);
+		return bk_err_set(err, ENOMEM, "cannot give session %s a network", s->base.id);
 	}
 	n->index = index;
 	n->gw = e->base + (uint32_t)index * 4 + 1;
 	n->addr = n->gw + 1;
-	n->policy = *net;
-	snprintf(n->id, sizeof(n->id), "%s", base->id);
+	n->policy = *policy;
+	snprintf(n->id, sizeof(n->id), "%s", s->base.id);
 	snprintf(n->ifname, sizeof(n->ifname), "%.8s%u", e->ifprefix, (unsigned)(index & 0xffff));
-	/* The rules first: the interface never passes a packet unjudged. */
 	e->slots[index] = n;
 	s->net = n;
 	if (nft_session_add_locked(e, n, err) < 0) {
@@ -787,9 +980,76 @@ int ns__net_set(struct sbx *base, const struct sbx_net *net, struct bk_err *err)
 		net_free_locked(e, s);
 		pthread_mutex_unlock(&e->lock);
 		free(n);
-		bk_err_prefix(err, "session %s", base->id);
+		bk_err_prefix(err, "session %s", s->base.id);
 		return -1;
 	}
+	return 0;
+}
+
+int ns__net_set(struct sbx *base, const struct sbx_net *net, struct bk_err *err)
+{
+	struct ns_sbx *s = ns_sbx_of(base);
+	struct ns_egress *e = &s->b->egress;
+	if (!net->enabled) {
+		ns__net_release(s);
+		return 0;
+	}
+	if (!e->ready)
+		return bk_err_kind(err, BK_E_UNAVAILABLE, "this host gives sessions no network: %s",
+				   e->why);
+	pthread_mutex_lock(&e->lock);
+	/* What the warm pool prepares its networks with next. */
+	e->hint_mbps = net->mbps;
+	e->hint_connections = net->connections;
+	struct ns_net *n = s->net;
+	if (n == NULL) {
+		pthread_mutex_unlock(&e->lock);
+		return net_add(s, net, err);
+	}
+	bool same_domains =
+	    n->policy.n_domains == net->n_domains &&
+	    memcmp(n->policy.domains, net->domains, sizeof(net->domains[0]) * net->n_domains) == 0;
+	n->policy = *net;
+	if (!same_domains)
+		n->n_pins = 0;
+	int r = 0;
+	if (n->rules_mbps != net->mbps || n->rules_connections != net->connections) {
+		struct buf b;
+		buf_init(&b, 1 << 20);
+		r = nft_session_rules(e, n, net->mbps, net->connections, &b) < 0
+			? bk_err_set(err, ENOMEM, "cannot build rules")
+			: nft_run_locked(e, b.data, err);
+		buf_free(&b);
+		if (r == 0) {
+			n->rules_mbps = net->mbps;
+			n->rules_connections = net->connections;
+		}
+	}
+	if (r == 0)
+		r = nft_session_elements(e, n, !same_domains, err);
+	/* A prepared network has passed nothing: there is nothing to cut. */
+	if (r == 0 && !n->prepared)
+		ct_cut(e, n, n->addr);
+	n->prepared = false;
+	pthread_mutex_unlock(&e->lock);
+	return r;
+}
+
+int ns__net_prepare(struct sbx *base, struct bk_err *err)
+{
+	struct ns_sbx *s = ns_sbx_of(base);
+	struct ns_egress *e = &s->b->egress;
+	if (!e->ready)
+		return bk_err_kind(err, BK_E_UNAVAILABLE, "this host gives sessions no network: %s",
+				   e->why);
+	if (s->net)
+		return 0;
+	pthread_mutex_lock(&e->lock);
+	struct sbx_net none = {.mbps = e->hint_mbps, .connections = e->hint_connections};
+	pthread_mutex_unlock(&e->lock);
+	if (net_add(s, &none, err) < 0)
+		return -1;
+	s->net->prepared = true;
 	return 0;
 }
 
@@ -906,6 +1166,8 @@ void ns__egress_init(struct ns_egress *e)
 	memset(e, 0, sizeof(*e));
 	pthread_mutex_init(&e->lock, NULL);
 	e->dns_fd = e->upstream_fd = e->wake_fd[0] = e->wake_fd[1] = -1;
+	e->hint_mbps = 100;
+	e->hint_connections = 256;
 }
 
 void ns__egress_open(struct ns_egress *e, const struct sbx_backend_config *cfg, const char *hash)

@@ -42,7 +42,11 @@ struct ns_net {
 	struct ns_net_pin pins[NS_NET_PINS_MAX];
 	size_t n_pins;
 	int64_t tx_bytes, rx_bytes; /* counted by the host end when it went */
-	char id[32];		    /* the session it belongs to */
+	/* The two numbers its chains were written with (the rest of a
+	 * policy is in its sets). */
+	int rules_mbps, rules_connections;
+	bool prepared; /* by the warm pool, and not granted anything yet */
+	char id[32];   /* the session it belongs to */
 };
 
 struct ns_dns_host {
@@ -66,6 +70,10 @@ struct ns_egress {
 	struct nft_ctx *nft;
 	struct ns_net **slots;	    /* by index */
 	int64_t tx_total, rx_total; /* bytes of the networks that went */
+	/* The last grant's bandwidth and connection cap, which the warm
+	 * pool's networks are prepared with: a grant with the same numbers
+	 * finds its rules written. */
+	int hint_mbps, hint_connections;
 	/* The resolver (sandbox/egress_dns.c). */
 	int dns_fd, upstream_fd, wake_fd[2];
 	int dns_port;
@@ -86,6 +94,7 @@ void ns__egress_open(struct ns_egress *e, const struct sbx_backend_config *cfg, 
 void ns__egress_close(struct ns_egress *e);
 /* The net_set operation of struct sbx_ops. */
 int ns__net_set(struct sbx *s, const struct sbx_net *net, struct bk_err *err);
+int ns__net_prepare(struct sbx *s, struct bk_err *err);
 /* Removes s's network (interface, rules, connections); from stop(). */
 void ns__net_release(struct ns_sbx *s);
 /* After adopt(): the network follows the sandbox to its new id. */

@@ -396,6 +396,7 @@ static const struct sbx_ops ns_ops = {
     .ps = sbx__agent_ps,
     .dial = ns__dial,
     .net_set = ns__net_set,
+    .net_prepare = ns__net_prepare,
     .stats = ns_stats,
     .files_state = ns__files_state,
     .files_save = ns__files_save,

@@ -420,6 +420,11 @@ struct sbx_ops {
 	 * destination it no longer allows are cut. BK_E_UNAVAILABLE when
 	 * this host cannot give sessions a network. */
 	int (*net_set)(struct sbx *s, const struct sbx_net *net, struct bk_err *err);
+	/* Gives s an interface that passes nothing yet, so that a later
+	 * net_set that grants has only its policy to write (the warm pool
+	 * prepares some sandboxes so). May be NULL; BK_E_UNAVAILABLE when
+	 * this host cannot give sessions a network. */
+	int (*net_prepare)(struct sbx *s, struct bk_err *err);
 
 	/* ---- figures ---- */
 

@@ -342,6 +342,27 @@ TEST_TIMEOUT(cidr_grant_and_revoke, 90)
 	free(id);
 }
 
+/* CIDRs that overlap, nest or touch are one run of addresses in the
+ * kernel's interval set, which the daemon merges itself (nothing of
+ * nft's auto-merge runs): .2/31 with .2/32 and .3/32 inside it and .4/32
+ * beside it open .2, .3 and .4; a grant of .4 alone then shuts .2
+ * again (the set was flushed, not added to). */
+TEST_TIMEOUT(overlapping_cidrs_merged, 90)
+{
+	need_root();
+	char *id = session_with(bk.paid_key, "{\"allowedCidrs\":[\"198.51.100.3/32\","
+					     "\"198.51.100.2/31\",\"" SRV_GRANTED
+					     "/32\",\"" SRV_OTHER "/32\"]}");
+	CHECK_REACHES(bk.paid_key, id, SRV_GRANTED, 8000);
+	CHECK_REACHES(bk.paid_key, id, SRV_NAMED, 8000);
+	CHECK_REACHES(bk.paid_key, id, SRV_OTHER, 8000);
+	set_network(bk.paid_key, id, "{\"allowedCidrs\":[\"" SRV_OTHER "/32\"]}", 200);
+	CHECK_BLOCKED(bk.paid_key, id, SRV_GRANTED, 8000);
+	CHECK_REACHES(bk.paid_key, id, SRV_OTHER, 8000);
+	client_must_delete(bk.paid_key, id);
+	free(id);
+}
+
 /* Names through the session's resolver: an allowed name resolves and its
  * address opens (pinned), a name not allowed is refused, an address never
  * resolved stays shut, a wildcard covers the names below it, and an
@@ -571,7 +592,9 @@ TEST(pip_install_with_package_managers)
 }
 
 /* Delete, a crash of the daemon and its restart, and a clean stop leave
- * no interface and no table on the host. */
+ * no interface and no table on the host. The delete is looked at with no
+ * warm pool (the pool's prepared interfaces would come and go beside
+ * it); the crash with one, once it has an interface prepared. */
 TEST_TIMEOUT(nothing_left_after_delete_or_crash, 120)
 {
 	need_root();
@@ -579,7 +602,9 @@ TEST_TIMEOUT(nothing_left_after_delete_or_crash, 120)
 	snprintf(d.build, sizeof(d.build), "%s", bk.d.build);
 	const char *const args[] = {"--egress-net", "10.214.0.0/16", "--dns-hosts", hosts_file,
 				    NULL};
-	CHECK(client_daemon_start(&d, args) == 0);
+	const char *const no_pool[] = {
+	    "--egress-net", "10.214.0.0/16", "--dns-hosts", hosts_file, "--warm-pool", "0", NULL};
+	CHECK(client_daemon_start(&d, no_pool) == 0);
 	char key[CLIENT_KEY_MAX];
 	CHECK(client_key_create(&d, "paid", key, sizeof(key)) == 0);
 	struct client_resp r;
@@ -601,10 +626,19 @@ TEST_TIMEOUT(nothing_left_after_delete_or_crash, 120)
 		  "a deleted session's interface is left");
 	CHECK_MSG(sh("nft list table inet bunker_%s | grep -q s1_out", hash) != 0,
 		  "a deleted session's chain is left");
+	CHECK(client_daemon_halt(&d, SIGTERM) >= 0);
+	CHECK(client_daemon_start(&d, args) == 0);
 	client_call(&d, "POST", "/sessions/create", key,
 		    "{\"network\":{\"allowedCidrs\":[\"" SRV_GRANTED "\"]}}", &r);
 	CHECK_STATUS(&r, 200);
 	client_resp_free(&r);
+	/* The grant has the pool prepare a network: the session's interface
+	 * and at least one more. */
+	int links = 0;
+	for (int i = 0; i < 100 && links < 2; i++, usleep(50000))
+		links =
+		    sh("test $(ls /sys/class/net | grep -c '^bk%.6s') -ge 2", hash) == 0 ? 2 : 0;
+	CHECK_MSG(links == 2, "the warm pool prepared no network after a grant");
 	CHECK(client_daemon_halt(&d, SIGKILL) >= 0);
 	CHECK(client_daemon_start(&d, args) == 0);
 	CHECK(client_daemon_stop(&d) >= 0);
