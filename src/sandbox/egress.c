@@ -61,6 +61,18 @@ static bool in_prefix(uint32_t a, uint32_t net, int prefix)
 	return (a & mask) == (net & mask);
 }
 
+/* Whether c lies inside one of the private ranges: only such a CIDR
+ * opens (part of) a private range. A wider one (0.0.0.0/0, 10.0.0.0/7)
+ * opens the public addresses it covers and no private one. */
+static bool cidr_is_private(const struct sbx_net_cidr *c)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(private_v); i++)
+		if (c->prefix >= private_v[i].prefix &&
+		    in_prefix(c->addr, private_v[i].addr, private_v[i].prefix))
+			return true;
+	return false;
+}
+
 static void ip_str(uint32_t a, char *out)
 {
 	struct in_addr in = {htonl(a)};
@@ -167,8 +179,16 @@ static int nft_session_rules(struct ns_egress *e, const struct ns_net *n, bool f
 	OUT("ip daddr %s/%d %s\n", range, e->prefix, rej);
 	OUT("fib daddr type { local, broadcast, multicast, anycast } %s\n", rej);
 	OUT("ct count over %d %s\n", p->connections, rej);
-	OUT("ip daddr @s%d_cidr accept\n", i);
+	/* CIDRs inside a private range before the private ranges' refusal,
+	 * the others (in the set) after it. */
+	for (size_t c = 0; c < p->n_cidrs; c++)
+		if (cidr_is_private(&p->cidrs[c])) {
+			char a[INET_ADDRSTRLEN];
+			ip_str(p->cidrs[c].addr, a);
+			OUT("ip daddr %s/%d accept\n", a, p->cidrs[c].prefix);
+		}
 	OUT("ip daddr { %s } %s\n", private_ranges, rej);
+	OUT("ip daddr @s%d_cidr accept\n", i);
 	OUT("ip daddr @s%d_pin accept\n", i);
 	if (p->http)
 		OUT("tcp dport 80 accept\n");
@@ -181,15 +201,19 @@ static int nft_session_rules(struct ns_egress *e, const struct ns_net *n, bool f
 	    t, i, kbytes, burst);
 	r |= bprintf(b, "add rule inet %s s%d_in ct state established,related accept\n", t, i);
 	r |= bprintf(b, "add rule inet %s s%d_in drop\n", t, i);
-	if (p->n_cidrs) {
-		r |= bprintf(b, "add element inet %s s%d_cidr { ", t, i);
-		for (size_t c = 0; c < p->n_cidrs; c++) {
-			char a[INET_ADDRSTRLEN];
-			ip_str(p->cidrs[c].addr, a);
-			r |= bprintf(b, "%s%s/%d", c ? ", " : "", a, p->cidrs[c].prefix);
-		}
-		r |= bprintf(b, " }\n");
+	bool any = false;
+	for (size_t c = 0; c < p->n_cidrs; c++) {
+		if (cidr_is_private(&p->cidrs[c]))
+			continue;
+		char a[INET_ADDRSTRLEN];
+		ip_str(p->cidrs[c].addr, a);
+		if (!any)
+			r |= bprintf(b, "add element inet %s s%d_cidr { ", t, i);
+		r |= bprintf(b, "%s%s/%d", any ? ", " : "", a, p->cidrs[c].prefix);
+		any = true;
 	}
+	if (any)
+		r |= bprintf(b, " }\n");
 	return r ? -1 : 0;
 }
 
@@ -530,11 +554,15 @@ static bool net_allows(const struct ns_net *n, uint32_t dst, uint8_t proto, uint
 {
 	const struct sbx_net *p = &n->policy;
 	for (size_t i = 0; i < p->n_cidrs; i++)
-		if (in_prefix(dst, p->cidrs[i].addr, p->cidrs[i].prefix))
+		if (cidr_is_private(&p->cidrs[i]) &&
+		    in_prefix(dst, p->cidrs[i].addr, p->cidrs[i].prefix))
 			return true;
 	for (size_t i = 0; i < ARRAY_SIZE(private_v); i++)
 		if (in_prefix(dst, private_v[i].addr, private_v[i].prefix))
 			return false;
+	for (size_t i = 0; i < p->n_cidrs; i++)
+		if (in_prefix(dst, p->cidrs[i].addr, p->cidrs[i].prefix))
+			return true;
 	for (size_t i = 0; i < n->n_pins; i++)
 		if (n->pins[i].addr == dst && n->pins[i].expires_ms > now)
 			return true;

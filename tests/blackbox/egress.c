@@ -434,6 +434,23 @@ TEST_TIMEOUT(always_blocked_under_every_policy, 180)
 	free(other);
 }
 
+/* A CIDR wider than a private range (0.0.0.0/0, the whole of IPv4)
+ * opens the public addresses it covers and no private one: only a CIDR
+ * inside a private range opens it. */
+TEST(wide_cidr_opens_no_private_range)
+{
+	need_root();
+	char *id = session_with(bk.paid_key, "{\"allowedCidrs\":[\"0.0.0.0/0\"]}");
+	CHECK_REACHES(bk.paid_key, id, SRV_GRANTED, 8000);
+	CHECK_BLOCKED(bk.paid_key, id, SRV_PRIVATE, 80);
+	set_network(bk.paid_key, id, "{\"allowedCidrs\":[\"0.0.0.0/0\",\"10.99.7.0/24\"]}", 200);
+	CHECK_REACHES(bk.paid_key, id, SRV_PRIVATE, 80);
+	set_network(bk.paid_key, id, "{\"allowedCidrs\":[\"10.0.0.0/7\"]}", 200);
+	CHECK_BLOCKED(bk.paid_key, id, SRV_PRIVATE, 80);
+	client_must_delete(bk.paid_key, id);
+	free(id);
+}
+
 /* The InstaVM endpoints speak the same policy. */
 TEST(instavm_egress_endpoints)
 {
