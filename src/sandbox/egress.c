@@ -134,11 +134,22 @@ static int nft_table_create_locked(struct ns_egress *e, struct bk_err *err)
 		" }\n"
 		" chain bk_input { type filter hook input priority filter - 10; policy accept;\n"
 		"  iifname \"%s*\" meta nfproto ipv4 ip daddr %s/%d udp dport %d accept\n"
+		/* Only what bk_pre redirected from port 53 of the session's
+		 * own gateway reaches the resolver's TCP port. */
+		"  iifname \"%s*\" meta nfproto ipv4 tcp dport %d ct status dnat"
+		" ct original proto-dst 53 fib daddr . iif type local accept\n"
 		"  iifname \"%s*\" meta l4proto tcp reject with tcp reset\n"
 		"  iifname \"%s*\" drop\n"
 		" }\n"
 		" chain bk_pre { type nat hook prerouting priority dstnat; policy accept;\n"
 		"  iifname \"%s*\" meta nfproto ipv4 udp dport 53 redirect to :%d\n"
+		/* TCP 53 of the address every session's resolv.conf names,
+		 * and of the session's own gateway; any other address's goes
+		 * through the session's chain like any connection. */
+		"  iifname \"%s*\" meta nfproto ipv4 ip daddr " NS_RESOLVER_ADDR
+		" tcp dport 53 redirect to :%d\n"
+		"  iifname \"%s*\" meta nfproto ipv4 fib daddr . iif type local"
+		" tcp dport 53 redirect to :%d\n"
 		" }\n"
 		" chain bk_post { type nat hook postrouting priority srcnat; policy accept;\n"
 		"  meta nfproto ipv4 ip saddr %s/%d oifname != \"%s*\" masquerade\n"
@@ -146,7 +157,8 @@ static int nft_table_create_locked(struct ns_egress *e, struct bk_err *err)
 		"}\n",
 		t, t, t, p, p, p, p,
 		e->forward_ours_only ? "  iifname != \"bk*\" oifname != \"bk*\" drop\n" : "", p,
-		range, e->prefix, e->dns_port, p, p, p, e->dns_port, range, e->prefix, p) < 0)
+		range, e->prefix, e->dns_port, p, e->dns_tcp_port, p, p, p, e->dns_port, p,
+		e->dns_tcp_port, p, e->dns_tcp_port, range, e->prefix, p) < 0)
 		return bk_err_set(err, ENOMEM, "cannot build the egress table");
 	return nft_run_locked(e, cmds, err);
 }
@@ -933,7 +945,7 @@ void ns__egress_init(struct ns_egress *e)
 {
 	memset(e, 0, sizeof(*e));
 	pthread_mutex_init(&e->lock, NULL);
-	e->dns_fd = e->upstream_fd = e->wake_fd[0] = e->wake_fd[1] = -1;
+	e->dns_fd = e->dns_tcp_fd = e->upstream_fd = e->wake_fd[0] = e->wake_fd[1] = -1;
 }
 
 void ns__egress_open(struct ns_egress *e, const struct sbx_backend_config *cfg, const char *hash)
@@ -986,8 +998,8 @@ void ns__egress_open(struct ns_egress *e, const struct sbx_backend_config *cfg, 
 	ip_str(e->base, base);
 	fprintf(stderr,
 		"bunkerd: egress: sessions' interfaces in %s/%d (%s*), rules in table inet %s, "
-		"resolver on port %d\n",
-		base, e->prefix, e->ifprefix, e->table, e->dns_port);
+		"resolver on ports %d/udp and %d/tcp\n",
+		base, e->prefix, e->ifprefix, e->table, e->dns_port, e->dns_tcp_port);
 	return;
 off:
 	ns__dns_stop(e);
