@@ -83,7 +83,7 @@ struct sbx_backend_config {
  * destination that is the host itself, another session, link-local (the
  * cloud metadata address among them), multicast or broadcast is refused
  * whatever this says; private ranges (RFC 1918, CGNAT) only open through
- * a CIDR that names them. IPv6 is off in sessions. */
+ * a CIDR inside them (0.0.0.0/0 opens none). IPv6 is off in sessions. */
 #define SBX_NET_DOMAINS_MAX 64 /* of a policy */
 /* The names allow_package_managers adds (core/network.c), at most. */
 #define SBX_NET_REGISTRIES_MAX 8
