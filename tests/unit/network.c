@@ -182,11 +182,25 @@ TEST(cidrs_normalised_and_malformed_refused)
 	CHECK_CIDR("0.0.0.0/0", "0.0.0.0/0");
 	CHECK_CIDR("1.2.3.4/0", "0.0.0.0/0");
 	CHECK_CIDR("255.255.255.255/31", "255.255.255.254/31");
-	const char *bad[] = {"",	    "/8",	    "1.2.3.4/",	    "1.2.3.4/33",
-			     "1.2.3.4/-1",  "1.2.3.4/8x",   "1.2.3.4/ 8",   "1.2.3.4/+8",
-			     "1.2.3.4/-0",  "1.2.3.4/0x8",  "1.2.3.4/8/8",  "1.2.3",
-			     "1.2.3.4.5",   "256.1.1.1",    "01.2.3.4",	    " 1.2.3.4",
-			     "1.2.3.4 ",    "example.com",  "1.2.3.4/999999999999999999999"};
+	const char *bad[] = {"",
+			     "/8",
+			     "1.2.3.4/",
+			     "1.2.3.4/33",
+			     "1.2.3.4/-1",
+			     "1.2.3.4/8x",
+			     "1.2.3.4/ 8",
+			     "1.2.3.4/+8",
+			     "1.2.3.4/-0",
+			     "1.2.3.4/0x8",
+			     "1.2.3.4/8/8",
+			     "1.2.3",
+			     "1.2.3.4.5",
+			     "256.1.1.1",
+			     "01.2.3.4",
+			     " 1.2.3.4",
+			     "1.2.3.4 ",
+			     "example.com",
+			     "1.2.3.4/999999999999999999999"};
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
 		CHECK_CIDR(bad[i], "");
 	char msg[512];
@@ -247,12 +261,30 @@ TEST(domains_normalised_and_malformed_refused)
 	CHECK_DOMAIN("a-b.c0.example", "a-b.c0.example");
 	CHECK_DOMAIN("123.com", "123.com");
 	CHECK_DOMAIN("xn--bcher-kva.de", "xn--bcher-kva.de");
-	const char *bad[] = {"",	  ".",		 "com",		   "localhost.",
-			     "*",	  "*.",		 "*.com",	   "**.example.com",
-			     "*example.com", "a.*.example.com", "example.*",	   ".example.com",
-			     "example..com", "example.com..",	 "-a.example.com", "a-.example.com",
-			     "a_b.example.com", "a b.example.com", "bücher.de",	   "1.2.3.4",
-			     "1.2.3.4.",     "123.456",		 "example.com:80", "http://example.com"};
+	const char *bad[] = {"",
+			     ".",
+			     "com",
+			     "localhost.",
+			     "*",
+			     "*.",
+			     "*.com",
+			     "**.example.com",
+			     "*example.com",
+			     "a.*.example.com",
+			     "example.*",
+			     ".example.com",
+			     "example..com",
+			     "example.com..",
+			     "-a.example.com",
+			     "a-.example.com",
+			     "a_b.example.com",
+			     "a b.example.com",
+			     "bücher.de",
+			     "1.2.3.4",
+			     "1.2.3.4.",
+			     "123.456",
+			     "example.com:80",
+			     "http://example.com"};
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
 		CHECK_DOMAIN(bad[i], "");
 	/* Label lengths: 63 is the most. */
@@ -305,8 +337,8 @@ TEST(patch_merges_into_the_stored_policy)
 	list_of(b, "allowed_domains", l, sizeof(l));
 	CHECK_STR_EQ(l, "a.example.com");
 	/* A list is replaced, not appended to. */
-	char *c = merge_ok(b, "{\"allowed_domains\":[\"b.example.com\"],\"allow_https\":false}",
-			   false);
+	char *c =
+	    merge_ok(b, "{\"allowed_domains\":[\"b.example.com\"],\"allow_https\":false}", false);
 	list_of(c, "allowed_domains", l, sizeof(l));
 	CHECK_STR_EQ(l, "b.example.com");
 	list_of(c, "allowed_cidrs", l, sizeof(l));
@@ -372,10 +404,11 @@ TEST(each_dialect_reads_its_own_names)
  * deny-all in both. */
 TEST(views_in_each_case)
 {
-	char *s = merge_ok(NULL,
-			   "{\"allow_package_managers\":true,\"allowed_domains\":[\"a.example.com\"],"
-			   "\"allowed_cidrs\":[\"1.2.3.4/24\"]}",
-			   false);
+	char *s =
+	    merge_ok(NULL,
+		     "{\"allow_package_managers\":true,\"allowed_domains\":[\"a.example.com\"],"
+		     "\"allowed_cidrs\":[\"1.2.3.4/24\"]}",
+		     false);
 	char *camel_view = core_network_view(s, true);
 	json_t *c = json_loads(camel_view, 0, NULL);
 	CHECK_INT_EQ(json_object_size(c), 7);
@@ -402,9 +435,9 @@ TEST(views_in_each_case)
 		json_t *o = json_loads(v, 0, NULL);
 		CHECK_INT_EQ(json_object_size(o), 5);
 		CHECK(json_is_false(json_object_get(o, camel_case ? "allowHttps" : "allow_https")));
-		CHECK_INT_EQ(
-		    json_array_size(json_object_get(o, camel_case ? "allowedCidrs" : "allowed_cidrs")),
-		    0);
+		CHECK_INT_EQ(json_array_size(
+				 json_object_get(o, camel_case ? "allowedCidrs" : "allowed_cidrs")),
+			     0);
 		json_decref(o);
 		free(v);
 	}
@@ -419,10 +452,9 @@ TEST(plan_decides_egress_and_the_default)
 {
 	struct plan_limits plan = plan_with_egress();
 	plan.egress = 0;
-	const char *grants[] = {"{\"allow_http\":true}", "{\"allow_https\":true}",
-				"{\"allow_package_managers\":true}",
-				"{\"allowed_domains\":[\"a.example.com\"]}",
-				"{\"allowed_cidrs\":[\"1.1.1.1\"]}"};
+	const char *grants[] = {
+	    "{\"allow_http\":true}", "{\"allow_https\":true}", "{\"allow_package_managers\":true}",
+	    "{\"allowed_domains\":[\"a.example.com\"]}", "{\"allowed_cidrs\":[\"1.1.1.1\"]}"};
 	for (size_t i = 0; i < ARRAY_SIZE(grants); i++) {
 		struct bk_err err = BK_ERR_INIT;
 		char *out = NULL;
