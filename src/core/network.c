@@ -87,21 +87,27 @@ static int cidr_parse(const char *in, struct sbx_net_cidr *out, char *text, size
 {
 	char a[64];
 	const char *slash = strchr(in, '/');
+	size_t alen = slash ? (size_t)(slash - in) : strlen(in);
+	if (alen >= sizeof(a))
+		return -1;
+	snprintf(a, sizeof(a), "%.*s", (int)alen, in);
+	struct in6_addr ia6;
+	if (inet_pton(AF_INET6, a, &ia6) == 1)
+		return -2; /* with any prefix: said as IPv6, not as malformed */
 	long prefix = 32;
 	if (slash) {
-		char *end;
-		prefix = strtol(slash + 1, &end, 10);
-		if (slash[1] == '\0' || *end || prefix < 0 || prefix > 32)
+		/* Digits only: strtol() would take " 8", "+8" and "-0". */
+		const char *d = slash + 1;
+		size_t nd = strspn(d, "0123456789");
+		if (nd == 0 || nd > 2 || d[nd] != '\0')
 			return -1;
-		if ((size_t)(slash - in) >= sizeof(a))
+		prefix = strtol(d, NULL, 10);
+		if (prefix > 32)
 			return -1;
-		snprintf(a, sizeof(a), "%.*s", (int)(slash - in), in);
-	} else {
-		snprintf(a, sizeof(a), "%s", in);
 	}
 	struct in_addr ia;
 	if (inet_pton(AF_INET, a, &ia) != 1)
-		return strchr(a, ':') ? -2 : -1;
+		return -1;
 	uint32_t mask = prefix == 0 ? 0 : ~0u << (32 - prefix);
 	out->addr = ntohl(ia.s_addr) & mask;
 	out->prefix = (int)prefix;
@@ -248,13 +254,15 @@ void core__network_to_sbx(const char *stored, struct sbx_net *out)
 	out->mbps = json_is_integer(v) ? (int)json_integer_value(v) : 10;
 	v = json_object_get(o, "max_connections");
 	out->connections = json_is_integer(v) ? (int)json_integer_value(v) : 64;
+	_Static_assert(ARRAY_SIZE(package_registries) <= SBX_NET_REGISTRIES_MAX,
+		       "struct sbx_net has no room for every registry");
 	if (json_is_true(json_object_get(o, "allow_package_managers")))
 		for (size_t i = 0; i < ARRAY_SIZE(package_registries); i++)
 			snprintf(out->domains[out->n_domains++], SBX_NET_DOMAIN_MAX, "%s",
 				 package_registries[i]);
 	size_t i;
 	json_array_foreach (json_object_get(o, "allowed_domains"), i, v)
-		if (out->n_domains < SBX_NET_DOMAINS_MAX && json_is_string(v))
+		if (out->n_domains < ARRAY_SIZE(out->domains) && json_is_string(v))
 			snprintf(out->domains[out->n_domains++], SBX_NET_DOMAIN_MAX, "%s",
 				 json_string_value(v));
 	json_array_foreach (json_object_get(o, "allowed_cidrs"), i, v) {

@@ -63,6 +63,18 @@ static bool in_prefix(uint32_t a, uint32_t net, int prefix)
 	return (a & mask) == (net & mask);
 }
 
+/* Whether c lies inside one of the private ranges: only such a CIDR
+ * opens (part of) a private range. A wider one (0.0.0.0/0, 10.0.0.0/7)
+ * opens the public addresses it covers and no private one. */
+static bool cidr_is_private(const struct sbx_net_cidr *c)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(private_v); i++)
+		if (c->prefix >= private_v[i].prefix &&
+		    in_prefix(c->addr, private_v[i].addr, private_v[i].prefix))
+			return true;
+	return false;
+}
+
 static void ip_str(uint32_t a, char *out)
 {
 	struct in_addr in = {htonl(a)};
@@ -149,11 +161,22 @@ static int nft_table_create_locked(struct ns_egress *e, struct bk_err *err)
 		" }\n"
 		" chain bk_input { type filter hook input priority filter - 10; policy accept;\n"
 		"  iifname \"%s*\" meta nfproto ipv4 ip daddr %s/%d udp dport %d accept\n"
+		/* Only what bk_pre redirected from port 53 of the session's
+		 * own gateway reaches the resolver's TCP port. */
+		"  iifname \"%s*\" meta nfproto ipv4 tcp dport %d ct status dnat"
+		" ct original proto-dst 53 fib daddr . iif type local accept\n"
 		"  iifname \"%s*\" meta l4proto tcp reject with tcp reset\n"
 		"  iifname \"%s*\" drop\n"
 		" }\n"
 		" chain bk_pre { type nat hook prerouting priority dstnat; policy accept;\n"
 		"  iifname \"%s*\" meta nfproto ipv4 udp dport 53 redirect to :%d\n"
+		/* TCP 53 of the address every session's resolv.conf names,
+		 * and of the session's own gateway; any other address's goes
+		 * through the session's chain like any connection. */
+		"  iifname \"%s*\" meta nfproto ipv4 ip daddr " NS_RESOLVER_ADDR
+		" tcp dport 53 redirect to :%d\n"
+		"  iifname \"%s*\" meta nfproto ipv4 fib daddr . iif type local"
+		" tcp dport 53 redirect to :%d\n"
 		" }\n"
 		" chain bk_post { type nat hook postrouting priority srcnat; policy accept;\n"
 		"  meta nfproto ipv4 ip saddr %s/%d oifname != \"%s*\" masquerade\n"
@@ -162,7 +185,8 @@ static int nft_table_create_locked(struct ns_egress *e, struct bk_err *err)
 		t, t, t, vmap_type, vmap_type, always_blocked, private_ranges, p, p, p, reject, p,
 		range, e->prefix, reject, p, reject, p, p,
 		e->forward_ours_only ? "  iifname != \"bk*\" oifname != \"bk*\" drop\n" : "", p,
-		range, e->prefix, e->dns_port, p, p, p, e->dns_port, range, e->prefix, p) < 0)
+		range, e->prefix, e->dns_port, p, e->dns_tcp_port, p, p, p, e->dns_port, p,
+		e->dns_tcp_port, p, e->dns_tcp_port, range, e->prefix, p) < 0)
 		return bk_err_set(err, ENOMEM, "cannot build the egress table");
 	return nft_run_locked(e, cmds, err);
 }
@@ -311,8 +335,12 @@ static int nft_session_rules(struct ns_egress *e, const struct ns_net *n, int mb
 	OUT("ct state established,related accept\n");
 	OUT("ct state != new drop\n");
 	OUT("ct count over %d %s\n", connections, reject);
-	OUT("ip daddr @s%d_cidr accept\n", i);
+	/* CIDRs inside a private range before the private ranges' refusal,
+	 * the others after it: 0.0.0.0/0 opens the internet, not the
+	 * host's neighbours. */
+	OUT("ip daddr @s%d_pcidr accept\n", i);
 	OUT("ip daddr @private %s\n", reject);
+	OUT("ip daddr @s%d_cidr accept\n", i);
 	OUT("ip daddr @s%d_pin accept\n", i);
 	OUT("tcp dport @s%d_port accept\n", i);
 	OUT("%s\n", reject);
@@ -339,17 +367,28 @@ static int nft_session_elements(struct ns_egress *e, const struct ns_net *n, boo
 		return bk_err_set(err, ENOMEM, "cannot build the policy of %s", n->ifname);
 	struct mnl_nlmsg_batch *b = mnl_nlmsg_batch_start(buf, size);
 	nfnl_batch_mark(b, NFNL_MSG_BATCH_BEGIN);
-	char cidr[32], port[32], pin[32];
+	char cidr[32], pcidr[32], port[32], pin[32];
 	snprintf(cidr, sizeof(cidr), "s%d_cidr", n->index);
+	snprintf(pcidr, sizeof(pcidr), "s%d_pcidr", n->index);
 	snprintf(port, sizeof(port), "s%d_port", n->index);
 	snprintf(pin, sizeof(pin), "s%d_pin", n->index);
-	const char *flush[] = {cidr, port, flush_pins ? pin : NULL};
+	const char *flush[] = {cidr, pcidr, port, flush_pins ? pin : NULL};
 	for (size_t k = 0; k < ARRAY_SIZE(flush) && flush[k]; k++) {
 		nfnl_elems_begin(b, NFT_MSG_DELSETELEM, e->table, flush[k]);
 		mnl_nlmsg_batch_next(b);
 	}
-	if (p->n_cidrs)
-		nfnl_cidrs(b, e->table, cidr, p->cidrs, p->n_cidrs);
+	/* Those inside a private range in the set before the private
+	 * ranges' refusal, the others in the one after it. */
+	struct sbx_net_cidr split[2][SBX_NET_CIDRS_MAX];
+	size_t counts[2] = {0, 0};
+	for (size_t c = 0; c < p->n_cidrs; c++) {
+		int k = cidr_is_private(&p->cidrs[c]);
+		split[k][counts[k]++] = p->cidrs[c];
+	}
+	if (counts[0])
+		nfnl_cidrs(b, e->table, cidr, split[0], counts[0]);
+	if (counts[1])
+		nfnl_cidrs(b, e->table, pcidr, split[1], counts[1]);
 	if (p->http || p->https) {
 		struct nlmsghdr *h = nfnl_elems_begin(b, NFT_MSG_NEWSETELEM, e->table, port);
 		struct nlattr *list = mnl_attr_nest_start(h, NFTA_SET_ELEM_LIST_ELEMENTS);
@@ -380,9 +419,11 @@ static int nft_session_add_locked(struct ns_egress *e, struct ns_net *n, struct 
 	int r = bprintf(&b,
 			"add chain inet %s s%d_out\nadd chain inet %s s%d_in\n"
 			"add set inet %s s%d_cidr { %s }\n"
+			"add set inet %s s%d_pcidr { %s }\n"
 			"add set inet %s s%d_pin { %s }\n"
 			"add set inet %s s%d_port { %s }\n",
-			t, i, t, i, t, i, cidr_set_type, t, i, pin_set_type, t, i, port_set_type);
+			t, i, t, i, t, i, cidr_set_type, t, i, cidr_set_type, t, i, pin_set_type, t,
+			i, port_set_type);
 	if (r < 0 || nft_session_rules(e, n, n->policy.mbps, n->policy.connections, &b) < 0 ||
 	    bprintf(&b,
 		    "add map inet %s out { %s elements = { \"%s\" : jump s%d_out } }\n"
@@ -432,7 +473,7 @@ static void nft_session_del_locked(struct ns_egress *e, const struct ns_net *n)
 		mnl_attr_put_strz(h, NFTA_CHAIN_NAME, name);
 		mnl_nlmsg_batch_next(b);
 	}
-	static const char *const sets[] = {"cidr", "pin", "port"};
+	static const char *const sets[] = {"cidr", "pcidr", "pin", "port"};
 	for (size_t k = 0; k < ARRAY_SIZE(sets); k++) {
 		struct nlmsghdr *h = nfnl_put(b, NFT_MSG_DELSET, 0, e->table);
 		snprintf(name, sizeof(name), "s%d_%s", n->index, sets[k]);
@@ -744,11 +785,15 @@ static bool net_allows(const struct ns_net *n, uint32_t dst, uint8_t proto, uint
 {
 	const struct sbx_net *p = &n->policy;
 	for (size_t i = 0; i < p->n_cidrs; i++)
-		if (in_prefix(dst, p->cidrs[i].addr, p->cidrs[i].prefix))
+		if (cidr_is_private(&p->cidrs[i]) &&
+		    in_prefix(dst, p->cidrs[i].addr, p->cidrs[i].prefix))
 			return true;
 	for (size_t i = 0; i < ARRAY_SIZE(private_v); i++)
 		if (in_prefix(dst, private_v[i].addr, private_v[i].prefix))
 			return false;
+	for (size_t i = 0; i < p->n_cidrs; i++)
+		if (in_prefix(dst, p->cidrs[i].addr, p->cidrs[i].prefix))
+			return true;
 	for (size_t i = 0; i < n->n_pins; i++)
 		if (n->pins[i].addr == dst && n->pins[i].expires_ms > now)
 			return true;
@@ -1165,7 +1210,7 @@ void ns__egress_init(struct ns_egress *e)
 {
 	memset(e, 0, sizeof(*e));
 	pthread_mutex_init(&e->lock, NULL);
-	e->dns_fd = e->upstream_fd = e->wake_fd[0] = e->wake_fd[1] = -1;
+	e->dns_fd = e->dns_tcp_fd = e->upstream_fd = e->wake_fd[0] = e->wake_fd[1] = -1;
 	e->hint_mbps = 100;
 	e->hint_connections = 256;
 }
@@ -1220,8 +1265,8 @@ void ns__egress_open(struct ns_egress *e, const struct sbx_backend_config *cfg, 
 	ip_str(e->base, base);
 	fprintf(stderr,
 		"bunkerd: egress: sessions' interfaces in %s/%d (%s*), rules in table inet %s, "
-		"resolver on port %d\n",
-		base, e->prefix, e->ifprefix, e->table, e->dns_port);
+		"resolver on ports %d/udp and %d/tcp\n",
+		base, e->prefix, e->ifprefix, e->table, e->dns_port, e->dns_tcp_port);
 	return;
 off:
 	ns__dns_stop(e);

@@ -1,13 +1,24 @@
-/* The sessions' resolver: one thread of the daemon, a UDP port that the
- * egress table redirects each session's port 53 to. It knows a query's
- * session by its source address, answers only the names that session's
+/* The sessions' resolver: one thread of the daemon, a UDP port and a TCP
+ * port that the egress table redirects each session's port 53 to. It
+ * knows a query's session by its source address, answers only the names that session's
  * policy allows (REFUSED otherwise), forwards them to the host's resolver
  * (the first IPv4 nameserver of /etc/resolv.conf), and before it passes an
  * answer on, opens the A addresses it carried to that session for their
  * TTL (DNS pinning): a name's addresses are reachable only after the
  * session asked for the name. AAAA questions get an empty answer: IPv6 is
  * off in sessions. A file of "ADDRESS NAME..." lines (--dns-hosts, for
- * tests) answers its names itself and never asks anyone about them. */
+ * tests) answers its names itself and never asks anyone about them.
+ *
+ * One function, dns_query(), answers a message whichever way it came; the
+ * transports only frame it. Over TCP (RFC 7766: a 2-byte length before
+ * each message, several queries on one connection, answers in the order
+ * they are ready) every resource a session can hold is bounded: at most
+ * DNS_TCP_PER_SESSION connections of one session and DNS_TCP_MAX of all,
+ * DNS_TCP_TIMEOUT_MS to send a whole query (or to send the next one), at
+ * most DNS_TCP_INFLIGHT of a connection's queries awaiting an answer (it
+ * is not read meanwhile), and a query of at most DNS_MSG_MAX bytes, as
+ * over UDP: a longer or shorter length closes the connection. The thread
+ * never blocks on a connection, so one that stalls stalls nobody else. */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -25,23 +36,52 @@
 #include "util/util.h"
 
 #define DNS_PENDING_MAX 128
+/* Of one session: the rest stays for the others. */
+#define DNS_PENDING_PER_SESSION 32
 #define DNS_TIMEOUT_MS 5000
 #define DNS_MSG_MAX 4096
 #define DNS_ADDRS_MAX 32
+#define DNS_TCP_MAX 64
+#define DNS_TCP_PER_SESSION 4
+#define DNS_TCP_TIMEOUT_MS 10000
+#define DNS_TCP_INFLIGHT 4
+
+/* Where an answer goes: a UDP client's address, or a TCP connection by
+ * its slot and the generation it had (an answer for a connection that
+ * closed meanwhile is dropped, never sent to the slot's next one). */
+struct dns_client {
+	uint32_t session; /* host order: the session's address */
+	int tcp;	  /* -1: udp */
+	uint32_t gen;
+	struct sockaddr_in udp;
+};
 
 struct dns_pending {
 	bool used;
 	uint16_t up_id, client_id;
-	struct sockaddr_in client;
-	uint32_t session; /* its address: the network is looked up again */
+	struct dns_client client; /* its network is looked up again */
 	bool pin;
 	int64_t deadline_ms;
+};
+
+struct dns_tcp {
+	int fd; /* -1: the slot is free */
+	uint32_t session, gen;
+	int64_t deadline_ms; /* closed then, unless a query came whole */
+	int inflight;	     /* queries forwarded, their answers owed */
+	size_t in_len, out_len;
+	uint8_t in[2 + DNS_MSG_MAX];
+	/* Answers the session has not read yet: the connection is not read
+	 * while there are any, so they are at most the in-flight ones and
+	 * the one the last query got at once. */
+	uint8_t out[(DNS_TCP_INFLIGHT + 1) * (2 + DNS_MSG_MAX)];
 };
 
 struct dns_state {
 	struct ns_egress *e;
 	struct dns_pending pending[DNS_PENDING_MAX];
 	uint16_t next_id;
+	struct dns_tcp tcp[DNS_TCP_MAX];
 };
 
 /* Reads the name at off of msg (compression followed) into out
@@ -101,10 +141,71 @@ static void put16(uint8_t *p, uint16_t v)
 	p[1] = (uint8_t)v;
 }
 
+/* A FIN, not a reset (SO_LINGER 0): after a reset of ours conntrack holds
+ * the connection as closed by us, and the session's next SYN from the same
+ * port, which its kernel may reuse at once, would be invalid to it and
+ * refused. */
+static void tcp_close(struct dns_state *st, struct dns_tcp *c)
+{
+	close(c->fd);
+	c->fd = -1;
+	c->gen++;
+	c->inflight = 0;
+	c->in_len = c->out_len = 0;
+	(void)st;
+}
+
+/* Writes what c's session has not been sent yet, as far as it takes it
+ * now. */
+static void tcp_flush(struct dns_state *st, struct dns_tcp *c)
+{
+	size_t off = 0;
+	while (off < c->out_len) {
+		ssize_t n =
+		    send(c->fd, c->out + off, c->out_len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (n <= 0) {
+			tcp_close(st, c);
+			return;
+		}
+		off += (size_t)n;
+	}
+	memmove(c->out, c->out + off, c->out_len - off);
+	c->out_len -= off;
+	if (off)
+		c->deadline_ms = now_ms() + DNS_TCP_TIMEOUT_MS;
+}
+
+/* Sends the message msg to its client: a datagram, or a framed message on
+ * the connection if it is still the one that asked. */
+static void dns_send(struct dns_state *st, const struct dns_client *to, const uint8_t *msg,
+		     size_t len)
+{
+	if (to->tcp < 0) {
+		sendto(st->e->dns_fd, msg, len, MSG_DONTWAIT, (const struct sockaddr *)&to->udp,
+		       sizeof(to->udp));
+		return;
+	}
+	struct dns_tcp *c = &st->tcp[to->tcp];
+	if (c->fd < 0 || c->gen != to->gen)
+		return;
+	if (c->out_len + 2 + len > sizeof(c->out)) {
+		tcp_close(st, c); /* cannot happen: the reads stop first */
+		return;
+	}
+	put16(c->out + c->out_len, (uint16_t)len);
+	memcpy(c->out + c->out_len + 2, msg, len);
+	c->out_len += 2 + len;
+	tcp_flush(st, c);
+}
+
 /* An answer of our own to the query q (its question ends at qend): rcode,
  * and one A record of addr when addr is not 0. */
-static void dns_reply(int fd, const struct sockaddr_in *to, const uint8_t *q, size_t qend,
-		      int rcode, uint32_t addr)
+static void dns_reply(struct dns_state *st, const struct dns_client *to, const uint8_t *q,
+		      size_t qend, int rcode, uint32_t addr)
 {
 	uint8_t r[DNS_MSG_MAX];
 	if (qend + 16 > sizeof(r))
@@ -136,7 +237,7 @@ static void dns_reply(int fd, const struct sockaddr_in *to, const uint8_t *q, si
 		memcpy(r + n, rec, sizeof(rec));
 		n += sizeof(rec);
 	}
-	sendto(fd, r, n, MSG_DONTWAIT, (const struct sockaddr *)to, sizeof(*to));
+	dns_send(st, to, r, n);
 }
 
 static const struct ns_dns_host *dns_host_find(const struct ns_egress *e, const char *name)
@@ -147,29 +248,33 @@ static const struct ns_dns_host *dns_host_find(const struct ns_egress *e, const 
 	return NULL;
 }
 
-static void dns_query(struct dns_state *st, const uint8_t *q, size_t len,
-		      const struct sockaddr_in *from)
+/* Answers the query q of len bytes (at most DNS_MSG_MAX) from the client
+ * to, however it came: at once from the policy or the hosts file, or by
+ * forwarding it upstream (dns_answer() passes the answer on). -1: q is
+ * not a query, or not a session's, and gets no answer at all. */
+static int dns_query(struct dns_state *st, const uint8_t *q, size_t len,
+		     const struct dns_client *to)
 {
 	struct ns_egress *e = st->e;
 	if (len < 12 || (q[2] & 0x80) || ((q[2] >> 3) & 0xf) != 0 || get16(q + 4) != 1)
-		return;
+		return -1;
 	char name[SBX_NET_DOMAIN_MAX + 2];
 	size_t qend;
 	if (dns_name(q, len, 12, name, sizeof(name), &qend) < 0 || qend + 4 > len)
-		return;
+		return -1;
 	uint16_t qtype = get16(q + qend);
 	qend += 4;
-	uint32_t src = ntohl(from->sin_addr.s_addr);
+	uint32_t src = to->session;
 	bool pin = false, allowed;
 	pthread_mutex_lock(&e->lock);
 	struct ns_net *n = ns__egress_find_locked(e, src);
 	allowed = n && ns__net_name_allowed_locked(n, name, &pin);
 	pthread_mutex_unlock(&e->lock);
 	if (n == NULL)
-		return; /* not a session's: no answer at all */
+		return -1; /* not a session's: no answer at all */
 	if (!allowed) {
-		dns_reply(e->dns_fd, from, q, qend, 5 /* REFUSED */, 0);
-		return;
+		dns_reply(st, to, q, qend, 5 /* REFUSED */, 0);
+		return 0;
 	}
 	const struct ns_dns_host *h = dns_host_find(e, name);
 	if (h || qtype == 28 /* AAAA */) {
@@ -181,25 +286,22 @@ static void dns_query(struct dns_state *st, const uint8_t *q, size_t len,
 				ns__net_pin_locked(e, n, &addr, 1, 60);
 			pthread_mutex_unlock(&e->lock);
 		}
-		dns_reply(e->dns_fd, from, q, qend, 0, addr);
-		return;
-	}
-	if (e->upstream_fd < 0) {
-		dns_reply(e->dns_fd, from, q, qend, 2 /* SERVFAIL */, 0);
-		return;
+		dns_reply(st, to, q, qend, 0, addr);
+		return 0;
 	}
 	int64_t now = now_ms();
 	struct dns_pending *p = NULL;
+	int of_session = 0;
 	for (int i = 0; i < DNS_PENDING_MAX; i++) {
 		struct dns_pending *c = &st->pending[i];
-		if (!c->used || c->deadline_ms < now) {
-			p = c;
-			break;
-		}
+		if (!c->used)
+			p = p ? p : c;
+		else if (c->client.session == src)
+			of_session++;
 	}
-	if (p == NULL) {
-		dns_reply(e->dns_fd, from, q, qend, 2, 0);
-		return;
+	if (e->upstream_fd < 0 || p == NULL || of_session >= DNS_PENDING_PER_SESSION) {
+		dns_reply(st, to, q, qend, 2 /* SERVFAIL */, 0);
+		return 0;
 	}
 	uint8_t fwd[DNS_MSG_MAX];
 	memcpy(fwd, q, len);
@@ -209,13 +311,30 @@ static void dns_query(struct dns_state *st, const uint8_t *q, size_t len,
 	*p = (struct dns_pending){.used = true,
 				  .up_id = (uint16_t)(rnd ^ ++st->next_id),
 				  .client_id = get16(q),
-				  .client = *from,
-				  .session = src,
+				  .client = *to,
 				  .pin = pin,
 				  .deadline_ms = now + DNS_TIMEOUT_MS};
 	put16(fwd, p->up_id);
-	if (send(e->upstream_fd, fwd, len, MSG_DONTWAIT) < 0)
+	if (send(e->upstream_fd, fwd, len, MSG_DONTWAIT) < 0) {
 		p->used = false;
+		dns_reply(st, to, q, qend, 2, 0);
+		return 0;
+	}
+	if (to->tcp >= 0)
+		st->tcp[to->tcp].inflight++;
+	return 0;
+}
+
+/* A pending query is answered or given up: its connection may be read
+ * again. */
+static void dns_pending_done(struct dns_state *st, struct dns_pending *p)
+{
+	p->used = false;
+	if (p->client.tcp < 0)
+		return;
+	struct dns_tcp *c = &st->tcp[p->client.tcp];
+	if (c->fd >= 0 && c->gen == p->client.gen && c->inflight > 0)
+		c->inflight--;
 }
 
 static void dns_answer(struct dns_state *st, uint8_t *r, size_t len)
@@ -231,7 +350,7 @@ static void dns_answer(struct dns_state *st, uint8_t *r, size_t len)
 		}
 	if (p == NULL)
 		return;
-	p->used = false;
+	dns_pending_done(st, p);
 	uint32_t addrs[DNS_ADDRS_MAX];
 	size_t count = 0;
 	uint32_t ttl = 86400;
@@ -264,14 +383,106 @@ static void dns_answer(struct dns_state *st, uint8_t *r, size_t len)
 		return; /* a malformed answer is not passed on */
 	if (p->pin && count) {
 		pthread_mutex_lock(&e->lock);
-		struct ns_net *n = ns__egress_find_locked(e, p->session);
+		struct ns_net *n = ns__egress_find_locked(e, p->client.session);
 		if (n)
 			ns__net_pin_locked(e, n, addrs, count, ttl);
 		pthread_mutex_unlock(&e->lock);
 	}
 	put16(r, p->client_id);
-	sendto(e->dns_fd, r, len, MSG_DONTWAIT, (const struct sockaddr *)&p->client,
-	       sizeof(p->client));
+	dns_send(st, &p->client, r, len);
+}
+
+/* Takes the connections waiting, as far as the caps let them in: a
+ * session's own, to its gateway, at most DNS_TCP_PER_SESSION of it and
+ * DNS_TCP_MAX in all; the others are closed at once. */
+static void tcp_accept(struct dns_state *st)
+{
+	struct ns_egress *e = st->e;
+	for (int k = 0; k < DNS_TCP_MAX; k++) {
+		struct sockaddr_in from, local;
+		socklen_t fl = sizeof(from), ll = sizeof(local);
+		int fd = accept4(e->dns_tcp_fd, (struct sockaddr *)&from, &fl,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0)
+			return;
+		uint32_t session = 0;
+		bool ours = false;
+		if (from.sin_family == AF_INET &&
+		    getsockname(fd, (struct sockaddr *)&local, &ll) == 0) {
+			session = ntohl(from.sin_addr.s_addr);
+			pthread_mutex_lock(&e->lock);
+			const struct ns_net *n = ns__egress_find_locked(e, session);
+			/* The table redirects to the address of the interface
+			 * the connection came in on: its session's gateway. */
+			ours = n && n->gw == ntohl(local.sin_addr.s_addr);
+			pthread_mutex_unlock(&e->lock);
+		}
+		int free_slot = -1, of_session = 0;
+		for (int i = 0; i < DNS_TCP_MAX; i++) {
+			if (st->tcp[i].fd < 0)
+				free_slot = free_slot < 0 ? i : free_slot;
+			else if (st->tcp[i].session == session)
+				of_session++;
+		}
+		if (!ours || free_slot < 0 || of_session >= DNS_TCP_PER_SESSION) {
+			close(fd);
+			continue;
+		}
+		struct dns_tcp *slot = &st->tcp[free_slot];
+		slot->fd = fd;
+		slot->session = session;
+		slot->deadline_ms = now_ms() + DNS_TCP_TIMEOUT_MS;
+	}
+}
+
+/* Reads what c's session sent, query by query, while it is owed fewer
+ * than DNS_TCP_INFLIGHT answers and has read every answer it was sent. */
+static void tcp_read(struct dns_state *st, int slot)
+{
+	struct dns_tcp *c = &st->tcp[slot];
+	for (int k = 0; k < 2 * DNS_TCP_INFLIGHT; k++) {
+		if (c->fd < 0 || c->out_len > 0 || c->inflight >= DNS_TCP_INFLIGHT)
+			return;
+		size_t need = c->in_len < 2 ? 2 : 2 + (size_t)get16(c->in);
+		ssize_t n = recv(c->fd, c->in + c->in_len, need - c->in_len, MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+			return;
+		if (n <= 0) {
+			tcp_close(st, c);
+			return;
+		}
+		c->in_len += (size_t)n;
+		if (c->in_len == 2) {
+			size_t qlen = get16(c->in);
+			if (qlen < 12 || qlen > DNS_MSG_MAX) {
+				tcp_close(st, c); /* not a query's length */
+				return;
+			}
+			continue;
+		}
+		if (c->in_len < need)
+			continue;
+		c->in_len = 0;
+		c->deadline_ms = now_ms() + DNS_TCP_TIMEOUT_MS;
+		const struct dns_client to = {.session = c->session, .tcp = slot, .gen = c->gen};
+		if (dns_query(st, c->in + 2, need - 2, &to) < 0) {
+			tcp_close(st, c);
+			return;
+		}
+	}
+}
+
+/* Gives up the queries upstream did not answer in time and closes the
+ * connections that sent no whole query in time. */
+static void dns_expire(struct dns_state *st)
+{
+	int64_t now = now_ms();
+	for (int i = 0; i < DNS_PENDING_MAX; i++)
+		if (st->pending[i].used && st->pending[i].deadline_ms < now)
+			dns_pending_done(st, &st->pending[i]);
+	for (int i = 0; i < DNS_TCP_MAX; i++)
+		if (st->tcp[i].fd >= 0 && st->tcp[i].inflight == 0 && st->tcp[i].deadline_ms < now)
+			tcp_close(st, &st->tcp[i]);
 }
 
 static void *dns_main(void *arg)
@@ -279,28 +490,63 @@ static void *dns_main(void *arg)
 	struct dns_state *st = arg;
 	struct ns_egress *e = st->e;
 	uint8_t msg[DNS_MSG_MAX];
-	struct pollfd fds[3] = {{.fd = e->dns_fd, .events = POLLIN},
-				{.fd = e->upstream_fd, .events = POLLIN},
-				{.fd = e->wake_fd[0], .events = POLLIN}};
+	enum { FD_UDP, FD_UPSTREAM, FD_WAKE, FD_TCP, FD_CONN };
+	struct pollfd fds[FD_CONN + DNS_TCP_MAX];
+	int slot_of[DNS_TCP_MAX];
 	for (;;) {
-		if (poll(fds, 3, 1000) < 0 && errno != EINTR)
+		fds[FD_UDP] = (struct pollfd){.fd = e->dns_fd, .events = POLLIN};
+		fds[FD_UPSTREAM] = (struct pollfd){.fd = e->upstream_fd, .events = POLLIN};
+		fds[FD_WAKE] = (struct pollfd){.fd = e->wake_fd[0], .events = POLLIN};
+		fds[FD_TCP] = (struct pollfd){.fd = e->dns_tcp_fd, .events = POLLIN};
+		nfds_t nfds = FD_CONN;
+		for (int i = 0; i < DNS_TCP_MAX; i++) {
+			struct dns_tcp *c = &st->tcp[i];
+			if (c->fd < 0)
+				continue;
+			short ev = c->out_len ? POLLOUT : 0;
+			if (c->out_len == 0 && c->inflight < DNS_TCP_INFLIGHT)
+				ev |= POLLIN;
+			slot_of[nfds - FD_CONN] = i;
+			fds[nfds++] = (struct pollfd){.fd = c->fd, .events = ev};
+		}
+		if (poll(fds, nfds, 1000) < 0 && errno != EINTR)
 			break;
-		if (fds[2].revents)
+		if (fds[FD_WAKE].revents)
 			break;
-		if (fds[0].revents & POLLIN) {
+		if (fds[FD_UDP].revents & POLLIN) {
 			struct sockaddr_in from;
 			socklen_t fl = sizeof(from);
 			ssize_t n = recvfrom(e->dns_fd, msg, sizeof(msg), MSG_DONTWAIT,
 					     (struct sockaddr *)&from, &fl);
-			if (n > 0 && from.sin_family == AF_INET)
-				dns_query(st, msg, (size_t)n, &from);
+			if (n > 0 && from.sin_family == AF_INET) {
+				const struct dns_client to = {
+				    .session = ntohl(from.sin_addr.s_addr), .tcp = -1, .udp = from};
+				dns_query(st, msg, (size_t)n, &to);
+			}
 		}
-		if (fds[1].fd >= 0 && (fds[1].revents & POLLIN)) {
+		if (fds[FD_UPSTREAM].fd >= 0 && (fds[FD_UPSTREAM].revents & POLLIN)) {
 			ssize_t n = recv(e->upstream_fd, msg, sizeof(msg), MSG_DONTWAIT);
 			if (n > 0)
 				dns_answer(st, msg, (size_t)n);
 		}
+		for (nfds_t i = FD_CONN; i < nfds; i++) {
+			struct dns_tcp *c = &st->tcp[slot_of[i - FD_CONN]];
+			if (c->fd != fds[i].fd || fds[i].revents == 0)
+				continue; /* closed (and perhaps taken again) meanwhile */
+			if (fds[i].revents & POLLOUT)
+				tcp_flush(st, c);
+			if (c->fd >= 0 && (fds[i].revents & POLLIN))
+				tcp_read(st, slot_of[i - FD_CONN]);
+			else if (c->fd >= 0 && (fds[i].revents & (POLLERR | POLLHUP | POLLNVAL)))
+				tcp_close(st, c);
+		}
+		if (fds[FD_TCP].revents & POLLIN)
+			tcp_accept(st);
+		dns_expire(st);
 	}
+	for (int i = 0; i < DNS_TCP_MAX; i++)
+		if (st->tcp[i].fd >= 0)
+			tcp_close(st, &st->tcp[i]);
 	free(st);
 	return NULL;
 }
@@ -368,6 +614,16 @@ int ns__dns_start(struct ns_egress *e, const char *hosts_file, char *why, size_t
 		return -1;
 	}
 	e->dns_port = ntohs(sa.sin_port);
+	struct sockaddr_in ta = {.sin_family = AF_INET};
+	socklen_t tl = sizeof(ta);
+	e->dns_tcp_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (e->dns_tcp_fd < 0 || bind(e->dns_tcp_fd, (struct sockaddr *)&ta, sizeof(ta)) < 0 ||
+	    listen(e->dns_tcp_fd, DNS_TCP_MAX) < 0 ||
+	    getsockname(e->dns_tcp_fd, (struct sockaddr *)&ta, &tl) < 0) {
+		snprintf(why, len, "cannot open the resolver's TCP socket: %s", strerror(errno));
+		return -1;
+	}
+	e->dns_tcp_port = ntohs(ta.sin_port);
 	e->upstream = upstream_find();
 	if (e->upstream) {
 		struct sockaddr_in up = {.sin_family = AF_INET,
@@ -386,6 +642,8 @@ int ns__dns_start(struct ns_egress *e, const char *hosts_file, char *why, size_t
 		return -1;
 	}
 	st->e = e;
+	for (int i = 0; i < DNS_TCP_MAX; i++)
+		st->tcp[i].fd = -1;
 	int r = pthread_create(&e->dns_thread, NULL, dns_main, st);
 	if (r != 0) {
 		free(st);
@@ -405,8 +663,8 @@ void ns__dns_stop(struct ns_egress *e)
 		pthread_join(e->dns_thread, NULL);
 		e->dns_running = false;
 	}
-	int *fds[] = {&e->dns_fd, &e->upstream_fd, &e->wake_fd[0], &e->wake_fd[1]};
-	for (size_t i = 0; i < 4; i++)
+	int *fds[] = {&e->dns_fd, &e->dns_tcp_fd, &e->upstream_fd, &e->wake_fd[0], &e->wake_fd[1]};
+	for (size_t i = 0; i < ARRAY_SIZE(fds); i++)
 		if (*fds[i] >= 0) {
 			close(*fds[i]);
 			*fds[i] = -1;

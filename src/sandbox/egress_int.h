@@ -9,7 +9,8 @@
  * their own, where one nftables table of the daemon's (inet bunker_<hash>)
  * decides, in a chain of that session's, what may pass; what passes is
  * masqueraded on its way out. The resolver is a thread of the daemon: the
- * table redirects a session's UDP port 53 on its gateway to it.
+ * table redirects a session's UDP port 53 (of any address) and its TCP
+ * port 53 of its gateway or of NS_RESOLVER_ADDR to it.
  *
  * Locks: egress->lock guards the nft context, the index table and every
  * session's struct ns_net; it is a leaf (nothing else is taken while it is
@@ -27,6 +28,9 @@ struct nft_ctx;
 struct ns_sbx;
 
 #define NS_NET_PINS_MAX 512
+/* The nameserver of every session's resolv.conf (sandbox/image.c): in the
+ * default range and nobody's address (its index 0 is never given out). */
+#define NS_RESOLVER_ADDR "10.213.0.1"
 
 struct ns_net_pin {
 	uint32_t addr;	    /* host order */
@@ -75,8 +79,8 @@ struct ns_egress {
 	 * finds its rules written. */
 	int hint_mbps, hint_connections;
 	/* The resolver (sandbox/egress_dns.c). */
-	int dns_fd, upstream_fd, wake_fd[2];
-	int dns_port;
+	int dns_fd, dns_tcp_fd, upstream_fd, wake_fd[2];
+	int dns_port, dns_tcp_port;
 	bool dns_running;
 	pthread_t dns_thread;
 	uint32_t upstream; /* host order; 0: none, every forwarded name fails */

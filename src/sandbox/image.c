@@ -206,7 +206,7 @@ static int image_build(const char *dir, const char *bun_real, struct bk_err *err
 	    put_file(etc, "resolv.conf",
 		     "# A session granted outbound network asks bunkerd's resolver: its\n"
 		     "# table sends port 53 of any address to it (sandbox/egress_dns.c).\n"
-		     "nameserver 10.213.0.1\noptions timeout:2 attempts:2\n",
+		     "nameserver " NS_RESOLVER_ADDR "\noptions timeout:2 attempts:2\n",
 		     err) < 0 ||
 	    put_file(etc, "nsswitch.conf", "passwd: files\ngroup: files\nhosts: files dns\n", err) <
 		0)

@@ -83,8 +83,10 @@ struct sbx_backend_config {
  * destination that is the host itself, another session, link-local (the
  * cloud metadata address among them), multicast or broadcast is refused
  * whatever this says; private ranges (RFC 1918, CGNAT) only open through
- * a CIDR that names them. IPv6 is off in sessions. */
-#define SBX_NET_DOMAINS_MAX 64
+ * a CIDR inside them (0.0.0.0/0 opens none). IPv6 is off in sessions. */
+#define SBX_NET_DOMAINS_MAX 64 /* of a policy */
+/* The names allow_package_managers adds (core/network.c), at most. */
+#define SBX_NET_REGISTRIES_MAX 8
 #define SBX_NET_CIDRS_MAX 64
 #define SBX_NET_DOMAIN_MAX 254
 struct sbx_net_cidr {
@@ -100,7 +102,7 @@ struct sbx_net {
 	 * the addresses its answers carried, for their TTL (DNS pinning):
 	 * "example.com" that name, "*.example.com" the names below it. */
 	size_t n_domains;
-	char domains[SBX_NET_DOMAINS_MAX][SBX_NET_DOMAIN_MAX];
+	char domains[SBX_NET_REGISTRIES_MAX + SBX_NET_DOMAINS_MAX][SBX_NET_DOMAIN_MAX];
 	/* Destinations open on every port. */
 	size_t n_cidrs;
 	struct sbx_net_cidr cidrs[SBX_NET_CIDRS_MAX];

@@ -129,9 +129,11 @@ static int net_setup(void)
 	}
 	snprintf(netns, sizeof(netns), "bkt%d", (int)getpid());
 	snprintf(host_if, sizeof(host_if), "bkth%d", (int)getpid() % 100000);
-	/* The ranges must be nobody's on this machine: refused otherwise. */
+	/* The ranges must be nobody's on this machine: refused otherwise
+	 * (10.214.0.0/16, the second daemon's of one test, is that test's
+	 * to check). */
 	if (sh("ip route | grep -qE "
-	       "'^(198\\.51\\.100\\.|10\\.99\\.7\\.|169\\.254\\.169\\.254|10\\.213\\.|10\\.214\\.)"
+	       "'^(198\\.51\\.100\\.|10\\.99\\.7\\.|169\\.254\\.169\\.254|10\\.213\\.)"
 	       "'") == 0) {
 		fprintf(stderr, "egress: a test range is in use on this machine\n");
 		return -1;
@@ -216,6 +218,40 @@ static const char probe_py[] = "import socket,sys\n"
 			       "  print(s.recv(100).decode().strip() or 'FAIL empty')\n"
 			       "except Exception as e: print('FAIL',type(e).__name__,e)\n";
 
+/* DNS over TCP from inside the session: every name of argv[2:] asked on
+ * one connection to argv[1]:53, all sent before any answer is read
+ * (pipelined); prints "name:rcode:address" for each ("-": no address),
+ * or "FAIL <why>". */
+static const char dnstcp_py[] =
+    "import socket,struct,sys\n"
+    "def query(i,name):\n"
+    "  m=struct.pack('>HHHHHH',i,0x0100,1,0,0,0)\n"
+    "  for l in name.split('.'): m+=bytes([len(l)])+l.encode()\n"
+    "  m+=b'\\0'+struct.pack('>HH',1,1)\n"
+    "  return struct.pack('>H',len(m))+m\n"
+    "def recvn(s,n):\n"
+    "  b=b''\n"
+    "  while len(b)<n:\n"
+    "    d=s.recv(n-len(b))\n"
+    "    if not d: raise EOFError('closed')\n"
+    "    b+=d\n"
+    "  return b\n"
+    "def answer(s):\n"
+    "  r=recvn(s,struct.unpack('>H',recvn(s,2))[0])\n"
+    "  i,fl,qd,an=struct.unpack('>HHHH',r[:8])\n"
+    "  return i,fl&15,('.'.join(map(str,r[-4:])) if an else '-')\n"
+    "def main():\n"
+    "  names=sys.argv[2:]\n"
+    "  s=socket.create_connection((sys.argv[1],53),timeout=3)\n"
+    "  s.sendall(b''.join(query(k+1,n) for k,n in enumerate(names)))\n"
+    "  got={}\n"
+    "  for _ in names:\n"
+    "    i,rc,a=answer(s); got[i]='%d:%s'%(rc,a)\n"
+    "  print(' '.join('%s:%s'%(n,got.get(k+1,'?')) for k,n in enumerate(names)))\n"
+    "if __name__=='__main__':\n"
+    "  try: main()\n"
+    "  except Exception as e: print('FAIL',type(e).__name__,e)\n";
+
 static char *session_with(const char *key, const char *network_json)
 {
 	char body[2048];
@@ -224,8 +260,8 @@ static char *session_with(const char *key, const char *network_json)
 	else
 		snprintf(body, sizeof(body), "{}");
 	char *id = client_must_create(key, body);
-	json_t *files =
-	    json_pack("{s:[{s:s,s:s}]}", "files", "path", "probe.py", "content", probe_py);
+	json_t *files = json_pack("{s:[{s:s,s:s},{s:s,s:s}]}", "files", "path", "probe.py",
+				  "content", probe_py, "path", "dnstcp.py", "content", dnstcp_py);
 	struct client_resp r;
 	client_must_exec(key, id, "true", files, &r);
 	client_resp_free(&r);
@@ -388,6 +424,133 @@ TEST(domain_allow_via_resolver)
 	free(id);
 }
 
+/* What the session's DNS over TCP to server gets (caller frees). */
+static char *dns_tcp(const char *key, const char *id, const char *server, const char *names)
+{
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "python3 /workspace/dnstcp.py %s %s", server, names);
+	char *out = client_must_run(key, id, cmd);
+	out[strcspn(out, "\n")] = '\0';
+	return out;
+}
+
+/* The session's gateway, as its default route says (caller frees). */
+static char *session_gateway(const char *key, const char *id)
+{
+	return client_must_run(key, id,
+			       "ip -4 route show default | awk '{print $3}' | tr -d '\\n'");
+}
+
+/* DNS over TCP, to the address of the session's resolv.conf and to its
+ * gateway: an allowed test name is answered, its address is pinned open
+ * by that answer alone (nothing asked over UDP), and several queries on
+ * one connection are each answered. TCP port 53 of any other address is
+ * not the resolver: another session's gateway and a test server are
+ * refused like any port the policy does not open. */
+TEST(dns_over_tcp_answers_and_pins)
+{
+	need_root();
+	char *id = session_with(bk.paid_key, "{\"allowedDomains\":[\"granted.bunker.test\","
+					     "\"*.wild.bunker.test\"]}");
+	char *other = session_with(bk.paid_key, "{\"allowedDomains\":[\"granted.bunker.test\"]}");
+	CHECK_BLOCKED(bk.paid_key, id, SRV_NAMED, 8000); /* not asked for yet */
+	char *o = dns_tcp(bk.paid_key, id, "10.213.0.1", "granted.bunker.test");
+	CHECK_STR_EQ(o, "granted.bunker.test:0:" SRV_NAMED);
+	free(o);
+	CHECK_REACHES(bk.paid_key, id, SRV_NAMED, 8000); /* pinned by the TCP answer */
+	char *gw = session_gateway(bk.paid_key, id);
+	o = dns_tcp(bk.paid_key, id, gw, "sub.wild.bunker.test granted.bunker.test");
+	CHECK_STR_EQ(o, "sub.wild.bunker.test:0:" SRV_GRANTED " granted.bunker.test:0:" SRV_NAMED);
+	free(o);
+	CHECK_REACHES(bk.paid_key, id, SRV_GRANTED, 8000);
+	/* Port 53 of addresses that are not this session's resolver. */
+	char *other_gw = session_gateway(bk.paid_key, other);
+	CHECK_MSG(strcmp(gw, other_gw) != 0, "two sessions share gateway %s", gw);
+	o = dns_tcp(bk.paid_key, id, other_gw, "granted.bunker.test");
+	CHECK_MSG(strncmp(o, "FAIL", 4) == 0, "another session's gateway answered: %s", o);
+	free(o);
+	o = dns_tcp(bk.paid_key, id, SRV_OTHER, "granted.bunker.test");
+	CHECK_MSG(strncmp(o, "FAIL", 4) == 0, "TCP 53 of a test server was answered: %s", o);
+	free(o);
+	free(gw);
+	free(other_gw);
+	client_must_delete(bk.paid_key, other);
+	free(other);
+	client_must_delete(bk.paid_key, id);
+	free(id);
+}
+
+/* Over TCP as over UDP, a name the policy does not allow is REFUSED and
+ * opens nothing, on a connection that answers an allowed name next. */
+TEST(dns_over_tcp_refuses_denied_names)
+{
+	need_root();
+	char *id = session_with(bk.paid_key, "{\"allowedDomains\":[\"granted.bunker.test\"]}");
+	char *o = dns_tcp(bk.paid_key, id, "10.213.0.1", "other.bunker.test granted.bunker.test");
+	CHECK_STR_EQ(o, "other.bunker.test:5:- granted.bunker.test:0:" SRV_NAMED);
+	free(o);
+	CHECK_BLOCKED(bk.paid_key, id, SRV_OTHER, 8000);
+	client_must_delete(bk.paid_key, id);
+	free(id);
+}
+
+/* A hostile session sends lengths no query has (each closes its
+ * connection at once), opens more TCP connections to the resolver than
+ * there are slots in all, and holds those it gets with a length that
+ * announces a message it never sends: it is served on
+ * DNS_TCP_PER_SESSION (4) connections only, and another session resolves
+ * over TCP and UDP while they are held. */
+TEST_TIMEOUT(dns_over_tcp_hostile_session_bounded, 90)
+{
+	need_root();
+	char *hostile = session_with(bk.paid_key, "{\"allowedDomains\":[\"granted.bunker.test\"]}");
+	char *victim = session_with(bk.paid_key, "{\"allowedDomains\":[\"granted.bunker.test\"]}");
+	/* Lengths 0, 5 and 65535 (no query is shorter than 12 bytes or
+	 * longer than 4096), each on a connection of its own; then 80
+	 * connections (more than the 64 of every session), a query on each:
+	 * those answered stay, stalled in a message of 4096 bytes that never
+	 * comes whole. */
+	char *o = client_must_run(
+	    bk.paid_key, hostile,
+	    "nohup python3 -c \"\n"
+	    "import socket,struct,sys\n"
+	    "sys.path.insert(0,'/workspace')\n"
+	    "from dnstcp import query,answer\n"
+	    "junk=0\n"
+	    "for j in (b'\\\\0\\\\0',b'\\\\0\\\\5hello',b'\\\\xff\\\\xff'+b'x'*100):\n"
+	    "  c=socket.create_connection(('10.213.0.1',53),timeout=3); c.sendall(j)\n"
+	    "  try: junk+=c.recv(10)==b''\n"
+	    "  except ConnectionResetError: junk+=1\n"
+	    "  except socket.timeout: pass\n"
+	    "cs=[]\n"
+	    "for i in range(80):\n"
+	    "  try: cs.append(socket.create_connection(('10.213.0.1',53),timeout=3))\n"
+	    "  except Exception as e: print(i,repr(e),flush=True)\n"
+	    "kept=[]\n"
+	    "for c in cs:\n"
+	    "  try:\n"
+	    "    c.sendall(query(7,'granted.bunker.test')); answer(c); kept.append(c)\n"
+	    "  except Exception: pass\n"
+	    "for c in kept: c.sendall(b'\\\\x10\\\\0'+b'x'*100)\n"
+	    "open('/tmp/h.tmp','w').write('%d %d %d'%(len(cs),len(kept),junk))\n"
+	    "import os,time; os.rename('/tmp/h.tmp','/tmp/h'); time.sleep(60)\n"
+	    "\" >/tmp/h.log 2>&1 & "
+	    "for i in $(seq 1 300); do [ -s /tmp/h ] && break; sleep 0.1; done; cat /tmp/h; head "
+	    "-c 600 /tmp/h.log");
+	CHECK_MSG(strcmp(o, "80 4 3") == 0,
+		  "hostile session: connections, served, junk closed = '%s' (want '80 4 3')", o);
+	free(o);
+	/* The hostile session's four stalled connections are still held. */
+	o = dns_tcp(bk.paid_key, victim, "10.213.0.1", "granted.bunker.test");
+	CHECK_STR_EQ(o, "granted.bunker.test:0:" SRV_NAMED);
+	free(o);
+	CHECK_REACHES(bk.paid_key, victim, "granted.bunker.test", 8000);
+	client_must_delete(bk.paid_key, hostile);
+	free(hostile);
+	client_must_delete(bk.paid_key, victim);
+	free(victim);
+}
+
 /* The host's own addresses (a server of the test's on all of them, and
  * bunkerd's port), another session, the metadata address and link-local
  * are blocked under every policy, one that names them all included; a
@@ -451,6 +614,23 @@ TEST_TIMEOUT(always_blocked_under_every_policy, 180)
 	free(addr);
 	client_must_delete(bk.paid_key, other);
 	free(other);
+}
+
+/* A CIDR wider than a private range (0.0.0.0/0, the whole of IPv4)
+ * opens the public addresses it covers and no private one: only a CIDR
+ * inside a private range opens it. */
+TEST(wide_cidr_opens_no_private_range)
+{
+	need_root();
+	char *id = session_with(bk.paid_key, "{\"allowedCidrs\":[\"0.0.0.0/0\"]}");
+	CHECK_REACHES(bk.paid_key, id, SRV_GRANTED, 8000);
+	CHECK_BLOCKED(bk.paid_key, id, SRV_PRIVATE, 80);
+	set_network(bk.paid_key, id, "{\"allowedCidrs\":[\"0.0.0.0/0\",\"10.99.7.0/24\"]}", 200);
+	CHECK_REACHES(bk.paid_key, id, SRV_PRIVATE, 80);
+	set_network(bk.paid_key, id, "{\"allowedCidrs\":[\"10.0.0.0/7\"]}", 200);
+	CHECK_BLOCKED(bk.paid_key, id, SRV_PRIVATE, 80);
+	client_must_delete(bk.paid_key, id);
+	free(id);
 }
 
 /* The InstaVM endpoints speak the same policy. */
@@ -598,6 +778,8 @@ TEST(pip_install_with_package_managers)
 TEST_TIMEOUT(nothing_left_after_delete_or_crash, 120)
 {
 	need_root();
+	if (sh("ip route | grep -qE '^10\\.214\\.'") == 0)
+		SKIP("10.214.0.0/16, this test's second daemon's range, is in use on this machine");
 	struct client_daemon d = {0};
 	snprintf(d.build, sizeof(d.build), "%s", bk.d.build);
 	const char *const args[] = {"--egress-net", "10.214.0.0/16", "--dns-hosts", hosts_file,
