@@ -41,8 +41,11 @@ struct ns_net {
 	struct sbx_net policy; /* what it is allowed now */
 	struct ns_net_pin pins[NS_NET_PINS_MAX];
 	size_t n_pins;
-	int64_t tx_bytes, rx_bytes; /* counted by the host end when it went */
-	char id[32];		    /* the session it belongs to */
+	/* The host end's counters when last read (egress->lock): they only
+	 * grow, and outlive the interface, which the kernel removes with the
+	 * sandbox's namespace. */
+	int64_t tx_bytes, rx_bytes;
+	char id[32]; /* the session it belongs to */
 };
 
 struct ns_dns_host {
@@ -66,6 +69,7 @@ struct ns_egress {
 	struct nft_ctx *nft;
 	struct ns_net **slots;	    /* by index */
 	int64_t tx_total, rx_total; /* bytes of the networks that went */
+	int64_t tx_told, rx_told;   /* the highest totals answered: they never go back */
 	/* The resolver (sandbox/egress_dns.c). */
 	int dns_fd, upstream_fd, wake_fd[2];
 	int dns_port;
@@ -90,10 +94,11 @@ int ns__net_set(struct sbx *s, const struct sbx_net *net, struct bk_err *err);
 void ns__net_release(struct ns_sbx *s);
 /* After adopt(): the network follows the sandbox to its new id. */
 void ns__net_rename(struct ns_sbx *s);
-/* The bytes session id's network carried so far. */
-void ns__net_bytes(struct ns_egress *e, const char *id, int64_t *tx, int64_t *rx);
+/* The net_bytes operation of struct sbx_ops. */
+void ns__net_bytes(struct sbx *s, int64_t *tx, int64_t *rx);
 
-/* The bytes every session's network carried so far, those gone included. */
+/* The bytes every session's network carried so far, those gone included;
+ * never less than an earlier answer (a Prometheus counter). */
 void ns__net_totals(struct ns_egress *e, int64_t *tx, int64_t *rx);
 
 /* ---- what egress.c offers the resolver ---- */
