@@ -87,13 +87,15 @@ static const char server_py[] =
     " % size)\n"
     "      for i in range(size>>20): c.sendall(chunk)\n"
     "    else:\n"
-    "      c.sendall(b'HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\nConnection: close\\r\\n\\r\\nhi')\n"
+    "      c.sendall(b'HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\nConnection: "
+    "close\\r\\n\\r\\nhi')\n"
     "  except Exception: pass\n"
     "  finally: c.close()\n"
     "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
-    "s.bind(('" SRV "'," XSTR(SRV_PORT) ")); s.listen(128)\n"
-    "while True:\n"
-    "  c,_=s.accept(); threading.Thread(target=h,args=(c,),daemon=True).start()\n";
+    "s.bind(('" SRV "'," XSTR(
+	SRV_PORT) ")); s.listen(128)\n"
+		  "while True:\n"
+		  "  c,_=s.accept(); threading.Thread(target=h,args=(c,),daemon=True).start()\n";
 
 /* The latency client: argv[1] GETs of /small, one connection each; prints
  * each one's milliseconds. */
@@ -102,12 +104,13 @@ static const char gets_py[] =
     "out=[]\n"
     "for i in range(int(sys.argv[1])):\n"
     "  t=time.perf_counter()\n"
-    "  s=socket.create_connection(('" SRV "'," XSTR(SRV_PORT) "),timeout=5)\n"
-    "  s.sendall(b'GET /small HTTP/1.1\\r\\nHost: " SRV "\\r\\n\\r\\n')\n"
-    "  while s.recv(4096): pass\n"
-    "  s.close()\n"
-    "  out.append((time.perf_counter()-t)*1000)\n"
-    "print('\\n'.join('%.4f' % x for x in out))\n";
+    "  s=socket.create_connection(('" SRV
+    "'," XSTR(SRV_PORT) "),timeout=5)\n"
+			"  s.sendall(b'GET /small HTTP/1.1\\r\\nHost: " SRV "\\r\\n\\r\\n')\n"
+			"  while s.recv(4096): pass\n"
+			"  s.close()\n"
+			"  out.append((time.perf_counter()-t)*1000)\n"
+			"print('\\n'.join('%.4f' % x for x in out))\n";
 
 static int sh(const char *cmd)
 {
@@ -258,7 +261,8 @@ static void measure_creates(const char *key, int n, int gap_ms, struct create_le
 
 static void print_level(const struct create_level *l)
 {
-	printf("\n== create at %d existing session%s ==\n", l->sessions, l->sessions == 1 ? "" : "s");
+	printf("\n== create at %d existing session%s ==\n", l->sessions,
+	       l->sessions == 1 ? "" : "s");
 	stats_print_header(&table);
 	stats_print_row(&table, &l->without, NULL);
 	stats_print_row(&table, &l->with, NULL);
@@ -290,16 +294,23 @@ int main(int argc, char **argv)
 		die("BENCH_EGRESS_SESSIONS needs more processes than this kernel's pid_max leaves");
 	char budget[24];
 	snprintf(budget, sizeof(budget), "%ld", need > 4096 ? need : 4096);
-	const char *const daemon_args[] = {"--egress-net",	 SESSIONS_RANGE, "--pids-max", "16",
-					   "--pids-budget",	 budget,	 "--idle-after", "86400",
-					   "--deep-sleep-after", "172800",	 NULL};
+	const char *const daemon_args[] = {"--egress-net",
+					   SESSIONS_RANGE,
+					   "--pids-max",
+					   "16",
+					   "--pids-budget",
+					   budget,
+					   "--idle-after",
+					   "86400",
+					   "--deep-sleep-after",
+					   "172800",
+					   NULL};
 	start_daemon(daemon_args, 300, 120);
 	char key[256], capped[256];
 	char max_s[16];
 	snprintf(max_s, sizeof(max_s), "%d", many + 64);
-	const char *const overrides[] = {"--max-sessions", max_s,	     "--rpm",
-					 "100000000",	   "--egress-mbps", "100000",
-					 NULL};
+	const char *const overrides[] = {"--max-sessions", max_s,    "--rpm", "100000000",
+					 "--egress-mbps",  "100000", NULL};
 	key_create_with("enterprise", overrides, key, sizeof(key));
 	key_create("enterprise", capped, sizeof(capped));
 	printf("bunkerd %s; server %s in namespace %s; %d MB downloads, %d rounds\n", build, SRV,
@@ -307,8 +318,9 @@ int main(int argc, char **argv)
 
 	/* (a) and (b): one session with 2 cores, granted the server. */
 	char *id = create_session(
-	    key, "{\"resourceLimits\":{\"cpu\":2,\"memory\":2048},\"network\":{\"allowedCidrs\":[\"" SRV
-		 "/32\"]}}",
+	    key,
+	    "{\"resourceLimits\":{\"cpu\":2,\"memory\":2048},\"network\":{\"allowedCidrs\":[\"" SRV
+	    "/32\"]}}",
 	    NULL);
 	free(session_run(key, id, "true", 30, gets_file()));
 	double *in_mbs = calloc((size_t)rounds, sizeof(double)),
