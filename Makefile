@@ -170,8 +170,10 @@ bench: deps
 # build/release/bench/hostile the fourth, about five minutes; the fifth,
 # the interpreters at the sandbox level, runs as `build/release/bench/interp`;
 # `build/release/bench/instavm` the InstaVM dialect's; `build/release/bench/scale`
-# the costs at 10 to 2,000 awake sessions, some minutes).
-BENCHES := bench lifecycle preview hostile instavm scale
+# the costs at 10 to 2,000 awake sessions, some minutes; `build/release/bench/egress`
+# a session's outbound network against the host's and what a grant adds to
+# a create at 1 and 1,000 sessions, some minutes).
+BENCHES := bench lifecycle preview hostile instavm scale egress
 bench-bin: $(BENCHES:%=$(BUILD)/bench/%) $(BUILD)/bench/interp $(BUILD)/bench/cluster
 
 # The interpreters' bench drives the backend itself: libbunker, no

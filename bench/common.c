@@ -439,6 +439,54 @@ void delete_session(const char *key, const char *id, double *ms)
 
 /* ---- statistics ---- */
 
+char *session_run(const char *key, const char *id, const char *command, int timeout_s,
+		  json_t *files)
+{
+	json_t *body =
+	    json_pack("{s:s,s:s,s:i}", "sessionId", id, "command", command, "timeout", timeout_s);
+	if (files)
+		json_object_set_new(body, "files", files);
+	char *text = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	json_t *j = NULL;
+	long status = http("POST", "/execute", key, text, &j, NULL);
+	free(text);
+	json_t *code = json_object_get(j, "exitCode");
+	if (status != 200 || !json_is_integer(code) || json_integer_value(code) != 0) {
+		char *dump = j ? json_dumps(j, JSON_COMPACT) : NULL;
+		fprintf(stderr, "bench: '%s': %.800s\n", command, dump ? dump : "(no answer)");
+		free(dump);
+		die("an execution in the session failed");
+	}
+	char *out = strdup(json_string_value(json_object_get(j, "stdout")));
+	json_decref(j);
+	return out;
+}
+
+char *host_run(const char *command)
+{
+	FILE *p = popen(command, "r");
+	if (p == NULL)
+		die("cannot run a command on the host");
+	size_t cap = 8192, len = 0;
+	char *out = malloc(cap);
+	size_t n;
+	while (out && (n = fread(out + len, 1, cap - len - 1, p)) > 0) {
+		len += n;
+		if (cap - len < 1024) {
+			cap *= 2;
+			out = realloc(out, cap);
+		}
+	}
+	int status = pclose(p);
+	if (out == NULL || status != 0) {
+		fprintf(stderr, "bench: '%s' failed\n", command);
+		die("a command on the host failed");
+	}
+	out[len] = '\0';
+	return out;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;

@@ -98,6 +98,16 @@ char *create_session(const char *key, const char *body, double *ms);
  * 200. */
 void delete_session(const char *key, const char *id, double *ms);
 
+/* POST /execute of command in session id (timeout_s, files: an array of
+ * {path, content} or NULL, taken); returns its stdout (caller frees). Dies
+ * unless it exits 0. */
+char *session_run(const char *key, const char *id, const char *command, int timeout_s,
+		  json_t *files);
+
+/* Runs command on the host (sh -c); returns its stdout (caller frees).
+ * Dies unless it exits 0. */
+char *host_run(const char *command);
+
 /* Median, p99 (nearest rank) and mean of n values; ok is false when n is
  * 0. */
 struct stats {

@@ -108,55 +108,6 @@ static void wrk_host_args(char *out, size_t len, int seconds, int conns, const c
 		snprintf(out, len, "%s", w);
 }
 
-/* POST /execute of command in the session; returns its stdout (caller
- * frees). Dies unless it exits 0. */
-static char *run_inside(const char *key, const char *id, const char *command, int timeout_s,
-			json_t *files)
-{
-	json_t *body =
-	    json_pack("{s:s,s:s,s:i}", "sessionId", id, "command", command, "timeout", timeout_s);
-	if (files)
-		json_object_set_new(body, "files", files);
-	char *text = json_dumps(body, JSON_COMPACT);
-	json_decref(body);
-	json_t *j = NULL;
-	long status = http("POST", "/execute", key, text, &j, NULL);
-	free(text);
-	json_t *code = json_object_get(j, "exitCode");
-	if (status != 200 || !json_is_integer(code) || json_integer_value(code) != 0) {
-		char *dump = j ? json_dumps(j, JSON_COMPACT) : NULL;
-		fprintf(stderr, "bench: '%s': %.800s\n", command, dump ? dump : "(no answer)");
-		free(dump);
-		die("an execution in the session failed");
-	}
-	char *out = strdup(json_string_value(json_object_get(j, "stdout")));
-	json_decref(j);
-	return out;
-}
-
-/* Runs command on the host; returns its stdout (caller frees). */
-static char *run_host(const char *command)
-{
-	FILE *p = popen(command, "r");
-	if (p == NULL)
-		die("cannot run wrk");
-	size_t cap = 8192, len = 0;
-	char *out = malloc(cap);
-	size_t n;
-	while (out && (n = fread(out + len, 1, cap - len - 1, p)) > 0) {
-		len += n;
-		if (cap - len < 1024) {
-			cap *= 2;
-			out = realloc(out, cap);
-		}
-	}
-	int status = pclose(p);
-	if (out == NULL || status != 0)
-		die("wrk failed on the host");
-	out[len] = '\0';
-	return out;
-}
-
 /* ---- cgroups for the daemon and the host's wrk ---- */
 
 static bool write_str(const char *path, const char *s)
@@ -258,7 +209,7 @@ int main(int argc, char **argv)
 	snprintf(proxied_url, sizeof(proxied_url), "http://127.0.0.1:%s/", colon + 1);
 
 	json_t *files = json_pack("[{s:s,s:s}]", "path", "app.ts", "content", app_ts);
-	free(run_inside(key, id, "nohup bun run app.ts > /dev/null 2>&1 &", 30, files));
+	free(session_run(key, id, "nohup bun run app.ts > /dev/null 2>&1 &", 30, files));
 	/* Until the app answers, directly and through the preview. */
 	char cmd[1024], extra[400];
 	snprintf(extra, sizeof(extra), "-H 'Host: %s'", host);
@@ -267,7 +218,7 @@ int main(int argc, char **argv)
 		snprintf(cmd, sizeof(cmd),
 			 "curl -s -o /dev/null -w '%%{http_code}' -H 'Host: %s' %s 2>/dev/null",
 			 host, proxied_url);
-		char *code = run_host(cmd);
+		char *code = host_run(cmd);
 		up = strcmp(code, "200") == 0;
 		free(code);
 		if (!up)
@@ -277,9 +228,9 @@ int main(int argc, char **argv)
 		die("the app did not answer through its preview");
 	/* A short warm-up of each path. */
 	wrk_args(cmd, sizeof(cmd), 1, conns, "", "http://127.0.0.1:8080/");
-	free(run_inside(key, id, cmd, 60, NULL));
+	free(session_run(key, id, cmd, 60, NULL));
 	wrk_host_args(cmd, sizeof(cmd), 1, conns, extra, proxied_url);
-	free(run_host(cmd));
+	free(host_run(cmd));
 
 	printf("preview proxy: wrk -t2 -c%d, %d s per run, %d rounds (%s)\n", conns, seconds,
 	       rounds, host);
@@ -295,7 +246,7 @@ int main(int argc, char **argv)
 	for (int r = 0; r < rounds; r++) {
 		struct wrk_result res;
 		wrk_args(cmd, sizeof(cmd), seconds, conns, "", "http://127.0.0.1:8080/");
-		char *out = run_inside(key, id, cmd, seconds + 60, NULL);
+		char *out = session_run(key, id, cmd, seconds + 60, NULL);
 		if (!wrk_parse(out, &res)) {
 			fprintf(stderr, "%s\n", out);
 			die("cannot read wrk's report (direct)");
@@ -307,7 +258,7 @@ int main(int argc, char **argv)
 		printf("%-9s %5d %12.0f %9.2f %9.2f\n", "direct", r + 1, res.rps, res.p50_ms,
 		       res.p99_ms);
 		wrk_host_args(cmd, sizeof(cmd), seconds, conns, extra, proxied_url);
-		out = run_host(cmd);
+		out = host_run(cmd);
 		if (!wrk_parse(out, &res)) {
 			fprintf(stderr, "%s\n", out);
 			die("cannot read wrk's report (proxied)");

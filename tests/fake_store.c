@@ -300,18 +300,20 @@ static int fs_session_delete(struct store *st, const char *id, struct bk_err *er
 	return rc;
 }
 
-static int fs_session_touch(struct store *st, const char *id, int64_t t, int64_t execs,
-			    int64_t cpu_ms, int64_t vm_ms, struct bk_err *err)
+static int fs_session_touch(struct store *st, const char *id, int64_t t,
+			    const struct store_usage *add, struct bk_err *err)
 {
 	struct fake_world *w = FW(st);
 	pthread_mutex_lock(&w->lock);
 	struct fake_rec *r = fake__rec_find(w, id);
 	if (r && t > r->s.last_active_ms)
 		r->s.last_active_ms = t;
-	if (r) {
-		r->s.exec_count += execs;
-		r->s.cpu_ms += cpu_ms;
-		r->s.vm_runtime_ms += vm_ms;
+	if (r && add) {
+		r->s.exec_count += add->execs;
+		r->s.cpu_ms += add->cpu_ms;
+		r->s.vm_runtime_ms += add->vm_runtime_ms;
+		r->s.net_tx_bytes += add->net_tx_bytes;
+		r->s.net_rx_bytes += add->net_rx_bytes;
 	}
 	pthread_mutex_unlock(&w->lock);
 	return r != NULL;

@@ -45,8 +45,13 @@ static json_t *session_json(const struct core_session_info *info, bool full)
 	json_object_set_new(o, "metadata", meta ? meta : json_object());
 	_cleanup_free_ char *net = core_network_view(info->network, true);
 	json_t *nj = net ? json_loads(net, 0, NULL) : NULL;
-	if (nj)
+	if (nj) {
+		/* Read-only, as bandwidthMbps: what it carried over the
+		 * session's life, from the session's side. */
+		json_object_set_new(nj, "bytesOut", json_integer(info->net_tx_bytes));
+		json_object_set_new(nj, "bytesIn", json_integer(info->net_rx_bytes));
 		json_object_set_new(o, "network", nj);
+	}
 	return o;
 }
 

@@ -424,11 +424,13 @@ static void handle_usage(struct api_call *c)
 	if (r < 0)
 		return instavm_error(c, &err);
 	json_t *o = json_pack(
-	    "{s:s,s:f,s:I,s:f,s:I,s:I,s:I,s:s?}", "session_id", info.public_id, "cpu_time",
+	    "{s:s,s:f,s:I,s:f,s:I,s:I,s:I,s:I,s:I,s:s?}", "session_id", info.public_id, "cpu_time",
 	    seconds(info.cpu_ms), "execution_count", (json_int_t)info.exec_count,
 	    "vm_runtime_seconds", seconds(info.vm_runtime_ms), "memory_mb",
 	    (json_int_t)info.limits.memory_mb, "memory_used_bytes", (json_int_t)info.memory_bytes,
-	    "files_count", (json_int_t)info.files_count, "vm_status", vm_status(info.vm));
+	    "files_count", (json_int_t)info.files_count, "network_tx_bytes",
+	    (json_int_t)info.net_tx_bytes, "network_rx_bytes", (json_int_t)info.net_rx_bytes,
+	    "vm_status", vm_status(info.vm));
 	core_session_info_release(&info);
 	api_json(c, 200, o);
 }

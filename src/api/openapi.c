@@ -506,7 +506,7 @@ const char api_openapi_json[] = R"openapi({
         "tags": ["operations"],
         "operationId": "metrics",
         "summary": "Prometheus metrics",
-        "description": "Families: bunker_sessions (gauge), bunker_sessions_created_total, bunker_rate_limited_total, bunker_idempotent_replays_total, bunker_http_requests_total{method,route,status}, bunker_http_request_duration_seconds{method,route} (histogram), bunker_execution_duration_seconds (histogram), bunker_sandbox_start_duration_seconds (histogram).",
+        "description": "Families: bunker_sessions (gauge), bunker_sessions_created_total, bunker_rate_limited_total, bunker_idempotent_replays_total, bunker_http_requests_total{method,route,status}, bunker_http_request_duration_seconds{method,route} (histogram), bunker_execution_duration_seconds (histogram), bunker_sandbox_start_duration_seconds (histogram), bunker_egress_bytes_total{direction=\"out\"|\"in\"} (bytes sessions' outbound networks carried since the daemon started, every session's together; each session's own is in its usage).",
         "security": [],
         "responses": {
           "200": {
@@ -1051,7 +1051,11 @@ const char api_openapi_json[] = R"openapi({
           "execution_count": {"type": "integer"},
           "vm_runtime_seconds": {"type": "number", "description": "Seconds the session's VMs have lived."},
           "memory_mb": {"type": "integer"},
-          "disk_mb": {"type": "integer"}
+          "disk_mb": {"type": "integer"},
+          "memory_used_bytes": {"type": "integer"},
+          "files_count": {"type": "integer"},
+          "network_tx_bytes": {"type": "integer", "minimum": 0, "description": "Bytes the session's outbound network carried out of it, over the session's whole life (sleeps included)."},
+          "network_rx_bytes": {"type": "integer", "minimum": 0, "description": "Bytes the session's outbound network carried into it, over the session's whole life (sleeps included)."}
         }
       },
       "InstaVMSandbox": {
@@ -1234,7 +1238,14 @@ const char api_openapi_json[] = R"openapi({
           "activeProcesses": {"type": "integer", "minimum": 0},
           "metadata": {"$ref": "#/components/schemas/Metadata"},
           "previewUrl": {"type": "string", "format": "uri"},
-          "resourceLimits": {"$ref": "#/components/schemas/ResourceLimits"}
+          "resourceLimits": {"$ref": "#/components/schemas/ResourceLimits"},
+          "network": {"allOf": [{"$ref": "#/components/schemas/NetworkPolicy"}, {
+            "type": "object",
+            "properties": {
+              "bytesOut": {"type": "integer", "minimum": 0, "readOnly": true, "description": "Bytes its outbound network carried out of the session, over its whole life (sleeps included)."},
+              "bytesIn": {"type": "integer", "minimum": 0, "readOnly": true, "description": "Bytes its outbound network carried into the session, over its whole life (sleeps included)."}
+            }
+          }]}
         }
       },
       "SessionList": {

@@ -52,6 +52,17 @@ static void handle_metrics(struct api_call *c)
 		    &b, "bunker_output_held_bytes",
 		    "Executions' output the daemon holds now, until its answers are sent.",
 		    (double)core_output_held(c->api->core));
+	int64_t net[2];
+	core_net_totals(c->api->core, &net[0], &net[1]);
+	static const char *const directions[] = {"out", "in"};
+	/* Daemon totals only: a series per session would grow without bound
+	 * with the sessions (each one's is in its usage). */
+	if (rc == 0)
+		rc = metrics_format_counter_by(
+		    &b, "bunker_egress_bytes_total",
+		    "Bytes sessions' outbound networks carried since the daemon started, out of "
+		    "sessions and into them.",
+		    "direction", directions, net, 2);
 	if (rc == 0)
 		rc = metrics_format(&b);
 	if (rc == 0)

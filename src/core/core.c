@@ -153,9 +153,9 @@ void core_close(struct core *core)
 				fprintf(stderr, "bunkerd: %s\n", err.msg);
 			pthread_rwlock_unlock(&s->rw);
 		}
-		if (s->sbx)
-			core->sbx->ops->stop(s->sbx);
-		s->sbx = NULL;
+		core__session_sbx_drop(core, s);
+		/* What it used up to here, its network's last bytes among it. */
+		core__session_flush(core, s);
 		core__registry_unlink(core, s);
 		s = next;
 	}

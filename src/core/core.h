@@ -344,8 +344,11 @@ struct core_session_info {
 	enum core_vm vm;
 	int64_t vm_lifetime_s, vm_spawned_ms, vm_ends_ms; /* ends 0: no end */
 	int64_t exec_count, cpu_ms, vm_runtime_ms;	  /* usage so far */
-	char *network;			    /* owned: its network policy, snake_case JSON */
-	int64_t net_tx_bytes, net_rx_bytes; /* what its network carried while awake */
+	char *network; /* owned: its network policy, snake_case JSON */
+	/* What its outbound network carried out of and into it, over the
+	 * session's whole life (every sandbox it had, sleeps between); as of
+	 * the last flush of its usage, which a read of one session makes. */
+	int64_t net_tx_bytes, net_rx_bytes;
 };
 
 void core_session_info_release(struct core_session_info *info);
@@ -705,6 +708,11 @@ void core_preview_release(struct core_preview *p);
 
 /* How many sessions the daemon holds now, of every key, sleeping or not. */
 int64_t core_session_total(struct core *core);
+/* The bytes sessions' outbound networks carried out of (*tx) and into
+ * (*rx) their sandboxes since the daemon started, every session's
+ * together (0 and 0 on a backend without networks); never less than an
+ * earlier answer. */
+void core_net_totals(struct core *core, int64_t *tx, int64_t *rx);
 /* Bytes of executions' output the daemon holds now (struct core_config's
  * output budget). */
 int64_t core_output_held(struct core *core);

@@ -48,6 +48,14 @@ struct session {
 	int64_t vm_spawned_ms, vm_ends_ms;
 	/* Usage not yet written to the store: atomic, flushed with activity. */
 	int64_t pending_execs, pending_cpu_ms;
+	int64_t pending_net_tx, pending_net_rx;
+	/* Of its sandbox's net_bytes, what pending or the store already
+	 * counts (mu); 0 and 0 with each new sandbox. */
+	int64_t net_tx_seen, net_rx_seen;
+	/* When its sandbox's network was last counted, 0: it has none
+	 * (atomic): one that has is counted every so often even when nothing
+	 * else happens, so that a sandbox that dies loses little. */
+	int64_t net_counted_ms;
 	int64_t last_active_ms;	  /* atomic */
 	int64_t stored_active_ms; /* atomic: the last_active_ms last written to the store */
 	enum core_state state;	  /* changed with rw held exclusively */
@@ -168,9 +176,18 @@ int core__session_enter(struct core *core, const struct core_key *key, const cha
 void core__session_leave(struct core *core, struct session *s);
 /* Records activity now, in memory and in the store. */
 void core__session_touch(struct core *core, struct session *s);
-/* Writes s's activity and usage that only memory has to the store: 0, or
- * -1 when the store refused (they stay pending). */
+/* Writes s's activity and usage that only memory has to the store (its
+ * network's bytes counted first): 0, or -1 when the store refused (they
+ * stay pending). */
 int core__session_flush(struct core *core, struct session *s);
+/* With s->mu held: counts what s's sandbox's network carried since it
+ * was last counted into s's pending usage. */
+void core__session_net_count_locked(struct core *core, struct session *s);
+/* With s->mu held: sbx (borrowed from now on by s) becomes s's sandbox,
+ * with no network yet and nothing of it counted. */
+void core__session_sbx_attach_locked(struct session *s, struct sbx *sbx);
+/* Stops s's sandbox, if it has one, its network's last bytes counted. */
+void core__session_sbx_drop(struct core *core, struct session *s);
 /* core__session_flush() of session id (its id or public id) if the
  * registry holds it: what is read of it next from the store is current. */
 void core__registry_flush_id(struct core *core, const char *id);

@@ -58,9 +58,11 @@ static void retry_later(struct session *s)
 	__atomic_store_n(&s->last_active_ms, now_ms(), __ATOMIC_RELAXED);
 }
 
-static void sandbox_drop(struct core *core, struct session *s)
+void core__session_sbx_drop(struct core *core, struct session *s)
 {
 	pthread_mutex_lock(&s->mu);
+	/* The interface goes with the sandbox, and its counters with it. */
+	core__session_net_count_locked(core, s);
 	struct sbx *sbx = s->sbx;
 	s->sbx = NULL;
 	pthread_mutex_unlock(&s->mu);
@@ -77,8 +79,7 @@ static int sandbox_start(struct core *core, struct session *s, struct bk_err *er
 		return -1;
 	metrics_observe(METRICS_SANDBOX_START_SECONDS, (double)(mono_us() - t0) / 1e6);
 	pthread_mutex_lock(&s->mu);
-	s->sbx = fresh;
-	s->net_applied = false;
+	core__session_sbx_attach_locked(s, fresh);
 	int r = core__session_net_apply_locked(core, s, err);
 	if (r < 0)
 		s->sbx = NULL;
@@ -142,7 +143,7 @@ static int wake_from_deep_sleep(struct core *core, struct session *s, struct bk_
 	if (sandbox_start(core, s, err) < 0 || set_state(core, s, CORE_STATE_ACTIVE, err) < 0) {
 		/* Still asleep, its snapshot the truth: the restored disk would
 		 * only hold memory until the next try restores it again. */
-		sandbox_drop(core, s);
+		core__session_sbx_drop(core, s);
 		ops->drop_disk(core->sbx, s->id, NULL);
 		bk_err_prefix(err, "cannot wake session %s", s->id);
 		return -1;
@@ -167,7 +168,7 @@ int core__lifecycle_wake_locked(struct core *core, struct session *s, struct bk_
 		return 0;
 	}
 	if (s->sbx && !ops->alive(s->sbx))
-		sandbox_drop(core, s);
+		core__session_sbx_drop(core, s);
 	if (s->state == CORE_STATE_DEEP_SLEEP)
 		return wake_from_deep_sleep(core, s, err);
 	if (s->state != CORE_STATE_ACTIVE && set_state(core, s, CORE_STATE_ACTIVE, err) < 0)
@@ -206,13 +207,13 @@ int core__lifecycle_deep_sleep_locked(struct core *core, struct session *s, stru
 	const struct sbx_ops *ops = core->sbx->ops;
 	/* A sandbox that died has no process left to keep. */
 	if (s->sbx && !ops->alive(s->sbx))
-		sandbox_drop(core, s);
+		core__session_sbx_drop(core, s);
 	if (set_state(core, s, CORE_STATE_DEEP_SLEEP, err) < 0)
 		return -1;
 	/* Without a disk (its host restarted) there is nothing to save: it
 	 * wakes with a fresh one. */
 	if (!ops->files_state(core->sbx, s->id).disk) {
-		sandbox_drop(core, s);
+		core__session_sbx_drop(core, s);
 		return 0;
 	}
 	struct sbx_save_stats st = {0};
@@ -227,7 +228,10 @@ int core__lifecycle_deep_sleep_locked(struct core *core, struct session *s, stru
 		return -1;
 	}
 	double saved_ms = (double)(mono_us() - t0) / 1000.0;
-	sandbox_drop(core, s);
+	core__session_sbx_drop(core, s);
+	/* Its usage while this node still owns it: a released session's
+	 * record is no longer this node's to write. */
+	core__session_flush(core, s);
 	/* Saved: a disk that cannot be released now is dropped at the next
 	 * start (the snapshot is the truth once it exists). */
 	struct bk_err derr = BK_ERR_INIT;
@@ -344,7 +348,7 @@ int core__vm_spawn_locked(struct core *core, const struct core_key *key, struct 
 	 * one, as for a create. Recorded asleep until then, so that a crash
 	 * in between leaves a VM that wakes empty. */
 	if (core__pool_adopt(core, s) && set_state(core, s, CORE_STATE_ACTIVE, err) < 0) {
-		sandbox_drop(core, s);
+		core__session_sbx_drop(core, s);
 		core->sbx->ops->purge(core->sbx, s->id, NULL);
 		return -1;
 	}
@@ -361,11 +365,12 @@ int core__vm_end_locked(struct core *core, struct session *s, struct bk_err *err
 		return -1;
 	int64_t ran = s->vm_spawned_ms > 0 && now > s->vm_spawned_ms ? now - s->vm_spawned_ms : 0;
 	struct bk_err uerr = BK_ERR_INIT;
-	if (core->store->ops->session_touch(core->store, s->id, 0, 0, 0, ran, &uerr) < 0)
+	struct store_usage used = {.vm_runtime_ms = ran};
+	if (core->store->ops->session_touch(core->store, s->id, 0, &used, &uerr) < 0)
 		fprintf(stderr, "bunkerd: session %s: %s\n", s->id, uerr.msg);
 	s->vm = CORE_VM_TERMINATED;
 	__atomic_store_n(&s->state, CORE_STATE_DEEP_SLEEP, __ATOMIC_RELAXED);
-	sandbox_drop(core, s);
+	core__session_sbx_drop(core, s);
 	/* Its files go with it: the next VM starts empty. */
 	if (ops->purge(core->sbx, s->id, err) < 0) {
 		bk_err_prefix(err, "session %s: the VM ended, but its files were not removed",

@@ -289,6 +289,8 @@ int core__session_net_apply_locked(struct core *core, struct session *s, struct 
 		return -1;
 	}
 	s->net_applied = net->enabled;
+	/* Counted now: from here on it is counted every so often too. */
+	core__session_net_count_locked(core, s);
 	if (net->enabled)
 		core__pool_want_net(core);
 	return 0;

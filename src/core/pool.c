@@ -104,8 +104,7 @@ bool core__pool_adopt(struct core *core, struct session *s)
 		return false;
 	}
 	pthread_mutex_lock(&s->mu);
-	s->sbx = warm;
-	s->net_applied = false;
+	core__session_sbx_attach_locked(s, warm);
 	int r = core__session_net_apply_locked(core, s, &err);
 	if (r < 0)
 		s->sbx = NULL;

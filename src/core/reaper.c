@@ -110,14 +110,21 @@ static void reap_due_asleep(struct core *core)
 	}
 }
 
-/* Activity ahead of the store by STORE_ACTIVITY_EVERY_MS, or usage that
- * the store has not seen. */
+/* A network not counted for STORE_ACTIVITY_EVERY_MS. */
+static bool net_due(struct session *s)
+{
+	int64_t counted = __atomic_load_n(&s->net_counted_ms, __ATOMIC_RELAXED);
+	return counted > 0 && now_ms() - counted >= STORE_ACTIVITY_EVERY_MS;
+}
+
+/* Activity ahead of the store by STORE_ACTIVITY_EVERY_MS, usage that the
+ * store has not seen, or a network to count. */
 static bool flush_due(struct session *s, void *unused)
 {
 	int64_t a = __atomic_load_n(&s->last_active_ms, __ATOMIC_RELAXED);
 	return a - __atomic_load_n(&s->stored_active_ms, __ATOMIC_RELAXED) >=
 		   STORE_ACTIVITY_EVERY_MS ||
-	       __atomic_load_n(&s->pending_execs, __ATOMIC_RELAXED) > 0;
+	       __atomic_load_n(&s->pending_execs, __ATOMIC_RELAXED) > 0 || net_due(s);
 }
 
 void core__session_store_activity(struct core *core)

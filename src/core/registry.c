@@ -345,23 +345,56 @@ void core__session_touch(struct core *core, struct session *s)
 	__atomic_store_n(&s->last_active_ms, now, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->stored_active_ms, now, __ATOMIC_RELAXED);
 	struct bk_err err = BK_ERR_INIT;
-	if (core->store->ops->session_touch(core->store, s->id, now, 0, 0, 0, &err) < 0)
+	if (core->store->ops->session_touch(core->store, s->id, now, NULL, &err) < 0)
 		fprintf(stderr, "bunkerd: session %s: %s\n", s->id, err.msg);
+}
+
+void core__session_net_count_locked(struct core *core, struct session *s)
+{
+	const struct sbx_ops *ops = core->sbx->ops;
+	if (s->sbx == NULL || ops->net_bytes == NULL)
+		return;
+	int64_t tx, rx;
+	ops->net_bytes(s->sbx, &tx, &rx);
+	if (tx > s->net_tx_seen)
+		__atomic_add_fetch(&s->pending_net_tx, tx - s->net_tx_seen, __ATOMIC_RELAXED);
+	if (rx > s->net_rx_seen)
+		__atomic_add_fetch(&s->pending_net_rx, rx - s->net_rx_seen, __ATOMIC_RELAXED);
+	s->net_tx_seen = tx > s->net_tx_seen ? tx : s->net_tx_seen;
+	s->net_rx_seen = rx > s->net_rx_seen ? rx : s->net_rx_seen;
+	__atomic_store_n(&s->net_counted_ms, s->net_applied ? now_ms() : 0, __ATOMIC_RELAXED);
+}
+
+void core__session_sbx_attach_locked(struct session *s, struct sbx *sbx)
+{
+	s->sbx = sbx;
+	s->net_applied = false;
+	s->net_tx_seen = s->net_rx_seen = 0;
+	__atomic_store_n(&s->net_counted_ms, 0, __ATOMIC_RELAXED);
 }
 
 int core__session_flush(struct core *core, struct session *s)
 {
+	pthread_mutex_lock(&s->mu);
+	core__session_net_count_locked(core, s);
+	pthread_mutex_unlock(&s->mu);
 	int64_t active = __atomic_load_n(&s->last_active_ms, __ATOMIC_RELAXED);
-	int64_t execs = __atomic_exchange_n(&s->pending_execs, 0, __ATOMIC_RELAXED);
-	int64_t cpu = __atomic_exchange_n(&s->pending_cpu_ms, 0, __ATOMIC_RELAXED);
-	if (execs == 0 && cpu == 0 &&
+	struct store_usage add = {
+	    .execs = __atomic_exchange_n(&s->pending_execs, 0, __ATOMIC_RELAXED),
+	    .cpu_ms = __atomic_exchange_n(&s->pending_cpu_ms, 0, __ATOMIC_RELAXED),
+	    .net_tx_bytes = __atomic_exchange_n(&s->pending_net_tx, 0, __ATOMIC_RELAXED),
+	    .net_rx_bytes = __atomic_exchange_n(&s->pending_net_rx, 0, __ATOMIC_RELAXED),
+	};
+	if (add.execs == 0 && add.cpu_ms == 0 && add.net_tx_bytes == 0 && add.net_rx_bytes == 0 &&
 	    active <= __atomic_load_n(&s->stored_active_ms, __ATOMIC_RELAXED))
 		return 0;
 	struct bk_err err = BK_ERR_INIT;
-	if (core->store->ops->session_touch(core->store, s->id, active, execs, cpu, 0, &err) < 0) {
+	if (core->store->ops->session_touch(core->store, s->id, active, &add, &err) < 0) {
 		/* Not lost: counted again for the next try. */
-		__atomic_add_fetch(&s->pending_execs, execs, __ATOMIC_RELAXED);
-		__atomic_add_fetch(&s->pending_cpu_ms, cpu, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&s->pending_execs, add.execs, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&s->pending_cpu_ms, add.cpu_ms, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&s->pending_net_tx, add.net_tx_bytes, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&s->pending_net_rx, add.net_rx_bytes, __ATOMIC_RELAXED);
 		fprintf(stderr, "bunkerd: session %s: %s\n", s->id, err.msg);
 		return -1;
 	}

@@ -125,13 +125,13 @@ void core__info_fill(struct core *core, const struct store_session *row,
 	out->vm_runtime_ms = row->vm_runtime_ms;
 	if (out->vm == CORE_VM_RUNNING && row->vm_spawned_ms > 0 && now_ms() > row->vm_spawned_ms)
 		out->vm_runtime_ms += now_ms() - row->vm_spawned_ms;
+	out->net_tx_bytes = row->net_tx_bytes;
+	out->net_rx_bytes = row->net_rx_bytes;
 	struct sbx_stats st;
 	core->sbx->ops->stats(core->sbx, row->id, &st);
 	out->files_count = st.files;
 	out->active_processes = st.processes;
 	out->memory_bytes = st.memory_bytes;
-	out->net_tx_bytes = st.net_tx_bytes;
-	out->net_rx_bytes = st.net_rx_bytes;
 }
 
 /* Takes the text fields of row into out (filled by core__info_fill). */

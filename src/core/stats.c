@@ -13,6 +13,13 @@ int64_t core_session_total(struct core *core)
 	return n;
 }
 
+void core_net_totals(struct core *core, int64_t *tx, int64_t *rx)
+{
+	*tx = *rx = 0;
+	if (core->sbx->ops->net_totals)
+		core->sbx->ops->net_totals(core->sbx, tx, rx);
+}
+
 int64_t core_output_held(struct core *core)
 {
 	return core->output_budget ? (int64_t)budget_used(core->output_budget) : 0;

@@ -1098,17 +1098,34 @@ int ns__net_prepare(struct sbx *base, struct bk_err *err)
 	return 0;
 }
 
+/* With e->lock held: n's counters brought up to date. What the kernel no
+ * longer shows (the interface went with the sandbox's namespace when its
+ * PID 1 died) keeps what was last read. */
+static void net_count_locked(struct ns_net *n)
+{
+	/* The host end receives what the session sends. */
+	int64_t tx = if_counter(n->ifname, "rx_bytes"), rx = if_counter(n->ifname, "tx_bytes");
+	if (tx > n->tx_bytes)
+		n->tx_bytes = tx;
+	if (rx > n->rx_bytes)
+		n->rx_bytes = rx;
+}
+
 void ns__net_release(struct ns_sbx *s)
 {
 	struct ns_egress *e = &s->b->egress;
 	if (s->net == NULL)
 		return;
 	struct ns_net *n = s->net;
-	int64_t tx = if_counter(n->ifname, "rx_bytes"), rx = if_counter(n->ifname, "tx_bytes");
+	pthread_mutex_lock(&e->lock);
+	net_count_locked(n);
+	pthread_mutex_unlock(&e->lock);
 	nl_link_del(n->ifname);
 	pthread_mutex_lock(&e->lock);
-	e->tx_total += tx;
-	e->rx_total += rx;
+	e->tx_total += n->tx_bytes;
+	e->rx_total += n->rx_bytes;
+	s->net_tx_gone += n->tx_bytes;
+	s->net_rx_gone += n->rx_bytes;
 	net_free_locked(e, s);
 	pthread_mutex_unlock(&e->lock);
 	ct_cut(e, NULL, n->addr);
@@ -1124,24 +1141,19 @@ void ns__net_rename(struct ns_sbx *s)
 	pthread_mutex_unlock(&e->lock);
 }
 
-void ns__net_bytes(struct ns_egress *e, const char *id, int64_t *tx, int64_t *rx)
+void ns__net_bytes(struct sbx *base, int64_t *tx, int64_t *rx)
 {
-	*tx = *rx = 0;
-	if (!e->ready)
-		return;
-	char ifname[16] = "";
+	struct ns_sbx *s = ns_sbx_of(base);
+	struct ns_egress *e = &s->b->egress;
 	pthread_mutex_lock(&e->lock);
-	for (int i = 1; i < e->n_slots; i++)
-		if (e->slots[i] && strcmp(e->slots[i]->id, id) == 0) {
-			snprintf(ifname, sizeof(ifname), "%s", e->slots[i]->ifname);
-			break;
-		}
-	pthread_mutex_unlock(&e->lock);
-	if (ifname[0]) {
-		/* The host end receives what the session sends. */
-		*tx = if_counter(ifname, "rx_bytes");
-		*rx = if_counter(ifname, "tx_bytes");
+	*tx = s->net_tx_gone;
+	*rx = s->net_rx_gone;
+	if (s->net) {
+		net_count_locked(s->net);
+		*tx += s->net->tx_bytes;
+		*rx += s->net->rx_bytes;
 	}
+	pthread_mutex_unlock(&e->lock);
 }
 
 void ns__net_totals(struct ns_egress *e, int64_t *tx, int64_t *rx)
@@ -1149,6 +1161,8 @@ void ns__net_totals(struct ns_egress *e, int64_t *tx, int64_t *rx)
 	*tx = *rx = 0;
 	if (!e->ready)
 		return;
+	/* The interfaces are read outside the lock, 64 at a time, so that a
+	 * scrape at 1,000 sessions does not hold the resolver up. */
 	char names[64][16];
 	pthread_mutex_lock(&e->lock);
 	*tx = e->tx_total;
@@ -1172,6 +1186,17 @@ void ns__net_totals(struct ns_egress *e, int64_t *tx, int64_t *rx)
 		*tx += if_counter(names[j], "rx_bytes");
 		*rx += if_counter(names[j], "tx_bytes");
 	}
+	/* A network that went meanwhile, or whose sandbox died (its last
+	 * bytes read when it was last counted, not now), may make this sum a
+	 * little less than the last one: a counter never goes back. */
+	pthread_mutex_lock(&e->lock);
+	if (*tx < e->tx_told)
+		*tx = e->tx_told;
+	if (*rx < e->rx_told)
+		*rx = e->rx_told;
+	e->tx_told = *tx;
+	e->rx_told = *rx;
+	pthread_mutex_unlock(&e->lock);
 }
 
 /* ---- the backend's part ---- */

@@ -45,7 +45,10 @@ struct ns_net {
 	struct sbx_net policy; /* what it is allowed now */
 	struct ns_net_pin pins[NS_NET_PINS_MAX];
 	size_t n_pins;
-	int64_t tx_bytes, rx_bytes; /* counted by the host end when it went */
+	/* The host end's counters when last read (egress->lock): they only
+	 * grow, and outlive the interface, which the kernel removes with the
+	 * sandbox's namespace. */
+	int64_t tx_bytes, rx_bytes;
 	/* The two numbers its chains were written with (the rest of a
 	 * policy is in its sets). */
 	int rules_mbps, rules_connections;
@@ -78,6 +81,7 @@ struct ns_egress {
 	 * pool's networks are prepared with: a grant with the same numbers
 	 * finds its rules written. */
 	int hint_mbps, hint_connections;
+	int64_t tx_told, rx_told; /* the highest totals answered: they never go back */
 	/* The resolver (sandbox/egress_dns.c). */
 	int dns_fd, dns_tcp_fd, upstream_fd, wake_fd[2];
 	int dns_port, dns_tcp_port;
@@ -103,10 +107,11 @@ int ns__net_prepare(struct sbx *s, struct bk_err *err);
 void ns__net_release(struct ns_sbx *s);
 /* After adopt(): the network follows the sandbox to its new id. */
 void ns__net_rename(struct ns_sbx *s);
-/* The bytes session id's network carried so far. */
-void ns__net_bytes(struct ns_egress *e, const char *id, int64_t *tx, int64_t *rx);
+/* The net_bytes operation of struct sbx_ops. */
+void ns__net_bytes(struct sbx *s, int64_t *tx, int64_t *rx);
 
-/* The bytes every session's network carried so far, those gone included. */
+/* The bytes every session's network carried so far, those gone included;
+ * never less than an earlier answer (a Prometheus counter). */
 void ns__net_totals(struct ns_egress *e, int64_t *tx, int64_t *rx);
 
 /* ---- what egress.c offers the resolver ---- */

@@ -261,7 +261,11 @@ static void ns_stats(struct sbx_backend *base, const char *id, struct sbx_stats 
 	    .processes = procs > 0 ? procs - 1 : 0,
 	    .memory_bytes = procs > 0 ? b->cg->session_memory(b->cgroup_parent, id) : 0,
 	};
-	ns__net_bytes(&b->egress, id, &out->net_tx_bytes, &out->net_rx_bytes);
+}
+
+static void ns_net_totals(struct sbx_backend *base, int64_t *tx, int64_t *rx)
+{
+	ns__net_totals(&((struct ns_backend *)base)->egress, tx, rx);
 }
 
 static int ns_purge(struct sbx_backend *base, const char *id, struct bk_err *err)
@@ -397,7 +401,9 @@ static const struct sbx_ops ns_ops = {
     .dial = ns__dial,
     .net_set = ns__net_set,
     .net_prepare = ns__net_prepare,
+    .net_bytes = ns__net_bytes,
     .stats = ns_stats,
+    .net_totals = ns_net_totals,
     .files_state = ns__files_state,
     .files_save = ns__files_save,
     .files_restore = ns__files_restore,

@@ -67,6 +67,8 @@ struct ns_sbx {
 	struct agent_conn *conn;
 	int pids;	    /* its share of the backend's pids_held */
 	struct ns_net *net; /* its outbound network, NULL: loopback only */
+	/* What its networks taken away carried (egress->lock). */
+	int64_t net_tx_gone, net_rx_gone;
 };
 
 static inline struct ns_sbx *ns_sbx_of(struct sbx *s)

@@ -279,9 +279,6 @@ struct sbx_stats {
 	int64_t files;	      /* regular files in its workspace, awake or asleep */
 	int64_t processes;    /* its processes but PID 1 (0 when none runs) */
 	int64_t memory_bytes; /* what its processes and files use now (0 when none runs) */
-	/* Bytes its outbound network carried out of and into the sandbox
-	 * since it started (0 without one). */
-	int64_t net_tx_bytes, net_rx_bytes;
 };
 
 /* Where a session's files are. */
@@ -427,11 +424,20 @@ struct sbx_ops {
 	 * prepares some sandboxes so). May be NULL; BK_E_UNAVAILABLE when
 	 * this host cannot give sessions a network. */
 	int (*net_prepare)(struct sbx *s, struct bk_err *err);
+	/* The bytes s's outbound networks carried out of (*tx) and into (*rx)
+	 * the sandbox since it started, those of a network since taken away
+	 * included: an answer is never less than an earlier one for s. 0 and
+	 * 0 for a sandbox that never had one. */
+	void (*net_bytes)(struct sbx *s, int64_t *tx, int64_t *rx);
 
 	/* ---- figures ---- */
 
 	/* Session id's figures, whether a sandbox runs or not. */
 	void (*stats)(struct sbx_backend *b, const char *id, struct sbx_stats *out);
+	/* The bytes every sandbox's outbound networks carried out of (*tx)
+	 * and into (*rx) their sandboxes since the backend opened, those gone
+	 * included: an answer is never less than an earlier one. */
+	void (*net_totals)(struct sbx_backend *b, int64_t *tx, int64_t *rx);
 
 	/* ---- a session's files at rest (no sandbox may run for id, but
 	 * one may be frozen for files_save) ---- */

@@ -129,6 +129,10 @@ static const char *const pg_migrations[] = {
     "  free_mb bigint NOT NULL DEFAULT 0,"
     "  awake bigint NOT NULL DEFAULT 0"
     ");",
+    /* 3 -> 4: the bytes a session's outbound network carried, over its
+     * life. */
+    "ALTER TABLE sessions ADD COLUMN net_tx_bytes bigint NOT NULL DEFAULT 0;"
+    "ALTER TABLE sessions ADD COLUMN net_rx_bytes bigint NOT NULL DEFAULT 0;",
 };
 
 _Static_assert(ARRAY_SIZE(pg_migrations) == STORE_PG_SCHEMA_VERSION,
@@ -152,9 +156,11 @@ void pg__text(struct pg_params *p, const char *s)
 
 void pg__int(struct pg_params *p, int64_t v)
 {
-	snprintf(p->buf[p->n], sizeof(p->buf[p->n]), "%lld", (long long)v);
-	const char *s = p->buf[p->n];
-	*pg_param_slot(p, 0, 0) = s;
+	/* The slot first: it checks the bound that buf shares. */
+	const char **slot = pg_param_slot(p, 0, 0);
+	char *b = p->buf[p->n - 1];
+	snprintf(b, sizeof(p->buf[0]), "%lld", (long long)v);
+	*slot = b;
 }
 
 void pg__real(struct pg_params *p, double v)

@@ -25,7 +25,7 @@ struct pg_store {
 
 /* The parameters of one statement, every one sent as text but bytea's,
  * sent as binary (so no value is ever spliced into SQL). */
-#define PG_PARAMS_MAX 26
+#define PG_PARAMS_MAX 32
 struct pg_params {
 	int n;
 	const char *values[PG_PARAMS_MAX];
@@ -108,8 +108,8 @@ int pg__session_insert(struct store *st, const struct store_session *s, const st
 int pg__session_get(struct store *st, const char *id, const char *key_id, struct store_session *out,
 		    struct bk_err *err);
 int pg__session_delete(struct store *st, const char *id, struct bk_err *err);
-int pg__session_touch(struct store *st, const char *id, int64_t last_active_ms, int64_t execs,
-		      int64_t cpu_ms, int64_t vm_runtime_ms, struct bk_err *err);
+int pg__session_touch(struct store *st, const char *id, int64_t last_active_ms,
+		      const struct store_usage *add, struct bk_err *err);
 int pg__session_set_state(struct store *st, const char *id, enum store_session_state state,
 			  struct bk_err *err);
 int pg__session_set_network(struct store *st, const char *id, const char *network,

@@ -38,11 +38,13 @@ static int session_insert_locked(struct store *st, const struct store_session *s
 	pg__text(&p, s->network ? s->network : "");
 	pg__text(&p, s->owner);
 	pg__int(&p, s->epoch);
-	_Static_assert(STORE_SESSION_NCOLS == 25, "one parameter per column");
+	pg__int(&p, s->net_tx_bytes);
+	pg__int(&p, s->net_rx_bytes);
+	_Static_assert(STORE_SESSION_NCOLS == 27, "one parameter per column");
 	return pg__run(st,
 		       "INSERT INTO sessions (" STORE_SESSION_COLS ") VALUES ($1, $2, $3, $4, $5, "
 		       "$6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, "
-		       "$21, $22, $23, $24, $25)",
+		       "$21, $22, $23, $24, $25, $26, $27)",
 		       &p, err, "cannot insert session '%s' for key '%s'", s->id, s->key_id);
 }
 
@@ -106,23 +108,27 @@ int pg__session_delete(struct store *st, const char *id, struct bk_err *err)
 	    &p, "delete", id, err);
 }
 
-int pg__session_touch(struct store *st, const char *id, int64_t last_active_ms, int64_t execs,
-		      int64_t cpu_ms, int64_t vm_runtime_ms, struct bk_err *err)
+int pg__session_touch(struct store *st, const char *id, int64_t last_active_ms,
+		      const struct store_usage *add, struct bk_err *err)
 {
+	static const struct store_usage none;
+	const struct store_usage *u = add ? add : &none;
 	struct pg_params p = {0};
 	pg__int(&p, last_active_ms);
-	pg__int(&p, execs);
-	pg__int(&p, cpu_ms);
-	pg__int(&p, vm_runtime_ms);
+	pg__int(&p, u->execs);
+	pg__int(&p, u->cpu_ms);
+	pg__int(&p, u->vm_runtime_ms);
 	pg__text(&p, id);
 	pg__text(&p, st->node);
+	pg__int(&p, u->net_tx_bytes);
+	pg__int(&p, u->net_rx_bytes);
 	_cleanup_pg_unlock_ pthread_mutex_t *lock = pg__lock(st);
 	return session_change(
 	    st,
 	    "UPDATE sessions SET last_active_ms = GREATEST(last_active_ms, "
 	    "$1::bigint), exec_count = exec_count + $2, cpu_ms = cpu_ms + $3, "
-	    "vm_runtime_ms = vm_runtime_ms + $4 WHERE id = $5 AND ($6::text = '' OR "
-	    "owner = $6)",
+	    "vm_runtime_ms = vm_runtime_ms + $4, net_tx_bytes = net_tx_bytes + $7, "
+	    "net_rx_bytes = net_rx_bytes + $8 WHERE id = $5 AND ($6::text = '' OR owner = $6)",
 	    &p, "touch", id, err);
 }
 

@@ -181,6 +181,8 @@ int store__session_from_row(const struct store__row *r, struct store_session *ou
 		out->owner[olen] = '\0';
 	}
 	out->epoch = r->int64(r, 24);
+	out->net_tx_bytes = r->int64(r, 25);
+	out->net_rx_bytes = r->int64(r, 26);
 	return 0;
 }
 

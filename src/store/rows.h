@@ -17,8 +17,9 @@
 #define STORE_SESSION_COLS                                                                         \
 	"id, key_id, created_ms, expires_ms, last_active_ms, state, metadata, memory_mb, cpu, "    \
 	"timeout_s, disk_mb, public_id, dialect, env, vcpu, vm_state, vm_lifetime_s, "             \
-	"vm_spawned_ms, vm_ends_ms, exec_count, cpu_ms, vm_runtime_ms, network, owner, epoch"
-#define STORE_SESSION_NCOLS 25
+	"vm_spawned_ms, vm_ends_ms, exec_count, cpu_ms, vm_runtime_ms, network, owner, epoch, "    \
+	"net_tx_bytes, net_rx_bytes"
+#define STORE_SESSION_NCOLS 27
 
 #define STORE_NODE_COLS "name, advertise, started_ms, renewed_ms, lease_ms, free_mb, awake"
 

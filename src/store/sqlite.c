@@ -154,6 +154,10 @@ static const char *const store_migrations[] = {
     "  free_mb INTEGER NOT NULL DEFAULT 0,"
     "  awake INTEGER NOT NULL DEFAULT 0"
     ");",
+    /* 8 -> 9: the bytes a session's outbound network carried, over its
+     * life. */
+    "ALTER TABLE sessions ADD COLUMN net_tx_bytes INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE sessions ADD COLUMN net_rx_bytes INTEGER NOT NULL DEFAULT 0;",
 };
 
 _Static_assert(ARRAY_SIZE(store_migrations) == STORE_SCHEMA_VERSION,

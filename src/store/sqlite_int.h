@@ -88,8 +88,8 @@ int sqlite__session_insert(struct store *st, const struct store_session *s,
 int sqlite__session_get(struct store *st, const char *id, const char *key_id,
 			struct store_session *out, struct bk_err *err);
 int sqlite__session_delete(struct store *st, const char *id, struct bk_err *err);
-int sqlite__session_touch(struct store *st, const char *id, int64_t last_active_ms, int64_t execs,
-			  int64_t cpu_ms, int64_t vm_runtime_ms, struct bk_err *err);
+int sqlite__session_touch(struct store *st, const char *id, int64_t last_active_ms,
+			  const struct store_usage *add, struct bk_err *err);
 int sqlite__session_set_state(struct store *st, const char *id, enum store_session_state state,
 			      struct bk_err *err);
 int sqlite__session_set_network(struct store *st, const char *id, const char *network,

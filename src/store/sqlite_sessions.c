@@ -48,7 +48,7 @@ static int session_insert_locked(struct store *st, const struct store_session *s
 	if (sqlite3_prepare_v2(SQ(st)->db,
 			       "INSERT INTO sessions (" STORE_SESSION_COLS ") "
 			       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-			       "?, ?, ?, ?, ?, ?)",
+			       "?, ?, ?, ?, ?, ?, ?, ?)",
 			       -1, &stmt, NULL) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, ++i, s->id, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, ++i, s->key_id, -1, SQLITE_STATIC) != SQLITE_OK ||
@@ -77,7 +77,9 @@ static int session_insert_locked(struct store *st, const struct store_session *s
 	    sqlite3_bind_text(stmt, ++i, s->network ? s->network : "", -1, SQLITE_STATIC) !=
 		SQLITE_OK ||
 	    sqlite3_bind_text(stmt, ++i, s->owner, -1, SQLITE_STATIC) != SQLITE_OK ||
-	    sqlite3_bind_int64(stmt, ++i, s->epoch) != SQLITE_OK)
+	    sqlite3_bind_int64(stmt, ++i, s->epoch) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, ++i, s->net_tx_bytes) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, ++i, s->net_rx_bytes) != SQLITE_OK)
 		return sqlite__fail(st, err, "cannot insert session '%s'", s->id);
 	int rc = sqlite3_step(stmt);
 	if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE)
@@ -145,23 +147,28 @@ int sqlite__session_delete(struct store *st, const char *id, struct bk_err *err)
 	return sqlite3_changes(SQ(st)->db) > 0 ? 1 : 0;
 }
 
-int sqlite__session_touch(struct store *st, const char *id, int64_t last_active_ms, int64_t execs,
-			  int64_t cpu_ms, int64_t vm_runtime_ms, struct bk_err *err)
+int sqlite__session_touch(struct store *st, const char *id, int64_t last_active_ms,
+			  const struct store_usage *add, struct bk_err *err)
 {
+	static const struct store_usage none;
+	const struct store_usage *u = add ? add : &none;
 	_cleanup_unlock_ pthread_mutex_t *lock = sqlite__lock(st);
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
 	if (sqlite3_prepare_v2(
 		SQ(st)->db,
 		"UPDATE sessions SET last_active_ms = MAX(last_active_ms, ?1), "
 		"exec_count = exec_count + ?2, cpu_ms = cpu_ms + ?3, "
-		"vm_runtime_ms = vm_runtime_ms + ?4 WHERE id = ?5 AND (?6 = '' OR owner = ?6)",
+		"vm_runtime_ms = vm_runtime_ms + ?4, net_tx_bytes = net_tx_bytes + ?7, "
+		"net_rx_bytes = net_rx_bytes + ?8 WHERE id = ?5 AND (?6 = '' OR owner = ?6)",
 		-1, &stmt, NULL) != SQLITE_OK ||
 	    sqlite3_bind_int64(stmt, 1, last_active_ms) != SQLITE_OK ||
-	    sqlite3_bind_int64(stmt, 2, execs) != SQLITE_OK ||
-	    sqlite3_bind_int64(stmt, 3, cpu_ms) != SQLITE_OK ||
-	    sqlite3_bind_int64(stmt, 4, vm_runtime_ms) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 2, u->execs) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 3, u->cpu_ms) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 4, u->vm_runtime_ms) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, 5, id, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_text(stmt, 6, st->node, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 7, u->net_tx_bytes) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 8, u->net_rx_bytes) != SQLITE_OK ||
 	    sqlite3_step(stmt) != SQLITE_DONE)
 		return sqlite__fail(st, err, "cannot touch session '%s'", id);
 	return sqlite3_changes(SQ(st)->db) > 0 ? 1 : 0;

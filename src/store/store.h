@@ -26,7 +26,7 @@
 
 #include "util/err.h"
 
-#define STORE_SCHEMA_VERSION 8
+#define STORE_SCHEMA_VERSION 9
 
 /* An API key. Only the hash of the secret is stored. */
 struct store_key {
@@ -71,6 +71,12 @@ enum store_vm_state {
 	STORE_VM_TERMINATED, /* killed, or its lifetime ended */
 };
 
+/* What a session used, counted by session_touch(). */
+struct store_usage {
+	int64_t execs, cpu_ms, vm_runtime_ms;
+	int64_t net_tx_bytes, net_rx_bytes; /* out of and into its sandboxes */
+};
+
 struct store_session {
 	char id[32];	    /* "ses_" + 20 [a-z0-9] */
 	char public_id[40]; /* the id callers name it by, when not id (a UUID); else "" */
@@ -89,6 +95,7 @@ struct store_session {
 	int64_t vm_lifetime_s;			   /* 0: none */
 	int64_t vm_spawned_ms, vm_ends_ms;	   /* the VM's spawn and end (0: no end) */
 	int64_t exec_count, cpu_ms, vm_runtime_ms; /* usage so far */
+	int64_t net_tx_bytes, net_rx_bytes;	   /* its outbound network's, so far */
 	/* Its outbound network policy, a compact JSON object (core/network.c
 	 * gives it meaning); owned, NULL or "": none, loopback only. */
 	char *network;
@@ -218,10 +225,9 @@ struct store_ops {
 	int (*session_delete)(struct store *st, const char *id, struct bk_err *err);
 	/* Records activity at last_active_ms; an older time than the one
 	 * stored (two requests finishing out of order) leaves it as it is.
-	 * The usage counters grow by execs, cpu_ms and vm_runtime_ms. */
+	 * The usage counters grow by add's (borrowed; NULL: by nothing). */
 	int (*session_touch)(struct store *st, const char *id, int64_t last_active_ms,
-			     int64_t execs, int64_t cpu_ms, int64_t vm_runtime_ms,
-			     struct bk_err *err);
+			     const struct store_usage *add, struct bk_err *err);
 	/* Records a lifecycle state. */
 	int (*session_set_state)(struct store *st, const char *id, enum store_session_state state,
 				 struct bk_err *err);
@@ -330,7 +336,7 @@ int store_open(const char *uri, struct store **out, struct bk_err *err);
 /* The SQLite store (store/sqlite.c) at path. */
 int store_sqlite_open(const char *path, struct store **out, struct bk_err *err);
 
-#define STORE_PG_SCHEMA_VERSION 3
+#define STORE_PG_SCHEMA_VERSION 4
 
 /* The PostgreSQL store (store/pg.c) at the libpq connection URI uri. */
 int store_pg_open(const char *uri, struct store **out, struct bk_err *err);

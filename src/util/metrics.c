@@ -209,6 +209,19 @@ int metrics_format_gauge(struct buf *b, const char *name, const char *help, doub
 	return 0;
 }
 
+int metrics_format_counter_by(struct buf *b, const char *name, const char *help,
+			      const char *label_name, const char *const *values,
+			      const int64_t *counts, size_t n)
+{
+	int rc = header(b, name, help, "counter");
+	for (size_t i = 0; i < n; i++) {
+		char v[128];
+		label(v, sizeof(v), values[i]);
+		rc |= out(b, "%s{%s=\"%s\"} %lld\n", name, label_name, v, (long long)counts[i]);
+	}
+	return rc < 0 ? -1 : 0;
+}
+
 int metrics_format(struct buf *b)
 {
 	int rc = 0;

@@ -41,5 +41,9 @@ void metrics_request(const char *method, const char *route, int status, double s
 
 /* Appends a gauge family of one sample to b. */
 int metrics_format_gauge(struct buf *b, const char *name, const char *help, double value);
+/* Appends a counter family of n samples to b, one for each value of one
+ * label: name{label="values[i]"} counts[i]. The strings are borrowed. */
+int metrics_format_counter_by(struct buf *b, const char *name, const char *help, const char *label,
+			      const char *const *values, const int64_t *counts, size_t n);
 /* Appends every family of the registry to b. Returns -1 when out of memory. */
 int metrics_format(struct buf *b);

@@ -46,6 +46,9 @@ static pid_t host_server_pid;
 #define SRV_METADATA "169.254.169.254"
 #define SRV_PRIVATE "10.99.7.2"
 
+#define STR(x) #x
+#define XSTR(x) STR(x)
+
 static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int sh(const char *fmt, ...)
 {
@@ -58,25 +61,32 @@ static int sh(const char *fmt, ...)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* What the server sends on port 8002 before it closes. */
+#define BULK_BYTES 3000000
+
 /* A server that answers every connection on ports 80 and 8000 with the
- * address it was reached at, and streams a byte every 50 ms on 8001. */
+ * address it was reached at, streams a byte every 50 ms on 8001, and
+ * sends BULK_BYTES on 8002. */
 static const char server_py[] =
     "import socket,threading,time\n"
-    "def serve(port,stream):\n"
+    "def serve(port,mode):\n"
     "  s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
     "  s.bind(('0.0.0.0',port)); s.listen(64)\n"
     "  while True:\n"
     "    c,_=s.accept()\n"
-    "    threading.Thread(target=h,args=(c,stream),daemon=True).start()\n"
-    "def h(c,stream):\n"
+    "    threading.Thread(target=h,args=(c,mode),daemon=True).start()\n"
+    "def h(c,mode):\n"
     "  try:\n"
-    "    if stream:\n"
+    "    if mode=='stream':\n"
     "      while True: c.sendall(b'x'); time.sleep(0.05)\n"
-    "    c.sendall(('hello ' + c.getsockname()[0] + '\\n').encode()); c.close()\n"
-    "  except Exception: pass\n"
-    "for p,st in ((80,False),(8000,False),(8001,True)):\n"
-    "  threading.Thread(target=serve,args=(p,st),daemon=True).start()\n"
-    "while True: time.sleep(60)\n";
+    "    if mode=='bulk':\n"
+    "      c.sendall(b'x'*" XSTR(
+	BULK_BYTES) "); c.close(); return\n"
+		    "    c.sendall(('hello ' + c.getsockname()[0] + '\\n').encode()); c.close()\n"
+		    "  except Exception: pass\n"
+		    "for p,m in ((80,''),(8000,''),(8001,'stream'),(8002,'bulk')):\n"
+		    "  threading.Thread(target=serve,args=(p,m),daemon=True).start()\n"
+		    "while True: time.sleep(60)\n";
 
 static pid_t spawn_server(const char *ns, const char *code)
 {
@@ -308,6 +318,26 @@ static void need_root(void)
 {
 	if (geteuid() != 0)
 		SKIP("egress needs root (network namespaces, nftables)");
+}
+
+/* For a test that starts a daemon of its own on sessions' range
+ * 10.<second>.0.0/16: skips when something of this machine's uses it
+ * (another engineer's daemon, say). */
+static void need_range(int second)
+{
+	if (sh("ip route | grep -q '^10\\.%d\\.'", second) == 0)
+		SKIP("10.%d.0.0/16 is in use on this machine", second);
+}
+
+/* Creates a session granted SRV_GRANTED on daemon d; its id into id. */
+static void create_granted_on(const struct client_daemon *d, const char *key, char *id, size_t len)
+{
+	struct client_resp r;
+	client_call(d, "POST", "/sessions/create", key,
+		    "{\"network\":{\"allowedCidrs\":[\"" SRV_GRANTED "\"]}}", &r);
+	CHECK_STATUS(&r, 200);
+	snprintf(id, len, "%s", client_must_str(r.json, "sessionId", r.body));
+	client_resp_free(&r);
 }
 
 /* ---- tests ---- */
@@ -778,8 +808,7 @@ TEST(pip_install_with_package_managers)
 TEST_TIMEOUT(nothing_left_after_delete_or_crash, 120)
 {
 	need_root();
-	if (sh("ip route | grep -qE '^10\\.214\\.'") == 0)
-		SKIP("10.214.0.0/16, this test's second daemon's range, is in use on this machine");
+	need_range(214);
 	struct client_daemon d = {0};
 	snprintf(d.build, sizeof(d.build), "%s", bk.d.build);
 	const char *const args[] = {"--egress-net", "10.214.0.0/16", "--dns-hosts", hosts_file,
@@ -790,12 +819,8 @@ TEST_TIMEOUT(nothing_left_after_delete_or_crash, 120)
 	char key[CLIENT_KEY_MAX];
 	CHECK(client_key_create(&d, "paid", key, sizeof(key)) == 0);
 	struct client_resp r;
-	client_call(&d, "POST", "/sessions/create", key,
-		    "{\"network\":{\"allowedCidrs\":[\"" SRV_GRANTED "\"]}}", &r);
-	CHECK_STATUS(&r, 200);
 	char id[64];
-	snprintf(id, sizeof(id), "%s", client_must_str(r.json, "sessionId", r.body));
-	client_resp_free(&r);
+	create_granted_on(&d, key, id, sizeof(id));
 	CHECK(client_egress_state(d.data_dir, false) == 2); /* its table and its interface */
 	char path[128];
 	snprintf(path, sizeof(path), "/sessions/%s", id);
@@ -826,6 +851,144 @@ TEST_TIMEOUT(nothing_left_after_delete_or_crash, 120)
 	CHECK(client_daemon_stop(&d) >= 0);
 	int left = client_egress_state(d.data_dir, false);
 	CHECK_MSG(left == 0, "%d things of egress left after a crash, restart and stop", left);
+	CHECK(client_daemon_check(&d) == 0);
+}
+
+/* ---- bytes in and out ---- */
+
+/* What cmd printed in session id of daemon d; it must exit 0. Caller
+ * frees. */
+static char *run_on(const struct client_daemon *d, const char *key, const char *id, const char *cmd)
+{
+	json_t *body = json_pack("{s:s,s:s}", "sessionId", id, "command", cmd);
+	struct client_resp r;
+	client_call_json(d, "POST", "/execute", key, body, &r);
+	json_decref(body);
+	CHECK_STATUS(&r, 200);
+	CHECK_MSG(client_must_int(r.json, "exitCode", r.body) == 0, "'%s' failed: %s", cmd, r.body);
+	char *out = strdup(client_must_str(r.json, "stdout", r.body));
+	client_resp_free(&r);
+	return out;
+}
+
+/* Downloads what the test server's port 8002 sends into session id:
+ * BULK_BYTES, read whole. */
+static void download_on(const struct client_daemon *d, const char *key, const char *id)
+{
+	char *o = run_on(d, key, id,
+			 "python3 -c \"import socket\ns=socket.create_connection(('" SRV_GRANTED
+			 "',8002),timeout=10); n=0\nwhile True:\n  b=s.recv(65536)\n  if not "
+			 "b: break\n  n+=len(b)\nprint(n)\"");
+	CHECK_MSG(atoll(o) == BULK_BYTES, "downloaded %s bytes, not " XSTR(BULK_BYTES), o);
+	free(o);
+}
+
+/* The session's bytes as GET /sessions/{id} and the InstaVM usage show
+ * them; both must agree on what came in. */
+static void bytes_of(const struct client_daemon *d, const char *key, const char *id, long long *in,
+		     long long *out)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "/sessions/%s", id);
+	struct client_resp r;
+	client_call(d, "GET", path, key, NULL, &r);
+	CHECK_STATUS(&r, 200);
+	json_t *net = json_object_get(r.json, "network");
+	CHECK_MSG(json_is_object(net), "no network object: %s", r.body);
+	*in = client_must_int(net, "bytesIn", r.body);
+	*out = client_must_int(net, "bytesOut", r.body);
+	client_resp_free(&r);
+	snprintf(path, sizeof(path), "/v1/sessions/usage/%s", id);
+	client_call(d, "GET", path, key, NULL, &r);
+	CHECK_STATUS(&r, 200);
+	long long rx = client_must_int(r.json, "network_rx_bytes", r.body);
+	long long tx = client_must_int(r.json, "network_tx_bytes", r.body);
+	client_resp_free(&r);
+	/* Read one after the other while nothing moves: the same figures. */
+	CHECK_MSG(rx == *in && tx == *out, "usage says %lld in, %lld out; the session %lld, %lld",
+		  rx, tx, *in, *out);
+}
+
+/* bunker_egress_bytes_total{direction="in"} of daemon d. */
+static long long metrics_in(const struct client_daemon *d)
+{
+	struct client_resp r;
+	client_call(d, "GET", "/metrics", NULL, NULL, &r);
+	CHECK_MSG(r.status == 200 && r.body, "GET /metrics: %ld", r.status);
+	static const char line[] = "\nbunker_egress_bytes_total{direction=\"in\"} ";
+	const char *at = strstr(r.body, line);
+	CHECK_MSG(at != NULL, "no egress bytes in /metrics: %.3000s", r.body);
+	CHECK_MSG(strstr(r.body, "\nbunker_egress_bytes_total{direction=\"out\"} ") != NULL,
+		  "no egress bytes out in /metrics");
+	long long n = atoll(at + strlen(line));
+	client_resp_free(&r);
+	return n;
+}
+
+/* A session's bytes are counted over its whole life: a download shows in
+ * its view, its InstaVM usage and the daemon's /metrics; they stay when
+ * its network is taken away and given back, and when it sleeps deeply
+ * (a clean stop of the daemon) and wakes on the next start. */
+TEST_TIMEOUT(bytes_counted_over_the_session_life, 150)
+{
+	need_root();
+	need_range(215);
+	struct client_daemon d = {0};
+	snprintf(d.build, sizeof(d.build), "%s", bk.d.build);
+	const char *const args[] = {"--egress-net", "10.215.0.0/16", "--warm-pool", "0", NULL};
+	CHECK(client_daemon_start(&d, args) == 0);
+	char key[CLIENT_KEY_MAX];
+	CHECK(client_key_create(&d, "paid", key, sizeof(key)) == 0);
+	long long m0 = metrics_in(&d);
+	struct client_resp r;
+	char id[64];
+	create_granted_on(&d, key, id, sizeof(id));
+	long long in, out;
+	bytes_of(&d, key, id, &in, &out);
+	CHECK_MSG(in < BULK_BYTES, "%lld bytes in before any download", in);
+
+	download_on(&d, key, id);
+	bytes_of(&d, key, id, &in, &out);
+	CHECK_MSG(in >= BULK_BYTES, "%lld bytes in after a download of " XSTR(BULK_BYTES), in);
+	CHECK_MSG(out > 0, "no bytes out after a download");
+	long long m1 = metrics_in(&d);
+	CHECK_MSG(m1 - m0 >= BULK_BYTES, "/metrics grew by %lld in a download of " XSTR(BULK_BYTES),
+		  m1 - m0);
+
+	/* Taken away (the interface goes) and given back: nothing lost. */
+	char path[128];
+	snprintf(path, sizeof(path), "/sessions/%s/network", id);
+	client_call(&d, "PATCH", path, key, "{\"allowedCidrs\":[]}", &r);
+	CHECK_STATUS(&r, 200);
+	client_resp_free(&r);
+	long long before = in;
+	bytes_of(&d, key, id, &in, &out);
+	CHECK_MSG(in >= before, "%lld bytes in once revoked, %lld before", in, before);
+	CHECK_MSG(metrics_in(&d) >= m1, "/metrics went back once a network went");
+	client_call(&d, "PATCH", path, key, "{\"allowedCidrs\":[\"" SRV_GRANTED "\"]}", &r);
+	CHECK_STATUS(&r, 200);
+	client_resp_free(&r);
+	download_on(&d, key, id);
+	bytes_of(&d, key, id, &in, &out);
+	CHECK_MSG(in >= 2LL * BULK_BYTES, "%lld bytes in after two downloads", in);
+
+	/* A clean stop puts it to deep sleep; the next start wakes it with a
+	 * new sandbox and a new interface. */
+	CHECK(client_daemon_halt(&d, SIGTERM) >= 0);
+	CHECK(client_daemon_start(&d, args) == 0);
+	before = in;
+	bytes_of(&d, key, id, &in, &out);
+	CHECK_MSG(in >= before, "%lld bytes in after a deep sleep, %lld before", in, before);
+	download_on(&d, key, id);
+	bytes_of(&d, key, id, &in, &out);
+	CHECK_MSG(in >= 3LL * BULK_BYTES, "%lld bytes in after three downloads", in);
+	CHECK_MSG(metrics_in(&d) >= BULK_BYTES, "/metrics missed the download after the restart");
+
+	snprintf(path, sizeof(path), "/sessions/%s", id);
+	client_call(&d, "DELETE", path, key, NULL, &r);
+	CHECK_STATUS(&r, 200);
+	client_resp_free(&r);
+	CHECK(client_daemon_stop(&d) >= 0);
 	CHECK(client_daemon_check(&d) == 0);
 }
 

@@ -325,13 +325,25 @@ STORE_TEST(session_insert_get_delete_touch)
 	CHECK(s.metadata == NULL);
 
 	/* Touch moves last_active forward, never back. */
-	CHECK_INT_EQ(f.st->ops->session_touch(f.st, in.id, 20000, 0, 0, 0, &err), 1);
-	CHECK_INT_EQ(f.st->ops->session_touch(f.st, in.id, 15000, 0, 0, 0, &err), 1);
+	CHECK_INT_EQ(f.st->ops->session_touch(f.st, in.id, 20000, NULL, &err), 1);
+	CHECK_INT_EQ(f.st->ops->session_touch(f.st, in.id, 15000, NULL, &err), 1);
 	CHECK_INT_EQ(f.st->ops->session_get(f.st, in.id, NULL, &s, &err), 1);
 	CHECK_INT_EQ(s.last_active_ms, 20000);
 	store_session_release(&s);
-	CHECK_INT_EQ(f.st->ops->session_touch(f.st, "ses_nonenonenonenonenone", 1, 0, 0, 0, &err),
-		     0);
+	CHECK_INT_EQ(f.st->ops->session_touch(f.st, "ses_nonenonenonenonenone", 1, NULL, &err), 0);
+
+	/* Usage adds up, every counter on its own. */
+	struct store_usage u1 = {1, 20, 300, 4000, 50000}, u2 = {2, 1, 1, 6000, 1};
+	CHECK_INT_EQ(f.st->ops->session_touch(f.st, in.id, 0, &u1, &err), 1);
+	CHECK_INT_EQ(f.st->ops->session_touch(f.st, in.id, 0, &u2, &err), 1);
+	CHECK_INT_EQ(f.st->ops->session_get(f.st, in.id, NULL, &s, &err), 1);
+	CHECK_INT_EQ(s.exec_count, 3);
+	CHECK_INT_EQ(s.cpu_ms, 21);
+	CHECK_INT_EQ(s.vm_runtime_ms, 301);
+	CHECK_INT_EQ(s.net_tx_bytes, 10000);
+	CHECK_INT_EQ(s.net_rx_bytes, 50001);
+	CHECK_INT_EQ(s.last_active_ms, 20000);
+	store_session_release(&s);
 
 	CHECK_INT_EQ(f.st->ops->session_delete(f.st, in.id, &err), 1);
 	CHECK_INT_EQ(f.st->ops->session_get(f.st, in.id, NULL, &s, &err), 0);
@@ -1069,7 +1081,9 @@ STORE_TEST(nodes_own_sessions_and_claims_move_them)
 	/* A node's writes as owner reach only its own sessions. */
 	CHECK_INT_EQ(
 	    b->ops->session_set_state(b, "ses_aaaaaaaaaaaaaaaaaaaa", STORE_SESSION_IDLE, &err), 0);
-	CHECK_INT_EQ(b->ops->session_touch(b, "ses_aaaaaaaaaaaaaaaaaaaa", 5000, 1, 0, 0, &err), 0);
+	struct store_usage one_exec = {.execs = 1};
+	CHECK_INT_EQ(b->ops->session_touch(b, "ses_aaaaaaaaaaaaaaaaaaaa", 5000, &one_exec, &err),
+		     0);
 	CHECK_INT_EQ(f.st->ops->session_set_state(f.st, "ses_aaaaaaaaaaaaaaaaaaaa",
 						  STORE_SESSION_IDLE, &err),
 		     1);
