@@ -36,6 +36,8 @@
 #include "util/util.h"
 
 #define WORKERS_MAX 8
+/* The workers' thread name (at most 15 bytes). */
+#define RELAY_WORKER_NAME "bk-relay"
 /* How often a worker looks at its relays' deadlines and cancellations. */
 #define ROUND_MS 100
 
@@ -254,6 +256,9 @@ int http_relay_start(struct http_server *srv, struct bk_err *err)
 			http_relay_stop(srv);
 			return bk_err_set(err, e, "cannot start the relay");
 		}
+		/* Named for perf and top, and for bench/preview, which gives
+		 * nginx as many worker processes as it counts of these. */
+		pthread_setname_np(w->thread, RELAY_WORKER_NAME);
 		pool->n++;
 	}
 	return 0;

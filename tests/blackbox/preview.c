@@ -31,6 +31,7 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -1880,6 +1881,33 @@ TEST(preview_traffic_reaches_last_active)
 	CHECK_MSG(la >= la0 + 1.0, "lastActive %.3f did not move past %.3f", la, la0);
 	client_must_delete(key, id);
 	free(id);
+}
+
+/* The relay's workers are threads named bk-relay, one per two CPUs (at
+ * least one, at most 8): what bench/preview counts to give its nginx as
+ * many worker processes. */
+TEST(relay_workers_are_named_threads)
+{
+	skip_without_daemon();
+	char dir[64];
+	snprintf(dir, sizeof(dir), "/proc/%d/task", (int)bk.d.pid);
+	DIR *d = opendir(dir);
+	CHECK(d != NULL);
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		char path[128], comm[32] = "";
+		snprintf(path, sizeof(path), "%s/%s/comm", dir, e->d_name);
+		FILE *f = e->d_name[0] == '.' ? NULL : fopen(path, "re");
+		if (f && fgets(comm, sizeof(comm), f) && strcmp(comm, "bk-relay\n") == 0)
+			n++;
+		if (f)
+			fclose(f);
+	}
+	closedir(d);
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	int want = cpus < 2 ? 1 : cpus / 2 > 8 ? 8 : (int)(cpus / 2);
+	CHECK_MSG(n == want, "%d threads named bk-relay, %d expected on %ld CPUs", n, want, cpus);
 }
 
 /* ---- many slow connections ---- */
