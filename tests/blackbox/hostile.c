@@ -765,3 +765,34 @@ TEST_TIMEOUT(trickling_reader_is_cut_and_its_charge_given_back, 180)
 	client_must_delete(key, id);
 	free(id);
 }
+
+TEST_TIMEOUT(bodies_of_many_keys_reach_the_total, 120)
+{
+	/* 5 paid keys, each a body of 30 MiB stalled one byte short: each
+	 * key's within its share, 150 MiB in all past the daemon's 128. */
+	enum { N = 5 };
+	size_t declared = 30 * MIB;
+	char keys[N][CLIENT_KEY_MAX], head[512];
+	int fds[N];
+	size_t total = 0;
+	for (int i = 0; i < N; i++) {
+		client_must_key("paid", keys[i], sizeof(keys[i]));
+		snprintf(head, sizeof(head),
+			 "POST /files/write HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+			 "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+			 keys[i], declared);
+		total += bodies_stall(&fds[i], 1, "127.0.0.11", head, declared);
+	}
+	int refused = answered_with(fds, N, 503, "unavailable");
+	/* Requests that hold little go on, from every key. */
+	char *id = client_must_create(bk.paid_key, NULL);
+	write_big(id, 1 * MIB);
+	flood_close(fds, N);
+	fprintf(stderr, "    %d bodies of 30 MiB from %d keys: %zu MB sent, %d refused with 503\n",
+		N, N, total >> 20, refused);
+	CHECK_MSG(refused == 1, "want the body past the total refused 503, got %d", refused);
+	CHECK_MSG(total < 130 * MIB, "%zu MB of bodies were taken, past the total", total >> 20);
+	check_honest(id, "after the bodies");
+	client_must_delete(bk.paid_key, id);
+	free(id);
+}
