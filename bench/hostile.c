@@ -26,6 +26,14 @@
  *                 ({"files":[{},{},...]}), sent again as soon as answered
  *   bomb-ent      the same with an enterprise key, whose file size limit
  *                 (100 MB) lets so large a body in
+ *   key-bodies    8 POST /files/write of the bomb's paid key declaring
+ *                 20 MiB, sent one byte short, then held
+ *   answers       96 POST /execute of the bomb's key, each answered 900 kB
+ *                 of JSON (built whole, under 1 MiB), never read (4 KiB
+ *                 receive buffers); also the bytes the daemon's send
+ *                 queues hold
+ *   trickle       8 POST /execute of the bomb's key answering 20 MiB of
+ *                 output, read at 1 KiB/s each
  *   idle-1addr    4,000 idle connections (no byte sent) from 127.0.0.2,
  *                 each reopened when the daemon closes it
  *   idle-16addr   4,000 idle connections from 127.0.0.10-25 (250 each)
@@ -63,6 +71,7 @@
 #define IDLE_MAX 4200
 #define BODY_CONNS 8
 #define BODY_DECLARED (100u << 20)
+#define KEY_BODY_DECLARED (20u << 20)
 #define BOMB_BYTES (99u * 1000 * 1000)
 #define READERS 16
 #define OUTPUTS 16
@@ -276,7 +285,90 @@ static void attack_outputs(void)
 		pause();
 }
 
+static void attack_key_bodies(void)
+{
+	char head[512];
+	int hl = snprintf(head, sizeof(head),
+			  "POST /files/write HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
+			  "%s\r\nContent-Type: application/json\r\nContent-Length: %u\r\n\r\n",
+			  bomb_key, KEY_BODY_DECLARED);
+	int fds[BODY_CONNS];
+	static char chunk[1 << 16];
+	memset(chunk, 'a', sizeof(chunk));
+	for (int i = 0; i < BODY_CONNS; i++) {
+		fds[i] = dial("127.0.0.7", 0);
+		if (fds[i] < 0)
+			continue;
+		send_all(fds[i], head, (size_t)hl);
+		/* SO_SNDTIMEO (2 s) ends a send the daemon no longer takes. */
+		for (size_t left = KEY_BODY_DECLARED - 1; left > 0;) {
+			size_t n = left < sizeof(chunk) ? left : sizeof(chunk);
+			ssize_t w = send(fds[i], chunk, n, MSG_NOSIGNAL);
+			if (w <= 0)
+				break;
+			left -= (size_t)w;
+		}
+	}
+	for (;;)
+		pause();
+}
+
+/* n executions of the bomb's key running command, whose answers are read
+ * at rate bytes a second each (0: never), on 4 KiB receive buffers. */
+static void attack_answers(int n, const char *command, int rate)
+{
+	char *id = create_session(bomb_key, NULL, NULL);
+	json_t *bj =
+	    json_pack("{s:s,s:s,s:i}", "sessionId", id, "command", command, "timeout", 120);
+	char *body = json_dumps(bj, JSON_COMPACT);
+	json_decref(bj);
+	free(id);
+	char head[512];
+	int hl = snprintf(head, sizeof(head),
+			  "POST /execute HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
+			  "%s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+			  bomb_key, strlen(body));
+	static int fds[128];
+	for (int i = 0; i < n && i < 128; i++) {
+		fds[i] = dial("127.0.0.8", 4096);
+		if (fds[i] < 0)
+			continue;
+		send_all(fds[i], head, (size_t)hl);
+		send_all(fds[i], body, strlen(body));
+		struct pollfd p = {.fd = fds[i], .events = POLLIN};
+		poll(&p, 1, 30000); /* answered: the next does not wait on it */
+	}
+	free(body);
+	for (;;) {
+		sleep_ms(1000);
+		char buf[16384];
+		for (int i = 0; i < n && i < 128 && rate > 0; i++)
+			if (fds[i] >= 0 && recv(fds[i], buf, (size_t)rate, MSG_DONTWAIT) == 0)
+				fds[i] = -1;
+	}
+}
+
 /* ---- measuring ---- */
+
+/* The bytes the send queues of the daemon's connections hold
+ * (/proc/net/tcp). */
+static size_t queued_bytes(void)
+{
+	FILE *f = fopen("/proc/net/tcp", "re");
+	char line[512];
+	size_t total = 0;
+	while (f && fgets(line, sizeof(line), f)) {
+		unsigned local, lport, remote, rport, state;
+		unsigned long tx, rx;
+		if (sscanf(line, " %*d: %x:%x %x:%x %x %lx:%lx", &local, &lport, &remote, &rport,
+			   &state, &tx, &rx) == 7 &&
+		    lport == (unsigned)daemon_port)
+			total += tx;
+	}
+	if (f)
+		fclose(f);
+	return total;
+}
 
 static long proc_kb(const char *field)
 {
@@ -336,6 +428,20 @@ static void run_bodies(int arg)
 static void run_bomb(int arg)
 {
 	attack_bomb(arg ? ent_key : bomb_key);
+}
+static void run_key_bodies(int arg)
+{
+	attack_key_bodies();
+}
+static void run_answers(int arg)
+{
+	if (arg == 0)
+		attack_answers(96, "head -c 900000 /dev/zero | tr '\\0' a", 0);
+	else
+		attack_answers(8,
+			       "head -c 10485760 /dev/zero | tr '\\0' a; "
+			       "head -c 10485760 /dev/zero | tr '\\0' a >&2",
+			       1024);
 }
 static void run_readers(int arg)
 {
@@ -440,6 +546,9 @@ int main(int argc, char **argv)
 	    {"bodies", run_bodies, 0},
 	    {"readers", run_readers, 0},
 	    {"outputs", run_outputs, 0},
+	    {"key-bodies", run_key_bodies, 0},
+	    {"answers", run_answers, 0},
+	    {"trickle", run_answers, 1},
 	    {"bomb", run_bomb, 0},
 	    {"bomb-ent", run_bomb, 1},
 	    {"idle-1addr", run_idle, 4000 * 100 + 1},
@@ -476,7 +585,11 @@ int main(int argc, char **argv)
 		struct stats s = summarise(ph->name, v, n);
 		printf("%-12s %6d %9.2f %9.2f %9.1f %7d %9.1f %9.1f %9.1f\n", ph->name, n, s.p50,
 		       s.p99, worst, failed, start / 1024.0, peak / 1024.0, end / 1024.0);
-		if (ph->attack == run_readers && hold > seconds + 2) {
+		if (ph->attack == run_answers)
+			printf("%-12s the daemon's send queues hold %.1f MB\n", "",
+			       (double)queued_bytes() / (1 << 20));
+		if ((ph->attack == run_readers || (ph->attack == run_answers && ph->arg)) &&
+		    hold > seconds + 2) {
 			sleep_ms((hold - seconds - 2) * 1000.0);
 			printf("%-12s RSS after %d s of stalled readers: %.1f MB\n", "", hold,
 			       proc_kb("VmRSS") / 1024.0);

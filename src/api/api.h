@@ -6,11 +6,26 @@
 #include "http/server.h"
 
 struct api_ratelimit;
+struct budget;
+
+/* What the server holds for clients (buffered bodies, answers waiting to
+ * be sent) by default: in all, and for one key. */
+#define API_CLIENT_MEMORY_DEFAULT ((size_t)128 << 20)
+#define API_CLIENT_KEY_MEMORY_DEFAULT ((size_t)32 << 20)
+/* The same for requests without a key, apart: in all, and for one client
+ * address. */
+#define API_KEYLESS_MEMORY ((size_t)8 << 20)
+#define API_KEYLESS_ADDR_MEMORY ((size_t)1 << 20)
 
 struct api {
 	struct core *core;
 	const char *version;
 	struct api_ratelimit *ratelimit; /* owned; per-key request budgets */
+	/* Memory held for clients (owned): a key's requests are charged to
+	 * clients by its id, requests without a key to keyless by their
+	 * address (api/router.c), so that no address without a key takes
+	 * what keys need. */
+	struct budget *clients, *keyless;
 	/* Operators' token (GET /v1/cluster/nodes) and the secret that one
 	 * node shows another on a relayed request, as hashes; the cluster
 	 * secret also in the clear (owned), as it is sent on. */
@@ -29,6 +44,9 @@ int api_secrets_load(struct api *api, const char *operator_file, const char *clu
 /* Sets api up to serve core (borrowed, as is version): call before the
  * server starts with api_handler_ops(), and api_close() once it stopped. */
 int api_open(struct api *api, struct core *core, const char *version, struct bk_err *err);
+/* Replaces the client memory budget's sizes (total, and a key's share):
+ * call after api_open(), before the server starts. */
+int api_client_memory_set(struct api *api, size_t total, size_t share, struct bk_err *err);
 void api_close(struct api *api);
 
 /* The request handler of bunkerd over api (borrowed): at each request's

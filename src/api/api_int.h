@@ -50,6 +50,9 @@ struct api_call {
 	/* It came from another node of the cluster (api/cluster.c): served
 	 * here, not relayed again, not rate-limited again. */
 	bool relayed;
+	/* What the server holds for this request's client (api/router.c),
+	 * the plan's charge; owned, released when the request ends. */
+	struct budget_charge *charge;
 	/* Relayed to another node: its name, and how an error is answered. */
 	char relay_node[64];
 	void (*relay_error)(struct api_call *c, const struct bk_err *err);

@@ -492,6 +492,7 @@ static void on_done(void *ctx, void *state)
 	struct api_call *c = state;
 	if (c == NULL)
 		return;
+	budget_charge_release(c->charge);
 	free(c->path);
 	json_decref(c->body);
 	free(c);

@@ -15,7 +15,10 @@ int api_open(struct api *api, struct core *core, const char *version, struct bk_
 	memset(api, 0, sizeof(*api));
 	api->core = core;
 	api->version = version;
-	if (api_ratelimit_new(&api->ratelimit, err) < 0) {
+	if (api_ratelimit_new(&api->ratelimit, err) < 0 ||
+	    budget_new(API_CLIENT_MEMORY_DEFAULT, API_CLIENT_KEY_MEMORY_DEFAULT, &api->clients,
+		       err) < 0 ||
+	    budget_new(API_KEYLESS_MEMORY, API_KEYLESS_ADDR_MEMORY, &api->keyless, err) < 0) {
 		api_close(api);
 		return -1;
 	}
@@ -27,8 +30,21 @@ void api_close(struct api *api)
 	api_stream_drain();
 	api_ratelimit_free(api->ratelimit);
 	api->ratelimit = NULL;
+	budget_free(api->clients);
+	budget_free(api->keyless);
+	api->clients = api->keyless = NULL;
 	free(api->cluster_secret);
 	api->cluster_secret = NULL;
+}
+
+int api_client_memory_set(struct api *api, size_t total, size_t share, struct bk_err *err)
+{
+	struct budget *b = NULL;
+	if (budget_new(total, share, &b, err) < 0)
+		return -1;
+	budget_free(api->clients);
+	api->clients = b;
+	return 0;
 }
 
 static void handle_healthz(struct api_call *c)

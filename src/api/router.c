@@ -5,11 +5,13 @@
  * A method and path that two dialects share (POST /execute) is decided by
  * its body, once it is in; what is answered before that is in both
  * dialects' shapes. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
 #include "api/api_int.h"
+#include "util/cleanup.h"
 #include "util/metrics.h"
 #include "util/util.h"
 
@@ -154,6 +156,40 @@ static int request_check(struct api_call *c, struct bk_err *err)
 	return 0;
 }
 
+/* A request refused for the memory its client holds: 429 when its owner
+ * (the key, or the address without one) holds its share, 503 when all
+ * owners hold all there is. Retry-After: 1, as answers drain in moments
+ * when their clients read them. */
+static int over_budget(struct api_call *c, enum budget_limit limit, struct bk_err *err)
+{
+	if (limit == BUDGET_OK)
+		return 0;
+	http_response_header(c->res, "Retry-After", "1");
+	if (limit == BUDGET_SHARE)
+		return bk_err_kind(err, BK_E_LIMIT,
+				   "%s holds its share of the memory the daemon keeps for "
+				   "clients (answers not yet read, bodies being sent): read "
+				   "those answers, or send this again in a moment",
+				   c->authed ? "this API key" : "this client address");
+	return bk_err_kind(err, BK_E_UNAVAILABLE,
+			   "the daemon holds all the memory it keeps for clients (answers not "
+			   "yet read, bodies being sent): send this again in a moment");
+}
+
+/* c's charge for what the server holds for its client, refused when its
+ * owner holds all it may already: a key's requests are its key's, the
+ * others' (a body that carries its key included) their address's, apart. */
+static int client_charge(struct api_call *c, struct bk_err *err)
+{
+	struct budget *b = c->authed ? c->api->clients : c->api->keyless;
+	if (b == NULL)
+		return 0;
+	c->charge = budget_charge_new(b, c->authed ? c->key.id : c->req->client_ip);
+	if (c->charge == NULL)
+		return bk_err_set(err, ENOMEM, "cannot count the memory of the request");
+	return over_budget(c, budget_charge_full(c->charge), err);
+}
+
 /* The route's work with its body is the only thing left for after the
  * body: what the head can tell (no such route, a bad path, no key, no
  * budget left) is answered before a byte of the body is read. */
@@ -187,6 +223,10 @@ void api_dispatch_head(struct api_call *c, struct http_body_plan *plan)
 		    (strstr(route->pattern, "{id}") || strstr(route->pattern, "{session_id}")))
 			snprintf(c->session_id, sizeof(c->session_id), "%s", c->param[0]);
 	}
+	if (client_charge(c, &err) < 0)
+		return error(c, &err);
+	/* The server's from here on (http_body_plan). */
+	plan->charge = steal_ptr(&c->charge);
 	if (api_cluster_relay_head(c, plan, error))
 		return;
 	plan->limit = api_route_body_limit(c);
@@ -214,6 +254,11 @@ void api_dispatch_body(struct api_call *c)
 		bk_err_kind(&err, BK_E_TOO_LARGE,
 			    "the request body is over this endpoint's limit of %zu bytes",
 			    api_route_body_limit(c));
+		return (c->shared ? shared_error : c->table->error)(c, &err);
+	}
+	if (c->req->body_over_budget != BUDGET_OK) {
+		struct bk_err err = BK_ERR_INIT;
+		over_budget(c, c->req->body_over_budget, &err);
 		return (c->shared ? shared_error : c->table->error)(c, &err);
 	}
 	/* The body names the dialect of a shared route. */

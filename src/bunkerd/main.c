@@ -42,6 +42,9 @@ static void usage(FILE *f)
 	      "  --output-memory-mb MB  executions' output the daemon holds at once, from\n"
 	      "                         its first byte until its answer is sent (96)\n"
 	      "  --output-key-memory-mb MB  what of it one API key may hold (32)\n"
+	      "  --client-memory-mb MB  bodies being buffered and answers not yet read\n"
+	      "                         the daemon holds for keys at once (128)\n"
+	      "  --client-key-memory-mb MB  what of it one API key may hold (32)\n"
 	      "  --warm-pool N          sandboxes kept started ahead of need (2; 0: none)\n"
 	      "  --idle-after S         seconds without a request before a session is\n"
 	      "                         frozen (300)\n"
@@ -110,6 +113,8 @@ int main(int argc, char **argv)
 	const char *node = NULL, *advertise = NULL, *operator_file = NULL, *cluster_file = NULL;
 	int port = 8080;
 	struct http_limits limits = HTTP_LIMITS_DEFAULT;
+	size_t client_memory = API_CLIENT_MEMORY_DEFAULT,
+	       client_key_memory = API_CLIENT_KEY_MEMORY_DEFAULT;
 	enum {
 		O_LISTEN = 1,
 		O_PORT,
@@ -124,6 +129,8 @@ int main(int argc, char **argv)
 		O_BODY_RATE,
 		O_PIDS,
 		O_OUT_MEM,
+		O_CLIENT_MEM,
+		O_CLIENT_KEY,
 		O_OUT_KEY,
 		O_POOL,
 		O_IDLE,
@@ -160,6 +167,8 @@ int main(int argc, char **argv)
 	    {"body-min-rate", required_argument, NULL, O_BODY_RATE},
 	    {"pids-max", required_argument, NULL, O_PIDS},
 	    {"output-memory-mb", required_argument, NULL, O_OUT_MEM},
+	    {"client-memory-mb", required_argument, NULL, O_CLIENT_MEM},
+	    {"client-key-memory-mb", required_argument, NULL, O_CLIENT_KEY},
 	    {"output-key-memory-mb", required_argument, NULL, O_OUT_KEY},
 	    {"warm-pool", required_argument, NULL, O_POOL},
 	    {"idle-after", required_argument, NULL, O_IDLE},
@@ -229,6 +238,14 @@ int main(int argc, char **argv)
 		case O_OUT_MEM:
 			cfg.output_memory =
 			    (size_t)parse_num("--output-memory-mb", optarg, 1, 1 << 20) << 20;
+			break;
+		case O_CLIENT_MEM:
+			client_memory = (size_t)parse_num("--client-memory-mb", optarg, 1, 1 << 20)
+					<< 20;
+			break;
+		case O_CLIENT_KEY:
+			client_key_memory =
+			    (size_t)parse_num("--client-key-memory-mb", optarg, 1, 1 << 20) << 20;
 			break;
 		case O_OUT_KEY:
 			cfg.output_key_memory =
@@ -380,6 +397,9 @@ int main(int argc, char **argv)
 	if (cfg.output_key_memory > cfg.output_memory)
 		die("--output-key-memory-mb %zu is more than the %zu of --output-memory-mb",
 		    cfg.output_key_memory >> 20, cfg.output_memory >> 20);
+	if (client_key_memory > client_memory)
+		die("--client-key-memory-mb %zu is more than the %zu of --client-memory-mb",
+		    client_key_memory >> 20, client_memory >> 20);
 
 	/* Large buffers (executions' output, answers' pieces, bodies) from
 	 * mmap always: glibc raises its mmap threshold to the size of each
@@ -434,6 +454,7 @@ int main(int argc, char **argv)
 		die("%s", err.msg);
 	struct api api;
 	if (api_open(&api, core, BUNKER_VERSION, &err) < 0 ||
+	    api_client_memory_set(&api, client_memory, client_key_memory, &err) < 0 ||
 	    api_secrets_load(&api, operator_file, cluster_file, &err) < 0) {
 		api_close(&api);
 		core_close(core);

@@ -13,10 +13,17 @@
  * socket stays open until MHD_CONNECTION_NOTIFY_CLOSED has taken it off
  * the list under the lock, so the guard never touches a reused descriptor.
  *
- * Stalled readers need nothing of this: libmicrohttpd's idle timeout
- * (limits.idle_timeout_s) also runs while an answer waits for room to be
- * sent, and ends the connection when the client has read nothing for that
- * long.
+ * Stalled readers: libmicrohttpd's idle timeout (limits.idle_timeout_s)
+ * also runs while an answer waits for room to be sent, and ends the
+ * connection when the client has read nothing for that long; a client that
+ * reads a byte now and then defeats it, and kept its answer (and what the
+ * answer holds of a budget) for as long as it liked. So the guard also
+ * watches answers: while the socket's send queue is not empty (the daemon
+ * waits for the client, not the other way round), the client must
+ * acknowledge body_min_rate bytes a second over each idle_timeout_s
+ * window (TCP_INFO's bytes_acked), or it is cut. A client that keeps up
+ * (an empty queue, as with a stream waiting for output) starts a new
+ * window each time.
  */
 #include <errno.h>
 #include <linux/tcp.h>
@@ -24,6 +31,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -177,15 +186,98 @@ bool http_guard_make_room(struct http_server *srv)
 	return room;
 }
 
-/* The bytes the kernel has received on fd, or 0 when it cannot say. */
-static uint64_t bytes_received(int fd)
+/* The kernel's counts of fd (zeroed when it cannot say). */
+static struct tcp_info tcp_counts(int fd)
 {
 	struct tcp_info ti;
 	socklen_t len = sizeof(ti);
 	memset(&ti, 0, sizeof(ti));
 	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
-		return 0;
-	return ti.tcpi_bytes_received;
+		memset(&ti, 0, sizeof(ti));
+	return ti;
+}
+
+/* The bytes the kernel has received on fd, or 0 when it cannot say. */
+static uint64_t bytes_received(int fd)
+{
+	return tcp_counts(fd).tcpi_bytes_received;
+}
+
+/* The bytes fd's send queue holds (not yet sent, or not yet acknowledged),
+ * or 0 when it cannot say. */
+static size_t queued_bytes(int fd)
+{
+	int n = 0;
+	return ioctl(fd, SIOCOUTQ, &n) < 0 || n < 0 ? 0 : (size_t)n;
+}
+
+/* Lock held. Gives back what of mc->queued its socket holds no more. */
+static void queued_drain(struct http_mhd_conn *mc)
+{
+	if (mc->queued == NULL)
+		return;
+	size_t held = budget_charge_held(mc->queued), q = mc->cut ? 0 : queued_bytes(mc->fd);
+	if (q < held)
+		budget_charge_give(mc->queued, held - q);
+	if (q == 0) {
+		budget_charge_release(mc->queued);
+		mc->queued = NULL;
+	}
+}
+
+void http_guard_closing(struct http_server *srv, struct http_mhd_conn *mc)
+{
+	pthread_mutex_lock(&srv->lock);
+	budget_charge_release(mc->queued);
+	mc->queued = NULL;
+	/* A client that stopped reading: closed, its socket would keep the
+	 * unsent answer (and send the FIN behind it) for as long as the
+	 * client keeps its window shut. A reset frees it at once. Not after
+	 * an answer that closes the connection: its client reads it. */
+	int64_t idle_us = (int64_t)srv->limits.idle_timeout_s * 1000000 - GUARD_TICK_MS * 1000;
+	bool stalled = mc->cut || atomic_load(&mc->timed_out) ||
+		       (atomic_load(&mc->phase) == HTTP_PHASE_WAIT_HEAD &&
+			mono_us() - atomic_load(&mc->phase_us) >= idle_us);
+	pthread_mutex_unlock(&srv->lock);
+	if (stalled && mc->fd >= 0 && queued_bytes(mc->fd) > 0) {
+		struct linger lg = {.l_onoff = 1, .l_linger = 0};
+		setsockopt(mc->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
+}
+
+void http_guard_queued(struct http_server *srv, struct http_mhd_conn *mc, struct budget_charge *c)
+{
+	pthread_mutex_lock(&srv->lock);
+	budget_charge_release(mc->queued);
+	mc->queued = c;
+	queued_drain(mc);
+	pthread_mutex_unlock(&srv->lock);
+}
+
+/* Whether the client of mc, answered since since, takes its answer too
+ * slowly at now (see the top of this file). */
+static bool answer_too_slow(struct http_server *srv, struct http_mhd_conn *mc, int64_t since,
+			    int64_t now)
+{
+	const struct http_limits *lim = &srv->limits;
+	if (lim->body_min_rate == 0)
+		return false;
+	if (queued_bytes(mc->fd) == 0 || mc->send_of_us != since) {
+		mc->send_of_us = since;
+		mc->send_from_us = 0;
+		return false;
+	}
+	uint64_t acked = tcp_counts(mc->fd).tcpi_bytes_acked;
+	int64_t window_us = (int64_t)lim->idle_timeout_s * 1000000;
+	if (mc->send_from_us == 0 || now - mc->send_from_us >= window_us) {
+		if (mc->send_from_us != 0 &&
+		    (double)(acked - mc->acked_mark) <
+			(double)lim->body_min_rate * (double)(now - mc->send_from_us) / 1e6)
+			return true;
+		mc->send_from_us = now;
+		mc->acked_mark = acked;
+	}
+	return false;
 }
 
 /* Whether mc, in its phase since since_us, has been too slow at now. */
@@ -220,6 +312,8 @@ static bool too_slow(struct http_server *srv, struct http_mhd_conn *mc, int64_t 
 		double need = (double)lim->body_min_rate * (double)(elapsed - grace_us) / 1e6;
 		return (double)atomic_load(&mc->body_bytes) < need;
 	}
+	case HTTP_PHASE_ANSWER:
+		return answer_too_slow(srv, mc, since, now);
 	default:
 		return false;
 	}
@@ -240,6 +334,7 @@ static void *guard_main(void *arg)
 			break;
 		int64_t now = mono_us();
 		for (struct http_mhd_conn *mc = srv->mhd_conns; mc; mc = mc->next) {
+			queued_drain(mc);
 			if (!mc->cut && too_slow(srv, mc, now)) {
 				cut(srv, mc);
 				cuts++;
@@ -247,8 +342,8 @@ static void *guard_main(void *arg)
 		}
 		if (cuts > 0 && now - logged_us >= GUARD_LOG_EVERY_US) {
 			fprintf(stderr,
-				"bunkerd: cut %ld connection(s) whose request head or body came "
-				"too slowly\n",
+				"bunkerd: cut %ld connection(s) whose request head or body came, "
+				"or whose answer was taken, too slowly\n",
 				cuts);
 			cuts = 0;
 			logged_us = now;

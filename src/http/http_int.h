@@ -106,11 +106,21 @@ struct http_mhd_conn {
 	 * when the write() under way runs (0: none). */
 	_Atomic int64_t paused_us;
 	_Atomic int64_t sink_since_us;
-	_Atomic bool linger; /* closed after an early answer: linger */
+	_Atomic bool linger;	/* closed after an early answer: linger */
+	_Atomic bool timed_out; /* libmicrohttpd ended a request at its timeout */
+	/* The last request's charge while the socket's send queue holds some
+	 * of its answer (struct http_body_plan): what it holds follows the
+	 * queue, given back as it drains (the guard), all of it on close.
+	 * Under srv->lock. */
+	struct budget_charge *queued;
 	/* The guard's own (under srv->lock). */
 	int64_t wait_of_us;   /* the wait (its phase_us) that rx_mark is of */
 	uint64_t rx_mark;     /* bytes the kernel had received when it began */
 	int64_t head_from_us; /* when its head began; 0: not yet */
+	/* An answer waiting for its client: the answer (its phase_us) and
+	 * the window that acked_mark is of (0: the client keeps up). */
+	int64_t send_of_us, send_from_us;
+	uint64_t acked_mark; /* bytes the client had acknowledged then */
 	bool cut;
 	struct http_mhd_conn *prev, *next;
 };
@@ -200,6 +210,13 @@ void http_clients_clear(struct http_server *srv);
 void http_guard_add(struct http_server *srv, struct http_mhd_conn *mc);
 void http_guard_remove(struct http_server *srv, struct http_mhd_conn *mc);
 /* Sets mc's phase (connection thread). */
+/* mc is closing: gives back what its send queue held, and makes the close
+ * a reset when its client had stopped reading (cut, or timed out). */
+void http_guard_closing(struct http_server *srv, struct http_mhd_conn *mc);
+/* Takes c (NULL is fine), the charge of mc's request that has ended: keeps
+ * what of it the socket's send queue holds in place of mc's earlier one,
+ * gives back the rest. */
+void http_guard_queued(struct http_server *srv, struct http_mhd_conn *mc, struct budget_charge *c);
 void http_guard_phase(struct http_mhd_conn *mc, enum http_phase phase);
 /* Whether libmicrohttpd can take one more connection: when it is full,
  * shuts down the one that has waited for a request longest (it leaves

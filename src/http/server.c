@@ -36,6 +36,10 @@ struct req_state {
 	struct buf body;
 	uint64_t taken, dropped;
 	bool too_large;
+	/* The plan's charge refused the body (as too_large, for its reason),
+	 * or holds its declared length already. */
+	enum budget_limit over_budget;
+	bool reserved;
 	bool refused;	/* the sink's write() said -1 */
 	bool sink_done; /* the sink's finish() has run */
 };
@@ -67,6 +71,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 	if (mc == NULL)
 		return;
 	http_guard_remove(srv, mc);
+	http_guard_closing(srv, mc);
 	/* MHD closes the socket when this returns: after an answer that left
 	 * the body unread, a copy of it lingers at the door. */
 	if (atomic_load(&mc->linger) && mc->fd >= 0) {
@@ -334,9 +339,11 @@ static void conclude(struct http_server *srv, struct req_state *st, struct http_
 		st->plan.sink->finish(st->plan.state, end, req, res);
 		return;
 	}
+	bool dropped = st->too_large || st->over_budget != BUDGET_OK;
 	req->body_too_large = st->too_large;
-	req->body = st->body.data && !st->too_large ? st->body.data : "";
-	req->body_len = st->too_large ? 0 : st->body.len;
+	req->body_over_budget = st->over_budget;
+	req->body = st->body.data && !dropped ? st->body.data : "";
+	req->body_len = dropped ? 0 : st->body.len;
 	srv->ops.handle(srv->ops.ctx, req, st->plan.state, res);
 }
 
@@ -351,6 +358,10 @@ static enum MHD_Result answer(struct req_state *st, struct MHD_Connection *conn,
 			atomic_store(&st->mc->linger, true);
 		http_guard_phase(st->mc, HTTP_PHASE_ANSWER);
 	}
+	/* Made already: held whatever the budget says, and the owner's next
+	 * requests are refused while it is over (the handler's head asks). */
+	if (st->planned && res->stream_read == NULL)
+		budget_charge_owe(st->plan.charge, res->len);
 	return respond(conn, res);
 }
 
@@ -363,8 +374,13 @@ static enum MHD_Result on_head(struct http_server *srv, struct req_state *st,
 	if (st->plan.mode == HTTP_BODY_ANSWER)
 		return answer(st, conn, &st->res, true);
 	int64_t cl = st->req.content_length;
-	if (cl >= 0 && (uint64_t)cl > st->plan.limit) {
-		st->too_large = true;
+	/* A declared length is charged whole before a byte of it is read. */
+	if (st->plan.mode == HTTP_BODY_BUFFER && cl > 0 && (uint64_t)cl <= st->plan.limit) {
+		st->over_budget = budget_charge_take_all(st->plan.charge, (size_t)cl);
+		st->reserved = st->over_budget == BUDGET_OK;
+	}
+	if ((cl >= 0 && (uint64_t)cl > st->plan.limit) || st->over_budget != BUDGET_OK) {
+		st->too_large = st->over_budget == BUDGET_OK;
 		if (st->mc)
 			http_guard_phase(st->mc, HTTP_PHASE_HANDLER);
 		conclude(srv, st, &st->res);
@@ -394,11 +410,19 @@ static enum MHD_Result on_body(struct http_server *srv, struct req_state *st, co
 {
 	if (st->mc)
 		atomic_fetch_add(&st->mc->body_bytes, len);
-	if (!st->too_large && !st->refused && st->taken + len > st->plan.limit) {
+	if (!st->too_large && !st->refused && st->over_budget == BUDGET_OK &&
+	    st->taken + len > st->plan.limit) {
 		st->too_large = true;
 		buf_free(&st->body);
 	}
-	if (st->too_large || st->refused) {
+	/* A body of unknown length is charged as it comes. */
+	if (!st->too_large && !st->refused && st->over_budget == BUDGET_OK && !st->reserved &&
+	    st->plan.mode == HTTP_BODY_BUFFER) {
+		st->over_budget = budget_charge_take_all(st->plan.charge, len);
+		if (st->over_budget != BUDGET_OK)
+			buf_free(&st->body);
+	}
+	if (st->too_large || st->refused || st->over_budget != BUDGET_OK) {
 		/* Read on so that the answer can still be given, but not for
 		 * ever. */
 		st->dropped += len;
@@ -497,6 +521,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	}
 	if (st->planned && srv->ops.done)
 		srv->ops.done(srv->ops.ctx, st->plan.state);
+	/* What the kernel still holds of the answers stays charged. */
+	if (st->mc)
+		http_guard_queued(srv, st->mc, st->plan.charge);
+	else
+		budget_charge_release(st->plan.charge);
+	if (st->mc && toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED)
+		atomic_store(&st->mc->timed_out, true);
 	if (st->mc) {
 		atomic_fetch_add(&st->mc->answered, 1);
 		http_guard_phase(st->mc, HTTP_PHASE_WAIT_HEAD);

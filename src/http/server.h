@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "util/budget.h"
 #include "util/err.h"
 
 struct http_request {
@@ -36,6 +37,9 @@ struct http_request {
 	const char *body;
 	size_t body_len;
 	bool body_too_large; /* past the plan's limit: dropped, not read whole */
+	/* The plan's charge could not take the body (util/budget.h says which
+	 * limit): dropped, not read whole, as body_too_large. */
+	enum budget_limit body_over_budget;
 	char client_ip[64];
 	int client_fd;	     /* the connection's socket: to notice a client leaving */
 	const char *nul_arg; /* a query argument whose value holds a NUL byte, or NULL */
@@ -201,6 +205,17 @@ struct http_body_plan {
 	size_t limit;			   /* BUFFER, STREAM: the most body bytes taken */
 	const struct http_body_sink *sink; /* STREAM; borrowed until done() */
 	void *state; /* the handler's, given to handle(), the sink and done() */
+	/* What the server holds for this request's client is taken from it
+	 * (NULL: nothing is counted): a buffered body as it comes (a declared
+	 * length at the head, whole or not at all: refused, the handler is
+	 * asked as for a body over the limit, with body_over_budget set);
+	 * then an answer built whole, past any limit, from its queueing; then
+	 * what of the answers the socket's send queue still holds when the
+	 * request ends (the kernel takes an answer of a few MB whole from a
+	 * client that reads none of it), given back as the client reads it
+	 * or when the connection closes. The server takes it (and releases
+	 * it), once head() has returned. */
+	struct budget_charge *charge;
 };
 
 struct http_handler_ops {

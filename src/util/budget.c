@@ -96,8 +96,9 @@ size_t budget_charge_take(struct budget_charge *c, size_t n)
 		return n;
 	struct budget *b = c->b;
 	pthread_mutex_lock(&b->lock);
-	size_t left = b->total - b->used;
-	size_t mine = b->share - c->owner->used;
+	/* Counts may stand past their limits (budget_charge_owe()). */
+	size_t left = b->used < b->total ? b->total - b->used : 0;
+	size_t mine = c->owner->used < b->share ? b->share - c->owner->used : 0;
 	if (n > left)
 		n = left;
 	if (n > mine)
@@ -107,6 +108,57 @@ size_t budget_charge_take(struct budget_charge *c, size_t n)
 	c->held += n;
 	pthread_mutex_unlock(&b->lock);
 	return n;
+}
+
+enum budget_limit budget_charge_take_all(struct budget_charge *c, size_t n)
+{
+	if (c == NULL)
+		return BUDGET_OK;
+	struct budget *b = c->b;
+	pthread_mutex_lock(&b->lock);
+	enum budget_limit r = BUDGET_OK;
+	/* Counts may stand past their limits (budget_charge_owe()). */
+	if (c->owner->used > 0 && (c->owner->used > b->share || n > b->share - c->owner->used))
+		r = BUDGET_SHARE;
+	else if (b->used > b->total || n > b->total - b->used)
+		r = BUDGET_TOTAL;
+	if (r == BUDGET_OK) {
+		b->used += n;
+		c->owner->used += n;
+		c->held += n;
+	}
+	pthread_mutex_unlock(&b->lock);
+	return r;
+}
+
+void budget_charge_owe(struct budget_charge *c, size_t n)
+{
+	if (c == NULL)
+		return;
+	struct budget *b = c->b;
+	pthread_mutex_lock(&b->lock);
+	b->used += n;
+	c->owner->used += n;
+	c->held += n;
+	pthread_mutex_unlock(&b->lock);
+}
+
+enum budget_limit budget_charge_full(struct budget_charge *c)
+{
+	if (c == NULL)
+		return BUDGET_OK;
+	struct budget *b = c->b;
+	pthread_mutex_lock(&b->lock);
+	enum budget_limit r = c->owner->used >= b->share ? BUDGET_SHARE
+			      : b->used >= b->total	 ? BUDGET_TOTAL
+							 : BUDGET_OK;
+	pthread_mutex_unlock(&b->lock);
+	return r;
+}
+
+size_t budget_charge_held(const struct budget_charge *c)
+{
+	return c ? c->held : 0;
 }
 
 void budget_charge_give(struct budget_charge *c, size_t n)

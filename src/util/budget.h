@@ -32,6 +32,26 @@ struct budget_charge *budget_charge_new(struct budget *b, const char *owner);
  * when c's owner would pass its share or all the budget's holders its
  * total (0 when either is spent). */
 size_t budget_charge_take(struct budget_charge *c, size_t n);
+/* Which limit a charge meets. */
+enum budget_limit {
+	BUDGET_OK = 0,
+	BUDGET_SHARE, /* its owner's share is spent */
+	BUDGET_TOTAL, /* all the budget is */
+};
+/* Takes n more bytes for c whole, or none: BUDGET_OK, or the limit that
+ * taking them would pass (its share first). An owner that holds nothing
+ * may take more than its share, within the total: one thing larger than a
+ * share (a body of 80 MiB) is let in alone. */
+enum budget_limit budget_charge_take_all(struct budget_charge *c, size_t n);
+/* Takes n more bytes for c past any limit, for what is made already and
+ * must be held anyway (an answer to send): until they are given back, its
+ * owner's later takes are refused, and budget_charge_full() says so. */
+void budget_charge_owe(struct budget_charge *c, size_t n);
+/* Whether c's owner holds its whole share (BUDGET_SHARE) or all holders
+ * the total (BUDGET_TOTAL) already; BUDGET_OK for a NULL charge. */
+enum budget_limit budget_charge_full(struct budget_charge *c);
+/* What c holds now (0 for NULL). */
+size_t budget_charge_held(const struct budget_charge *c);
 /* Gives back n of what c holds (at most what it holds). NULL is fine. */
 void budget_charge_give(struct budget_charge *c, size_t n);
 /* Gives back all that c took and frees it. NULL is fine. */

@@ -536,3 +536,263 @@ TEST(honest_pool_is_not_refused)
 	for (int i = 0; i < N; i++)
 		close(fds[i]);
 }
+
+/* ---- memory held for clients (the client budget) ---- */
+
+/* Sends head on n connections from src, then as much of a body of
+ * declared bytes as each takes, one byte short, within 20 s in all: the
+ * bytes sent. */
+static size_t bodies_stall(int *fds, int n, const char *src, const char *head, size_t declared)
+{
+	static char chunk[1 << 20];
+	memset(chunk, 'a', sizeof(chunk));
+	size_t sent[64] = {0}, total = 0;
+	CHECK(n <= 64);
+	for (int i = 0; i < n; i++) {
+		fds[i] = raw_dial(bk.d.port, src, 0);
+		CHECK(fds[i] >= 0);
+		raw_send(fds[i], head, strlen(head), 2000);
+	}
+	double t0 = client_now();
+	for (bool busy = true; busy && client_now() - t0 < 20;) {
+		busy = false;
+		for (int i = 0; i < n; i++) {
+			size_t want = declared - 1 - sent[i];
+			if (want == 0)
+				continue;
+			size_t got = raw_send(fds[i], chunk,
+					      want < sizeof(chunk) ? want : sizeof(chunk), 100);
+			sent[i] += got;
+			busy = busy || got > 0;
+		}
+	}
+	for (int i = 0; i < n; i++)
+		total += sent[i];
+	return total;
+}
+
+/* How many of fds were answered status (an answer waiting to be read). */
+static int answered_with(const int *fds, int n, int status, const char *code)
+{
+	int count = 0;
+	for (int i = 0; i < n; i++) {
+		enum raw_end end;
+		resp[0] = '\0';
+		raw_read(fds[i], resp, sizeof(resp), "}", 200, &end);
+		count += raw_status(resp) == status && strstr(resp, code) != NULL;
+	}
+	return count;
+}
+
+TEST_TIMEOUT(slow_bodies_of_one_key_are_charged, 120)
+{
+	/* 8 bodies of 20 MiB (a paid key's /files/write takes 82 MiB), each
+	 * stalled one byte short: 160 MiB held before they were charged. */
+	enum { N = 8 };
+	size_t declared = 20 * MIB;
+	char key[CLIENT_KEY_MAX], head[512];
+	client_must_key("paid", key, sizeof(key));
+	char *id = client_must_create(bk.paid_key, NULL);
+	snprintf(head, sizeof(head),
+		 "POST /files/write HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+		 "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+		 key, declared);
+	long before = raw_proc_kb(bk.d.pid, "VmRSS");
+	int fds[N];
+	size_t total = bodies_stall(fds, N, "127.0.0.7", head, declared);
+	long held = raw_proc_kb(bk.d.pid, "VmRSS");
+	/* Another key's body goes in meanwhile. */
+	write_big(id, 4 * MIB);
+	int refused = answered_with(fds, N, 429, "rate_limit_exceeded");
+	flood_close(fds, N);
+	fprintf(stderr,
+		"    8 bodies of 20 MiB from one key: %zu MB sent, %d refused with 429, the daemon "
+		"grew %ld MB\n",
+		total >> 20, refused, (held - before) / 1024);
+	CHECK_MSG(held - before < 64 * 1024, "8 stalled bodies of one key held %ld MB",
+		  (held - before) / 1024);
+	CHECK_MSG(refused >= N - 2, "only %d of %d bodies past the key's share were refused",
+		  refused, N);
+	check_honest(id, "after the bodies");
+	client_must_delete(bk.paid_key, id);
+	free(id);
+}
+
+/* The bytes the send queues of the daemon's connections to from hold
+ * (/proc/net/tcp): answers the kernel took whole for a client that reads
+ * none of them. */
+static size_t daemon_queued_to(const char *from)
+{
+	FILE *f = fopen("/proc/net/tcp", "re");
+	CHECK(f != NULL);
+	unsigned a, b, c, d;
+	CHECK(sscanf(from, "%u.%u.%u.%u", &a, &b, &c, &d) == 4);
+	unsigned want = a | b << 8 | c << 16 | d << 24; /* as the kernel prints it */
+	char line[512];
+	size_t total = 0;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned local, lport, remote, rport, state;
+		unsigned long tx, rx;
+		if (sscanf(line, " %*d: %x:%x %x:%x %x %lx:%lx", &local, &lport, &remote, &rport,
+			   &state, &tx, &rx) == 7 &&
+		    lport == (unsigned)bk.d.port && remote == want)
+			total += tx;
+	}
+	fclose(f);
+	return total;
+}
+
+TEST_TIMEOUT(unread_small_answers_of_one_key_are_charged, 180)
+{
+	/* 96 answers of 900 kB (under the 1 MiB an answer is built whole
+	 * at), none read: the kernel takes each whole into the daemon's
+	 * socket (its send buffer grows to 4 MB), some 86 MB that one key
+	 * held, without limit, before what the queues hold was charged. */
+	enum { N = 96 };
+	char key[CLIENT_KEY_MAX];
+	client_must_key("paid", key, sizeof(key));
+	char *id = client_must_create(key, NULL);
+	char *other = client_must_create(bk.paid_key, NULL);
+	char body[512];
+	snprintf(body, sizeof(body),
+		 "{\"sessionId\":\"%s\",\"command\":\"head -c 900000 /dev/zero | tr '\\\\0' a\"}",
+		 id);
+	char head[1024];
+	snprintf(head, sizeof(head),
+		 "POST /execute HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+		 "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+		 key, strlen(body), body);
+	long before = raw_proc_kb(bk.d.pid, "VmRSS");
+	static int fds[N];
+	for (int i = 0; i < N; i++) {
+		fds[i] = raw_dial(bk.d.port, "127.0.0.8", 4096);
+		CHECK(fds[i] >= 0);
+		CHECK(raw_send(fds[i], head, strlen(head), 2000) == strlen(head));
+		/* Its answer has begun: the next execution does not wait on it. */
+		struct pollfd p = {.fd = fds[i], .events = POLLIN};
+		CHECK_MSG(poll(&p, 1, 30000) == 1, "request %d was not answered", i);
+	}
+	usleep(500 * 1000);
+	long held = raw_proc_kb(bk.d.pid, "VmRSS");
+	size_t queued = daemon_queued_to("127.0.0.8");
+	/* Another key is served meanwhile. */
+	free(client_must_run(bk.paid_key, other, "echo ok"));
+	enum raw_end end;
+	raw_read(fds[N - 1], resp, sizeof(resp), "}", 2000, &end);
+	int last = raw_status(resp);
+	fprintf(stderr,
+		"    %d answers of 900 kB one key does not read: %zu MB in the daemon's send "
+		"queues, the daemon grew %ld MB, the last answered %d\n",
+		N, queued >> 20, (held - before) / 1024, last);
+	/* The key's 32 MiB share, and the answer that went past it. */
+	CHECK_MSG(queued < 36 * MIB, "%d unread answers of one key held %zu MB", N, queued >> 20);
+	CHECK_MSG(last == 429 && strstr(resp, "rate_limit_exceeded"),
+		  "the key's request past its share: %.300s", resp);
+	flood_close(fds, N);
+	/* Closed, they hold nothing: the key is served again. */
+	double t0 = client_now();
+	struct client_resp r;
+	do {
+		usleep(200 * 1000);
+		client_call(&bk.d, "GET", "/sessions", key, NULL, &r);
+		if (r.status == 200)
+			break;
+		client_resp_free(&r);
+	} while (client_now() - t0 < 10);
+	CHECK_STATUS(&r, 200);
+	client_resp_free(&r);
+	client_must_delete(key, id);
+	client_must_delete(bk.paid_key, other);
+	free(id);
+	free(other);
+}
+
+/* Whether key's execution in id of 8 MiB on stdout and on stderr had
+ * either cut (its output past what the key may hold). */
+static bool probe_cut(const char *key, const char *id)
+{
+	json_t *j = json_pack("{s:s,s:s}", "sessionId", id, "command",
+			      "head -c 8388608 /dev/zero | tr '\\0' a; "
+			      "head -c 8388608 /dev/zero | tr '\\0' a >&2");
+	struct client_resp r;
+	client_call_json(&bk.d, "POST", "/execute", key, j, &r);
+	json_decref(j);
+	CHECK_STATUS(&r, 200);
+	bool cut = json_is_true(json_object_get(r.json, "stdoutTruncated")) ||
+		   json_is_true(json_object_get(r.json, "stderrTruncated"));
+	client_resp_free(&r);
+	return cut;
+}
+
+TEST_TIMEOUT(trickling_reader_is_cut_and_its_charge_given_back, 180)
+{
+	/* An answer of 10 MiB on stdout and 10 MiB on stderr, taken at 1 KiB
+	 * a second: libmicrohttpd's idle timeout never comes, and the
+	 * answer held 20 of its key's 32 MiB for as long as the client went
+	 * on. */
+	char key[CLIENT_KEY_MAX];
+	client_must_key("paid", key, sizeof(key));
+	char *id = client_must_create(key, NULL);
+	char body[512], head[1024];
+	snprintf(body, sizeof(body),
+		 "{\"sessionId\":\"%s\",\"command\":\"head -c 10485760 /dev/zero | tr '\\\\0' a; "
+		 "head -c 10485760 /dev/zero | tr '\\\\0' a >&2\"}",
+		 id);
+	snprintf(head, sizeof(head),
+		 "POST /execute HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+		 "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+		 key, strlen(body), body);
+	int fd = raw_dial(bk.d.port, "127.0.0.9", 4096);
+	CHECK(fd >= 0);
+	CHECK(raw_send(fd, head, strlen(head), 2000) == strlen(head));
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	CHECK_MSG(poll(&p, 1, 60000) == 1, "the execution was not answered");
+	/* While it trickles, it holds its charge. */
+	CHECK_MSG(probe_cut(key, id), "the trickling answer held none of its key's share");
+	double t0 = client_now(), closed = 0;
+	while (closed == 0 && client_now() - t0 < IDLE_TIMEOUT_S * 2) {
+		char c[2048];
+		ssize_t n = recv(fd, c, sizeof(c), MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+			closed = client_now();
+		usleep(2000 * 1000);
+	}
+	close(fd);
+	fprintf(stderr, "    a reader of 2 KiB every 2 s: closed after %.1f s\n",
+		closed > 0 ? closed - t0 : -1);
+	CHECK_MSG(closed > 0, "a trickling reader was kept for %d s", IDLE_TIMEOUT_S * 2);
+	CHECK_MSG(!probe_cut(key, id), "the cut reader's charge was not given back");
+	client_must_delete(key, id);
+	free(id);
+}
+
+TEST_TIMEOUT(bodies_of_many_keys_reach_the_total, 120)
+{
+	/* 5 paid keys, each a body of 30 MiB stalled one byte short: each
+	 * key's within its share, 150 MiB in all past the daemon's 128. */
+	enum { N = 5 };
+	size_t declared = 30 * MIB;
+	char keys[N][CLIENT_KEY_MAX], head[512];
+	int fds[N];
+	size_t total = 0;
+	for (int i = 0; i < N; i++) {
+		client_must_key("paid", keys[i], sizeof(keys[i]));
+		snprintf(head, sizeof(head),
+			 "POST /files/write HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+			 "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+			 keys[i], declared);
+		total += bodies_stall(&fds[i], 1, "127.0.0.11", head, declared);
+	}
+	int refused = answered_with(fds, N, 503, "unavailable");
+	/* Requests that hold little go on, from every key. */
+	char *id = client_must_create(bk.paid_key, NULL);
+	write_big(id, 1 * MIB);
+	flood_close(fds, N);
+	fprintf(stderr, "    %d bodies of 30 MiB from %d keys: %zu MB sent, %d refused with 503\n",
+		N, N, total >> 20, refused);
+	CHECK_MSG(refused == 1, "want the body past the total refused 503, got %d", refused);
+	CHECK_MSG(total < 130 * MIB, "%zu MB of bodies were taken, past the total", total >> 20);
+	check_honest(id, "after the bodies");
+	client_must_delete(bk.paid_key, id);
+	free(id);
+}

@@ -51,6 +51,48 @@ TEST(budget_share_and_total)
 	budget_free(b);
 }
 
+TEST(budget_whole_takes_and_debts)
+{
+	struct budget *b;
+	struct bk_err err = BK_ERR_INIT;
+	CHECK(budget_new(100, 40, &b, &err) == 0);
+	struct budget_charge *a = budget_charge_new(b, "a"), *c = budget_charge_new(b, "c");
+	/* An owner holding nothing takes more than its share, within the
+	 * total: one thing larger than a share goes in alone... */
+	CHECK_INT_EQ(budget_charge_take_all(a, 65), BUDGET_OK);
+	/* ...and then nothing more, whole or in part. */
+	CHECK_INT_EQ(budget_charge_take_all(a, 1), BUDGET_SHARE);
+	CHECK_INT_EQ(budget_charge_take(a, 1), 0);
+	CHECK_INT_EQ(budget_charge_full(a), BUDGET_SHARE);
+	/* Another owner: whole or not at all, past the total. */
+	CHECK_INT_EQ(budget_charge_take_all(c, 30), BUDGET_OK);
+	CHECK_INT_EQ(budget_charge_take_all(c, 8), BUDGET_TOTAL);
+	CHECK_INT_EQ(budget_owner_used(b, "c"), 30);
+	CHECK_INT_EQ(budget_charge_full(c), BUDGET_OK);
+	/* A debt stands past every limit; it refuses what comes after. */
+	budget_charge_owe(c, 50);
+	CHECK_INT_EQ(budget_used(b), 145);
+	CHECK_INT_EQ(budget_charge_held(c), 80);
+	CHECK_INT_EQ(budget_charge_full(c), BUDGET_SHARE);
+	CHECK_INT_EQ(budget_charge_take(c, 1), 0);
+	struct budget_charge *d = budget_charge_new(b, "d");
+	CHECK_INT_EQ(budget_charge_full(d), BUDGET_TOTAL);
+	CHECK_INT_EQ(budget_charge_take(d, 1), 0);
+	CHECK_INT_EQ(budget_charge_take_all(d, 1), BUDGET_TOTAL);
+	/* Given back, it is all there again. */
+	budget_charge_release(c);
+	budget_charge_release(a);
+	CHECK_INT_EQ(budget_used(b), 0);
+	CHECK_INT_EQ(budget_charge_full(d), BUDGET_OK);
+	CHECK_INT_EQ(budget_charge_take_all(d, 100), BUDGET_OK);
+	budget_charge_release(d);
+	/* No budget: nothing is refused. */
+	CHECK_INT_EQ(budget_charge_take_all(NULL, 1u << 30), BUDGET_OK);
+	CHECK_INT_EQ(budget_charge_full(NULL), BUDGET_OK);
+	budget_charge_owe(NULL, 1);
+	budget_free(b);
+}
+
 static struct budget *shared;
 
 static void *taker(void *arg)
