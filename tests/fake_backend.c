@@ -32,7 +32,8 @@ static void fb_describe(struct sbx_backend *b, char *out, size_t len)
 	snprintf(out, len, "fake");
 }
 
-static void fb_reconcile(struct sbx_backend *b, bool (*known)(void *ctx, const char *id), void *ctx)
+static void fb_reconcile(struct sbx_backend *b, bool (*known)(void *ctx, const char *id, bool here),
+			 void *ctx)
 {
 	struct fake_world *w = BW(b);
 	pthread_mutex_lock(&w->lock);
@@ -42,7 +43,7 @@ static void fb_reconcile(struct sbx_backend *b, bool (*known)(void *ctx, const c
 		x->frozen = false;
 		/* known() asks the store, which takes the world's lock too. */
 		pthread_mutex_unlock(&w->lock);
-		bool keep = known(ctx, x->id);
+		bool keep = known(ctx, x->id, true);
 		pthread_mutex_lock(&w->lock);
 		if (keep) {
 			pp = &x->next;

@@ -72,6 +72,10 @@ static void usage(FILE *f)
 	      "  --snapshots-shared     --snapshot-dir is one directory every node reaches:\n"
 	      "                         sleeping sessions are released, and woken by any\n"
 	      "                         node\n"
+	      "  --checkpoint-every S   with --snapshots-shared: an awake session active\n"
+	      "                         since its last checkpoint is checkpointed there\n"
+	      "                         every S seconds, and taken over from it when its\n"
+	      "                         node's lease lapses (30; 0: never)\n"
 	      "  --id-slots FIRST:COUNT host id ranges of this node's sessions (all;\n"
 	      "                         nodes on one host need ranges of their own)\n"
 	      "  --version              print the version and cgroup mode\n",
@@ -102,6 +106,7 @@ int main(int argc, char **argv)
 	struct core_config cfg = {
 	    .preview_scheme = "http",
 	    .warm_pool = 2,
+	    .checkpoint_s = 30,
 	};
 	struct sbx_backend_config sbx_cfg = {
 	    .data_dir = "/var/lib/bunker",
@@ -150,6 +155,7 @@ int main(int argc, char **argv)
 		O_CLUSTER_SECRET,
 		O_SLOTS,
 		O_SNAP_SHARED,
+		O_CHECKPOINT,
 		O_VERSION,
 		O_HELP
 	};
@@ -188,6 +194,7 @@ int main(int argc, char **argv)
 	    {"cluster-secret-file", required_argument, NULL, O_CLUSTER_SECRET},
 	    {"id-slots", required_argument, NULL, O_SLOTS},
 	    {"snapshots-shared", no_argument, NULL, O_SNAP_SHARED},
+	    {"checkpoint-every", required_argument, NULL, O_CHECKPOINT},
 	    {"version", no_argument, NULL, O_VERSION},
 	    {"help", no_argument, NULL, O_HELP},
 	    {0},
@@ -317,6 +324,9 @@ int main(int argc, char **argv)
 			break;
 		case O_SNAP_SHARED:
 			cfg.snapshots_shared = true;
+			break;
+		case O_CHECKPOINT:
+			cfg.checkpoint_s = (int)parse_num("--checkpoint-every", optarg, 0, 86400);
 			break;
 		case O_SLOTS: {
 			char *colon = strchr(optarg, ':');

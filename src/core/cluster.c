@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "core/core_int.h"
+#include "util/metrics.h"
 #include "util/cleanup.h"
 
 /* The host's available memory in MB: MemAvailable (what can be given to
@@ -136,6 +137,41 @@ int core_nodes_list(struct core *core, struct core_node **out, size_t *n, struct
 	return 0;
 }
 
+/* Makes session id, owned by node dead at epoch, this node's (a
+ * compare-and-set, which of two nodes one wins) and puts it to sleep in
+ * its checkpoint, from which the request that follows wakes it here: 0,
+ * or -1 with err (BK_E_UNAVAILABLE when another node took it first). */
+static int takeover(struct core *core, const char *id, const char *dead, int64_t epoch,
+		    struct bk_err *err)
+{
+	const struct sbx_ops *ops = core->sbx->ops;
+	int r = core->store->ops->session_claim(core->store, id, dead, epoch, err);
+	if (r < 0)
+		return -1;
+	if (r == 0)
+		return bk_err_kind(
+		    err, BK_E_UNAVAILABLE,
+		    "session '%s' was taken over by another node meanwhile; try again", id);
+	metrics_inc(METRICS_TAKEOVERS);
+	/* Asleep already (its release failed), it has its snapshot; awake,
+	 * its checkpoint becomes the snapshot; without one (no activity since
+	 * its create) it starts again from an empty workspace. */
+	struct sbx_files_state files = ops->files_state(core->sbx, id);
+	int moved = files.snapshot ? 0 : ops->checkpoint_move(core->sbx, id, true, err);
+	if (moved < 0)
+		return -1;
+	if ((files.snapshot || moved > 0) &&
+	    core->store->ops->session_set_state(core->store, id, STORE_SESSION_DEEP_SLEEP, err) < 0)
+		return -1;
+	fprintf(stderr,
+		"bunkerd: session %s taken over from node '%s' (lease lapsed) at epoch %lld, %s\n",
+		id, dead, (long long)epoch + 1,
+		files.snapshot ? "asleep in its snapshot"
+		: moved > 0    ? "from its last checkpoint"
+			       : "with no checkpoint: its files start empty");
+	return 0;
+}
+
 int core_session_locate(struct core *core, const char *key_id, const char *id,
 			struct core_node *owner, struct bk_err *err)
 {
@@ -147,6 +183,7 @@ int core_session_locate(struct core *core, const char *key_id, const char *id,
 		return r;
 	char name[64];
 	snprintf(name, sizeof(name), "%s", row.owner);
+	int64_t epoch = row.epoch;
 	store_session_release(&row);
 	if (name[0] == '\0' || strcmp(name, core->cfg.node) == 0)
 		return 0;
@@ -162,6 +199,8 @@ int core_session_locate(struct core *core, const char *key_id, const char *id,
 		*owner = nodes[i];
 		return 1;
 	}
+	if (core__checkpoints(core))
+		return takeover(core, id, name, epoch, err);
 	return bk_err_kind(err, BK_E_UNAVAILABLE,
 			   "session '%s' is served by node '%s', whose lease has lapsed", id, name);
 }

@@ -11,17 +11,23 @@
 #define MIN_TTL_S 300
 
 /* Whether the store knows session id (the backend's reconcile asks about
- * whatever it finds on the host). */
-static bool known_session(void *ctx, const char *id)
+ * whatever it finds on the host), and with here whether it is not another
+ * node's: a disk of a session that a peer took over while this node was
+ * down goes, its snapshot or checkpoint (which the peer reads) stays. */
+static bool known_session(void *ctx, const char *id, bool here)
 {
 	struct core *core = ctx;
 	struct store_session row;
 	struct bk_err err = BK_ERR_INIT;
 	int r = core->store->ops->session_get(core->store, id, NULL, &row, &err);
-	if (r > 0)
+	bool theirs = false;
+	if (r > 0) {
+		theirs =
+		    core->cfg.node[0] && row.owner[0] && strcmp(row.owner, core->cfg.node) != 0;
 		store_session_release(&row);
+	}
 	/* When the store cannot say, nothing is removed. */
-	return r != 0;
+	return r != 0 && !(here && theirs);
 }
 
 /* Every session of the store, settled into a consistent state; those that

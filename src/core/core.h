@@ -35,6 +35,11 @@ struct core_config {
 	 * released, and whichever node a request for it reaches claims it and
 	 * wakes it there. */
 	bool snapshots_shared;
+	/* With snapshots_shared: an awake session with activity since its
+	 * last checkpoint is checkpointed to the snapshot directory every
+	 * checkpoint_s seconds (0: never), and a node that finds it owned by
+	 * a node whose lease has lapsed takes it over from there. */
+	int checkpoint_s;
 	/* What executions' output may hold of the daemon's memory, from its
 	 * first byte until its answer is sent or its client goes: all keys
 	 * together, and one key (0: CORE_OUTPUT_MEMORY_DEFAULT and

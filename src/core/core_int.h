@@ -59,9 +59,13 @@ struct session {
 	int64_t last_active_ms;	  /* atomic */
 	int64_t stored_active_ms; /* atomic: the last_active_ms last written to the store */
 	enum core_state state;	  /* changed with rw held exclusively */
-	int refs;		  /* core->lock; the registry's is one of them */
-	bool deleted;		  /* core->lock to set; atomic to read */
-	bool linked;		  /* on the registry's list (core->lock) */
+	/* When its files were last checkpointed (rw exclusively; atomic to
+	 * read): at a checkpoint, or a wake from the snapshot that became
+	 * its checkpoint. 0: never. */
+	int64_t checkpoint_ms;
+	int refs;     /* core->lock; the registry's is one of them */
+	bool deleted; /* core->lock to set; atomic to read */
+	bool linked;  /* on the registry's list (core->lock) */
 	pthread_rwlock_t rw;
 	pthread_mutex_t mu;
 	struct sbx *sbx;
@@ -247,6 +251,9 @@ int core__pool_start(struct core *core, struct bk_err *err);
 void core__pool_stop(struct core *core);
 
 /* ---- lifecycle (core/lifecycle.c) ---- */
+
+/* Whether awake sessions are checkpointed here (see checkpoint_s). */
+bool core__checkpoints(const struct core *core);
 
 /* With s->rw held exclusively: makes the session active with a running
  * sandbox: thaws an idle one, restores a deep-sleeping one from its

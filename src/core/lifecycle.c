@@ -129,6 +129,12 @@ static int wake_claim(struct core *core, struct session *s, struct bk_err *err)
 	return 0;
 }
 
+bool core__checkpoints(const struct core *core)
+{
+	return core->cfg.snapshots_shared && core->cfg.node[0] && core->cfg.checkpoint_s > 0 &&
+	       core->sbx->ops->files_checkpoint && core->sbx->ops->checkpoint_move;
+}
+
 static int wake_from_deep_sleep(struct core *core, struct session *s, struct bk_err *err)
 {
 	const struct sbx_ops *ops = core->sbx->ops;
@@ -148,7 +154,16 @@ static int wake_from_deep_sleep(struct core *core, struct session *s, struct bk_
 		bk_err_prefix(err, "cannot wake session %s", s->id);
 		return -1;
 	}
-	ops->drop_snapshot(core->sbx, s->id);
+	/* Its files are the snapshot's until they change: with checkpoints,
+	 * it is the first one (a node that takes the session over continues
+	 * from it). */
+	struct bk_err cerr = BK_ERR_INIT;
+	if (!core__checkpoints(core))
+		ops->drop_snapshot(core->sbx, s->id);
+	else if (ops->checkpoint_move(core->sbx, s->id, false, &cerr) < 0)
+		fprintf(stderr, "bunkerd: session %s: %s\n", s->id, cerr.msg);
+	else
+		__atomic_store_n(&s->checkpoint_ms, now_ms(), __ATOMIC_RELAXED);
 	metrics_observe(METRICS_WAKE_DEEP_SECONDS, (double)(mono_us() - t0) / 1e6);
 	fprintf(stderr, "bunkerd: session %s woke from deep sleep in %.1f ms\n", s->id,
 		(double)(mono_us() - t0) / 1000.0);
@@ -232,6 +247,9 @@ int core__lifecycle_deep_sleep_locked(struct core *core, struct session *s, stru
 	/* Its usage while this node still owns it: a released session's
 	 * record is no longer this node's to write. */
 	core__session_flush(core, s);
+	/* The snapshot is newer than any checkpoint. */
+	if (ops->drop_checkpoint)
+		ops->drop_checkpoint(core->sbx, s->id);
 	/* Saved: a disk that cannot be released now is dropped at the next
 	 * start (the snapshot is the truth once it exists). */
 	struct bk_err derr = BK_ERR_INIT;
@@ -268,7 +286,7 @@ static void go_idle_locked(struct core *core, struct session *s)
 }
 
 struct tick {
-	int64_t now, idle_ms, deep_ms;
+	int64_t now, idle_ms, deep_ms, checkpoint_ms;
 };
 
 /* Whether s is due for a transition: deep sleep after deep_ms of quiet
@@ -282,10 +300,96 @@ static bool due(struct session *s, void *arg)
 	       (st == CORE_STATE_ACTIVE && quiet >= t->idle_ms);
 }
 
+/* Whether s is due for a checkpoint: awake with a sandbox, active since
+ * its last one, which is checkpoint_s old. */
+static bool checkpoint_due(struct session *s, void *arg)
+{
+	const struct tick *t = arg;
+	int64_t last = __atomic_load_n(&s->checkpoint_ms, __ATOMIC_RELAXED);
+	return __atomic_load_n(&s->state, __ATOMIC_RELAXED) != CORE_STATE_DEEP_SLEEP &&
+	       __atomic_load_n(&s->last_active_ms, __ATOMIC_RELAXED) > last &&
+	       t->now - last >= t->checkpoint_ms;
+}
+
+/* With s->rw held exclusively: its files saved to its checkpoint, its
+ * processes frozen meanwhile (an idle one is already). */
+static void checkpoint_locked(struct core *core, struct session *s, int64_t now)
+{
+	const struct sbx_ops *ops = core->sbx->ops;
+	struct bk_err err = BK_ERR_INIT;
+	/* Without a disk (no sandbox ran since the wake) nothing changed. */
+	if (s->sbx == NULL || !ops->files_state(core->sbx, s->id).disk) {
+		s->checkpoint_ms = now;
+		return;
+	}
+	/* A node that was taken for dead writes no checkpoint over the one
+	 * its successor continues from. */
+	struct store_session row;
+	int owned = core->store->ops->session_get(core->store, s->id, NULL, &row, &err);
+	if (owned > 0) {
+		owned = strcmp(row.owner, core->cfg.node) == 0;
+		store_session_release(&row);
+	}
+	if (owned <= 0) {
+		fprintf(stderr, "bunkerd: session %s: no checkpoint: %s\n", s->id,
+			owned < 0 ? err.msg : "another node owns it now");
+		s->checkpoint_ms = now;
+		return;
+	}
+	bool thaw = s->state == CORE_STATE_ACTIVE;
+	struct sbx_save_stats st = {0};
+	int64_t t0 = mono_us();
+	int r = thaw && ops->freeze(s->sbx, true, &err) < 0
+		    ? -1
+		    : ops->files_checkpoint(core->sbx, s->id, &st, &err);
+	double frozen_ms = (double)(mono_us() - t0) / 1000.0;
+	struct bk_err terr = BK_ERR_INIT;
+	if (thaw && ops->freeze(s->sbx, false, &terr) < 0)
+		fprintf(stderr, "bunkerd: session %s: %s\n", s->id, terr.msg);
+	if (r < 0) {
+		/* Tried again after a whole period; the last one stays. */
+		fprintf(stderr, "bunkerd: session %s: no checkpoint: %s\n", s->id, err.msg);
+		metrics_inc(METRICS_CHECKPOINT_FAILURES);
+		s->checkpoint_ms = now;
+		return;
+	}
+	s->checkpoint_ms = now;
+	metrics_observe(METRICS_CHECKPOINT_SECONDS, frozen_ms / 1000.0);
+	fprintf(stderr, "bunkerd: session %s checkpointed: %lld files, %lld bytes in %.1f ms\n",
+		s->id, (long long)st.files, (long long)st.bytes_out, frozen_ms);
+}
+
+/* Checkpoints the sessions due, one at a time, for at most a fifth of a
+ * second a tick (the reaper has expiries and sleeps to see to as well);
+ * a busy one waits for the next tick. */
+static void checkpoint_tick(struct core *core, struct tick *t)
+{
+	int64_t until = mono_us() + 200 * 1000;
+	while (mono_us() < until) {
+		struct session *s = core__registry_pick(core, checkpoint_due, t);
+		if (s == NULL)
+			return;
+		bool done = false;
+		if (pthread_rwlock_trywrlock(&s->rw) == 0) {
+			if (!s->deleted && checkpoint_due(s, t)) {
+				checkpoint_locked(core, s, t->now);
+				done = true;
+			}
+			pthread_rwlock_unlock(&s->rw);
+		}
+		core__session_release(core, s);
+		if (!done)
+			return;
+	}
+}
+
 void core__lifecycle_tick(struct core *core)
 {
 	struct tick t = {now_ms(), (int64_t)core->cfg.idle_after_s * 1000,
-			 (int64_t)core->cfg.deep_sleep_after_s * 1000};
+			 (int64_t)core->cfg.deep_sleep_after_s * 1000,
+			 (int64_t)core->cfg.checkpoint_s * 1000};
+	if (core__checkpoints(core))
+		checkpoint_tick(core, &t);
 	for (;;) {
 		/* One due session at a time. */
 		struct session *s = core__registry_pick(core, due, &t);
@@ -405,7 +509,13 @@ void core__lifecycle_recover(struct core *core, struct session *s)
 			ops->drop_snapshot(core->sbx, s->id);
 	} else {
 		/* No disk (the host restarted): a snapshot brings the files
-		 * back; without one they are lost, and a new disk starts. */
+		 * back, or else a checkpoint, which becomes the snapshot it
+		 * sleeps in; without either they are lost, and a new disk
+		 * starts. */
+		struct bk_err cerr = BK_ERR_INIT;
+		if (!files.snapshot && files.checkpoint && ops->checkpoint_move &&
+		    ops->checkpoint_move(core->sbx, s->id, true, &cerr) > 0)
+			files.snapshot = true;
 		want = files.snapshot ? CORE_STATE_DEEP_SLEEP : CORE_STATE_ACTIVE;
 		if (!files.snapshot)
 			fprintf(stderr, "bunkerd: session %s: its files did not survive\n", s->id);

@@ -34,6 +34,8 @@ struct session *core__session_new(const struct store_session *row)
 	s->created_ms = row->created_ms;
 	s->expires_ms = row->expires_ms;
 	s->last_active_ms = row->last_active_ms;
+	/* Its first checkpoint is a period after it is here, if it is used. */
+	s->checkpoint_ms = now_ms();
 	s->stored_active_ms = row->last_active_ms;
 	s->state = (enum core_state)row->state;
 	s->refs = 1; /* the registry's */

@@ -42,6 +42,12 @@ void ns__snapshot_path(const struct ns_backend *b, const char *id, char *out, si
 	snprintf(out, len, "%s/%s.tar.zst", b->snapshot_dir, id);
 }
 
+/* Beside the snapshot, and read by the same code: "<id>.ckpt.tar.zst". */
+static void checkpoint_path(const struct ns_backend *b, const char *id, char *out, size_t len)
+{
+	snprintf(out, len, "%s/%s" NS_CHECKPOINT_SUFFIX, b->snapshot_dir, id);
+}
+
 int ns__disk_slot(const struct ns_paths *p)
 {
 	struct stat st;
@@ -204,8 +210,11 @@ struct sbx_files_state ns__files_state(struct sbx_backend *base, const char *id)
 	ns__paths_init(&p, b, id);
 	char snap[700];
 	ns__snapshot_path(b, id, snap, sizeof(snap));
+	char ckpt[700];
+	checkpoint_path(b, id, ckpt, sizeof(ckpt));
 	return (struct sbx_files_state){.disk = ns__is_mountpoint(p.disk),
-					.snapshot = access(snap, F_OK) == 0};
+					.snapshot = access(snap, F_OK) == 0,
+					.checkpoint = access(ckpt, F_OK) == 0};
 }
 
 /* What the snapshots but id's take in the snapshot directory, bytes. */
@@ -251,8 +260,9 @@ static int snapshot_room(const struct ns_backend *b, const char *id, int64_t *ro
 	return 0;
 }
 
-int ns__files_save(struct sbx_backend *base, const char *id, struct sbx_save_stats *stats,
-		   struct bk_err *err)
+/* Saves id's disk to the file at snap (its snapshot or its checkpoint). */
+static int files_save_to(struct sbx_backend *base, const char *id, bool checkpoint,
+			 struct sbx_save_stats *stats, struct bk_err *err)
 {
 	struct ns_backend *b = (struct ns_backend *)base;
 	struct ns_paths p;
@@ -264,7 +274,10 @@ int ns__files_save(struct sbx_backend *base, const char *id, struct sbx_save_sta
 	if (snapshot_room(b, id, &room, err) < 0)
 		return -1;
 	char snap[700];
-	ns__snapshot_path(b, id, snap, sizeof(snap));
+	if (checkpoint)
+		checkpoint_path(b, id, snap, sizeof(snap));
+	else
+		ns__snapshot_path(b, id, snap, sizeof(snap));
 	int64_t files = ns__disk_files(&p);
 	struct snapshot_stats st = {0};
 	if (snapshot_save(p.upper, snap, sbx__slot_base(slot), room, &st, err) < 0) {
@@ -278,6 +291,40 @@ int ns__files_save(struct sbx_backend *base, const char *id, struct sbx_save_sta
 	if (stats)
 		*stats = (struct sbx_save_stats){st.files, st.bytes_in, st.bytes_out, st.skipped};
 	return 0;
+}
+
+int ns__files_save(struct sbx_backend *base, const char *id, struct sbx_save_stats *stats,
+		   struct bk_err *err)
+{
+	return files_save_to(base, id, false, stats, err);
+}
+
+int ns__files_checkpoint(struct sbx_backend *base, const char *id, struct sbx_save_stats *stats,
+			 struct bk_err *err)
+{
+	return files_save_to(base, id, true, stats, err);
+}
+
+int ns__checkpoint_move(struct sbx_backend *base, const char *id, bool to_snapshot,
+			struct bk_err *err)
+{
+	const struct ns_backend *b = (struct ns_backend *)base;
+	char snap[700], ckpt[700];
+	ns__snapshot_path(b, id, snap, sizeof(snap));
+	checkpoint_path(b, id, ckpt, sizeof(ckpt));
+	const char *from = to_snapshot ? ckpt : snap, *to = to_snapshot ? snap : ckpt;
+	if (rename(from, to) == 0)
+		return 1;
+	if (errno == ENOENT)
+		return 0;
+	return bk_err_set(err, errno, "cannot rename '%s' to '%s'", from, to);
+}
+
+void ns__drop_checkpoint(struct sbx_backend *base, const char *id)
+{
+	char ckpt[700];
+	checkpoint_path((struct ns_backend *)base, id, ckpt, sizeof(ckpt));
+	unlink(ckpt);
 }
 
 int ns__files_restore(struct sbx_backend *base, const char *id, int disk_mb, struct bk_err *err)

@@ -277,6 +277,7 @@ static int ns_purge(struct sbx_backend *base, const char *id, struct bk_err *err
 	if (ns__disk_destroy(b, &p, err) < 0)
 		rc = -1;
 	ns__drop_snapshot(base, id);
+	ns__drop_checkpoint(base, id);
 	return rc;
 }
 
@@ -284,7 +285,7 @@ static int ns_purge(struct sbx_backend *base, const char *id, struct bk_err *err
 
 struct reconcile_ctx {
 	struct ns_backend *b;
-	bool (*known)(void *ctx, const char *id);
+	bool (*known)(void *ctx, const char *id, bool here);
 	void *ctx;
 };
 
@@ -305,32 +306,49 @@ static void reconcile_cgroup(void *arg, const char *id)
 static void reconcile_dir(void *arg, const char *id, const struct ns_paths *p)
 {
 	struct reconcile_ctx *r = arg;
-	if (r->known(r->ctx, id)) {
+	if (r->known(r->ctx, id, true)) {
 		ns__rootfs_umount(p);
 		return;
 	}
 	struct bk_err err = BK_ERR_INIT;
+	/* Another node's now: its disk here goes, its snapshot and
+	 * checkpoint are that node's to read. */
+	if (r->known(r->ctx, id, false)) {
+		if (r->b->cg->session_destroy(r->b->cgroup_parent, id, &err) < 0 ||
+		    ns__disk_destroy(r->b, p, &err) < 0)
+			fprintf(stderr, "bunkerd: %s, taken over by another node: %s\n", id,
+				err.msg);
+		return;
+	}
 	if (ns_purge(&r->b->base, id, &err) < 0)
 		fprintf(stderr, "bunkerd: orphan %s: %s\n", id, err.msg);
 }
 
-static void ns_reconcile(struct sbx_backend *base, bool (*known)(void *ctx, const char *id),
-			 void *ctx)
+static void ns_reconcile(struct sbx_backend *base,
+			 bool (*known)(void *ctx, const char *id, bool here), void *ctx)
 {
 	struct ns_backend *b = (struct ns_backend *)base;
 	struct reconcile_ctx r = {b, known, ctx};
 	b->cg->session_each(b->cgroup_parent, reconcile_cgroup, &r);
 	each_run_dir(b, reconcile_dir, &r);
-	/* Snapshots of sessions whose record is gone. */
+	/* Snapshots and checkpoints of sessions whose record is gone. */
 	_cleanup_closedir_ DIR *sd = opendir(b->snapshot_dir);
 	struct dirent *de;
 	while (sd && (de = readdir(sd)) != NULL) {
 		char id[64];
-		const char *dot = strstr(de->d_name, ".tar.zst");
-		if (dot == NULL || dot[8] != '\0' || (size_t)(dot - de->d_name) >= sizeof(id))
+		size_t len = strlen(de->d_name), cl = strlen(NS_CHECKPOINT_SUFFIX), sl = 8;
+		bool ckpt = len > cl && strcmp(de->d_name + len - cl, NS_CHECKPOINT_SUFFIX) == 0;
+		if (!ckpt && (len <= sl || strcmp(de->d_name + len - sl, ".tar.zst") != 0))
 			continue;
-		snprintf(id, sizeof(id), "%.*s", (int)(dot - de->d_name), de->d_name);
-		if (!known(ctx, id))
+		size_t idlen = len - (ckpt ? cl : sl);
+		if (idlen >= sizeof(id))
+			continue;
+		snprintf(id, sizeof(id), "%.*s", (int)idlen, de->d_name);
+		if (known(ctx, id, false))
+			continue;
+		if (ckpt)
+			ns__drop_checkpoint(base, id);
+		else
 			ns__drop_snapshot(base, id);
 	}
 }
@@ -409,6 +427,9 @@ static const struct sbx_ops ns_ops = {
     .files_restore = ns__files_restore,
     .drop_disk = ns__drop_disk,
     .drop_snapshot = ns__drop_snapshot,
+    .files_checkpoint = ns__files_checkpoint,
+    .checkpoint_move = ns__checkpoint_move,
+    .drop_checkpoint = ns__drop_checkpoint,
     .snapshot_files = ns__snapshot_files,
     .purge = ns_purge,
 };

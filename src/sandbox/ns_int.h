@@ -113,6 +113,12 @@ int ns__files_save(struct sbx_backend *b, const char *id, struct sbx_save_stats 
 int ns__files_restore(struct sbx_backend *b, const char *id, int disk_mb, struct bk_err *err);
 int ns__drop_disk(struct sbx_backend *b, const char *id, struct bk_err *err);
 void ns__drop_snapshot(struct sbx_backend *b, const char *id);
+#define NS_CHECKPOINT_SUFFIX ".ckpt.tar.zst"
+int ns__files_checkpoint(struct sbx_backend *b, const char *id, struct sbx_save_stats *stats,
+			 struct bk_err *err);
+int ns__checkpoint_move(struct sbx_backend *b, const char *id, bool to_snapshot,
+			struct bk_err *err);
+void ns__drop_checkpoint(struct sbx_backend *b, const char *id);
 int64_t ns__snapshot_files(struct sbx_backend *b, const char *id);
 
 /* ---- the daemon's mount namespace (sandbox/mntns.c) ---- */

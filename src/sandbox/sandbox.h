@@ -285,6 +285,9 @@ struct sbx_stats {
 struct sbx_files_state {
 	bool disk;     /* on a disk of the host, ready for a sandbox */
 	bool snapshot; /* saved to storage */
+	/* A checkpoint of an awake session's files on storage: what a node
+	 * that takes the session over continues from. */
+	bool checkpoint;
 };
 
 struct sbx_save_stats {
@@ -309,9 +312,11 @@ struct sbx_ops {
 	 * backend holds on the host for an id that known() does not claim
 	 * (sandboxes of an earlier run, files of a session whose record is
 	 * gone) and ends every leftover process of a known one (its files
-	 * stay). */
-	void (*reconcile)(struct sbx_backend *b, bool (*known)(void *ctx, const char *id),
-			  void *ctx);
+	 * stay). known(ctx, id, true) asks whether id runs on this host (its
+	 * disk stays), known(ctx, id, false) whether it exists at all (its
+	 * snapshot and checkpoint stay: they may be another node's). */
+	void (*reconcile)(struct sbx_backend *b,
+			  bool (*known)(void *ctx, const char *id, bool here), void *ctx);
 
 	/* ---- a sandbox's life ---- */
 
@@ -462,6 +467,19 @@ struct sbx_ops {
 	int (*drop_disk)(struct sbx_backend *b, const char *id, struct bk_err *err);
 	/* Removes the snapshot. */
 	void (*drop_snapshot)(struct sbx_backend *b, const char *id);
+	/* Saves the disk to a checkpoint, as files_save() does to a snapshot
+	 * (the sandbox must be frozen), replacing any checkpoint there: what
+	 * the session continues from if its node dies awake. May be NULL. */
+	int (*files_checkpoint)(struct sbx_backend *b, const char *id, struct sbx_save_stats *stats,
+				struct bk_err *err);
+	/* Renames the checkpoint to the snapshot (to_snapshot: the session
+	 * sleeps in it now) or the snapshot to the checkpoint (it woke from
+	 * it, and its files are those until the next checkpoint), replacing
+	 * what was there: 1 when moved, 0 when there was none, -1 with err. */
+	int (*checkpoint_move)(struct sbx_backend *b, const char *id, bool to_snapshot,
+			       struct bk_err *err);
+	/* Removes the checkpoint. */
+	void (*drop_checkpoint)(struct sbx_backend *b, const char *id);
 	/* Regular workspace files the snapshot holds. */
 	int64_t (*snapshot_files)(struct sbx_backend *b, const char *id);
 	/* Removes everything of id: disk, snapshot, leftovers on the host. */

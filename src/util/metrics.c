@@ -35,6 +35,10 @@ static struct {
 			      "Answers replayed for a repeated Idempotency-Key."},
     [METRICS_DEEP_SLEEP_FAILURES] = {"bunker_deep_sleep_failures_total",
 				     "Deep sleeps abandoned with the session left awake."},
+    [METRICS_CHECKPOINT_FAILURES] = {"bunker_checkpoint_failures_total",
+				     "Checkpoints of awake sessions that failed."},
+    [METRICS_TAKEOVERS] = {"bunker_session_takeovers_total",
+			   "Sessions taken over from a node whose lease had lapsed."},
 };
 
 static struct hist hists[METRICS_HIST_COUNT] = {
@@ -56,6 +60,10 @@ static struct hist hists[METRICS_HIST_COUNT] = {
 				   "Time to restore a deep-sleeping session and start it.",
 				   {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
 				   11},
+    [METRICS_CHECKPOINT_SECONDS] = {"bunker_checkpoint_duration_seconds",
+				    "Time an awake session is frozen for its checkpoint.",
+				    {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
+				    11},
 };
 
 static const double request_bounds[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,

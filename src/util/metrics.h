@@ -18,6 +18,8 @@ enum metrics_counter {
 	METRICS_RATE_LIMITED,	      /* bunker_rate_limited_total */
 	METRICS_IDEM_REPLAYS,	      /* bunker_idempotent_replays_total */
 	METRICS_DEEP_SLEEP_FAILURES,  /* bunker_deep_sleep_failures_total */
+	METRICS_CHECKPOINT_FAILURES,  /* bunker_checkpoint_failures_total */
+	METRICS_TAKEOVERS,	      /* bunker_session_takeovers_total */
 	METRICS_COUNTER_COUNT,
 };
 
@@ -26,6 +28,7 @@ enum metrics_hist {
 	METRICS_SANDBOX_START_SECONDS, /* bunker_sandbox_start_duration_seconds */
 	METRICS_WAKE_IDLE_SECONDS,     /* bunker_wake_idle_duration_seconds */
 	METRICS_WAKE_DEEP_SECONDS,     /* bunker_wake_deep_sleep_duration_seconds */
+	METRICS_CHECKPOINT_SECONDS,    /* bunker_checkpoint_duration_seconds */
 	METRICS_HIST_COUNT,
 };
 
