@@ -39,9 +39,10 @@ enum budget_limit {
 	BUDGET_TOTAL, /* all the budget is */
 };
 /* Takes n more bytes for c whole, or none: BUDGET_OK, or the limit that
- * taking them would pass (its share first). An owner that holds nothing
- * may take more than its share, within the total: one thing larger than a
- * share (a body of 80 MiB) is let in alone. */
+ * taking them would pass (its share first). An owner that holds little
+ * (a sixteenth of its share at most) may take more than its share, within
+ * the total: one thing larger than a share (a body of 80 MiB) is let in
+ * alone. */
 enum budget_limit budget_charge_take_all(struct budget_charge *c, size_t n);
 /* Takes n more bytes for c past any limit, for what is made already and
  * must be held anyway (an answer to send): until they are given back, its

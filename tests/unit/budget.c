@@ -51,6 +51,26 @@ TEST(budget_share_and_total)
 	budget_free(b);
 }
 
+/* What the last answer's send queue still holds (a few hundred bytes of
+ * a 400) does not shut an owner out of one large body: a sixteenth of its
+ * share is little enough; more is not. */
+TEST(budget_whole_large_after_a_little)
+{
+	struct budget *b;
+	struct bk_err err = BK_ERR_INIT;
+	CHECK(budget_new(100, 32, &b, &err) == 0);
+	struct budget_charge *a = budget_charge_new(b, "a"), *x = budget_charge_new(b, "a");
+	budget_charge_owe(a, 2);
+	CHECK_INT_EQ(budget_charge_take_all(x, 60), BUDGET_OK);
+	budget_charge_give(x, 60);
+	budget_charge_owe(a, 1);
+	CHECK_INT_EQ(budget_charge_take_all(x, 60), BUDGET_SHARE);
+	CHECK_INT_EQ(budget_charge_take_all(x, 29), BUDGET_OK);
+	budget_charge_release(x);
+	budget_charge_release(a);
+	budget_free(b);
+}
+
 TEST(budget_whole_takes_and_debts)
 {
 	struct budget *b;
