@@ -326,7 +326,13 @@ static int nft_session_rules(struct ns_egress *e, const struct ns_net *n, int mb
 	char addr[INET_ADDRSTRLEN];
 	ip_str(n->addr, addr);
 	long kbytes = (long)mbps * 125; /* Mbit/s to kB/s */
-	long burst = kbytes < 64 ? 64 : kbytes;
+	/* The kernel's bucket holds a second of the rate and the burst: a
+	 * tenth of a second on top (at least 64 kB), where a burst of a whole
+	 * second let transfers shorter than two seconds pass at any speed.
+	 * The burst is in bytes of 32 bits in the kernel: 4,000,000 kB at
+	 * most (at 100,000 Mbit/s a second's burst overflowed). */
+	long burst = kbytes / 10;
+	burst = burst < 64 ? 64 : burst > 4000000 ? 4000000 : burst;
 	int r = 0;
 	r |= bprintf(b, "flush chain inet %s s%d_out\nflush chain inet %s s%d_in\n", t, i, t, i);
 #define OUT(...) (r |= bprintf(b, "add rule inet %s s%d_out ", t, i), r |= bprintf(b, __VA_ARGS__))

@@ -736,6 +736,33 @@ TEST(connection_cap)
 	free(id);
 }
 
+/* The bandwidth rules follow the key's cap, with a burst of a tenth of a
+ * second of it: at 8 Mbit/s 1,000 kB/s and 100 kB; at the largest cap,
+ * 100,000 Mbit/s, 1,250,000 kB, which the kernel's 32 bits of bytes hold
+ * (a whole second's, 12,500,000 kB, wrapped round to 4,111,392). */
+TEST(bandwidth_rule_follows_the_cap)
+{
+	need_root();
+	static const struct {
+		const char *mbps, *rule;
+	} caps[] = {{"8", "limit rate over 1000 kbytes/second burst 100 kbytes drop"},
+		    {"100000", "limit rate over 12500000 kbytes/second burst 1250000 kbytes drop"}};
+	char hash[16];
+	snprintf(hash, sizeof(hash), "%08x", sbx_instance_hash(bk.d.data_dir));
+	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
+		char key[CLIENT_KEY_MAX];
+		const char *const ov[] = {"--egress-mbps", caps[i].mbps, NULL};
+		if (client_key_create_with(&bk.d, "paid", ov, key, sizeof(key)) < 0)
+			harness_fail(__FILE__, __LINE__, "cannot create key");
+		char *id = session_with(key, "{\"allowedCidrs\":[\"" SRV_GRANTED "\"]}");
+		CHECK_MSG(sh("nft list table inet bunker_%s | grep -qF '%s'", hash, caps[i].rule) ==
+			      0,
+			  "no rule '%s' for a cap of %s Mbit/s", caps[i].rule, caps[i].mbps);
+		client_must_delete(key, id);
+		free(id);
+	}
+}
+
 static bool registry_reachable(void)
 {
 	CURL *c = curl_easy_init();
