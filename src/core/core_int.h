@@ -81,6 +81,19 @@ struct pool_entry {
 	struct pool_entry *next;
 };
 
+enum core_pool_kind {
+	CORE_POOL_PLAIN = 0,
+	/* Its Python interpreter started with the environment of a session
+	 * without env of its own (PORT alone): only such a session may take
+	 * it, since an interpreter keeps the environment it started with. */
+	CORE_POOL_PYTHON,
+	/* With a network interface that passes nothing yet (net_prepare()),
+	 * for sessions created with a grant; kept only once a session was
+	 * granted a network (core->pool_net_wanted). */
+	CORE_POOL_NET,
+	CORE_POOL_KINDS,
+};
+
 struct core {
 	struct core_config cfg;
 	struct store *store;	 /* owned */
@@ -101,8 +114,8 @@ struct core {
 	/* Two kinds (enum core_pool_kind): plain sandboxes, and sandboxes
 	 * whose Python interpreter is started, for the InstaVM dialect's
 	 * sessions whose first execution is most often Python. */
-	struct pool_entry *pool[3]; /* by enum core_pool_kind */
-	int pool_count[3];
+	struct pool_entry *pool[CORE_POOL_KINDS];
+	int pool_count[CORE_POOL_KINDS];
 	bool pool_net_wanted; /* a session was granted a network (pool_lock) */
 	bool pool_net_off;    /* the backend prepares none here (pool_lock) */
 	unsigned pool_seq;
@@ -222,19 +235,6 @@ void core__network_to_sbx(const char *stored, struct sbx_net *out);
 int core__session_net_apply_locked(struct core *core, struct session *s, struct bk_err *err);
 
 /* ---- the warm pool (core/pool.c) ---- */
-
-enum core_pool_kind {
-	CORE_POOL_PLAIN = 0,
-	/* Its Python interpreter started with the environment of a session
-	 * without env of its own (PORT alone): only such a session may take
-	 * it, since an interpreter keeps the environment it started with. */
-	CORE_POOL_PYTHON,
-	/* With a network interface that passes nothing yet (net_prepare()),
-	 * for sessions created with a grant; kept only once a session was
-	 * granted a network (core->pool_net_wanted). */
-	CORE_POOL_NET,
-	CORE_POOL_KINDS,
-};
 
 /* A started sandbox of the pool's kind, or NULL. */
 struct sbx *core__pool_take(struct core *core, enum core_pool_kind kind);

@@ -28,8 +28,6 @@
 #include "core/core_int.h"
 #include "util/metrics.h"
 
-_Static_assert(ARRAY_SIZE(((struct core *)0)->pool) == CORE_POOL_KINDS, "a list per kind");
-
 /* How many sandboxes of kind the pool keeps. */
 static int pool_target(const struct core *core, enum core_pool_kind kind)
 {

@@ -2,14 +2,15 @@
  * nftables table of the daemon's that decides what each may reach, and
  * the conntrack entries of what it may reach no more cut (see
  * egress_int.h). The kernel is spoken to directly: rtnetlink and
- * ctnetlink through libmnl, nftables through libnftables; no ip(8),
- * nft(8) or conntrack(8) runs.
+ * ctnetlink through libmnl, nftables through libnftables for the table,
+ * chains and rules and nfnetlink batches of its own for set elements; no
+ * ip(8), nft(8) or conntrack(8) runs.
  *
- * One file of about a thousand lines, and not three: the links, the rules
- * and the conntrack cuts are steps of one grant or revoke, each taken
- * under the same lock and keyed by the same slot of the session, and
- * apart they would share every helper and that state through a header.
- * What stands on its own, the resolver, is egress_dns.c. */
+ * One file of some 1,300 lines, and not three: the links, the rules, the
+ * sets' elements and the conntrack cuts are steps of one grant or revoke,
+ * each taken under the same lock and keyed by the same slot of the
+ * session, and apart they would share every helper and that state through
+ * a header. What stands on its own, the resolver, is egress_dns.c. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -191,6 +192,10 @@ static int nft_table_create_locked(struct ns_egress *e, struct bk_err *err)
 	return nft_run_locked(e, cmds, err);
 }
 
+_Static_assert((int)NFTA_SET_ELEM_LIST_TABLE == (int)NFTA_SET_TABLE &&
+		   (int)NFTA_SET_TABLE == (int)NFTA_CHAIN_TABLE,
+	       "one attribute names the table of every message");
+
 /* Appends to batch b an nf_tables message of type on table (family inet)
  * that asks for an acknowledgement; returns it for its attributes. */
 static struct nlmsghdr *nfnl_put(struct mnl_nlmsg_batch *b, uint16_t type, uint16_t flags,
@@ -203,12 +208,10 @@ static struct nlmsghdr *nfnl_put(struct mnl_nlmsg_batch *b, uint16_t type, uint1
 	g->nfgen_family = NFPROTO_INET;
 	g->version = NFNETLINK_V0;
 	g->res_id = htons(NFNL_SUBSYS_NFTABLES);
+	/* The table is attribute 1 of every nf_tables message (see the
+	 * _Static_assert above). */
 	if (table)
-		mnl_attr_put_strz(h,
-				  type == NFT_MSG_DELSETELEM ? NFTA_SET_ELEM_LIST_TABLE
-				  : type == NFT_MSG_DELSET   ? NFTA_SET_TABLE
-							     : NFTA_CHAIN_TABLE,
-				  table);
+		mnl_attr_put_strz(h, NFTA_SET_ELEM_LIST_TABLE, table);
 	return h;
 }
 

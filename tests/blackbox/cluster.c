@@ -670,6 +670,14 @@ static void wait_all_released(struct cluster *cl, double secs)
 	}
 }
 
+/* Removes a test's shared snapshot directory, once its nodes stopped. */
+static void snap_dir_remove(const char *snap)
+{
+	char cmd[PATH_MAX + 16];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", snap);
+	CHECK(system(cmd) == 0);
+}
+
 TEST_TIMEOUT(sleeping_sessions_wake_on_any_node_and_outlive_theirs, 300)
 {
 	char snap[] = "/tmp/bk-cluster-snap-XXXXXX";
@@ -744,9 +752,7 @@ TEST_TIMEOUT(sleeping_sessions_wake_on_any_node_and_outlive_theirs, 300)
 	free(awake);
 	free(id);
 	cluster_stop(&cl);
-	char cmd[PATH_MAX + 16];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", snap);
-	CHECK(system(cmd) == 0);
+	snap_dir_remove(snap);
 }
 
 /* Which node owns the test's only session, as node ask sees the nodes'
@@ -837,7 +843,5 @@ TEST_TIMEOUT(awake_sessions_of_a_dead_node_continue_from_their_checkpoint, 300)
 	free(out);
 	free(id);
 	cluster_stop(&cl);
-	char cmd[PATH_MAX + 16];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", snap);
-	CHECK(system(cmd) == 0);
+	snap_dir_remove(snap);
 }
