@@ -46,6 +46,12 @@ enum agent_type {
 	 * RESULT saying why it cannot run. */
 	AGENT_RUN,
 	AGENT_INTERRUPT, /* d -> init: TARGET (a RUN's request id); RESULT */
+	/* d -> init: TIMEOUT_MS; no answer. init ends the sandbox (every
+	 * process, itself last) when TIMEOUT_MS pass with no further LEASE;
+	 * 0 disarms. A node of a cluster that cannot renew its own lease in
+	 * the store stops sending them, so that its sessions end before
+	 * another node may take them over. */
+	AGENT_LEASE,
 };
 
 enum agent_tag {

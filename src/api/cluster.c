@@ -161,6 +161,16 @@ static const struct api_body_stream relay_stream = {
     .finish = relay_finish,
 };
 
+/* Whether the node c's request went to still holds its lease: one that
+ * stopped answering (hung, stopped, cut off from the store) fails the
+ * request once its lease lapses, and the next request takes the session
+ * over. */
+static bool relay_peer_alive(void *ctx)
+{
+	struct api_call *c = ctx;
+	return core_node_alive(c->api->core, c->relay_node);
+}
+
 /* Opens the hop to node for c: 0, or -1 with err. */
 static int relay_open(struct api_call *c, const struct core_node *node, struct http_forward **out,
 		      struct bk_err *err)
@@ -176,6 +186,7 @@ static int relay_open(struct api_call *c, const struct core_node *node, struct h
 				   "reached: %s",
 				   node->name, err->msg);
 	snprintf(c->relay_node, sizeof(c->relay_node), "%s", node->name);
+	http_forward_watch(*out, relay_peer_alive, c);
 	return 0;
 }
 

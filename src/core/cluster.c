@@ -39,6 +39,76 @@ static int64_t registry_count(struct core *core)
 	return n;
 }
 
+/* Every session of the registry, each with a reference of the caller's
+ * (core__session_release()); *n 0 and NULL when there is none or no
+ * memory for the list. */
+static struct session **registry_refs(struct core *core, size_t *n)
+{
+	*n = 0;
+	size_t cap = (size_t)registry_count(core) + 16;
+	struct session **v = calloc(cap, sizeof(*v));
+	if (v == NULL)
+		return NULL;
+	pthread_mutex_lock(&core->lock);
+	for (struct session *s = core->sessions; s && *n < cap; s = s->next) {
+		s->refs++;
+		v[(*n)++] = s;
+	}
+	pthread_mutex_unlock(&core->lock);
+	return v;
+}
+
+/* After a renewal: a new lease for every running sandbox
+ * (CORE_FENCE_MS). A frozen one gets its own at its thaw. */
+static void fence_renew(struct core *core)
+{
+	const struct sbx_ops *ops = core->sbx->ops;
+	if (!core__checkpoints(core) || ops->lease == NULL)
+		return;
+	size_t n;
+	_cleanup_free_ struct session **v = registry_refs(core, &n);
+	for (size_t i = 0; i < n; i++) {
+		struct session *s = v[i];
+		pthread_mutex_lock(&s->mu);
+		if (s->sbx && __atomic_load_n(&s->state, __ATOMIC_RELAXED) == CORE_STATE_ACTIVE)
+			ops->lease(s->sbx, CORE_FENCE_MS);
+		pthread_mutex_unlock(&s->mu);
+		core__session_release(core, s);
+	}
+}
+
+/* After a lapse of this node's lease: a session a peer took over
+ * meanwhile is no longer this node's. Its sandbox ended itself when its
+ * lease ran out (or was frozen, and ends here); its disk and its registry
+ * entry go; its snapshot and checkpoint, which the peer continues from,
+ * stay. */
+static void disown_taken(struct core *core)
+{
+	const struct sbx_ops *ops = core->sbx->ops;
+	size_t n;
+	_cleanup_free_ struct session **v = registry_refs(core, &n);
+	for (size_t i = 0; i < n; i++) {
+		struct session *s = v[i];
+		struct store_session row;
+		struct bk_err err = BK_ERR_INIT;
+		int r = core->store->ops->session_get(core->store, s->id, NULL, &row, &err);
+		bool theirs = r > 0 && row.owner[0] && strcmp(row.owner, core->cfg.node) != 0;
+		if (r > 0)
+			store_session_release(&row);
+		if (theirs && core__session_mark_deleted(core, s)) {
+			core__session_sbx_end(core, s);
+			if (ops->drop_disk(core->sbx, s->id, &err) < 0)
+				fprintf(stderr, "bunkerd: session %s: %s\n", s->id, err.msg);
+			core__registry_unlink(core, s);
+			fprintf(stderr,
+				"bunkerd: session %s: taken over while this node's lease had "
+				"lapsed; its sandbox and disk here removed\n",
+				s->id);
+		}
+		core__session_release(core, s);
+	}
+}
+
 static int cluster_renew(struct core *core, struct bk_err *err)
 {
 	struct store_node n = {0};
@@ -55,19 +125,43 @@ static int cluster_renew(struct core *core, struct bk_err *err)
 static void *cluster_main(void *arg)
 {
 	struct core *core = arg;
+	int64_t renewed_us = mono_us();
+	int wait_ms = CORE_LEASE_RENEW_MS;
+	fence_renew(core);
 	pthread_mutex_lock(&core->cluster_lock);
 	while (!core->cluster_quit) {
 		struct timespec t;
 		clock_gettime(CLOCK_MONOTONIC, &t);
-		t.tv_sec += CORE_LEASE_RENEW_MS / 1000;
+		t.tv_sec += wait_ms / 1000;
+		t.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+		if (t.tv_nsec >= 1000000000L) {
+			t.tv_sec++;
+			t.tv_nsec -= 1000000000L;
+		}
 		pthread_cond_timedwait(&core->cluster_cond, &core->cluster_lock, &t);
 		if (core->cluster_quit)
 			break;
 		pthread_mutex_unlock(&core->cluster_lock);
 		struct bk_err err = BK_ERR_INIT;
-		if (cluster_renew(core, &err) < 0)
+		if (cluster_renew(core, &err) < 0) {
 			fprintf(stderr, "bunkerd: cannot renew the lease of node '%s': %s\n",
 				core->cfg.node, err.msg);
+			/* Soon again: one more failure and the sandboxes end. */
+			wait_ms = 1000;
+		} else {
+			int64_t now = mono_us();
+			bool lapsed = now - renewed_us > (int64_t)CORE_FENCE_MS * 1000;
+			renewed_us = now;
+			wait_ms = CORE_LEASE_RENEW_MS;
+			if (lapsed) {
+				fprintf(stderr,
+					"bunkerd: node '%s' renewed its lease after a lapse; "
+					"sessions taken over meanwhile leave it\n",
+					core->cfg.node);
+				disown_taken(core);
+			}
+			fence_renew(core);
+		}
 		pthread_mutex_lock(&core->cluster_lock);
 	}
 	pthread_mutex_unlock(&core->cluster_lock);
@@ -135,6 +229,20 @@ int core_nodes_list(struct core *core, struct core_node **out, size_t *n, struct
 	*out = v;
 	*n = count;
 	return 0;
+}
+
+bool core_node_alive(struct core *core, const char *name)
+{
+	_cleanup_free_ struct core_node *nodes = NULL;
+	size_t n = 0;
+	struct bk_err err = BK_ERR_INIT;
+	/* When the store cannot say, the peer is given the benefit. */
+	if (core_nodes_list(core, &nodes, &n, &err) < 0)
+		return true;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(nodes[i].name, name) == 0)
+			return nodes[i].alive;
+	return false;
 }
 
 /* Makes session id, owned by node dead at epoch, this node's (a

@@ -57,6 +57,13 @@ struct core_config {
 
 #define CORE_LEASE_MS 15000
 #define CORE_LEASE_RENEW_MS 5000
+/* How long a sandbox of a node that takes sessions over from dead peers
+ * (core__checkpoints()) runs without word from its daemon: renewed after
+ * each renewal of the node's lease, so that a node that can no longer
+ * renew it (cut off from the store, stopped, hung) has ended its
+ * sessions' processes before its lease lapses and a peer may take them
+ * over. Three seconds short of the lease: one renewal may fail. */
+#define CORE_FENCE_MS 12000
 
 struct core_node {
 	char name[64];
@@ -71,6 +78,8 @@ struct core_node {
 
 /* Every registered node into *out (caller frees), by name. */
 int core_nodes_list(struct core *core, struct core_node **out, size_t *n, struct bk_err *err);
+/* Whether node name holds its lease now (true when the store cannot say). */
+bool core_node_alive(struct core *core, const char *name);
 /* Where session id (of key_id; NULL: any key) is served: 1 with *owner
  * filled when another node whose lease runs owns it, 0 when this node
  * serves it (or it does not exist: the caller's 404), -1 with

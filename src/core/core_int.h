@@ -202,7 +202,7 @@ int core__session_flush(struct core *core, struct session *s);
 void core__session_net_count_locked(struct core *core, struct session *s);
 /* With s->mu held: sbx (borrowed from now on by s) becomes s's sandbox,
  * with no network yet and nothing of it counted. */
-void core__session_sbx_attach_locked(struct session *s, struct sbx *sbx);
+void core__session_sbx_attach_locked(struct core *core, struct session *s, struct sbx *sbx);
 /* Stops s's sandbox, if it has one, its network's last bytes counted. */
 void core__session_sbx_drop(struct core *core, struct session *s);
 /* core__session_flush() of session id (its id or public id) if the
@@ -214,6 +214,9 @@ struct sbx_limits core__session_sbx_limits(const struct core *core, const struct
  * that start-up removes), then the sandbox, then its files. s must be
  * marked deleted by the caller, who unlinks it after. */
 int core__session_destroy(struct core *core, struct session *s, struct bk_err *err);
+/* Ends s's sandbox, its executions and its previews, leaving its files
+ * and its record as they are. */
+void core__session_sbx_end(struct core *core, struct session *s);
 /* With s->mu held: shuts down every open preview connection of s, so that
  * their relays end and leave s->rw (core/preview.c). */
 void core__preview_shutdown_locked(struct session *s);

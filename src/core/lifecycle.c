@@ -79,7 +79,7 @@ static int sandbox_start(struct core *core, struct session *s, struct bk_err *er
 		return -1;
 	metrics_observe(METRICS_SANDBOX_START_SECONDS, (double)(mono_us() - t0) / 1e6);
 	pthread_mutex_lock(&s->mu);
-	core__session_sbx_attach_locked(s, fresh);
+	core__session_sbx_attach_locked(core, s, fresh);
 	int r = core__session_net_apply_locked(core, s, err);
 	if (r < 0)
 		s->sbx = NULL;

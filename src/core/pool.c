@@ -102,7 +102,7 @@ bool core__pool_adopt(struct core *core, struct session *s)
 		return false;
 	}
 	pthread_mutex_lock(&s->mu);
-	core__session_sbx_attach_locked(s, warm);
+	core__session_sbx_attach_locked(core, s, warm);
 	int r = core__session_net_apply_locked(core, s, &err);
 	if (r < 0)
 		s->sbx = NULL;

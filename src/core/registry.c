@@ -367,8 +367,11 @@ void core__session_net_count_locked(struct core *core, struct session *s)
 	__atomic_store_n(&s->net_counted_ms, s->net_applied ? now_ms() : 0, __ATOMIC_RELAXED);
 }
 
-void core__session_sbx_attach_locked(struct session *s, struct sbx *sbx)
+void core__session_sbx_attach_locked(struct core *core, struct session *s, struct sbx *sbx)
 {
+	/* Fenced from its first moment (CORE_FENCE_MS). */
+	if (core__checkpoints(core) && core->sbx->ops->lease)
+		core->sbx->ops->lease(sbx, CORE_FENCE_MS);
 	s->sbx = sbx;
 	s->net_applied = false;
 	s->net_tx_seen = s->net_rx_seen = 0;
@@ -411,6 +414,20 @@ int core__session_destroy(struct core *core, struct session *s, struct bk_err *e
 	 * the other node's. */
 	if (rc < 0 && err->kind == BK_E_UNAVAILABLE && core->cfg.node[0])
 		return -1;
+	core__session_sbx_end(core, s);
+	struct bk_err perr = BK_ERR_INIT;
+	if (core->sbx->ops->purge(core->sbx, s->id, &perr) < 0) {
+		fprintf(stderr, "bunkerd: session %s: %s\n", s->id, perr.msg);
+		if (rc == 0) {
+			*err = perr;
+			rc = -1;
+		}
+	}
+	return rc;
+}
+
+void core__session_sbx_end(struct core *core, struct session *s)
+{
 	/* Wake every execution in flight: they end with the sandbox. Preview
 	 * connections hold rw shared for as long as they are open: shut them
 	 * down, or the lock below would wait for their clients. */
@@ -428,13 +445,4 @@ int core__session_destroy(struct core *core, struct session *s, struct bk_err *e
 	if (sbx)
 		ops->stop(sbx);
 	pthread_rwlock_unlock(&s->rw);
-	struct bk_err perr = BK_ERR_INIT;
-	if (ops->purge(core->sbx, s->id, &perr) < 0) {
-		fprintf(stderr, "bunkerd: session %s: %s\n", s->id, perr.msg);
-		if (rc == 0) {
-			*err = perr;
-			rc = -1;
-		}
-	}
-	return rc;
 }

@@ -47,6 +47,8 @@
 #define FORWARD_POOL_IDLE_US (20 * 1000000LL)
 /* The most of a body kept to send again on a new connection. */
 #define FORWARD_REPLAY_MAX (64 * 1024)
+/* How often a silent peer's liveness is asked (http_forward_watch()). */
+#define FORWARD_WATCH_MS 1000
 
 enum forward_framing {
 	FWD_NONE = 0,	 /* no body */
@@ -75,6 +77,10 @@ struct http_forward {
 	size_t line_len;
 	char content_type[160];
 	uint64_t got; /* bytes of answer received */
+	/* Asked every FORWARD_WATCH_MS of silence from the peer, when set. */
+	bool (*alive)(void *ctx);
+	void *alive_ctx;
+	bool lost; /* alive() said no */
 };
 
 /* ---- the pool of idle connections ---- */
@@ -339,6 +345,12 @@ static int send_all(int fd, const char *p, size_t n, struct bk_err *err)
 	return 0;
 }
 
+void http_forward_watch(struct http_forward *f, bool (*alive)(void *ctx), void *ctx)
+{
+	f->alive = alive;
+	f->alive_ctx = ctx;
+}
+
 int http_forward_open(const struct http_request *req, const char *url, const char *const *extra,
 		      struct http_forward **out, struct bk_err *err)
 {
@@ -443,6 +455,20 @@ int http_forward_body(struct http_forward *f, const char *data, size_t len, stru
 static ssize_t fill(struct http_forward *f)
 {
 	ssize_t n;
+	/* A peer that stopped (alive, its sockets open, answering nothing)
+	 * would hold the request for ever: its liveness is asked while it is
+	 * silent. */
+	while (f->alive) {
+		struct pollfd p = {.fd = f->fd, .events = POLLIN};
+		int r = poll(&p, 1, FORWARD_WATCH_MS);
+		if (r > 0 || (r < 0 && errno != EINTR))
+			break;
+		if (r == 0 && !f->alive(f->alive_ctx)) {
+			f->lost = true;
+			f->at = f->len = 0;
+			return -1;
+		}
+	}
 	do
 		n = recv(f->fd, f->buf, FORWARD_BUF, 0);
 	while (n < 0 && errno == EINTR);
@@ -462,8 +488,11 @@ static int read_head(struct http_forward *f, char **head, size_t *head_len, stru
 	for (;;) {
 		if (f->at == f->len && fill(f) <= 0) {
 			free(h);
-			return bk_err_kind(err, BK_E_UNAVAILABLE,
-					   "the peer closed the connection before its answer");
+			return bk_err_kind(
+			    err, BK_E_UNAVAILABLE,
+			    f->lost ? "the peer stopped answering and is no longer "
+				      "alive"
+				    : "the peer closed the connection before its answer");
 		}
 		while (f->at < f->len) {
 			if (len == cap) {

@@ -118,6 +118,9 @@ struct http_forward;
  * its declared Content-Length when req has one, else chunked. */
 int http_forward_open(const struct http_request *req, const char *url, const char *const *extra,
 		      struct http_forward **out, struct bk_err *err);
+/* While f waits for its peer, alive(ctx) is asked after each second of
+ * silence; false ends the wait (the answer fails, BK_E_UNAVAILABLE). */
+void http_forward_watch(struct http_forward *f, bool (*alive)(void *ctx), void *ctx);
 /* A stream socket connected to url (as http_forward_open() takes it),
  * or -1 with err (BK_E_UNAVAILABLE). */
 int http_connect_url(const char *url, struct bk_err *err);

@@ -23,6 +23,8 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -65,6 +67,49 @@ static void handle_kill(const struct agent_msg *req)
 	bool group = agent_msg_get_i64(req, AGENT_T_GROUP, 0) != 0;
 	r = kill(pid == 0 ? -1 : group ? -pid : pid, SIGKILL);
 	init_result(req->req_id, r < 0 && !(pid == 0 && errno == ESRCH) ? errno : 0, "kill", NULL);
+}
+
+/* When the sandbox ends unless another LEASE comes (mono_us), 0: never. */
+static int64_t lease_end_us;
+
+static void handle_lease(const struct agent_msg *req)
+{
+	int64_t ms = agent_msg_get_i64(req, AGENT_T_TIMEOUT_MS, 0);
+	if (ms < 0 || ms > 3600 * 1000)
+		ms = 0;
+	lease_end_us = ms > 0 ? mono_us() + ms * 1000 : 0;
+	/* A send the daemon does not read for as long ends the sandbox too
+	 * (init_send): blocked in it, init would never see the lease end. */
+	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+	setsockopt(AGENT_FD, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+/* The poll timeout the lease allows, -1 for none. */
+static int lease_timeout_ms(void)
+{
+	if (lease_end_us == 0)
+		return -1;
+	int64_t ms = (lease_end_us - mono_us() + 999) / 1000;
+	return ms < 0 ? 0 : (int)(ms > 60000 ? 60000 : ms);
+}
+
+/* Ends the sandbox once its lease has run out. What the daemon sent
+ * meanwhile is read first: a sandbox thawed after a long freeze finds the
+ * LEASE sent before the thaw waiting there. */
+static int dispatch(void);
+static void lease_check(void)
+{
+	while (lease_end_us != 0 && mono_us() >= lease_end_us) {
+		struct pollfd p = {.fd = AGENT_FD, .events = POLLIN};
+		if (poll(&p, 1, 0) == 1 && (p.revents & POLLIN)) {
+			if (dispatch() < 0)
+				_exit(0);
+			continue;
+		}
+		/* PID 1 leaving takes every process of the namespace with it. */
+		kill(-1, SIGKILL);
+		_exit(3);
+	}
 }
 
 /* One PROC field per process but PID 1, read from /proc. */
@@ -154,6 +199,7 @@ static void (*const handlers[])(const struct agent_msg *req) = {
     [AGENT_PS] = handle_ps,		  /* above */
     [AGENT_RUN] = interp_run,		  /* init/interp.c */
     [AGENT_INTERRUPT] = interp_interrupt, /* init/interp.c */
+    [AGENT_LEASE] = handle_lease,	  /* above */
 };
 
 /* Reads one request and runs its handler; -1 when the daemon has gone. */
@@ -202,13 +248,18 @@ int main(void)
 		int t_exec = exec_deadline_timeout_ms(), t_interp = interp_timeout_ms();
 		int timeout =
 		    t_exec < 0 || (t_interp >= 0 && t_interp < t_exec) ? t_interp : t_exec;
+		int t_lease = lease_timeout_ms();
+		if (t_lease >= 0 && (timeout < 0 || t_lease < timeout))
+			timeout = t_lease;
 		int r = poll(pfd, (nfds_t)(2 + n_exec + n_interp), timeout);
 		if (r < 0 && errno != EINTR)
 			return 1;
 		exec_deadlines_check();
 		interp_deadlines_check();
-		if (r <= 0)
+		if (r <= 0) {
+			lease_check();
 			continue;
+		}
 		exec_poll_ready(pfd + 2, n_exec);
 		interp_poll_ready(pfd + 2 + n_exec, n_interp);
 		if (pfd[1].revents) {
@@ -220,5 +271,6 @@ int main(void)
 		/* The daemon went away: the sandbox ends with us. */
 		if (pfd[0].revents && dispatch() < 0)
 			return 0;
+		lease_check();
 	}
 }

@@ -575,6 +575,19 @@ int sbx__agent_kill(struct sbx *sbx, pid_t pid, struct bk_err *err)
 	return e;
 }
 
+void sbx__agent_lease(struct sbx *sbx, int timeout_ms)
+{
+	struct agent_msg m;
+	agent_msg_init(&m, AGENT_LEASE, 0);
+	agent_msg_put_i64(&m, AGENT_T_TIMEOUT_MS, timeout_ms);
+	/* No answer comes: the call is only a request id and a send. */
+	struct agent_call *call;
+	if (agent_call_begin(sbx->agent, &m, &call, NULL) == 0)
+		agent_call_end(call);
+	agent_msg_release(&m);
+	__atomic_store_n(&sbx->lease_ms, timeout_ms, __ATOMIC_RELAXED);
+}
+
 int sbx__agent_ps(struct sbx *sbx, struct sbx_proc **out, size_t *n, struct bk_err *err)
 {
 	struct agent_msg m, a;

@@ -49,6 +49,7 @@ int sbx__agent_list(struct sbx *s, struct sbx_list_req *req, struct sbx_entry **
 int sbx__agent_stat(struct sbx *s, const char *path, mode_t *mode, struct bk_err *err);
 int sbx__agent_remove(struct sbx *s, const char *path, bool recursive, struct bk_err *err);
 int sbx__agent_kill(struct sbx *s, pid_t pid, struct bk_err *err);
+void sbx__agent_lease(struct sbx *s, int timeout_ms);
 int sbx__agent_ps(struct sbx *s, struct sbx_proc **out, size_t *n, struct bk_err *err);
 int sbx__agent_write_path(struct sbx *s, const struct sbx_transfer *t, const void *data, size_t len,
 			  struct bk_err *err);

@@ -167,6 +167,10 @@ static int ns_adopt(struct sbx *base, const char *id, const struct sbx_limits *l
 static int ns_freeze(struct sbx *base, bool frozen, struct bk_err *err)
 {
 	struct ns_backend *b = ns_sbx_of(base)->b;
+	/* Thawed, init finds a fresh lease before its old one's end. */
+	int lease_ms = __atomic_load_n(&base->lease_ms, __ATOMIC_RELAXED);
+	if (!frozen && lease_ms > 0)
+		sbx__agent_lease(base, lease_ms);
 	return b->cg->session_freeze(b->cgroup_parent, base->id, frozen, err);
 }
 
@@ -406,6 +410,7 @@ static const struct sbx_ops ns_ops = {
     .stop = ns_stop,
     .freeze = ns_freeze,
     .alive = ns_alive,
+    .lease = sbx__agent_lease,
     .exec = ns_exec,
     .run = ns_run,
     .write_file = sbx__agent_write_file,

@@ -129,6 +129,8 @@ struct sbx {
 	/* The channel to the sandbox's bunker-init, for backends whose
 	 * sandboxes run one (sandbox/agent_ops.h); NULL otherwise. */
 	struct agent_conn *agent;
+	/* The last lease() given, ms; 0: none. */
+	int lease_ms;
 };
 
 /* What runs in an execution. */
@@ -340,6 +342,11 @@ struct sbx_ops {
 	int (*freeze)(struct sbx *s, bool frozen, struct bk_err *err);
 	/* False once s's PID 1 has gone (killed, or its channel broke). */
 	bool (*alive)(struct sbx *s);
+	/* Arms (or, with 0, disarms) s's dead man's switch: every process of
+	 * s ends when timeout_ms pass without another lease() (a thaw
+	 * renews it). Never blocks for long: a frozen sandbox's lease waits
+	 * in its channel. May be NULL (nothing of s outlives its daemon). */
+	void (*lease)(struct sbx *s, int timeout_ms);
 
 	/* ---- reaching in (several at once on one sandbox) ---- */
 

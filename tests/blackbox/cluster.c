@@ -7,6 +7,7 @@
  * tasks alone; operators read the nodes with their own token; a client
  * cannot pass itself off as a node. SKIPs when PostgreSQL cannot run here.
  */
+#include <dirent.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,6 +24,8 @@
 #include "../pg_server.h"
 
 #define NODES 3
+/* CORE_FENCE_MS (core/core.h), in seconds. */
+#define CORE_FENCE_S 12
 #define OPERATOR_TOKEN "op-token-0123456789abcdef"
 #define PREVIEW_DOMAIN "bunker.test"
 
@@ -768,33 +771,31 @@ static int owner_of(const struct cluster *cl, int ask)
 	return who;
 }
 
-/* The stated guarantee (docs/ARCHITECTURE.md, "Several nodes"): a write
- * acknowledged before a checkpoint of its session began survives the
- * death of the session's node awake. Its node killed, the session answers
- * 503 through the others while the dead node's lease holds, then a
- * survivor takes it over from its checkpoint, with that write; the dead
- * node, back, owns nothing, removes nothing the survivor reads, and
- * relays to it. */
-TEST_TIMEOUT(awake_sessions_of_a_dead_node_continue_from_their_checkpoint, 300)
+/* A cluster whose nodes checkpoint every second into snap (a fresh
+ * directory), with extra flags more (may be NULL), a key of plan paid in
+ * key, and one session (returned, caller frees) holding
+ * /workspace/f = "kept", checkpointed since, with first_cmd run in it
+ * too (its stdout must be "ok"); *owner owns it, *other is another node. */
+static char *checkpointed_session(struct cluster *cl, char *snap, const char *more,
+				  const char *first_cmd, char *key, int *owner, int *other)
 {
-	char snap[] = "/tmp/bk-cluster-snap-XXXXXX";
 	CHECK(mkdtemp(snap) != NULL);
-	const char *extra[] = {"--snapshot-dir",     snap, "--snapshots-shared",
-			       "--checkpoint-every", "1",  NULL};
-	struct cluster cl;
-	cluster_start_with(&cl, extra);
-	char key[CLIENT_KEY_MAX];
-	CHECK(client_key_create(&cl.d[0], "paid", key, sizeof(key)) == 0);
-	char *id = create_via(&cl.d[0], key);
-	int owner = owner_of(&cl, 0);
-	CHECK_MSG(owner >= 0, "no node owns the new session");
-	int other = (owner + 1) % NODES;
-	char *out = run_via(&cl.d[other], key, id, "echo kept > /workspace/f; echo ok");
+	const char *extra[] = {
+	    "--snapshot-dir", snap, "--snapshots-shared", "--checkpoint-every", "1", more, NULL};
+	cluster_start_with(cl, extra);
+	CHECK(client_key_create(&cl->d[0], "paid", key, CLIENT_KEY_MAX) == 0);
+	char *id = create_via(&cl->d[0], key);
+	*owner = owner_of(cl, 0);
+	CHECK_MSG(*owner >= 0, "no node owns the new session");
+	*other = (*owner + 1) % NODES;
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "echo kept > /workspace/f; %s", first_cmd);
+	char *out = run_via(&cl->d[*other], key, id, cmd);
 	CHECK_STR_EQ(out, "ok\n");
 	free(out);
+	/* A checkpoint that began after the write's answer. */
 	struct timespec acked;
 	clock_gettime(CLOCK_REALTIME, &acked);
-	/* A checkpoint that began after the write's answer. */
 	char ckpt[PATH_MAX];
 	snprintf(ckpt, sizeof(ckpt), "%s/%s.ckpt.tar.zst", snap, id);
 	bool after = false;
@@ -807,19 +808,21 @@ TEST_TIMEOUT(awake_sessions_of_a_dead_node_continue_from_their_checkpoint, 300)
 			usleep(50 * 1000);
 	}
 	CHECK_MSG(after, "no checkpoint of %s after the write in 10 s", id);
+	return id;
+}
 
-	client_daemon_halt(&cl.d[owner], SIGKILL);
-	double t0 = client_now();
+/* Polls id through d until it answers other than 503 (its owner's lease
+ * lapsed, d took it over): the answer must be its checkpoint's file. */
+static void taken_over_via(const struct client_daemon *d, const char *key, const char *id,
+			   double t0)
+{
 	json_t *e = json_pack("{s:s,s:s}", "sessionId", id, "command", "cat /workspace/f");
 	struct client_resp r = {0};
-	client_call_json(&cl.d[other], "POST", "/execute", key, e, &r);
-	CHECK_MSG(r.status == 503, "while the dead node's lease holds: %ld %s", r.status, r.body);
-	client_resp_free(&r);
 	for (;;) {
-		client_call_json(&cl.d[other], "POST", "/execute", key, e, &r);
+		client_call_json(d, "POST", "/execute", key, e, &r);
 		if (r.status != 503)
 			break;
-		CHECK_MSG(client_now() - t0 < 40, "still 503 %.0f s after the owner died: %s",
+		CHECK_MSG(client_now() - t0 < 60, "still 503 %.0f s after the owner went: %s",
 			  client_now() - t0, r.body);
 		client_resp_free(&r);
 		usleep(250 * 1000);
@@ -828,18 +831,162 @@ TEST_TIMEOUT(awake_sessions_of_a_dead_node_continue_from_their_checkpoint, 300)
 		  "taken over: %ld %s", r.status, r.body);
 	client_resp_free(&r);
 	json_decref(e);
+}
+
+/* The old owner relays to the new one, whose files are whole. */
+static void old_owner_relays(struct cluster *cl, const char *key, const char *id, int owner,
+			     int other)
+{
+	CHECK_INT_EQ(owner_of(cl, other), other);
+	char *out = run_via(&cl->d[owner], key, id, "cat /workspace/f; echo more >> /workspace/f");
+	CHECK_STR_EQ(out, "kept\n");
+	free(out);
+	out = run_via(&cl->d[other], key, id, "cat /workspace/f");
+	CHECK_STR_EQ(out, "kept\nmore\n");
+	free(out);
+	CHECK_INT_EQ(owner_of(cl, other), other);
+}
+
+/* The stated guarantee (docs/ARCHITECTURE.md, "Several nodes"): a write
+ * acknowledged before a checkpoint of its session began survives the
+ * death of the session's node awake. Its node killed, the session answers
+ * 503 through the others while the dead node's lease holds, then a
+ * survivor takes it over from its checkpoint, with that write; the dead
+ * node, back, owns nothing, removes nothing the survivor reads, and
+ * relays to it. */
+TEST_TIMEOUT(awake_sessions_of_a_dead_node_continue_from_their_checkpoint, 300)
+{
+	char snap[] = "/tmp/bk-cluster-snap-XXXXXX";
+	struct cluster cl;
+	char key[CLIENT_KEY_MAX];
+	int owner, other;
+	char *id = checkpointed_session(&cl, snap, NULL, "echo ok", key, &owner, &other);
+
+	client_daemon_halt(&cl.d[owner], SIGKILL);
+	double t0 = client_now();
+	json_t *e = json_pack("{s:s,s:s}", "sessionId", id, "command", "cat /workspace/f");
+	struct client_resp r = {0};
+	client_call_json(&cl.d[other], "POST", "/execute", key, e, &r);
+	CHECK_MSG(r.status == 503, "while the dead node's lease holds: %ld %s", r.status, r.body);
+	client_resp_free(&r);
+	json_decref(e);
+	taken_over_via(&cl.d[other], key, id, t0);
 	fprintf(stderr, "taken over %.1f s after its node's kill -9\n", client_now() - t0);
 	CHECK_INT_EQ(owner_of(&cl, other), other);
 
 	/* The dead node back: it owns nothing, and relays to the survivor,
 	 * whose files are whole (its restart removed only its own disk). */
 	CHECK(client_daemon_start(&cl.d[owner], cl.argv[owner]) == 0);
+	old_owner_relays(&cl, key, id, owner, other);
+	free(id);
+	cluster_stop(&cl);
+	snap_dir_remove(snap);
+}
+
+/* The host pid of a process whose command line is "sleep <arg>", or 0. */
+static pid_t sleeper_pid(const char *arg)
+{
+	DIR *d = opendir("/proc");
+	pid_t found = 0;
+	struct dirent *de;
+	while (d && found == 0 && (de = readdir(d)) != NULL) {
+		char path[300], cmd[256] = {0};
+		snprintf(path, sizeof(path), "/proc/%s/cmdline", de->d_name);
+		FILE *f = fopen(path, "re");
+		if (f == NULL)
+			continue;
+		size_t n = fread(cmd, 1, sizeof(cmd) - 1, f);
+		fclose(f);
+		if (n > 6 && strcmp(cmd, "sleep") == 0 && strcmp(cmd + 6, arg) == 0)
+			found = (pid_t)atoi(de->d_name);
+	}
+	if (d)
+		closedir(d);
+	return found;
+}
+
+/* Whether pid runs (exists and is no zombie). */
+static bool runs(pid_t pid)
+{
+	char path[64], st[512] = {0};
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (f == NULL)
+		return false;
+	size_t n = fread(st, 1, sizeof(st) - 1, f);
+	fclose(f);
+	const char *close_paren = strrchr(st, ')');
+	return n > 0 && close_paren && close_paren[1] == ' ' && close_paren[2] != 'Z';
+}
+
+/* Two nodes never run one session: a node that stops (SIGSTOP: alive,
+ * its sandboxes too, but it renews no lease) has its session's processes
+ * ended by the session's own init before its lease lapses, so that when
+ * a peer takes the session over from its checkpoint the old processes are
+ * gone; back (SIGCONT), the node drops what was taken over (its sandbox,
+ * its disk, its registry entry) and relays to the peer. */
+TEST_TIMEOUT(a_stopped_node_ends_its_sessions_before_a_peer_takes_them_over, 300)
+{
+	char snap[] = "/tmp/bk-cluster-snap-XXXXXX";
+	struct cluster cl;
+	char key[CLIENT_KEY_MAX];
+	int owner, other;
+	char arg[32], cmd[160];
+	snprintf(arg, sizeof(arg), "3600.%d", (int)getpid());
+	snprintf(cmd, sizeof(cmd), "nohup sleep %s >/dev/null 2>&1 & echo ok", arg);
+	char *id = checkpointed_session(&cl, snap, NULL, cmd, key, &owner, &other);
+	pid_t sleeper = sleeper_pid(arg);
+	CHECK_MSG(sleeper > 0, "the session's background process is not to be found");
+
+	CHECK(kill(cl.d[owner].pid, SIGSTOP) == 0);
+	taken_over_via(&cl.d[other], key, id, client_now());
+	/* Taken over, and the old sandbox ended before. */
+	CHECK_MSG(!runs(sleeper), "the stopped node's sandbox still runs after the takeover");
 	CHECK_INT_EQ(owner_of(&cl, other), other);
-	out = run_via(&cl.d[owner], key, id, "cat /workspace/f; echo more >> /workspace/f");
-	CHECK_STR_EQ(out, "kept\n");
-	free(out);
-	out = run_via(&cl.d[other], key, id, "cat /workspace/f");
-	CHECK_STR_EQ(out, "kept\nmore\n");
+
+	/* Back: it drops what it held of the session and relays to the peer. */
+	CHECK(kill(cl.d[owner].pid, SIGCONT) == 0);
+	long long awake = -1;
+	for (int i = 0; i < 120; i++) {
+		json_t *nodes = nodes_via(&cl.d[other]);
+		size_t k;
+		json_t *n;
+		json_array_foreach (nodes, k, n) {
+			if (strcmp(json_string_value(json_object_get(n, "name")),
+				   node_names[owner]) == 0)
+				awake = json_integer_value(json_object_get(n, "sessionsAwake"));
+		}
+		json_decref(nodes);
+		if (awake == 0)
+			break;
+		usleep(250 * 1000);
+	}
+	CHECK_MSG(awake == 0, "the node back still holds %lld sessions awake", awake);
+	old_owner_relays(&cl, key, id, owner, other);
+	free(id);
+	cluster_stop(&cl);
+	snap_dir_remove(snap);
+}
+
+/* The lease of a frozen sandbox runs out while it is frozen: the thaw
+ * brings a fresh one first, so an idle session of a node that takes
+ * sessions over wakes with its processes, however long it slept. */
+TEST_TIMEOUT(an_idle_session_keeps_its_processes_past_its_lease, 240)
+{
+	char snap[] = "/tmp/bk-cluster-snap-XXXXXX";
+	struct cluster cl;
+	char key[CLIENT_KEY_MAX];
+	int owner, other;
+	char arg[32], cmd[160];
+	snprintf(arg, sizeof(arg), "3601.%d", (int)getpid());
+	snprintf(cmd, sizeof(cmd), "nohup sleep %s >/dev/null 2>&1 & echo ok", arg);
+	/* Idle (frozen) after a second, then for longer than a lease. */
+	const char *more = "--idle-after=1";
+	char *id = checkpointed_session(&cl, snap, more, cmd, key, &owner, &other);
+	sleep(CORE_FENCE_S + 4);
+	snprintf(cmd, sizeof(cmd), "ps -eo args | grep -c '^sleep %s'", arg);
+	char *out = run_via(&cl.d[other], key, id, cmd);
+	CHECK_STR_EQ(out, "1\n");
 	free(out);
 	free(id);
 	cluster_stop(&cl);
