@@ -7,10 +7,11 @@
  *    /sessions/{id} (the relay alone: no sandbox work), POST /execute of
  *    `true`, and GET /files/read of a 1 MB file. Prints p50/p99 of each
  *    and the difference, the relay's cost.
- * 2. Creates per second of one node alone, then of three nodes (the
- *    clients spread over their ports), BENCH_CLUSTER_CLIENTS (8) clients
+ * 2. Creates per second of one node alone (on a database of its own), then
+ *    of the three nodes (the clients spread over their ports), in turn for
+ *    BENCH_CLUSTER_ROUNDS (3) rounds: BENCH_CLUSTER_CLIENTS (8) clients
  *    making BENCH_CLUSTER_CREATES (160) creates in all each time, deleted
- *    after; both rates and their ratio.
+ *    after; the rates, their medians and the ratio.
  * 3. How exact a key's rate limit is across nodes: a key of
  *    BENCH_CLUSTER_RPM (60) requests per minute hammered through the
  *    three nodes at once for BENCH_CLUSTER_RL_SECONDS (10), and another
@@ -27,8 +28,9 @@
  * own (common.c keeps one daemon per process), which stops its daemon when
  * the parent closes a pipe. The nodes run without a warm pool, so that one
  * node and three compare creates of the same kind, and in 1 to 3 with
- * --pids-max 64, so that one node has room for every session of 2. BENCH_CLUSTER_N (300)
- * executions and BENCH_CLUSTER_READS (100) reads through each node in 1;
+ * --pids-max 64, so that one node has room for every session of a round
+ * of 2. BENCH_CLUSTER_N (300) executions and BENCH_CLUSTER_READS (100)
+ * reads through each node in 1;
  * BENCH_CLUSTER_KEEP_LOG set keeps the nodes' logs (their request lines
  * time each request) and prints where they are.
  */
@@ -67,6 +69,8 @@ _Noreturn void harness_skip(const char *fmt, ...)
 #define FAILOVER_POLL_MS 100
 /* How long it may take to answer, ms. */
 #define FAILOVER_GIVE_UP_MS 120000
+/* Rounds of creates at most. */
+#define MAX_ROUNDS 9
 
 static char token_file[] = TOKEN_FILE_TEMPLATE;
 
@@ -192,7 +196,7 @@ struct node {
 
 /* The nodes started and not yet stopped: a node's child closes the others'
  * stop pipes, which would otherwise keep them open. */
-static struct node *running[2 * NODES];
+static struct node *running[2 * NODES + 1];
 
 /* Starts node nd, named name, on store uri with host ids slots and extra
  * arguments (NULL-terminated; NULL for none). Dies when it cannot. */
@@ -793,6 +797,7 @@ int main(int argc, char **argv)
 	int rpm = env_int("BENCH_CLUSTER_RPM", 60, 1, 100000);
 	int rl_secs = env_int("BENCH_CLUSTER_RL_SECONDS", 10, 1, 59);
 	int dying = env_int("BENCH_CLUSTER_FAILOVER", 10, 1, 200);
+	int rounds = env_int("BENCH_CLUSTER_ROUNDS", 3, 1, MAX_ROUNDS);
 	if (geteuid() != 0) {
 		fprintf(stderr, "bench: bunkerd must run as root\n");
 		return 1;
@@ -814,46 +819,66 @@ int main(int argc, char **argv)
 		die("cannot write the cluster secret");
 	close(tfd);
 
-	/* Node A alone first: its creates per second. A session's process
-	 * limit of 64 rather than 512 lets one node hold every session of the
-	 * run within its host-wide budget (half of pid_max, 16,384 here). */
+	/* The three nodes, and one alone on a database of its own (its own
+	 * placement, cap and store connection): the creates of each in turn.
+	 * A session's process limit of 64 rather than 512 lets one node hold
+	 * every session of a round within its host-wide budget (half of
+	 * pid_max, 16,384 here). */
 	const char *extra[] = {"--pids-max", "64", NULL};
-	struct node nodes[NODES];
-	node_start(&nodes[0], node_names[0], uri, node_slots[0], extra);
-	char key[256];
-	key_on(uri, "", key, sizeof(key));
-	struct node *via[NODES] = {&nodes[0], &nodes[1], &nodes[2]};
-	struct create_rate one = create_rate(via, 1, key, clients, creates, "create, one node");
-
-	for (int i = 1; i < NODES; i++)
+	char solo_uri[256];
+	if (pg_server_database("benchsolo", solo_uri, sizeof(solo_uri), msg, sizeof(msg)) < 0)
+		die(msg);
+	struct node nodes[NODES], solo;
+	node_start(&solo, "bench-solo", solo_uri, "768:256", extra);
+	for (int i = 0; i < NODES; i++)
 		node_start(&nodes[i], node_names[i], uri, node_slots[i], extra);
+	char key[256], solo_key[256];
+	key_on(uri, "", key, sizeof(key));
+	key_on(solo_uri, "", solo_key, sizeof(solo_key));
 	int bad = relay(&nodes[0], &nodes[1], key, n, reads);
 
-	struct create_rate three =
-	    create_rate(via, NODES, key, clients, creates, "create, three nodes");
+	struct node *via[NODES] = {&nodes[0], &nodes[1], &nodes[2]}, *solo_via[1] = {&solo};
+	struct create_rate one[MAX_ROUNDS], three[MAX_ROUNDS];
+	char names[MAX_ROUNDS][2][48];
+	double r1[MAX_ROUNDS], r3[MAX_ROUNDS];
+	int failed = 0;
+	for (int r = 0; r < rounds; r++) {
+		snprintf(names[r][0], sizeof(names[r][0]), "create, one node, round %d", r + 1);
+		snprintf(names[r][1], sizeof(names[r][1]), "create, three nodes, round %d", r + 1);
+		one[r] = create_rate(solo_via, 1, solo_key, clients, creates, names[r][0]);
+		three[r] = create_rate(via, NODES, key, clients, creates, names[r][1]);
+		r1[r] = one[r].per_s;
+		r3[r] = three[r].per_s;
+		failed += one[r].failed + three[r].failed;
+	}
 	printf("creates: %d clients, %d creates each time (no warm pool, --pids-max 64), deleted "
-	       "after\n",
-	       clients, creates);
+	       "after; one node and three in turn, %d rounds\n",
+	       clients, creates, rounds);
 	struct stats_table t = {.name_width = 34, .n_width = 6};
 	stats_print_header(&t);
-	char note[2][64];
-	snprintf(note[0], sizeof(note[0]), "%.2f creates/s", one.per_s);
-	snprintf(note[1], sizeof(note[1]), "%.2f creates/s", three.per_s);
-	stats_print_row(&t, &one.lat, note[0]);
-	stats_print_row(&t, &three.lat, note[1]);
-	printf("creates per second: one node %.2f, three nodes %.2f, ratio %.2f\n", one.per_s,
-	       three.per_s, three.per_s / one.per_s);
-	if (one.failed || three.failed)
-		printf("creates or deletes that failed: %d with one node, %d with three\n",
-		       one.failed, three.failed);
+	for (int r = 0; r < rounds; r++) {
+		char note[2][64];
+		snprintf(note[0], sizeof(note[0]), "%.2f creates/s", one[r].per_s);
+		snprintf(note[1], sizeof(note[1]), "%.2f creates/s, %.2fx", three[r].per_s,
+			 three[r].per_s / one[r].per_s);
+		stats_print_row(&t, &one[r].lat, note[0]);
+		stats_print_row(&t, &three[r].lat, note[1]);
+	}
+	struct stats m1 = summarise("one node", r1, rounds), m3 = summarise("three", r3, rounds);
+	printf("creates per second, median of %d rounds: one node %.2f, three nodes %.2f, ratio "
+	       "%.2f\n",
+	       rounds, m1.p50, m3.p50, m3.p50 / m1.p50);
+	if (failed)
+		printf("creates or deletes that failed: %d\n", failed);
 
 	rate_limit(uri, nodes, rpm, rl_secs);
 	for (int i = NODES - 1; i >= 0; i--)
 		node_stop(&nodes[i]);
+	node_stop(&solo);
 
 	failover(dying);
 
 	unlink(token_file);
 	pg_server_stop();
-	return bad || one.failed || three.failed ? 1 : 0;
+	return bad || failed ? 1 : 0;
 }
