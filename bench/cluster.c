@@ -275,8 +275,8 @@ static void node_stop(struct node *nd)
 static const char *const node_names[NODES] = {"bench-a", "bench-b", "bench-c"};
 static const char *const node_slots[NODES] = {"0:256", "256:256", "512:256"};
 
-/* How many sessions each node owns, as nd sees them, into owned[]. */
-static void owned_counts(CURL *h, const struct node *nd, long long owned[NODES])
+/* GET /v1/cluster/nodes of nd: its nodes (a new reference). */
+static json_t *nodes_of(CURL *h, const struct node *nd)
 {
 	char *body = NULL;
 	if (request(h, nd->base, "GET", "/v1/cluster/nodes", OPERATOR_TOKEN, NULL, false, NULL,
@@ -284,38 +284,43 @@ static void owned_counts(CURL *h, const struct node *nd, long long owned[NODES])
 		die("GET /v1/cluster/nodes failed");
 	json_t *j = json_loads(body, 0, NULL);
 	free(body);
-	for (int i = 0; i < NODES; i++)
-		owned[i] = 0;
+	json_t *nodes = json_incref(json_object_get(j, "nodes"));
+	json_decref(j);
+	if (!json_is_array(nodes))
+		die("GET /v1/cluster/nodes answered no nodes");
+	return nodes;
+}
+
+/* Member field (an integer) of node name in nodes, 0 when it is not
+ * there. */
+static long long node_field(json_t *nodes, const char *name, const char *field)
+{
 	size_t k;
 	json_t *x;
-	json_array_foreach (json_object_get(j, "nodes"), k, x) {
-		const char *name = json_string_value(json_object_get(x, "name"));
-		for (int i = 0; name && i < NODES; i++)
-			if (strcmp(name, node_names[i]) == 0)
-				owned[i] = json_integer_value(json_object_get(x, "sessionsOwned"));
+	json_array_foreach (nodes, k, x) {
+		const char *n = json_string_value(json_object_get(x, "name"));
+		if (n && strcmp(n, name) == 0)
+			return json_integer_value(json_object_get(x, field));
 	}
-	json_decref(j);
+	return 0;
+}
+
+/* How many sessions each node owns, as nd sees them, into owned[]. */
+static void owned_counts(CURL *h, const struct node *nd, long long owned[NODES])
+{
+	json_t *nodes = nodes_of(h, nd);
+	for (int i = 0; i < NODES; i++)
+		owned[i] = node_field(nodes, node_names[i], "sessionsOwned");
+	json_decref(nodes);
 }
 
 /* Node name's lease, as nd sees it: when it runs out (unix ms), 0 when
  * nd lists no such node. */
 static long long lease_expiry(CURL *h, const struct node *nd, const char *name)
 {
-	char *body = NULL;
-	if (request(h, nd->base, "GET", "/v1/cluster/nodes", OPERATOR_TOKEN, NULL, false, NULL,
-		    &body) != 200)
-		die("GET /v1/cluster/nodes failed");
-	json_t *j = json_loads(body, 0, NULL);
-	free(body);
-	long long at = 0;
-	size_t k;
-	json_t *x;
-	json_array_foreach (json_object_get(j, "nodes"), k, x) {
-		const char *n = json_string_value(json_object_get(x, "name"));
-		if (n && strcmp(n, name) == 0)
-			at = json_integer_value(json_object_get(x, "leaseExpiresMs"));
-	}
-	json_decref(j);
+	json_t *nodes = nodes_of(h, nd);
+	long long at = node_field(nodes, name, "leaseExpiresMs");
+	json_decref(nodes);
 	return at;
 }
 
