@@ -390,8 +390,15 @@ void api_ratelimit_free(struct api_ratelimit *rl);
  * counted. Thread safe. */
 bool api_ratelimit_take(struct api_ratelimit *rl, const char *key_id, int limit, int64_t now_ms,
 			struct api_ratelimit_state *out);
-/* api_ratelimit_take() for c's key, adding the X-RateLimit-* headers to the
- * answer; over the limit, BK_E_LIMIT and Retry-After. */
+/* The budget of limit requests per minute at now_ms when the store counted
+ * count requests, this one included, in the key's window opened at
+ * start_ms (core_rate_count()): true when this one is within it. */
+bool api_ratelimit_counted(int limit, int64_t start_ms, int64_t count, int64_t now_ms,
+			   struct api_ratelimit_state *out);
+/* Counts a request of c's key, in the store every node shares when there
+ * is one (core_rate_count()), else in memory (api_ratelimit_take()),
+ * adding the X-RateLimit-* headers to the answer; over the limit,
+ * BK_E_LIMIT and Retry-After. */
 int api_ratelimit_check(struct api_call *c, struct bk_err *err);
 
 /* ---- idempotency (api/idem.c) ---- */

@@ -1,11 +1,17 @@
-/* Per-key rate limits: requests per minute, in memory.
+/* Per-key rate limits: requests per minute.
  *
  * A fixed window per key that opens with the key's first request and lasts
- * 60 s: exact under concurrency (one lock around the count), and the reset
- * time it announces is the moment the budget really comes back. A burst at
- * the end of one window and the start of the next can reach twice the
- * limit within a minute; that is the usual price of fixed windows and
- * bounded by it.
+ * 60 s: exact under concurrency, and the reset time it announces is the
+ * moment the budget really comes back. A burst at the end of one window and
+ * the start of the next can reach twice the limit within a minute; that is
+ * the usual price of fixed windows and bounded by it.
+ *
+ * Several nodes on one store count in the store (core_rate_count(): one
+ * row per key, one atomic statement per request), so the limit holds
+ * across the cluster as on one node; the windows open on the clock of the
+ * node that counts first, so clocks apart by d move a window's edges by d
+ * at most. A request relayed from another node was counted there. One node
+ * on SQLite counts here, in memory (one lock around the count).
  *
  * The table holds one entry per key that made a request; it can only hold
  * keys that passed authentication, and entries idle for a while are
@@ -129,11 +135,30 @@ bool api_ratelimit_take(struct api_ratelimit *rl, const char *key_id, int limit,
 	return ok;
 }
 
+bool api_ratelimit_counted(int limit, int64_t start_ms, int64_t count, int64_t now_ms,
+			   struct api_ratelimit_state *out)
+{
+	bool ok = count <= limit;
+	int64_t end_ms = start_ms + WINDOW_MS;
+	out->limit = limit;
+	out->remaining = ok ? (int)(limit - count) : 0;
+	out->reset_s = (end_ms + 999) / 1000;
+	out->retry_after_s = ok ? 0 : (int)((end_ms - now_ms + 999) / 1000);
+	if (!ok && out->retry_after_s < 1)
+		out->retry_after_s = 1;
+	return ok;
+}
+
 int api_ratelimit_check(struct api_call *c, struct bk_err *err)
 {
 	struct api_ratelimit_state st;
 	int limit = c->key.limits.requests_per_minute;
-	bool ok = api_ratelimit_take(c->api->ratelimit, c->key.id, limit, now_ms(), &st);
+	int64_t now = now_ms(), start, count;
+	int shared = core_rate_count(c->api->core, c->key.id, now, WINDOW_MS, &start, &count, err);
+	if (shared < 0)
+		return -1;
+	bool ok = shared ? api_ratelimit_counted(limit, start, count, now, &st)
+			 : api_ratelimit_take(c->api->ratelimit, c->key.id, limit, now, &st);
 	http_response_header(c->res, "X-RateLimit-Limit", "%d", st.limit);
 	http_response_header(c->res, "X-RateLimit-Remaining", "%d", st.remaining);
 	http_response_header(c->res, "X-RateLimit-Reset", "%lld", (long long)st.reset_s);

@@ -202,6 +202,17 @@ const char *core_node_name(const struct core *core)
 	return core->cfg.node;
 }
 
+int core_rate_count(struct core *core, const char *key_id, int64_t now_ms, int64_t window_ms,
+		    int64_t *start_ms, int64_t *count, struct bk_err *err)
+{
+	const struct store_ops *ops = core->store->ops;
+	if (ops->rate_count == NULL)
+		return 0;
+	if (ops->rate_count(core->store, key_id, now_ms, window_ms, start_ms, count, err) < 0)
+		return -1;
+	return 1;
+}
+
 int core_nodes_list(struct core *core, struct core_node **out, size_t *n, struct bk_err *err)
 {
 	*out = NULL;

@@ -94,6 +94,13 @@ int core_session_locate(struct core *core, const char *key_id, const char *id,
 int core_place(struct core *core, struct core_node *out, struct bk_err *err);
 /* This node's name ("" without one). */
 const char *core_node_name(const struct core *core);
+/* Counts a request of key_id at now_ms in the key's rate-limit window of
+ * window_ms in the store every node shares (store_ops.rate_count): 1 with
+ * the window's start and the requests counted in it, this one included,
+ * in *start_ms and *count; 0 when the store counts none (SQLite, which
+ * one node alone uses: the caller counts in memory). */
+int core_rate_count(struct core *core, const char *key_id, int64_t now_ms, int64_t window_ms,
+		    int64_t *start_ms, int64_t *count, struct bk_err *err);
 
 /* 96 MiB in all keep the daemon well under 256 MB with the rest of what
  * it holds (docs/OPERATIONS.md); a key's 32 MiB hold one execution's

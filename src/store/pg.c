@@ -11,8 +11,9 @@
  * to do. The version is the one row of bunker_schema.
  *
  * What must hold cluster-wide is decided by the database: a key's session
- * cap is counted with the key's row locked (pg__cap_check), and a request
- * with an Idempotency-Key claims it with one INSERT ... ON CONFLICT.
+ * cap is counted with the key's row locked (pg__cap_check), a request
+ * with an Idempotency-Key claims it with one INSERT ... ON CONFLICT, and a
+ * key's requests are counted against its rate limit with another.
  */
 #include "store/pg_int.h"
 
@@ -41,7 +42,9 @@
 /* Schema migrations, in order: pg_migrations[i] takes version i to i + 1.
  * Never edit one that has shipped; append one and raise
  * STORE_PG_SCHEMA_VERSION. Version 1 was SQLite's version 6; version 2 is
- * SQLite's version 7, version 3 SQLite's 8. */
+ * SQLite's version 7, version 3 SQLite's 8. Version 5's table, the keys'
+ * rate-limit windows, has no SQLite counterpart: one node counts them in
+ * memory. */
 static const char *const pg_migrations[] = {
     /* 0 -> 1 */
     "CREATE TABLE keys ("
@@ -133,6 +136,12 @@ static const char *const pg_migrations[] = {
      * life. */
     "ALTER TABLE sessions ADD COLUMN net_tx_bytes bigint NOT NULL DEFAULT 0;"
     "ALTER TABLE sessions ADD COLUMN net_rx_bytes bigint NOT NULL DEFAULT 0;",
+    /* 4 -> 5: each key's rate-limit window, counted by every node. */
+    "CREATE TABLE rate_windows ("
+    "  key_id text PRIMARY KEY,"
+    "  start_ms bigint NOT NULL,"
+    "  count bigint NOT NULL"
+    ");",
 };
 
 _Static_assert(ARRAY_SIZE(pg_migrations) == STORE_PG_SCHEMA_VERSION,
@@ -547,4 +556,5 @@ static const struct store_ops pg_ops = {
     .task_get = pg__task_get,
     .task_count = pg__task_count,
     .task_purge = pg__task_purge,
+    .rate_count = pg__rate_count,
 };

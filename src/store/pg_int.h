@@ -103,6 +103,8 @@ int pg__idem_release(struct store *st, const char *key_id, const char *idem_key,
 int pg__idem_usage(struct store *st, const char *key_id, int64_t since_ms, int64_t *count,
 		   int64_t *bytes, struct bk_err *err);
 int pg__idem_purge(struct store *st, int64_t before_ms, int64_t *n, struct bk_err *err);
+int pg__rate_count(struct store *st, const char *key_id, int64_t now_ms, int64_t window_ms,
+		   int64_t *start_ms, int64_t *count, struct bk_err *err);
 int pg__session_insert(struct store *st, const struct store_session *s, const struct store_cap *cap,
 		       struct bk_err *err);
 int pg__session_get(struct store *st, const char *id, const char *key_id, struct store_session *out,

@@ -1,4 +1,5 @@
-/* The PostgreSQL store's keys and idempotent answers (store/pg.c). */
+/* The PostgreSQL store's keys, idempotent answers and rate-limit windows
+ * (store/pg.c). */
 #include <errno.h>
 #include <sodium.h>
 #include <stdlib.h>
@@ -208,5 +209,35 @@ int pg__idem_usage(struct store *st, const char *key_id, int64_t since_ms, int64
 		return -1;
 	*count = pg__int_at(res, 0);
 	*bytes = pg__int_at(res, 1);
+	return 0;
+}
+
+/* ---- rate limits ---- */
+
+int pg__rate_count(struct store *st, const char *key_id, int64_t now_ms, int64_t window_ms,
+		   int64_t *start_ms, int64_t *count, struct bk_err *err)
+{
+	/* The key's row, inserted, reopened when its window has closed, or
+	 * counted; the row lock orders the nodes' requests, so that the
+	 * first `limit` of a window are the ones allowed, wherever they
+	 * came. A node whose clock is behind the window's start counts in
+	 * it (it cannot reopen it). */
+	struct pg_params p = {0};
+	pg__text(&p, key_id);
+	pg__int(&p, now_ms);
+	pg__int(&p, window_ms);
+	_cleanup_pg_unlock_ pthread_mutex_t *lock = pg__lock(st);
+	_cleanup_result_ PGresult *res = NULL;
+	if (pg__exec(st,
+		     "INSERT INTO rate_windows AS r (key_id, start_ms, count) VALUES ($1, $2, 1) "
+		     "ON CONFLICT (key_id) DO UPDATE SET "
+		     "start_ms = CASE WHEN r.start_ms <= $2 - $3 THEN $2 ELSE r.start_ms END, "
+		     "count = CASE WHEN r.start_ms <= $2 - $3 THEN 1 ELSE r.count + 1 END "
+		     "RETURNING start_ms, count",
+		     &p, &res, err, "cannot count a request of key '%s' against its rate limit",
+		     key_id) < 0)
+		return -1;
+	*start_ms = pg__int_at(res, 0);
+	*count = pg__int_at(res, 1);
 	return 0;
 }

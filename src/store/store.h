@@ -311,6 +311,18 @@ struct store_ops {
 	 * node's start leaves its peers' tasks alone. */
 	int (*task_purge)(struct store *st, int64_t before_ms, bool fail_unfinished, int64_t now_ms,
 			  struct bk_err *err);
+
+	/* ---- rate limits ---- */
+
+	/* Counts a request of key_id at now_ms in the key's window, which
+	 * opens with the first request counted window_ms or more after the
+	 * last window opened and lasts window_ms: the window's start and the
+	 * requests counted in it, this one included, into *start_ms and
+	 * *count. One statement, atomic against every other node's. NULL in a
+	 * store only one node uses (SQLite): the API counts in its memory
+	 * there, as exactly. */
+	int (*rate_count)(struct store *st, const char *key_id, int64_t now_ms, int64_t window_ms,
+			  int64_t *start_ms, int64_t *count, struct bk_err *err);
 };
 
 /* The base of every implementation's state. */
@@ -336,7 +348,7 @@ int store_open(const char *uri, struct store **out, struct bk_err *err);
 /* The SQLite store (store/sqlite.c) at path. */
 int store_sqlite_open(const char *path, struct store **out, struct bk_err *err);
 
-#define STORE_PG_SCHEMA_VERSION 4
+#define STORE_PG_SCHEMA_VERSION 5
 
 /* The PostgreSQL store (store/pg.c) at the libpq connection URI uri. */
 int store_pg_open(const char *uri, struct store **out, struct bk_err *err);

@@ -516,6 +516,47 @@ TEST_TIMEOUT(cap_and_idempotency_hold_across_nodes, 240)
 	cluster_stop(&cl);
 }
 
+/* A key's requests are counted wherever they come: its budget of a
+ * minute taken through the three nodes, the next request is refused
+ * through each of them, and a request relayed to a session's owner is
+ * counted once, at the node that took it. */
+TEST_TIMEOUT(a_keys_rate_limit_holds_across_nodes, 240)
+{
+	struct cluster cl;
+	cluster_start(&cl);
+	char key[CLIENT_KEY_MAX];
+	CHECK(client_key_create_with(&cl.d[0], "paid", (const char *const[]){"--rpm", "6", NULL},
+				     key, sizeof(key)) == 0);
+	/* A session of A's, asked through B: one request of the six. */
+	char *id = create_via(&cl.d[0], key);
+	char path[96];
+	snprintf(path, sizeof(path), "/sessions/%s", id);
+	struct client_resp r = {0};
+	client_call(&cl.d[1], "GET", path, key, NULL, &r);
+	CHECK_STATUS(&r, 200);
+	client_resp_free(&r);
+	for (int i = 0; i < 4; i++) {
+		client_call(&cl.d[i % NODES], "GET", "/sessions", key, NULL, &r);
+		CHECK_MSG(r.status == 200, "request %d via %s: %ld %s", i + 3,
+			  node_names[i % NODES], r.status, r.body);
+		char left[16];
+		CHECK(client_resp_header(&r, "X-RateLimit-Remaining", left, sizeof(left)) != NULL);
+		CHECK_INT_EQ(atoi(left), 3 - i);
+		client_resp_free(&r);
+	}
+	for (int i = 0; i < NODES; i++) {
+		client_call(&cl.d[i], "GET", "/sessions", key, NULL, &r);
+		CHECK_MSG(r.status == 429 && strstr(r.body, "rate limit of 6 requests") != NULL,
+			  "over the limit via %s: %ld %s", node_names[i], r.status, r.body);
+		char retry[16];
+		CHECK(client_resp_header(&r, "Retry-After", retry, sizeof(retry)) != NULL);
+		CHECK(atoi(retry) >= 1);
+		client_resp_free(&r);
+	}
+	free(id);
+	cluster_stop(&cl);
+}
+
 TEST_TIMEOUT(a_restarted_node_leaves_its_peers_sessions_alone, 300)
 {
 	struct cluster cl;

@@ -40,6 +40,30 @@ TEST(counts_down_then_refuses)
 	api_ratelimit_free(rl);
 }
 
+/* The budget read from the store's count (several nodes), which counts the
+ * refused requests too: the same answers as the memory's. */
+TEST(counted_by_the_store)
+{
+	struct api_ratelimit_state st;
+	int64_t t0 = 1700000000123;
+	for (int i = 1; i <= 5; i++) {
+		CHECK(api_ratelimit_counted(5, t0, i, t0 + i * 1000, &st));
+		CHECK_INT_EQ(st.limit, 5);
+		CHECK_INT_EQ(st.remaining, 5 - i);
+		CHECK_INT_EQ(st.retry_after_s, 0);
+		CHECK_INT_EQ(st.reset_s, (t0 + 60000 + 999) / 1000);
+	}
+	CHECK(!api_ratelimit_counted(5, t0, 6, t0 + 10000, &st));
+	CHECK_INT_EQ(st.remaining, 0);
+	CHECK_INT_EQ(st.retry_after_s, 50);
+	CHECK(!api_ratelimit_counted(5, t0, 700, t0 + 59500, &st));
+	CHECK_INT_EQ(st.remaining, 0);
+	CHECK_INT_EQ(st.retry_after_s, 1);
+	/* A window another node opened on a clock ahead of this one. */
+	CHECK(!api_ratelimit_counted(5, t0 + 2000, 6, t0, &st));
+	CHECK_INT_EQ(st.retry_after_s, 62);
+}
+
 TEST(keys_are_independent)
 {
 	struct api_ratelimit *rl = rl_new();

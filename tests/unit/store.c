@@ -1016,8 +1016,9 @@ TEST(pg_migrations_serialized_and_versioned)
 	CHECK_INT_EQ(pg_raw_int(uri, "SELECT version FROM bunker_schema"), STORE_PG_SCHEMA_VERSION);
 	CHECK_INT_EQ(pg_raw_int(uri, "SELECT count(*) FROM bunker_schema"), 1);
 	CHECK_INT_EQ(pg_raw_int(uri, "SELECT count(*) FROM pg_tables WHERE tablename IN ('keys', "
-				     "'sessions', 'idempotency', 'idem_claims', 'tasks')"),
-		     5);
+				     "'sessions', 'idempotency', 'idem_claims', 'tasks', 'nodes', "
+				     "'rate_windows')"),
+		     7);
 	/* A newer schema is refused, and left as it was. */
 	pg_raw_int(uri, "UPDATE bunker_schema SET version = version + 1");
 	struct store *st = (struct store *)&o[0];
@@ -1028,6 +1029,72 @@ TEST(pg_migrations_serialized_and_versioned)
 	CHECK(msg_is_lower_case_start(err.msg));
 	CHECK_INT_EQ(pg_raw_int(uri, "SELECT version FROM bunker_schema"),
 		     STORE_PG_SCHEMA_VERSION + 1);
+}
+
+struct rate_racer {
+	struct store *st;
+	int n;
+	int64_t counts[100];
+};
+
+static void *rate_racer_run(void *arg)
+{
+	struct rate_racer *r = arg;
+	struct bk_err err = {0};
+	for (int i = 0; i < r->n; i++) {
+		int64_t start;
+		if (r->st->ops->rate_count(r->st, "key_r", 1000000, 60000, &start, &r->counts[i],
+					   &err) < 0)
+			r->counts[i] = -1;
+	}
+	return NULL;
+}
+
+/* A key's rate-limit window as two nodes count it: opened by the first
+ * request, counted by both, each count given once however the requests
+ * interleave, reopened once its 60 s are over; a node whose clock is
+ * behind the window's start counts in it. SQLite has none (one node
+ * counts in memory). */
+TEST(pg_rate_windows_are_counted_by_every_node)
+{
+	struct fixture f;
+	fixture_open_on(&f, BACKEND_SQLITE);
+	CHECK(f.st->ops->rate_count == NULL);
+	fixture_close(&f);
+	fixture_open_on(&f, BACKEND_PG);
+	struct store *b = NULL;
+	struct bk_err err = {0};
+	CHECK_MSG(store_open(f.uri, &b, &err) == 0, "%s", err.msg);
+	struct rate_racer r[4];
+	pthread_t t[4];
+	for (int i = 0; i < 4; i++) {
+		r[i] = (struct rate_racer){.st = i % 2 ? b : f.st, .n = 100};
+		CHECK(pthread_create(&t[i], NULL, rate_racer_run, &r[i]) == 0);
+	}
+	bool seen[401] = {false};
+	for (int i = 0; i < 4; i++) {
+		CHECK(pthread_join(t[i], NULL) == 0);
+		for (int k = 0; k < r[i].n; k++) {
+			int64_t c = r[i].counts[k];
+			CHECK_MSG(c >= 1 && c <= 400 && !seen[c], "count %lld", (long long)c);
+			seen[c] = true;
+		}
+	}
+	int64_t start = 0, count = 0;
+	/* Behind the window's start: still in it. */
+	CHECK(b->ops->rate_count(b, "key_r", 995000, 60000, &start, &count, &err) == 0);
+	CHECK_INT_EQ(start, 1000000);
+	CHECK_INT_EQ(count, 401);
+	CHECK(f.st->ops->rate_count(f.st, "key_r", 1059999, 60000, &start, &count, &err) == 0);
+	CHECK_INT_EQ(count, 402);
+	/* Over: a window of its own, from this request. */
+	CHECK(b->ops->rate_count(b, "key_r", 1060000, 60000, &start, &count, &err) == 0);
+	CHECK_INT_EQ(start, 1060000);
+	CHECK_INT_EQ(count, 1);
+	CHECK(f.st->ops->rate_count(f.st, "key_other", 1060001, 60000, &start, &count, &err) == 0);
+	CHECK_INT_EQ(count, 1);
+	b->ops->close(b);
+	fixture_close(&f);
 }
 
 TEST(pg_unreachable_is_unavailable)
