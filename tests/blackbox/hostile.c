@@ -12,6 +12,7 @@
 #include "../iv_client.h"
 #include "../raw.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -973,4 +974,116 @@ TEST_TIMEOUT(streamed_uploads_of_one_key_are_charged, 180)
 	CHECK_STATUS(&r, 200);
 	client_resp_free(&r);
 	free(id);
+}
+
+/* ---- bulk work at a lower priority ---- */
+
+/* The nice value of the daemon's thread tid, or -100 when it is gone. */
+static int thread_nice(const char *tid)
+{
+	char sp[128], line[1024];
+	snprintf(sp, sizeof(sp), "/proc/%d/task/%s/stat", (int)bk.d.pid, tid);
+	FILE *f = fopen(sp, "re");
+	if (f == NULL)
+		return -100;
+	size_t n = fread(line, 1, sizeof(line) - 1, f);
+	fclose(f);
+	line[n] = '\0';
+	/* After the name's ')': state, then fields 4 to 19, nice last. */
+	const char *at = strrchr(line, ')');
+	int nice = -100;
+	if (at == NULL || sscanf(at + 1,
+				 " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u "
+				 "%*d %*d %*d %d",
+				 &nice) != 1)
+		return -100;
+	return nice;
+}
+
+/* How many of the daemon's threads run 10 (or up to 19) above its main
+ * thread's nice value. */
+static int daemon_threads_lowered(void)
+{
+	char main_tid[16];
+	snprintf(main_tid, sizeof(main_tid), "%d", (int)bk.d.pid);
+	int base = thread_nice(main_tid);
+	CHECK(base != -100);
+	int want = base + 10 > 19 ? 19 : base + 10;
+	CHECK_MSG(want > base, "the daemon runs at nice %d already", base);
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)bk.d.pid);
+	DIR *dir = opendir(path);
+	CHECK(dir != NULL);
+	int lowered = 0;
+	struct dirent *e;
+	while ((e = readdir(dir)) != NULL)
+		if (e->d_name[0] != '.')
+			lowered += thread_nice(e->d_name) >= want; /* -100: it ended */
+	closedir(dir);
+	return lowered;
+}
+
+TEST_TIMEOUT(bulk_bodies_run_at_a_lower_priority, 60)
+{
+	/* A body of 20 MiB being read takes its thread down to nice 10
+	 * while it comes in (small requests take the CPU first), and the
+	 * thread is back once the request is over. */
+	char key[CLIENT_KEY_MAX], head[512];
+	client_must_key("paid", key, sizeof(key));
+	snprintf(head, sizeof(head),
+		 "POST /files/write HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+		 "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+		 key, 20 * MIB);
+	CHECK_INT_EQ(daemon_threads_lowered(), 0);
+	int fd = raw_dial(bk.d.port, "127.0.0.15", 0);
+	CHECK(fd >= 0);
+	CHECK(raw_send(fd, head, strlen(head), 2000) == strlen(head));
+	static char chunk[2 * MIB];
+	memset(chunk, ' ', sizeof(chunk));
+	CHECK(raw_send(fd, chunk, sizeof(chunk), 5000) == sizeof(chunk));
+	double t0 = client_now();
+	int lowered;
+	while ((lowered = daemon_threads_lowered()) == 0 && client_now() - t0 < 10)
+		usleep(50 * 1000);
+	/* A small request meanwhile keeps its priority. */
+	check_honest(NULL, "while a body comes in");
+	close(fd);
+	t0 = client_now();
+	int after;
+	while ((after = daemon_threads_lowered()) > 0 && client_now() - t0 < 10)
+		usleep(50 * 1000);
+	fprintf(stderr, "    threads at nice 10: %d while 2 of 20 MiB came, %d once it ended\n",
+		lowered, after);
+	CHECK_MSG(lowered == 1, "%d threads lowered while one body came in", lowered);
+	CHECK_MSG(after == 0, "%d threads still lowered once the body's client left", after);
+}
+
+TEST_TIMEOUT(flood_connections_are_reset, 60)
+{
+	/* Past the address's 256 connections, each is refused with a 503
+	 * and then reset, not closed: the daemon keeps no TIME_WAIT socket
+	 * for each of a flood's connections. */
+	enum { N = PER_CLIENT + 8 };
+	static int fds[N];
+	flood_open(fds, N, 16, 1);
+	double t0 = client_now();
+	while (flood_closed(fds, N) < N - PER_CLIENT && client_now() - t0 < 10)
+		usleep(100 * 1000);
+	int reset = 0, refused = 0;
+	for (int i = 0; i < N; i++) {
+		char buf[512];
+		ssize_t r = recv(fds[i], buf, sizeof(buf) - 1, MSG_DONTWAIT);
+		if (r > 0) {
+			buf[r] = '\0';
+			refused += raw_status(buf) == 503;
+			r = recv(fds[i], buf, sizeof(buf), MSG_DONTWAIT);
+		}
+		reset += r < 0 && errno == ECONNRESET;
+	}
+	flood_close(fds, N);
+	fprintf(stderr, "    %d connections from one address: %d refused 503, %d reset\n", N,
+		refused, reset);
+	CHECK_MSG(refused >= N - PER_CLIENT && reset >= N - PER_CLIENT,
+		  "want %d refused and reset, got %d refused, %d reset", N - PER_CLIENT, refused,
+		  reset);
 }
