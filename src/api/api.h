@@ -17,6 +17,16 @@ struct budget;
 #define API_KEYLESS_MEMORY ((size_t)8 << 20)
 #define API_KEYLESS_ADDR_MEMORY ((size_t)1 << 20)
 
+/* Why a request was refused for the memory its client holds (the label
+ * reason of bunker_client_memory_refused_total). */
+enum api_budget_refusal {
+	API_REFUSED_TOTAL = 0,	   /* all keys hold the clients' total: 503 */
+	API_REFUSED_KEY,	   /* its key holds its share: 429 */
+	API_REFUSED_KEYLESS_TOTAL, /* all requests without a key hold theirs: 503 */
+	API_REFUSED_ADDRESS,	   /* its address (no key) holds its share: 429 */
+	API_REFUSED_COUNT,
+};
+
 struct api {
 	struct core *core;
 	const char *version;
@@ -26,6 +36,9 @@ struct api {
 	 * address (api/router.c), so that no address without a key takes
 	 * what keys need. */
 	struct budget *clients, *keyless;
+	/* Requests those budgets refused, by enum api_budget_refusal (atomic
+	 * adds), for GET /metrics. */
+	int64_t budget_refused[API_REFUSED_COUNT];
 	/* Operators' token (GET /v1/cluster/nodes) and the secret that one
 	 * node shows another on a relayed request, as hashes; the cluster
 	 * secret also in the clear (owned), as it is sent on. */

@@ -53,10 +53,18 @@ struct api_call {
 	/* What the server holds for this request's client (api/router.c),
 	 * the plan's charge; owned, released when the request ends. */
 	struct budget_charge *charge;
+	/* The same charge once the server took it (borrowed, until done()):
+	 * what a streamed body's sink holds is taken from it too. */
+	struct budget_charge *plan_charge;
 	/* Relayed to another node: its name, and how an error is answered. */
 	char relay_node[64];
 	void (*relay_error)(struct api_call *c, const struct bk_err *err);
 };
+
+/* A request refused for the memory its client holds, for limit (0, and
+ * nothing done, for BUDGET_OK): -1 with err (429 for its owner's share,
+ * 503 for the total), Retry-After set and the refusal counted. */
+int api_over_budget(struct api_call *c, enum budget_limit limit, struct bk_err *err);
 
 /* c's body as a JSON object (an empty body is {}), parsed on the first
  * call and kept: borrowed, or NULL when it is not one (err set). */

@@ -50,6 +50,9 @@ struct upload {
 	struct buf kept;
 	bool kept_short; /* more came than UPLOAD_KEPT_MAX before the file */
 	struct http_forward *fwd;
+	/* What of the client budget the upload holds (its request's charge,
+	 * api/router.c): what is kept and what core_upload_held() says. */
+	size_t charged;
 };
 
 static int text_field(struct upload *u, char *dst, size_t max, const char *field, const char *d,
@@ -181,6 +184,26 @@ static struct upload *upload_new(struct api_call *c, struct bk_err *err)
 	return u;
 }
 
+/* Charges u's request for what u holds now (given back as it holds less):
+ * -1 with err once its client may hold no more. A hop to another node
+ * holds a few buffers of constant size (http/forward.c), as the server
+ * does for every connection, and is not charged. */
+static int upload_charge(struct upload *u, struct bk_err *err)
+{
+	size_t held = u->kept.len + (u->up ? core_upload_held(u->up) : 0);
+	struct budget_charge *charge = u->c->plan_charge;
+	if (held < u->charged) {
+		budget_charge_give(charge, u->charged - held);
+		u->charged = held;
+		return 0;
+	}
+	enum budget_limit over = budget_charge_take_all(charge, held - u->charged);
+	if (over != BUDGET_OK)
+		return api_over_budget(u->c, over, err);
+	u->charged = held;
+	return 0;
+}
+
 static int upload_write(void *state, const char *data, size_t len, struct bk_err *err)
 {
 	struct upload *u = state;
@@ -201,6 +224,8 @@ static int upload_write(void *state, const char *data, size_t len, struct bk_err
 	}
 	if (u->up || u->fwd)
 		buf_free(&u->kept);
+	if (rc == 0 && upload_charge(u, err) < 0)
+		rc = -1;
 	return rc;
 }
 
@@ -211,6 +236,7 @@ static void upload_finish(struct api_call *c, void *state, enum http_body_end en
 	struct upload *u = state;
 	struct bk_err err = BK_ERR_INIT;
 	buf_free(&u->kept);
+	budget_charge_give(c->plan_charge, u->charged);
 	if (u->fwd && end == HTTP_BODY_COMPLETE) {
 		struct http_forward *f = u->fwd;
 		mp_parser_release(&u->mp);

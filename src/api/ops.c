@@ -56,6 +56,50 @@ static void handle_healthz(struct api_call *c)
 			   sandbox));
 }
 
+/* The client memory budgets (api/router.c): what each holds now and its
+ * limits, and the requests they refused, by reason. */
+static int client_memory_metrics(struct api *api, struct buf *b)
+{
+	static const char *const budgets[] = {"keys", "keyless"};
+	struct budget *of[] = {api->clients, api->keyless};
+	double held[2] = {0}, total[2] = {0}, share[2] = {0};
+	for (int i = 0; i < 2 && of[i]; i++) {
+		size_t t, s;
+		budget_limits(of[i], &t, &s);
+		held[i] = (double)budget_used(of[i]);
+		total[i] = (double)t;
+		share[i] = (double)s;
+	}
+	int rc = metrics_format_gauge_by(
+	    b, "bunker_client_memory_held_bytes",
+	    "Memory held for clients now (bodies being buffered or uploaded, answers not yet "
+	    "read), for requests with a key and without one.",
+	    "budget", budgets, held, 2);
+	rc |= metrics_format_gauge_by(b, "bunker_client_memory_limit_bytes",
+				      "The most memory held for clients in all, with a key and "
+				      "without one (--client-memory-mb).",
+				      "budget", budgets, total, 2);
+	rc |= metrics_format_gauge_by(b, "bunker_client_memory_share_bytes",
+				      "The most memory held for one key's requests, and for one "
+				      "client address's without a key (--client-key-memory-mb).",
+				      "budget", budgets, share, 2);
+	static const char *const reasons[API_REFUSED_COUNT] = {
+	    [API_REFUSED_TOTAL] = "total",
+	    [API_REFUSED_KEY] = "key",
+	    [API_REFUSED_KEYLESS_TOTAL] = "keyless_total",
+	    [API_REFUSED_ADDRESS] = "address",
+	};
+	int64_t refused[API_REFUSED_COUNT];
+	for (int i = 0; i < API_REFUSED_COUNT; i++)
+		refused[i] = __atomic_load_n(&api->budget_refused[i], __ATOMIC_RELAXED);
+	rc |= metrics_format_counter_by(
+	    b, "bunker_client_memory_refused_total",
+	    "Requests refused for the memory their clients hold: all keys' total (503), their "
+	    "key's share (429), all keyless requests' total (503), their address's share (429).",
+	    "reason", reasons, refused, API_REFUSED_COUNT);
+	return rc < 0 ? -1 : 0;
+}
+
 static void handle_metrics(struct api_call *c)
 {
 	struct buf b;
@@ -79,6 +123,8 @@ static void handle_metrics(struct api_call *c)
 		    "Bytes sessions' outbound networks carried since the daemon started, out of "
 		    "sessions and into them.",
 		    "direction", directions, net, 2);
+	if (rc == 0)
+		rc = client_memory_metrics(c->api, &b);
 	if (rc == 0)
 		rc = metrics_format(&b);
 	if (rc == 0)

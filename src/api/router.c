@@ -160,10 +160,14 @@ static int request_check(struct api_call *c, struct bk_err *err)
  * (the key, or the address without one) holds its share, 503 when all
  * owners hold all there is. Retry-After: 1, as answers drain in moments
  * when their clients read them. */
-static int over_budget(struct api_call *c, enum budget_limit limit, struct bk_err *err)
+int api_over_budget(struct api_call *c, enum budget_limit limit, struct bk_err *err)
 {
 	if (limit == BUDGET_OK)
 		return 0;
+	enum api_budget_refusal why =
+	    c->authed ? (limit == BUDGET_SHARE ? API_REFUSED_KEY : API_REFUSED_TOTAL)
+		      : (limit == BUDGET_SHARE ? API_REFUSED_ADDRESS : API_REFUSED_KEYLESS_TOTAL);
+	__atomic_add_fetch(&c->api->budget_refused[why], 1, __ATOMIC_RELAXED);
 	http_response_header(c->res, "Retry-After", "1");
 	if (limit == BUDGET_SHARE)
 		return bk_err_kind(err, BK_E_LIMIT,
@@ -187,7 +191,7 @@ static int client_charge(struct api_call *c, struct bk_err *err)
 	c->charge = budget_charge_new(b, c->authed ? c->key.id : c->req->client_ip);
 	if (c->charge == NULL)
 		return bk_err_set(err, ENOMEM, "cannot count the memory of the request");
-	return over_budget(c, budget_charge_full(c->charge), err);
+	return api_over_budget(c, budget_charge_full(c->charge), err);
 }
 
 /* The route's work with its body is the only thing left for after the
@@ -226,7 +230,7 @@ void api_dispatch_head(struct api_call *c, struct http_body_plan *plan)
 	if (client_charge(c, &err) < 0)
 		return error(c, &err);
 	/* The server's from here on (http_body_plan). */
-	plan->charge = steal_ptr(&c->charge);
+	plan->charge = c->plan_charge = steal_ptr(&c->charge);
 	if (api_cluster_relay_head(c, plan, error))
 		return;
 	plan->limit = api_route_body_limit(c);
@@ -258,7 +262,7 @@ void api_dispatch_body(struct api_call *c)
 	}
 	if (c->req->body_over_budget != BUDGET_OK) {
 		struct bk_err err = BK_ERR_INIT;
-		over_budget(c, c->req->body_over_budget, &err);
+		api_over_budget(c, c->req->body_over_budget, &err);
 		return (c->shared ? shared_error : c->table->error)(c, &err);
 	}
 	/* The body names the dialect of a shared route. */

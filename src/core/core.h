@@ -666,6 +666,11 @@ int core_upload_begin(struct core *core, const struct core_key *key, const char 
 		      const char *path, struct core_upload **out, struct bk_err *err);
 /* Passes len more bytes on (held in the daemon a MiB at most). */
 int core_upload_write(struct core_upload *u, const void *data, size_t len, struct bk_err *err);
+/* The most memory u holds in the daemon from now on, for the client
+ * budget: the chunk it gathers before it sends it on, as far as it ever
+ * came (its pages stay until u ends), and as much again for the chunk's
+ * copy in the message that sends it. */
+size_t core_upload_held(const struct core_upload *u);
 /* Ends u (freed): with commit, the file takes its name and *size its
  * length; without (the client left, the request was refused), what was
  * written goes and the old file stays. */

@@ -291,6 +291,7 @@ struct core_upload {
 	char token[16];
 	int64_t max;
 	struct buf pending;
+	size_t pending_most; /* the most pending ever held */
 	bool failed;
 };
 
@@ -347,10 +348,17 @@ int core_upload_write(struct core_upload *u, const void *data, size_t len, struc
 			return bk_err_set(err, ENOMEM, "cannot keep the upload");
 		p += n;
 		len -= n;
+		if (u->pending.len > u->pending_most)
+			u->pending_most = u->pending.len;
 		if (u->pending.len == UPLOAD_CHUNK && upload_flush(u, false, err) < 0)
 			return -1;
 	}
 	return 0;
+}
+
+size_t core_upload_held(const struct core_upload *u)
+{
+	return 2 * u->pending_most;
 }
 
 int core_upload_end(struct core_upload *u, bool commit, int64_t *size, struct bk_err *err)

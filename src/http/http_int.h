@@ -163,6 +163,10 @@ struct http_server {
 
 	/* The relay's workers (http/relay_pool.c), when there are hosts hooks. */
 	struct relay_pool *relays;
+
+	/* Whether a connection's thread may run bulk work (http/server.c) at
+	 * a lower priority: only when it can be given its own back. */
+	bool bulk_nice;
 };
 
 /* ---- the front door (http/accept.c) ---- */

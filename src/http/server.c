@@ -13,12 +13,81 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "http/http_int.h"
 #include "util/util.h"
+
+/* ---- bulk work at a lower priority ----
+ *
+ * A request that brings or takes more than HTTP_BULK_BYTES (a 99 MB JSON
+ * bomb, a large upload or download, an answer of many MB) runs its bulk
+ * work on its connection's thread at HTTP_BULK_NICE more than the
+ * daemon's own priority: reading its body in, and sending its answer out.
+ * On a host with few cores the small requests (every API call but
+ * uploads and downloads), the front door and the guard then take the CPU
+ * first, and bulk work still has whatever they leave. The handler runs
+ * at the daemon's priority again (a sandbox it starts would inherit the
+ * thread's), as does everything after the request ends. Only a daemon
+ * that may raise a thread's priority back (root, or CAP_SYS_NICE) lowers
+ * it (http_server_start() tries). */
+#define HTTP_BULK_BYTES ((uint64_t)1 << 20)
+#define HTTP_BULK_NICE 10
+
+/* The connection thread's: whether it runs lowered, and its priority
+ * before. Every call of one connection runs on its thread. */
+static __thread bool bulk_on;
+static __thread int bulk_was;
+
+static void bulk_begin(const struct http_server *srv)
+{
+	if (bulk_on || !srv->bulk_nice)
+		return;
+	id_t tid = (id_t)gettid();
+	errno = 0;
+	int was = getpriority(PRIO_PROCESS, tid);
+	if (errno != 0)
+		return;
+	int to = was + HTTP_BULK_NICE > 19 ? 19 : was + HTTP_BULK_NICE;
+	if (setpriority(PRIO_PROCESS, tid, to) == 0) {
+		bulk_on = true;
+		bulk_was = was;
+	}
+}
+
+static void bulk_end(void)
+{
+	if (!bulk_on)
+		return;
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), bulk_was) == 0)
+		bulk_on = false;
+}
+
+/* Whether a thread of this process may be lowered and raised back: tried
+ * on a thread of its own, which ends with whatever it got. */
+static void *bulk_probe(void *arg)
+{
+	bool *ok = arg;
+	id_t tid = (id_t)gettid();
+	errno = 0;
+	int was = getpriority(PRIO_PROCESS, tid);
+	*ok = errno == 0 && was < 19 && setpriority(PRIO_PROCESS, tid, was + 1) == 0 &&
+	      setpriority(PRIO_PROCESS, tid, was) == 0;
+	return NULL;
+}
+
+static bool bulk_possible(void)
+{
+	bool ok = false;
+	pthread_t t;
+	if (pthread_create(&t, NULL, bulk_probe, &ok) != 0)
+		return false;
+	pthread_join(t, NULL);
+	return ok;
+}
 
 /* Per-request state kept by MHD between the calls of one request. */
 struct req_state {
@@ -164,11 +233,14 @@ struct stream_glue {
 	ssize_t (*read)(void *ctx, char *buf, size_t max);
 	void (*free_ctx)(void *ctx);
 	void *ctx;
+	const struct http_server *srv;
 };
 
 static ssize_t stream_cb(void *cls, uint64_t pos, char *buf, size_t max)
 {
 	struct stream_glue *g = cls;
+	if (pos > HTTP_BULK_BYTES)
+		bulk_begin(g->srv);
 	ssize_t n = g->read(g->ctx, buf, max);
 	if (n == 0)
 		return MHD_CONTENT_READER_END_OF_STREAM;
@@ -196,7 +268,8 @@ void http_response_header(struct http_response *res, const char *name, const cha
 }
 
 /* The one place that creates, queues and destroys an MHD response. */
-static enum MHD_Result respond(struct MHD_Connection *conn, struct http_response *res)
+static enum MHD_Result respond(const struct http_server *srv, struct MHD_Connection *conn,
+			       struct http_response *res)
 {
 	struct MHD_Response *r;
 	if (res->stream_read) {
@@ -208,7 +281,7 @@ static enum MHD_Result respond(struct MHD_Connection *conn, struct http_response
 			res->stream_free = NULL;
 			return MHD_NO;
 		}
-		*g = (struct stream_glue){res->stream_read, res->stream_free, res->stream_ctx};
+		*g = (struct stream_glue){res->stream_read, res->stream_free, res->stream_ctx, srv};
 		res->stream_read = NULL;
 		res->stream_free = NULL;
 		/* A body of known length (one passed on from a peer, a file)
@@ -221,6 +294,8 @@ static enum MHD_Result respond(struct MHD_Connection *conn, struct http_response
 			return MHD_NO;
 		}
 	} else {
+		if (res->len > HTTP_BULK_BYTES)
+			bulk_begin(srv);
 		r = MHD_create_response_from_buffer(res->len, res->body ? res->body : (char *)"",
 						    MHD_RESPMEM_MUST_FREE);
 		if (r == NULL)
@@ -331,6 +406,7 @@ static void plan(struct http_server *srv, struct req_state *st, struct http_resp
 static void conclude(struct http_server *srv, struct req_state *st, struct http_response *res)
 {
 	struct http_request *req = &st->req;
+	bulk_end();
 	if (st->plan.mode == HTTP_BODY_STREAM) {
 		enum http_body_end end = st->too_large ? HTTP_BODY_TOO_LARGE
 					 : st->refused ? HTTP_BODY_REFUSED
@@ -350,8 +426,8 @@ static void conclude(struct http_server *srv, struct req_state *st, struct http_
 /* Queues res, the handler's answer, and moves the guard's phase on. An
  * answer queued at the head leaves the body unread: MHD closes the
  * connection after it, and the socket lingers at the door. */
-static enum MHD_Result answer(struct req_state *st, struct MHD_Connection *conn,
-			      struct http_response *res, bool at_head)
+static enum MHD_Result answer(const struct http_server *srv, struct req_state *st,
+			      struct MHD_Connection *conn, struct http_response *res, bool at_head)
 {
 	if (st->mc) {
 		if (at_head)
@@ -362,7 +438,7 @@ static enum MHD_Result answer(struct req_state *st, struct MHD_Connection *conn,
 	 * requests are refused while it is over (the handler's head asks). */
 	if (st->planned && res->stream_read == NULL)
 		budget_charge_owe(st->plan.charge, res->len);
-	return respond(conn, res);
+	return respond(srv, conn, res);
 }
 
 /* At the head of a request that declares a body: its plan, and an answer
@@ -372,7 +448,7 @@ static enum MHD_Result on_head(struct http_server *srv, struct req_state *st,
 {
 	plan(srv, st, &st->res);
 	if (st->plan.mode == HTTP_BODY_ANSWER)
-		return answer(st, conn, &st->res, true);
+		return answer(srv, st, conn, &st->res, true);
 	int64_t cl = st->req.content_length;
 	/* A declared length is charged whole before a byte of it is read. */
 	if (st->plan.mode == HTTP_BODY_BUFFER && cl > 0 && (uint64_t)cl <= st->plan.limit) {
@@ -384,8 +460,12 @@ static enum MHD_Result on_head(struct http_server *srv, struct req_state *st,
 		if (st->mc)
 			http_guard_phase(st->mc, HTTP_PHASE_HANDLER);
 		conclude(srv, st, &st->res);
-		return answer(st, conn, &st->res, true);
+		return answer(srv, st, conn, &st->res, true);
 	}
+	/* A body buffered or dropped is read in as bulk work; a streamed one
+	 * is not, as its sink may start a sandbox. */
+	if (st->plan.mode == HTTP_BODY_BUFFER && cl > 0 && (uint64_t)cl > HTTP_BULK_BYTES)
+		bulk_begin(srv);
 	/* A declared length is reserved at once (pages are only touched as the
 	 * bytes come), so the buffer never grows by copies. */
 	buf_init(&st->body, st->plan.limit);
@@ -426,6 +506,8 @@ static enum MHD_Result on_body(struct http_server *srv, struct req_state *st, co
 		/* Read on so that the answer can still be given, but not for
 		 * ever. */
 		st->dropped += len;
+		if (st->dropped > HTTP_BULK_BYTES)
+			bulk_begin(srv);
 		return st->dropped > srv->limits.max_body ? MHD_NO : MHD_YES;
 	}
 	st->taken += len;
@@ -441,6 +523,8 @@ static enum MHD_Result on_body(struct http_server *srv, struct req_state *st, co
 		}
 		return MHD_YES;
 	}
+	if (st->taken > HTTP_BULK_BYTES)
+		bulk_begin(srv);
 	return buf_append(&st->body, data, len) < 0 ? MHD_NO : MHD_YES;
 }
 
@@ -497,12 +581,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (!st->planned) {
 		plan(srv, st, &st->res);
 		if (st->plan.mode == HTTP_BODY_ANSWER)
-			return answer(st, conn, &st->res, false);
+			return answer(srv, st, conn, &st->res, false);
 	}
 	if (st->mc)
 		http_guard_phase(st->mc, HTTP_PHASE_HANDLER);
 	conclude(srv, st, &st->res);
-	return answer(st, conn, &st->res, false);
+	return answer(srv, st, conn, &st->res, false);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -510,6 +594,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
 	struct http_server *srv = cls;
 	struct req_state *st = *con_cls;
+	bulk_end();
 	if (st == NULL)
 		return;
 	if (st->planned && st->plan.mode == HTTP_BODY_STREAM && !st->sink_done) {
@@ -560,6 +645,7 @@ int http_server_start(const char *addr, int port, const struct http_limits *limi
 	srv->ops = *ops;
 	srv->limits = *limits;
 	srv->listen_fd = srv->epoll_fd = srv->wake_fd = -1;
+	srv->bulk_nice = bulk_possible();
 	if (hosts) {
 		srv->hosts = *hosts;
 		srv->has_hosts = true;

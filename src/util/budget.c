@@ -217,3 +217,10 @@ size_t budget_owner_used(struct budget *b, const char *owner)
 	pthread_mutex_unlock(&b->lock);
 	return n;
 }
+
+void budget_limits(struct budget *b, size_t *total, size_t *share)
+{
+	/* Set when b is made, never changed. */
+	*total = b->total;
+	*share = b->share;
+}

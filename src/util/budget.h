@@ -62,3 +62,5 @@ void budget_charge_release(struct budget_charge *c);
  * holds nothing). */
 size_t budget_used(struct budget *b);
 size_t budget_owner_used(struct budget *b, const char *owner);
+/* b's limits: its total, and an owner's share. */
+void budget_limits(struct budget *b, size_t *total, size_t *share);

@@ -230,6 +230,19 @@ int metrics_format_counter_by(struct buf *b, const char *name, const char *help,
 	return rc < 0 ? -1 : 0;
 }
 
+int metrics_format_gauge_by(struct buf *b, const char *name, const char *help,
+			    const char *label_name, const char *const *values,
+			    const double *values_of, size_t n)
+{
+	int rc = header(b, name, help, "gauge");
+	for (size_t i = 0; i < n; i++) {
+		char v[128];
+		label(v, sizeof(v), values[i]);
+		rc |= out(b, "%s{%s=\"%s\"} %.17g\n", name, label_name, v, values_of[i]);
+	}
+	return rc < 0 ? -1 : 0;
+}
+
 int metrics_format(struct buf *b)
 {
 	int rc = 0;

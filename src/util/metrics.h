@@ -48,5 +48,8 @@ int metrics_format_gauge(struct buf *b, const char *name, const char *help, doub
  * label: name{label="values[i]"} counts[i]. The strings are borrowed. */
 int metrics_format_counter_by(struct buf *b, const char *name, const char *help, const char *label,
 			      const char *const *values, const int64_t *counts, size_t n);
+/* The same for a gauge family: name{label="values[i]"} values_of[i]. */
+int metrics_format_gauge_by(struct buf *b, const char *name, const char *help, const char *label,
+			    const char *const *values, const double *values_of, size_t n);
 /* Appends every family of the registry to b. Returns -1 when out of memory. */
 int metrics_format(struct buf *b);

@@ -143,3 +143,16 @@ TEST(budget_threads_give_all_back)
 	CHECK_INT_EQ(budget_used(shared), 0);
 	budget_free(shared);
 }
+
+TEST(budget_limits_as_made)
+{
+	struct budget *b = NULL;
+	struct bk_err err = BK_ERR_INIT;
+	/* A share past the total is the total (what /metrics shows). */
+	CHECK(budget_new(100, 300, &b, &err) == 0);
+	size_t total = 0, share = 0;
+	budget_limits(b, &total, &share);
+	CHECK_INT_EQ(total, 100);
+	CHECK_INT_EQ(share, 100);
+	budget_free(b);
+}
