@@ -269,8 +269,8 @@ int pg_server_halt(const char *mode)
 	char data[128], log[128];
 	snprintf(data, sizeof(data), "%s/data", pg.dir);
 	snprintf(log, sizeof(log), "%s/pg_ctl.log", pg.dir);
-	const char *stop[] = {PG_SERVER_BIN "/pg_ctl", "-D", data, "-m", mode, "-w", "-t", "30",
-			      "-s", "stop", NULL};
+	const char *stop[] = {
+	    PG_SERVER_BIN "/pg_ctl", "-D", data, "-m", mode, "-w", "-t", "30", "-s", "stop", NULL};
 	return run_as_postgres(stop, log) == 0 ? 0 : -1;
 }
 

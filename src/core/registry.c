@@ -443,7 +443,8 @@ void core__undo_retry(struct core *core)
 			s->undo_pending = false;
 			pthread_mutex_unlock(&core->lock);
 			core__registry_unlink(core, s);
-			fprintf(stderr, "bunkerd: the record of %s (its create undone) is deleted\n",
+			fprintf(stderr,
+				"bunkerd: the record of %s (its create undone) is deleted\n",
 				s->id);
 		}
 		core__session_release(core, s);

@@ -42,9 +42,12 @@
  * found out by keepalives (idle, interval, count: about 20 s) and data
  * left unacknowledged for tcp_user_timeout ms. A unix socket fails at
  * once. */
-static const char *const pg_conn_keys[] = {"connect_timeout",	  "keepalives_idle",
-					   "keepalives_interval", "keepalives_count",
-					   "tcp_user_timeout",	  "dbname",
+static const char *const pg_conn_keys[] = {"connect_timeout",
+					   "keepalives_idle",
+					   "keepalives_interval",
+					   "keepalives_count",
+					   "tcp_user_timeout",
+					   "dbname",
 					   NULL};
 #define PG_CONN_DEFAULTS "5", "10", "5", "2", "10000"
 

@@ -231,16 +231,18 @@ struct outage {
 	const struct client_daemon *d;
 	const char *key;
 	pthread_mutex_t mu;
-	int phase;	/* 0: the store is up; 1: down; 2: back */
+	int phase; /* 0: the store is up; 1: down; 2: starting; 3: serving again */
 	bool quit;
 	char live[OUTAGE_MAX][40]; /* created (200) and not deleted (200) */
 	int n_live;
 	char gone[OUTAGE_MAX][40]; /* deleted (200) */
 	int n_gone;
-	int down_answers;	 /* 503s naming the store, while it was down */
-	int failed_creates;	 /* 503 to a create */
-	int failed_deletes;	 /* 503 to a delete */
-	char wrong[1024];	 /* the first answer that was neither */
+	int down_answers;    /* 503s naming the store, while it was down */
+	double slowest_down; /* the longest of them took, seconds */
+	int ok_after;	     /* 200s once it served again */
+	int failed_creates;  /* 503 to a create */
+	int failed_deletes;  /* 503 to a delete */
+	char wrong[1024];    /* the first answer that was neither */
 };
 
 static void outage_note(struct outage *o, const char *what, const struct client_resp *r)
@@ -263,16 +265,25 @@ static bool outage_call(struct outage *o, const char *method, const char *path, 
 				 .body = body,
 				 .timeout_s = OUTAGE_ANSWER_S};
 	client_request(o->d, &req, r);
-	if (r->status == 200)
+	if (r->status == 200) {
+		pthread_mutex_lock(&o->mu);
+		if (o->phase == 3)
+			o->ok_after++;
+		pthread_mutex_unlock(&o->mu);
 		return true;
-	const char *msg = r->json ? json_string_value(json_object_get(
-					json_object_get(r->json, "error"), "message"))
-				  : NULL;
+	}
+	const char *msg =
+	    r->json
+		? json_string_value(json_object_get(json_object_get(r->json, "error"), "message"))
+		: NULL;
 	if (r->status != 503 || msg == NULL || strstr(msg, "session store (PostgreSQL)") == NULL)
 		outage_note(o, what, r);
 	pthread_mutex_lock(&o->mu);
-	if (o->phase == 1)
+	if (o->phase == 1) {
 		o->down_answers++;
+		if (r->seconds > o->slowest_down)
+			o->slowest_down = r->seconds;
+	}
 	pthread_mutex_unlock(&o->mu);
 	return false;
 }
@@ -417,7 +428,7 @@ TEST_TIMEOUT(postgres_restarted_under_load, 420)
 	CHECK(client_key_create_with(&d, "paid", (const char *const[]){"--rpm", "100000", NULL},
 				     key, sizeof(key)) == 0);
 	struct outage *o = mmap(NULL, sizeof(struct outage), PROT_READ | PROT_WRITE,
-				 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+				MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	CHECK(o != MAP_FAILED);
 	pthread_mutexattr_t ma;
 	pthread_mutexattr_init(&ma);
@@ -444,34 +455,45 @@ TEST_TIMEOUT(postgres_restarted_under_load, 420)
 			_exit(0);
 		}
 	}
-	sleep(2);
-	outage_phase(o, 1);
-	CHECK_MSG(pg_server_halt("fast") == 0, "cannot stop PostgreSQL (see %s/pg_ctl.log)",
-		  pg.dir);
-	/* Down until the load has had a dozen answers (each bounded). */
-	for (double until = client_now() + 120; client_now() < until;) {
+	/* Stopped cleanly, then as a crash would, each time under load. */
+	const char *const modes[] = {"fast", "immediate"};
+	for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++) {
+		sleep(2);
+		outage_phase(o, 1);
+		CHECK_MSG(pg_server_halt(modes[m]) == 0,
+			  "cannot stop PostgreSQL -m %s (see %s/pg_ctl.log)", modes[m], pg.dir);
+		/* Down for 3 s at least (several attempts to connect again), and
+		 * until the load has had a dozen more answers (each bounded). */
 		pthread_mutex_lock(&o->mu);
-		int seen = o->down_answers;
+		int want = o->down_answers + 12;
 		pthread_mutex_unlock(&o->mu);
-		if (seen >= 12)
-			break;
-		usleep(100 * 1000);
+		double least = client_now() + 3;
+		for (double until = client_now() + 120; client_now() < until;) {
+			pthread_mutex_lock(&o->mu);
+			int seen = o->down_answers;
+			pthread_mutex_unlock(&o->mu);
+			if (seen >= want && client_now() >= least)
+				break;
+			usleep(100 * 1000);
+		}
+		CHECK_MSG(pg_server_resume() == 0,
+			  "cannot start PostgreSQL again (see %s/pg_ctl.log)", pg.dir);
+		outage_phase(o, 2);
+		/* The same daemon serves again once the store is back: within
+		 * a minute (its first request after the restart reconnects). */
+		bool back = false;
+		for (double until = client_now() + 60; !back && client_now() < until;) {
+			struct client_resp r = {0};
+			client_call(&d, "GET", "/sessions", key, NULL, &r);
+			back = r.status == 200;
+			client_resp_free(&r);
+			if (!back)
+				usleep(200 * 1000);
+		}
+		CHECK_MSG(back, "bunkerd does not serve again after PostgreSQL came back (-m %s)",
+			  modes[m]);
+		outage_phase(o, 3);
 	}
-	CHECK_MSG(pg_server_resume() == 0, "cannot start PostgreSQL again (see %s/pg_ctl.log)",
-		  pg.dir);
-	outage_phase(o, 2);
-	/* The same daemon serves again once the store is back: within a
-	 * minute (its first request after the restart reconnects). */
-	bool back = false;
-	for (double until = client_now() + 60; !back && client_now() < until;) {
-		struct client_resp r = {0};
-		client_call(&d, "GET", "/sessions", key, NULL, &r);
-		back = r.status == 200;
-		client_resp_free(&r);
-		if (!back)
-			usleep(200 * 1000);
-	}
-	CHECK_MSG(back, "bunkerd does not serve again after PostgreSQL came back");
 	sleep(2);
 	pthread_mutex_lock(&o->mu);
 	o->quit = true;
@@ -480,13 +502,15 @@ TEST_TIMEOUT(postgres_restarted_under_load, 420)
 		while (waitpid(kids[i], NULL, 0) < 0 && errno == EINTR)
 			;
 	fprintf(stderr,
-		"    %d answers while PostgreSQL was down; %d creates and %d deletes refused; "
-		"%d sessions live, %d deleted\n",
-		o->down_answers, o->failed_creates, o->failed_deletes, o->n_live, o->n_gone);
+		"    %d answers while PostgreSQL was down (the slowest in %.3f s); %d creates and "
+		"%d deletes refused; %d requests worked after; %d sessions live, %d deleted\n",
+		o->down_answers, o->slowest_down, o->failed_creates, o->failed_deletes, o->ok_after,
+		o->n_live, o->n_gone);
 	CHECK_MSG(o->wrong[0] == '\0', "an answer neither worked nor named the store: %s",
 		  o->wrong);
-	CHECK_MSG(o->down_answers >= 12, "only %d answers while PostgreSQL was down",
+	CHECK_MSG(o->down_answers >= 24, "only %d answers while PostgreSQL was down",
 		  o->down_answers);
+	CHECK_MSG(o->ok_after >= OUTAGE_WORKERS, "only %d requests worked after", o->ok_after);
 
 	/* Nothing half-written: the API shows exactly the sessions whose
 	 * create it acknowledged and whose delete it did not (a create it
