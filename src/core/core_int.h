@@ -178,7 +178,9 @@ void core__registry_unlink(struct core *core, struct session *s);
  * sleep (its in-memory activity written to the store first). */
 void core__registry_evict(struct core *core, struct session *s);
 /* Deletes a session's record under load_lock, so that no registry miss
- * can read it back meanwhile. */
+ * can read it back meanwhile: 0 (deleted, or gone already), 1 when it is
+ * another node's now (err says whose: not this node's to delete), -1 when
+ * the store refused (the record is as it was). */
 int core__record_delete(struct core *core, const char *id, struct bk_err *err);
 
 /* ---- using a session's sandbox (core/registry.c) ---- */
@@ -219,12 +221,13 @@ void core__registry_flush_id(struct core *core, const char *id);
 struct sbx_limits core__session_sbx_limits(const struct core *core, const struct session *s);
 /* Removes s for good: the record first (a crash after it leaves only files
  * that start-up removes), then the sandbox, then its files. s must be
- * marked deleted by the caller, who unlinks it after. When the record
- * cannot be removed (the store unreachable, or another node's session)
- * nothing else is done, *kept is set and -1 says why: s is whole, its
- * sandbox running, and the caller takes the mark back
- * (core__session_unmark_deleted()) so that the session serves as before
- * and can be deleted again. */
+ * marked deleted by the caller, who unlinks it after. When the store
+ * refuses to remove the record (unreachable) nothing else is done, *kept
+ * is set and -1 says why: s is whole, its sandbox running, and the caller
+ * takes the mark back (core__session_unmark_deleted()) so that the
+ * session serves as before and can be deleted again. When the record is
+ * another node's now, -1 says so too, with *kept false: what this node
+ * holds of it is stale, and its files are the other node's. */
 int core__session_destroy(struct core *core, struct session *s, bool *kept, struct bk_err *err);
 /* The second half of core__session_destroy(): s's sandbox stopped and its
  * files removed, whatever its record. */

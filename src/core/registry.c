@@ -264,10 +264,9 @@ int core__record_delete(struct core *core, const char *id, struct bk_err *err)
 	int g = core->store->ops->session_get(core->store, id, NULL, &row, &gerr);
 	if (g <= 0)
 		return 0;
-	int rc =
-	    bk_err_kind(err, BK_E_UNAVAILABLE, "session '%s' is node '%s''s now", id, row.owner);
+	bk_err_kind(err, BK_E_UNAVAILABLE, "session '%s' is node '%s''s now", id, row.owner);
 	store_session_release(&row);
-	return rc;
+	return 1;
 }
 
 /* ---- a session's sandbox ---- */
@@ -418,8 +417,9 @@ int core__session_destroy(struct core *core, struct session *s, bool *kept, stru
 	 * files gone. Kept whole instead, it can be deleted again once the
 	 * store answers. Another node's: what this one holds of it is
 	 * stale, its files are the other node's. */
-	*kept = core__record_delete(core, s->id, err) < 0;
-	if (*kept)
+	int r = core__record_delete(core, s->id, err);
+	*kept = r < 0;
+	if (r != 0)
 		return -1;
 	return core__session_sandbox_destroy(core, s, err);
 }
@@ -437,8 +437,9 @@ void core__undo_retry(struct core *core)
 		if (s == NULL)
 			return;
 		struct bk_err err = BK_ERR_INIT;
+		/* Another node's (1): not this node's record to delete. */
 		int rc = core__record_delete(core, s->id, &err);
-		if (rc == 0) {
+		if (rc >= 0) {
 			pthread_mutex_lock(&core->lock);
 			s->undo_pending = false;
 			pthread_mutex_unlock(&core->lock);

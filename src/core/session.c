@@ -310,7 +310,8 @@ static void create_abort(struct core *core, struct session *s)
 		 * case. A record the store cannot delete now is deleted by the
 		 * reaper once it can; until then the session stays in the
 		 * registry, deleted, so that no request loads the record. */
-		bool kept = core__record_delete(core, s->id, &err) < 0;
+		int r = core__record_delete(core, s->id, &err);
+		bool kept = r < 0;
 		if (kept) {
 			fprintf(stderr,
 				"bunkerd: undoing the create of %s: %s (the record is deleted "
@@ -321,7 +322,8 @@ static void create_abort(struct core *core, struct session *s)
 			pthread_mutex_unlock(&core->lock);
 		}
 		err = (struct bk_err)BK_ERR_INIT;
-		if (core__session_sandbox_destroy(core, s, &err) < 0)
+		/* Another node's (r == 1): its files are that node's. */
+		if (r <= 0 && core__session_sandbox_destroy(core, s, &err) < 0)
 			fprintf(stderr, "bunkerd: undoing the create of %s: %s\n", s->id, err.msg);
 		if (!kept)
 			core__registry_unlink(core, s);
