@@ -56,18 +56,22 @@ static void *cluster_main(void *arg)
 {
 	struct core *core = arg;
 	pthread_mutex_lock(&core->cluster_lock);
+	int wait_ms = CORE_LEASE_RENEW_MS;
 	while (!core->cluster_quit) {
 		struct timespec t;
 		clock_gettime(CLOCK_MONOTONIC, &t);
-		t.tv_sec += CORE_LEASE_RENEW_MS / 1000;
+		t.tv_sec += wait_ms / 1000;
 		pthread_cond_timedwait(&core->cluster_cond, &core->cluster_lock, &t);
 		if (core->cluster_quit)
 			break;
 		pthread_mutex_unlock(&core->cluster_lock);
 		struct bk_err err = BK_ERR_INIT;
-		if (cluster_renew(core, &err) < 0)
+		wait_ms = CORE_LEASE_RENEW_MS;
+		if (cluster_renew(core, &err) < 0) {
 			fprintf(stderr, "bunkerd: cannot renew the lease of node '%s': %s\n",
 				core->cfg.node, err.msg);
+			wait_ms = CORE_LEASE_RETRY_MS;
+		}
 		pthread_mutex_lock(&core->cluster_lock);
 	}
 	pthread_mutex_unlock(&core->cluster_lock);

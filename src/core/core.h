@@ -57,6 +57,10 @@ struct core_config {
 
 #define CORE_LEASE_MS 15000
 #define CORE_LEASE_RENEW_MS 5000
+/* After a renewal that failed (the store unreachable): tried again this
+ * soon, so that a lease that lapsed meanwhile is back within a second of
+ * the store's return. */
+#define CORE_LEASE_RETRY_MS 1000
 
 struct core_node {
 	char name[64];

@@ -220,6 +220,7 @@ TEST_TIMEOUT(one_idempotency_key_runs_once_across_daemons, 240)
 /* ---- PostgreSQL restarted under load ---- */
 
 #define OUTAGE_WORKERS 3
+#define OUTAGE_NODES_MAX 2
 #define OUTAGE_MAX 2048
 /* Every request must answer within this (curl gives up after it: status
  * 0), store or no store. Not a measure of speed: an answer, not a hang. */
@@ -228,7 +229,8 @@ TEST_TIMEOUT(one_idempotency_key_runs_once_across_daemons, 240)
 /* What the load knows, from the answers alone: in memory that the
  * workers (processes: a process has one curl handle) share. */
 struct outage {
-	const struct client_daemon *d;
+	const struct client_daemon *d[OUTAGE_NODES_MAX];
+	int nodes;
 	const char *key;
 	pthread_mutex_t mu;
 	int phase; /* 0: the store is up; 1: down; 2: starting; 3: serving again */
@@ -254,17 +256,17 @@ static void outage_note(struct outage *o, const char *what, const struct client_
 	pthread_mutex_unlock(&o->mu);
 }
 
-/* Sends one request; true when it worked (200). Anything else must be a
+/* Sends one request to d; true when it worked (200). Anything else must be a
  * 503 whose message names the session store: noted otherwise. */
-static bool outage_call(struct outage *o, const char *method, const char *path, const char *body,
-			struct client_resp *r, const char *what)
+static bool outage_call(struct outage *o, const struct client_daemon *d, const char *method,
+			const char *path, const char *body, struct client_resp *r, const char *what)
 {
 	struct client_req req = {.method = method,
 				 .path = path,
 				 .key = o->key,
 				 .body = body,
 				 .timeout_s = OUTAGE_ANSWER_S};
-	client_request(o->d, &req, r);
+	client_request(d, &req, r);
 	if (r->status == 200) {
 		pthread_mutex_lock(&o->mu);
 		if (o->phase == 3)
@@ -306,17 +308,25 @@ static bool outage_list_has(char (*v)[40], int n, const char *id)
 	return false;
 }
 
-/* One worker: create, execute, read, delete, over and over. */
-static void outage_worker(struct outage *o)
+/* The node of a worker's next request: each in turn. */
+static const struct client_daemon *outage_via(const struct outage *o, int *next)
 {
-	for (;;) {
+	return o->d[(*next)++ % o->nodes];
+}
+
+/* Worker w: create, execute, read, delete, over and over, each request
+ * through the next node (relayed to the owner by the others). */
+static void outage_worker(struct outage *o, int w)
+{
+	for (int next = w;;) {
 		pthread_mutex_lock(&o->mu);
 		bool quit = o->quit || o->n_live + o->n_gone >= OUTAGE_MAX - 8;
 		pthread_mutex_unlock(&o->mu);
 		if (quit)
 			return;
 		struct client_resp r = {0};
-		bool ok = outage_call(o, "POST", "/sessions/create", "{}", &r, "create");
+		bool ok = outage_call(o, outage_via(o, &next), "POST", "/sessions/create", "{}", &r,
+				      "create");
 		char id[40] = "";
 		if (ok)
 			snprintf(id, sizeof(id), "%s", client_json_str(r.json, "sessionId"));
@@ -333,12 +343,13 @@ static void outage_worker(struct outage *o)
 		}
 		char body[160], path[96];
 		snprintf(body, sizeof(body), "{\"sessionId\":\"%s\",\"command\":\"echo ok\"}", id);
-		outage_call(o, "POST", "/execute", body, &r, "execute");
+		outage_call(o, outage_via(o, &next), "POST", "/execute", body, &r, "execute");
 		client_resp_free(&r);
 		snprintf(path, sizeof(path), "/sessions/%s", id);
-		outage_call(o, "GET", path, NULL, &r, "get");
+		outage_call(o, outage_via(o, &next), "GET", path, NULL, &r, "get");
 		client_resp_free(&r);
-		ok = outage_call(o, "DELETE", path, NULL, &r, "delete");
+		ok = outage_call(o, outage_via(o, &next), "DELETE", path, NULL, &r, "delete");
+
 		client_resp_free(&r);
 		pthread_mutex_lock(&o->mu);
 		if (ok) {
@@ -412,20 +423,59 @@ static void outage_no_stray(const char *dir, char (*listed)[40], int n)
 	closedir(dd);
 }
 
-TEST_TIMEOUT(postgres_restarted_under_load, 420)
+/* Whether d executes in the session the test made i-th (0 or 1, one on
+ * each node when there are two). */
+static bool outage_serves(struct outage *o, const struct client_daemon *d, int i)
 {
-	struct client_daemon d;
+	char body[160];
+	snprintf(body, sizeof(body), "{\"sessionId\":\"%s\",\"command\":\"true\"}", o->live[i]);
+	struct client_resp r = {0};
+	client_call(d, "POST", "/execute", o->key, body, &r);
+	bool ok = r.status == 200;
+	client_resp_free(&r);
+	return ok;
+}
+
+/* The node names and id ranges of outage_run()'s daemons. */
+static const char *const outage_names[OUTAGE_NODES_MAX] = {"pg-a", "pg-b"};
+static const char *const outage_slots[OUTAGE_NODES_MAX] = {"0:256", "256:256"};
+
+/* Starts nodes daemons (--node, one database, one cluster secret) under
+ * load, stops PostgreSQL and starts it again, twice, then checks that
+ * nothing is half-written. */
+static void outage_run(int nodes)
+{
 	PG_REQUIRE();
 	if (geteuid() != 0)
 		SKIP("not root: cannot run bunkerd");
-	memset(&d, 0, sizeof(d));
+	char secret[PATH_MAX];
+	snprintf(secret, sizeof(secret), "/tmp/bk-pg-secret-%d", (int)getpid());
+	FILE *f = fopen(secret, "w");
+	CHECK(f != NULL);
+	fprintf(f, "pg-outage-secret-0123456789\n");
+	fclose(f);
+	static struct client_daemon d[OUTAGE_NODES_MAX];
+	memset(d, 0, sizeof(d));
 	char msg[512];
-	CHECK_MSG(pg_server_database("bbr", d.store, sizeof(d.store), msg, sizeof(msg)) == 0, "%s",
-		  msg);
-	const char *args[] = {"--warm-pool", "0", "--node", "solo", NULL};
-	CHECK_MSG(client_daemon_start(&d, args) == 0, "cannot start bunkerd on %s", d.store);
+	CHECK_MSG(pg_server_database("bbr", d[0].store, sizeof(d[0].store), msg, sizeof(msg)) == 0,
+		  "%s", msg);
+	for (int i = 0; i < nodes; i++) {
+		if (i > 0)
+			snprintf(d[i].store, sizeof(d[i].store), "%s", d[0].store);
+		const char *args[] = {"--warm-pool",
+				      "0",
+				      "--node",
+				      outage_names[i],
+				      "--cluster-secret-file",
+				      secret,
+				      "--id-slots",
+				      outage_slots[i],
+				      NULL};
+		CHECK_MSG(client_daemon_start(&d[i], args) == 0, "cannot start %s on %s",
+			  outage_names[i], d[i].store);
+	}
 	char key[CLIENT_KEY_MAX];
-	CHECK(client_key_create_with(&d, "paid", (const char *const[]){"--rpm", "100000", NULL},
+	CHECK(client_key_create_with(&d[0], "paid", (const char *const[]){"--rpm", "100000", NULL},
 				     key, sizeof(key)) == 0);
 	struct outage *o = mmap(NULL, sizeof(struct outage), PROT_READ | PROT_WRITE,
 				MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -434,15 +484,18 @@ TEST_TIMEOUT(postgres_restarted_under_load, 420)
 	pthread_mutexattr_init(&ma);
 	pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
 	pthread_mutex_init(&o->mu, &ma);
-	o->d = &d;
+	for (int i = 0; i < nodes; i++)
+		o->d[i] = &d[i];
+	o->nodes = nodes;
 	o->key = key;
 	/* Sessions that live through it all, one with a file. */
 	for (int i = 0; i < 2; i++) {
-		char *id = create_on(&d, key, 200);
+		char *id = create_on(&d[i % nodes], key, 200);
 		snprintf(o->live[o->n_live++], sizeof(o->live[0]), "%s", id);
 		free(id);
 	}
-	char *out = run_on(&d, key, o->live[0], "echo kept > /workspace/f && cat /workspace/f");
+	char *out =
+	    run_on(&d[nodes - 1], key, o->live[0], "echo kept > /workspace/f && cat /workspace/f");
 	CHECK_STR_EQ(out, "kept\n");
 	free(out);
 
@@ -451,7 +504,7 @@ TEST_TIMEOUT(postgres_restarted_under_load, 420)
 		kids[i] = fork();
 		CHECK(kids[i] >= 0);
 		if (kids[i] == 0) {
-			outage_worker(o);
+			outage_worker(o, i);
 			_exit(0);
 		}
 	}
@@ -479,19 +532,20 @@ TEST_TIMEOUT(postgres_restarted_under_load, 420)
 		CHECK_MSG(pg_server_resume() == 0,
 			  "cannot start PostgreSQL again (see %s/pg_ctl.log)", pg.dir);
 		outage_phase(o, 2);
-		/* The same daemon serves again once the store is back: within
-		 * a minute (its first request after the restart reconnects). */
-		bool back = false;
-		for (double until = client_now() + 60; !back && client_now() < until;) {
-			struct client_resp r = {0};
-			client_call(&d, "GET", "/sessions", key, NULL, &r);
-			back = r.status == 200;
-			client_resp_free(&r);
-			if (!back)
-				usleep(200 * 1000);
+		/* The same daemons serve again once the store is back, each
+		 * one's sessions through every node (a node's lease may have
+		 * lapsed meanwhile, and is renewed): within a minute. */
+		for (int k = 0; k < nodes; k++) {
+			bool back = false;
+			for (double until = client_now() + 60; !back && client_now() < until;) {
+				back = outage_serves(o, &d[k], 0) && outage_serves(o, &d[k], 1);
+				if (!back)
+					usleep(200 * 1000);
+			}
+			CHECK_MSG(back,
+				  "%s does not serve again after PostgreSQL came back (-m %s)",
+				  outage_names[k], modes[m]);
 		}
-		CHECK_MSG(back, "bunkerd does not serve again after PostgreSQL came back (-m %s)",
-			  modes[m]);
 		outage_phase(o, 3);
 	}
 	sleep(2);
@@ -521,7 +575,7 @@ TEST_TIMEOUT(postgres_restarted_under_load, 420)
 	int n = 0;
 	bool same = false;
 	for (double until = client_now() + 30; !same && client_now() < until;) {
-		n = outage_listed(&d, key, listed, OUTAGE_MAX);
+		n = outage_listed(&d[0], key, listed, OUTAGE_MAX);
 		same = n == o->n_live;
 		for (int i = 0; same && i < n; i++)
 			same = outage_list_has(o->live, o->n_live, listed[i]);
@@ -535,31 +589,51 @@ TEST_TIMEOUT(postgres_restarted_under_load, 420)
 		CHECK_MSG(outage_list_has(listed, n, o->live[i]),
 			  "session %s was acknowledged and is not listed", o->live[i]);
 	/* Every one works, and the first kept its file. */
-	out = run_on(&d, key, o->live[0], "cat /workspace/f");
+	out = run_on(&d[0], key, o->live[0], "cat /workspace/f");
 	CHECK_STR_EQ(out, "kept\n");
 	free(out);
 	for (int i = 0; i < o->n_live; i++) {
-		out = run_on(&d, key, o->live[i], "echo ok");
+		out = run_on(&d[i % nodes], key, o->live[i], "echo ok");
 		CHECK_STR_EQ(out, "ok\n");
 		free(out);
 	}
 	/* Every deleted one is gone, sandbox and all; no sandbox is left
 	 * of a session the API does not show. */
 	for (int i = 0; i < o->n_gone; i++) {
-		CHECK_INT_EQ(get_status(&d, key, o->gone[i]), 404);
+		CHECK_INT_EQ(get_status(&d[i % nodes], key, o->gone[i]), 404);
 		char which[PATH_MAX];
-		CHECK_MSG(!sandbox_left(&d, o->gone[i], which, sizeof(which)),
-			  "deleted session %s left %s", o->gone[i], which);
+		for (int k = 0; k < nodes; k++)
+			CHECK_MSG(!sandbox_left(&d[k], o->gone[i], which, sizeof(which)),
+				  "deleted session %s left %s", o->gone[i], which);
 	}
 	char dir[PATH_MAX];
-	snprintf(dir, sizeof(dir), "/sys/fs/cgroup/memory/%s", d.cgroup_parent);
-	outage_no_stray(dir, listed, n);
-	snprintf(dir, sizeof(dir), "%s/run", d.data_dir);
-	outage_no_stray(dir, listed, n);
+	for (int k = 0; k < nodes; k++) {
+		snprintf(dir, sizeof(dir), "/sys/fs/cgroup/memory/%s", d[k].cgroup_parent);
+		outage_no_stray(dir, listed, n);
+		snprintf(dir, sizeof(dir), "%s/run", d[k].data_dir);
+		outage_no_stray(dir, listed, n);
+	}
 	/* And they delete, the ones whose delete was refused included. */
 	for (int i = 0; i < o->n_live; i++)
-		delete_on(&d, key, o->live[i]);
-	CHECK_INT_EQ(client_daemon_stop(&d), 0);
-	CHECK_INT_EQ(client_daemon_check(&d), 0);
+		delete_on(&d[i % nodes], key, o->live[i]);
+	int bad = 0;
+	for (int k = nodes - 1; k >= 0; k--) {
+		CHECK_INT_EQ(client_daemon_stop(&d[k]), 0);
+		bad += client_daemon_check(&d[k]);
+	}
+	CHECK_INT_EQ(bad, 0);
+	unlink(secret);
 	munmap(o, sizeof(*o));
+}
+
+TEST_TIMEOUT(postgres_restarted_under_load, 420)
+{
+	outage_run(1);
+}
+
+/* The same with two nodes, each request through the next one: a session
+ * of the other node's is relayed to it. */
+TEST_TIMEOUT(postgres_restarted_under_load_on_two_nodes, 420)
+{
+	outage_run(2);
 }
