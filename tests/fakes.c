@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "util/util.h"
 
 /* ---- the world ---- */
 
@@ -250,9 +251,11 @@ void fake__count_call(struct fake_world *w, const char *op)
 int fake__op(struct fake_world *w, const char *op, struct bk_err *err)
 {
 	fake__count_call(w, op);
-	if (w->fail_left > 0 && strcmp(w->fail_op, op) == 0) {
-		w->fail_left--;
-		return bk_err_kind(err, BK_E_INTERNAL, "%s failed (injected)", op);
+	for (size_t i = 0; i < ARRAY_SIZE(w->fails); i++) {
+		if (w->fails[i].left > 0 && strcmp(w->fails[i].op, op) == 0) {
+			w->fails[i].left--;
+			return bk_err_kind(err, BK_E_INTERNAL, "%s failed (injected)", op);
+		}
 	}
 	return 0;
 }
@@ -292,8 +295,18 @@ void fake_crash_at(struct fake_world *w, int n)
 void fake_fail(struct fake_world *w, const char *op, int count)
 {
 	pthread_mutex_lock(&w->lock);
-	snprintf(w->fail_op, sizeof(w->fail_op), "%s", op);
-	w->fail_left = count;
+	/* op's entry, else a free one, else the first. */
+	size_t n = ARRAY_SIZE(w->fails), at = n;
+	for (size_t i = 0; i < n && at == n; i++)
+		if (strcmp(w->fails[i].op, op) == 0)
+			at = i;
+	for (size_t i = 0; i < n && at == n; i++)
+		if (w->fails[i].left == 0)
+			at = i;
+	if (at == n)
+		at = 0;
+	snprintf(w->fails[at].op, sizeof(w->fails[at].op), "%s", op);
+	w->fails[at].left = count;
 	pthread_mutex_unlock(&w->lock);
 }
 

@@ -44,8 +44,9 @@ int fake_steps(struct fake_world *w);
  * process before it happens; 0: none. */
 void fake_crash_at(struct fake_world *w, int n);
 /* The next count calls of the operation called op ("start", "adopt",
- * "files_save", "session_insert", ...) fail with BK_E_INTERNAL. files_save
- * also fails when the sandbox it saves runs unfrozen. */
+ * "files_save", "session_insert", ...) fail with BK_E_INTERNAL (up to four
+ * operations at once, each with its own count). files_save also fails
+ * when the sandbox it saves runs unfrozen. */
 void fake_fail(struct fake_world *w, const char *op, int count);
 /* How often op was called. */
 int fake_calls(struct fake_world *w, const char *op);

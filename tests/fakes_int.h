@@ -63,8 +63,10 @@ struct fake_world {
 	struct fake_task *tasks;
 	int steps;
 	int crash_at; /* absolute step count; 0: none */
-	char fail_op[32];
-	int fail_left;
+	struct {
+		char op[32];
+		int left; /* 0: a free entry */
+	} fails[4];
 	struct {
 		char op[32];
 		int n;

@@ -127,6 +127,35 @@ static void pg_server_failed(const char *what, const char *log)
 	snprintf(pg.skip, sizeof(pg.skip), "%s: %s", what, tail);
 }
 
+/* pg_ctl start on pg.dir's data directory, waiting (at most 30 s) until
+ * it takes connections: its exit status. */
+static int server_start(const char *server_log)
+{
+	char data[128], log[128], opts[256];
+	snprintf(data, sizeof(data), "%s/data", pg.dir);
+	snprintf(log, sizeof(log), "%s/pg_ctl.log", pg.dir);
+	/* Only the unix socket in our directory; no TCP at all. fsync off: a
+	 * test server's data need not survive a power cut. */
+	snprintf(opts, sizeof(opts),
+		 "-c listen_addresses='' -c unix_socket_directories='%s' -c fsync=off "
+		 "-c max_connections=50",
+		 pg.dir);
+	const char *start[] = {PG_SERVER_BIN "/pg_ctl",
+			       "-D",
+			       data,
+			       "-l",
+			       server_log,
+			       "-o",
+			       opts,
+			       "-w",
+			       "-t",
+			       "30",
+			       "-s",
+			       "start",
+			       NULL};
+	return run_as_postgres(start, log);
+}
+
 int pg_server_start(void)
 {
 	struct passwd *pw = getpwnam("postgres");
@@ -165,7 +194,7 @@ int pg_server_start(void)
 		rmdir(pg.dir);
 		return -1;
 	}
-	char data[128], log[128], server_log[128], opts[256];
+	char data[128], log[128], server_log[128];
 	snprintf(data, sizeof(data), "%s/data", pg.dir);
 	snprintf(log, sizeof(log), "%s/pg_ctl.log", pg.dir);
 	/* The server's own log, which it opens as postgres. */
@@ -186,26 +215,7 @@ int pg_server_start(void)
 		pg_server_stop();
 		return -1;
 	}
-	/* Only the unix socket in our directory; no TCP at all. fsync off: a
-	 * test server's data need not survive a power cut. */
-	snprintf(opts, sizeof(opts),
-		 "-c listen_addresses='' -c unix_socket_directories='%s' -c fsync=off "
-		 "-c max_connections=50",
-		 pg.dir);
-	const char *start[] = {PG_SERVER_BIN "/pg_ctl",
-			       "-D",
-			       data,
-			       "-l",
-			       server_log,
-			       "-o",
-			       opts,
-			       "-w",
-			       "-t",
-			       "30",
-			       "-s",
-			       "start",
-			       NULL};
-	if (run_as_postgres(start, log) != 0) {
+	if (server_start(server_log) != 0) {
 		pg_server_failed("pg_ctl start failed", server_log);
 		pg_server_stop();
 		return -1;
@@ -252,4 +262,21 @@ int pg_server_database(const char *prefix, char *uri, size_t len, char *msg, siz
 	PQfinish(c);
 	snprintf(uri, len, "postgres:///%s?host=%s&user=bunker", name, pg.dir);
 	return rc;
+}
+
+int pg_server_halt(const char *mode)
+{
+	char data[128], log[128];
+	snprintf(data, sizeof(data), "%s/data", pg.dir);
+	snprintf(log, sizeof(log), "%s/pg_ctl.log", pg.dir);
+	const char *stop[] = {
+	    PG_SERVER_BIN "/pg_ctl", "-D", data, "-m", mode, "-w", "-t", "30", "-s", "stop", NULL};
+	return run_as_postgres(stop, log) == 0 ? 0 : -1;
+}
+
+int pg_server_resume(void)
+{
+	char server_log[128];
+	snprintf(server_log, sizeof(server_log), "%s/server.log", pg.dir);
+	return server_start(server_log) == 0 ? 0 : -1;
 }

@@ -37,6 +37,14 @@ int pg_server_start(void);
 /* Stops it and removes its directory (through the watchdog). */
 void pg_server_stop(void);
 
+/* Stops the server (pg_ctl stop -m mode: "fast" or "immediate") without
+ * removing anything, and starts it again on the same data directory, as
+ * an operator's restart would: 0, or -1 (pg_ctl.log in pg.dir says why).
+ * For a test that forks (every test does): the server is the parent's,
+ * shared by every test, so only one test of a binary may do this. */
+int pg_server_halt(const char *mode);
+int pg_server_resume(void);
+
 /* In a test: SKIPs when no server can run here, FAILs when it should have
  * and did not. */
 #define PG_REQUIRE()                                                                               \

@@ -147,7 +147,7 @@ static void *cluster_main(void *arg)
 			fprintf(stderr, "bunkerd: cannot renew the lease of node '%s': %s\n",
 				core->cfg.node, err.msg);
 			/* Soon again: one more failure and the sandboxes end. */
-			wait_ms = 1000;
+			wait_ms = CORE_LEASE_RETRY_MS;
 		} else {
 			int64_t now = mono_us();
 			bool lapsed = now - renewed_us > (int64_t)CORE_FENCE_MS * 1000;

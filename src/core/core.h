@@ -64,6 +64,10 @@ struct core_config {
  * sessions' processes before its lease lapses and a peer may take them
  * over. Three seconds short of the lease: one renewal may fail. */
 #define CORE_FENCE_MS 12000
+/* After a renewal that failed (the store unreachable): tried again this
+ * soon, so that a lease that lapsed meanwhile is back within a second of
+ * the store's return. */
+#define CORE_LEASE_RETRY_MS 1000
 
 struct core_node {
 	char name[64];

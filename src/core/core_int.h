@@ -66,6 +66,10 @@ struct session {
 	int refs;     /* core->lock; the registry's is one of them */
 	bool deleted; /* core->lock to set; atomic to read */
 	bool linked;  /* on the registry's list (core->lock) */
+	/* A create undone whose record the store could not delete then
+	 * (core->lock): kept in the registry, deleted (so that nothing loads
+	 * the record back), until the reaper deletes the record. */
+	bool undo_pending;
 	pthread_rwlock_t rw;
 	pthread_mutex_t mu;
 	struct sbx *sbx;
@@ -161,6 +165,9 @@ void core__session_release(struct core *core, struct session *s);
 /* Marks s deleted (no request can reach it from now on); the caller holds
  * a ref. Returns false when it already was. */
 bool core__session_mark_deleted(struct core *core, struct session *s);
+/* Takes back core__session_mark_deleted() when the delete could not be
+ * done (its record could not be removed): s serves again. */
+void core__session_unmark_deleted(struct core *core, struct session *s);
 /* The first live session of the registry for which pick() (called with
  * core->lock held) is true, with a reference taken; NULL when none. */
 struct session *core__registry_pick(struct core *core, bool (*pick)(struct session *s, void *ctx),
@@ -171,7 +178,9 @@ void core__registry_unlink(struct core *core, struct session *s);
  * sleep (its in-memory activity written to the store first). */
 void core__registry_evict(struct core *core, struct session *s);
 /* Deletes a session's record under load_lock, so that no registry miss
- * can read it back meanwhile. */
+ * can read it back meanwhile: 0 (deleted, or gone already), 1 when it is
+ * another node's now (err says whose: not this node's to delete), -1 when
+ * the store refused (the record is as it was). */
 int core__record_delete(struct core *core, const char *id, struct bk_err *err);
 
 /* ---- using a session's sandbox (core/registry.c) ---- */
@@ -212,8 +221,21 @@ void core__registry_flush_id(struct core *core, const char *id);
 struct sbx_limits core__session_sbx_limits(const struct core *core, const struct session *s);
 /* Removes s for good: the record first (a crash after it leaves only files
  * that start-up removes), then the sandbox, then its files. s must be
- * marked deleted by the caller, who unlinks it after. */
-int core__session_destroy(struct core *core, struct session *s, struct bk_err *err);
+ * marked deleted by the caller, who unlinks it after. When the store
+ * refuses to remove the record (unreachable) nothing else is done, *kept
+ * is set and -1 says why: s is whole, its sandbox running, and the caller
+ * takes the mark back (core__session_unmark_deleted()) so that the
+ * session serves as before and can be deleted again. When the record is
+ * another node's now, -1 says so too, with *kept false: what this node
+ * holds of it is stale, and its files are the other node's. */
+int core__session_destroy(struct core *core, struct session *s, bool *kept, struct bk_err *err);
+/* The second half of core__session_destroy(): s's sandbox stopped and its
+ * files removed, whatever its record. */
+int core__session_sandbox_destroy(struct core *core, struct session *s, struct bk_err *err);
+/* Deletes the records of creates undone while the store was unreachable
+ * (undo_pending), unlinking each that goes; stops at the first the store
+ * still refuses (the reaper's next round tries again). */
+void core__undo_retry(struct core *core);
 /* Ends s's sandbox, its executions and its previews, leaving its files
  * and its record as they are. */
 void core__session_sbx_end(struct core *core, struct session *s);

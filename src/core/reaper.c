@@ -16,16 +16,24 @@
 #define STORE_ACTIVITY_EVERY_MS 1000
 
 /* Deletes s (a reference of the caller's) unless another thread already
- * does. */
-static void expire(struct core *core, struct session *s)
+ * does: -1 when its record could not be deleted (s kept whole, for the
+ * next round). */
+static int expire(struct core *core, struct session *s)
 {
+	bool kept = false;
 	if (core__session_mark_deleted(core, s)) {
 		struct bk_err err = BK_ERR_INIT;
-		if (core__session_destroy(core, s, &err) < 0)
-			fprintf(stderr, "bunkerd: expiring session %s: %s\n", s->id, err.msg);
-		core__registry_unlink(core, s);
+		if (core__session_destroy(core, s, &kept, &err) < 0)
+			fprintf(stderr, "bunkerd: expiring session %s: %s%s\n", s->id, err.msg,
+				kept ? " (tried again next round)" : "");
+		/* Its record kept: the next round finds it due again. */
+		if (kept)
+			core__session_unmark_deleted(core, s);
+		else
+			core__registry_unlink(core, s);
 	}
 	core__session_release(core, s);
+	return kept ? -1 : 0;
 }
 
 static bool is_due(struct session *s, void *now)
@@ -35,20 +43,26 @@ static bool is_due(struct session *s, void *now)
 	       (s->vm == CORE_VM_RUNNING && s->vm_ends_ms > 0 && s->vm_ends_ms <= t);
 }
 
-/* Ends s's VM (its lifetime is over), a reference of the caller's. */
-static void end_vm(struct core *core, struct session *s)
+/* Ends s's VM (its lifetime is over), a reference of the caller's: -1
+ * when it could not (the next round tries again). */
+static int end_vm(struct core *core, struct session *s)
 {
 	pthread_rwlock_wrlock(&s->rw);
 	struct bk_err err = BK_ERR_INIT;
-	if (!s->deleted && s->vm == CORE_VM_RUNNING && core__vm_end_locked(core, s, &err) < 0)
+	int rc = 0;
+	if (!s->deleted && s->vm == CORE_VM_RUNNING && core__vm_end_locked(core, s, &err) < 0) {
 		fprintf(stderr, "bunkerd: ending the VM of %s: %s\n", s->id, err.msg);
+		rc = -1;
+	}
 	pthread_rwlock_unlock(&s->rw);
 	core__registry_evict(core, s);
 	core__session_release(core, s);
+	return rc;
 }
 
 /* Expired sessions, and VMs whose lifetime is over, in the registry, one
- * at a time. */
+ * at a time; the round ends at the first that fails (the store
+ * unreachable: it would be picked again at once). */
 static void reap_due_awake(struct core *core)
 {
 	for (;;) {
@@ -56,10 +70,8 @@ static void reap_due_awake(struct core *core)
 		struct session *s = core__registry_pick(core, is_due, &now);
 		if (s == NULL)
 			return;
-		if (s->expires_ms <= now)
-			expire(core, s);
-		else
-			end_vm(core, s);
+		if ((s->expires_ms <= now ? expire(core, s) : end_vm(core, s)) < 0)
+			return;
 	}
 }
 
@@ -103,10 +115,8 @@ static void reap_due_asleep(struct core *core)
 			core__session_release(core, s);
 			continue;
 		}
-		if (s->expires_ms <= now_ms())
-			expire(core, s);
-		else
-			end_vm(core, s);
+		if ((s->expires_ms <= now_ms() ? expire(core, s) : end_vm(core, s)) < 0)
+			return;
 	}
 }
 
@@ -178,6 +188,7 @@ static void *reaper_main(void *arg)
 		pthread_mutex_unlock(&core->reaper_lock);
 		reap_due_awake(core);
 		reap_due_asleep(core);
+		core__undo_retry(core);
 		core__session_store_activity(core);
 		core__lifecycle_tick(core);
 		evict_sleepers(core);

@@ -212,6 +212,13 @@ bool core__session_mark_deleted(struct core *core, struct session *s)
 	return first;
 }
 
+void core__session_unmark_deleted(struct core *core, struct session *s)
+{
+	pthread_mutex_lock(&core->lock);
+	__atomic_store_n(&s->deleted, false, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&core->lock);
+}
+
 void core__registry_unlink(struct core *core, struct session *s)
 {
 	pthread_mutex_lock(&core->lock);
@@ -257,10 +264,9 @@ int core__record_delete(struct core *core, const char *id, struct bk_err *err)
 	int g = core->store->ops->session_get(core->store, id, NULL, &row, &gerr);
 	if (g <= 0)
 		return 0;
-	int rc =
-	    bk_err_kind(err, BK_E_UNAVAILABLE, "session '%s' is node '%s''s now", id, row.owner);
+	bk_err_kind(err, BK_E_UNAVAILABLE, "session '%s' is node '%s''s now", id, row.owner);
 	store_session_release(&row);
-	return rc;
+	return 1;
 }
 
 /* ---- a session's sandbox ---- */
@@ -407,23 +413,60 @@ int core__session_flush(struct core *core, struct session *s)
 	return 0;
 }
 
-int core__session_destroy(struct core *core, struct session *s, struct bk_err *err)
+int core__session_destroy(struct core *core, struct session *s, bool *kept, struct bk_err *err)
 {
-	int rc = core__record_delete(core, s->id, err);
-	/* Another node's: what this one holds of it is stale, its files are
-	 * the other node's. */
-	if (rc < 0 && err->kind == BK_E_UNAVAILABLE && core->cfg.node[0])
+	/* The record first: were the sandbox destroyed and the record kept
+	 * (the store unreachable), the session would be listed, with its
+	 * files gone. Kept whole instead, it can be deleted again once the
+	 * store answers. Another node's: what this one holds of it is
+	 * stale, its files are the other node's. */
+	int r = core__record_delete(core, s->id, err);
+	*kept = r < 0;
+	if (r != 0)
 		return -1;
+	return core__session_sandbox_destroy(core, s, err);
+}
+
+void core__undo_retry(struct core *core)
+{
+	for (;;) {
+		pthread_mutex_lock(&core->lock);
+		struct session *s = core->sessions;
+		while (s && !s->undo_pending)
+			s = s->next;
+		if (s)
+			s->refs++;
+		pthread_mutex_unlock(&core->lock);
+		if (s == NULL)
+			return;
+		struct bk_err err = BK_ERR_INIT;
+		/* Another node's (1): not this node's record to delete. */
+		int rc = core__record_delete(core, s->id, &err);
+		if (rc >= 0) {
+			pthread_mutex_lock(&core->lock);
+			s->undo_pending = false;
+			pthread_mutex_unlock(&core->lock);
+			core__registry_unlink(core, s);
+			fprintf(stderr,
+				"bunkerd: the record of %s (its create undone) is deleted\n",
+				s->id);
+		}
+		core__session_release(core, s);
+		if (rc < 0)
+			return;
+	}
+}
+
+int core__session_sandbox_destroy(struct core *core, struct session *s, struct bk_err *err)
+{
 	core__session_sbx_end(core, s);
 	struct bk_err perr = BK_ERR_INIT;
 	if (core->sbx->ops->purge(core->sbx, s->id, &perr) < 0) {
 		fprintf(stderr, "bunkerd: session %s: %s\n", s->id, perr.msg);
-		if (rc == 0) {
-			*err = perr;
-			rc = -1;
-		}
+		*err = perr;
+		return -1;
 	}
-	return rc;
+	return 0;
 }
 
 void core__session_sbx_end(struct core *core, struct session *s)

@@ -306,9 +306,27 @@ static void create_abort(struct core *core, struct session *s)
 {
 	struct bk_err err = BK_ERR_INIT;
 	if (core__session_mark_deleted(core, s)) {
-		if (core__session_destroy(core, s, &err) < 0)
+		/* The client is told the create failed: its sandbox goes in any
+		 * case. A record the store cannot delete now is deleted by the
+		 * reaper once it can; until then the session stays in the
+		 * registry, deleted, so that no request loads the record. */
+		int r = core__record_delete(core, s->id, &err);
+		bool kept = r < 0;
+		if (kept) {
+			fprintf(stderr,
+				"bunkerd: undoing the create of %s: %s (the record is deleted "
+				"when the store answers)\n",
+				s->id, err.msg);
+			pthread_mutex_lock(&core->lock);
+			s->undo_pending = true;
+			pthread_mutex_unlock(&core->lock);
+		}
+		err = (struct bk_err)BK_ERR_INIT;
+		/* Another node's (r == 1): its files are that node's. */
+		if (r <= 0 && core__session_sandbox_destroy(core, s, &err) < 0)
 			fprintf(stderr, "bunkerd: undoing the create of %s: %s\n", s->id, err.msg);
-		core__registry_unlink(core, s);
+		if (!kept)
+			core__registry_unlink(core, s);
 	}
 	core__session_release(core, s);
 }
@@ -484,8 +502,13 @@ int core_session_delete(struct core *core, const struct core_key *key, const cha
 		return -1;
 	int rc;
 	if (core__session_mark_deleted(core, s)) {
-		rc = core__session_destroy(core, s, err);
-		core__registry_unlink(core, s);
+		bool kept;
+		rc = core__session_destroy(core, s, &kept, err);
+		/* Its record kept (the store unreachable): kept whole. */
+		if (kept)
+			core__session_unmark_deleted(core, s);
+		else
+			core__registry_unlink(core, s);
 	} else {
 		/* Expired (or deleted) by another thread meanwhile. */
 		rc = bk_err_kind(err, BK_E_NOT_FOUND, "session '%s' not found", id);

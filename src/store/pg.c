@@ -31,6 +31,27 @@
  * ASCII, so that it stands out in pg_locks. */
 #define PG_MIGRATION_LOCK "108724386522482"
 
+/* How a statement that cannot reach the server fails: the client reads
+ * it (a 503), so it names the store. */
+#define PG_UNREACHABLE "the session store (PostgreSQL) is unreachable"
+/* Between two attempts to connect again while the server is out of reach. */
+#define PG_RETRY_MS 1000
+
+/* What bounds a wait on the server, unless the URI says otherwise (these
+ * come first, so that its own values win): a connect gives up after
+ * connect_timeout seconds; over TCP, a server gone without a word is
+ * found out by keepalives (idle, interval, count: about 20 s) and data
+ * left unacknowledged for tcp_user_timeout ms. A unix socket fails at
+ * once. */
+static const char *const pg_conn_keys[] = {"connect_timeout",
+					   "keepalives_idle",
+					   "keepalives_interval",
+					   "keepalives_count",
+					   "tcp_user_timeout",
+					   "dbname",
+					   NULL};
+#define PG_CONN_DEFAULTS "5", "10", "5", "2", "10000"
+
 /* Type oids of the columns read (from PostgreSQL's pg_type.dat, stable). */
 #define PG_OID_BOOL 16
 #define PG_OID_INT8 20
@@ -200,28 +221,54 @@ static void pg_message(const char *m, char *out, size_t size)
 			*c = ' ';
 }
 
-static enum bk_err_kind pg_kind(PGconn *conn, const PGresult *res)
+/* Whether a statement failed for want of the server: the connection
+ * lost, no answer, a connection exception (08) or the server shutting
+ * down (57P). */
+static bool pg_lost(PGconn *conn, const PGresult *res)
 {
 	if (PQstatus(conn) != CONNECTION_OK)
-		return BK_E_UNAVAILABLE;
+		return true;
 	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-	if (state == NULL)
-		return BK_E_UNAVAILABLE; /* no answer from the server */
+	return state == NULL || strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0;
+}
+
+static enum bk_err_kind pg_kind(PGconn *conn, const PGresult *res)
+{
+	if (pg_lost(conn, res))
+		return BK_E_UNAVAILABLE;
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 	if (strcmp(state, "23505") == 0)
 		return BK_E_CONFLICT;
-	/* 08: connection exceptions; 57P: the server shutting down; 40001,
-	 * 40P01: serialization failure, deadlock: worth a retry. */
-	if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0 ||
-	    strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
+	/* 40001, 40P01, 55P03: serialization failure, deadlock, lock not
+	 * available: worth a retry. */
+	if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
 	    strcmp(state, "55P03") == 0)
 		return BK_E_UNAVAILABLE;
 	return BK_E_INTERNAL;
+}
+
+/* The server is out of reach (why: msg): said once in the log, and kept
+ * for the statements that fail meanwhile without trying. */
+static void pg_note_down(struct pg_store *pg, const char *msg)
+{
+	if (pg->down[0] == '\0')
+		fprintf(stderr, "bunkerd: " PG_UNREACHABLE ": %s\n", msg);
+	snprintf(pg->down, sizeof(pg->down), "%s", msg);
 }
 
 static int pg_vexec(struct store *st, const char *sql, const struct pg_params *p, PGresult **out,
 		    struct bk_err *err, const char *fmt, va_list ap)
 {
 	PGconn *conn = PG(st)->conn;
+	char what[384], msg[384];
+	*out = NULL;
+	/* Not connected (pg__lock() could not connect again): no statement
+	 * can run, and none waits. */
+	if (PQstatus(conn) != CONNECTION_OK) {
+		vsnprintf(what, sizeof(what), fmt, ap);
+		return bk_err_kind(err, BK_E_UNAVAILABLE, PG_UNREACHABLE ": %s: %s", what,
+				   PG(st)->down[0] ? PG(st)->down : "not connected");
+	}
 	PGresult *res = PQexecParams(conn, sql, p ? p->n : 0, NULL, p ? p->values : NULL,
 				     p ? p->lengths : NULL, p ? p->formats : NULL, 1);
 	ExecStatusType status = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
@@ -229,13 +276,15 @@ static int pg_vexec(struct store *st, const char *sql, const struct pg_params *p
 		*out = res;
 		return 0;
 	}
-	char what[384], msg[384];
 	vsnprintf(what, sizeof(what), fmt, ap);
 	pg_message(res ? PQresultErrorMessage(res) : PQerrorMessage(conn), msg, sizeof(msg));
 	enum bk_err_kind kind = pg_kind(conn, res);
+	bool lost = pg_lost(conn, res);
 	PQclear(res);
-	*out = NULL;
-	return bk_err_kind(err, kind, "%s: %s", what, msg);
+	if (!lost)
+		return bk_err_kind(err, kind, "%s: %s", what, msg);
+	pg_note_down(PG(st), msg);
+	return bk_err_kind(err, kind, PG_UNREACHABLE ": %s: %s", what, msg);
 }
 
 int pg__exec(struct store *st, const char *sql, const struct pg_params *p, PGresult **out,
@@ -286,12 +335,25 @@ int pg__tx_end(struct store *st, int rc, struct bk_err *err)
 
 pthread_mutex_t *pg__lock(struct store *st)
 {
-	pthread_mutex_lock(&PG(st)->lock);
-	/* A lost connection (the server restarted) is made again here; if
-	 * that fails too, the statement fails with BK_E_UNAVAILABLE. */
-	if (PQstatus(PG(st)->conn) != CONNECTION_OK)
-		PQreset(PG(st)->conn);
-	return &PG(st)->lock;
+	struct pg_store *pg = PG(st);
+	pthread_mutex_lock(&pg->lock);
+	/* A lost connection (the server restarted) is made again here, at
+	 * most once every PG_RETRY_MS: a statement in between fails at once
+	 * (pg_vexec()), so that no request waits for more than one attempt
+	 * (connect_timeout) behind the others. */
+	if (PQstatus(pg->conn) == CONNECTION_OK || now_ms() < pg->retry_ms)
+		return &pg->lock;
+	PQreset(pg->conn);
+	if (PQstatus(pg->conn) != CONNECTION_OK) {
+		char msg[256];
+		pg_message(PQerrorMessage(pg->conn), msg, sizeof(msg));
+		pg_note_down(pg, msg);
+		pg->retry_ms = now_ms() + PG_RETRY_MS;
+	} else if (pg->down[0]) {
+		fprintf(stderr, "bunkerd: the session store (PostgreSQL) answers again\n");
+		pg->down[0] = '\0';
+	}
+	return &pg->lock;
 }
 
 /* ---- rows ---- */
@@ -501,7 +563,9 @@ int store_pg_open(const char *uri, struct store **out, struct bk_err *err)
 	st->ops = &pg_ops;
 	pthread_mutex_init(&PG(st)->lock, NULL);
 	/* The URI may hold a password: it is never repeated in a message. */
-	PG(st)->conn = PQconnectdb(uri);
+	const char *values[] = {PG_CONN_DEFAULTS, uri, NULL};
+	_Static_assert(ARRAY_SIZE(values) == ARRAY_SIZE(pg_conn_keys), "a value for each key");
+	PG(st)->conn = PQconnectdbParams(pg_conn_keys, values, 1);
 	/* st is _cleanup_ (cleanup_pg_storep) until returned */
 	if (PG(st)->conn == NULL)
 		/* cppcheck-suppress memleak */

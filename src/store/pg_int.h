@@ -19,6 +19,10 @@ struct pg_store {
 	 * connection, so every operation holds lock from its first statement
 	 * to its last (as store/sqlite.c does, and for the same reason). */
 	pthread_mutex_t lock;
+	/* While the server cannot be reached (under lock): no new attempt
+	 * to connect before retry_ms (now_ms()), and why the last failed. */
+	int64_t retry_ms;
+	char down[384];
 };
 
 #define PG(st) ((struct pg_store *)(st))

@@ -2,9 +2,17 @@
  * (tests/pg_server.h) started by the parent, a database of its own per
  * test, daemons started with --store postgres://...?host=<its socket dir>.
  * Keys are made through the CLI with the same --store. SKIPs when
- * PostgreSQL cannot run here.
+ * PostgreSQL cannot run here. One test stops the shared server and starts
+ * it again under load (tests run one after the other, so no other test
+ * sees it down).
  */
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,4 +215,426 @@ TEST_TIMEOUT(one_idempotency_key_runs_once_across_daemons, 240)
 	CHECK_INT_EQ(client_daemon_stop(&d2), 0);
 	CHECK_INT_EQ(client_daemon_stop(&d1), 0);
 	CHECK_INT_EQ(client_daemon_check(&d1) + client_daemon_check(&d2), 0);
+}
+
+/* ---- PostgreSQL restarted under load ---- */
+
+#define OUTAGE_WORKERS 3
+#define OUTAGE_NODES_MAX 2
+#define OUTAGE_MAX 2048
+/* Every request must answer within this (curl gives up after it: status
+ * 0), store or no store. Not a measure of speed: an answer, not a hang. */
+#define OUTAGE_ANSWER_S 20
+
+/* What the load knows, from the answers alone: in memory that the
+ * workers (processes: a process has one curl handle) share. */
+struct outage {
+	const struct client_daemon *d[OUTAGE_NODES_MAX];
+	int nodes;
+	const char *key;
+	pthread_mutex_t mu;
+	int phase; /* 0: the store is up; 1: down; 2: starting; 3: serving again */
+	bool quit;
+	char live[OUTAGE_MAX][40]; /* created (200) and not deleted (200) */
+	int n_live;
+	char gone[OUTAGE_MAX][40]; /* deleted (200) */
+	int n_gone;
+	int down_answers;    /* 503s naming the store, while it was down */
+	double slowest_down; /* the longest of them took, seconds */
+	int ok_after;	     /* 200s once it served again */
+	int failed_creates;  /* 503 to a create */
+	int failed_deletes;  /* 503 to a delete */
+	char wrong[1024];    /* the first answer that was neither */
+};
+
+static void outage_note(struct outage *o, const char *what, const struct client_resp *r)
+{
+	pthread_mutex_lock(&o->mu);
+	if (o->wrong[0] == '\0')
+		snprintf(o->wrong, sizeof(o->wrong), "%s (phase %d): %ld %s%s", what, o->phase,
+			 r->status, r->body, r->status == 0 ? r->error : "");
+	pthread_mutex_unlock(&o->mu);
+}
+
+/* Sends one request to d; true when it worked (200). Anything else must be a
+ * 503 whose message names the session store: noted otherwise. */
+static bool outage_call(struct outage *o, const struct client_daemon *d, const char *method,
+			const char *path, const char *body, struct client_resp *r, const char *what)
+{
+	struct client_req req = {.method = method,
+				 .path = path,
+				 .key = o->key,
+				 .body = body,
+				 .timeout_s = OUTAGE_ANSWER_S};
+	client_request(d, &req, r);
+	if (r->status == 200) {
+		pthread_mutex_lock(&o->mu);
+		if (o->phase == 3)
+			o->ok_after++;
+		pthread_mutex_unlock(&o->mu);
+		return true;
+	}
+	const char *msg =
+	    r->json
+		? json_string_value(json_object_get(json_object_get(r->json, "error"), "message"))
+		: NULL;
+	if (r->status != 503 || msg == NULL || strstr(msg, "session store (PostgreSQL)") == NULL)
+		outage_note(o, what, r);
+	pthread_mutex_lock(&o->mu);
+	if (o->phase == 1) {
+		o->down_answers++;
+		if (r->seconds > o->slowest_down)
+			o->slowest_down = r->seconds;
+	}
+	pthread_mutex_unlock(&o->mu);
+	return false;
+}
+
+static void outage_list_del(char (*v)[40], int *n, const char *id)
+{
+	for (int i = 0; i < *n; i++)
+		if (strcmp(v[i], id) == 0) {
+			memmove(v[i], v[i + 1], (size_t)(*n - i - 1) * sizeof(v[0]));
+			(*n)--;
+			return;
+		}
+}
+
+static bool outage_list_has(char (*v)[40], int n, const char *id)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(v[i], id) == 0)
+			return true;
+	return false;
+}
+
+/* The node of a worker's next request: each in turn. */
+static const struct client_daemon *outage_via(const struct outage *o, int *next)
+{
+	return o->d[(*next)++ % o->nodes];
+}
+
+/* Worker w: create, execute, read, delete, over and over, each request
+ * through the next node (relayed to the owner by the others). */
+static void outage_worker(struct outage *o, int w)
+{
+	for (int next = w;;) {
+		pthread_mutex_lock(&o->mu);
+		bool quit = o->quit || o->n_live + o->n_gone >= OUTAGE_MAX - 8;
+		pthread_mutex_unlock(&o->mu);
+		if (quit)
+			return;
+		struct client_resp r = {0};
+		bool ok = outage_call(o, outage_via(o, &next), "POST", "/sessions/create", "{}", &r,
+				      "create");
+		char id[40] = "";
+		if (ok)
+			snprintf(id, sizeof(id), "%s", client_json_str(r.json, "sessionId"));
+		pthread_mutex_lock(&o->mu);
+		if (ok)
+			snprintf(o->live[o->n_live++], sizeof(o->live[0]), "%s", id);
+		else
+			o->failed_creates++;
+		pthread_mutex_unlock(&o->mu);
+		client_resp_free(&r);
+		if (!ok) {
+			usleep(100 * 1000);
+			continue;
+		}
+		char body[160], path[96];
+		snprintf(body, sizeof(body), "{\"sessionId\":\"%s\",\"command\":\"echo ok\"}", id);
+		outage_call(o, outage_via(o, &next), "POST", "/execute", body, &r, "execute");
+		client_resp_free(&r);
+		snprintf(path, sizeof(path), "/sessions/%s", id);
+		outage_call(o, outage_via(o, &next), "GET", path, NULL, &r, "get");
+		client_resp_free(&r);
+		ok = outage_call(o, outage_via(o, &next), "DELETE", path, NULL, &r, "delete");
+
+		client_resp_free(&r);
+		pthread_mutex_lock(&o->mu);
+		if (ok) {
+			outage_list_del(o->live, &o->n_live, id);
+			snprintf(o->gone[o->n_gone++], sizeof(o->gone[0]), "%s", id);
+		} else {
+			o->failed_deletes++;
+		}
+		pthread_mutex_unlock(&o->mu);
+		usleep(20 * 1000);
+	}
+}
+
+static void outage_phase(struct outage *o, int phase)
+{
+	pthread_mutex_lock(&o->mu);
+	o->phase = phase;
+	pthread_mutex_unlock(&o->mu);
+}
+
+/* Whether a directory named id is left of the session's sandbox: its
+ * memory cgroup (v1) or its run directory. */
+static bool sandbox_left(const struct client_daemon *d, const char *id, char *which, size_t len)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "/sys/fs/cgroup/memory/%s/%s", d->cgroup_parent, id);
+	if (access(path, F_OK) == 0) {
+		snprintf(which, len, "%s", path);
+		return true;
+	}
+	snprintf(path, sizeof(path), "%s/run/%s", d->data_dir, id);
+	if (access(path, F_OK) == 0) {
+		snprintf(which, len, "%s", path);
+		return true;
+	}
+	return false;
+}
+
+/* The sessions the list shows, into ids (at most max); their number. */
+static int outage_listed(const struct client_daemon *d, const char *key, char (*ids)[40], int max)
+{
+	struct client_resp r = {0};
+	client_call(d, "GET", "/sessions?limit=100", key, NULL, &r);
+	CHECK_MSG(r.status == 200, "list: %ld %s", r.status, r.body);
+	json_t *arr = json_object_get(r.json, "sessions");
+	int n = 0;
+	size_t i;
+	json_t *s;
+	json_array_foreach (arr, i, s) {
+		if (n < max)
+			snprintf(ids[n++], sizeof(ids[0]), "%s", client_json_str(s, "sessionId"));
+	}
+	client_resp_free(&r);
+	return n;
+}
+
+/* Every directory of a sandbox under dir (entries named ses_*) belongs
+ * to a listed session. */
+static void outage_no_stray(const char *dir, char (*listed)[40], int n)
+{
+	DIR *dd = opendir(dir);
+	if (dd == NULL)
+		return;
+	struct dirent *e;
+	while ((e = readdir(dd)) != NULL) {
+		if (strncmp(e->d_name, "ses_", 4) != 0)
+			continue;
+		CHECK_MSG(outage_list_has(listed, n, e->d_name),
+			  "%s/%s is left of a session the API does not show", dir, e->d_name);
+	}
+	closedir(dd);
+}
+
+/* Whether d executes in the session the test made i-th (0 or 1, one on
+ * each node when there are two). */
+static bool outage_serves(struct outage *o, const struct client_daemon *d, int i)
+{
+	char body[160];
+	snprintf(body, sizeof(body), "{\"sessionId\":\"%s\",\"command\":\"true\"}", o->live[i]);
+	struct client_resp r = {0};
+	client_call(d, "POST", "/execute", o->key, body, &r);
+	bool ok = r.status == 200;
+	client_resp_free(&r);
+	return ok;
+}
+
+/* The node names and id ranges of outage_run()'s daemons. */
+static const char *const outage_names[OUTAGE_NODES_MAX] = {"pg-a", "pg-b"};
+static const char *const outage_slots[OUTAGE_NODES_MAX] = {"0:256", "256:256"};
+
+/* Starts nodes daemons (--node, one database, one cluster secret) under
+ * load, stops PostgreSQL and starts it again, twice, then checks that
+ * nothing is half-written. */
+static void outage_run(int nodes)
+{
+	PG_REQUIRE();
+	if (geteuid() != 0)
+		SKIP("not root: cannot run bunkerd");
+	char secret[PATH_MAX];
+	snprintf(secret, sizeof(secret), "/tmp/bk-pg-secret-%d", (int)getpid());
+	FILE *f = fopen(secret, "w");
+	CHECK(f != NULL);
+	fprintf(f, "pg-outage-secret-0123456789\n");
+	fclose(f);
+	static struct client_daemon d[OUTAGE_NODES_MAX];
+	memset(d, 0, sizeof(d));
+	char msg[512];
+	CHECK_MSG(pg_server_database("bbr", d[0].store, sizeof(d[0].store), msg, sizeof(msg)) == 0,
+		  "%s", msg);
+	for (int i = 0; i < nodes; i++) {
+		if (i > 0)
+			snprintf(d[i].store, sizeof(d[i].store), "%s", d[0].store);
+		const char *args[] = {"--warm-pool",
+				      "0",
+				      "--node",
+				      outage_names[i],
+				      "--cluster-secret-file",
+				      secret,
+				      "--id-slots",
+				      outage_slots[i],
+				      NULL};
+		CHECK_MSG(client_daemon_start(&d[i], args) == 0, "cannot start %s on %s",
+			  outage_names[i], d[i].store);
+	}
+	/* Read at start: nothing of it need outlive a failing check. */
+	unlink(secret);
+	char key[CLIENT_KEY_MAX];
+	CHECK(client_key_create_with(&d[0], "paid", (const char *const[]){"--rpm", "100000", NULL},
+				     key, sizeof(key)) == 0);
+	struct outage *o = mmap(NULL, sizeof(struct outage), PROT_READ | PROT_WRITE,
+				MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	CHECK(o != MAP_FAILED);
+	pthread_mutexattr_t ma;
+	pthread_mutexattr_init(&ma);
+	pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+	pthread_mutex_init(&o->mu, &ma);
+	for (int i = 0; i < nodes; i++)
+		o->d[i] = &d[i];
+	o->nodes = nodes;
+	o->key = key;
+	/* Sessions that live through it all, one with a file. */
+	for (int i = 0; i < 2; i++) {
+		char *id = create_on(&d[i % nodes], key, 200);
+		snprintf(o->live[o->n_live++], sizeof(o->live[0]), "%s", id);
+		free(id);
+	}
+	char *out =
+	    run_on(&d[nodes - 1], key, o->live[0], "echo kept > /workspace/f && cat /workspace/f");
+	CHECK_STR_EQ(out, "kept\n");
+	free(out);
+
+	pid_t kids[OUTAGE_WORKERS];
+	for (int i = 0; i < OUTAGE_WORKERS; i++) {
+		kids[i] = fork();
+		CHECK(kids[i] >= 0);
+		if (kids[i] == 0) {
+			outage_worker(o, i);
+			_exit(0);
+		}
+	}
+	/* Stopped cleanly, then as a crash would, each time under load. */
+	const char *const modes[] = {"fast", "immediate"};
+	for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++) {
+		sleep(2);
+		outage_phase(o, 1);
+		CHECK_MSG(pg_server_halt(modes[m]) == 0,
+			  "cannot stop PostgreSQL -m %s (see %s/pg_ctl.log)", modes[m], pg.dir);
+		/* Down for 3 s at least (several attempts to connect again), and
+		 * until the load has had a dozen more answers (each bounded). */
+		pthread_mutex_lock(&o->mu);
+		int want = o->down_answers + 12;
+		pthread_mutex_unlock(&o->mu);
+		double least = client_now() + 3;
+		for (double until = client_now() + 120; client_now() < until;) {
+			pthread_mutex_lock(&o->mu);
+			int seen = o->down_answers;
+			pthread_mutex_unlock(&o->mu);
+			if (seen >= want && client_now() >= least)
+				break;
+			usleep(100 * 1000);
+		}
+		CHECK_MSG(pg_server_resume() == 0,
+			  "cannot start PostgreSQL again (see %s/pg_ctl.log)", pg.dir);
+		outage_phase(o, 2);
+		/* The same daemons serve again once the store is back, each
+		 * one's sessions through every node (a node's lease may have
+		 * lapsed meanwhile, and is renewed): within a minute. */
+		for (int k = 0; k < nodes; k++) {
+			bool back = false;
+			for (double until = client_now() + 60; !back && client_now() < until;) {
+				back = outage_serves(o, &d[k], 0) && outage_serves(o, &d[k], 1);
+				if (!back)
+					usleep(200 * 1000);
+			}
+			CHECK_MSG(back,
+				  "%s does not serve again after PostgreSQL came back (-m %s)",
+				  outage_names[k], modes[m]);
+		}
+		outage_phase(o, 3);
+	}
+	sleep(2);
+	pthread_mutex_lock(&o->mu);
+	o->quit = true;
+	pthread_mutex_unlock(&o->mu);
+	for (int i = 0; i < OUTAGE_WORKERS; i++)
+		while (waitpid(kids[i], NULL, 0) < 0 && errno == EINTR)
+			;
+	fprintf(stderr,
+		"    %d answers while PostgreSQL was down (the slowest in %.3f s); %d creates and "
+		"%d deletes refused; %d requests worked after; %d sessions live, %d deleted\n",
+		o->down_answers, o->slowest_down, o->failed_creates, o->failed_deletes, o->ok_after,
+		o->n_live, o->n_gone);
+	CHECK_MSG(o->wrong[0] == '\0', "an answer neither worked nor named the store: %s",
+		  o->wrong);
+	CHECK_MSG(o->down_answers >= 24, "only %d answers while PostgreSQL was down",
+		  o->down_answers);
+	CHECK_MSG(o->ok_after >= OUTAGE_WORKERS, "only %d requests worked after", o->ok_after);
+
+	/* Nothing half-written: the API shows exactly the sessions whose
+	 * create it acknowledged and whose delete it did not (a create it
+	 * refused left no row; one whose undo could not reach the store is
+	 * deleted once it can: so the list is read until it settles, for a
+	 * bounded time). */
+	static char listed[OUTAGE_MAX][40];
+	int n = 0;
+	bool same = false;
+	for (double until = client_now() + 30; !same && client_now() < until;) {
+		n = outage_listed(&d[0], key, listed, OUTAGE_MAX);
+		same = n == o->n_live;
+		for (int i = 0; same && i < n; i++)
+			same = outage_list_has(o->live, o->n_live, listed[i]);
+		if (!same)
+			usleep(250 * 1000);
+	}
+	for (int i = 0; i < n; i++)
+		CHECK_MSG(outage_list_has(o->live, o->n_live, listed[i]),
+			  "session %s is listed, yet its create was refused", listed[i]);
+	for (int i = 0; i < o->n_live; i++)
+		CHECK_MSG(outage_list_has(listed, n, o->live[i]),
+			  "session %s was acknowledged and is not listed", o->live[i]);
+	/* Every one works, and the first kept its file. */
+	out = run_on(&d[0], key, o->live[0], "cat /workspace/f");
+	CHECK_STR_EQ(out, "kept\n");
+	free(out);
+	for (int i = 0; i < o->n_live; i++) {
+		out = run_on(&d[i % nodes], key, o->live[i], "echo ok");
+		CHECK_STR_EQ(out, "ok\n");
+		free(out);
+	}
+	/* Every deleted one is gone, sandbox and all; no sandbox is left
+	 * of a session the API does not show. */
+	for (int i = 0; i < o->n_gone; i++) {
+		CHECK_INT_EQ(get_status(&d[i % nodes], key, o->gone[i]), 404);
+		char which[PATH_MAX];
+		for (int k = 0; k < nodes; k++)
+			CHECK_MSG(!sandbox_left(&d[k], o->gone[i], which, sizeof(which)),
+				  "deleted session %s left %s", o->gone[i], which);
+	}
+	char dir[PATH_MAX];
+	for (int k = 0; k < nodes; k++) {
+		snprintf(dir, sizeof(dir), "/sys/fs/cgroup/memory/%s", d[k].cgroup_parent);
+		outage_no_stray(dir, listed, n);
+		snprintf(dir, sizeof(dir), "%s/run", d[k].data_dir);
+		outage_no_stray(dir, listed, n);
+	}
+	/* And they delete, the ones whose delete was refused included. */
+	for (int i = 0; i < o->n_live; i++)
+		delete_on(&d[i % nodes], key, o->live[i]);
+	int bad = 0;
+	for (int k = nodes - 1; k >= 0; k--) {
+		CHECK_INT_EQ(client_daemon_stop(&d[k]), 0);
+		bad += client_daemon_check(&d[k]);
+	}
+	CHECK_INT_EQ(bad, 0);
+	munmap(o, sizeof(*o));
+}
+
+TEST_TIMEOUT(postgres_restarted_under_load, 420)
+{
+	outage_run(1);
+}
+
+/* The same with two nodes, each request through the next one: a session
+ * of the other node's is relayed to it. */
+TEST_TIMEOUT(postgres_restarted_under_load_on_two_nodes, 420)
+{
+	outage_run(2);
 }

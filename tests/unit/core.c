@@ -258,6 +258,81 @@ TEST(create_that_cannot_start_leaves_nothing)
 	fixture_close(&f);
 }
 
+/* A delete whose record the store refuses (unreachable) does nothing
+ * else: the session keeps its record and its running sandbox, serves as
+ * before, and deletes once the store takes it. */
+TEST(delete_the_store_refuses_keeps_the_session_whole)
+{
+	struct fixture f;
+	struct core_config cfg = config(0, 300, 1800);
+	fixture_open(&f, NULL, &cfg, "paid");
+	char *id = create(&f);
+	write_f(&f, id, "kept");
+	fake_fail(f.w, "session_delete", 1);
+	struct bk_err err = BK_ERR_INIT;
+	CHECK_INT_EQ(core_session_delete(f.core, &f.key, id, &err), -1);
+	struct fake_view v;
+	fake_view(f.w, id, &v);
+	CHECK(v.record);
+	CHECK_INT_EQ(v.running, 1);
+	expect_f(&f, id, "kept");
+	err = (struct bk_err)BK_ERR_INIT;
+	CHECK_MSG(core_session_delete(f.core, &f.key, id, &err) == 0, "%s", err.msg);
+	fake_view(f.w, id, &v);
+	CHECK(!v.record);
+	CHECK_INT_EQ(v.running, 0);
+	free(id);
+	fixture_close(&f);
+}
+
+static bool no_record(void *ctx)
+{
+	struct fake_world **w = ctx;
+	struct fake_view v;
+	fake_view(w[0], (const char *)w[1], &v);
+	return !v.record;
+}
+
+/* A create that cannot start, whose record the store then refuses to
+ * delete: its sandbox goes at once, no request finds the session, and the
+ * reaper deletes the record once the store takes it. */
+TEST(create_undone_while_the_store_refuses_leaves_nothing)
+{
+	struct fixture f;
+	struct core_config cfg = config(0, 300, 1800);
+	fixture_open(&f, NULL, &cfg, "paid");
+	fake_fail(f.w, "start", 1);
+	fake_fail(f.w, "session_delete", 1);
+	struct core_session_spec spec = {0};
+	struct core_session_info info;
+	struct bk_err err = BK_ERR_INIT;
+	CHECK_INT_EQ(core_session_create(f.core, &f.key, &spec, &info, &err), -1);
+	CHECK_INT_EQ(fake_running(f.w), 0);
+	struct core_session_info *list;
+	size_t n;
+	int64_t total;
+	CHECK(core_session_list(f.core, &f.key, NULL, false, 10, 0, &list, &n, &total, &err) == 0);
+	CHECK_INT_EQ(total, n);
+	char id[64] = "";
+	if (n == 1)
+		snprintf(id, sizeof(id), "%s", list[0].id);
+	for (size_t i = 0; i < n; i++)
+		core_session_info_release(&list[i]);
+	free(list);
+	if (id[0]) {
+		/* Its record still there: refused all the same, never woken. */
+		err = (struct bk_err)BK_ERR_INIT;
+		CHECK_INT_EQ(core_vm_ensure(f.core, &f.key, id, &err), -1);
+		CHECK_INT_EQ(err.kind, BK_E_NOT_FOUND);
+		CHECK_INT_EQ(fake_running(f.w), 0);
+		void *ctx[2] = {f.w, id};
+		CHECK_MSG(wait_for(no_record, ctx, 10000), "the record of %s stays", id);
+	}
+	CHECK_INT_EQ(fake_calls(f.w, "session_delete"), 2);
+	CHECK_INT_EQ(core_session_total(f.core), 0);
+	fixture_close(&f);
+}
+
 TEST(create_stops_at_the_plan_cap)
 {
 	struct fixture f;
