@@ -1307,16 +1307,83 @@ off:
 	fprintf(stderr, "bunkerd: egress: off, sessions keep loopback only: %s\n", e->why);
 }
 
+/* Deletes table (family inet) in a transaction of its own, over
+ * nfnetlink: 0 or an errno. libnftables would fetch its cache first and
+ * fetch it again for as long as the ruleset's generation changes under
+ * it, which with other daemons of the host busy changing theirs went on
+ * for minutes and held a stop with it. */
+static int nfnl_table_delete(const char *table)
+{
+	char buf[1024];
+	struct mnl_nlmsg_batch *b = mnl_nlmsg_batch_start(buf, sizeof(buf));
+	nfnl_batch_mark(b, NFNL_MSG_BATCH_BEGIN);
+	nfnl_put(b, NFT_MSG_DELTABLE, 0, table);
+	mnl_nlmsg_batch_next(b);
+	nfnl_batch_mark(b, NFNL_MSG_BATCH_END);
+	int r = nfnl_batch_send(mnl_nlmsg_batch_head(b), mnl_nlmsg_batch_size(b));
+	mnl_nlmsg_batch_stop(b);
+	return r;
+}
+
+static int table_seen(const struct nlmsghdr *h, void *data)
+{
+	bool *ours = data;
+	const struct nlattr *a;
+	mnl_attr_for_each(a, h, sizeof(struct nfgenmsg))
+	{
+		if (mnl_attr_get_type(a) == NFTA_TABLE_NAME &&
+		    mnl_attr_validate(a, MNL_TYPE_NUL_STRING) == 0 &&
+		    strncmp(mnl_attr_get_str(a), "bunker_", 7) == 0)
+			*ours = true;
+	}
+	return MNL_CB_OK;
+}
+
+/* Whether a table inet bunker_* of any daemon is there, by one dump of
+ * the tables' names (no cache, no retry): 1, 0, or -1 when it cannot
+ * say. */
+static int nfnl_tables_of_ours(void)
+{
+	struct mnl_socket *sock = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
+	if (sock == NULL)
+		return -1;
+	int fd = mnl_socket_get_fd(sock);
+	struct timeval tv = {.tv_sec = 2};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	char buf[8192];
+	struct nlmsghdr *h = mnl_nlmsg_put_header(buf);
+	h->nlmsg_type = (uint16_t)((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE);
+	h->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	h->nlmsg_seq = 1;
+	struct nfgenmsg *g = mnl_nlmsg_put_extra_header(h, sizeof(*g));
+	g->nfgen_family = NFPROTO_INET;
+	g->version = NFNETLINK_V0;
+	int r = -1;
+	bool ours = false;
+	if (mnl_socket_bind(sock, 0, MNL_SOCKET_AUTOPID) == 0 &&
+	    mnl_socket_sendto(sock, h, h->nlmsg_len) >= 0) {
+		unsigned portid = mnl_socket_get_portid(sock);
+		for (;;) {
+			ssize_t got = recv(fd, buf, sizeof(buf), 0);
+			if (got <= 0)
+				break;
+			int cb = mnl_cb_run(buf, (size_t)got, 1, portid, table_seen, &ours);
+			if (cb <= MNL_CB_STOP) {
+				r = cb == MNL_CB_STOP ? ours : -1;
+				break;
+			}
+		}
+	}
+	mnl_socket_close(sock);
+	return r;
+}
+
 /* The last daemon of ours to stop puts ip_forward back off when one of
  * ours switched it on (the mark says so): no table of a daemon's is left
  * once its own is deleted. */
-static void forward_restore_locked(struct ns_egress *e)
+static void forward_restore_locked(void)
 {
-	if (access(FORWARD_MARK, F_OK) != 0 ||
-	    nft_run_cmd_from_buffer(e->nft, "list tables inet\n") != 0)
-		return;
-	const char *out = nft_ctx_get_output_buffer(e->nft);
-	if (out != NULL && strstr(out, "table inet bunker_") != NULL)
+	if (access(FORWARD_MARK, F_OK) != 0 || nfnl_tables_of_ours() != 0)
 		return;
 	sysctl_write("/proc/sys/net/ipv4/ip_forward", "0");
 	unlink(FORWARD_MARK);
@@ -1327,12 +1394,11 @@ void ns__egress_close(struct ns_egress *e)
 	if (e->ready) {
 		ns__dns_stop(e);
 		pthread_mutex_lock(&e->lock);
-		char cmd[64];
-		snprintf(cmd, sizeof(cmd), "delete table inet %s\n", e->table);
-		struct bk_err err = BK_ERR_INIT;
-		if (nft_run_locked(e, cmd, &err) < 0)
-			fprintf(stderr, "bunkerd: %s\n", err.msg);
-		forward_restore_locked(e);
+		int r = nfnl_table_delete(e->table);
+		if (r != 0)
+			fprintf(stderr, "bunkerd: cannot delete table inet %s: %s\n", e->table,
+				strerror(r));
+		forward_restore_locked();
 		pthread_mutex_unlock(&e->lock);
 		stale_links_remove(e);
 	}

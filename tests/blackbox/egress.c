@@ -1072,3 +1072,37 @@ TEST(host_forwards_only_sessions)
 	CHECK_MSG(reached != 0, "the host forwarded a connection between two namespaces that "
 				"are not sessions");
 }
+
+/* A stop deletes the daemon's table at once, however busy the host's
+ * other rulesets are: through libnftables it fetched the ruleset again
+ * for as long as its generation kept changing, so another process that
+ * kept changing a table of its own held the stop with it (10.8 s here
+ * against a 10 s loop of changes; 0.03 s over nfnetlink). */
+TEST_TIMEOUT(stop_not_held_by_another_ruleset_changing, 90)
+{
+	need_root();
+	need_range(215);
+	struct client_daemon d = {0};
+	snprintf(d.build, sizeof(d.build), "%s", bk.d.build);
+	const char *const args[] = {"--egress-net", "10.215.0.0/16", "--warm-pool", "0", NULL};
+	CHECK(client_daemon_start(&d, args) == 0);
+	char table[32];
+	snprintf(table, sizeof(table), "bkt_churn%d", (int)getpid());
+	pid_t churn = fork();
+	CHECK(churn >= 0);
+	if (churn == 0) {
+		/* Changes for longer than a stop may take (client_daemon_stop). */
+		double end = client_now() + 30;
+		while (client_now() < end)
+			sh("printf 'add table inet %s\\nadd chain inet %s c1\\nadd chain inet %s "
+			   "c2\\ndelete table inet %s\\n' | nft -f -",
+			   table, table, table, table);
+		_exit(0);
+	}
+	usleep(500 * 1000);
+	int stopped = client_daemon_stop(&d);
+	kill(churn, SIGKILL);
+	waitpid(churn, NULL, 0);
+	sh("nft delete table inet %s 2>/dev/null; true", table);
+	CHECK_MSG(stopped == 0, "the daemon did not stop while another table kept changing");
+}
