@@ -301,6 +301,12 @@ static _Noreturn void spawner_main(int sock, const struct ns_backend *b)
 		    sa.sa_handler != SIG_IGN && sa.sa_handler != SIG_DFL)
 			signal(sig, SIG_DFL);
 	}
+	/* Of the daemon's descriptors it keeps its socket alone (and the
+	 * standard three): a listening socket, a database or a lock of the
+	 * daemon's held on here would outlive what the daemon closes. */
+	if (sock > 3)
+		syscall(SYS_close_range, 3, sock - 1, 0);
+	syscall(SYS_close_range, sock + 1, ~0U, 0);
 	/* A copy of the daemon's namespace, less the run directory: the
 	 * disks of sessions an earlier run left go from this copy only (the
 	 * run directory is private: none of the daemon's later mounts under

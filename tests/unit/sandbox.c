@@ -373,6 +373,16 @@ TEST(sandbox_clones_come_from_a_namespace_without_the_disks)
 	pid_t spawner = ((struct ns_backend *)backend)->spawner_pid;
 	CHECK(spawner > 0 && spawner != getpid());
 	CHECK_INT_EQ(mounts_under(spawner, run), 0);
+	/* Of this process's descriptors it keeps only its socket. */
+	char fd_dir[64];
+	snprintf(fd_dir, sizeof(fd_dir), "/proc/%d/fd", (int)spawner);
+	DIR *d = opendir(fd_dir);
+	CHECK(d != NULL);
+	int kept = 0;
+	for (struct dirent *de; (de = readdir(d)) != NULL;)
+		kept += de->d_name[0] != '.' && atoi(de->d_name) > 2;
+	closedir(d);
+	CHECK_INT_EQ(kept, 1);
 	stop(a);
 	stop(b);
 	purge("ses_unitkkkkkkkkkkkkkkkk", NULL);
@@ -388,6 +398,19 @@ TEST(sandbox_start_replaces_a_killed_spawner)
 	setup();
 	pid_t first = ((struct ns_backend *)backend)->spawner_pid;
 	CHECK(kill(first, SIGKILL) == 0);
+	/* Dead (a zombie until the backend reaps it): its socket is closed. */
+	for (char state = 0; state != 'Z';) {
+		char path[64], line[512];
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)first);
+		FILE *f = fopen(path, "r");
+		CHECK(f != NULL && fgets(line, sizeof(line), f) != NULL);
+		fclose(f);
+		char *p = strrchr(line, ')');
+		CHECK(p != NULL);
+		state = p[2];
+		if (state != 'Z')
+			usleep(1000);
+	}
 	struct sbx *s = start("ses_unitnnnnnnnnnnnnnnnn", 64);
 	expect_out(s, "echo ok", "ok\n");
 	pid_t second = ((struct ns_backend *)backend)->spawner_pid;
