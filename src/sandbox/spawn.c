@@ -226,6 +226,10 @@ static int send_with_fds(int sock, const void *buf, size_t len, const int *fds, 
 		msg.msg_control = ctl.buf;
 		msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
 		struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+		if (c == NULL) { /* never: the buffer is sized for it */
+			errno = EINVAL;
+			return -1;
+		}
 		c->cmsg_level = SOL_SOCKET;
 		c->cmsg_type = SCM_RIGHTS;
 		c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
