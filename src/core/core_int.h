@@ -76,8 +76,15 @@ struct session {
 	struct core_preview *previews; /* open preview connections, under mu */
 	char *network;		       /* its policy (core/network.c), under mu; owned */
 	bool net_applied;	       /* its sandbox has a network (mu) */
-	struct session *next;
+	/* The registry's list, and its chains by id and by public id (all
+	 * core->lock). */
+	struct session *next, **pprev;
+	struct session *id_next, *public_next;
 };
+
+/* Chains of the registry's index by id and by public id: a lookup read
+ * every session's two ids, 0.2 ms of a request at 2,000 sessions. */
+#define CORE_REGISTRY_BUCKETS 4096
 
 /* A sandbox started ahead of need, waiting for a session. */
 struct pool_entry {
@@ -107,6 +114,7 @@ struct core {
 	pthread_mutex_t lock;
 	pthread_cond_t ref_cond; /* a session's refs dropped */
 	struct session *sessions;
+	struct session *by_id[CORE_REGISTRY_BUCKETS], *by_public[CORE_REGISTRY_BUCKETS];
 	pthread_t reaper;
 	bool reaper_running;
 	pthread_mutex_t reaper_lock;

@@ -53,34 +53,73 @@ static void session_free(struct session *s)
 	free(s);
 }
 
+static size_t bucket_of(const char *id)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	for (const char *c = id; *c; c++)
+		h = (h ^ (uint8_t)*c) * 16777619u;
+	return h % CORE_REGISTRY_BUCKETS;
+}
+
 /* With core->lock held: by id or public id. */
 static struct session *registry_find(struct core *core, const char *id)
 {
-	for (struct session *s = core->sessions; s; s = s->next)
-		if (strcmp(s->id, id) == 0 || strcmp(s->public_id, id) == 0)
+	size_t b = bucket_of(id);
+	for (struct session *s = core->by_id[b]; s; s = s->id_next)
+		if (strcmp(s->id, id) == 0)
+			return s;
+	for (struct session *s = core->by_public[b]; s; s = s->public_next)
+		if (strcmp(s->public_id, id) == 0)
 			return s;
 	return NULL;
+}
+
+/* With core->lock held. */
+static void registry_link_locked(struct core *core, struct session *s)
+{
+	s->next = core->sessions;
+	if (s->next)
+		s->next->pprev = &s->next;
+	s->pprev = &core->sessions;
+	core->sessions = s;
+	size_t b = bucket_of(s->id);
+	s->id_next = core->by_id[b];
+	core->by_id[b] = s;
+	b = bucket_of(s->public_id);
+	s->public_next = core->by_public[b];
+	core->by_public[b] = s;
+	s->linked = true;
 }
 
 void core__registry_link(struct core *core, struct session *s)
 {
 	pthread_mutex_lock(&core->lock);
-	s->next = core->sessions;
-	core->sessions = s;
-	s->linked = true;
+	registry_link_locked(core, s);
 	pthread_mutex_unlock(&core->lock);
 }
 
 /* With core->lock held. */
 static void registry_unlink_locked(struct core *core, struct session *s)
 {
-	for (struct session **pp = &core->sessions; *pp; pp = &(*pp)->next) {
+	if (!s->linked)
+		return;
+	*s->pprev = s->next;
+	if (s->next)
+		s->next->pprev = s->pprev;
+	for (struct session **pp = &core->by_id[bucket_of(s->id)]; *pp; pp = &(*pp)->id_next) {
 		if (*pp == s) {
-			*pp = s->next;
-			s->linked = false;
-			return;
+			*pp = s->id_next;
+			break;
 		}
 	}
+	for (struct session **pp = &core->by_public[bucket_of(s->public_id)]; *pp;
+	     pp = &(*pp)->public_next) {
+		if (*pp == s) {
+			*pp = s->public_next;
+			break;
+		}
+	}
+	s->linked = false;
 }
 
 /* With core->lock held: takes a reference to s if it is live and key's. */
@@ -143,9 +182,7 @@ static int registry_load(struct core *core, const char *key_id, const char *id,
 		*out = known;
 		return rc;
 	}
-	s->next = core->sessions;
-	core->sessions = s;
-	s->linked = true;
+	registry_link_locked(core, s);
 	int rc = take_locked(s, key_id, id, err);
 	pthread_mutex_unlock(&core->lock);
 	pthread_mutex_unlock(&core->load_lock);

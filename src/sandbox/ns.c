@@ -385,6 +385,7 @@ static void ns_close(struct sbx_backend *base)
 	if (base == NULL)
 		return;
 	struct ns_backend *b = (struct ns_backend *)base;
+	ns__spawner_close(b);
 	if (b->cg) {
 		/* Every sandbox is stopped by now, so the parent is empty: a
 		 * daemon leaves no cgroup behind. One that cannot go says so. */
@@ -396,6 +397,7 @@ static void ns_close(struct sbx_backend *base)
 	ns__egress_close(&b->egress);
 	sbx__slots_destroy(&b->slots);
 	pthread_mutex_destroy(&b->pids_lock);
+	pthread_mutex_destroy(&b->spawner_lock);
 	free(b);
 }
 
@@ -546,6 +548,9 @@ static int ns_prepare(struct ns_backend *b, const struct sbx_backend_config *cfg
 		return bk_err_set(err, errno, "cannot bind '%s'", b->run_dir);
 	if (mount(NULL, b->run_dir, NULL, MS_PRIVATE, NULL) < 0)
 		return bk_err_set(err, errno, "cannot make '%s' private", b->run_dir);
+	/* Before any session: sandboxes are clones of this small fork. */
+	if (ns__spawner_open(b, err) < 0)
+		return -1;
 	/* The disks that survived an earlier run hold their slots. */
 	each_run_dir(b, hold_slot, b);
 	/* Egress names its table and interfaces after the same hash, so two
@@ -565,6 +570,8 @@ int sbx_backend_open(const struct sbx_backend_config *cfg, struct sbx_backend **
 		return bk_err_set(err, ENOMEM, "cannot open the sandbox backend");
 	b->base.ops = &ns_ops;
 	pthread_mutex_init(&b->pids_lock, NULL);
+	pthread_mutex_init(&b->spawner_lock, NULL);
+	b->spawner_fd = -1;
 	ns__egress_init(&b->egress);
 	if (ns_prepare(b, cfg, err) < 0) {
 		ns_close(&b->base);

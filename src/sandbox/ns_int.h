@@ -55,6 +55,11 @@ struct ns_backend {
 	pthread_mutex_t pids_lock;
 	/* Sessions' outbound network (sandbox/egress.c). */
 	struct ns_egress egress;
+	/* The process that clones sandboxes (sandbox/spawn.c), over its
+	 * socket (spawner_lock: one start at a time); -1 when none runs. */
+	int spawner_fd;
+	pid_t spawner_pid;
+	pthread_mutex_t spawner_lock;
 };
 
 struct ns_sbx {
@@ -137,6 +142,11 @@ void ns__mntns_release(void);
 int ns__spawn(struct ns_sbx *s, const struct sbx_limits *limits, struct bk_err *err);
 /* SIGKILLs PID 1 and reaps it, once every process of its namespace is gone. */
 void ns__kill_and_reap(struct ns_sbx *s);
+/* Starts the process that clones sandboxes for b, a fork of the daemon
+ * taken before any session, in a mount namespace of its own without b's
+ * run directory; ns__spawner_close() ends it (nothing when none runs). */
+int ns__spawner_open(struct ns_backend *b, struct bk_err *err);
+void ns__spawner_close(struct ns_backend *b);
 
 /* ---- the pieces the child and the parent set up ---- */
 

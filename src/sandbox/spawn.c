@@ -161,16 +161,16 @@ static _Noreturn void spawn_child(int go_fd, int go_w, int err_fd, int sock_fd, 
  * watches, namespaces; /proc/sys/user) to its owner in the parent, so a
  * namespace owned by root would share root's 128 inotify instances with
  * every session and with the host's own services. The owner is the
- * creator's effective uid: this thread takes it for the clone alone (raw
- * calls act on the calling thread only; the real and saved uids stay 0, so
- * its capabilities come back with the effective uid). */
+ * creator's effective uid: the spawner takes it for the clone alone (the
+ * real and saved uids stay 0, so its capabilities come back with the
+ * effective uid). CLONE_PARENT makes the daemon, the spawner's parent, the
+ * sandbox's: the daemon reaps it. */
 static pid_t clone_sandbox(int *pidfd, uid_t owner)
 {
 	struct clone_args args = {
 	    .flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS |
-		     CLONE_NEWIPC | CLONE_PIDFD,
+		     CLONE_NEWIPC | CLONE_PIDFD | CLONE_PARENT,
 	    .pidfd = (uint64_t)(uintptr_t)pidfd,
-	    .exit_signal = SIGCHLD,
 	};
 	if (syscall(SYS_setresuid, -1, owner, -1) < 0)
 		return -1;
@@ -179,11 +179,266 @@ static pid_t clone_sandbox(int *pidfd, uid_t owner)
 		return 0;
 	int e = errno;
 	if (syscall(SYS_setresuid, -1, 0, -1) < 0)
-		abort(); /* a daemon thread without root's powers cannot go on */
-	/* A change of effective uid made the daemon undumpable; it was not. */
+		_exit(1); /* a spawner without root's powers cannot go on */
+	/* A change of effective uid made the spawner undumpable; it was not. */
 	prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
 	errno = e;
 	return pid;
+}
+
+/* ---- the spawner ----
+ *
+ * A sandbox's clone copies the cloning process: its memory (page tables
+ * the clone copies and its exec tears down, pages the daemon then faults
+ * back in copy-on-write) and its mount namespace, which holds one disk
+ * per session (sandbox/mntns.c). Both grow with the sessions: measured at
+ * 2,000, dup_mmap, exit_mmap and copy_mnt_ns took two fifths of the
+ * daemon's CPU. The spawner is a fork of the daemon taken when the backend
+ * opens, before any session exists, in a mount namespace of its own
+ * without the run directory: it clones each sandbox for the daemon, a copy
+ * of a small process whose table holds none of the sessions' mounts. It
+ * only makes system calls (it is the fork of a threaded process), and
+ * ends when the daemon's end of its socket closes. */
+
+/* The descriptors a start hands to the spawner, in this order. */
+enum { SPAWN_GO_R, SPAWN_GO_W, SPAWN_REPORT_W, SPAWN_AGENT, SPAWN_INIT, SPAWN_TREE, SPAWN_NFDS };
+
+struct spawn_request {
+	uid_t owner;
+};
+
+struct spawn_reply {
+	pid_t pid; /* -1 on failure */
+	int errnum;
+};
+
+/* Sends len bytes of buf with nfds descriptors (0 for none). */
+static int send_with_fds(int sock, const void *buf, size_t len, const int *fds, int nfds)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * SPAWN_NFDS)];
+		struct cmsghdr align;
+	} ctl;
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+	if (nfds > 0) {
+		memset(&ctl, 0, sizeof(ctl));
+		msg.msg_control = ctl.buf;
+		msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+		if (c == NULL) { /* never: the buffer is sized for it */
+			errno = EINVAL;
+			return -1;
+		}
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+		memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
+	}
+	ssize_t n;
+	while ((n = sendmsg(sock, &msg, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+		;
+	if (n != (ssize_t)len) {
+		if (n >= 0)
+			errno = EPIPE;
+		return -1;
+	}
+	return 0;
+}
+
+/* Receives len bytes into buf and up to nfds descriptors (CLOEXEC) into
+ * fds, *got of them (the rest are -1). 1 on success, 0 at the end of the
+ * stream, -1 on failure (a message of another length is EPROTO, with the
+ * descriptors that came closed). */
+static int recv_with_fds(int sock, void *buf, size_t len, int *fds, int nfds, int *got)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * SPAWN_NFDS)];
+		struct cmsghdr align;
+	} ctl;
+	struct iovec iov = {.iov_base = buf, .iov_len = len};
+	struct msghdr msg = {.msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = ctl.buf,
+			     .msg_controllen = sizeof(ctl)};
+	*got = 0;
+	for (int i = 0; i < nfds; i++)
+		fds[i] = -1;
+	ssize_t n;
+	while ((n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
+		;
+	if (n <= 0)
+		return (int)n;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+		for (int i = 0; i < k; i++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(c) + sizeof(int) * (size_t)i, sizeof(int));
+			if (*got < nfds)
+				fds[(*got)++] = fd;
+			else
+				close(fd);
+		}
+	}
+	if (n != (ssize_t)len) {
+		for (int i = 0; i < *got; i++)
+			close(fds[i]);
+		for (int i = 0; i < nfds; i++)
+			fds[i] = -1;
+		*got = 0;
+		errno = EPROTO;
+		return -1;
+	}
+	return 1;
+}
+
+static _Noreturn void spawner_main(int sock, const struct ns_backend *b)
+{
+	/* The daemon's handlers are not this process's: default, as an exec
+	 * would make them (what is ignored stays ignored, as it does for the
+	 * sandboxes, cloned with the mask and dispositions they had). */
+	for (int sig = 1; sig < NSIG; sig++) {
+		struct sigaction sa;
+		if (sig != SIGKILL && sig != SIGSTOP && sigaction(sig, NULL, &sa) == 0 &&
+		    sa.sa_handler != SIG_IGN && sa.sa_handler != SIG_DFL)
+			signal(sig, SIG_DFL);
+	}
+	/* Of the daemon's descriptors it keeps its socket alone (and the
+	 * standard three): a listening socket, a database or a lock of the
+	 * daemon's held on here would outlive what the daemon closes. */
+	if (sock > 3)
+		syscall(SYS_close_range, 3, sock - 1, 0);
+	syscall(SYS_close_range, sock + 1, ~0U, 0);
+	/* A copy of the daemon's namespace, less the run directory: the
+	 * disks of sessions an earlier run left go from this copy only (the
+	 * run directory is private: none of the daemon's later mounts under
+	 * it arrives here). */
+	int status = 0;
+	if (unshare(CLONE_NEWNS) < 0 || umount2(b->run_dir, MNT_DETACH) < 0)
+		status = errno ? errno : EIO;
+	if (write_full(sock, &status, sizeof(status)) < 0 || status != 0)
+		_exit(1);
+	for (;;) {
+		struct spawn_request req;
+		int fds[SPAWN_NFDS], got;
+		int r = recv_with_fds(sock, &req, sizeof(req), fds, SPAWN_NFDS, &got);
+		if (r == 0)
+			_exit(0);
+		if (r > 0 && got != SPAWN_NFDS) {
+			r = -1;
+			errno = EPROTO;
+		}
+		struct spawn_reply rep = {.pid = -1, .errnum = errno};
+		int pidfd = -1;
+		if (r > 0) {
+			rep.pid = clone_sandbox(&pidfd, req.owner);
+			if (rep.pid == 0)
+				spawn_child(fds[SPAWN_GO_R], fds[SPAWN_GO_W], fds[SPAWN_REPORT_W],
+					    fds[SPAWN_AGENT], fds[SPAWN_INIT], fds[SPAWN_TREE],
+					    b->hostname, b->cap_last);
+			rep.errnum = rep.pid < 0 ? errno : 0;
+		}
+		for (int i = 0; i < got; i++)
+			close(fds[i]);
+		int sent = send_with_fds(sock, &rep, sizeof(rep), &pidfd, rep.pid > 0 ? 1 : 0);
+		if (pidfd >= 0)
+			close(pidfd);
+		if (sent < 0)
+			_exit(1);
+	}
+}
+
+int ns__spawner_open(struct ns_backend *b, struct bk_err *err)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return bk_err_set(err, errno, "cannot create the sandbox spawner's socket");
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(sv[0]);
+		spawner_main(sv[1], b);
+	}
+	int e = errno;
+	close(sv[1]);
+	if (pid < 0) {
+		close(sv[0]);
+		return bk_err_set(err, e, "cannot start the sandbox spawner");
+	}
+	b->spawner_fd = sv[0];
+	b->spawner_pid = pid;
+	int status = 0;
+	if (read_full(b->spawner_fd, &status, sizeof(status)) != 1) {
+		ns__spawner_close(b);
+		return bk_err_set(err, EPIPE, "the sandbox spawner did not start");
+	}
+	if (status != 0) {
+		ns__spawner_close(b);
+		return bk_err_set(
+		    err, status, "the sandbox spawner cannot leave '%s' out of its mount namespace",
+		    b->run_dir);
+	}
+	return 0;
+}
+
+void ns__spawner_close(struct ns_backend *b)
+{
+	if (b->spawner_fd >= 0)
+		close(b->spawner_fd);
+	b->spawner_fd = -1;
+	while (b->spawner_pid > 0 && waitpid(b->spawner_pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	b->spawner_pid = 0;
+}
+
+/* Has the spawner clone the sandbox with the child's descriptors fds: its
+ * pid, and its pidfd in *pidfd. A spawner found gone before it took the
+ * request (killed, say: the request cannot be sent, or is dropped unread
+ * as a reset) is started again, once: a fork of the daemon as it is now,
+ * its sessions' disks left out again. */
+static pid_t spawner_clone(struct ns_backend *b, const int *fds, uid_t owner, int *pidfd,
+			   struct bk_err *err)
+{
+	struct spawn_request req = {.owner = owner};
+	struct spawn_reply rep = {.pid = -1};
+	int r = -1, got = 0, e = EPIPE;
+	pthread_mutex_lock(&b->spawner_lock);
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (attempt > 0) {
+			fprintf(stderr,
+				"bunkerd: the sandbox spawner (process %d) is gone; starting "
+				"another\n",
+				(int)b->spawner_pid);
+			ns__spawner_close(b);
+			if (ns__spawner_open(b, err) < 0) {
+				pthread_mutex_unlock(&b->spawner_lock);
+				return -1;
+			}
+		}
+		r = -1;
+		if (b->spawner_fd >= 0 &&
+		    send_with_fds(b->spawner_fd, &req, sizeof(req), fds, SPAWN_NFDS) == 0)
+			r = recv_with_fds(b->spawner_fd, &rep, sizeof(rep), pidfd, 1, &got);
+		e = r == 0 ? EPIPE : errno;
+		if (r > 0 || (r < 0 && e != EPIPE && e != ECONNRESET))
+			break;
+		/* The end of the stream after the request was sent: the spawner
+		 * may have died cloning; nothing is sent twice. */
+		if (r == 0)
+			break;
+	}
+	pid_t spawner = b->spawner_pid;
+	pthread_mutex_unlock(&b->spawner_lock);
+	if (r <= 0)
+		return bk_err_set(err, e, "cannot reach the sandbox spawner (process %d)",
+				  (int)spawner);
+	if (rep.pid <= 0)
+		return bk_err_set(err, rep.errnum, "cannot clone the sandbox");
+	if (got != 1)
+		return bk_err_set(err, EPROTO, "the sandbox spawner sent no pidfd for process %d",
+				  (int)rep.pid);
+	return rep.pid;
 }
 
 void ns__kill_and_reap(struct ns_sbx *s)
@@ -291,12 +546,12 @@ int ns__spawn(struct ns_sbx *s, const struct sbx_limits *limits, struct bk_err *
 	 * directory), so its mounts leave the daemon's table at once, and
 	 * neither this clone nor any later sandbox's copies them. */
 	ns__rootfs_umount(&s->paths);
-	pid_t pid = clone_sandbox(&s->pidfd, (uid_t)sbx__slot_base(s->slot));
-	if (pid == 0)
-		spawn_child(f.go[0], f.go[1], f.report[1], f.agent[1], f.init, tree, s->b->hostname,
-			    s->b->cap_last);
+	const int fds[SPAWN_NFDS] = {
+	    [SPAWN_GO_R] = f.go[0],	[SPAWN_GO_W] = f.go[1], [SPAWN_REPORT_W] = f.report[1],
+	    [SPAWN_AGENT] = f.agent[1], [SPAWN_INIT] = f.init,	[SPAWN_TREE] = tree};
+	pid_t pid = spawner_clone(s->b, fds, (uid_t)sbx__slot_base(s->slot), &s->pidfd, err);
 	if (pid < 0)
-		return bk_err_set(err, errno, "cannot clone the sandbox");
+		return -1;
 	/* The child's ends are the child's. */
 	close(steal_fd(&f.go[0]));
 	close(steal_fd(&f.report[1]));

@@ -294,6 +294,39 @@ static int sqlite_next_row(void *ctx, size_t i, struct store__row *r, struct bk_
 	return 1;
 }
 
+/* A page of key_id's live sessions, newest first, and their number;
+ * called with the lock held. */
+static int session_page_unfiltered(struct store *st, const char *key_id, int64_t now_ms, int limit,
+				   int offset, struct store_session **out, size_t *n,
+				   int64_t *total, struct bk_err *err)
+{
+	_cleanup_stmt_ sqlite3_stmt *count = NULL;
+	if (sqlite3_prepare_v2(SQ(st)->db,
+			       "SELECT COUNT(*) FROM sessions WHERE key_id = ? AND expires_ms > ?",
+			       -1, &count, NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(count, 1, key_id, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int64(count, 2, now_ms) != SQLITE_OK || sqlite3_step(count) != SQLITE_ROW)
+		return sqlite__fail(st, err, "cannot count sessions of key '%s'", key_id);
+	int64_t matched = sqlite3_column_int64(count, 0);
+	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
+	if (sqlite3_prepare_v2(
+		SQ(st)->db,
+		"SELECT " STORE_SESSION_COLS " FROM sessions WHERE key_id = ? "
+		"AND expires_ms > ? ORDER BY created_ms DESC, id DESC LIMIT ? OFFSET ?",
+		-1, &stmt, NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(stmt, 1, key_id, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 2, now_ms) != SQLITE_OK ||
+	    sqlite3_bind_int(stmt, 3, limit) != SQLITE_OK ||
+	    sqlite3_bind_int(stmt, 4, offset) != SQLITE_OK)
+		return sqlite__fail(st, err, "cannot list sessions of key '%s'", key_id);
+	int64_t in_page;
+	if (store__session_page(sqlite_next_row, stmt, NULL, NULL, limit, 0, out, n, &in_page,
+				err) < 0)
+		return -1;
+	*total = matched;
+	return 0;
+}
+
 int sqlite__session_list(struct store *st, const char *key_id, int64_t now_ms,
 			 store_session_match match, void *ctx, int limit, int offset,
 			 struct store_session **out, size_t *n, int64_t *total, struct bk_err *err)
@@ -305,10 +338,15 @@ int sqlite__session_list(struct store *st, const char *key_id, int64_t now_ms,
 		return bk_err_field(err, "limit", "limit %d is negative", limit);
 	if (offset < 0)
 		return bk_err_field(err, "offset", "offset %d is negative", offset);
-	/* The filter is core's, applied here row by row so that every store
-	 * gives it the same meaning; a key's sessions are few (its plan caps
-	 * the live ones), so reading them all is cheap. */
 	_cleanup_unlock_ pthread_mutex_t *lock = sqlite__lock(st);
+	/* Without a filter, the page and the count are two queries on the
+	 * key's index: reading every session of a key to count them cost
+	 * 2 us a session, 3.8 ms of a first page at 2,000 (bench/scale). */
+	if (match == NULL)
+		return session_page_unfiltered(st, key_id, now_ms, limit, offset, out, n, total,
+					       err);
+	/* A filter is core's, applied here row by row so that every store
+	 * gives it the same meaning. */
 	_cleanup_stmt_ sqlite3_stmt *stmt = NULL;
 	if (sqlite3_prepare_v2(SQ(st)->db,
 			       "SELECT " STORE_SESSION_COLS " FROM sessions WHERE key_id = ? "

@@ -13,6 +13,7 @@
 #include "../client.h"
 #include "../harness.h"
 #include "sandbox/cgroup.h"
+#include "sandbox/ns_int.h"
 #include "sandbox/sandbox.h"
 #include "sandbox/slots.h"
 
@@ -339,6 +340,84 @@ TEST(sandbox_disk_outlives_sandbox_and_purge_leaves_nothing)
 	while (fgets(line, sizeof(line), f))
 		CHECK_MSG(strstr(line, id) == NULL, "mount left: %s", line);
 	fclose(f);
+	teardown();
+}
+
+/* Lines of /proc/<pid>/mountinfo that name a path under dir. */
+static int mounts_under(pid_t pid, const char *dir)
+{
+	char path[64], line[2048];
+	snprintf(path, sizeof(path), "/proc/%d/mountinfo", (int)pid);
+	FILE *f = fopen(path, "r");
+	CHECK_MSG(f != NULL, "cannot read %s", path);
+	int n = 0;
+	while (fgets(line, sizeof(line), f))
+		n += strstr(line, dir) != NULL;
+	fclose(f);
+	return n;
+}
+
+/* Sandboxes are clones of the spawner, whose mount namespace holds none of
+ * the sessions' disks that this process's holds: a clone copies the
+ * namespace it is made in, and with the disks in it each start cost more
+ * with every session. */
+TEST(sandbox_clones_come_from_a_namespace_without_the_disks)
+{
+	setup();
+	struct sbx *a = start("ses_unitkkkkkkkkkkkkkkkk", 64);
+	struct sbx *b = start("ses_unitmmmmmmmmmmmmmmmm", 64);
+	expect_out(b, "echo ok", "ok\n");
+	char run[400];
+	snprintf(run, sizeof(run), "%s/run", data_dir);
+	CHECK_INT_EQ(mounts_under(getpid(), run), 3); /* the run directory, two disks */
+	pid_t spawner = ((struct ns_backend *)backend)->spawner_pid;
+	CHECK(spawner > 0 && spawner != getpid());
+	CHECK_INT_EQ(mounts_under(spawner, run), 0);
+	/* Of this process's descriptors it keeps only its socket. */
+	char fd_dir[64];
+	snprintf(fd_dir, sizeof(fd_dir), "/proc/%d/fd", (int)spawner);
+	DIR *d = opendir(fd_dir);
+	CHECK(d != NULL);
+	int kept = 0;
+	for (struct dirent *de; (de = readdir(d)) != NULL;)
+		kept += de->d_name[0] != '.' && atoi(de->d_name) > 2;
+	closedir(d);
+	CHECK_INT_EQ(kept, 1);
+	stop(a);
+	stop(b);
+	purge("ses_unitkkkkkkkkkkkkkkkk", NULL);
+	purge("ses_unitmmmmmmmmmmmmmmmm", NULL);
+	teardown();
+	/* The spawner ends with the backend. */
+	CHECK(kill(spawner, 0) < 0 && errno == ESRCH);
+}
+
+/* A spawner that is killed is replaced at the next start. */
+TEST(sandbox_start_replaces_a_killed_spawner)
+{
+	setup();
+	pid_t first = ((struct ns_backend *)backend)->spawner_pid;
+	CHECK(kill(first, SIGKILL) == 0);
+	/* Dead (a zombie until the backend reaps it): its socket is closed. */
+	for (char state = 0; state != 'Z';) {
+		char path[64], line[512];
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)first);
+		FILE *f = fopen(path, "r");
+		CHECK(f != NULL && fgets(line, sizeof(line), f) != NULL);
+		fclose(f);
+		char *p = strrchr(line, ')');
+		CHECK(p != NULL);
+		state = p[2];
+		if (state != 'Z')
+			usleep(1000);
+	}
+	struct sbx *s = start("ses_unitnnnnnnnnnnnnnnnn", 64);
+	expect_out(s, "echo ok", "ok\n");
+	pid_t second = ((struct ns_backend *)backend)->spawner_pid;
+	CHECK(second > 0 && second != first);
+	CHECK(kill(first, 0) < 0 && errno == ESRCH); /* reaped */
+	stop(s);
+	purge("ses_unitnnnnnnnnnnnnnnnn", NULL);
 	teardown();
 }
 
