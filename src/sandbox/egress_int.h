@@ -12,7 +12,7 @@
  * table redirects a session's UDP port 53 (of any address) and its TCP
  * port 53 of its gateway or of NS_RESOLVER_ADDR to it.
  *
- * Locks: egress->lock guards the nft context, the index table and every
+ * Locks: egress->lock guards the nft context and nfnetlink socket, the index table and every
  * session's struct ns_net; it is a leaf (nothing else is taken while it is
  * held).
  */
@@ -24,6 +24,7 @@
 
 #include "sandbox/sandbox.h"
 
+struct mnl_socket;
 struct nft_ctx;
 struct ns_sbx;
 
@@ -75,6 +76,12 @@ struct ns_egress {
 	char ifprefix[9]; /* "bk<6 hex>" */
 	pthread_mutex_t lock;
 	struct nft_ctx *nft;
+	/* Set elements' and a session's removal's batches go here (see
+	 * nfnl_batch_send() in egress.c); NULL until the first. */
+	struct mnl_socket *nfnl;
+	/* The ctnetlink socket of the last cut of connections, kept for the
+	 * next one for the same reason; NULL while a cut has it. */
+	struct mnl_socket *ctnl;
 	struct ns_net **slots;	    /* by index */
 	int64_t tx_total, rx_total; /* bytes of the networks that went */
 	/* The last grant's bandwidth and connection cap, which the warm
