@@ -1321,7 +1321,7 @@ void ns__egress_open(struct ns_egress *e, const struct sbx_backend_config *cfg, 
 	nft_ctx_buffer_error(e->nft);
 	nft_ctx_buffer_output(e->nft);
 	stale_links_remove(e);
-	if (ns__dns_start(e, cfg->dns_hosts, e->why, sizeof(e->why)) < 0)
+	if (ns__dns_start(e, cfg->dns_hosts, cfg->dns_upstream, e->why, sizeof(e->why)) < 0)
 		goto off;
 	/* Switching forwarding on must not make the host a router for
 	 * anything but sessions: when it forwarded nothing before (or did not

@@ -95,6 +95,7 @@ struct ns_egress {
 	bool dns_running;
 	pthread_t dns_thread;
 	uint32_t upstream; /* host order; 0: none, every forwarded name fails */
+	int upstream_port; /* 53 unless --dns-upstream says otherwise */
 	struct ns_dns_host *hosts;
 	size_t n_hosts;
 };
@@ -134,5 +135,8 @@ int ns__net_pin_locked(struct ns_egress *e, struct ns_net *n, const uint32_t *ad
 
 /* ---- the resolver (sandbox/egress_dns.c) ---- */
 
-int ns__dns_start(struct ns_egress *e, const char *hosts_file, char *why, size_t len);
+/* upstream: "ADDRESS[:PORT]" to forward to ("": the first IPv4
+ * nameserver of /etc/resolv.conf). */
+int ns__dns_start(struct ns_egress *e, const char *hosts_file, const char *upstream, char *why,
+		  size_t len);
 void ns__dns_stop(struct ns_egress *e);
