@@ -112,15 +112,19 @@ static const char vmap_type[] = "type ifname : verdict;";
 static const char port_set_type[] = "type inet_service;";
 static const char reject[] = "reject with icmpx admin-prohibited";
 
-/* Runs nft commands (with e->lock held); a failure says nft's message. */
-static int nft_run_locked(struct ns_egress *e, const char *cmds, struct bk_err *err)
+/* Runs nft commands, under e->nft_lock (with or without e->lock held); a
+ * failure says nft's message. */
+static int nft_run(struct ns_egress *e, const char *cmds, struct bk_err *err)
 {
+	pthread_mutex_lock(&e->nft_lock);
+	int r = 0;
 	if (nft_run_cmd_from_buffer(e->nft, cmds) != 0) {
 		const char *msg = nft_ctx_get_error_buffer(e->nft);
-		return bk_err_kind(err, BK_E_INTERNAL, "nftables refused the rules of %s: %.300s",
-				   e->table, msg ? msg : "?");
+		r = bk_err_kind(err, BK_E_INTERNAL, "nftables refused the rules of %s: %.300s",
+				e->table, msg ? msg : "?");
 	}
-	return 0;
+	pthread_mutex_unlock(&e->nft_lock);
+	return r;
 }
 
 /* The table: what no session may reach is refused first, for all of
@@ -189,7 +193,7 @@ static int nft_table_create_locked(struct ns_egress *e, struct bk_err *err)
 		range, e->prefix, e->dns_port, p, e->dns_tcp_port, p, p, p, e->dns_port, p,
 		e->dns_tcp_port, p, e->dns_tcp_port, range, e->prefix, p) < 0)
 		return bk_err_set(err, ENOMEM, "cannot build the egress table");
-	return nft_run_locked(e, cmds, err);
+	return nft_run(e, cmds, err);
 }
 
 _Static_assert((int)NFTA_SET_ELEM_LIST_TABLE == (int)NFTA_SET_TABLE &&
@@ -452,7 +456,12 @@ static int nft_session_elements(struct ns_egress *e, const struct ns_net *n, boo
 
 static void nft_session_del_locked(struct ns_egress *e, const struct ns_net *n);
 
-static int nft_session_add_locked(struct ns_egress *e, struct ns_net *n, struct bk_err *err)
+/* Makes n's chains, rules and sets, and their verdict maps' entries,
+ * without e->lock: libnftables fills its cache from the kernel first (at
+ * 1,000 sessions some 40-70 ms of the warm pool's), and a grant, a pin or
+ * a count waited for it all that time. Its sets' elements then under
+ * e->lock, as every batch of nfnl_batch_send(). */
+static int nft_session_add(struct ns_egress *e, struct ns_net *n, struct bk_err *err)
 {
 	const char *t = e->table;
 	int i = n->index;
@@ -474,15 +483,17 @@ static int nft_session_add_locked(struct ns_egress *e, struct ns_net *n, struct 
 		buf_free(&b);
 		return bk_err_set(err, ENOMEM, "cannot build the rules of %s", n->ifname);
 	}
-	r = nft_run_locked(e, b.data, err);
+	r = nft_run(e, b.data, err);
 	buf_free(&b);
-	if (r == 0) {
-		n->rules_mbps = n->policy.mbps;
-		n->rules_connections = n->policy.connections;
-	}
+	if (r < 0)
+		return -1;
+	pthread_mutex_lock(&e->lock);
+	n->rules_mbps = n->policy.mbps;
+	n->rules_connections = n->policy.connections;
 	/* Its sets are empty until now: it passed nothing meanwhile. */
-	if (r == 0 && (r = nft_session_elements(e, n, true, false, err)) < 0)
+	if ((r = nft_session_elements(e, n, true, false, err)) < 0)
 		nft_session_del_locked(e, n);
+	pthread_mutex_unlock(&e->lock);
 	return r;
 }
 
@@ -1071,15 +1082,17 @@ static int net_add(struct ns_sbx *s, const struct sbx_net *policy, struct bk_err
 	n->policy = *policy;
 	snprintf(n->id, sizeof(n->id), "%s", s->base.id);
 	snprintf(n->ifname, sizeof(n->ifname), "%.8s%u", e->ifprefix, (unsigned)(index & 0xffff));
-	e->slots[index] = n;
-	s->net = n;
-	if (nft_session_add_locked(e, n, err) < 0) {
+	e->slots[index] = n; /* taken; no interface passes anything yet */
+	pthread_mutex_unlock(&e->lock);
+	if (nft_session_add(e, n, err) < 0) {
+		pthread_mutex_lock(&e->lock);
 		e->slots[index] = NULL;
-		s->net = NULL;
 		pthread_mutex_unlock(&e->lock);
 		free(n);
 		return -1;
 	}
+	pthread_mutex_lock(&e->lock);
+	s->net = n;
 	pthread_mutex_unlock(&e->lock);
 	/* The interface outside the lock: the resolver goes on meanwhile. */
 	if (net_create(s, n, err) < 0) {
@@ -1125,7 +1138,7 @@ int ns__net_set(struct sbx *base, const struct sbx_net *net, struct bk_err *err)
 		buf_init(&b, 1 << 20);
 		r = nft_session_rules(e, n, net->mbps, net->connections, &b) < 0
 			? bk_err_set(err, ENOMEM, "cannot build rules")
-			: nft_run_locked(e, b.data, err);
+			: nft_run(e, b.data, err);
 		buf_free(&b);
 		if (r == 0) {
 			n->rules_mbps = net->mbps;
@@ -1297,6 +1310,7 @@ void ns__egress_init(struct ns_egress *e)
 {
 	memset(e, 0, sizeof(*e));
 	pthread_mutex_init(&e->lock, NULL);
+	pthread_mutex_init(&e->nft_lock, NULL);
 	e->dns_fd = e->dns_tcp_fd = e->upstream_fd = e->wake_fd[0] = e->wake_fd[1] = -1;
 	e->hint_mbps = 100;
 	e->hint_connections = 256;
@@ -1365,11 +1379,15 @@ off:
  * once its own is deleted. */
 static void forward_restore_locked(struct ns_egress *e)
 {
-	if (access(FORWARD_MARK, F_OK) != 0 ||
-	    nft_run_cmd_from_buffer(e->nft, "list tables inet\n") != 0)
+	if (access(FORWARD_MARK, F_OK) != 0)
 		return;
-	const char *out = nft_ctx_get_output_buffer(e->nft);
-	if (out != NULL && strstr(out, "table inet bunker_") != NULL)
+	pthread_mutex_lock(&e->nft_lock);
+	const char *out = nft_run_cmd_from_buffer(e->nft, "list tables inet\n") == 0
+			      ? nft_ctx_get_output_buffer(e->nft)
+			      : NULL;
+	bool ours_left = out == NULL || strstr(out, "table inet bunker_") != NULL;
+	pthread_mutex_unlock(&e->nft_lock);
+	if (ours_left)
 		return;
 	sysctl_write("/proc/sys/net/ipv4/ip_forward", "0");
 	unlink(FORWARD_MARK);
@@ -1383,7 +1401,7 @@ void ns__egress_close(struct ns_egress *e)
 		char cmd[64];
 		snprintf(cmd, sizeof(cmd), "delete table inet %s\n", e->table);
 		struct bk_err err = BK_ERR_INIT;
-		if (nft_run_locked(e, cmd, &err) < 0)
+		if (nft_run(e, cmd, &err) < 0)
 			fprintf(stderr, "bunkerd: %s\n", err.msg);
 		forward_restore_locked(e);
 		pthread_mutex_unlock(&e->lock);
@@ -1398,4 +1416,5 @@ void ns__egress_close(struct ns_egress *e)
 	free(e->slots);
 	free(e->hosts);
 	pthread_mutex_destroy(&e->lock);
+	pthread_mutex_destroy(&e->nft_lock);
 }

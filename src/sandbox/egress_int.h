@@ -12,9 +12,11 @@
  * table redirects a session's UDP port 53 (of any address) and its TCP
  * port 53 of its gateway or of NS_RESOLVER_ADDR to it.
  *
- * Locks: egress->lock guards the nft context and nfnetlink socket, the index table and every
- * session's struct ns_net; it is a leaf (nothing else is taken while it is
- * held).
+ * Locks: egress->lock guards the nfnetlink sockets, the index table and
+ * every session's struct ns_net; egress->nft_lock the libnftables context
+ * alone, taken after egress->lock or without it (the warm pool makes a
+ * network's chains under nft_lock only). Both are leaves otherwise
+ * (nothing else is taken while one is held).
  */
 #pragma once
 
@@ -75,6 +77,7 @@ struct ns_egress {
 	char table[32];	  /* "bunker_<hash>" */
 	char ifprefix[9]; /* "bk<6 hex>" */
 	pthread_mutex_t lock;
+	pthread_mutex_t nft_lock; /* guards nft alone (see Locks above) */
 	struct nft_ctx *nft;
 	/* Set elements' and a session's removal's batches go here (see
 	 * nfnl_batch_send() in egress.c); NULL until the first. */
