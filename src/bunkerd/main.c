@@ -62,6 +62,9 @@ static void usage(FILE *f)
 	      "                         (10.213.0.0/16)\n"
 	      "  --dns-hosts FILE       for tests: \"ADDRESS NAME...\" lines the sessions'\n"
 	      "                         resolver answers itself, asking no one (none)\n"
+	      "  --dns-upstream A[:P]   the IPv4 nameserver the sessions' resolver asks,\n"
+	      "                         over UDP and, for queries that came over TCP,\n"
+	      "                         TCP (the first of /etc/resolv.conf, port 53)\n"
 	      "  --node NAME            this node's name in the store (the host name)\n"
 	      "  --advertise URL        how the other nodes reach this one\n"
 	      "                         (http://<listen>:<port>)\n"
@@ -149,6 +152,7 @@ int main(int argc, char **argv)
 		O_SNAP_FREE,
 		O_EGRESS_NET,
 		O_DNS_HOSTS,
+		O_DNS_UPSTREAM,
 		O_NODE,
 		O_ADVERTISE,
 		O_OPERATOR,
@@ -188,6 +192,7 @@ int main(int argc, char **argv)
 	    {"snapshot-min-free-mb", required_argument, NULL, O_SNAP_FREE},
 	    {"egress-net", required_argument, NULL, O_EGRESS_NET},
 	    {"dns-hosts", required_argument, NULL, O_DNS_HOSTS},
+	    {"dns-upstream", required_argument, NULL, O_DNS_UPSTREAM},
 	    {"node", required_argument, NULL, O_NODE},
 	    {"advertise", required_argument, NULL, O_ADVERTISE},
 	    {"operator-token-file", required_argument, NULL, O_OPERATOR},
@@ -297,6 +302,10 @@ int main(int argc, char **argv)
 		case O_DNS_HOSTS:
 			path_opt("--dns-hosts", optarg, sbx_cfg.dns_hosts,
 				 sizeof(sbx_cfg.dns_hosts), SIZE_MAX);
+			break;
+		case O_DNS_UPSTREAM:
+			path_opt("--dns-upstream", optarg, sbx_cfg.dns_upstream,
+				 sizeof(sbx_cfg.dns_upstream), SIZE_MAX);
 			break;
 		case O_SNAP_FREE:
 			sbx_cfg.snapshot_min_free_bytes =

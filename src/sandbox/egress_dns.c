@@ -2,7 +2,8 @@
  * port that the egress table redirects each session's port 53 to. It
  * knows a query's session by its source address, answers only the names that session's
  * policy allows (REFUSED otherwise), forwards them to the host's resolver
- * (the first IPv4 nameserver of /etc/resolv.conf), and before it passes an
+ * (the first IPv4 nameserver of /etc/resolv.conf, or --dns-upstream) by
+ * the transport they came by, and before it passes an
  * answer on, opens the A addresses it carried to that session for their
  * TTL (DNS pinning): a name's addresses are reachable only after the
  * session asked for the name. AAAA questions get an empty answer: IPv6 is
@@ -17,8 +18,14 @@
  * DNS_TCP_TIMEOUT_MS to send a whole query (or to send the next one), at
  * most DNS_TCP_INFLIGHT of a connection's queries awaiting an answer (it
  * is not read meanwhile), and a query of at most DNS_MSG_MAX bytes, as
- * over UDP: a longer or shorter length closes the connection. The thread
- * never blocks on a connection, so one that stalls stalls nobody else. */
+ * over UDP: a longer or shorter length closes the connection. A query
+ * that came over TCP goes upstream over TCP, on a connection of its own
+ * for as long as the query is pending (so within the same caps and
+ * DNS_TIMEOUT_MS; SERVFAIL when upstream refuses, closes or is late), and
+ * its answer may be up to DNS_TCP_ANSWER_MAX bytes; an answer over UDP is
+ * passed on as it came, TC included, so that a client retries over TCP.
+ * The thread never blocks on a connection, so one that stalls stalls
+ * nobody else. */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -45,6 +52,11 @@
 #define DNS_TCP_PER_SESSION 4
 #define DNS_TCP_TIMEOUT_MS 10000
 #define DNS_TCP_INFLIGHT 4
+/* The longest answer passed on over TCP (a longer one is SERVFAIL): some
+ * 1,000 A records, where UDP without EDNS carries 512 bytes. */
+#define DNS_TCP_ANSWER_MAX 16384
+/* What a connection may hold of answers its session has not read. */
+#define DNS_TCP_OUT_MAX ((DNS_TCP_INFLIGHT + 1) * (2 + DNS_TCP_ANSWER_MAX))
 
 /* Where an answer goes: a UDP client's address, or a TCP connection by
  * its slot and the generation it had (an answer for a connection that
@@ -62,6 +74,14 @@ struct dns_pending {
 	struct dns_client client; /* its network is looked up again */
 	bool pin;
 	int64_t deadline_ms;
+	/* A query that came over TCP goes upstream over TCP, on a
+	 * connection of its own (-1: over UDP): up holds the framed query
+	 * (its question ends at qend), then from up + up_query_len the framed
+	 * answer; up_done counts what was sent, then what was received. */
+	int up_fd;
+	uint8_t *up;
+	size_t up_query_len, up_done, qend;
+	bool up_sent;
 };
 
 struct dns_tcp {
@@ -71,10 +91,11 @@ struct dns_tcp {
 	int inflight;	     /* queries forwarded, their answers owed */
 	size_t in_len, out_len;
 	uint8_t in[2 + DNS_MSG_MAX];
-	/* Answers the session has not read yet: the connection is not read
-	 * while there are any, so they are at most the in-flight ones and
-	 * the one the last query got at once. */
-	uint8_t out[(DNS_TCP_INFLIGHT + 1) * (2 + DNS_MSG_MAX)];
+	/* Answers the session has not read yet (NULL when none): the
+	 * connection is not read while there are any, so they are at most
+	 * the in-flight ones and the one the last query got at once, never
+	 * more than DNS_TCP_OUT_MAX bytes. */
+	uint8_t *out;
 };
 
 struct dns_state {
@@ -152,6 +173,8 @@ static void tcp_close(struct dns_state *st, struct dns_tcp *c)
 	c->gen++;
 	c->inflight = 0;
 	c->in_len = c->out_len = 0;
+	free(c->out);
+	c->out = NULL;
 	(void)st;
 }
 
@@ -175,6 +198,10 @@ static void tcp_flush(struct dns_state *st, struct dns_tcp *c)
 	}
 	memmove(c->out, c->out + off, c->out_len - off);
 	c->out_len -= off;
+	if (c->out_len == 0) {
+		free(c->out);
+		c->out = NULL;
+	}
 	if (off)
 		c->deadline_ms = now_ms() + DNS_TCP_TIMEOUT_MS;
 }
@@ -192,10 +219,13 @@ static void dns_send(struct dns_state *st, const struct dns_client *to, const ui
 	struct dns_tcp *c = &st->tcp[to->tcp];
 	if (c->fd < 0 || c->gen != to->gen)
 		return;
-	if (c->out_len + 2 + len > sizeof(c->out)) {
-		tcp_close(st, c); /* cannot happen: the reads stop first */
+	size_t need = c->out_len + 2 + len;
+	uint8_t *out = need <= DNS_TCP_OUT_MAX ? realloc(c->out, need) : NULL;
+	if (out == NULL) {
+		tcp_close(st, c); /* past the cap cannot happen: the reads stop first */
 		return;
 	}
+	c->out = out;
 	put16(c->out + c->out_len, (uint16_t)len);
 	memcpy(c->out + c->out_len + 2, msg, len);
 	c->out_len += 2 + len;
@@ -246,6 +276,34 @@ static const struct ns_dns_host *dns_host_find(const struct ns_egress *e, const 
 		if (strcmp(e->hosts[i].name, name) == 0)
 			return &e->hosts[i];
 	return NULL;
+}
+
+/* Opens p's connection upstream (it completes in the poll loop) with the
+ * query q of len bytes, framed, to send once it does. */
+static int up_tcp_start(struct ns_egress *e, struct dns_pending *p, const uint8_t *q, size_t len)
+{
+	p->up = malloc(2 + DNS_MSG_MAX + 2 + DNS_TCP_ANSWER_MAX);
+	if (p->up == NULL)
+		return -1;
+	put16(p->up, (uint16_t)len);
+	memcpy(p->up + 2, q, len);
+	p->up_query_len = 2 + len;
+	p->up_done = 0;
+	p->up_sent = false;
+	const struct sockaddr_in up = {.sin_family = AF_INET,
+				       .sin_port = htons(e->upstream_port),
+				       .sin_addr.s_addr = htonl(e->upstream)};
+	p->up_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (p->up_fd < 0 || (connect(p->up_fd, (const struct sockaddr *)&up, sizeof(up)) < 0 &&
+			     errno != EINPROGRESS)) {
+		if (p->up_fd >= 0)
+			close(p->up_fd);
+		p->up_fd = -1;
+		free(p->up);
+		p->up = NULL;
+		return -1;
+	}
+	return 0;
 }
 
 /* Answers the query q of len bytes (at most DNS_MSG_MAX) from the client
@@ -313,9 +371,14 @@ static int dns_query(struct dns_state *st, const uint8_t *q, size_t len,
 				  .client_id = get16(q),
 				  .client = *to,
 				  .pin = pin,
-				  .deadline_ms = now + DNS_TIMEOUT_MS};
+				  .deadline_ms = now + DNS_TIMEOUT_MS,
+				  .up_fd = -1,
+				  .qend = qend};
 	put16(fwd, p->up_id);
-	if (send(e->upstream_fd, fwd, len, MSG_DONTWAIT) < 0) {
+	/* Over TCP as it came: an answer too large for UDP would come back
+	 * truncated, and the client has nowhere else to ask. */
+	if (to->tcp >= 0 ? up_tcp_start(e, p, fwd, len) < 0
+			 : send(e->upstream_fd, fwd, len, MSG_DONTWAIT) < 0) {
 		p->used = false;
 		dns_reply(st, to, q, qend, 2, 0);
 		return 0;
@@ -330,6 +393,11 @@ static int dns_query(struct dns_state *st, const uint8_t *q, size_t len,
 static void dns_pending_done(struct dns_state *st, struct dns_pending *p)
 {
 	p->used = false;
+	if (p->up_fd >= 0)
+		close(p->up_fd);
+	p->up_fd = -1;
+	free(p->up);
+	p->up = NULL;
 	if (p->client.tcp < 0)
 		return;
 	struct dns_tcp *c = &st->tcp[p->client.tcp];
@@ -337,20 +405,11 @@ static void dns_pending_done(struct dns_state *st, struct dns_pending *p)
 		c->inflight--;
 }
 
-static void dns_answer(struct dns_state *st, uint8_t *r, size_t len)
+/* Passes upstream's answer r of len bytes to p's client, its A addresses
+ * pinned first, and is done with p. A malformed answer is not passed on. */
+static void dns_deliver(struct dns_state *st, struct dns_pending *p, uint8_t *r, size_t len)
 {
 	struct ns_egress *e = st->e;
-	if (len < 12 || !(r[2] & 0x80))
-		return;
-	struct dns_pending *p = NULL;
-	for (int i = 0; i < DNS_PENDING_MAX; i++)
-		if (st->pending[i].used && st->pending[i].up_id == get16(r)) {
-			p = &st->pending[i];
-			break;
-		}
-	if (p == NULL)
-		return;
-	dns_pending_done(st, p);
 	uint32_t addrs[DNS_ADDRS_MAX];
 	size_t count = 0;
 	uint32_t ttl = 86400;
@@ -379,17 +438,86 @@ static void dns_answer(struct dns_state *st, uint8_t *r, size_t len)
 		}
 		pos += rdlen;
 	}
-	if (!ok)
-		return; /* a malformed answer is not passed on */
-	if (p->pin && count) {
+	if (ok && p->pin && count) {
 		pthread_mutex_lock(&e->lock);
 		struct ns_net *n = ns__egress_find_locked(e, p->client.session);
 		if (n)
 			ns__net_pin_locked(e, n, addrs, count, ttl);
 		pthread_mutex_unlock(&e->lock);
 	}
-	put16(r, p->client_id);
-	dns_send(st, &p->client, r, len);
+	if (ok) {
+		/* As it came, TC included: a UDP client told the answer did not
+		 * fit asks again over TCP, which goes upstream over TCP. */
+		put16(r, p->client_id);
+		dns_send(st, &p->client, r, len);
+	}
+	dns_pending_done(st, p);
+}
+
+/* An answer from upstream over UDP: for the query forwarded over UDP
+ * that it names. */
+static void dns_answer(struct dns_state *st, uint8_t *r, size_t len)
+{
+	if (len < 12 || !(r[2] & 0x80))
+		return;
+	for (int i = 0; i < DNS_PENDING_MAX; i++) {
+		struct dns_pending *p = &st->pending[i];
+		if (p->used && p->up_fd < 0 && p->up_id == get16(r)) {
+			dns_deliver(st, p, r, len);
+			return;
+		}
+	}
+}
+
+/* p's query forwarded over TCP got no answer: SERVFAIL to its client. */
+static void up_tcp_fail(struct dns_state *st, struct dns_pending *p)
+{
+	put16(p->up + 2, p->client_id);
+	dns_reply(st, &p->client, p->up + 2, p->qend, 2 /* SERVFAIL */, 0);
+	dns_pending_done(st, p);
+}
+
+/* Sends what is left of p's query upstream, or reads what came of its
+ * answer; passes the answer on once it is whole. */
+static void up_tcp_io(struct dns_state *st, struct dns_pending *p)
+{
+	if (!p->up_sent) {
+		ssize_t n = send(p->up_fd, p->up + p->up_done, p->up_query_len - p->up_done,
+				 MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+			return;
+		if (n <= 0) {
+			up_tcp_fail(st, p); /* refused, reset, unreachable */
+			return;
+		}
+		p->up_done += (size_t)n;
+		if (p->up_done == p->up_query_len) {
+			p->up_sent = true;
+			p->up_done = 0;
+		}
+		return;
+	}
+	uint8_t *a = p->up + p->up_query_len;
+	size_t need = p->up_done < 2 ? 2 : 2 + (size_t)get16(a);
+	ssize_t n = recv(p->up_fd, a + p->up_done, need - p->up_done, MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	if (n <= 0) {
+		up_tcp_fail(st, p);
+		return;
+	}
+	p->up_done += (size_t)n;
+	if (p->up_done == 2 && (get16(a) < 12 || get16(a) > DNS_TCP_ANSWER_MAX)) {
+		up_tcp_fail(st, p); /* no answer's length, or longer than we pass on */
+		return;
+	}
+	if (p->up_done < 2 || p->up_done < 2 + (size_t)get16(a))
+		return;
+	if (get16(a + 2) != p->up_id || !(a[4] & 0x80)) {
+		up_tcp_fail(st, p);
+		return;
+	}
+	dns_deliver(st, p, a + 2, p->up_done - 2);
 }
 
 /* Takes the connections waiting, as far as the caps let them in: a
@@ -477,9 +605,15 @@ static void tcp_read(struct dns_state *st, int slot)
 static void dns_expire(struct dns_state *st)
 {
 	int64_t now = now_ms();
-	for (int i = 0; i < DNS_PENDING_MAX; i++)
-		if (st->pending[i].used && st->pending[i].deadline_ms < now)
-			dns_pending_done(st, &st->pending[i]);
+	for (int i = 0; i < DNS_PENDING_MAX; i++) {
+		struct dns_pending *p = &st->pending[i];
+		if (p->used && p->deadline_ms < now) {
+			if (p->up_fd >= 0)
+				up_tcp_fail(st, p);
+			else
+				dns_pending_done(st, p);
+		}
+	}
 	for (int i = 0; i < DNS_TCP_MAX; i++)
 		if (st->tcp[i].fd >= 0 && st->tcp[i].inflight == 0 && st->tcp[i].deadline_ms < now)
 			tcp_close(st, &st->tcp[i]);
@@ -491,8 +625,9 @@ static void *dns_main(void *arg)
 	struct ns_egress *e = st->e;
 	uint8_t msg[DNS_MSG_MAX];
 	enum { FD_UDP, FD_UPSTREAM, FD_WAKE, FD_TCP, FD_CONN };
-	struct pollfd fds[FD_CONN + DNS_TCP_MAX];
-	int slot_of[DNS_TCP_MAX];
+	/* The sessions' connections, then the queries' upstream. */
+	struct pollfd fds[FD_CONN + DNS_TCP_MAX + DNS_PENDING_MAX];
+	int slot_of[DNS_TCP_MAX + DNS_PENDING_MAX];
 	for (;;) {
 		fds[FD_UDP] = (struct pollfd){.fd = e->dns_fd, .events = POLLIN};
 		fds[FD_UPSTREAM] = (struct pollfd){.fd = e->upstream_fd, .events = POLLIN};
@@ -508,6 +643,15 @@ static void *dns_main(void *arg)
 				ev |= POLLIN;
 			slot_of[nfds - FD_CONN] = i;
 			fds[nfds++] = (struct pollfd){.fd = c->fd, .events = ev};
+		}
+		nfds_t conns = nfds;
+		for (int i = 0; i < DNS_PENDING_MAX; i++) {
+			const struct dns_pending *p = &st->pending[i];
+			if (!p->used || p->up_fd < 0)
+				continue;
+			slot_of[nfds - FD_CONN] = i;
+			fds[nfds++] = (struct pollfd){.fd = p->up_fd,
+						      .events = p->up_sent ? POLLIN : POLLOUT};
 		}
 		if (poll(fds, nfds, 1000) < 0 && errno != EINTR)
 			break;
@@ -529,7 +673,13 @@ static void *dns_main(void *arg)
 			if (n > 0)
 				dns_answer(st, msg, (size_t)n);
 		}
-		for (nfds_t i = FD_CONN; i < nfds; i++) {
+		/* Upstream first: an answer frees room on its connection. */
+		for (nfds_t i = conns; i < nfds; i++) {
+			struct dns_pending *p = &st->pending[slot_of[i - FD_CONN]];
+			if (p->used && p->up_fd == fds[i].fd && fds[i].revents)
+				up_tcp_io(st, p); /* an error shows in its send or recv */
+		}
+		for (nfds_t i = FD_CONN; i < conns; i++) {
 			struct dns_tcp *c = &st->tcp[slot_of[i - FD_CONN]];
 			if (c->fd != fds[i].fd || fds[i].revents == 0)
 				continue; /* closed (and perhaps taken again) meanwhile */
@@ -544,6 +694,9 @@ static void *dns_main(void *arg)
 			tcp_accept(st);
 		dns_expire(st);
 	}
+	for (int i = 0; i < DNS_PENDING_MAX; i++)
+		if (st->pending[i].used)
+			dns_pending_done(st, &st->pending[i]);
 	for (int i = 0; i < DNS_TCP_MAX; i++)
 		if (st->tcp[i].fd >= 0)
 			tcp_close(st, &st->tcp[i]);
@@ -600,9 +753,38 @@ static int hosts_load(struct ns_egress *e, const char *path, char *why, size_t l
 	return 0;
 }
 
-int ns__dns_start(struct ns_egress *e, const char *hosts_file, char *why, size_t len)
+/* "ADDRESS" or "ADDRESS:PORT" (IPv4) into e's upstream. */
+static int upstream_parse(struct ns_egress *e, const char *text, char *why, size_t len)
+{
+	char addr[INET_ADDRSTRLEN];
+	const char *colon = strchr(text, ':');
+	size_t al = colon ? (size_t)(colon - text) : strlen(text);
+	struct in_addr in;
+	char *end = NULL;
+	long port = colon ? strtol(colon + 1, &end, 10) : 53;
+	if (al >= sizeof(addr) ||
+	    (colon && (end == colon + 1 || *end || port < 1 || port > 65535))) {
+		snprintf(why, len, "--dns-upstream '%s' is not ADDRESS or ADDRESS:PORT", text);
+		return -1;
+	}
+	memcpy(addr, text, al);
+	addr[al] = '\0';
+	if (inet_pton(AF_INET, addr, &in) != 1 || in.s_addr == 0) {
+		snprintf(why, len, "--dns-upstream '%s' is not an IPv4 address", text);
+		return -1;
+	}
+	e->upstream = ntohl(in.s_addr);
+	e->upstream_port = (int)port;
+	return 0;
+}
+
+int ns__dns_start(struct ns_egress *e, const char *hosts_file, const char *upstream, char *why,
+		  size_t len)
 {
 	if (hosts_file && hosts_file[0] && hosts_load(e, hosts_file, why, len) < 0)
+		return -1;
+	e->upstream_port = 53;
+	if (upstream && upstream[0] && upstream_parse(e, upstream, why, len) < 0)
 		return -1;
 	e->dns_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	struct sockaddr_in sa = {.sin_family = AF_INET};
@@ -624,10 +806,11 @@ int ns__dns_start(struct ns_egress *e, const char *hosts_file, char *why, size_t
 		return -1;
 	}
 	e->dns_tcp_port = ntohs(ta.sin_port);
-	e->upstream = upstream_find();
+	if (e->upstream == 0)
+		e->upstream = upstream_find();
 	if (e->upstream) {
 		struct sockaddr_in up = {.sin_family = AF_INET,
-					 .sin_port = htons(53),
+					 .sin_port = htons(e->upstream_port),
 					 .sin_addr.s_addr = htonl(e->upstream)};
 		e->upstream_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 		if (e->upstream_fd >= 0 &&

@@ -12,9 +12,11 @@
  * table redirects a session's UDP port 53 (of any address) and its TCP
  * port 53 of its gateway or of NS_RESOLVER_ADDR to it.
  *
- * Locks: egress->lock guards the nft context, the index table and every
- * session's struct ns_net; it is a leaf (nothing else is taken while it is
- * held).
+ * Locks: egress->lock guards the nfnetlink sockets, the index table and
+ * every session's struct ns_net; egress->nft_lock the libnftables context
+ * alone, taken after egress->lock or without it (the warm pool makes a
+ * network's chains under nft_lock only). Both are leaves otherwise
+ * (nothing else is taken while one is held).
  */
 #pragma once
 
@@ -24,6 +26,7 @@
 
 #include "sandbox/sandbox.h"
 
+struct mnl_socket;
 struct nft_ctx;
 struct ns_sbx;
 
@@ -74,7 +77,14 @@ struct ns_egress {
 	char table[32];	  /* "bunker_<hash>" */
 	char ifprefix[9]; /* "bk<6 hex>" */
 	pthread_mutex_t lock;
+	pthread_mutex_t nft_lock; /* guards nft alone (see Locks above) */
 	struct nft_ctx *nft;
+	/* Set elements' and a session's removal's batches go here (see
+	 * nfnl_batch_send() in egress.c); NULL until the first. */
+	struct mnl_socket *nfnl;
+	/* The ctnetlink socket of the last cut of connections, kept for the
+	 * next one for the same reason; NULL while a cut has it. */
+	struct mnl_socket *ctnl;
 	struct ns_net **slots;	    /* by index */
 	int64_t tx_total, rx_total; /* bytes of the networks that went */
 	/* The last grant's bandwidth and connection cap, which the warm
@@ -88,6 +98,7 @@ struct ns_egress {
 	bool dns_running;
 	pthread_t dns_thread;
 	uint32_t upstream; /* host order; 0: none, every forwarded name fails */
+	int upstream_port; /* 53 unless --dns-upstream says otherwise */
 	struct ns_dns_host *hosts;
 	size_t n_hosts;
 };
@@ -127,5 +138,8 @@ int ns__net_pin_locked(struct ns_egress *e, struct ns_net *n, const uint32_t *ad
 
 /* ---- the resolver (sandbox/egress_dns.c) ---- */
 
-int ns__dns_start(struct ns_egress *e, const char *hosts_file, char *why, size_t len);
+/* upstream: "ADDRESS[:PORT]" to forward to ("": the first IPv4
+ * nameserver of /etc/resolv.conf). */
+int ns__dns_start(struct ns_egress *e, const char *hosts_file, const char *upstream, char *why,
+		  size_t len);
 void ns__dns_stop(struct ns_egress *e);

@@ -74,9 +74,12 @@ struct sbx_backend_config {
 	/* Outbound network (sandbox/egress.c): the IPv4 range of sessions'
 	 * interfaces ("": 10.213.0.0/16; a /16../22, each session a /30 of
 	 * it), and a file of "ADDRESS NAME" lines the sessions' resolver
-	 * answers from before it asks anyone (for tests; "": none). */
+	 * answers from before it asks anyone (for tests; "": none), and the
+	 * "ADDRESS[:PORT]" it forwards other names to ("": the first IPv4
+	 * nameserver of /etc/resolv.conf). */
 	char egress_net[32];
 	char dns_hosts[512];
+	char dns_upstream[32];
 };
 
 /* A session's outbound network, as the backend enforces it. Every

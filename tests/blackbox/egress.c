@@ -32,7 +32,7 @@ static char ip_forward_before[8];
 /* A daemon of ours switched ip_forward on and recorded that it had been
  * off (sandbox/egress.c): the host forwarded nothing of its own. */
 static bool forward_mark_before;
-static pid_t server_pid;
+static pid_t server_pid, dns_server_pid;
 static int host_port; /* a server of the test's on the host itself, 0.0.0.0 */
 static pid_t host_server_pid;
 
@@ -88,6 +88,70 @@ static const char server_py[] =
 		    "  threading.Thread(target=serve,args=(p,m),daemon=True).start()\n"
 		    "while True: time.sleep(60)\n";
 
+/* The upstream nameserver of one test's daemon (--dns-upstream), on port
+ * 53 of the namespace's addresses, UDP and TCP: big.bunker.test has
+ * DNS_BIG_COUNT A records, 198.51.100.100 on, with SRV_OTHER at index
+ * DNS_BIG_OTHER_AT. Over UDP an answer is cut to 512 bytes with TC set
+ * (the question has no EDNS), so those records start past the cut; over
+ * TCP it is whole. Every other name is NXDOMAIN; it looks nothing up. */
+#define DNS_BIG_COUNT 100
+#define DNS_BIG_OTHER_AT 29
+static const char dns_server_py[] =
+    "import socket,struct,threading\n"
+    "A=['198.51.100.%d'%(100+i) for i in range(" XSTR(
+	DNS_BIG_COUNT) ")]\n"
+		       "A[" XSTR(
+			   DNS_BIG_OTHER_AT) "]='" SRV_OTHER "'\n"
+					     "def answer(q,limit):\n"
+					     "  qid,fl=struct.unpack('>HH',q[:4]); i=12; ls=[]\n"
+					     "  while q[i]: "
+					     "ls.append(q[i+1:i+1+q[i]].decode().lower()); "
+					     "i+=1+q[i]\n"
+					     "  qtype=struct.unpack('>H',q[i+1:i+3])[0]; qend=i+5; "
+					     "big='.'.join(ls)=='big.bunker.test'\n"
+					     "  "
+					     "rs=[b'\\xc0\\x0c'+struct.pack('>HHIH',1,1,300,4)+"
+					     "socket.inet_aton(a) for a in A]"
+					     " if big and qtype==1 else []\n"
+					     "  tc=0\n"
+					     "  if limit and qend+16*len(rs)>limit: "
+					     "rs=rs[:(limit-qend)//16]; tc=1\n"
+					     "  f=0x8080|(fl&0x0100)|(tc<<9)|(0 if big else 3)\n"
+					     "  return "
+					     "struct.pack('>HHHHHH',qid,f,1,len(rs),0,0)+q[12:qend]"
+					     "+b''.join(rs)\n"
+					     "def udp():\n"
+					     "  s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); "
+					     "s.bind(('0.0.0.0',53))\n"
+					     "  while True:\n"
+					     "    q,a=s.recvfrom(4096)\n"
+					     "    try: s.sendto(answer(q,512),a)\n"
+					     "    except Exception: pass\n"
+					     "def recvn(c,n):\n"
+					     "  b=b''\n"
+					     "  while len(b)<n:\n"
+					     "    d=c.recv(n-len(b))\n"
+					     "    if not d: raise EOFError()\n"
+					     "    b+=d\n"
+					     "  return b\n"
+					     "def conn(c):\n"
+					     "  try:\n"
+					     "    while True:\n"
+					     "      q=recvn(c,struct.unpack('>H',recvn(c,2))[0]); "
+					     "r=answer(q,0)\n"
+					     "      c.sendall(struct.pack('>H',len(r))+r)\n"
+					     "  except Exception: pass\n"
+					     "  finally: c.close()\n"
+					     "threading.Thread(target=udp,daemon=True).start()\n"
+					     "t=socket.socket(); "
+					     "t.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)"
+					     "\n"
+					     "t.bind(('0.0.0.0',53)); t.listen(16)\n"
+					     "while True:\n"
+					     "  c,_=t.accept(); "
+					     "threading.Thread(target=conn,args=(c,),daemon=True)."
+					     "start()\n";
+
 static pid_t spawn_server(const char *ns, const char *code)
 {
 	pid_t pid = fork();
@@ -108,6 +172,11 @@ static void net_teardown(void)
 		kill(server_pid, SIGKILL);
 		waitpid(server_pid, NULL, 0);
 		server_pid = 0;
+	}
+	if (dns_server_pid > 0) {
+		kill(dns_server_pid, SIGKILL);
+		waitpid(dns_server_pid, NULL, 0);
+		dns_server_pid = 0;
 	}
 	if (host_server_pid > 0) {
 		kill(host_server_pid, SIGKILL);
@@ -171,6 +240,7 @@ static int net_setup(void)
 	       host_if, host_if, host_if) != 0)
 		return -1;
 	server_pid = spawn_server(netns, server_py);
+	dns_server_pid = spawn_server(netns, dns_server_py);
 	host_port = 20000 + (int)(getpid() % 20000);
 	char host_code[512];
 	snprintf(host_code, sizeof(host_code),
@@ -1105,4 +1175,81 @@ TEST_TIMEOUT(stop_not_held_by_another_ruleset_changing, 90)
 	waitpid(churn, NULL, 0);
 	sh("nft delete table inet %s 2>/dev/null; true", table);
 	CHECK_MSG(stopped == 0, "the daemon did not stop while another table kept changing");
+}
+
+/* ---- answers too large for UDP ---- */
+
+/* big.bunker.test asked of the session's resolver over UDP, then over TCP
+ * (argv[1]: the resolver's address); prints "udp tc=T an=N tcp tc=T
+ * an=N", or "FAIL <why>". */
+static const char bigdns_py[] =
+    "import socket,struct,sys\n"
+    "sys.path.insert(0,'/workspace')\n"
+    "from dnstcp import query,answer,recvn\n"
+    "def flags(r): return (struct.unpack('>H',r[2:4])[0]>>9)&1, "
+    "struct.unpack('>H',r[6:8])[0]\n"
+    "try:\n"
+    "  u=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); u.settimeout(5)\n"
+    "  u.sendto(query(1,'big.bunker.test')[2:],(sys.argv[1],53)); ut=flags(u.recv(65535))\n"
+    "  s=socket.create_connection((sys.argv[1],53),timeout=8); "
+    "s.sendall(query(2,'big.bunker.test'))\n"
+    "  tt=flags(recvn(s,struct.unpack('>H',recvn(s,2))[0]))\n"
+    "  print('udp tc=%d an=%d tcp tc=%d an=%d'%(ut+tt))\n"
+    "except Exception as e: print('FAIL',type(e).__name__,e)\n";
+
+/* An answer larger than UDP carries: over UDP the session gets it cut,
+ * with TC set, as upstream sent it; over TCP the resolver asks upstream
+ * over TCP, and the session gets every record, whose addresses are
+ * pinned: SRV_OTHER, past the UDP cut, opens only once the TCP answer
+ * came. (Forwarded over UDP, the TCP answer was the truncated one
+ * again.) */
+TEST_TIMEOUT(dns_answer_too_large_for_udp_comes_whole_over_tcp, 90)
+{
+	need_root();
+	need_range(217);
+	struct client_daemon d = {0};
+	snprintf(d.build, sizeof(d.build), "%s", bk.d.build);
+	const char *const args[] = {"--egress-net",
+				    "10.217.0.0/16",
+				    "--dns-upstream",
+				    SRV_GRANTED,
+				    "--warm-pool",
+				    "0",
+				    NULL};
+	CHECK(client_daemon_start(&d, args) == 0);
+	char key[CLIENT_KEY_MAX];
+	CHECK(client_key_create(&d, "paid", key, sizeof(key)) == 0);
+	struct client_resp r;
+	client_call(&d, "POST", "/sessions/create", key,
+		    "{\"network\":{\"allowedDomains\":[\"big.bunker.test\"]}}", &r);
+	CHECK_STATUS(&r, 200);
+	char id[64];
+	snprintf(id, sizeof(id), "%s", client_must_str(r.json, "sessionId", r.body));
+	client_resp_free(&r);
+	json_t *body =
+	    json_pack("{s:s,s:s,s:[{s:s,s:s},{s:s,s:s},{s:s,s:s}]}", "sessionId", id, "command",
+		      "true", "files", "path", "probe.py", "content", probe_py, "path", "dnstcp.py",
+		      "content", dnstcp_py, "path", "bigdns.py", "content", bigdns_py);
+	client_call_json(&d, "POST", "/execute", key, body, &r);
+	json_decref(body);
+	CHECK_STATUS(&r, 200);
+	client_resp_free(&r);
+	char *o = run_on(&d, key, id, "python3 /workspace/probe.py " SRV_OTHER " 8000");
+	CHECK_MSG(strncmp(o, "FAIL", 4) == 0, "reached before any answer: %s", o);
+	free(o);
+	o = run_on(&d, key, id, "python3 /workspace/bigdns.py 10.213.0.1");
+	o[strcspn(o, "\n")] = '\0';
+	/* 512 bytes hold 29 records of a 33-byte question. */
+	CHECK_STR_EQ(o, "udp tc=1 an=29 tcp tc=0 an=" XSTR(DNS_BIG_COUNT));
+	free(o);
+	o = run_on(&d, key, id, "python3 /workspace/probe.py " SRV_OTHER " 8000");
+	CHECK_MSG(strncmp(o, "hello", 5) == 0, "not pinned by the TCP answer: %s", o);
+	free(o);
+	char path[128];
+	snprintf(path, sizeof(path), "/sessions/%s", id);
+	client_call(&d, "DELETE", path, key, NULL, &r);
+	CHECK_STATUS(&r, 200);
+	client_resp_free(&r);
+	CHECK(client_daemon_stop(&d) >= 0);
+	CHECK(client_daemon_check(&d) == 0);
 }
