@@ -146,11 +146,13 @@ static int session_cgroups(const char *id)
 	return cgroups_at(rel);
 }
 
+/* Its snapshot: an image, or a tar (a tree an image cannot hold). */
 static bool snapshot_exists(const char *id)
 {
-	char path[256];
+	char path[256], image[256];
 	snprintf(path, sizeof(path), "%s/%s.tar.zst", snap_dir, id);
-	return access(path, F_OK) == 0;
+	snprintf(image, sizeof(image), "%s/%s.erofs", snap_dir, id);
+	return access(path, F_OK) == 0 || access(image, F_OK) == 0;
 }
 
 /* Files of session id in the snapshot directory (its snapshot, or what a
