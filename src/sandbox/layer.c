@@ -411,11 +411,29 @@ static int copy_data(int src, int dst, const char *name, struct bk_err *err)
 	    openat(dst, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (out < 0)
 		return bk_err_set(err, errno, "cannot create '%s'", name);
+	/* The kernel copies within one file system; between two (the image
+	 * and the staging, always), through a buffer. */
 	for (;;) {
 		ssize_t n = copy_file_range(in, NULL, out, NULL, 1 << 30, 0);
 		if (n == 0)
 			return 0;
-		if (n < 0 && errno != EINTR)
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno != EXDEV && errno != EINVAL && errno != EOPNOTSUPP)
+			return bk_err_set(err, errno, "cannot copy '%s'", name);
+		if (n < 0)
+			break;
+	}
+	_cleanup_free_ char *buf = malloc(1 << 17);
+	if (buf == NULL)
+		return bk_err_set(err, ENOMEM, "cannot copy '%s'", name);
+	for (;;) {
+		ssize_t n = read(in, buf, 1 << 17);
+		if (n == 0)
+			return 0;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 || write_full(out, buf, (size_t)n) < 0)
 			return bk_err_set(err, errno, "cannot copy '%s'", name);
 	}
 }
