@@ -59,7 +59,7 @@ static bool path_exists(const char *path)
 
 static void snapshot_path(const struct client_daemon *d, const char *id, char *out, size_t len)
 {
-	snprintf(out, len, "%s/snapshots/%s.tar.zst", d->data_dir, id);
+	snprintf(out, len, "%s/snapshots/%s.erofs", d->data_dir, id);
 }
 
 static void run_dir_path(const struct client_daemon *d, const char *id, char *out, size_t len)

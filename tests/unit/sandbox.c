@@ -402,6 +402,98 @@ TEST(sandbox_files_save_of_a_frozen_sandbox_keeps_it_whole)
 	teardown();
 }
 
+/* Files of the snapshot directory whose names end in suffix. */
+static int snapshot_dir_count(const char *suffix)
+{
+	char snaps[400];
+	snprintf(snaps, sizeof(snaps), "%s/snapshots", data_dir);
+	DIR *d = opendir(snaps);
+	struct dirent *de;
+	int n = 0;
+	size_t k = strlen(suffix);
+	while (d && (de = readdir(d)) != NULL) {
+		size_t len = strlen(de->d_name);
+		n += len > k && strcmp(de->d_name + len - k, suffix) == 0;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* A wake as core does it: the snapshot restored, then dropped. */
+static struct sbx *wake(const char *id)
+{
+	struct bk_err err = BK_ERR_INIT;
+	CHECK_MSG(backend->ops->drop_disk(backend, id, &err) == 0, "%s", err.msg);
+	CHECK_MSG(backend->ops->files_restore(backend, id, 64, &err) == 0, "%s", err.msg);
+	backend->ops->drop_snapshot(backend, id);
+	return start(id, 64);
+}
+
+/* A save of a disk that woke on an image folds image and upper into one
+ * new image, with overlay's rules: a file removed stays removed, a
+ * directory removed and made again holds only what it holds now, a file
+ * changed is the new one. The image in use is removed with the disk. */
+TEST(sandbox_files_save_folds_the_image_and_the_upper_into_one)
+{
+	setup();
+	const char *id = "ses_unitjjjjjjjjjjjjjjjj";
+	struct sbx *s = start(id, 64);
+	const char *tree = "cd /workspace && find . | sort && cat a d/x 2>&1";
+	expect_out(s, "cd /workspace && echo a > a && echo b > b && mkdir d && echo x > d/x && echo ok",
+		   "ok\n");
+	struct bk_err err = BK_ERR_INIT;
+	CHECK_MSG(backend->ops->files_save(backend, id, NULL, &err) == 0, "%s", err.msg);
+	stop(s);
+	CHECK_INT_EQ(snapshot_dir_count(".erofs"), 1);
+	s = wake(id);
+	CHECK_INT_EQ(snapshot_dir_count(".layer.erofs"), 1);
+	CHECK_INT_EQ(snapshot_dir_count(".erofs"), 1);
+	expect_out(s, tree, ".\n./a\n./b\n./d\n./d/x\na\nx\n");
+	expect_out(s, "cd /workspace && echo A >> a && rm b && rm -r d && mkdir d && echo y > d/y "
+		      "&& echo ok",
+		   "ok\n");
+	const char *want = ".\n./a\n./d\n./d/y\na\nA\ncat: d/x: No such file or directory\n";
+	for (int round = 0; round < 2; round++) {
+		CHECK_MSG(backend->ops->files_save(backend, id, NULL, &err) == 0, "%s", err.msg);
+		stop(s);
+		s = wake(id);
+		CHECK_INT_EQ(snapshot_dir_count(".erofs"), 1);
+		expect_out(s, tree, want);
+	}
+	struct sbx_stats stats;
+	backend->ops->stats(backend, id, &stats);
+	CHECK_INT_EQ(stats.files, 2);
+	stop(s);
+	purge(id, NULL);
+	CHECK_INT_EQ(snapshot_dir_count(".erofs"), 0);
+	teardown();
+}
+
+/* A checkpoint (a tar) of a disk that woke on an image holds both layers. */
+TEST(sandbox_checkpoint_of_a_disk_on_an_image_holds_both_layers)
+{
+	setup();
+	const char *id = "ses_unitkkkkkkkkkkkkkkkk";
+	struct sbx *s = start(id, 64);
+	expect_out(s, "cd /workspace && echo a > a && echo b > b && echo ok", "ok\n");
+	struct bk_err err = BK_ERR_INIT;
+	CHECK_MSG(backend->ops->files_save(backend, id, NULL, &err) == 0, "%s", err.msg);
+	stop(s);
+	s = wake(id);
+	expect_out(s, "cd /workspace && rm b && echo c > c && echo ok", "ok\n");
+	CHECK_MSG(backend->ops->files_checkpoint(backend, id, NULL, &err) == 0, "%s", err.msg);
+	stop(s);
+	CHECK_MSG(backend->ops->checkpoint_move(backend, id, true, &err) == 1, "%s", err.msg);
+	CHECK_INT_EQ(snapshot_dir_count(".tar.zst"), 1);
+	s = wake(id);
+	CHECK_INT_EQ(snapshot_dir_count(".layer.erofs"), 0);
+	expect_out(s, "cd /workspace && ls && cat a c", "a\nc\na\nc\n");
+	stop(s);
+	purge(id, NULL);
+	teardown();
+}
+
 /* The pids limits of running sandboxes never add up to more than the
  * processes budget: a start past it is refused at once (503), before
  * anything is made, and the kernel holds the parent to the same number. */
