@@ -610,6 +610,58 @@ int ns__layer_stage(const struct ns_backend *b, const struct ns_paths *p, int sl
 	return stage_fold(b, p, sbx__slot_base(slot), max, stage, len, &bytes, err);
 }
 
+/* Whether the upper directory up holds nothing of its own over the
+ * image's directory low: only directories the image has too, as they are
+ * there (overlay makes them on its way to a copy-up, and a start makes
+ * the workspace and the home directory when they are missing). */
+static bool upper_adds_nothing(int up, int low)
+{
+	int dup_up = fcntl(up, F_DUPFD_CLOEXEC, 0);
+	DIR *d = dup_up < 0 ? NULL : fdopendir(dup_up);
+	if (d == NULL) {
+		if (dup_up >= 0)
+			close(dup_up);
+		return false;
+	}
+	_cleanup_closedir_ DIR *dd = d;
+	rewinddir(d);
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		const char *name = de->d_name;
+		if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+			continue;
+		struct stat u, l;
+		if (fstatat(up, name, &u, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    fstatat(low, name, &l, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(u.st_mode) ||
+		    !S_ISDIR(l.st_mode) || u.st_mode != l.st_mode || u.st_uid != l.st_uid ||
+		    u.st_gid != l.st_gid || u.st_mtim.tv_sec != l.st_mtim.tv_sec ||
+		    u.st_mtim.tv_nsec != l.st_mtim.tv_nsec || is_opaque(up, name))
+			return false;
+		_cleanup_close_ int su = openat(up, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		_cleanup_close_ int sl = openat(low, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (su < 0 || sl < 0 || !upper_adds_nothing(su, sl))
+			return false;
+	}
+	return true;
+}
+
+/* The image in use as the new one, when the upper changed nothing (a
+ * session woken to be read): linked to tmp, no fold. 1 when done. */
+static int image_unchanged(const struct ns_backend *b, const struct ns_paths *p,
+			   const char *tmp, int64_t *bytes)
+{
+	char name[200], image[800];
+	if (!ns__layer_read(p, name, sizeof(name), bytes))
+		return 0;
+	_cleanup_close_ int up = open(p->upper, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	_cleanup_close_ int low = open(p->lower, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (up < 0 || low < 0 || !upper_adds_nothing(up, low))
+		return 0;
+	layer_file(b, name, image, sizeof(image));
+	unlink(tmp);
+	return link(image, tmp) == 0 ? 1 : 0;
+}
+
 /* ---- mkfs.erofs ---- */
 
 static int mkfs(const char *image, const char *dir, struct bk_err *err)
@@ -642,7 +694,11 @@ int ns__layer_build(const struct ns_backend *b, const struct ns_paths *p, int sl
 	unsigned base = sbx__slot_base(slot);
 	char stage[800] = "", tmp[800], src[700];
 	int64_t bytes = 0;
-	if (ns__is_mountpoint(p->lower)) {
+	snprintf(tmp, sizeof(tmp), "%s.tmp", image);
+	int same = ns__is_mountpoint(p->lower) ? image_unchanged(b, p, tmp, &bytes) : 0;
+	if (same) {
+		/* Nothing to build: the image stays the one it woke from. */
+	} else if (ns__is_mountpoint(p->lower)) {
 		/* Woken from an image: folded, the staging counted in the room
 		 * as the image is. */
 		if (stage_fold(b, p, base, room / 2, stage, sizeof(stage), &bytes, err) < 0)
@@ -671,19 +727,21 @@ int ns__layer_build(const struct ns_backend *b, const struct ns_paths *p, int sl
 			return -1;
 		}
 	}
-	snprintf(tmp, sizeof(tmp), "%s.tmp", image);
-	unlink(tmp);
-	int rc = mkfs(tmp, src, err);
-	if (stage[0])
-		rm_rf(stage, NULL);
-	else {
-		umount2(src, MNT_DETACH);
-		rmdir(src);
+	int rc = 0;
+	if (!same) {
+		unlink(tmp);
+		rc = mkfs(tmp, src, err);
+		if (stage[0]) {
+			rm_rf(stage, NULL);
+		} else {
+			umount2(src, MNT_DETACH);
+			rmdir(src);
+		}
 	}
 	struct stat st;
 	if (rc == 0 && stat(tmp, &st) < 0)
 		rc = bk_err_set(err, errno, "cannot stat '%s'", tmp);
-	if (rc == 0 && st.st_size + (stage[0] ? bytes : 0) > room)
+	if (rc == 0 && !same && st.st_size + (stage[0] ? bytes : 0) > room)
 		rc = bk_err_kind(err, BK_E_NO_SPACE,
 				 "the image of %lld MB would exceed the %lld MB of room left",
 				 (long long)(st.st_size >> 20), (long long)(room >> 20));

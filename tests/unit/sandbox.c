@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../client.h"
@@ -420,6 +422,27 @@ static int snapshot_dir_count(const char *suffix)
 	return n;
 }
 
+/* The inode of the snapshot directory's file whose name ends in suffix. */
+static ino_t snapshot_dir_ino(const char *suffix)
+{
+	char snaps[400];
+	snprintf(snaps, sizeof(snaps), "%s/snapshots", data_dir);
+	DIR *d = opendir(snaps);
+	struct dirent *de;
+	ino_t ino = 0;
+	size_t k = strlen(suffix);
+	while (d && (de = readdir(d)) != NULL) {
+		size_t len = strlen(de->d_name);
+		struct stat st;
+		if (len > k && strcmp(de->d_name + len - k, suffix) == 0 &&
+		    fstatat(dirfd(d), de->d_name, &st, 0) == 0)
+			ino = st.st_ino;
+	}
+	if (d)
+		closedir(d);
+	return ino;
+}
+
 /* A wake as core does it: the snapshot restored, then dropped. */
 static struct sbx *wake(const char *id)
 {
@@ -434,10 +457,11 @@ static struct sbx *wake(const char *id)
  * new image, with overlay's rules: a file removed stays removed, a
  * directory removed and made again holds only what it holds now, a file
  * changed is the new one. The image in use is removed with the disk. */
-TEST(sandbox_files_save_folds_the_image_and_the_upper_into_one)
+TEST_TIMEOUT(sandbox_files_save_folds_the_image_and_the_upper_into_one, 180)
 {
 	setup();
 	const char *id = "ses_unitjjjjjjjjjjjjjjjj";
+	const char *id_suffix_erofs = "jjjjjjjj.erofs";
 	struct sbx *s = start(id, 64);
 	const char *tree = "cd /workspace && find . | sort && cat a d/x 2>&1";
 	expect_out(s, "cd /workspace && echo a > a && echo b > b && mkdir d && echo x > d/x && echo ok",
@@ -450,6 +474,10 @@ TEST(sandbox_files_save_folds_the_image_and_the_upper_into_one)
 	CHECK_INT_EQ(snapshot_dir_count(".layer.erofs"), 1);
 	CHECK_INT_EQ(snapshot_dir_count(".erofs"), 1);
 	expect_out(s, tree, ".\n./a\n./b\n./d\n./d/x\na\nx\n");
+	/* Saved again unchanged (read, not written): the same image. */
+	CHECK_MSG(backend->ops->files_save(backend, id, NULL, &err) == 0, "%s", err.msg);
+	CHECK(snapshot_dir_ino(".layer.erofs") != 0);
+	CHECK_INT_EQ(snapshot_dir_ino(id_suffix_erofs), snapshot_dir_ino(".layer.erofs"));
 	expect_out(s, "cd /workspace && echo A >> a && rm b && rm -r d && mkdir d && echo y > d/y "
 		      "&& echo ok",
 		   "ok\n");
@@ -471,7 +499,7 @@ TEST(sandbox_files_save_folds_the_image_and_the_upper_into_one)
 }
 
 /* A checkpoint (a tar) of a disk that woke on an image holds both layers. */
-TEST(sandbox_checkpoint_of_a_disk_on_an_image_holds_both_layers)
+TEST_TIMEOUT(sandbox_checkpoint_of_a_disk_on_an_image_holds_both_layers, 120)
 {
 	setup();
 	const char *id = "ses_unitkkkkkkkkkkkkkkkk";
