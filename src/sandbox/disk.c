@@ -8,10 +8,14 @@
  * until it is released: the owner of its upper directory is the slot's
  * root id.
  *
- * Saved, the upper directory is a snapshot (snapshot/) at
- * <snapshot dir>/<id>.tar.zst that records owners as the session sees them
- * (0..65535), so that it can wake on whichever slot is free, or on another
- * node. Its count of workspace files rides on it as an extended attribute.
+ * Saved, the upper directory is a snapshot that records owners as the
+ * session sees them (0..65535), so that it can wake on whichever slot is
+ * free, or on another node: an EROFS image at <snapshot dir>/<id>.erofs
+ * that the wake mounts under a new upper (sandbox/layer.c), or a tar at
+ * <id>.tar.zst that the wake unpacks (snapshot/; a tree an image cannot
+ * hold, and every snapshot of a daemon with checkpoints). Its count of
+ * workspace files rides on it as an extended attribute. A disk woken on an
+ * image gets its limit less what the image's files take.
  *
  * Snapshot storage is held to two numbers: what all snapshots together may
  * take (the cap), and what a save leaves free on their file system. A save
