@@ -606,7 +606,8 @@ int main(int argc, char **argv)
 		       wake_p50[1] <= TARGET_DEEP_WAKE_100MB_MS ? "met" : "MISSED");
 	if (wake_p50[2] >= 0 && wake_p50[0] > 0) {
 		double r = wake_p50[2] / wake_p50[0];
-		bool met = wake_p50[2] <= TARGET_DEEP_WAKE_1GB_MS && r <= TARGET_DEEP_WAKE_1GB_OVER_1MB;
+		bool met =
+		    wake_p50[2] <= TARGET_DEEP_WAKE_1GB_MS && r <= TARGET_DEEP_WAKE_1GB_OVER_1MB;
 		printf("wake from deep sleep, 1 GB, p50 %.1f ms, %.2fx the 1 MB wake's %.1f ms "
 		       "(target <= %.0f ms and <= %.0fx: %s)\n",
 		       wake_p50[2], r, wake_p50[0], TARGET_DEEP_WAKE_1GB_MS,

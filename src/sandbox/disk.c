@@ -247,10 +247,10 @@ struct sbx_files_state ns__files_state(struct sbx_backend *base, const char *id)
 	ns__image_path(b, id, image, sizeof(image));
 	char ckpt[700];
 	checkpoint_path(b, id, ckpt, sizeof(ckpt));
-	return (struct sbx_files_state){
-	    .disk = ns__is_mountpoint(p.disk),
-	    .snapshot = access(image, F_OK) == 0 || access(snap, F_OK) == 0,
-	    .checkpoint = access(ckpt, F_OK) == 0};
+	return (struct sbx_files_state){.disk = ns__is_mountpoint(p.disk),
+					.snapshot =
+					    access(image, F_OK) == 0 || access(snap, F_OK) == 0,
+					.checkpoint = access(ckpt, F_OK) == 0};
 }
 
 /* What the snapshots but id's take in the snapshot directory, bytes. */
@@ -330,8 +330,9 @@ static int files_save_to(struct sbx_backend *base, const char *id, bool checkpoi
 		} else if (rc < 0) {
 			/* A tree mkfs.erofs cannot take (a path past PATH_MAX):
 			 * a tar holds it, and the wake unpacks it as before. */
-			fprintf(stderr, "bunkerd: session %s: no image (%s); saving a tar instead\n",
-				id, ierr.msg);
+			fprintf(stderr,
+				"bunkerd: session %s: no image (%s); saving a tar instead\n", id,
+				ierr.msg);
 			image = false;
 			ns__snapshot_path(b, id, snap, sizeof(snap));
 		}

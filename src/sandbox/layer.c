@@ -119,8 +119,7 @@ static int userns_fd(unsigned from, unsigned to, struct bk_err *err)
 
 /* Gives the detached mount tree an id mapping from..→to.. and attaches it
  * at dst. */
-static int idmap_attach(int tree, const char *dst, unsigned from, unsigned to,
-			struct bk_err *err)
+static int idmap_attach(int tree, const char *dst, unsigned from, unsigned to, struct bk_err *err)
 {
 	_cleanup_close_ int ns = userns_fd(from, to, err);
 	if (ns < 0)
@@ -174,8 +173,8 @@ static int erofs_tree(const char *source, struct bk_err *err)
 	    fsconfig(fs, FSCONFIG_SET_FLAG, "ro", NULL, 0) < 0 ||
 	    fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
 		return bk_err_set(err, errno, "cannot mount the image '%s'", source);
-	int tree = fsmount(fs, FSMOUNT_CLOEXEC,
-			   MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+	int tree =
+	    fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
 	if (tree < 0)
 		return bk_err_set(err, errno, "cannot mount the image '%s'", source);
 	return tree;
@@ -313,9 +312,11 @@ static void count_merged(int dir, int up, int64_t *n, int64_t limit)
 			if (!S_ISDIR(ust.st_mode) ||
 			    (lgetxattr(proc, OPAQUE_XATTR, &opaque, 1) == 1 && opaque == 'y'))
 				continue;
-			sub_up = openat(up, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			sub_up =
+			    openat(up, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		}
-		int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		int sub =
+		    openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (sub >= 0)
 			count_merged(sub, sub_up, n, limit);
 		if (sub_up >= 0)
@@ -358,6 +359,13 @@ static int copy_xattrs(const char *src, const char *dst, struct bk_err *err)
 		/* POSIX ACLs name host ids: left out, as a tar snapshot does. */
 		if (strncmp(name, "system.posix_acl_", 17) == 0)
 			continue;
+		/* What overlay notes of a copy-up (the file it came from, a
+		 * directory that holds such, the upper's own id) names the
+		 * layers of this mount, not of the next. */
+		if (strcmp(name, "trusted.overlay.origin") == 0 ||
+		    strcmp(name, "trusted.overlay.impure") == 0 ||
+		    strcmp(name, "trusted.overlay.uuid") == 0)
+			continue;
 		char value[65536];
 		ssize_t v = lgetxattr(src, name, value, sizeof(value));
 		if (v < 0)
@@ -370,8 +378,7 @@ static int copy_xattrs(const char *src, const char *dst, struct bk_err *err)
 
 /* Owner, mode, extended attributes and times of the entry src/name onto
  * dst/name, which exists. */
-static int copy_meta(int src, int dst, const char *name, const struct stat *st,
-		     struct stage *sg)
+static int copy_meta(int src, int dst, const char *name, const struct stat *st, struct stage *sg)
 {
 	uid_t uid = (uid_t)id_to_session(st->st_uid, sg->base);
 	gid_t gid = (gid_t)id_to_session(st->st_gid, sg->base);
@@ -474,8 +481,10 @@ static int copy_tree(int src, int dst, const char *name, struct stage *sg)
 	if (S_ISDIR(st.st_mode)) {
 		if (mkdirat(dst, name, 0700) < 0)
 			return bk_err_set(sg->err, errno, "cannot create '%s'", name);
-		_cleanup_close_ int s = openat(src, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		_cleanup_close_ int t = openat(dst, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		_cleanup_close_ int s =
+		    openat(src, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		_cleanup_close_ int t =
+		    openat(dst, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (s < 0 || t < 0)
 			return bk_err_set(sg->err, errno, "cannot open '%s'", name);
 		if (copy_children(s, t, sg) < 0)
@@ -590,9 +599,10 @@ static int stage_fold(const struct ns_backend *b, const struct ns_paths *p, unsi
 		rc = apply_upper(upper, dst, &sg);
 	/* The top directory: the upper's owner and mode. */
 	struct stat st;
-	if (rc == 0 && (fstat(upper, &st) < 0 ||
-			fchown(dst, id_to_session(st.st_uid, base), id_to_session(st.st_gid, base)) < 0 ||
-			fchmod(dst, st.st_mode & 07777) < 0))
+	if (rc == 0 &&
+	    (fstat(upper, &st) < 0 ||
+	     fchown(dst, id_to_session(st.st_uid, base), id_to_session(st.st_gid, base)) < 0 ||
+	     fchmod(dst, st.st_mode & 07777) < 0))
 		rc = bk_err_set(err, errno, "cannot set the owner of '%s'", stage);
 	if (rc < 0) {
 		bk_err_prefix(err, "cannot fold the layers of '%s'", p->dir);
@@ -603,8 +613,8 @@ static int stage_fold(const struct ns_backend *b, const struct ns_paths *p, unsi
 	return 0;
 }
 
-int ns__layer_stage(const struct ns_backend *b, const struct ns_paths *p, int slot,
-		    int64_t max, char *stage, size_t len, struct bk_err *err)
+int ns__layer_stage(const struct ns_backend *b, const struct ns_paths *p, int slot, int64_t max,
+		    char *stage, size_t len, struct bk_err *err)
 {
 	int64_t bytes = 0;
 	return stage_fold(b, p, sbx__slot_base(slot), max, stage, len, &bytes, err);
@@ -637,8 +647,10 @@ static bool upper_adds_nothing(int up, int low)
 		    u.st_gid != l.st_gid || u.st_mtim.tv_sec != l.st_mtim.tv_sec ||
 		    u.st_mtim.tv_nsec != l.st_mtim.tv_nsec || is_opaque(up, name))
 			return false;
-		_cleanup_close_ int su = openat(up, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		_cleanup_close_ int sl = openat(low, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		_cleanup_close_ int su =
+		    openat(up, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		_cleanup_close_ int sl =
+		    openat(low, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (su < 0 || sl < 0 || !upper_adds_nothing(su, sl))
 			return false;
 	}
@@ -647,8 +659,8 @@ static bool upper_adds_nothing(int up, int low)
 
 /* The image in use as the new one, when the upper changed nothing (a
  * session woken to be read): linked to tmp, no fold. 1 when done. */
-static int image_unchanged(const struct ns_backend *b, const struct ns_paths *p,
-			   const char *tmp, int64_t *bytes)
+static int image_unchanged(const struct ns_backend *b, const struct ns_paths *p, const char *tmp,
+			   int64_t *bytes)
 {
 	char name[200], image[800];
 	if (!ns__layer_read(p, name, sizeof(name), bytes))
@@ -666,8 +678,8 @@ static int image_unchanged(const struct ns_backend *b, const struct ns_paths *p,
 
 static int mkfs(const char *image, const char *dir, struct bk_err *err)
 {
-	char *argv[] = {"mkfs.erofs", "--quiet", "--preserve-mtime", (char *)image, (char *)dir,
-			NULL};
+	char *argv[] = {"mkfs.erofs",  "--quiet",   "--preserve-mtime",
+			(char *)image, (char *)dir, NULL};
 	posix_spawn_file_actions_t fa;
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
@@ -682,8 +694,8 @@ static int mkfs(const char *image, const char *dir, struct bk_err *err)
 		if (errno != EINTR)
 			return bk_err_set(err, errno, "cannot wait for mkfs.erofs");
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		return bk_err_kind(err, BK_E_INTERNAL, "mkfs.erofs failed on '%s' (status %d)",
-				   dir, status);
+		return bk_err_kind(err, BK_E_INTERNAL, "mkfs.erofs failed on '%s' (status %d)", dir,
+				   status);
 	return 0;
 }
 
@@ -712,9 +724,10 @@ int ns__layer_build(const struct ns_backend *b, const struct ns_paths *p, int sl
 			return bk_err_set(err, errno, "cannot stat '%s'", p->disk);
 		bytes = (int64_t)(vfs.f_blocks - vfs.f_bfree) * (int64_t)vfs.f_frsize;
 		if (bytes > room)
-			return bk_err_kind(err, BK_E_NO_SPACE,
-					   "the session's %lld MB would exceed the %lld MB of room left",
-					   (long long)(bytes >> 20), (long long)(room >> 20));
+			return bk_err_kind(
+			    err, BK_E_NO_SPACE,
+			    "the session's %lld MB would exceed the %lld MB of room left",
+			    (long long)(bytes >> 20), (long long)(room >> 20));
 		snprintf(src, sizeof(src), "%s/fold", p->dir);
 		if (mkdir(src, 0700) < 0 && errno != EEXIST)
 			return bk_err_set(err, errno, "cannot create '%s'", src);

@@ -354,7 +354,8 @@ static void ns_reconcile(struct sbx_backend *base,
 			continue;
 		char id[64];
 		snprintf(id, sizeof(id), "%.*s", (int)idlen, idp);
-		if (partial ? known(ctx, id, false) && !known(ctx, id, true) : known(ctx, id, false))
+		if (partial ? known(ctx, id, false) && !known(ctx, id, true)
+			    : known(ctx, id, false))
 			continue;
 		struct bk_err err = BK_ERR_INIT;
 		if (unlinkat(dirfd(sd), name, 0) < 0 &&

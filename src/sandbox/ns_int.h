@@ -166,8 +166,8 @@ int ns__layer_build(const struct ns_backend *b, const struct ns_paths *p, int sl
 /* Stages the merge of p's image and upper in a new directory of the
  * snapshot directory (its path into stage) of at most max bytes, owners
  * as the session sees them. */
-int ns__layer_stage(const struct ns_backend *b, const struct ns_paths *p, int slot,
-		    int64_t max, char *stage, size_t len, struct bk_err *err);
+int ns__layer_stage(const struct ns_backend *b, const struct ns_paths *p, int slot, int64_t max,
+		    char *stage, size_t len, struct bk_err *err);
 
 /* ---- the daemon's mount namespace (sandbox/mntns.c) ---- */
 

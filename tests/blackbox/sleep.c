@@ -549,7 +549,8 @@ TEST_TIMEOUT(a_session_woken_on_its_image_keeps_its_disk_limit, 90)
 		      NULL,
 		  "stderr: %s", r.body);
 	client_resp_free(&r);
-	free(client_must_run(key, id, "rm /workspace/more && head -c 5M /dev/zero > /workspace/five"));
+	free(client_must_run(key, id,
+			     "rm /workspace/more && head -c 5M /dev/zero > /workspace/five"));
 	client_must_delete(key, id);
 	free(id);
 	free(key);
@@ -580,8 +581,9 @@ TEST_TIMEOUT(a_crash_keeps_a_session_that_runs_on_its_image, 120)
 {
 	if (bk.skip_reason[0] != '\0')
 		SKIP("%s", bk.skip_reason);
-	const char *const args[] = {"--warm-pool", "0", "--idle-after", "1", "--deep-sleep-after",
-				    "2", "--min-ttl", "2", NULL};
+	const char *const args[] = {
+	    "--warm-pool", "0", "--idle-after", "1", "--deep-sleep-after", "2", "--min-ttl",
+	    "2",	   NULL};
 	struct client_daemon d = {0};
 	CHECK(client_daemon_start(&d, args) == 0);
 	char key[CLIENT_KEY_MAX];
@@ -597,8 +599,9 @@ TEST_TIMEOUT(a_crash_keeps_a_session_that_runs_on_its_image, 120)
 	int status = client_daemon_halt(&d, SIGKILL);
 	CHECK(WIFSIGNALED(status));
 	CHECK(client_daemon_start(&d, args) == 0);
-	char *back = run_on(&d, key, id, "cat /workspace/a.txt /workspace/d/b.txt && "
-					 "echo gamma >> /workspace/a.txt && cat /workspace/a.txt");
+	char *back = run_on(&d, key, id,
+			    "cat /workspace/a.txt /workspace/d/b.txt && "
+			    "echo gamma >> /workspace/a.txt && cat /workspace/a.txt");
 	CHECK_STR_EQ(back, "alpha\nbeta\nalpha\ngamma\n");
 	/* A clean stop sleeps it, folded; the next run wakes it. */
 	status = client_daemon_halt(&d, SIGTERM);

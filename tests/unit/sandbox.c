@@ -464,8 +464,9 @@ TEST_TIMEOUT(sandbox_files_save_folds_the_image_and_the_upper_into_one, 180)
 	const char *id_suffix_erofs = "jjjjjjjj.erofs";
 	struct sbx *s = start(id, 64);
 	const char *tree = "cd /workspace && find . | sort && cat a d/x 2>&1";
-	expect_out(s, "cd /workspace && echo a > a && echo b > b && mkdir d && echo x > d/x && echo ok",
-		   "ok\n");
+	expect_out(
+	    s, "cd /workspace && echo a > a && echo b > b && mkdir d && echo x > d/x && echo ok",
+	    "ok\n");
 	struct bk_err err = BK_ERR_INIT;
 	CHECK_MSG(backend->ops->files_save(backend, id, NULL, &err) == 0, "%s", err.msg);
 	stop(s);
@@ -478,8 +479,9 @@ TEST_TIMEOUT(sandbox_files_save_folds_the_image_and_the_upper_into_one, 180)
 	CHECK_MSG(backend->ops->files_save(backend, id, NULL, &err) == 0, "%s", err.msg);
 	CHECK(snapshot_dir_ino(".layer.erofs") != 0);
 	CHECK_INT_EQ(snapshot_dir_ino(id_suffix_erofs), snapshot_dir_ino(".layer.erofs"));
-	expect_out(s, "cd /workspace && echo A >> a && rm b && rm -r d && mkdir d && echo y > d/y "
-		      "&& echo ok",
+	expect_out(s,
+		   "cd /workspace && echo A >> a && rm b && rm -r d && mkdir d && echo y > d/y "
+		   "&& echo ok",
 		   "ok\n");
 	const char *want = ".\n./a\n./d\n./d/y\na\nA\ncat: d/x: No such file or directory\n";
 	for (int round = 0; round < 2; round++) {
