@@ -322,8 +322,8 @@ static int files_save_to(struct sbx_backend *base, const char *id, bool checkpoi
 	int rc = 0;
 	if (image) {
 		struct bk_err ierr = BK_ERR_INIT;
-		rc = ns__layer_build(b, &p, slot, snap, room, &st.bytes_in, &st.bytes_out, &ierr);
-		st.files = files;
+		rc = ns__layer_build(b, &p, slot, snap, room, &st.files, &st.bytes_in,
+				     &st.bytes_out, &ierr);
 		if (rc < 0 && ierr.kind == BK_E_NO_SPACE) {
 			if (err)
 				*err = ierr;

@@ -73,6 +73,27 @@ static unsigned id_to_session(unsigned id, unsigned base)
 	return id >= base && id - base < SBX_ID_RANGE ? id - base : 65534u;
 }
 
+/* A reader of the directory fd (left open), from its first entry: NULL
+ * with errno set when it cannot be read. */
+static DIR *dir_read(int fd)
+{
+	int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	DIR *d = dup_fd < 0 ? NULL : fdopendir(dup_fd);
+	if (d == NULL && dup_fd >= 0) {
+		int e = errno;
+		close(dup_fd);
+		errno = e;
+	}
+	if (d != NULL)
+		rewinddir(d);
+	return d;
+}
+
+static bool is_dot(const char *name)
+{
+	return strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
+}
+
 /* ---- id-mapped mounts ---- */
 
 /* A user namespace whose ids from..from+SBX_ID_RANGE-1 are the parent's
@@ -293,7 +314,7 @@ static void count_merged(int dir, int up, int64_t *n, int64_t limit)
 	}
 	struct dirent *de;
 	while (*n < limit && (de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+		if (is_dot(de->d_name))
 			continue;
 		struct stat st, ust;
 		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
@@ -344,6 +365,7 @@ int64_t ns__layer_files(const struct ns_paths *p, int64_t limit)
 struct stage {
 	unsigned base;	    /* the slot's host ids, shown by both sources */
 	int64_t bytes, max; /* what the staging takes; BK_E_NO_SPACE past max */
+	int64_t entries;    /* staged */
 	struct bk_err *err;
 };
 
@@ -401,6 +423,7 @@ static int copy_meta(int src, int dst, const char *name, const struct stat *st, 
 
 static int charge(struct stage *sg, const struct stat *st)
 {
+	sg->entries++;
 	sg->bytes += 4096 + (S_ISREG(st->st_mode) ? (st->st_size + 4095) / 4096 * 4096 : 0);
 	if (sg->bytes > sg->max)
 		return bk_err_kind(sg->err, BK_E_NO_SPACE,
@@ -450,18 +473,12 @@ static int copy_tree(int src, int dst, const char *name, struct stage *sg);
 /* Copies every entry of the directory src into the directory dst. */
 static int copy_children(int src, int dst, struct stage *sg)
 {
-	int dup_src = fcntl(src, F_DUPFD_CLOEXEC, 0);
-	DIR *d = dup_src < 0 ? NULL : fdopendir(dup_src);
-	if (d == NULL) {
-		if (dup_src >= 0)
-			close(dup_src);
+	_cleanup_closedir_ DIR *d = dir_read(src);
+	if (d == NULL)
 		return bk_err_set(sg->err, errno, "cannot read a directory");
-	}
-	_cleanup_closedir_ DIR *dd = d;
-	rewinddir(d);
 	struct dirent *de;
 	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+		if (is_dot(de->d_name))
 			continue;
 		if (copy_tree(src, dst, de->d_name, sg) < 0)
 			return -1;
@@ -515,23 +532,24 @@ static bool is_opaque(int dir, const char *name)
 	return lgetxattr(proc, OPAQUE_XATTR, &v, 1) == 1 && v == 'y';
 }
 
-/* Applies the upper directory up over the staged directory dst with
- * overlay's rules. */
-static int apply_upper(int up, int dst, struct stage *sg)
+static bool is_whiteout(const struct stat *st)
 {
-	int dup_up = fcntl(up, F_DUPFD_CLOEXEC, 0);
-	DIR *d = dup_up < 0 ? NULL : fdopendir(dup_up);
-	if (d == NULL) {
-		if (dup_up >= 0)
-			close(dup_up);
+	return S_ISCHR(st->st_mode) && st->st_rdev == 0;
+}
+
+/* Applies the upper directory up over the staged directory dst with
+ * overlay's rules; base is the base image's directory at the same path
+ * (-1: it has none). A whiteout stays only over what the base image has:
+ * overlay lists a whiteout in a directory that has no layer below it. */
+static int apply_upper(int up, int dst, int base, struct stage *sg)
+{
+	_cleanup_closedir_ DIR *d = dir_read(up);
+	if (d == NULL)
 		return bk_err_set(sg->err, errno, "cannot read a directory");
-	}
-	_cleanup_closedir_ DIR *dd = d;
-	rewinddir(d);
 	struct dirent *de;
 	while ((de = readdir(d)) != NULL) {
 		const char *name = de->d_name;
-		if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+		if (is_dot(name))
 			continue;
 		struct stat st, old;
 		if (fstatat(up, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
@@ -547,12 +565,21 @@ static int apply_upper(int up, int dst, struct stage *sg)
 			    openat(dst, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (s < 0 || t < 0)
 				return bk_err_set(sg->err, errno, "cannot open '%s'", name);
-			if (apply_upper(s, t, sg) < 0 || copy_meta(up, dst, name, &st, sg) < 0)
+			_cleanup_close_ int below =
+			    base < 0 ? -1
+				     : openat(base, name,
+					      O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (apply_upper(s, t, below, sg) < 0 ||
+			    copy_meta(up, dst, name, &st, sg) < 0)
 				return -1;
 			continue;
 		}
 		if (had && rm_rf_at(dst, name, sg->err) < 0)
 			return -1;
+		struct stat bst;
+		if (is_whiteout(&st) &&
+		    (base < 0 || fstatat(base, name, &bst, AT_SYMLINK_NOFOLLOW) < 0))
+			continue;
 		if (copy_tree(up, dst, name, sg) < 0)
 			return -1;
 		/* A directory over what the image held of another kind hid
@@ -571,7 +598,8 @@ static int apply_upper(int up, int dst, struct stage *sg)
  * directory beside the snapshots, of at most max bytes; *bytes receives
  * what it takes. */
 static int stage_fold(const struct ns_backend *b, const struct ns_paths *p, unsigned base,
-		      int64_t max, char *stage, size_t len, int64_t *bytes, struct bk_err *err)
+		      int64_t max, char *stage, size_t len, int64_t *bytes, int64_t *entries,
+		      struct bk_err *err)
 {
 	const char *id = strrchr(p->dir, '/') + 1;
 	char rnd[9];
@@ -595,8 +623,9 @@ static int stage_fold(const struct ns_backend *b, const struct ns_paths *p, unsi
 		rc = bk_err_set(err, errno, "cannot open '%s'", stage);
 	if (rc == 0)
 		rc = copy_children(lower, dst, &sg);
+	_cleanup_close_ int below = open(b->image_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (rc == 0)
-		rc = apply_upper(upper, dst, &sg);
+		rc = apply_upper(upper, dst, below, &sg);
 	/* The top directory: the upper's owner and mode. */
 	struct stat st;
 	if (rc == 0 &&
@@ -610,14 +639,15 @@ static int stage_fold(const struct ns_backend *b, const struct ns_paths *p, unsi
 		return -1;
 	}
 	*bytes = sg.bytes;
+	*entries = sg.entries;
 	return 0;
 }
 
 int ns__layer_stage(const struct ns_backend *b, const struct ns_paths *p, int slot, int64_t max,
 		    char *stage, size_t len, struct bk_err *err)
 {
-	int64_t bytes = 0;
-	return stage_fold(b, p, sbx__slot_base(slot), max, stage, len, &bytes, err);
+	int64_t bytes = 0, entries = 0;
+	return stage_fold(b, p, sbx__slot_base(slot), max, stage, len, &bytes, &entries, err);
 }
 
 /* Whether the upper directory up holds nothing of its own over the
@@ -626,19 +656,13 @@ int ns__layer_stage(const struct ns_backend *b, const struct ns_paths *p, int sl
  * the workspace and the home directory when they are missing). */
 static bool upper_adds_nothing(int up, int low)
 {
-	int dup_up = fcntl(up, F_DUPFD_CLOEXEC, 0);
-	DIR *d = dup_up < 0 ? NULL : fdopendir(dup_up);
-	if (d == NULL) {
-		if (dup_up >= 0)
-			close(dup_up);
+	_cleanup_closedir_ DIR *d = dir_read(up);
+	if (d == NULL)
 		return false;
-	}
-	_cleanup_closedir_ DIR *dd = d;
-	rewinddir(d);
 	struct dirent *de;
 	while ((de = readdir(d)) != NULL) {
 		const char *name = de->d_name;
-		if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+		if (is_dot(name))
 			continue;
 		struct stat u, l;
 		if (fstatat(up, name, &u, AT_SYMLINK_NOFOLLOW) < 0 ||
@@ -700,12 +724,12 @@ static int mkfs(const char *image, const char *dir, struct bk_err *err)
 }
 
 int ns__layer_build(const struct ns_backend *b, const struct ns_paths *p, int slot,
-		    const char *image, int64_t room, int64_t *bytes_in, int64_t *bytes_out,
-		    struct bk_err *err)
+		    const char *image, int64_t room, int64_t *entries, int64_t *bytes_in,
+		    int64_t *bytes_out, struct bk_err *err)
 {
 	unsigned base = sbx__slot_base(slot);
 	char stage[800] = "", tmp[800], src[700];
-	int64_t bytes = 0;
+	int64_t bytes = 0, n = 0;
 	snprintf(tmp, sizeof(tmp), "%s.tmp", image);
 	int same = ns__is_mountpoint(p->lower) ? image_unchanged(b, p, tmp, &bytes) : 0;
 	if (same) {
@@ -713,7 +737,7 @@ int ns__layer_build(const struct ns_backend *b, const struct ns_paths *p, int sl
 	} else if (ns__is_mountpoint(p->lower)) {
 		/* Woken from an image: folded, the staging counted in the room
 		 * as the image is. */
-		if (stage_fold(b, p, base, room / 2, stage, sizeof(stage), &bytes, err) < 0)
+		if (stage_fold(b, p, base, room / 2, stage, sizeof(stage), &bytes, &n, err) < 0)
 			return -1;
 		snprintf(src, sizeof(src), "%s", stage);
 	} else {
@@ -723,6 +747,8 @@ int ns__layer_build(const struct ns_backend *b, const struct ns_paths *p, int sl
 		if (statvfs(p->disk, &vfs) < 0)
 			return bk_err_set(err, errno, "cannot stat '%s'", p->disk);
 		bytes = (int64_t)(vfs.f_blocks - vfs.f_bfree) * (int64_t)vfs.f_frsize;
+		/* Its inodes: the upper's entries, and the work directory. */
+		n = (int64_t)(vfs.f_files - vfs.f_ffree);
 		if (bytes > room)
 			return bk_err_kind(
 			    err, BK_E_NO_SPACE,
@@ -776,6 +802,8 @@ int ns__layer_build(const struct ns_backend *b, const struct ns_paths *p, int sl
 	_cleanup_close_ int dir = open(b->snapshot_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dir >= 0)
 		fsync(dir);
+	if (entries)
+		*entries = n;
 	if (bytes_in)
 		*bytes_in = bytes;
 	if (bytes_out)

@@ -158,11 +158,12 @@ void ns__layer_drop(const struct ns_backend *b, const struct ns_paths *p);
 int64_t ns__layer_files(const struct ns_paths *p, int64_t limit);
 /* Builds the image of p's files (upper, over its image if it has one)
  * at the path image, atomically, taking at most room bytes of the
- * snapshot storage meanwhile (BK_E_NO_SPACE). *bytes_in: what its files
- * take on a disk; *bytes_out: the image's size. */
+ * snapshot storage meanwhile (BK_E_NO_SPACE). *entries: what it holds
+ * (0 when the image stayed the one the disk woke from); *bytes_in: what
+ * its files take on a disk; *bytes_out: the image's size. */
 int ns__layer_build(const struct ns_backend *b, const struct ns_paths *p, int slot,
-		    const char *image, int64_t room, int64_t *bytes_in, int64_t *bytes_out,
-		    struct bk_err *err);
+		    const char *image, int64_t room, int64_t *entries, int64_t *bytes_in,
+		    int64_t *bytes_out, struct bk_err *err);
 /* Stages the merge of p's image and upper in a new directory of the
  * snapshot directory (its path into stage) of at most max bytes, owners
  * as the session sees them. */

@@ -556,22 +556,6 @@ TEST_TIMEOUT(a_session_woken_on_its_image_keeps_its_disk_limit, 90)
 	free(key);
 }
 
-/* stdout of command in session id of daemon d; fails the test unless it
- * exits 0. */
-static char *run_on(const struct client_daemon *d, const char *key, const char *id,
-		    const char *command)
-{
-	json_t *body = json_pack("{s:s,s:s}", "sessionId", id, "command", command);
-	struct client_resp r;
-	CHECK(client_call_json(d, "POST", "/execute", key, body, &r) == 0);
-	json_decref(body);
-	CHECK_STATUS(&r, 200);
-	CHECK_MSG(client_must_int(r.json, "exitCode", r.body) == 0, "%s: %s", command, r.body);
-	char *out = strdup(client_must_str(r.json, "stdout", r.body));
-	client_resp_free(&r);
-	return out;
-}
-
 /* A daemon killed while a session runs on its image comes back with the
  * session's files: the disk and the image's mount outlive it, and its
  * record of the image says what the session's root is made of. Its
@@ -589,26 +573,28 @@ TEST_TIMEOUT(a_crash_keeps_a_session_that_runs_on_its_image, 120)
 	char key[CLIENT_KEY_MAX];
 	CHECK(client_key_create(&d, "paid", key, sizeof(key)) == 0);
 	char *id = create_on(&d, key);
-	free(run_on(&d, key, id, "echo alpha > /workspace/a.txt && mkdir /workspace/d"));
+	free(
+	    client_must_run_on(&d, key, id, "echo alpha > /workspace/a.txt && mkdir /workspace/d"));
 	double deadline = client_now() + 20;
 	while (client_log_count(&d, id, "in deep sleep:") < 1 && client_now() < deadline)
 		sleep_s(0.05);
 	CHECK_MSG(client_log_count(&d, id, "in deep sleep:") == 1, "%s did not sleep", id);
-	char *woke = run_on(&d, key, id, "cat /workspace/a.txt && echo beta > /workspace/d/b.txt");
+	char *woke = client_must_run_on(&d, key, id,
+					"cat /workspace/a.txt && echo beta > /workspace/d/b.txt");
 	CHECK_STR_EQ(woke, "alpha\n");
 	int status = client_daemon_halt(&d, SIGKILL);
 	CHECK(WIFSIGNALED(status));
 	CHECK(client_daemon_start(&d, args) == 0);
-	char *back = run_on(&d, key, id,
-			    "cat /workspace/a.txt /workspace/d/b.txt && "
-			    "echo gamma >> /workspace/a.txt && cat /workspace/a.txt");
+	char *back = client_must_run_on(&d, key, id,
+					"cat /workspace/a.txt /workspace/d/b.txt && "
+					"echo gamma >> /workspace/a.txt && cat /workspace/a.txt");
 	CHECK_STR_EQ(back, "alpha\nbeta\nalpha\ngamma\n");
 	/* A clean stop sleeps it, folded; the next run wakes it. */
 	status = client_daemon_halt(&d, SIGTERM);
 	CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "bunkerd stopped with 0x%x",
 		  status);
 	CHECK(client_daemon_start(&d, args) == 0);
-	char *last = run_on(&d, key, id, "cat /workspace/a.txt /workspace/d/b.txt");
+	char *last = client_must_run_on(&d, key, id, "cat /workspace/a.txt /workspace/d/b.txt");
 	CHECK_STR_EQ(last, "alpha\ngamma\nbeta\n");
 	client_daemon_stop(&d);
 	CHECK_INT_EQ(d.left_mounts, 0);

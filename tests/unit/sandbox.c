@@ -404,8 +404,9 @@ TEST(sandbox_files_save_of_a_frozen_sandbox_keeps_it_whole)
 	teardown();
 }
 
-/* Files of the snapshot directory whose names end in suffix. */
-static int snapshot_dir_count(const char *suffix)
+/* Files of the snapshot directory whose names end in suffix; *ino (may
+ * be NULL) receives the inode of the last one. */
+static int snapshot_dir_find(const char *suffix, ino_t *ino)
 {
 	char snaps[400];
 	snprintf(snaps, sizeof(snaps), "%s/snapshots", data_dir);
@@ -415,31 +416,27 @@ static int snapshot_dir_count(const char *suffix)
 	size_t k = strlen(suffix);
 	while (d && (de = readdir(d)) != NULL) {
 		size_t len = strlen(de->d_name);
-		n += len > k && strcmp(de->d_name + len - k, suffix) == 0;
+		struct stat st;
+		if (len <= k || strcmp(de->d_name + len - k, suffix) != 0)
+			continue;
+		n++;
+		if (ino && fstatat(dirfd(d), de->d_name, &st, 0) == 0)
+			*ino = st.st_ino;
 	}
 	if (d)
 		closedir(d);
 	return n;
 }
 
-/* The inode of the snapshot directory's file whose name ends in suffix. */
+static int snapshot_dir_count(const char *suffix)
+{
+	return snapshot_dir_find(suffix, NULL);
+}
+
 static ino_t snapshot_dir_ino(const char *suffix)
 {
-	char snaps[400];
-	snprintf(snaps, sizeof(snaps), "%s/snapshots", data_dir);
-	DIR *d = opendir(snaps);
-	struct dirent *de;
 	ino_t ino = 0;
-	size_t k = strlen(suffix);
-	while (d && (de = readdir(d)) != NULL) {
-		size_t len = strlen(de->d_name);
-		struct stat st;
-		if (len > k && strcmp(de->d_name + len - k, suffix) == 0 &&
-		    fstatat(dirfd(d), de->d_name, &st, 0) == 0)
-			ino = st.st_ino;
-	}
-	if (d)
-		closedir(d);
+	snapshot_dir_find(suffix, &ino);
 	return ino;
 }
 
