@@ -728,7 +728,7 @@ int ns__layer_build(const struct ns_backend *b, const struct ns_paths *p, int sl
 		    int64_t *bytes_out, struct bk_err *err)
 {
 	unsigned base = sbx__slot_base(slot);
-	char stage[800] = "", tmp[800], src[700];
+	char stage[800] = "", tmp[800], src[800];
 	int64_t bytes = 0, n = 0;
 	snprintf(tmp, sizeof(tmp), "%s.tmp", image);
 	int same = ns__is_mountpoint(p->lower) ? image_unchanged(b, p, tmp, &bytes) : 0;
