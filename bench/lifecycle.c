@@ -43,6 +43,9 @@
 #define DEEP_AFTER_S 2
 #define TARGET_IDLE_WAKE_MS 2.0
 #define TARGET_DEEP_WAKE_100MB_MS 500.0
+/* Issue 15: the wake flat in the workspace's size. */
+#define TARGET_DEEP_WAKE_1GB_MS 100.0
+#define TARGET_DEEP_WAKE_1GB_OVER_1MB 2.0
 
 /* The tables' layout: wider names than bench/bench.c's. */
 static const struct stats_table table = {.name_width = 46, .n_width = 5};
@@ -416,8 +419,11 @@ static void bench_deep_sleep(const char *key, const struct workload *w, double *
 	int64_t files = 0, in = 0, out = 0;
 	int asleep_procs = -1, asleep_mounts = -1;
 	int64_t asleep_mem = 0, asleep_disk = 0, snap_bytes = 0;
-	char snap[256];
-	snprintf(snap, sizeof(snap), "%s/snapshots/%s.tar.zst", data_dir, id);
+	/* An image, or a tar (a tree an image cannot hold, or a daemon
+	 * with checkpoints). */
+	char snap[256], tar[256];
+	snprintf(snap, sizeof(snap), "%s/snapshots/%s.erofs", data_dir, id);
+	snprintf(tar, sizeof(tar), "%s/snapshots/%s.tar.zst", data_dir, id);
 	for (int i = 0; i < w->reps; i++) {
 		int before = log_sleep_count(id, " in deep sleep: ");
 		wait_state(key, id, "deep-sleep", DEEP_AFTER_S * 1000 - 100, 300000);
@@ -431,7 +437,7 @@ static void bench_deep_sleep(const char *key, const struct workload *w, double *
 		asleep_procs = session_procs(id);
 		asleep_mounts = session_mounts(id, &asleep_disk);
 		asleep_mem = session_memory(id);
-		snap_bytes = file_size(snap);
+		snap_bytes = access(snap, F_OK) == 0 ? file_size(snap) : file_size(tar);
 		int woke = log_sleep_count(id, " woke from deep sleep in ");
 		wake[i] = execute(key, id, "true");
 		if (log_sleep_count(id, " woke from deep sleep in ") != woke + 1 ||
@@ -519,7 +525,8 @@ static void bench_many(const char *key, int n)
 	DIR *dp = opendir(dir);
 	struct dirent *de;
 	while (dp != NULL && (de = readdir(dp)) != NULL) {
-		if (strstr(de->d_name, ".tar.zst") == NULL)
+		if (strstr(de->d_name, ".tar.zst") == NULL &&
+		    (strstr(de->d_name, ".erofs") == NULL || strstr(de->d_name, ".layer.") != NULL))
 			continue;
 		char p[512];
 		snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
@@ -584,19 +591,28 @@ int main(int argc, char **argv)
 	    {"1 GB", 1 << 30, 5000, 4096, 16, "{\"cpu\":1,\"memory\":4096,\"disk\":5120}",
 	     reps_large},
 	};
-	double wake_100mb = -1;
+	double wake_p50[3] = {-1, -1, -1};
 	for (size_t i = 0; i < sizeof(loads) / sizeof(loads[0]); i++) {
 		if (skip_1g && loads[i].total >= (1 << 30))
 			continue;
 		printf("\n== deep sleep, %s workspace ==\n", loads[i].name);
 		stats_print_header(&table);
 		key_create("paid", key, sizeof(key));
-		bench_deep_sleep(key, &loads[i], i == 1 ? &wake_100mb : NULL);
+		bench_deep_sleep(key, &loads[i], &wake_p50[i]);
 	}
-	if (wake_100mb >= 0)
+	if (wake_p50[1] >= 0)
 		printf("\nwake from deep sleep, 100 MB, p50 %.1f ms (target <= %.0f ms: %s)\n",
-		       wake_100mb, TARGET_DEEP_WAKE_100MB_MS,
-		       wake_100mb <= TARGET_DEEP_WAKE_100MB_MS ? "met" : "MISSED");
+		       wake_p50[1], TARGET_DEEP_WAKE_100MB_MS,
+		       wake_p50[1] <= TARGET_DEEP_WAKE_100MB_MS ? "met" : "MISSED");
+	if (wake_p50[2] >= 0 && wake_p50[0] > 0) {
+		double r = wake_p50[2] / wake_p50[0];
+		bool met =
+		    wake_p50[2] <= TARGET_DEEP_WAKE_1GB_MS && r <= TARGET_DEEP_WAKE_1GB_OVER_1MB;
+		printf("wake from deep sleep, 1 GB, p50 %.1f ms, %.2fx the 1 MB wake's %.1f ms "
+		       "(target <= %.0f ms and <= %.0fx: %s)\n",
+		       wake_p50[2], r, wake_p50[0], TARGET_DEEP_WAKE_1GB_MS,
+		       TARGET_DEEP_WAKE_1GB_OVER_1MB, met ? "met" : "MISSED");
+	}
 
 	if (sessions > 0) {
 		printf("\n== %d sessions in deep sleep ==\n", sessions);

@@ -16,7 +16,7 @@ PKGS=(build-essential pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
       libsodium-dev libseccomp-dev libarchive-dev libzstd-dev libcurl4-openssl-dev
       util-linux procps python3 python3-pip python3-venv sqlite3 wrk ca-certificates
       chromium postgresql-15 libpq-dev clang libclang-rt-14-dev cppcheck clang-format
-      libmnl-dev libnftables-dev nftables nginx-light)
+      libmnl-dev libnftables-dev nftables nginx-light erofs-utils)
 
 missing=()
 for p in "${PKGS[@]}"; do

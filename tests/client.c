@@ -1397,8 +1397,9 @@ void client_must_delete_at(const char *file, int line, const char *key, const ch
 	client_resp_free(&r);
 }
 
-void client_must_exec_at(const char *file, int line, const char *key, const char *id,
-			 const char *command, const json_t *extra, struct client_resp *out)
+static void must_exec_on(const char *file, int line, const struct client_daemon *d, const char *key,
+			 const char *id, const char *command, const json_t *extra,
+			 struct client_resp *out)
 {
 	json_t *body = extra ? json_deep_copy(extra) : json_object();
 	json_object_set_new(body, "sessionId", json_string(id));
@@ -1407,18 +1408,24 @@ void client_must_exec_at(const char *file, int line, const char *key, const char
 	struct client_req req = {.method = "POST", .path = "/execute", .key = key};
 	char *text = json_dumps(body, JSON_COMPACT);
 	req.body = text;
-	client_request(&bk.d, &req, out);
+	client_request(d, &req, out);
 	free(text);
 	json_decref(body);
 	if (out->status != 200 || !json_is_object(out->json))
 		fail_resp(file, line, out, "execute '%s'", command ? command : "(code)");
 }
 
-char *client_must_run_at(const char *file, int line, const char *key, const char *id,
-			 const char *command)
+void client_must_exec_at(const char *file, int line, const char *key, const char *id,
+			 const char *command, const json_t *extra, struct client_resp *out)
+{
+	must_exec_on(file, line, &bk.d, key, id, command, extra, out);
+}
+
+char *client_must_run_on_at(const char *file, int line, const struct client_daemon *d,
+			    const char *key, const char *id, const char *command)
 {
 	struct client_resp r;
-	client_must_exec_at(file, line, key, id, command, NULL, &r);
+	must_exec_on(file, line, d, key, id, command, NULL, &r);
 	json_t *code = json_object_get(r.json, "exitCode");
 	if (!json_is_integer(code) || json_integer_value(code) != 0)
 		fail_resp(file, line, &r, "'%s' did not exit 0", command);
@@ -1428,6 +1435,12 @@ char *client_must_run_at(const char *file, int line, const char *key, const char
 	char *copy = strdup(out);
 	client_resp_free(&r);
 	return copy;
+}
+
+char *client_must_run_at(const char *file, int line, const char *key, const char *id,
+			 const char *command)
+{
+	return client_must_run_on_at(file, line, &bk.d, key, id, command);
 }
 
 const char *client_must_str(const json_t *obj, const char *name, const char *context)

@@ -252,6 +252,11 @@ void client_must_exec_at(const char *file, int line, const char *key, const char
 #define client_must_run(key, id, command) client_must_run_at(__FILE__, __LINE__, key, id, command)
 char *client_must_run_at(const char *file, int line, const char *key, const char *id,
 			 const char *command);
+/* The same in a session of daemon d. */
+#define client_must_run_on(d, key, id, command)                                                    \
+	client_must_run_on_at(__FILE__, __LINE__, d, key, id, command)
+char *client_must_run_on_at(const char *file, int line, const struct client_daemon *d,
+			    const char *key, const char *id, const char *command);
 
 /* Parses an ISO 8601 UTC timestamp "YYYY-MM-DDTHH:MM:SS[.fff]Z"; returns
  * false when s is not one. */

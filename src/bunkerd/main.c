@@ -464,6 +464,9 @@ int main(int argc, char **argv)
 	struct sbx_backend *backend;
 	if (store_open(store_uri ? store_uri : db, &store, &err) < 0)
 		die("%s", err.msg);
+	/* A checkpoint and the snapshot it becomes are one tar file
+	 * (core/lifecycle.c): with checkpoints, sessions sleep in tars. */
+	sbx_cfg.tar_snapshots = cfg.snapshots_shared && cfg.node[0] && cfg.checkpoint_s > 0;
 	if (sbx_backend_open(&sbx_cfg, &backend, &err) < 0) {
 		store->ops->close(store);
 		die("%s", err.msg);

@@ -32,6 +32,9 @@ void ns__paths_init(struct ns_paths *p, const struct ns_backend *b, const char *
 	    (size_t)snprintf(p->upper, sizeof(p->upper), "%s/disk/upper", p->dir) >=
 		sizeof(p->upper) ||
 	    (size_t)snprintf(p->work, sizeof(p->work), "%s/disk/work", p->dir) >= sizeof(p->work) ||
+	    (size_t)snprintf(p->layer, sizeof(p->layer), "%s/disk/layer", p->dir) >=
+		sizeof(p->layer) ||
+	    (size_t)snprintf(p->lower, sizeof(p->lower), "%s/lower", p->dir) >= sizeof(p->lower) ||
 	    (size_t)snprintf(p->root, sizeof(p->root), "%s/root", p->dir) >= sizeof(p->root))
 		abort();
 }
@@ -50,12 +53,20 @@ int ns__rootfs_mount(const struct ns_backend *b, const struct ns_paths *p, struc
 {
 	if (ns__is_mountpoint(p->root))
 		ns__rootfs_umount(p);
-	char opts[2048];
+	char opts[4096];
 	/* userxattr is not wanted: the mount is made by real root. index=off
 	 * and metacopy=off keep the upper layer a plain tree that a snapshot
 	 * can archive on its own. */
-	snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s,workdir=%s", b->image_dir, p->upper,
-		 p->work);
+	bool layered = ns__layer_read(p, NULL, 0, NULL);
+	if (layered && !ns__is_mountpoint(p->lower))
+		return bk_err_kind(err, BK_E_INTERNAL, "the image below '%s' is not mounted",
+				   p->upper);
+	if (layered)
+		snprintf(opts, sizeof(opts), "lowerdir=%s:%s,upperdir=%s,workdir=%s", p->lower,
+			 b->image_dir, p->upper, p->work);
+	else
+		snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s,workdir=%s", b->image_dir,
+			 p->upper, p->work);
 	if (mount("bunker-root", p->root, "overlay", MS_NOSUID | MS_NODEV, opts) < 0)
 		return bk_err_set(err, errno, "cannot mount overlay on '%s'", p->root);
 	char usr[700];

@@ -328,6 +328,12 @@ static void reconcile_dir(void *arg, const char *id, const struct ns_paths *p)
 		fprintf(stderr, "bunkerd: orphan %s: %s\n", id, err.msg);
 }
 
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), k = strlen(suffix);
+	return n > k && strcmp(s + n - k, suffix) == 0;
+}
+
 static void ns_reconcile(struct sbx_backend *base,
 			 bool (*known)(void *ctx, const char *id, bool here), void *ctx)
 {
@@ -335,25 +341,30 @@ static void ns_reconcile(struct sbx_backend *base,
 	struct reconcile_ctx r = {b, known, ctx};
 	b->cg->session_each(b->cgroup_parent, reconcile_cgroup, &r);
 	each_run_dir(b, reconcile_dir, &r);
-	/* Snapshots and checkpoints of sessions whose record is gone. */
+	/* Snapshots, checkpoints and images of sessions whose record is
+	 * gone; what a save or a fold that a crash cut short left of a
+	 * session of this node's or of none (another node's may be under
+	 * way). An image of a session that another node woke is its layer
+	 * there, and stays as long as the session is known. */
 	_cleanup_closedir_ DIR *sd = opendir(b->snapshot_dir);
 	struct dirent *de;
 	while (sd && (de = readdir(sd)) != NULL) {
+		const char *name = de->d_name;
+		bool partial = ends_with(name, NS_STAGE_SUFFIX) || ends_with(name, ".tmp");
+		const char *idp = name[0] == '.' ? name + 1 : name;
+		size_t idlen = strcspn(idp, ".");
+		if (idlen == 0 || idlen >= 64 || idp[idlen] != '.' ||
+		    (!partial && !ends_with(name, ".tar.zst") && !ends_with(name, NS_IMAGE_SUFFIX)))
+			continue;
 		char id[64];
-		size_t len = strlen(de->d_name), cl = strlen(NS_CHECKPOINT_SUFFIX), sl = 8;
-		bool ckpt = len > cl && strcmp(de->d_name + len - cl, NS_CHECKPOINT_SUFFIX) == 0;
-		if (!ckpt && (len <= sl || strcmp(de->d_name + len - sl, ".tar.zst") != 0))
+		snprintf(id, sizeof(id), "%.*s", (int)idlen, idp);
+		if (partial ? known(ctx, id, false) && !known(ctx, id, true)
+			    : known(ctx, id, false))
 			continue;
-		size_t idlen = len - (ckpt ? cl : sl);
-		if (idlen >= sizeof(id))
-			continue;
-		snprintf(id, sizeof(id), "%.*s", (int)idlen, de->d_name);
-		if (known(ctx, id, false))
-			continue;
-		if (ckpt)
-			ns__drop_checkpoint(base, id);
-		else
-			ns__drop_snapshot(base, id);
+		struct bk_err err = BK_ERR_INIT;
+		if (unlinkat(dirfd(sd), name, 0) < 0 &&
+		    (errno != EISDIR || rm_rf_at(dirfd(sd), name, &err) < 0))
+			fprintf(stderr, "bunkerd: cannot remove '%s/%s'\n", b->snapshot_dir, name);
 	}
 }
 
@@ -507,6 +518,7 @@ static int ns_prepare(struct ns_backend *b, const struct sbx_backend_config *cfg
 				   SBX_DIR_MAX);
 	snprintf(b->hostname, sizeof(b->hostname), "bunker");
 	snprintf(b->init_path, sizeof(b->init_path), "%s", cfg->init_path);
+	b->tar_snapshots = cfg->tar_snapshots;
 	if (access(cfg->init_path, X_OK) < 0)
 		return bk_err_set(err, errno, "cannot run '%s'", cfg->init_path);
 	if (cfg->cgroup_parent[0])

@@ -9,11 +9,16 @@
  *   run/<id>/disk        the session's disk (a tmpfs of its disk limit)
  *   run/<id>/disk/upper  the overlay's writable layer, root owned by the
  *                        session's root id (which tells its slot)
+ *   run/<id>/disk/layer  the name of the image below the upper, if any
+ *   run/<id>/lower       that image, mounted (sandbox/layer.c)
  *   run/<id>/root        the overlay the sandbox pivots into: mounted
  *                        only while a sandbox starts, until its tree is
  *                        cloned for the child
  *   images/default-...   the read-only lower layer
- *   <snapshot dir>/<id>.tar.zst   the files of a sleeping session
+ *   <snapshot dir>/<id>.erofs     the files of a sleeping session (or
+ *                        <id>.tar.zst, from a tar snapshot or checkpoint)
+ *   <snapshot dir>/<id>.<random>.layer.erofs   the image an awake session
+ *                        woke from, its middle layer
  */
 #pragma once
 
@@ -31,7 +36,9 @@ struct ns_paths {
 	char disk[560]; /* tmpfs: the session's writable layer */
 	char upper[580];
 	char work[580];
-	char root[560]; /* the overlay, pivoted into */
+	char layer[580]; /* the record of the image below the upper */
+	char lower[560]; /* that image, mounted */
+	char root[560];	 /* the overlay, pivoted into */
 };
 
 struct ns_backend {
@@ -48,6 +55,8 @@ struct ns_backend {
 	/* Snapshot storage: what snapshots may take, what a save leaves
 	 * free (sandbox/disk.c). */
 	int64_t snap_max, snap_min_free;
+	/* Deep sleep saves tar snapshots, not images (with checkpoints). */
+	bool tar_snapshots;
 	/* What the pids limits of running sandboxes may add up to, and what
 	 * they add up to now (pids_lock). */
 	int64_t pids_budget;
@@ -109,6 +118,8 @@ int ns__disk_resize(const struct ns_paths *p, int disk_mb, struct bk_err *err);
 int ns__disk_destroy(struct ns_backend *b, const struct ns_paths *p, struct bk_err *err);
 /* The snapshot of session id. */
 void ns__snapshot_path(const struct ns_backend *b, const char *id, char *out, size_t len);
+/* The image snapshot of session id (sandbox/layer.c). */
+void ns__image_path(const struct ns_backend *b, const char *id, char *out, size_t len);
 /* Regular files under the workspace of p's disk. */
 int64_t ns__disk_files(const struct ns_paths *p);
 /* The files_* operations of struct sbx_ops. */
@@ -125,6 +136,44 @@ int ns__checkpoint_move(struct sbx_backend *b, const char *id, bool to_snapshot,
 			struct bk_err *err);
 void ns__drop_checkpoint(struct sbx_backend *b, const char *id);
 int64_t ns__snapshot_files(struct sbx_backend *b, const char *id);
+
+/* ---- layers: images at rest, mounted awake (sandbox/layer.c) ---- */
+
+#define NS_IMAGE_SUFFIX ".erofs"
+#define NS_LAYER_SUFFIX ".layer.erofs"
+#define NS_STAGE_SUFFIX ".stage"
+/* What the files of an image take on a disk, in bytes, on the image file. */
+#define NS_BYTES_XATTR "user.bunker.bytes"
+
+/* The record of p's image: 1 with its file name (in the snapshot
+ * directory) and the bytes its files take, 0 when the disk has none. */
+int ns__layer_read(const struct ns_paths *p, char *name, size_t len, int64_t *bytes);
+/* Mounts the recorded image at p->lower if it is not (a restarted daemon
+ * whose mounts went). */
+int ns__layer_ensure(const struct ns_backend *b, const struct ns_paths *p, int slot,
+		     struct bk_err *err);
+/* On a new disk of p: records a layer image for the snapshot image snap
+ * (of bytes), links it and mounts it at p->lower for slot. */
+int ns__layer_wake(const struct ns_backend *b, const struct ns_paths *p, const char *snap,
+		   int64_t bytes, int slot, struct bk_err *err);
+/* Unmounts p's image and removes its file. */
+void ns__layer_drop(const struct ns_backend *b, const struct ns_paths *p);
+/* Regular files under the image's workspace that p's upper does not hide,
+ * counted up to limit. */
+int64_t ns__layer_files(const struct ns_paths *p, int64_t limit);
+/* Builds the image of p's files (upper, over its image if it has one)
+ * at the path image, atomically, taking at most room bytes of the
+ * snapshot storage meanwhile (BK_E_NO_SPACE). *entries: what it holds
+ * (0 when the image stayed the one the disk woke from); *bytes_in: what
+ * its files take on a disk; *bytes_out: the image's size. */
+int ns__layer_build(const struct ns_backend *b, const struct ns_paths *p, int slot,
+		    const char *image, int64_t room, int64_t *entries, int64_t *bytes_in,
+		    int64_t *bytes_out, struct bk_err *err);
+/* Stages the merge of p's image and upper in a new directory of the
+ * snapshot directory (its path into stage) of at most max bytes, owners
+ * as the session sees them. */
+int ns__layer_stage(const struct ns_backend *b, const struct ns_paths *p, int slot, int64_t max,
+		    char *stage, size_t len, struct bk_err *err);
 
 /* ---- the daemon's mount namespace (sandbox/mntns.c) ---- */
 

@@ -71,6 +71,10 @@ struct sbx_backend_config {
 	/* What the snapshots together may take (0: half of the file system
 	 * that holds them), and what a save leaves free there (0: 5%). */
 	int64_t snapshot_max_bytes, snapshot_min_free_bytes;
+	/* Deep sleep saves a tar of the session's files rather than an image
+	 * that the wake mounts: for a daemon with checkpoints, whose first
+	 * checkpoint after a wake is the snapshot it woke from. */
+	bool tar_snapshots;
 	/* Outbound network (sandbox/egress.c): the IPv4 range of sessions'
 	 * interfaces ("": 10.213.0.0/16; a /16../22, each session a /30 of
 	 * it), and a file of "ADDRESS NAME" lines the sessions' resolver

@@ -206,7 +206,7 @@ int mkdir_p(const char *path, mode_t mode, struct bk_err *err)
 	return 0;
 }
 
-static int rm_rf_at(int parent, const char *name, dev_t dev, struct bk_err *err)
+static int rm_rf_dev(int parent, const char *name, dev_t dev, struct bk_err *err)
 {
 	struct stat st;
 	if (fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
@@ -227,7 +227,7 @@ static int rm_rf_at(int parent, const char *name, dev_t dev, struct bk_err *err)
 		while ((de = readdir(d)) != NULL) {
 			if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 				continue;
-			if (rm_rf_at(dirfd(d), de->d_name, dev, err) < 0)
+			if (rm_rf_dev(dirfd(d), de->d_name, dev, err) < 0)
 				return -1;
 		}
 		if (unlinkat(parent, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
@@ -244,11 +244,19 @@ int rm_rf(const char *path, struct bk_err *err)
 	struct stat st;
 	if (lstat(path, &st) < 0)
 		return errno == ENOENT ? 0 : bk_err_set(err, errno, "cannot stat '%s'", path);
-	if (rm_rf_at(AT_FDCWD, path, st.st_dev, err) < 0) {
+	if (rm_rf_dev(AT_FDCWD, path, st.st_dev, err) < 0) {
 		bk_err_prefix(err, "cannot remove '%s'", path);
 		return -1;
 	}
 	return 0;
+}
+
+int rm_rf_at(int dirfd, const char *name, struct bk_err *err)
+{
+	struct stat st;
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : bk_err_set(err, errno, "cannot stat '%s'", name);
+	return rm_rf_dev(dirfd, name, st.st_dev, err);
 }
 
 void buf_init(struct buf *b, size_t max)

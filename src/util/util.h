@@ -56,6 +56,8 @@ int openat2_retry(int dirfd, const char *path, struct open_how *how);
 int mkdir_p(const char *path, mode_t mode, struct bk_err *err);
 /* rm -rf that stays on one filesystem and never follows symlinks. */
 int rm_rf(const char *path, struct bk_err *err);
+/* The same of the entry name of the directory dirfd. */
+int rm_rf_at(int dirfd, const char *name, struct bk_err *err);
 
 /* Bounded growable byte buffer (after curl's dynbuf). */
 struct buf {

@@ -146,11 +146,13 @@ static int session_cgroups(const char *id)
 	return cgroups_at(rel);
 }
 
+/* Its snapshot: an image, or a tar (a tree an image cannot hold). */
 static bool snapshot_exists(const char *id)
 {
-	char path[256];
+	char path[256], image[256];
 	snprintf(path, sizeof(path), "%s/%s.tar.zst", snap_dir, id);
-	return access(path, F_OK) == 0;
+	snprintf(image, sizeof(image), "%s/%s.erofs", snap_dir, id);
+	return access(path, F_OK) == 0 || access(image, F_OK) == 0;
 }
 
 /* Files of session id in the snapshot directory (its snapshot, or what a
@@ -165,6 +167,30 @@ static int snapshot_files_of(const char *id)
 		fprintf(stderr, "    in the snapshot directory: %s\n", g.gl_pathv[i]);
 	globfree(&g);
 	return n;
+}
+
+/* Files in the snapshot directory named <id><suffix>, or <id>.*<suffix>
+ * when any is true. */
+static int snap_count(const char *id, const char *suffix, bool any)
+{
+	char pattern[256];
+	snprintf(pattern, sizeof(pattern), "%s/%s%s%s", snap_dir, id, any ? ".*" : "", suffix);
+	glob_t g;
+	int n = glob(pattern, GLOB_NOSORT, NULL, &g) == 0 ? (int)g.gl_pathc : 0;
+	globfree(&g);
+	return n;
+}
+
+/* Waits up to timeout_s for the count-th log line naming id and holding what. */
+static bool log_wait_n(const char *id, const char *what, int count, double timeout_s)
+{
+	double deadline = client_now() + timeout_s;
+	while (client_log_count(&bk.d, id, what) < count) {
+		if (client_now() > deadline)
+			return false;
+		sleep_s(0.05);
+	}
+	return true;
 }
 
 /* ---- deep paths and sockets ---- */
@@ -419,6 +445,164 @@ TEST_TIMEOUT(nothing_left_after_a_crash_or_a_clean_stop, 120)
 	CHECK_MSG(d.left_cgroups > 0, "the crash's cgroups were not noticed");
 	CHECK_INT_EQ(daemon_cgroups(&d), 0);
 	CHECK(!d.left_data_dir);
+	unlink(d.log_path);
+	rmdir(d.log_dir);
+}
+
+/* ---- images: a wake that mounts, a sleep that folds ---- */
+
+/* Every entry of the session's layer with owner, mode and size, and the
+ * content of its files. */
+static const char tree_script[] =
+    "cd /workspace && find . /tmp /home/user -xdev -printf '%y %p %U:%G %m %l\\n' | sort && "
+    "find . -type f | sort | xargs cat";
+
+/* The filesCount GET /sessions/{id} answers. */
+static long files_count(const char *key, const char *id)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "/sessions/%s", id);
+	struct client_resp r;
+	client_call(&bk.d, "GET", path, key, NULL, &r);
+	CHECK_STATUS(&r, 200);
+	long n = (long)client_must_int(r.json, "filesCount", r.body);
+	client_resp_free(&r);
+	return n;
+}
+
+/* Deep sleep saves an image, the wake mounts it under an empty upper (one
+ * image in use, no snapshot beside it), the files are the same with their
+ * owners and modes and writable at once; the next sleep folds image and
+ * upper into one image again, in which what was removed stays removed
+ * (whiteouts over the image) and a directory made anew holds only what
+ * it holds now (opaque), sleep after sleep. */
+TEST_TIMEOUT(deep_sleep_wakes_on_its_image_and_folds_it_at_the_next, 120)
+{
+	char *key = new_key();
+	char *id = client_must_create(key, NULL);
+	free(client_must_run(key, id,
+			     "cd /workspace && echo alpha > a.txt && chmod 640 a.txt && "
+			     "mkdir -p dir sub && echo beta > dir/b.txt && echo gone > gone.txt && "
+			     "echo old > sub/old.txt && ln -s a.txt link && echo t > /tmp/t.txt && "
+			     "echo h > /home/user/.h"));
+	char *before = client_must_run(key, id, tree_script);
+	CHECK_INT_EQ(files_count(key, id), 4);
+	CHECK_MSG(log_wait_n(id, "in deep sleep:", 1, DEEP_AFTER_S + 15),
+		  "session %s did not go to deep sleep", id);
+	CHECK_INT_EQ(snap_count(id, ".erofs", false), 1);
+	CHECK_INT_EQ(snap_count(id, ".tar.zst", false), 0);
+	CHECK_INT_EQ(files_count(key, id), 4);
+
+	/* Awake on its image, writable at once: a file of the image changed
+	 * (copied up), one removed, a directory removed and made again. */
+	char *after = client_must_run(key, id, tree_script);
+	CHECK_STR_EQ(after, before);
+	CHECK_INT_EQ(snap_count(id, ".erofs", false), 0);
+	CHECK_INT_EQ(snap_count(id, ".layer.erofs", true), 1);
+	CHECK_INT_EQ(files_count(key, id), 4);
+	free(client_must_run(key, id,
+			     "cd /workspace && echo more >> a.txt && rm gone.txt && rm -rf sub && "
+			     "mkdir sub && echo new > sub/new.txt && echo c > c.txt"));
+	char *changed = client_must_run(key, id, tree_script);
+	CHECK_MSG(strstr(changed, "gone") == NULL && strstr(changed, "old.txt") == NULL,
+		  "removed files still listed:\n%s", changed);
+	CHECK_INT_EQ(files_count(key, id), 4);
+
+	/* Two more sleeps, folded each time into one image. */
+	for (int round = 2; round <= 3; round++) {
+		CHECK_MSG(log_wait_n(id, "in deep sleep:", round, DEEP_AFTER_S + 15),
+			  "session %s did not go to deep sleep again", id);
+		CHECK_INT_EQ(snap_count(id, ".erofs", false), 1);
+		CHECK_INT_EQ(snap_count(id, ".layer.erofs", true), 0);
+		CHECK_INT_EQ(snapshot_files_of(id), 1);
+		char *again = client_must_run(key, id, tree_script);
+		CHECK_STR_EQ(again, changed);
+		CHECK_INT_EQ(snap_count(id, ".layer.erofs", true), 1);
+		free(again);
+	}
+	CHECK_INT_EQ(files_count(key, id), 4);
+	client_must_delete(key, id);
+	CHECK_INT_EQ(snapshot_files_of(id), 0);
+	free(before);
+	free(after);
+	free(changed);
+	free(id);
+	free(key);
+}
+
+/* Woken on an image, the session holds no more than its disk limit: the
+ * upper gets what the image's files leave of it. */
+TEST_TIMEOUT(a_session_woken_on_its_image_keeps_its_disk_limit, 90)
+{
+	char *key = new_key();
+	char *id = client_must_create(key, "{\"resourceLimits\":{\"disk\":32}}");
+	free(client_must_run(key, id, "head -c 20M /dev/zero > /workspace/twenty"));
+	CHECK_MSG(log_wait_n(id, "in deep sleep:", 1, DEEP_AFTER_S + 15),
+		  "session %s did not go to deep sleep", id);
+	CHECK_INT_EQ(snap_count(id, ".erofs", false), 1);
+	/* 20 MB more would make 40 of 32. */
+	struct client_resp r;
+	client_must_exec(key, id, "head -c 20M /dev/zero > /workspace/more", NULL, &r);
+	CHECK_MSG(client_must_int(r.json, "exitCode", r.body) != 0, "40 MB fit in 32 MB: %s",
+		  r.body);
+	CHECK_MSG(strstr(client_must_str(r.json, "stderr", r.body), "No space left on device") !=
+		      NULL,
+		  "stderr: %s", r.body);
+	client_resp_free(&r);
+	free(client_must_run(key, id,
+			     "rm /workspace/more && head -c 5M /dev/zero > /workspace/five"));
+	client_must_delete(key, id);
+	free(id);
+	free(key);
+}
+
+/* A daemon killed while a session runs on its image comes back with the
+ * session's files: the disk and the image's mount outlive it, and its
+ * record of the image says what the session's root is made of. Its
+ * snapshots are on the data directory's file system, which EROFS reads
+ * directly (no loop device). */
+TEST_TIMEOUT(a_crash_keeps_a_session_that_runs_on_its_image, 120)
+{
+	if (bk.skip_reason[0] != '\0')
+		SKIP("%s", bk.skip_reason);
+	const char *const args[] = {
+	    "--warm-pool", "0", "--idle-after", "1", "--deep-sleep-after", "2", "--min-ttl",
+	    "2",	   NULL};
+	struct client_daemon d = {0};
+	CHECK(client_daemon_start(&d, args) == 0);
+	char key[CLIENT_KEY_MAX];
+	CHECK(client_key_create(&d, "paid", key, sizeof(key)) == 0);
+	char *id = create_on(&d, key);
+	free(
+	    client_must_run_on(&d, key, id, "echo alpha > /workspace/a.txt && mkdir /workspace/d"));
+	double deadline = client_now() + 20;
+	while (client_log_count(&d, id, "in deep sleep:") < 1 && client_now() < deadline)
+		sleep_s(0.05);
+	CHECK_MSG(client_log_count(&d, id, "in deep sleep:") == 1, "%s did not sleep", id);
+	char *woke = client_must_run_on(&d, key, id,
+					"cat /workspace/a.txt && echo beta > /workspace/d/b.txt");
+	CHECK_STR_EQ(woke, "alpha\n");
+	int status = client_daemon_halt(&d, SIGKILL);
+	CHECK(WIFSIGNALED(status));
+	CHECK(client_daemon_start(&d, args) == 0);
+	char *back = client_must_run_on(&d, key, id,
+					"cat /workspace/a.txt /workspace/d/b.txt && "
+					"echo gamma >> /workspace/a.txt && cat /workspace/a.txt");
+	CHECK_STR_EQ(back, "alpha\nbeta\nalpha\ngamma\n");
+	/* A clean stop sleeps it, folded; the next run wakes it. */
+	status = client_daemon_halt(&d, SIGTERM);
+	CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "bunkerd stopped with 0x%x",
+		  status);
+	CHECK(client_daemon_start(&d, args) == 0);
+	char *last = client_must_run_on(&d, key, id, "cat /workspace/a.txt /workspace/d/b.txt");
+	CHECK_STR_EQ(last, "alpha\ngamma\nbeta\n");
+	client_daemon_stop(&d);
+	CHECK_INT_EQ(d.left_mounts, 0);
+	CHECK(!d.left_data_dir);
+	free(woke);
+	free(back);
+	free(last);
+	free(id);
 	unlink(d.log_path);
 	rmdir(d.log_dir);
 }

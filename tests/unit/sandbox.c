@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../client.h"
@@ -476,6 +478,123 @@ TEST(sandbox_files_save_of_a_frozen_sandbox_keeps_it_whole)
 	backend->ops->drop_snapshot(backend, id);
 	s = start(id, 64);
 	expect_out(s, "cat f", "kept\n");
+	stop(s);
+	purge(id, NULL);
+	teardown();
+}
+
+/* Files of the snapshot directory whose names end in suffix; *ino (may
+ * be NULL) receives the inode of the last one. */
+static int snapshot_dir_find(const char *suffix, ino_t *ino)
+{
+	char snaps[400];
+	snprintf(snaps, sizeof(snaps), "%s/snapshots", data_dir);
+	DIR *d = opendir(snaps);
+	struct dirent *de;
+	int n = 0;
+	size_t k = strlen(suffix);
+	while (d && (de = readdir(d)) != NULL) {
+		size_t len = strlen(de->d_name);
+		struct stat st;
+		if (len <= k || strcmp(de->d_name + len - k, suffix) != 0)
+			continue;
+		n++;
+		if (ino && fstatat(dirfd(d), de->d_name, &st, 0) == 0)
+			*ino = st.st_ino;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+static int snapshot_dir_count(const char *suffix)
+{
+	return snapshot_dir_find(suffix, NULL);
+}
+
+static ino_t snapshot_dir_ino(const char *suffix)
+{
+	ino_t ino = 0;
+	snapshot_dir_find(suffix, &ino);
+	return ino;
+}
+
+/* A wake as core does it: the snapshot restored, then dropped. */
+static struct sbx *wake(const char *id)
+{
+	struct bk_err err = BK_ERR_INIT;
+	CHECK_MSG(backend->ops->drop_disk(backend, id, &err) == 0, "%s", err.msg);
+	CHECK_MSG(backend->ops->files_restore(backend, id, 64, &err) == 0, "%s", err.msg);
+	backend->ops->drop_snapshot(backend, id);
+	return start(id, 64);
+}
+
+/* A save of a disk that woke on an image folds image and upper into one
+ * new image, with overlay's rules: a file removed stays removed, a
+ * directory removed and made again holds only what it holds now, a file
+ * changed is the new one. The image in use is removed with the disk. */
+TEST_TIMEOUT(sandbox_files_save_folds_the_image_and_the_upper_into_one, 180)
+{
+	setup();
+	const char *id = "ses_unitjjjjjjjjjjjjjjjj";
+	const char *id_suffix_erofs = "jjjjjjjj.erofs";
+	struct sbx *s = start(id, 64);
+	const char *tree = "cd /workspace && find . | sort && cat a d/x 2>&1";
+	expect_out(
+	    s, "cd /workspace && echo a > a && echo b > b && mkdir d && echo x > d/x && echo ok",
+	    "ok\n");
+	struct bk_err err = BK_ERR_INIT;
+	CHECK_MSG(backend->ops->files_save(backend, id, NULL, &err) == 0, "%s", err.msg);
+	stop(s);
+	CHECK_INT_EQ(snapshot_dir_count(".erofs"), 1);
+	s = wake(id);
+	CHECK_INT_EQ(snapshot_dir_count(".layer.erofs"), 1);
+	CHECK_INT_EQ(snapshot_dir_count(".erofs"), 1);
+	expect_out(s, tree, ".\n./a\n./b\n./d\n./d/x\na\nx\n");
+	/* Saved again unchanged (read, not written): the same image. */
+	CHECK_MSG(backend->ops->files_save(backend, id, NULL, &err) == 0, "%s", err.msg);
+	CHECK(snapshot_dir_ino(".layer.erofs") != 0);
+	CHECK_INT_EQ(snapshot_dir_ino(id_suffix_erofs), snapshot_dir_ino(".layer.erofs"));
+	expect_out(s,
+		   "cd /workspace && echo A >> a && rm b && rm -r d && mkdir d && echo y > d/y "
+		   "&& echo ok",
+		   "ok\n");
+	const char *want = ".\n./a\n./d\n./d/y\na\nA\ncat: d/x: No such file or directory\n";
+	for (int round = 0; round < 2; round++) {
+		CHECK_MSG(backend->ops->files_save(backend, id, NULL, &err) == 0, "%s", err.msg);
+		stop(s);
+		s = wake(id);
+		CHECK_INT_EQ(snapshot_dir_count(".erofs"), 1);
+		expect_out(s, tree, want);
+	}
+	struct sbx_stats stats;
+	backend->ops->stats(backend, id, &stats);
+	CHECK_INT_EQ(stats.files, 2);
+	stop(s);
+	purge(id, NULL);
+	CHECK_INT_EQ(snapshot_dir_count(".erofs"), 0);
+	teardown();
+}
+
+/* A checkpoint (a tar) of a disk that woke on an image holds both layers. */
+TEST_TIMEOUT(sandbox_checkpoint_of_a_disk_on_an_image_holds_both_layers, 120)
+{
+	setup();
+	const char *id = "ses_unitkkkkkkkkkkkkkkkk";
+	struct sbx *s = start(id, 64);
+	expect_out(s, "cd /workspace && echo a > a && echo b > b && echo ok", "ok\n");
+	struct bk_err err = BK_ERR_INIT;
+	CHECK_MSG(backend->ops->files_save(backend, id, NULL, &err) == 0, "%s", err.msg);
+	stop(s);
+	s = wake(id);
+	expect_out(s, "cd /workspace && rm b && echo c > c && echo ok", "ok\n");
+	CHECK_MSG(backend->ops->files_checkpoint(backend, id, NULL, &err) == 0, "%s", err.msg);
+	stop(s);
+	CHECK_MSG(backend->ops->checkpoint_move(backend, id, true, &err) == 1, "%s", err.msg);
+	CHECK_INT_EQ(snapshot_dir_count(".tar.zst"), 1);
+	s = wake(id);
+	CHECK_INT_EQ(snapshot_dir_count(".layer.erofs"), 0);
+	expect_out(s, "cd /workspace && ls && cat a c", "a\nc\na\nc\n");
 	stop(s);
 	purge(id, NULL);
 	teardown();
