@@ -1067,7 +1067,8 @@ static pid_t load_start(struct cluster *cl, const int *via, int nvia, char **ids
  * (-9) meanwhile. Every request answers 200 or 503, none fails
  * otherwise or hangs; once the dead node's lease lapsed, every session
  * answers through each survivor, the dead node's with the file written
- * before their checkpoints. */
+ * before their checkpoints; the dead node, back, serves them all by
+ * relay. */
 TEST_TIMEOUT(kill_9_under_load_loses_no_acknowledged_checkpointed_write, 300)
 {
 	enum { SESSIONS = 6 };
@@ -1158,6 +1159,16 @@ TEST_TIMEOUT(kill_9_under_load_loses_no_acknowledged_checkpointed_write, 300)
 			CHECK_STR_EQ(out, want);
 			free(out);
 		}
+	}
+	/* The dead node back removes what it held of the sessions taken over
+	 * (their disks, cgroups) and relays to their new owners. */
+	CHECK(client_daemon_start(&cl.d[victim], cl.argv[victim]) == 0);
+	for (int i = 0; i < SESSIONS; i++) {
+		char want[32];
+		snprintf(want, sizeof(want), "kept-%d\n", i);
+		char *out = run_via(&cl.d[victim], key, ids[i], "cat /workspace/f");
+		CHECK_STR_EQ(out, want);
+		free(out);
 		free(ids[i]);
 	}
 	cluster_stop(&cl);
