@@ -232,6 +232,14 @@ static void node_start(struct node *nd, const char *name, const char *uri, const
 		char c;
 		while (read(stop_pipe[0], &c, 1) > 0)
 			;
+		/* Killed meanwhile (the failover), it left its table, cgroups
+		 * and disks: started again on its data directory, it removes
+		 * them, and its clean stop leaves nothing on the host. */
+		int st;
+		if (waitpid(daemon_pid, &st, WNOHANG) == daemon_pid) {
+			daemon_pid = 0;
+			start_daemon(args, 120, 60);
+		}
 		if (getenv("BENCH_CLUSTER_KEEP_LOG")) {
 			fprintf(stderr, "bench: node %s's log: %s\n", name, log_path);
 			stop_daemon();

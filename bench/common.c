@@ -238,10 +238,15 @@ void start_daemon(const char *const extra_args[], long request_timeout_s, long s
 	request_timeout = request_timeout_s;
 	stop_timeout = stop_timeout_s;
 
-	snprintf(data_dir, sizeof(data_dir), "/tmp/bk-bench-data-XXXXXX");
+	/* A daemon that died keeps its data directory for the next, which
+	 * settles what it left; after stop_daemon() a fresh one comes. */
+	bool fresh = data_dir[0] == '\0';
+	if (fresh)
+		snprintf(data_dir, sizeof(data_dir), "/tmp/bk-bench-data-XXXXXX");
 	if (log_dir[0] == '\0')
 		snprintf(log_dir, sizeof(log_dir), "/tmp/bk-bench-log-XXXXXX");
-	if (mkdtemp(data_dir) == NULL || (log_path[0] == '\0' && mkdtemp(log_dir) == NULL))
+	if ((fresh && mkdtemp(data_dir) == NULL) ||
+	    (log_path[0] == '\0' && mkdtemp(log_dir) == NULL))
 		die("mkdtemp failed");
 	snprintf(log_path, sizeof(log_path), "%s/bunkerd.log", log_dir);
 	char bunkerd[PATH_MAX + 16], port_s[16];
