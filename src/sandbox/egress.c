@@ -111,6 +111,8 @@ static const char pin_set_type[] = "type ipv4_addr; flags timeout;";
 static const char vmap_type[] = "type ifname : verdict;";
 static const char port_set_type[] = "type inet_service;";
 static const char reject[] = "reject with icmpx admin-prohibited";
+/* The policy that grants nothing: what a network's sets hold when made. */
+static const struct sbx_net net_none;
 
 /* Runs nft commands, under e->nft_lock (with or without e->lock held); a
  * failure says nft's message. */
@@ -395,15 +397,28 @@ static int nft_session_rules(struct ns_egress *e, const struct ns_net *n, int mb
 	return r ? -1 : 0;
 }
 
+/* The CIDRs of p in its set private (inside a private range: s%d_pcidr)
+ * or not (s%d_cidr), in p's order; their count. */
+static size_t cidrs_of(const struct sbx_net *p, bool private, struct sbx_net_cidr *out)
+{
+	size_t count = 0;
+	for (size_t c = 0; c < p->n_cidrs; c++)
+		if (cidr_is_private(&p->cidrs[c]) == private)
+			out[count++] = p->cidrs[c];
+	return count;
+}
+
 /* Writes what n's sets hold for its policy, the CIDRs and the web ports,
  * and (flush_pins) empties its pins, in one transaction over nfnetlink:
  * through libnftables a flush or an element of a set would have it fetch
- * every set of the table first. empty: the sets hold nothing yet (just
- * made, or prepared by the warm pool), so nothing is flushed: the kernel
- * finds a set by name by walking the table's every set, four of each
- * session's. */
-static int nft_session_elements(struct ns_egress *e, const struct ns_net *n, bool empty,
-				bool flush_pins, struct bk_err *err)
+ * every set of the table first. was: the policy the sets hold now (just
+ * made: none; prepared by the warm pool: its hint), whose sets that hold
+ * what the policy's would are left alone, or NULL when not known, and
+ * each is flushed and written: the kernel finds a set by name by walking
+ * the table's every set, four of each session's, about a millisecond at
+ * 1,000 sessions, for each set a batch names. */
+static int nft_session_elements(struct ns_egress *e, const struct ns_net *n,
+				const struct sbx_net *was, bool flush_pins, struct bk_err *err)
 {
 	const struct sbx_net *p = &n->policy;
 	size_t size = 4096 + p->n_cidrs * 128;
@@ -412,30 +427,34 @@ static int nft_session_elements(struct ns_egress *e, const struct ns_net *n, boo
 		return bk_err_set(err, ENOMEM, "cannot build the policy of %s", n->ifname);
 	struct mnl_nlmsg_batch *b = mnl_nlmsg_batch_start(buf, size);
 	nfnl_batch_mark(b, NFNL_MSG_BATCH_BEGIN);
-	char cidr[32], pcidr[32], port[32], pin[32];
-	snprintf(cidr, sizeof(cidr), "s%d_cidr", n->index);
-	snprintf(pcidr, sizeof(pcidr), "s%d_pcidr", n->index);
-	snprintf(port, sizeof(port), "s%d_port", n->index);
-	snprintf(pin, sizeof(pin), "s%d_pin", n->index);
-	const char *flush[] = {cidr, pcidr, port, flush_pins ? pin : NULL};
-	for (size_t k = 0; !empty && k < ARRAY_SIZE(flush) && flush[k]; k++) {
-		nfnl_elems_begin(b, NFT_MSG_DELSETELEM, e->table, flush[k]);
+	char names[4][32];
+	static const char *const kinds[] = {"cidr", "pcidr", "port", "pin"};
+	for (size_t k = 0; k < ARRAY_SIZE(kinds); k++)
+		snprintf(names[k], sizeof(names[k]), "s%d_%s", n->index, kinds[k]);
+	bool sent = false;
+	/* The CIDR sets: those inside a private range in the set before the
+	 * private ranges' refusal, the others in the one after it. */
+	struct sbx_net_cidr want[SBX_NET_CIDRS_MAX], held[SBX_NET_CIDRS_MAX];
+	for (int k = 0; k < 2; k++) {
+		size_t nw = cidrs_of(p, k == 1, want), nh = was ? cidrs_of(was, k == 1, held) : 1;
+		if (was && nw == nh && memcmp(want, held, nw * sizeof(want[0])) == 0)
+			continue;
+		if (nh) {
+			nfnl_elems_begin(b, NFT_MSG_DELSETELEM, e->table, names[k]);
+			mnl_nlmsg_batch_next(b);
+		}
+		if (nw)
+			nfnl_cidrs(b, e->table, names[k], want, nw);
+		sent |= nh || nw;
+	}
+	bool ports_same = was && was->http == p->http && was->https == p->https;
+	if (!ports_same && (!was || was->http || was->https)) {
+		nfnl_elems_begin(b, NFT_MSG_DELSETELEM, e->table, names[2]);
 		mnl_nlmsg_batch_next(b);
+		sent = true;
 	}
-	/* Those inside a private range in the set before the private
-	 * ranges' refusal, the others in the one after it. */
-	struct sbx_net_cidr split[2][SBX_NET_CIDRS_MAX];
-	size_t counts[2] = {0, 0};
-	for (size_t c = 0; c < p->n_cidrs; c++) {
-		int k = cidr_is_private(&p->cidrs[c]);
-		split[k][counts[k]++] = p->cidrs[c];
-	}
-	if (counts[0])
-		nfnl_cidrs(b, e->table, cidr, split[0], counts[0]);
-	if (counts[1])
-		nfnl_cidrs(b, e->table, pcidr, split[1], counts[1]);
-	if (p->http || p->https) {
-		struct nlmsghdr *h = nfnl_elems_begin(b, NFT_MSG_NEWSETELEM, e->table, port);
+	if (!ports_same && (p->http || p->https)) {
+		struct nlmsghdr *h = nfnl_elems_begin(b, NFT_MSG_NEWSETELEM, e->table, names[2]);
 		struct nlattr *list = mnl_attr_nest_start(h, NFTA_SET_ELEM_LIST_ELEMENTS);
 		uint16_t web[] = {htons(80), htons(443)};
 		for (size_t k = 0; k < ARRAY_SIZE(web); k++)
@@ -443,10 +462,15 @@ static int nft_session_elements(struct ns_egress *e, const struct ns_net *n, boo
 				nfnl_elem(h, &web[k], sizeof(web[k]), 0, 0);
 		mnl_attr_nest_end(h, list);
 		mnl_nlmsg_batch_next(b);
+		sent = true;
 	}
-	bool nothing = empty && counts[0] == 0 && counts[1] == 0 && !p->http && !p->https;
+	if (flush_pins) {
+		nfnl_elems_begin(b, NFT_MSG_DELSETELEM, e->table, names[3]);
+		mnl_nlmsg_batch_next(b);
+		sent = true;
+	}
 	nfnl_batch_mark(b, NFNL_MSG_BATCH_END);
-	int r = nothing ? 0 : nfnl_batch_send(e, mnl_nlmsg_batch_head(b), mnl_nlmsg_batch_size(b));
+	int r = sent ? nfnl_batch_send(e, mnl_nlmsg_batch_head(b), mnl_nlmsg_batch_size(b)) : 0;
 	mnl_nlmsg_batch_stop(b);
 	if (r)
 		return bk_err_kind(err, BK_E_INTERNAL, "nftables refused the policy of %s: %s",
@@ -491,7 +515,7 @@ static int nft_session_add(struct ns_egress *e, struct ns_net *n, struct bk_err 
 	n->rules_mbps = n->policy.mbps;
 	n->rules_connections = n->policy.connections;
 	/* Its sets are empty until now: it passed nothing meanwhile. */
-	if ((r = nft_session_elements(e, n, true, false, err)) < 0)
+	if ((r = nft_session_elements(e, n, &net_none, false, err)) < 0)
 		nft_session_del_locked(e, n);
 	pthread_mutex_unlock(&e->lock);
 	return r;
@@ -1118,9 +1142,10 @@ int ns__net_set(struct sbx *base, const struct sbx_net *net, struct bk_err *err)
 		return bk_err_kind(err, BK_E_UNAVAILABLE, "this host gives sessions no network: %s",
 				   e->why);
 	pthread_mutex_lock(&e->lock);
-	/* What the warm pool prepares its networks with next. */
-	e->hint_mbps = net->mbps;
-	e->hint_connections = net->connections;
+	/* What the warm pool prepares its networks with next: no names, so
+	 * that a prepared network's resolver answers none. */
+	e->hint = *net;
+	e->hint.n_domains = 0;
 	struct ns_net *n = s->net;
 	if (n == NULL) {
 		pthread_mutex_unlock(&e->lock);
@@ -1129,6 +1154,12 @@ int ns__net_set(struct sbx *base, const struct sbx_net *net, struct bk_err *err)
 	bool same_domains =
 	    n->policy.n_domains == net->n_domains &&
 	    memcmp(n->policy.domains, net->domains, sizeof(net->domains[0]) * net->n_domains) == 0;
+	bool prepared = n->prepared;
+	/* A prepared network's sets hold the hint's CIDRs and ports, and no
+	 * pins: a grant of the same leaves them as they are. */
+	_cleanup_free_ struct sbx_net *was = NULL;
+	if (prepared && (was = malloc(sizeof(*was))) != NULL)
+		*was = n->policy; /* without it, every set is flushed */
 	n->policy = *net;
 	if (!same_domains)
 		n->n_pins = 0;
@@ -1146,9 +1177,9 @@ int ns__net_set(struct sbx *base, const struct sbx_net *net, struct bk_err *err)
 		}
 	}
 	if (r == 0)
-		r = nft_session_elements(e, n, n->prepared, !same_domains, err);
+		r = nft_session_elements(e, n, was, !same_domains && !prepared, err);
 	/* A prepared network has passed nothing: there is nothing to cut. */
-	if (r == 0 && !n->prepared)
+	if (r == 0 && !prepared)
 		ct_cut(e, n, n->addr, true);
 	n->prepared = false;
 	pthread_mutex_unlock(&e->lock);
@@ -1164,10 +1195,13 @@ int ns__net_prepare(struct sbx *base, struct bk_err *err)
 				   e->why);
 	if (s->net)
 		return 0;
+	_cleanup_free_ struct sbx_net *hint = malloc(sizeof(*hint));
+	if (hint == NULL)
+		return bk_err_set(err, ENOMEM, "cannot prepare a network");
 	pthread_mutex_lock(&e->lock);
-	struct sbx_net none = {.mbps = e->hint_mbps, .connections = e->hint_connections};
+	*hint = e->hint;
 	pthread_mutex_unlock(&e->lock);
-	if (net_add(s, &none, err) < 0)
+	if (net_add(s, hint, err) < 0)
 		return -1;
 	s->net->prepared = true;
 	return 0;
@@ -1312,8 +1346,8 @@ void ns__egress_init(struct ns_egress *e)
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_mutex_init(&e->nft_lock, NULL);
 	e->dns_fd = e->dns_tcp_fd = e->upstream_fd = e->wake_fd[0] = e->wake_fd[1] = -1;
-	e->hint_mbps = 100;
-	e->hint_connections = 256;
+	e->hint.mbps = 100;
+	e->hint.connections = 256;
 }
 
 void ns__egress_open(struct ns_egress *e, const struct sbx_backend_config *cfg, const char *hash)

@@ -55,8 +55,10 @@ struct ns_net {
 	/* The two numbers its chains were written with (the rest of a
 	 * policy is in its sets). */
 	int rules_mbps, rules_connections;
-	bool prepared; /* by the warm pool, and not granted anything yet */
-	char id[32];   /* the session it belongs to */
+	/* By the warm pool with the hint above, and not granted anything
+	 * yet: it passed nothing, and resolved no name. */
+	bool prepared;
+	char id[32]; /* the session it belongs to */
 };
 
 struct ns_dns_host {
@@ -87,10 +89,11 @@ struct ns_egress {
 	struct mnl_socket *ctnl;
 	struct ns_net **slots;	    /* by index */
 	int64_t tx_total, rx_total; /* bytes of the networks that went */
-	/* The last grant's bandwidth and connection cap, which the warm
-	 * pool's networks are prepared with: a grant with the same numbers
-	 * finds its rules written. */
-	int hint_mbps, hint_connections;
+	/* The last grant's policy without its names (bandwidth, connection
+	 * cap, CIDRs, web ports), which the warm pool's networks are prepared
+	 * with: a grant with the same finds its rules and sets written, and a
+	 * create with it sends the kernel nothing. */
+	struct sbx_net hint;
 	int64_t tx_told, rx_told; /* the highest totals answered: they never go back */
 	/* The resolver (sandbox/egress_dns.c). */
 	int dns_fd, dns_tcp_fd, upstream_fd, wake_fd[2];

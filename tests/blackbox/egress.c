@@ -499,6 +499,43 @@ TEST_TIMEOUT(overlapping_cidrs_merged, 90)
 	free(id);
 }
 
+/* The warm pool prepares its networks with the last grant's CIDRs and
+ * web ports, so that a create with the same policy writes nothing: a
+ * create with another policy must find only its own open. Each create
+ * below follows a pause in which the pool makes its next network with the
+ * hint of the create before. */
+TEST_TIMEOUT(a_prepared_network_holds_only_the_new_policy, 120)
+{
+	need_root();
+	const char *first = "{\"allowedCidrs\":[\"" SRV_OTHER "/32\"],\"allowHttp\":true}";
+	char *a = session_with(bk.paid_key, first);
+	usleep(1500 * 1000);
+	/* Another CIDR, no web ports: the first's are shut. */
+	char *b = session_with(bk.paid_key, "{\"allowedCidrs\":[\"" SRV_GRANTED "/32\"]}");
+	CHECK_REACHES(bk.paid_key, b, SRV_GRANTED, 8000);
+	CHECK_BLOCKED(bk.paid_key, b, SRV_OTHER, 8000);
+	CHECK_BLOCKED(bk.paid_key, b, SRV_NAMED, 80);
+	/* The first's policy again, twice: the second of them finds its
+	 * network prepared with it, and everything of it open. */
+	char *c = session_with(bk.paid_key, first);
+	usleep(1500 * 1000);
+	char *d = session_with(bk.paid_key, first);
+	CHECK_REACHES(bk.paid_key, d, SRV_OTHER, 8000);
+	CHECK_REACHES(bk.paid_key, d, SRV_NAMED, 80);
+	CHECK_BLOCKED(bk.paid_key, d, SRV_GRANTED, 8000);
+	usleep(1500 * 1000);
+	/* Names only: no CIDR, no port of the hint's is open. */
+	char *e = session_with(bk.paid_key, "{\"allowedDomains\":[\"granted.bunker.test\"]}");
+	CHECK_BLOCKED(bk.paid_key, e, SRV_OTHER, 8000);
+	CHECK_BLOCKED(bk.paid_key, e, SRV_NAMED, 80);
+	CHECK_REACHES(bk.paid_key, e, "granted.bunker.test", 8000);
+	char *ids[] = {a, b, c, d, e};
+	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+		client_must_delete(bk.paid_key, ids[i]);
+		free(ids[i]);
+	}
+}
+
 /* Names through the session's resolver: an allowed name resolves and its
  * address opens (pinned), a name not allowed is refused, an address never
  * resolved stays shut, a wildcard covers the names below it, and an
