@@ -109,7 +109,6 @@ __attribute__((format(printf, 2, 3))) static int bprintf(struct buf *b, const ch
 static const char cidr_set_type[] = "type ipv4_addr; flags interval;";
 static const char pin_set_type[] = "type ipv4_addr; flags timeout;";
 static const char vmap_type[] = "type ifname : verdict;";
-static const char port_set_type[] = "type inet_service;";
 static const char reject[] = "reject with icmpx admin-prohibited";
 /* The policy that grants nothing: what a network's sets hold when made. */
 static const struct sbx_net net_none;
@@ -153,6 +152,10 @@ static int nft_table_create_locked(struct ns_egress *e, struct bk_err *err)
 		" map in { %s }\n"
 		" set blocked { type ipv4_addr; flags interval; elements = { %s } }\n"
 		" set private { type ipv4_addr; flags interval; elements = { %s } }\n"
+		/* The web ports each session's address may reach on any public
+		 * address (NS_WEB_*): one set for all, found at the head of the
+		 * table's list of sets by every batch that names it. */
+		" set web { type ipv4_addr . inet_service; }\n"
 		" chain bk_forward { type filter hook forward priority filter - 10; policy "
 		"accept;\n"
 		"  meta nfproto ipv6 iifname \"%s*\" drop\n"
@@ -386,7 +389,7 @@ static int nft_session_rules(struct ns_egress *e, const struct ns_net *n, int mb
 	OUT("ip daddr @private %s\n", reject);
 	OUT("ip daddr @s%d_cidr accept\n", i);
 	OUT("ip daddr @s%d_pin accept\n", i);
-	OUT("tcp dport @s%d_port accept\n", i);
+	OUT("ip saddr . tcp dport @web accept\n");
 	OUT("%s\n", reject);
 #undef OUT
 	r |= bprintf(
@@ -395,6 +398,30 @@ static int nft_session_rules(struct ns_egress *e, const struct ns_net *n, int mb
 	r |= bprintf(b, "add rule inet %s s%d_in ct state established,related accept\n", t, i);
 	r |= bprintf(b, "add rule inet %s s%d_in drop\n", t, i);
 	return r ? -1 : 0;
+}
+
+/* Appends to b a message of type (NFT_MSG_NEWSETELEM or DELSETELEM) on
+ * the shared set web for the ports (NS_WEB_*) of the session's address
+ * addr (host order): each key the address and the port, each field
+ * padded to four bytes. */
+static void nfnl_web(struct mnl_nlmsg_batch *b, const char *table, uint16_t type, uint32_t addr,
+		     unsigned ports)
+{
+	struct nlmsghdr *h = nfnl_elems_begin(b, type, table, "web");
+	struct nlattr *list = mnl_attr_nest_start(h, NFTA_SET_ELEM_LIST_ELEMENTS);
+	static const uint16_t port_of[] = {80, 443};
+	for (size_t k = 0; k < ARRAY_SIZE(port_of); k++) {
+		if (!(ports & (1u << k)))
+			continue;
+		unsigned char key[8] = {0};
+		uint32_t a = htonl(addr);
+		uint16_t port = htons(port_of[k]);
+		memcpy(key, &a, sizeof(a));
+		memcpy(key + 4, &port, sizeof(port));
+		nfnl_elem(h, key, sizeof(key), 0, 0);
+	}
+	mnl_attr_nest_end(h, list);
+	mnl_nlmsg_batch_next(b);
 }
 
 /* The CIDRs of p in its set private (inside a private range: s%d_pcidr)
@@ -408,17 +435,19 @@ static size_t cidrs_of(const struct sbx_net *p, bool private, struct sbx_net_cid
 	return count;
 }
 
-/* Writes what n's sets hold for its policy, the CIDRs and the web ports,
- * and (flush_pins) empties its pins, in one transaction over nfnetlink:
- * through libnftables a flush or an element of a set would have it fetch
- * every set of the table first. was: the policy the sets hold now (just
- * made: none; prepared by the warm pool: its hint), whose sets that hold
- * what the policy's would are left alone, or NULL when not known, and
- * each is flushed and written: the kernel finds a set by name by walking
- * the table's every set, four of each session's, about a millisecond at
- * 1,000 sessions, for each set a batch names. */
-static int nft_session_elements(struct ns_egress *e, const struct ns_net *n,
-				const struct sbx_net *was, bool flush_pins, struct bk_err *err)
+/* Writes what n's sets hold for its policy, the CIDRs, and the shared set
+ * web its ports, and (flush_pins) empties its pins, in one transaction
+ * over nfnetlink: through libnftables a flush or an element of a set
+ * would have it fetch every set of the table first. was: the policy its
+ * CIDR sets hold now (just made: none; prepared by the warm pool: its
+ * hint), whose sets that hold what the policy's would are left alone, or
+ * NULL when not known, and each is flushed and written: the kernel finds
+ * a set by name by walking the table's sets in the order they were made,
+ * three of each session's, about 0.7 ms at 1,000 sessions for each
+ * session's set a batch names (web, made with the table, is found at
+ * once). */
+static int nft_session_elements(struct ns_egress *e, struct ns_net *n, const struct sbx_net *was,
+				bool flush_pins, struct bk_err *err)
 {
 	const struct sbx_net *p = &n->policy;
 	size_t size = 4096 + p->n_cidrs * 128;
@@ -427,8 +456,8 @@ static int nft_session_elements(struct ns_egress *e, const struct ns_net *n,
 		return bk_err_set(err, ENOMEM, "cannot build the policy of %s", n->ifname);
 	struct mnl_nlmsg_batch *b = mnl_nlmsg_batch_start(buf, size);
 	nfnl_batch_mark(b, NFNL_MSG_BATCH_BEGIN);
-	char names[4][32];
-	static const char *const kinds[] = {"cidr", "pcidr", "port", "pin"};
+	char names[3][32];
+	static const char *const kinds[] = {"cidr", "pcidr", "pin"};
 	for (size_t k = 0; k < ARRAY_SIZE(kinds); k++)
 		snprintf(names[k], sizeof(names[k]), "s%d_%s", n->index, kinds[k]);
 	bool sent = false;
@@ -447,25 +476,19 @@ static int nft_session_elements(struct ns_egress *e, const struct ns_net *n,
 			nfnl_cidrs(b, e->table, names[k], want, nw);
 		sent |= nh || nw;
 	}
-	bool ports_same = was && was->http == p->http && was->https == p->https;
-	if (!ports_same && (!was || was->http || was->https)) {
-		nfnl_elems_begin(b, NFT_MSG_DELSETELEM, e->table, names[2]);
-		mnl_nlmsg_batch_next(b);
+	/* The web ports: what the shared set holds of n's address is known
+	 * (n->web), so that only what changes is sent. */
+	unsigned web = (p->http ? NS_WEB_HTTP : 0) | (p->https ? NS_WEB_HTTPS : 0);
+	if (n->web & ~web) {
+		nfnl_web(b, e->table, NFT_MSG_DELSETELEM, n->addr, n->web & ~web);
 		sent = true;
 	}
-	if (!ports_same && (p->http || p->https)) {
-		struct nlmsghdr *h = nfnl_elems_begin(b, NFT_MSG_NEWSETELEM, e->table, names[2]);
-		struct nlattr *list = mnl_attr_nest_start(h, NFTA_SET_ELEM_LIST_ELEMENTS);
-		uint16_t web[] = {htons(80), htons(443)};
-		for (size_t k = 0; k < ARRAY_SIZE(web); k++)
-			if (k == 0 ? p->http : p->https)
-				nfnl_elem(h, &web[k], sizeof(web[k]), 0, 0);
-		mnl_attr_nest_end(h, list);
-		mnl_nlmsg_batch_next(b);
+	if (web & ~n->web) {
+		nfnl_web(b, e->table, NFT_MSG_NEWSETELEM, n->addr, web & ~n->web);
 		sent = true;
 	}
 	if (flush_pins) {
-		nfnl_elems_begin(b, NFT_MSG_DELSETELEM, e->table, names[3]);
+		nfnl_elems_begin(b, NFT_MSG_DELSETELEM, e->table, names[2]);
 		mnl_nlmsg_batch_next(b);
 		sent = true;
 	}
@@ -475,10 +498,11 @@ static int nft_session_elements(struct ns_egress *e, const struct ns_net *n,
 	if (r)
 		return bk_err_kind(err, BK_E_INTERNAL, "nftables refused the policy of %s: %s",
 				   n->ifname, strerror(r));
+	n->web = web;
 	return 0;
 }
 
-static void nft_session_del_locked(struct ns_egress *e, const struct ns_net *n);
+static int nft_session_del_locked(struct ns_egress *e, const struct ns_net *n);
 
 /* Makes n's chains, rules and sets, and their verdict maps' entries,
  * without e->lock: libnftables fills its cache from the kernel first (at
@@ -495,10 +519,8 @@ static int nft_session_add(struct ns_egress *e, struct ns_net *n, struct bk_err 
 			"add chain inet %s s%d_out\nadd chain inet %s s%d_in\n"
 			"add set inet %s s%d_cidr { %s }\n"
 			"add set inet %s s%d_pcidr { %s }\n"
-			"add set inet %s s%d_pin { %s }\n"
-			"add set inet %s s%d_port { %s }\n",
-			t, i, t, i, t, i, cidr_set_type, t, i, cidr_set_type, t, i, pin_set_type, t,
-			i, port_set_type);
+			"add set inet %s s%d_pin { %s }\n",
+			t, i, t, i, t, i, cidr_set_type, t, i, cidr_set_type, t, i, pin_set_type);
 	if (r < 0 || nft_session_rules(e, n, n->policy.mbps, n->policy.connections, &b) < 0 ||
 	    bprintf(&b,
 		    "add map inet %s out { %s elements = { \"%s\" : jump s%d_out } }\n"
@@ -515,16 +537,19 @@ static int nft_session_add(struct ns_egress *e, struct ns_net *n, struct bk_err 
 	n->rules_mbps = n->policy.mbps;
 	n->rules_connections = n->policy.connections;
 	/* Its sets are empty until now: it passed nothing meanwhile. */
-	if ((r = nft_session_elements(e, n, &net_none, false, err)) < 0)
-		nft_session_del_locked(e, n);
+	if ((r = nft_session_elements(e, n, &net_none, false, err)) < 0 &&
+	    nft_session_del_locked(e, n) != 0)
+		e->slot_dirty[n->index] = true;
 	pthread_mutex_unlock(&e->lock);
 	return r;
 }
 
-/* Deletes n's entries of the verdict maps, its chains and its sets in
- * one transaction, over nfnetlink: through libnftables the entries'
- * deletion would fetch every set's elements first (see cidr_set_type). */
-static void nft_session_del_locked(struct ns_egress *e, const struct ns_net *n)
+/* Deletes n's entries of the verdict maps and of the set web, its chains
+ * and its sets in one transaction, over nfnetlink: through libnftables
+ * the entries' deletion would fetch every set's elements first (see
+ * cidr_set_type). 0 or an errno: then all of it stays, and n's slot must
+ * not be given again (its address would find n's ports open). */
+static int nft_session_del_locked(struct ns_egress *e, const struct ns_net *n)
 {
 	char buf[8192], name[NFT_NAME_MAXLEN];
 	struct mnl_nlmsg_batch *b = mnl_nlmsg_batch_start(buf, sizeof(buf));
@@ -550,7 +575,9 @@ static void nft_session_del_locked(struct ns_egress *e, const struct ns_net *n)
 		mnl_attr_put_strz(h, NFTA_CHAIN_NAME, name);
 		mnl_nlmsg_batch_next(b);
 	}
-	static const char *const sets[] = {"cidr", "pcidr", "pin", "port"};
+	if (n->web)
+		nfnl_web(b, e->table, NFT_MSG_DELSETELEM, n->addr, n->web);
+	static const char *const sets[] = {"cidr", "pcidr", "pin"};
 	for (size_t k = 0; k < ARRAY_SIZE(sets); k++) {
 		struct nlmsghdr *h = nfnl_put(b, NFT_MSG_DELSET, 0, e->table);
 		snprintf(name, sizeof(name), "s%d_%s", n->index, sets[k]);
@@ -563,6 +590,7 @@ static void nft_session_del_locked(struct ns_egress *e, const struct ns_net *n)
 	if (err)
 		fprintf(stderr, "bunkerd: cannot remove the rules of %s from %s: %s\n", n->ifname,
 			e->table, strerror(err));
+	return err;
 }
 
 /* ---- rtnetlink ---- */
@@ -1072,7 +1100,8 @@ static int64_t if_counter(const char *ifname, const char *what)
 static void net_free_locked(struct ns_egress *e, struct ns_sbx *s)
 {
 	struct ns_net *n = s->net;
-	nft_session_del_locked(e, n);
+	if (nft_session_del_locked(e, n) != 0)
+		e->slot_dirty[n->index] = true;
 	e->slots[n->index] = NULL;
 	s->net = NULL;
 }
@@ -1086,7 +1115,7 @@ static int net_add(struct ns_sbx *s, const struct sbx_net *policy, struct bk_err
 	pthread_mutex_lock(&e->lock);
 	int index = 0;
 	for (int i = 1; i < e->n_slots; i++)
-		if (e->slots[i] == NULL) {
+		if (e->slots[i] == NULL && !e->slot_dirty[i]) {
 			index = i;
 			break;
 		}
@@ -1361,8 +1390,9 @@ void ns__egress_open(struct ns_egress *e, const struct sbx_backend_config *cfg, 
 	}
 	e->n_slots = 1 << (32 - e->prefix - 2);
 	e->slots = calloc((size_t)e->n_slots, sizeof(*e->slots));
+	e->slot_dirty = calloc((size_t)e->n_slots, sizeof(*e->slot_dirty));
 	e->nft = nft_ctx_new(NFT_CTX_DEFAULT);
-	if (e->slots == NULL || e->nft == NULL) {
+	if (e->slots == NULL || e->slot_dirty == NULL || e->nft == NULL) {
 		snprintf(e->why, sizeof(e->why), "cannot open nftables");
 		goto off;
 	}
@@ -1510,6 +1540,7 @@ void ns__egress_close(struct ns_egress *e)
 	if (e->nft)
 		nft_ctx_free(e->nft);
 	free(e->slots);
+	free(e->slot_dirty);
 	free(e->hosts);
 	pthread_mutex_destroy(&e->lock);
 	pthread_mutex_destroy(&e->nft_lock);

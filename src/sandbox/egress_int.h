@@ -40,6 +40,10 @@ struct ns_net_pin {
 	int64_t expires_ms; /* wall clock */
 };
 
+/* The web ports of a policy (allow_http, allow_https), as bits. */
+#define NS_WEB_HTTP 1u
+#define NS_WEB_HTTPS 2u
+
 /* One session's network; owned by its sandbox (struct ns_sbx's net). */
 struct ns_net {
 	int index;	       /* its /30 in the range, 1.. */
@@ -55,6 +59,8 @@ struct ns_net {
 	/* The two numbers its chains were written with (the rest of a
 	 * policy is in its sets). */
 	int rules_mbps, rules_connections;
+	/* The ports of the set web that hold its address now (NS_WEB_*). */
+	unsigned web;
 	/* By the warm pool with the hint above, and not granted anything
 	 * yet: it passed nothing, and resolved no name. */
 	bool prepared;
@@ -87,7 +93,9 @@ struct ns_egress {
 	/* The ctnetlink socket of the last cut of connections, kept for the
 	 * next one for the same reason; NULL while a cut has it. */
 	struct mnl_socket *ctnl;
-	struct ns_net **slots;	    /* by index */
+	struct ns_net **slots; /* by index */
+	/* Slots whose rules could not be removed: never given again. */
+	bool *slot_dirty;
 	int64_t tx_total, rx_total; /* bytes of the networks that went */
 	/* The last grant's policy without its names (bandwidth, connection
 	 * cap, CIDRs, web ports), which the warm pool's networks are prepared

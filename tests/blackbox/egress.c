@@ -534,6 +534,12 @@ TEST_TIMEOUT(a_prepared_network_holds_only_the_new_policy, 120)
 		client_must_delete(bk.paid_key, ids[i]);
 		free(ids[i]);
 	}
+	/* The web ports of every session are in one set of the table, keyed
+	 * by the session's address: the deleted ones left none there (the
+	 * pool's prepared networks hold the last grant's, which has none). */
+	CHECK_MSG(sh("for t in $(nft list tables | awk '/ bunker_/{print $3}'); do "
+		     "nft list set inet $t web | grep -q elements && exit 1; done; exit 0") == 0,
+		  "a deleted session's web ports are still in the set web");
 }
 
 /* Names through the session's resolver: an allowed name resolves and its
