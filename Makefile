@@ -172,7 +172,9 @@ bench: deps
 # `build/release/bench/instavm` the InstaVM dialect's; `build/release/bench/scale`
 # the costs at 10 to 2,000 awake sessions, some minutes; `build/release/bench/egress`
 # a session's outbound network against the host's and what a grant adds to
-# a create at 1 and 1,000 sessions, some minutes).
+# a create at 1 and 1,000 sessions, some minutes; `build/release/bench/cluster`
+# three nodes on a PostgreSQL of its own: a relay's cost, creates per second,
+# the rate limit across nodes and a node's kill -9, some minutes).
 BENCHES := bench lifecycle preview hostile instavm scale egress
 bench-bin: $(BENCHES:%=$(BUILD)/bench/%) $(BUILD)/bench/interp $(BUILD)/bench/cluster
 
