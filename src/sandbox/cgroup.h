@@ -27,9 +27,14 @@ struct cgroup_manager {
 	/* Creates session id's cgroup with limits and moves pid into it. */
 	int (*session_create)(const char *parent, const char *id, const struct sbx_limits *limits,
 			      pid_t pid, struct bk_err *err);
-	/* Writes the memory, CPU and pids limits of session id's cgroup. */
+	/* Writes the memory, CPU and pids limits of session id's cgroup
+	 * that differ from was, the limits it holds (NULL: write them all).
+	 * A write of a CPU quota walks every CPU cgroup of the host in the
+	 * kernel (tg_cfs_schedulable_down()), so one not needed is not made:
+	 * a warm sandbox adopted with the defaults it waited with writes
+	 * nothing. */
 	int (*session_limit)(const char *parent, const char *id, const struct sbx_limits *limits,
-			     struct bk_err *err);
+			     const struct sbx_limits *was, struct bk_err *err);
 	/* Freezes (or thaws) every process of session id and waits until the
 	 * kernel has. */
 	int (*session_freeze)(const char *parent, const char *id, bool frozen, struct bk_err *err);

@@ -3,6 +3,7 @@
  * under each controller used: memory, cpu, cpuacct, pids, freezer. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -63,27 +64,40 @@ static int v1_parent_remove(const char *parent, struct bk_err *err)
 }
 
 static int v1_limit(const char *parent, const char *id, const struct sbx_limits *lim,
-		    struct bk_err *err)
+		    const struct sbx_limits *was, struct bk_err *err)
 {
 	char p[512], v[64];
-	snprintf(v, sizeof(v), "%lld", (long long)lim->memory_mb << 20);
-	/* memory+swap must stay at or above memory: raise whichever order
-	 * keeps that true. */
-	v1_path("memory", parent, id, "memory.memsw.limit_in_bytes", p, sizeof(p));
-	bool memsw = access(p, F_OK) == 0;
-	if (memsw)
-		write_file_str(p, v, NULL);
-	if (v1_write("memory", parent, id, "memory.limit_in_bytes", v, err) < 0)
-		return -1;
-	/* With swap accounting, memory+swap gets the same ceiling: no swapping
-	 * past the limit. */
-	if (memsw && write_file_str(p, v, err) < 0)
-		return -1;
-	if (v1_write("cpu", parent, id, "cpu.cfs_period_us", "100000", err) < 0)
-		return -1;
-	snprintf(v, sizeof(v), "%lld", (long long)(lim->cpu * 100000 + 0.5));
-	if (v1_write("cpu", parent, id, "cpu.cfs_quota_us", v, err) < 0)
-		return -1;
+	if (was == NULL || was->memory_mb != lim->memory_mb) {
+		snprintf(v, sizeof(v), "%lld", (long long)lim->memory_mb << 20);
+		/* memory+swap must stay at or above memory: raise whichever
+		 * order keeps that true. */
+		v1_path("memory", parent, id, "memory.memsw.limit_in_bytes", p, sizeof(p));
+		bool memsw = access(p, F_OK) == 0;
+		if (memsw)
+			write_file_str(p, v, NULL);
+		if (v1_write("memory", parent, id, "memory.limit_in_bytes", v, err) < 0)
+			return -1;
+		/* With swap accounting, memory+swap gets the same ceiling: no
+		 * swapping past the limit. */
+		if (memsw && write_file_str(p, v, err) < 0)
+			return -1;
+	}
+	if (was == NULL || was->cpu != lim->cpu) {
+		/* The period is the kernel's default (100 ms) in a new cgroup;
+		 * it is written only where it is not, as each write of it
+		 * walks the CPU cgroups too. */
+		char now[32] = "";
+		v1_path("cpu", parent, id, "cpu.cfs_period_us", p, sizeof(p));
+		if (read_file_small(p, now, sizeof(now), NULL) < 0 || atoll(now) != 100000) {
+			if (write_file_str(p, "100000", err) < 0)
+				return -1;
+		}
+		snprintf(v, sizeof(v), "%lld", (long long)(lim->cpu * 100000 + 0.5));
+		if (v1_write("cpu", parent, id, "cpu.cfs_quota_us", v, err) < 0)
+			return -1;
+	}
+	if (was != NULL && was->pids == lim->pids)
+		return 0;
 	snprintf(v, sizeof(v), "%d", lim->pids);
 	return v1_write("pids", parent, id, "pids.max", v, err);
 }
@@ -95,7 +109,7 @@ static int v1_create(const char *parent, const char *id, const struct sbx_limits
 		if (v1_mkdir(controllers[i], parent, NULL, err) < 0 ||
 		    v1_mkdir(controllers[i], parent, id, err) < 0)
 			return -1;
-	if (v1_limit(parent, id, lim, err) < 0)
+	if (v1_limit(parent, id, lim, NULL, err) < 0)
 		return -1;
 	char v[32];
 	snprintf(v, sizeof(v), "%d", (int)pid);

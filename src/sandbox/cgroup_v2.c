@@ -61,18 +61,24 @@ static int v2_parent_remove(const char *parent, struct bk_err *err)
 }
 
 static int v2_limit(const char *parent, const char *id, const struct sbx_limits *lim,
-		    struct bk_err *err)
+		    const struct sbx_limits *was, struct bk_err *err)
 {
 	char p[512], v[64];
-	snprintf(v, sizeof(v), "%lld", (long long)lim->memory_mb << 20);
-	if (v2_write(parent, id, "memory.max", v, err) < 0)
-		return -1;
+	if (was == NULL || was->memory_mb != lim->memory_mb) {
+		snprintf(v, sizeof(v), "%lld", (long long)lim->memory_mb << 20);
+		if (v2_write(parent, id, "memory.max", v, err) < 0)
+			return -1;
+	}
 	v2_path(parent, id, "memory.swap.max", p, sizeof(p));
-	if (access(p, F_OK) == 0 && write_file_str(p, "0", err) < 0)
+	if (was == NULL && access(p, F_OK) == 0 && write_file_str(p, "0", err) < 0)
 		return -1;
-	snprintf(v, sizeof(v), "%lld 100000", (long long)(lim->cpu * 100000 + 0.5));
-	if (v2_write(parent, id, "cpu.max", v, err) < 0)
-		return -1;
+	if (was == NULL || was->cpu != lim->cpu) {
+		snprintf(v, sizeof(v), "%lld 100000", (long long)(lim->cpu * 100000 + 0.5));
+		if (v2_write(parent, id, "cpu.max", v, err) < 0)
+			return -1;
+	}
+	if (was != NULL && was->pids == lim->pids)
+		return 0;
 	snprintf(v, sizeof(v), "%d", lim->pids);
 	return v2_write(parent, id, "pids.max", v, err);
 }
@@ -86,7 +92,7 @@ static int v2_create(const char *parent, const char *id, const struct sbx_limits
 	v2_path(parent, id, NULL, p, sizeof(p));
 	if (mkdir(p, 0755) < 0 && errno != EEXIST)
 		return bk_err_set(err, errno, "cannot create cgroup '%s'", p);
-	if (v2_limit(parent, id, lim, err) < 0)
+	if (v2_limit(parent, id, lim, NULL, err) < 0)
 		return -1;
 	snprintf(v, sizeof(v), "%d", (int)pid);
 	return v2_write(parent, id, "cgroup.procs", v, err);

@@ -156,11 +156,12 @@ static int ns_adopt(struct sbx *base, const char *id, const struct sbx_limits *l
 	snprintf(base->id, sizeof(base->id), "%s", id);
 	ns__net_rename(s);
 	s->paths = p;
-	if (b->cg->session_limit(b->cgroup_parent, id, limits, err) < 0 ||
+	if (b->cg->session_limit(b->cgroup_parent, id, limits, &s->limits, err) < 0 ||
 	    ns__disk_resize(&s->paths, limits->disk_mb, err) < 0) {
 		bk_err_prefix(err, "session %s", id);
 		return -1;
 	}
+	s->limits = *limits;
 	return 0;
 }
 

@@ -79,8 +79,9 @@ struct ns_sbx {
 	pid_t pid; /* bunker-init, as the host sees it */
 	int pidfd;
 	struct agent_conn *conn;
-	int pids;	    /* its share of the backend's pids_held */
-	struct ns_net *net; /* its outbound network, NULL: loopback only */
+	int pids;		  /* its share of the backend's pids_held */
+	struct sbx_limits limits; /* what its cgroups hold */
+	struct ns_net *net;	  /* its outbound network, NULL: loopback only */
 	/* What its networks taken away carried (egress->lock). */
 	int64_t net_tx_gone, net_rx_gone;
 };

@@ -508,6 +508,7 @@ static int spawn_parent(struct ns_sbx *s, const struct sbx_limits *limits, struc
 		bk_err_prefix(err, "cannot set up cgroups of session %s", s->base.id);
 		return -1;
 	}
+	s->limits = *limits;
 
 	/* 4. Go. */
 	if (write_full(f->go[1], "g", 1) < 0)

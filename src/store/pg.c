@@ -163,6 +163,32 @@ static const char *const pg_migrations[] = {
     "  start_ms bigint NOT NULL,"
     "  count bigint NOT NULL"
     ");",
+    /* 5 -> 6: each key's sessions counted as they come and go, all and
+     * those holding a VM (SQLite's version 10): a cap check or a list's
+     * total reads them rather than every session of the key. */
+    "ALTER TABLE keys ADD COLUMN sessions_all bigint NOT NULL DEFAULT 0;"
+    "ALTER TABLE keys ADD COLUMN sessions_vm bigint NOT NULL DEFAULT 0;"
+    "UPDATE keys SET"
+    "  sessions_all = (SELECT count(*) FROM sessions WHERE key_id = keys.id),"
+    "  sessions_vm = (SELECT count(*) FROM sessions WHERE key_id = keys.id AND vm_state = 1);"
+    "CREATE FUNCTION bunker_sessions_counted() RETURNS trigger LANGUAGE plpgsql AS $$"
+    "BEGIN"
+    "  IF TG_OP <> 'INSERT' THEN"
+    "    UPDATE keys SET sessions_all = sessions_all - 1,"
+    "      sessions_vm = sessions_vm - (OLD.vm_state = 1)::int WHERE id = OLD.key_id;"
+    "  END IF;"
+    "  IF TG_OP <> 'DELETE' THEN"
+    "    UPDATE keys SET sessions_all = sessions_all + 1,"
+    "      sessions_vm = sessions_vm + (NEW.vm_state = 1)::int WHERE id = NEW.key_id;"
+    "  END IF;"
+    "  RETURN NULL;"
+    "END $$;"
+    "CREATE TRIGGER sessions_counted AFTER INSERT OR DELETE ON sessions"
+    "  FOR EACH ROW EXECUTE FUNCTION bunker_sessions_counted();"
+    "CREATE TRIGGER sessions_counted_again AFTER UPDATE OF vm_state, key_id ON sessions"
+    "  FOR EACH ROW WHEN (OLD.vm_state IS DISTINCT FROM NEW.vm_state OR"
+    "  OLD.key_id IS DISTINCT FROM NEW.key_id)"
+    "  EXECUTE FUNCTION bunker_sessions_counted();",
 };
 
 _Static_assert(ARRAY_SIZE(pg_migrations) == STORE_PG_SCHEMA_VERSION,
@@ -450,6 +476,30 @@ int64_t pg__int_at(PGresult *res, int col)
 
 /* ---- the cap ---- */
 
+int pg__live_count(struct store *st, const char *key_id, int64_t now_ms, bool holding,
+		   const char *except_id, int64_t *out, struct bk_err *err)
+{
+	struct pg_params p = {0};
+	pg__text(&p, key_id);
+	pg__int(&p, now_ms);
+	pg__int(&p, holding);
+	pg__text(&p, except_id);
+	_cleanup_result_ PGresult *res = NULL;
+	/* The key's counts less its records expired and not yet reaped,
+	 * found by the expiry index, and except_id's if it is counted. */
+	if (pg__exec(
+		st,
+		"SELECT coalesce((SELECT CASE WHEN $3::int = 1 THEN sessions_vm ELSE "
+		"sessions_all END FROM keys WHERE id = $1), 0) - (SELECT count(*) FROM "
+		"sessions WHERE expires_ms <= $2 AND key_id || '' = $1 AND ($3::int = 0 OR "
+		"vm_state = 1)) - (SELECT count(*) FROM sessions WHERE id = $4::text AND key_id "
+		"= $1 AND expires_ms > $2 AND ($3::int = 0 OR vm_state = 1))",
+		&p, &res, err, "cannot count sessions of key '%s'", key_id) < 0)
+		return -1;
+	*out = pg__int_at(res, 0);
+	return 0;
+}
+
 int pg__cap_check(struct store *st, const char *key_id, const char *except_id,
 		  const struct store_cap *cap, struct bk_err *err)
 {
@@ -462,18 +512,9 @@ int pg__cap_check(struct store *st, const char *key_id, const char *except_id,
 	if (pg__run(st, "SELECT 1 FROM keys WHERE id = $1 FOR NO KEY UPDATE", &p, err,
 		    "cannot lock key '%s'", key_id) < 0)
 		return -1;
-	p = (struct pg_params){0};
-	pg__text(&p, key_id);
-	pg__int(&p, cap->now_ms);
-	pg__int(&p, cap->holding);
-	pg__text(&p, except_id);
-	_cleanup_result_ PGresult *res = NULL;
-	if (pg__exec(st,
-		     "SELECT count(*) FROM sessions WHERE key_id = $1 AND expires_ms > $2 AND "
-		     "($3::int = 0 OR vm_state = 1) AND ($4::text IS NULL OR id <> $4)",
-		     &p, &res, err, "cannot count sessions of key '%s'", key_id) < 0)
+	int64_t count;
+	if (pg__live_count(st, key_id, cap->now_ms, cap->holding, except_id, &count, err) < 0)
 		return -1;
-	int64_t count = pg__int_at(res, 0);
 	if (count >= cap->max)
 		return bk_err_kind(err, BK_E_LIMIT, "key '%s' holds %lld sessions of its %lld",
 				   key_id, (long long)count, (long long)cap->max);

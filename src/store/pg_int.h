@@ -88,6 +88,11 @@ int pg__tx_end(struct store *st, int rc, struct bk_err *err);
  * the key's row locked until the transaction ends so that every node's
  * check for the key queues behind it; BK_E_LIMIT at the cap. Call inside a
  * transaction. */
+/* The live sessions of key_id at now_ms (those holding a VM, if holding),
+ * except_id's left out (NULL: none), from the key's counts (schema
+ * version 6) rather than by reading each. */
+int pg__live_count(struct store *st, const char *key_id, int64_t now_ms, bool holding,
+		   const char *except_id, int64_t *out, struct bk_err *err);
 int pg__cap_check(struct store *st, const char *key_id, const char *except_id,
 		  const struct store_cap *cap, struct bk_err *err);
 

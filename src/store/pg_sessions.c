@@ -204,16 +204,18 @@ int pg__session_set_vm(struct store *st, const char *id, enum store_vm_state vm,
 int pg__session_count(struct store *st, const char *key_id, int64_t now_ms, bool holding,
 		      int64_t *out, struct bk_err *err)
 {
+	_cleanup_pg_unlock_ pthread_mutex_t *lock = pg__lock(st);
+	if (key_id != NULL)
+		return pg__live_count(st, key_id, now_ms, holding, NULL, out, err);
+	/* Every key's, for GET /metrics. */
 	struct pg_params p = {0};
-	pg__text(&p, key_id);
 	pg__int(&p, now_ms);
 	pg__int(&p, holding);
-	_cleanup_pg_unlock_ pthread_mutex_t *lock = pg__lock(st);
 	_cleanup_result_ PGresult *res = NULL;
 	if (pg__exec(st,
-		     "SELECT count(*) FROM sessions WHERE ($1::text IS NULL OR key_id = $1) AND "
-		     "expires_ms > $2 AND ($3::int = 0 OR vm_state = 1)",
-		     &p, &res, err, "cannot count sessions of key '%s'", key_id ? key_id : "*") < 0)
+		     "SELECT count(*) FROM sessions WHERE expires_ms > $1 AND "
+		     "($2::int = 0 OR vm_state = 1)",
+		     &p, &res, err, "cannot count sessions") < 0)
 		return -1;
 	*out = pg__int_at(res, 0);
 	return 0;
@@ -245,6 +247,23 @@ int pg__session_list(struct store *st, const char *key_id, int64_t now_ms,
 	pg__int(&p, now_ms);
 	_cleanup_pg_unlock_ pthread_mutex_t *lock = pg__lock(st);
 	_cleanup_result_ PGresult *res = NULL;
+	if (match == NULL) {
+		/* Without a filter: the page alone, and the key's count (as
+		 * SQLite's), not every session of the key sent over. */
+		pg__int(&p, limit);
+		pg__int(&p, offset);
+		int64_t matched, in_page;
+		if (pg__live_count(st, key_id, now_ms, false, NULL, &matched, err) < 0 ||
+		    pg__exec(st,
+			     "SELECT " STORE_SESSION_COLS " FROM sessions WHERE key_id = $1 AND "
+			     "expires_ms > $2 ORDER BY created_ms DESC, id DESC LIMIT $3 OFFSET $4",
+			     &p, &res, err, "cannot list sessions of key '%s'", key_id) < 0 ||
+		    store__session_page(pg_next_row, res, NULL, NULL, limit, 0, out, n, &in_page,
+					err) < 0)
+			return -1;
+		*total = matched;
+		return 0;
+	}
 	if (pg__exec(st,
 		     "SELECT " STORE_SESSION_COLS " FROM sessions WHERE key_id = $1 AND "
 		     "expires_ms > $2 ORDER BY created_ms DESC, id DESC",

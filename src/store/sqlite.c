@@ -158,6 +158,31 @@ static const char *const store_migrations[] = {
      * life. */
     "ALTER TABLE sessions ADD COLUMN net_tx_bytes INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE sessions ADD COLUMN net_rx_bytes INTEGER NOT NULL DEFAULT 0;",
+    /* 9 -> 10: each key's sessions counted as they come and go, all and
+     * those holding a VM, so that a create under its cap is admitted
+     * without counting the key's sessions one by one
+     * (sqlite__cap_check()). Triggers keep the counts, whatever the
+     * statement. */
+    "ALTER TABLE keys ADD COLUMN sessions_all INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE keys ADD COLUMN sessions_vm INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE keys SET"
+    "  sessions_all = (SELECT COUNT(*) FROM sessions WHERE key_id = keys.id),"
+    "  sessions_vm = (SELECT COUNT(*) FROM sessions WHERE key_id = keys.id AND vm_state = 1);"
+    "CREATE TRIGGER sessions_counted_in AFTER INSERT ON sessions BEGIN"
+    "  UPDATE keys SET sessions_all = sessions_all + 1,"
+    "    sessions_vm = sessions_vm + (NEW.vm_state = 1) WHERE id = NEW.key_id;"
+    "END;"
+    "CREATE TRIGGER sessions_counted_out AFTER DELETE ON sessions BEGIN"
+    "  UPDATE keys SET sessions_all = sessions_all - 1,"
+    "    sessions_vm = sessions_vm - (OLD.vm_state = 1) WHERE id = OLD.key_id;"
+    "END;"
+    "CREATE TRIGGER sessions_counted_again AFTER UPDATE OF vm_state, key_id ON sessions"
+    "  WHEN OLD.vm_state IS NOT NEW.vm_state OR OLD.key_id IS NOT NEW.key_id BEGIN"
+    "  UPDATE keys SET sessions_all = sessions_all - 1,"
+    "    sessions_vm = sessions_vm - (OLD.vm_state = 1) WHERE id = OLD.key_id;"
+    "  UPDATE keys SET sessions_all = sessions_all + 1,"
+    "    sessions_vm = sessions_vm + (NEW.vm_state = 1) WHERE id = NEW.key_id;"
+    "END;",
 };
 
 _Static_assert(ARRAY_SIZE(store_migrations) == STORE_SCHEMA_VERSION,

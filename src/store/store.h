@@ -26,7 +26,7 @@
 
 #include "util/err.h"
 
-#define STORE_SCHEMA_VERSION 9
+#define STORE_SCHEMA_VERSION 10
 
 /* An API key. Only the hash of the secret is stored. */
 struct store_key {
@@ -348,7 +348,7 @@ int store_open(const char *uri, struct store **out, struct bk_err *err);
 /* The SQLite store (store/sqlite.c) at path. */
 int store_sqlite_open(const char *path, struct store **out, struct bk_err *err);
 
-#define STORE_PG_SCHEMA_VERSION 5
+#define STORE_PG_SCHEMA_VERSION 6
 
 /* The PostgreSQL store (store/pg.c) at the libpq connection URI uri. */
 int store_pg_open(const char *uri, struct store **out, struct bk_err *err);

@@ -664,3 +664,50 @@ TEST(sandbox_files_save_is_refused_without_room)
 	purge(id, NULL);
 	teardown();
 }
+
+/* A limit file of session id's cgroup: controller/v1 on cgroup v1, v2 on
+ * v2. */
+static long long cgroup_value(const char *id, const char *controller, const char *v1,
+			      const char *v2)
+{
+	const struct cgroup_manager *cg = sbx__cgroup_detect(NULL);
+	bool one = strcmp(cg->name, "v1") == 0;
+	char path[400], text[64] = "";
+	snprintf(path, sizeof(path), "/sys/fs/cgroup/%s%sbunker-unit-%d/%s/%s",
+		 one ? controller : "", one ? "/" : "", (int)getppid(), id, one ? v1 : v2);
+	FILE *f = fopen(path, "r");
+	CHECK_MSG(f != NULL, "no %s", path);
+	CHECK(fgets(text, sizeof(text), f) != NULL);
+	fclose(f);
+	return atoll(text);
+}
+
+/* An adopted sandbox holds the limits it was adopted with: each that
+ * differs from those it started with is written, whichever others are
+ * left as they were. */
+TEST(sandbox_adopt_writes_the_limits_that_change)
+{
+	setup();
+	struct sbx *s = start("pool_unit1", 16);
+	const char *id = "ses_unitadoptaaaaaaaaaa1";
+	struct bk_err err = BK_ERR_INIT;
+	/* CPU alone changes. */
+	struct sbx_limits lim = {.memory_mb = 256, .cpu = 0.5, .disk_mb = 16, .pids = UNIT_PIDS};
+	CHECK_MSG(backend->ops->adopt(s, id, &lim, &err) == 0, "%s", err.msg);
+	CHECK_INT_EQ(cgroup_value(id, "cpu", "cpu.cfs_quota_us", "cpu.max"), 50000);
+	CHECK_INT_EQ(cgroup_value(id, "memory", "memory.limit_in_bytes", "memory.max"),
+		     256LL << 20);
+	CHECK_INT_EQ(cgroup_value(id, "pids", "pids.max", "pids.max"), UNIT_PIDS);
+	/* Then memory and processes, not CPU. */
+	const char *id2 = "ses_unitadoptaaaaaaaaaa2";
+	lim = (struct sbx_limits){.memory_mb = 300, .cpu = 0.5, .disk_mb = 16, .pids = 64};
+	CHECK_MSG(backend->ops->adopt(s, id2, &lim, &err) == 0, "%s", err.msg);
+	CHECK_INT_EQ(cgroup_value(id2, "cpu", "cpu.cfs_quota_us", "cpu.max"), 50000);
+	CHECK_INT_EQ(cgroup_value(id2, "memory", "memory.limit_in_bytes", "memory.max"),
+		     300LL << 20);
+	CHECK_INT_EQ(cgroup_value(id2, "pids", "pids.max", "pids.max"), 64);
+	expect_out(s, "echo alive", "alive\n");
+	stop(s);
+	CHECK(purge(id2, &err) == 0);
+	teardown();
+}

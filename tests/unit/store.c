@@ -727,8 +727,90 @@ TEST(migration_from_version_2_keeps_sessions)
 	CHECK_INT_EQ(raw_int(f.path, "SELECT COUNT(*) FROM sqlite_master WHERE name = "
 				     "'sessions_expires'"),
 		     1);
+	/* The key's counts start from what was there: one session, with a
+	 * VM (as every session before version 4). */
+	CHECK_INT_EQ(raw_int(f.path, "SELECT sessions_all FROM keys"), 1);
+	CHECK_INT_EQ(raw_int(f.path, "SELECT sessions_vm FROM keys"), 1);
 	/* And it takes new sessions, with no slot to give. */
 	session_add(f.st, "ses_bbbbbbbbbbbbbbbbbbbb", "key_aaaaaaaaaaaaaaaa", 30, "{}");
+	CHECK_INT_EQ(raw_int(f.path, "SELECT sessions_all FROM keys"), 2);
+	CHECK_INT_EQ(raw_int(f.path, "SELECT sessions_vm FROM keys"), 1);
+	fixture_close(&f);
+}
+
+/* Live sessions of k at now_ms, as a cap check and a list's total count
+ * them (from the key's counts). */
+static int64_t live(struct store *st, const char *k, int64_t now_ms, bool holding)
+{
+	int64_t n = -1;
+	struct bk_err err = {0};
+	CHECK_MSG(st->ops->session_count(st, k, now_ms, holding, &n, &err) == 0, "%s", err.msg);
+	return n;
+}
+
+/* The counts a create is admitted by and a list's total follow every
+ * insert, VM change and delete; a key at its cap by its records still
+ * admits a create where some of them have expired unreaped. */
+STORE_TEST(cap_counts_follow_every_change)
+{
+	struct fixture f;
+	fixture_open_on(&f, backend);
+	const char *k = "key_aaaaaaaaaaaaaaaa";
+	key_add(f.st, k, 1);
+	key_add(f.st, "key_bbbbbbbbbbbbbbbb", 2);
+	session_add(f.st, "ses_cntother00000000001", "key_bbbbbbbbbbbbbbbb", 1000, "{}");
+	struct bk_err err = {0};
+	const char *ids[] = {"ses_cnt00000000000000001", "ses_cnt00000000000000002",
+			     "ses_cnt00000000000000003"};
+	/* Two sessions holding a VM, expired at 2000. */
+	for (int i = 0; i < 2; i++) {
+		struct store_session s = session_make(ids[i], k, 1000, "{}");
+		s.vm_state = STORE_VM_RUNNING;
+		s.expires_ms = 2000;
+		CHECK_MSG(f.st->ops->session_insert(f.st, &s, NULL, &err) == 0, "%s", err.msg);
+	}
+	CHECK_INT_EQ(live(f.st, k, 1500, true), 2);
+	CHECK_INT_EQ(live(f.st, k, 1500, false), 2);
+	CHECK_INT_EQ(live(f.st, k, 3000, false), 0);
+	/* At its cap of 2 by its records, under it by what is alive at 3000. */
+	struct store_cap cap = {.max = 2, .holding = true, .now_ms = 3000};
+	struct store_session s = session_make(ids[2], k, 3000, "{}");
+	s.vm_state = STORE_VM_RUNNING;
+	CHECK_MSG(f.st->ops->session_insert(f.st, &s, &cap, &err) == 0, "%s", err.msg);
+	/* Alive at 1500: the third is one too many. */
+	cap.now_ms = 1500;
+	s = session_make("ses_cnt00000000000000004", k, 1500, "{}");
+	s.vm_state = STORE_VM_RUNNING;
+	CHECK_INT_EQ(f.st->ops->session_insert(f.st, &s, &cap, &err), -1);
+	CHECK_INT_EQ(err.kind, BK_E_LIMIT);
+	CHECK_INT_EQ(live(f.st, k, 1500, true), 3);
+	/* The list's total is the same count. */
+	struct store_session *rows = NULL;
+	size_t n = 0;
+	int64_t total = 0;
+	CHECK_MSG(
+	    f.st->ops->session_list(f.st, k, 3000, NULL, NULL, 1, 0, &rows, &n, &total, &err) == 0,
+	    "%s", err.msg);
+	CHECK_INT_EQ(n, 1);
+	CHECK_INT_EQ(total, 1);
+	for (size_t i = 0; i < n; i++)
+		store_session_release(&rows[i]);
+	free(rows);
+	/* A VM ended leaves the VM count, not the other. */
+	CHECK_INT_EQ(f.st->ops->session_set_vm(f.st, ids[0], STORE_VM_TERMINATED, 1000, 0,
+					       STORE_SESSION_DEEP_SLEEP, NULL, &err),
+		     1);
+	CHECK_INT_EQ(live(f.st, k, 1500, true), 2);
+	CHECK_INT_EQ(live(f.st, k, 1500, false), 3);
+	for (size_t i = 0; i < ARRAY_SIZE(ids); i++)
+		CHECK_INT_EQ(f.st->ops->session_delete(f.st, ids[i], &err), 1);
+	CHECK_INT_EQ(live(f.st, k, 0, false), 0);
+	CHECK_INT_EQ(live(f.st, k, 0, true), 0);
+	CHECK_INT_EQ(live(f.st, "key_bbbbbbbbbbbbbbbb", 0, false), 1);
+	if (backend == BACKEND_SQLITE) {
+		CHECK_INT_EQ(raw_int(f.path, "SELECT SUM(sessions_all) FROM keys"), 1);
+		CHECK_INT_EQ(raw_int(f.path, "SELECT SUM(sessions_vm) FROM keys"), 0);
+	}
 	fixture_close(&f);
 }
 
