@@ -175,6 +175,10 @@ static bool relay_peer_alive(void *ctx)
 static int relay_open(struct api_call *c, const struct core_node *node, struct http_forward **out,
 		      struct bk_err *err)
 {
+	/* Its read and replay buffers, held until the request ends. */
+	enum budget_limit over = budget_charge_take_all(c->plan_charge, HTTP_FORWARD_HELD);
+	if (over != BUDGET_OK)
+		return api_over_budget(c, over, err);
 	char line[600];
 	snprintf(line, sizeof(line), RELAY_HEADER ": %s", c->api->cluster_secret);
 	const char *extra[] = {line, NULL};

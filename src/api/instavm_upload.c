@@ -166,6 +166,8 @@ static const struct mp_events upload_events = {on_begin, on_data, on_end};
 
 /* ---- the request ---- */
 
+static int upload_charge(struct upload *u, struct bk_err *err);
+
 /* At the head: a new upload, or NULL with err. */
 static struct upload *upload_new(struct api_call *c, struct bk_err *err)
 {
@@ -181,16 +183,21 @@ static struct upload *upload_new(struct api_call *c, struct bk_err *err)
 		free(u);
 		return NULL;
 	}
+	if (upload_charge(u, err) < 0) {
+		mp_parser_release(&u->mp);
+		free(u);
+		return NULL;
+	}
 	return u;
 }
 
 /* Charges u's request for what u holds now (given back as it holds less):
- * -1 with err once its client may hold no more. A hop to another node
- * holds a few buffers of constant size (http/forward.c), as the server
- * does for every connection, and is not charged. */
+ * -1 with err once its client may hold no more. The parser's window is
+ * held from the head on; a hop to another node charged its buffers when
+ * it opened (api/cluster.c). */
 static int upload_charge(struct upload *u, struct bk_err *err)
 {
-	size_t held = u->kept.len + (u->up ? core_upload_held(u->up) : 0);
+	size_t held = MP_PARSER_HELD + u->kept.len + (u->up ? core_upload_held(u->up) : 0);
 	struct budget_charge *charge = u->c->plan_charge;
 	if (held < u->charged) {
 		budget_charge_give(charge, u->charged - held);

@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #define MP_BUF_SIZE (MP_WINDOW + MP_HEADERS_MAX + 2 * sizeof(((struct mp_parser *)0)->delim))
+_Static_assert(MP_BUF_SIZE == MP_PARSER_HELD, "MP_PARSER_HELD is what a parser holds");
 #define MP_PADDING_MAX 64 /* blanks after a delimiter, before its CRLF */
 
 __attribute__((format(printf, 3, 4))) static int fail(struct mp_parser *p, struct bk_err *err,

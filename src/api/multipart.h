@@ -20,6 +20,8 @@
 #define MP_NAME_MAX 256	    /* a part's name or filename */
 #define MP_PARTS_MAX 64	    /* parts in one body */
 #define MP_WINDOW 65536	    /* bytes scanned at a time */
+/* What a parser holds from mp_parser_init() to mp_parser_release(). */
+#define MP_PARSER_HELD (MP_WINDOW + MP_HEADERS_MAX + 2 * (4 + MP_BOUNDARY_MAX + 1))
 
 struct mp_events {
 	int (*begin)(void *user, const char *name, const char *filename, struct bk_err *err);

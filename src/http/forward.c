@@ -47,6 +47,8 @@
 #define FORWARD_POOL_IDLE_US (20 * 1000000LL)
 /* The most of a body kept to send again on a new connection. */
 #define FORWARD_REPLAY_MAX (64 * 1024)
+_Static_assert(FORWARD_BUF + FORWARD_REPLAY_MAX == HTTP_FORWARD_HELD,
+	       "HTTP_FORWARD_HELD is what a hop holds");
 /* How often a silent peer's liveness is asked (http_forward_watch()). */
 #define FORWARD_WATCH_MS 1000
 

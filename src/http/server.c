@@ -109,8 +109,9 @@ struct req_state {
 	 * or holds its declared length already. */
 	enum budget_limit over_budget;
 	bool reserved;
-	bool refused;	/* the sink's write() said -1 */
-	bool sink_done; /* the sink's finish() has run */
+	size_t body_charged; /* of a body of unknown length: its buffer's size */
+	bool refused;	     /* the sink's write() said -1 */
+	bool sink_done;	     /* the sink's finish() has run */
 };
 
 /* A connection of MHD's: registered with the guard while its socket is
@@ -495,10 +496,17 @@ static enum MHD_Result on_body(struct http_server *srv, struct req_state *st, co
 		st->too_large = true;
 		buf_free(&st->body);
 	}
-	/* A body of unknown length is charged as it comes. */
+	/* A body of unknown length is charged as its buffer grows (by
+	 * doubling: up to twice the bytes in it). */
 	if (!st->too_large && !st->refused && st->over_budget == BUDGET_OK && !st->reserved &&
 	    st->plan.mode == HTTP_BODY_BUFFER) {
-		st->over_budget = budget_charge_take_all(st->plan.charge, len);
+		size_t cap = buf_cap_after(&st->body, len);
+		if (cap > st->body_charged) {
+			st->over_budget =
+			    budget_charge_take_all(st->plan.charge, cap - st->body_charged);
+			if (st->over_budget == BUDGET_OK)
+				st->body_charged = cap;
+		}
 		if (st->over_budget != BUDGET_OK)
 			buf_free(&st->body);
 	}

@@ -111,6 +111,10 @@ void http_response_header(struct http_response *res, const char *name, const cha
 
 struct http_forward;
 
+/* What an open hop holds (its read and replay buffers), for its caller to
+ * charge. */
+#define HTTP_FORWARD_HELD (128 * 1024)
+
 /* Connects to url ("http://HOST:PORT", HOST a name, an IPv4 address or a
  * bracketed IPv6 one) and sends req's head with extra (NULL-terminated
  * "Name: value" lines, may be NULL) added; X-Forwarded-For gets the

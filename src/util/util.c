@@ -265,18 +265,28 @@ void buf_init(struct buf *b, size_t max)
 	b->max = max;
 }
 
+size_t buf_cap_after(const struct buf *b, size_t len)
+{
+	if (b->len + len > b->max)
+		len = b->max - b->len;
+	if (len == 0 || b->len + len + 1 <= b->cap)
+		return b->cap;
+	size_t cap = b->cap ? b->cap : 256;
+	while (cap < b->len + len + 1)
+		cap *= 2;
+	return cap;
+}
+
 int buf_append(struct buf *b, const void *data, size_t len)
 {
+	size_t cap = buf_cap_after(b, len);
 	if (b->len + len > b->max) {
 		b->truncated = true;
 		len = b->max - b->len;
 	}
 	if (len == 0)
 		return 0;
-	if (b->len + len + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		while (cap < b->len + len + 1)
-			cap *= 2;
+	if (cap > b->cap) {
 		char *p = realloc(b->data, cap);
 		if (p == NULL)
 			return -1;

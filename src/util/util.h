@@ -68,6 +68,9 @@ struct buf {
 void buf_init(struct buf *b, size_t max);
 /* Appends, cutting at max (sets truncated). Returns -1 only on ENOMEM. */
 int buf_append(struct buf *b, const void *data, size_t len);
+/* The bytes b will have allocated once len more are appended (it grows by
+ * doubling): what to charge for its memory. */
+size_t buf_cap_after(const struct buf *b, size_t len);
 void buf_free(struct buf *b);
 /* Returns the buffer's data, NUL-terminated, and empties b; caller frees. */
 char *buf_take(struct buf *b);

@@ -812,6 +812,65 @@ static int owner_of(const struct cluster *cl, int ask)
 	return who;
 }
 
+/* What node d holds for requests with a key (GET /metrics). */
+static double held_for_keys(const struct client_daemon *d)
+{
+	static const char series[] = "\nbunker_client_memory_held_bytes{budget=\"keys\"} ";
+	struct client_resp r = {0};
+	client_call(d, "GET", "/metrics", NULL, NULL, &r);
+	CHECK_MSG(r.status == 200, "GET /metrics: %ld", r.status);
+	const char *at = strstr(r.body, series);
+	CHECK_MSG(at != NULL, "no held bytes in /metrics");
+	double v = strtod(at + strlen(series), NULL);
+	client_resp_free(&r);
+	return v;
+}
+
+/* A request relayed to the owner holds a read and a replay buffer on the
+ * node the client reached (128 KiB), charged to the key from the hop's
+ * opening: stalled relays count toward the key's share as its own
+ * bodies do. */
+TEST_TIMEOUT(a_stalled_relay_is_charged_to_its_key, 240)
+{
+	enum { N = 8, HOP = 128 * 1024 };
+	struct cluster cl;
+	cluster_start(&cl);
+	char key[CLIENT_KEY_MAX];
+	CHECK(client_key_create(&cl.d[0], "paid", key, sizeof(key)) == 0);
+	char *id = create_via(&cl.d[0], key);
+	int owner = owner_of(&cl, 0);
+	CHECK_MSG(owner >= 0, "no node owns the new session");
+	const struct client_daemon *via = &cl.d[(owner + 1) % NODES];
+	char head[512];
+	snprintf(head, sizeof(head),
+		 "POST /sessions/%s/network HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+		 "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{",
+		 id, key);
+	double before = held_for_keys(via), held = before;
+	int fds[N];
+	for (int i = 0; i < N; i++) {
+		fds[i] = raw_dial(via->port, "127.0.0.1", 0);
+		CHECK(fds[i] >= 0);
+		CHECK(raw_send(fds[i], head, strlen(head), 2000) == strlen(head));
+	}
+	double t0 = client_now();
+	while ((held = held_for_keys(via)) < before + (double)N * HOP && client_now() - t0 < 10)
+		usleep(100 * 1000);
+	for (int i = 0; i < N; i++)
+		close(fds[i]);
+	fprintf(stderr, "    %d relays stalled in their bodies: held for keys %.0f -> %.0f kB\n", N,
+		before / 1024, held / 1024);
+	CHECK_MSG(held >= before + (double)N * HOP, "%d stalled relays held %.0f kB, not %d kB", N,
+		  (held - before) / 1024, N * HOP / 1024);
+	/* Closed, they hold nothing. */
+	t0 = client_now();
+	while (held_for_keys(via) > before + 64 * 1024 && client_now() - t0 < 10)
+		usleep(100 * 1000);
+	CHECK(held_for_keys(via) <= before + 64 * 1024);
+	free(id);
+	cluster_stop(&cl);
+}
+
 /* A cluster whose nodes checkpoint every second into snap (a fresh
  * directory), with extra flags more (may be NULL), a key of plan paid in
  * key, and one session (returned, caller frees) holding

@@ -901,6 +901,18 @@ TEST_TIMEOUT(client_memory_in_metrics, 60)
 
 /* ---- streamed uploads (InstaVM's multipart POST /upload) ---- */
 
+/* The head of an upload of key declaring declared bytes, followed by the
+ * first of them, parts. */
+static void upload_head(char *head, size_t len, const char *key, size_t declared, const char *parts)
+{
+	int n = snprintf(head, len,
+			 "POST /upload HTTP/1.1\r\nHost: x\r\nX-API-Key: %s\r\n"
+			 "Content-Type: multipart/form-data; boundary=" IV_BOUNDARY "\r\n"
+			 "Content-Length: %zu\r\n\r\n%s",
+			 key, declared, parts);
+	CHECK(n > 0 && (size_t)n < len);
+}
+
 TEST_TIMEOUT(streamed_uploads_of_one_key_are_charged, 180)
 {
 	/* 32 uploads of one key, each stalled one byte short of its end,
@@ -923,11 +935,7 @@ TEST_TIMEOUT(streamed_uploads_of_one_key_are_charged, 180)
 		     "filename=\"held.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n",
 		     id);
 	CHECK(pl > 0 && (size_t)pl < sizeof(parts));
-	snprintf(head, sizeof(head),
-		 "POST /upload HTTP/1.1\r\nHost: x\r\nX-API-Key: %s\r\n"
-		 "Content-Type: multipart/form-data; boundary=" IV_BOUNDARY "\r\n"
-		 "Content-Length: %zu\r\n\r\n%s",
-		 key, (size_t)pl + part + strlen(tail), parts);
+	upload_head(head, sizeof(head), key, (size_t)pl + part + strlen(tail), parts);
 	double keys0 = metric(HELD_KEYS);
 	long before = raw_proc_kb(bk.d.pid, "VmRSS");
 	char *file = malloc(part + strlen(tail));
@@ -973,6 +981,83 @@ TEST_TIMEOUT(streamed_uploads_of_one_key_are_charged, 180)
 	iv_upload_file(key, id, "after.txt", "after", 0, &r);
 	CHECK_STATUS(&r, 200);
 	client_resp_free(&r);
+	free(id);
+}
+
+/* A chunked body (its length unknown) is buffered in a buffer that grows
+ * by doubling: 17 MiB of it sit in 32 MiB, which the key's share counts,
+ * not the 17 MiB that came (as before). */
+TEST_TIMEOUT(a_chunked_body_is_charged_by_its_buffer, 60)
+{
+	char key[CLIENT_KEY_MAX], head[512], line[32];
+	client_must_key("paid", key, sizeof(key));
+	char *id = client_must_create(key, NULL);
+	snprintf(head, sizeof(head),
+		 "POST /files/write HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+		 "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+		 key);
+	double keys0 = metric(HELD_KEYS);
+	int fd = raw_dial(bk.d.port, "127.0.0.16", 0);
+	CHECK(fd >= 0);
+	CHECK(raw_send(fd, head, strlen(head), 2000) == strlen(head));
+	static char chunk[1 << 20];
+	memset(chunk, 'a', sizeof(chunk));
+	int n = snprintf(chunk, sizeof(chunk),
+			 "{\"sessionId\":\"%s\",\"path\":\"c\",\"content\":\"", id);
+	chunk[n] = 'a';
+	for (int i = 0; i < 17; i++) {
+		int ll = snprintf(line, sizeof(line), "%zx\r\n", sizeof(chunk));
+		CHECK(raw_send(fd, line, (size_t)ll, 5000) == (size_t)ll);
+		CHECK(raw_send(fd, chunk, sizeof(chunk), 5000) == sizeof(chunk));
+		CHECK(raw_send(fd, "\r\n", 2, 5000) == 2);
+		memset(chunk, 'a', (size_t)n);
+	}
+	double keys = metric_reaches(HELD_KEYS, keys0 + 30.0 * MIB);
+	close(fd);
+	fprintf(stderr, "    a chunked body stalled after 17 MiB: %s %.1f -> %.1f MB\n", HELD_KEYS,
+		keys0 / MIB, keys / MIB);
+	CHECK_MSG(keys >= keys0 + 30.0 * MIB, "17 MiB of a chunked body held %.1f MB of the budget",
+		  (keys - keys0) / MIB);
+	client_must_delete(key, id);
+	free(id);
+}
+
+/* Uploads stalled after their text parts, before a byte of the file: each
+ * holds the parser's window from its head on (MP_PARSER_HELD, some 72
+ * KiB), which the key's share counted for nothing before. */
+TEST_TIMEOUT(stalled_upload_heads_hold_their_windows, 60)
+{
+	enum { N = 16, WINDOW = 72 * 1024 };
+	char key[CLIENT_KEY_MAX];
+	client_must_key("paid", key, sizeof(key));
+	char *id = iv_create(key, NULL);
+	char parts[1024], head[2048];
+	int pl = snprintf(parts, sizeof(parts),
+			  "--" IV_BOUNDARY "\r\nContent-Disposition: form-data; name=\"session_id\""
+			  "\r\n\r\n%s\r\n",
+			  id);
+	CHECK(pl > 0 && (size_t)pl < sizeof(parts));
+	upload_head(head, sizeof(head), key, 50000000, parts);
+	double keys0 = metric(HELD_KEYS);
+	int fds[N];
+	for (int i = 0; i < N; i++) {
+		fds[i] = raw_dial(bk.d.port, "127.0.0.15", 0);
+		CHECK(fds[i] >= 0);
+		CHECK(raw_send(fds[i], head, strlen(head), 2000) == strlen(head));
+	}
+	double keys = metric_reaches(HELD_KEYS, keys0 + (double)N * WINDOW);
+	flood_close(fds, N);
+	fprintf(stderr, "    %d uploads stalled after their text parts: %s %.0f -> %.0f kB\n", N,
+		HELD_KEYS, keys0 / 1024, keys / 1024);
+	CHECK_MSG(keys >= keys0 + (double)N * WINDOW,
+		  "%d stalled uploads held %.0f kB of the budget, not %d of their windows", N,
+		  (keys - keys0) / 1024, N);
+	/* Closed, they hold nothing. */
+	double t0 = client_now();
+	while (metric(HELD_KEYS) > keys0 + 64 * 1024 && client_now() - t0 < 10)
+		usleep(100 * 1000);
+	CHECK_MSG(metric(HELD_KEYS) <= keys0 + 64 * 1024, "closed uploads still hold %.0f kB",
+		  (metric(HELD_KEYS) - keys0) / 1024);
 	free(id);
 }
 

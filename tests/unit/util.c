@@ -33,6 +33,24 @@ TEST(buf_caps_and_marks_truncation)
 	free(s);
 }
 
+/* What buf_cap_after() says a buffer will hold is what it then holds,
+ * past its max too. */
+TEST(buf_cap_after_is_what_append_allocates)
+{
+	struct buf b;
+	buf_init(&b, 5000);
+	static const size_t pieces[] = {0, 1, 254, 1, 300, 1000, 3000, 2000};
+	static char data[4096];
+	for (size_t i = 0; i < sizeof(pieces) / sizeof(pieces[0]); i++) {
+		size_t want = buf_cap_after(&b, pieces[i]);
+		CHECK(buf_append(&b, data, pieces[i]) == 0);
+		CHECK_INT_EQ(b.cap, want);
+	}
+	CHECK(b.truncated);
+	CHECK_INT_EQ(b.cap, 8192);
+	buf_free(&b);
+}
+
 TEST(random_alnum_alphabet_and_uniqueness)
 {
 	char a[21], b[21];
