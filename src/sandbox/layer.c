@@ -30,6 +30,12 @@
  * still (the daemon's mount namespace is kept), or mounts it again. Ending
  * the disk unmounts and removes it. The random part keeps two nodes that
  * woke the same session one after the other from naming one file.
+ *
+ * One file of some 800 lines, and not three (mounting, folding, building):
+ * they are the steps of one layer's life, the build reads what the fold
+ * staged, and both the mount and the build shift owners through the same
+ * idmapped binds (userns_fd(), idmap_attach()); apart, they would share
+ * those helpers and the layer's naming through a header.
  */
 #include <dirent.h>
 #include <errno.h>
