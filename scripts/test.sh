@@ -150,6 +150,12 @@ if [ "$BUNKER_TEST_INNER" != shared ]; then
 	# here before the count of mounts, it is not one the run leaves.
 	mkdir -p /run/bunker && { mountpoint -q /run/bunker || mount --bind /run/bunker /run/bunker; } &&
 		mount --make-private /run/bunker || exit 1
+	# The egress tests' `ip netns add` makes /run/netns a shared bind mount
+	# of itself on its first use in a namespace (iproute2 does, where no
+	# earlier `ip netns` on the host made it): made here, the same way and
+	# before the count, it is not one the run leaves.
+	mkdir -p /run/netns && { mountpoint -q /run/netns || mount --bind /run/netns /run/netns; } &&
+		mount --make-shared /run/netns || exit 1
 fi
 export BUNKER_BUILD="$PWD/$build"
 # LeakSanitizer cannot follow the daemon's clone3() children; leaks are
