@@ -233,16 +233,20 @@ int main(int argc, char **argv)
 	}
 
 	/* The processes the levels need (--pids-max 32 each, the warm pool's
-	 * and the measured creates' included): up to nine tenths of the
-	 * kernel's pid_max as the daemon's budget, raising pid_max only past
-	 * that. */
+	 * and the measured creates' included): the daemon's own budget (half
+	 * of pid_max or threads-max, the lower) where that is enough, else
+	 * up to nine tenths of the lower as the budget, raising pid_max only
+	 * past that. */
 	long pid_max = read_long("/proc/sys/kernel/pid_max", NULL);
+	long threads = read_long("/proc/sys/kernel/threads-max", NULL);
+	long room = threads > 0 && threads < pid_max ? threads : pid_max;
 	long need = (long)(max + n + 16) * 32;
 	char budget_s[24] = "";
-	if (pid_max > 0 && need <= pid_max / 10 * 9) {
-		snprintf(budget_s, sizeof(budget_s), "%ld",
-			 need > pid_max / 2 ? need : pid_max / 2);
-	} else if (pid_max > 0 && pid_max < PID_MAX_WANTED) {
+	if (room > 0 && need <= room / 2) {
+		/* The default serves. */
+	} else if (room > 0 && need <= room / 10 * 9) {
+		snprintf(budget_s, sizeof(budget_s), "%ld", need);
+	} else if (pid_max > 0 && pid_max < PID_MAX_WANTED && room == pid_max) {
 		pid_max_before = pid_max;
 		signal(SIGINT, on_signal);
 		signal(SIGTERM, on_signal);
