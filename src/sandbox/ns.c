@@ -555,10 +555,17 @@ static int ns_prepare(struct ns_backend *b, const struct sbx_backend_config *cfg
 	if (mkdir_p(b->run_dir, 0700, err) < 0)
 		return -1;
 	/* Session mounts live under a private mount, so that none of them
-	 * propagates into other mount namespaces of the host. */
+	 * propagates into other mount namespaces of the host: a tmpfs of the
+	 * daemon's namespace, which holds their directories and mount points
+	 * alone (a session's files are on its own disk). Not the data
+	 * directory's file system: ext4 makes each mkdir look past every inode
+	 * freed in the last minutes (recently_deleted()), 4.9 ms of a sandbox's
+	 * start in a burst of 200 creates. It lives as long as the namespace,
+	 * as the disks in it do. */
 	if (!ns__is_mountpoint(b->run_dir) &&
-	    mount(b->run_dir, b->run_dir, NULL, MS_BIND, NULL) < 0)
-		return bk_err_set(err, errno, "cannot bind '%s'", b->run_dir);
+	    mount("bunker-run", b->run_dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+		  "mode=0700,size=16m,nr_inodes=1048576") < 0)
+		return bk_err_set(err, errno, "cannot mount a tmpfs on '%s'", b->run_dir);
 	if (mount(NULL, b->run_dir, NULL, MS_PRIVATE, NULL) < 0)
 		return bk_err_set(err, errno, "cannot make '%s' private", b->run_dir);
 	/* Before any session: sandboxes are clones of this small fork. */

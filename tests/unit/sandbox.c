@@ -10,6 +10,8 @@
 #include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <linux/magic.h>
 #include <unistd.h>
 
 #include "../client.h"
@@ -662,6 +664,25 @@ TEST(sandbox_files_save_is_refused_without_room)
 	expect_out(s, "wc -c < r.bin", "3000000\n");
 	stop(s);
 	purge(id, NULL);
+	teardown();
+}
+
+/* The run directory, where each sandbox's directories and mount points
+ * are made, is a tmpfs of its own: not the data directory's file system,
+ * whose mkdir (ext4) grows with the inodes freed lately. */
+TEST(sandbox_run_directory_is_a_tmpfs)
+{
+	setup();
+	char run[400];
+	snprintf(run, sizeof(run), "%s/run", data_dir);
+	struct statfs fs;
+	CHECK(statfs(run, &fs) == 0);
+	CHECK_MSG(fs.f_type == TMPFS_MAGIC, "%s is of file system 0x%lx", run,
+		  (unsigned long)fs.f_type);
+	struct sbx *s = start("ses_unitrunaaaaaaaaaaaaa", 16);
+	expect_out(s, "echo alive", "alive\n");
+	stop(s);
+	CHECK(purge("ses_unitrunaaaaaaaaaaaaa", NULL) == 0);
 	teardown();
 }
 
