@@ -182,7 +182,7 @@ static void measure(const char *key, int n, struct level *l)
 	}
 	for (int i = 0; i < n; i++)
 		drop_last(key, NULL);
-	char what[64];
+	static char what[64]; /* summarise() keeps the pointer */
 	snprintf(what, sizeof(what), "create, %d ms apart", pace_ms);
 	l->paced = summarise(what, v, n);
 	free(v);
